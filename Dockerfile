@@ -1,0 +1,79 @@
+# syntax=docker/dockerfile:1
+# The Maeul gateway: a small non-root image that migrates its database, then serves the API.
+#
+#   docker build -t maeul-gateway .
+#   docker run --rm -p 8000:8000 -e GATEWAY_API_TOKEN=... -e GATEWAY_MQTT_URL=mqtt://... \
+#       -e GATEWAY_DATABASE_URL=postgresql+asyncpg://... -v maeul-data:/data maeul-gateway
+#
+# Without GATEWAY_DATABASE_URL the gateway uses SQLite in /data (one replica only).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: wheels for every dependency, installed into a virtualenv --------------------------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
+
+# Dependencies get a layer of their own, so a code change does not rebuild them. Every one of
+# them ships manylinux wheels (PyAV bundles FFmpeg), so no compiler is needed.
+COPY pyproject.toml README.md ./
+RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > /tmp/requirements.txt \
+    && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt \
+    && pip install --no-index --find-links /wheels -r /tmp/requirements.txt
+
+# The project is installed in place (editable) because migrations are read from /app/alembic
+# next to the packages; the runtime stage copies /app and /opt/venv to the same paths.
+COPY alembic.ini ./
+COPY alembic ./alembic
+COPY gateway ./gateway
+COPY wire ./wire
+COPY audio ./audio
+COPY devices ./devices
+COPY maeul ./maeul
+COPY scripts/docker-entrypoint.sh /usr/local/bin/maeul-entrypoint
+RUN pip install --no-deps -e . \
+    && rm -rf /app/*.egg-info /app/build \
+    && python -m compileall -q /app /opt/venv \
+    && chmod 0755 /usr/local/bin/maeul-entrypoint
+
+# --- runtime ------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+ARG UID=10001
+RUN groupadd --system --gid "${UID}" maeul \
+    && useradd --system --uid "${UID}" --gid maeul --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin maeul \
+    && mkdir -p /data \
+    && chown maeul:maeul /data
+
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /app /app
+COPY --from=builder /usr/local/bin/maeul-entrypoint /usr/local/bin/maeul-entrypoint
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    GATEWAY_ENVIRONMENT=production \
+    GATEWAY_DATA_DIR=/data
+
+WORKDIR /app
+USER ${UID}:${UID}
+VOLUME ["/data"]
+EXPOSE 8000
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request\ntry:\n    ok = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200\nexcept OSError as exc:\n    sys.exit(f'unhealthy: {exc}')\nsys.exit(0 if ok else 1)"]
+
+ENTRYPOINT ["maeul-entrypoint"]
+CMD ["serve"]
+
+LABEL org.opencontainers.image.title="maeul-gateway" \
+      org.opencontainers.image.description="Smart-village broadcast gateway (FastAPI + MQTT 5)" \
+      org.opencontainers.image.licenses="Apache-2.0"

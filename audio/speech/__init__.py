@@ -1,0 +1,1 @@
+"""Text-to-speech for announcements: normalised Korean text, a pluggable voice, broadcast WAV."""

@@ -1,0 +1,246 @@
+"""Running the blocking audio pipeline in bounded worker processes, for the async gateway.
+
+Each slot is a one-process ``ProcessPoolExecutor`` (forkserver or spawn, never fork: the
+gateway has threads). A job first takes a free slot (waiting at most ``queue_timeout_s``),
+then runs with ``timeout_s``; the clock starts only once the slot's process is up, so the
+timeout measures the file, not the queue or a cold start. A job that runs out of time, or
+whose caller gives up, gets its process killed and the slot rebuilt, so one stuck decode
+never wedges the others. Worker processes cap their own address space (RLIMIT_AS) at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+from collections.abc import Callable, Collection
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import TracebackType
+from typing import Final, ParamSpec, TypeVar
+
+from audio.errors import AudioWorkerBusy, AudioWorkerFailed, TranscodeTimeout
+from audio.pipeline import CODECS, AudioOptions, ProbeInfo, Transcoded, probe_file, transcode_file
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_MEMORY_LIMIT: Final = 1024 * 1024 * 1024
+_STARTUP_TIMEOUT_S: Final = 60.0
+
+
+def _init_worker(memory_limit_bytes: int | None) -> None:
+    # Ctrl-C belongs to the gateway; it shuts the pool down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit_bytes is None:
+        return
+    # The cap is what a job may add to what the process already maps after start-up
+    # (Python, numpy, FFmpeg), so it means the same on every machine.
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _mapped_bytes() + memory_limit_bytes
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 512 * 1024 * 1024
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class _Slot:
+    """One worker process, rebuilt from scratch when it is killed."""
+
+    def __init__(self, factory: Callable[[], ProcessPoolExecutor]) -> None:
+        self._factory = factory
+        self.pool = factory()
+        self.started = False
+
+    def processes(self) -> list[BaseProcess]:
+        return list((getattr(self.pool, "_processes", None) or {}).values())
+
+    def recycle(self) -> None:
+        """Kill the process (whatever it is doing) and start over with a fresh pool."""
+        victims = self.processes()
+        for process in victims:
+            if process.is_alive():
+                process.kill()
+        # The old pool's manager thread reaps the killed process on its own.
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._factory()
+        self.started = False
+
+
+class TranscodeWorker:
+    """Async front of the audio pipeline: ``await worker.transcode(path, category=...)``."""
+
+    def __init__(
+        self,
+        options: AudioOptions | None = None,
+        *,
+        max_workers: int = 1,
+        timeout_s: float = 120.0,
+        queue_timeout_s: float | None = 300.0,
+        memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT,
+        start_method: str = "forkserver",
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        if start_method == "fork":
+            raise ValueError("fork is unsafe in a threaded gateway; use forkserver or spawn")
+        if start_method not in multiprocessing.get_all_start_methods():
+            start_method = "spawn"
+        self.options = options or AudioOptions()
+        self.timeout_s = timeout_s
+        self.queue_timeout_s = queue_timeout_s
+        context = multiprocessing.get_context(start_method)
+        factory = functools.partial(
+            ProcessPoolExecutor,
+            max_workers=1,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(memory_limit_bytes,),
+        )
+        self._slots = [_Slot(factory) for _ in range(max_workers)]
+        self._free: asyncio.Queue[_Slot] | None = None
+        self._closed = False
+
+    async def transcode(
+        self, path: Path, *, category: str, codecs: Collection[str] = CODECS
+    ) -> Transcoded:
+        return await self.run(
+            transcode_file, path, category=str(category), options=self.options, codecs=tuple(codecs)
+        )
+
+    async def probe(self, path: Path, *, measure: bool = False) -> ProbeInfo:
+        return await self.run(probe_file, path, self.options, measure=measure)
+
+    async def start(self) -> None:
+        """Start every worker process now rather than on first use."""
+        await asyncio.gather(*(self._ensure_started(slot) for slot in self._slots))
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a picklable blocking function in a worker, within the time and memory bounds."""
+        slot = await self._acquire()
+        try:
+            await self._ensure_started(slot)
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(slot.pool, functools.partial(fn, *args, **kwargs))
+            try:
+                return await asyncio.wait_for(future, self.timeout_s)
+            except TimeoutError:
+                log.warning("audio job %s passed %.0f s; worker killed", _name(fn), self.timeout_s)
+                slot.recycle()
+                raise TranscodeTimeout(
+                    f"오디오 처리가 {self.timeout_s:.0f}초 안에 끝나지 않았습니다. / "
+                    f"Processing the audio did not finish within {self.timeout_s:.0f} s."
+                ) from None
+            except asyncio.CancelledError:
+                # Nobody waits for the result any more; free the process for the next job.
+                slot.recycle()
+                raise
+            except BrokenProcessPool:
+                log.error("audio worker died during %s; restarting it", _name(fn))
+                slot.recycle()
+                raise AudioWorkerFailed(
+                    "오디오 변환 프로세스가 비정상 종료되었습니다. / "
+                    "The audio worker process died while converting."
+                ) from None
+            except MemoryError:
+                slot.recycle()
+                raise AudioWorkerFailed(
+                    "오디오 변환에 필요한 메모리가 제한을 넘었습니다. / "
+                    "Converting the audio needed more memory than allowed."
+                ) from None
+        finally:
+            self._release(slot)
+
+    async def _acquire(self) -> _Slot:
+        self._check_open()
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for slot in self._slots:
+                self._free.put_nowait(slot)
+        try:
+            slot = await asyncio.wait_for(self._free.get(), self.queue_timeout_s)
+        except TimeoutError:
+            raise AudioWorkerBusy(
+                f"{self.queue_timeout_s:.0f}초 동안 빈 변환기가 없었습니다. / "
+                f"No audio worker became free within {self.queue_timeout_s:.0f} s."
+            ) from None
+        if self._closed:
+            self._release(slot)
+            self._check_open()
+        return slot
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AudioWorkerFailed(
+                "오디오 변환기가 종료되었습니다. / The audio converter has been shut down."
+            )
+
+    def _release(self, slot: _Slot) -> None:
+        if self._free is not None:
+            self._free.put_nowait(slot)
+
+    async def _ensure_started(self, slot: _Slot) -> None:
+        if slot.started:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(slot.pool, _ready), _STARTUP_TIMEOUT_S)
+        except (TimeoutError, BrokenProcessPool, OSError) as exc:
+            slot.recycle()
+            raise AudioWorkerFailed(
+                "오디오 변환 프로세스를 시작하지 못했습니다. / "
+                f"The audio worker process could not start ({type(exc).__name__})."
+            ) from None
+        slot.started = True
+
+    async def close(self, *, grace_s: float = 5.0) -> None:
+        """Stop taking jobs, let running ones finish for `grace_s`, then kill the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        processes = [p for slot in self._slots for p in slot.processes()]
+        for slot in self._slots:
+            slot.pool.shutdown(wait=False, cancel_futures=True)
+
+        def join_all() -> None:
+            for process in processes:
+                process.join(grace_s)
+                if process.is_alive():
+                    process.kill()
+                    process.join(1.0)
+
+        await asyncio.to_thread(join_all)
+
+    async def __aenter__(self) -> TranscodeWorker:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _name(fn: Callable[..., object]) -> str:
+    return getattr(fn, "__qualname__", repr(fn))

@@ -1,0 +1,1 @@
+"""Benchmarks: fan-out against a bare-broker floor, transcoding, API latency and memory."""

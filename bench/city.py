@@ -1,0 +1,354 @@
+"""A benchmark city: its database, the gateway process serving it and its simulated speakers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import sqlite3
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+
+from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from gateway.db import create_engine, create_sessions
+from gateway.migrations import upgrade
+from gateway.places import service as places
+from gateway.places.csv_import import PlaceRow
+from gateway.places.models import City
+from gateway.seed import seed
+from gateway.settings import MqttTarget
+from gateway.speakers import service as speakers
+from tests.e2e.harness import GatewayProcess
+from wire import contract
+from wire.contract import SpeakerIdentity
+
+CITY = "bench"
+JINJU_VILLAGES = 358
+JINJU_DISTRICTS = 21
+
+
+async def seed_database(folder: Path, speaker_count: int | None) -> str:
+    """Migrate a SQLite database; None seeds the Jinju preset, a number that many speakers."""
+    path = folder / "maeul.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    try:
+        async with create_sessions(engine)() as session:
+            if speaker_count is None:
+                await seed(session, preset="jinju", city_code=CITY)
+            else:
+                await _seed_uniform(session, speaker_count)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return url
+
+
+async def _seed_uniform(session: Any, count: int) -> None:
+    """Jinju's shape (21 districts, up to 358 villages) with `count` speakers spread evenly."""
+    now = datetime.now(UTC)
+    city = City(code=CITY, name="벤치시", settings={}, created_at=now)
+    session.add(city)
+    await session.flush()
+    village_count = min(count, JINJU_VILLAGES)
+    district_count = min(JINJU_DISTRICTS, village_count)
+    villages = []
+    for v in range(village_count):
+        d = v % district_count + 1
+        villages.append(
+            PlaceRow(v + 2, f"d{d:02d}", f"구역{d:02d}", f"d{d:02d}-v{v + 1:03d}", f"마을{v + 1}")
+        )
+    await places.upsert_places(session, city, villages, now=now)
+    rows = [
+        speakers.SpeakerRow(
+            line=i + 2,
+            code=f"{villages[i % village_count].village_code}-s{i // village_count + 1}",
+            village_code=villages[i % village_count].village_code,
+            kind="loudspeaker",
+            codecs=("opus", "mp3"),
+        )
+        for i in range(count)
+    ]
+    await speakers.upsert_speakers(session, city.id, rows, now=now)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def children_rss_mb(pid: int) -> float:
+    """Resident memory of the direct children of a process (audio workers), in MiB."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError, RuntimeError):
+                    total += rss_mb(int(child))
+    return round(total, 1)
+
+
+class Observer:
+    """Runs bench.observer in its own process, so a busy fleet does not delay the timestamps."""
+
+    def __init__(self, mqtt_url: str, expected: int) -> None:
+        self.mqtt_url = mqtt_url
+        self.expected = expected
+        self.commands: dict[str, bytes] = {}  # broadcast id -> the play payload last seen
+        self.command_topics: dict[str, str] = {}
+        self._done: dict[str, tuple[float, float]] = {}
+        self._changed = asyncio.Event()
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.observer",
+            self.mqtt_url,
+            str(self.expected),
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+        self._reader = asyncio.create_task(self._read())
+        async with asyncio.timeout(60):
+            await self._ready.wait()
+
+    async def stop(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            await self._process.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def _read(self) -> None:
+        assert self._process is not None
+        assert self._process.stdout is not None
+        while line := await self._process.stdout.readline():
+            kind, *rest = line.decode().split()
+            if kind == "ready":
+                self._ready.set()
+            elif kind == "cmd":
+                self.commands[rest[0]] = base64.b64decode(rest[2])
+                self.command_topics[rest[0]] = rest[1]
+            elif kind == "done":
+                self._done[rest[0]] = (float(rest[1]), float(rest[2]))
+                self._changed.set()
+
+    async def wait(self, broadcast_id: str, started: float, limit_s: float) -> tuple[float, float]:
+        """Milliseconds from `started` until every speaker acked received, and played."""
+        try:
+            async with asyncio.timeout(limit_s):
+                while broadcast_id not in self._done:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise RuntimeError(
+                f"broadcast {broadcast_id}: not every one of {self.expected} speakers "
+                f"acked played after {limit_s:g} s"
+            ) from None
+        received_at, played_at = self._done[broadcast_id]
+        return (received_at - started) * 1000, (played_at - started) * 1000
+
+
+class Bench:
+    """One gateway process, its fleet and an observer, for one city on a shared broker."""
+
+    def __init__(self, folder: Path, mqtt_url: str, speaker_count: int | None) -> None:
+        self.folder = folder
+        self.mqtt_url = mqtt_url
+        self.speaker_count = speaker_count
+        self.gateway: GatewayProcess | None = None
+        self.fleet: Fleet | None = None
+        self.observer: Observer | None = None
+        self.client: httpx.AsyncClient | None = None
+        self.publisher: aiomqtt.Client | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def total(self) -> int:
+        assert self.fleet is not None
+        return len(self.fleet.speakers)
+
+    @property
+    def pid(self) -> int:
+        assert self.gateway is not None
+        assert self.gateway.process is not None
+        return self.gateway.process.pid
+
+    async def __aenter__(self) -> Bench:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self, speed: float = 50.0) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        url = await seed_database(self.folder, self.speaker_count)
+        self.gateway = GatewayProcess(
+            database_url=url,
+            mqtt_url=self.mqtt_url,
+            data_dir=self.folder,
+            city_code=CITY,
+            extra_env={"GATEWAY_ACK_TIMEOUT_S": "60"},
+        )
+        await self.gateway.start()
+        self._stack.callback(self.gateway.stop)
+        self.client = await self._stack.enter_async_context(self.gateway.client())
+        client = self.client
+        fleet_page = (await client.get("/api/v1/speakers/fleet")).json()
+        items = fleet_page["items"] if isinstance(fleet_page, dict) else fleet_page
+        keys = {
+            k["key_id"]: base64.b64decode(k["public_key"])
+            for k in (await client.get("/api/v1/keys")).json()
+        }
+        city = (await client.get("/api/v1/city")).json()
+        sims = [
+            SimSpeaker(
+                identity=SpeakerIdentity(
+                    city=city["code"],
+                    district=s["district_code"],
+                    village=s["village_code"],
+                    speaker=s["code"],
+                ),
+                codecs=tuple(s["codecs"]),
+            )
+            for s in items
+        ]
+        self.observer = Observer(self.mqtt_url, len(sims))
+        await self.observer.start()
+        self._stack.push_async_callback(self.observer.stop)
+        self.fleet = Fleet(
+            FleetConfig(
+                mqtt_url=self.mqtt_url,
+                gateway_url=self.gateway.url,
+                seed=3,
+                speed=speed,
+                public_keys=keys,
+                heartbeat_s=300.0,
+            )
+        )
+        self._stack.push_async_callback(self.fleet.stop)
+        await self.fleet.start(sims)
+        await self._wait_online(len(sims))
+        target = MqttTarget(self.mqtt_url)
+        self.publisher = await self._stack.enter_async_context(
+            aiomqtt.Client(
+                target.host,
+                target.port,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                identifier=f"bench-floor-{uuid.uuid4().hex[:8]}",
+            )
+        )
+
+    async def _wait_online(self, count: int) -> None:
+        assert self.client is not None
+        async with asyncio.timeout(300):
+            while True:
+                response = await self.client.get(
+                    "/api/v1/speakers", params={"online": "true", "limit": 1}
+                )
+                if response.json()["total"] >= count:
+                    return
+                await asyncio.sleep(0.3)
+
+    async def post_broadcast(self, recording: bytes) -> tuple[str, float]:
+        """Send to every village; the broadcast id and the perf_counter when 201 came back."""
+        assert self.client is not None
+        response = await self.client.post(
+            "/api/v1/broadcasts",
+            data={"category": "administrative", "all_villages": "true"},
+            files={"file": ("phone.m4a", recording, "audio/mp4")},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        started = time.perf_counter()
+        if response.status_code != 201:
+            raise RuntimeError(f"broadcast refused: {response.status_code} {response.text}")
+        return str(response.json()["id"]), started
+
+    async def wait_completed(self, broadcast_id: str, limit_s: float = 120) -> None:
+        """Poll until the gateway has recorded every ack, so the next round starts quiet."""
+        assert self.client is not None
+        async with asyncio.timeout(limit_s):
+            while True:
+                response = await self.client.get(
+                    f"/api/v1/broadcasts/{broadcast_id}", params={"detail": "false"}
+                )
+                if response.status_code == 200 and response.json()["state"] in (
+                    "completed",
+                    "cancelled",
+                ):
+                    return
+                await asyncio.sleep(0.2)
+
+    async def gateway_round(self, recording: bytes) -> tuple[str, float, float]:
+        """One broadcast through the gateway: (id, ms to all received, ms to all played)."""
+        assert self.observer is not None
+        broadcast_id, started = await self.post_broadcast(recording)
+        received, played = await self.observer.wait(broadcast_id, started, 120)
+        await self.wait_completed(broadcast_id)
+        return broadcast_id, received, played
+
+    def _signer(self) -> tuple[str, bytes]:
+        assert self.gateway is not None
+        with contextlib.closing(sqlite3.connect(self.folder / "maeul.db")) as db:
+            row = db.execute(
+                "SELECT key_id, private_key FROM signing_keys WHERE active = 1 "
+                "ORDER BY created_at LIMIT 1"
+            ).fetchone()
+        if row is None:
+            raise RuntimeError("the gateway has no signing key yet")
+        return str(row[0]), bytes(row[1])
+
+    def floor_payload(self, template: bytes) -> tuple[str, bytes]:
+        """The gateway's own command with a fresh id, broadcast id, nonce and signature."""
+        command = contract.decode_command(template)
+        now = contract.now_ms()
+        fresh = command.model_copy(
+            update={
+                "id": contract.new_id(),
+                "broadcast_id": contract.new_id(),
+                "nonce": contract.new_nonce(),
+                "issued_at_ms": now,
+                "expires_at_ms": now + max(60_000, command.expires_at_ms - command.issued_at_ms),
+            }
+        )
+        key_id, private_key = self._signer()
+        signed = contract.sign_command(fresh, key_id=key_id, private_key=private_key)
+        return signed.broadcast_id, contract.encode_command(signed)
+
+    async def floor_round(self, template: bytes) -> tuple[float, float]:
+        """The same command straight to the broker on the all-city topic, no gateway."""
+        assert self.publisher is not None
+        assert self.observer is not None
+        broadcast_id, payload = self.floor_payload(template)
+        started = time.perf_counter()
+        await self.publisher.publish(contract.command_topic_all(CITY), payload, qos=1)
+        return await self.observer.wait(broadcast_id, started, 120)
+
+    def template_for(self, broadcast_id: str) -> bytes:
+        assert self.observer is not None
+        payload = self.observer.commands.get(broadcast_id)
+        if payload is None:
+            raise RuntimeError(f"no command seen for broadcast {broadcast_id}")
+        return payload

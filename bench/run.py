@@ -1,0 +1,294 @@
+"""Runs every benchmark in one go, prints a table and writes the results as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.city import Bench, children_rss_mb, rss_mb
+from bench.health import run_health_bench
+from bench.stats import percentile, summary
+from bench.transcode import run_transcode_bench
+from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, raise_nofile_limit
+from tests.e2e.harness import TOKEN
+from tests.media import make_recording
+
+DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
+POLLERS = 4
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name) == "1"
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def _mosquitto_version() -> str | None:
+    binary = find_mosquitto()
+    if binary is None:
+        return None
+    result = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
+    first = (result.stdout or result.stderr).splitlines()
+    return first[0].removeprefix("mosquitto version ").strip() if first else None
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "mosquitto": _mosquitto_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def _fanout(
+    folder: Path, mqtt_url: str, count: int, recording: bytes, rounds: int, warmup: int
+) -> tuple[dict[str, Any], Bench | None]:
+    """Alternate gateway and floor rounds on one fleet; returns the entry (bench kept open)."""
+    bench = Bench(folder / f"fanout-{count}", mqtt_url, count)
+    await bench.__aenter__()
+    try:
+        _log(f"fan-out {count}: {bench.total} speakers online")
+        template: bytes | None = None
+        gateway_received: list[float] = []
+        gateway_played: list[float] = []
+        floor_received: list[float] = []
+        floor_played: list[float] = []
+        topic = None
+        for index in range(warmup + rounds):
+            timed = index >= warmup
+            broadcast_id, received, played = await bench.gateway_round(recording)
+            if template is None:
+                template = bench.template_for(broadcast_id)
+                assert bench.observer is not None
+                topic = bench.observer.command_topics.get(broadcast_id)
+            await asyncio.sleep(0.3)
+            floor_r, floor_p = await bench.floor_round(template)
+            await asyncio.sleep(0.3)
+            _log(
+                f"  round {index + 1}{'' if timed else ' (warm-up)'}: gateway "
+                f"{received:.0f}/{played:.0f} ms, floor {floor_r:.0f}/{floor_p:.0f} ms"
+            )
+            if timed:
+                gateway_received.append(received)
+                gateway_played.append(played)
+                floor_received.append(floor_r)
+                floor_played.append(floor_p)
+        g_med, g_p95, g_max = summary(gateway_received)
+        gp_med, gp_p95, gp_max = summary(gateway_played)
+        f_med, f_p95, f_max = summary(floor_received)
+        fp_med, _, _ = summary(floor_played)
+        entry: dict[str, Any] = {
+            "speakers": bench.total,
+            "gateway_received_ms_median": g_med,
+            "gateway_received_ms_p95": g_p95,
+            "gateway_received_ms_max": g_max,
+            "gateway_played_ms_median": gp_med,
+            "gateway_played_ms_p95": gp_p95,
+            "gateway_played_ms_max": gp_max,
+            "floor_ms_median": f_med,
+            "floor_ms_p95": f_p95,
+            "floor_ms_max": f_max,
+            "floor_played_ms_median": fp_med,
+            "ratio": round(g_med / f_med, 3) if f_med else None,
+            "played_ratio": round(gp_med / fp_med, 3) if fp_med else None,
+            "command_bytes": len(template) if template else None,
+            "gateway_command_topic": topic,
+        }
+        return entry, bench
+    except BaseException:
+        await bench.__aexit__(None, None, None)
+        raise
+
+
+async def _api_during_fanout(bench: Bench, recording: bytes) -> dict[str, Any]:
+    """Poll one broadcast's summary from several clients (their own process) while it fans out."""
+    assert bench.gateway is not None
+    assert bench.observer is not None
+    poller = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.poller",
+        bench.gateway.url,
+        TOKEN,
+        str(POLLERS),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert poller.stdin is not None
+    assert poller.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            await poller.stdout.readline()  # "ready"
+        broadcast_id, started = await bench.post_broadcast(recording)
+        poller.stdin.write(f"{broadcast_id}\n".encode())
+        await poller.stdin.drain()
+        received, played = await bench.observer.wait(broadcast_id, started, 180)
+        poller.stdin.write(b"stop\n")
+        await poller.stdin.drain()
+        async with asyncio.timeout(60):
+            output = await poller.stdout.readline()
+            await poller.wait()
+    finally:
+        if poller.returncode is None:
+            poller.kill()
+            await poller.wait()
+    samples: list[float] = json.loads(output)
+    latencies = [s for s in samples if s >= 0]
+    await bench.wait_completed(broadcast_id)
+    return {
+        "speakers": bench.total,
+        "status_p99_ms": round(percentile(latencies, 0.99), 1) if latencies else None,
+        "status_p50_ms": round(percentile(latencies, 0.50), 1) if latencies else None,
+        "status_max_ms": round(max(latencies), 1) if latencies else None,
+        "count": len(latencies),
+        "errors": len(samples) - len(latencies),
+        "clients": POLLERS,
+        "fanout_received_ms": round(received, 1),
+        "fanout_played_ms": round(played, 1),
+    }
+
+
+async def _memory_jinju(folder: Path, mqtt_url: str, recording: bytes) -> dict[str, Any]:
+    async with Bench(folder / "memory-jinju", mqtt_url, None) as bench:
+        broadcast_id, started = await bench.post_broadcast(recording)
+        assert bench.observer is not None
+        await bench.observer.wait(broadcast_id, started, 180)
+        await bench.wait_completed(broadcast_id)
+        await asyncio.sleep(1.0)
+        return {
+            "rss_mb_jinju": rss_mb(bench.pid),
+            "rss_mb_jinju_workers": children_rss_mb(bench.pid),
+            "jinju_speakers": bench.total,
+        }
+
+
+async def run_bench_async() -> dict[str, Any]:
+    smoke, full = _flag("BENCH_SMOKE"), _flag("BENCH_FULL")
+    rounds, warmup = (1, 0) if smoke else (int(os.environ.get("BENCH_ROUNDS", "5")), 1)
+    sizes = [20] if smoke else [358, 2000, *([10_000] if full else [])]
+    clip_s = 2.0 if smoke else 10.0
+    raise_nofile_limit()
+    result: dict[str, Any] = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "rounds": rounds,
+        "warmup": warmup,
+        "mode": "smoke" if smoke else "full" if full else "default",
+        "clip_s": clip_s,
+        "fanout": [],
+        "live": {
+            "status": "not_built",
+            "listeners": 358,
+            "p50_ms": None,
+            "p95_ms": None,
+            "frames_lost": None,
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="maeul-bench-") as scratch:
+        folder = Path(scratch)
+        recording = make_recording(folder / "phone.m4a", "m4a", seconds=clip_s).read_bytes()
+        broker = LocalMosquitto(MosquittoConfig(data_dir=folder / "mosquitto"))
+        async with broker:
+            _log(f"broker {broker.url}")
+            memory: dict[str, Any] = {"rss_mb_jinju": None, "rss_mb_10k": None}
+            if not smoke:
+                memory.update(await _memory_jinju(folder, broker.url, recording))
+                _log(f"memory (Jinju): {memory['rss_mb_jinju']} MiB")
+            for count in sizes:
+                entry, bench = await _fanout(folder, broker.url, count, recording, rounds, warmup)
+                assert bench is not None
+                try:
+                    result["fanout"].append(entry)
+                    if count == (sizes[0] if smoke else 2000):
+                        result["api"] = await _api_during_fanout(bench, recording)
+                        _log(f"api: p99 {result['api']['status_p99_ms']} ms")
+                    if smoke:
+                        memory["rss_mb_jinju"] = rss_mb(bench.pid)
+                        memory["note"] = f"smoke: measured with {count} speakers, not Jinju"
+                    if count == 10_000:
+                        memory["rss_mb_10k"] = rss_mb(bench.pid)
+                        memory["rss_mb_10k_workers"] = children_rss_mb(bench.pid)
+                finally:
+                    await bench.__aexit__(None, None, None)
+            result["memory"] = memory
+    _log("transcode")
+    result["transcode"] = await asyncio.to_thread(
+        run_transcode_bench, 1 if smoke else rounds, 0 if smoke else 1
+    )
+    _log("health while transcoding")
+    result["transcode"]["health_during_transcodes"] = await asyncio.to_thread(run_health_bench)
+    return result
+
+
+def run_bench(output: Path = DEFAULT_OUTPUT) -> dict[str, Any]:
+    """Run every benchmark (BENCH_SMOKE=1: tiny and quick; BENCH_FULL=1: adds 10,000)."""
+    result = asyncio.run(run_bench_async())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value}"
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        f"Maeul benchmarks  {result['timestamp']}  {result['machine']['cores']} cores, "
+        f"Python {result['machine']['python']}, Mosquitto {result['machine']['mosquitto']}, "
+        f"{result['rounds']} rounds after {result['warmup']} warm-up",
+        "",
+        "fan-out (ms from 201 / publish to every speaker acked)",
+        f"{'speakers':>9} {'gw recv med':>12} {'p95':>8} {'max':>8} {'gw played':>10} "
+        f"{'floor med':>10} {'p95':>8} {'max':>8} {'ratio':>6}  target <= 1.3",
+    ]
+    for e in result["fanout"]:
+        lines.append(
+            f"{e['speakers']:>9} {e['gateway_received_ms_median']:>12} "
+            f"{e['gateway_received_ms_p95']:>8} {e['gateway_received_ms_max']:>8} "
+            f"{e['gateway_played_ms_median']:>10} {e['floor_ms_median']:>10} "
+            f"{e['floor_ms_p95']:>8} {e['floor_ms_max']:>8} {_fmt(e['ratio']):>6}"
+        )
+    t = result["transcode"]
+    api = result.get("api", {})
+    memory = result["memory"]
+    lines += [
+        "",
+        f"transcode  pipeline {_fmt(t.get('pipeline_ms_median'))} ms, ffmpeg CLI "
+        f"{_fmt(t.get('ffmpeg_cli_ms_median'))} ms, ratio {_fmt(t.get('ratio'))}  "
+        "(target <= 0.8)",
+        f"health     p99 {_fmt(t.get('health_during_transcodes', {}).get('health_p99_ms'))} ms "
+        f"while {_fmt(t.get('health_during_transcodes', {}).get('uploads'))} uploads transcode"
+        "  (target < 50)",
+        f"api        status p99 {_fmt(api.get('status_p99_ms'))} ms, p50 "
+        f"{_fmt(api.get('status_p50_ms'))} ms over {_fmt(api.get('count'))} requests during "
+        f"a {_fmt(api.get('speakers'))}-speaker fan-out  (target < 50)",
+        f"memory     Jinju {_fmt(memory.get('rss_mb_jinju'))} MiB, 10k "
+        f"{_fmt(memory.get('rss_mb_10k'))} MiB  (target <= 300 at 10k)",
+        f"live       {result['live']['status']}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    result = run_bench(args.output)
+    sys.stdout.write(table(result))
+    sys.stdout.write(f"\nwritten to {args.output}\n")
+    return 0

@@ -1,0 +1,30 @@
+"""Small statistics helpers shared by the benchmarks (median, nearest-rank percentiles)."""
+
+from __future__ import annotations
+
+import math
+
+
+def percentile(samples: list[float], share: float) -> float:
+    """Nearest-rank percentile of samples (share in 0..1); samples must not be empty."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def median(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def summary(samples: list[float]) -> tuple[float, float, float]:
+    """(median, p95, max) rounded to 0.1; zeros when there is no sample."""
+    if not samples:
+        return 0.0, 0.0, 0.0
+    return (
+        round(median(samples), 1),
+        round(percentile(samples, 0.95), 1),
+        round(max(samples), 1),
+    )

@@ -1,0 +1,1 @@
+"""Speakers: the protocol core, the MQTT link, a simulated fleet and the device agent."""

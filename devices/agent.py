@@ -1,0 +1,685 @@
+"""The agent of a real speaker (a Linux box beside the horn amplifier): config, journal, player.
+
+Run it as ``python -m devices.agent --config speaker.toml``. It keeps one MQTT link up on its own
+(`devices.link`), decides with `SpeakerCore`, and plays through the sound card by piping 16-bit
+mono PCM into a player command (``aplay`` by default). Every state change is written to a SQLite
+journal (WAL, synchronous=FULL: fsync before the call returns) before it is acknowledged, and a
+command's PUBACK goes back to the broker only once it is journaled, so neither a crash nor a
+power cut makes it play twice or vanish unanswered: what was playing is reported
+``failed``/``interrupted`` after the restart, what was waiting is queued again.
+
+Configuration: a TOML file (see `example_config`), then environment variables named
+``MAEUL_AGENT_<SECTION>_<KEY>`` (``MAEUL_AGENT_BROKER_PASSWORD``, ``MAEUL_AGENT_GATEWAY_TOKEN``,
+...), which win. Lists and tables in the environment are JSON; a player command may also be a
+shell-style string.
+
+Exceptions::
+
+    ConfigError     the configuration file or environment is not usable
+    PlayerError     the player command failed (the command is acked failed/player_error)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import os
+import shlex
+import signal
+import sqlite3
+import ssl
+import sys
+import tomllib
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from audio.playback import Pcm
+from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
+from devices.sound import Fetcher, Sound, SoundError, decode_sound
+from devices.speaker import (
+    Ack,
+    Action,
+    JournalEntry,
+    Play,
+    Prepare,
+    Proof,
+    SpeakerCore,
+    Stop,
+    merge_entry,
+)
+from wire import contract
+from wire.contract import Codec, FailReason
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX: Final = "MAEUL_AGENT_"
+TICK_S: Final = 5.0
+PLAYER_SLACK_S: Final = 10.0
+PRUNE_EVERY_S: Final = 6 * 3600.0
+# Journal entries are kept this long after their command expired: a replay of an expired
+# command is refused on its expiry anyway, the margin covers a clock that jumps back.
+KEEP_AFTER_EXPIRY_MS: Final = 7 * 24 * 3600 * 1000
+_PLAYER_CHUNK: Final = 32 * 1024
+DEFAULT_PLAYER: Final = ("aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-")
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is not usable."""
+
+
+class PlayerError(Exception):
+    """The player command failed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Section):
+    url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
+    username: str | None = None  # defaults to the speaker id when a password is set
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None  # TLS client certificate, instead of (or with) a password
+    key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=3600, ge=0)
+    heartbeat_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=15.0, gt=0)
+
+
+class SpeakerConfig(_Section):
+    city: str
+    district: str
+    village: str
+    id: str
+    codecs: tuple[Codec, ...] = (Codec.OPUS, Codec.MP3)
+    firmware: str | None = "maeul-agent/1"
+
+
+class JournalConfig(_Section):
+    path: Path = Path("/var/lib/maeul/journal.sqlite")
+
+
+class GatewayConfig(_Section):
+    url: str | None = None  # audio is fetched only from this origin, with the token
+    token: SecretStr | None = None
+    # key id -> base64 of a raw 32-byte Ed25519 public key; when any is set, unsigned
+    # commands and commands with a bad signature are rejected.
+    public_keys: dict[str, str] = Field(default_factory=dict)
+
+
+class PlayerConfig(_Section):
+    command: tuple[str, ...] = DEFAULT_PLAYER
+    sample_rate: int = Field(default=16000, ge=8000, le=48000)
+
+
+class AgentConfig(_Section):
+    broker: BrokerConfig
+    speaker: SpeakerConfig
+    journal: JournalConfig = JournalConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    player: PlayerConfig = PlayerConfig()
+
+    @property
+    def identity(self) -> contract.SpeakerIdentity:
+        s = self.speaker
+        return contract.SpeakerIdentity(
+            city=s.city, district=s.district, village=s.village, speaker=s.id
+        )
+
+    def public_keys(self) -> dict[str, bytes]:
+        keys = {}
+        for key_id, text in self.gateway.public_keys.items():
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except binascii.Error as exc:
+                raise ConfigError(f"gateway.public_keys.{key_id} is not base64") from exc
+            if len(raw) != 32:
+                raise ConfigError(f"gateway.public_keys.{key_id} is not a 32-byte Ed25519 key")
+            keys[key_id] = raw
+        return keys
+
+    def link_settings(self) -> LinkSettings:
+        b = self.broker
+        broker = BrokerAddress.parse(b.url)
+        password = b.password.get_secret_value() if b.password is not None else None
+        username = b.username or (self.speaker.id if password is not None else None)
+        tls = None
+        if broker.tls:
+            try:
+                tls = tls_context(
+                    ca_file=str(b.ca_file) if b.ca_file else None,
+                    cert_file=str(b.cert_file) if b.cert_file else None,
+                    key_file=str(b.key_file) if b.key_file else None,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the broker's TLS files: {exc}") from exc
+        return LinkSettings(
+            broker=broker,
+            username=username,
+            password=password,
+            tls=tls,
+            keepalive_s=b.keepalive_s,
+            session_expiry_s=b.session_expiry_s,
+            heartbeat_s=b.heartbeat_s,
+            connect_timeout_s=b.connect_timeout_s,
+            firmware=self.speaker.firmware,
+        )
+
+
+def _env_value(raw: str) -> Any:
+    text = raw.strip()
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"not valid JSON: {text[:60]!r}") from exc
+    return raw
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """The TOML file at `path` (if any), overridden by MAEUL_AGENT_<SECTION>_<KEY> variables."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+    for section, info in AgentConfig.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type)
+        assert issubclass(model, BaseModel)
+        for key in model.model_fields:
+            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if name not in environ:
+                continue
+            value = _env_value(environ[name])
+            if isinstance(value, str) and key in ("command", "codecs"):
+                value = shlex.split(value) if key == "command" else value.replace(",", " ").split()
+            data.setdefault(section, {})[key] = value
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"configuration: {where}: {first['msg']}") from None
+
+
+def example_config() -> str:
+    return """\
+# Maeul speaker agent. Secrets may come from the environment instead:
+# MAEUL_AGENT_BROKER_PASSWORD, MAEUL_AGENT_GATEWAY_TOKEN.
+[broker]
+url = "mqtts://broker.example.go.kr:8883"
+# username defaults to the speaker id
+password = "change-me"
+ca_file = "/etc/maeul/ca.pem"
+# or a client certificate:
+# cert_file = "/etc/maeul/speaker.crt"
+# key_file = "/etc/maeul/speaker.key"
+
+[speaker]
+city = "jinju"
+district = "d01"
+village = "d01-v001"
+id = "d01-v001-s1"
+codecs = ["opus", "mp3"]
+
+[journal]
+path = "/var/lib/maeul/journal.sqlite"
+
+[gateway]
+url = "https://maeul.example.go.kr"
+token = "change-me"
+public_keys = { k1 = "base64 of the gateway's Ed25519 public key" }
+
+[player]
+command = ["aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-"]
+sample_rate = 16000
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# The durable journal
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS commands (
+    command_id    TEXT PRIMARY KEY,
+    broadcast_id  TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    reason        TEXT,
+    audio_sha256  TEXT,
+    played_ms     INTEGER,
+    level_dbfs    REAL,
+    expires_at_ms INTEGER,
+    payload       BLOB,
+    updated_at_ms INTEGER NOT NULL
+)
+"""
+_COLUMNS: Final = (
+    "command_id, broadcast_id, state, reason, audio_sha256, played_ms, level_dbfs, "
+    "expires_at_ms, payload"
+)
+
+
+class SqliteJournal:
+    """The speaker's journal on disk. Each `record` is its own transaction, synced to disk (WAL,
+    synchronous=FULL) before it returns. Blocking: call it from one worker thread."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], int] = contract.now_ms) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._clock = clock
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def state_of(self, command_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT state FROM commands WHERE command_id = ?", (command_id,)
+        ).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def lookup(self, command_id: str) -> JournalEntry | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM commands WHERE command_id = ?", (command_id,)
+        ).fetchone()
+        return _entry(row) if row is not None else None
+
+    def record(
+        self,
+        command_id: str,
+        broadcast_id: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        proof: Proof | None = None,
+        expires_at_ms: int | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        entry = merge_entry(
+            self.lookup(command_id),
+            command_id,
+            broadcast_id,
+            state,
+            reason=reason,
+            proof=proof,
+            expires_at_ms=expires_at_ms,
+            payload=payload,
+        )
+        p = entry.proof
+        # An upsert, not INSERT OR REPLACE: the row keeps its rowid, which orders recovery.
+        self._db.execute(
+            f"INSERT INTO commands ({_COLUMNS}, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(command_id) DO UPDATE SET state=excluded.state, "
+            "reason=excluded.reason, audio_sha256=excluded.audio_sha256, "
+            "played_ms=excluded.played_ms, level_dbfs=excluded.level_dbfs, "
+            "expires_at_ms=excluded.expires_at_ms, payload=excluded.payload, "
+            "updated_at_ms=excluded.updated_at_ms",
+            (
+                entry.command_id,
+                entry.broadcast_id,
+                str(entry.state),
+                str(entry.reason) if entry.reason is not None else None,
+                p.audio_sha256 if p else None,
+                p.played_ms if p else None,
+                p.level_dbfs if p else None,
+                entry.expires_at_ms,
+                entry.payload,
+                self._clock(),
+            ),
+        )
+
+    def unfinished(self) -> list[JournalEntry]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM commands WHERE state IN ('received', 'playing') ORDER BY rowid"
+        ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def prune(self, before_ms: int) -> int:
+        """Forget finished commands that expired before `before_ms`."""
+        cursor = self._db.execute(
+            "DELETE FROM commands WHERE state NOT IN ('received', 'playing') "
+            "AND expires_at_ms IS NOT NULL AND expires_at_ms < ?",
+            (before_ms,),
+        )
+        return cursor.rowcount
+
+
+def _entry(row: Sequence[Any]) -> JournalEntry:
+    sha, played_ms, level = row[4], row[5], row[6]
+    return JournalEntry(
+        command_id=row[0],
+        broadcast_id=row[1],
+        state=row[2],
+        reason=row[3],
+        proof=Proof(sha, int(played_ms or 0), level) if sha is not None else None,
+        expires_at_ms=row[7],
+        payload=bytes(row[8]) if row[8] is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sound output
+
+
+class Player(Protocol):
+    async def play(self, pcm: Pcm) -> int:
+        """Play to the end and return the milliseconds played; cancelling stops the sound."""
+        ...
+
+
+class CommandPlayer:
+    """Pipes raw PCM into a player command's stdin (``aplay -t raw -f S16_LE -r 16000 -c 1 -``)."""
+
+    def __init__(self, command: Sequence[str], *, stop_grace_s: float = 2.0) -> None:
+        if not command:
+            raise ConfigError("the player command is empty")
+        self.command = tuple(command)
+        self._grace = stop_grace_s
+
+    async def play(self, pcm: Pcm) -> int:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise PlayerError(f"cannot start {self.command[0]}: {exc}") from exc
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        errors = asyncio.ensure_future(proc.stderr.read())
+        try:
+            view = memoryview(pcm.samples)
+            for offset in range(0, len(view), _PLAYER_CHUNK):
+                proc.stdin.write(view[offset : offset + _PLAYER_CHUNK])
+                await proc.stdin.drain()
+            proc.stdin.close()
+            code = await proc.wait()
+        except (BrokenPipeError, ConnectionResetError):
+            code = await proc.wait()
+        except BaseException:
+            await self._terminate(proc)
+            errors.cancel()
+            raise
+        detail = (await errors).decode(errors="replace").strip()
+        if code != 0:
+            raise PlayerError(f"{self.command[0]} exited with {code}: {detail[:200]}")
+        return pcm.duration_ms
+
+    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), self._grace)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# The agent
+
+_T = TypeVar("_T")
+
+
+class Agent:
+    """One real speaker: the core, driven from a single worker thread (its journal blocks), the
+    link, the fetcher and the player. The caller owns the journal, the hub and the HTTP client
+    (see `serve`)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        journal: SqliteJournal,
+        hub: Hub,
+        http: httpx.AsyncClient,
+        player: Player | None = None,
+        clock: Callable[[], int] = contract.now_ms,
+    ) -> None:
+        self.config = config
+        self.identity = config.identity
+        self.journal = journal
+        keys = config.public_keys()
+        self.core = SpeakerCore(
+            self.identity,
+            codecs=config.speaker.codecs,
+            journal=journal,
+            verify=contract.SignatureCheck(keys) if keys else None,
+            clock=clock,
+        )
+        self.link = Link(
+            hub,
+            config.link_settings(),
+            self.identity,
+            on_message=self._on_message,
+            codecs=config.speaker.codecs,
+            manual_ack=True,
+        )
+        self._fetcher = Fetcher(
+            client=http, token=_secret(config.gateway.token), gateway_url=config.gateway.url
+        )
+        self._player = player or CommandPlayer(config.player.command)
+        self._clock = clock
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maeul-journal")
+        self._lock = asyncio.Lock()
+        self._inbox: asyncio.Queue[Incoming] = asyncio.Queue()
+        self._sounds: dict[str, Sound] = {}
+        self._plays: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Settle what the journal left unfinished, then serve until `stop` is set."""
+        try:
+            await self._in_worker(self.journal.prune, self._clock() - KEEP_AFTER_EXPIRY_MS)
+            await self._drive(self.core.recover)
+            self.link.start()
+            self._spawn(self._consume(), "agent-inbox")
+            self._spawn(self._tick(), "agent-tick")
+            self.ready.set()
+            log.info("스피커 %s 에이전트 시작 / agent started", self.identity.speaker)
+            await stop.wait()
+        finally:
+            for task in [*self._tasks, *self._plays.values()]:
+                task.cancel()
+            await asyncio.gather(*self._tasks, *self._plays.values(), return_exceptions=True)
+            await self.link.close()
+            self._worker.shutdown(wait=True)
+            log.info("스피커 %s 에이전트 종료 / agent stopped", self.identity.speaker)
+
+    def _on_message(self, incoming: Incoming) -> None:
+        self._inbox.put_nowait(incoming)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _in_worker(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, partial(fn, *args, **kwargs))
+
+    async def _drive(self, fn: Callable[..., list[Action]], *args: Any, **kwargs: Any) -> None:
+        """Run one core event in the journal's thread, then carry out its actions in order."""
+        async with self._lock:
+            try:
+                actions = await self._in_worker(fn, *args, **kwargs)
+            except Exception:
+                log.exception("스피커 처리 실패 / the speaker core failed (%s)", fn.__name__)
+                return
+            self._carry_out(actions)
+
+    async def _consume(self) -> None:
+        while True:
+            incoming = await self._inbox.get()
+            async with self._lock:
+                try:
+                    actions = await self._in_worker(self.core.on_command, incoming.payload)
+                except Exception:
+                    # Not journaled (a full or broken disk?): no PUBACK, so the broker keeps the
+                    # command and hands it over again on the next connection.
+                    log.exception("명령 처리 실패 / could not handle a command")
+                    continue
+                # Journaled: now the broker may forget it.
+                self.link.acknowledge(incoming)
+                self._carry_out(actions)
+
+    async def _tick(self) -> None:
+        since_prune = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            await self._drive(self.core.on_tick)
+            since_prune += TICK_S
+            if since_prune >= PRUNE_EVERY_S:
+                since_prune = 0.0
+                await self._in_worker(self.journal.prune, self._clock() - KEEP_AFTER_EXPIRY_MS)
+
+    def _carry_out(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Ack):
+                self.link.publish_ack(action.message)
+            elif isinstance(action, Prepare):
+                self._spawn(self._prepare(action), f"prepare-{action.command_id[:8]}")
+            elif isinstance(action, Play):
+                command_id = action.command.id
+                self._plays[command_id] = self._spawn(self._play(command_id), "play")
+            elif isinstance(action, Stop):
+                task = self._plays.pop(action.command_id, None)
+                if task is not None:
+                    task.cancel()
+                self._sounds.pop(action.command_id, None)
+
+    async def _prepare(self, action: Prepare) -> None:
+        try:
+            data = action.data
+            if data is None:
+                data = await self._fetcher.fetch(action.audio)
+            sound = await asyncio.to_thread(
+                decode_sound, data, sample_rate=self.config.player.sample_rate
+            )
+        except SoundError as exc:
+            log.warning("command %s: %s", action.command_id, exc)
+            await self._drive(self.core.on_prepare_failed, action.command_id, exc.reason)
+            return
+        except Exception:
+            log.exception("command %s: preparing the audio failed", action.command_id)
+            await self._drive(
+                self.core.on_prepare_failed, action.command_id, FailReason.UNDECODABLE
+            )
+            return
+        command_id = action.command_id
+        async with self._lock:
+            try:
+                actions = await self._in_worker(
+                    self.core.on_prepared,
+                    command_id,
+                    duration_ms=sound.duration_ms,
+                    level_dbfs=sound.level_dbfs,
+                )
+            except Exception:
+                log.exception("스피커 처리 실패 / the speaker core failed (on_prepared)")
+                return
+            if self.core.playing == command_id or command_id in self.core.queued:
+                self._sounds[command_id] = sound  # else it was cancelled or expired meanwhile
+            self._carry_out(actions)
+
+    async def _play(self, command_id: str) -> None:
+        sound = self._sounds.pop(command_id, None)
+        try:
+            if sound is None:
+                raise PlayerError("no prepared sound")
+            # A hung player must not keep the horn from every later message.
+            async with asyncio.timeout(sound.duration_ms / 1000 * 1.5 + PLAYER_SLACK_S):
+                played_ms = await self._player.play(sound.pcm)
+        except (PlayerError, TimeoutError, OSError) as exc:
+            log.error("command %s: the player failed: %r", command_id, exc)
+            self._plays.pop(command_id, None)
+            await self._drive(self.core.on_play_failed, command_id, FailReason.PLAYER_ERROR)
+            return
+        self._plays.pop(command_id, None)
+        await self._drive(self.core.on_play_finished, command_id, played_ms=played_ms)
+
+
+async def serve(config: AgentConfig, stop: asyncio.Event, *, player: Player | None = None) -> None:
+    """Open the journal, the hub and the HTTP client, run the agent until `stop`, close them."""
+    journal = await asyncio.to_thread(SqliteJournal, config.journal.path)
+    hub = Hub(connect_concurrency=1)
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as http:
+            agent = Agent(config, journal=journal, hub=hub, http=http, player=player)
+            await agent.run(stop)
+    finally:
+        await hub.close()
+        journal.close()
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devices.agent",
+        description="마을 방송 스피커 에이전트 / Maeul speaker agent",
+    )
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--example-config", action="store_true", help="print an example and exit")
+    parser.add_argument("--log-level", default=os.environ.get("MAEUL_AGENT_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    if args.example_config:
+        sys.stdout.write(example_config())
+        return 0
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"설정 오류 / configuration error: {exc}\n")
+        return 2
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: AgentConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await serve(config, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

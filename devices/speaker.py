@@ -1,0 +1,690 @@
+"""A speaker's protocol logic: which commands it plays, in what order, and what it acknowledges.
+
+No I/O, in the manner of h11: the journal, the signature check and the clock are passed in, and
+every method returns the actions its caller carries out (publish an ack, prepare audio, play,
+stop). The simulated fleet and the device agent drive this same core.
+
+The life of one command id on one speaker::
+
+    payload ──on_command──▶ received ──(audio prepared, its turn)──▶ playing ──▶ played
+        │                      └──▶ failed (expired, cancelled, fetch_failed, undecodable)
+        └──▶ rejected (a check_command reason, unsupported_codec, integrity, malformed)
+
+A command id is journaled before it is acknowledged and ``playing`` is journaled before the
+audio starts. A journaled id is not admitted again: its last ack is repeated instead, so QoS 1
+duplicates and resends are harmless and a speaker plays a command at most once. The one
+exception is an id that never started and failed only on something its signature does not
+cover (the bytes behind its URL): a later copy may still play, so a forged URL cannot burn a
+genuine command. For the same reason a rejection is journaled only when the command is
+authentic (signed with a known key, or no keys are configured).
+
+Exceptions::
+
+    IllegalMove     a journal state change that the table below does not allow (a bug)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from wire import contract
+from wire.contract import AckStatus, Codec, FailReason, RejectReason
+
+RECEIVED: Final = AckStatus.RECEIVED.value
+PLAYING: Final = AckStatus.PLAYING.value
+PLAYED: Final = AckStatus.PLAYED.value
+FAILED: Final = AckStatus.FAILED.value
+REJECTED: Final = AckStatus.REJECTED.value
+
+# Every journal state change a command id can make; the key None is "not journaled yet".
+# Self-loops absorb repeats on purpose (a recovered command is received again). FAILED and
+# REJECTED lead back to RECEIVED only for the retryable reasons below.
+MOVES: Final[Mapping[str | None, frozenset[str]]] = {
+    None: frozenset({RECEIVED, REJECTED, FAILED}),
+    RECEIVED: frozenset({RECEIVED, PLAYING, PLAYED, FAILED, REJECTED}),  # PLAYED: a cancel, done
+    PLAYING: frozenset({PLAYED, FAILED}),
+    PLAYED: frozenset(),
+    FAILED: frozenset({RECEIVED, FAILED, REJECTED}),
+    REJECTED: frozenset({RECEIVED, REJECTED, FAILED}),
+}
+# Failures that say nothing about the signed command itself: a later copy may still play.
+RETRYABLE: Final = frozenset({FailReason.FETCH_FAILED.value, RejectReason.INTEGRITY.value})
+_UNFINISHED: Final = frozenset({RECEIVED, PLAYING})
+
+
+class IllegalMove(RuntimeError):
+    def __init__(self, command_id: str, state: str | None, new: str) -> None:
+        self.command_id, self.state, self.new = command_id, state, new
+        super().__init__(f"command {command_id}: cannot move from {state or 'nothing'} to {new}")
+
+
+# --------------------------------------------------------------------------------------------
+# The journal
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """What a ``played`` ack proves: which audio, for how long, how loud."""
+
+    audio_sha256: str
+    played_ms: int
+    level_dbfs: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    command_id: str
+    broadcast_id: str
+    state: str
+    reason: str | None = None
+    proof: Proof | None = None
+    expires_at_ms: int | None = None
+    # The command as received, kept while it waits (state RECEIVED), so that it survives a
+    # restart; None once it started or ended, or when the journal keeps no payloads.
+    payload: bytes | None = field(default=None, repr=False)
+
+
+class Journal(Protocol):
+    """Where a speaker remembers every command id it has seen and its last state."""
+
+    def state_of(self, command_id: str) -> str | None: ...
+
+    def lookup(self, command_id: str) -> JournalEntry | None: ...
+
+    def record(
+        self,
+        command_id: str,
+        broadcast_id: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        proof: Proof | None = None,
+        expires_at_ms: int | None = None,
+        payload: bytes | None = None,
+    ) -> None: ...
+
+    def unfinished(self) -> list[JournalEntry]:
+        """Entries still ``received`` or ``playing``, oldest first (what a restart must settle)."""
+        ...
+
+
+def merge_entry(
+    old: JournalEntry | None,
+    command_id: str,
+    broadcast_id: str,
+    state: str,
+    *,
+    reason: str | None,
+    proof: Proof | None,
+    expires_at_ms: int | None,
+    payload: bytes | None,
+) -> JournalEntry:
+    """The entry after recording `state` over `old`: the broadcast and expiry stay, the payload
+    only while the command waits."""
+    if old is not None:
+        broadcast_id = old.broadcast_id
+        if expires_at_ms is None:
+            expires_at_ms = old.expires_at_ms
+        if payload is None:
+            payload = old.payload
+    return JournalEntry(
+        command_id=command_id,
+        broadcast_id=broadcast_id,
+        state=state,
+        reason=reason,
+        proof=proof,
+        expires_at_ms=expires_at_ms,
+        payload=payload if state == RECEIVED else None,
+    )
+
+
+class MemoryJournal:
+    """A journal in a dict: for the simulator and tests. Nothing survives the process, so by
+    default it keeps no payloads (ten thousand speakers would each hold a copy of the audio)."""
+
+    def __init__(self, *, keep_payloads: bool = False) -> None:
+        self._entries: dict[str, JournalEntry] = {}
+        self._keep_payloads = keep_payloads
+
+    def state_of(self, command_id: str) -> str | None:
+        entry = self._entries.get(command_id)
+        return entry.state if entry is not None else None
+
+    def lookup(self, command_id: str) -> JournalEntry | None:
+        return self._entries.get(command_id)
+
+    def record(
+        self,
+        command_id: str,
+        broadcast_id: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        proof: Proof | None = None,
+        expires_at_ms: int | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        self._entries[command_id] = merge_entry(
+            self._entries.get(command_id),
+            command_id,
+            broadcast_id,
+            state,
+            reason=reason,
+            proof=proof,
+            expires_at_ms=expires_at_ms,
+            payload=payload if self._keep_payloads else None,
+        )
+
+    def unfinished(self) -> list[JournalEntry]:
+        return [e for e in self._entries.values() if e.state in _UNFINISHED]
+
+    def prune(self, before_ms: int) -> int:
+        """Forget finished entries that expired before `before_ms` (a replay would be refused
+        as expired anyway)."""
+        old = [
+            k
+            for k, e in self._entries.items()
+            if e.state not in _UNFINISHED and e.expires_at_ms is not None
+            if e.expires_at_ms < before_ms
+        ]
+        for key in old:
+            del self._entries[key]
+        return len(old)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# --------------------------------------------------------------------------------------------
+# Actions the caller carries out
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Publish this acknowledgement on the speaker's own ack topic."""
+
+    message: contract.Ack
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Get the audio of an accepted command ready, then report `on_prepared` or
+    `on_prepare_failed`. ``data`` holds the inline bytes, already checked against their
+    sha256; when it is None, fetch ``audio.url`` and check the bytes against ``audio.sha256``."""
+
+    command_id: str
+    audio: contract.AudioRef
+    data: bytes | None = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Start playing the prepared audio of ``command`` now; report `on_play_finished` (or
+    `on_play_failed`). ``command`` and ``audio`` carry no inline data: the bytes went with
+    `Prepare`."""
+
+    command: contract.Command
+    audio: contract.AudioRef
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop the audio of ``command_id`` now. Its ack has already been issued."""
+
+    command_id: str
+    reason: FailReason
+
+
+Action = Ack | Prepare | Play | Stop
+
+
+@dataclass
+class Counters:
+    commands: int = 0  # payloads handed to on_command
+    malformed: int = 0  # payloads that were not a valid command
+    duplicates: int = 0  # commands whose id was already journaled
+    received: int = 0
+    played: int = 0
+    failed: int = 0
+    rejected: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    command: contract.Command  # without inline data
+    audio: contract.AudioRef  # without inline data
+    seq: int
+    ready: bool = False
+    duration_ms: int | None = None
+    level_dbfs: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.command.id
+
+    def order(self) -> tuple[int, int]:
+        return (-self.command.priority, self.seq)
+
+
+def _without_data(ref: contract.AudioRef) -> contract.AudioRef:
+    # model_copy skips validation on purpose: the bytes live on with the driver, not here.
+    return ref.model_copy(update={"data": None}) if ref.data is not None else ref
+
+
+def _verified_inline(ref: contract.AudioRef) -> bytes | None:
+    try:
+        data = ref.inline_bytes()
+    except contract.WireError:
+        return None
+    if len(data) != ref.size:
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    return data if hmac.compare_digest(digest, ref.sha256) else None
+
+
+# --------------------------------------------------------------------------------------------
+# The core
+
+
+class SpeakerCore:
+    """One speaker's decisions. Not thread-safe: drive it from one thread (or one loop)."""
+
+    def __init__(
+        self,
+        identity: contract.SpeakerIdentity,
+        *,
+        codecs: Iterable[Codec | str],
+        journal: Journal | None = None,
+        verify: contract.SignatureCheck | None = None,
+        clock: Callable[[], int] = contract.now_ms,
+        remember_cancels: int = 256,
+    ) -> None:
+        self.identity = identity
+        self.codecs: tuple[Codec, ...] = tuple(Codec(c) for c in codecs)
+        self.journal: Journal = journal if journal is not None else MemoryJournal()
+        self.counters = Counters()
+        self._verify = verify
+        self._clock = clock
+        self._queue: list[_Item] = []
+        self._current: _Item | None = None
+        self._seq = itertools.count()
+        # Cancels that came before (or without) their play command, newest last.
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self._remember_cancels = remember_cancels
+
+    @property
+    def playing(self) -> str | None:
+        """The command id whose audio is playing now."""
+        return self._current.id if self._current is not None else None
+
+    @property
+    def queued(self) -> tuple[str, ...]:
+        """Command ids waiting to play, in the order they will play."""
+        return tuple(item.id for item in self._queue)
+
+    # -- events --------------------------------------------------------------------------
+
+    def on_command(self, payload: bytes) -> list[Action]:
+        """A payload arrived on one of the speaker's command topics."""
+        self.counters.commands += 1
+        try:
+            command = contract.decode_command(payload)
+        except contract.WireError:
+            return self._malformed(payload)
+        known = self.journal.lookup(command.id)
+        if known is not None and not self._may_retry(known):
+            self.counters.duplicates += 1
+            return [self._reack(known)]
+        now = self._clock()
+        reason = contract.check_command(command, self.identity, at_ms=now, verify=self._verify)
+        if reason is not None:
+            # A wrong clock must not burn a command that becomes valid once the clock is set.
+            remember = reason is not RejectReason.NOT_YET_VALID and self._authentic(command, reason)
+            return self._reject(command, reason, remember=remember, known=known)
+        if command.type == "cancel":
+            return self._cancel(command, payload, known)
+        return self._admit(command, payload, known)
+
+    def refuse(self, payload: bytes, reason: str) -> list[Action]:
+        """Answer a command with ``rejected``/`reason` without acting on it (a speaker out of
+        service, a simulated fault). Replays are answered the same way."""
+        self.counters.commands += 1
+        try:
+            command = contract.decode_command(payload)
+        except contract.WireError:
+            return self._malformed(payload)
+        known = self.journal.lookup(command.id)
+        if known is not None:
+            self.counters.duplicates += 1
+            return [self._reack(known)]
+        self._move(
+            command.id,
+            command.broadcast_id,
+            None,
+            REJECTED,
+            reason=reason,
+            expires_at_ms=command.expires_at_ms,
+        )
+        self.counters.rejected += 1
+        return [self._ack(command.id, command.broadcast_id, AckStatus.REJECTED, reason=reason)]
+
+    def on_prepared(self, command_id: str, *, duration_ms: int, level_dbfs: float) -> list[Action]:
+        item = self._find(command_id)
+        if item is None:  # cancelled or expired while it was being prepared
+            return []
+        item.ready, item.duration_ms, item.level_dbfs = True, duration_ms, level_dbfs
+        return self._next()
+
+    def on_prepare_failed(self, command_id: str, reason: FailReason | RejectReason) -> list[Action]:
+        """The audio could not be fetched, did not match its sha256, or did not decode."""
+        item = self._find(command_id)
+        if item is None:
+            return []
+        self._queue.remove(item)
+        status = AckStatus.REJECTED if reason is RejectReason.INTEGRITY else AckStatus.FAILED
+        return [self._end(item, RECEIVED, status, reason=reason), *self._next()]
+
+    def on_play_finished(self, command_id: str, *, played_ms: int) -> list[Action]:
+        current = self._current
+        if current is None or current.id != command_id:
+            return []  # stopped meanwhile: its ack is already out
+        self._current = None
+        proof = Proof(current.audio.sha256, played_ms, current.level_dbfs)
+        return [self._end(current, PLAYING, AckStatus.PLAYED, proof=proof), *self._next()]
+
+    def on_play_failed(
+        self, command_id: str, reason: FailReason = FailReason.PLAYER_ERROR
+    ) -> list[Action]:
+        current = self._current
+        if current is None or current.id != command_id:
+            return []
+        self._current = None
+        return [self._end(current, PLAYING, AckStatus.FAILED, reason=reason), *self._next()]
+
+    def on_tick(self) -> list[Action]:
+        """Call now and then: fails queued commands whose expiry passed while they waited."""
+        now = self._clock()
+        actions: list[Action] = []
+        for item in [i for i in self._queue if now >= i.command.expires_at_ms]:
+            self._queue.remove(item)
+            actions.append(self._end(item, RECEIVED, AckStatus.FAILED, reason=FailReason.EXPIRED))
+        return [*actions, *self._next()]
+
+    def recover(self) -> list[Action]:
+        """Settle what the journal says was in progress when the speaker last stopped.
+
+        A command that was playing is not played again (``failed``/``interrupted``); one that
+        was waiting is queued again while it has not expired.
+        """
+        actions: list[Action] = []
+        now = self._clock()
+        for entry in self.journal.unfinished():
+            command = None
+            if entry.state == RECEIVED and entry.payload is not None:
+                try:
+                    command = contract.decode_command(entry.payload)
+                except contract.WireError:
+                    command = None
+            if command is None:
+                reason = FailReason.INTERRUPTED
+            elif command.type == "cancel":
+                # Stopped halfway through a cancel: finish it (it follows what it cancels).
+                actions += self._cancel(command, None, entry)
+                continue
+            elif now >= command.expires_at_ms:
+                reason = FailReason.EXPIRED
+            else:
+                assert entry.payload is not None
+                actions += self._admit(command, entry.payload, entry)
+                continue
+            self._move(entry.command_id, entry.broadcast_id, entry.state, FAILED, reason=reason)
+            self.counters.failed += 1
+            actions.append(
+                self._ack(entry.command_id, entry.broadcast_id, AckStatus.FAILED, reason=reason)
+            )
+        return [*actions, *self._next()]
+
+    # -- admission -----------------------------------------------------------------------
+
+    def _malformed(self, payload: bytes) -> list[Action]:
+        self.counters.malformed += 1
+        ids = contract.command_ids_of(payload)
+        if ids is None:
+            return []
+        known = self.journal.lookup(ids[0])
+        if known is not None:
+            return [self._reack(known)]
+        # Not journaled: nothing in a payload that failed validation can be trusted.
+        self.counters.rejected += 1
+        return [self._ack(*ids, AckStatus.REJECTED, reason=RejectReason.MALFORMED)]
+
+    def _authentic(self, command: contract.Command, reason: RejectReason) -> bool:
+        if self._verify is None:
+            return True
+        if reason in (RejectReason.UNSIGNED, RejectReason.BAD_SIGNATURE):
+            return False
+        # Refused before its signature was looked at (scope, expiry): look now.
+        return command.sig is not None and command.key_id is not None and self._verify(command)
+
+    def _may_retry(self, known: JournalEntry) -> bool:
+        return known.state in (FAILED, REJECTED) and known.reason in RETRYABLE
+
+    def _reject(
+        self,
+        command: contract.Command,
+        reason: RejectReason,
+        *,
+        remember: bool,
+        known: JournalEntry | None = None,
+    ) -> list[Action]:
+        if remember:
+            self._move(
+                command.id,
+                command.broadcast_id,
+                known.state if known is not None else None,
+                REJECTED,
+                reason=reason,
+                expires_at_ms=command.expires_at_ms,
+            )
+        self.counters.rejected += 1
+        return [self._ack(command.id, command.broadcast_id, AckStatus.REJECTED, reason=reason)]
+
+    def _admit(
+        self, command: contract.Command, payload: bytes, known: JournalEntry | None
+    ) -> list[Action]:
+        state = known.state if known is not None else None
+        if command.broadcast_id in self._cancelled:
+            self._move(
+                command.id,
+                command.broadcast_id,
+                state,
+                FAILED,
+                reason=FailReason.CANCELLED,
+                expires_at_ms=command.expires_at_ms,
+            )
+            self.counters.failed += 1
+            return [
+                self._ack(
+                    command.id,
+                    command.broadcast_id,
+                    AckStatus.FAILED,
+                    reason=FailReason.CANCELLED,
+                )
+            ]
+        audio = command.audio_for(self.codecs)
+        if audio is None:
+            return self._reject(command, RejectReason.UNSUPPORTED_CODEC, remember=True, known=known)
+        data = None
+        if audio.data is not None:
+            data = _verified_inline(audio)
+            if data is None:
+                # The inline bytes are not covered by the signature: a later copy may be fine.
+                return self._reject(command, RejectReason.INTEGRITY, remember=False)
+        light = _without_data(audio)
+        item = _Item(
+            command=command.model_copy(update={"audio": (light,)}),
+            audio=light,
+            seq=next(self._seq),
+        )
+        self._move(
+            command.id,
+            command.broadcast_id,
+            state,
+            RECEIVED,
+            expires_at_ms=command.expires_at_ms,
+            payload=payload,
+        )
+        if state != RECEIVED:
+            self.counters.received += 1
+        self._queue.append(item)
+        self._queue.sort(key=_Item.order)
+        # Pre-emption goes here: an item that outranks self._current would Stop it (reason
+        # PREEMPTED) and put it back in the queue.
+        return [
+            self._ack(command.id, command.broadcast_id, AckStatus.RECEIVED),
+            Prepare(command.id, light, data),
+            *self._next(),
+        ]
+
+    def _cancel(
+        self, command: contract.Command, payload: bytes | None, known: JournalEntry | None
+    ) -> list[Action]:
+        broadcast = command.broadcast_id
+        self._cancelled[broadcast] = None
+        while len(self._cancelled) > self._remember_cancels:
+            self._cancelled.popitem(last=False)
+        state = known.state if known is not None else None
+        self._move(
+            command.id,
+            broadcast,
+            state,
+            RECEIVED,
+            expires_at_ms=command.expires_at_ms,
+            payload=payload,
+        )
+        actions: list[Action] = [self._ack(command.id, broadcast, AckStatus.RECEIVED)]
+        current = self._current
+        if current is not None and current.command.broadcast_id == broadcast:
+            self._current = None
+            actions.append(Stop(current.id, FailReason.CANCELLED))
+            actions.append(
+                self._end(current, PLAYING, AckStatus.FAILED, reason=FailReason.CANCELLED)
+            )
+        for item in [i for i in self._queue if i.command.broadcast_id == broadcast]:
+            self._queue.remove(item)
+            actions.append(self._end(item, RECEIVED, AckStatus.FAILED, reason=FailReason.CANCELLED))
+        # The cancel itself is done: a replay of its id is answered "played" and does nothing.
+        self._move(command.id, broadcast, RECEIVED, PLAYED)
+        actions.append(self._ack(command.id, broadcast, AckStatus.PLAYED))
+        return [*actions, *self._next()]
+
+    # -- playing -------------------------------------------------------------------------
+
+    def _next(self) -> list[Action]:
+        """Start the head of the queue when nothing plays and it is ready; expire what is due."""
+        actions: list[Action] = []
+        now = self._clock()
+        while self._current is None and self._queue:
+            head = self._queue[0]
+            if now >= head.command.expires_at_ms:
+                self._queue.pop(0)
+                actions.append(
+                    self._end(head, RECEIVED, AckStatus.FAILED, reason=FailReason.EXPIRED)
+                )
+                continue
+            if not head.ready:
+                break  # a higher-priority command is still being prepared: it goes first
+            self._queue.pop(0)
+            self._current = head
+            # Journaled before the audio starts: after a crash it is not played again.
+            self._move(head.id, head.command.broadcast_id, RECEIVED, PLAYING)
+            actions.append(self._ack(head.id, head.command.broadcast_id, AckStatus.PLAYING))
+            actions.append(Play(head.command, head.audio))
+        return actions
+
+    def _end(
+        self,
+        item: _Item,
+        state: str,
+        status: AckStatus,
+        *,
+        reason: str | None = None,
+        proof: Proof | None = None,
+    ) -> Ack:
+        self._move(
+            item.id, item.command.broadcast_id, state, status.value, reason=reason, proof=proof
+        )
+        if status is AckStatus.PLAYED:
+            self.counters.played += 1
+        elif status is AckStatus.REJECTED:
+            self.counters.rejected += 1
+        else:
+            self.counters.failed += 1
+        return self._ack(item.id, item.command.broadcast_id, status, reason=reason, proof=proof)
+
+    def _find(self, command_id: str) -> _Item | None:
+        return next((i for i in self._queue if i.id == command_id), None)
+
+    # -- journal and acks ----------------------------------------------------------------
+
+    def _move(
+        self,
+        command_id: str,
+        broadcast_id: str,
+        state: str | None,
+        new: str,
+        *,
+        reason: str | None = None,
+        proof: Proof | None = None,
+        expires_at_ms: int | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        if new not in MOVES[state]:
+            raise IllegalMove(command_id, state, new)
+        self.journal.record(
+            command_id,
+            broadcast_id,
+            new,
+            reason=reason,
+            proof=proof,
+            expires_at_ms=expires_at_ms,
+            payload=payload,
+        )
+
+    def _reack(self, entry: JournalEntry) -> Ack:
+        return self._ack(
+            entry.command_id,
+            entry.broadcast_id,
+            AckStatus(entry.state),
+            reason=entry.reason,
+            proof=entry.proof,
+        )
+
+    def _ack(
+        self,
+        command_id: str,
+        broadcast_id: str,
+        status: AckStatus,
+        *,
+        reason: str | None = None,
+        proof: Proof | None = None,
+    ) -> Ack:
+        return Ack(
+            contract.Ack(
+                command_id=command_id,
+                broadcast_id=broadcast_id,
+                speaker=self.identity.speaker,
+                status=status,
+                at_ms=self._clock(),
+                reason=reason,
+                audio_sha256=proof.audio_sha256 if proof is not None else None,
+                played_ms=proof.played_ms if proof is not None else None,
+                level_dbfs=proof.level_dbfs if proof is not None else None,
+            )
+        )

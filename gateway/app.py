@@ -1,0 +1,249 @@
+"""The application factory: settings, database, bus, clock and workers enter here only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from audio.errors import AudioError
+from audio.pipeline import AudioOptions
+from audio.worker import TranscodeWorker
+from gateway.broadcasts.publisher import Publisher
+from gateway.broadcasts.router import audio_router
+from gateway.broadcasts.router import router as broadcasts_router
+from gateway.broadcasts.service import Runtime
+from gateway.bus import Bus, MqttBus
+from gateway.clock import Clock, SystemClock
+from gateway.db import create_engine, create_sessions
+from gateway.deliveries.intake import Intake
+from gateway.deliveries.sweeper import Sweeper
+from gateway.errors import MaeulError
+from gateway.places.models import City
+from gateway.places.router import router as places_router
+from gateway.settings import Settings
+from gateway.signing import active_signer
+from gateway.signing_router import router as keys_router
+from gateway.speakers.router import router as speakers_router
+from wire import contract
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+
+# Field-specific codes for request validation, so clients need not parse messages.
+_FIELD_CODES = {
+    "category": ("unknown_category", "알 수 없는 방송 종류입니다.", "Unknown broadcast category."),
+    "file": ("missing_file", "파일이 필요합니다.", "A file is required."),
+}
+
+
+def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MaeulError)
+    async def _maeul(_: Request, exc: MaeulError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(AudioError)
+    async def _audio(_: Request, exc: AudioError) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        for error in errors:
+            loc = error.get("loc", ())
+            name = str(loc[-1]) if loc else ""
+            if name in _FIELD_CODES:
+                code, ko, en = _FIELD_CODES[name]
+                return _error(422, code, f"{ko} / {en}", fields=_fields(errors))
+        return _error(
+            422,
+            "invalid_request",
+            "요청 형식이 올바르지 않습니다. / The request is not valid.",
+            fields=_fields(errors),
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return _error(
+            503,
+            "database_unavailable",
+            "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도해 주세요. / "
+            "The database is unavailable; try again shortly.",
+        )
+
+
+def _fields(errors: Any) -> list[dict[str, str]]:
+    return [
+        {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
+        for e in errors
+    ]
+
+
+async def _ensure_city(app: FastAPI, settings: Settings) -> int:
+    async with app.state.sessions() as session:
+        city = await session.scalar(select(City).where(City.code == settings.city_code))
+        if city is None:
+            city = City(
+                code=settings.city_code,
+                name=settings.city_code,
+                settings={},
+                created_at=app.state.clock.now(),
+            )
+            session.add(city)
+            await session.commit()
+        city_id: int = city.id
+        return city_id
+
+
+def create_app(
+    settings: Settings,
+    *,
+    bus: Bus | None = None,
+    clock: Clock | None = None,
+    worker: TranscodeWorker | None = None,
+) -> FastAPI:
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessions = create_sessions(engine)
+        city_id = await _ensure_city(app, settings)
+        async with app.state.sessions() as session:
+            await active_signer(session, clock.now())
+        own_worker = worker is None
+        transcoder = worker or TranscodeWorker(
+            AudioOptions(
+                target_lufs=settings.target_lufs,
+                opus_bitrate=settings.opus_bitrate,
+                max_bytes=settings.max_upload_bytes,
+                max_duration_s=settings.max_audio_seconds,
+            ),
+            max_workers=settings.transcode_workers,
+            timeout_s=settings.transcode_timeout_s,
+        )
+        mqtt = bus
+        tasks: list[asyncio.Task[None]] = []
+        if mqtt is None:
+            real = MqttBus(
+                settings.mqtt,
+                client_id=f"{settings.mqtt_client_prefix}-{settings.replica_id}",
+                # An API-only replica must not take a share of acks it would never record.
+                subscriptions=[
+                    (contract.ack_subscription(), contract.ACK_QOS),
+                    (contract.presence_subscription(), contract.PRESENCE_QOS),
+                ]
+                if settings.background_workers
+                else [],
+            )
+            tasks.append(asyncio.create_task(real.run(), name="mqtt-bus"))
+            mqtt = real
+        publisher = Publisher(app.state.sessions, mqtt, settings, clock, owner=settings.replica_id)
+        intake = Intake(
+            app.state.sessions,
+            mqtt,
+            clock,
+            city_id=city_id,
+            city_code=settings.city_code,
+            batch_max=settings.ack_batch_max,
+        )
+        sweeper = Sweeper(app.state.sessions, settings, clock, city_id=city_id)
+        app.state.bus = mqtt
+        app.state.publisher = publisher
+        app.state.intake = intake
+        app.state.sweeper = sweeper
+        app.state.runtime = Runtime(settings=settings, clock=clock, worker=transcoder)
+        if settings.background_workers:
+            tasks += [
+                asyncio.create_task(publisher.run(), name="outbox-publisher"),
+                asyncio.create_task(intake.run(), name="ack-intake"),
+                asyncio.create_task(sweeper.run(), name="sweeper"),
+            ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if own_worker:
+                await transcoder.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Maeul gateway",
+        version="0.1.0",
+        summary="Smart-village broadcast gateway: phones and office PCs to village loudspeakers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    _install_handlers(app)
+
+    @app.middleware("http")
+    async def _wake_publisher(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        # A new broadcast was just committed: publish now instead of at the next poll.
+        if request.method == "POST" and response.status_code in (200, 201):
+            publisher = getattr(request.app.state, "publisher", None)
+            if publisher is not None:
+                publisher.wake.set()
+        return response
+
+    @app.get("/healthz", operation_id="health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", operation_id="ready", tags=["health"])
+    async def ready(request: Request) -> JSONResponse:
+        checks = {"database": False, "mqtt": bool(request.app.state.bus.connected)}
+        with contextlib.suppress(Exception):
+            async with request.app.state.sessions() as session:
+                await session.execute(text("SELECT 1"))
+                checks["database"] = True
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", operation_id="metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> str:
+        state = request.app.state
+        lines = [
+            f'maeul_intake_total{{kind="{k}"}} {v}' for k, v in sorted(state.intake.counts.items())
+        ]
+        stats = state.publisher.stats
+        lines += [
+            f"maeul_published_total {stats.published}",
+            f"maeul_publish_failures_total {stats.failed}",
+            f"maeul_publications_abandoned_total {stats.abandoned}",
+            f"maeul_mqtt_connected {int(state.bus.connected)}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    app.include_router(broadcasts_router, prefix=API)
+    app.include_router(audio_router, prefix=API)
+    app.include_router(places_router, prefix=API)
+    app.include_router(speakers_router, prefix=API)
+    app.include_router(keys_router, prefix=API)
+    return app
+
+
+__all__ = ["create_app"]

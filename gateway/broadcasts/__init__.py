@@ -1,0 +1,1 @@
+"""Broadcasts: what was sent, to whom, with which audio, and the outbox that publishes it."""

@@ -1,0 +1,90 @@
+"""Tables for broadcasts, their audio (content-addressed) and the publishing outbox."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db import Base, UTCDateTime
+
+
+def cancel_command_id(play_command_id: str) -> str:
+    """The id of a broadcast's cancel command: derived, so every replica sends the same one."""
+    return hashlib.sha256(f"cancel:{play_command_id}".encode()).hexdigest()[:32]
+
+
+class AudioAsset(Base):
+    """Encoded audio by sha256. Kept in the database so that every replica can publish it."""
+
+    __tablename__ = "audio_assets"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    codec: Mapped[str] = mapped_column(String(16))
+    mime_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+    __table_args__ = (
+        UniqueConstraint("city_id", "idempotency_key"),
+        Index("ix_broadcasts_city_created", "city_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    city_id: Mapped[int] = mapped_column(ForeignKey("cities.id", ondelete="CASCADE"))
+    # The id every speaker acts on at most once, whichever topic brought it.
+    command_id: Mapped[str] = mapped_column(String(32), unique=True)
+    category: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16), default="live")
+    title: Mapped[str | None] = mapped_column(String(200), default=None)
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    # {"all": bool, "district_ids": [...], "village_ids": [...]} as requested.
+    target: Mapped[dict[str, object]] = mapped_column(JSON)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    audio_sha256: Mapped[dict[str, str]] = mapped_column(JSON)
+    source_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set when no delivery can change any more; lets sweeps skip finished broadcasts.
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class Publication(Base):
+    """One MQTT publish owed: written with the broadcast, published after the commit.
+
+    A publisher claims due rows with a lease; a replica that dies mid-publish loses its lease and
+    another finishes. Re-publishing is harmless because speakers act on a command id once.
+    """
+
+    __tablename__ = "publications"
+    __table_args__ = (Index("ix_publications_due", "state", "available_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[str] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="play")
+    scope_kind: Mapped[str] = mapped_column(String(16))
+    # Wire codes for the topic and the signed scope, and the matching row ids for the deliveries.
+    scope_ids: Mapped[list[str]] = mapped_column(JSON)
+    scope_keys: Mapped[list[int]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(300), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,219 @@
+"""HTTP routes for broadcasts: create from an upload, read, list, follow live, fetch audio."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from audio.errors import AudioTooLarge
+from gateway.auth import CurrentUser
+from gateway.broadcasts import service
+from gateway.broadcasts.schemas import BroadcastDetail, BroadcastPage, BroadcastSummary
+from gateway.db import SessionDep
+from gateway.places.service import CityDep
+from wire.contract import Category
+
+router = APIRouter(tags=["broadcasts"])
+audio_router = APIRouter(tags=["audio"])
+
+
+def _runtime(request: Request) -> service.Runtime:
+    runtime: service.Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[service.Runtime, Depends(_runtime)]
+
+
+async def _upload_within_limit(request: Request, runtime: RuntimeDep) -> None:
+    # Refuse an oversized upload from its declared length, before a byte of it is parsed.
+    length = request.headers.get("content-length")
+    limit = runtime.settings.max_upload_bytes
+    if length is not None and length.isdigit() and int(length) > limit + 64 * 1024:
+        raise AudioTooLarge(f"upload of {length} bytes exceeds the limit of {limit} bytes")
+
+
+async def _spill(upload: UploadFile, directory: Path, limit: int) -> Path:
+    """Copy the parsed upload to a file of our own, counting bytes as they go."""
+
+    def copy() -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with tempfile.NamedTemporaryFile(dir=directory, delete=False, suffix=".upload") as handle:
+            upload.file.seek(0)
+            while chunk := upload.file.read(1 << 20):
+                written += len(chunk)
+                if written > limit:
+                    Path(handle.name).unlink(missing_ok=True)
+                    raise AudioTooLarge(f"upload exceeds the limit of {limit} bytes")
+                handle.write(chunk)
+        return Path(handle.name)
+
+    return await asyncio.to_thread(copy)
+
+
+@router.post(
+    "/broadcasts",
+    status_code=201,
+    operation_id="create_broadcast",
+    dependencies=[Depends(_upload_within_limit)],
+    responses={200: {"description": "A repeat of an earlier request with the same key"}},
+)
+async def create_broadcast(
+    session: SessionDep,
+    user: CurrentUser,
+    city: CityDep,
+    runtime: RuntimeDep,
+    response: Response,
+    category: Annotated[Category, Form()],
+    file: Annotated[
+        UploadFile | None,
+        File(description="The recording (m4a, 3gp, webm, ogg, mp3, ...); omit to speak `text`"),
+    ] = None,
+    repeat: Annotated[bool, Form(description="Speak typed text twice")] = False,
+    title: Annotated[str | None, Form(max_length=200)] = None,
+    text: Annotated[str | None, Form(max_length=5000)] = None,
+    all_villages: Annotated[bool, Form()] = False,
+    district_ids: Annotated[list[int] | None, Form()] = None,
+    village_ids: Annotated[list[int] | None, Form()] = None,
+    expires_in_s: Annotated[int | None, Form(ge=30, le=7 * 86400)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> BroadcastSummary:
+    request = service.BroadcastRequest(
+        category=category,
+        title=title,
+        text=text,
+        all_villages=all_villages,
+        district_ids=tuple(district_ids or ()),
+        village_ids=tuple(village_ids or ()),
+        expires_in_s=expires_in_s,
+        idempotency_key=idempotency_key,
+        created_by=user.name,
+        repeat=repeat,
+    )
+    settings = runtime.settings
+    path = (
+        await _spill(file, settings.data_dir / "uploads", settings.max_upload_bytes)
+        if file is not None
+        else None
+    )
+    try:
+        started = await service.start_broadcast(session, runtime, city, request, path)
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+    if started.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    summary = await service.summarize(session, started.broadcast, detail=False)
+    return summary
+
+
+@router.post("/broadcasts/{broadcast_id}/cancel", operation_id="cancel_broadcast")
+async def cancel_broadcast(
+    broadcast_id: str, session: SessionDep, _user: CurrentUser, city: CityDep, runtime: RuntimeDep
+) -> BroadcastSummary:
+    """Cancel at once, one person, no approval: queued deliveries end cancelled and playing
+    speakers stop. Cancelling twice is harmless."""
+    broadcast = await service.cancel_broadcast(session, runtime, city, broadcast_id)
+    return await service.summarize(session, broadcast, detail=False)
+
+
+@router.get("/broadcasts", operation_id="list_broadcasts")
+async def list_broadcasts(
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    category: Category | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> BroadcastPage:
+    rows, total = await service.list_broadcasts(
+        session, city, category=category, since=since, until=until, limit=limit, offset=offset
+    )
+    items = [await service.summarize(session, b, detail=False) for b in rows]
+    return BroadcastPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/broadcasts/{broadcast_id}",
+    operation_id="get_broadcast",
+    response_model=BroadcastDetail | BroadcastSummary,
+)
+async def get_broadcast(
+    broadcast_id: str,
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    detail: bool = True,
+) -> BroadcastDetail | BroadcastSummary:
+    broadcast = await service.get_broadcast(session, city.id, broadcast_id)
+    return await service.summarize(session, broadcast, detail=detail)
+
+
+@router.get(
+    "/broadcasts/{broadcast_id}/events",
+    operation_id="follow_broadcast",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def follow_broadcast(
+    broadcast_id: str, request: Request, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> StreamingResponse:
+    """Server-sent events: the summary each time it changes, until no delivery can change."""
+    await service.get_broadcast(session, city.id, broadcast_id)
+    return StreamingResponse(
+        _events(request, city.id, broadcast_id), media_type="text/event-stream"
+    )
+
+
+async def _events(request: Request, city_id: int, broadcast_id: str) -> AsyncIterator[str]:
+    # Reads from the database, not from this replica's memory, so any replica can serve it.
+    sessions = request.app.state.sessions
+    interval = request.app.state.settings.poll_interval_s
+    last = ""
+    idle = 0.0
+    while not await request.is_disconnected():
+        async with sessions() as session:
+            broadcast = await service.get_broadcast(session, city_id, broadcast_id)
+            summary = await service.summarize(session, broadcast, detail=False)
+        body = summary.model_dump_json()
+        if body != last:
+            last = body
+            idle = 0.0
+            yield f"event: summary\ndata: {body}\n\n"
+            if summary.state in ("completed", "cancelled"):
+                return
+        elif idle >= 15:
+            idle = 0.0
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(interval)
+        idle += interval
+
+
+@audio_router.get(
+    "/audio/{sha256}",
+    operation_id="get_audio",
+    response_class=Response,
+    responses={200: {"content": {"audio/ogg": {}, "audio/mpeg": {}}}},
+)
+async def get_audio(sha256: str, session: SessionDep) -> Response:
+    """Encoded audio by its sha256 (speakers that were not sent it inline fetch it here)."""
+    asset = await service.get_audio(session, sha256)
+    return Response(
+        asset.data,
+        media_type=asset.mime_type,
+        headers={
+            "ETag": f'"{asset.sha256}"',
+            "Cache-Control": "public, max-age=31536000, immutable",
+        },
+    )

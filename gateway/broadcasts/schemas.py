@@ -1,0 +1,85 @@
+"""Request and response shapes of the broadcast API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from wire.contract import Category
+
+BroadcastState = Literal["queued", "in_progress", "completed", "cancelled"]
+VillageOutcome = Literal["played", "partial", "missed", "in_progress", "offline", "no_speakers"]
+
+
+class SpeakerCounts(BaseModel):
+    total: int = 0
+    queued: int = 0
+    sent: int = 0
+    received: int = 0
+    playing: int = 0
+    played: int = 0
+    failed: int = 0
+    expired: int = 0
+    cancelled: int = 0
+    offline: int = Field(
+        0, description="Deliveries still open whose speaker is offline (not counted elsewhere)."
+    )
+
+
+class VillageCounts(BaseModel):
+    total: int = 0
+    played: int = Field(0, description="Every speaker of the village played.")
+    partial: int = Field(0, description="Some speakers played; the rest can no longer change.")
+    missed: int = Field(0, description="No speaker played; none can change any more.")
+    in_progress: int = 0
+    offline: int = Field(0, description="Open deliveries remain, all to offline speakers.")
+    no_speakers: int = 0
+
+
+class SpeakerDelivery(BaseModel):
+    speaker_id: int
+    code: str
+    state: str
+    online: bool
+    reason: str | None
+    attempts: int
+    updated_at: datetime
+    played_at: datetime | None
+
+
+class VillageDelivery(BaseModel):
+    village_id: int
+    code: str
+    name: str
+    outcome: VillageOutcome
+    speakers: list[SpeakerDelivery]
+
+
+class BroadcastSummary(BaseModel):
+    id: str
+    state: BroadcastState
+    category: Category
+    priority: int
+    title: str | None
+    text: str | None
+    created_at: datetime
+    expires_at: datetime
+    cancelled_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int
+    target: dict[str, object]
+    villages: VillageCounts
+    speakers: SpeakerCounts
+
+
+class BroadcastDetail(BroadcastSummary):
+    village_deliveries: list[VillageDelivery]
+
+
+class BroadcastPage(BaseModel):
+    items: list[BroadcastSummary]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,446 @@
+"""Starting broadcasts: idempotency, targets, audio, and the rows the outbox publishes from."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audio.pipeline import Transcoded
+from audio.speech.engine import synthesize_file
+from audio.speech.normalize import validate_text
+from audio.worker import TranscodeWorker
+from gateway.broadcasts.models import AudioAsset, Broadcast, Publication
+from gateway.broadcasts.schemas import (
+    BroadcastDetail,
+    BroadcastSummary,
+    SpeakerCounts,
+    SpeakerDelivery,
+    VillageCounts,
+    VillageDelivery,
+)
+from gateway.clock import Clock
+from gateway.deliveries import service as deliveries
+from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.places import service as places
+from gateway.places.models import City
+from gateway.settings import Settings
+from gateway.speakers import service as speakers
+from wire import contract
+from wire.contract import Category
+
+
+@dataclass(frozen=True)
+class BroadcastRequest:
+    category: Category
+    title: str | None
+    text: str | None
+    all_villages: bool
+    district_ids: tuple[int, ...]
+    village_ids: tuple[int, ...]
+    expires_in_s: int | None
+    idempotency_key: str | None
+    created_by: str
+    repeat: bool = False
+
+    def fingerprint(self, source_sha256: str) -> str:
+        """What makes two requests 'the same' for an Idempotency-Key."""
+        body = {
+            "category": self.category.value,
+            "title": self.title,
+            "text": self.text,
+            "all": self.all_villages,
+            "districts": sorted(set(self.district_ids)),
+            "villages": sorted(set(self.village_ids)),
+            "expires_in_s": self.expires_in_s,
+            "repeat": self.repeat,
+            "source": source_sha256,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What services need from the app beyond the session: passed in, never imported."""
+
+    settings: Settings
+    clock: Clock
+    worker: TranscodeWorker
+
+
+@dataclass(frozen=True)
+class Started:
+    broadcast: Broadcast
+    replayed: bool
+
+
+async def find_replay(
+    session: AsyncSession, city: City, request: BroadcastRequest, source_sha256: str
+) -> Broadcast | None:
+    """The broadcast an earlier request with the same Idempotency-Key created, if any."""
+    if request.idempotency_key is None:
+        return None
+    existing = await session.scalar(
+        select(Broadcast).where(
+            Broadcast.city_id == city.id, Broadcast.idempotency_key == request.idempotency_key
+        )
+    )
+    if existing is None:
+        return None
+    if existing.request_hash != request.fingerprint(source_sha256):
+        raise InvalidRequest(
+            "idempotency_key_reused",
+            ko="같은 Idempotency-Key로 다른 내용의 방송 요청이 이미 있었습니다.",
+            en="This Idempotency-Key was already used for a different broadcast request.",
+        )
+    return existing
+
+
+async def start_broadcast(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    request: BroadcastRequest,
+    upload: Path | None,
+) -> Started:
+    """Validate, transcode, and write the broadcast, its deliveries and its publications.
+
+    Without an upload the typed text is spoken by the speech engine. Nothing is published
+    here: the outbox publishes after the request's transaction commits.
+    """
+    engine = runtime.settings.speech_engine
+    if upload is None:
+        if request.text is None:
+            raise InvalidRequest(
+                "missing_file",
+                ko="녹음 파일이나 방송 문구가 필요합니다.",
+                en="A recording or a text to speak is required.",
+            )
+        spoken = validate_text(request.text)
+        source_sha256 = hashlib.sha256(f"tts:{engine}:{spoken}".encode()).hexdigest()
+    else:
+        source_sha256 = await _sha256_file(upload)
+    replay = await find_replay(session, city, request, source_sha256)
+    if replay is not None:
+        return Started(replay, replayed=True)
+
+    target = await places.resolve_targets(
+        session,
+        city,
+        all_villages=request.all_villages,
+        district_ids=request.district_ids,
+        village_ids=request.village_ids,
+    )
+    recipients = await speakers.speakers_for(
+        session, city.id, village_ids=None if target.all else target.village_ids
+    )
+    # Every speaker gets Opus unless it declared it cannot play it.
+    codecs = ["opus"]
+    if any("opus" not in s.codecs for s in recipients):
+        codecs.append("mp3")
+    if upload is None:
+        transcoded = await _speak(runtime, request, codecs)
+    else:
+        transcoded = await runtime.worker.transcode(
+            upload, category=request.category, codecs=codecs
+        )
+
+    now = runtime.clock.now()
+    settings = runtime.settings
+    expires_in = request.expires_in_s or settings.default_expiry_s
+    broadcast = Broadcast(
+        id=contract.new_id(),
+        city_id=city.id,
+        command_id=contract.new_id(),
+        category=request.category.value,
+        priority=contract.DEFAULT_PRIORITY[request.category],
+        mode="live",
+        title=request.title,
+        text=request.text,
+        target={
+            "all": target.all,
+            "district_ids": list(target.district_ids),
+            "village_ids": sorted(set(request.village_ids)),
+            "resolved_village_ids": list(target.village_ids),
+        },
+        duration_ms=transcoded.duration_ms,
+        audio_sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
+        source_sha256=source_sha256,
+        created_by=request.created_by,
+        created_at=now,
+        expires_at=now + timedelta(seconds=expires_in),
+        idempotency_key=request.idempotency_key,
+        request_hash=request.fingerprint(source_sha256),
+    )
+    await _store_audio(session, transcoded, codecs, now)
+    session.add(broadcast)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Two requests with one Idempotency-Key raced; the other one won.
+        await session.rollback()
+        winner = await find_replay(session, city, request, source_sha256)
+        if winner is None:
+            raise
+        return Started(winner, replayed=True)
+
+    await deliveries.create_deliveries(session, broadcast.id, recipients, now)
+    await _plan_publications(session, city, broadcast, target, now)
+    return Started(broadcast, replayed=False)
+
+
+async def _speak(runtime: Runtime, request: BroadcastRequest, codecs: list[str]) -> Transcoded:
+    assert request.text is not None
+    directory = runtime.settings.data_dir / "uploads"
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        wav = Path(scratch) / "speech.wav"
+        await runtime.worker.run(
+            synthesize_file,
+            request.text,
+            str(wav),
+            engine=runtime.settings.speech_engine,
+            repeat=request.repeat,
+        )
+        return await runtime.worker.transcode(wav, category=request.category, codecs=codecs)
+
+
+async def _sha256_file(path: Path) -> str:
+    def digest() -> str:
+        hasher = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    return await asyncio.to_thread(digest)
+
+
+async def _store_audio(
+    session: AsyncSession, transcoded: Transcoded, codecs: Sequence[str], now: datetime
+) -> None:
+    for codec in codecs:
+        encoded = transcoded.variants[codec]
+        if await session.get(AudioAsset, encoded.sha256) is None:
+            session.add(
+                AudioAsset(
+                    sha256=encoded.sha256,
+                    codec=encoded.codec,
+                    mime_type=encoded.mime_type,
+                    size=len(encoded.data),
+                    duration_ms=encoded.duration_ms,
+                    data=encoded.data,
+                    created_at=now,
+                )
+            )
+
+
+async def _plan_publications(
+    session: AsyncSession,
+    city: City,
+    broadcast: Broadcast,
+    target: places.ResolvedTarget,
+    now: datetime,
+) -> None:
+    """One publish per group topic, so the broker fans out: the whole city, whole districts, or
+    the remaining villages one by one."""
+    if target.all:
+        plan: list[tuple[str, list[str], list[int]]] = [("all", [], [])]
+    else:
+        districts = await places.district_codes(session, target.district_ids)
+        villages = await places.village_codes(session, target.village_ids)
+        whole = set(target.district_ids)
+        plan = [("district", [districts[d]], [d]) for d in target.district_ids]
+        plan += [
+            ("village", [code], [vid])
+            for vid, (code, _name, district_id) in sorted(villages.items())
+            if district_id not in whole
+        ]
+    await session.execute(
+        insert(Publication),
+        [
+            {
+                "broadcast_id": broadcast.id,
+                "kind": "play",
+                "scope_kind": kind,
+                "scope_ids": ids,
+                "scope_keys": keys,
+                "state": "pending",
+                "attempts": 0,
+                "available_at": now,
+                "created_at": now,
+            }
+            for kind, ids, keys in plan
+        ],
+    )
+
+
+async def cancel_broadcast(
+    session: AsyncSession, runtime: Runtime, city: City, broadcast_id: str
+) -> Broadcast:
+    """Stop a broadcast everywhere: nothing more is sent, open deliveries end cancelled, and a
+    signed cancel reaches every speaker it was sent to, stopping those already playing."""
+    broadcast = await get_broadcast(session, city.id, broadcast_id)
+    if broadcast.cancelled_at is not None:
+        return broadcast
+    now = runtime.clock.now()
+    if broadcast.finished_at is not None or broadcast.expires_at <= now:
+        raise Conflict(
+            "broadcast_finished",
+            ko="이미 끝난 방송은 취소할 수 없습니다.",
+            en="The broadcast has already finished; there is nothing to cancel.",
+        )
+    broadcast.cancelled_at = now
+    await deliveries.cancel_open(session, broadcast.id, now)
+    scopes = (
+        await session.execute(
+            select(Publication.scope_kind, Publication.scope_ids, Publication.scope_keys)
+            .where(Publication.broadcast_id == broadcast.id, Publication.kind == "play")
+            .order_by(Publication.id)
+        )
+    ).tuples()
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for kind, ids, keys in scopes:
+        if (kind, tuple(ids)) in seen:
+            continue
+        seen.add((kind, tuple(ids)))
+        session.add(
+            Publication(
+                broadcast_id=broadcast.id,
+                kind="cancel",
+                scope_kind=kind,
+                scope_ids=ids,
+                scope_keys=keys,
+                state="pending",
+                attempts=0,
+                available_at=now,
+                created_at=now,
+            )
+        )
+    await session.flush()
+    return broadcast
+
+
+async def get_broadcast(session: AsyncSession, city_id: int, broadcast_id: str) -> Broadcast:
+    broadcast = await session.get(Broadcast, broadcast_id) if len(broadcast_id) == 32 else None
+    if broadcast is None or broadcast.city_id != city_id:
+        raise NotFound(
+            "broadcast_not_found",
+            ko="방송을 찾을 수 없습니다.",
+            en=f"Broadcast {broadcast_id!r} does not exist.",
+        )
+    return broadcast
+
+
+async def list_broadcasts(
+    session: AsyncSession,
+    city: City,
+    *,
+    category: Category | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Broadcast], int]:
+    query = select(Broadcast).where(Broadcast.city_id == city.id)
+    if category is not None:
+        query = query.where(Broadcast.category == category.value)
+    if since is not None:
+        query = query.where(Broadcast.created_at >= since)
+    if until is not None:
+        query = query.where(Broadcast.created_at < until)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(
+        query.order_by(Broadcast.created_at.desc(), Broadcast.id).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+async def get_audio(session: AsyncSession, sha256: str) -> AudioAsset:
+    asset = await session.get(AudioAsset, sha256) if len(sha256) == 64 else None
+    if asset is None:
+        raise NotFound(
+            "audio_not_found", ko="오디오를 찾을 수 없습니다.", en="No audio with that sha256."
+        )
+    return asset
+
+
+def broadcast_state(broadcast: Broadcast, speaker_counts: dict[str, int]) -> str:
+    if broadcast.cancelled_at is not None:
+        return "cancelled"
+    open_count = sum(
+        speaker_counts.get(k, 0) for k in ("queued", "sent", "received", "playing", "offline")
+    )
+    if broadcast.finished_at is not None or open_count == 0:
+        return "completed"
+    if open_count == speaker_counts.get("queued", 0):
+        return "queued"
+    return "in_progress"
+
+
+async def summarize(
+    session: AsyncSession, broadcast: Broadcast, *, detail: bool
+) -> BroadcastSummary | BroadcastDetail:
+    """Speakers counted by state and villages by outcome; with detail, every speaker's state."""
+    speaker_counts, tallies = await deliveries.tally(session, broadcast.id)
+    resolved = [int(v) for v in broadcast.target.get("resolved_village_ids", [])]  # type: ignore[attr-defined]
+    village_counts = VillageCounts(total=len(resolved))
+    outcomes: dict[int, str] = {}
+    for village_id in resolved:
+        tally = tallies.get(village_id)
+        outcome = tally.outcome if tally is not None else "no_speakers"
+        outcomes[village_id] = outcome
+        setattr(village_counts, outcome, getattr(village_counts, outcome) + 1)
+    fields = {
+        "id": broadcast.id,
+        "state": broadcast_state(broadcast, speaker_counts),
+        "category": broadcast.category,
+        "priority": broadcast.priority,
+        "title": broadcast.title,
+        "text": broadcast.text,
+        "created_at": broadcast.created_at,
+        "expires_at": broadcast.expires_at,
+        "cancelled_at": broadcast.cancelled_at,
+        "finished_at": broadcast.finished_at,
+        "duration_ms": broadcast.duration_ms,
+        "target": {k: v for k, v in broadcast.target.items() if k != "resolved_village_ids"},
+        "villages": village_counts,
+        "speakers": SpeakerCounts(**speaker_counts),
+    }
+    if not detail:
+        return BroadcastSummary.model_validate(fields)
+    names = await places.village_codes(session, resolved)
+    by_village: dict[int, list[SpeakerDelivery]] = {v: [] for v in resolved}
+    for delivery, code, online in await deliveries.deliveries_of(session, broadcast.id):
+        by_village.setdefault(delivery.village_id, []).append(
+            SpeakerDelivery(
+                speaker_id=delivery.speaker_id,
+                code=code,
+                state=delivery.state,
+                online=online,
+                reason=delivery.reason,
+                attempts=delivery.attempts,
+                updated_at=delivery.updated_at,
+                played_at=delivery.played_at,
+            )
+        )
+    villages = [
+        VillageDelivery(
+            village_id=vid,
+            code=names[vid][0] if vid in names else str(vid),
+            name=names[vid][1] if vid in names else "",
+            outcome=outcomes.get(vid, "no_speakers"),
+            speakers=rows,
+        )
+        for vid, rows in by_village.items()
+    ]
+    return BroadcastDetail.model_validate({**fields, "village_deliveries": villages})

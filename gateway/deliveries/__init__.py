@@ -1,0 +1,1 @@
+"""Deliveries: one per speaker and broadcast, moved only by the transition table."""

@@ -1,0 +1,43 @@
+"""The deliveries table: one row per broadcast and speaker."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db import Base, UTCDateTime
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "speaker_id"),
+        Index("ix_deliveries_broadcast_state", "broadcast_id", "state"),
+        Index("ix_deliveries_due", "state", "deadline_at"),
+        Index("ix_deliveries_speaker_state", "speaker_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    # Optimistic locking: two writers (ack intake on two replicas, a cancel) never overwrite
+    # each other's state; the loser's batch fails and is retried on fresh rows.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"))
+    speaker_id: Mapped[int] = mapped_column(ForeignKey("speakers.id", ondelete="CASCADE"))
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    playing_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    played_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Proof of play reported by the speaker.
+    played_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    played_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    level_dbfs: Mapped[float | None] = mapped_column(Float, default=None)

@@ -1,0 +1,457 @@
+"""Delivery bookkeeping: creating deliveries, applying acks, retries, expiry and summaries."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.broadcasts.models import Broadcast, Publication, cancel_command_id
+from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import (
+    ACTIVE,
+    TRANSITIONS,
+    Event,
+    InvalidTransition,
+    State,
+    next_state,
+)
+from gateway.speakers.models import Speaker
+from gateway.speakers.service import TargetSpeaker
+from wire.contract import AckStatus
+
+log = logging.getLogger(__name__)
+
+_ACK_EVENTS = {
+    AckStatus.RECEIVED: Event.RECEIVED,
+    AckStatus.PLAYING: Event.PLAYING,
+    AckStatus.PLAYED: Event.PLAYED,
+    AckStatus.FAILED: Event.FAILED,
+    AckStatus.REJECTED: Event.REJECTED,
+}
+_ACTIVE = [s.value for s in ACTIVE]
+# Derived from the table rather than restated: which states a publish moves, which expire.
+_PUBLISHABLE = [s.value for s in State if TRANSITIONS[s].get(Event.PUBLISHED) == State.SENT]
+_EXPIRABLE = [s.value for s in ACTIVE if TRANSITIONS[s].get(Event.EXPIRED) == State.EXPIRED]
+_CANCELLABLE = [s.value for s in ACTIVE if TRANSITIONS[s].get(Event.CANCELLED) == State.CANCELLED]
+_CATCH_UP = [State.QUEUED.value, State.SENT.value]
+# A speaker that said "playing" gets this long past the end of the message to say "played".
+PLAY_GRACE = timedelta(seconds=120)
+# After "received" or "playing", the next ack is due within the message's length plus this;
+# if it does not come (an ack lost with a broker restart), the speaker is asked again and
+# answers from its journal, without playing twice.
+ACK_GRACE = timedelta(seconds=30)
+_AWAITING = [State.SENT.value, State.RECEIVED.value, State.PLAYING.value]
+
+
+async def create_deliveries(
+    session: AsyncSession, broadcast_id: str, recipients: Sequence[TargetSpeaker], now: datetime
+) -> None:
+    if not recipients:
+        return
+    await session.execute(
+        insert(Delivery),
+        [
+            {
+                "broadcast_id": broadcast_id,
+                "speaker_id": s.id,
+                "village_id": s.village_id,
+                "district_id": s.district_id,
+                "state": State.QUEUED.value,
+                "attempts": 0,
+                "updated_at": now,
+            }
+            for s in recipients
+        ],
+    )
+
+
+async def mark_published(
+    session: AsyncSession,
+    publication: Publication,
+    *,
+    now: datetime,
+    ack_timeout: timedelta,
+) -> int:
+    """The broker took a command: open deliveries in its scope now wait for the speaker's ack."""
+    scope = {
+        "all": None,
+        "district": Delivery.district_id,
+        "village": Delivery.village_id,
+        "speaker": Delivery.speaker_id,
+    }[publication.scope_kind]
+    statement = (
+        update(Delivery)
+        .where(
+            Delivery.broadcast_id == publication.broadcast_id,
+            Delivery.state.in_(_PUBLISHABLE),
+        )
+        .values(
+            version=Delivery.version + 1,
+            state=State.SENT.value,
+            attempts=Delivery.attempts + 1,
+            sent_at=now,
+            deadline_at=now + ack_timeout,
+            updated_at=now,
+        )
+    )
+    if scope is not None:
+        statement = statement.where(scope.in_(publication.scope_keys))
+    result = await session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class AckIn:
+    """A speaker's ack, already checked against the contract and mapped to a speaker row."""
+
+    speaker_id: int
+    broadcast_id: str
+    command_id: str
+    status: AckStatus
+    at: datetime
+    reason: str | None = None
+    audio_sha256: str | None = None
+    played_ms: int | None = None
+    level_dbfs: float | None = None
+
+
+@dataclass
+class AckReport:
+    applied: int = 0
+    unchanged: int = 0
+    unknown: int = 0
+    illegal: int = 0
+    cancel_acks: int = 0
+    changed_broadcasts: set[str] = field(default_factory=set)
+
+
+async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
+    """Apply a batch of acks in one transaction. Duplicates and late acks change nothing."""
+    report = AckReport()
+    if not acks:
+        return report
+    broadcast_ids = {a.broadcast_id for a in acks}
+    found_commands = await session.execute(
+        select(Broadcast.id, Broadcast.command_id, Broadcast.duration_ms).where(
+            Broadcast.id.in_(broadcast_ids)
+        )
+    )
+    rows_found = found_commands.tuples().all()
+    command_ids = {row[0]: row[1] for row in rows_found}
+    durations = {row[0]: timedelta(milliseconds=row[2]) for row in rows_found}
+    wanted = {(a.broadcast_id, a.speaker_id) for a in acks}
+    rows: dict[tuple[str, int], Delivery] = {}
+    for chunk in _chunks(sorted({a.speaker_id for a in acks}), 900):
+        found = await session.scalars(
+            select(Delivery).where(
+                Delivery.broadcast_id.in_(broadcast_ids), Delivery.speaker_id.in_(chunk)
+            )
+        )
+        for row in found:
+            key = (row.broadcast_id, row.speaker_id)
+            if key in wanted:
+                rows[key] = row
+
+    for ack in sorted(acks, key=lambda a: a.at):
+        found_row = rows.get((ack.broadcast_id, ack.speaker_id))
+        play_id = command_ids.get(ack.broadcast_id)
+        if play_id is not None and ack.command_id == cancel_command_id(play_id):
+            report.cancel_acks += 1
+            continue
+        if found_row is None or play_id != ack.command_id:
+            report.unknown += 1
+            continue
+        delivery = found_row
+        event = _ACK_EVENTS[ack.status]
+        current = State(delivery.state)
+        try:
+            new = next_state(current, event)
+        except InvalidTransition as exc:
+            log.debug("ignored ack: %s", exc)
+            report.illegal += 1
+            continue
+        if new in (State.RECEIVED, State.PLAYING):
+            # The speaker is alive and has it: the next ack is due after the message's length.
+            delivery.deadline_at = ack.at + durations[ack.broadcast_id] + ACK_GRACE
+            # Attempts count asks left unanswered; an answer starts the count again.
+            delivery.attempts = 0
+        if new == current and event is not Event.PLAYED:
+            report.unchanged += 1
+            continue
+        if new != current:
+            delivery.state = new.value
+            delivery.updated_at = ack.at
+            report.changed_broadcasts.add(delivery.broadcast_id)
+        if new == State.RECEIVED and delivery.received_at is None:
+            delivery.received_at = ack.at
+        elif new == State.PLAYING and delivery.playing_at is None:
+            delivery.playing_at = ack.at
+        elif new == State.PLAYED:
+            if delivery.played_at is None:
+                delivery.played_at = ack.at
+                delivery.reason = None
+            delivery.played_sha256 = ack.audio_sha256 or delivery.played_sha256
+            delivery.played_ms = ack.played_ms if ack.played_ms is not None else delivery.played_ms
+            delivery.level_dbfs = (
+                ack.level_dbfs if ack.level_dbfs is not None else delivery.level_dbfs
+            )
+        elif new == State.FAILED and new != current:
+            prefix = "rejected" if ack.status is AckStatus.REJECTED else "failed"
+            delivery.reason = f"{prefix}: {ack.reason or 'unspecified'}"[:200]
+        if new != current or event is Event.PLAYED:
+            report.applied += 1
+    await session.flush()
+    return report
+
+
+@dataclass
+class SweepReport:
+    retried: int = 0
+    timed_out: int = 0
+    expired: int = 0
+    stalled: int = 0
+    finished: int = 0
+
+
+async def sweep(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    ack_timeout: timedelta,
+    max_attempts: int,
+    backoff: timedelta,
+    limit: int = 2000,
+) -> SweepReport:
+    """Retry what went unacknowledged, expire what can no longer play, close what is done."""
+    report = SweepReport()
+    await _retry_unacknowledged(session, report, now, ack_timeout, max_attempts, backoff, limit)
+    await _expire(session, report, now)
+    finished = await session.execute(
+        update(Broadcast)
+        .where(
+            Broadcast.finished_at.is_(None),
+            ~exists().where(Delivery.broadcast_id == Broadcast.id, Delivery.state.in_(_ACTIVE)),
+        )
+        .values(finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    report.finished = int(getattr(finished, "rowcount", 0) or 0)
+    await session.flush()
+    return report
+
+
+async def _retry_unacknowledged(
+    session: AsyncSession,
+    report: SweepReport,
+    now: datetime,
+    ack_timeout: timedelta,
+    max_attempts: int,
+    backoff: timedelta,
+    limit: int,
+) -> None:
+    due = (
+        await session.execute(
+            select(Delivery, Speaker.online, Speaker.code)
+            .join(Speaker, Speaker.id == Delivery.speaker_id)
+            .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+            .where(
+                Delivery.state.in_(_AWAITING),
+                Delivery.deadline_at < now,
+                Broadcast.cancelled_at.is_(None),
+                Broadcast.expires_at > now,
+            )
+            .limit(limit)
+        )
+    ).tuples()
+    for delivery, online, code in due:
+        if not online:
+            # No point spending attempts on a speaker that is away; its birth message brings a
+            # catch-up, and the broadcast's expiry closes the delivery if it never returns.
+            delivery.deadline_at = now + ack_timeout
+            delivery.reason = "offline"
+            continue
+        if delivery.attempts >= max_attempts:
+            delivery.state = next_state(State(delivery.state), Event.TIMED_OUT).value
+            delivery.reason = "no_ack"
+            delivery.updated_at = now
+            report.timed_out += 1
+            continue
+        wait = backoff * (2 ** max(0, delivery.attempts - 1))
+        delivery.deadline_at = now + wait + ack_timeout
+        if delivery.state != State.SENT.value:
+            # A publish moves only queued and sent deliveries; count this ask here.
+            delivery.attempts += 1
+        session.add(_speaker_publication(delivery.broadcast_id, code, delivery.speaker_id, now))
+        report.retried += 1
+
+
+async def _expire(session: AsyncSession, report: SweepReport, now: datetime) -> None:
+    expired_broadcasts = select(Broadcast.id).where(
+        Broadcast.finished_at.is_(None), Broadcast.expires_at <= now
+    )
+    offline_speakers = select(Speaker.id).where(Speaker.online.is_(False))
+    for reason, speaker_filter in (
+        ("offline", Delivery.speaker_id.in_(offline_speakers)),
+        ("expired", Delivery.speaker_id.not_in(offline_speakers)),
+    ):
+        result = await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.broadcast_id.in_(expired_broadcasts),
+                Delivery.state.in_(_EXPIRABLE),
+                speaker_filter,
+            )
+            .values(
+                state=State.EXPIRED.value,
+                reason=reason,
+                updated_at=now,
+                version=Delivery.version + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        report.expired += int(getattr(result, "rowcount", 0) or 0)
+    stalled = (
+        await session.execute(
+            select(Delivery, Broadcast.duration_ms)
+            .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+            .where(Delivery.state == State.PLAYING.value, Broadcast.expires_at <= now)
+        )
+    ).tuples()
+    for delivery, duration_ms in stalled:
+        started = delivery.playing_at or delivery.updated_at
+        if started + timedelta(milliseconds=duration_ms) + PLAY_GRACE < now:
+            delivery.state = next_state(State.PLAYING, Event.TIMED_OUT).value
+            delivery.reason = "no_played_ack"
+            delivery.updated_at = now
+            report.stalled += 1
+
+
+async def catch_up(session: AsyncSession, speaker_ids: Sequence[int], now: datetime) -> int:
+    """Speakers that came back get, on their own topic, what they missed and may still play."""
+    if not speaker_ids:
+        return 0
+    rows = (
+        await session.execute(
+            select(Delivery.broadcast_id, Delivery.speaker_id, Speaker.code)
+            .join(Speaker, Speaker.id == Delivery.speaker_id)
+            .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+            .where(
+                Delivery.speaker_id.in_(speaker_ids),
+                Delivery.state.in_(_CATCH_UP),
+                Broadcast.finished_at.is_(None),
+                Broadcast.cancelled_at.is_(None),
+                Broadcast.expires_at > now,
+            )
+        )
+    ).tuples()
+    count = 0
+    for broadcast_id, speaker_id, code in rows:
+        session.add(_speaker_publication(broadcast_id, code, speaker_id, now))
+        count += 1
+    await session.flush()
+    return count
+
+
+def _speaker_publication(
+    broadcast_id: str, code: str, speaker_id: int, now: datetime
+) -> Publication:
+    return Publication(
+        broadcast_id=broadcast_id,
+        kind="play",
+        scope_kind="speaker",
+        scope_ids=[code],
+        scope_keys=[speaker_id],
+        state="pending",
+        attempts=0,
+        available_at=now,
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class VillageTally:
+    village_id: int
+    played: int
+    open_online: int
+    open_offline: int
+    total: int
+
+    @property
+    def outcome(self) -> str:
+        if self.total == 0:
+            return "no_speakers"
+        if self.open_online:
+            return "in_progress"
+        if self.open_offline:
+            return "offline"
+        if self.played == self.total:
+            return "played"
+        return "partial" if self.played else "missed"
+
+
+async def tally(
+    session: AsyncSession, broadcast_id: str
+) -> tuple[dict[str, int], dict[int, VillageTally]]:
+    """Speaker counts by state (open deliveries to offline speakers counted as 'offline'), and
+    one tally per village that has speakers in the broadcast."""
+    rows = (
+        await session.execute(
+            select(Delivery.village_id, Delivery.state, Speaker.online, func.count())
+            .join(Speaker, Speaker.id == Delivery.speaker_id)
+            .where(Delivery.broadcast_id == broadcast_id)
+            .group_by(Delivery.village_id, Delivery.state, Speaker.online)
+        )
+    ).tuples()
+    speakers: dict[str, int] = defaultdict(int)
+    per_village: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for village_id, state, online, count in rows:
+        is_open = State(state) in ACTIVE
+        key = "offline" if is_open and not online else state
+        speakers[key] += count
+        speakers["total"] += count
+        v = per_village[village_id]
+        v[0] += count if state == State.PLAYED.value else 0
+        v[1] += count if is_open and online else 0
+        v[2] += count if is_open and not online else 0
+        v[3] += count
+    return dict(speakers), {vid: VillageTally(vid, *counts) for vid, counts in per_village.items()}
+
+
+async def deliveries_of(
+    session: AsyncSession, broadcast_id: str
+) -> list[tuple[Delivery, str, bool]]:
+    """Every delivery of a broadcast with its speaker's code and presence."""
+    rows = await session.execute(
+        select(Delivery, Speaker.code, Speaker.online)
+        .join(Speaker, Speaker.id == Delivery.speaker_id)
+        .where(Delivery.broadcast_id == broadcast_id)
+        .order_by(Delivery.village_id, Speaker.code)
+    )
+    return [(d, code, online) for d, code, online in rows.tuples()]
+
+
+async def cancel_open(session: AsyncSession, broadcast_id: str, now: datetime) -> int:
+    """Every delivery that has not finished ends cancelled; a later 'played' still wins."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.broadcast_id == broadcast_id, Delivery.state.in_(_CANCELLABLE))
+        .values(
+            state=State.CANCELLED.value,
+            reason="cancelled",
+            updated_at=now,
+            version=Delivery.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,106 @@
+"""Every legal delivery state change, as a table. Nothing else changes a delivery's state.
+
+Acks travel over QoS 1 and may arrive twice, late or out of order (a ``played`` can overtake the
+gateway's own note that it published), so late and repeated events are listed on purpose as
+self-loops or as moves to what the speaker reports; anything not listed raises and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    RECEIVED = "received"
+    PLAYING = "playing"
+    PLAYED = "played"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class Event(StrEnum):
+    PUBLISHED = "published"  # the broker took the command (PUBACK): not a speaker's ack
+    RECEIVED = "received"
+    PLAYING = "playing"
+    PLAYED = "played"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"  # no ack after every retry
+    EXPIRED = "expired"  # the broadcast expired before the speaker started
+    CANCELLED = "cancelled"
+
+
+class InvalidTransition(Exception):
+    def __init__(self, state: State, event: Event) -> None:
+        self.state = state
+        self.event = event
+        super().__init__(f"cannot apply {event.value} to a {state.value} delivery")
+
+
+S, E = State, Event
+
+TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
+    S.QUEUED: {
+        E.PUBLISHED: S.SENT,
+        E.RECEIVED: S.RECEIVED,
+        E.PLAYING: S.PLAYING,
+        E.PLAYED: S.PLAYED,
+        E.FAILED: S.FAILED,
+        E.REJECTED: S.FAILED,
+        E.TIMED_OUT: S.EXPIRED,
+        E.EXPIRED: S.EXPIRED,
+        E.CANCELLED: S.CANCELLED,
+    },
+    S.SENT: {
+        E.PUBLISHED: S.SENT,
+        E.RECEIVED: S.RECEIVED,
+        E.PLAYING: S.PLAYING,
+        E.PLAYED: S.PLAYED,
+        E.FAILED: S.FAILED,
+        E.REJECTED: S.FAILED,
+        E.TIMED_OUT: S.EXPIRED,
+        E.EXPIRED: S.EXPIRED,
+        E.CANCELLED: S.CANCELLED,
+    },
+    S.RECEIVED: {
+        E.PUBLISHED: S.RECEIVED,
+        E.RECEIVED: S.RECEIVED,
+        E.PLAYING: S.PLAYING,
+        E.PLAYED: S.PLAYED,
+        E.FAILED: S.FAILED,
+        E.REJECTED: S.FAILED,
+        E.TIMED_OUT: S.EXPIRED,  # said "received", then nothing however often it was asked
+        E.EXPIRED: S.EXPIRED,
+        E.CANCELLED: S.CANCELLED,
+    },
+    S.PLAYING: {
+        E.PUBLISHED: S.PLAYING,
+        E.RECEIVED: S.PLAYING,
+        E.PLAYING: S.PLAYING,
+        E.PLAYED: S.PLAYED,
+        E.FAILED: S.FAILED,
+        E.TIMED_OUT: S.FAILED,  # started but never said it finished
+        E.CANCELLED: S.CANCELLED,
+    },
+    # Terminal states absorb late duplicates. A speaker's own "played" is the truth even when it
+    # arrives after the gateway gave up, so it still wins over failed and expired.
+    S.PLAYED: dict.fromkeys(Event, S.PLAYED),
+    S.FAILED: {**dict.fromkeys(Event, S.FAILED), E.PLAYED: S.PLAYED},
+    S.EXPIRED: {**dict.fromkeys(Event, S.EXPIRED), E.PLAYED: S.PLAYED},
+    S.CANCELLED: {**dict.fromkeys(Event, S.CANCELLED), E.PLAYED: S.PLAYED},
+}
+
+TERMINAL: Final = frozenset({S.PLAYED, S.FAILED, S.EXPIRED, S.CANCELLED})
+ACTIVE: Final = frozenset(State) - TERMINAL
+
+
+def next_state(current: State, event: Event) -> State:
+    try:
+        return TRANSITIONS[current][event]
+    except KeyError:
+        raise InvalidTransition(current, event) from None

@@ -1,0 +1,58 @@
+"""The sweeper: periodic retries, expiry, silent-speaker detection and closing of broadcasts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.clock import Clock
+from gateway.deliveries import service as deliveries
+from gateway.settings import Settings
+from gateway.speakers import service as speakers
+
+log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        clock: Clock,
+        *,
+        city_id: int,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._clock = clock
+        self._city_id = city_id
+        self.last: deliveries.SweepReport | None = None
+
+    async def run(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("sweep failed; retrying")
+            await asyncio.sleep(interval)
+
+    async def sweep_once(self) -> deliveries.SweepReport:
+        settings = self._settings
+        now = self._clock.now()
+        async with self._sessions() as session:
+            await speakers.mark_silent_offline(
+                session, self._city_id, older_than=now - timedelta(seconds=3 * settings.heartbeat_s)
+            )
+            report = await deliveries.sweep(
+                session,
+                now=now,
+                ack_timeout=timedelta(seconds=settings.ack_timeout_s),
+                max_attempts=settings.max_send_attempts,
+                backoff=timedelta(seconds=settings.retry_backoff_s),
+            )
+            await session.commit()
+        self.last = report
+        return report

@@ -1,0 +1,210 @@
+"""Reading admin CSV uploads (encoding, header, row problems by line) and the places file's rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from fastapi import UploadFile
+
+from gateway.errors import InvalidRequest, MaeulError
+from wire.contract import is_valid_segment
+
+MAX_CSV_BYTES: Final = 5 * 1024 * 1024
+MAX_NAME_LENGTH: Final = 100
+# The error message lists this many bad rows; the exception keeps them all.
+LISTED_PROBLEMS: Final = 20
+PLACE_COLUMNS: Final = ("district_code", "district_name", "village_code", "village_name")
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    ko: str
+    en: str
+
+
+class CsvRejected(InvalidRequest):
+    """The whole file is refused; ``problems`` names every bad row by its line number."""
+
+    code = "invalid_csv"
+
+    def __init__(self, problems: Sequence[RowProblem]) -> None:
+        self.problems = tuple(sorted(problems, key=lambda p: p.line))
+        listed = self.problems[:LISTED_PROBLEMS]
+        more = len(self.problems) - len(listed)
+        ko = "; ".join(f"{p.line}행: {p.ko}" for p in listed)
+        en = "; ".join(f"line {p.line}: {p.en}" for p in listed)
+        if more:
+            ko += f"; 외 {more}건"
+            en += f"; and {more} more"
+        super().__init__(
+            ko=f"CSV에 잘못된 행이 있어 아무것도 반영하지 않았습니다. {ko}",
+            en=f"The CSV has invalid rows; nothing was imported. {en}",
+        )
+
+
+class CsvTooLarge(MaeulError):
+    status = 413
+    code = "csv_too_large"
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    values: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PlaceRow:
+    line: int
+    district_code: str
+    district_name: str
+    village_code: str
+    village_name: str
+
+
+async def read_upload(upload: UploadFile) -> bytes:
+    limit = MAX_CSV_BYTES
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise CsvTooLarge(
+            ko=f"CSV 파일이 너무 큽니다 (최대 {limit // (1024 * 1024)}MB).",
+            en=f"The CSV file is too large (at most {limit} bytes).",
+        )
+    return data
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    # Excel on Korean Windows saves "CSV" as CP949; accept it rather than turn staff away.
+    try:
+        return data.decode("cp949")
+    except UnicodeDecodeError:
+        raise CsvRejected(
+            [RowProblem(1, "UTF-8 CSV 파일이 아닙니다.", "The file is not UTF-8 encoded CSV.")]
+        ) from None
+
+
+def read_rows(data: bytes, columns: Sequence[str]) -> list[CsvRow]:
+    """The data rows of a CSV whose header names every one of ``columns`` (in any order; more
+    columns are ignored), with values stripped and blank lines skipped."""
+    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    rows: list[CsvRow] = []
+    problems: list[RowProblem] = []
+    header: list[str] | None = None
+    try:
+        for record in reader:
+            cells = [cell.strip() for cell in record]
+            if not any(cells):
+                continue
+            if header is None:
+                header = [cell.lower() for cell in cells]
+                missing = [c for c in columns if c not in header]
+                if missing:
+                    names = ", ".join(missing)
+                    raise CsvRejected(
+                        [
+                            RowProblem(
+                                reader.line_num,
+                                f"머리글에 {names} 열이 없습니다 (필요: {', '.join(columns)}).",
+                                f"the header lacks {names} (needed: {', '.join(columns)}).",
+                            )
+                        ]
+                    )
+                continue
+            values = dict.fromkeys(columns, "")
+            for name, cell in zip(header, cells, strict=False):
+                if name in values:
+                    values[name] = cell
+            rows.append(CsvRow(reader.line_num, values))
+    except csv.Error as exc:
+        problems.append(
+            RowProblem(reader.line_num, f"CSV 형식 오류 ({exc}).", f"malformed CSV ({exc}).")
+        )
+    if header is None:
+        problems.append(RowProblem(1, "빈 파일입니다.", "the file is empty."))
+    elif not rows and not problems:
+        problems.append(RowProblem(1, "데이터 행이 없습니다.", "there are no data rows."))
+    if problems:
+        raise CsvRejected(problems)
+    return rows
+
+
+def check_code(row: CsvRow, column: str, problems: list[RowProblem]) -> str:
+    value = row.values[column]
+    if not is_valid_segment(value):
+        problems.append(
+            RowProblem(
+                row.line,
+                f"{column} '{value[:70]}'은(는) 영문자, 숫자, '_', '-' 1-64자여야 합니다.",
+                f"{column} '{value[:70]}' must be 1-64 letters, digits, '_' or '-'.",
+            )
+        )
+    return value
+
+
+def check_name(row: CsvRow, column: str, problems: list[RowProblem]) -> str:
+    value = row.values[column]
+    if not value or len(value) > MAX_NAME_LENGTH:
+        problems.append(
+            RowProblem(
+                row.line,
+                f"{column}은(는) 1-{MAX_NAME_LENGTH}자여야 합니다.",
+                f"{column} must be 1-{MAX_NAME_LENGTH} characters.",
+            )
+        )
+    return value
+
+
+def parse_places(data: bytes) -> list[PlaceRow]:
+    """Rows of ``district_code,district_name,village_code,village_name``; every problem in the
+    file is collected before anything is refused."""
+    problems: list[RowProblem] = []
+    places: list[PlaceRow] = []
+    district_names: dict[str, tuple[str, int]] = {}
+    village_lines: dict[str, int] = {}
+    for row in read_rows(data, PLACE_COLUMNS):
+        before = len(problems)
+        place = PlaceRow(
+            line=row.line,
+            district_code=check_code(row, "district_code", problems),
+            district_name=check_name(row, "district_name", problems),
+            village_code=check_code(row, "village_code", problems),
+            village_name=check_name(row, "village_name", problems),
+        )
+        if len(problems) > before:
+            continue
+        first = village_lines.setdefault(place.village_code, place.line)
+        if first != place.line:
+            problems.append(
+                RowProblem(
+                    place.line,
+                    f"마을 코드 {place.village_code}이(가) {first}행에도 있습니다.",
+                    f"village code {place.village_code} also appears on line {first}.",
+                )
+            )
+            continue
+        name, line = district_names.setdefault(
+            place.district_code, (place.district_name, place.line)
+        )
+        if name != place.district_name:
+            problems.append(
+                RowProblem(
+                    place.line,
+                    f"읍·면·동 {place.district_code}의 이름이 {line}행('{name}')과 다릅니다.",
+                    f"district {place.district_code} is named differently on line {line} "
+                    f"('{name}').",
+                )
+            )
+            continue
+        places.append(place)
+    if problems:
+        raise CsvRejected(problems)
+    return places

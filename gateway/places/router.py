@@ -1,0 +1,178 @@
+"""HTTP routes for the city, its districts and villages, and their CSV import."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, File, Query, UploadFile
+
+from gateway.auth import CurrentUser
+from gateway.db import SessionDep
+from gateway.places import csv_import, service
+from gateway.places.schemas import (
+    CityRead,
+    DistrictCreate,
+    DistrictPage,
+    DistrictRead,
+    DistrictUpdate,
+    PlacesImportReport,
+    VillageCreate,
+    VillagePage,
+    VillageRead,
+    VillageUpdate,
+)
+from gateway.places.service import CityDep, NowDep
+
+router = APIRouter(tags=["places"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1000).")]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
+    status = {"not_found": 404, "conflict": 409, "invalid": 422, "too_large": 413}
+    return {status[kind]: {"description": text} for kind, text in codes.items()}
+
+
+_DISTRICT_404: Final = _errors(not_found="district_not_found")
+_VILLAGE_404: Final = _errors(not_found="village_not_found")
+
+
+@router.get("/city", operation_id="get_city")
+async def get_city(session: SessionDep, _user: CurrentUser, city: CityDep) -> CityRead:
+    """The deployment's city with its district, village and speaker counts."""
+    return await service.describe_city(session, city)
+
+
+@router.get("/districts", operation_id="list_districts")
+async def list_districts(
+    session: SessionDep, _user: CurrentUser, city: CityDep, limit: Limit = 100, offset: Offset = 0
+) -> DistrictPage:
+    return await service.list_districts(session, city, limit=limit, offset=offset)
+
+
+@router.post(
+    "/districts",
+    status_code=201,
+    operation_id="create_district",
+    responses=_errors(conflict="duplicate_code"),
+)
+async def create_district(
+    body: DistrictCreate, session: SessionDep, _user: CurrentUser, city: CityDep, now: NowDep
+) -> DistrictRead:
+    return await service.create_district(session, city, body, now=now)
+
+
+@router.get("/districts/{district_id}", operation_id="get_district", responses=_DISTRICT_404)
+async def get_district(
+    district_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> DistrictRead:
+    return await service.get_district(session, city, district_id)
+
+
+@router.patch(
+    "/districts/{district_id}",
+    operation_id="update_district",
+    responses=_errors(not_found="district_not_found", conflict="duplicate_code"),
+)
+async def update_district(
+    district_id: int, body: DistrictUpdate, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> DistrictRead:
+    return await service.update_district(session, city, district_id, body)
+
+
+@router.delete(
+    "/districts/{district_id}",
+    status_code=204,
+    operation_id="delete_district",
+    responses=_errors(not_found="district_not_found", conflict="district_not_empty"),
+)
+async def delete_district(
+    district_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> None:
+    await service.delete_district(session, city, district_id)
+
+
+@router.get("/villages", operation_id="list_villages", responses=_DISTRICT_404)
+async def list_villages(
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    district_id: int | None = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="Part of a village's name or code.")
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> VillagePage:
+    return await service.list_villages(
+        session, city, district_id=district_id, q=q, limit=limit, offset=offset
+    )
+
+
+@router.post(
+    "/villages",
+    status_code=201,
+    operation_id="create_village",
+    responses=_errors(not_found="district_not_found", conflict="duplicate_code"),
+)
+async def create_village(
+    body: VillageCreate, session: SessionDep, _user: CurrentUser, city: CityDep, now: NowDep
+) -> VillageRead:
+    return await service.create_village(session, city, body, now=now)
+
+
+@router.get("/villages/{village_id}", operation_id="get_village", responses=_VILLAGE_404)
+async def get_village(
+    village_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> VillageRead:
+    return await service.get_village(session, city, village_id)
+
+
+@router.patch(
+    "/villages/{village_id}",
+    operation_id="update_village",
+    responses=_errors(
+        not_found="village_not_found or district_not_found", conflict="duplicate_code"
+    ),
+)
+async def update_village(
+    village_id: int, body: VillageUpdate, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> VillageRead:
+    """Rename, recode or move a village; moving it moves its speakers to the new district."""
+    return await service.update_village(session, city, village_id, body)
+
+
+@router.delete(
+    "/villages/{village_id}",
+    status_code=204,
+    operation_id="delete_village",
+    responses=_errors(not_found="village_not_found", conflict="village_not_empty"),
+)
+async def delete_village(
+    village_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> None:
+    await service.delete_village(session, city, village_id)
+
+
+@router.post(
+    "/places/import",
+    operation_id="import_places",
+    responses=_errors(invalid="invalid_csv (every bad row by line)", too_large="csv_too_large"),
+)
+async def import_places(
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    now: NowDep,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="UTF-8 CSV (BOM optional) with the header "
+            "district_code,district_name,village_code,village_name"
+        ),
+    ],
+) -> PlacesImportReport:
+    """Create or update districts and villages by code: all rows or none."""
+    data = await csv_import.read_upload(file)
+    return await service.import_places(session, city, data, now=now)

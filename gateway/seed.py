@@ -1,0 +1,220 @@
+"""Demo and test data: a city's districts, villages and speakers generated from a named preset."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import product
+from typing import Final, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.places import service as places
+from gateway.places.csv_import import PlaceRow
+from gateway.places.models import City
+from gateway.speakers import service as speakers
+from gateway.speakers.schemas import Codec
+from wire.contract import is_valid_segment
+
+Preset = Literal["jinju", "gimcheon", "tiny"]
+
+# Share of seeded speakers that declare they can only play MP3 (older receivers).
+MP3_ONLY_SHARE: Final = 0.08
+
+
+@dataclass(frozen=True)
+class SeedReport:
+    created: bool
+    districts: int
+    villages: int
+    speakers: int
+
+
+@dataclass(frozen=True)
+class _Shape:
+    city_name: str
+    # (district name, number of villages); a 동's villages are named by `urban`.
+    districts: tuple[tuple[str, int], ...]
+    speakers_per_village: tuple[int, int]
+    urban: Literal["마을", "통"] = "마을"
+    # A fixed layout instead of a drawn one: speakers of each village in order, and the
+    # speakers that play MP3 only.
+    layout: tuple[int, ...] | None = None
+    mp3_only: frozenset[str] = frozenset()
+
+
+# 진주시: 1 읍, 15 면 and the 동 of the old town (358 villages on the wireless system).
+_JINJU = _Shape(
+    city_name="진주시",
+    districts=(
+        ("문산읍", 24),
+        ("내동면", 18),
+        ("정촌면", 20),
+        ("금곡면", 19),
+        ("진성면", 20),
+        ("일반성면", 17),
+        ("이반성면", 22),
+        ("사봉면", 19),
+        ("지수면", 16),
+        ("대곡면", 20),
+        ("금산면", 22),
+        ("집현면", 21),
+        ("미천면", 18),
+        ("명석면", 21),
+        ("대평면", 13),
+        ("수곡면", 17),
+        ("천전동", 11),
+        ("성북동", 9),
+        ("중앙동", 10),
+        ("상봉동", 11),
+        ("상대동", 10),
+    ),
+    speakers_per_village=(1, 3),
+)
+
+# 김천시: 1 읍, 14 면 and 7 동 (568 통·리).
+_GIMCHEON = _Shape(
+    city_name="김천시",
+    districts=(
+        ("아포읍", 30),
+        ("농소면", 20),
+        ("남면", 22),
+        ("개령면", 21),
+        ("감문면", 27),
+        ("어모면", 26),
+        ("봉산면", 24),
+        ("대항면", 25),
+        ("감천면", 16),
+        ("조마면", 19),
+        ("구성면", 27),
+        ("지례면", 22),
+        ("부항면", 14),
+        ("대덕면", 22),
+        ("증산면", 13),
+        ("자산동", 36),
+        ("평화남산동", 38),
+        ("양금동", 30),
+        ("대신동", 34),
+        ("대곡동", 40),
+        ("지좌동", 32),
+        ("율곡동", 30),
+    ),
+    speakers_per_village=(1, 3),
+    urban="통",
+)
+
+# For tests, laid out the same whatever the seed: 8 speakers, d01-v001 has two, d01-v002 one,
+# and only the last speaker plays MP3 alone.
+_TINY = _Shape(
+    city_name="시험시",
+    districts=(("가람면", 3), ("나래동", 2)),
+    speakers_per_village=(1, 2),
+    layout=(2, 1, 2, 1, 2),
+    mp3_only=frozenset({"d02-v002-s2"}),
+)
+
+PRESETS: Final[dict[str, _Shape]] = {"jinju": _JINJU, "gimcheon": _GIMCHEON, "tiny": _TINY}
+
+# Two syllables make a village name (상촌리, 송정마을, ...): 56 x 26 unique names per city.
+_FIRST: Final = (
+    "가감갈고관구금남노대덕도동마명문미백봉북사산상새"
+    "서석선소송신안양연오옥용우운원월유율은장정죽중지진청평하학한화효"
+)
+_SECOND: Final = "계곡교당동두림매명봉산성수암양원월전정천촌치평포현호"
+
+
+def _village_names(shape: _Shape, rng: random.Random) -> list[list[str]]:
+    stems = iter(rng.sample([a + b for a, b in product(_FIRST, _SECOND)], k=_stems_needed(shape)))
+    names: list[list[str]] = []
+    for district, count in shape.districts:
+        if district.endswith("동"):
+            if shape.urban == "통":
+                names.append([f"{n}통" for n in range(1, count + 1)])
+            else:
+                names.append([f"{next(stems)}마을" for _ in range(count)])
+        else:
+            names.append([f"{next(stems)}리" for _ in range(count)])
+    return names
+
+
+def _stems_needed(shape: _Shape) -> int:
+    return sum(
+        count
+        for district, count in shape.districts
+        if not (district.endswith("동") and shape.urban == "통")
+    )
+
+
+def _rows(shape: _Shape, rng: random.Random) -> tuple[list[PlaceRow], list[speakers.SpeakerRow]]:
+    place_rows: list[PlaceRow] = []
+    speaker_rows: list[speakers.SpeakerRow] = []
+    low, high = shape.speakers_per_village
+    layout = iter(shape.layout) if shape.layout else None
+    for d, ((district, _), villages) in enumerate(
+        zip(shape.districts, _village_names(shape, rng), strict=True), start=1
+    ):
+        for v, village in enumerate(villages, start=1):
+            village_code = f"d{d:02d}-v{v:03d}"
+            place_rows.append(
+                PlaceRow(len(place_rows) + 2, f"d{d:02d}", district, village_code, village)
+            )
+            count = next(layout) if layout else rng.randint(low, high)
+            for s in range(1, count + 1):
+                code = f"{village_code}-s{s}"
+                mp3_only = code in shape.mp3_only if layout else rng.random() < MP3_ONLY_SHARE
+                codecs: tuple[Codec, ...] = ("mp3",) if mp3_only else ("opus", "mp3")
+                speaker_rows.append(
+                    speakers.SpeakerRow(
+                        line=len(speaker_rows) + 2,
+                        code=code,
+                        village_code=village_code,
+                        kind="loudspeaker",
+                        codecs=codecs,
+                    )
+                )
+    return place_rows, speaker_rows
+
+
+async def seed(
+    session: AsyncSession,
+    *,
+    preset: Preset,
+    city_code: str,
+    rng_seed: int = 7,
+    now: datetime | None = None,
+) -> SeedReport:
+    """Fill the city with a preset's districts, villages and speakers, unless it has villages
+    already (then nothing changes and ``created`` is False). The caller commits."""
+    shape = PRESETS.get(preset)
+    if shape is None:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if not is_valid_segment(city_code):
+        raise ValueError("city_code must match [A-Za-z0-9_-]{1,64}")
+    now = now or datetime.now(UTC)
+    city = await session.scalar(select(City).where(City.code == city_code))
+    if city is None:
+        city = City(code=city_code, name=shape.city_name, settings={}, created_at=now)
+        session.add(city)
+        await session.flush()
+    existing = await places.describe_city(session, city)
+    if existing.village_count:
+        return SeedReport(
+            created=False,
+            districts=existing.district_count,
+            villages=existing.village_count,
+            speakers=existing.speaker_count,
+        )
+    if city.name == city.code:
+        # The gateway names a city it creates on first start after its code; give it a real name.
+        city.name = shape.city_name
+    place_rows, speaker_rows = _rows(shape, random.Random(rng_seed))
+    report = await places.upsert_places(session, city, place_rows, now=now)
+    await speakers.upsert_speakers(session, city.id, speaker_rows, now=now)
+    return SeedReport(
+        created=True,
+        districts=report.districts_created,
+        villages=report.villages_created,
+        speakers=len(speaker_rows),
+    )

@@ -1,0 +1,105 @@
+"""Gateway configuration from environment variables (prefix GATEWAY_), read once by create_app."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wire import contract
+
+
+class MqttTarget:
+    """A parsed ``mqtt://`` or ``mqtts://`` URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("MQTT URL needs a host")
+        self.tls = parts.scheme == "mqtts"
+        self.host = parts.hostname
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+
+    def redacted(self) -> str:
+        auth = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "production"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_client_prefix: str = "maeul-gw"
+    public_url: str = "http://127.0.0.1:8000"
+    api_token: SecretStr | None = None
+
+    city_code: str = "jinju"
+    replica_id: str = Field(default_factory=lambda: secrets.token_hex(4))
+
+    # Off for replicas that only serve the API, and for tests that drive the loops themselves.
+    background_workers: bool = True
+    ack_timeout_s: float = Field(default=15.0, gt=0)
+    max_send_attempts: int = Field(default=4, ge=1, le=20)
+    retry_backoff_s: float = Field(default=10.0, gt=0)
+    default_expiry_s: int = Field(default=3600, ge=30, le=7 * 86400)
+    heartbeat_s: float = Field(default=30.0, gt=0)
+    publish_lease_s: float = Field(default=30.0, gt=0)
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    ack_batch_max: int = Field(default=1000, ge=1)
+
+    inline_audio_max_bytes: int = Field(default=256 * 1024, ge=0)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_audio_seconds: float = Field(default=600.0, gt=0)
+    target_lufs: float = -16.0
+    opus_bitrate: int = Field(default=24000, ge=6000, le=128000)
+    transcode_workers: int = Field(default=1, ge=1, le=16)
+    # Typed text is spoken by this engine (see audio/speech/engine.py to plug in another).
+    speech_engine: str = "espeak"
+    transcode_timeout_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("city_code")
+    @classmethod
+    def _segment(cls, value: str) -> str:
+        if not contract.is_valid_segment(value):
+            raise ValueError("city_code must match [A-Za-z0-9_-]{1,64}")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt(cls, value: str) -> str:
+        MqttTarget(value)
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'maeul.db'}"
+        if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("database_url must be sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if self.environment == "production" and (
+            self.api_token is None or len(self.api_token.get_secret_value()) < 24
+        ):
+            raise ValueError(
+                "GATEWAY_API_TOKEN must be set to a random secret of at least 24 characters "
+                "outside development"
+            )
+        return self
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        return MqttTarget(self.mqtt_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,37 @@
+"""HTTP routes for the command-signing keys: publish the public keys, rotate the signing key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from gateway import signing
+from gateway.auth import CurrentUser
+from gateway.db import SessionDep
+
+router = APIRouter(tags=["keys"])
+
+
+class PublicKey(BaseModel):
+    key_id: str
+    algorithm: str
+    public_key: str
+    active: bool
+    created_at: datetime
+    retired_at: datetime | None
+
+
+@router.get("/keys", operation_id="list_signing_keys")
+async def list_keys(session: SessionDep) -> list[PublicKey]:
+    """Public keys that verify command signatures (base64, raw Ed25519). No secret here."""
+    return [PublicKey.model_validate(k) for k in await signing.public_keys(session)]
+
+
+@router.post("/keys/rotate", operation_id="rotate_signing_key", status_code=201)
+async def rotate_key(session: SessionDep, _user: CurrentUser, request: Request) -> PublicKey:
+    """Sign from now on with a new key; speakers keep verifying with every listed key."""
+    key = await signing.rotate(session, request.app.state.clock.now())
+    keys = {k["key_id"]: k for k in await signing.public_keys(session)}
+    return PublicKey.model_validate(keys[key.key_id])

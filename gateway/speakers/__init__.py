@@ -1,0 +1,1 @@
+"""Speakers: outdoor loudspeakers and household receivers, their codecs and presence."""

@@ -1,0 +1,145 @@
+"""HTTP routes for speakers: manage them one by one or from CSV, and list the fleet's identities."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Query, UploadFile
+
+from gateway.auth import CurrentUser
+from gateway.db import SessionDep
+from gateway.places import csv_import
+from gateway.places.service import CityDep, NowDep
+from gateway.speakers import service
+from gateway.speakers.schemas import (
+    FleetPage,
+    Kind,
+    SpeakerCreate,
+    SpeakerPage,
+    SpeakerRead,
+    SpeakersImportReport,
+    SpeakerUpdate,
+)
+
+router = APIRouter(tags=["speakers"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1000).")]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
+    status = {"not_found": 404, "conflict": 409, "invalid": 422, "too_large": 413}
+    return {status[kind]: {"description": text} for kind, text in codes.items()}
+
+
+@router.get(
+    "/speakers",
+    operation_id="list_speakers",
+    responses=_errors(not_found="village_not_found or district_not_found"),
+)
+async def list_speakers(
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    village_id: int | None = None,
+    district_id: int | None = None,
+    online: bool | None = None,
+    kind: Kind | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> SpeakerPage:
+    return await service.list_speakers(
+        session,
+        city,
+        village_id=village_id,
+        district_id=district_id,
+        online=online,
+        kind=kind,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.post(
+    "/speakers",
+    status_code=201,
+    operation_id="create_speaker",
+    responses=_errors(not_found="village_not_found", conflict="duplicate_code"),
+)
+async def create_speaker(
+    body: SpeakerCreate, session: SessionDep, _user: CurrentUser, city: CityDep, now: NowDep
+) -> SpeakerRead:
+    return await service.create_speaker(session, city, body, now=now)
+
+
+# Declared before /speakers/{speaker_id} so that "fleet" is never read as an id.
+@router.get("/speakers/fleet", operation_id="get_fleet")
+async def get_fleet(
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    limit: Annotated[int | None, Query(ge=1, description="Leave out for the whole fleet.")] = None,
+    offset: Offset = 0,
+) -> FleetPage:
+    """Every speaker's wire identity (city, district and village codes, codecs), by id."""
+    return await service.fleet(session, city, limit=limit, offset=offset)
+
+
+@router.get(
+    "/speakers/{speaker_id}",
+    operation_id="get_speaker",
+    responses=_errors(not_found="speaker_not_found"),
+)
+async def get_speaker(
+    speaker_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> SpeakerRead:
+    return await service.get_speaker(session, city, speaker_id)
+
+
+@router.patch(
+    "/speakers/{speaker_id}",
+    operation_id="update_speaker",
+    responses=_errors(
+        not_found="speaker_not_found or village_not_found", conflict="duplicate_code"
+    ),
+)
+async def update_speaker(
+    speaker_id: int, body: SpeakerUpdate, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> SpeakerRead:
+    return await service.update_speaker(session, city, speaker_id, body)
+
+
+@router.delete(
+    "/speakers/{speaker_id}",
+    status_code=204,
+    operation_id="delete_speaker",
+    responses=_errors(not_found="speaker_not_found"),
+)
+async def delete_speaker(
+    speaker_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+) -> None:
+    """Remove a speaker, and with it the record of what was delivered to it."""
+    await service.delete_speaker(session, city, speaker_id)
+
+
+@router.post(
+    "/speakers/import",
+    operation_id="import_speakers",
+    responses=_errors(invalid="invalid_csv (every bad row by line)", too_large="csv_too_large"),
+)
+async def import_speakers(
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    now: NowDep,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="UTF-8 CSV (BOM optional) with the header "
+            "speaker_code,village_code,kind,codecs; codecs like opus;mp3"
+        ),
+    ],
+) -> SpeakersImportReport:
+    """Create or update speakers by code: all rows or none."""
+    data = await csv_import.read_upload(file)
+    return await service.import_speakers(session, city, data, now=now)

@@ -1,0 +1,96 @@
+"""Request and response shapes of the speakers API: speakers, their imports and the fleet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from gateway.places.schemas import Code, Patch
+
+Kind = Literal["loudspeaker", "household_receiver"]
+Codec = Literal["opus", "mp3"]
+CODEC_ORDER: tuple[Codec, ...] = ("opus", "mp3")
+
+
+def canonical_codecs(codecs: list[Codec]) -> list[Codec]:
+    """Unique, in the gateway's order of preference."""
+    return [c for c in CODEC_ORDER if c in codecs]
+
+
+Codecs = Annotated[
+    list[Codec],
+    Field(min_length=1, description="What the speaker can play.", examples=[["opus", "mp3"]]),
+    AfterValidator(canonical_codecs),
+]
+Firmware = Annotated[str, Field(max_length=64, examples=["1.4.2"])]
+
+
+class SpeakerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Code = Field(examples=["d01-v001-s1"])
+    village_id: int
+    kind: Kind = "loudspeaker"
+    codecs: Codecs = Field(default_factory=lambda: list(CODEC_ORDER))
+    firmware: Firmware | None = None
+
+
+class SpeakerUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset({"firmware"})
+
+    code: Code | SkipJsonSchema[None] = None
+    village_id: int | SkipJsonSchema[None] = Field(
+        default=None, description="Moves the speaker to this village."
+    )
+    kind: Kind | SkipJsonSchema[None] = None
+    codecs: Codecs | SkipJsonSchema[None] = None
+    firmware: Firmware | None = Field(default=None, description="Null clears it.")
+
+
+class SpeakerRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    code: str
+    village_id: int
+    district_id: int
+    kind: Kind
+    codecs: list[Codec]
+    firmware: str | None
+    online: bool
+    last_seen_at: datetime | None
+    created_at: datetime
+
+
+class SpeakerPage(BaseModel):
+    items: list[SpeakerRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class SpeakersImportReport(BaseModel):
+    rows: int
+    created: int
+    updated: int = Field(description="Moved, or changed kind or codecs.")
+
+
+class FleetSpeaker(BaseModel):
+    """A speaker's identity on the wire: what a (simulated) device subscribes with."""
+
+    code: str
+    village_code: str
+    district_code: str
+    codecs: list[Codec]
+    kind: Kind
+
+
+class FleetPage(BaseModel):
+    city_code: str
+    items: list[FleetSpeaker]
+    total: int
+    limit: int | None = Field(description="Null: the whole fleet.")
+    offset: int

@@ -1,0 +1,70 @@
+"""Shared fixtures: a real MQTT broker and real databases for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maeul.broker import MosquittoConfig, MosquittoProcess, find_mosquitto
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Mosquitto on a free port; the machine's own broker when none can be started."""
+    if find_mosquitto() is None:
+        if _reachable("127.0.0.1", 1883):
+            yield "mqtt://127.0.0.1:1883"
+            return
+        pytest.skip("no mosquitto binary and no broker on 127.0.0.1:1883")
+    config = MosquittoConfig(data_dir=tmp_path_factory.mktemp("mosquitto"))
+    with MosquittoProcess(config) as broker:
+        yield broker.url
+
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def _pg_reachable() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
+        return
+    if not _pg_reachable():
+        pytest.skip(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}; PostgreSQL variant skipped")
+    import asyncpg
+
+    name = f"maeul_test_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,48 @@
+"""The benchmark harness runs end to end in smoke mode and writes every figure it promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.run import run_bench
+
+pytestmark = [pytest.mark.slow]
+
+FANOUT_KEYS = {
+    "speakers",
+    "gateway_received_ms_median",
+    "gateway_received_ms_p95",
+    "gateway_received_ms_max",
+    "gateway_played_ms_median",
+    "floor_ms_median",
+    "floor_ms_p95",
+    "ratio",
+}
+
+
+def _non_negative(value: object) -> bool:
+    return isinstance(value, int | float) and value >= 0
+
+
+def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_SMOKE", "1")
+    monkeypatch.delenv("BENCH_FULL", raising=False)
+    output = tmp_path / "latest.json"
+    run_bench(output)
+    result = json.loads(output.read_text())
+    assert {"fanout", "transcode", "live", "api", "memory", "machine", "rounds"} <= set(result)
+    assert result["fanout"]
+    for entry in result["fanout"]:
+        assert set(entry) >= FANOUT_KEYS
+        assert all(_non_negative(entry[key]) for key in FANOUT_KEYS)
+    transcode = result["transcode"]
+    assert {"pipeline_ms_median", "ffmpeg_cli_ms_median", "ratio"} <= set(transcode)
+    assert _non_negative(transcode["pipeline_ms_median"])
+    assert result["live"]["status"] == "not_built"
+    assert _non_negative(result["api"]["status_p99_ms"])
+    assert _non_negative(result["api"]["count"])
+    assert _non_negative(result["memory"]["rss_mb_jinju"])
+    assert "rss_mb_10k" in result["memory"]

@@ -1,0 +1,81 @@
+"""The delivery transition table: every legal move, every illegal one, and the self-loops."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gateway.deliveries.states import (
+    ACTIVE,
+    TERMINAL,
+    TRANSITIONS,
+    Event,
+    InvalidTransition,
+    State,
+    next_state,
+)
+
+LEGAL = [(s, e, t) for s, moves in TRANSITIONS.items() for e, t in moves.items()]
+ILLEGAL = [(s, e) for s, e in itertools.product(State, Event) if e not in TRANSITIONS.get(s, {})]
+
+
+@pytest.mark.parametrize(("state", "event", "target"), LEGAL)
+def test_every_legal_move(state: State, event: Event, target: State) -> None:
+    assert next_state(state, event) is target
+
+
+@pytest.mark.parametrize(("state", "event"), ILLEGAL)
+def test_every_illegal_move_raises_and_names_both(state: State, event: Event) -> None:
+    with pytest.raises(InvalidTransition) as caught:
+        next_state(state, event)
+    assert state.value in str(caught.value)
+    assert event.value in str(caught.value)
+
+
+def test_every_state_has_a_row() -> None:
+    assert set(TRANSITIONS) == set(State)
+
+
+def test_duplicates_are_self_loops() -> None:
+    for state, event in [
+        (State.SENT, Event.PUBLISHED),
+        (State.RECEIVED, Event.RECEIVED),
+        (State.PLAYING, Event.PLAYING),
+        (State.PLAYED, Event.PLAYED),
+        (State.FAILED, Event.FAILED),
+    ]:
+        assert next_state(state, event) is state
+
+
+def test_late_acks_never_move_backwards() -> None:
+    order = [State.QUEUED, State.SENT, State.RECEIVED, State.PLAYING, State.PLAYED]
+    rank = {s: i for i, s in enumerate(order)}
+    for state in order:
+        for event in (Event.PUBLISHED, Event.RECEIVED, Event.PLAYING, Event.PLAYED):
+            target = next_state(state, event)
+            if target in rank:
+                assert rank[target] >= rank[state], (state, event, target)
+
+
+def test_terminal_states_stay_terminal_except_a_real_play() -> None:
+    for state in TERMINAL:
+        for event in Event:
+            target = next_state(state, event)
+            assert target is state or target is State.PLAYED
+
+
+def test_a_played_ack_overtaking_the_publish_note_is_kept() -> None:
+    assert next_state(State.QUEUED, Event.PLAYED) is State.PLAYED
+    assert next_state(State.PLAYED, Event.PUBLISHED) is State.PLAYED
+
+
+def test_active_and_terminal_partition_the_states() -> None:
+    assert set(State) == ACTIVE | TERMINAL
+    assert not ACTIVE & TERMINAL
+
+
+def test_rejection_fails_and_timeout_expires() -> None:
+    assert next_state(State.SENT, Event.REJECTED) is State.FAILED
+    assert next_state(State.SENT, Event.TIMED_OUT) is State.EXPIRED
+    assert next_state(State.PLAYING, Event.TIMED_OUT) is State.FAILED

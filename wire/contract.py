@@ -1,0 +1,515 @@
+"""The MQTT wire contract between the gateway and speakers: topics, payloads, QoS and signatures.
+
+This module is the only place that knows topic strings and payload shapes. It imports neither
+FastAPI nor SQLAlchemy, so the gateway, the simulator and the device agent all use the same code,
+and `openapi/asyncapi.yaml` documents exactly what is here.
+
+Topic tree (``{c}`` city code, ``{d}`` district code, ``{v}`` village code, ``{s}`` speaker id)::
+
+    maeul/v1/{c}/cmd/all            commands for every speaker of the city  (gateway -> speakers)
+    maeul/v1/{c}/cmd/district/{d}   commands for every speaker of a district
+    maeul/v1/{c}/cmd/village/{v}    commands for every speaker of a village
+    maeul/v1/{c}/cmd/speaker/{s}    commands for one speaker (retries, catch-up, resend)
+    maeul/v1/{c}/ack/{s}            a speaker's own acknowledgements          (speaker -> gateway)
+    maeul/v1/{c}/presence/{s}       birth, heartbeat and will (retained)      (speaker -> gateway)
+
+The broker does the fan-out for group topics; every speaker still acknowledges on its own topic,
+and the gateway reads acks and presence through MQTT 5 shared subscriptions so that any number
+of gateway replicas split them. A broker PUBACK only says the broker has the command; a delivery
+moves on only when the speaker's own ack arrives.
+
+Exceptions::
+
+    WireError            a payload or topic that does not follow this contract
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROTOCOL_VERSION: Final = 1
+TOPIC_ROOT: Final = "maeul/v1"
+SHARE_GROUP: Final = "maeul-gateway"
+
+MAX_COMMAND_BYTES: Final = 4 * 1024 * 1024
+MAX_ACK_BYTES: Final = 4 * 1024
+MAX_PRESENCE_BYTES: Final = 4 * 1024
+# Clocks on speakers drift; a command issued up to this far in the future is still accepted.
+CLOCK_SKEW_MS: Final = 30_000
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class WireError(ValueError):
+    """A payload or topic that does not follow the contract."""
+
+
+class Qos(IntEnum):
+    AT_MOST_ONCE = 0
+    AT_LEAST_ONCE = 1
+
+
+COMMAND_QOS: Final = Qos.AT_LEAST_ONCE
+ACK_QOS: Final = Qos.AT_LEAST_ONCE
+PRESENCE_QOS: Final = Qos.AT_LEAST_ONCE
+HEARTBEAT_QOS: Final = Qos.AT_MOST_ONCE
+
+
+class Category(StrEnum):
+    VILLAGE_NOTICE = "village_notice"
+    ADMINISTRATIVE = "administrative"
+    CRIME_PREVENTION = "crime_prevention"
+    DISASTER = "disaster"
+
+
+# Higher plays first and interrupts lower; cities can reorder through their settings.
+DEFAULT_PRIORITY: Final[Mapping[Category, int]] = {
+    Category.DISASTER: 40,
+    Category.CRIME_PREVENTION: 30,
+    Category.ADMINISTRATIVE: 20,
+    Category.VILLAGE_NOTICE: 10,
+}
+
+
+class AckStatus(StrEnum):
+    RECEIVED = "received"
+    PLAYING = "playing"
+    PLAYED = "played"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class RejectReason(StrEnum):
+    MALFORMED = "malformed"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    OUT_OF_SCOPE = "out_of_scope"
+    BAD_SIGNATURE = "bad_signature"
+    UNSIGNED = "unsigned"
+    REPLAYED = "replayed"
+    UNSUPPORTED_CODEC = "unsupported_codec"
+    INTEGRITY = "integrity"
+
+
+class Codec(StrEnum):
+    OPUS = "opus"
+    MP3 = "mp3"
+
+
+# --------------------------------------------------------------------------------------------
+# Topics
+
+
+def _segment(value: str, what: str) -> str:
+    if not _SEGMENT.fullmatch(value):
+        raise WireError(f"{what} {value!r} is not a valid topic segment ([A-Za-z0-9_-]{{1,64}})")
+    return value
+
+
+def is_valid_segment(value: str) -> bool:
+    return bool(_SEGMENT.fullmatch(value))
+
+
+def command_topic_all(city: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/cmd/all"
+
+
+def command_topic_district(city: str, district: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/cmd/district/{_segment(district, 'district')}"
+
+
+def command_topic_village(city: str, village: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/cmd/village/{_segment(village, 'village')}"
+
+
+def command_topic_speaker(city: str, speaker: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/cmd/speaker/{_segment(speaker, 'speaker')}"
+
+
+def ack_topic(city: str, speaker: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/ack/{_segment(speaker, 'speaker')}"
+
+
+def presence_topic(city: str, speaker: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/presence/{_segment(speaker, 'speaker')}"
+
+
+def ack_subscription(group: str = SHARE_GROUP) -> str:
+    """The gateway's shared subscription for every speaker's acks, in every city."""
+    return f"$share/{_segment(group, 'share group')}/{TOPIC_ROOT}/+/ack/+"
+
+
+def presence_subscription(group: str = SHARE_GROUP) -> str:
+    return f"$share/{_segment(group, 'share group')}/{TOPIC_ROOT}/+/presence/+"
+
+
+def speaker_subscriptions(city: str, district: str, village: str, speaker: str) -> list[str]:
+    """Every command topic one speaker listens on."""
+    return [
+        command_topic_all(city),
+        command_topic_district(city, district),
+        command_topic_village(city, village),
+        command_topic_speaker(city, speaker),
+    ]
+
+
+def parse_speaker_topic(topic: str, kind: Literal["ack", "presence"]) -> tuple[str, str]:
+    """Return (city, speaker) of an ack or presence topic, or raise WireError."""
+    parts = topic.split("/")
+    if (
+        len(parts) != 5
+        or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT
+        or parts[3] != kind
+        or not is_valid_segment(parts[2])
+        or not is_valid_segment(parts[4])
+    ):
+        raise WireError(f"not a {kind} topic: {topic[:200]!r}")
+    return parts[2], parts[4]
+
+
+# --------------------------------------------------------------------------------------------
+# Payloads
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Segment = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Scope(_Message):
+    """Whom a command is for; signed with it, so a command cannot be replayed to another village."""
+
+    kind: Literal["all", "district", "village", "speaker"]
+    ids: tuple[Segment, ...] = ()
+
+    @model_validator(mode="after")
+    def _ids_match_kind(self) -> Scope:
+        if self.kind == "all" and self.ids:
+            raise ValueError("scope 'all' takes no ids")
+        if self.kind != "all" and not self.ids:
+            raise ValueError(f"scope {self.kind!r} needs at least one id")
+        return self
+
+    def covers(self, identity: SpeakerIdentity) -> bool:
+        if self.kind == "all":
+            return True
+        own = {
+            "district": identity.district,
+            "village": identity.village,
+            "speaker": identity.speaker,
+        }[self.kind]
+        return own in self.ids
+
+
+class AudioRef(_Message):
+    """One encoding of the message. The bytes travel inline (base64) or behind an HTTP URL."""
+
+    codec: Codec
+    mime_type: str
+    sha256: Sha256Hex
+    size: int = Field(ge=1)
+    duration_ms: int = Field(ge=0)
+    data: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AudioRef:
+        if (self.data is None) == (self.url is None):
+            raise ValueError("an audio reference carries exactly one of 'data' and 'url'")
+        return self
+
+    def inline_bytes(self) -> bytes:
+        if self.data is None:
+            raise WireError("audio is not inline")
+        try:
+            return base64.b64decode(self.data, validate=True)
+        except binascii.Error as exc:
+            raise WireError("inline audio is not valid base64") from exc
+
+
+class Command(_Message):
+    """A command to speakers. A speaker acts on a given ``id`` at most once."""
+
+    v: Literal[1] = PROTOCOL_VERSION
+    type: Literal["play", "cancel"]
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    broadcast_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    city: Segment
+    scope: Scope
+    category: Category
+    priority: int = Field(ge=0, le=1000)
+    mode: Literal["live", "test", "exercise"] = "live"
+    issued_at_ms: int = Field(ge=0)
+    expires_at_ms: int = Field(ge=0)
+    nonce: Annotated[str, Field(pattern=r"^[0-9a-f]{16,64}$")]
+    title: str | None = Field(default=None, max_length=200)
+    text: str | None = Field(default=None, max_length=5000)
+    audio: tuple[AudioRef, ...] = ()
+    key_id: str | None = Field(default=None, max_length=64)
+    sig: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Command:
+        if self.expires_at_ms <= self.issued_at_ms:
+            raise ValueError("a command must expire after it is issued")
+        if self.type == "play" and not self.audio:
+            raise ValueError("a play command needs audio")
+        return self
+
+    def signing_bytes(self) -> bytes:
+        """Canonical bytes covered by the signature: everything but the signature itself.
+
+        Inline audio is covered through its sha256, so the speaker checks the bytes against it.
+        """
+        body = self.model_dump(mode="json", exclude={"sig"})
+        body["audio"] = [
+            {k: v for k, v in ref.items() if k not in ("data", "url")} for ref in body["audio"]
+        ]
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def audio_for(self, codecs: Iterable[str]) -> AudioRef | None:
+        """The first encoding, in the command's order, that the speaker can play."""
+        playable = set(codecs)
+        return next((ref for ref in self.audio if ref.codec in playable), None)
+
+
+class Ack(_Message):
+    """A speaker's own acknowledgement of one command, published on its ack topic."""
+
+    v: Literal[1] = PROTOCOL_VERSION
+    command_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    broadcast_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    speaker: Segment
+    status: AckStatus
+    at_ms: int = Field(ge=0)
+    reason: str | None = Field(default=None, max_length=200)
+    # Proof of play: which audio was played, for how long, how loud.
+    audio_sha256: Sha256Hex | None = None
+    played_ms: int | None = Field(default=None, ge=0)
+    level_dbfs: float | None = Field(default=None, ge=-200, le=20)
+
+
+class Presence(_Message):
+    """Birth (``online``), heartbeat and will (``offline``) of a speaker."""
+
+    v: Literal[1] = PROTOCOL_VERSION
+    speaker: Segment
+    status: Literal["online", "heartbeat", "offline"]
+    at_ms: int = Field(ge=0)
+    codecs: tuple[Codec, ...] = ()
+    firmware: str | None = Field(default=None, max_length=64)
+    boot_id: str | None = Field(default=None, max_length=64)
+
+
+class SpeakerIdentity(_Message):
+    """Where a speaker sits; used to subscribe and to check a command's scope."""
+
+    city: Segment
+    district: Segment
+    village: Segment
+    speaker: Segment
+
+    def subscriptions(self) -> list[str]:
+        return speaker_subscriptions(self.city, self.district, self.village, self.speaker)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _dump(message: BaseModel) -> bytes:
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def _load(model: type[_M], payload: bytes, limit: int) -> _M:
+    if len(payload) > limit:
+        raise WireError(f"{model.__name__} payload of {len(payload)} bytes exceeds {limit}")
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+        raise WireError(f"invalid {model.__name__}: {where}: {first.get('msg')}") from None
+
+
+def encode_command(command: Command) -> bytes:
+    return _dump(command)
+
+
+def decode_command(payload: bytes) -> Command:
+    return _load(Command, payload, MAX_COMMAND_BYTES)
+
+
+def encode_ack(ack: Ack) -> bytes:
+    return _dump(ack)
+
+
+def decode_ack(payload: bytes) -> Ack:
+    return _load(Ack, payload, MAX_ACK_BYTES)
+
+
+def encode_presence(presence: Presence) -> bytes:
+    return _dump(presence)
+
+
+def decode_presence(payload: bytes) -> Presence:
+    return _load(Presence, payload, MAX_PRESENCE_BYTES)
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(12)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def inline_audio(*, codec: Codec, mime_type: str, data: bytes, duration_ms: int) -> AudioRef:
+    return AudioRef(
+        codec=codec,
+        mime_type=mime_type,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        duration_ms=duration_ms,
+        data=base64.b64encode(data).decode("ascii"),
+    )
+
+
+def message_expiry_seconds(command: Command, at_ms: int) -> int:
+    """MQTT 5 message expiry for a command, so the broker drops it when it goes stale."""
+    return max(1, (command.expires_at_ms - at_ms + 999) // 1000)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks a speaker makes before acting on a command
+
+
+def check_command(
+    command: Command,
+    identity: SpeakerIdentity,
+    *,
+    at_ms: int,
+    verify: SignatureCheck | None = None,
+) -> RejectReason | None:
+    """Why a speaker must refuse this command, or None when it may act on it.
+
+    ``verify`` checks the signature; a speaker configured with gateway keys always passes one.
+    """
+    if command.city != identity.city or not command.scope.covers(identity):
+        return RejectReason.OUT_OF_SCOPE
+    if at_ms >= command.expires_at_ms:
+        return RejectReason.EXPIRED
+    if command.issued_at_ms > at_ms + CLOCK_SKEW_MS:
+        return RejectReason.NOT_YET_VALID
+    if verify is not None:
+        if command.sig is None or command.key_id is None:
+            return RejectReason.UNSIGNED
+        if not verify(command):
+            return RejectReason.BAD_SIGNATURE
+    return None
+
+
+class SignatureCheck:
+    """Verifies Ed25519 command signatures against the gateway's published keys (by key id)."""
+
+    def __init__(self, public_keys: Mapping[str, bytes]) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        self._keys = {
+            kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in public_keys.items()
+        }
+
+    def __call__(self, command: Command) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
+        key = self._keys.get(command.key_id or "")
+        if key is None or command.sig is None:
+            return False
+        try:
+            key.verify(base64.b64decode(command.sig, validate=True), command.signing_bytes())
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True
+
+
+def sign_command(command: Command, *, key_id: str, private_key: bytes) -> Command:
+    """Return the command with ``key_id`` and an Ed25519 ``sig`` over its signing bytes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(private_key)
+    unsigned = command.model_copy(update={"key_id": key_id, "sig": None})
+    signature = key.sign(unsigned.signing_bytes())
+    return unsigned.model_copy(update={"sig": base64.b64encode(signature).decode("ascii")})
+
+
+def describe(payload: Mapping[str, Any]) -> str:
+    """A short, log-safe description of a payload (never inline audio or signatures)."""
+    keep = ("type", "id", "command_id", "broadcast_id", "speaker", "status", "reason")
+    return " ".join(f"{k}={payload[k]}" for k in keep if k in payload)
+
+
+# --------------------------------------------------------------------------------------------
+# Speaker side: names a speaker (simulated or real) shares with the gateway beyond the payloads
+# above. Added for `devices/`; nothing above depends on this section.
+
+
+class FailReason(StrEnum):
+    """Why a speaker reports ``failed`` for a command it had accepted (``received``)."""
+
+    EXPIRED = "expired"  # its turn came after expires_at_ms; never started
+    CANCELLED = "cancelled"  # a cancel for its broadcast arrived (queued or playing)
+    INTERRUPTED = "interrupted"  # the speaker restarted while it was playing; not replayed
+    PREEMPTED = "preempted"  # a higher-priority command took the horn
+    FETCH_FAILED = "fetch_failed"  # the audio behind its URL could not be fetched
+    UNDECODABLE = "undecodable"  # the audio bytes matched their hash but did not decode
+    PLAYER_ERROR = "player_error"  # the sound output failed
+
+
+SPEAKER_CLIENT_PREFIX: Final = "spk-"
+
+
+def speaker_client_id(speaker: str) -> str:
+    """A speaker's MQTT client id: stable, so the broker keeps its session across reconnects."""
+    return f"{SPEAKER_CLIENT_PREFIX}{_segment(speaker, 'speaker')}"
+
+
+_COMMAND_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def command_ids_of(payload: bytes) -> tuple[str, str] | None:
+    """(id, broadcast_id) of a command that failed validation, when both can still be read.
+
+    Lets a speaker answer a malformed command with a ``rejected`` ack instead of silence.
+    """
+    if len(payload) > MAX_COMMAND_BYTES:
+        return None
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    command_id, broadcast_id = body.get("id"), body.get("broadcast_id")
+    if not (isinstance(command_id, str) and isinstance(broadcast_id, str)):
+        return None
+    if not (_COMMAND_ID.fullmatch(command_id) and _COMMAND_ID.fullmatch(broadcast_id)):
+        return None
+    return command_id, broadcast_id
