@@ -22,6 +22,7 @@ from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
 from gateway.broadcasts.service import Runtime
+from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
 from gateway.clock import Clock, SystemClock
 from gateway.db import create_engine, create_sessions
@@ -127,6 +128,10 @@ def create_app(
         app.state.engine = engine
         app.state.sessions = create_sessions(engine)
         city_id = await _ensure_city(app, settings)
+        app.state.city_id = city_id
+        app.state.status_cache = StatusCache(
+            ttl_s=settings.status_cache_s, max_stale_s=settings.status_max_stale_s
+        )
         async with app.state.sessions() as session:
             await active_signer(session, clock.now())
         own_worker = worker is None

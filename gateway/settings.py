@@ -56,7 +56,13 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=30.0, gt=0)
     publish_lease_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=0.5, gt=0)
-    ack_batch_max: int = Field(default=1000, ge=1)
+    # Acks recorded per transaction: small enough that one batch never holds the event loop long.
+    ack_batch_max: int = Field(default=250, ge=1)
+
+    # Broadcast summaries are re-read at most this often per replica (0: every request) and never
+    # served older than the second figure; see gateway/broadcasts/status_cache.py.
+    status_cache_s: float = Field(default=0.5, ge=0, le=10)
+    status_max_stale_s: float = Field(default=5.0, ge=0, le=60)
 
     inline_audio_max_bytes: int = Field(default=256 * 1024, ge=0)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
@@ -67,6 +73,9 @@ class Settings(BaseSettings):
     # Typed text is spoken by this engine (see audio/speech/engine.py to plug in another).
     speech_engine: str = "espeak"
     transcode_timeout_s: float = Field(default=120.0, gt=0)
+    # Priority by category (higher interrupts lower on a speaker), as JSON, e.g.
+    # GATEWAY_PRIORITIES='{"crime_prevention": 25}'; categories left out keep their default.
+    priorities: dict[contract.Category, int] = Field(default_factory=dict)
 
     @field_validator("city_code")
     @classmethod
@@ -74,6 +83,19 @@ class Settings(BaseSettings):
         if not contract.is_valid_segment(value):
             raise ValueError("city_code must match [A-Za-z0-9_-]{1,64}")
         return value
+
+    @field_validator("priorities")
+    @classmethod
+    def _priorities(cls, value: dict[contract.Category, int]) -> dict[contract.Category, int]:
+        merged = {**contract.DEFAULT_PRIORITY, **value}
+        if any(not 0 <= p <= 1000 for p in merged.values()):
+            raise ValueError("priorities must be between 0 and 1000")
+        if merged[contract.Category.DISASTER] != max(merged.values()):
+            raise ValueError("disaster must keep the highest priority")
+        return merged
+
+    def priority_of(self, category: contract.Category) -> int:
+        return self.priorities.get(category, contract.DEFAULT_PRIORITY[category])
 
     @field_validator("mqtt_url")
     @classmethod

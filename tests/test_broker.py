@@ -330,7 +330,8 @@ async def test_supervisor_restarts_a_killed_broker(
 
         # A new process exists before it answers; the supervisor logs when it answers.
         await _eventually(lambda: "다시 시작했습니다" in caplog.text)
-        assert mosquitto.running and mosquitto.pid != first
+        assert mosquitto.running
+        assert mosquitto.pid != first
         assert await probe_async(mosquitto.host, mosquitto.port) == 0
         assert "다시 시작합니다" in caplog.text
 

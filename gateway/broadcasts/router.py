@@ -14,9 +14,15 @@ from fastapi.responses import StreamingResponse
 
 from audio.errors import AudioTooLarge
 from gateway.auth import CurrentUser
-from gateway.broadcasts import service
-from gateway.broadcasts.schemas import BroadcastDetail, BroadcastPage, BroadcastSummary
+from gateway.broadcasts import resend, service
+from gateway.broadcasts.schemas import (
+    BroadcastDetail,
+    BroadcastPage,
+    BroadcastSummary,
+    ResendRequest,
+)
 from gateway.db import SessionDep
+from gateway.deliveries.states import State
 from gateway.places.service import CityDep
 from wire.contract import Category
 
@@ -118,12 +124,55 @@ async def create_broadcast(
 
 @router.post("/broadcasts/{broadcast_id}/cancel", operation_id="cancel_broadcast")
 async def cancel_broadcast(
-    broadcast_id: str, session: SessionDep, _user: CurrentUser, city: CityDep, runtime: RuntimeDep
+    broadcast_id: str,
+    request: Request,
+    session: SessionDep,
+    _user: CurrentUser,
+    city: CityDep,
+    runtime: RuntimeDep,
 ) -> BroadcastSummary:
     """Cancel at once, one person, no approval: queued deliveries end cancelled and playing
     speakers stop. Cancelling twice is harmless."""
     broadcast = await service.cancel_broadcast(session, runtime, city, broadcast_id)
+    request.app.state.status_cache.forget(city.id, broadcast.id)
     return await service.summarize(session, broadcast, detail=False)
+
+
+@router.post(
+    "/broadcasts/{broadcast_id}/resend",
+    status_code=201,
+    operation_id="resend_broadcast",
+    responses={200: {"description": "A repeat of an earlier request with the same key"}},
+)
+async def resend_broadcast(
+    broadcast_id: str,
+    session: SessionDep,
+    user: CurrentUser,
+    city: CityDep,
+    runtime: RuntimeDep,
+    response: Response,
+    body: ResendRequest | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> BroadcastSummary:
+    """Send again, as a new broadcast of the same audio, to the speakers whose delivery failed
+    or expired; the new broadcast's `target.resend_of` names this one."""
+    body = body or ResendRequest()
+    started = await resend.resend_missed(
+        session,
+        runtime,
+        city,
+        broadcast_id,
+        states=[State(s) for s in body.states],
+        village_ids=body.village_ids,
+        speaker_ids=body.speaker_ids,
+        expires_in_s=body.expires_in_s,
+        idempotency_key=idempotency_key,
+        created_by=user.name,
+    )
+    if started.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return await service.summarize(session, started.broadcast, detail=False)
 
 
 @router.get("/broadcasts", operation_id="list_broadcasts")
@@ -151,13 +200,16 @@ async def list_broadcasts(
 )
 async def get_broadcast(
     broadcast_id: str,
-    session: SessionDep,
+    request: Request,
     _user: CurrentUser,
-    city: CityDep,
     detail: bool = True,
 ) -> BroadcastDetail | BroadcastSummary:
-    broadcast = await service.get_broadcast(session, city.id, broadcast_id)
-    return await service.summarize(session, broadcast, detail=detail)
+    """The broadcast's progress, as this replica read it at most a moment ago (see
+    `GATEWAY_STATUS_CACHE_S`): many readers of one broadcast cost one query."""
+    state = request.app.state
+    return await service.read_summary(
+        state.status_cache, state.sessions, state.city_id, broadcast_id, detail=detail
+    )
 
 
 @router.get(
@@ -178,14 +230,14 @@ async def follow_broadcast(
 
 async def _events(request: Request, city_id: int, broadcast_id: str) -> AsyncIterator[str]:
     # Reads from the database, not from this replica's memory, so any replica can serve it.
-    sessions = request.app.state.sessions
-    interval = request.app.state.settings.poll_interval_s
+    state = request.app.state
+    interval = state.settings.poll_interval_s
     last = ""
     idle = 0.0
     while not await request.is_disconnected():
-        async with sessions() as session:
-            broadcast = await service.get_broadcast(session, city_id, broadcast_id)
-            summary = await service.summarize(session, broadcast, detail=False)
+        summary = await service.read_summary(
+            state.status_cache, state.sessions, city_id, broadcast_id, detail=False
+        )
         body = summary.model_dump_json()
         if body != last:
             last = body

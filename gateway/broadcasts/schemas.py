@@ -83,3 +83,19 @@ class BroadcastPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+MissedState = Literal["failed", "expired"]
+_MISSED: tuple[MissedState, ...] = ("failed", "expired")
+
+
+class ResendRequest(BaseModel):
+    """Which missed deliveries of a broadcast to send again; by default every failed or expired
+    one. Narrow it to some villages or speakers of the broadcast."""
+
+    states: list[MissedState] = Field(
+        default_factory=lambda: list(_MISSED), min_length=1, max_length=2
+    )
+    village_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    speaker_ids: list[int] = Field(default_factory=list, max_length=100_000)
+    expires_in_s: int | None = Field(default=None, ge=30, le=7 * 86400)

@@ -6,14 +6,14 @@ import asyncio
 import hashlib
 import json
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audio.pipeline import Transcoded
 from audio.speech.engine import synthesize_file
@@ -28,6 +28,7 @@ from gateway.broadcasts.schemas import (
     VillageCounts,
     VillageDelivery,
 )
+from gateway.broadcasts.status_cache import StatusCache
 from gateway.clock import Clock
 from gateway.deliveries import service as deliveries
 from gateway.errors import Conflict, InvalidRequest, NotFound
@@ -51,10 +52,13 @@ class BroadcastRequest:
     idempotency_key: str | None
     created_by: str
     repeat: bool = False
+    mode: str = "live"
+    # Recorded in the broadcast's target as requested (e.g. the broadcast a resend repeats).
+    extra_target: Mapping[str, object] = field(default_factory=dict)
 
     def fingerprint(self, source_sha256: str) -> str:
         """What makes two requests 'the same' for an Idempotency-Key."""
-        body = {
+        body: dict[str, object] = {
             "category": self.category.value,
             "title": self.title,
             "text": self.text,
@@ -65,7 +69,18 @@ class BroadcastRequest:
             "repeat": self.repeat,
             "source": source_sha256,
         }
+        if self.extra_target:
+            body["extra"] = dict(self.extra_target)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredAudio:
+    """A broadcast's audio once transcoded and stored: what a broadcast row points at."""
+
+    source_sha256: str
+    duration_ms: int
+    sha256: Mapping[str, str]  # codec -> sha256 of an AudioAsset
 
 
 @dataclass(frozen=True)
@@ -153,7 +168,31 @@ async def start_broadcast(
         transcoded = await runtime.worker.transcode(
             upload, category=request.category, codecs=codecs
         )
+    audio = StoredAudio(
+        source_sha256=source_sha256,
+        duration_ms=transcoded.duration_ms,
+        sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
+    )
+    await _store_audio(session, transcoded, codecs, runtime.clock.now())
+    return await record_broadcast(session, runtime, city, request, target, recipients, audio)
 
+
+async def record_broadcast(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    request: BroadcastRequest,
+    target: places.ResolvedTarget,
+    recipients: Sequence[speakers.TargetSpeaker],
+    audio: StoredAudio,
+    *,
+    per_speaker: bool = False,
+) -> Started:
+    """Write a broadcast of audio already stored, its deliveries and its publications.
+
+    With ``per_speaker`` each recipient gets the command on its own topic (a resend to the
+    speakers that missed one), instead of one publish per group topic.
+    """
     now = runtime.clock.now()
     settings = runtime.settings
     expires_in = request.expires_in_s or settings.default_expiry_s
@@ -162,8 +201,8 @@ async def start_broadcast(
         city_id=city.id,
         command_id=contract.new_id(),
         category=request.category.value,
-        priority=contract.DEFAULT_PRIORITY[request.category],
-        mode="live",
+        priority=settings.priority_of(request.category),
+        mode=request.mode,
         title=request.title,
         text=request.text,
         target={
@@ -171,30 +210,33 @@ async def start_broadcast(
             "district_ids": list(target.district_ids),
             "village_ids": sorted(set(request.village_ids)),
             "resolved_village_ids": list(target.village_ids),
+            **request.extra_target,
         },
-        duration_ms=transcoded.duration_ms,
-        audio_sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
-        source_sha256=source_sha256,
+        duration_ms=audio.duration_ms,
+        audio_sha256=dict(audio.sha256),
+        source_sha256=audio.source_sha256,
         created_by=request.created_by,
         created_at=now,
         expires_at=now + timedelta(seconds=expires_in),
         idempotency_key=request.idempotency_key,
-        request_hash=request.fingerprint(source_sha256),
+        request_hash=request.fingerprint(audio.source_sha256),
     )
-    await _store_audio(session, transcoded, codecs, now)
     session.add(broadcast)
     try:
         await session.flush()
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one won.
         await session.rollback()
-        winner = await find_replay(session, city, request, source_sha256)
+        winner = await find_replay(session, city, request, audio.source_sha256)
         if winner is None:
             raise
         return Started(winner, replayed=True)
 
     await deliveries.create_deliveries(session, broadcast.id, recipients, now)
-    await _plan_publications(session, city, broadcast, target, now)
+    if per_speaker:
+        await _plan_speaker_publications(session, broadcast, recipients, now)
+    else:
+        await _plan_publications(session, city, broadcast, target, now)
     return Started(broadcast, replayed=False)
 
 
@@ -280,6 +322,33 @@ async def _plan_publications(
                 "created_at": now,
             }
             for kind, ids, keys in plan
+        ],
+    )
+
+
+async def _plan_speaker_publications(
+    session: AsyncSession,
+    broadcast: Broadcast,
+    recipients: Sequence[speakers.TargetSpeaker],
+    now: datetime,
+) -> None:
+    if not recipients:
+        return
+    await session.execute(
+        insert(Publication),
+        [
+            {
+                "broadcast_id": broadcast.id,
+                "kind": "play",
+                "scope_kind": "speaker",
+                "scope_ids": [r.code],
+                "scope_keys": [r.id],
+                "state": "pending",
+                "attempts": 0,
+                "available_at": now,
+                "created_at": now,
+            }
+            for r in recipients
         ],
     )
 
@@ -385,6 +454,26 @@ def broadcast_state(broadcast: Broadcast, speaker_counts: dict[str, int]) -> str
     if open_count == speaker_counts.get("queued", 0):
         return "queued"
     return "in_progress"
+
+
+async def read_summary(
+    cache: StatusCache,
+    sessions: async_sessionmaker[AsyncSession],
+    city_id: int,
+    broadcast_id: str,
+    *,
+    detail: bool,
+) -> BroadcastSummary | BroadcastDetail:
+    """A broadcast's summary as this replica last read it, at most a moment old."""
+
+    async def load() -> BroadcastSummary | BroadcastDetail:
+        async with sessions() as session:
+            broadcast = await get_broadcast(session, city_id, broadcast_id)
+            return await summarize(session, broadcast, detail=detail)
+
+    summary = await cache.get((city_id, broadcast_id, detail), load)
+    assert isinstance(summary, BroadcastSummary)
+    return summary
 
 
 async def summarize(

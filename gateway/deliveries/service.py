@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -455,3 +455,40 @@ async def cancel_open(session: AsyncSession, broadcast_id: str, now: datetime) -
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+async def missed_speakers(
+    session: AsyncSession,
+    broadcast_id: str,
+    states: Collection[State],
+    *,
+    village_ids: Collection[int] = (),
+    speaker_ids: Collection[int] = (),
+) -> list[TargetSpeaker]:
+    """The speakers whose delivery of a broadcast ended in one of ``states`` (e.g. failed or
+    expired), optionally only in some villages or among some speakers; ordered by id."""
+    query = (
+        select(
+            Speaker.id,
+            Speaker.code,
+            Speaker.village_id,
+            Speaker.district_id,
+            Speaker.codecs,
+            Speaker.online,
+        )
+        .join(Delivery, Delivery.speaker_id == Speaker.id)
+        .where(
+            Delivery.broadcast_id == broadcast_id,
+            Delivery.state.in_([s.value for s in states]),
+        )
+        .order_by(Speaker.id)
+    )
+    if village_ids:
+        query = query.where(Delivery.village_id.in_(sorted(set(village_ids))))
+    if speaker_ids:
+        query = query.where(Delivery.speaker_id.in_(sorted(set(speaker_ids))))
+    rows = await session.execute(query)
+    return [
+        TargetSpeaker(sid, code, vid, did, tuple(codecs or ()), bool(online))
+        for sid, code, vid, did, codecs, online in rows.tuples()
+    ]

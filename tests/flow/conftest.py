@@ -60,6 +60,7 @@ async def stack(database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
         retry_backoff_s=5,
         background_workers=False,  # the test drives the publisher, intake and sweeper itself
         heartbeat_s=30,
+        status_cache_s=0,  # every read sees the acks the test just delivered
     )
     bus = FakeBus()
     clock = FakeClock()

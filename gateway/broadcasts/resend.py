@@ -1,0 +1,95 @@
+"""Resending a broadcast to the speakers that missed it, as a new broadcast of the same audio.
+
+A speaker acts on a command id at most once, so a resend cannot reuse the original command: it
+is a broadcast of its own (new ids, new expiry, the same stored audio), addressed to each
+missed speaker on its own topic and linked to the original through ``target.resend_of``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.broadcasts.service import (
+    BroadcastRequest,
+    Runtime,
+    Started,
+    StoredAudio,
+    find_replay,
+    get_broadcast,
+    record_broadcast,
+)
+from gateway.deliveries import service as deliveries
+from gateway.deliveries.states import State
+from gateway.errors import Conflict
+from gateway.places.models import City
+from gateway.places.service import ResolvedTarget
+from wire.contract import Category
+
+# What "missed" means unless the caller narrows it: the speaker never played it and nothing
+# more will happen to it. Cancelled deliveries were stopped on purpose and are not resent.
+MISSED_STATES = (State.FAILED, State.EXPIRED)
+
+
+async def resend_missed(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    broadcast_id: str,
+    *,
+    states: Collection[State] = MISSED_STATES,
+    village_ids: Collection[int] = (),
+    speaker_ids: Collection[int] = (),
+    expires_in_s: int | None,
+    idempotency_key: str | None,
+    created_by: str,
+) -> Started:
+    original = await get_broadcast(session, city.id, broadcast_id)
+    if original.cancelled_at is not None:
+        raise Conflict(
+            "broadcast_cancelled",
+            ko="취소된 방송은 다시 보낼 수 없습니다.",
+            en="A cancelled broadcast cannot be resent.",
+        )
+    request = BroadcastRequest(
+        category=Category(original.category),
+        title=original.title,
+        text=original.text,
+        all_villages=False,
+        district_ids=(),
+        village_ids=(),
+        expires_in_s=expires_in_s,
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+        mode=original.mode,
+        extra_target={
+            "resend_of": original.id,
+            "resend_states": sorted(s.value for s in states),
+            "resend_village_ids": sorted(set(village_ids)),
+            "resend_speaker_ids": sorted(set(speaker_ids)),
+        },
+    )
+    audio = StoredAudio(
+        source_sha256=original.source_sha256 or original.command_id,
+        duration_ms=original.duration_ms,
+        sha256=original.audio_sha256,
+    )
+    replay = await find_replay(session, city, request, audio.source_sha256)
+    if replay is not None:
+        return Started(replay, replayed=True)
+
+    recipients = await deliveries.missed_speakers(
+        session, original.id, states, village_ids=village_ids, speaker_ids=speaker_ids
+    )
+    if not recipients:
+        raise Conflict(
+            "nothing_to_resend",
+            ko="다시 보낼 스피커가 없습니다. 모든 스피커가 방송했거나 아직 진행 중입니다.",
+            en="No speaker matches: every targeted speaker played it or is still in progress.",
+        )
+    villages = tuple(sorted({r.village_id for r in recipients}))
+    target = ResolvedTarget(all=False, district_ids=(), village_ids=villages)
+    return await record_broadcast(
+        session, runtime, city, request, target, recipients, audio, per_speaker=True
+    )

@@ -1,0 +1,105 @@
+"""Coalesced reads of broadcast summaries: one query per broadcast per interval, whoever asks.
+
+During a city-wide alert, hundreds of officers, village heads and dashboards poll the same
+broadcast while the ack intake writes thousands of rows. Each replica keeps the last summary of
+a broadcast for ``ttl_s`` (half a second by default) and serves it at once; a request that finds
+it older starts one refresh in the background and still gets the last value, so no reader waits
+behind another's query (stale-while-revalidate). A summary older than ``max_stale_s`` is never
+served: that request waits for a fresh one. Nothing here is state another replica needs: the
+database stays the only record, and each replica's copy is at most ``max_stale_s`` old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+log = logging.getLogger(__name__)
+
+Key = tuple[int, str, bool]  # city id, broadcast id, detail
+Load = Callable[[], Awaitable[BaseModel]]
+
+
+@dataclass
+class _Entry:
+    value: BaseModel
+    at: float
+
+
+class StatusCache:
+    def __init__(
+        self,
+        *,
+        ttl_s: float,
+        max_stale_s: float,
+        max_entries: int = 2048,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_s
+        self._max_stale = max(max_stale_s, ttl_s)
+        self._max_entries = max_entries
+        self._now = monotonic
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._loading: dict[Key, asyncio.Task[BaseModel]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._ttl > 0
+
+    async def get(self, key: Key, load: Load) -> BaseModel:
+        """The summary for ``key``: cached, cached while a refresh runs, or loaded now.
+
+        ``load`` must open its own session: a background refresh outlives the request.
+        """
+        if not self.enabled:
+            return await load()
+        entry = self._entries.get(key)
+        now = self._now()
+        if entry is not None:
+            age = now - entry.at
+            if age <= self._ttl:
+                self.hits += 1
+                return entry.value
+            if age <= self._max_stale:
+                self.hits += 1
+                self._refresh(key, load)
+                return entry.value
+        self.misses += 1
+        return await asyncio.shield(self._refresh(key, load))
+
+    def forget(self, city_id: int, broadcast_id: str) -> None:
+        """Drop what this replica holds of a broadcast (after it changes here, e.g. cancelled)."""
+        for detail in (False, True):
+            self._entries.pop((city_id, broadcast_id, detail), None)
+
+    def _refresh(self, key: Key, load: Load) -> asyncio.Task[BaseModel]:
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.create_task(self._load(key, load), name=f"status-refresh-{key[1]}")
+            # A background refresh may fail with nobody awaiting it; the next reader retries.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._loading[key] = task
+        return task
+
+    async def _load(self, key: Key, load: Load) -> BaseModel:
+        started = self._now()
+        try:
+            value = await load()
+        except Exception:
+            log.debug("status refresh of %s failed", key[1], exc_info=True)
+            raise
+        finally:
+            self._loading.pop(key, None)
+        self._entries[key] = _Entry(value, started)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        return value

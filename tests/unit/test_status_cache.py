@@ -1,0 +1,116 @@
+"""The summary cache: one query per interval however many read, never older than its limit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from gateway.broadcasts.status_cache import StatusCache
+
+
+class Summary(BaseModel):
+    version: int
+
+
+class Source:
+    """Counts loads; each load returns the next version, optionally waiting to be released."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+        self.gate: asyncio.Event | None = None
+        self.fail = False
+
+    async def load(self) -> BaseModel:
+        self.loads += 1
+        version = self.loads
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise RuntimeError("database away")
+        return Summary(version=version)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+KEY = (1, "b" * 32, False)
+
+
+def _cache(clock: Clock, ttl: float = 0.5, stale: float = 5.0) -> StatusCache:
+    return StatusCache(ttl_s=ttl, max_stale_s=stale, monotonic=clock)
+
+
+async def test_fresh_reads_share_one_load() -> None:
+    clock, source = Clock(), Source()
+    cache = _cache(clock)
+    first = await cache.get(KEY, source.load)
+    clock.now += 0.4
+    again = await cache.get(KEY, source.load)
+    assert first == again == Summary(version=1)
+    assert source.loads == 1
+
+
+async def test_concurrent_misses_wait_for_one_load() -> None:
+    clock, source = Clock(), Source()
+    source.gate = asyncio.Event()
+    cache = _cache(clock)
+    readers = [asyncio.create_task(cache.get(KEY, source.load)) for _ in range(20)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    results = await asyncio.gather(*readers)
+    assert {r.model_dump_json() for r in results} == {Summary(version=1).model_dump_json()}
+    assert source.loads == 1
+
+
+async def test_a_stale_value_is_served_while_one_refresh_runs() -> None:
+    clock, source = Clock(), Source()
+    cache = _cache(clock)
+    await cache.get(KEY, source.load)
+    clock.now += 1.0
+    source.gate = asyncio.Event()
+    served = [await cache.get(KEY, source.load) for _ in range(5)]
+    assert served == [Summary(version=1)] * 5, "readers never wait behind the refresh"
+    await asyncio.sleep(0)
+    assert source.loads == 2, "one refresh for all of them"
+    source.gate.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert await cache.get(KEY, source.load) == Summary(version=2)
+
+
+async def test_too_old_is_never_served() -> None:
+    clock, source = Clock(), Source()
+    cache = _cache(clock, stale=5.0)
+    await cache.get(KEY, source.load)
+    clock.now += 6.0
+    assert await cache.get(KEY, source.load) == Summary(version=2)
+
+
+async def test_forget_and_disabled() -> None:
+    clock, source = Clock(), Source()
+    cache = _cache(clock)
+    await cache.get(KEY, source.load)
+    cache.forget(KEY[0], KEY[1])
+    assert await cache.get(KEY, source.load) == Summary(version=2)
+
+    off = _cache(clock, ttl=0)
+    await off.get(KEY, source.load)
+    await off.get(KEY, source.load)
+    assert source.loads == 4
+
+
+async def test_a_failed_load_reaches_the_waiting_reader_and_is_not_cached() -> None:
+    clock, source = Clock(), Source()
+    source.fail = True
+    cache = _cache(clock)
+    with pytest.raises(RuntimeError, match="database away"):
+        await cache.get(KEY, source.load)
+    source.fail = False
+    assert await cache.get(KEY, source.load) == Summary(version=2)
