@@ -6,7 +6,8 @@ mono PCM into a player command (``aplay`` by default). Every state change is wri
 journal (WAL, synchronous=FULL: fsync before the call returns) before it is acknowledged, and a
 command's PUBACK goes back to the broker only once it is journaled, so neither a crash nor a
 power cut makes it play twice or vanish unanswered: what was playing is reported
-``failed``/``interrupted`` after the restart, what was waiting is queued again.
+``failed``/``interrupted`` after the restart, what was waiting (pre-empted ones included) is
+queued again.
 
 Configuration: a TOML file (see `example_config`), then environment variables named
 ``MAEUL_AGENT_<SECTION>_<KEY>`` (``MAEUL_AGENT_BROKER_PASSWORD``, ``MAEUL_AGENT_GATEWAY_TOKEN``,
@@ -59,7 +60,7 @@ from devices.speaker import (
     merge_entry,
 )
 from wire import contract
-from wire.contract import Codec, FailReason
+from wire.contract import AckStatus, Codec, FailReason
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,10 @@ _COLUMNS: Final = (
     "command_id, broadcast_id, state, reason, audio_sha256, played_ms, level_dbfs, "
     "expires_at_ms, payload"
 )
+# What a restart must settle: waiting, playing, or pre-empted and waiting to play again.
+_UNFINISHED_SQL: Final = "('received', 'playing', 'preempted')"
+# Acks after which a command id never plays on this speaker: its sound can go.
+_FINAL: Final = frozenset({AckStatus.PLAYED, AckStatus.FAILED, AckStatus.REJECTED})
 
 
 class SqliteJournal:
@@ -353,14 +358,14 @@ class SqliteJournal:
 
     def unfinished(self) -> list[JournalEntry]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM commands WHERE state IN ('received', 'playing') ORDER BY rowid"
+            f"SELECT {_COLUMNS} FROM commands WHERE state IN {_UNFINISHED_SQL} ORDER BY rowid"
         ).fetchall()
         return [_entry(row) for row in rows]
 
     def prune(self, before_ms: int) -> int:
         """Forget finished commands that expired before `before_ms`."""
         cursor = self._db.execute(
-            "DELETE FROM commands WHERE state NOT IN ('received', 'playing') "
+            f"DELETE FROM commands WHERE state NOT IN {_UNFINISHED_SQL} "
             "AND expires_at_ms IS NOT NULL AND expires_at_ms < ?",
             (before_ms,),
         )
@@ -564,6 +569,8 @@ class Agent:
     def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Ack):
+                if action.message.status in _FINAL:
+                    self._sounds.pop(action.message.command_id, None)
                 self.link.publish_ack(action.message)
             elif isinstance(action, Prepare):
                 self._spawn(self._prepare(action), f"prepare-{action.command_id[:8]}")
@@ -571,10 +578,14 @@ class Agent:
                 command_id = action.command.id
                 self._plays[command_id] = self._spawn(self._play(command_id), "play")
             elif isinstance(action, Stop):
+                # Cancelled or pre-empted alike, the sound stops now (cancelling the task
+                # stops the player). A pre-empted command keeps its decoded sound: it plays
+                # again from the start.
                 task = self._plays.pop(action.command_id, None)
                 if task is not None:
                     task.cancel()
-                self._sounds.pop(action.command_id, None)
+                if action.reason is not FailReason.PREEMPTED:
+                    self._sounds.pop(action.command_id, None)
 
     async def _prepare(self, action: Prepare) -> None:
         try:
@@ -611,7 +622,8 @@ class Agent:
             self._carry_out(actions)
 
     async def _play(self, command_id: str) -> None:
-        sound = self._sounds.pop(command_id, None)
+        # Kept until the command ends: a pre-empted command plays again from the start.
+        sound = self._sounds.get(command_id)
         try:
             if sound is None:
                 raise PlayerError("no prepared sound")

@@ -31,11 +31,13 @@ from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_c
 from devices.sound import Fetcher, SoundError, decode_sound
 from devices.speaker import Ack, Action, MemoryJournal, Play, Prepare, SpeakerCore, Stop
 from wire import contract
-from wire.contract import Codec, FailReason, SpeakerIdentity
+from wire.contract import AckStatus, Codec, FailReason, SpeakerIdentity
 
 log = logging.getLogger(__name__)
 
 SIMULATED_REJECT_REASON: Final = "simulated_fault"
+# Acks after which a command id never plays on this speaker.
+_FINAL: Final = frozenset({AckStatus.PLAYED, AckStatus.FAILED, AckStatus.REJECTED})
 _TICK_S: Final = 5.0
 # A long demo must not grow without bound: forget commands an hour after they expired.
 _PRUNE_EVERY_S: Final = 600.0
@@ -104,6 +106,7 @@ class FleetStats:
     played: int
     failed: int
     rejected: int
+    preempted: int  # plays interrupted by a higher priority (each plays again later)
     malformed: int
     duplicates: int
     decodes: int  # clips actually decoded (the rest came from the shared cache)
@@ -203,6 +206,10 @@ class SimulatedSpeaker:
     def rejected(self) -> int:
         return self.core.counters.rejected
 
+    @property
+    def preempted(self) -> int:
+        return self.core.counters.preempted
+
     async def go_offline(self) -> None:
         """Vanish as a power cut would: the broker publishes the will and keeps the session."""
         await self.link.go_offline()
@@ -221,6 +228,8 @@ class SimulatedSpeaker:
     def run(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Ack):
+                if action.message.status in _FINAL:
+                    self._durations.pop(action.message.command_id, None)
                 self._send(action.message)
             elif isinstance(action, Prepare):
                 future = self._fleet.library.prepare(action.audio, action.data)
@@ -228,6 +237,8 @@ class SimulatedSpeaker:
             elif isinstance(action, Play):
                 self._play(action)
             elif isinstance(action, Stop):
+                # Cancelled or pre-empted alike, the sound stops now; a pre-empted command keeps
+                # its prepared audio and plays again from the start when the core says so.
                 self._stop(action.command_id)
 
     def _send(self, ack: contract.Ack) -> None:
@@ -259,7 +270,8 @@ class SimulatedSpeaker:
 
     def _play(self, action: Play) -> None:
         command_id = action.command.id
-        duration_ms = self._durations.pop(command_id, action.audio.duration_ms)
+        # Kept until the command ends: a pre-empted command is played again from the start.
+        duration_ms = self._durations.get(command_id, action.audio.duration_ms)
         loop = asyncio.get_running_loop()
         delay = duration_ms / 1000 / self._fleet.config.speed
         handle = loop.call_later(delay, self._finished, command_id, duration_ms)
@@ -468,6 +480,7 @@ class Fleet:
             played=sum(c.played for c in counters),
             failed=sum(c.failed for c in counters),
             rejected=sum(c.rejected for c in counters),
+            preempted=sum(c.preempted for c in counters),
             malformed=sum(c.malformed for c in counters),
             duplicates=sum(c.duplicates for c in counters),
             decodes=self._library.decodes if self._library is not None else 0,

@@ -10,6 +10,15 @@ The life of one command id on one speaker::
         │                      └──▶ failed (expired, cancelled, fetch_failed, undecodable)
         └──▶ rejected (a check_command reason, unsupported_codec, integrity, malformed)
 
+    playing ──(a strictly higher priority arrives)──▶ preempted ──(its turn again)──▶ playing
+                                                          └──▶ failed (expired, cancelled)
+
+Pre-emption: a command that outranks the one playing stops it at once (`Stop`, reason
+``preempted``). The stopped command is acknowledged ``preempted`` and goes back to the queue
+with its original arrival number, so it is first among its priority; when its turn comes it
+plays again from the start, and its ``played`` proof is that complete playback. If its expiry
+passes first it ends ``failed``/``expired`` without playing. Equal and lower priorities wait.
+
 A command id is journaled before it is acknowledged and ``playing`` is journaled before the
 audio starts. A journaled id is not admitted again: its last ack is repeated instead, so QoS 1
 duplicates and resends are harmless and a speaker plays a command at most once. The one
@@ -41,6 +50,7 @@ PLAYING: Final = AckStatus.PLAYING.value
 PLAYED: Final = AckStatus.PLAYED.value
 FAILED: Final = AckStatus.FAILED.value
 REJECTED: Final = AckStatus.REJECTED.value
+PREEMPTED: Final = AckStatus.PREEMPTED.value
 
 # Every journal state change a command id can make; the key None is "not journaled yet".
 # Self-loops absorb repeats on purpose (a recovered command is received again). FAILED and
@@ -48,14 +58,19 @@ REJECTED: Final = AckStatus.REJECTED.value
 MOVES: Final[Mapping[str | None, frozenset[str]]] = {
     None: frozenset({RECEIVED, REJECTED, FAILED}),
     RECEIVED: frozenset({RECEIVED, PLAYING, PLAYED, FAILED, REJECTED}),  # PLAYED: a cancel, done
-    PLAYING: frozenset({PLAYED, FAILED}),
+    PLAYING: frozenset({PLAYED, FAILED, PREEMPTED}),
+    # Waiting to play again from the start; REJECTED: its audio, fetched again after a restart,
+    # did not match its hash.
+    PREEMPTED: frozenset({PLAYING, FAILED, REJECTED}),
     PLAYED: frozenset(),
     FAILED: frozenset({RECEIVED, FAILED, REJECTED}),
     REJECTED: frozenset({RECEIVED, REJECTED, FAILED}),
 }
 # Failures that say nothing about the signed command itself: a later copy may still play.
 RETRYABLE: Final = frozenset({FailReason.FETCH_FAILED.value, RejectReason.INTEGRITY.value})
-_UNFINISHED: Final = frozenset({RECEIVED, PLAYING})
+_UNFINISHED: Final = frozenset({RECEIVED, PLAYING, PREEMPTED})
+# States in which a command still waits to play; the journal keeps its payload for a restart.
+_WAITING: Final = frozenset({RECEIVED, PREEMPTED})
 
 
 class IllegalMove(RuntimeError):
@@ -85,8 +100,9 @@ class JournalEntry:
     reason: str | None = None
     proof: Proof | None = None
     expires_at_ms: int | None = None
-    # The command as received, kept while it waits (state RECEIVED), so that it survives a
-    # restart; None once it started or ended, or when the journal keeps no payloads.
+    # The command as received, kept while it waits (state RECEIVED or PREEMPTED), so that it
+    # survives a restart; None while it plays, once it ended, or when the journal keeps no
+    # payloads.
     payload: bytes | None = field(default=None, repr=False)
 
 
@@ -110,7 +126,8 @@ class Journal(Protocol):
     ) -> None: ...
 
     def unfinished(self) -> list[JournalEntry]:
-        """Entries still ``received`` or ``playing``, oldest first (what a restart must settle)."""
+        """Entries still ``received``, ``playing`` or ``preempted``, oldest first (what a restart
+        must settle)."""
         ...
 
 
@@ -140,7 +157,7 @@ def merge_entry(
         reason=reason,
         proof=proof,
         expires_at_ms=expires_at_ms,
-        payload=payload if state == RECEIVED else None,
+        payload=payload if state in _WAITING else None,
     )
 
 
@@ -253,20 +270,30 @@ class Counters:
     played: int = 0
     failed: int = 0
     rejected: int = 0
+    preempted: int = 0  # times a playing command was interrupted by a higher priority
 
 
 @dataclass(slots=True)
 class _Item:
     command: contract.Command  # without inline data
     audio: contract.AudioRef  # without inline data
-    seq: int
+    seq: int  # arrival order; kept when pre-empted, so it stays first among its priority
     ready: bool = False
     duration_ms: int | None = None
     level_dbfs: float | None = None
+    preempted: bool = False  # waiting in the queue after a pre-emption (journal: PREEMPTED)
+    # The journaled payload, held only while playing (the journal drops it then) so that a
+    # pre-emption can journal it again for a restart.
+    payload: bytes | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
         return self.command.id
+
+    @property
+    def state(self) -> str:
+        """Its journal state while it waits in the queue."""
+        return PREEMPTED if self.preempted else RECEIVED
 
     def order(self) -> tuple[int, int]:
         return (-self.command.priority, self.seq)
@@ -388,7 +415,7 @@ class SpeakerCore:
             return []
         self._queue.remove(item)
         status = AckStatus.REJECTED if reason is RejectReason.INTEGRITY else AckStatus.FAILED
-        return [self._end(item, RECEIVED, status, reason=reason), *self._next()]
+        return [self._end(item, item.state, status, reason=reason), *self._next()]
 
     def on_play_finished(self, command_id: str, *, played_ms: int) -> list[Action]:
         current = self._current
@@ -413,20 +440,21 @@ class SpeakerCore:
         actions: list[Action] = []
         for item in [i for i in self._queue if now >= i.command.expires_at_ms]:
             self._queue.remove(item)
-            actions.append(self._end(item, RECEIVED, AckStatus.FAILED, reason=FailReason.EXPIRED))
+            actions.append(self._end(item, item.state, AckStatus.FAILED, reason=FailReason.EXPIRED))
         return [*actions, *self._next()]
 
     def recover(self) -> list[Action]:
         """Settle what the journal says was in progress when the speaker last stopped.
 
         A command that was playing is not played again (``failed``/``interrupted``); one that
-        was waiting is queued again while it has not expired.
+        was waiting (``received``, or ``preempted`` and waiting to play again from the start) is
+        queued again while it has not expired.
         """
         actions: list[Action] = []
         now = self._clock()
         for entry in self.journal.unfinished():
             command = None
-            if entry.state == RECEIVED and entry.payload is not None:
+            if entry.state in _WAITING and entry.payload is not None:
                 try:
                     command = contract.decode_command(entry.payload)
                 except contract.WireError:
@@ -499,6 +527,8 @@ class SpeakerCore:
         self, command: contract.Command, payload: bytes, known: JournalEntry | None
     ) -> list[Action]:
         state = known.state if known is not None else None
+        # Only `recover` admits a pre-empted command again: it waits as it did before.
+        resumed = state == PREEMPTED
         if command.broadcast_id in self._cancelled:
             self._move(
                 command.id,
@@ -531,25 +561,44 @@ class SpeakerCore:
             command=command.model_copy(update={"audio": (light,)}),
             audio=light,
             seq=next(self._seq),
+            preempted=resumed,
         )
-        self._move(
-            command.id,
-            command.broadcast_id,
-            state,
-            RECEIVED,
-            expires_at_ms=command.expires_at_ms,
-            payload=payload,
-        )
-        if state != RECEIVED:
-            self.counters.received += 1
+        if resumed:
+            ack = self._ack(command.id, command.broadcast_id, AckStatus.PREEMPTED)
+        else:
+            self._move(
+                command.id,
+                command.broadcast_id,
+                state,
+                RECEIVED,
+                expires_at_ms=command.expires_at_ms,
+                payload=payload,
+            )
+            if state != RECEIVED:
+                self.counters.received += 1
+            ack = self._ack(command.id, command.broadcast_id, AckStatus.RECEIVED)
         self._queue.append(item)
         self._queue.sort(key=_Item.order)
-        # Pre-emption goes here: an item that outranks self._current would Stop it (reason
-        # PREEMPTED) and put it back in the queue.
+        actions: list[Action] = [ack]
+        current = self._current
+        if current is not None and command.priority > current.command.priority:
+            actions += self._preempt(current)
+        return [*actions, Prepare(command.id, light, data), *self._next()]
+
+    def _preempt(self, current: _Item) -> list[Action]:
+        """Stop `current` for a higher priority and queue it again, to play from the start."""
+        self._current = None
+        # Journaled with its payload again, so that a restart queues it again too.
+        self._move(
+            current.id, current.command.broadcast_id, PLAYING, PREEMPTED, payload=current.payload
+        )
+        current.preempted, current.payload = True, None
+        self.counters.preempted += 1
+        self._queue.append(current)
+        self._queue.sort(key=_Item.order)
         return [
-            self._ack(command.id, command.broadcast_id, AckStatus.RECEIVED),
-            Prepare(command.id, light, data),
-            *self._next(),
+            Stop(current.id, FailReason.PREEMPTED),
+            self._ack(current.id, current.command.broadcast_id, AckStatus.PREEMPTED),
         ]
 
     def _cancel(
@@ -578,7 +627,9 @@ class SpeakerCore:
             )
         for item in [i for i in self._queue if i.command.broadcast_id == broadcast]:
             self._queue.remove(item)
-            actions.append(self._end(item, RECEIVED, AckStatus.FAILED, reason=FailReason.CANCELLED))
+            actions.append(
+                self._end(item, item.state, AckStatus.FAILED, reason=FailReason.CANCELLED)
+            )
         # The cancel itself is done: a replay of its id is answered "played" and does nothing.
         self._move(command.id, broadcast, RECEIVED, PLAYED)
         actions.append(self._ack(command.id, broadcast, AckStatus.PLAYED))
@@ -595,15 +646,19 @@ class SpeakerCore:
             if now >= head.command.expires_at_ms:
                 self._queue.pop(0)
                 actions.append(
-                    self._end(head, RECEIVED, AckStatus.FAILED, reason=FailReason.EXPIRED)
+                    self._end(head, head.state, AckStatus.FAILED, reason=FailReason.EXPIRED)
                 )
                 continue
             if not head.ready:
                 break  # a higher-priority command is still being prepared: it goes first
             self._queue.pop(0)
             self._current = head
+            # The journal drops the payload once it plays; held here in case it is pre-empted.
+            entry = self.journal.lookup(head.id)
+            head.payload = entry.payload if entry is not None else None
             # Journaled before the audio starts: after a crash it is not played again.
-            self._move(head.id, head.command.broadcast_id, RECEIVED, PLAYING)
+            self._move(head.id, head.command.broadcast_id, head.state, PLAYING)
+            head.preempted = False
             actions.append(self._ack(head.id, head.command.broadcast_id, AckStatus.PLAYING))
             actions.append(Play(head.command, head.audio))
         return actions

@@ -197,13 +197,19 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
     ),
     AckStatus: (
         "How far a speaker got with one command id. Statuses only move forward: "
-        "`received` → `playing` → `played`, or end in `failed` or `rejected`.",
+        "`received` → `playing` → `played`, or end in `failed` or `rejected`; the one loop is "
+        "`playing` → `preempted` → `playing` (from the start).",
         {
             "received": (
                 "the command passed every check and is queued; inline audio has been checked "
                 "against its `sha256` (audio behind a URL is fetched and checked after this ack)"
             ),
             "playing": "the audio started (recorded before it starts: never played twice)",
+            "preempted": (
+                "a higher-priority command interrupted it; it waits in the queue and plays again "
+                "from the start (`playing`, `played`), or ends `failed`/`expired` if its "
+                "`expires_at_ms` passes first"
+            ),
             "played": (
                 "the audio played to the end; carries `audio_sha256`, `played_ms`, `level_dbfs`"
             ),
@@ -245,7 +251,10 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
             "expired": "its turn came after `expires_at_ms`; it never started",
             "cancelled": "a `cancel` for its broadcast arrived while it was queued or playing",
             "interrupted": "the speaker restarted while it was playing; it is not played again",
-            "preempted": "a higher-priority command took over the loudspeaker",
+            "preempted": (
+                "a higher-priority command took over the loudspeaker; the speaker's reason for "
+                "stopping the sound, acknowledged as the status `preempted`, not as `failed`"
+            ),
             "fetch_failed": (
                 "the audio behind its URL could not be fetched; a later copy may still play"
             ),
@@ -616,6 +625,8 @@ carries resends and catch-up for one speaker.
   authentic (signed) command, so a forged copy cannot use up a genuine id.
 - **Ack order.** For one command id: `received` → `playing` → `played`; or `failed` (with a
   `FailReason`) once accepted; or `rejected` (with a `RejectReason`) instead of being accepted.
+  A command interrupted by a higher priority goes `playing` → `preempted` → `playing` (again
+  from the start) → `played`, or `preempted` → `failed` (`expired`, `cancelled`).
   QoS 1 can deliver acks twice or out of order; the gateway ignores moves backwards.
 - **Commands have a deadline.** The gateway sets the MQTT 5 Message Expiry Interval of every
   command to the seconds left until `expires_at_ms`, so the broker drops a command that went
@@ -697,7 +708,8 @@ whose public key (raw, base64) is `{EXAMPLE_PUBLIC_KEY}`. Its signing bytes are:
 ## Handling
 
 Commands play one at a time, highest `priority` first, then in arrival order; a higher
-priority interrupts a lower one (`failed`/`preempted`). A `cancel` stops and drops every command
+priority interrupts a lower one, which is acknowledged `preempted` and plays again from the start
+after it (unless it expires first: `failed`/`expired`). A `cancel` stops and drops every command
 of its `broadcast_id` on the speaker (`failed`/`cancelled`) and is itself acknowledged
 `received` then `played`. A command whose broadcast was already cancelled fails at once.
 """

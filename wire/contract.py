@@ -89,6 +89,9 @@ class AckStatus(StrEnum):
     PLAYED = "played"
     FAILED = "failed"
     REJECTED = "rejected"
+    # Interrupted by a higher-priority command: queued again, it plays from the start later
+    # (``playing``, ``played``) or ends ``failed``/``expired`` if its turn comes too late.
+    PREEMPTED = "preempted"
 
 
 class RejectReason(StrEnum):
@@ -477,7 +480,7 @@ class FailReason(StrEnum):
     EXPIRED = "expired"  # its turn came after expires_at_ms; never started
     CANCELLED = "cancelled"  # a cancel for its broadcast arrived (queued or playing)
     INTERRUPTED = "interrupted"  # the speaker restarted while it was playing; not replayed
-    PREEMPTED = "preempted"  # a higher-priority command took the horn
+    PREEMPTED = "preempted"  # the Stop reason when a higher-priority command takes the horn
     FETCH_FAILED = "fetch_failed"  # the audio behind its URL could not be fetched
     UNDECODABLE = "undecodable"  # the audio bytes matched their hash but did not decode
     PLAYER_ERROR = "player_error"  # the sound output failed

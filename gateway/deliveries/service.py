@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _ACK_EVENTS = {
     AckStatus.RECEIVED: Event.RECEIVED,
     AckStatus.PLAYING: Event.PLAYING,
+    AckStatus.PREEMPTED: Event.PREEMPTED,
     AckStatus.PLAYED: Event.PLAYED,
     AckStatus.FAILED: Event.FAILED,
     AckStatus.REJECTED: Event.REJECTED,
@@ -46,6 +47,8 @@ PLAY_GRACE = timedelta(seconds=120)
 # if it does not come (an ack lost with a broker restart), the speaker is asked again and
 # answers from its journal, without playing twice.
 ACK_GRACE = timedelta(seconds=30)
+# Not PREEMPTED: it waits behind a higher priority, for as long as that takes, so its only
+# deadline is its broadcast's expiry (then `_expire` closes it).
 _AWAITING = [State.SENT.value, State.RECEIVED.value, State.PLAYING.value]
 
 
@@ -138,13 +141,14 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         return report
     broadcast_ids = {a.broadcast_id for a in acks}
     found_commands = await session.execute(
-        select(Broadcast.id, Broadcast.command_id, Broadcast.duration_ms).where(
-            Broadcast.id.in_(broadcast_ids)
-        )
+        select(
+            Broadcast.id, Broadcast.command_id, Broadcast.duration_ms, Broadcast.expires_at
+        ).where(Broadcast.id.in_(broadcast_ids))
     )
     rows_found = found_commands.tuples().all()
     command_ids = {row[0]: row[1] for row in rows_found}
     durations = {row[0]: timedelta(milliseconds=row[2]) for row in rows_found}
+    expiries = {row[0]: row[3] for row in rows_found}
     wanted = {(a.broadcast_id, a.speaker_id) for a in acks}
     rows: dict[tuple[str, int], Delivery] = {}
     for chunk in _chunks(sorted({a.speaker_id for a in acks}), 900):
@@ -176,10 +180,24 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             log.debug("ignored ack: %s", exc)
             report.illegal += 1
             continue
+        if (
+            event is Event.PREEMPTED
+            and current is State.PLAYING
+            and delivery.playing_at is not None
+            and ack.at < delivery.playing_at
+        ):
+            # A late copy of an earlier pre-emption: the speaker has since played it again.
+            report.unchanged += 1
+            continue
         if new in (State.RECEIVED, State.PLAYING):
             # The speaker is alive and has it: the next ack is due after the message's length.
             delivery.deadline_at = ack.at + durations[ack.broadcast_id] + ACK_GRACE
             # Attempts count asks left unanswered; an answer starts the count again.
+            delivery.attempts = 0
+        elif new == State.PREEMPTED:
+            # It waits behind a higher priority for as long as that takes: no ack is due before
+            # the broadcast expires (the sweeper does not ask; `_expire` closes it then).
+            delivery.deadline_at = expiries[ack.broadcast_id]
             delivery.attempts = 0
         if new == current and event is not Event.PLAYED:
             report.unchanged += 1
@@ -190,7 +208,8 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             report.changed_broadcasts.add(delivery.broadcast_id)
         if new == State.RECEIVED and delivery.received_at is None:
             delivery.received_at = ack.at
-        elif new == State.PLAYING and delivery.playing_at is None:
+        elif new == State.PLAYING and (delivery.playing_at is None or current == State.PREEMPTED):
+            # After a pre-emption it plays again from the start: that is the playback to time.
             delivery.playing_at = ack.at
         elif new == State.PLAYED:
             if delivery.played_at is None:
@@ -411,6 +430,7 @@ async def tally(
     speakers: dict[str, int] = defaultdict(int)
     per_village: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for village_id, state, online, count in rows:
+        # Open includes PREEMPTED: an interrupted delivery still waits to play from the start.
         is_open = State(state) in ACTIVE
         key = "offline" if is_open and not online else state
         speakers[key] += count

@@ -3,6 +3,11 @@
 Acks travel over QoS 1 and may arrive twice, late or out of order (a ``played`` can overtake the
 gateway's own note that it published), so late and repeated events are listed on purpose as
 self-loops or as moves to what the speaker reports; anything not listed raises and changes nothing.
+
+Pre-emption: a higher-priority broadcast interrupts this one on the speaker, which says
+``preempted`` and queues it again; the delivery stays open (``preempted``) until the speaker
+plays it from the start (``playing``, ``played``), or it can no longer play (``failed`` from the
+speaker, ``expired`` with the broadcast, ``cancelled``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ class State(StrEnum):
     SENT = "sent"
     RECEIVED = "received"
     PLAYING = "playing"
+    PREEMPTED = "preempted"  # interrupted by a higher priority; waits to play from the start
     PLAYED = "played"
     FAILED = "failed"
     EXPIRED = "expired"
@@ -27,6 +33,7 @@ class Event(StrEnum):
     PUBLISHED = "published"  # the broker took the command (PUBACK): not a speaker's ack
     RECEIVED = "received"
     PLAYING = "playing"
+    PREEMPTED = "preempted"  # the speaker stopped it for a higher priority and queued it again
     PLAYED = "played"
     FAILED = "failed"
     REJECTED = "rejected"
@@ -49,6 +56,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PUBLISHED: S.SENT,
         E.RECEIVED: S.RECEIVED,
         E.PLAYING: S.PLAYING,
+        E.PREEMPTED: S.PREEMPTED,
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
         E.REJECTED: S.FAILED,
@@ -60,6 +68,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PUBLISHED: S.SENT,
         E.RECEIVED: S.RECEIVED,
         E.PLAYING: S.PLAYING,
+        E.PREEMPTED: S.PREEMPTED,  # "received" and "playing" were lost or overtaken
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
         E.REJECTED: S.FAILED,
@@ -71,6 +80,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PUBLISHED: S.RECEIVED,
         E.RECEIVED: S.RECEIVED,
         E.PLAYING: S.PLAYING,
+        E.PREEMPTED: S.PREEMPTED,  # "playing" was lost or overtaken
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
         E.REJECTED: S.FAILED,
@@ -82,9 +92,24 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PUBLISHED: S.PLAYING,
         E.RECEIVED: S.PLAYING,
         E.PLAYING: S.PLAYING,
+        E.PREEMPTED: S.PREEMPTED,
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
         E.TIMED_OUT: S.FAILED,  # started but never said it finished
+        E.CANCELLED: S.CANCELLED,
+    },
+    # Waits behind a higher priority, possibly a long alert: no ack is due until the speaker
+    # plays it again, so it never times out; it expires with its broadcast.
+    S.PREEMPTED: {
+        E.PUBLISHED: S.PREEMPTED,
+        E.RECEIVED: S.PREEMPTED,
+        E.PREEMPTED: S.PREEMPTED,
+        E.PLAYING: S.PLAYING,  # its turn came again: it plays from the start
+        E.PLAYED: S.PLAYED,
+        E.FAILED: S.FAILED,  # e.g. its turn came after its expiry
+        E.REJECTED: S.FAILED,  # its audio, fetched again after a restart, did not match
+        E.TIMED_OUT: S.EXPIRED,
+        E.EXPIRED: S.EXPIRED,
         E.CANCELLED: S.CANCELLED,
     },
     # Terminal states absorb late duplicates. A speaker's own "played" is the truth even when it

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway import retention
 from gateway.clock import Clock
 from gateway.deliveries import service as deliveries
 from gateway.settings import Settings
 from gateway.speakers import service as speakers
 
 log = logging.getLogger(__name__)
+
+RETENTION_EVERY = timedelta(hours=1)
 
 
 class Sweeper:
@@ -30,6 +33,7 @@ class Sweeper:
         self._clock = clock
         self._city_id = city_id
         self.last: deliveries.SweepReport | None = None
+        self._purged_at: datetime | None = None
 
     async def run(self, interval: float = 1.0) -> None:
         while True:
@@ -55,4 +59,17 @@ class Sweeper:
             )
             await session.commit()
         self.last = report
+        if self._purged_at is None or now - self._purged_at >= RETENTION_EVERY:
+            await self.purge_once()
         return report
+
+    async def purge_once(self) -> retention.Purge:
+        """Delete recordings past their retention period (hourly from the sweep)."""
+        now = self._clock.now()
+        async with self._sessions() as session:
+            purge = await retention.purge_recordings(
+                session, self._settings, city_id=self._city_id, now=now
+            )
+            await session.commit()
+        self._purged_at = now
+        return purge

@@ -277,7 +277,7 @@ def test_garbage_is_counted_and_a_readable_invalid_command_is_rejected_malformed
 
 def test_one_at_a_time_higher_priority_first_fifo_within_equal() -> None:
     core, _ = make_core()
-    first = play_cmd(priority=10)
+    first = play_cmd(priority=40)
     admit_and_start(core, first)
     waiting = [
         play_cmd(priority=10),

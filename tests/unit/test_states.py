@@ -79,3 +79,50 @@ def test_rejection_fails_and_timeout_expires() -> None:
     assert next_state(State.SENT, Event.REJECTED) is State.FAILED
     assert next_state(State.SENT, Event.TIMED_OUT) is State.EXPIRED
     assert next_state(State.PLAYING, Event.TIMED_OUT) is State.FAILED
+
+
+# --- pre-emption ----------------------------------------------------------------------------
+
+
+def test_preempted_is_open() -> None:
+    assert State.PREEMPTED in ACTIVE
+    assert State.PREEMPTED not in TERMINAL
+
+
+@pytest.mark.parametrize("state", [State.SENT, State.RECEIVED, State.PLAYING, State.PREEMPTED])
+def test_a_preempted_ack_moves_an_open_delivery_to_preempted(state: State) -> None:
+    assert next_state(state, Event.PREEMPTED) is State.PREEMPTED
+
+
+def test_a_preempted_delivery_plays_again_from_the_start() -> None:
+    state = State.SENT
+    for event in (Event.RECEIVED, Event.PLAYING, Event.PREEMPTED, Event.PLAYING, Event.PLAYED):
+        state = next_state(state, event)
+    assert state is State.PLAYED
+    assert next_state(State.PREEMPTED, Event.PLAYED) is State.PLAYED  # "playing" was lost
+
+
+@pytest.mark.parametrize(
+    ("event", "target"),
+    [
+        (Event.FAILED, State.FAILED),  # its turn came after its expiry, on the speaker
+        (Event.REJECTED, State.FAILED),
+        (Event.EXPIRED, State.EXPIRED),  # the broadcast expired while it waited
+        (Event.TIMED_OUT, State.EXPIRED),
+        (Event.CANCELLED, State.CANCELLED),
+    ],
+)
+def test_a_preempted_delivery_can_still_end_without_playing(event: Event, target: State) -> None:
+    assert next_state(State.PREEMPTED, event) is target
+
+
+@pytest.mark.parametrize("event", [Event.PUBLISHED, Event.RECEIVED, Event.PREEMPTED])
+def test_repeated_and_late_events_leave_a_preempted_delivery_alone(event: Event) -> None:
+    assert next_state(State.PREEMPTED, event) is State.PREEMPTED
+
+
+def test_a_late_preempted_ack_never_reopens_a_finished_delivery() -> None:
+    for state in TERMINAL:
+        assert next_state(state, Event.PREEMPTED) is state
+    for state in (State.FAILED, State.EXPIRED, State.CANCELLED):
+        assert next_state(state, Event.PLAYED) is State.PLAYED, "the speaker's own played wins"
