@@ -16,6 +16,7 @@ from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
 from gateway.speakers import service as speakers
 from gateway.speakers.schemas import Codec
+from gateway.templates import service as templates
 from wire.contract import is_valid_segment
 
 Preset = Literal["jinju", "gimcheon", "tiny"]
@@ -30,6 +31,7 @@ class SeedReport:
     districts: int
     villages: int
     speakers: int
+    templates: int = 0  # seeded announcement templates added this time
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,8 @@ async def seed(
     now: datetime | None = None,
 ) -> SeedReport:
     """Fill the city with a preset's districts, villages and speakers, unless it has villages
-    already (then nothing changes and ``created`` is False). The caller commits."""
+    already (then they are left alone and ``created`` is False). The seeded announcement
+    templates the city lacks are added either way. The caller commits."""
     shape = PRESETS.get(preset)
     if shape is None:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -205,6 +208,7 @@ async def seed(
             districts=existing.district_count,
             villages=existing.village_count,
             speakers=existing.speaker_count,
+            templates=await templates.seed_templates(session, city, now=now),
         )
     if city.name == city.code:
         # The gateway names a city it creates on first start after its code; give it a real name.
@@ -217,4 +221,5 @@ async def seed(
         districts=report.districts_created,
         villages=report.villages_created,
         speakers=len(speaker_rows),
+        templates=await templates.seed_templates(session, city, now=now),
     )

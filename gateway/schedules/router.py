@@ -1,0 +1,259 @@
+"""HTTP routes for scheduled broadcasts (make, list, read, edit, cancel) and quiet hours."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
+
+from gateway.auth import Anyone, Principal, Role, Sender, allow
+from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts.router import RuntimeDep, _spill, _upload_within_limit
+from gateway.db import SessionDep
+from gateway.places.service import CityDep, NowDep
+from gateway.schedules import service
+from gateway.schedules.quiet import parse_hhmm
+from gateway.schedules.recurrence import Timing, Weekday
+from gateway.schedules.schemas import (
+    HHMM,
+    DistrictQuietHoursRead,
+    QuietHoursRead,
+    SchedulePage,
+    ScheduleRead,
+    ScheduleState,
+    ScheduleUpdate,
+)
+from gateway.schedules.schemas import QuietHoursWindow as QuietHoursBody
+from gateway.templates import service as templates
+from wire.contract import Category
+
+router = APIRouter(tags=["schedules"])
+quiet_router = APIRouter(tags=["quiet hours"])
+
+QuietKeeper = Annotated[Principal, allow(Role.CITY_ADMIN, Role.DISTRICT_OFFICER)]
+
+_TIME_ERRORS = (
+    "send_at_in_past, missing_send_at, recurrence_without_end, invalid_recurrence, "
+    "recurrence_never_fires, until_too_far"
+)
+_CONTENT_ERRORS = (
+    "unknown_placeholder, missing_placeholder, invalid_values, text_and_template, "
+    "values_without_template, empty_text, text_too_long, unspeakable_text, empty_target, "
+    "unsupported_audio, ..."
+)
+
+
+@router.post(
+    "/schedules",
+    status_code=201,
+    operation_id="create_schedule",
+    dependencies=[Depends(_upload_within_limit)],
+    responses={
+        200: {"description": "A repeat of an earlier request with the same key"},
+        404: {"description": "template_not_found, district_not_found, village_not_found"},
+        409: {
+            "description": "quiet_hours (the first occurrence falls in them; policy refuse), "
+            "approval_required (a disaster alert that needs a second person)"
+        },
+        422: {"description": f"{_TIME_ERRORS}, {_CONTENT_ERRORS}"},
+    },
+)
+async def create_schedule(
+    session: SessionDep,
+    user: Sender,
+    city: CityDep,
+    runtime: RuntimeDep,
+    response: Response,
+    category: Annotated[Category, Form()],
+    file: Annotated[
+        UploadFile | None,
+        File(description="A recording, transcoded now; omit to speak `text` or a template"),
+    ] = None,
+    text: Annotated[str | None, Form(max_length=5000)] = None,
+    template_id: Annotated[int | None, Form(description="Fill this template instead")] = None,
+    values: Annotated[
+        str | None, Form(description='The template\'s values, a JSON object: {"날짜": "5일"}')
+    ] = None,
+    repeat: Annotated[bool, Form(description="Speak typed text twice")] = False,
+    title: Annotated[str | None, Form(max_length=200)] = None,
+    all_villages: Annotated[bool, Form()] = False,
+    district_ids: Annotated[list[int] | None, Form()] = None,
+    village_ids: Annotated[list[int] | None, Form()] = None,
+    expires_in_s: Annotated[int | None, Form(ge=30, le=7 * 86400)] = None,
+    send_at: Annotated[
+        datetime | None,
+        Form(
+            description="ISO 8601; a time without offset is local (Asia/Seoul). The first "
+            "occurrence, or the start of a daily recurrence (default: now)"
+        ),
+    ] = None,
+    repeat_count: Annotated[
+        int | None, Form(ge=1, le=100, description="Send N times in all...")
+    ] = None,
+    repeat_every_min: Annotated[
+        int | None, Form(ge=1, le=1440, description="...every M minutes")
+    ] = None,
+    daily_at: Annotated[
+        str | None, Form(pattern=HHMM, description="Every day at HH:MM, local time")
+    ] = None,
+    weekdays: Annotated[
+        list[Weekday] | None, Form(description="Only on these days (with daily_at)")
+    ] = None,
+    until: Annotated[
+        date | None, Form(description="The last day of a daily recurrence (required with it)")
+    ] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> ScheduleRead:
+    """Schedule a broadcast: once at `send_at`, `repeat_count` times every `repeat_every_min`
+    minutes, or every day (`daily_at`, optionally only on `weekdays`) until `until`. The audio
+    is made and checked now; targets are resolved each time it fires."""
+    composed = await templates.compose(
+        session, city, text=text, title=title, template_id=template_id, values=values
+    )
+    request = broadcasts.BroadcastRequest(
+        category=category,
+        title=composed.title,
+        text=composed.text,
+        all_villages=all_villages,
+        district_ids=tuple(district_ids or ()),
+        village_ids=tuple(village_ids or ()),
+        expires_in_s=expires_in_s,
+        idempotency_key=idempotency_key,
+        created_by=user.actor,
+        repeat=repeat,
+        principal=user,
+    )
+    timing = Timing(
+        send_at=send_at,
+        repeat_count=repeat_count,
+        repeat_every_min=repeat_every_min,
+        daily_at=parse_hhmm(daily_at) if daily_at else None,
+        weekdays=tuple(weekdays or ()),
+        until=until,
+    )
+    settings = runtime.settings
+    path = (
+        await _spill(file, settings.data_dir / "uploads", settings.max_upload_bytes)
+        if file is not None
+        else None
+    )
+    try:
+        created = await service.create_schedule(
+            session, runtime, city, request, path, timing, composed=composed
+        )
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+    if created.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return created.schedule
+
+
+@router.get("/schedules", operation_id="list_schedules")
+async def list_schedules(
+    session: SessionDep,
+    _user: Anyone,
+    city: CityDep,
+    state: ScheduleState | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SchedulePage:
+    """Newest first, each with its next fire time and the broadcasts it created."""
+    return await service.list_schedules(session, city, state=state, limit=limit, offset=offset)
+
+
+@router.get(
+    "/schedules/{schedule_id}",
+    operation_id="get_schedule",
+    responses={404: {"description": "schedule_not_found"}},
+)
+async def get_schedule(
+    schedule_id: str, session: SessionDep, _user: Anyone, city: CityDep
+) -> ScheduleRead:
+    return await service.get_schedule(session, city, schedule_id)
+
+
+@router.patch(
+    "/schedules/{schedule_id}",
+    operation_id="update_schedule",
+    responses={
+        404: {"description": "schedule_not_found"},
+        409: {
+            "description": "schedule_already_fired, schedule_cancelled, schedule_busy, "
+            "quiet_hours, approval_required"
+        },
+        422: {"description": f"{_TIME_ERRORS}, {_CONTENT_ERRORS}"},
+    },
+)
+async def update_schedule(
+    schedule_id: str,
+    body: ScheduleUpdate,
+    session: SessionDep,
+    user: Sender,
+    city: CityDep,
+    runtime: RuntimeDep,
+) -> ScheduleRead:
+    """Change the time, text or targets before it first fires; fields left out are kept."""
+    return await service.update_schedule(session, runtime, city, schedule_id, body, principal=user)
+
+
+@router.post(
+    "/schedules/{schedule_id}/cancel",
+    operation_id="cancel_schedule",
+    responses={
+        404: {"description": "schedule_not_found"},
+        409: {"description": "schedule_already_fired (every occurrence fired)"},
+    },
+)
+async def cancel_schedule(
+    schedule_id: str, session: SessionDep, user: Sender, city: CityDep, runtime: RuntimeDep
+) -> ScheduleRead:
+    """Nothing more fires. Broadcasts it already created are left alone (cancel those as
+    broadcasts). Cancelling twice is harmless."""
+    return await service.cancel_schedule(session, runtime, city, schedule_id, principal=user)
+
+
+@quiet_router.get("/quiet-hours", operation_id="get_quiet_hours")
+async def get_quiet_hours(
+    session: SessionDep, _user: Anyone, city: CityDep, runtime: RuntimeDep, now: NowDep
+) -> QuietHoursRead:
+    """The city's quiet hours and policy, and the districts that keep their own window."""
+    return await service.describe_quiet_hours(session, runtime.settings, city, now=now)
+
+
+@quiet_router.put(
+    "/quiet-hours/districts/{district_id}",
+    operation_id="set_district_quiet_hours",
+    responses={
+        403: {"description": "outside_scope"},
+        404: {"description": "district_not_found"},
+        422: {"description": "invalid_quiet_hours"},
+    },
+)
+async def set_district_quiet_hours(
+    district_id: int,
+    body: QuietHoursBody,
+    session: SessionDep,
+    user: QuietKeeper,
+    city: CityDep,
+    now: NowDep,
+) -> DistrictQuietHoursRead:
+    """Give a district its own window ("22:00-06:00"), or none ("off")."""
+    return await service.set_district_quiet_hours(
+        session, city, district_id, body.window, principal=user, now=now
+    )
+
+
+@quiet_router.delete(
+    "/quiet-hours/districts/{district_id}",
+    status_code=204,
+    operation_id="clear_district_quiet_hours",
+    responses={403: {"description": "outside_scope"}, 404: {"description": "district_not_found"}},
+)
+async def clear_district_quiet_hours(
+    district_id: int, session: SessionDep, user: QuietKeeper, city: CityDep
+) -> None:
+    """The district follows the city's quiet hours again."""
+    await service.clear_district_quiet_hours(session, city, district_id, principal=user)

@@ -1,0 +1,1009 @@
+"""Schedules: making, editing and cancelling them; quiet hours; and handling a due occurrence.
+
+A schedule keeps its audio from the moment it is made (a recording is transcoded then, typed
+text spoken then, so bad input fails at once) and resolves its targets each time it fires.
+Each occurrence becomes a broadcast through ``record_broadcast`` with the idempotency key
+``schedule:{id}:{occurrence}``, written in the same transaction that moves the schedule on, so
+an occurrence can never fire twice, whichever replica claims it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, time, tzinfo
+from pathlib import Path
+from typing import Final, Literal, cast
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from gateway.approvals import service as approvals
+from gateway.auth import Principal, Role
+from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts.service import (
+    AwaitingApproval,
+    BroadcastRequest,
+    Runtime,
+    Started,
+    StoredAudio,
+)
+from gateway.errors import Conflict, Forbidden, InvalidRequest, MaeulError, NotFound
+from gateway.places import service as places
+from gateway.places.models import City
+from gateway.schedules.models import DistrictQuietHours, Schedule, ScheduleOccurrence
+from gateway.schedules.quiet import (
+    Quiet,
+    QuietWindow,
+    city_zone,
+    describe_local,
+    parse_hhmm,
+    parse_window,
+    quiet_at,
+)
+from gateway.schedules.recurrence import (
+    WEEKDAYS,
+    Kind,
+    Recurrence,
+    Timing,
+    Weekday,
+    build_recurrence,
+)
+from gateway.schedules.schemas import (
+    DistrictQuietHoursRead,
+    Occurrence,
+    OccurrenceState,
+    QuietHoursRead,
+    SchedulePage,
+    ScheduleRead,
+    ScheduleState,
+    ScheduleTarget,
+    ScheduleUpdate,
+)
+from gateway.schedules.schemas import Recurrence as RecurrenceRead
+from gateway.settings import Settings
+from gateway.speakers import service as speakers
+from gateway.templates import service as templates
+from wire import contract
+from wire.contract import Category
+
+Outcome = Literal["fired", "skipped", "failed", "deferred", "raced"]
+_IN_CHUNK: Final = 500
+
+
+# --------------------------------------------------------------------------------------------
+# Quiet hours
+
+
+async def _district_windows(session: AsyncSession, city_id: int) -> dict[int, str]:
+    rows = await session.execute(
+        select(DistrictQuietHours.district_id, DistrictQuietHours.window).where(
+            DistrictQuietHours.city_id == city_id
+        )
+    )
+    return dict(rows.tuples().all())
+
+
+async def _target_districts(session: AsyncSession, target: places.ResolvedTarget) -> set[int]:
+    districts = set(target.district_ids)
+    if not target.all:
+        whole = set(target.district_ids)
+        villages = await places.village_codes(session, target.village_ids)
+        districts |= {d for _code, _name, d in villages.values() if d not in whole}
+    return districts
+
+
+async def quiet_for_target(
+    session: AsyncSession,
+    settings: Settings,
+    city: City,
+    target: places.ResolvedTarget,
+    at: datetime,
+) -> Quiet | None:
+    """Whether ``at`` falls in the quiet hours of any district the target reaches (each has the
+    city's window unless it has its own), and when all of them are over."""
+    default = parse_window(settings.quiet_hours)
+    overrides = await _district_windows(session, city.id)
+    districts = await _target_districts(session, target)
+    specs = {overrides.get(d) for d in districts} if districts else {None}
+    windows: set[QuietWindow] = set()
+    for spec in specs:
+        window = default if spec is None else parse_window(spec)
+        if window is not None:
+            windows.add(window)
+    return quiet_at(sorted(windows, key=lambda w: (w.start, w.end)), at, city_zone(city.timezone))
+
+
+def _quiet_refusal(quiet: Quiet, zone: tzinfo, *, scheduled: datetime | None) -> Conflict:
+    windows = ", ".join(w.label.replace("-", "~") for w in quiet.windows)
+    when_ko = f"예약 시각 {describe_local(scheduled, zone)}은(는) " if scheduled else "지금은 "
+    when_en = f"{scheduled.isoformat()} falls in" if scheduled else "It is now"
+    if quiet.ends_at is None:
+        return Conflict(
+            "quiet_hours",
+            ko=f"{when_ko}조용한 시간({windows})이며 대상 지역은 하루 종일 조용한 시간입니다. "
+            "재난 방송만 보낼 수 있습니다.",
+            en=f"{when_en} quiet hours ({windows}) that cover the whole day for this target; "
+            "only disaster alerts are sent.",
+        )
+    ends = describe_local(quiet.ends_at, zone)
+    return Conflict(
+        "quiet_hours",
+        ko=f"{when_ko}조용한 시간({windows})입니다. 재난 방송이 아니면 조용한 시간이 끝나는 "
+        f"{ends} 이후에 보내 주세요.",
+        en=f"{when_en} quiet hours ({windows}); only disaster alerts are sent now. "
+        f"Quiet hours end at {quiet.ends_at.isoformat()}.",
+    )
+
+
+async def describe_quiet_hours(
+    session: AsyncSession, settings: Settings, city: City, *, now: datetime
+) -> QuietHoursRead:
+    rows = await session.scalars(
+        select(DistrictQuietHours)
+        .where(DistrictQuietHours.city_id == city.id)
+        .order_by(DistrictQuietHours.district_id)
+    )
+    window = parse_window(settings.quiet_hours)
+    zone = city_zone(city.timezone)
+    return QuietHoursRead(
+        window=settings.quiet_hours,
+        policy=settings.quiet_hours_policy,
+        timezone=city.timezone,
+        quiet_now=window is not None and window.contains(now, zone),
+        districts=[
+            DistrictQuietHoursRead(
+                district_id=r.district_id,
+                window=r.window,
+                updated_by=r.updated_by,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        ],
+    )
+
+
+def _may_manage_district(principal: Principal, district_id: int) -> None:
+    if principal.role is Role.CITY_ADMIN:
+        return
+    if principal.role is Role.DISTRICT_OFFICER and district_id in principal.district_ids:
+        return
+    raise Forbidden(
+        "outside_scope",
+        ko="담당 읍·면·동의 조용한 시간만 바꿀 수 있습니다.",
+        en="You may change the quiet hours of your own district only.",
+    )
+
+
+async def set_district_quiet_hours(
+    session: AsyncSession,
+    city: City,
+    district_id: int,
+    spec: str,
+    *,
+    principal: Principal,
+    now: datetime,
+) -> DistrictQuietHoursRead:
+    _may_manage_district(principal, district_id)
+    await places.load_district(session, city.id, district_id)
+    try:
+        window = parse_window(spec)
+    except ValueError:
+        raise InvalidRequest(
+            "invalid_quiet_hours",
+            ko='조용한 시간은 "21:00-07:00"처럼 시작-끝 시각으로 쓰거나 "off"로 꺼 주세요.',
+            en='Quiet hours are "HH:MM-HH:MM" (e.g. "21:00-07:00") or "off".',
+        ) from None
+    label = "off" if window is None else window.label
+    row = await session.get(DistrictQuietHours, district_id, with_for_update=True)
+    if row is None:
+        row = DistrictQuietHours(
+            district_id=district_id,
+            city_id=city.id,
+            window=label,
+            updated_by=principal.actor,
+            updated_at=now,
+        )
+        session.add(row)
+    else:
+        row.window, row.updated_by, row.updated_at = label, principal.actor, now
+    await session.flush()
+    return DistrictQuietHoursRead(
+        district_id=district_id, window=label, updated_by=row.updated_by, updated_at=now
+    )
+
+
+async def clear_district_quiet_hours(
+    session: AsyncSession, city: City, district_id: int, *, principal: Principal
+) -> None:
+    """The district follows the city's quiet hours again."""
+    _may_manage_district(principal, district_id)
+    await places.load_district(session, city.id, district_id)
+    row = await session.get(DistrictQuietHours, district_id)
+    if row is not None:
+        await session.delete(row)
+        await session.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Making a schedule
+
+
+@dataclass(frozen=True)
+class Created:
+    schedule: ScheduleRead
+    replayed: bool
+
+
+def _fingerprint(request: BroadcastRequest, source_sha256: str, rule: Recurrence) -> str:
+    body = {
+        "request": request.fingerprint(source_sha256),
+        "kind": rule.kind,
+        "first_at": rule.first_at.isoformat(),
+        "repeat_count": rule.repeat_count,
+        "repeat_every_min": rule.repeat_every_min,
+        "daily_at": rule.daily_at.strftime("%H:%M") if rule.daily_at else None,
+        "weekdays": list(rule.weekdays),
+        "until": rule.until.isoformat() if rule.until else None,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+async def _schedule_by_key(session: AsyncSession, city_id: int, key: str) -> Schedule | None:
+    existing: Schedule | None = await session.scalar(
+        select(Schedule).where(Schedule.city_id == city_id, Schedule.idempotency_key == key)
+    )
+    return existing
+
+
+def _key_reused() -> InvalidRequest:
+    return InvalidRequest(
+        "idempotency_key_reused",
+        ko="같은 Idempotency-Key로 다른 내용의 예약 요청이 이미 있었습니다.",
+        en="This Idempotency-Key was already used for a different schedule request.",
+    )
+
+
+async def _resolve(
+    session: AsyncSession, city: City, request: BroadcastRequest
+) -> places.ResolvedTarget:
+    return await places.resolve_targets(
+        session,
+        city,
+        all_villages=request.all_villages,
+        district_ids=request.district_ids,
+        village_ids=request.village_ids,
+    )
+
+
+async def _refuse_two_person(
+    session: AsyncSession, request: BroadcastRequest, target: places.ResolvedTarget
+) -> None:
+    """A broadcast that needs a second person's approval is sent now and approved then: a
+    schedule fires with nobody there to approve it, so it may not carry one."""
+    if await approvals.needs_approval(session, request, target):
+        raise Conflict(
+            "approval_required",
+            ko="여러 읍·면·동이나 시 전체에 보내는 재난 방송은 두 사람의 승인이 필요해 예약할 수 "
+            "없습니다. 지금 보내고 승인을 받아 주세요.",
+            en="A disaster alert to several districts or the whole city needs a second "
+            "person's approval, so it cannot be scheduled; send it now and have it approved.",
+        )
+
+
+async def _first_fire(
+    session: AsyncSession,
+    settings: Settings,
+    city: City,
+    request: BroadcastRequest,
+    target: places.ResolvedTarget,
+    first_at: datetime,
+) -> datetime:
+    """When the first occurrence is sent: at its time, or at the end of quiet hours (defer).
+    Refused at once when the policy refuses it, rather than skipped silently later."""
+    if request.category is Category.DISASTER:
+        return first_at
+    quiet = await quiet_for_target(session, settings, city, target, first_at)
+    if quiet is None:
+        return first_at
+    if settings.quiet_hours_policy == "refuse" or quiet.ends_at is None:
+        raise _quiet_refusal(quiet, city_zone(city.timezone), scheduled=first_at)
+    return quiet.ends_at
+
+
+async def create_schedule(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    request: BroadcastRequest,
+    upload: Path | None,
+    timing: Timing,
+    *,
+    composed: templates.Composed | None = None,
+    origin: Literal["api", "quiet_hours"] = "api",
+) -> Created:
+    """Check everything cheap first (time, text, rights, targets, quiet hours), then transcode
+    or speak, store the audio, and write the schedule."""
+    now = runtime.clock.now()
+    zone = city_zone(city.timezone)
+    rule = build_recurrence(timing, now=now, zone=zone)
+    source_sha256 = await broadcasts.source_sha256_of(runtime, request, upload)
+    request_hash = _fingerprint(request, source_sha256, rule)
+    key = request.idempotency_key
+    if key is not None:
+        existing = await _schedule_by_key(session, city.id, key)
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise _key_reused()
+            return Created(await read_schedule(session, existing), replayed=True)
+    await broadcasts.authorize_request(session, runtime, city, request)
+    target = await _resolve(session, city, request)
+    await _refuse_two_person(session, request, target)
+    fire_at = await _first_fire(session, runtime.settings, city, request, target, rule.first_at)
+    audio = await broadcasts.store_audio_for(session, runtime, request, upload)
+    schedule = Schedule(
+        id=contract.new_id(),
+        city_id=city.id,
+        state="active",
+        origin=origin,
+        category=request.category.value,
+        title=request.title,
+        text=request.text,
+        source_kind="text" if upload is None else "recording",
+        speak_twice=request.repeat,
+        template_id=composed.template_id if composed else None,
+        template_values=composed.values if composed else None,
+        target=_target_of(request),
+        expires_in_s=request.expires_in_s,
+        source_sha256=audio.source_sha256,
+        duration_ms=audio.duration_ms,
+        audio_sha256=dict(audio.sha256),
+        timezone=city.timezone,
+        next_occurrence_at=rule.first_at,
+        next_fire_at=fire_at,
+        fired_count=0,
+        skipped_count=0,
+        created_by=request.created_by,
+        created_at=now,
+        updated_at=now,
+        idempotency_key=key,
+        request_hash=request_hash,
+        **_rule_columns(rule),
+    )
+    session.add(schedule)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Two requests with one Idempotency-Key raced; the other one won.
+        await session.rollback()
+        winner = await _schedule_by_key(session, city.id, key) if key else None
+        if winner is None:
+            raise
+        if winner.request_hash != request_hash:
+            raise _key_reused() from None
+        return Created(await read_schedule(session, winner), replayed=True)
+    return Created(await read_schedule(session, schedule), replayed=False)
+
+
+def _target_of(request: BroadcastRequest) -> dict[str, object]:
+    return {
+        "all": request.all_villages,
+        "district_ids": sorted(set(request.district_ids)),
+        "village_ids": sorted(set(request.village_ids)),
+    }
+
+
+def _rule_columns(rule: Recurrence) -> dict[str, object]:
+    return {
+        "kind": rule.kind,
+        "first_at": rule.first_at,
+        "repeat_count": rule.repeat_count,
+        "repeat_every_min": rule.repeat_every_min,
+        "daily_at": rule.daily_at.strftime("%H:%M") if rule.daily_at else None,
+        "weekdays": list(rule.weekdays) if rule.kind == "daily" else [],
+        "until": rule.until,
+    }
+
+
+def _rule_of(schedule: Schedule) -> Recurrence:
+    weekdays: tuple[Weekday, ...] = tuple(w for w in WEEKDAYS if w in schedule.weekdays)
+    return Recurrence(
+        kind=cast(Kind, schedule.kind),
+        first_at=schedule.first_at,
+        zone=city_zone(schedule.timezone),
+        repeat_count=schedule.repeat_count,
+        repeat_every_min=schedule.repeat_every_min,
+        daily_at=parse_hhmm(schedule.daily_at) if schedule.daily_at else None,
+        weekdays=weekdays or WEEKDAYS,
+        until=schedule.until,
+    )
+
+
+def _ids(target: dict[str, object], key: str) -> list[int]:
+    values = target.get(key) or []
+    assert isinstance(values, list)
+    return [int(v) for v in values]
+
+
+def _request_of(
+    schedule: Schedule,
+    *,
+    idempotency_key: str | None,
+    principal: Principal | None = None,
+    occurrence_at: datetime | None = None,
+) -> BroadcastRequest:
+    target = schedule.target
+    extra: dict[str, object] = {"schedule_id": schedule.id}
+    if occurrence_at is not None:
+        extra["schedule_occurrence_at"] = occurrence_at.isoformat()
+    return BroadcastRequest(
+        category=Category(schedule.category),
+        title=schedule.title,
+        text=schedule.text,
+        all_villages=bool(target.get("all")),
+        district_ids=tuple(_ids(target, "district_ids")),
+        village_ids=tuple(_ids(target, "village_ids")),
+        expires_in_s=schedule.expires_in_s,
+        idempotency_key=idempotency_key,
+        created_by=schedule.created_by,
+        repeat=schedule.speak_twice,
+        principal=principal,
+        extra_target=extra,
+    )
+
+
+def occurrence_key(schedule_id: str, occurrence_at: datetime) -> str:
+    """The Idempotency-Key of the broadcast an occurrence creates: one per occurrence, ever."""
+    return f"schedule:{schedule_id}:{occurrence_at.isoformat()}"
+
+
+async def start_or_defer(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    request: BroadcastRequest,
+    upload: Path | None,
+    *,
+    composed: templates.Composed | None = None,
+) -> Started | AwaitingApproval | Created:
+    """Start a broadcast now, unless quiet hours hold it: then refuse it (409 quiet_hours) or
+    schedule it for the end of quiet hours, by GATEWAY_QUIET_HOURS_POLICY. Disaster alerts are
+    never held."""
+    if request.category is not Category.DISASTER:
+        now = runtime.clock.now()
+        await broadcasts.authorize_request(session, runtime, city, request)
+        target = await _resolve(session, city, request)
+        quiet = await quiet_for_target(session, runtime.settings, city, target, now)
+        if quiet is not None:
+            # Bad text is a 422 whatever the hour; checked before quiet hours answer.
+            source_sha256 = await broadcasts.source_sha256_of(runtime, request, upload)
+            # A retry of a request already answered gets that answer, not a new decision.
+            if request.idempotency_key is not None:
+                existing = await _schedule_by_key(session, city.id, request.idempotency_key)
+                if existing is not None:
+                    return Created(await read_schedule(session, existing), replayed=True)
+                replay = await broadcasts.find_replay(session, city, request, source_sha256)
+                if replay is not None:
+                    return Started(replay, replayed=True)
+            await broadcasts.limit_request(session, runtime, city, request, target)
+            zone = city_zone(city.timezone)
+            if runtime.settings.quiet_hours_policy == "refuse" or quiet.ends_at is None:
+                raise _quiet_refusal(quiet, zone, scheduled=None)
+            return await create_schedule(
+                session,
+                runtime,
+                city,
+                request,
+                upload,
+                Timing(send_at=quiet.ends_at),
+                composed=composed,
+                origin="quiet_hours",
+            )
+    return await broadcasts.start_broadcast(session, runtime, city, request, upload)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _missing(schedule_id: str) -> NotFound:
+    return NotFound(
+        "schedule_not_found",
+        ko="예약 방송을 찾을 수 없습니다.",
+        en=f"Schedule {schedule_id!r} does not exist.",
+    )
+
+
+async def load_schedule(
+    session: AsyncSession, city_id: int, schedule_id: str, *, for_update: bool = False
+) -> Schedule:
+    schedule = (
+        await session.get(
+            Schedule, schedule_id, with_for_update=for_update, populate_existing=for_update
+        )
+        if len(schedule_id) == 32
+        else None
+    )
+    if schedule is None or schedule.city_id != city_id:
+        raise _missing(schedule_id)
+    return schedule
+
+
+async def _occurrences(
+    session: AsyncSession, schedule_ids: Sequence[str]
+) -> dict[str, list[ScheduleOccurrence]]:
+    found: dict[str, list[ScheduleOccurrence]] = {sid: [] for sid in schedule_ids}
+    for start in range(0, len(schedule_ids), _IN_CHUNK):
+        rows = await session.scalars(
+            select(ScheduleOccurrence)
+            .where(ScheduleOccurrence.schedule_id.in_(schedule_ids[start : start + _IN_CHUNK]))
+            .order_by(ScheduleOccurrence.occurrence_at, ScheduleOccurrence.id)
+        )
+        for row in rows:
+            found[row.schedule_id].append(row)
+    return found
+
+
+def _to_read(schedule: Schedule, occurrences: Sequence[ScheduleOccurrence]) -> ScheduleRead:
+    rule = _rule_of(schedule)
+    target = schedule.target
+    return ScheduleRead(
+        id=schedule.id,
+        state=cast(ScheduleState, schedule.state),
+        origin=cast(Literal["api", "quiet_hours"], schedule.origin),
+        category=Category(schedule.category),
+        title=schedule.title,
+        text=schedule.text,
+        source=cast(Literal["recording", "text"], schedule.source_kind),
+        template_id=schedule.template_id,
+        template_values=schedule.template_values,
+        target=ScheduleTarget(
+            all=bool(target.get("all")),
+            district_ids=_ids(target, "district_ids"),
+            village_ids=_ids(target, "village_ids"),
+        ),
+        expires_in_s=schedule.expires_in_s,
+        duration_ms=schedule.duration_ms,
+        timezone=schedule.timezone,
+        send_at=schedule.first_at,
+        recurrence=RecurrenceRead(
+            kind=rule.kind,
+            repeat_count=schedule.repeat_count,
+            repeat_every_min=schedule.repeat_every_min,
+            daily_at=schedule.daily_at,
+            weekdays=list(rule.weekdays) if rule.kind == "daily" else [],
+            until=schedule.until,
+            description=rule.describe(),
+        ),
+        next_occurrence_at=schedule.next_occurrence_at,
+        next_fire_at=schedule.next_fire_at,
+        fired_count=schedule.fired_count,
+        skipped_count=schedule.skipped_count,
+        broadcast_ids=[o.broadcast_id for o in occurrences if o.broadcast_id is not None],
+        occurrences=[
+            Occurrence(
+                occurrence_at=o.occurrence_at,
+                state=cast(OccurrenceState, o.state),
+                reason=o.reason,
+                broadcast_id=o.broadcast_id,
+                handled_at=o.handled_at,
+            )
+            for o in occurrences
+        ],
+        created_by=schedule.created_by,
+        created_at=schedule.created_at,
+        updated_at=schedule.updated_at,
+        cancelled_at=schedule.cancelled_at,
+    )
+
+
+async def read_schedule(session: AsyncSession, schedule: Schedule) -> ScheduleRead:
+    occurrences = await _occurrences(session, [schedule.id])
+    return _to_read(schedule, occurrences[schedule.id])
+
+
+async def get_schedule(session: AsyncSession, city: City, schedule_id: str) -> ScheduleRead:
+    return await read_schedule(session, await load_schedule(session, city.id, schedule_id))
+
+
+async def list_schedules(
+    session: AsyncSession,
+    city: City,
+    *,
+    state: str | None,
+    limit: int,
+    offset: int,
+) -> SchedulePage:
+    query = select(Schedule).where(Schedule.city_id == city.id)
+    if state is not None:
+        query = query.where(Schedule.state == state)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(
+        await session.scalars(
+            query.order_by(Schedule.created_at.desc(), Schedule.id).limit(limit).offset(offset)
+        )
+    )
+    occurrences = await _occurrences(session, [s.id for s in rows])
+    return SchedulePage(
+        items=[_to_read(s, occurrences[s.id]) for s in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Editing and cancelling
+
+
+def _already_fired(schedule: Schedule) -> Conflict:
+    return Conflict(
+        "schedule_already_fired",
+        ko="이미 방송이 시작된 예약은 바꿀 수 없습니다. 취소하고 새로 예약해 주세요.",
+        en=f"Schedule {schedule.id} has already fired; cancel it and make a new one.",
+    )
+
+
+def _cancelled(schedule: Schedule) -> Conflict:
+    return Conflict(
+        "schedule_cancelled",
+        ko="취소된 예약은 바꿀 수 없습니다.",
+        en=f"Schedule {schedule.id} was cancelled.",
+    )
+
+
+def _busy() -> Conflict:
+    return Conflict(
+        "schedule_busy",
+        ko="예약이 방금 다른 곳에서 바뀌었거나 방송되었습니다. 다시 확인해 주세요.",
+        en="The schedule changed or fired at the same moment; read it again and retry.",
+    )
+
+
+async def _flush_versioned(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except StaleDataError:
+        raise _busy() from None
+
+
+_TIMING_FIELDS: Final = (
+    "send_at",
+    "repeat_count",
+    "repeat_every_min",
+    "daily_at",
+    "weekdays",
+    "until",
+)
+_TARGET_FIELDS: Final = ("all_villages", "district_ids", "village_ids")
+
+
+def _merged_timing(schedule: Schedule, body: ScheduleUpdate, zone: tzinfo) -> Timing:
+    given = body.model_fields_set
+    current = _rule_of(schedule)
+    daily_at: time | None = current.daily_at
+    if "daily_at" in given:
+        daily_at = parse_hhmm(body.daily_at) if body.daily_at else None
+    daily = daily_at is not None
+    return Timing(
+        send_at=body.send_at if "send_at" in given else (None if daily else schedule.first_at),
+        repeat_count=body.repeat_count
+        if "repeat_count" in given
+        else (None if daily or current.kind == "once" else schedule.repeat_count),
+        repeat_every_min=body.repeat_every_min
+        if "repeat_every_min" in given
+        else (None if daily else schedule.repeat_every_min),
+        daily_at=daily_at,
+        weekdays=tuple(body.weekdays or ())
+        if "weekdays" in given
+        else (current.weekdays if daily else ()),
+        until=body.until if "until" in given else (current.until if daily else None),
+    )
+
+
+async def update_schedule(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    schedule_id: str,
+    body: ScheduleUpdate,
+    *,
+    principal: Principal,
+) -> ScheduleRead:
+    """Change time, text or targets before the first occurrence fires."""
+    schedule = await load_schedule(session, city.id, schedule_id, for_update=True)
+    if schedule.state == "cancelled":
+        raise _cancelled(schedule)
+    if schedule.state != "active" or schedule.fired_count or schedule.skipped_count:
+        raise _already_fired(schedule)
+    given = body.model_fields_set
+    now = runtime.clock.now()
+    zone = city_zone(city.timezone)
+
+    text, title = schedule.text, schedule.title
+    template_id, values = schedule.template_id, schedule.template_values
+    if "values" in given:
+        if template_id is None:
+            raise InvalidRequest(
+                "values_without_template",
+                ko="템플릿으로 만든 예약이 아니어서 항목 값(values)을 바꿀 수 없습니다.",
+                en="This schedule was not made from a template; change its text instead.",
+            )
+        template = await templates.load_template(session, city.id, template_id)
+        rendered = templates.render(template, body.values or {})
+        text, values = rendered.text, {k: str(v).strip() for k, v in (body.values or {}).items()}
+        title = rendered.title if "title" not in given else body.title
+    if "text" in given:
+        if "values" in given:
+            raise InvalidRequest(
+                "text_and_template",
+                ko="방송 문구(text)와 템플릿 항목 값(values) 중 하나만 보내 주세요.",
+                en="Give either text or template values, not both.",
+            )
+        if body.text is None and schedule.source_kind == "text":
+            raise InvalidRequest(
+                "missing_file",
+                ko="음성으로 읽을 방송 문구가 필요합니다.",
+                en="A schedule of typed text needs its text.",
+            )
+        text, template_id, values = body.text, None, None
+    if "title" in given:
+        title = body.title
+    target = schedule.target
+    request = replace(
+        _request_of(schedule, idempotency_key=None, principal=principal),
+        title=title,
+        text=text,
+        all_villages=body.all_villages
+        if body.all_villages is not None
+        else bool(target.get("all")),
+        district_ids=tuple(
+            body.district_ids if body.district_ids is not None else _ids(target, "district_ids")
+        ),
+        village_ids=tuple(
+            body.village_ids if body.village_ids is not None else _ids(target, "village_ids")
+        ),
+        expires_in_s=body.expires_in_s if "expires_in_s" in given else schedule.expires_in_s,
+        extra_target={},
+    )
+    await broadcasts.authorize_request(session, runtime, city, request)
+    resolved = await _resolve(session, city, request)
+    await _refuse_two_person(session, request, resolved)
+
+    if any(f in given for f in _TIMING_FIELDS):
+        rule = build_recurrence(_merged_timing(schedule, body, zone), now=now, zone=zone)
+        for column, value in _rule_columns(rule).items():
+            setattr(schedule, column, value)
+    rule = _rule_of(schedule)
+    fire_at = await _first_fire(session, runtime.settings, city, request, resolved, rule.first_at)
+
+    if schedule.source_kind == "text" and text != schedule.text:
+        audio = await broadcasts.store_audio_for(session, runtime, request, None)
+        schedule.source_sha256 = audio.source_sha256
+        schedule.duration_ms = audio.duration_ms
+        schedule.audio_sha256 = dict(audio.sha256)
+    schedule.text, schedule.title = text, title
+    schedule.template_id, schedule.template_values = template_id, values
+    schedule.target = _target_of(request)
+    schedule.expires_in_s = request.expires_in_s
+    schedule.next_occurrence_at = rule.first_at
+    schedule.next_fire_at = fire_at
+    schedule.updated_at = now
+    await _flush_versioned(session)
+    return await read_schedule(session, schedule)
+
+
+async def cancel_schedule(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    schedule_id: str,
+    *,
+    principal: Principal,
+) -> ScheduleRead:
+    """No further occurrence fires. Broadcasts it already created are not touched (cancel them
+    as broadcasts). Cancelling twice is harmless."""
+    schedule = await load_schedule(session, city.id, schedule_id, for_update=True)
+    if schedule.state == "cancelled":
+        return await read_schedule(session, schedule)
+    if schedule.state != "active":
+        raise Conflict(
+            "schedule_already_fired",
+            ko="이미 모든 방송을 마친 예약은 취소할 수 없습니다.",
+            en=f"Schedule {schedule.id} has already fired every occurrence.",
+        )
+    await broadcasts.authorize_request(
+        session, runtime, city, _request_of(schedule, idempotency_key=None, principal=principal)
+    )
+    now = runtime.clock.now()
+    schedule.state = "cancelled"
+    schedule.cancelled_at = now
+    schedule.cancelled_by = principal.actor
+    schedule.next_occurrence_at = None
+    schedule.next_fire_at = None
+    schedule.updated_at = now
+    await _flush_versioned(session)
+    return await read_schedule(session, schedule)
+
+
+# --------------------------------------------------------------------------------------------
+# Firing
+
+
+async def claim_due(
+    session: AsyncSession,
+    city_id: int,
+    now: datetime,
+    *,
+    postgres: bool,
+    passed: Collection[str] = (),
+) -> Schedule | None:
+    """Claim one due schedule for this transaction, or None when nothing is due.
+
+    PostgreSQL locks the row (``FOR UPDATE SKIP LOCKED``): other replicas pass over it until
+    this transaction ends, by which time it is no longer due. SQLite has no row locks: a
+    compare-and-set on ``version`` claims it, and whoever loses sees 0 rows and moves on.
+    """
+    query = (
+        select(Schedule.id, Schedule.version)
+        .where(
+            Schedule.city_id == city_id,
+            Schedule.state == "active",
+            Schedule.next_fire_at <= now,
+        )
+        .order_by(Schedule.next_fire_at, Schedule.id)
+    )
+    if passed:
+        query = query.where(Schedule.id.not_in(list(passed)))
+    if postgres:
+        row = (await session.execute(query.limit(1).with_for_update(skip_locked=True))).first()
+        if row is None:
+            return None
+        return await session.get(Schedule, row[0], populate_existing=True)
+    for schedule_id, version in (await session.execute(query.limit(20))).tuples().all():
+        claimed = await session.execute(
+            update(Schedule)
+            .where(
+                Schedule.id == schedule_id,
+                Schedule.version == version,
+                Schedule.state == "active",
+                Schedule.next_fire_at <= now,
+            )
+            .values(version=Schedule.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) == 1:
+            return await session.get(Schedule, schedule_id, populate_existing=True)
+    return None
+
+
+def _record(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence_at: datetime,
+    state: Literal["fired", "skipped", "failed"],
+    now: datetime,
+    *,
+    reason: str | None = None,
+    broadcast_id: str | None = None,
+) -> None:
+    session.add(
+        ScheduleOccurrence(
+            schedule_id=schedule.id,
+            occurrence_at=occurrence_at,
+            state=state,
+            reason=reason,
+            broadcast_id=broadcast_id,
+            handled_at=now,
+        )
+    )
+    if state == "fired":
+        schedule.fired_count += 1
+    else:
+        schedule.skipped_count += 1
+
+
+def _advance(schedule: Schedule, rule: Recurrence, occurrence_at: datetime, now: datetime) -> None:
+    upcoming = rule.next_after(occurrence_at)
+    schedule.next_occurrence_at = upcoming
+    schedule.next_fire_at = upcoming
+    schedule.updated_at = now
+    if upcoming is None:
+        schedule.state = "completed"
+
+
+async def handle_due(
+    session: AsyncSession, runtime: Runtime, city: City, schedule: Schedule, now: datetime
+) -> Outcome:
+    """Settle a claimed schedule's due occurrence: fire it, skip it, or defer it past quiet
+    hours; then move the schedule on. The caller commits (or rolls back on "raced")."""
+    settings = runtime.settings
+    rule = _rule_of(schedule)
+    assert schedule.next_occurrence_at is not None
+    assert schedule.next_fire_at is not None
+    occurrence, fire_at = schedule.next_occurrence_at, schedule.next_fire_at
+    # Occurrences that fell due together (after downtime, or held by quiet hours) are sent
+    # once: the latest goes, the earlier ones are recorded as skipped.
+    while (upcoming := rule.next_after(occurrence)) is not None and upcoming <= now:
+        held = fire_at > occurrence
+        _record(
+            session,
+            schedule,
+            occurrence,
+            "skipped",
+            now,
+            reason="quiet_hours" if held else "missed",
+        )
+        occurrence, fire_at = upcoming, max(fire_at, upcoming)
+    if (now - fire_at).total_seconds() > settings.schedule_grace_s:
+        _record(session, schedule, occurrence, "skipped", now, reason="missed")
+        _advance(schedule, rule, occurrence, now)
+        return "skipped"
+
+    key = occurrence_key(schedule.id, occurrence)
+    request = _request_of(schedule, idempotency_key=key, occurrence_at=occurrence)
+    try:
+        target = await _resolve(session, city, request)
+    except MaeulError as exc:
+        _record(session, schedule, occurrence, "failed", now, reason=exc.code)
+        _advance(schedule, rule, occurrence, now)
+        return "failed"
+    if request.category is not Category.DISASTER:
+        quiet = await quiet_for_target(session, settings, city, target, now)
+        if quiet is not None:
+            if settings.quiet_hours_policy == "defer" and quiet.ends_at is not None:
+                schedule.next_occurrence_at = occurrence
+                schedule.next_fire_at = quiet.ends_at
+                schedule.updated_at = now
+                return "deferred"
+            _record(session, schedule, occurrence, "skipped", now, reason="quiet_hours")
+            _advance(schedule, rule, occurrence, now)
+            return "skipped"
+
+    audio = StoredAudio(
+        source_sha256=schedule.source_sha256,
+        duration_ms=schedule.duration_ms,
+        sha256=schedule.audio_sha256,
+    )
+    try:
+        broadcast = await broadcasts.find_replay(session, city, request, audio.source_sha256)
+        if broadcast is None:
+            recipients = await speakers.speakers_for(
+                session, city.id, village_ids=None if target.all else target.village_ids
+            )
+            started = await broadcasts.record_broadcast(
+                session, runtime, city, request, target, recipients, audio
+            )
+            if started.replayed:
+                # Another replica wrote this occurrence first; record_broadcast rolled us back.
+                return "raced"
+            broadcast = started.broadcast
+    except MaeulError as exc:
+        _record(session, schedule, occurrence, "failed", now, reason=exc.code)
+        _advance(schedule, rule, occurrence, now)
+        return "failed"
+    _record(session, schedule, occurrence, "fired", now, broadcast_id=broadcast.id)
+    _advance(schedule, rule, occurrence, now)
+    await _defer_next(session, settings, city, schedule, target)
+    return "fired"
+
+
+async def _defer_next(
+    session: AsyncSession,
+    settings: Settings,
+    city: City,
+    schedule: Schedule,
+    target: places.ResolvedTarget,
+) -> None:
+    """Show now when the next occurrence will go if quiet hours hold it (checked again when it
+    falls due, as windows may change in between)."""
+    upcoming = schedule.next_occurrence_at
+    if upcoming is None or schedule.category == Category.DISASTER.value:
+        return
+    quiet = await quiet_for_target(session, settings, city, target, upcoming)
+    if quiet is not None and quiet.ends_at is not None and settings.quiet_hours_policy == "defer":
+        schedule.next_fire_at = quiet.ends_at

@@ -1,0 +1,1 @@
+"""Announcement templates per city and district, with ``{placeholder}`` names filled per use."""

@@ -1,0 +1,139 @@
+"""End to end: two gateway processes on one PostgreSQL database, a real Mosquitto and simulated
+speakers. Schedules due in a few seconds fire exactly once per occurrence, whichever process
+claims them, and every speaker plays each broadcast once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.db import create_engine, create_sessions
+from gateway.migrations import upgrade_async
+from gateway.seed import seed
+from tests.e2e.harness import GatewayProcess, wait_until_final
+from tests.e2e.test_jinju import _fleet, _wait_for_online
+from tests.media import make_recording
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
+
+CITY = "schedcity"
+
+
+async def _seeded(database_url: str) -> None:
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with create_sessions(engine)() as session:
+            await seed(session, preset="tiny", city_code=CITY)
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def gateways(
+    database_url: str, mqtt_url: str, tmp_path: Path
+) -> AsyncIterator[list[GatewayProcess]]:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("two gateway processes share one database only on PostgreSQL")
+    await _seeded(database_url)
+    processes = []
+    for name in ("a", "b"):
+        data_dir = tmp_path / name
+        data_dir.mkdir()
+        processes.append(
+            GatewayProcess(
+                database_url=database_url,
+                mqtt_url=mqtt_url,
+                data_dir=data_dir,
+                city_code=CITY,
+                extra_env={
+                    "GATEWAY_REPLICA_ID": f"e2e-{name}",
+                    "GATEWAY_QUIET_HOURS": "off",  # the test runs at any hour
+                    "GATEWAY_SCHEDULE_POLL_S": "0.2",
+                    "GATEWAY_ACK_TIMEOUT_S": "20",
+                },
+            )
+        )
+    try:
+        await asyncio.gather(*(p.start() for p in processes))
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = make_recording(tmp_path_factory.mktemp("rec") / "phone.m4a", "m4a", seconds=2.0)
+    return path.read_bytes()
+
+
+async def _schedule(
+    client: httpx.AsyncClient, recording: bytes, send_at: datetime, **form: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/schedules",
+        data={
+            "category": "administrative",
+            "all_villages": "true",
+            "send_at": send_at.isoformat(),
+            **form,
+        },
+        files={"file": ("phone.m4a", recording, "audio/mp4")},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _until_completed(
+    client: httpx.AsyncClient, schedule_id: str, *, limit_s: float = 180
+) -> dict[str, Any]:
+    async with asyncio.timeout(limit_s):
+        while True:
+            body: dict[str, Any] = (await client.get(f"/api/v1/schedules/{schedule_id}")).json()
+            if body["state"] == "completed":
+                return body
+            await asyncio.sleep(0.3)
+
+
+async def test_two_gateways_fire_each_occurrence_once(
+    gateways: list[GatewayProcess], mqtt_url: str, recording: bytes
+) -> None:
+    first, second = gateways
+    async with first.client() as one, second.client() as other:
+        fleet = await _fleet(one, mqtt_url, first.url, speed=8.0)
+        try:
+            total = len(fleet.speakers)
+            await _wait_for_online(one, total)
+            soon = datetime.now(UTC) + timedelta(seconds=6)
+            made = [await _schedule(one, recording, soon, title=f"예약 {n}") for n in range(3)]
+            made.append(
+                await _schedule(
+                    other, recording, soon, title="반복", repeat_count="2", repeat_every_min="1"
+                )
+            )
+            done = [await _until_completed(other, m["id"]) for m in made]
+            broadcast_ids = [b for d in done for b in d["broadcast_ids"]]
+            finals = [await wait_until_final(one, b) for b in broadcast_ids]
+            history = (await other.get("/api/v1/broadcasts", params={"limit": 200})).json()
+        finally:
+            await fleet.stop()
+
+    assert [len(d["occurrences"]) for d in done] == [1, 1, 1, 2]
+    assert all(o["state"] == "fired" for d in done for o in d["occurrences"])
+    assert len(broadcast_ids) == len(set(broadcast_ids)) == 5
+    assert history["total"] == 5, "one broadcast per occurrence across both gateways"
+    for final in finals:
+        assert final["state"] == "completed"
+        assert final["speakers"]["played"] == final["speakers"]["total"] == total
+    assert all(s.played == 5 for s in fleet), "every speaker played each broadcast once"
