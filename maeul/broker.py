@@ -2,7 +2,8 @@
 
 Two front ends share one core (configuration, command line, readiness probe, log tail):
 `LocalMosquitto` for asyncio code, with a supervisor that restarts the broker when it dies, and
-`MosquittoProcess` for synchronous code such as pytest fixtures.
+`MosquittoProcess` for synchronous code such as pytest fixtures. Both `reload()` the password
+file and ACL (SIGHUP) without disconnecting anyone.
 
 Readiness means the broker answered an MQTT 5 CONNECT with a CONNACK, not merely that its port
 accepts TCP. Any CONNACK counts, a refusal included: it proves the broker is parsing MQTT.
@@ -15,10 +16,8 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import pwd
@@ -26,6 +25,7 @@ import random
 import resource
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -34,6 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
+
+# The password file's format belongs to the gateway, which renders it from its database.
+from gateway.devicesec.mosquitto import hash_password as hash_password
+from gateway.devicesec.mosquitto import render_passwd
+from gateway.devicesec.mosquitto import verify_password as verify_password
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +117,8 @@ class MosquittoConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int | None = None  # None: a free port, chosen once and kept across restarts
-    # Per-device credentials: allow_anonymous=False with a password file (see hash_password)
-    # and an ACL file that lets each speaker publish only on its own ack/presence topics.
+    # Per-device credentials: allow_anonymous=False with the password file and ACL the gateway
+    # renders (gateway.devicesec): each speaker reads and writes only its own topics.
     password_file: Path | None = None
     acl_file: Path | None = None
     allow_anonymous: bool = True
@@ -196,25 +201,31 @@ def render_config(cfg: MosquittoConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hash_password(password: str, *, iterations: int = 101, salt: bytes | None = None) -> str:
-    """A password_file hash in Mosquitto 2.0's own format ($7$, PBKDF2-SHA512).
-
-    101 iterations is what mosquitto_passwd writes. The broker pays the hash on every connect on
-    its single thread, and device passwords are long random tokens, so more buys nothing.
-    """
-    salt = salt if salt is not None else secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+def write_broker_file(path: Path, text: str) -> bool:
+    """Write a password file or ACL readable by its owner only, atomically, so a broker reloading
+    at that moment reads the old file or the new one. False when it already said that."""
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def render_password_file(users: Mapping[str, str]) -> str:
-    """A password_file for Mosquitto from user name -> plain password."""
-    lines = []
-    for name, password in users.items():
-        if not name or ":" in name or "\n" in name or "\r" in name or name != name.strip():
-            raise ValueError(f"invalid MQTT user name {name!r}")
-        lines.append(f"{name}:{hash_password(password)}")
-    return "".join(f"{line}\n" for line in lines)
+    """A password_file for Mosquitto from user name -> plain password (tests, one-off tools).
+
+    The gateway renders the real one from its database (`gateway.devicesec`), hashes only.
+    """
+    return render_passwd({name: hash_password(password) for name, password in users.items()})
 
 
 # --- the readiness probe (raw MQTT 5 CONNECT / CONNACK; the packet code does no I/O) ---------
@@ -539,6 +550,19 @@ class LocalMosquitto(_Broker):
         await self.stop()
         await self.start()
 
+    def reload(self) -> bool:
+        """SIGHUP: the broker reads its password file and ACL again; nobody is disconnected.
+
+        False when no broker is running (the next start reads the files anyway).
+        """
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGHUP)
+            return True
+        return False
+
     async def kill(self) -> None:
         """SIGKILL the broker as a crash would: the supervisor, if any, brings it back."""
         proc = self._proc
@@ -707,6 +731,14 @@ class MosquittoProcess(_Broker):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def reload(self) -> bool:
+        """SIGHUP: the broker reads its password file and ACL again; nobody is disconnected."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return False
+        proc.send_signal(signal.SIGHUP)
+        return True
 
     def kill(self) -> None:
         """SIGKILL the broker as a crash would, and reap it; `start()` brings it back."""

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.bus import Bus, Incoming
 from gateway.clock import Clock
 from gateway.deliveries import service as deliveries
+from gateway.devicesec import service as devicesec
 from gateway.speakers import service as speakers
 from wire import contract
 
@@ -70,6 +71,14 @@ class Intake:
 
     async def process(self, batch: list[Incoming]) -> None:
         now = self._clock.now()
+        self.counts["security_events"] += await devicesec.record_security_events(
+            self._sessions,
+            batch,
+            city_id=self._city_id,
+            city_code=self._city_code,
+            known=self._ids,
+            now=now,
+        )
         acks: list[tuple[str, contract.Ack]] = []
         presence: list[speakers.PresenceUpdate] = []
         for message in batch:

@@ -1,0 +1,75 @@
+"""Request and response shapes of the device-security API: credentials, accounts, events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+AccountRole = Literal["gateway", "monitor"]
+EventKind = Literal["command_rejected", "unknown_speaker_ack", "bad_ack"]
+Username = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$", examples=["gateway", "healthcheck"])
+]
+
+
+class SpeakerCredentials(BaseModel):
+    """A speaker's new broker password. Shown this once: the gateway keeps only its hash."""
+
+    speaker_id: int
+    username: str = Field(description="The MQTT user name: the speaker's code.")
+    client_id: str = Field(description="The MQTT client id the speaker connects with.")
+    password: str = Field(description="The new password; every earlier one stops working.")
+    issued_at: datetime
+
+
+class BrokerAccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username
+    role: AccountRole = Field(
+        description="gateway: publishes commands and reads acks; monitor: reads $SYS only."
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        min_length=24,
+        description="Leave out to have one generated and shown once.",
+    )
+
+
+class BrokerAccountIssued(BaseModel):
+    username: str
+    role: AccountRole
+    password: str | None = Field(
+        description="The generated password, shown this once; null when the request gave one."
+    )
+    issued_at: datetime
+
+
+class BrokerAccountRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    username: str
+    role: AccountRole
+    issued_at: datetime
+
+
+class SecurityEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime = Field(description="When the gateway received the report.")
+    kind: EventKind
+    speaker_code: str | None = Field(description="The speaker whose topic the report came on.")
+    command_id: str | None
+    broadcast_id: str | None
+    reason: str | None = Field(examples=["bad_signature", "expired", "out_of_scope"])
+    details: dict[str, Any]
+
+
+class SecurityEventPage(BaseModel):
+    items: list[SecurityEventRead]
+    total: int
+    limit: int
+    offset: int

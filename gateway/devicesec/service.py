@@ -1,0 +1,477 @@
+"""Device security: broker credentials (hashes only), the broker's files, and security events.
+
+A speaker's broker password is generated here, handed out once and stored only as Mosquitto's
+own hash, so the password file is rendered from the database without any secret in it. The
+gateway's own broker user (from its MQTT URL) is added at render time unless an account of that
+name is stored. Security events are what speakers refuse for a security reason, and acks the
+intake cannot trust (unknown speaker, malformed, speaking for another speaker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.bus import Incoming
+from gateway.devicesec import mosquitto
+from gateway.devicesec.models import BrokerAccount, SecurityEvent, SpeakerCredential
+from gateway.devicesec.schemas import (
+    BrokerAccountCreate,
+    BrokerAccountIssued,
+    BrokerAccountRead,
+    EventKind,
+    SecurityEventPage,
+    SecurityEventRead,
+    SpeakerCredentials,
+)
+from gateway.errors import Conflict, NotFound
+from gateway.places.models import City
+from gateway.speakers import service as speakers
+from wire import contract
+from wire.contract import AckStatus, RejectReason
+
+log = logging.getLogger(__name__)
+
+# Refusals that say someone tried to make a speaker act on a command it must not trust.
+# unsupported_codec and simulated faults are not; unknown_key is what a speaker may report for
+# a key id it has never seen.
+SECURITY_REASONS: Final = frozenset(
+    {
+        RejectReason.MALFORMED.value,
+        RejectReason.EXPIRED.value,
+        RejectReason.NOT_YET_VALID.value,
+        RejectReason.OUT_OF_SCOPE.value,
+        RejectReason.BAD_SIGNATURE.value,
+        RejectReason.UNSIGNED.value,
+        RejectReason.REPLAYED.value,
+        RejectReason.INTEGRITY.value,
+        "unknown_key",
+    }
+)
+_IN_CHUNK: Final = 900
+_TEXT_MAX: Final = 200
+
+_T = TypeVar("_T")
+
+
+def _chunks(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials
+
+
+def _username_taken(name: str) -> Conflict:
+    return Conflict(
+        "username_taken",
+        ko=f"MQTT 사용자 이름 '{name}'은(는) 이미 다른 계정이 쓰고 있습니다.",
+        en=f"The MQTT user name '{name}' already belongs to another account.",
+    )
+
+
+async def _account_names(session: AsyncSession, city_id: int) -> set[str]:
+    return set(
+        await session.scalars(
+            select(BrokerAccount.username).where(BrokerAccount.city_id == city_id)
+        )
+    )
+
+
+async def issue_speaker_credentials(
+    session: AsyncSession,
+    city: City,
+    speaker_id: int,
+    *,
+    now: datetime,
+    reserved: Collection[str] = (),
+) -> SpeakerCredentials:
+    """A new broker password for one speaker; the one before stops working once the broker
+    reloads its password file. `reserved`: user names taken outside the database."""
+    speaker = await speakers.get_speaker(session, city, speaker_id)
+    if speaker.code in reserved or speaker.code in await _account_names(session, city.id):
+        raise _username_taken(speaker.code)
+    secret = mosquitto.new_secret()
+    hashed = mosquitto.hash_password(secret)
+    row = await session.get(SpeakerCredential, speaker_id)
+    if row is None:
+        session.add(SpeakerCredential(speaker_id=speaker_id, password_hash=hashed, issued_at=now))
+    else:
+        row.password_hash, row.issued_at = hashed, now
+    await session.flush()
+    log.info(
+        "스피커 %s 의 브로커 비밀번호 발급 / broker password issued for %s",
+        speaker.code,
+        speaker.code,
+    )
+    return SpeakerCredentials(
+        speaker_id=speaker_id,
+        username=speaker.code,
+        client_id=contract.speaker_client_id(speaker.code),
+        password=secret,
+        issued_at=now,
+    )
+
+
+async def issue_fleet_credentials(
+    session: AsyncSession, city: City, *, now: datetime, codes: Collection[str] | None = None
+) -> dict[str, str]:
+    """New broker passwords for many speakers at once (None: every speaker of the city).
+
+    Returns speaker code -> password, for whoever installs them (the demo's simulated fleet);
+    codes that collide with an account name are left out.
+    """
+    wanted = (
+        [s.code for s in (await speakers.fleet(session, city, limit=None, offset=0)).items]
+        if codes is None
+        else sorted(set(codes))
+    )
+    ids = await speakers.speaker_ids_by_code(session, city.id, wanted)
+    taken = await _account_names(session, city.id)
+    chosen = sorted(code for code in ids if code not in taken)
+    issued = {code: mosquitto.new_secret() for code in chosen}
+    # PBKDF2 for thousands of speakers is CPU work: off the event loop.
+    hashes = await asyncio.to_thread(
+        lambda: {code: mosquitto.hash_password(secret) for code, secret in issued.items()}
+    )
+    speaker_ids = [ids[code] for code in chosen]
+    for chunk in _chunks(speaker_ids):
+        await session.execute(
+            delete(SpeakerCredential).where(SpeakerCredential.speaker_id.in_(chunk))
+        )
+    if chosen:
+        await session.execute(
+            insert(SpeakerCredential),
+            [
+                {"speaker_id": ids[code], "password_hash": hashes[code], "issued_at": now}
+                for code in chosen
+            ],
+        )
+    await session.flush()
+    log.info(
+        "스피커 %d대의 브로커 비밀번호 발급 / broker passwords issued for %d speakers",
+        len(chosen),
+        len(chosen),
+    )
+    return issued
+
+
+async def set_account_password(
+    session: AsyncSession,
+    city: City,
+    username: str,
+    role: str,
+    password: str,
+    *,
+    now: datetime,
+) -> None:
+    """Create or update a gateway or monitor account with a password chosen by the caller."""
+    mosquitto.check_username(username)
+    ids = await speakers.speaker_ids_by_code(session, city.id, [username])
+    if ids:
+        raise _username_taken(username)
+    hashed = mosquitto.hash_password(password)
+    account = await session.scalar(
+        select(BrokerAccount).where(
+            BrokerAccount.city_id == city.id, BrokerAccount.username == username
+        )
+    )
+    if account is None:
+        session.add(
+            BrokerAccount(
+                city_id=city.id,
+                username=username,
+                role=role,
+                password_hash=hashed,
+                issued_at=now,
+            )
+        )
+    else:
+        account.role, account.password_hash, account.issued_at = role, hashed, now
+    await session.flush()
+
+
+async def create_account(
+    session: AsyncSession, city: City, body: BrokerAccountCreate, *, now: datetime
+) -> BrokerAccountIssued:
+    generated = body.password is None
+    password = mosquitto.new_secret() if body.password is None else body.password.get_secret_value()
+    await set_account_password(session, city, body.username, body.role, password, now=now)
+    return BrokerAccountIssued(
+        username=body.username,
+        role=body.role,
+        password=password if generated else None,
+        issued_at=now,
+    )
+
+
+async def list_accounts(session: AsyncSession, city: City) -> list[BrokerAccountRead]:
+    accounts = await session.scalars(
+        select(BrokerAccount)
+        .where(BrokerAccount.city_id == city.id)
+        .order_by(BrokerAccount.username)
+    )
+    return [BrokerAccountRead.model_validate(a) for a in accounts]
+
+
+async def delete_account(session: AsyncSession, city: City, username: str) -> None:
+    result = await session.execute(
+        delete(BrokerAccount).where(
+            BrokerAccount.city_id == city.id, BrokerAccount.username == username
+        )
+    )
+    if not getattr(result, "rowcount", 0):
+        raise NotFound(
+            "account_not_found",
+            ko=f"브로커 계정 '{username}'을(를) 찾을 수 없습니다.",
+            en=f"There is no broker account '{username}'.",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The broker's files
+
+
+@dataclass(frozen=True)
+class OwnUser:
+    """The broker user the gateway itself connects with (from its MQTT URL)."""
+
+    username: str
+    password: str
+
+
+async def _credentialed_places(
+    session: AsyncSession, city: City, taken: Collection[str]
+) -> list[tuple[mosquitto.SpeakerPlace, str]]:
+    """Every speaker that has a password, with its groups and its hash, ordered by code."""
+    items = (await speakers.fleet(session, city, limit=None, offset=0)).items
+    ids = await speakers.speaker_ids_by_code(session, city.id, [s.code for s in items])
+    hashes: dict[int, str] = {}
+    for chunk in _chunks(sorted(ids.values())):
+        rows = await session.execute(
+            select(SpeakerCredential.speaker_id, SpeakerCredential.password_hash).where(
+                SpeakerCredential.speaker_id.in_(chunk)
+            )
+        )
+        hashes.update(rows.tuples().all())
+    found = []
+    for item in sorted(items, key=lambda s: s.code):
+        hashed = hashes.get(ids.get(item.code, -1))
+        if hashed is None:
+            continue
+        if item.code in taken:
+            log.warning(
+                "스피커 %s 의 이름이 다른 브로커 계정과 같아 제외합니다 / speaker %s left out: "
+                "its code is another broker account's user name",
+                item.code,
+                item.code,
+            )
+            continue
+        found.append(
+            (mosquitto.SpeakerPlace(item.code, item.district_code, item.village_code), hashed)
+        )
+    return found
+
+
+async def _accounts(session: AsyncSession, city_id: int) -> list[BrokerAccount]:
+    return list(
+        await session.scalars(
+            select(BrokerAccount)
+            .where(BrokerAccount.city_id == city_id)
+            .order_by(BrokerAccount.username)
+        )
+    )
+
+
+async def render_passwd_file(session: AsyncSession, city: City, *, own: OwnUser | None) -> str:
+    """Mosquitto's password_file: the gateway, stored accounts, every speaker with a password."""
+    hashes: dict[str, str] = {}
+    for account in await _accounts(session, city.id):
+        hashes[account.username] = account.password_hash
+    if own is not None and own.username not in hashes:
+        hashes[own.username] = mosquitto.hash_password(own.password)
+    for place, hashed in await _credentialed_places(session, city, set(hashes)):
+        hashes[place.code] = hashed
+    return mosquitto.render_passwd(hashes)
+
+
+async def render_acl_file(session: AsyncSession, city: City, *, own: str | None) -> str:
+    """Mosquitto's acl_file for the same users as `render_passwd_file`."""
+    accounts = await _accounts(session, city.id)
+    gateways = [a.username for a in accounts if a.role == "gateway"]
+    monitors = [a.username for a in accounts if a.role == "monitor"]
+    if own is not None and own not in {a.username for a in accounts}:
+        gateways.insert(0, own)
+    taken = set(gateways) | set(monitors)
+    places = [place for place, _ in await _credentialed_places(session, city, taken)]
+    return mosquitto.render_acl(city.code, gateways=gateways, monitors=monitors, speakers=places)
+
+
+# --------------------------------------------------------------------------------------------
+# Security events
+
+
+@dataclass(frozen=True)
+class _Finding:
+    kind: EventKind
+    code: str
+    reason: str | None = None
+    ack: contract.Ack | None = None
+    details: Mapping[str, Any] | None = None
+
+
+def _fingerprint(message: Incoming) -> str:
+    digest = hashlib.sha256(message.topic.encode())
+    digest.update(b"\0")
+    digest.update(message.payload)
+    return digest.hexdigest()
+
+
+def _examine(code: str, message: Incoming) -> tuple[contract.Ack | None, _Finding | None]:
+    """The ack in a message on `code`'s ack topic, and what is wrong with it, if anything."""
+    try:
+        ack = contract.decode_ack(message.payload)
+    except contract.WireError as exc:
+        finding = _Finding(
+            "bad_ack",
+            code,
+            reason="malformed",
+            details={"error": str(exc)[:_TEXT_MAX], "bytes": len(message.payload)},
+        )
+        return None, finding
+    if ack.speaker != code:
+        finding = _Finding(
+            "bad_ack",
+            code,
+            reason="speaker_mismatch",
+            ack=ack,
+            details={"claimed_speaker": ack.speaker},
+        )
+        return ack, finding
+    refused = ack.status is AckStatus.REJECTED and ack.reason in SECURITY_REASONS
+    if refused or ack.reason == RejectReason.REPLAYED.value:
+        return ack, _Finding("command_rejected", code, reason=ack.reason, ack=ack)
+    return ack, None
+
+
+def _row(finding: _Finding, fingerprint: str, city_id: int, now: datetime) -> dict[str, Any]:
+    ack = finding.ack
+    details: dict[str, Any] = dict(finding.details or {})
+    if ack is not None:
+        details.setdefault("status", ack.status.value)
+        details.setdefault("speaker_at_ms", ack.at_ms)
+    return {
+        "city_id": city_id,
+        "at": now,
+        "kind": finding.kind,
+        "speaker_code": finding.code,
+        "command_id": ack.command_id if ack is not None else None,
+        "broadcast_id": ack.broadcast_id if ack is not None else None,
+        "reason": (finding.reason or "")[:64] or None,
+        "details": details,
+        "fingerprint": fingerprint,
+    }
+
+
+async def record_security_events(
+    sessions: async_sessionmaker[AsyncSession],
+    batch: Sequence[Incoming],
+    *,
+    city_id: int,
+    city_code: str,
+    known: Mapping[str, int],
+    now: datetime,
+) -> int:
+    """Record the security events in a batch of bus messages; returns how many are new.
+
+    Called by the intake before it applies the batch, in a transaction of its own: a batch the
+    intake retries is examined again, and the fingerprint keeps each report to one event.
+    `known`: speaker code -> id the caller already resolved (others are looked up here).
+    """
+    examined: list[tuple[str, contract.Ack | None, _Finding | None, Incoming]] = []
+    for message in batch:
+        try:
+            city, code = contract.parse_speaker_topic(message.topic, "ack")
+        except contract.WireError:
+            continue  # presence, or not a topic of this contract at all
+        if city != city_code:
+            continue
+        ack, finding = _examine(code, message)
+        examined.append((code, ack, finding, message))
+    if not examined:
+        return 0
+    unresolved = {code for code, *_ in examined if code not in known}
+    if not unresolved and all(finding is None for _, _, finding, _ in examined):
+        return 0
+    async with sessions() as session:
+        found = await speakers.speaker_ids_by_code(session, city_id, unresolved)
+        findings: dict[str, _Finding] = {}
+        for code, ack, finding, message in examined:
+            if code in unresolved and code not in found:
+                finding = _Finding("unknown_speaker_ack", code, reason="unknown_speaker", ack=ack)
+            if finding is not None:
+                findings.setdefault(_fingerprint(message), finding)
+        if not findings:
+            return 0
+        seen: set[str] = set()
+        for chunk in _chunks(sorted(findings)):
+            seen.update(
+                await session.scalars(
+                    select(SecurityEvent.fingerprint).where(SecurityEvent.fingerprint.in_(chunk))
+                )
+            )
+        fresh = {key: f for key, f in findings.items() if key not in seen}
+        if fresh:
+            await session.execute(
+                insert(SecurityEvent), [_row(f, key, city_id, now) for key, f in fresh.items()]
+            )
+            await session.commit()
+    if fresh:
+        tally = Counter(f"{f.kind}/{f.reason}" for f in fresh.values())
+        summary = ", ".join(f"{key} x{count}" for key, count in sorted(tally.items()))
+        log.warning("보안 이벤트 %d건 / %d security events: %s", len(fresh), len(fresh), summary)
+    return len(fresh)
+
+
+async def list_security_events(
+    session: AsyncSession,
+    city: City,
+    *,
+    kind: EventKind | None,
+    speaker: str | None,
+    since: datetime | None,
+    limit: int,
+    offset: int,
+) -> SecurityEventPage:
+    """Newest first."""
+    conditions = [SecurityEvent.city_id == city.id]
+    if kind is not None:
+        conditions.append(SecurityEvent.kind == kind)
+    if speaker is not None:
+        conditions.append(SecurityEvent.speaker_code == speaker)
+    if since is not None:
+        conditions.append(SecurityEvent.at >= since)
+    total = await session.scalar(select(func.count()).select_from(SecurityEvent).where(*conditions))
+    rows = await session.scalars(
+        select(SecurityEvent)
+        .where(*conditions)
+        .order_by(SecurityEvent.at.desc(), SecurityEvent.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return SecurityEventPage(
+        items=[SecurityEventRead.model_validate(r) for r in rows],
+        total=total or 0,
+        limit=limit,
+        offset=offset,
+    )
