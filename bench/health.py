@@ -100,6 +100,7 @@ def run_health_bench(*, uploads: int | None = None, seconds: float | None = None
                 "GATEWAY_DATA_DIR": str(work / "data"),
                 "GATEWAY_TRANSCODE_WORKERS": "1",
                 "GATEWAY_LOG_LEVEL": "WARNING",
+                "GATEWAY_QUIET_HOURS": "off",  # it measures at any hour
             }
             with (work / "gateway.log").open("wb") as log:
                 process = subprocess.Popen(

@@ -18,6 +18,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from audio.errors import AudioError
 from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
+from gateway.approvals.router import router as approvals_router
+from gateway.audit.recorder import record_request
+from gateway.audit.router import router as audit_router
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
@@ -28,13 +31,19 @@ from gateway.clock import Clock, SystemClock
 from gateway.db import create_engine, create_sessions
 from gateway.deliveries.intake import Intake
 from gateway.deliveries.sweeper import Sweeper
-from gateway.errors import MaeulError
+from gateway.devicesec.router import router as devicesec_router
+from gateway.errors import MaeulError, TooManyRequests, Unauthorized
 from gateway.places.models import City
 from gateway.places.router import router as places_router
+from gateway.schedules.router import quiet_router
+from gateway.schedules.router import router as schedules_router
+from gateway.schedules.worker import ScheduleWorker
 from gateway.settings import Settings
 from gateway.signing import active_signer
 from gateway.signing_router import router as keys_router
 from gateway.speakers.router import router as speakers_router
+from gateway.templates.router import router as templates_router
+from gateway.users.router import router as users_router
 from wire import contract
 
 log = logging.getLogger(__name__)
@@ -55,7 +64,12 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(MaeulError)
     async def _maeul(_: Request, exc: MaeulError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.detail)
+        response = _error(exc.status, exc.code, exc.detail)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(AudioError)
     async def _audio(_: Request, exc: AudioError) -> JSONResponse:
@@ -176,11 +190,19 @@ def create_app(
         app.state.intake = intake
         app.state.sweeper = sweeper
         app.state.runtime = Runtime(settings=settings, clock=clock, worker=transcoder)
+        scheduler = ScheduleWorker(
+            app.state.sessions,
+            app.state.runtime,
+            city_code=settings.city_code,
+            on_fired=publisher.wake.set,
+        )
+        app.state.scheduler = scheduler
         if settings.background_workers:
             tasks += [
                 asyncio.create_task(publisher.run(), name="outbox-publisher"),
                 asyncio.create_task(intake.run(), name="ack-intake"),
                 asyncio.create_task(sweeper.run(), name="sweeper"),
+                asyncio.create_task(scheduler.run(), name="schedule-worker"),
             ]
         try:
             yield
@@ -205,13 +227,15 @@ def create_app(
     _install_handlers(app)
 
     @app.middleware("http")
-    async def _wake_publisher(request: Request, call_next: Any) -> Any:
+    async def _after_request(request: Request, call_next: Any) -> Any:
         response = await call_next(request)
         # A new broadcast was just committed: publish now instead of at the next poll.
         if request.method == "POST" and response.status_code in (200, 201):
             publisher = getattr(request.app.state, "publisher", None)
             if publisher is not None:
                 publisher.wake.set()
+        if hasattr(request.app.state, "sessions"):
+            await record_request(request, response)
         return response
 
     @app.get("/healthz", operation_id="health", tags=["health"])
@@ -248,6 +272,13 @@ def create_app(
     app.include_router(places_router, prefix=API)
     app.include_router(speakers_router, prefix=API)
     app.include_router(keys_router, prefix=API)
+    app.include_router(schedules_router, prefix=API)
+    app.include_router(quiet_router, prefix=API)
+    app.include_router(templates_router, prefix=API)
+    app.include_router(devicesec_router, prefix=API)
+    app.include_router(users_router, prefix=API)
+    app.include_router(audit_router, prefix=API)
+    app.include_router(approvals_router, prefix=API)
     return app
 
 

@@ -1,24 +1,144 @@
-"""Who is calling: bearer-token authentication of API callers."""
+"""Who is calling and what their role lets them do.
+
+Three kinds of bearer credential reach the API:
+
+- a short-lived JWT access token from ``POST /api/v1/auth/token`` (people: phones, office PCs);
+- an API key (``mk_...``) for an integration, acting as the user it belongs to;
+- the deployment's bootstrap token (``GATEWAY_API_TOKEN``), a city administrator used to provision
+  the first accounts and by the local CLI of ``make run``.
+
+Every route declares the roles that may call it with ``Allow`` (a test walks all routes and
+every role); object-level checks (which villages, which categories) live in ``gateway.scopes``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Annotated
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Final
 
+import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.errors import Unauthorized
+from gateway.errors import Forbidden, Unauthorized
 from gateway.settings import Settings
 
-_bearer = HTTPBearer(auto_error=False, description="The gateway's API token")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An access token from /api/v1/auth/token, an API key, or the bootstrap token",
+)
+
+API_KEY_PREFIX: Final = "mk_"
+_ALGORITHM: Final = "HS256"
+
+
+class Role(StrEnum):
+    CITY_ADMIN = "city_admin"
+    DISTRICT_OFFICER = "district_officer"
+    VILLAGE_HEAD = "village_head"
+    POLICE_OFFICER = "police_officer"
+    SAFETY_OFFICER = "safety_officer"
+    AUDITOR = "auditor"
+
+
+ALL_ROLES: Final = frozenset(Role)
+# Roles that send broadcasts; the auditor only reads.
+SENDERS: Final = frozenset(ALL_ROLES - {Role.AUDITOR})
 
 
 @dataclass(frozen=True)
 class Principal:
     name: str
-    role: str
+    role: Role
+    user_id: int | None = None  # None: the bootstrap token
+    district_ids: frozenset[int] = field(default_factory=frozenset)
+    village_ids: frozenset[int] = field(default_factory=frozenset)
+    via: str = "token"  # token | jwt | api_key
+
+    @property
+    def actor(self) -> str:
+        """How the audit log and the broadcast's ``created_by`` name this caller."""
+        return self.name if self.user_id is None else f"{self.name}#{self.user_id}"
+
+
+def _not_authenticated() -> Unauthorized:
+    return Unauthorized(
+        "not_authenticated",
+        ko="인증이 필요합니다. 로그인하거나 Authorization: Bearer 헤더로 토큰을 보내 주세요.",
+        en="Authentication required: log in, or send a token as 'Authorization: Bearer <token>'.",
+    )
+
+
+def invalid_token() -> Unauthorized:
+    return Unauthorized(
+        "invalid_token",
+        ko="토큰이 올바르지 않거나 만료되었습니다. 다시 로그인해 주세요.",
+        en="The token is invalid or has expired; log in again.",
+    )
+
+
+def _jwt_key(settings: Settings) -> bytes:
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value().encode()
+    # Every replica holds the bootstrap token, so a key derived from it is shared too.
+    seed = settings.api_token.get_secret_value() if settings.api_token else ""
+    return hmac.new(seed.encode(), b"maeul-access-token-v1", hashlib.sha256).digest()
+
+
+def issue_access_token(
+    settings: Settings, *, user_id: int, city: str, token_version: int, now: datetime
+) -> tuple[str, int]:
+    ttl = settings.access_token_ttl_s
+    claims = {
+        "sub": str(user_id),
+        "city": city,
+        "ver": token_version,
+        "typ": "access",
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, _jwt_key(settings), algorithm=_ALGORITHM), ttl
+
+
+def read_access_token(settings: Settings, token: str, *, now: datetime) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            _jwt_key(settings),
+            algorithms=[_ALGORITHM],
+            options={"require": ["exp", "sub", "ver", "typ"], "verify_exp": False},
+        )
+    except jwt.PyJWTError:
+        raise invalid_token() from None
+    # Expiry against the gateway's clock (tests move it), not the wall clock.
+    if claims.get("typ") != "access" or int(claims["exp"]) <= int(now.timestamp()):
+        raise invalid_token()
+    if claims.get("city") != settings.city_code:
+        raise invalid_token()
+    return claims
+
+
+def hash_api_key(key: str) -> str:
+    # API keys are 256-bit random: a plain digest is enough, and lookups stay fast.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_key_prefix(key: str) -> str:
+    """The public part of a key, stored in clear to find its row."""
+    return key[: len(API_KEY_PREFIX) + 8]
+
+
+def new_api_key() -> tuple[str, str]:
+    """(the key shown once, its public prefix used to find it)."""
+    key = f"{API_KEY_PREFIX}{secrets.token_urlsafe(32)}"
+    return key, api_key_prefix(key)
 
 
 async def current_principal(
@@ -26,20 +146,61 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     settings: Settings = request.app.state.settings
-    expected = settings.api_token.get_secret_value() if settings.api_token else None
-    if credentials is None or expected is None:
-        raise Unauthorized(
-            "not_authenticated",
-            ko="인증이 필요합니다. API 토큰을 Authorization: Bearer 헤더로 보내 주세요.",
-            en="Authentication required: send the API token as 'Authorization: Bearer <token>'.",
-        )
-    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise Unauthorized(
-            "invalid_token",
-            ko="API 토큰이 올바르지 않습니다.",
-            en="The API token is not valid.",
-        )
-    return Principal(name="operator", role="city_admin")
+    if credentials is None:
+        raise _not_authenticated()
+    presented = credentials.credentials
+    bootstrap = settings.api_token.get_secret_value() if settings.api_token else None
+    if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.encode()):
+        return Principal(name="bootstrap", role=Role.CITY_ADMIN, via="token")
+    from gateway.users import service as users  # the users slice imports this module
+
+    async with request.app.state.sessions() as session:
+        now = request.app.state.clock.now()
+        if presented.startswith(API_KEY_PREFIX):
+            principal = await users.principal_for_api_key(session, presented, now=now)
+        else:
+            claims = read_access_token(settings, presented, now=now)
+            principal = await users.principal_for_claims(session, claims, now=now)
+        await session.commit()
+    request.state.principal = principal
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+class Allow:
+    """A route's declaration of the roles that may call it (checked before anything else)."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset(roles)
+
+    def __repr__(self) -> str:
+        return f"Allow({', '.join(sorted(self.roles))})"
+
+    async def __call__(self, principal: CurrentUser) -> Principal:
+        if principal.role not in self.roles:
+            raise Forbidden(
+                "role_not_allowed",
+                ko="이 작업을 할 권한이 없습니다.",
+                en=f"The role {principal.role.value!r} may not do this.",
+            )
+        return principal
+
+
+def allow(*roles: Role) -> Any:
+    """``Annotated[Principal, allow(...)]``: the caller, if their role is one of ``roles``."""
+    return Depends(Allow(*roles))
+
+
+def allowed_roles(dependencies: Collection[Any]) -> frozenset[Role] | None:
+    """The roles an endpoint declared, found among its dependency callables (for tests/docs)."""
+    for call in dependencies:
+        if isinstance(call, Allow):
+            return call.roles
+    return None
+
+
+Anyone = Annotated[Principal, allow(*ALL_ROLES)]
+Admin = Annotated[Principal, allow(Role.CITY_ADMIN)]
+Sender = Annotated[Principal, allow(*SENDERS)]

@@ -93,9 +93,15 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 def import_models() -> MetaData:
     """Import every model module so that the metadata is complete (for Alembic and tests)."""
     from gateway import signing as _signing  # noqa: F401
+    from gateway.approvals import models as _approvals  # noqa: F401
+    from gateway.audit import models as _audit  # noqa: F401
     from gateway.broadcasts import models as _broadcasts  # noqa: F401
     from gateway.deliveries import models as _deliveries  # noqa: F401
+    from gateway.devicesec import models as _devicesec  # noqa: F401
     from gateway.places import models as _places  # noqa: F401
+    from gateway.schedules import models as _schedules  # noqa: F401
     from gateway.speakers import models as _speakers  # noqa: F401
+    from gateway.templates import models as _templates  # noqa: F401
+    from gateway.users import models as _users  # noqa: F401
 
     return Base.metadata

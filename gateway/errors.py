@@ -5,6 +5,9 @@
     ├── InvalidRequest         (422)
     ├── Conflict               (409)
     ├── Unauthorized           (401)
+    ├── Forbidden              (403)
+    ├── Locked                 (423)
+    ├── TooManyRequests        (429)
     └── Unavailable            (503)
 
 Services raise these; one handler renders ``{"error": code, "detail": text}``.
@@ -50,6 +53,27 @@ class Conflict(MaeulError):
 class Unauthorized(MaeulError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(MaeulError):
+    status = 403
+    code = "forbidden"
+
+
+class Locked(MaeulError):
+    status = 423
+    code = "locked"
+
+
+class TooManyRequests(MaeulError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(
+        self, code: str | None = None, *, ko: str, en: str, retry_after_s: int = 60
+    ) -> None:
+        super().__init__(code, ko=ko, en=en)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(MaeulError):

@@ -44,6 +44,24 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = None
 
+    # Signs access tokens; unset: derived from api_token, which every replica shares.
+    jwt_secret: SecretStr | None = None
+    access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
+    refresh_token_ttl_s: int = Field(default=14 * 86400, ge=300, le=90 * 86400)
+    # Failed logins in a row before the account is locked, and for how long.
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_s: int = Field(default=900, ge=1, le=86400)
+
+    # Broadcasts one person may start in an hour, and village notices one village may receive in
+    # an hour (0: no limit). Disaster alerts are never limited.
+    rate_limit_user_per_hour: int = Field(default=30, ge=0, le=10_000)
+    rate_limit_village_notices_per_hour: int = Field(default=4, ge=0, le=1000)
+
+    # Recordings are deleted this many days after their broadcast (disaster alerts: the second
+    # figure), unless held as evidence; the broadcast's record itself is kept.
+    recording_retention_days: int = Field(default=90, ge=1, le=3650)
+    disaster_recording_retention_days: int = Field(default=3 * 365, ge=1, le=3650)
+
     city_code: str = "jinju"
     replica_id: str = Field(default_factory=lambda: secrets.token_hex(4))
 
@@ -77,12 +95,29 @@ class Settings(BaseSettings):
     # GATEWAY_PRIORITIES='{"crime_prevention": 25}'; categories left out keep their default.
     priorities: dict[contract.Category, int] = Field(default_factory=dict)
 
+    # Quiet hours in the city's local time ("HH:MM-HH:MM", "off" for none): broadcasts other than
+    # disaster alerts are deferred to their end or refused. Districts may override the window.
+    quiet_hours: str = "21:00-07:00"
+    quiet_hours_policy: Literal["defer", "refuse"] = "defer"
+    # How often each replica looks for due schedules, and how late an occurrence may still fire
+    # (after downtime); older ones are recorded as skipped.
+    schedule_poll_s: float = Field(default=1.0, gt=0, le=60)
+    schedule_grace_s: float = Field(default=600.0, ge=0, le=86400)
+
     @field_validator("city_code")
     @classmethod
     def _segment(cls, value: str) -> str:
         if not contract.is_valid_segment(value):
             raise ValueError("city_code must match [A-Za-z0-9_-]{1,64}")
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from gateway.schedules.quiet import parse_window
+
+        window = parse_window(value)
+        return "off" if window is None else window.label
 
     @field_validator("priorities")
     @classmethod

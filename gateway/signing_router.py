@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from gateway import signing
-from gateway.auth import CurrentUser
+from gateway.auth import Admin
 from gateway.db import SessionDep
 
 router = APIRouter(tags=["keys"])
@@ -30,7 +30,7 @@ async def list_keys(session: SessionDep) -> list[PublicKey]:
 
 
 @router.post("/keys/rotate", operation_id="rotate_signing_key", status_code=201)
-async def rotate_key(session: SessionDep, _user: CurrentUser, request: Request) -> PublicKey:
+async def rotate_key(session: SessionDep, _user: Admin, request: Request) -> PublicKey:
     """Sign from now on with a new key; speakers keep verifying with every listed key."""
     key = await signing.rotate(session, request.app.state.clock.now())
     keys = {k["key_id"]: k for k in await signing.public_keys(session)}

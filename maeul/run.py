@@ -11,8 +11,11 @@ import secrets
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 import uvicorn
@@ -21,14 +24,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway.app import create_app
 from gateway.db import create_engine, create_sessions
+from gateway.devicesec import service as devicesec
 from gateway.logs import configure_logging
 from gateway.migrations import upgrade_async
+from gateway.places.service import get_city
 from gateway.seed import seed
 from gateway.settings import Settings
+from gateway.users.demo import DemoLogin, ensure_demo_users
 from maeul import credentials
-from maeul.broker import LocalMosquitto, MosquittoConfig
+from maeul.broker import LocalMosquitto, MosquittoConfig, write_broker_file
 
 console = Console(stderr=True)
+
+# The demo gateway's broker user; its password is new at every start and lives only in memory.
+GATEWAY_USER: Final = "gateway"
+# How often the demo checks whether the broker's files must change (a speaker added or given a
+# new password through the API), and reloads the broker when they did.
+BROKER_FILES_EVERY_S: Final = 3.0
 
 
 def _data_dir() -> Path:
@@ -80,6 +92,91 @@ async def seed_database(preset: str, settings: Settings | None = None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class BrokerFiles:
+    """Where the local broker's password file and ACL live."""
+
+    directory: Path
+
+    @property
+    def passwd(self) -> Path:
+        return self.directory / "passwd"
+
+    @property
+    def acl(self) -> Path:
+        return self.directory / "acl"
+
+
+async def _render_broker_files(session: Any, settings: Settings) -> tuple[str, str]:
+    city = await get_city(session, settings.city_code)
+    passwd = await devicesec.render_passwd_file(session, city, own=None)
+    acl = await devicesec.render_acl_file(session, city, own=None)
+    return passwd, acl
+
+
+async def provision_broker(
+    settings: Settings, files: BrokerFiles, *, gateway_password: str, issue_speakers: bool
+) -> dict[str, str]:
+    """Give the gateway its broker user, every speaker a new password (when `issue_speakers`),
+    and write the password file and ACL from the database. Returns speaker code -> password."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessions(engine)() as session:
+            city = await get_city(session, settings.city_code)
+            now = datetime.now(UTC)
+            await devicesec.set_account_password(
+                session, city, GATEWAY_USER, "gateway", gateway_password, now=now
+            )
+            issued = (
+                await devicesec.issue_fleet_credentials(session, city, now=now)
+                if issue_speakers
+                else {}
+            )
+            passwd, acl = await _render_broker_files(session, settings)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    write_broker_file(files.passwd, passwd)
+    write_broker_file(files.acl, acl)
+    return issued
+
+
+async def keep_broker_files_current(
+    settings: Settings, files: BrokerFiles, broker: LocalMosquitto, stop: asyncio.Event
+) -> None:
+    """Render the broker's files from the database now and then; reload the broker on a change."""
+    engine = create_engine(settings.database_url)
+    sessions = create_sessions(engine)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BROKER_FILES_EVERY_S)
+            if stop.is_set():
+                return
+            try:
+                async with sessions() as session:
+                    passwd, acl = await _render_broker_files(session, settings)
+            except Exception as exc:  # the database is busy or away: try again next time
+                console.print(f"[yellow]브로커 파일을 만들지 못했습니다 / broker files: {exc}")
+                continue
+            changed = write_broker_file(files.passwd, passwd)
+            changed = write_broker_file(files.acl, acl) or changed
+            if changed and broker.reload():
+                console.print("브로커의 비밀번호 파일과 ACL 을 다시 읽혔습니다.")
+    finally:
+        await engine.dispose()
+
+
+def _without_user(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def _with_user(url: str, username: str, password: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{quote(username, safe='')}:{quote(password, safe='')}@{rest}"
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: `maeul run` decides the order of shutdown."""
 
@@ -106,24 +203,42 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    url = f"http://{host}:{port}"
+    console.print("데이터베이스를 준비합니다...")
+    console.print(await seed_database(preset, _settings(public_url=url, replica_id="local")))
+
     broker: LocalMosquitto | None = None
-    mqtt_url = os.environ.get("GATEWAY_MQTT_URL")
+    files = BrokerFiles(data_dir / "mosquitto")
+    speaker_passwords: dict[str, str] = {}
+    mqtt_url = os.environ.get("GATEWAY_MQTT_URL", "")
+    speakers_url = mqtt_url  # what speakers connect to: never with the gateway's password
     if not mqtt_url:
+        # No anonymous clients: the gateway and every speaker log in with their own password.
+        gateway_password = secrets.token_urlsafe(32)
+        speaker_passwords = await provision_broker(
+            _settings(), files, gateway_password=gateway_password, issue_speakers=simulate
+        )
         wanted = os.environ.get("MAEUL_MQTT_PORT")
         broker = LocalMosquitto(
-            MosquittoConfig(data_dir=data_dir / "mosquitto", port=int(wanted) if wanted else None)
+            MosquittoConfig(
+                data_dir=files.directory,
+                port=int(wanted) if wanted else None,
+                allow_anonymous=False,
+                password_file=files.passwd,
+                acl_file=files.acl,
+            )
         )
         console.print("로컬 MQTT 브로커(Mosquitto)를 시작합니다...")
         await broker.start()
-        mqtt_url = broker.url
+        speakers_url = broker.url
+        mqtt_url = _with_user(broker.url, GATEWAY_USER, gateway_password)
 
-    url = f"http://{host}:{port}"
     settings = _settings(mqtt_url=mqtt_url, public_url=url, replica_id="local")
-    console.print("데이터베이스를 준비합니다...")
-    console.print(await seed_database(preset, settings))
-    token = _token(data_dir)
-    credentials.save(url, token)
-    (data_dir / "run.json").write_text(json.dumps({"url": url, "mqtt_url": mqtt_url}))
+    logins = await demo_logins(settings)
+    # Read by `maeul simulate`; no password ever goes in it.
+    (data_dir / "run.json").write_text(
+        json.dumps({"url": url, "mqtt_url": _without_user(speakers_url)})
+    )
 
     server = _QuietServer(
         uvicorn.Config(
@@ -133,6 +248,11 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
     tasks = [asyncio.create_task(server.serve(), name="api")]
     if broker is not None:
         tasks.append(asyncio.create_task(broker.supervise(stop), name="broker-supervisor"))
+        tasks.append(
+            asyncio.create_task(
+                keep_broker_files_current(settings, files, broker, stop), name="broker-files"
+            )
+        )
     simulator: asyncio.subprocess.Process | None = None
     try:
         try:
@@ -143,13 +263,21 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
                 "[red]게이트웨이가 준비되지 않았습니다. / The gateway did not become ready."
             )
             return 1
+        await _log_cli_in(url, logins[0])
         if simulate:
+            # Speaker passwords go through a pipe: never on disk, never in an environment.
+            given = ["--credentials", "-"] if speaker_passwords else []
             simulator = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "maeul.cli", "simulate", "--speed", str(speed),
-                env={**os.environ, "GATEWAY_URL": url, "GATEWAY_MQTT_URL": mqtt_url},
+                sys.executable, "-m", "maeul.cli", "simulate", "--speed", str(speed), *given,
+                env={**os.environ, "GATEWAY_URL": url, "GATEWAY_MQTT_URL": speakers_url},
+                stdin=asyncio.subprocess.PIPE if speaker_passwords else None,
                 start_new_session=True,
             )  # fmt: skip
-        _banner(url, mqtt_url, settings, token)
+            if simulator.stdin is not None:
+                simulator.stdin.write(json.dumps(speaker_passwords).encode())
+                await simulator.stdin.drain()
+                simulator.stdin.close()
+        _banner(url, settings, logins, secured=broker is not None)
         waiters = [asyncio.create_task(stop.wait()), *tasks]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -171,19 +299,29 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
     return 0
 
 
-def _banner(url: str, mqtt_url: str, settings: Settings, token: str) -> None:
+def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: bool) -> None:
+    broker_note = (
+        "  (익명 접속 거부: 게이트웨이와 스피커마다 자체 비밀번호와 ACL)" if secured else ""
+    )
+    people = "\n".join(
+        f"    {login.role.value:<17} {login.username:<9} {login.password:<18} {login.scope}"
+        for login in logins
+    )
     console.print(
         f"""
 [bold green]마을 방송 게이트웨이가 실행 중입니다.[/]
   API        {url}/docs  (OpenAPI: {url}/openapi.json)
-  MQTT       {mqtt_url}
+  MQTT       {settings.mqtt.redacted()}{broker_note}
   데이터      {settings.data_dir}
-  인증        Authorization: Bearer {token}
-             (토큰 파일: {settings.data_dir / "api-token"}; `maeul` 명령은 이미 로그인되어 있습니다)
+
+  데모 계정 (역할 / 아이디 / 비밀번호 / 권한 범위; 비밀번호는 실행할 때마다 새로 만듭니다):
+{people}
+  `maeul` 명령은 {logins[0].username}(시청 관리자)로 로그인되어 있습니다. 다른 역할로:
+      .venv/bin/maeul login -u ijang
+  부트스트랩 토큰(계정 관리용): {settings.data_dir / "api-token"}
 
   예) .venv/bin/maeul broadcast --file 녹음.m4a --all --category administrative --wait
-      curl -H "Authorization: Bearer $(cat {settings.data_dir / "api-token"})" \\
-           {url}/api/v1/districts
+      .venv/bin/maeul broadcast --text "오늘 저녁 7시 마을 회관에서 회의가 있습니다" --village 1
 
   끝내려면 Ctrl-C 를 누르세요.
 """,
@@ -191,10 +329,63 @@ def _banner(url: str, mqtt_url: str, settings: Settings, token: str) -> None:
     )
 
 
-async def simulate_fleet(*, speed: float, offline_ratio: float, reject_ratio: float) -> int:
-    """Load the city's speakers from the gateway and run them as a simulated fleet."""
-    from devices.simulator import Fleet, FleetConfig, SimSpeaker
+async def demo_logins(settings: Settings) -> list[DemoLogin]:
+    """One demo account per role with a fresh password; the city administrator first."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessions(engine)() as session:
+            city = await get_city(session, settings.city_code)
+            logins = await ensure_demo_users(session, city, now=datetime.now(UTC))
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return logins
+
+
+async def _log_cli_in(url: str, login: DemoLogin) -> None:
+    """Leave the local CLI logged in as the demo city administrator."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        response = await client.post(
+            "/api/v1/auth/token", data={"username": login.username, "password": login.password}
+        )
+    response.raise_for_status()
+    body = response.json()
+    credentials.save(
+        url, body["access_token"], refresh_token=body["refresh_token"], who=login.username
+    )
+
+
+async def _speaker_passwords(source: str) -> dict[str, str]:
+    """Speaker code -> broker password, as JSON from a file or from standard input ("-")."""
+    if source == "-":
+        text = await asyncio.to_thread(sys.stdin.read)
+    else:
+        text = await asyncio.to_thread(Path(source).read_text)
+    found = json.loads(text or "{}")
+    if not isinstance(found, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+    ):
+        raise ValueError("speaker credentials must be a JSON object of code -> password")
+    return found
+
+
+async def simulate_fleet(
+    *,
+    speed: float,
+    offline_ratio: float,
+    reject_ratio: float,
+    credentials_from: str | None = None,
+) -> int:
+    """Load the city's speakers from the gateway and run them as a simulated fleet.
+
+    `credentials_from`: a JSON file (or "-" for standard input) of speaker code -> broker
+    password; each speaker then logs in as itself. Without it speakers connect as the broker URL
+    says (anonymously, or all with the URL's user).
+    """
+    from devices.simulator import Fleet, FleetConfig, FleetError, SimSpeaker
     from wire.contract import SpeakerIdentity
+
+    passwords = await _speaker_passwords(credentials_from) if credentials_from else None
 
     configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"))
     url, token = credentials.resolve()
@@ -233,6 +424,11 @@ async def simulate_fleet(*, speed: float, offline_ratio: float, reject_ratio: fl
         gateway_url=url,
         # Speakers trust only commands signed by the gateway's keys.
         public_keys={k["key_id"]: base64.b64decode(k["public_key"]) for k in keys},
+        credentials=(
+            None
+            if passwords is None
+            else lambda identity: (identity.speaker, passwords.get(identity.speaker))
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -244,9 +440,18 @@ async def simulate_fleet(*, speed: float, offline_ratio: float, reject_ratio: fl
     )
     with progress:
         task = progress.add_task("connect", total=len(speakers))
-        await fleet.start(
-            speakers, lambda done, total: progress.update(task, completed=done, total=total)
-        )
+        try:
+            await fleet.start(
+                speakers, lambda done, total: progress.update(task, completed=done, total=total)
+            )
+        except FleetError as exc:
+            console.print(f"[red]{exc}")
+            if passwords is None:
+                console.print(
+                    "브로커가 익명 접속을 받지 않으면 --credentials 로 스피커 비밀번호(JSON)를 "
+                    "주세요. / A broker that refuses anonymous clients needs --credentials."
+                )
+            return 1
     console.print(f"가상 스피커 {len(speakers)}대가 방송을 기다립니다. (재생 속도 x{speed:g})")
     try:
         await stop.wait()

@@ -5,7 +5,18 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -59,6 +70,11 @@ class Broadcast(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Kept as evidence: the recording outlives its retention period until the hold is lifted.
+    evidence_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    hold_reason: Mapped[str | None] = mapped_column(String(300), default=None)
+    # When the recording was deleted at the end of its retention period (the record stays).
+    audio_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Publication(Base):

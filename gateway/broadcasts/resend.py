@@ -11,6 +11,8 @@ from collections.abc import Collection
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway import scopes
+from gateway.auth import Principal
 from gateway.broadcasts.service import (
     BroadcastRequest,
     Runtime,
@@ -18,6 +20,7 @@ from gateway.broadcasts.service import (
     StoredAudio,
     find_replay,
     get_broadcast,
+    reached_villages,
     record_broadcast,
 )
 from gateway.deliveries import service as deliveries
@@ -43,9 +46,12 @@ async def resend_missed(
     speaker_ids: Collection[int] = (),
     expires_in_s: int | None,
     idempotency_key: str | None,
-    created_by: str,
+    principal: Principal,
 ) -> Started:
     original = await get_broadcast(session, city.id, broadcast_id)
+    await scopes.authorize_act(
+        session, principal, Category(original.category), reached_villages(original)
+    )
     if original.cancelled_at is not None:
         raise Conflict(
             "broadcast_cancelled",
@@ -61,7 +67,7 @@ async def resend_missed(
         village_ids=(),
         expires_in_s=expires_in_s,
         idempotency_key=idempotency_key,
-        created_by=created_by,
+        created_by=principal.actor,
         mode=original.mode,
         extra_target={
             "resend_of": original.id,

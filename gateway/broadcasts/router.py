@@ -10,20 +10,26 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from audio.errors import AudioTooLarge
-from gateway.auth import CurrentUser
+from gateway import retention
+from gateway.approvals.schemas import ApprovalRead
+from gateway.auth import Anyone, Principal, Role, Sender, allow
 from gateway.broadcasts import resend, service
 from gateway.broadcasts.schemas import (
     BroadcastDetail,
     BroadcastPage,
     BroadcastSummary,
+    EvidenceHold,
     ResendRequest,
 )
 from gateway.db import SessionDep
 from gateway.deliveries.states import State
 from gateway.places.service import CityDep
+from gateway.schedules import service as schedules
+from gateway.schedules.schemas import ScheduleRead
+from gateway.templates import service as templates
 from wire.contract import Category
 
 router = APIRouter(tags=["broadcasts"])
@@ -70,11 +76,26 @@ async def _spill(upload: UploadFile, directory: Path, limit: int) -> Path:
     status_code=201,
     operation_id="create_broadcast",
     dependencies=[Depends(_upload_within_limit)],
-    responses={200: {"description": "A repeat of an earlier request with the same key"}},
+    response_model=BroadcastSummary,
+    responses={
+        200: {"description": "A repeat of an earlier request with the same key"},
+        202: {
+            "model": ScheduleRead,
+            "description": "Quiet hours: scheduled for their end (GATEWAY_QUIET_HOURS_POLICY "
+            "defer); the body is the schedule. Or, for a disaster alert to more than one "
+            "district or the whole city, the approval request a second person must approve "
+            "(see /approvals)",
+        },
+        409: {"description": "quiet_hours (GATEWAY_QUIET_HOURS_POLICY refuse)"},
+        422: {
+            "description": "unknown_placeholder, missing_placeholder, invalid_values, "
+            "text_and_template, ..."
+        },
+    },
 )
 async def create_broadcast(
     session: SessionDep,
-    user: CurrentUser,
+    user: Sender,
     city: CityDep,
     runtime: RuntimeDep,
     response: Response,
@@ -86,23 +107,35 @@ async def create_broadcast(
     repeat: Annotated[bool, Form(description="Speak typed text twice")] = False,
     title: Annotated[str | None, Form(max_length=200)] = None,
     text: Annotated[str | None, Form(max_length=5000)] = None,
+    template_id: Annotated[
+        int | None, Form(description="Fill this template instead of giving `text`")
+    ] = None,
+    values: Annotated[
+        str | None, Form(description='The template\'s values, a JSON object: {"날짜": "5일"}')
+    ] = None,
     all_villages: Annotated[bool, Form()] = False,
     district_ids: Annotated[list[int] | None, Form()] = None,
     village_ids: Annotated[list[int] | None, Form()] = None,
     expires_in_s: Annotated[int | None, Form(ge=30, le=7 * 86400)] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> BroadcastSummary:
+) -> BroadcastSummary | JSONResponse:
+    """Send now. In quiet hours a broadcast other than a disaster alert is refused (409) or
+    scheduled for their end (202 with the schedule), by `GATEWAY_QUIET_HOURS_POLICY`."""
+    composed = await templates.compose(
+        session, city, text=text, title=title, template_id=template_id, values=values
+    )
     request = service.BroadcastRequest(
         category=category,
-        title=title,
-        text=text,
+        title=composed.title,
+        text=composed.text,
         all_villages=all_villages,
         district_ids=tuple(district_ids or ()),
         village_ids=tuple(village_ids or ()),
         expires_in_s=expires_in_s,
         idempotency_key=idempotency_key,
-        created_by=user.name,
+        created_by=user.actor,
         repeat=repeat,
+        principal=user,
     )
     settings = runtime.settings
     path = (
@@ -111,10 +144,20 @@ async def create_broadcast(
         else None
     )
     try:
-        started = await service.start_broadcast(session, runtime, city, request, path)
+        started = await schedules.start_or_defer(
+            session, runtime, city, request, path, composed=composed
+        )
     finally:
         if path is not None:
             path.unlink(missing_ok=True)
+    if isinstance(started, schedules.Created):
+        headers = {"Idempotent-Replayed": "true"} if started.replayed else None
+        body = started.schedule.model_dump(mode="json")
+        return JSONResponse(body, status_code=202, headers=headers)
+    if isinstance(started, service.AwaitingApproval):
+        headers = {"Idempotent-Replayed": "true"} if started.replayed else None
+        approval = ApprovalRead.model_validate(started.approval).model_dump(mode="json")
+        return JSONResponse(approval, status_code=202, headers=headers)
     if started.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -127,13 +170,13 @@ async def cancel_broadcast(
     broadcast_id: str,
     request: Request,
     session: SessionDep,
-    _user: CurrentUser,
+    user: Sender,
     city: CityDep,
     runtime: RuntimeDep,
 ) -> BroadcastSummary:
     """Cancel at once, one person, no approval: queued deliveries end cancelled and playing
     speakers stop. Cancelling twice is harmless."""
-    broadcast = await service.cancel_broadcast(session, runtime, city, broadcast_id)
+    broadcast = await service.cancel_broadcast(session, runtime, city, broadcast_id, user)
     request.app.state.status_cache.forget(city.id, broadcast.id)
     return await service.summarize(session, broadcast, detail=False)
 
@@ -147,7 +190,7 @@ async def cancel_broadcast(
 async def resend_broadcast(
     broadcast_id: str,
     session: SessionDep,
-    user: CurrentUser,
+    user: Sender,
     city: CityDep,
     runtime: RuntimeDep,
     response: Response,
@@ -167,7 +210,7 @@ async def resend_broadcast(
         speaker_ids=body.speaker_ids,
         expires_in_s=body.expires_in_s,
         idempotency_key=idempotency_key,
-        created_by=user.name,
+        principal=user,
     )
     if started.replayed:
         response.status_code = 200
@@ -175,10 +218,26 @@ async def resend_broadcast(
     return await service.summarize(session, started.broadcast, detail=False)
 
 
+@router.post("/broadcasts/{broadcast_id}/hold", operation_id="hold_recording")
+async def hold_recording(
+    broadcast_id: str,
+    body: EvidenceHold,
+    request: Request,
+    session: SessionDep,
+    _user: Annotated[Principal, allow(Role.CITY_ADMIN, Role.AUDITOR)],
+    city: CityDep,
+) -> BroadcastSummary:
+    """Keep the recording as evidence past its retention period (or release it again)."""
+    broadcast = await service.get_broadcast(session, city.id, broadcast_id)
+    await retention.hold(session, broadcast, held=body.hold, reason=body.reason)
+    request.app.state.status_cache.forget(city.id, broadcast.id)
+    return await service.summarize(session, broadcast, detail=False)
+
+
 @router.get("/broadcasts", operation_id="list_broadcasts")
 async def list_broadcasts(
     session: SessionDep,
-    _user: CurrentUser,
+    user: Anyone,
     city: CityDep,
     category: Category | None = None,
     since: datetime | None = None,
@@ -187,7 +246,14 @@ async def list_broadcasts(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> BroadcastPage:
     rows, total = await service.list_broadcasts(
-        session, city, category=category, since=since, until=until, limit=limit, offset=offset
+        session,
+        city,
+        category=category,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        principal=user,
     )
     items = [await service.summarize(session, b, detail=False) for b in rows]
     return BroadcastPage(items=items, total=total, limit=limit, offset=offset)
@@ -201,12 +267,14 @@ async def list_broadcasts(
 async def get_broadcast(
     broadcast_id: str,
     request: Request,
-    _user: CurrentUser,
+    user: Anyone,
+    session: SessionDep,
     detail: bool = True,
 ) -> BroadcastDetail | BroadcastSummary:
     """The broadcast's progress, as this replica read it at most a moment ago (see
     `GATEWAY_STATUS_CACHE_S`): many readers of one broadcast cost one query."""
     state = request.app.state
+    await service.check_readable(session, user, state.city_id, broadcast_id)
     return await service.read_summary(
         state.status_cache, state.sessions, state.city_id, broadcast_id, detail=detail
     )
@@ -219,10 +287,12 @@ async def get_broadcast(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def follow_broadcast(
-    broadcast_id: str, request: Request, session: SessionDep, _user: CurrentUser, city: CityDep
+    broadcast_id: str, request: Request, session: SessionDep, user: Anyone, city: CityDep
 ) -> StreamingResponse:
     """Server-sent events: the summary each time it changes, until no delivery can change."""
-    await service.get_broadcast(session, city.id, broadcast_id)
+    await service.authorize_read(
+        session, user, await service.get_broadcast(session, city.id, broadcast_id)
+    )
     return StreamingResponse(
         _events(request, city.id, broadcast_id), media_type="text/event-stream"
     )

@@ -19,6 +19,13 @@ class SpeakerCounts(BaseModel):
     sent: int = 0
     received: int = 0
     playing: int = 0
+    preempted: int = Field(
+        0,
+        description=(
+            "Interrupted by a higher-priority broadcast; still open, it plays again from the "
+            "start when its turn comes (unless the broadcast expires first)."
+        ),
+    )
     played: int = 0
     failed: int = 0
     expired: int = 0
@@ -72,6 +79,10 @@ class BroadcastSummary(BaseModel):
     target: dict[str, object]
     villages: VillageCounts
     speakers: SpeakerCounts
+    evidence_hold: bool = False
+    audio_purged_at: datetime | None = Field(
+        None, description="The recording was deleted at the end of its retention period"
+    )
 
 
 class BroadcastDetail(BroadcastSummary):
@@ -99,3 +110,10 @@ class ResendRequest(BaseModel):
     village_ids: list[int] = Field(default_factory=list, max_length=10_000)
     speaker_ids: list[int] = Field(default_factory=list, max_length=100_000)
     expires_in_s: int | None = Field(default=None, ge=30, le=7 * 86400)
+
+
+class EvidenceHold(BaseModel):
+    """Keep (or stop keeping) a broadcast's recording past its retention period."""
+
+    hold: bool = True
+    reason: str | None = Field(default=None, min_length=1, max_length=300)

@@ -19,6 +19,9 @@ from audio.pipeline import Transcoded
 from audio.speech.engine import synthesize_file
 from audio.speech.normalize import validate_text
 from audio.worker import TranscodeWorker
+from gateway import ratelimits, scopes
+from gateway.approvals.models import ApprovalRequest
+from gateway.auth import Principal
 from gateway.broadcasts.models import AudioAsset, Broadcast, Publication
 from gateway.broadcasts.schemas import (
     BroadcastDetail,
@@ -53,6 +56,9 @@ class BroadcastRequest:
     created_by: str
     repeat: bool = False
     mode: str = "live"
+    # Who asks: their role and area are checked, and their sending is rate-limited. None only
+    # for the gateway's own work (e.g. a schedule firing, checked when it was created).
+    principal: Principal | None = None
     # Recorded in the broadcast's target as requested (e.g. the broadcast a resend repeats).
     extra_target: Mapping[str, object] = field(default_factory=dict)
 
@@ -98,6 +104,14 @@ class Started:
     replayed: bool
 
 
+@dataclass(frozen=True)
+class AwaitingApproval:
+    """A broadcast that needs a second person (the two-person rule): nothing is sent yet."""
+
+    approval: ApprovalRequest
+    replayed: bool
+
+
 async def find_replay(
     session: AsyncSession, city: City, request: BroadcastRequest, source_sha256: str
 ) -> Broadcast | None:
@@ -126,7 +140,7 @@ async def start_broadcast(
     city: City,
     request: BroadcastRequest,
     upload: Path | None,
-) -> Started:
+) -> Started | AwaitingApproval:
     """Validate, transcode, and write the broadcast, its deliveries and its publications.
 
     Without an upload the typed text is spoken by the speech engine. Nothing is published
@@ -147,7 +161,13 @@ async def start_broadcast(
     replay = await find_replay(session, city, request, source_sha256)
     if replay is not None:
         return Started(replay, replayed=True)
+    from gateway.approvals import service as approvals  # it builds on this module
 
+    pending = await approvals.find_replay(session, city, request.idempotency_key)
+    if pending is not None:
+        return AwaitingApproval(pending, replayed=True)
+
+    await authorize_request(session, runtime, city, request)
     target = await places.resolve_targets(
         session,
         city,
@@ -155,6 +175,7 @@ async def start_broadcast(
         district_ids=request.district_ids,
         village_ids=request.village_ids,
     )
+    await limit_request(session, runtime, city, request, target)
     recipients = await speakers.speakers_for(
         session, city.id, village_ids=None if target.all else target.village_ids
     )
@@ -174,6 +195,9 @@ async def start_broadcast(
         sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
     )
     await _store_audio(session, transcoded, codecs, runtime.clock.now())
+    if await approvals.needs_approval(session, request, target):
+        approval = await approvals.request_approval(session, runtime, city, request, audio)
+        return AwaitingApproval(approval, replayed=False)
     return await record_broadcast(session, runtime, city, request, target, recipients, audio)
 
 
@@ -238,6 +262,45 @@ async def record_broadcast(
     else:
         await _plan_publications(session, city, broadcast, target, now)
     return Started(broadcast, replayed=False)
+
+
+async def authorize_request(
+    session: AsyncSession, runtime: Runtime, city: City, request: BroadcastRequest
+) -> None:
+    """Refuse a category or an area outside the caller's rights (403), before any work."""
+    if request.principal is None:
+        return
+    await scopes.authorize_send(
+        session,
+        request.principal,
+        request.category,
+        all_villages=request.all_villages,
+        district_ids=request.district_ids,
+        village_ids=request.village_ids,
+    )
+
+
+async def limit_request(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    request: BroadcastRequest,
+    target: places.ResolvedTarget,
+) -> None:
+    """429 when the caller or a village has had its share this hour. The bootstrap token (the
+    deployment's own provisioning and integrations) is not limited; people are."""
+    principal = request.principal
+    if principal is None or principal.user_id is None:
+        return
+    await ratelimits.check_send(
+        session,
+        runtime.settings,
+        city_id=city.id,
+        actor=principal.actor,
+        category=request.category,
+        village_ids=target.village_ids,
+        now=runtime.clock.now(),
+    )
 
 
 async def _speak(runtime: Runtime, request: BroadcastRequest, codecs: list[str]) -> Transcoded:
@@ -354,11 +417,18 @@ async def _plan_speaker_publications(
 
 
 async def cancel_broadcast(
-    session: AsyncSession, runtime: Runtime, city: City, broadcast_id: str
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    broadcast_id: str,
+    principal: Principal,
 ) -> Broadcast:
     """Stop a broadcast everywhere: nothing more is sent, open deliveries end cancelled, and a
     signed cancel reaches every speaker it was sent to, stopping those already playing."""
     broadcast = await get_broadcast(session, city.id, broadcast_id)
+    await scopes.authorize_act(
+        session, principal, Category(broadcast.category), reached_villages(broadcast)
+    )
     if broadcast.cancelled_at is not None:
         return broadcast
     now = runtime.clock.now()
@@ -370,7 +440,7 @@ async def cancel_broadcast(
         )
     broadcast.cancelled_at = now
     await deliveries.cancel_open(session, broadcast.id, now)
-    scopes = (
+    published = (
         await session.execute(
             select(Publication.scope_kind, Publication.scope_ids, Publication.scope_keys)
             .where(Publication.broadcast_id == broadcast.id, Publication.kind == "play")
@@ -378,7 +448,7 @@ async def cancel_broadcast(
         )
     ).tuples()
     seen: set[tuple[str, tuple[str, ...]]] = set()
-    for kind, ids, keys in scopes:
+    for kind, ids, keys in published:
         if (kind, tuple(ids)) in seen:
             continue
         seen.add((kind, tuple(ids)))
@@ -397,6 +467,23 @@ async def cancel_broadcast(
         )
     await session.flush()
     return broadcast
+
+
+def reached_villages(broadcast: Broadcast) -> list[int]:
+    return [int(v) for v in broadcast.target.get("resolved_village_ids", [])]  # type: ignore[attr-defined]
+
+
+async def authorize_read(session: AsyncSession, principal: Principal, broadcast: Broadcast) -> None:
+    await scopes.authorize_read(session, principal, reached_villages(broadcast))
+
+
+async def check_readable(
+    session: AsyncSession, principal: Principal, city_id: int, broadcast_id: str
+) -> None:
+    """Refuse a caller whose area the broadcast does not reach (city-wide roles: no query)."""
+    if principal.role in scopes.CITY_WIDE:
+        return
+    await authorize_read(session, principal, await get_broadcast(session, city_id, broadcast_id))
 
 
 async def get_broadcast(session: AsyncSession, city_id: int, broadcast_id: str) -> Broadcast:
@@ -419,6 +506,7 @@ async def list_broadcasts(
     until: datetime | None,
     limit: int,
     offset: int,
+    principal: Principal,
 ) -> tuple[list[Broadcast], int]:
     query = select(Broadcast).where(Broadcast.city_id == city.id)
     if category is not None:
@@ -427,10 +515,18 @@ async def list_broadcasts(
         query = query.where(Broadcast.created_at >= since)
     if until is not None:
         query = query.where(Broadcast.created_at < until)
+    ordered = query.order_by(Broadcast.created_at.desc(), Broadcast.id)
+    if principal.role not in scopes.CITY_WIDE:
+        # Scoped callers see the broadcasts that reach their area (filtered here: the target
+        # is JSON, and a district or village sees a bounded number of broadcasts).
+        visible = [
+            b
+            for b in await session.scalars(ordered)
+            if await scopes.touches(session, principal, reached_villages(b))
+        ]
+        return visible[offset : offset + limit], len(visible)
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(
-        query.order_by(Broadcast.created_at.desc(), Broadcast.id).limit(limit).offset(offset)
-    )
+    rows = await session.scalars(ordered.limit(limit).offset(offset))
     return list(rows), total
 
 
@@ -447,7 +543,8 @@ def broadcast_state(broadcast: Broadcast, speaker_counts: dict[str, int]) -> str
     if broadcast.cancelled_at is not None:
         return "cancelled"
     open_count = sum(
-        speaker_counts.get(k, 0) for k in ("queued", "sent", "received", "playing", "offline")
+        speaker_counts.get(k, 0)
+        for k in ("queued", "sent", "received", "playing", "preempted", "offline")
     )
     if broadcast.finished_at is not None or open_count == 0:
         return "completed"
@@ -481,7 +578,7 @@ async def summarize(
 ) -> BroadcastSummary | BroadcastDetail:
     """Speakers counted by state and villages by outcome; with detail, every speaker's state."""
     speaker_counts, tallies = await deliveries.tally(session, broadcast.id)
-    resolved = [int(v) for v in broadcast.target.get("resolved_village_ids", [])]  # type: ignore[attr-defined]
+    resolved = reached_villages(broadcast)
     village_counts = VillageCounts(total=len(resolved))
     outcomes: dict[int, str] = {}
     for village_id in resolved:
@@ -501,6 +598,8 @@ async def summarize(
         "cancelled_at": broadcast.cancelled_at,
         "finished_at": broadcast.finished_at,
         "duration_ms": broadcast.duration_ms,
+        "evidence_hold": broadcast.evidence_hold,
+        "audio_purged_at": broadcast.audio_purged_at,
         "target": {k: v for k, v in broadcast.target.items() if k != "resolved_village_ids"},
         "villages": village_counts,
         "speakers": SpeakerCounts(**speaker_counts),
@@ -533,3 +632,45 @@ async def summarize(
         for vid, rows in by_village.items()
     ]
     return BroadcastDetail.model_validate({**fields, "village_deliveries": villages})
+
+
+async def source_sha256_of(runtime: Runtime, request: BroadcastRequest, upload: Path | None) -> str:
+    """What a request's audio comes from, as start_broadcast fingerprints it: the upload's
+    sha256, or the spoken text's (checked first: empty or unreadable text is refused)."""
+    if upload is not None:
+        return await _sha256_file(upload)
+    if request.text is None:
+        raise InvalidRequest(
+            "missing_file",
+            ko="녹음 파일이나 방송 문구가 필요합니다.",
+            en="A recording or a text to speak is required.",
+        )
+    spoken = validate_text(request.text)
+    engine = runtime.settings.speech_engine
+    return hashlib.sha256(f"tts:{engine}:{spoken}".encode()).hexdigest()
+
+
+async def store_audio_for(
+    session: AsyncSession,
+    runtime: Runtime,
+    request: BroadcastRequest,
+    upload: Path | None,
+    *,
+    codecs: Sequence[str] = ("opus", "mp3"),
+) -> StoredAudio:
+    """Transcode the upload (or speak the text) and store it now, for a broadcast written later
+    by record_broadcast. Every codec by default: who will receive it is only known then."""
+    source_sha256 = await source_sha256_of(runtime, request, upload)
+    wanted = list(codecs)
+    if upload is None:
+        transcoded = await _speak(runtime, request, wanted)
+    else:
+        transcoded = await runtime.worker.transcode(
+            upload, category=request.category, codecs=wanted
+        )
+    await _store_audio(session, transcoded, wanted, runtime.clock.now())
+    return StoredAudio(
+        source_sha256=source_sha256,
+        duration_ms=transcoded.duration_ms,
+        sha256={codec: transcoded.variants[codec].sha256 for codec in wanted},
+    )

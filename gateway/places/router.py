@@ -6,7 +6,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from gateway.auth import CurrentUser
+from gateway.auth import Admin, Anyone
 from gateway.db import SessionDep
 from gateway.places import csv_import, service
 from gateway.places.schemas import (
@@ -39,14 +39,14 @@ _VILLAGE_404: Final = _errors(not_found="village_not_found")
 
 
 @router.get("/city", operation_id="get_city")
-async def get_city(session: SessionDep, _user: CurrentUser, city: CityDep) -> CityRead:
+async def get_city(session: SessionDep, _user: Anyone, city: CityDep) -> CityRead:
     """The deployment's city with its district, village and speaker counts."""
     return await service.describe_city(session, city)
 
 
 @router.get("/districts", operation_id="list_districts")
 async def list_districts(
-    session: SessionDep, _user: CurrentUser, city: CityDep, limit: Limit = 100, offset: Offset = 0
+    session: SessionDep, _user: Anyone, city: CityDep, limit: Limit = 100, offset: Offset = 0
 ) -> DistrictPage:
     return await service.list_districts(session, city, limit=limit, offset=offset)
 
@@ -58,14 +58,14 @@ async def list_districts(
     responses=_errors(conflict="duplicate_code"),
 )
 async def create_district(
-    body: DistrictCreate, session: SessionDep, _user: CurrentUser, city: CityDep, now: NowDep
+    body: DistrictCreate, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
 ) -> DistrictRead:
     return await service.create_district(session, city, body, now=now)
 
 
 @router.get("/districts/{district_id}", operation_id="get_district", responses=_DISTRICT_404)
 async def get_district(
-    district_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+    district_id: int, session: SessionDep, _user: Anyone, city: CityDep
 ) -> DistrictRead:
     return await service.get_district(session, city, district_id)
 
@@ -76,7 +76,7 @@ async def get_district(
     responses=_errors(not_found="district_not_found", conflict="duplicate_code"),
 )
 async def update_district(
-    district_id: int, body: DistrictUpdate, session: SessionDep, _user: CurrentUser, city: CityDep
+    district_id: int, body: DistrictUpdate, session: SessionDep, _user: Admin, city: CityDep
 ) -> DistrictRead:
     return await service.update_district(session, city, district_id, body)
 
@@ -88,7 +88,7 @@ async def update_district(
     responses=_errors(not_found="district_not_found", conflict="district_not_empty"),
 )
 async def delete_district(
-    district_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+    district_id: int, session: SessionDep, _user: Admin, city: CityDep
 ) -> None:
     await service.delete_district(session, city, district_id)
 
@@ -96,7 +96,7 @@ async def delete_district(
 @router.get("/villages", operation_id="list_villages", responses=_DISTRICT_404)
 async def list_villages(
     session: SessionDep,
-    _user: CurrentUser,
+    _user: Anyone,
     city: CityDep,
     district_id: int | None = None,
     q: Annotated[
@@ -117,14 +117,14 @@ async def list_villages(
     responses=_errors(not_found="district_not_found", conflict="duplicate_code"),
 )
 async def create_village(
-    body: VillageCreate, session: SessionDep, _user: CurrentUser, city: CityDep, now: NowDep
+    body: VillageCreate, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
 ) -> VillageRead:
     return await service.create_village(session, city, body, now=now)
 
 
 @router.get("/villages/{village_id}", operation_id="get_village", responses=_VILLAGE_404)
 async def get_village(
-    village_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+    village_id: int, session: SessionDep, _user: Anyone, city: CityDep
 ) -> VillageRead:
     return await service.get_village(session, city, village_id)
 
@@ -137,7 +137,7 @@ async def get_village(
     ),
 )
 async def update_village(
-    village_id: int, body: VillageUpdate, session: SessionDep, _user: CurrentUser, city: CityDep
+    village_id: int, body: VillageUpdate, session: SessionDep, _user: Admin, city: CityDep
 ) -> VillageRead:
     """Rename, recode or move a village; moving it moves its speakers to the new district."""
     return await service.update_village(session, city, village_id, body)
@@ -150,7 +150,7 @@ async def update_village(
     responses=_errors(not_found="village_not_found", conflict="village_not_empty"),
 )
 async def delete_village(
-    village_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+    village_id: int, session: SessionDep, _user: Admin, city: CityDep
 ) -> None:
     await service.delete_village(session, city, village_id)
 
@@ -162,7 +162,7 @@ async def delete_village(
 )
 async def import_places(
     session: SessionDep,
-    _user: CurrentUser,
+    _user: Admin,
     city: CityDep,
     now: NowDep,
     file: Annotated[

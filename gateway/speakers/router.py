@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from gateway.auth import CurrentUser
+from gateway.auth import Admin, Anyone
 from gateway.db import SessionDep
 from gateway.places import csv_import
 from gateway.places.service import CityDep, NowDep
@@ -39,7 +39,7 @@ def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
 )
 async def list_speakers(
     session: SessionDep,
-    _user: CurrentUser,
+    _user: Anyone,
     city: CityDep,
     village_id: int | None = None,
     district_id: int | None = None,
@@ -67,7 +67,7 @@ async def list_speakers(
     responses=_errors(not_found="village_not_found", conflict="duplicate_code"),
 )
 async def create_speaker(
-    body: SpeakerCreate, session: SessionDep, _user: CurrentUser, city: CityDep, now: NowDep
+    body: SpeakerCreate, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
 ) -> SpeakerRead:
     return await service.create_speaker(session, city, body, now=now)
 
@@ -76,7 +76,7 @@ async def create_speaker(
 @router.get("/speakers/fleet", operation_id="get_fleet")
 async def get_fleet(
     session: SessionDep,
-    _user: CurrentUser,
+    _user: Anyone,
     city: CityDep,
     limit: Annotated[int | None, Query(ge=1, description="Leave out for the whole fleet.")] = None,
     offset: Offset = 0,
@@ -91,7 +91,7 @@ async def get_fleet(
     responses=_errors(not_found="speaker_not_found"),
 )
 async def get_speaker(
-    speaker_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+    speaker_id: int, session: SessionDep, _user: Anyone, city: CityDep
 ) -> SpeakerRead:
     return await service.get_speaker(session, city, speaker_id)
 
@@ -104,7 +104,7 @@ async def get_speaker(
     ),
 )
 async def update_speaker(
-    speaker_id: int, body: SpeakerUpdate, session: SessionDep, _user: CurrentUser, city: CityDep
+    speaker_id: int, body: SpeakerUpdate, session: SessionDep, _user: Admin, city: CityDep
 ) -> SpeakerRead:
     return await service.update_speaker(session, city, speaker_id, body)
 
@@ -116,7 +116,7 @@ async def update_speaker(
     responses=_errors(not_found="speaker_not_found"),
 )
 async def delete_speaker(
-    speaker_id: int, session: SessionDep, _user: CurrentUser, city: CityDep
+    speaker_id: int, session: SessionDep, _user: Admin, city: CityDep
 ) -> None:
     """Remove a speaker, and with it the record of what was delivered to it."""
     await service.delete_speaker(session, city, speaker_id)
@@ -129,7 +129,7 @@ async def delete_speaker(
 )
 async def import_speakers(
     session: SessionDep,
-    _user: CurrentUser,
+    _user: Admin,
     city: CityDep,
     now: NowDep,
     file: Annotated[

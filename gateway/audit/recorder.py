@@ -1,0 +1,85 @@
+"""Writes an audit row for every change made through the API, and for reads of personal data.
+
+Runs after the response, in a transaction of its own, so a refused or failed request is
+recorded too (with its outcome). Logins are recorded by the users service, which knows the
+name that was tried.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+from urllib.parse import unquote
+
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit import service as audit
+from gateway.clock import Clock
+
+log = logging.getLogger(__name__)
+
+# Reads worth a record: who looked at people, keys, recordings and the logs themselves.
+SENSITIVE_READS: Final = frozenset(
+    {
+        "list_users",
+        "get_user",
+        "list_api_keys",
+        "list_audit_events",
+        "verify_audit_log",
+        "list_security_events",
+        "get_audio",
+    }
+)
+_SELF_RECORDED: Final = frozenset({"login", "refresh_token"})
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403, 423):
+        return "denied"
+    if status == 429:
+        return "limited"
+    return "failed" if status >= 500 else "rejected"
+
+
+def _operation(request: Request) -> str | None:
+    route = request.scope.get("route")
+    operation = getattr(route, "operation_id", None)
+    return str(operation) if operation else None
+
+
+async def record_request(request: Request, response: Response) -> None:
+    operation = _operation(request)
+    if operation is None or operation in _SELF_RECORDED:
+        return
+    if request.method in ("GET", "HEAD", "OPTIONS") and operation not in SENSITIVE_READS:
+        return
+    principal = getattr(request.state, "principal", None)
+    if operation == "get_audio" and principal is None:
+        return  # a speaker fetching its audio by hash: the delivery records it
+    state = request.app.state
+    sessions: async_sessionmaker[AsyncSession] = state.sessions
+    clock: Clock = state.clock
+    params: dict[str, Any] = dict(request.path_params)
+    try:
+        async with sessions() as session:
+            await audit.append(
+                session,
+                at=clock.now(),
+                city_id=getattr(state, "city_id", None),
+                actor=principal.actor if principal is not None else "anonymous",
+                role=principal.role.value if principal is not None else None,
+                action=operation,
+                target=",".join(f"{k}={v}" for k, v in sorted(params.items())) or None,
+                outcome=outcome_of(response.status_code),
+                # Percent-encoded UTF-8, so a reason can be written in Korean.
+                reason=unquote(request.headers.get("x-access-reason", "")) or None,
+                source=request.client.host if request.client else None,
+                details={"status": response.status_code, "via": getattr(principal, "via", None)},
+            )
+            await session.commit()
+    except Exception:
+        # The action has happened; an audit row that could not be written is logged loudly.
+        log.exception("감사 기록 실패 / could not write the audit row for %s", operation)

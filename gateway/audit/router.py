@@ -1,0 +1,55 @@
+"""HTTP routes of the audit log: read it, and verify its chain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gateway.audit import service
+from gateway.audit.schemas import AuditEventRead, AuditPage, AuditVerification
+from gateway.auth import Principal, Role, allow
+from gateway.db import SessionDep
+from gateway.places.service import CityDep
+
+router = APIRouter(tags=["audit"])
+
+Reader = Annotated[Principal, allow(Role.CITY_ADMIN, Role.AUDITOR)]
+
+
+@router.get("/audit-events", operation_id="list_audit_events")
+async def list_audit_events(
+    session: SessionDep,
+    _reader: Reader,
+    city: CityDep,
+    action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AuditPage:
+    rows, total = await service.page(
+        session,
+        city_id=city.id,
+        action=action,
+        actor=actor,
+        since=since,
+        limit=limit,
+        offset=offset,
+    )
+    return AuditPage(
+        items=[AuditEventRead.model_validate(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/audit-events/verify", operation_id="verify_audit_log")
+async def verify_audit_log(session: SessionDep, _reader: Reader) -> AuditVerification:
+    """Recompute the whole hash chain; names the first row that was altered or removed."""
+    result = await service.verify(session)
+    return AuditVerification(
+        rows=result.rows, ok=result.ok, first_bad_seq=result.first_bad_seq, problem=result.problem
+    )

@@ -1,0 +1,37 @@
+"""Response shapes of the audit log API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AuditEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    at: datetime
+    actor: str
+    role: str | None
+    action: str
+    target: str | None
+    outcome: str
+    reason: str | None
+    source: str | None
+    details: dict[str, object]
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class AuditVerification(BaseModel):
+    rows: int
+    ok: bool
+    first_bad_seq: int | None
+    problem: str | None

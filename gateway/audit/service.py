@@ -1,0 +1,167 @@
+"""Appending to the hash-chained audit log, reading it, and verifying that no row changed.
+
+Each row's hash covers its own fields and the previous row's hash, so altering, removing or
+reordering any row breaks every hash after it; ``verify`` recomputes the chain and names the
+first row that does not match. Rows are never updated or deleted by the gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.models import AuditEvent, AuditHead
+
+GENESIS: Final = "0" * 64
+_HEAD_ID: Final = 1
+
+
+def _canonical(event: Mapping[str, Any]) -> bytes:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _at(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def seal(prev_hash: str, fields: Mapping[str, Any]) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(fields)).hexdigest()
+
+
+def _fields(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": _at(row.at),
+        "city_id": row.city_id,
+        "actor": row.actor,
+        "role": row.role,
+        "action": row.action,
+        "target": row.target,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "source": row.source,
+        "details": row.details or {},
+    }
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    outcome: str,
+    city_id: int | None = None,
+    role: str | None = None,
+    target: str | None = None,
+    reason: str | None = None,
+    source: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Add one row at the end of the chain, in the caller's transaction."""
+    head = (
+        await session.execute(
+            update(AuditHead)
+            .where(AuditHead.id == _HEAD_ID)
+            .values(seq=AuditHead.seq + 1)
+            .returning(AuditHead.seq, AuditHead.hash)
+        )
+    ).first()
+    if head is None:
+        session.add(AuditHead(id=_HEAD_ID, seq=1, hash=GENESIS))
+        await session.flush()
+        seq, prev = 1, GENESIS
+    else:
+        seq, prev = int(head[0]), str(head[1])
+    row = AuditEvent(
+        seq=seq,
+        at=at,
+        city_id=city_id,
+        actor=actor[:120],
+        role=role,
+        action=action,
+        target=target[:200] if target else None,
+        outcome=outcome,
+        reason=reason[:300] if reason else None,
+        source=source,
+        details=dict(details or {}),
+        prev_hash=prev,
+        hash="",
+    )
+    row.hash = seal(prev, _fields(row))
+    session.add(row)
+    await session.execute(update(AuditHead).where(AuditHead.id == _HEAD_ID).values(hash=row.hash))
+    await session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class Verification:
+    rows: int
+    ok: bool
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+async def verify(session: AsyncSession, *, batch: int = 5000) -> Verification:
+    prev = GENESIS
+    expected = 1
+    count = 0
+    last = 0
+    while True:
+        rows = list(
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.seq > last)
+                .order_by(AuditEvent.seq)
+                .limit(batch)
+            )
+        )
+        if not rows:
+            break
+        for row in rows:
+            count += 1
+            if row.seq != expected:
+                return Verification(count, False, expected, f"row {expected} is missing")
+            if row.prev_hash != prev:
+                return Verification(count, False, row.seq, "its link to the previous row is broken")
+            if seal(prev, _fields(row)) != row.hash:
+                return Verification(count, False, row.seq, "its content does not match its hash")
+            prev = row.hash
+            expected += 1
+            last = row.seq
+    head = await session.get(AuditHead, _HEAD_ID)
+    if head is not None and (head.seq != last or head.hash != prev):
+        return Verification(count, False, last + 1, "rows after it were removed")
+    return Verification(count, True)
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    city_id: int,
+    action: str | None,
+    actor: str | None,
+    since: datetime | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[AuditEvent], int]:
+    query = select(AuditEvent).where(AuditEvent.city_id == city_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit).offset(offset))
+    return list(rows), total

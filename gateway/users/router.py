@@ -1,0 +1,215 @@
+"""HTTP routes for login, tokens, accounts and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import OAuth2PasswordRequestForm
+
+from gateway.auth import Admin, Anyone, Role
+from gateway.db import SessionDep
+from gateway.places.service import CityDep, NowDep
+from gateway.settings import Settings
+from gateway.users import service
+from gateway.users.models import User
+from gateway.users.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    Me,
+    PasswordSet,
+    RefreshRequest,
+    Suspension,
+    TokenResponse,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserUpdate,
+)
+
+router = APIRouter(tags=["auth"])
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _tokens(user: User, tokens: service.Tokens) -> TokenResponse:
+    return TokenResponse(
+        access_token=tokens.access_token,
+        expires_in=tokens.expires_in,
+        refresh_token=tokens.refresh_token,
+        role=Role(user.role),
+        username=user.username,
+    )
+
+
+@router.post("/auth/token", operation_id="login")
+async def login(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    city: CityDep,
+    now: NowDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    """OAuth2 password flow: a short-lived access token and a refresh token."""
+    user, tokens = await service.login(
+        session, request.app.state.sessions, settings, city, form.username, form.password, now=now
+    )
+    return _tokens(user, tokens)
+
+
+@router.post("/auth/refresh", operation_id="refresh_token")
+async def refresh(
+    request: Request,
+    body: RefreshRequest,
+    session: SessionDep,
+    city: CityDep,
+    now: NowDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    """A new pair for a refresh token; each refresh token works once."""
+    user, tokens = await service.refresh(
+        session, request.app.state.sessions, settings, city, body.refresh_token, now=now
+    )
+    return _tokens(user, tokens)
+
+
+@router.post("/auth/logout", operation_id="logout", status_code=204)
+async def logout(body: RefreshRequest, session: SessionDep, now: NowDep) -> None:
+    await service.logout(session, body.refresh_token, now=now)
+
+
+@router.get("/auth/me", operation_id="who_am_i")
+async def me(principal: Anyone) -> Me:
+    return Me(
+        name=principal.name,
+        role=principal.role,
+        user_id=principal.user_id,
+        district_ids=sorted(principal.district_ids),
+        village_ids=sorted(principal.village_ids),
+        via=principal.via,
+    )
+
+
+@router.get("/users", operation_id="list_users")
+async def list_users(
+    session: SessionDep,
+    _admin: Admin,
+    city: CityDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> UserPage:
+    rows, total = await service.list_users(session, city, limit=limit, offset=offset)
+    return UserPage(
+        items=[UserRead.model_validate(u) for u in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post("/users", operation_id="create_user", status_code=201)
+async def create_user(
+    body: UserCreate, session: SessionDep, _admin: Admin, city: CityDep, now: NowDep
+) -> UserRead:
+    user = await service.create_user(
+        session,
+        city,
+        username=body.username,
+        display_name=body.display_name,
+        role=body.role,
+        password=body.password,
+        district_ids=body.district_ids,
+        village_ids=body.village_ids,
+        now=now,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.get("/users/{user_id}", operation_id="get_user")
+async def get_user(user_id: int, session: SessionDep, _admin: Admin, city: CityDep) -> UserRead:
+    return UserRead.model_validate(await service.get_user(session, city, user_id))
+
+
+@router.patch("/users/{user_id}", operation_id="update_user")
+async def update_user(
+    user_id: int, body: UserUpdate, session: SessionDep, _admin: Admin, city: CityDep, now: NowDep
+) -> UserRead:
+    user = await service.get_user(session, city, user_id)
+    user = await service.update_user(
+        session,
+        city,
+        user,
+        display_name=body.display_name,
+        role=body.role,
+        district_ids=body.district_ids,
+        village_ids=body.village_ids,
+        now=now,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.post("/users/{user_id}/password", operation_id="set_password", status_code=204)
+async def set_password(
+    user_id: int,
+    body: PasswordSet,
+    session: SessionDep,
+    _admin: Admin,
+    city: CityDep,
+    now: NowDep,
+) -> None:
+    """Set a new password; the user's tokens stop working."""
+    user = await service.get_user(session, city, user_id)
+    await service.set_password(session, user, body.password, now=now)
+
+
+@router.post("/users/{user_id}/suspend", operation_id="suspend_user")
+async def suspend_user(
+    user_id: int, body: Suspension, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
+) -> UserRead:
+    """Refuse the user at once: tokens already issued and API keys stop working."""
+    user = await service.get_user(session, city, user_id)
+    suspended = await service.suspend(session, admin, user, body.reason, now=now)
+    return UserRead.model_validate(suspended)
+
+
+@router.post("/users/{user_id}/reinstate", operation_id="reinstate_user")
+async def reinstate_user(
+    user_id: int, session: SessionDep, _admin: Admin, city: CityDep, now: NowDep
+) -> UserRead:
+    user = await service.get_user(session, city, user_id)
+    return UserRead.model_validate(await service.reinstate(session, user, now=now))
+
+
+@router.get("/users/{user_id}/api-keys", operation_id="list_api_keys")
+async def list_api_keys(
+    user_id: int, session: SessionDep, _admin: Admin, city: CityDep
+) -> list[ApiKeyRead]:
+    user = await service.get_user(session, city, user_id)
+    return [ApiKeyRead.model_validate(k) for k in await service.list_api_keys(session, user)]
+
+
+@router.post("/users/{user_id}/api-keys", operation_id="create_api_key", status_code=201)
+async def create_api_key(
+    user_id: int,
+    body: ApiKeyCreate,
+    session: SessionDep,
+    _admin: Admin,
+    city: CityDep,
+    now: NowDep,
+) -> ApiKeyCreated:
+    """A key for an integration acting as this user; the key is shown only in this response."""
+    user = await service.get_user(session, city, user_id)
+    row, key = await service.create_api_key(session, user, body.name, now=now)
+    return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
+
+
+@router.delete("/api-keys/{key_id}", operation_id="revoke_api_key")
+async def revoke_api_key(
+    key_id: int, session: SessionDep, _admin: Admin, city: CityDep, now: NowDep
+) -> ApiKeyRead:
+    return ApiKeyRead.model_validate(await service.revoke_api_key(session, city, key_id, now=now))

@@ -1,0 +1,528 @@
+"""Accounts: login with lock-out, refresh tokens used once, API keys, suspension."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.audit import service as audit
+from gateway.auth import (
+    Principal,
+    Role,
+    api_key_prefix,
+    hash_api_key,
+    invalid_token,
+    issue_access_token,
+    new_api_key,
+)
+from gateway.errors import Conflict, Forbidden, InvalidRequest, Locked, NotFound, Unauthorized
+from gateway.places.models import City, District, Village
+from gateway.settings import Settings
+from gateway.users.models import ApiKey, RefreshToken, User
+
+_hasher = PasswordHasher()
+# Checked against when the username is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+MIN_PASSWORD = 10
+
+# Which scope each role needs: districts, villages, either, or none (city-wide).
+_SCOPE: dict[Role, str] = {
+    Role.CITY_ADMIN: "none",
+    Role.SAFETY_OFFICER: "none",
+    Role.AUDITOR: "none",
+    Role.DISTRICT_OFFICER: "districts",
+    Role.VILLAGE_HEAD: "villages",
+    Role.POLICE_OFFICER: "either",
+}
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+def _bad_credentials() -> Unauthorized:
+    return Unauthorized(
+        "invalid_credentials",
+        ko="아이디 또는 비밀번호가 올바르지 않습니다.",
+        en="The username or password is not correct.",
+    )
+
+
+def _suspended() -> Forbidden:
+    return Forbidden(
+        "account_suspended",
+        ko="정지된 계정입니다. 시청 관리자에게 문의해 주세요.",
+        en="This account is suspended; contact the city administrator.",
+    )
+
+
+def principal_of(user: User) -> Principal:
+    return Principal(
+        name=user.username,
+        role=Role(user.role),
+        user_id=user.id,
+        district_ids=frozenset(int(d) for d in user.district_ids or ()),
+        village_ids=frozenset(int(v) for v in user.village_ids or ()),
+        via="jwt",
+    )
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def _verify(password_hash: str, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)
+
+
+def check_password_rules(password: str, username: str) -> None:
+    if len(password) < MIN_PASSWORD or password.lower() == username.lower():
+        raise InvalidRequest(
+            "weak_password",
+            ko=f"비밀번호는 {MIN_PASSWORD}자 이상이어야 하며 아이디와 달라야 합니다.",
+            en=f"A password needs at least {MIN_PASSWORD} characters and must differ from "
+            "the username.",
+        )
+
+
+async def login(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    city: City,
+    username: str,
+    password: str,
+    *,
+    now: datetime,
+) -> tuple[User, Tokens]:
+    user = await session.scalar(
+        select(User).where(User.city_id == city.id, User.username == username)
+    )
+    if user is None or user.password_hash is None:
+        await _verify(_DUMMY_HASH, password)
+        await _record(sessions, city, username, None, "login_failed", "denied", now, "unknown")
+        raise _bad_credentials()
+    if user.locked_until is not None and user.locked_until > now:
+        await _record(sessions, city, username, user.role, "login_failed", "denied", now, "locked")
+        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+        raise Locked(
+            "account_locked",
+            ko=f"로그인 실패가 반복되어 계정이 잠겼습니다. {minutes}분 뒤에 다시 시도해 주세요.",
+            en=f"Too many failed logins: the account is locked for {minutes} more minute(s).",
+        )
+    if not await _verify(user.password_hash, password):
+        # Written in a transaction of its own: the request's is rolled back with the 401.
+        failures = user.failed_logins + 1
+        values: dict[str, Any] = {"failed_logins": failures, "updated_at": now}
+        if failures >= settings.login_max_failures:
+            values.update(
+                failed_logins=0, locked_until=now + timedelta(seconds=settings.login_lockout_s)
+            )
+        why = "locked_now" if "locked_until" in values else "wrong_password"
+        async with sessions() as own:
+            await own.execute(update(User).where(User.id == user.id).values(**values))
+            await audit.append(
+                own,
+                at=now,
+                city_id=city.id,
+                actor=username,
+                role=user.role,
+                action="login_failed",
+                outcome="denied",
+                details={"why": why},
+            )
+            await own.commit()
+        raise _bad_credentials()
+    if user.suspended_at is not None:
+        await _record(
+            sessions, city, username, user.role, "login_failed", "denied", now, "suspended"
+        )
+        raise _suspended()
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = await hash_password(password)
+    await audit.append(
+        session,
+        at=now,
+        city_id=city.id,
+        actor=principal_of(user).actor,
+        role=user.role,
+        action="login",
+        outcome="ok",
+    )
+    return user, await _issue(session, settings, city, user, now=now)
+
+
+async def _record(
+    sessions: async_sessionmaker[AsyncSession],
+    city: City,
+    actor: str,
+    role: str | None,
+    action: str,
+    outcome: str,
+    now: datetime,
+    why: str,
+) -> None:
+    """An audit row in a transaction of its own (the request's is rolled back with its error)."""
+    async with sessions() as own:
+        await audit.append(
+            own,
+            at=now,
+            city_id=city.id,
+            actor=actor,
+            role=role,
+            action=action,
+            outcome=outcome,
+            details={"why": why},
+        )
+        await own.commit()
+
+
+async def _issue(
+    session: AsyncSession, settings: Settings, city: City, user: User, *, now: datetime
+) -> Tokens:
+    access, ttl = issue_access_token(
+        settings, user_id=user.id, city=city.code, token_version=user.token_version, now=now
+    )
+    refresh = secrets.token_urlsafe(32)
+    session.add(
+        RefreshToken(
+            id=secrets.token_hex(16),
+            user_id=user.id,
+            token_hash=hashlib.sha256(refresh.encode()).hexdigest(),
+            issued_at=now,
+            expires_at=now + timedelta(seconds=settings.refresh_token_ttl_s),
+        )
+    )
+    await session.flush()
+    return Tokens(access_token=access, expires_in=ttl, refresh_token=refresh)
+
+
+async def refresh(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    city: City,
+    token: str,
+    *,
+    now: datetime,
+) -> tuple[User, Tokens]:
+    """A new pair for a refresh token, which is used up. Presenting a used one again means it
+    was stolen: every refresh token of that user is revoked."""
+    row = await session.scalar(
+        select(RefreshToken).where(
+            RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        )
+    )
+    if row is None or row.expires_at <= now:
+        raise invalid_token()
+    user = await session.get(User, row.user_id)
+    if user is None or user.city_id != city.id:
+        raise invalid_token()
+    if row.revoked_at is not None:
+        # Its own transaction: the request's is rolled back with the 401.
+        async with sessions() as own:
+            await _revoke_all(own, user.id, now)
+            await audit.append(
+                own,
+                at=now,
+                city_id=city.id,
+                actor=principal_of(user).actor,
+                role=user.role,
+                action="refresh_token_reused",
+                outcome="denied",
+                details={"why": "a used refresh token was presented: every session revoked"},
+            )
+            await own.commit()
+        raise invalid_token()
+    if user.suspended_at is not None:
+        raise _suspended()
+    row.revoked_at = now
+    return user, await _issue(session, settings, city, user, now=now)
+
+
+async def logout(session: AsyncSession, token: str, *, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest(),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+
+
+async def _revoke_all(session: AsyncSession, user_id: int, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def principal_for_claims(
+    session: AsyncSession, claims: dict[str, Any], *, now: datetime
+) -> Principal:
+    try:
+        user_id = int(claims["sub"])
+    except (KeyError, ValueError):
+        raise invalid_token() from None
+    user = await session.get(User, user_id)
+    if user is None or user.token_version != claims.get("ver"):
+        raise invalid_token()
+    if user.suspended_at is not None:
+        raise _suspended()
+    return principal_of(user)
+
+
+async def principal_for_api_key(session: AsyncSession, key: str, *, now: datetime) -> Principal:
+    row = await session.scalar(select(ApiKey).where(ApiKey.prefix == api_key_prefix(key)))
+    if row is None or row.revoked_at is not None:
+        raise invalid_token()
+    if not secrets.compare_digest(row.key_hash, hash_api_key(key)):
+        raise invalid_token()
+    user = await session.get(User, row.user_id)
+    if user is None:
+        raise invalid_token()
+    if user.suspended_at is not None:
+        raise _suspended()
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+        row.last_used_at = now  # at most once a minute: a busy integration is not a write load
+    principal = principal_of(user)
+    return Principal(**{**principal.__dict__, "via": "api_key"})
+
+
+# --- administration ------------------------------------------------------------------------
+
+
+async def _check_scope(
+    session: AsyncSession,
+    city: City,
+    role: Role,
+    district_ids: Sequence[int],
+    village_ids: Sequence[int],
+) -> None:
+    need = _SCOPE[role]
+    if need == "none" and (district_ids or village_ids):
+        raise InvalidRequest(
+            "scope_not_allowed",
+            ko="이 역할은 시 전체 권한이라 지역을 지정하지 않습니다.",
+            en=f"The role {role.value!r} is city-wide and takes no districts or villages.",
+        )
+    missing = (
+        (need == "districts" and not district_ids)
+        or (need == "villages" and not village_ids)
+        or (need == "either" and not (district_ids or village_ids))
+    )
+    if missing:
+        raise InvalidRequest(
+            "scope_required",
+            ko="이 역할에는 담당 읍·면·동 또는 마을을 지정해야 합니다.",
+            en=f"The role {role.value!r} needs the districts or villages it covers.",
+        )
+    if (need == "districts" and village_ids) or (need == "villages" and district_ids):
+        raise InvalidRequest(
+            "scope_not_allowed",
+            ko="이 역할에 맞지 않는 지역 범위입니다.",
+            en=f"The role {role.value!r} takes only {need}.",
+        )
+    for ids, name in ((district_ids, "district"), (village_ids, "village")):
+        if not ids:
+            continue
+        model: type[District] | type[Village] = District if name == "district" else Village
+        found = set(
+            await session.scalars(
+                select(model.id).where(model.city_id == city.id, model.id.in_(sorted(set(ids))))
+            )
+        )
+        unknown = sorted(set(ids) - found)
+        if unknown:
+            raise InvalidRequest(
+                f"unknown_{name}",
+                ko=f"없는 지역이 포함되어 있습니다: {unknown[:10]}",
+                en=f"Unknown {name} ids: {unknown[:10]}",
+            )
+
+
+async def create_user(
+    session: AsyncSession,
+    city: City,
+    *,
+    username: str,
+    display_name: str,
+    role: Role,
+    password: str | None,
+    district_ids: Sequence[int] = (),
+    village_ids: Sequence[int] = (),
+    now: datetime,
+) -> User:
+    await _check_scope(session, city, role, district_ids, village_ids)
+    exists = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.city_id == city.id, User.username == username)
+    )
+    if exists:
+        raise Conflict(
+            "username_taken",
+            ko="이미 있는 아이디입니다.",
+            en=f"The username {username!r} is already taken.",
+        )
+    if password is not None:
+        check_password_rules(password, username)
+    user = User(
+        city_id=city.id,
+        username=username,
+        display_name=display_name,
+        role=role.value,
+        district_ids=sorted(set(district_ids)),
+        village_ids=sorted(set(village_ids)),
+        password_hash=await hash_password(password) if password is not None else None,
+        failed_logins=0,
+        token_version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def get_user(session: AsyncSession, city: City, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None or user.city_id != city.id:
+        raise NotFound("user_not_found", ko="사용자를 찾을 수 없습니다.", en="No such user.")
+    return user
+
+
+async def list_users(
+    session: AsyncSession, city: City, *, limit: int, offset: int
+) -> tuple[list[User], int]:
+    query = select(User).where(User.city_id == city.id)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(query.order_by(User.id).limit(limit).offset(offset))
+    return list(rows), total
+
+
+async def update_user(
+    session: AsyncSession,
+    city: City,
+    user: User,
+    *,
+    display_name: str | None,
+    role: Role | None,
+    district_ids: Sequence[int] | None,
+    village_ids: Sequence[int] | None,
+    now: datetime,
+) -> User:
+    new_role = role or Role(user.role)
+    districts = list(district_ids) if district_ids is not None else list(user.district_ids)
+    villages = list(village_ids) if village_ids is not None else list(user.village_ids)
+    if role is not None and role != Role(user.role):
+        # A new role starts from its own scope unless one is given.
+        districts = list(district_ids or ())
+        villages = list(village_ids or ())
+    await _check_scope(session, city, new_role, districts, villages)
+    changed_rights = (
+        new_role.value != user.role
+        or sorted(set(districts)) != user.district_ids
+        or sorted(set(villages)) != user.village_ids
+    )
+    user.role = new_role.value
+    user.district_ids = sorted(set(districts))
+    user.village_ids = sorted(set(villages))
+    if display_name is not None:
+        user.display_name = display_name
+    if changed_rights:
+        user.token_version += 1  # tokens carrying the old rights stop working now
+    user.updated_at = now
+    await session.flush()
+    return user
+
+
+async def set_password(session: AsyncSession, user: User, password: str, *, now: datetime) -> None:
+    check_password_rules(password, user.username)
+    user.password_hash = await hash_password(password)
+    user.token_version += 1
+    user.failed_logins = 0
+    user.locked_until = None
+    user.updated_at = now
+    await _revoke_all(session, user.id, now)
+    await session.flush()
+
+
+async def suspend(
+    session: AsyncSession, actor: Principal, user: User, reason: str, *, now: datetime
+) -> User:
+    """Refused at once everywhere: access tokens (version), refresh tokens and API keys."""
+    if actor.user_id == user.id:
+        raise Conflict(
+            "cannot_suspend_self",
+            ko="자기 자신의 계정은 정지할 수 없습니다.",
+            en="You cannot suspend your own account.",
+        )
+    if user.suspended_at is None:
+        user.suspended_at = now
+        user.suspended_reason = reason
+        user.token_version += 1
+        user.updated_at = now
+        await _revoke_all(session, user.id, now)
+        await session.flush()
+    return user
+
+
+async def reinstate(session: AsyncSession, user: User, *, now: datetime) -> User:
+    user.suspended_at = None
+    user.suspended_reason = None
+    user.updated_at = now
+    await session.flush()
+    return user
+
+
+async def create_api_key(
+    session: AsyncSession, user: User, name: str, *, now: datetime
+) -> tuple[ApiKey, str]:
+    key, prefix = new_api_key()
+    row = ApiKey(
+        user_id=user.id, name=name, prefix=prefix, key_hash=hash_api_key(key), created_at=now
+    )
+    session.add(row)
+    await session.flush()
+    return row, key
+
+
+async def list_api_keys(session: AsyncSession, user: User) -> list[ApiKey]:
+    return list(await session.scalars(select(ApiKey).where(ApiKey.user_id == user.id)))
+
+
+async def revoke_api_key(
+    session: AsyncSession, city: City, key_id: int, *, now: datetime
+) -> ApiKey:
+    row = await session.get(ApiKey, key_id)
+    owner = await session.get(User, row.user_id) if row is not None else None
+    if row is None or owner is None or owner.city_id != city.id:
+        raise NotFound("api_key_not_found", ko="API 키를 찾을 수 없습니다.", en="No such API key.")
+    row.revoked_at = row.revoked_at or now
+    await session.flush()
+    return row

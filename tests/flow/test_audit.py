@@ -1,0 +1,148 @@
+"""The audit log: every change is recorded, the chain detects an altered row, appends from
+many transactions at once still form one chain."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+from sqlalchemy import delete, update
+
+from gateway.audit import service as audit
+from gateway.audit.models import AuditEvent
+from gateway.auth import Role
+from tests.flow.conftest import Stack
+from tests.flow.test_broadcast_flow import _create, recording
+from tests.flow.test_roles import PASSWORD, _login, _people
+
+__all__ = ["recording"]
+
+
+async def _actions(stack: Stack) -> list[dict[str, object]]:
+    response = await stack.client.get("/api/v1/audit-events", params={"limit": 500})
+    assert response.status_code == 200, response.text
+    return list(reversed(response.json()["items"]))
+
+
+async def test_changes_logins_and_refusals_are_recorded(stack: Stack, recording: bytes) -> None:
+    people = await _people(stack)
+    auditor, head = people[Role.AUDITOR], people[Role.VILLAGE_HEAD]
+    await _login(stack, auditor.username, "wrong-password-here")
+    _, body = await _create(stack, recording, all_villages="true")
+    await stack.client.post(f"/api/v1/broadcasts/{body['id']}/cancel")
+    await stack.client.post("/api/v1/users/999999/suspend", json={"reason": "x"})
+    await stack.client.get("/api/v1/users", headers={"X-Access-Reason": quote("정기 점검")})
+
+    rows = await _actions(stack)
+    seen = [(r["action"], r["outcome"]) for r in rows]
+    for expected in [
+        ("create_user", "ok"),
+        ("login", "ok"),
+        ("login_failed", "denied"),
+        ("create_broadcast", "ok"),
+        ("cancel_broadcast", "ok"),
+        ("suspend_user", "rejected"),
+        ("list_users", "ok"),
+    ]:
+        assert expected in seen, (expected, seen)
+    failed = next(r for r in rows if r["action"] == "login_failed")
+    assert failed["actor"] == auditor.username
+    assert failed["details"] == {"why": "wrong_password"}
+    cancel = next(r for r in rows if r["action"] == "cancel_broadcast")
+    assert cancel["target"] == f"broadcast_id={body['id']}"
+    listing = next(r for r in rows if r["action"] == "list_users")
+    assert listing["reason"] == "정기 점검"
+    assert PASSWORD not in str(rows), "no password ever reaches the audit log"
+
+    # The auditor reads it; a village head may not.
+    readable = await stack.client.get("/api/v1/audit-events", headers=auditor.headers)
+    assert readable.status_code == 200
+    refused = await stack.client.get("/api/v1/audit-events", headers=head.headers)
+    assert refused.status_code == 403
+    verified = await stack.client.get("/api/v1/audit-events/verify", headers=auditor.headers)
+    assert verified.json()["ok"] is True
+    # Each request is recorded after its response: the listing itself and the refusal since.
+    assert verified.json()["rows"] == readable.json()["total"] + 2
+
+
+async def _fill(stack: Stack, count: int) -> None:
+    async with stack.app.state.sessions() as session:
+        for n in range(count):
+            await audit.append(
+                session, at=stack.clock.now(), actor=f"tester{n}", action="test", outcome="ok"
+            )
+        await session.commit()
+
+
+async def _verify(stack: Stack) -> audit.Verification:
+    async with stack.app.state.sessions() as session:
+        return await audit.verify(session)
+
+
+async def test_an_altered_row_is_found(stack: Stack) -> None:
+    await _fill(stack, 10)
+    assert (await _verify(stack)).ok
+    async with stack.app.state.sessions() as session:
+        await session.execute(
+            update(AuditEvent).where(AuditEvent.seq == 4).values(actor="someone-else")
+        )
+        await session.commit()
+    result = await _verify(stack)
+    assert not result.ok
+    assert result.first_bad_seq == 4
+    assert result.problem is not None
+    assert "hash" in result.problem
+
+
+async def test_a_removed_row_and_a_cut_tail_are_found(stack: Stack) -> None:
+    await _fill(stack, 10)
+    async with stack.app.state.sessions() as session:
+        await session.execute(delete(AuditEvent).where(AuditEvent.seq == 6))
+        await session.commit()
+    result = await _verify(stack)
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+
+    async with stack.app.state.sessions() as session:
+        await session.execute(delete(AuditEvent).where(AuditEvent.seq >= 6))
+        await session.commit()
+    result = await _verify(stack)
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+
+
+async def test_concurrent_appends_form_one_chain(stack: Stack) -> None:
+    async def one(n: int) -> None:
+        for attempt in range(50):
+            try:
+                async with stack.app.state.sessions() as session:
+                    await audit.append(
+                        session, at=stack.clock.now(), actor=f"w{n}", action="test", outcome="ok"
+                    )
+                    await session.commit()
+                return
+            except Exception:  # SQLite: busy while another writer holds the lock
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("could not append")
+
+    await asyncio.gather(*(one(n) for n in range(20)))
+    result = await _verify(stack)
+    assert result.ok, result
+    assert result.rows >= 20
+
+
+async def test_the_verify_command_finds_an_altered_row(stack: Stack) -> None:
+    from typer.testing import CliRunner
+
+    from maeul.cli import app
+
+    await _fill(stack, 5)
+    runner = CliRunner()
+    args = ["audit", "verify", "--database-url", stack.settings.database_url]
+    intact = await asyncio.to_thread(runner.invoke, app, args)
+    assert intact.exit_code == 0, intact.output
+    assert "변조 없음" in intact.output
+    async with stack.app.state.sessions() as session:
+        await session.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(outcome="ok2"))
+        await session.commit()
+    altered = await asyncio.to_thread(runner.invoke, app, args)
+    assert altered.exit_code == 1
+    assert "3" in altered.output

@@ -1,0 +1,394 @@
+"""Who may do what: login, tokens, suspension, API keys, the role x endpoint matrix, scopes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from gateway.auth import Allow, Role
+from tests.flow.conftest import Stack
+from tests.flow.test_broadcast_flow import recording
+
+__all__ = ["recording"]
+
+PASSWORD = "correct-horse-battery"
+# Routes anyone may call without a token: health, login, and what speakers fetch.
+PUBLIC = {
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/keys"),
+    ("GET", "/api/v1/audio/{sha256}"),
+}
+
+
+@dataclass
+class Person:
+    username: str
+    role: Role
+    user_id: int
+    token: str
+    refresh: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def _layout(stack: Stack) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    districts = (await stack.client.get("/api/v1/districts")).json()["items"]
+    villages = (await stack.client.get("/api/v1/villages", params={"limit": 100})).json()["items"]
+    return districts, villages
+
+
+async def _login(stack: Stack, username: str, password: str = PASSWORD) -> httpx.Response:
+    return await stack.client.post(
+        "/api/v1/auth/token",
+        data={"username": username, "password": password},
+        headers={"Authorization": ""},
+    )
+
+
+async def _person(stack: Stack, role: Role, **scope: list[int]) -> Person:
+    username = f"{role.value.replace('_', '-')}-{len(scope)}-{sum(map(len, scope.values()))}"
+    created = await stack.client.post(
+        "/api/v1/users",
+        json={
+            "username": username,
+            "display_name": username,
+            "role": role.value,
+            "password": PASSWORD,
+            **scope,
+        },
+    )
+    assert created.status_code == 201, created.text
+    login = await _login(stack, username)
+    assert login.status_code == 200, login.text
+    body = login.json()
+    return Person(username, role, created.json()["id"], body["access_token"], body["refresh_token"])
+
+
+async def _people(stack: Stack) -> dict[Role, Person]:
+    districts, villages = await _layout(stack)
+    first = districts[0]["id"]
+    own = [v["id"] for v in villages if v["district_id"] == first][:1]
+    return {
+        Role.CITY_ADMIN: await _person(stack, Role.CITY_ADMIN),
+        Role.DISTRICT_OFFICER: await _person(stack, Role.DISTRICT_OFFICER, district_ids=[first]),
+        Role.VILLAGE_HEAD: await _person(stack, Role.VILLAGE_HEAD, village_ids=own),
+        Role.POLICE_OFFICER: await _person(stack, Role.POLICE_OFFICER, district_ids=[first]),
+        Role.SAFETY_OFFICER: await _person(stack, Role.SAFETY_OFFICER),
+        Role.AUDITOR: await _person(stack, Role.AUDITOR),
+    }
+
+
+def _declared(route: APIRoute) -> frozenset[Role] | None:
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        if isinstance(dependant.call, Allow):
+            return dependant.call.roles
+        stack.extend(dependant.dependencies)
+    return None
+
+
+def _api_routes(stack: Stack) -> list[tuple[str, str, APIRoute]]:
+    """(method, full path, route) of every API route, through included routers."""
+    found: list[tuple[str, str, APIRoute]] = []
+    for route in stack.app.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        pairs = (
+            [(c.path, c.original_route) for c in contexts()]
+            if contexts is not None
+            else [(getattr(route, "path", ""), route)]
+        )
+        for path, original in pairs:
+            if isinstance(original, APIRoute) and path.startswith("/api/v1/"):
+                found += [(method, path, original) for method in sorted(original.methods)]
+    assert len(found) > 30, "the route walk found too few routes"
+    return found
+
+
+def _concrete(path: str) -> str:
+    """Path parameters that name nothing: an allowed caller gets 404 or 422, never a change."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match[1]
+        if name == "sha256":
+            return "0" * 64
+        if name.endswith("_id") and name in ("broadcast_id", "schedule_id"):
+            return "f" * 32
+        return "999999"
+
+    return re.sub(r"\{(\w+)\}", fill, path)
+
+
+async def test_every_endpoint_declares_who_may_call_it(stack: Stack) -> None:
+    undeclared = [
+        (method, path)
+        for method, path, route in _api_routes(stack)
+        if _declared(route) is None and (method, path) not in PUBLIC
+    ]
+    assert not undeclared, f"routes without an Allow(...) declaration: {undeclared}"
+
+
+async def test_role_by_endpoint_matrix(stack: Stack) -> None:
+    people = await _people(stack)
+    checked = 0
+    for method, path, route in _api_routes(stack):
+        roles = _declared(route)
+        if roles is None:
+            continue
+        url = _concrete(path)
+        for role, person in people.items():
+            response = await stack.client.request(method, url, headers=person.headers)
+            json_body = response.headers.get("content-type", "").startswith("application/json")
+            body = response.json() if json_body and response.content else {}
+            refused = response.status_code == 403 and body.get("error") == "role_not_allowed"
+            assert refused == (role not in roles), (method, path, role, response.status_code, body)
+            assert response.status_code < 500, (method, path, role, response.text)
+            checked += 1
+        anonymous = await stack.client.request(method, url, headers={"Authorization": ""})
+        assert anonymous.status_code == 401, (method, path)
+    assert checked >= 6 * 30
+
+
+async def test_login_lockout_and_wrong_passwords(stack: Stack) -> None:
+    await _person(stack, Role.AUDITOR)
+    name = "auditor-0-0"
+    unknown = await _login(stack, "nobody-here", PASSWORD)
+    assert unknown.status_code == 401
+    assert unknown.json()["error"] == "invalid_credentials"
+    for _ in range(stack.settings.login_max_failures):
+        wrong = await _login(stack, name, "not-the-password")
+        assert wrong.status_code == 401
+        assert wrong.json()["error"] == "invalid_credentials"
+    locked = await _login(stack, name, PASSWORD)
+    assert locked.status_code == 423
+    assert locked.json()["error"] == "account_locked"
+    stack.clock.advance(stack.settings.login_lockout_s + 1)
+    assert (await _login(stack, name, PASSWORD)).status_code == 200
+
+
+async def test_tokens_expire_refresh_once_and_reuse_revokes(stack: Stack) -> None:
+    person = await _person(stack, Role.AUDITOR)
+    me = await stack.client.get("/api/v1/auth/me", headers=person.headers)
+    assert me.json()["role"] == "auditor"
+
+    tampered = person.token[:-3] + ("AAA" if not person.token.endswith("AAA") else "BBB")
+    bad = await stack.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {tampered}"})
+    assert bad.status_code == 401
+    assert bad.json()["error"] == "invalid_token"
+
+    stack.clock.advance(stack.settings.access_token_ttl_s + 1)
+    expired = await stack.client.get("/api/v1/auth/me", headers=person.headers)
+    assert expired.status_code == 401
+
+    renewed = await stack.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": person.refresh}
+    )
+    assert renewed.status_code == 200, renewed.text
+    fresh = renewed.json()
+    ok = await stack.client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}
+    )
+    assert ok.status_code == 200
+
+    # The used refresh token again: taken as stolen, so the new one dies with it.
+    reused = await stack.client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh})
+    assert reused.status_code == 401
+    after = await stack.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]}
+    )
+    assert after.status_code == 401
+
+
+async def test_suspension_refuses_tokens_already_issued(stack: Stack, recording: bytes) -> None:
+    people = await _people(stack)
+    head = people[Role.VILLAGE_HEAD]
+    assert (await stack.client.get("/api/v1/auth/me", headers=head.headers)).status_code == 200
+    suspended = await stack.client.post(
+        f"/api/v1/users/{head.user_id}/suspend", json={"reason": "주민 비방 방송"}
+    )
+    assert suspended.status_code == 200
+    refused = await stack.client.get("/api/v1/auth/me", headers=head.headers)
+    assert refused.status_code == 401
+    again = await _login(stack, head.username)
+    assert again.status_code == 403
+    assert again.json()["error"] == "account_suspended"
+    refresh = await stack.client.post("/api/v1/auth/refresh", json={"refresh_token": head.refresh})
+    assert refresh.status_code == 401
+
+    admin = people[Role.CITY_ADMIN]
+    self_suspend = await stack.client.post(
+        f"/api/v1/users/{admin.user_id}/suspend", json={"reason": "x"}, headers=admin.headers
+    )
+    assert self_suspend.status_code == 409
+
+
+async def test_api_keys_act_as_their_user_until_revoked(stack: Stack) -> None:
+    person = await _person(stack, Role.SAFETY_OFFICER)
+    created = await stack.client.post(
+        f"/api/v1/users/{person.user_id}/api-keys", json={"name": "재난 시스템 연동"}
+    )
+    assert created.status_code == 201
+    key = created.json()["key"]
+    listed = await stack.client.get(f"/api/v1/users/{person.user_id}/api-keys")
+    assert "key" not in listed.json()[0], "a key is shown once, never listed"
+    headers = {"Authorization": f"Bearer {key}"}
+    me = await stack.client.get("/api/v1/auth/me", headers=headers)
+    assert me.json() | {} == me.json()
+    assert me.json()["role"] == "safety_officer"
+    assert me.json()["via"] == "api_key"
+    revoked = await stack.client.delete(f"/api/v1/api-keys/{created.json()['id']}")
+    assert revoked.status_code == 200
+    assert (await stack.client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+
+
+async def _send(
+    stack: Stack, person: Person, recording: bytes, category: str, **form: Any
+) -> httpx.Response:
+    return await stack.client.post(
+        "/api/v1/broadcasts",
+        data={"category": category, **form},
+        files={"file": ("notice.m4a", recording, "audio/mp4")},
+        headers=person.headers,
+    )
+
+
+async def test_scopes_on_sending_reading_and_cancelling(stack: Stack, recording: bytes) -> None:
+    people = await _people(stack)
+    districts, villages = await _layout(stack)
+    mine, other = districts[0]["id"], districts[1]["id"]
+    own_village = next(v["id"] for v in villages if v["district_id"] == mine)
+    foreign_village = next(v["id"] for v in villages if v["district_id"] == other)
+    officer = people[Role.DISTRICT_OFFICER]
+    police = people[Role.POLICE_OFFICER]
+    head = people[Role.VILLAGE_HEAD]
+    safety = people[Role.SAFETY_OFFICER]
+    auditor = people[Role.AUDITOR]
+
+    ok = await _send(stack, officer, recording, "administrative", district_ids=[mine])
+    assert ok.status_code == 201, ok.text
+    for response in (
+        await _send(stack, officer, recording, "administrative", district_ids=[other]),
+        await _send(stack, officer, recording, "administrative", village_ids=[foreign_village]),
+        await _send(stack, officer, recording, "administrative", all_villages="true"),
+        await _send(stack, head, recording, "village_notice", village_ids=[foreign_village]),
+    ):
+        assert response.status_code == 403
+        assert response.json()["error"] == "outside_scope"
+    for person, category in (
+        (police, "disaster"),
+        (police, "administrative"),
+        (safety, "village_notice"),
+    ):
+        response = await _send(stack, person, recording, category, village_ids=[own_village])
+        assert response.status_code == 403
+        assert response.json()["error"] == "category_not_allowed"
+    assert (
+        await _send(stack, auditor, recording, "administrative", village_ids=[own_village])
+    ).status_code == 403
+
+    crime = await _send(stack, police, recording, "crime_prevention", village_ids=[own_village])
+    assert crime.status_code == 201, crime.text
+    notice = await _send(stack, head, recording, "village_notice", village_ids=[own_village])
+    assert notice.status_code == 201, notice.text
+    alert = await _send(stack, safety, recording, "disaster", village_ids=[own_village])
+    assert alert.status_code == 201, alert.text
+    elsewhere = await _send(
+        stack, people[Role.CITY_ADMIN], recording, "administrative", district_ids=[other]
+    )
+    assert elsewhere.status_code == 201
+
+    # Reading: the village head sees what reaches the village, not the other district's.
+    seen = await stack.client.get(f"/api/v1/broadcasts/{notice.json()['id']}", headers=head.headers)
+    assert seen.status_code == 200
+    hidden = await stack.client.get(
+        f"/api/v1/broadcasts/{elsewhere.json()['id']}", headers=head.headers
+    )
+    assert hidden.status_code == 403
+    listed = await stack.client.get("/api/v1/broadcasts", headers=head.headers)
+    ids = {b["id"] for b in listed.json()["items"]}
+    assert notice.json()["id"] in ids
+    assert elsewhere.json()["id"] not in ids
+    audited = await stack.client.get("/api/v1/broadcasts", headers=auditor.headers)
+    assert audited.json()["total"] == 5
+
+    # Police never stop a disaster alert; the safety office and the district can act on theirs.
+    stop = await stack.client.post(
+        f"/api/v1/broadcasts/{alert.json()['id']}/cancel", headers=police.headers
+    )
+    assert stop.status_code == 403
+    cancel_crime = await stack.client.post(
+        f"/api/v1/broadcasts/{crime.json()['id']}/cancel", headers=police.headers
+    )
+    assert cancel_crime.status_code == 200
+    cancel_alert = await stack.client.post(
+        f"/api/v1/broadcasts/{alert.json()['id']}/cancel", headers=safety.headers
+    )
+    assert cancel_alert.status_code == 200
+
+
+async def test_rate_limits_people_but_never_disaster_alerts(stack: Stack, recording: bytes) -> None:
+    people = await _people(stack)
+    head = people[Role.VILLAGE_HEAD]
+    me = await stack.client.get("/api/v1/auth/me", headers=head.headers)
+    village = me.json()["village_ids"][0]
+    limit = stack.settings.rate_limit_village_notices_per_hour
+    for _ in range(limit):
+        sent = await _send(stack, head, recording, "village_notice", village_ids=[village])
+        assert sent.status_code == 201, sent.text
+    refused = await _send(stack, head, recording, "village_notice", village_ids=[village])
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited_village"
+    assert int(refused.headers["Retry-After"]) > 0
+    alert = await _send(stack, head, recording, "disaster", village_ids=[village])
+    assert alert.status_code == 201, "a disaster alert is never rate-limited"
+    stack.clock.advance(3601)
+    head.token = (await _login(stack, head.username)).json()["access_token"]
+    again = await _send(stack, head, recording, "village_notice", village_ids=[village])
+    assert again.status_code == 201
+
+
+async def test_account_administration_errors(stack: Stack) -> None:
+    districts, _ = await _layout(stack)
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"role": "district_officer"}, 422, "scope_required"),
+        (
+            {"role": "safety_officer", "district_ids": [districts[0]["id"]]},
+            422,
+            "scope_not_allowed",
+        ),
+        ({"role": "district_officer", "district_ids": [999999]}, 422, "unknown_district"),
+        ({"role": "auditor", "password": "short"}, 422, "weak_password"),
+        ({"role": "pope"}, 422, "invalid_request"),
+    ]
+    for extra, status, code in cases:
+        response = await stack.client.post(
+            "/api/v1/users", json={"username": "someone", "display_name": "누구", **extra}
+        )
+        assert response.status_code == status, (extra, response.text)
+        assert response.json()["error"] == code
+    first = await stack.client.post(
+        "/api/v1/users", json={"username": "twice", "display_name": "a", "role": "auditor"}
+    )
+    assert first.status_code == 201
+    second = await stack.client.post(
+        "/api/v1/users", json={"username": "twice", "display_name": "b", "role": "auditor"}
+    )
+    assert second.status_code == 409
+    assert second.json()["error"] == "username_taken"
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer", "Bearer x.y.z", "Basic dXNlcjpwYXNz", "Bearer mk_nope"]
+)
+async def test_bad_credentials_are_401(stack: Stack, header: str) -> None:
+    response = await stack.client.get("/api/v1/auth/me", headers={"Authorization": header})
+    assert response.status_code == 401
