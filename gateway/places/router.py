@@ -149,9 +149,7 @@ async def update_village(
     operation_id="delete_village",
     responses=_errors(not_found="village_not_found", conflict="village_not_empty"),
 )
-async def delete_village(
-    village_id: int, session: SessionDep, _user: Admin, city: CityDep
-) -> None:
+async def delete_village(village_id: int, session: SessionDep, _user: Admin, city: CityDep) -> None:
     await service.delete_village(session, city, village_id)
 
 

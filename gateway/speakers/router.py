@@ -115,9 +115,7 @@ async def update_speaker(
     operation_id="delete_speaker",
     responses=_errors(not_found="speaker_not_found"),
 )
-async def delete_speaker(
-    speaker_id: int, session: SessionDep, _user: Admin, city: CityDep
-) -> None:
+async def delete_speaker(speaker_id: int, session: SessionDep, _user: Admin, city: CityDep) -> None:
     """Remove a speaker, and with it the record of what was delivered to it."""
     await service.delete_speaker(session, city, speaker_id)
 

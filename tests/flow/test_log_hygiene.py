@@ -25,9 +25,7 @@ async def test_logs_hold_no_secrets_or_phone_numbers(
     admin = people[Role.CITY_ADMIN]
     await _login(stack, admin.username, "a-wrong-password-1")
     key = (
-        await stack.client.post(
-            f"/api/v1/users/{admin.user_id}/api-keys", json={"name": "연동"}
-        )
+        await stack.client.post(f"/api/v1/users/{admin.user_id}/api-keys", json={"name": "연동"})
     ).json()["key"]
     await stack.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {key}"})
     refreshed = await stack.client.post(
@@ -47,9 +45,7 @@ async def test_logs_hold_no_secrets_or_phone_numbers(
         f"/api/v1/users/{admin.user_id}/password", json={"password": "another-long-secret-2"}
     )
 
-    logged = "\n".join(
-        f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records
-    )
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
     secrets = [
         PASSWORD,
         "a-wrong-password-1",

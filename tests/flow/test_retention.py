@@ -23,6 +23,7 @@ def others(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
         for seed in (11, 12)
     ]
 
+
 DAY = 86400
 
 
