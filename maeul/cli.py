@@ -409,6 +409,43 @@ def cancel(
     _print_summary(response.json(), as_json)
 
 
+@app.command()
+def resend(
+    broadcast_id: Annotated[str, typer.Argument()],
+    village: Annotated[list[int] | None, typer.Option(help="Only these villages")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow it until it ends")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Send a broadcast again to the speakers that missed it (failed or expired), only them."""
+    with _client() as client:
+        body = {"village_ids": village} if village else {}
+        response = client.post(f"/api/v1/broadcasts/{broadcast_id}/resend", json=body)
+        if response.status_code not in (200, 201):
+            raise _fail(response)
+        summary = response.json()
+        if wait:
+            summary = _follow(client, summary["id"], show=not as_json)
+    _print_summary(summary, as_json)
+
+
+@app.command()
+def approve(
+    approval_id: Annotated[str, typer.Argument()],
+    note: Annotated[str | None, typer.Option(help="Why, for the record")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the broadcast until it ends")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Approve a disaster alert another person asked for (the two-person rule); it goes out."""
+    with _client() as client:
+        response = client.post(f"/api/v1/approvals/{approval_id}/approve", json={"note": note})
+        if response.status_code != 200:
+            raise _fail(response)
+        summary = response.json()["broadcast"]
+        if wait:
+            summary = _follow(client, summary["id"], show=not as_json)
+    _print_summary(summary, as_json)
+
+
 def _follow(client: httpx.Client, broadcast_id: str, *, show: bool) -> dict[str, Any]:
     """Poll until the broadcast can no longer change, drawing progress unless quiet."""
     progress = Progress(
