@@ -76,11 +76,14 @@ def serve(
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.collector import tune_for_serving
     from gateway.logs import configure_logging
     from gateway.settings import Settings
 
     configure_logging()
-    uvicorn.run(create_app(Settings()), host=host, port=port, log_config=None, access_log=False)
+    app = create_app(Settings())
+    tune_for_serving()
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @db_app.command("upgrade")

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway.app import create_app
+from gateway.collector import tune_for_serving
 from gateway.db import create_engine, create_sessions
 from gateway.devicesec import service as devicesec
 from gateway.logs import configure_logging
@@ -245,6 +246,7 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
             create_app(settings), host=host, port=port, log_config=None, access_log=False
         )
     )
+    tune_for_serving()
     tasks = [asyncio.create_task(server.serve(), name="api")]
     if broker is not None:
         tasks.append(asyncio.create_task(broker.supervise(stop), name="broker-supervisor"))
