@@ -29,7 +29,13 @@ async def test_a_broker_restart_mid_broadcast_loses_and_doubles_nothing(
         database_url=await _seeded_database(tmp_path),
         mqtt_url=own_broker.url,
         data_dir=tmp_path,
-        extra_env={"GATEWAY_ACK_TIMEOUT_S": "5", "GATEWAY_RETRY_BACKOFF_S": "1"},
+        # Retries go on long enough for 691 speakers to reconnect to the restarted broker on a
+        # busy machine: a speaker gets its command from a retry, never from luck.
+        extra_env={
+            "GATEWAY_ACK_TIMEOUT_S": "5",
+            "GATEWAY_RETRY_BACKOFF_S": "1",
+            "GATEWAY_MAX_SEND_ATTEMPTS": "12",
+        },
     )
     await gateway.start()
     clip = make_recording(tmp_path / "clip.m4a", "m4a", seconds=6.0).read_bytes()
