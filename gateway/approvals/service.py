@@ -142,7 +142,7 @@ def _is_requester(approval: ApprovalRequest, principal: Principal) -> bool:
     return principal.actor == approval.requested_by
 
 
-async def _pending(approval: ApprovalRequest) -> None:
+def _pending(approval: ApprovalRequest) -> None:
     if approval.state != "pending":
         raise Conflict(
             "approval_not_pending",
@@ -184,7 +184,7 @@ async def approve(
     """The second person says yes: the broadcast is created and goes out at once."""
     now = runtime.clock.now()
     approval = await get_approval(session, city, approval_id, now=now)
-    await _pending(approval)
+    _pending(approval)
     if _is_requester(approval, principal):
         raise Conflict(
             "own_approval",
@@ -198,13 +198,14 @@ async def approve(
     recipients = await speakers.speakers_for(
         session, city.id, village_ids=None if target.all else target.village_ids
     )
+    _, requested_districts, requested_villages = _requested(approval)
     request = broadcasts.BroadcastRequest(
         category=category,
         title=approval.title,
         text=approval.text,
         all_villages=target.all,
-        district_ids=_requested(approval)[1],
-        village_ids=_requested(approval)[2],
+        district_ids=requested_districts,
+        village_ids=requested_villages,
         expires_in_s=approval.expires_in_s,
         idempotency_key=f"approval:{approval.id}",
         created_by=approval.requested_by,
@@ -239,7 +240,7 @@ async def reject(
     """A second person says no, or the requester withdraws it: nothing is ever sent."""
     now = runtime.clock.now()
     approval = await get_approval(session, city, approval_id, now=now)
-    await _pending(approval)
+    _pending(approval)
     if not _is_requester(approval, principal):
         target = await _resolved(session, city, approval)
         await scopes.authorize_act(
