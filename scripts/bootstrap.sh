@@ -102,6 +102,8 @@ if [ "${MAEUL_SKIP_APT:-0}" != 1 ]; then
     missing=()
     have_mosquitto || missing+=(mosquitto)
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+    # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
     if [ -z "$(find_python)" ]; then
         # Debian 12 and Ubuntu 24.04 ship 3.11 or later as python3; Ubuntu 22.04 as python3.11.
         if [ -n "${PYTHON:-}" ]; then
