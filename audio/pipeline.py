@@ -138,8 +138,12 @@ def transcode_file(
     category: str,
     options: AudioOptions,
     codecs: Collection[str] = CODECS,
+    spoken_frame: tuple[Path, Path] | None = None,
 ) -> Transcoded:
-    """Decode, clean up, frame with chimes and encode `path` for a `category` broadcast."""
+    """Decode, clean up, frame with chimes and encode `path` for a `category` broadcast.
+
+    `spoken_frame`: two recordings (our own, e.g. "this is a test" before and after) placed
+    around the message, inside the chimes, at the message's loudness."""
     category = str(category)
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category!r}; expected one of {sorted(CATEGORIES)}")
@@ -166,6 +170,15 @@ def transcode_file(
         weighted=weighted,
     )
     parts: list[Samples] = [voice.samples]
+    if spoken_frame is not None:
+        before, after = (_announcement(p, options) for p in spoken_frame)
+        parts = [
+            before,
+            _silence(_GAP_AFTER_S, rate),
+            voice.samples,
+            _silence(_GAP_AFTER_S, rate),
+            after,
+        ]
     if options.add_chimes:
         opening, closing = (
             chime(
@@ -181,7 +194,7 @@ def transcode_file(
         parts = [
             opening,
             _silence(_GAP_BEFORE_S, rate),
-            voice.samples,
+            *parts,
             _silence(_GAP_AFTER_S, rate),
             closing,
         ]
@@ -195,6 +208,15 @@ def transcode_file(
         loudness_lufs=round(voice.loudness_lufs, 2),
         input_loudness_lufs=round(input_lufs, 2),
     )
+
+
+def _announcement(path: Path, options: AudioOptions) -> Samples:
+    """One of our own spoken announcements, decoded and brought to the broadcast's loudness."""
+    rate = options.sample_rate
+    _, pcm = decode_file(path, options.limits, rate)
+    return normalise(
+        pcm, rate, target_lufs=options.target_lufs, peak_dbtp=options.true_peak_dbtp
+    ).samples
 
 
 def _check_codecs(codecs: Collection[str]) -> list[str]:

@@ -121,10 +121,20 @@ class TranscodeWorker:
         self._closed = False
 
     async def transcode(
-        self, path: Path, *, category: str, codecs: Collection[str] = CODECS
+        self,
+        path: Path,
+        *,
+        category: str,
+        codecs: Collection[str] = CODECS,
+        spoken_frame: tuple[Path, Path] | None = None,
     ) -> Transcoded:
         return await self.run(
-            transcode_file, path, category=str(category), options=self.options, codecs=tuple(codecs)
+            transcode_file,
+            path,
+            category=str(category),
+            options=self.options,
+            codecs=tuple(codecs),
+            spoken_frame=spoken_frame,
         )
 
     async def probe(self, path: Path, *, measure: bool = False) -> ProbeInfo:

@@ -71,6 +71,8 @@ PRUNE_EVERY_S: Final = 6 * 3600.0
 # Journal entries are kept this long after their command expired: a replay of an expired
 # command is refused on its expiry anyway, the margin covers a clock that jumps back.
 KEEP_AFTER_EXPIRY_MS: Final = 7 * 24 * 3600 * 1000
+# A command under an unknown key id asks the gateway for its keyring at most this often.
+KEYRING_EVERY_MS: Final = 60_000
 _PLAYER_CHUNK: Final = 32 * 1024
 DEFAULT_PLAYER: Final = ("aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-")
 
@@ -271,12 +273,18 @@ CREATE TABLE IF NOT EXISTS commands (
     level_dbfs    REAL,
     expires_at_ms INTEGER,
     payload       BLOB,
-    updated_at_ms INTEGER NOT NULL
+    updated_at_ms INTEGER NOT NULL,
+    nonce         TEXT
+);
+CREATE TABLE IF NOT EXISTS learned_keys (
+    key_id        TEXT PRIMARY KEY,
+    public_key    BLOB NOT NULL,
+    learned_at_ms INTEGER NOT NULL
 )
 """
 _COLUMNS: Final = (
     "command_id, broadcast_id, state, reason, audio_sha256, played_ms, level_dbfs, "
-    "expires_at_ms, payload"
+    "expires_at_ms, payload, nonce"
 )
 # What a restart must settle: waiting, playing, or pre-empted and waiting to play again.
 _UNFINISHED_SQL: Final = "('received', 'playing', 'preempted')"
@@ -295,7 +303,10 @@ class SqliteJournal:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
+        if "nonce" not in columns:  # a journal written before replays were told apart
+            self._db.execute("ALTER TABLE commands ADD COLUMN nonce TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -322,6 +333,7 @@ class SqliteJournal:
         proof: Proof | None = None,
         expires_at_ms: int | None = None,
         payload: bytes | None = None,
+        nonce: str | None = None,
     ) -> None:
         entry = merge_entry(
             self.lookup(command_id),
@@ -332,16 +344,17 @@ class SqliteJournal:
             proof=proof,
             expires_at_ms=expires_at_ms,
             payload=payload,
+            nonce=nonce,
         )
         p = entry.proof
         # An upsert, not INSERT OR REPLACE: the row keeps its rowid, which orders recovery.
         self._db.execute(
-            f"INSERT INTO commands ({_COLUMNS}, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO commands ({_COLUMNS}, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(command_id) DO UPDATE SET state=excluded.state, "
             "reason=excluded.reason, audio_sha256=excluded.audio_sha256, "
             "played_ms=excluded.played_ms, level_dbfs=excluded.level_dbfs, "
             "expires_at_ms=excluded.expires_at_ms, payload=excluded.payload, "
-            "updated_at_ms=excluded.updated_at_ms",
+            "updated_at_ms=excluded.updated_at_ms, nonce=excluded.nonce",
             (
                 entry.command_id,
                 entry.broadcast_id,
@@ -352,8 +365,20 @@ class SqliteJournal:
                 p.level_dbfs if p else None,
                 entry.expires_at_ms,
                 entry.payload,
+                entry.nonce,
                 self._clock(),
             ),
+        )
+
+    def learned_keys(self) -> dict[str, bytes]:
+        """Signing keys learned from the gateway's keyring (see `Agent`), by key id."""
+        rows = self._db.execute("SELECT key_id, public_key FROM learned_keys").fetchall()
+        return {str(k): bytes(v) for k, v in rows}
+
+    def remember_keys(self, keys: Mapping[str, bytes]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO learned_keys (key_id, public_key, learned_at_ms) VALUES (?,?,?)",
+            [(k, v, self._clock()) for k, v in keys.items()],
         )
 
     def unfinished(self) -> list[JournalEntry]:
@@ -382,6 +407,7 @@ def _entry(row: Sequence[Any]) -> JournalEntry:
         proof=Proof(sha, int(played_ms or 0), level) if sha is not None else None,
         expires_at_ms=row[7],
         payload=bytes(row[8]) if row[8] is not None else None,
+        nonce=row[9],
     )
 
 
@@ -471,13 +497,20 @@ class Agent:
         self.identity = config.identity
         self.journal = journal
         keys = config.public_keys()
+        # Keys from the configuration are the trust anchor; learned ones only extend it.
+        self._verify = contract.SignatureCheck({**journal.learned_keys(), **keys}) if keys else None
         self.core = SpeakerCore(
             self.identity,
             codecs=config.speaker.codecs,
             journal=journal,
-            verify=contract.SignatureCheck(keys) if keys else None,
+            verify=self._verify,
             clock=clock,
+            # The agent plays files through its player command; live streams need the
+            # simulator's (or a device's own) stream player, so it refuses them, visibly.
+            plays_live=False,
         )
+        self._http = http
+        self._keyring_asked_ms: int | None = None
         self.link = Link(
             hub,
             config.link_settings(),
@@ -544,6 +577,7 @@ class Agent:
     async def _consume(self) -> None:
         while True:
             incoming = await self._inbox.get()
+            await self._learn_keys_for(incoming.payload)
             async with self._lock:
                 try:
                     actions = await self._in_worker(self.core.on_command, incoming.payload)
@@ -555,6 +589,34 @@ class Agent:
                 # Journaled: now the broker may forget it.
                 self.link.acknowledge(incoming)
                 self._carry_out(actions)
+
+    async def _learn_keys_for(self, payload: bytes) -> None:
+        """A command signed by a key this speaker has not met: after a rotation. Fetch the
+        gateway's keyring (at most once a minute) and trust what a trusted key vouches for."""
+        verify, url = self._verify, self.config.gateway.url
+        if verify is None or url is None:
+            return
+        try:
+            key_id = contract.decode_command(payload).key_id
+        except contract.WireError:
+            return
+        now = self._clock()
+        if key_id is None or verify.knows(key_id):
+            return
+        if self._keyring_asked_ms is not None and now - self._keyring_asked_ms < KEYRING_EVERY_MS:
+            return
+        self._keyring_asked_ms = now
+        try:
+            response = await self._http.get(f"{url.rstrip('/')}/api/v1/keys/ring", timeout=10)
+            response.raise_for_status()
+            ring = contract.decode_keyring(response.content)
+        except (httpx.HTTPError, contract.WireError) as exc:
+            log.warning("서명 키 목록을 받지 못함 / could not fetch the keyring: %s", exc)
+            return
+        learned = verify.learn(ring, self.identity.city)
+        if learned:
+            await self._in_worker(self.journal.remember_keys, learned)
+            log.info("새 서명 키 %s / learned signing keys", ", ".join(sorted(learned)))
 
     async def _tick(self) -> None:
         since_prune = 0.0

@@ -71,6 +71,9 @@ RETRYABLE: Final = frozenset({FailReason.FETCH_FAILED.value, RejectReason.INTEGR
 _UNFINISHED: Final = frozenset({RECEIVED, PLAYING, PREEMPTED})
 # States in which a command still waits to play; the journal keeps its payload for a restart.
 _WAITING: Final = frozenset({RECEIVED, PREEMPTED})
+# Done: a copy with the same nonce after this is a replay. (A failed command is answered with
+# its failure instead: a broker may redeliver a command that crashed the speaker mid-play.)
+_ENDED: Final = frozenset({PLAYED})
 
 
 class IllegalMove(RuntimeError):
@@ -104,6 +107,9 @@ class JournalEntry:
     # survives a restart; None while it plays, once it ended, or when the journal keeps no
     # payloads.
     payload: bytes | None = field(default=None, repr=False)
+    # The nonce of the copy that was admitted: the same id and nonce after the command ended is
+    # a replay (the gateway's own retries carry a fresh nonce and signature).
+    nonce: str | None = None
 
 
 class Journal(Protocol):
@@ -123,6 +129,7 @@ class Journal(Protocol):
         proof: Proof | None = None,
         expires_at_ms: int | None = None,
         payload: bytes | None = None,
+        nonce: str | None = None,
     ) -> None: ...
 
     def unfinished(self) -> list[JournalEntry]:
@@ -141,6 +148,7 @@ def merge_entry(
     proof: Proof | None,
     expires_at_ms: int | None,
     payload: bytes | None,
+    nonce: str | None = None,
 ) -> JournalEntry:
     """The entry after recording `state` over `old`: the broadcast and expiry stay, the payload
     only while the command waits."""
@@ -150,6 +158,8 @@ def merge_entry(
             expires_at_ms = old.expires_at_ms
         if payload is None:
             payload = old.payload
+        if nonce is None:
+            nonce = old.nonce
     return JournalEntry(
         command_id=command_id,
         broadcast_id=broadcast_id,
@@ -158,6 +168,7 @@ def merge_entry(
         proof=proof,
         expires_at_ms=expires_at_ms,
         payload=payload if state in _WAITING else None,
+        nonce=nonce,
     )
 
 
@@ -186,6 +197,7 @@ class MemoryJournal:
         proof: Proof | None = None,
         expires_at_ms: int | None = None,
         payload: bytes | None = None,
+        nonce: str | None = None,
     ) -> None:
         self._entries[command_id] = merge_entry(
             self._entries.get(command_id),
@@ -196,6 +208,7 @@ class MemoryJournal:
             proof=proof,
             expires_at_ms=expires_at_ms,
             payload=payload if self._keep_payloads else None,
+            nonce=nonce,
         )
 
     def unfinished(self) -> list[JournalEntry]:
@@ -271,6 +284,8 @@ class Counters:
     failed: int = 0
     rejected: int = 0
     preempted: int = 0  # times a playing command was interrupted by a higher priority
+    logged: int = 0  # tests the city wants logged, not heard (``audible`` false)
+    replays: int = 0  # ended commands sent again with their old nonce, refused
 
 
 @dataclass(slots=True)
@@ -331,9 +346,13 @@ class SpeakerCore:
         verify: contract.SignatureCheck | None = None,
         clock: Callable[[], int] = contract.now_ms,
         remember_cancels: int = 256,
+        plays_live: bool = True,
     ) -> None:
         self.identity = identity
         self.codecs: tuple[Codec, ...] = tuple(Codec(c) for c in codecs)
+        # A speaker without a live-stream player refuses live broadcasts rather than playing
+        # their chime and reporting `played` for a stream nobody heard.
+        self.plays_live = plays_live
         self.journal: Journal = journal if journal is not None else MemoryJournal()
         self.counters = Counters()
         self._verify = verify
@@ -366,8 +385,7 @@ class SpeakerCore:
             return self._malformed(payload)
         known = self.journal.lookup(command.id)
         if known is not None and not self._may_retry(known):
-            self.counters.duplicates += 1
-            return [self._reack(known)]
+            return self._duplicate(command, known)
         now = self._clock()
         reason = contract.check_command(command, self.identity, at_ms=now, verify=self._verify)
         if reason is not None:
@@ -480,6 +498,42 @@ class SpeakerCore:
 
     # -- admission -----------------------------------------------------------------------
 
+    def _duplicate(self, command: contract.Command, known: JournalEntry) -> list[Action]:
+        """A command id seen before. While it is open, a copy is transport's (QoS 1, or the
+        gateway asking again): answer with its state. Once it played, a copy that fails its
+        signature, or carries the nonce already used, is refused and reported, never re-acted.
+
+        The gateway's own retries are signed afresh with a new nonce, so a copy with the old
+        nonce after the end is a captured command sent again. (A broker redelivering a copy
+        whose PUBACK was lost, after the command ended, is reported too: a rare false alarm is
+        better than a silent replay.)"""
+        self.counters.duplicates += 1
+        if known.state not in _ENDED:
+            return [self._reack(known)]
+        if self._verify is not None and not (
+            command.sig is not None and command.key_id is not None and self._verify(command)
+        ):
+            self.counters.rejected += 1
+            return [
+                self._ack(
+                    command.id,
+                    command.broadcast_id,
+                    AckStatus.REJECTED,
+                    reason=RejectReason.BAD_SIGNATURE,
+                )
+            ]
+        if known.nonce is not None and command.nonce == known.nonce:
+            self.counters.replays += 1
+            return [
+                self._ack(
+                    command.id,
+                    command.broadcast_id,
+                    AckStatus.REJECTED,
+                    reason=RejectReason.REPLAYED,
+                )
+            ]
+        return [self._reack(known)]
+
     def _malformed(self, payload: bytes) -> list[Action]:
         self.counters.malformed += 1
         ids = contract.command_ids_of(payload)
@@ -548,7 +602,7 @@ class SpeakerCore:
                 )
             ]
         audio = command.audio_for(self.codecs)
-        if audio is None:
+        if audio is None or (command.live is not None and not self.plays_live):
             return self._reject(command, RejectReason.UNSUPPORTED_CODEC, remember=True, known=known)
         data = None
         if audio.data is not None:
@@ -557,6 +611,8 @@ class SpeakerCore:
                 # The inline bytes are not covered by the signature: a later copy may be fine.
                 return self._reject(command, RejectReason.INTEGRITY, remember=False)
         light = _without_data(audio)
+        if not command.audible:
+            return self._log_silently(command, light, state)
         item = _Item(
             command=command.model_copy(update={"audio": (light,)}),
             audio=light,
@@ -573,6 +629,7 @@ class SpeakerCore:
                 RECEIVED,
                 expires_at_ms=command.expires_at_ms,
                 payload=payload,
+                nonce=command.nonce,
             )
             if state != RECEIVED:
                 self.counters.received += 1
@@ -584,6 +641,26 @@ class SpeakerCore:
         if current is not None and command.priority > current.command.priority:
             actions += self._preempt(current)
         return [*actions, Prepare(command.id, light, data), *self._next()]
+
+    def _log_silently(
+        self, command: contract.Command, audio: contract.AudioRef, state: str | None
+    ) -> list[Action]:
+        """A test the city wants logged, not heard: journaled and acked without a sound."""
+        self._move(
+            command.id,
+            command.broadcast_id,
+            state,
+            RECEIVED,
+            expires_at_ms=command.expires_at_ms,
+            nonce=command.nonce,
+        )
+        self.counters.received += 1
+        received = self._ack(command.id, command.broadcast_id, AckStatus.RECEIVED)
+        proof = Proof(audio.sha256, 0, None)
+        self._move(command.id, command.broadcast_id, RECEIVED, PLAYED, proof=proof)
+        self.counters.logged += 1
+        played = self._ack(command.id, command.broadcast_id, AckStatus.PLAYED, proof=proof)
+        return [received, played]
 
     def _preempt(self, current: _Item) -> list[Action]:
         """Stop `current` for a higher priority and queue it again, to play from the start."""
@@ -616,6 +693,7 @@ class SpeakerCore:
             RECEIVED,
             expires_at_ms=command.expires_at_ms,
             payload=payload,
+            nonce=command.nonce,
         )
         actions: list[Action] = [self._ack(command.id, broadcast, AckStatus.RECEIVED)]
         current = self._current
@@ -699,6 +777,7 @@ class SpeakerCore:
         proof: Proof | None = None,
         expires_at_ms: int | None = None,
         payload: bytes | None = None,
+        nonce: str | None = None,
     ) -> None:
         if new not in MOVES[state]:
             raise IllegalMove(command_id, state, new)
@@ -710,6 +789,7 @@ class SpeakerCore:
             proof=proof,
             expires_at_ms=expires_at_ms,
             payload=payload,
+            nonce=nonce,
         )
 
     def _reack(self, entry: JournalEntry) -> Ack:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wire import contract
+
+# The priority of test and exercise broadcasts: below every real one.
+TEST_PRIORITY: Final = 0
 
 
 class MqttTarget:
@@ -99,6 +102,9 @@ class Settings(BaseSettings):
     # disaster alerts are deferred to their end or refused. Districts may override the window.
     quiet_hours: str = "21:00-07:00"
     quiet_hours_policy: Literal["defer", "refuse"] = "defer"
+    # Test and exercise broadcasts: "announce" plays them framed by a spoken "this is a test",
+    # "log" has speakers check, journal and ack them without a sound.
+    test_playback: Literal["announce", "log"] = "announce"
     # How often each replica looks for due schedules, and how late an occurrence may still fire
     # (after downtime); older ones are recorded as skipped.
     schedule_poll_s: float = Field(default=1.0, gt=0, le=60)
@@ -123,13 +129,17 @@ class Settings(BaseSettings):
     @classmethod
     def _priorities(cls, value: dict[contract.Category, int]) -> dict[contract.Category, int]:
         merged = {**contract.DEFAULT_PRIORITY, **value}
-        if any(not 0 <= p <= 1000 for p in merged.values()):
-            raise ValueError("priorities must be between 0 and 1000")
+        if any(not 1 <= p <= 1000 for p in merged.values()):
+            raise ValueError("priorities must be between 1 and 1000 (0 is for tests)")
         if merged[contract.Category.DISASTER] != max(merged.values()):
             raise ValueError("disaster must keep the highest priority")
         return merged
 
-    def priority_of(self, category: contract.Category) -> int:
+    def priority_of(self, category: contract.Category, mode: str = "live") -> int:
+        """A test or exercise never interrupts a real broadcast, and anything real interrupts
+        it: it gets the lowest priority whatever its category."""
+        if mode != "live":
+            return TEST_PRIORITY
         return self.priorities.get(category, contract.DEFAULT_PRIORITY[category])
 
     @field_validator("mqtt_url")

@@ -90,6 +90,17 @@ async def rotate(session: AsyncSession, now: datetime) -> SigningKey:
     return fresh
 
 
+async def keyring(session: AsyncSession, city_code: str) -> contract.KeyRing:
+    """Every key, oldest first, each endorsed by the one before it: a speaker that trusts any
+    of them learns the rest, so a rotation reaches speakers without touching them."""
+    rows = list(await session.scalars(select(SigningKey).order_by(SigningKey.created_at)))
+    entries = []
+    for before, key in zip([None, *rows], rows, strict=False):
+        voucher = (before.key_id, before.private_key) if before is not None else None
+        entries.append(contract.endorse_key(city_code, key.key_id, key.public_key, by=voucher))
+    return contract.KeyRing(city=city_code, keys=tuple(entries))
+
+
 async def public_keys(session: AsyncSession) -> list[dict[str, object]]:
     rows = await session.scalars(select(SigningKey).order_by(SigningKey.created_at))
     return [

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from gateway import signing
 from gateway.auth import Admin
 from gateway.db import SessionDep
+from gateway.places.service import CityDep
+from wire import contract
 
 router = APIRouter(tags=["keys"])
 
@@ -27,6 +29,14 @@ class PublicKey(BaseModel):
 async def list_keys(session: SessionDep) -> list[PublicKey]:
     """Public keys that verify command signatures (base64, raw Ed25519). No secret here."""
     return [PublicKey.model_validate(k) for k in await signing.public_keys(session)]
+
+
+@router.get("/keys/ring", operation_id="get_signing_keyring")
+async def get_keyring(session: SessionDep, city: CityDep) -> contract.KeyRing:
+    """Every public key, oldest first, each signed by the key before it. A speaker that trusts
+    any earlier key (from its configuration) learns a rotated one from here on its own: the
+    endorsements, not the channel, carry the trust. No secret here."""
+    return await signing.keyring(session, city.code)
 
 
 @router.post("/keys/rotate", operation_id="rotate_signing_key", status_code=201)

@@ -95,8 +95,13 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
             "arrival order."
         ),
         "mode": (
-            "`live`, or `test` and `exercise` for test and drill broadcasts. The contract gives "
-            "speakers no different handling for them; the mode is covered by the signature."
+            "`live` for a real broadcast, or `test` and `exercise` for test and drill "
+            "broadcasts, which the gateway sends at the lowest priority and, when audible, "
+            "with a spoken test announcement in the audio itself. Covered by the signature."
+        ),
+        "audible": (
+            "`false` (only with `test` or `exercise`): check, journal and ack the command "
+            "without a sound, `played` with `played_ms` 0. A `live` command is always audible."
         ),
         "issued_at_ms": (
             "When the gateway published this copy, in Unix milliseconds. Every copy has a new "
@@ -106,18 +111,45 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
             "Unix milliseconds from which the command must not start any more. Greater than "
             "`issued_at_ms`."
         ),
-        "nonce": "Fresh random lowercase hex for every copy; covered by the signature.",
+        "nonce": (
+            "Fresh random lowercase hex for every copy; covered by the signature. A speaker "
+            "keeps the nonce of every command it admitted: the same id and nonce again after "
+            "it played is `replayed`."
+        ),
         "title": "Short title for displays and logs.",
         "text": "The message as text, for displays and logs.",
         "audio": (
             "Encodings of the message in the gateway's order of preference. The speaker plays "
             "the first one whose codec it supports. A `play` command has at least one."
         ),
-        "key_id": "Id of the gateway key that signed the command.",
+        "key_id": (
+            "Id of the gateway key that signed the command. A speaker that has not met it "
+            "fetches the gateway's keyring (`GET /api/v1/keys/ring`), where each key is signed "
+            "by the key before it, and trusts only a key a trusted key vouches for."
+        ),
+        "live": (
+            "A live broadcast: `audio` is its start chime, then the speaker plays this stream "
+            "from the live topics. Absent for every other command."
+        ),
         "sig": (
             "Ed25519 signature (64 bytes, standard base64 with padding) of the command's "
             "signing bytes; see the `command` message."
         ),
+    },
+    "LiveStream": {
+        "session": "The stream's id, 32 lowercase hex digits: the broadcast id.",
+        "codec": "The frames' codec; always Opus.",
+        "frame_ms": "Audio per frame in milliseconds; always 20.",
+        "key": (
+            "HMAC-SHA256 key of the frames' tags, base64url of 32 bytes without padding. "
+            "Covered by the command's signature, so only the signing gateway can have chosen it."
+        ),
+        "jitter_ms": "How long a speaker buffers the first frame of a talk spurt before playing.",
+        "stall_ms": (
+            "Without a frame for this long (not paused), the speaker ends the stream on its "
+            "own: `failed`, `interrupted`."
+        ),
+        "idle_ms": "The same while the talker has paused the stream.",
     },
     "Scope": {
         "kind": (
@@ -162,6 +194,15 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         "audio_sha256": "With `played`: the `sha256` of the encoding that played.",
         "played_ms": "With `played`: how long it played, in milliseconds.",
         "level_dbfs": "With `played`: the measured level of the audio, in dBFS.",
+        "frames_received": "For a live stream, with its final ack: audio frames that arrived.",
+        "frames_lost": (
+            "For a live stream, with its final ack: audio frames missing or too late to play "
+            "(concealed)."
+        ),
+        "latency_ms": (
+            "For a live stream, with its final ack: the median time from the gateway's receipt "
+            "of a frame (`at_ms` in the frame) to its playout, in milliseconds."
+        ),
     },
     "Presence": {
         "v": "Protocol version; always 1.",
@@ -346,6 +387,7 @@ def payload_schemas() -> dict[str, Any]:
                 raise SystemExit(f"describe the enum {name} in ENUM_DOCS")
             schema["description"] = _enum_description(described)
     _cross_field_rules(schemas)
+    schemas["LiveFrame"] = LIVE_FRAME_SCHEMA
     return schemas
 
 
@@ -570,6 +612,9 @@ def _info_description() -> str:
         ("command_topic_speaker", "gateway → one speaker", contract.COMMAND_QOS, "no"),
         ("ack_topic", "speaker → gateway", contract.ACK_QOS, "no"),
         ("presence_topic", "speaker → gateway", contract.PRESENCE_QOS, "birth and will"),
+        ("live_topic_all", "gateway → speakers", contract.LIVE_FRAME_QOS, "no"),
+        ("live_topic_district", "gateway → speakers", contract.LIVE_FRAME_QOS, "no"),
+        ("live_topic_village", "gateway → speakers", contract.LIVE_FRAME_QOS, "no"),
     ]
     table = "\n".join(
         f"| `{address(getattr(contract, fn))}` | {direction} | {int(qos)} | {retain} |"
@@ -687,8 +732,9 @@ with the gateway key named by `key_id`. The signing bytes are the command as can
 (`Command.signing_bytes()` in the contract):
 
 1. every field of the command except `sig`, with the default of each field the payload leaves
-   out (`v` 1, `mode` `"live"`, `scope.ids` `[]`, `audio` `[]`, `null` for the other optional
-   fields: the schema's `default`s);
+   out (`v` 1, `mode` `"live"`, `audible` `true`, `scope.ids` `[]`, `audio` `[]`, `null` for
+   the other optional fields: the schema's `default`s), except `live`, left out unless the
+   command starts a live stream;
 2. in each `audio` entry, `data` and `url` removed: the bytes are covered through `sha256`,
    whichever way they travel;
 3. serialized with keys sorted at every level, no whitespace (separators `,` and `:`),
@@ -724,17 +770,18 @@ def _message(
     payload: str,
     examples: Mapping[str, tuple[str, bytes]],
     content_type_property: bool,
+    content_type: str = "application/json",
 ) -> dict[str, Any]:
     binding: dict[str, Any] = {}
     if content_type_property:
-        binding["contentType"] = "application/json"
+        binding["contentType"] = content_type
     binding["bindingVersion"] = MQTT_BINDING
     return {
         "name": name,
         "title": title,
         "summary": summary,
         "description": description,
-        "contentType": "application/json",
+        "contentType": content_type,
         "payload": _ref("components", "schemas", payload),
         "bindings": {"mqtt": binding},
         "examples": [
@@ -742,6 +789,87 @@ def _message(
             for key, (text, body) in examples.items()
         ],
     }
+
+
+def _live_message(name: str, title: str, summary: str, description: str) -> dict[str, Any]:
+    """A live frame: binary, so its examples are the frame's bytes in base64."""
+    return {
+        "name": name,
+        "title": title,
+        "summary": summary,
+        "description": description,
+        "contentType": "application/octet-stream",
+        "payload": _ref("components", "schemas", "LiveFrame"),
+        "bindings": {"mqtt": {"bindingVersion": MQTT_BINDING}},
+        "examples": [
+            {"name": key, "summary": text, "payload": base64.b64encode(body).decode("ascii")}
+            for key, (text, body) in example_live_frames(name).items()
+        ],
+    }
+
+
+LIVE_EXAMPLE_KEY: Final = (
+    base64.urlsafe_b64encode(hashlib.sha256(b"maeul asyncapi example live key: never use").digest())
+    .decode("ascii")
+    .rstrip("=")
+)
+
+
+def example_live_frames(kind: str) -> dict[str, tuple[str, bytes]]:
+    """Real frames, tagged with the published example key (the `key` of a live command)."""
+    key = base64.urlsafe_b64decode(LIVE_EXAMPLE_KEY + "=")
+
+    def frame(kind: contract.LiveKind, flags: int, seq: int, payload: bytes = b"") -> bytes:
+        at_ms = ISSUED_MS + 1500 + 20 * seq
+        head = contract.LiveFrame(kind, flags, WARNING_BROADCAST, seq, at_ms, payload)
+        return contract.encode_live_frame(head, key)
+
+    opus = _fake_audio("opus frame", 60)
+    if kind == "LiveAudio":
+        return {
+            "first": (
+                "The first 20 ms of a talk spurt (illustrative Opus bytes).",
+                frame(contract.LiveKind.AUDIO, contract.LIVE_START_FLAG, 0, opus),
+            ),
+            "next": ("The next frame.", frame(contract.LiveKind.AUDIO, 0, 1, opus)),
+        }
+    return {
+        "pause": ("The talker paused after frame 41.", frame(contract.LiveKind.PAUSE, 0, 41)),
+        "end": (
+            "Stopped after frame 41: speakers ack `played`.",
+            frame(contract.LiveKind.END, contract.EndReason.STOPPED, 41),
+        ),
+    }
+
+
+LIVE_FRAME_SCHEMA: Final[dict[str, Any]] = {
+    "type": "string",
+    "format": "binary",
+    "minLength": contract.LIVE_HEADER_BYTES,
+    "maxLength": contract.MAX_LIVE_FRAME_BYTES,
+    "description": f"""\
+A binary live frame: a {contract.LIVE_HEADER_BYTES}-byte header (big-endian), then the payload.
+
+| offset | bytes | field |
+|---|---|---|
+| 0 | 1 | magic `0x{contract.LIVE_MAGIC:02x}` |
+| 1 | 1 | kind: {", ".join(f"{int(k)} {k.name.lower()}" for k in contract.LiveKind)} |
+| 2 | 1 | flags: audio: bit 0 starts a talk spurt (re-anchor the playout); end: the reason, \
+{", ".join(f"{int(r)} {r.name.lower()}" for r in contract.EndReason)} |
+| 3 | 1 | reserved, 0 |
+| 4 | 16 | session: the broadcast id |
+| 20 | 4 | seq: the audio frame's number, from 0 without gaps; an end carries the last one |
+| 24 | 8 | at_ms: when the gateway received the frame (Unix ms): latency is measured from it |
+| 32 | {contract.LIVE_TAG_BYTES} | tag: the first {contract.LIVE_TAG_BYTES} bytes of \
+HMAC-SHA256(key, bytes 0-31 + payload) |
+| {contract.LIVE_HEADER_BYTES} | 0-{contract.MAX_LIVE_PAYLOAD_BYTES} | payload: one 20 ms \
+Opus packet (audio); empty for pause and end |
+
+The key is the `live.key` of the signed play command that started the stream (base64url of
+32 bytes), so only the gateway that signed the command can make frames a speaker accepts; a
+frame with a wrong tag, an unknown session or out of size is dropped. In the examples the
+frames are shown in base64; on the wire they are the raw bytes.""",
+}
 
 
 def messages() -> dict[str, Any]:
@@ -790,6 +918,24 @@ def messages() -> dict[str, Any]:
                 status: (ACK_EXAMPLES[status], contract.encode_ack(ack))
                 for status, ack in acks.items()
             },
+        ),
+        "liveAudio": _live_message(
+            "LiveAudio",
+            "Live audio frame",
+            "20 ms of a live broadcast's audio.",
+            f"QoS {int(contract.LIVE_FRAME_QOS)}: a frame is stale after a fraction of a second, "
+            "so a lost one is concealed, never resent. Speakers hold a short jitter buffer "
+            "(`live.jitter_ms` of the command) and play in `seq` order.",
+        ),
+        "liveControl": _live_message(
+            "LiveControl",
+            "Live pause or end",
+            "The talker paused, or the stream ended.",
+            f"QoS {int(contract.LIVE_CONTROL_QOS)}. A pause lets speakers wait up to "
+            "`live.idle_ms` instead of `live.stall_ms` for the next frame; an end (its flags "
+            "the reason) finishes the stream once every frame up to its `seq` has played: "
+            "`stopped` is acked `played`, the others `failed` with reason `interrupted`. "
+            "Without frames for `stall_ms` a speaker ends the stream on its own.",
         ),
         "presenceBirth": _message(
             name="Presence",
@@ -901,6 +1047,27 @@ CHANNELS: Final[Sequence[tuple[str, Callable[..., str], str, str, tuple[str, ...
         "the gateway follows live births, heartbeats and wills.",
         ("presenceBirth", "presenceHeartbeat", "presenceWill"),
     ),
+    (
+        "liveAll",
+        contract.live_topic_all,
+        "Live audio for the whole city",
+        "The frames of a live broadcast to every speaker of the city. Every speaker subscribes.",
+        ("liveAudio", "liveControl"),
+    ),
+    (
+        "liveDistrict",
+        contract.live_topic_district,
+        "Live audio for a district",
+        "The frames of a live broadcast to every speaker of one district.",
+        ("liveAudio", "liveControl"),
+    ),
+    (
+        "liveVillage",
+        contract.live_topic_village,
+        "Live audio for a village",
+        "The frames of a live broadcast to every speaker of one village.",
+        ("liveAudio", "liveControl"),
+    ),
 )
 
 
@@ -988,6 +1155,39 @@ def operations() -> dict[str, Any]:
             f"Subscribed with QoS {int(contract.COMMAND_QOS)} in a persistent session. Check the "
             "command, record its id, then ack.",
             receive_command,
+        )
+    live_scopes = {k: v for k, v in scopes.items() if k != "Speaker"}
+    for suffix, whom in live_scopes.items():
+        result[f"publishLiveAudio{suffix}"] = _operation(
+            f"live{suffix}",
+            "send",
+            "gateway",
+            f"Stream live audio to {whom}",
+            f"QoS {int(contract.LIVE_FRAME_QOS)}, not retained: one frame every 20 ms, once per "
+            "group topic, while a live broadcast's play command (sent first) names the stream.",
+            _qos(contract.LIVE_FRAME_QOS, retain=False),
+            ["liveAudio"],
+        )
+        result[f"publishLiveControl{suffix}"] = _operation(
+            f"live{suffix}",
+            "send",
+            "gateway",
+            f"Pause or end a live stream to {whom}",
+            f"QoS {int(contract.LIVE_CONTROL_QOS)}, not retained.",
+            _qos(contract.LIVE_CONTROL_QOS, retain=False),
+            ["liveControl"],
+        )
+    for suffix, whom in live_scopes.items():
+        result[f"receiveLive{suffix}"] = _operation(
+            f"live{suffix}",
+            "receive",
+            "speaker",
+            f"Receive live streams to {whom}",
+            f"Subscribed with QoS {int(contract.LIVE_SUBSCRIPTION_QOS)}, so that pauses and ends "
+            f"arrive at QoS {int(contract.LIVE_CONTROL_QOS)} while audio stays at QoS "
+            f"{int(contract.LIVE_FRAME_QOS)}. Frames of a session the speaker has no play "
+            "command for, or whose tag does not verify, are dropped.",
+            _qos(contract.LIVE_SUBSCRIPTION_QOS),
         )
     result["publishAck"] = _operation(
         "acks",

@@ -188,7 +188,7 @@ def _topic_functions() -> dict[str, Callable[..., str]]:
         if inspect.isfunction(fn)
         and fn.__module__ == contract.__name__
         and "topic" in name
-        and not name.startswith(("_", "parse"))
+        and not name.startswith(("_", "parse", "is_"))
     }
 
 
@@ -254,7 +254,8 @@ def test_speakers_receive_exactly_their_subscriptions(doc: dict[str, Any]) -> No
         _render(_channel_of(doc, op)["address"], SAMPLES)
         for op in _operations(doc, "speaker", "receive").values()
     }
-    assert received == set(identity.subscriptions())
+    live = contract.live_subscriptions(SAMPLES["city"], SAMPLES["district"], SAMPLES["village"])
+    assert received == {*identity.subscriptions(), *live}
 
 
 def test_the_gateway_publishes_commands_and_reads_through_shared_subscriptions(
@@ -264,11 +265,12 @@ def test_the_gateway_publishes_commands_and_reads_through_shared_subscriptions(
         _render(_channel_of(doc, op)["address"], SAMPLES)
         for op in _operations(doc, "gateway", "send").values()
     }
-    assert sent == set(
-        contract.speaker_subscriptions(
+    assert sent == {
+        *contract.speaker_subscriptions(
             SAMPLES["city"], SAMPLES["district"], SAMPLES["village"], SAMPLES["speaker"]
-        )
-    )
+        ),
+        *contract.live_subscriptions(SAMPLES["city"], SAMPLES["district"], SAMPLES["village"]),
+    }
     shared = {}
     for op in _operations(doc, "gateway", "receive").values():
         subscription = op["bindings"]["mqtt"]["x-shared-subscription"]
@@ -299,6 +301,14 @@ def test_qos_and_retain_are_the_contracts(doc: dict[str, Any]) -> None:
             assert binding["qos"] == contract.COMMAND_QOS, op_id
         elif "/ack/" in address:
             assert binding["qos"] == contract.ACK_QOS, op_id
+        elif "/live/" in address:
+            expected = {
+                "publishLiveAudio": contract.LIVE_FRAME_QOS,
+                "publishLiveControl": contract.LIVE_CONTROL_QOS,
+                "receiveLive": contract.LIVE_SUBSCRIPTION_QOS,
+            }
+            prefix = next(p for p in expected if op_id.startswith(p))
+            assert binding["qos"] == expected[prefix], op_id
         if op["action"] == "send":
             assert "retain" in binding, op_id
     assert _mqtt(doc, "publishAck")["retain"] is False
@@ -320,6 +330,8 @@ def test_commands_carry_a_message_expiry_interval(doc: dict[str, Any]) -> None:
     for op_id, op in _operations(doc, "gateway", "send").items():
         binding = _mqtt(doc, op_id)
         assert binding["retain"] is False
+        if "/live/" in _channel_of(doc, op)["address"]:
+            continue  # a live frame is stale within a second; nothing to expire
         schema = binding["messageExpiryInterval"]
         for at_ms in (
             command.issued_at_ms,
@@ -335,13 +347,15 @@ def test_commands_carry_a_message_expiry_interval(doc: dict[str, Any]) -> None:
 
 
 def _payload_models() -> dict[str, type[BaseModel]]:
-    """The model of every contract ``encode_*`` function: what travels on the wire."""
+    """The model of every contract ``encode_*`` function of JSON payloads: what travels on the
+    wire (live frames are binary, checked on their own below)."""
     models = {}
     for name, fn in vars(contract).items():
         if inspect.isfunction(fn) and name.startswith("encode_"):
             hints = typing.get_type_hints(fn)
             model = next(iter(v for k, v in hints.items() if k != "return"))
-            models[model.__name__] = model
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                models[model.__name__] = model
     return models
 
 
@@ -405,6 +419,8 @@ def _message_models(doc: dict[str, Any]) -> Iterator[tuple[str, type[BaseModel],
     models = _payload_models()
     for message_id, message in doc["components"]["messages"].items():
         name = message["payload"]["$ref"].removeprefix(SCHEMAS)
+        if name == "LiveFrame":
+            continue  # binary, see test_live_frames_are_documented
         yield message_id, models[name], f"#/components/messages/{message_id}/payload"
 
 
@@ -734,6 +750,8 @@ def _with_defaults(doc: dict[str, Any], value: Any, schema: dict[str, Any]) -> A
 def _signing_bytes_as_documented(doc: dict[str, Any], payload: dict[str, Any]) -> bytes:
     body = _with_defaults(doc, payload, doc["components"]["schemas"]["Command"])
     body.pop("sig", None)
+    if body.get("live") is None:
+        body.pop("live", None)
     for ref in body["audio"]:
         ref.pop("data", None)
         ref.pop("url", None)
@@ -796,3 +814,31 @@ def test_a_fresh_key_signs_as_documented(doc: dict[str, Any]) -> None:
             signature, _signing_bytes_as_documented(doc, wire)
         )
         assert check(command)
+
+
+# --------------------------------------------------------------------------------------------
+# Live frames: binary, documented as a byte layout
+
+
+def test_live_frames_are_documented(doc: dict[str, Any], build: ModuleType) -> None:
+    schema = doc["components"]["schemas"]["LiveFrame"]
+    assert (schema["minLength"], schema["maxLength"]) == (
+        contract.LIVE_HEADER_BYTES,
+        contract.MAX_LIVE_FRAME_BYTES,
+    )
+    assert f"magic `0x{contract.LIVE_MAGIC:02x}`" in schema["description"]
+    key = base64.urlsafe_b64decode(build.LIVE_EXAMPLE_KEY + "=")
+    kinds = {
+        "liveAudio": {contract.LiveKind.AUDIO},
+        "liveControl": set(contract.LiveKind) - {contract.LiveKind.AUDIO},
+    }
+    for message_id, expected in kinds.items():
+        message = doc["components"]["messages"][message_id]
+        assert message["contentType"] == "application/octet-stream"
+        seen = set()
+        for example in message["examples"]:
+            frame = contract.decode_live_frame(base64.b64decode(example["payload"]))
+            assert frame.verify(key), example["name"]
+            assert not frame.verify(b"\0" * 32)
+            seen.add(frame.kind)
+        assert seen == expected, message_id

@@ -28,11 +28,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
 import secrets
+import struct
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Final, Literal, TypeVar
 
@@ -101,6 +104,7 @@ class RejectReason(StrEnum):
     OUT_OF_SCOPE = "out_of_scope"
     BAD_SIGNATURE = "bad_signature"
     UNSIGNED = "unsigned"
+    # The same id and nonce again after the command ended: a captured command sent once more.
     REPLAYED = "replayed"
     UNSUPPORTED_CODEC = "unsupported_codec"
     INTEGRITY = "integrity"
@@ -245,6 +249,26 @@ class AudioRef(_Message):
             raise WireError("inline audio is not valid base64") from exc
 
 
+class LiveStream(_Message):
+    """The stream a live command's speakers play after its chime (see the live section below).
+
+    The frames travel on the speaker's live topics; ``key`` authenticates them. It is covered by
+    the command's signature, so only the gateway that signed the command can have chosen it.
+    """
+
+    session: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    codec: Literal["opus"] = "opus"
+    frame_ms: Literal[20] = 20
+    key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    jitter_ms: int = Field(default=80, ge=20, le=1000)
+    # Without a frame for this long (paused: idle_ms) the speaker ends the stream by itself.
+    stall_ms: int = Field(default=3000, ge=200, le=60_000)
+    idle_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
+
+    def key_bytes(self) -> bytes:
+        return base64.urlsafe_b64decode(self.key + "=")
+
+
 class Command(_Message):
     """A command to speakers. A speaker acts on a given ``id`` at most once."""
 
@@ -256,13 +280,20 @@ class Command(_Message):
     scope: Scope
     category: Category
     priority: int = Field(ge=0, le=1000)
+    # "test" and "exercise" are never a real alert: kept apart in reports, never pre-empting a
+    # real broadcast, and introduced as a test in their own audio.
     mode: Literal["live", "test", "exercise"] = "live"
+    # False only for a test or exercise the city wants logged, not heard: the speaker checks it,
+    # journals it and acks it ``played`` with ``played_ms`` 0, without a sound.
+    audible: bool = True
     issued_at_ms: int = Field(ge=0)
     expires_at_ms: int = Field(ge=0)
     nonce: Annotated[str, Field(pattern=r"^[0-9a-f]{16,64}$")]
     title: str | None = Field(default=None, max_length=200)
     text: str | None = Field(default=None, max_length=5000)
     audio: tuple[AudioRef, ...] = ()
+    # A live broadcast: ``audio`` is its start chime, then the speaker plays this stream.
+    live: LiveStream | None = None
     key_id: str | None = Field(default=None, max_length=64)
     sig: str | None = Field(default=None, max_length=256)
 
@@ -272,6 +303,8 @@ class Command(_Message):
             raise ValueError("a command must expire after it is issued")
         if self.type == "play" and not self.audio:
             raise ValueError("a play command needs audio")
+        if not self.audible and self.mode == "live":
+            raise ValueError("a real (mode 'live') command is always audible")
         return self
 
     def signing_bytes(self) -> bytes:
@@ -280,6 +313,8 @@ class Command(_Message):
         Inline audio is covered through its sha256, so the speaker checks the bytes against it.
         """
         body = self.model_dump(mode="json", exclude={"sig"})
+        if body.get("live") is None:
+            body.pop("live", None)  # commands without a stream sign the same bytes as before
         body["audio"] = [
             {k: v for k, v in ref.items() if k not in ("data", "url")} for ref in body["audio"]
         ]
@@ -305,6 +340,10 @@ class Ack(_Message):
     audio_sha256: Sha256Hex | None = None
     played_ms: int | None = Field(default=None, ge=0)
     level_dbfs: float | None = Field(default=None, ge=-200, le=20)
+    # A live stream's reception, in the final ack of a live command (see LiveStream).
+    frames_received: int | None = Field(default=None, ge=0)
+    frames_lost: int | None = Field(default=None, ge=0)
+    latency_ms: int | None = Field(default=None, ge=0, le=600_000)
 
 
 class Presence(_Message):
@@ -441,16 +480,99 @@ class SignatureCheck:
         }
 
     def __call__(self, command: Command) -> bool:
-        from cryptography.exceptions import InvalidSignature
-
         key = self._keys.get(command.key_id or "")
         if key is None or command.sig is None:
             return False
+        return _verified(key, command.sig, command.signing_bytes())
+
+    def knows(self, key_id: str) -> bool:
+        return key_id in self._keys
+
+    def learn(self, ring: KeyRing, city: str) -> dict[str, bytes]:
+        """Trust the keys of `ring` that a trusted key vouches for, directly or through a chain
+        of endorsements; returns the newly trusted ones (key id -> raw public key)."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        if ring.city != city:
+            return {}
+        learned: dict[str, bytes] = {}
+        pending = [k for k in ring.keys if k.key_id not in self._keys]
+        progress = True
+        while pending and progress:
+            progress = False
+            for entry in list(pending):
+                voucher = self._keys.get(entry.endorsed_by or "")
+                if voucher is None or entry.sig is None:
+                    continue
+                pending.remove(entry)
+                if not _verified(voucher, entry.sig, entry.signing_bytes(city)):
+                    continue
+                raw = entry.raw_public_key()
+                self._keys[entry.key_id] = Ed25519PublicKey.from_public_bytes(raw)
+                learned[entry.key_id] = raw
+                progress = True
+        return learned
+
+
+def _verified(key: Any, sig: str, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.verify(base64.b64decode(sig, validate=True), data)
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+MAX_KEYRING_BYTES: Final = 64 * 1024
+
+
+class KeyEndorsement(_Message):
+    """One gateway signing key, vouched for by the key that signed before it (None for the
+    first): a speaker that trusts any earlier key learns a rotated one on its own."""
+
+    key_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+    public_key: str = Field(max_length=64)
+    endorsed_by: str | None = Field(default=None, max_length=64)
+    sig: str | None = Field(default=None, max_length=256)
+
+    def signing_bytes(self, city: str) -> bytes:
+        return f"maeul-key/v1\n{city}\n{self.key_id}\n{self.public_key}".encode()
+
+    def raw_public_key(self) -> bytes:
         try:
-            key.verify(base64.b64decode(command.sig, validate=True), command.signing_bytes())
-        except (InvalidSignature, binascii.Error, ValueError):
-            return False
-        return True
+            raw = base64.b64decode(self.public_key, validate=True)
+        except binascii.Error as exc:
+            raise WireError("a public key is not valid base64") from exc
+        if len(raw) != 32:
+            raise WireError("a public key is not a raw 32-byte Ed25519 key")
+        return raw
+
+
+class KeyRing(_Message):
+    """Every signing key of a city's gateway, oldest first, each endorsed by the one before."""
+
+    v: Literal[1] = PROTOCOL_VERSION
+    city: Segment
+    keys: tuple[KeyEndorsement, ...] = Field(max_length=256)
+
+
+def endorse_key(
+    city: str, key_id: str, public_key: bytes, *, by: tuple[str, bytes] | None
+) -> KeyEndorsement:
+    """`public_key` under `key_id`, signed by `by` (key id, raw private key) if given."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    entry = KeyEndorsement(key_id=key_id, public_key=base64.b64encode(public_key).decode("ascii"))
+    if by is None:
+        return entry
+    signer = Ed25519PrivateKey.from_private_bytes(by[1])
+    sig = base64.b64encode(signer.sign(entry.signing_bytes(city))).decode("ascii")
+    return entry.model_copy(update={"endorsed_by": by[0], "sig": sig})
+
+
+def decode_keyring(payload: bytes) -> KeyRing:
+    return _load(KeyRing, payload, MAX_KEYRING_BYTES)
 
 
 def sign_command(command: Command, *, key_id: str, private_key: bytes) -> Command:
@@ -516,3 +638,139 @@ def command_ids_of(payload: bytes) -> tuple[str, str] | None:
     if not (_COMMAND_ID.fullmatch(command_id) and _COMMAND_ID.fullmatch(broadcast_id)):
         return None
     return command_id, broadcast_id
+
+
+# --------------------------------------------------------------------------------------------
+# Live streams: a live broadcast's audio, in real time. Added for live broadcasts; nothing above
+# depends on this section except `Command.live`.
+#
+# A live broadcast starts as an ordinary signed play command whose ``audio`` is the start chime
+# and whose ``live`` names the stream. Its frames go, once per group as for commands, to
+#
+#     maeul/v1/{c}/live/all  |  maeul/v1/{c}/live/district/{d}  |  maeul/v1/{c}/live/village/{v}
+#
+# which every speaker subscribes to beside its command topics. A frame is binary (big-endian):
+#
+#     0   1  magic 0x4c ("L")
+#     1   1  kind: 1 audio (QoS 0), 2 pause, 3 end (QoS 1; the end's seq is the last audio seq)
+#     2   1  flags: audio: bit 0 starts a talk spurt (re-anchor playout); end: an EndReason
+#     3   1  reserved, 0
+#     4  16  session: the broadcast id
+#     20  4  seq: audio frame number, from 0, without gaps at the sender
+#     24  8  at_ms: when the gateway received the frame (Unix ms): latency is measured from it
+#     32  8  tag: the first 8 bytes of HMAC-SHA256(LiveStream.key, bytes 0..31 + payload)
+#     40  -  payload: one 20 ms Opus packet (audio); empty for pause and end
+#
+# An audio frame is small (about 100 bytes at 24 kbit/s) and stale after a fraction of a second,
+# so it travels at QoS 0; a speaker conceals a lost one. The tag keeps a forged frame from being
+# played without costing a signature per frame.
+
+LIVE_MAGIC: Final = 0x4C
+LIVE_HEADER_BYTES: Final = 40
+LIVE_TAG_BYTES: Final = 8
+# An Opus packet is at most 1275 bytes per frame; a 20 ms packet holds up to three.
+MAX_LIVE_PAYLOAD_BYTES: Final = 3 * 1275
+MAX_LIVE_FRAME_BYTES: Final = LIVE_HEADER_BYTES + MAX_LIVE_PAYLOAD_BYTES
+LIVE_FRAME_QOS: Final = Qos.AT_MOST_ONCE
+LIVE_CONTROL_QOS: Final = Qos.AT_LEAST_ONCE
+# Subscribed at QoS 1 so that pause and end arrive at QoS 1; audio frames stay QoS 0.
+LIVE_SUBSCRIPTION_QOS: Final = Qos.AT_LEAST_ONCE
+_LIVE_HEAD = struct.Struct(">BBBB16sIQ")
+
+
+class LiveKind(IntEnum):
+    AUDIO = 1
+    PAUSE = 2
+    END = 3
+
+
+class EndReason(IntEnum):
+    """Why a live stream ended: ``stopped`` ends ``played``; the others ``failed``/interrupted."""
+
+    STOPPED = 0  # the speaker (a person) stopped, or the longest allowed talk was reached
+    CLIENT_LOST = 1  # the talking client vanished and did not come back within the grace period
+    FAILED = 2  # the gateway could not go on
+
+
+LIVE_START_FLAG: Final = 0x01
+
+
+def live_topic_all(city: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/live/all"
+
+
+def live_topic_district(city: str, district: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/live/district/{_segment(district, 'district')}"
+
+
+def live_topic_village(city: str, village: str) -> str:
+    return f"{TOPIC_ROOT}/{_segment(city, 'city')}/live/village/{_segment(village, 'village')}"
+
+
+def live_subscriptions(city: str, district: str, village: str) -> list[str]:
+    """Every live topic one speaker listens on."""
+    return [
+        live_topic_all(city),
+        live_topic_district(city, district),
+        live_topic_village(city, village),
+    ]
+
+
+def is_live_topic(topic: str) -> bool:
+    parts = topic.split("/", 4)
+    return len(parts) >= 4 and parts[3] == "live" and f"{parts[0]}/{parts[1]}" == TOPIC_ROOT
+
+
+def new_live_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFrame:
+    kind: LiveKind
+    flags: int
+    session: str  # hex, as LiveStream.session
+    seq: int
+    at_ms: int
+    payload: bytes = field(default=b"", repr=False)
+    tag: bytes = field(default=b"", repr=False)
+
+    @property
+    def starts_spurt(self) -> bool:
+        return self.kind is LiveKind.AUDIO and bool(self.flags & LIVE_START_FLAG)
+
+    def _head(self) -> bytes:
+        return _LIVE_HEAD.pack(
+            LIVE_MAGIC, self.kind, self.flags, 0, bytes.fromhex(self.session), self.seq, self.at_ms
+        )
+
+    def verify(self, key: bytes) -> bool:
+        expected = hmac.digest(key, self._head() + self.payload, "sha256")[:LIVE_TAG_BYTES]
+        return hmac.compare_digest(expected, self.tag)
+
+
+def encode_live_frame(frame: LiveFrame, key: bytes) -> bytes:
+    """The frame's bytes with a fresh tag (``frame.tag`` is ignored)."""
+    if len(frame.payload) > MAX_LIVE_PAYLOAD_BYTES:
+        raise WireError(f"a live payload of {len(frame.payload)} bytes is too large")
+    head = frame._head()
+    tag = hmac.digest(key, head + frame.payload, "sha256")[:LIVE_TAG_BYTES]
+    return head + tag + frame.payload
+
+
+def decode_live_frame(data: bytes) -> LiveFrame:
+    """Parse a frame (its tag is checked by `LiveFrame.verify`, with the session's key)."""
+    if not LIVE_HEADER_BYTES <= len(data) <= MAX_LIVE_FRAME_BYTES:
+        raise WireError(f"a live frame of {len(data)} bytes is outside the allowed size")
+    magic, kind, flags, _, session, seq, at_ms = _LIVE_HEAD.unpack_from(data)
+    if magic != LIVE_MAGIC or kind not in (1, 2, 3):
+        raise WireError("not a live frame")
+    return LiveFrame(
+        kind=LiveKind(kind),
+        flags=flags,
+        session=session.hex(),
+        seq=seq,
+        at_ms=at_ms,
+        payload=data[LIVE_HEADER_BYTES:],
+        tag=data[LIVE_HEADER_BYTES - LIVE_TAG_BYTES : LIVE_HEADER_BYTES],
+    )

@@ -19,6 +19,7 @@ from gateway.auth import Anyone, Principal, Role, Sender, allow
 from gateway.broadcasts import resend, service
 from gateway.broadcasts.schemas import (
     BroadcastDetail,
+    BroadcastMode,
     BroadcastPage,
     BroadcastSummary,
     EvidenceHold,
@@ -105,6 +106,14 @@ async def create_broadcast(
         File(description="The recording (m4a, 3gp, webm, ogg, mp3, ...); omit to speak `text`"),
     ] = None,
     repeat: Annotated[bool, Form(description="Speak typed text twice")] = False,
+    mode: Annotated[
+        BroadcastMode,
+        Form(
+            description="live: a real broadcast. test, exercise: kept apart from real ones, "
+            "introduced as a test on the speakers (or only logged there), never interrupting "
+            "a real broadcast"
+        ),
+    ] = "live",
     title: Annotated[str | None, Form(max_length=200)] = None,
     text: Annotated[str | None, Form(max_length=5000)] = None,
     template_id: Annotated[
@@ -135,6 +144,7 @@ async def create_broadcast(
         idempotency_key=idempotency_key,
         created_by=user.actor,
         repeat=repeat,
+        mode=mode,
         principal=user,
     )
     settings = runtime.settings
@@ -240,6 +250,11 @@ async def list_broadcasts(
     user: Anyone,
     city: CityDep,
     category: Category | None = None,
+    mode: Annotated[
+        BroadcastMode | None,
+        Query(description="Only real broadcasts (live), or only tests or exercises"),
+    ] = None,
+    mine: Annotated[bool, Query(description="Only the broadcasts the caller sent")] = False,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -249,6 +264,8 @@ async def list_broadcasts(
         session,
         city,
         category=category,
+        mode=mode,
+        created_by=user.actor if mine else None,
         since=since,
         until=until,
         limit=limit,

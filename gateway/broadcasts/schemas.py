@@ -10,6 +10,10 @@ from pydantic import BaseModel, Field
 from wire.contract import Category
 
 BroadcastState = Literal["queued", "in_progress", "completed", "cancelled"]
+# "live" is a real broadcast; "test" and "exercise" are kept apart from real ones end to end:
+# announced as such on the speakers (or only logged there, GATEWAY_TEST_PLAYBACK), never
+# pre-empting a real broadcast, filtered apart in lists and reports, never on residents' pages.
+BroadcastMode = Literal["live", "test", "exercise"]
 VillageOutcome = Literal["played", "partial", "missed", "in_progress", "offline", "no_speakers"]
 
 
@@ -68,6 +72,7 @@ class BroadcastSummary(BaseModel):
     id: str
     state: BroadcastState
     category: Category
+    mode: BroadcastMode = "live"
     priority: int
     title: str | None
     text: str | None

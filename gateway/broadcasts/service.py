@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Final, Protocol
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -73,6 +75,7 @@ class BroadcastRequest:
             "villages": sorted(set(self.village_ids)),
             "expires_in_s": self.expires_in_s,
             "repeat": self.repeat,
+            "mode": self.mode,
             "source": source_sha256,
         }
         if self.extra_target:
@@ -183,11 +186,12 @@ async def start_broadcast(
     codecs = ["opus"]
     if any("opus" not in s.codecs for s in recipients):
         codecs.append("mp3")
+    frame = await spoken_frame(runtime, request.mode)
     if upload is None:
-        transcoded = await _speak(runtime, request, codecs)
+        transcoded = await _speak(runtime, request, codecs, frame)
     else:
         transcoded = await runtime.worker.transcode(
-            upload, category=request.category, codecs=codecs
+            upload, category=request.category, codecs=codecs, spoken_frame=frame
         )
     audio = StoredAudio(
         source_sha256=source_sha256,
@@ -225,7 +229,7 @@ async def record_broadcast(
         city_id=city.id,
         command_id=contract.new_id(),
         category=request.category.value,
-        priority=settings.priority_of(request.category),
+        priority=settings.priority_of(request.category, request.mode),
         mode=request.mode,
         title=request.title,
         text=request.text,
@@ -303,7 +307,49 @@ async def limit_request(
     )
 
 
-async def _speak(runtime: Runtime, request: BroadcastRequest, codecs: list[str]) -> Transcoded:
+# Said before and after a test or exercise played aloud (GATEWAY_TEST_PLAYBACK=announce), so
+# nobody takes it for a real alert.
+TEST_ANNOUNCEMENTS: Final[Mapping[str, tuple[str, str]]] = {
+    "test": (
+        "지금부터 시험 방송을 하겠습니다. 실제 상황이 아닙니다.",
+        "이상, 시험 방송이었습니다. 실제 상황이 아닙니다.",
+    ),
+    "exercise": (
+        "지금부터 훈련 방송을 하겠습니다. 실제 상황이 아닙니다.",
+        "이상, 훈련 방송이었습니다. 실제 상황이 아닙니다.",
+    ),
+}
+
+
+async def spoken_frame(runtime: Runtime, mode: str) -> tuple[Path, Path] | None:
+    """The spoken announcements around a test or exercise played aloud, made once per engine
+    and kept in the data directory; None for a real broadcast or when tests are only logged."""
+    phrases = TEST_ANNOUNCEMENTS.get(mode)
+    settings = runtime.settings
+    if phrases is None or settings.test_playback != "announce":
+        return None
+    directory = settings.data_dir / "announcements"
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for phrase in phrases:
+        key = hashlib.sha256(f"{settings.speech_engine}:{phrase}".encode()).hexdigest()[:16]
+        path = directory / f"{mode}-{key}.wav"
+        if not path.exists():
+            scratch = path.with_suffix(f".{secrets.token_hex(4)}.tmp.wav")
+            await runtime.worker.run(
+                synthesize_file, phrase, str(scratch), engine=settings.speech_engine
+            )
+            scratch.replace(path)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+async def _speak(
+    runtime: Runtime,
+    request: BroadcastRequest,
+    codecs: list[str],
+    frame: tuple[Path, Path] | None = None,
+) -> Transcoded:
     assert request.text is not None
     directory = runtime.settings.data_dir / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
@@ -316,7 +362,9 @@ async def _speak(runtime: Runtime, request: BroadcastRequest, codecs: list[str])
             engine=runtime.settings.speech_engine,
             repeat=request.repeat,
         )
-        return await runtime.worker.transcode(wav, category=request.category, codecs=codecs)
+        return await runtime.worker.transcode(
+            wav, category=request.category, codecs=codecs, spoken_frame=frame
+        )
 
 
 async def _sha256_file(path: Path) -> str:
@@ -334,19 +382,39 @@ async def _store_audio(
     session: AsyncSession, transcoded: Transcoded, codecs: Sequence[str], now: datetime
 ) -> None:
     for codec in codecs:
-        encoded = transcoded.variants[codec]
-        if await session.get(AudioAsset, encoded.sha256) is None:
-            session.add(
-                AudioAsset(
-                    sha256=encoded.sha256,
-                    codec=encoded.codec,
-                    mime_type=encoded.mime_type,
-                    size=len(encoded.data),
-                    duration_ms=encoded.duration_ms,
-                    data=encoded.data,
-                    created_at=now,
-                )
+        await store_encoded(session, transcoded.variants[codec], now)
+
+
+class EncodedAudio(Protocol):
+    """Encoded bytes and what a speaker needs to know of them (a transcoded variant, a chime,
+    a live talk's recording)."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def mime_type(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def duration_ms(self) -> int: ...
+
+
+async def store_encoded(session: AsyncSession, encoded: EncodedAudio, now: datetime) -> None:
+    """Keep encoded audio by its sha256 (once: the same bytes are the same asset)."""
+    if await session.get(AudioAsset, encoded.sha256) is None:
+        session.add(
+            AudioAsset(
+                sha256=encoded.sha256,
+                codec=encoded.codec,
+                mime_type=encoded.mime_type,
+                size=len(encoded.data),
+                duration_ms=encoded.duration_ms,
+                data=encoded.data,
+                created_at=now,
             )
+        )
 
 
 async def _plan_publications(
@@ -507,10 +575,16 @@ async def list_broadcasts(
     limit: int,
     offset: int,
     principal: Principal,
+    mode: str | None = None,
+    created_by: str | None = None,
 ) -> tuple[list[Broadcast], int]:
     query = select(Broadcast).where(Broadcast.city_id == city.id)
+    if created_by is not None:
+        query = query.where(Broadcast.created_by == created_by)
     if category is not None:
         query = query.where(Broadcast.category == category.value)
+    if mode is not None:
+        query = query.where(Broadcast.mode == mode)
     if since is not None:
         query = query.where(Broadcast.created_at >= since)
     if until is not None:
@@ -590,6 +664,7 @@ async def summarize(
         "id": broadcast.id,
         "state": broadcast_state(broadcast, speaker_counts),
         "category": broadcast.category,
+        "mode": broadcast.mode,
         "priority": broadcast.priority,
         "title": broadcast.title,
         "text": broadcast.text,
@@ -662,11 +737,12 @@ async def store_audio_for(
     by record_broadcast. Every codec by default: who will receive it is only known then."""
     source_sha256 = await source_sha256_of(runtime, request, upload)
     wanted = list(codecs)
+    frame = await spoken_frame(runtime, request.mode)
     if upload is None:
-        transcoded = await _speak(runtime, request, wanted)
+        transcoded = await _speak(runtime, request, wanted, frame)
     else:
         transcoded = await runtime.worker.transcode(
-            upload, category=request.category, codecs=wanted
+            upload, category=request.category, codecs=wanted, spoken_frame=frame
         )
     await _store_audio(session, transcoded, wanted, runtime.clock.now())
     return StoredAudio(

@@ -42,6 +42,8 @@ class Schedule(Base):
     # api: asked for; quiet_hours: a broadcast deferred to the end of quiet hours.
     origin: Mapped[str] = mapped_column(String(16), default="api")
     category: Mapped[str] = mapped_column(String(32))
+    # live | test | exercise: what each broadcast it sends will be.
+    mode: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
     title: Mapped[str | None] = mapped_column(String(200), default=None)
     text: Mapped[str | None] = mapped_column(Text, default=None)
     # recording: an upload, transcoded when scheduled; text: spoken when scheduled.

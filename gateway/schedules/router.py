@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, Upl
 from gateway.auth import Anyone, Principal, Role, Sender, allow
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.router import RuntimeDep, _spill, _upload_within_limit
+from gateway.broadcasts.schemas import BroadcastMode
 from gateway.db import SessionDep
 from gateway.places.service import CityDep, NowDep
 from gateway.schedules import service
@@ -56,7 +57,11 @@ _CONTENT_ERRORS = (
             "description": "quiet_hours (the first occurrence falls in them; policy refuse), "
             "approval_required (a disaster alert that needs a second person)"
         },
-        422: {"description": f"{_TIME_ERRORS}, {_CONTENT_ERRORS}"},
+        422: {"description": f"{_TIME_ERRORS}, repetition_over_rate_limit, {_CONTENT_ERRORS}"},
+        429: {
+            "description": "rate_limited_user, rate_limited_village: checked like a send "
+            "(never for disaster alerts); each occurrence is checked again when it fires"
+        },
     },
 )
 async def create_schedule(
@@ -76,6 +81,13 @@ async def create_schedule(
         str | None, Form(description='The template\'s values, a JSON object: {"날짜": "5일"}')
     ] = None,
     repeat: Annotated[bool, Form(description="Speak typed text twice")] = False,
+    mode: Annotated[
+        BroadcastMode,
+        Form(
+            description="live, or test / exercise: each broadcast it sends is one (see POST "
+            "/broadcasts)"
+        ),
+    ] = "live",
     title: Annotated[str | None, Form(max_length=200)] = None,
     all_villages: Annotated[bool, Form()] = False,
     district_ids: Annotated[list[int] | None, Form()] = None,
@@ -122,6 +134,7 @@ async def create_schedule(
         idempotency_key=idempotency_key,
         created_by=user.actor,
         repeat=repeat,
+        mode=mode,
         principal=user,
     )
     timing = Timing(
@@ -154,31 +167,39 @@ async def create_schedule(
 @router.get("/schedules", operation_id="list_schedules")
 async def list_schedules(
     session: SessionDep,
-    _user: Anyone,
+    user: Anyone,
     city: CityDep,
     state: ScheduleState | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SchedulePage:
-    """Newest first, each with its next fire time and the broadcasts it created."""
-    return await service.list_schedules(session, city, state=state, limit=limit, offset=offset)
+    """Newest first, each with its next fire time and the broadcasts it created. The city
+    administrator and the auditor see every schedule; others those of the categories their
+    role sends that reach their area."""
+    return await service.list_schedules(
+        session, city, state=state, limit=limit, offset=offset, principal=user
+    )
 
 
 @router.get(
     "/schedules/{schedule_id}",
     operation_id="get_schedule",
-    responses={404: {"description": "schedule_not_found"}},
+    responses={
+        403: {"description": "outside_scope (another area, or a category the role does not send)"},
+        404: {"description": "schedule_not_found"},
+    },
 )
 async def get_schedule(
-    schedule_id: str, session: SessionDep, _user: Anyone, city: CityDep
+    schedule_id: str, session: SessionDep, user: Anyone, city: CityDep
 ) -> ScheduleRead:
-    return await service.get_schedule(session, city, schedule_id)
+    return await service.get_schedule(session, city, schedule_id, principal=user)
 
 
 @router.patch(
     "/schedules/{schedule_id}",
     operation_id="update_schedule",
     responses={
+        403: {"description": "outside_scope, category_not_allowed"},
         404: {"description": "schedule_not_found"},
         409: {
             "description": "schedule_already_fired, schedule_cancelled, schedule_busy, "
@@ -203,6 +224,7 @@ async def update_schedule(
     "/schedules/{schedule_id}/cancel",
     operation_id="cancel_schedule",
     responses={
+        403: {"description": "outside_scope, category_not_allowed"},
         404: {"description": "schedule_not_found"},
         409: {"description": "schedule_already_fired (every occurrence fired)"},
     },

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gateway.broadcasts.schemas import BroadcastMode
 from gateway.schedules.recurrence import Kind, Weekday
 from wire.contract import Category
 
@@ -35,8 +36,9 @@ class Occurrence(BaseModel):
     occurrence_at: datetime = Field(description="The time it was due (before any deferral)")
     state: OccurrenceState
     reason: str | None = Field(
-        description="skipped: missed (the gateway was down past the grace window) or "
-        "quiet_hours; failed: the error code (e.g. district_not_found)"
+        description="skipped: missed (the gateway was down past the grace window), "
+        "quiet_hours, or rate_limited_user / rate_limited_village (the hour's share was spent "
+        "when it fell due); failed: the error code (e.g. district_not_found)"
     )
     broadcast_id: str | None
     handled_at: datetime
@@ -49,6 +51,7 @@ class ScheduleRead(BaseModel):
         description="quiet_hours: a broadcast deferred to the end of quiet hours"
     )
     category: Category
+    mode: BroadcastMode = Field(description="What each broadcast it sends will be")
     title: str | None
     text: str | None
     source: Literal["recording", "text"]

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, time, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Final, Literal, cast
 
@@ -22,9 +22,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from gateway import ratelimits, scopes
 from gateway.approvals import service as approvals
 from gateway.auth import Principal, Role
 from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts.schemas import BroadcastMode
 from gateway.broadcasts.service import (
     AwaitingApproval,
     BroadcastRequest,
@@ -32,7 +34,14 @@ from gateway.broadcasts.service import (
     Started,
     StoredAudio,
 )
-from gateway.errors import Conflict, Forbidden, InvalidRequest, MaeulError, NotFound
+from gateway.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    MaeulError,
+    NotFound,
+    TooManyRequests,
+)
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.schedules.models import DistrictQuietHours, Schedule, ScheduleOccurrence
@@ -343,6 +352,11 @@ async def create_schedule(
     await broadcasts.authorize_request(session, runtime, city, request)
     target = await _resolve(session, city, request)
     await _refuse_two_person(session, request, target)
+    if origin == "api":
+        # Checked like a send (a send held by quiet hours was checked when it was asked for).
+        await broadcasts.limit_request(session, runtime, city, request, target)
+        if request.principal is not None and request.principal.user_id is not None:
+            ratelimits.check_repetition(runtime.settings, request.category, _sends_in_an_hour(rule))
     fire_at = await _first_fire(session, runtime.settings, city, request, target, rule.first_at)
     audio = await broadcasts.store_audio_for(session, runtime, request, upload)
     schedule = Schedule(
@@ -351,6 +365,7 @@ async def create_schedule(
         state="active",
         origin=origin,
         category=request.category.value,
+        mode=request.mode,
         title=request.title,
         text=request.text,
         source_kind="text" if upload is None else "recording",
@@ -387,6 +402,14 @@ async def create_schedule(
             raise _key_reused() from None
         return Created(await read_schedule(session, winner), replayed=True)
     return Created(await read_schedule(session, schedule), replayed=False)
+
+
+def _sends_in_an_hour(rule: Recurrence) -> int:
+    """The most occurrences that fall within any one rate-limit window."""
+    if rule.kind != "repeat" or rule.repeat_every_min is None:
+        return 1  # once, or at most one a day
+    every = timedelta(minutes=rule.repeat_every_min)
+    return min(rule.repeat_count, -(-ratelimits.WINDOW // every))
 
 
 def _target_of(request: BroadcastRequest) -> dict[str, object]:
@@ -451,6 +474,7 @@ def _request_of(
         idempotency_key=idempotency_key,
         created_by=schedule.created_by,
         repeat=schedule.speak_twice,
+        mode=schedule.mode,
         principal=principal,
         extra_target=extra,
     )
@@ -556,6 +580,7 @@ def _to_read(schedule: Schedule, occurrences: Sequence[ScheduleOccurrence]) -> S
         state=cast(ScheduleState, schedule.state),
         origin=cast(Literal["api", "quiet_hours"], schedule.origin),
         category=Category(schedule.category),
+        mode=cast(BroadcastMode, schedule.mode),
         title=schedule.title,
         text=schedule.text,
         source=cast(Literal["recording", "text"], schedule.source_kind),
@@ -606,8 +631,61 @@ async def read_schedule(session: AsyncSession, schedule: Schedule) -> ScheduleRe
     return _to_read(schedule, occurrences[schedule.id])
 
 
-async def get_schedule(session: AsyncSession, city: City, schedule_id: str) -> ScheduleRead:
-    return await read_schedule(session, await load_schedule(session, city.id, schedule_id))
+# Who sees every schedule; everyone else sees those of the categories their role sends that
+# reach their area, as they could act on them.
+_SEE_ALL: Final = frozenset({Role.CITY_ADMIN, Role.AUDITOR})
+
+
+async def _reaches_area(session: AsyncSession, principal: Principal, schedule: Schedule) -> bool:
+    """Whether the schedule's target (resolved only when it fires) reaches the caller's area."""
+    if principal.role in scopes.CITY_WIDE:
+        return True
+    target = schedule.target
+    if target.get("all"):
+        return bool(principal.district_ids or principal.village_ids)
+    districts = set(_ids(target, "district_ids"))
+    if districts & principal.district_ids:
+        return True
+    if districts and principal.village_ids:
+        own = await places.village_codes(session, sorted(principal.village_ids))
+        if any(district in districts for _code, _name, district in own.values()):
+            return True
+    return await scopes.touches(session, principal, _ids(target, "village_ids"))
+
+
+async def _visible(session: AsyncSession, principal: Principal, schedule: Schedule) -> bool:
+    if principal.role in _SEE_ALL:
+        return True
+    if Category(schedule.category) not in scopes.ROLE_CATEGORIES[principal.role]:
+        return False
+    return await _reaches_area(session, principal, schedule)
+
+
+def _not_yours() -> Forbidden:
+    return Forbidden(
+        "outside_scope",
+        ko="담당 지역이나 담당 방송 종류의 예약이 아닙니다.",
+        en="This schedule is outside your area or the categories you send.",
+    )
+
+
+async def _authorize_act(
+    session: AsyncSession, runtime: Runtime, city: City, schedule: Schedule, principal: Principal
+) -> None:
+    """May this person edit or cancel the schedule as it stands (its category, its target)?
+    The same check as sending it, so whoever may change it could have made it."""
+    await broadcasts.authorize_request(
+        session, runtime, city, _request_of(schedule, idempotency_key=None, principal=principal)
+    )
+
+
+async def get_schedule(
+    session: AsyncSession, city: City, schedule_id: str, *, principal: Principal
+) -> ScheduleRead:
+    schedule = await load_schedule(session, city.id, schedule_id)
+    if not await _visible(session, principal, schedule):
+        raise _not_yours()
+    return await read_schedule(session, schedule)
 
 
 async def list_schedules(
@@ -617,16 +695,25 @@ async def list_schedules(
     state: str | None,
     limit: int,
     offset: int,
+    principal: Principal,
 ) -> SchedulePage:
     query = select(Schedule).where(Schedule.city_id == city.id)
     if state is not None:
         query = query.where(Schedule.state == state)
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = list(
-        await session.scalars(
-            query.order_by(Schedule.created_at.desc(), Schedule.id).limit(limit).offset(offset)
-        )
-    )
+    ordered = query.order_by(Schedule.created_at.desc(), Schedule.id)
+    if principal.role in _SEE_ALL:
+        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = list(await session.scalars(ordered.limit(limit).offset(offset)))
+    else:
+        # The category is a column; the target is JSON resolved when it fires, so the area is
+        # checked here, like the broadcasts a scoped caller lists.
+        categories = sorted(c.value for c in scopes.ROLE_CATEGORIES[principal.role])
+        visible = [
+            s
+            for s in await session.scalars(ordered.where(Schedule.category.in_(categories)))
+            if await _reaches_area(session, principal, s)
+        ]
+        total, rows = len(visible), visible[offset : offset + limit]
     occurrences = await _occurrences(session, [s.id for s in rows])
     return SchedulePage(
         items=[_to_read(s, occurrences[s.id]) for s in rows],
@@ -714,8 +801,10 @@ async def update_schedule(
     *,
     principal: Principal,
 ) -> ScheduleRead:
-    """Change time, text or targets before the first occurrence fires."""
+    """Change time, text or targets before the first occurrence fires: the caller must be
+    allowed to act on the schedule as it is, and to send it as it will be."""
     schedule = await load_schedule(session, city.id, schedule_id, for_update=True)
+    await _authorize_act(session, runtime, city, schedule, principal)
     if schedule.state == "cancelled":
         raise _cancelled(schedule)
     if schedule.state != "active" or schedule.fired_count or schedule.skipped_count:
@@ -808,6 +897,7 @@ async def cancel_schedule(
     """No further occurrence fires. Broadcasts it already created are not touched (cancel them
     as broadcasts). Cancelling twice is harmless."""
     schedule = await load_schedule(session, city.id, schedule_id, for_update=True)
+    await _authorize_act(session, runtime, city, schedule, principal)
     if schedule.state == "cancelled":
         return await read_schedule(session, schedule)
     if schedule.state != "active":
@@ -816,9 +906,6 @@ async def cancel_schedule(
             ko="이미 모든 방송을 마친 예약은 취소할 수 없습니다.",
             en=f"Schedule {schedule.id} has already fired every occurrence.",
         )
-    await broadcasts.authorize_request(
-        session, runtime, city, _request_of(schedule, idempotency_key=None, principal=principal)
-    )
     now = runtime.clock.now()
     schedule.state = "cancelled"
     schedule.cancelled_at = now
@@ -961,6 +1048,22 @@ async def handle_due(
                 schedule.updated_at = now
                 return "deferred"
             _record(session, schedule, occurrence, "skipped", now, reason="quiet_hours")
+            _advance(schedule, rule, occurrence, now)
+            return "skipped"
+
+    if ratelimits.limits_actor(schedule.created_by):
+        try:
+            await ratelimits.check_send(
+                session,
+                settings,
+                city_id=city.id,
+                actor=schedule.created_by,
+                category=request.category,
+                village_ids=target.village_ids,
+                now=now,
+            )
+        except TooManyRequests as exc:
+            _record(session, schedule, occurrence, "skipped", now, reason=exc.code)
             _advance(schedule, rule, occurrence, now)
             return "skipped"
 

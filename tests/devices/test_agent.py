@@ -27,7 +27,7 @@ from devices.agent import (
     main,
 )
 from devices.link import Hub
-from tests.devices.commands import audio, command, new_keys, opus_clip
+from tests.devices.commands import Keys, audio, command, new_keys, opus_clip
 from tests.devices.observer import Observer
 from wire import contract
 from wire.contract import Codec
@@ -258,7 +258,11 @@ async def test_the_agent_plays_a_command_once_across_restarts(
         await observer.until(lambda: agent.link.online)
         await observer.publish(topic, cmd)
         await observer.until(has(observer, cmd.id, 4))
-    assert statuses(observer, cmd.id)[-1] == ("played", None)
+        # The gateway asking again signs afresh, with a new nonce: answered from the journal.
+        await observer.publish(topic, cmd.model_copy(update={"nonce": contract.new_nonce()}))
+        await observer.until(has(observer, cmd.id, 5))
+    # The same bytes again after the end, across a restart, are a replay: refused and reported.
+    assert statuses(observer, cmd.id)[3:] == [("rejected", "replayed"), ("played", None)]
     assert again.played == []
 
 
@@ -333,3 +337,75 @@ async def test_the_agent_checks_signatures_and_fetches_audio_from_the_gateway(
     assert [s for s, _ in statuses(observer, signed.id)] == ["received", "playing", "played"]
     assert len(player.played) == 1
     assert [r.headers["authorization"] for r in requests] == ["Bearer speaker-token"]
+
+
+async def test_a_rotated_key_is_learned_from_the_keyring_and_remembered(
+    mqtt_url: str, city: str, observer: Observer, tmp_path: Path
+) -> None:
+    old, new = new_keys("k-2026-01"), new_keys("k-2026-07")
+    rogue, unknown = new_keys("k-rogue"), new_keys("k-unknown")
+    clip = opus_clip(0.5)
+    ring = contract.KeyRing(
+        city=city,
+        keys=(
+            contract.endorse_key(city, old.key_id, old.public, by=None),
+            contract.endorse_key(city, new.key_id, new.public, by=(old.key_id, old.private)),
+            # Vouched for by a key this speaker never trusted: not learned.
+            contract.endorse_key(
+                city, rogue.key_id, rogue.public, by=(unknown.key_id, unknown.private)
+            ),
+        ),
+    )
+    asked: list[str] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/api/v1/keys/ring":
+            return httpx.Response(200, content=ring.model_dump_json().encode())
+        return httpx.Response(404)
+
+    speaker = f"{city}-s1"
+    config = agent_config(
+        mqtt_url,
+        city,
+        speaker,
+        tmp_path / "journal.sqlite",
+        url="https://gw.example",
+        public_keys={old.key_id: base64.b64encode(old.public).decode()},
+    )
+    topic = contract.command_topic_speaker(city, speaker)
+
+    def signed_by(keys: Keys) -> contract.Command:
+        return keys.sign(command(city=city, at_ms=contract.now_ms(), refs=(audio(clip),)))
+
+    after_rotation, forged = signed_by(new), signed_by(rogue)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(gateway)) as http,
+        running(config, FakePlayer(), http) as agent,
+    ):
+        await observer.until(lambda: agent.link.online)
+        await observer.publish(topic, after_rotation)
+        await observer.until(has(observer, after_rotation.id, 1))
+        await observer.until(has(observer, after_rotation.id, 3))
+        await observer.publish(topic, forged)
+        await observer.until(has(observer, forged.id, 1))
+    assert [s for s, _ in statuses(observer, after_rotation.id)] == [
+        "received",
+        "playing",
+        "played",
+    ]
+    assert statuses(observer, forged.id) == [("rejected", "bad_signature")]
+    assert asked == ["/api/v1/keys/ring"], "asked once; the rogue key came within the minute"
+
+    # Restarted, the speaker still trusts the learned key without asking again.
+    asked.clear()
+    again = signed_by(new)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(gateway)) as http,
+        running(config, FakePlayer(), http) as agent,
+    ):
+        await observer.until(lambda: agent.link.online)
+        await observer.publish(topic, again)
+        await observer.until(has(observer, again.id, 3))
+    assert statuses(observer, again.id)[-1] == ("played", None)
+    assert asked == []

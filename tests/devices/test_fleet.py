@@ -158,8 +158,9 @@ async def test_a_republished_command_id_is_not_played_twice(
         await observer.until(lambda: observer.speakers_with(cmd.id, "played") == everyone)
         again = cmd.model_copy(update={"nonce": contract.new_nonce()})  # a retry
         await observer.publish(contract.command_topic_all(city), again)
-        for speaker in everyone:  # and a catch-up on each speaker's own topic
-            await observer.publish(contract.command_topic_speaker(city, speaker), cmd)
+        for speaker in everyone:  # and a catch-up on each speaker's own topic, signed afresh
+            catch_up = cmd.model_copy(update={"nonce": contract.new_nonce()})
+            await observer.publish(contract.command_topic_speaker(city, speaker), catch_up)
         await settle(observer, fleet, city, clip)
         counts = observer.counts(cmd.id)
         for speaker in everyone:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from devices.agent import SqliteJournal
 from devices.speaker import Ack, Play, Proof, SpeakerCore
-from tests.devices.commands import NOW, audio, command
+from tests.devices.commands import NOW, audio, command, resend
 from wire import contract
 
 IDENTITY = contract.SpeakerIdentity(city="testcity", district="d1", village="v1", speaker="s1")
@@ -121,5 +121,11 @@ def test_a_waiting_command_survives_a_restart_and_plays_once(tmp_path: Path) -> 
 
     again = core_over(SqliteJournal(path))
     assert not [a for a in again.recover() if isinstance(a, Play)]
+    # The journal kept the nonce: the same bytes again are a replay, refused and reported; the
+    # gateway asking again (a fresh nonce) is answered with what happened.
     replay = again.on_command(contract.encode_command(cmd))
-    assert [a.message.status for a in replay if isinstance(a, Ack)] == ["played"]
+    assert [(a.message.status, a.message.reason) for a in replay if isinstance(a, Ack)] == [
+        ("rejected", "replayed")
+    ]
+    retry = again.on_command(contract.encode_command(resend(cmd, at_ms=cmd.issued_at_ms + 1)))
+    assert [a.message.status for a in retry if isinstance(a, Ack)] == ["played"]

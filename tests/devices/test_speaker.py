@@ -37,9 +37,17 @@ def make_core(
     verify: contract.SignatureCheck | None = None,
     journal: MemoryJournal | None = None,
     clock: Clock | None = None,
+    plays_live: bool = True,
 ) -> tuple[SpeakerCore, Clock]:
     clock = clock or Clock()
-    core = SpeakerCore(IDENTITY, codecs=codecs, journal=journal, verify=verify, clock=clock)
+    core = SpeakerCore(
+        IDENTITY,
+        codecs=codecs,
+        journal=journal,
+        verify=verify,
+        clock=clock,
+        plays_live=plays_live,
+    )
     return core, clock
 
 
@@ -115,15 +123,20 @@ def test_a_played_command_id_is_never_played_again() -> None:
     admit_and_start(core, cmd)
     core.on_play_finished(cmd.id, played_ms=500)
     clock.ms += 10_000
-    for again in (cmd, resend(cmd, at_ms=clock.ms)):
-        actions = core.on_command(payload(again))
-        assert plays(actions) == []
-        assert prepares(actions) == []
-        (ack,) = [a.message for a in actions if isinstance(a, Ack)]
-        assert ack.status == "played"
-        assert ack.audio_sha256 == cmd.audio[0].sha256  # the proof is repeated too
+    # The gateway asking again signs afresh (a new nonce): answered with the proof.
+    actions = core.on_command(payload(resend(cmd, at_ms=clock.ms)))
+    assert plays(actions) == []
+    assert prepares(actions) == []
+    (ack,) = [a.message for a in actions if isinstance(a, Ack)]
+    assert ack.status == "played"
+    assert ack.audio_sha256 == cmd.audio[0].sha256  # the proof is repeated too
+    # The same bytes again after it played: a captured command replayed, refused and reported.
+    actions = core.on_command(payload(cmd))
+    assert plays(actions) == []
+    assert acks(actions) == [("rejected", "replayed")]
     assert core.counters.played == 1
     assert core.counters.duplicates == 2
+    assert core.counters.replays == 1
 
 
 def test_duplicates_while_queued_or_playing_repeat_the_current_state() -> None:
@@ -257,6 +270,16 @@ def test_no_playable_codec_is_rejected_unsupported_codec() -> None:
     assert core.counters.duplicates == 1
 
 
+def test_a_speaker_without_a_stream_player_refuses_a_live_broadcast() -> None:
+    stream = contract.LiveStream(session=contract.new_id(), key=contract.new_live_key())
+    cmd = command(refs=(audio(b"OggS-chime"),), live=stream)
+    core, _ = make_core(codecs=("opus",), plays_live=False)
+    assert acks(core.on_command(payload(cmd))) == [("rejected", "unsupported_codec")]
+    assert core.playing is None
+    streaming, _ = make_core(codecs=("opus",))
+    assert acks(streaming.on_command(payload(cmd)))[0][0] == "received"
+
+
 def test_garbage_is_counted_and_a_readable_invalid_command_is_rejected_malformed() -> None:
     core, _ = make_core()
     assert core.on_command(b"\x00not json") == []
@@ -374,7 +397,11 @@ def test_a_cancel_that_arrives_first_fails_the_play_when_it_comes() -> None:
     actions = core.on_command(payload(play))
     assert acks(actions) == [("failed", "cancelled")]
     assert prepares(actions) == []
-    assert acks(core.on_command(payload(cancel))) == [("played", None)]  # a duplicate cancel
+    # A duplicate cancel: the gateway's retry is answered, a replay of its bytes refused.
+    assert acks(core.on_command(payload(resend(cancel, at_ms=cancel.issued_at_ms)))) == [
+        ("played", None)
+    ]
+    assert acks(core.on_command(payload(cancel))) == [("rejected", "replayed")]
 
 
 def test_a_forged_cancel_is_rejected_when_signatures_are_required() -> None:
@@ -498,3 +525,33 @@ def test_recover_finishes_a_cancel_that_was_cut_short() -> None:
     assert by_id[cancel.id].status == "played"
     assert after.queued == ()
     assert journal.unfinished() == []
+
+
+# --- tests and exercises --------------------------------------------------------------------
+
+
+def test_a_test_the_city_only_logs_is_acked_without_a_sound() -> None:
+    core, _ = make_core()
+    cmd = play_cmd(mode="test", audible=False)
+    actions = core.on_command(payload(cmd))
+    assert plays(actions) == []
+    assert prepares(actions) == [], "not even fetched"
+    assert acks(actions) == [("received", None), ("played", None)]
+    played = [a.message for a in actions if isinstance(a, Ack)][-1]
+    assert (played.played_ms, played.audio_sha256) == (0, cmd.audio[0].sha256)
+    assert core.counters.logged == 1
+    assert core.playing is None
+
+
+def test_a_logged_test_does_not_disturb_what_is_playing() -> None:
+    core, _ = make_core()
+    real = play_cmd()
+    admit_and_start(core, real)
+    actions = core.on_command(payload(play_cmd(mode="exercise", audible=False)))
+    assert [a for a in actions if isinstance(a, Stop)] == []
+    assert core.playing == real.id
+
+
+def test_a_real_command_cannot_be_silent() -> None:
+    with pytest.raises(ValueError, match="always audible"):
+        play_cmd(mode="live", audible=False)

@@ -414,6 +414,19 @@ async def test_commands_are_signed_and_keys_rotate(stack: Stack, recording: byte
     assert [k["active"] for k in keys] == [False, True]
     assert all("private" not in k for k in keys)
 
+    # A speaker configured with the first key only learns the rotated one from the keyring:
+    # each key there is signed by the one before it.
+    ring_response = await stack.client.get("/api/v1/keys/ring", headers={"Authorization": ""})
+    assert ring_response.status_code == 200, "public: a speaker asks without a token"
+    ring = contract.decode_keyring(ring_response.content)
+    first_key = next(k for k in ring.keys if k.key_id == first.key_id)
+    speaker = contract.SignatureCheck({first.key_id: first_key.raw_public_key()})
+    assert contract.check_command(second, identity, at_ms=at, verify=speaker) is not None
+    assert set(speaker.learn(ring, first.city)) == {new_key}
+    assert contract.check_command(second, identity, at_ms=at, verify=speaker) is None
+    elsewhere = contract.SignatureCheck({first.key_id: first_key.raw_public_key()})
+    assert elsewhere.learn(ring, "another-city") == {}, "a keyring names its city"
+
 
 async def test_cancel_stops_everything_once_and_keeps_what_played(
     stack: Stack, recording: bytes

@@ -17,13 +17,17 @@ from tests.flow.test_broadcast_flow import recording
 __all__ = ["recording"]
 
 PASSWORD = "correct-horse-battery"
-# Routes anyone may call without a token: health, login, and what speakers fetch.
+# Routes anyone may call without a token: health, login, what speakers fetch, and the
+# residents' notices (no personal data).
 PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
     ("GET", "/api/v1/keys"),
+    ("GET", "/api/v1/keys/ring"),
     ("GET", "/api/v1/audio/{sha256}"),
+    ("GET", "/api/v1/notices/villages"),
+    ("GET", "/api/v1/notices/villages/{village_id}"),
 }
 
 
@@ -392,3 +396,22 @@ async def test_account_administration_errors(stack: Stack) -> None:
 async def test_bad_credentials_are_401(stack: Stack, header: str) -> None:
     response = await stack.client.get("/api/v1/auth/me", headers={"Authorization": header})
     assert response.status_code == 401
+
+
+async def test_mine_lists_only_what_the_caller_sent(stack: Stack) -> None:
+    people = await _people(stack)
+    head = people[Role.VILLAGE_HEAD]
+    me = await stack.client.get("/api/v1/auth/me", headers=head.headers)
+    village = me.json()["village_ids"][0]
+    notice = {"category": "village_notice", "village_ids": [village], "text": "마을 알림입니다."}
+    by_admin = await stack.client.post("/api/v1/broadcasts", data=notice)
+    by_head = await stack.client.post("/api/v1/broadcasts", data=notice, headers=head.headers)
+    assert (by_admin.status_code, by_head.status_code) == (201, 201)
+
+    async def listed(**params: str) -> list[str]:
+        page = await stack.client.get("/api/v1/broadcasts", params=params, headers=head.headers)
+        assert page.status_code == 200, page.text
+        return [b["id"] for b in page.json()["items"]]
+
+    assert set(await listed()) == {by_admin.json()["id"], by_head.json()["id"]}
+    assert await listed(mine="true") == [by_head.json()["id"]]

@@ -20,7 +20,7 @@ from gateway.db import create_engine, create_sessions
 from gateway.schedules.worker import ScheduleWorker
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, _everyone_online, recording
-from tests.flow.test_roles import _people
+from tests.flow.test_roles import Person, _layout, _login, _people
 
 __all__ = ["recording"]  # the module-scoped fixture, shared
 
@@ -421,3 +421,138 @@ async def test_a_schedule_is_held_to_the_senders_rights(stack: Stack, recording:
     )
     assert auditor.status_code == 403
     assert (await stack.client.get("/api/v1/schedules")).json()["total"] == 0
+
+
+async def _as(stack: Stack, person: Person, **form: Any) -> tuple[int, dict[str, Any]]:
+    response = await stack.client.post("/api/v1/schedules", data=form, headers=person.headers)
+    return response.status_code, response.json()
+
+
+async def test_people_see_and_change_only_the_schedules_of_their_area_and_categories(
+    stack: Stack,
+) -> None:
+    people = await _people(stack)
+    districts, villages = await _layout(stack)
+    mine, other = districts[0]["id"], districts[1]["id"]
+    head, police = people[Role.VILLAGE_HEAD], people[Role.POLICE_OFFICER]
+    officer = people[Role.DISTRICT_OFFICER]
+    village = (await stack.client.get("/api/v1/auth/me", headers=head.headers)).json()[
+        "village_ids"
+    ][0]
+    assert any(v["id"] == village and v["district_id"] == mine for v in villages)
+    made: dict[str, str] = {}
+    for name, form in {
+        "notice": {"category": "village_notice", "village_ids": [village]},
+        "elsewhere": {"category": "administrative", "district_ids": [other]},
+        "crime": {"category": "crime_prevention", "district_ids": [mine]},
+        "district": {"category": "administrative", "district_ids": [mine]},
+        "city": {"category": "administrative", "all_villages": "true"},
+    }.items():
+        status, body = await _schedule(
+            stack,
+            send_at="2026-01-01T11:00",
+            text="예약 방송입니다.",
+            **{"all_villages": "false"} | form,
+        )
+        assert status == 201, body
+        made[name] = body["id"]
+
+    async def visible(person: Person) -> set[str]:
+        listed = await stack.client.get("/api/v1/schedules", headers=person.headers)
+        assert listed.status_code == 200, listed.text
+        ids = {s["id"] for s in listed.json()["items"]}
+        assert listed.json()["total"] == len(ids)
+        return {name for name, sid in made.items() if sid in ids}
+
+    assert await visible(head) == {"notice", "district", "city"}
+    assert await visible(police) == {"crime"}
+    assert await visible(officer) == {"notice", "crime", "district", "city"}
+    assert await visible(people[Role.AUDITOR]) == set(made)
+    assert await visible(people[Role.CITY_ADMIN]) == set(made)
+    assert await visible(people[Role.SAFETY_OFFICER]) == set(), "no disaster alert scheduled"
+
+    for person, name in ((head, "elsewhere"), (head, "crime"), (police, "district")):
+        hidden = await stack.client.get(f"/api/v1/schedules/{made[name]}", headers=person.headers)
+        assert (hidden.status_code, hidden.json()["error"]) == (403, "outside_scope"), name
+    seen = await stack.client.get(f"/api/v1/schedules/{made['notice']}", headers=head.headers)
+    assert seen.status_code == 200
+
+    # Acting needs the right to send it as it stands: no taking over another district's.
+    takeover = await stack.client.patch(
+        f"/api/v1/schedules/{made['elsewhere']}",
+        json={"district_ids": [mine]},
+        headers=officer.headers,
+    )
+    assert (takeover.status_code, takeover.json()["error"]) == (403, "outside_scope")
+    assert (await _read(stack, made["elsewhere"]))["target"]["district_ids"] == [other]
+    for person, name, code in (
+        (officer, "elsewhere", "outside_scope"),
+        (officer, "city", "outside_scope"),
+        (head, "district", "outside_scope"),
+        (police, "district", "category_not_allowed"),
+    ):
+        refused = await stack.client.post(
+            f"/api/v1/schedules/{made[name]}/cancel", headers=person.headers
+        )
+        assert (refused.status_code, refused.json()["error"]) == (403, code), name
+    for person, name in ((officer, "district"), (police, "crime"), (head, "notice")):
+        cancelled = await stack.client.post(
+            f"/api/v1/schedules/{made[name]}/cancel", headers=person.headers
+        )
+        assert cancelled.status_code == 200, (name, cancelled.text)
+        assert cancelled.json()["state"] == "cancelled"
+    again = await stack.client.post(
+        f"/api/v1/schedules/{made['district']}/cancel", headers=head.headers
+    )
+    assert again.status_code == 403, "a cancelled schedule outside the area stays hidden"
+
+
+async def test_schedules_are_rate_limited_when_made_and_when_they_fire(stack: Stack) -> None:
+    people = await _people(stack)
+    head = people[Role.VILLAGE_HEAD]
+    me = await stack.client.get("/api/v1/auth/me", headers=head.headers)
+    village = me.json()["village_ids"][0]
+    limit = stack.settings.rate_limit_village_notices_per_hour
+    notice = {"category": "village_notice", "village_ids": [village], "text": "마을 알림입니다."}
+    for _ in range(limit):
+        sent = await stack.client.post("/api/v1/broadcasts", data=notice, headers=head.headers)
+        assert sent.status_code == 201, sent.text
+
+    # Made: checked like a send.
+    status, body = await _as(stack, head, send_at="2026-01-01T09:30", **notice)
+    assert (status, body["error"]) == (429, "rate_limited_village")
+    status, body = await _as(
+        stack, head, send_at="2026-01-01T09:30", **notice | {"category": "disaster"}
+    )
+    assert status == 201, "a disaster alert is never rate-limited"
+    status, body = await _as(
+        stack,
+        head,
+        send_at="2026-01-01T09:30",
+        repeat_count="40",
+        repeat_every_min="1",
+        **notice | {"category": "administrative"},
+    )
+    assert (status, body["error"]) == (422, "repetition_over_rate_limit")
+
+    move_to(stack, local("2026-01-01T09:30"))
+    assert (await _fire(stack))["fired"] == 1
+
+    # An hour on, schedules piled up for one moment: each counts when it fires, and those
+    # over the village's share are skipped, not sent.
+    move_to(stack, local("2026-01-01T10:00:01"))
+    head.token = (await _login(stack, head.username)).json()["access_token"]
+    piled = []
+    for _ in range(limit + 1):
+        status, body = await _as(stack, head, send_at="2026-01-01T10:30", **notice)
+        assert status == 201, body
+        piled.append(body["id"])
+    move_to(stack, local("2026-01-01T10:30"))
+    outcomes = await _fire(stack)
+    assert (outcomes["fired"], outcomes["skipped"]) == (limit, 1)
+    reasons = [o["reason"] for sid in piled for o in (await _read(stack, sid))["occurrences"]]
+    assert reasons.count("rate_limited_village") == 1
+    # What fired counts as sent, once: the village's share is spent now.
+    head.token = (await _login(stack, head.username)).json()["access_token"]
+    refused = await stack.client.post("/api/v1/broadcasts", data=notice, headers=head.headers)
+    assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited_village")
