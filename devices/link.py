@@ -296,6 +296,7 @@ class Link:
         codecs: Iterable[Codec | str] = (),
         manual_ack: bool = False,
         boot_id: str | None = None,
+        live: bool = False,
     ) -> None:
         self.identity = identity
         self.wanted = False
@@ -310,6 +311,13 @@ class Link:
         self._ack_topic = contract.ack_topic(identity.city, identity.speaker)
         self._presence_topic = contract.presence_topic(identity.city, identity.speaker)
         self._subscriptions = [(t, int(contract.COMMAND_QOS)) for t in identity.subscriptions()]
+        if live:  # live-stream frames come to the same handler (see contract.is_live_topic)
+            self._subscriptions += [
+                (t, int(contract.LIVE_SUBSCRIPTION_QOS))
+                for t in contract.live_subscriptions(
+                    identity.city, identity.district, identity.village
+                )
+            ]
         self._state = _State.OFFLINE
         self._loop: asyncio.AbstractEventLoop | None = None
         self._step: asyncio.Future[Any] | None = None

@@ -28,6 +28,7 @@ from typing import Final
 import httpx
 
 from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
+from devices.live import Finished, LivePlayer, with_report
 from devices.sound import Fetcher, SoundError, decode_sound
 from devices.speaker import Ack, Action, MemoryJournal, Play, Prepare, SpeakerCore, Stop
 from wire import contract
@@ -180,10 +181,15 @@ class SimulatedSpeaker:
             spec.identity,
             on_message=self._on_message,
             codecs=spec.codecs,
+            live=True,
         )
         self._fleet = fleet
         self._durations: dict[str, int] = {}
-        self._playing: tuple[str, asyncio.TimerHandle] | None = None
+        # The command playing, and the timer of its end (a live stream: of its chime, then None).
+        self._playing: tuple[str, asyncio.TimerHandle | None] | None = None
+        self.live = LivePlayer()
+        self._live_ids: set[str] = set()
+        self._wake: tuple[float, asyncio.TimerHandle] | None = None
         self._last_ack_at = 0.0
 
     @property
@@ -219,6 +225,9 @@ class SimulatedSpeaker:
         return await self.link.connect()
 
     def _on_message(self, incoming: Incoming) -> None:
+        if contract.is_live_topic(incoming.topic):
+            self._on_live(self.live.on_frame(incoming.payload, _wall_ms()))
+            return
         if self.faults.reject:
             actions = self.core.refuse(incoming.payload, SIMULATED_REJECT_REASON)
         else:
@@ -228,9 +237,13 @@ class SimulatedSpeaker:
     def run(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Ack):
-                if action.message.status in _FINAL:
-                    self._durations.pop(action.message.command_id, None)
-                self._send(action.message)
+                message = action.message
+                if message.status in _FINAL:
+                    self._durations.pop(message.command_id, None)
+                    if message.command_id in self._live_ids:
+                        self._live_ids.discard(message.command_id)
+                        message = with_report(message, self.live.reports.get(message.command_id))
+                self._send(message)
             elif isinstance(action, Prepare):
                 future = self._fleet.library.prepare(action.audio, action.data)
                 future.add_done_callback(partial(self._prepared, action.command_id))
@@ -270,19 +283,51 @@ class SimulatedSpeaker:
 
     def _play(self, action: Play) -> None:
         command_id = action.command.id
+        if action.command.live is not None:
+            self._live_ids.add(command_id)
         # Kept until the command ends: a pre-empted command is played again from the start.
         duration_ms = self._durations.get(command_id, action.audio.duration_ms)
         loop = asyncio.get_running_loop()
         delay = duration_ms / 1000 / self._fleet.config.speed
-        handle = loop.call_later(delay, self._finished, command_id, duration_ms)
+        if action.command.live is not None:
+            # The chime first; then the stream, in real time whatever the fleet's speed.
+            handle = loop.call_later(delay, self._join, action.command)
+        else:
+            handle = loop.call_later(delay, self._finished, command_id, duration_ms)
         self._playing = (command_id, handle)
         if self.faults.drop_mid_play:
             loop.call_later(delay / 2, self.link.drop)
 
     def _stop(self, command_id: str) -> None:
         if self._playing is not None and self._playing[0] == command_id:
-            self._playing[1].cancel()
+            if self._playing[1] is not None:
+                self._playing[1].cancel()
             self._playing = None
+            if self.live.playing == command_id:
+                self.live.leave()
+
+    def _join(self, command: contract.Command) -> None:
+        self._playing = (command.id, None)
+        self._on_live(self.live.join(command, _wall_ms()))
+
+    def _on_live(self, finished: list[Finished]) -> None:
+        for end in finished:
+            if self._playing is not None and self._playing[0] == end.command_id:
+                self._playing = None
+            if end.played:
+                self.run(self.core.on_play_finished(end.command_id, played_ms=end.played_ms))
+            else:
+                self.run(self.core.on_play_failed(end.command_id, FailReason.INTERRUPTED))
+        wake = self.live.wake_at_ms
+        if wake is not None and (self._wake is None or wake < self._wake[0]):
+            if self._wake is not None:
+                self._wake[1].cancel()
+            delay = max(0.0, (wake - _wall_ms()) / 1000)
+            self._wake = (wake, asyncio.get_running_loop().call_later(delay, self._woken))
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._on_live(self.live.on_tick(_wall_ms()))
 
     def _finished(self, command_id: str, duration_ms: int) -> None:
         self._playing = None
@@ -294,8 +339,18 @@ class SimulatedSpeaker:
 
     def halt(self) -> None:
         if self._playing is not None:
-            self._playing[1].cancel()
+            if self._playing[1] is not None:
+                self._playing[1].cancel()
             self._playing = None
+        if self._wake is not None:
+            self._wake[1].cancel()
+            self._wake = None
+        self.live.leave()
+
+
+def _wall_ms() -> float:
+    # Wall-clock milliseconds, as a live frame's at_ms (the gateway's receipt) is stamped.
+    return time.time() * 1000
 
 
 def raise_open_file_limit() -> int:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from audio.cli import app as audio_app
 from audio.speech.cli import app as tts_app
-from maeul import accounts, credentials
+from maeul import accounts, credentials, live
 
 app = typer.Typer(
     name="maeul",
@@ -37,6 +37,7 @@ app.command()(accounts.login)
 app.command()(accounts.logout)
 app.command()(accounts.whoami)
 app.add_typer(accounts.audit_app, name="audit")
+app.command()(live.live)
 
 console = Console(stderr=True)
 CATEGORIES = ("village_notice", "administrative", "crime_prevention", "disaster")
@@ -77,13 +78,21 @@ def serve(
 
     from gateway.app import create_app
     from gateway.collector import tune_for_serving
+    from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
     from gateway.logs import configure_logging
     from gateway.settings import Settings
 
     configure_logging()
     app = create_app(Settings())
     tune_for_serving()
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=MAX_WS_MESSAGE_BYTES,
+    )
 
 
 @db_app.command("upgrade")

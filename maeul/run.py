@@ -26,6 +26,7 @@ from gateway.app import create_app
 from gateway.collector import tune_for_serving
 from gateway.db import create_engine, create_sessions
 from gateway.devicesec import service as devicesec
+from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
 from gateway.logs import configure_logging
 from gateway.migrations import upgrade_async
 from gateway.places.service import get_city
@@ -243,7 +244,12 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
 
     server = _QuietServer(
         uvicorn.Config(
-            create_app(settings), host=host, port=port, log_config=None, access_log=False
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            ws_max_size=MAX_WS_MESSAGE_BYTES,
         )
     )
     tune_for_serving()

@@ -2,8 +2,9 @@
 
 The password file holds Mosquitto 2's own PBKDF2-SHA512 hashes (``$7$``), so the gateway keeps
 only hashes and still renders the file the broker reads. The ACL gives each speaker exactly its
-own topics: it reads the city's, its district's, its village's and its own command topics, and
-writes only its own ack and presence topics. Anything the file does not grant is denied.
+own topics: it reads the city's, its district's, its village's and its own command topics (and
+the city's, its district's and its village's live streams), and writes only its own ack and
+presence topics. Anything the file does not grant is denied.
 """
 
 from __future__ import annotations
@@ -125,12 +126,20 @@ def render_acl(
         lines += ["", f"user {check_username(name)}", "topic read $SYS/#"]
     places = list(speakers)
     if places:
-        lines += ["", "# Speakers: the commands of the whole city, their district and village."]
+        lines += [
+            "",
+            "# Speakers: the commands and live streams of the whole city, their district and "
+            "village.",
+        ]
     for place in places:
         lines += [
             f"user {check_username(place.code)}",
             f"topic read {contract.command_topic_all(city)}",
             f"topic read {contract.command_topic_district(city, place.district)}",
             f"topic read {contract.command_topic_village(city, place.village)}",
+            *(
+                f"topic read {t}"
+                for t in contract.live_subscriptions(city, place.district, place.village)
+            ),
         ]
     return "\n".join(lines) + "\n"

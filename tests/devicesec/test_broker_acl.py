@@ -38,11 +38,14 @@ A_TOPICS = [
     contract.command_topic_all(CITY),
     contract.command_topic_district(CITY, "d01"),
     contract.command_topic_village(CITY, "d01-v001"),
+    *contract.live_subscriptions(CITY, "d01", "d01-v001"),
     contract.command_topic_speaker(CITY, A),
 ]
 B_TOPICS = [
     contract.command_topic_district(CITY, "d02"),
     contract.command_topic_village(CITY, "d02-v001"),
+    contract.live_topic_district(CITY, "d02"),
+    contract.live_topic_village(CITY, "d02-v001"),
     contract.command_topic_speaker(CITY, B),
 ]
 

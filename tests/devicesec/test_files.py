@@ -72,10 +72,12 @@ def test_each_speaker_reads_only_its_own_command_topics() -> None:
         f"topic read {contract.command_topic_all('jinju')}",
         f"topic read {contract.command_topic_district('jinju', 'd01')}",
         f"topic read {contract.command_topic_village('jinju', 'd01-v001')}",
+        *(f"topic read {t}" for t in contract.live_subscriptions("jinju", "d01", "d01-v001")),
         "user d02-v003-s2",
         f"topic read {contract.command_topic_all('jinju')}",
         f"topic read {contract.command_topic_district('jinju', 'd02')}",
         f"topic read {contract.command_topic_village('jinju', 'd02-v003')}",
+        *(f"topic read {t}" for t in contract.live_subscriptions("jinju", "d02", "d02-v003")),
     ]
     # Nothing grants a wildcard read of commands; apart from the gateway's, the only writes are
     # a user's own acks and presence.

@@ -82,11 +82,12 @@ async def test_the_acl_names_each_speaker_with_its_own_groups(stack: Stack) -> N
     lines = [line for line in response.text.splitlines() if line and not line.startswith("#")]
     city = stack.settings.city_code
     start = lines.index("user d02-v002-s2")
-    assert lines[start : start + 4] == [
+    assert lines[start : start + 7] == [
         "user d02-v002-s2",
         f"topic read {contract.command_topic_all(city)}",
         f"topic read {contract.command_topic_district(city, 'd02')}",
         f"topic read {contract.command_topic_village(city, 'd02-v002')}",
+        *(f"topic read {t}" for t in contract.live_subscriptions(city, "d02", "d02-v002")),
     ]
     assert "user d01-v001-s1" in lines
     assert "user d01-v001-s2" not in lines  # no password, no access

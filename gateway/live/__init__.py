@@ -1,0 +1,1 @@
+"""Live broadcasts: talk into a phone or office PC, heard on the village speakers in real time."""

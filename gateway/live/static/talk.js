@@ -1,0 +1,281 @@
+// The talk page: log in, pick villages, open the microphone, hold to talk.
+// Audio goes to the gateway as 16-bit PCM over the live WebSocket (see gateway/live/hub.py).
+"use strict";
+
+const API = "/api/v1";
+const AUTH_KEY = "maeul.talk.auth";
+const RATES = [8000, 16000, 24000, 48000];
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  login: $("login"), talk: $("talk"), who: $("who"), logout: $("logout"),
+  category: $("category"), district: $("district"), village: $("village"), setup: $("setup"),
+  mic: $("mic"), level: $("level"), start: $("start"), ptt: $("ptt"), latch: $("latch"),
+  stop: $("stop"), state: $("state"), playing: $("playing"), speakers: $("speakers"),
+  played: $("played"), sent: $("sent"), message: $("message"),
+};
+
+let auth = null;
+try { auth = JSON.parse(sessionStorage.getItem(AUTH_KEY) || "null"); } catch { auth = null; }
+
+const mic = { context: null, stream: null, rate: 16000, pending: [], pendingLength: 0 };
+const live = { socket: null, ready: false, talking: false, sent: 0 };
+
+function say(text, error = false) {
+  ui.message.textContent = text;
+  ui.message.classList.toggle("error", error);
+}
+
+function korean(detail, fallback) {
+  return String(detail || fallback).split(" / ")[0];
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (auth) headers.set("Authorization", `Bearer ${auth.access}`);
+  if (options.json !== undefined) headers.set("Content-Type", "application/json");
+  const response = await fetch(`${API}${path}`, {
+    method: options.method || "GET",
+    headers,
+    body: options.json !== undefined ? JSON.stringify(options.json) : options.body,
+  });
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : {};
+  if (response.status === 401 && auth) {
+    logout();
+    throw new Error("다시 로그인해 주세요.");
+  }
+  if (!response.ok) throw new Error(korean(body.detail, "요청을 처리하지 못했습니다."));
+  return body;
+}
+
+function showLogin() {
+  ui.login.hidden = false;
+  ui.talk.hidden = true;
+}
+
+function logout() {
+  auth = null;
+  sessionStorage.removeItem(AUTH_KEY);
+  showLogin();
+}
+
+ui.login.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(ui.login);
+  const body = new URLSearchParams({
+    username: String(form.get("username")), password: String(form.get("password")),
+    grant_type: "password",
+  });
+  try {
+    const response = await fetch(`${API}/auth/token`, { method: "POST", body });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(korean(answer.detail, "로그인하지 못했습니다."));
+    auth = { access: answer.access_token, username: answer.username || String(form.get("username")) };
+    sessionStorage.setItem(AUTH_KEY, JSON.stringify(auth));
+    await showTalk();
+  } catch (error) {
+    say(error.message, true);
+  }
+});
+
+ui.logout.addEventListener("click", logout);
+
+async function showTalk() {
+  ui.login.hidden = true;
+  ui.talk.hidden = false;
+  ui.who.textContent = `${auth.username} 님`;
+  say("");
+  const districts = (await api("/districts?limit=1000")).items;
+  ui.district.replaceChildren(...districts.map((d) => new Option(d.name, d.id)));
+  // From the phone page: /talk?village=ID talks to that village.
+  const wanted = Number(new URLSearchParams(location.search).get("village"));
+  let village = null;
+  if (wanted) {
+    village = await api(`/villages/${wanted}`).catch(() => null);
+    if (village) ui.district.value = String(village.district_id);
+  }
+  await loadVillages();
+  if (village) ui.village.value = String(village.id);
+}
+
+async function loadVillages() {
+  const villages = (await api(`/villages?district_id=${ui.district.value}&limit=1000`)).items;
+  ui.village.replaceChildren(
+    new Option("읍·면·동 전체", ""), ...villages.map((v) => new Option(v.name, v.id)),
+  );
+}
+
+ui.district.addEventListener("change", () => loadVillages().catch((e) => say(e.message, true)));
+
+// -- the microphone ------------------------------------------------------------------------
+
+ui.mic.addEventListener("click", async () => {
+  if (mic.context) return;
+  try {
+    mic.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    let context;
+    try {
+      context = new AudioContext({ sampleRate: 16000 });
+    } catch {
+      context = new AudioContext();
+    }
+    mic.context = context;
+    mic.rate = RATES.includes(context.sampleRate) ? context.sampleRate : 48000;
+    await context.audioWorklet.addModule("/talk/pcm-worklet.js");
+    const tap = new AudioWorkletNode(context, "pcm-tap");
+    tap.port.onmessage = (event) => onSamples(event.data);
+    context.createMediaStreamSource(mic.stream).connect(tap);
+    ui.mic.textContent = "마이크 켜짐";
+    ui.mic.disabled = true;
+    ui.start.disabled = false;
+    say("마이크가 켜졌습니다. 방송을 시작하세요.");
+  } catch (error) {
+    say(`마이크를 쓸 수 없습니다: ${error.message}`, true);
+  }
+});
+
+function onSamples(samples) {
+  let sum = 0;
+  for (let i = 0; i < samples.length; i += 1) sum += samples[i] * samples[i];
+  const dbfs = 10 * Math.log10(sum / samples.length + 1e-12);
+  ui.level.style.width = `${Math.max(0, Math.min(100, (dbfs + 60) * (100 / 60)))}%`;
+  if (!live.ready || !live.talking || !live.socket || live.socket.readyState !== WebSocket.OPEN) return;
+  mic.pending.push(samples);
+  mic.pendingLength += samples.length;
+  const frame = mic.rate / 50; // 20 ms
+  if (mic.pendingLength < frame) return;
+  const pcm = new Int16Array(mic.pendingLength);
+  let offset = 0;
+  for (const part of mic.pending) {
+    for (let i = 0; i < part.length; i += 1) {
+      const s = Math.max(-1, Math.min(1, part[i]));
+      pcm[offset] = s < 0 ? s * 0x8000 : s * 0x7fff;
+      offset += 1;
+    }
+  }
+  mic.pending = [];
+  mic.pendingLength = 0;
+  live.socket.send(pcm.buffer);
+  live.sent += pcm.length;
+}
+
+// -- the live session ----------------------------------------------------------------------
+
+ui.start.addEventListener("click", async () => {
+  const body = { category: ui.category.value, format: "pcm", sample_rate: mic.rate };
+  if (ui.village.value) body.village_ids = [Number(ui.village.value)];
+  else body.district_ids = [Number(ui.district.value)];
+  ui.start.disabled = true;
+  try {
+    const ticket = await api("/live/tickets", { method: "POST", json: body });
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}${ticket.url}`);
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (event) => onMessage(JSON.parse(event.data));
+    socket.onclose = () => finish();
+    live.socket = socket;
+    ui.setup.disabled = true;
+    ui.state.textContent = "연결 중";
+  } catch (error) {
+    ui.start.disabled = false;
+    say(error.message, true);
+  }
+});
+
+function onMessage(message) {
+  switch (message.type) {
+    case "started":
+      document.querySelector("main").dataset.broadcast = message.broadcast_id;
+      ui.speakers.textContent = message.speakers;
+      ui.state.textContent = "시작 알림음 재생 중";
+      ui.stop.disabled = false;
+      break;
+    case "queued":
+      ui.state.textContent = "앞선 방송이 끝나기를 기다리는 중";
+      break;
+    case "ready":
+      live.ready = true;
+      ui.ptt.disabled = false;
+      ui.state.textContent = "말씀하세요";
+      say("버튼을 누르고 있는 동안 방송됩니다.");
+      break;
+    case "status":
+      ui.speakers.textContent = message.speakers;
+      ui.playing.textContent = message.playing;
+      ui.played.textContent = message.played;
+      ui.sent.textContent = (message.frames * 0.02).toFixed(1);
+      break;
+    case "warning":
+      say(korean(message.detail, "보낸 오디오 일부를 버렸습니다."), true);
+      break;
+    case "error":
+      say(korean(message.detail, "방송이 중단되었습니다."), true);
+      break;
+    case "ended":
+      ui.sent.textContent = (message.frames * 0.02).toFixed(1);
+      ui.state.textContent = "방송이 끝났습니다";
+      say(`${(message.duration_ms / 1000).toFixed(1)}초 분량이 녹음되어 보관되었습니다.`);
+      break;
+    default:
+      break;
+  }
+}
+
+function finish() {
+  live.socket = null;
+  live.ready = false;
+  setTalking(false);
+  ui.ptt.disabled = true;
+  ui.stop.disabled = true;
+  ui.start.disabled = !mic.context;
+  ui.setup.disabled = false;
+  if (ui.state.textContent !== "방송이 끝났습니다") ui.state.textContent = "연결이 끊겼습니다";
+}
+
+function control(type) {
+  if (live.socket && live.socket.readyState === WebSocket.OPEN) {
+    live.socket.send(JSON.stringify({ type }));
+  }
+}
+
+function setTalking(talking) {
+  if (live.talking === talking) return;
+  live.talking = talking;
+  ui.ptt.setAttribute("aria-pressed", String(talking));
+  ui.ptt.textContent = talking ? "방송 중 (손을 떼면 멈춤)" : "누르고 말하기";
+  if (!live.ready) return;
+  control(talking ? "resume" : "pause");
+  ui.state.textContent = talking ? "방송 중" : "잠시 멈춤";
+}
+
+ui.ptt.addEventListener("pointerdown", (event) => {
+  if (ui.ptt.disabled) return;
+  event.preventDefault();
+  if (ui.latch.checked && live.talking) setTalking(false);
+  else setTalking(true);
+});
+for (const type of ["pointerup", "pointerleave", "pointercancel"]) {
+  ui.ptt.addEventListener(type, () => { if (!ui.latch.checked) setTalking(false); });
+}
+document.addEventListener("keydown", (event) => {
+  if (event.code === "Space" && !event.repeat && !ui.ptt.disabled && event.target === document.body) {
+    event.preventDefault();
+    setTalking(true);
+  }
+});
+document.addEventListener("keyup", (event) => {
+  if (event.code === "Space" && !ui.latch.checked) setTalking(false);
+});
+
+ui.stop.addEventListener("click", () => {
+  setTalking(false);
+  control("stop");
+  ui.stop.disabled = true;
+  ui.state.textContent = "끝내는 중";
+});
+
+if (auth) showTalk().catch(() => showLogin());
+else showLogin();
