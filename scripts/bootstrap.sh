@@ -104,6 +104,15 @@ if [ "${MAEUL_SKIP_APT:-0}" != 1 ]; then
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
     # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
     [ -x /usr/bin/chromium ] || missing+=(chromium)
+    # A Korean font for the pages in that browser: without one its screenshots show empty boxes.
+    if [ -z "$(fc-list :lang=ko 2>/dev/null)" ]; then
+        if [ "$(id -u)" = 0 ]; then
+            missing+=(fonts-nanum)
+        else
+            say "no Korean font; the browser tests' screenshots show boxes" \
+                "(sudo apt-get install -y --no-install-recommends fonts-nanum)"
+        fi
+    fi
     if [ -z "$(find_python)" ]; then
         # Debian 12 and Ubuntu 24.04 ship 3.11 or later as python3; Ubuntu 22.04 as python3.11.
         if [ -n "${PYTHON:-}" ]; then

@@ -1,0 +1,1 @@
+"""Residents' notices: what each village's speakers really played, readable without a login."""

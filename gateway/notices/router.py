@@ -1,0 +1,43 @@
+"""HTTP routes for residents' notices: public, no login, no personal data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gateway.db import SessionDep
+from gateway.notices import service
+from gateway.notices.schemas import PublicVillagePage, VillageNotices
+from gateway.places.service import CityDep, NowDep
+
+router = APIRouter(tags=["notices"])
+
+
+@router.get("/notices/villages", operation_id="find_notice_villages")
+async def find_villages(
+    session: SessionDep,
+    city: CityDep,
+    q: Annotated[str | None, Query(max_length=100, description="Part of a village's name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PublicVillagePage:
+    """Villages by name, for a resident to find their own (no login)."""
+    return await service.find_villages(session, city, q=q, limit=limit, offset=offset)
+
+
+@router.get(
+    "/notices/villages/{village_id}",
+    operation_id="list_village_notices",
+    responses={404: {"description": "village_not_found"}},
+)
+async def list_village_notices(
+    village_id: int,
+    session: SessionDep,
+    city: CityDep,
+    now: NowDep,
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+) -> VillageNotices:
+    """The notices the village's speakers played in the last month, newest first (no login):
+    live broadcasts only, never test or exercise ones, and none that was cancelled."""
+    return await service.list_notices(session, city, village_id, now=now, limit=limit)

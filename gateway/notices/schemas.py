@@ -1,0 +1,39 @@
+"""Response shapes of the public notices API: no names of senders, no speaker data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from wire.contract import Category
+
+
+class PublicVillage(BaseModel):
+    id: int
+    name: str
+    district_name: str
+
+
+class PublicVillagePage(BaseModel):
+    items: list[PublicVillage]
+    total: int
+    limit: int
+    offset: int
+
+
+class Notice(BaseModel):
+    id: str
+    category: Category
+    title: str | None
+    text: str | None
+    played_at: datetime = Field(description="When the village's first speaker finished it.")
+    duration_ms: int
+    audio_url: str | None = Field(
+        description="The broadcast's audio; null once deleted at the end of its retention period."
+    )
+
+
+class VillageNotices(BaseModel):
+    village: PublicVillage
+    items: list[Notice]

@@ -1,0 +1,115 @@
+"""HTTP routes of the pages: the HTML shells, the PWA files and the spoken preview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse, RedirectResponse
+
+from gateway.auth import Sender
+from gateway.broadcasts.router import RuntimeDep
+from gateway.web import service
+from gateway.web.schemas import SpeechPreview
+
+STATIC: Final = Path(__file__).parent / "static"
+# The shells change with each release; browsers must ask again (ETag keeps it cheap).
+_NO_STALE: Final = {"Cache-Control": "no-cache"}
+# The pages run only their own files: no inline script or style, nothing from another origin
+# (the network may be closed anyway), so injected markup can neither run nor send anything out.
+# blob: is for recordings and spoken previews played back in the page.
+CONTENT_SECURITY_POLICY: Final = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "connect-src 'self'",
+        "worker-src 'self'",
+        "manifest-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+PAGE_HEADERS: Final = {
+    **_NO_STALE,
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "microphone=(self), camera=(), geolocation=()",
+}
+
+pages = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["web"])
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+@pages.get("/")
+async def home() -> FileResponse:
+    return _page("index.html")
+
+
+@pages.get("/console")
+async def console() -> FileResponse:
+    return _page("console.html")
+
+
+@pages.get("/phone")
+async def phone() -> FileResponse:
+    return _page("phone.html")
+
+
+@pages.get("/notices")
+async def notices_directory() -> FileResponse:
+    return _page("notices.html")
+
+
+@pages.get("/notices/{village_id}")
+async def notices(village_id: int) -> FileResponse:
+    return _page("notices.html")
+
+
+@pages.get("/favicon.ico")
+async def favicon() -> RedirectResponse:
+    return RedirectResponse("/static/icons/icon-192.png", status_code=308)
+
+
+@pages.get("/manifest.webmanifest")
+async def manifest() -> FileResponse:
+    return FileResponse(
+        STATIC / "manifest.webmanifest", media_type="application/manifest+json", headers=_NO_STALE
+    )
+
+
+@pages.get("/sw.js")
+async def service_worker() -> FileResponse:
+    # Served from the root so that it may control /phone; never cached stale.
+    return FileResponse(
+        STATIC / "sw.js",
+        media_type="text/javascript",
+        headers={**_NO_STALE, "X-Content-Type-Options": "nosniff", "Service-Worker-Allowed": "/"},
+    )
+
+
+@router.post(
+    "/speech/preview",
+    operation_id="preview_speech",
+    response_class=Response,
+    responses={
+        200: {"content": {"audio/wav": {}}},
+        422: {"description": "empty_text, text_too_long, unspeakable_text"},
+        503: {"description": "speech_engine_unavailable, speech_engine_failed"},
+    },
+)
+async def preview_speech(body: SpeechPreview, _user: Sender, runtime: RuntimeDep) -> Response:
+    """Typed text read by the gateway's speech engine, as the speakers would say it."""
+    audio = await service.speak_preview(runtime, body.text, repeat=body.repeat)
+    return Response(audio, media_type="audio/wav", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,365 @@
+// Shared by every page: the API client (tokens refreshed before they lapse), words and formats.
+"use strict";
+
+const API = "/api/v1";
+
+const WORDS = {
+  category: {
+    village_notice: "마을 소식",
+    administrative: "행정 안내",
+    crime_prevention: "범죄 예방",
+    disaster: "재난 경보",
+  },
+  role: {
+    city_admin: "시 관리자",
+    district_officer: "읍·면·동 담당",
+    village_head: "이장·통장",
+    police_officer: "경찰",
+    safety_officer: "시 안전 담당",
+    auditor: "감사",
+  },
+  tile: {
+    queued: "대기",
+    sent: "보냄",
+    received: "받음",
+    playing: "방송 중",
+    played: "방송 완료",
+    partial: "일부 완료",
+    failed: "실패",
+    offline: "꺼짐",
+    cancelled: "취소됨",
+    no_speakers: "스피커 없음",
+  },
+  mode: {
+    live: "실제 방송",
+    test: "시험 방송",
+    exercise: "훈련 방송",
+  },
+  broadcast: {
+    queued: "보내는 중",
+    in_progress: "진행 중",
+    completed: "끝남",
+    cancelled: "취소됨",
+  },
+};
+
+// What each role may send, as the gateway enforces it (gateway/scopes.py).
+const ROLE_CATEGORIES = {
+  city_admin: ["village_notice", "administrative", "crime_prevention", "disaster"],
+  district_officer: ["village_notice", "administrative", "crime_prevention", "disaster"],
+  village_head: ["village_notice", "administrative", "disaster"],
+  police_officer: ["crime_prevention"],
+  safety_officer: ["disaster"],
+  auditor: [],
+};
+
+class ApiError extends Error {
+  constructor(status, code, detail) {
+    super(detail || code);
+    this.status = status;
+    this.code = code;
+  }
+  // The Korean half of the gateway's "Korean / English" message.
+  get korean() {
+    const text = String(this.message || "");
+    return text.split(" / ")[0] || "요청을 처리하지 못했습니다.";
+  }
+}
+
+const UNREACHABLE = "서버에 연결하지 못했습니다. 인터넷 연결을 확인하고 다시 해 보세요.";
+
+// What to tell the user about any failure, in Korean: the gateway's own words when it answered,
+// otherwise (no network, a fault of the page) a plain sentence rather than English or nothing.
+function koreanError(error) {
+  if (error instanceof ApiError) return error.korean;
+  // Browsers say a lost connection in a TypeError of their own words (a stream cut midway).
+  if (error instanceof TypeError && /fetch|network|load failed/i.test(String(error.message))) {
+    return UNREACHABLE;
+  }
+  console.error(error);
+  return "요청을 처리하지 못했습니다. 화면을 새로 고친 뒤 다시 해 보세요.";
+}
+
+// fetch, with "no answer at all" turned into an error that says so (an abort stays an abort).
+async function reach(url, options) {
+  try {
+    return await fetch(url, options);
+  } catch (error) {
+    if (error && error.name === "AbortError") throw error;
+    throw new ApiError(0, "unreachable", UNREACHABLE);
+  }
+}
+
+// The tokens live in the storage the page chooses: the console keeps them per tab
+// (sessionStorage: shared office PCs, closed tab = logged out), the installed phone app across
+// starts (localStorage: the head's own phone). Logging out removes them either way.
+class Session {
+  constructor(storageKey, storage = window.sessionStorage) {
+    this.key = storageKey;
+    this.storage = storage;
+    this.onLogout = () => {};
+    this._refreshing = null;
+    this.state = this._load();
+  }
+
+  _load() {
+    try {
+      return JSON.parse(this.storage.getItem(this.key) || "null");
+    } catch {
+      return null;
+    }
+  }
+
+  get loggedIn() { return Boolean(this.state && this.state.refresh); }
+
+  _save(body) {
+    this.state = {
+      access: body.access_token,
+      refresh: body.refresh_token,
+      // Refresh a minute early so that a request never leaves with a lapsing token.
+      expiresAt: Date.now() + Math.max(30, body.expires_in - 60) * 1000,
+      role: body.role,
+      username: body.username,
+    };
+    this.storage.setItem(this.key, JSON.stringify(this.state));
+  }
+
+  async login(username, password) {
+    const form = new URLSearchParams({ username, password, grant_type: "password" });
+    const response = await reach(`${API}/auth/token`, { method: "POST", body: form });
+    const body = await readBody(response);
+    if (!response.ok) throw toError(response, body);
+    this._save(body);
+  }
+
+  async logout() {
+    const refresh = this.state && this.state.refresh;
+    this.state = null;
+    this.storage.removeItem(this.key);
+    if (refresh) {
+      fetch(`${API}/auth/logout`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: refresh }),
+      }).catch(() => {});
+    }
+  }
+
+  // One refresh at a time: each refresh token works once.
+  refresh() {
+    if (!this._refreshing) {
+      this._refreshing = (async () => {
+        // Another tab of the same storage may have used the refresh token already (each works
+        // once): take the newest one it saved.
+        const stored = this._load();
+        if (stored && stored.refresh) this.state = stored;
+        if (!this.state) throw new ApiError(401, "unauthorized", "다시 로그인해 주세요.");
+        const response = await reach(`${API}/auth/refresh`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ refresh_token: this.state.refresh }),
+        });
+        const body = await readBody(response);
+        if (!response.ok) {
+          this.state = null;
+          this.storage.removeItem(this.key);
+          this.onLogout();
+          throw toError(response, body);
+        }
+        this._save(body);
+      })().finally(() => { this._refreshing = null; });
+    }
+    return this._refreshing;
+  }
+
+  async token() {
+    if (!this.state) throw new ApiError(401, "unauthorized", "다시 로그인해 주세요.");
+    if (Date.now() >= this.state.expiresAt) await this.refresh();
+    return this.state.access;
+  }
+
+  async fetch(path, options = {}, retried = false) {
+    const headers = new Headers(options.headers || {});
+    headers.set("Authorization", `Bearer ${await this.token()}`);
+    let body = options.body;
+    if (options.json !== undefined) {
+      headers.set("Content-Type", "application/json");
+      body = JSON.stringify(options.json);
+    }
+    const response = await reach(path.startsWith("/") ? path : `${API}/${path}`, {
+      method: options.method || "GET",
+      headers,
+      body,
+      signal: options.signal,
+    });
+    if (response.status === 401 && !retried && this.state) {
+      await this.refresh();
+      return this.fetch(path, options, true);
+    }
+    return response;
+  }
+
+  async request(path, options = {}) {
+    const response = await this.fetch(path, options);
+    const body = await readBody(response);
+    if (!response.ok) throw toError(response, body);
+    return { status: response.status, body };
+  }
+
+  async get(path, query) {
+    return (await this.request(withQuery(path, query))).body;
+  }
+
+  // Server-sent events through fetch, so that the token travels in a header.
+  async follow(path, onEvent, signal) {
+    const response = await this.fetch(path, { signal, headers: { Accept: "text/event-stream" } });
+    if (!response.ok || !response.body) throw toError(response, await readBody(response));
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const chunk = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = chunk.split("\n").filter((l) => l.startsWith("data:"))
+          .map((l) => l.slice(5).trim()).join("\n");
+        if (data) onEvent(JSON.parse(data));
+      }
+    }
+  }
+
+  // Every page of a listing (the API caps page sizes).
+  async all(path, query = {}, pageSize = 1000) {
+    const items = [];
+    for (let offset = 0; ; offset += pageSize) {
+      const page = await this.get(path, { ...query, limit: pageSize, offset });
+      items.push(...page.items);
+      if (items.length >= page.total || page.items.length === 0) return items;
+    }
+  }
+}
+
+async function readBody(response) {
+  const type = response.headers.get("Content-Type") || "";
+  if (type.includes("application/json")) return response.json();
+  return response.text();
+}
+
+function toError(response, body) {
+  if (body && typeof body === "object") return new ApiError(response.status, body.error, body.detail);
+  return new ApiError(response.status, "http_" + response.status, "서버에 연결하지 못했습니다.");
+}
+
+function withQuery(path, query) {
+  if (!query) return path;
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined || value === null || value === "") continue;
+    if (Array.isArray(value)) value.forEach((v) => params.append(key, v));
+    else params.append(key, value);
+  }
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+  })[c]);
+}
+
+const TIME = new Intl.DateTimeFormat("ko-KR", {
+  timeZone: "Asia/Seoul", month: "long", day: "numeric", weekday: "short",
+  hour: "numeric", minute: "2-digit",
+});
+const TIME_FULL = new Intl.DateTimeFormat("ko-KR", {
+  timeZone: "Asia/Seoul", year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+
+function when(iso) { return iso ? TIME.format(new Date(iso)) : "-"; }
+function whenFull(iso) { return iso ? TIME_FULL.format(new Date(iso)) : ""; }
+
+// A village's tile from its speakers' delivery states.
+function villageState(village) {
+  const speakers = village.speakers || [];
+  if (speakers.length === 0) return "no_speakers";
+  const open = speakers.filter((s) =>
+    ["queued", "sent", "received", "playing", "preempted"].includes(s.state));
+  const played = speakers.filter((s) => s.state === "played").length;
+  if (open.length === 0) {
+    if (played === speakers.length) return "played";
+    if (played > 0) return "partial";
+    if (speakers.every((s) => s.state === "cancelled")) return "cancelled";
+    return "failed";
+  }
+  if (open.every((s) => !s.online)) return "offline";
+  for (const state of ["playing", "received", "sent"]) {
+    if (open.some((s) => s.state === state || (state === "playing" && s.state === "preempted"))) {
+      return state;
+    }
+  }
+  return "queued";
+}
+
+// Tests and exercises are never taken for the real thing: they carry a mark wherever listed.
+function modeBadge(mode) {
+  return mode && mode !== "live" ? `<span class="badge mode-${esc(mode)}">${esc(WORDS.mode[mode] || mode)}</span> ` : "";
+}
+
+// A cell that a spreadsheet would run as a formula (typed text such as "=HYPERLINK(...)" from
+// any sender) is kept as text by a leading apostrophe.
+function csvCell(cell) {
+  let value = String(cell ?? "");
+  if (typeof cell === "string" && /^[=+\-@\t\r]/.test(value)) value = "'" + value;
+  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+function csvText(rows) {
+  return rows.map((row) => row.map(csvCell).join(",")).join("\r\n");
+}
+
+function csvDownload(filename, rows) {
+  const text = csvText(rows);
+  // The byte-order mark makes spreadsheet programs read the Korean correctly.
+  const blob = new Blob(["\ufeff" + text], { type: "text/csv;charset=utf-8" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  document.body.appendChild(link);
+  link.click();
+  setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
+}
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// A recording in the browser: MediaRecorder where it exists (Opus in WebM or Ogg, AAC in MP4).
+class Recorder {
+  constructor() { this.chunks = []; this.recorder = null; this.stream = null; }
+  static get supported() { return Boolean(navigator.mediaDevices && window.MediaRecorder); }
+  async start() {
+    this.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    this.chunks = [];
+    this.recorder = new MediaRecorder(this.stream);
+    this.recorder.ondataavailable = (e) => { if (e.data.size) this.chunks.push(e.data); };
+    this.recorder.start();
+    this.startedAt = Date.now();
+  }
+  stop() {
+    return new Promise((resolve) => {
+      this.recorder.onstop = () => {
+        this.stream.getTracks().forEach((t) => t.stop());
+        const type = this.recorder.mimeType || "audio/webm";
+        const ext = type.includes("mp4") ? "m4a" : type.includes("ogg") ? "ogg" : "webm";
+        resolve(new File(this.chunks, `recording.${ext}`, { type }));
+      };
+      this.recorder.stop();
+    });
+  }
+}

@@ -1,0 +1,87 @@
+// Residents' notices: what the village's speakers played, to read and hear again. No login.
+"use strict";
+
+const content = document.getElementById("content");
+const villageId = Number(location.pathname.split("/")[2]) || null;
+const PLAY = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 4l13 8-13 8z" fill="currentColor"/></svg>';
+const STOP = '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="6" width="12" height="12" fill="currentColor"/></svg>';
+
+async function getJson(path) {
+  const response = await reach(`${API}/${path}`);
+  const body = await readBody(response);
+  if (!response.ok) throw toError(response, body);
+  return body;
+}
+
+async function showVillage() {
+  let data;
+  try {
+    data = await getJson(`notices/villages/${villageId}`);
+  } catch (e) {
+    content.innerHTML = `<div class="notice error" role="alert">${e.status === 404 ? "없는 마을입니다." : esc(koreanError(e))}</div>
+      <a href="/notices">마을 찾기</a>`;
+    return;
+  }
+  const village = data.village;
+  document.title = `${village.name} 방송 다시 듣기`;
+  document.getElementById("title").textContent = `${village.name} 방송`;
+  document.getElementById("subtitle").textContent = `${village.district_name} ${village.name} 스피커로 나간 안내 (최근 한 달)`;
+  content.innerHTML = (data.items.length === 0 ? '<p class="empty">최근 한 달 동안 나간 방송이 없습니다.</p>' :
+    data.items.map((n) => `
+      <article class="item cat-${esc(n.category)}" data-notice="${esc(n.id)}">
+        <div class="meta"><span class="badge cat-${esc(n.category)}">${esc(WORDS.category[n.category] || n.category)}</span>
+          <time datetime="${esc(n.played_at)}">${when(n.played_at)}</time></div>
+        ${n.title ? `<h2>${esc(n.title)}</h2>` : ""}
+        ${n.text ? `<p>${esc(n.text)}</p>` : (n.title ? "" : "<p>녹음 방송입니다. 들어 보세요.</p>")}
+        ${n.audio_url ? `<button class="play" type="button" data-src="${esc(n.audio_url)}" aria-pressed="false">${PLAY} 다시 듣기</button>` : ""}
+      </article>`).join("")) +
+    '<p class="foot">이 화면에는 개인 정보가 없습니다. <a href="/notices">다른 마을 보기</a></p>';
+  const audio = new Audio();
+  let current = null;
+  const reset = () => {
+    if (current) { current.setAttribute("aria-pressed", "false"); current.innerHTML = `${PLAY} 다시 듣기`; }
+    current = null;
+  };
+  audio.addEventListener("ended", reset);
+  content.addEventListener("click", (e) => {
+    const button = e.target.closest("button.play");
+    if (!button) return;
+    const again = current === button;
+    audio.pause();
+    reset();
+    if (again) return;
+    current = button;
+    audio.src = button.dataset.src;
+    audio.play().then(() => {
+      button.setAttribute("aria-pressed", "true");
+      button.innerHTML = `${STOP} 멈추기`;
+      button.dataset.playing = "true";
+    }).catch(() => {
+      reset();
+      if (!(button.nextElementSibling && button.nextElementSibling.dataset.playError)) {
+        button.insertAdjacentHTML("afterend", '<p class="notice error" role="alert" data-play-error="true">소리를 틀 수 없습니다.</p>');
+      }
+    });
+  });
+}
+
+async function showDirectory() {
+  content.innerHTML = `
+    <form class="search" id="search"><input type="search" id="q" placeholder="마을 이름 (예: 상촌)" aria-label="마을 이름">
+      <button class="play" type="submit">찾기</button></form>
+    <div class="list" id="list"></div>`;
+  const list = document.getElementById("list");
+  const load = async () => {
+    const q = document.getElementById("q").value.trim();
+    const page = await getJson(`notices/villages?${new URLSearchParams({ q, limit: 50 })}`);
+    list.innerHTML = page.items.length === 0 ? '<p class="empty">찾는 마을이 없습니다.</p>' :
+      page.items.map((v) => `<a href="/notices/${esc(encodeURIComponent(v.id))}">${esc(v.name)}<span>${esc(v.district_name)}</span></a>`).join("");
+  };
+  const failed = (e) => { list.innerHTML = `<div class="notice error" role="alert">${esc(koreanError(e))}</div>`; };
+  document.getElementById("search").addEventListener("submit", (e) => { e.preventDefault(); load().catch(failed); });
+  await load();
+}
+
+(villageId ? showVillage() : showDirectory()).catch((e) => {
+  content.innerHTML = `<div class="notice error" role="alert">${esc(koreanError(e))}</div>`;
+});
