@@ -17,6 +17,8 @@ from typing import Any
 
 from bench.city import Bench, children_rss_mb, rss_mb
 from bench.health import run_health_bench
+from bench.live import live_settings, run_live_bench
+from bench.replicas import postgres_reachable, run_replicas_bench
 from bench.stats import percentile, summary
 from bench.transcode import run_transcode_bench
 from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, raise_nofile_limit
@@ -225,6 +227,16 @@ async def run_bench_async() -> dict[str, Any]:
                 finally:
                     await bench.__aexit__(None, None, None)
             result["memory"] = memory
+            _log("live: mouth-to-speaker latency")
+            result["live"] = await run_live_bench(folder, broker.url, **live_settings(smoke))
+            if full:
+                if postgres_reachable():
+                    _log("replicas: one, then two, on PostgreSQL with 10,000 speakers")
+                    result["replicas"] = await run_replicas_bench(
+                        folder, broker.url, recording, speakers=10_000, rounds=rounds, warmup=warmup
+                    )
+                else:
+                    _log("replicas: skipped, PostgreSQL not reachable on 127.0.0.1:5432")
     _log("transcode")
     result["transcode"] = await asyncio.to_thread(
         run_transcode_bench, 1 if smoke else rounds, 0 if smoke else 1
@@ -279,8 +291,17 @@ def table(result: dict[str, Any]) -> str:
         f"a {_fmt(api.get('speakers'))}-speaker fan-out  (target < 50)",
         f"memory     Jinju {_fmt(memory.get('rss_mb_jinju'))} MiB, 10k "
         f"{_fmt(memory.get('rss_mb_10k'))} MiB  (target <= 300 at 10k)",
-        f"live       {result['live']['status']}",
+        f"live       {result['live']['status']}: p50 {_fmt(result['live']['p50_ms'])} ms, "
+        f"p95 {_fmt(result['live']['p95_ms'])} ms, {_fmt(result['live']['frames_lost'])} "
+        f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
     ]
+    for key in ("one", "two"):
+        if (r := result.get("replicas", {}).get(key)) is not None:
+            lines.append(
+                f"replicas   {r['replicas']} on PostgreSQL, {result['replicas']['speakers']} "
+                f"speakers: received {r['received_ms'][0]} ms, played {r['played_ms'][0]} ms, "
+                f"completed {r['completed_ms'][0]} ms (medians), acks {r['acks_per_replica']}"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
 from audio.errors import AudioError
 from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
-from gateway.audit.recorder import record_request
 from gateway.audit.router import router as audit_router
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
@@ -33,8 +33,15 @@ from gateway.deliveries.intake import Intake
 from gateway.deliveries.sweeper import Sweeper
 from gateway.devicesec.router import router as devicesec_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
+from gateway.live.fanout import FakeLiveBus, LiveBus, MqttLiveBus
+from gateway.live.hub import LiveHub
+from gateway.live.router import pages as live_pages
+from gateway.live.router import router as live_router
+from gateway.live.settings import LiveSettings
+from gateway.notices.router import router as notices_router
 from gateway.places.models import City
 from gateway.places.router import router as places_router
+from gateway.request_hooks import AfterRequest
 from gateway.schedules.router import quiet_router
 from gateway.schedules.router import router as schedules_router
 from gateway.schedules.worker import ScheduleWorker
@@ -44,6 +51,9 @@ from gateway.signing_router import router as keys_router
 from gateway.speakers.router import router as speakers_router
 from gateway.templates.router import router as templates_router
 from gateway.users.router import router as users_router
+from gateway.web.router import STATIC
+from gateway.web.router import pages as web_pages
+from gateway.web.router import router as web_router
 from wire import contract
 
 log = logging.getLogger(__name__)
@@ -91,6 +101,17 @@ def _install_handlers(app: FastAPI) -> None:
             fields=_fields(errors),
         )
 
+    # A number the database cannot hold (an id or offset past 64 bits) is the request's
+    # fault: SQLite's driver raises OverflowError, PostgreSQL's a DataError.
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(_: Request, exc: Exception) -> JSONResponse:
+        return _error(
+            422,
+            "value_out_of_range",
+            "요청의 숫자가 허용 범위를 벗어났습니다. / A number in the request is out of range.",
+        )
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: Exception) -> JSONResponse:
@@ -101,6 +122,22 @@ def _install_handlers(app: FastAPI) -> None:
             "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도해 주세요. / "
             "The database is unavailable; try again shortly.",
         )
+
+
+async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run a background loop for the app's lifetime: a loop that dies (a bug, not an outage;
+    the loops ride those out themselves) is logged and started again, never lost silently."""
+    delay = 1.0
+    while True:
+        try:
+            await run()
+            log.error("background task %s returned; starting it again", name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s failed; starting it again in %.0fs", name, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
 
 
 def _fields(errors: Any) -> list[dict[str, str]]:
@@ -132,8 +169,11 @@ def create_app(
     bus: Bus | None = None,
     clock: Clock | None = None,
     worker: TranscodeWorker | None = None,
+    live: LiveSettings | None = None,
+    live_bus: LiveBus | None = None,
 ) -> FastAPI:
     clock = clock or SystemClock()
+    live_settings = live or LiveSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,8 +212,9 @@ def create_app(
                 ]
                 if settings.background_workers
                 else [],
+                clock=clock,
             )
-            tasks.append(asyncio.create_task(real.run(), name="mqtt-bus"))
+            tasks.append(asyncio.create_task(_supervised(real.run, "mqtt-bus"), name="mqtt-bus"))
             mqtt = real
         publisher = Publisher(app.state.sessions, mqtt, settings, clock, owner=settings.replica_id)
         intake = Intake(
@@ -184,7 +225,7 @@ def create_app(
             city_code=settings.city_code,
             batch_max=settings.ack_batch_max,
         )
-        sweeper = Sweeper(app.state.sessions, settings, clock, city_id=city_id)
+        sweeper = Sweeper(app.state.sessions, settings, clock, city_id=city_id, bus=mqtt)
         app.state.bus = mqtt
         app.state.publisher = publisher
         app.state.intake = intake
@@ -197,16 +238,39 @@ def create_app(
             on_fired=publisher.wake.set,
         )
         app.state.scheduler = scheduler
+        fanout = live_bus
+        if fanout is None and bus is None:
+            real_fanout = MqttLiveBus(
+                settings.mqtt, client_id=f"{settings.mqtt_client_prefix}-{settings.replica_id}-live"
+            )
+            tasks.append(
+                asyncio.create_task(_supervised(real_fanout.run, "live-bus"), name="live-bus")
+            )
+            fanout = real_fanout
+        hub = LiveHub(
+            app.state.sessions,
+            app.state.runtime,
+            live_settings,
+            fanout or FakeLiveBus(),
+            city_id=city_id,
+            wake_publisher=publisher.wake.set,
+        )
+        app.state.live = hub
+        await hub.start()
         if settings.background_workers:
             tasks += [
-                asyncio.create_task(publisher.run(), name="outbox-publisher"),
-                asyncio.create_task(intake.run(), name="ack-intake"),
-                asyncio.create_task(sweeper.run(), name="sweeper"),
-                asyncio.create_task(scheduler.run(), name="schedule-worker"),
+                asyncio.create_task(_supervised(run, name), name=name)
+                for run, name in (
+                    (publisher.run, "outbox-publisher"),
+                    (intake.run, "ack-intake"),
+                    (sweeper.run, "sweeper"),
+                    (scheduler.run, "schedule-worker"),
+                )
             ]
         try:
             yield
         finally:
+            await hub.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -226,17 +290,8 @@ def create_app(
     app.state.clock = clock
     _install_handlers(app)
 
-    @app.middleware("http")
-    async def _after_request(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        # A new broadcast was just committed: publish now instead of at the next poll.
-        if request.method == "POST" and response.status_code in (200, 201):
-            publisher = getattr(request.app.state, "publisher", None)
-            if publisher is not None:
-                publisher.wake.set()
-        if hasattr(request.app.state, "sessions"):
-            await record_request(request, response)
-        return response
+    # Wakes the publisher after a committed broadcast and writes the audit row, per request.
+    app.add_middleware(AfterRequest)
 
     @app.get("/healthz", operation_id="health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -279,6 +334,12 @@ def create_app(
     app.include_router(users_router, prefix=API)
     app.include_router(audit_router, prefix=API)
     app.include_router(approvals_router, prefix=API)
+    app.include_router(live_router, prefix=API)
+    app.include_router(live_pages)
+    app.include_router(notices_router, prefix=API)
+    app.include_router(web_router, prefix=API)
+    app.include_router(web_pages)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 

@@ -2,6 +2,14 @@
 
 Publishing returns once the broker has the message (PUBACK for QoS 1). That only means the broker
 holds it: speakers acknowledge on their own topics, read here through shared subscriptions.
+
+After a reconnection the bus cannot know which speakers stayed connected (a restarted broker
+publishes no wills), so it reports since when presence is in doubt; the sweeper pauses retries
+for speakers not heard from since, and their birth messages bring a catch-up.
+
+The client id is stable per replica so that a restarted replica resumes its session (and the
+acks queued in it). Two processes given the same replica id take that session from each other
+over and over; the bus counts such take-overs and says so loudly.
 """
 
 from __future__ import annotations
@@ -10,17 +18,27 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Final, Protocol
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.clock import Clock, SystemClock
 from gateway.settings import MqttTarget
 
 log = logging.getLogger(__name__)
+
+# MQTT 5 reason code of a DISCONNECT sent because another client connected with our client id.
+SESSION_TAKEN_OVER: Final = 142
+# Take-overs within this many seconds that mean another process holds the same client id.
+TAKEOVER_WINDOW_S: Final = 60.0
+# A QoS 1 publish without PUBACK for this long means the connection is dead, whatever it says.
+PUBLISH_TIMEOUT_S: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,11 @@ class Bus(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def presence_doubt_since(self) -> datetime | None:
+        """When the current connection began, if presence learned before it may be stale."""
+        ...
+
 
 class MqttBus:
     """aiomqtt over paho, MQTT 5, reconnecting with jittered exponential back-off."""
@@ -55,8 +78,10 @@ class MqttBus:
         subscriptions: Sequence[tuple[str, int]],
         queue_limit: int = 200_000,
         max_inflight: int = 1000,
+        clock: Clock | None = None,
     ) -> None:
         self._target = target
+        self._clock = clock or SystemClock()
         self._client_id = client_id
         self._subscriptions = list(subscriptions)
         self._max_inflight = max_inflight
@@ -64,10 +89,20 @@ class MqttBus:
         self._ready = asyncio.Event()
         self.incoming: asyncio.Queue[Incoming] = asyncio.Queue(maxsize=queue_limit)
         self.dropped = 0
+        self.connections = 0
+        self.takeovers = 0
+        self._takeover_times: list[float] = []
+        self._doubt_since: datetime | None = None
+        self._heard_at: datetime | None = None  # last sign of life on the current connection
+        self._broken = asyncio.Event()
 
     @property
     def connected(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def presence_doubt_since(self) -> datetime | None:
+        return self._doubt_since if self.connected else None
 
     def _make_client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -99,25 +134,73 @@ class MqttBus:
                     for topic, qos in self._subscriptions:
                         await client.subscribe(topic, qos=qos)
                     self._client = client
+                    if self._heard_at is not None:
+                        # The connection was lost: the broker may have restarted without
+                        # publishing any will, so whoever was online when we last heard from
+                        # it may not be any more. Presence newer than that is news.
+                        self._doubt_since = self._heard_at
+                    self._heard_at = self._clock.now()
+                    self.connections += 1
+                    self._broken.clear()
                     self._ready.set()
                     backoff = 0.5
                     log.info("MQTT connected to %s as %s", self._target.redacted(), self._client_id)
-                    async for message in client.messages:
-                        payload = message.payload
-                        if not isinstance(payload, bytes | bytearray):
-                            payload = str(payload).encode()
-                        item = Incoming(str(message.topic), bytes(payload))
-                        try:
-                            self.incoming.put_nowait(item)
-                        except asyncio.QueueFull:
-                            self.dropped += 1
+                    await self._read_until_broken(client)
             except aiomqtt.MqttError as exc:
+                if self._taken_over(exc):
+                    # Do not fight over the session in a tight loop.
+                    backoff = max(backoff, 5.0)
                 log.warning("MQTT connection lost (%s); retrying in %.1fs", exc, backoff)
             finally:
                 self._ready.clear()
                 self._client = None
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(backoff * 2, 30.0)
+
+    async def _read_until_broken(self, client: aiomqtt.Client) -> None:
+        reader = asyncio.create_task(self._read(client), name="mqtt-bus-reader")
+        broken = asyncio.create_task(self._broken.wait(), name="mqtt-bus-watch")
+        try:
+            await asyncio.wait({reader, broken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, broken):
+                task.cancel()
+            await asyncio.gather(reader, broken, return_exceptions=True)
+        if not reader.cancelled() and (error := reader.exception()) is not None:
+            raise error  # the connection's own end
+        if self._broken.is_set():
+            raise aiomqtt.MqttError("publishes time out on this connection")
+        raise aiomqtt.MqttError("the broker ended the message stream")
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = str(payload).encode()
+            self._heard_at = self._clock.now()
+            try:
+                self.incoming.put_nowait(Incoming(str(message.topic), bytes(payload)))
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+    def _taken_over(self, exc: aiomqtt.MqttError) -> bool:
+        rc = getattr(exc, "rc", None)
+        code = getattr(rc, "value", rc)
+        if code != SESSION_TAKEN_OVER:
+            return False
+        self.takeovers += 1
+        now = time.monotonic()
+        self._takeover_times = [t for t in self._takeover_times if now - t < TAKEOVER_WINDOW_S]
+        self._takeover_times.append(now)
+        if len(self._takeover_times) >= 2:
+            log.error(
+                "MQTT client id %s is used by another process (%d take-overs in %.0fs): give "
+                "every gateway replica its own GATEWAY_REPLICA_ID, or acks will be lost",
+                self._client_id,
+                len(self._takeover_times),
+                TAKEOVER_WINDOW_S,
+            )
+        return True
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int, expiry_s: int | None = None
@@ -130,8 +213,18 @@ class MqttBus:
         if expiry_s is not None:
             props.MessageExpiryInterval = expiry_s
         try:
-            await client.publish(topic, payload, qos=qos, properties=props, timeout=15)
+            await client.publish(
+                topic, payload, qos=qos, properties=props, timeout=PUBLISH_TIMEOUT_S
+            )
         except aiomqtt.MqttError as exc:
+            if "timed out" in str(exc):
+                # A connection whose socket died unnoticed (no error, just no PUBACK) would
+                # otherwise pass for connected until the keep-alive gives up: stop publishing
+                # and retrying on it now, and connect again.
+                if self._ready.is_set():
+                    log.warning("MQTT publish failed (%s); connecting again", exc)
+                self._ready.clear()
+                self._broken.set()
             raise BusUnavailable(str(exc)) from exc
 
 
@@ -142,10 +235,15 @@ class FakeBus:
         self.incoming: asyncio.Queue[Incoming] = asyncio.Queue()
         self.published: list[tuple[str, bytes, int, int | None]] = []
         self.up = True
+        self.doubt_since: datetime | None = None
 
     @property
     def connected(self) -> bool:
         return self.up
+
+    @property
+    def presence_doubt_since(self) -> datetime | None:
+        return self.doubt_since if self.up else None
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int, expiry_s: int | None = None

@@ -51,6 +51,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _driver_errors() -> tuple[type[Exception], ...]:
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:
+        return ()
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+# Errors a driver raises while connecting, outside SQLAlchemy's translation to DB-API errors.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (OSError, TimeoutError, *_driver_errors())
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
@@ -66,7 +78,22 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(
+        url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=10
+    )
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # asyncpg's own errors while connecting (server refusing, database not accepting
+        # connections, network gone) escape SQLAlchemy's translation; made DB-API errors here,
+        # they reach the API as 503 and the background loops as an outage, like any other.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except _CONNECT_ERRORS as exc:
+            error: type[Exception] = dialect.loaded_dbapi.OperationalError
+            raise error(f"cannot connect to the database: {exc}") from exc
+
+    return engine
 
 
 def create_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -98,6 +125,7 @@ def import_models() -> MetaData:
     from gateway.broadcasts import models as _broadcasts  # noqa: F401
     from gateway.deliveries import models as _deliveries  # noqa: F401
     from gateway.devicesec import models as _devicesec  # noqa: F401
+    from gateway.live import models as _live  # noqa: F401
     from gateway.places import models as _places  # noqa: F401
     from gateway.schedules import models as _schedules  # noqa: F401
     from gateway.speakers import models as _speakers  # noqa: F401

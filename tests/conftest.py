@@ -68,3 +68,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After the run: the lost, duplicated and stale deliveries of every fault scenario."""
+    from tests.e2e.conftest import FIGURES
+
+    lines = [
+        f"{report.nodeid.rsplit('::', 1)[-1]}: {name.removeprefix(FIGURES)}: {value}"
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.getreports(outcome)
+        for name, value in report.user_properties
+        if name.startswith(FIGURES)
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "fault scenarios: lost, duplicated and stale deliveries")
+        for line in lines:
+            terminalreporter.write_line(line)

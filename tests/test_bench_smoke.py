@@ -41,7 +41,9 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     transcode = result["transcode"]
     assert {"pipeline_ms_median", "ffmpeg_cli_ms_median", "ratio"} <= set(transcode)
     assert _non_negative(transcode["pipeline_ms_median"])
-    assert result["live"]["status"] == "not_built"
+    assert result["live"]["status"] == "measured"
+    assert all(_non_negative(result["live"][k]) for k in ("listeners", "p50_ms", "p95_ms"))
+    assert _non_negative(result["live"]["frames_lost"])
     assert _non_negative(result["api"]["status_p99_ms"])
     assert _non_negative(result["api"]["count"])
     assert _non_negative(result["memory"]["rss_mb_jinju"])

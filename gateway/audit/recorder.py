@@ -11,7 +11,7 @@ import logging
 from typing import Any, Final
 from urllib.parse import unquote
 
-from fastapi import Request, Response
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import service as audit
@@ -50,7 +50,7 @@ def _operation(request: Request) -> str | None:
     return str(operation) if operation else None
 
 
-async def record_request(request: Request, response: Response) -> None:
+async def record_request(request: Request, status: int) -> None:
     operation = _operation(request)
     if operation is None or operation in _SELF_RECORDED:
         return
@@ -73,11 +73,11 @@ async def record_request(request: Request, response: Response) -> None:
                 role=principal.role.value if principal is not None else None,
                 action=operation,
                 target=",".join(f"{k}={v}" for k, v in sorted(params.items())) or None,
-                outcome=outcome_of(response.status_code),
+                outcome=outcome_of(status),
                 # Percent-encoded UTF-8, so a reason can be written in Korean.
                 reason=unquote(request.headers.get("x-access-reason", "")) or None,
                 source=request.client.host if request.client else None,
-                details={"status": response.status_code, "via": getattr(principal, "via", None)},
+                details={"status": status, "via": getattr(principal, "via", None)},
             )
             await session.commit()
     except Exception:

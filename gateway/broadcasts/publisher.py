@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.broadcasts.models import AudioAsset, Broadcast, Publication, cancel_command_id
 from gateway.bus import Bus, BusUnavailable
 from gateway.clock import Clock, to_ms
 from gateway.deliveries import service as deliveries
+from gateway.live import service as live
 from gateway.places.models import City
 from gateway.settings import Settings
 from gateway.signing import Signer, active_signer
@@ -54,16 +56,27 @@ class Publisher:
         self._owner = owner
         self._batch = batch
         self._limit = asyncio.Semaphore(concurrency)
-        self._audio: OrderedDict[str, tuple[contract.AudioRef, ...]] = OrderedDict()
+        # By broadcast and its audio: a live broadcast's audio changes from the start chime to
+        # the recording when the talk ends, and a late copy then carries the recording.
+        self._audio: OrderedDict[tuple[str, str], tuple[contract.AudioRef, ...]] = OrderedDict()
+        self._live: dict[str, contract.LiveStream | None] = {}
         self._postgres = not settings.is_sqlite
         self._signer: Signer | None = None
         self.wake = asyncio.Event()
         self.stats = PublishStats()
 
     async def run(self) -> None:
+        failing = False
         while True:
             try:
                 done = await self.publish_due()
+                failing = False
+            except (DBAPIError, OSError) as exc:
+                # The database is away: the outbox waits in it, so say so once and keep trying.
+                if not failing:
+                    log.warning("publisher cannot reach the database (%s); retrying", exc)
+                failing = True
+                done = 0
             except Exception:
                 log.exception("publisher pass failed; retrying")
                 done = 0
@@ -80,8 +93,33 @@ class Publisher:
         if not claimed:
             return 0
         outcomes = await asyncio.gather(*(self._publish(p, b, c) for p, b, c in claimed))
-        await self._record(claimed, outcomes)
+        await self._record_while_leased(claimed, outcomes, lease_until=self._lease_until(now))
         return len(claimed)
+
+    def _lease_until(self, claimed_at: datetime) -> datetime:
+        return claimed_at + timedelta(seconds=self._settings.publish_lease_s)
+
+    async def _record_while_leased(
+        self,
+        claimed: list[tuple[Publication, Broadcast, str]],
+        outcomes: list[str | None],
+        *,
+        lease_until: datetime,
+    ) -> None:
+        """Record the outcomes, retrying while the lease holds. Once it lapses another pass (here
+        or on another replica) publishes the rows again: speakers drop the copies by command id,
+        so a record lost to a database outage costs a re-publish, never a second play."""
+        delay = 0.2
+        while True:
+            try:
+                await self._record(claimed, outcomes)
+                return
+            except (DBAPIError, OSError) as exc:
+                if self._clock.now() + timedelta(seconds=delay) >= lease_until:
+                    log.warning("publications not recorded before their lease ended (%s)", exc)
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _claim(self, now: datetime) -> list[tuple[Publication, Broadcast, str]]:
         free = or_(Publication.lease_expires_at.is_(None), Publication.lease_expires_at < now)
@@ -99,7 +137,7 @@ class Publisher:
                 return []
             # Read per batch, not cached forever, so a rotation on any replica takes effect here.
             self._signer = await active_signer(session, now)
-            lease_until = now + timedelta(seconds=self._settings.publish_lease_s)
+            lease_until = self._lease_until(now)
             await session.execute(
                 update(Publication)
                 .where(Publication.id.in_(ids), free)
@@ -115,9 +153,13 @@ class Publisher:
                 )
             ).tuples()
             claimed = list(rows)
+            # A live broadcast's start command names its stream (None once the session ended).
+            self._live = {
+                bid: await live.stream_of(session, bid) for bid in {b.id for _, b, _ in claimed}
+            }
             for _, broadcast, _ in claimed:
-                if broadcast.id not in self._audio:
-                    self._audio[broadcast.id] = await self._audio_refs(session, broadcast)
+                if _audio_key(broadcast) not in self._audio:
+                    self._audio[_audio_key(broadcast)] = await self._audio_refs(session, broadcast)
                     while len(self._audio) > 32:
                         self._audio.popitem(last=False)
             await session.commit()
@@ -181,12 +223,14 @@ class Publisher:
             category=contract.Category(broadcast.category),
             priority=broadcast.priority,
             mode=broadcast.mode,
+            audible=broadcast.mode == "live" or self._settings.test_playback == "announce",
             issued_at_ms=to_ms(at),
             expires_at_ms=to_ms(broadcast.expires_at),
             nonce=contract.new_nonce(),
             title=broadcast.title,
             text=broadcast.text,
-            audio=() if cancel else self._audio[broadcast.id],
+            audio=() if cancel else self._audio[_audio_key(broadcast)],
+            live=None if cancel else self._live.get(broadcast.id),
         )
         if self._signer is not None:
             command = self._signer.sign(command)
@@ -245,3 +289,7 @@ class Publisher:
                     row.available_at = now + timedelta(seconds=backoff)
                     self.stats.failed += 1
             await session.commit()
+
+
+def _audio_key(broadcast: Broadcast) -> tuple[str, str]:
+    return broadcast.id, ",".join(sorted(broadcast.audio_sha256.values()))

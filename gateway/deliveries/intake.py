@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.bus import Bus, Incoming
 from gateway.clock import Clock
@@ -18,6 +21,26 @@ from wire import contract
 
 log = logging.getLogger(__name__)
 
+# Distinct acks one speaker may have recorded for one command: a real speaker sends a handful
+# (received, playing, a few pre-emptions and replays, played), so more means a broken or hostile
+# one, whose excess is dropped without touching the database, however it is spread in time.
+PER_COMMAND_MAX: Final = 32
+# Exact copies of acks already recorded (QoS 1 redelivery, a speaker repeating itself) are
+# recognised this far back and skipped without touching the database; the same bound holds the
+# per-command counts. Both are kept as hashes, a few megabytes at this bound.
+RECENT_ACKS_MAX: Final = 50_000
+
+
+@dataclass
+class _Sifted:
+    """A batch's acks worth recording, and what sifting them found."""
+
+    acks: list[tuple[str, contract.Ack]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    per_command: Counter[int] = field(default_factory=Counter)  # hash of (speaker, command)
+    keys: list[int] = field(default_factory=list)  # hashes of the acks kept
+    flooders: set[str] = field(default_factory=set)
+
 
 def _at(ms: int, now: datetime) -> datetime:
     """A speaker's clock is a claim, not a fact: never later than our own."""
@@ -27,7 +50,9 @@ def _at(ms: int, now: datetime) -> datetime:
 class Intake:
     """Drains the bus in batches: one transaction per batch, so thousands of acks a second fit.
 
-    A batch that cannot be written (database away) is kept and retried, never dropped.
+    A batch that cannot be written (database away) is kept and retried, never dropped. A speaker
+    that floods acks is capped per batch and its exact repeats are skipped; one that sends
+    garbage is counted; neither slows down the others.
     """
 
     def __init__(
@@ -47,6 +72,8 @@ class Intake:
         self._city_code = city_code
         self._batch_max = batch_max
         self._ids: dict[str, int] = {}
+        self._recent: OrderedDict[int, None] = OrderedDict()
+        self._per_command: OrderedDict[int, int] = OrderedDict()
         self.counts: Counter[str] = Counter()
         self.on_change: list[asyncio.Event] = []
 
@@ -63,9 +90,14 @@ class Intake:
                 try:
                     await self.process(batch)
                     break
+                except StaleDataError:
+                    # Another writer changed one of these deliveries first: read them again.
+                    self.counts["batch_conflicts"] += 1
+                    await asyncio.sleep(0.05)
                 except Exception as exc:
                     self.counts["batch_retries"] += 1
-                    log.warning("could not record %d messages (%s); retrying", len(batch), exc)
+                    if delay == 0.2:  # once per outage, not on every retry
+                        log.warning("could not record %d messages (%s); retrying", len(batch), exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
@@ -79,14 +111,18 @@ class Intake:
             known=self._ids,
             now=now,
         )
-        acks: list[tuple[str, contract.Ack]] = []
+        parsed: list[tuple[str, contract.Ack]] = []
         presence: list[speakers.PresenceUpdate] = []
         for message in batch:
-            self._parse(message, now, acks, presence)
+            self._parse(message, now, parsed, presence)
+        sifted = self._sift(parsed)
+        acks = sifted.acks
         if not acks and not presence:
+            self._remember(sifted)
             return
+        births = {p.code for p in presence if p.status == "online"}
         async with self._sessions() as session:
-            await self._resolve_ids(session, {code for code, _ in acks})
+            await self._resolve_ids(session, {code for code, _ in acks} | births)
             ack_rows = []
             for code, ack in acks:
                 speaker_id = self._ids.get(code)
@@ -110,8 +146,13 @@ class Intake:
             came_online: list[int] = []
             if presence:
                 came_online = await speakers.apply_presence(session, self._city_id, presence)
-                await deliveries.catch_up(session, came_online, now)
+                # A birth means a new connection, perhaps after a broker restart that lost the
+                # speaker's session (and published no will): whatever it has not acknowledged is
+                # sent again, even when the record still showed it online.
+                reborn = {self._ids[code] for code in births if code in self._ids}
+                await deliveries.catch_up(session, sorted(reborn | set(came_online)), now)
             await session.commit()
+        self._remember(sifted)
         self.counts["acks_applied"] += report.applied
         self.counts["acks_unchanged"] += report.unchanged
         self.counts["acks_unknown"] += report.unknown
@@ -119,6 +160,43 @@ class Intake:
         self.counts["cancel_acks"] += report.cancel_acks
         self.counts["presence"] += len(presence)
         self.counts["came_online"] += len(came_online)
+
+    def _sift(self, parsed: list[tuple[str, contract.Ack]]) -> _Sifted:
+        """Drop exact repeats of recorded acks (they change nothing), and a flooding speaker's
+        acks past its allowance for a command. Changes nothing here: a batch that cannot be
+        written is sifted again on its retry."""
+        sifted = _Sifted()
+        seen: set[int] = set()
+        for code, ack in parsed:
+            key = hash((code, ack.command_id, ack.status.value, ack.at_ms))
+            if key in seen or key in self._recent:
+                sifted.counts["duplicate_acks"] += 1
+                sifted.counts["acks_unchanged"] += 1
+                continue
+            seen.add(key)
+            command = hash((code, ack.command_id))
+            sifted.per_command[command] += 1
+            if self._per_command.get(command, 0) + sifted.per_command[command] > PER_COMMAND_MAX:
+                sifted.counts["flood_dropped"] += 1
+                sifted.flooders.add(code)
+                continue
+            sifted.acks.append((code, ack))
+            sifted.keys.append(key)
+        return sifted
+
+    def _remember(self, sifted: _Sifted) -> None:
+        self.counts.update(sifted.counts)
+        for key in sifted.keys:
+            self._recent[key] = None
+        while len(self._recent) > RECENT_ACKS_MAX:
+            self._recent.popitem(last=False)
+        for command, count in sifted.per_command.items():
+            self._per_command[command] = self._per_command.pop(command, 0) + count
+        while len(self._per_command) > RECENT_ACKS_MAX:
+            self._per_command.popitem(last=False)
+        if sifted.flooders:
+            flooders = ", ".join(sorted(sifted.flooders)[:10])
+            log.warning("speakers flooding acks, excess dropped: %s", flooders)
 
     def _parse(
         self,

@@ -152,10 +152,13 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
     wanted = {(a.broadcast_id, a.speaker_id) for a in acks}
     rows: dict[tuple[str, int], Delivery] = {}
     for chunk in _chunks(sorted({a.speaker_id for a in acks}), 900):
+        # Locked, in one order: replicas given acks for the same deliveries by the shared
+        # subscription take turns instead of failing each other's batches on the version check.
         found = await session.scalars(
-            select(Delivery).where(
-                Delivery.broadcast_id.in_(broadcast_ids), Delivery.speaker_id.in_(chunk)
-            )
+            select(Delivery)
+            .where(Delivery.broadcast_id.in_(broadcast_ids), Delivery.speaker_id.in_(chunk))
+            .order_by(Delivery.id)
+            .with_for_update()
         )
         for row in found:
             key = (row.broadcast_id, row.speaker_id)
@@ -246,10 +249,21 @@ async def sweep(
     max_attempts: int,
     backoff: timedelta,
     limit: int = 2000,
+    retries: bool = True,
+    presence_doubt_since: datetime | None = None,
 ) -> SweepReport:
-    """Retry what went unacknowledged, expire what can no longer play, close what is done."""
+    """Retry what went unacknowledged, expire what can no longer play, close what is done.
+
+    ``retries`` false (this replica cannot reach the broker): nothing is asked again, so no
+    attempt is spent on a speaker that could not hear it. ``presence_doubt_since``: speakers not
+    heard from since then may have lost their connection unseen; they are not asked (and spend
+    no attempt) until they are heard from, and their birth brings a catch-up.
+    """
     report = SweepReport()
-    await _retry_unacknowledged(session, report, now, ack_timeout, max_attempts, backoff, limit)
+    if retries:
+        await _retry_unacknowledged(
+            session, report, now, ack_timeout, max_attempts, backoff, limit, presence_doubt_since
+        )
     await _expire(session, report, now)
     finished = await session.execute(
         update(Broadcast)
@@ -273,10 +287,11 @@ async def _retry_unacknowledged(
     max_attempts: int,
     backoff: timedelta,
     limit: int,
+    doubt_since: datetime | None = None,
 ) -> None:
     due = (
         await session.execute(
-            select(Delivery, Speaker.online, Speaker.code)
+            select(Delivery, Speaker.online, Speaker.code, Speaker.last_seen_at)
             .join(Speaker, Speaker.id == Delivery.speaker_id)
             .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
             .where(
@@ -286,14 +301,21 @@ async def _retry_unacknowledged(
                 Broadcast.expires_at > now,
             )
             .limit(limit)
+            # An ack being recorded right now answers the question; skip it rather than wait.
+            .with_for_update(of=Delivery, skip_locked=True)
         )
     ).tuples()
-    for delivery, online, code in due:
+    for delivery, online, code, last_seen_at in due:
         if not online:
             # No point spending attempts on a speaker that is away; its birth message brings a
             # catch-up, and the broadcast's expiry closes the delivery if it never returns.
             delivery.deadline_at = now + ack_timeout
             delivery.reason = "offline"
+            continue
+        if doubt_since is not None and (last_seen_at is None or last_seen_at < doubt_since):
+            # Perhaps away since the broker restarted (no will said so): wait for its birth or
+            # heartbeat; if neither comes, it is marked offline and the rule above applies.
+            delivery.deadline_at = now + ack_timeout
             continue
         if delivery.attempts >= max_attempts:
             delivery.state = next_state(State(delivery.state), Event.TIMED_OUT).value

@@ -6,9 +6,12 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from gateway import retention
+from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.deliveries import service as deliveries
 from gateway.settings import Settings
@@ -27,8 +30,10 @@ class Sweeper:
         clock: Clock,
         *,
         city_id: int,
+        bus: Bus | None = None,
     ) -> None:
         self._sessions = sessions
+        self._bus = bus
         self._settings = settings
         self._clock = clock
         self._city_id = city_id
@@ -36,9 +41,21 @@ class Sweeper:
         self._purged_at: datetime | None = None
 
     async def run(self, interval: float = 1.0) -> None:
+        failing = False
         while True:
             try:
                 await self.sweep_once()
+                if failing:
+                    log.warning("sweeping again")
+                failing = False
+            except StaleDataError:
+                # A delivery changed under this pass (an ack recorded meanwhile): next pass.
+                log.debug("sweep met a delivery changed meanwhile; sweeping again")
+            except (DBAPIError, OSError) as exc:
+                # The database is away: say so once, not every second, and keep trying.
+                if not failing:
+                    log.warning("sweep failed (%s); retrying until the database is back", exc)
+                failing = True
             except Exception:
                 log.exception("sweep failed; retrying")
             await asyncio.sleep(interval)
@@ -56,6 +73,8 @@ class Sweeper:
                 ack_timeout=timedelta(seconds=settings.ack_timeout_s),
                 max_attempts=settings.max_send_attempts,
                 backoff=timedelta(seconds=settings.retry_backoff_s),
+                retries=self._bus is None or self._bus.connected,
+                presence_doubt_since=None if self._bus is None else self._bus.presence_doubt_since,
             )
             await session.commit()
         self.last = report

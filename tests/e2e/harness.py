@@ -83,6 +83,15 @@ class GatewayProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
+    def pause(self) -> None:
+        """Freeze the process where it stands (SIGSTOP), so a test can look at what it holds."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -114,3 +123,282 @@ async def wait_until_final(
                 if body["state"] in ("completed", "cancelled"):
                     return body
             await asyncio.sleep(0.3)
+
+
+async def forget_gateway_session(mqtt_url: str, replica_id: str) -> None:
+    """End the broker session a stopped replica left behind. It keeps its place in the shared
+    subscription for minutes (so a restart loses no ack), taking its share of every later
+    test's acks and presence with it."""
+    import aiomqtt
+
+    from gateway.settings import MqttTarget
+
+    target = MqttTarget(mqtt_url)
+    async with aiomqtt.Client(
+        target.host,
+        target.port,
+        username=target.username,
+        password=target.password,
+        identifier=f"maeul-gw-{replica_id}",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=True,
+    ):
+        pass
+
+
+# -- Seeded databases, fleets and the speakers' own account of what they played ------------------
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+async def seed_database(url: str, *, preset: str = "jinju", city_code: str = "jinju") -> str:
+    """Migrate `url` and fill it with a preset city; returns `url`."""
+    from gateway.db import create_engine, create_sessions
+    from gateway.migrations import upgrade_async
+    from gateway.seed import seed
+
+    await upgrade_async(url)
+    engine = create_engine(url)
+    try:
+        async with create_sessions(engine)() as session:
+            await seed(session, preset=preset, city_code=city_code)  # type: ignore[arg-type]
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return url
+
+
+@dataclass
+class PostgresDatabase:
+    """A database of its own on the local PostgreSQL, which a test can take away and give back."""
+
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{self.name}"
+
+    @staticmethod
+    def reachable() -> bool:
+        try:
+            with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    async def admin(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def create(self) -> None:
+        await self.admin(f'CREATE DATABASE "{self.name}"')
+
+    async def drop(self) -> None:
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+        await self.admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    async def take_away(self) -> None:
+        """Refuse new connections and end every open one, as a crashed database server would."""
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        await self.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
+        )
+
+    async def give_back(self) -> None:
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+async def fleet_for(
+    client: httpx.AsyncClient,
+    mqtt_url: str,
+    gateway_url: str,
+    *,
+    only: Any = None,
+    **faults: Any,
+) -> Any:
+    """Start simulated speakers for the gateway's fleet (those `only(item)` keeps, or all)."""
+    import base64
+
+    from devices.simulator import Fleet, FleetConfig, SimSpeaker
+    from wire.contract import SpeakerIdentity
+
+    city = (await client.get("/api/v1/city")).json()
+    fleet = (await client.get("/api/v1/speakers/fleet")).json()
+    keys = {
+        k["key_id"]: base64.b64decode(k["public_key"])
+        for k in (await client.get("/api/v1/keys")).json()
+    }
+    items = fleet["items"] if isinstance(fleet, dict) else fleet
+    speakers = [
+        SimSpeaker(
+            identity=SpeakerIdentity(
+                city=city["code"],
+                district=s["district_code"],
+                village=s["village_code"],
+                speaker=s["code"],
+            ),
+            codecs=tuple(s["codecs"]),
+        )
+        for s in items
+        if only is None or only(s)
+    ]
+    config = FleetConfig(
+        mqtt_url=mqtt_url, gateway_url=gateway_url, seed=3, public_keys=keys, **faults
+    )
+    simulated = Fleet(config)
+    await simulated.start(speakers)
+    return simulated
+
+
+async def metrics(client: httpx.AsyncClient) -> dict[str, float]:
+    """The gateway's /metrics as name (with labels) -> value."""
+    text = (await client.get("/metrics")).text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def intake_count(values: dict[str, float], kind: str) -> float:
+    return values.get(f'maeul_intake_total{{kind="{kind}"}}', 0.0)
+
+
+@dataclass(frozen=True)
+class Play:
+    speaker: str
+    broadcast_id: str
+    started_ms: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What went wrong with one broadcast, from the speakers' own plays and the gateway's record."""
+
+    lost: int  # should have played and did not, or played and the record does not say so
+    duplicated: int  # played more than once
+    stale: int  # started after the broadcast expired
+
+    def __str__(self) -> str:
+        return f"lost={self.lost} duplicated={self.duplicated} stale={self.stale}"
+
+
+class PlayLog:
+    """Every play a simulated speaker starts, as the speaker itself saw it."""
+
+    def __init__(self) -> None:
+        self.plays: list[Play] = []
+
+    def attach(self, fleet: Any) -> None:
+        from devices.speaker import Play as PlayAction
+
+        for simulated in fleet:
+            original = simulated.run
+
+            def run(actions: list[Any], _original: Any = original, _id: str = simulated.id) -> None:
+                for action in actions:
+                    if isinstance(action, PlayAction):
+                        command = action.command
+                        self.plays.append(
+                            Play(
+                                _id,
+                                command.broadcast_id,
+                                _now_ms(),
+                                command.expires_at_ms,
+                            )
+                        )
+                _original(actions)
+
+            simulated.run = run
+
+    def tally(
+        self, summary: dict[str, Any], *, should_play: set[str], simulated: set[str]
+    ) -> Tally:
+        """`summary`: the gateway's final broadcast with its deliveries; `should_play`: the
+        speakers that had to play it; `simulated`: the speakers whose plays this log saw."""
+        broadcast_id = summary["id"]
+        counts: dict[str, int] = {}
+        stale = 0
+        for play in self.plays:
+            if play.broadcast_id != broadcast_id:
+                continue
+            counts[play.speaker] = counts.get(play.speaker, 0) + 1
+            stale += play.started_ms > play.expires_at_ms
+        recorded = {
+            s["code"]
+            for v in summary["village_deliveries"]
+            for s in v["speakers"]
+            if s["state"] == "played"
+        }
+        played = set(counts)
+        lost = len(should_play - played) + len((played ^ recorded) & simulated)
+        duplicated = sum(n - 1 for n in counts.values())
+        return Tally(lost=lost, duplicated=duplicated, stale=stale)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+async def pick_villages(client: httpx.AsyncClient, speakers: int) -> dict[int, str]:
+    """Villages (id -> code), in code order, until they hold at least `speakers` speakers."""
+    chosen: dict[int, str] = {}
+    total, offset = 0, 0
+    while total < speakers:
+        page = (
+            await client.get("/api/v1/villages", params={"limit": 100, "offset": offset})
+        ).json()
+        if not page["items"]:
+            break
+        for village in page["items"]:
+            chosen[village["id"]] = village["code"]
+            total += village["speaker_count"]
+            if total >= speakers:
+                break
+        offset += len(page["items"])
+    return chosen
+
+
+async def broadcast_to(
+    client: httpx.AsyncClient, clip: bytes, village_ids: Any, **form: Any
+) -> dict[str, Any]:
+    import uuid
+
+    response = await client.post(
+        "/api/v1/broadcasts",
+        data={"category": "administrative", "village_ids": list(village_ids), **form},
+        files={"file": ("phone.m4a", clip, "audio/mp4")},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_online(client: httpx.AsyncClient, count: int, *, exactly: bool = False) -> None:
+    async with asyncio.timeout(120):
+        while True:
+            response = await client.get("/api/v1/speakers", params={"online": "true", "limit": 1})
+            total = response.json()["total"] if response.status_code == 200 else -1
+            if total == count or (not exactly and total > count):
+                return
+            await asyncio.sleep(0.2)
+
+
+def speaker_states(summary: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """Speaker code -> (delivery state, reason) from a broadcast's summary."""
+    return {
+        s["code"]: (s["state"], s.get("reason"))
+        for v in summary["village_deliveries"]
+        for s in v["speakers"]
+    }

@@ -18,7 +18,8 @@ from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade
 from gateway.seed import seed
 from gateway.settings import MqttTarget
-from tests.e2e.harness import GatewayProcess, wait_until_final
+from tests.e2e.conftest import Report
+from tests.e2e.harness import GatewayProcess, PlayLog, wait_until_final
 from tests.media import make_recording
 from wire import contract
 from wire.contract import SpeakerIdentity
@@ -194,11 +195,14 @@ async def test_offline_speakers_are_named_exactly(
     assert {k: final["villages"][k] for k in expected} == expected
 
 
+@pytest.mark.faults
 async def test_killing_the_gateway_mid_fan_out_loses_and_doubles_nothing(
-    gateway: GatewayProcess, mqtt_url: str, recording: bytes
+    gateway: GatewayProcess, mqtt_url: str, recording: bytes, report: Report
 ) -> None:
+    plays = PlayLog()
     async with gateway.client() as client:
         fleet = await _fleet(client, mqtt_url, gateway.url, speed=1.0)
+        plays.attach(fleet)
         try:
             total = len(fleet.speakers)
             await _wait_for_online(client, total)
@@ -212,9 +216,13 @@ async def test_killing_the_gateway_mid_fan_out_loses_and_doubles_nothing(
             final = await wait_until_final(client, created["id"])
         finally:
             await fleet.stop()
+    everyone = set(fleet.speakers)
+    tally = plays.tally(final, should_play=everyone, simulated=everyone)
+    report("gateway killed mid fan-out", tally)
     assert final["speakers"]["played"] == total
     assert final["villages"]["played"] == 358
     assert all(s.played == 1 for s in fleet), "nothing played twice"
+    assert (tally.lost, tally.duplicated, tally.stale) == (0, 0, 0)
 
 
 async def test_cancel_stops_speakers_that_are_playing(
