@@ -11,7 +11,9 @@ PYTHON ?=
 BIN := $(VENV)/bin
 BOOTSTRAP := VENV="$(VENV)" PYTHON="$(PYTHON)" scripts/bootstrap.sh
 
-PYTEST_FLAGS ?= -q -rfEs --tb=short --color=auto
+# Two workers, a test file each at a time: most tests wait on brokers, gateways and speakers,
+# and every worker has its own Mosquitto and databases.
+PYTEST_FLAGS ?= -q -rfEs --tb=short --color=auto -n 2 --dist loadfile
 PYTEST_ARGS ?=
 ARGS ?=
 RUFF_PATHS ?= gateway devices audio wire maeul tests bench
