@@ -17,7 +17,7 @@ import pytest
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade_async
 from gateway.seed import seed
-from tests.e2e.harness import GatewayProcess, wait_until_final
+from tests.e2e.harness import GatewayProcess, forget_gateway_session, wait_until_final
 from tests.e2e.test_jinju import _fleet, _wait_for_online
 from tests.media import make_recording
 
@@ -68,6 +68,9 @@ async def gateways(
     finally:
         for process in processes:
             process.stop()
+        # Their broker sessions would keep a share of the next tests' acks and presence.
+        for name in ("a", "b"):
+            await forget_gateway_session(mqtt_url, f"e2e-{name}")
 
 
 @pytest.fixture(scope="module")
