@@ -622,18 +622,7 @@ class SpeakerCore:
         if resumed:
             ack = self._ack(command.id, command.broadcast_id, AckStatus.PREEMPTED)
         else:
-            self._move(
-                command.id,
-                command.broadcast_id,
-                state,
-                RECEIVED,
-                expires_at_ms=command.expires_at_ms,
-                payload=payload,
-                nonce=command.nonce,
-            )
-            if state != RECEIVED:
-                self.counters.received += 1
-            ack = self._ack(command.id, command.broadcast_id, AckStatus.RECEIVED)
+            ack = self._receive(command, state, payload)
         self._queue.append(item)
         self._queue.sort(key=_Item.order)
         actions: list[Action] = [ack]
@@ -646,21 +635,29 @@ class SpeakerCore:
         self, command: contract.Command, audio: contract.AudioRef, state: str | None
     ) -> list[Action]:
         """A test the city wants logged, not heard: journaled and acked without a sound."""
+        received = self._receive(command, state)
+        proof = Proof(audio.sha256, 0, None)
+        self._move(command.id, command.broadcast_id, RECEIVED, PLAYED, proof=proof)
+        self.counters.logged += 1
+        played = self._ack(command.id, command.broadcast_id, AckStatus.PLAYED, proof=proof)
+        return [received, played]
+
+    def _receive(
+        self, command: contract.Command, state: str | None, payload: bytes | None = None
+    ) -> Ack:
+        """Journal the command as received (with its nonce, for replay checks) and ack it."""
         self._move(
             command.id,
             command.broadcast_id,
             state,
             RECEIVED,
             expires_at_ms=command.expires_at_ms,
+            payload=payload,
             nonce=command.nonce,
         )
-        self.counters.received += 1
-        received = self._ack(command.id, command.broadcast_id, AckStatus.RECEIVED)
-        proof = Proof(audio.sha256, 0, None)
-        self._move(command.id, command.broadcast_id, RECEIVED, PLAYED, proof=proof)
-        self.counters.logged += 1
-        played = self._ack(command.id, command.broadcast_id, AckStatus.PLAYED, proof=proof)
-        return [received, played]
+        if state != RECEIVED:
+            self.counters.received += 1
+        return self._ack(command.id, command.broadcast_id, AckStatus.RECEIVED)
 
     def _preempt(self, current: _Item) -> list[Action]:
         """Stop `current` for a higher priority and queue it again, to play from the start."""

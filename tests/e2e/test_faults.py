@@ -35,7 +35,7 @@ from tests.e2e.harness import (
     wait_until_final,
 )
 from tests.e2e.rogue import GARBAGE, Misbehaviour, RogueSpeaker
-from tests.e2e.test_jinju import _broadcast, _fleet, _seeded_database, _wait_for_online
+from tests.e2e.test_jinju import _broadcast, _seeded_database, _wait_for_online
 from tests.media import make_recording
 from wire.contract import SpeakerIdentity
 
@@ -91,7 +91,7 @@ async def test_a_broker_restart_mid_broadcast_loses_and_doubles_nothing(
     plays = PlayLog()
     try:
         async with gateway.client() as client:
-            fleet = await _fleet(client, own_broker.url, gateway.url, speed=2.0)
+            fleet = await fleet_for(client, own_broker.url, gateway.url, speed=2.0)
             plays.attach(fleet)
             try:
                 total = len(fleet.speakers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,16 +12,15 @@ import aiomqtt
 import httpx
 import pytest
 
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade
 from gateway.seed import seed
 from gateway.settings import MqttTarget
 from tests.e2e.conftest import Report
-from tests.e2e.harness import GatewayProcess, PlayLog, wait_until_final
+from tests.e2e.harness import GatewayProcess, PlayLog, fleet_for, wait_until_final
 from tests.media import make_recording
 from wire import contract
-from wire.contract import SpeakerIdentity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -59,36 +57,6 @@ async def gateway(tmp_path: Path, mqtt_url: str) -> AsyncIterator[GatewayProcess
 def recording(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = make_recording(tmp_path_factory.mktemp("rec") / "phone.m4a", "m4a", seconds=2.0)
     return path.read_bytes()
-
-
-async def _fleet(
-    client: httpx.AsyncClient, mqtt_url: str, gateway_url: str, **faults: Any
-) -> Fleet:
-    city = (await client.get("/api/v1/city")).json()
-    fleet = (await client.get("/api/v1/speakers/fleet")).json()
-    keys = {
-        k["key_id"]: base64.b64decode(k["public_key"])
-        for k in (await client.get("/api/v1/keys")).json()
-    }
-    items = fleet["items"] if isinstance(fleet, dict) else fleet
-    speakers = [
-        SimSpeaker(
-            identity=SpeakerIdentity(
-                city=city["code"],
-                district=s["district_code"],
-                village=s["village_code"],
-                speaker=s["code"],
-            ),
-            codecs=tuple(s["codecs"]),
-        )
-        for s in items
-    ]
-    config = FleetConfig(
-        mqtt_url=mqtt_url, gateway_url=gateway_url, seed=3, public_keys=keys, **faults
-    )
-    simulated = Fleet(config)
-    await simulated.start(speakers)
-    return simulated
 
 
 async def _publish_forgery(mqtt_url: str, total: int, fleet: Fleet) -> None:
@@ -148,7 +116,7 @@ async def test_a_city_wide_broadcast_is_played_by_every_speaker(
     gateway: GatewayProcess, mqtt_url: str, recording: bytes
 ) -> None:
     async with gateway.client() as client:
-        fleet = await _fleet(client, mqtt_url, gateway.url, speed=8.0)
+        fleet = await fleet_for(client, mqtt_url, gateway.url, speed=8.0)
         try:
             total = len(fleet.speakers)
             await _wait_for_online(client, total)
@@ -168,7 +136,7 @@ async def test_offline_speakers_are_named_exactly(
     gateway: GatewayProcess, mqtt_url: str, recording: bytes
 ) -> None:
     async with gateway.client() as client:
-        fleet = await _fleet(client, mqtt_url, gateway.url, speed=8.0, offline_ratio=0.1)
+        fleet = await fleet_for(client, mqtt_url, gateway.url, speed=8.0, offline_ratio=0.1)
         try:
             away = set(fleet.offline_ids)
             total = len(fleet.speakers)
@@ -201,7 +169,7 @@ async def test_killing_the_gateway_mid_fan_out_loses_and_doubles_nothing(
 ) -> None:
     plays = PlayLog()
     async with gateway.client() as client:
-        fleet = await _fleet(client, mqtt_url, gateway.url, speed=1.0)
+        fleet = await fleet_for(client, mqtt_url, gateway.url, speed=1.0)
         plays.attach(fleet)
         try:
             total = len(fleet.speakers)
@@ -230,7 +198,7 @@ async def test_cancel_stops_speakers_that_are_playing(
 ) -> None:
     long_clip = make_recording(tmp_path / "long.m4a", "m4a", seconds=20.0).read_bytes()
     async with gateway.client() as client:
-        fleet = await _fleet(client, mqtt_url, gateway.url, speed=1.0)
+        fleet = await fleet_for(client, mqtt_url, gateway.url, speed=1.0)
         try:
             total = len(fleet.speakers)
             await _wait_for_online(client, total)

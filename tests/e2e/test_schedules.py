@@ -17,8 +17,8 @@ import pytest
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade_async
 from gateway.seed import seed
-from tests.e2e.harness import GatewayProcess, forget_gateway_session, wait_until_final
-from tests.e2e.test_jinju import _fleet, _wait_for_online
+from tests.e2e.harness import GatewayProcess, fleet_for, forget_gateway_session, wait_until_final
+from tests.e2e.test_jinju import _wait_for_online
 from tests.media import make_recording
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
@@ -114,7 +114,7 @@ async def test_two_gateways_fire_each_occurrence_once(
 ) -> None:
     first, second = gateways
     async with first.client() as one, second.client() as other:
-        fleet = await _fleet(one, mqtt_url, first.url, speed=8.0)
+        fleet = await fleet_for(one, mqtt_url, first.url, speed=8.0)
         try:
             total = len(fleet.speakers)
             await _wait_for_online(one, total)
