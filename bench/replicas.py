@@ -13,6 +13,7 @@ import base64
 import contextlib
 import secrets
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.city import CITY, _seed_uniform, rss_mb
+from bench.city import CITY, FLEET_HEARTBEAT_S, GATEWAY_ENV, _seed_uniform, rss_mb
 from bench.stats import summary
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
@@ -77,7 +78,7 @@ async def _fleet(client: httpx.AsyncClient, mqtt_url: str, gateway_url: str) -> 
             seed=3,
             speed=50.0,
             public_keys=keys,
-            heartbeat_s=300.0,
+            heartbeat_s=FLEET_HEARTBEAT_S,
         )
     )
     await fleet.start(
@@ -176,7 +177,7 @@ async def run_replicas_bench(
             mqtt_url=mqtt_url,
             data_dir=folder / f"replica-{tag}",
             city_code=CITY,
-            extra_env={"GATEWAY_REPLICA_ID": f"bench-{tag}", "GATEWAY_ACK_TIMEOUT_S": "60"},
+            extra_env={**GATEWAY_ENV, "GATEWAY_REPLICA_ID": f"bench-{tag}"},
         )
         for tag in ("a", "b")
     ]
@@ -200,6 +201,10 @@ async def run_replicas_bench(
             assert first.process is not None
             assert second.process is not None
             result["rss_mb"] = [rss_mb(first.process.pid), rss_mb(second.process.pid)]
+    except BaseException:
+        for replica in replicas:
+            sys.stderr.write(f"--- {replica.data_dir.name} log ---\n{replica.log_tail()}\n")
+        raise
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return result
@@ -209,7 +214,6 @@ def main() -> int:
     """Only this scenario: `python -m bench.replicas` (BENCH_ROUNDS=n, default 3)."""
     import json
     import os
-    import sys
     import tempfile
 
     from maeul.broker import LocalMosquitto, MosquittoConfig, raise_nofile_limit

@@ -232,9 +232,18 @@ async def run_bench_async() -> dict[str, Any]:
             if full:
                 if postgres_reachable():
                     _log("replicas: one, then two, on PostgreSQL with 10,000 speakers")
-                    result["replicas"] = await run_replicas_bench(
-                        folder, broker.url, recording, speakers=10_000, rounds=rounds, warmup=warmup
-                    )
+                    try:
+                        result["replicas"] = await run_replicas_bench(
+                            folder,
+                            broker.url,
+                            recording,
+                            speakers=10_000,
+                            rounds=rounds,
+                            warmup=warmup,
+                        )
+                    except Exception as exc:  # the other scenarios' figures still count
+                        _log(f"replicas: failed ({exc!r})")
+                        result["replicas"] = {"status": "failed", "error": repr(exc)}
                 else:
                     _log("replicas: skipped, PostgreSQL not reachable on 127.0.0.1:5432")
     _log("transcode")

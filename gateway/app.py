@@ -271,6 +271,12 @@ def create_app(
             yield
         finally:
             await hub.close()
+            if settings.background_workers:
+                # Hand this replica's share of acks and presence to the others, and record what
+                # had already reached it, before the loops stop.
+                await mqtt.leave()
+                if not await intake.drain(settings.shutdown_drain_s):
+                    log.warning("stopping with acks not yet recorded; speakers are asked again")
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -7,9 +7,12 @@ After a reconnection the bus cannot know which speakers stayed connected (a rest
 publishes no wills), so it reports since when presence is in doubt; the sweeper pauses retries
 for speakers not heard from since, and their birth messages bring a catch-up.
 
-The client id is stable per replica so that a restarted replica resumes its session (and the
-acks queued in it). Two processes given the same replica id take that session from each other
-over and over; the bus counts such take-overs and says so loudly.
+The client id is stable per replica so that a replica that crashed and restarts resumes its
+session (and the acks queued in it). A replica that stops on purpose leaves the shared
+subscriptions first: the broker goes on handing a disconnected session its share of the group's
+messages until the session expires, so a replica scaled away would otherwise take a share of
+every speaker's acks and births with it for minutes. Two processes given the same replica id
+take that session from each other over and over; the bus counts such take-overs and says so.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ SESSION_TAKEN_OVER: Final = 142
 TAKEOVER_WINDOW_S: Final = 60.0
 # A QoS 1 publish without PUBACK for this long means the connection is dead, whatever it says.
 PUBLISH_TIMEOUT_S: Final = 10.0
+# How long the broker keeps the session of a replica that vanished without leaving: long enough
+# for a supervisor to restart it with the acks queued meanwhile, short enough that a replica
+# that never comes back stops taking its share of the group's messages soon.
+SESSION_EXPIRY_S: Final = 120
+# The broker's answer to each UNSUBSCRIBE when a replica leaves, at most.
+LEAVE_TIMEOUT_S: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class Bus(Protocol):
     @property
     def presence_doubt_since(self) -> datetime | None:
         """When the current connection began, if presence learned before it may be stale."""
+        ...
+
+    async def leave(self) -> None:
+        """Before a graceful stop: take no further share of the speakers' messages."""
         ...
 
 
@@ -95,6 +108,7 @@ class MqttBus:
         self._doubt_since: datetime | None = None
         self._heard_at: datetime | None = None  # last sign of life on the current connection
         self._broken = asyncio.Event()
+        self._leaving = False
 
     @property
     def connected(self) -> bool:
@@ -108,7 +122,7 @@ class MqttBus:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # Keep our shared-subscription session for a while, so acks published during a short
         # reconnect wait for us in the broker instead of being dropped.
-        props.SessionExpiryInterval = 300
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
         tls = ssl.create_default_context() if self._target.tls else None
         return aiomqtt.Client(
             self._target.host,
@@ -131,8 +145,13 @@ class MqttBus:
         while True:
             try:
                 async with self._make_client() as client:
-                    for topic, qos in self._subscriptions:
-                        await client.subscribe(topic, qos=qos)
+                    if self._leaving:
+                        # Reconnected while stopping: the resumed session still holds the
+                        # subscriptions; end them and take nothing more.
+                        await self._unsubscribe(client)
+                    else:
+                        for topic, qos in self._subscriptions:
+                            await client.subscribe(topic, qos=qos)
                     self._client = client
                     if self._heard_at is not None:
                         # The connection was lost: the broker may have restarted without
@@ -182,6 +201,24 @@ class MqttBus:
                 self.incoming.put_nowait(Incoming(str(message.topic), bytes(payload)))
             except asyncio.QueueFull:
                 self.dropped += 1
+
+    async def leave(self) -> None:
+        """Leave the shared subscriptions, so the broker hands this replica's share of acks and
+        presence to the replicas that stay (or, with none left, keeps nothing for a replica that
+        may never return). Whatever reached us before the broker's answer is already in
+        `incoming`, in order, for the intake to record before the process ends."""
+        self._leaving = True
+        client = self._client
+        if client is not None and self._ready.is_set():
+            await self._unsubscribe(client)
+
+    async def _unsubscribe(self, client: aiomqtt.Client) -> None:
+        for topic, _ in self._subscriptions:
+            try:
+                await client.unsubscribe(topic, timeout=LEAVE_TIMEOUT_S)
+            except aiomqtt.MqttError as exc:
+                log.warning("could not leave %s (%s); the broker session expires later", topic, exc)
+                return
 
     def _taken_over(self, exc: aiomqtt.MqttError) -> bool:
         rc = getattr(exc, "rc", None)
@@ -235,6 +272,7 @@ class FakeBus:
         self.incoming: asyncio.Queue[Incoming] = asyncio.Queue()
         self.published: list[tuple[str, bytes, int, int | None]] = []
         self.up = True
+        self.left = False
         self.doubt_since: datetime | None = None
 
     @property
@@ -244,6 +282,9 @@ class FakeBus:
     @property
     def presence_doubt_since(self) -> datetime | None:
         return self.doubt_since if self.up else None
+
+    async def leave(self) -> None:
+        self.left = True
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int, expiry_s: int | None = None

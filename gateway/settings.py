@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=0.5, gt=0)
     # Acks recorded per transaction: small enough that one batch never holds the event loop long.
     ack_batch_max: int = Field(default=250, ge=1)
+    # A replica stopping on purpose records the acks already handed to it for at most this long.
+    shutdown_drain_s: float = Field(default=5.0, ge=0, le=60)
 
     # Broadcast summaries are re-read at most this often per replica (0: every request) and never
     # served older than the second figure; see gateway/broadcasts/status_cache.py.

@@ -76,6 +76,18 @@ class Intake:
         self._per_command: OrderedDict[int, int] = OrderedDict()
         self.counts: Counter[str] = Counter()
         self.on_change: list[asyncio.Event] = []
+        self._holding = 0  # messages taken from the bus and not yet recorded
+
+    async def drain(self, limit_s: float) -> bool:
+        """Wait (at most `limit_s`) until every message the bus has handed over is recorded:
+        a replica stopping on purpose leaves nothing it was given behind. True when all was."""
+        try:
+            async with asyncio.timeout(limit_s):
+                while self._holding or not self._bus.incoming.empty():  # noqa: ASYNC110 - once, at a stop
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self) -> None:
         while True:
@@ -85,10 +97,12 @@ class Intake:
                     batch.append(self._bus.incoming.get_nowait())
                 except asyncio.QueueEmpty:
                     break
+            self._holding = len(batch)
             delay = 0.2
             while True:
                 try:
                     await self.process(batch)
+                    self._holding = 0
                     break
                 except StaleDataError:
                     # Another writer changed one of these deliveries first: read them again.

@@ -1,0 +1,101 @@
+"""A replica stopping on purpose hands its share of the speakers' messages to the others."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from pathlib import Path
+
+import aiomqtt
+from sqlalchemy import select
+
+from gateway.app import create_app
+from gateway.bus import FakeBus, Incoming, MqttBus
+from gateway.db import create_engine, create_sessions
+from gateway.migrations import upgrade_async
+from gateway.seed import seed
+from gateway.settings import MqttTarget, Settings
+from gateway.speakers.models import Speaker
+from wire import contract
+
+MESSAGES = 40
+
+
+async def _collect(bus: MqttBus, into: list[str]) -> None:
+    while True:
+        into.append((await bus.incoming.get()).topic)
+
+
+async def test_a_replica_that_leaves_takes_no_share_of_later_messages(mqtt_url: str) -> None:
+    # A group of its own: sessions other tests left in the gateway's group take no share here.
+    group = f"leave-{secrets.token_hex(4)}"
+    subscriptions = [(contract.ack_subscription(group), contract.ACK_QOS)]
+    target = MqttTarget(mqtt_url)
+    staying = MqttBus(target, client_id=f"{group}-a", subscriptions=subscriptions)
+    leaving = MqttBus(target, client_id=f"{group}-b", subscriptions=subscriptions)
+    runs = [asyncio.create_task(bus.run()) for bus in (staying, leaving)]
+    kept: list[str] = []
+    collector = asyncio.create_task(_collect(staying, kept))
+    try:
+        async with asyncio.timeout(20):
+            while not (staying.connected and leaving.connected):  # noqa: ASYNC110 - polling
+                await asyncio.sleep(0.05)
+        await leaving.leave()
+        runs[1].cancel()  # the process ends: its session stays with the broker for a while
+        with contextlib.suppress(asyncio.CancelledError):
+            await runs[1]
+
+        async with aiomqtt.Client(
+            target.host, target.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as speaker:
+            for n in range(MESSAGES):
+                await speaker.publish(
+                    contract.ack_topic("leavecity", f"s{n}"), b"{}", qos=contract.ACK_QOS
+                )
+        async with asyncio.timeout(20):
+            while len(kept) < MESSAGES:  # noqa: ASYNC110 - polling a list
+                await asyncio.sleep(0.05)
+        assert sorted(kept) == sorted(
+            contract.ack_topic("leavecity", f"s{n}") for n in range(MESSAGES)
+        )
+        assert leaving.incoming.empty()
+    finally:
+        for task in (collector, *runs):
+            task.cancel()
+        await asyncio.gather(collector, *runs, return_exceptions=True)
+
+
+async def test_a_stopping_replica_records_what_it_was_handed(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    try:
+        async with create_sessions(engine)() as session:
+            await seed(session, preset="tiny", city_code="testcity")
+            await session.commit()
+            code = (await session.scalars(select(Speaker.code).limit(1))).one()
+        settings = Settings(
+            environment="test",
+            database_url=url,
+            data_dir=tmp_path / "data",
+            api_token="test-token-" + "x" * 24,
+            city_code="testcity",
+            quiet_hours="off",
+        )
+        bus = FakeBus()
+        app = create_app(settings, bus=bus)
+        birth = contract.Presence(
+            speaker=code, status="online", at_ms=contract.now_ms(), codecs=("opus",)
+        )
+        async with app.router.lifespan_context(app):
+            # Handed over by the broker just as the stop begins.
+            bus.incoming.put_nowait(
+                Incoming(contract.presence_topic("testcity", code), contract.encode_presence(birth))
+            )
+        assert bus.left
+        async with create_sessions(engine)() as session:
+            online = await session.scalar(select(Speaker.online).where(Speaker.code == code))
+        assert online is True
+    finally:
+        await engine.dispose()
