@@ -137,6 +137,7 @@ class MqttBus:
             tls_context=tls,
             max_inflight_messages=self._max_inflight,
             timeout=10,
+            queue_type=_handoff_to(self),
         )
 
     async def run(self) -> None:
@@ -192,15 +193,20 @@ class MqttBus:
         raise aiomqtt.MqttError("the broker ended the message stream")
 
     async def _read(self, client: aiomqtt.Client) -> None:
+        """Ends (with the connection's error) when the connection does. The messages themselves
+        never wait here: `_Handoff` moves each one to `incoming` as paho reads it."""
         async for message in client.messages:
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                payload = str(payload).encode()
-            self._heard_at = self._clock.now()
-            try:
-                self.incoming.put_nowait(Incoming(str(message.topic), bytes(payload)))
-            except asyncio.QueueFull:
-                self.dropped += 1
+            self._accept(message)
+
+    def _accept(self, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = str(payload).encode()
+        self._heard_at = self._clock.now()
+        try:
+            self.incoming.put_nowait(Incoming(str(message.topic), bytes(payload)))
+        except asyncio.QueueFull:
+            self.dropped += 1
 
     async def leave(self) -> None:
         """Leave the shared subscriptions, so the broker hands this replica's share of acks and
@@ -263,6 +269,22 @@ class MqttBus:
                 self._ready.clear()
                 self._broken.set()
             raise BusUnavailable(str(exc)) from exc
+
+
+def _handoff_to(bus: MqttBus) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """aiomqtt's queue of received messages, which hands each one to `bus` as it arrives.
+
+    aiomqtt keeps every message (paho's, with its MQTT 5 properties: about 3 KB) until a reader
+    takes it out, one task and one wait per message. When ten thousand speakers ack at once the
+    event loop reads packets far faster than that, and the queue grew to tens of thousands of
+    messages: over 100 MB at the peak. Handed over at once, a message costs its topic and
+    payload, and the intake takes them in batches."""
+
+    class _Handoff(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            bus._accept(item)
+
+    return _Handoff
 
 
 class FakeBus:
