@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import secrets
-import socket
 import sys
 import time
 import uuid
@@ -26,33 +25,20 @@ from bench.stats import summary
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade_async
-from tests.e2e.harness import GatewayProcess, intake_count, metrics
+from tests.e2e.harness import (
+    PG_HOST,
+    PG_PORT,
+    GatewayProcess,
+    PostgresDatabase,
+    intake_count,
+    metrics,
+)
 from wire.contract import SpeakerIdentity
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
 
-
-def postgres_reachable() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _seeded_postgres(name: str, speakers: int) -> str:
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    await _admin(f'CREATE DATABASE "{name}"')
+async def _seeded_postgres(database: PostgresDatabase, speakers: int) -> str:
+    await database.create()
+    url = database.url
     await upgrade_async(url)
     engine = create_engine(url)
     try:
@@ -169,8 +155,8 @@ async def run_replicas_bench(
     folder: Path, mqtt_url: str, recording: bytes, *, speakers: int, rounds: int, warmup: int
 ) -> dict[str, Any]:
     """One replica, then two, on the same PostgreSQL database, broker and fleet."""
-    name = f"maeul_bench_{secrets.token_hex(4)}"
-    url = await _seeded_postgres(name, speakers)
+    database = PostgresDatabase(f"maeul_bench_{secrets.token_hex(4)}")
+    url = await _seeded_postgres(database, speakers)
     replicas = [
         GatewayProcess(
             database_url=url,
@@ -206,7 +192,7 @@ async def run_replicas_bench(
             sys.stderr.write(f"--- {replica.data_dir.name} log ---\n{replica.log_tail()}\n")
         raise
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await database.drop()
     return result
 
 
@@ -219,7 +205,7 @@ def main() -> int:
     from maeul.broker import LocalMosquitto, MosquittoConfig, raise_nofile_limit
     from tests.media import make_recording
 
-    if not postgres_reachable():
+    if not PostgresDatabase.reachable():
         sys.stderr.write(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}; nothing measured\n")
         return 1
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))

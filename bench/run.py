@@ -18,11 +18,11 @@ from typing import Any
 from bench.city import Bench, children_rss_mb, rss_mb
 from bench.health import run_health_bench
 from bench.live import live_settings, run_live_bench
-from bench.replicas import postgres_reachable, run_replicas_bench
+from bench.replicas import run_replicas_bench
 from bench.stats import percentile, summary
 from bench.transcode import run_transcode_bench
 from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, raise_nofile_limit
-from tests.e2e.harness import TOKEN
+from tests.e2e.harness import TOKEN, PostgresDatabase
 from tests.media import make_recording
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
@@ -230,7 +230,7 @@ async def run_bench_async() -> dict[str, Any]:
             _log("live: mouth-to-speaker latency")
             result["live"] = await run_live_bench(folder, broker.url, **live_settings(smoke))
             if full:
-                if postgres_reachable():
+                if PostgresDatabase.reachable():
                     _log("replicas: one, then two, on PostgreSQL with 10,000 speakers")
                     try:
                         result["replicas"] = await run_replicas_bench(

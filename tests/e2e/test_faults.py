@@ -35,7 +35,7 @@ from tests.e2e.harness import (
     wait_until_final,
 )
 from tests.e2e.rogue import GARBAGE, Misbehaviour, RogueSpeaker
-from tests.e2e.test_jinju import _broadcast, _seeded_database, _wait_for_online
+from tests.e2e.test_jinju import _broadcast, _wait_for_online
 from tests.media import make_recording
 from wire.contract import SpeakerIdentity
 
@@ -79,7 +79,7 @@ async def test_a_broker_restart_mid_broadcast_loses_and_doubles_nothing(
     report: Report, tmp_path: Path, own_broker: MosquittoProcess
 ) -> None:
     gateway = GatewayProcess(
-        database_url=await _seeded_database(tmp_path),
+        database_url=await seed_database(f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"),
         mqtt_url=own_broker.url,
         data_dir=tmp_path,
         # The default number of attempts: retries wait while a speaker's presence is in doubt

@@ -13,35 +13,19 @@ import httpx
 import pytest
 
 from devices.simulator import Fleet
-from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade
-from gateway.seed import seed
 from gateway.settings import MqttTarget
 from tests.e2e.conftest import Report
-from tests.e2e.harness import GatewayProcess, PlayLog, fleet_for, wait_until_final
+from tests.e2e.harness import GatewayProcess, PlayLog, fleet_for, seed_database, wait_until_final
 from tests.media import make_recording
 from wire import contract
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-async def _seeded_database(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset="jinju", city_code="jinju")
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return url
-
-
 @pytest.fixture
 async def gateway(tmp_path: Path, mqtt_url: str) -> AsyncIterator[GatewayProcess]:
     process = GatewayProcess(
-        database_url=await _seeded_database(tmp_path),
+        database_url=await seed_database(f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"),
         mqtt_url=mqtt_url,
         data_dir=tmp_path,
         extra_env={"GATEWAY_ACK_TIMEOUT_S": "20"},

@@ -21,12 +21,9 @@ import pytest
 import websockets
 
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
-from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade
-from gateway.seed import seed
 from maeul.live import LiveClient, LiveError, opus_packets
 from tests.devices.observer import Observer
-from tests.e2e.harness import TOKEN, GatewayProcess, wait_until_final
+from tests.e2e.harness import TOKEN, GatewayProcess, seed_database, wait_until_final
 from tests.media import make_recording
 from wire.contract import AckStatus, SpeakerIdentity
 
@@ -37,23 +34,12 @@ CITY = "jinju"
 SPEED = 4.0
 
 
-async def _seeded_database(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset="tiny", city_code=CITY)
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return url
-
-
 @pytest.fixture
 async def gateway(tmp_path: Path, mqtt_url: str) -> AsyncIterator[GatewayProcess]:
     process = GatewayProcess(
-        database_url=await _seeded_database(tmp_path),
+        database_url=await seed_database(
+            f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}", preset="tiny", city_code=CITY
+        ),
         mqtt_url=mqtt_url,
         data_dir=tmp_path,
         city_code=CITY,

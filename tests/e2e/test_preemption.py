@@ -17,11 +17,8 @@ import pytest
 
 from devices.link import BrokerAddress
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
-from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade
-from gateway.seed import seed
 from tests.devices.observer import Observer
-from tests.e2e.harness import GatewayProcess, wait_until_final
+from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final
 from tests.media import make_recording
 from wire import contract
 from wire.contract import SpeakerIdentity
@@ -33,23 +30,12 @@ CITY = "jinju"
 SPEED = 1.0
 
 
-async def _seeded_database(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset="tiny", city_code=CITY)
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return url
-
-
 @pytest.fixture
 async def gateway(tmp_path: Path, mqtt_url: str) -> AsyncIterator[GatewayProcess]:
     process = GatewayProcess(
-        database_url=await _seeded_database(tmp_path),
+        database_url=await seed_database(
+            f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}", preset="tiny", city_code=CITY
+        ),
         mqtt_url=mqtt_url,
         data_dir=tmp_path,
         city_code=CITY,

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.e2e.harness import GatewayProcess, wait_until_final
-from tests.e2e.test_preemption import _fleet, _seeded_database, _wait_for_online, clips
+from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final
+from tests.e2e.test_preemption import _fleet, _wait_for_online, clips
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 __all__ = ["clips"]
@@ -37,7 +37,9 @@ async def quiet_gateway(
 ) -> AsyncIterator[tuple[GatewayProcess, datetime]]:
     window, end = _window_ending_soon()
     process = GatewayProcess(
-        database_url=await _seeded_database(tmp_path),
+        database_url=await seed_database(
+            f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}", preset="tiny"
+        ),
         mqtt_url=mqtt_url,
         data_dir=tmp_path,
         extra_env={
