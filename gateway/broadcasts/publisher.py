@@ -1,4 +1,13 @@
-"""The outbox publisher: claims due publications in the database and publishes them over MQTT."""
+"""The outbox publisher: claims due publications in the database and publishes them over MQTT.
+
+A pass claims a batch of rows under a lease, reads everything their commands need into the
+claimed items themselves (nothing a batch can outgrow), publishes them, and records each outcome
+as soon as its publish returns, in small transactions while the rest are still in flight. An
+outcome that cannot be written yet stays with the publisher and is written before anything new
+is claimed, so a failing pass never hands the same row to the broker twice. Only a replica that
+dies between the publish and the write loses outcomes: its lease lapses and another publishes
+those rows again, which speakers drop by command id.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -26,6 +36,11 @@ from wire import contract
 log = logging.getLogger(__name__)
 
 _CODEC_ORDER = ("opus", "mp3")
+# Audio references kept between passes, so a broadcast retried speaker by speaker is read once.
+# Only a saving: each pass holds its own references, whatever this cache evicts.
+AUDIO_CACHE_MAX: Final = 32
+PUBLISHED: Final = "published"
+ABANDONED: Final = "abandoned"
 
 
 @dataclass
@@ -33,6 +48,27 @@ class PublishStats:
     published: int = 0
     failed: int = 0
     abandoned: int = 0
+    # Rows whose outcome could not be written at once (the database away): written later,
+    # never published again by this replica.
+    record_retries: int = 0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claimed row with all its command needs, read when it was claimed."""
+
+    publication: Publication
+    broadcast: Broadcast
+    city_code: str
+    audio: tuple[contract.AudioRef, ...]
+    live: contract.LiveStream | None
+    problem: str | None = None  # why its command cannot be built (it is retried later)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    result: str  # PUBLISHED, ABANDONED or an error text
+    at: datetime  # when it was handed to the broker (or given up)
 
 
 class Publisher:
@@ -59,9 +95,11 @@ class Publisher:
         # By broadcast and its audio: a live broadcast's audio changes from the start chime to
         # the recording when the talk ends, and a late copy then carries the recording.
         self._audio: OrderedDict[tuple[str, str], tuple[contract.AudioRef, ...]] = OrderedDict()
-        self._live: dict[str, contract.LiveStream | None] = {}
         self._postgres = not settings.is_sqlite
         self._signer: Signer | None = None
+        # Handed to the broker, not yet written: publication id -> what happened.
+        self._outstanding: dict[int, tuple[Claimed, _Outcome]] = {}
+        self._set_aside: set[int] = set()
         self.wake = asyncio.Event()
         self.stats = PublishStats()
 
@@ -86,42 +124,76 @@ class Publisher:
                     await asyncio.wait_for(self.wake.wait(), self._settings.poll_interval_s)
 
     async def publish_due(self) -> int:
+        # What an earlier pass published is written before anything is claimed: until it is,
+        # nothing new goes out, and those rows are never handed to the broker again from here.
+        await self._record_outstanding()
         if not self._bus.connected:
             return 0
         now = self._clock.now()
         claimed = await self._claim(now)
         if not claimed:
             return 0
-        outcomes = await asyncio.gather(*(self._publish(p, b, c) for p, b, c in claimed))
-        await self._record_while_leased(claimed, outcomes, lease_until=self._lease_until(now))
+        lease_until = self._lease_until(now)
+        tasks = {asyncio.create_task(self._publish(item)): item for item in claimed}
+        try:
+            while tasks:
+                done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    item = tasks.pop(task)
+                    self._outstanding[item.publication.id] = (item, task.result())
+                # Written while the other publishes are in flight: one transaction for whatever
+                # has come back meanwhile.
+                await self._record_outstanding(lease_until=lease_until)
+        finally:
+            if tasks:
+                # Writing failed: the publishes in flight still finish, and their outcomes wait
+                # with the others for the next pass.
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                for (_, item), outcome in zip(tasks.items(), outcomes, strict=True):
+                    if isinstance(outcome, _Outcome):
+                        self._outstanding[item.publication.id] = (item, outcome)
         return len(claimed)
 
     def _lease_until(self, claimed_at: datetime) -> datetime:
         return claimed_at + timedelta(seconds=self._settings.publish_lease_s)
 
-    async def _record_while_leased(
-        self,
-        claimed: list[tuple[Publication, Broadcast, str]],
-        outcomes: list[str | None],
-        *,
-        lease_until: datetime,
-    ) -> None:
-        """Record the outcomes, retrying while the lease holds. Once it lapses another pass (here
-        or on another replica) publishes the rows again: speakers drop the copies by command id,
-        so a record lost to a database outage costs a re-publish, never a second play."""
+    async def _record_outstanding(self, *, lease_until: datetime | None = None) -> None:
+        """Write the outcomes held, retrying a database outage while the lease holds (then the
+        pass ends, and the next one starts by writing them)."""
         delay = 0.2
-        while True:
+        while self._outstanding:
+            written = dict(self._outstanding)
             try:
-                await self._record(claimed, outcomes)
-                return
+                await self._record(list(written.values()))
             except (DBAPIError, OSError) as exc:
-                if self._clock.now() + timedelta(seconds=delay) >= lease_until:
-                    log.warning("publications not recorded before their lease ended (%s)", exc)
+                self.stats.record_retries += 1
+                if lease_until is None or self._clock.now() + timedelta(seconds=delay) >= (
+                    lease_until
+                ):
+                    log.warning("%d publications not recorded yet (%s)", len(written), exc)
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+                continue
+            except Exception:
+                log.exception("publications not recorded together; recording them one by one")
+                await self._record_one_by_one(written)
+            for key in written:
+                self._outstanding.pop(key, None)
 
-    async def _claim(self, now: datetime) -> list[tuple[Publication, Broadcast, str]]:
+    async def _record_one_by_one(self, written: dict[int, tuple[Claimed, _Outcome]]) -> None:
+        """A row whose record fails on its own (not an outage) is set aside: this replica never
+        claims it again, and the rest of the batch is recorded."""
+        for key, entry in written.items():
+            try:
+                await self._record([entry])
+            except (DBAPIError, OSError):
+                raise
+            except Exception:
+                log.exception("publication %d cannot be recorded; set aside", key)
+                self._set_aside.add(key)
+
+    async def _claim(self, now: datetime) -> list[Claimed]:
         free = or_(Publication.lease_expires_at.is_(None), Publication.lease_expires_at < now)
         async with self._sessions() as session:
             query = (
@@ -130,6 +202,8 @@ class Publisher:
                 .order_by(Publication.id)
                 .limit(self._batch)
             )
+            if self._set_aside:
+                query = query.where(Publication.id.not_in(sorted(self._set_aside)))
             if self._postgres:
                 query = query.with_for_update(skip_locked=True)
             ids = list(await session.scalars(query))
@@ -150,20 +224,52 @@ class Publisher:
                     .join(Broadcast, Broadcast.id == Publication.broadcast_id)
                     .join(City, City.id == Broadcast.city_id)
                     .where(Publication.id.in_(ids), Publication.lease_owner == self._owner)
+                    .order_by(Publication.id)
                 )
             ).tuples()
-            claimed = list(rows)
+            found = list(rows)
             # A live broadcast's start command names its stream (None once the session ended).
-            self._live = {
-                bid: await live.stream_of(session, bid) for bid in {b.id for _, b, _ in claimed}
+            streams = {
+                bid: await live.stream_of(session, bid) for bid in {b.id for _, b, _ in found}
             }
-            for _, broadcast, _ in claimed:
-                if _audio_key(broadcast) not in self._audio:
-                    self._audio[_audio_key(broadcast)] = await self._audio_refs(session, broadcast)
-                    while len(self._audio) > 32:
-                        self._audio.popitem(last=False)
+            audio: dict[tuple[str, str], tuple[contract.AudioRef, ...] | str] = {}
+            for _, broadcast, _ in found:
+                key = _audio_key(broadcast)
+                if key not in audio:
+                    audio[key] = await self._refs_of(session, broadcast)
             await session.commit()
+        claimed = []
+        for publication, broadcast, city_code in found:
+            refs = audio[_audio_key(broadcast)]
+            claimed.append(
+                Claimed(
+                    publication=publication,
+                    broadcast=broadcast,
+                    city_code=city_code,
+                    audio=() if isinstance(refs, str) else refs,
+                    live=streams.get(broadcast.id),
+                    problem=refs if isinstance(refs, str) else None,
+                )
+            )
         return claimed
+
+    async def _refs_of(
+        self, session: AsyncSession, broadcast: Broadcast
+    ) -> tuple[contract.AudioRef, ...] | str:
+        """The audio references of a broadcast, or why they cannot be read."""
+        key = _audio_key(broadcast)
+        refs = self._audio.get(key)
+        if refs is not None:
+            self._audio.move_to_end(key)
+            return refs
+        try:
+            refs = await self._audio_refs(session, broadcast)
+        except LookupError as exc:
+            return f"audio: {exc}"[:300]
+        self._audio[key] = refs
+        while len(self._audio) > AUDIO_CACHE_MAX:
+            self._audio.popitem(last=False)
+        return refs
 
     async def _audio_refs(
         self, session: AsyncSession, broadcast: Broadcast
@@ -198,9 +304,8 @@ class Publisher:
                 )
         return tuple(refs)
 
-    def command_for(
-        self, publication: Publication, broadcast: Broadcast, city_code: str, at: datetime
-    ) -> tuple[str, contract.Command]:
+    def command_for(self, item: Claimed, at: datetime) -> tuple[str, contract.Command]:
+        publication, broadcast, city_code = item.publication, item.broadcast, item.city_code
         kind = publication.scope_kind
         if kind == "all":
             topic = contract.command_topic_all(city_code)
@@ -229,66 +334,77 @@ class Publisher:
             nonce=contract.new_nonce(),
             title=broadcast.title,
             text=broadcast.text,
-            audio=() if cancel else self._audio[_audio_key(broadcast)],
-            live=None if cancel else self._live.get(broadcast.id),
+            audio=() if cancel else item.audio,
+            live=None if cancel else item.live,
         )
         if self._signer is not None:
             command = self._signer.sign(command)
         return topic, command
 
-    async def _publish(
-        self, publication: Publication, broadcast: Broadcast, city_code: str
-    ) -> str | None:
-        """Publish one row; the outcome is 'published', 'abandoned' or an error text."""
+    async def _publish(self, item: Claimed) -> _Outcome:
+        """Publish one row. Never raises: whatever goes wrong with one row is its outcome, and
+        the others of the batch go out and are recorded all the same."""
+        publication, broadcast = item.publication, item.broadcast
         now = self._clock.now()
         stale = broadcast.cancelled_at is not None and publication.kind == "play"
         if stale or broadcast.expires_at <= now:
-            return "abandoned"
-        topic, command = self.command_for(publication, broadcast, city_code, now)
+            return _Outcome(ABANDONED, now)
+        if item.problem is not None and publication.kind == "play":
+            return _Outcome(item.problem, now)
+        try:
+            topic, command = self.command_for(item, now)
+            payload = contract.encode_command(command)
+            expiry_s = contract.message_expiry_seconds(command, to_ms(now))
+        except Exception as exc:
+            log.exception("cannot build the command of publication %d", publication.id)
+            return _Outcome(f"command: {exc!r}"[:300], now)
         async with self._limit:
             try:
-                await self._bus.publish(
-                    topic,
-                    contract.encode_command(command),
-                    qos=contract.COMMAND_QOS,
-                    expiry_s=contract.message_expiry_seconds(command, to_ms(now)),
-                )
+                await self._bus.publish(topic, payload, qos=contract.COMMAND_QOS, expiry_s=expiry_s)
             except BusUnavailable as exc:
-                return f"broker: {exc}"[:300]
-        return "published"
+                return _Outcome(f"broker: {exc}"[:300], now)
+        return _Outcome(PUBLISHED, now)
 
-    async def _record(
-        self,
-        claimed: list[tuple[Publication, Broadcast, str]],
-        outcomes: list[str | None],
-    ) -> None:
-        now = self._clock.now()
+    async def _record(self, written: list[tuple[Claimed, _Outcome]]) -> None:
         ack_timeout = timedelta(seconds=self._settings.ack_timeout_s)
         async with self._sessions() as session:
-            for (publication, _, _), outcome in zip(claimed, outcomes, strict=True):
-                row = await session.get(Publication, publication.id)
+            rows = {
+                row.id: row
+                for row in await session.scalars(
+                    select(Publication).where(
+                        Publication.id.in_([item.publication.id for item, _ in written])
+                    )
+                )
+            }
+            for item, outcome in written:
+                row = rows.get(item.publication.id)
+                # Another replica took it over after our lease lapsed: its record, not ours.
                 if row is None or row.lease_owner != self._owner:
                     continue
                 row.lease_owner = None
                 row.lease_expires_at = None
                 row.attempts += 1
-                if outcome == "published":
+                if outcome.result == PUBLISHED:
                     row.state = "published"
-                    row.published_at = now
+                    row.published_at = outcome.at
                     if row.kind == "play":
                         await deliveries.mark_published(
-                            session, row, now=now, ack_timeout=ack_timeout
+                            session, row, now=outcome.at, ack_timeout=ack_timeout
                         )
-                    self.stats.published += 1
-                elif outcome == "abandoned":
+                elif outcome.result == ABANDONED:
                     row.state = "abandoned"
-                    self.stats.abandoned += 1
                 else:
-                    row.last_error = outcome
+                    row.last_error = outcome.result
                     backoff = min(30.0, 0.5 * 2 ** min(row.attempts, 6))
-                    row.available_at = now + timedelta(seconds=backoff)
-                    self.stats.failed += 1
+                    row.available_at = self._clock.now() + timedelta(seconds=backoff)
             await session.commit()
+        for _, outcome in written:
+            if outcome.result == PUBLISHED:
+                self.stats.published += 1
+            elif outcome.result == ABANDONED:
+                self.stats.abandoned += 1
+            else:
+                self.stats.failed += 1
 
 
 def _audio_key(broadcast: Broadcast) -> tuple[str, str]:

@@ -344,7 +344,7 @@ async def test_a_publisher_that_dies_after_publishing_is_finished_by_another(
     claimed = await doomed._claim(stack.clock.now())
     assert len(claimed) == 1
     # It publishes, then "dies" before recording anything.
-    await doomed._publish(*claimed[0])
+    await doomed._publish(claimed[0])
     assert await stack.publish_pending() == 0, "the lease keeps others away while it lasts"
 
     stack.clock.advance(stack.settings.publish_lease_s + 1)
