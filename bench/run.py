@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.catchup import run_catchup_bench
 from bench.city import Bench, children_rss_mb, rss_mb
 from bench.health import run_health_bench
 from bench.live import live_settings, run_live_bench
@@ -227,6 +228,11 @@ async def run_bench_async() -> dict[str, Any]:
                 finally:
                     await bench.__aexit__(None, None, None)
             result["memory"] = memory
+            _log("catch-up: a speaker returns to 100 broadcasts it missed")
+            # A short clip of its own: the scenario times the catch-up, not 100 transcodes.
+            short = make_recording(folder / "short.m4a", "m4a", seconds=1.0).read_bytes()
+            result["catchup"] = await run_catchup_bench(folder / "catchup", broker.url, short)
+            _log(f"catch-up: {result['catchup']['pending_100_ms']} ms")
             _log("live: mouth-to-speaker latency")
             result["live"] = await run_live_bench(folder, broker.url, **live_settings(smoke))
             if full:
@@ -300,6 +306,8 @@ def table(result: dict[str, Any]) -> str:
         f"a {_fmt(api.get('speakers'))}-speaker fan-out  (target < 50)",
         f"memory     Jinju {_fmt(memory.get('rss_mb_jinju'))} MiB, 10k "
         f"{_fmt(memory.get('rss_mb_10k'))} MiB  (target <= 300 at 10k)",
+        f"catch-up   {_fmt(result.get('catchup', {}).get('pending_100_ms'))} ms until a "
+        "returning speaker acked its 100 missed broadcasts received",
         f"live       {result['live']['status']}: p50 {_fmt(result['live']['p50_ms'])} ms, "
         f"p95 {_fmt(result['live']['p95_ms'])} ms, {_fmt(result['live']['frames_lost'])} "
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",

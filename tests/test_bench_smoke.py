@@ -48,3 +48,5 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert _non_negative(result["api"]["count"])
     assert _non_negative(result["memory"]["rss_mb_jinju"])
     assert "rss_mb_10k" in result["memory"]
+    assert result["catchup"]["pending"] == 100
+    assert _non_negative(result["catchup"]["pending_100_ms"])
