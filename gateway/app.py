@@ -29,7 +29,7 @@ from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
 from gateway.clock import Clock, SystemClock
 from gateway.db import create_engine, create_sessions
-from gateway.deliveries.intake import Intake
+from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.sweeper import Sweeper
 from gateway.devicesec.router import router as devicesec_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
@@ -138,6 +138,78 @@ async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
             log.exception("background task %s failed; starting it again in %.0fs", name, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
+
+
+def _family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
+    """One Prometheus metric family: HELP, TYPE, then `name{labels} value` per sample."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    return lines + [
+        f"{name}{labels} {int(value) if float(value).is_integer() else value}"
+        for labels, value in samples
+    ]
+
+
+def _metrics_text(state: Any) -> str:
+    intake: Intake = state.intake
+    bus: Bus = state.bus
+    stats = state.publisher.stats
+    # Dropped on arrival by the bus (queue or the sender's line full) or by the intake's sifting
+    # (past a command's or the unmatched allowance): every reason listed, zero included.
+    dropped = {reason: bus.dropped[reason] + intake.dropped[reason] for reason in DROP_REASONS}
+    lines = [
+        *_family(
+            "maeul_intake_total",
+            "counter",
+            "Messages and acks the intake handled, by what became of them.",
+            [(f'{{kind="{k}"}}', v) for k, v in sorted(intake.counts.items())],
+        ),
+        *_family(
+            "maeul_intake_dropped_total",
+            "counter",
+            "Speaker messages dropped without being recorded, by reason: queue_full (the "
+            "intake queue), sender_full (one speaker's share of it), per_command (acks past a "
+            "command's allowance), unmatched (a speaker past its allowance of acks that match "
+            "none of its deliveries).",
+            [(f'{{reason="{r}"}}', v) for r, v in dropped.items()],
+        ),
+        *_family(
+            "maeul_intake_queue_messages",
+            "gauge",
+            "Messages received and waiting for the intake.",
+            [("", bus.incoming.qsize())],
+        ),
+        *_family(
+            "maeul_intake_queue_senders",
+            "gauge",
+            "Speakers with messages waiting for the intake (each served in turn).",
+            [("", bus.incoming.senders())],
+        ),
+        *_family(
+            "maeul_published_total",
+            "counter",
+            "Commands handed to the broker.",
+            [("", stats.published)],
+        ),
+        *_family(
+            "maeul_publish_failures_total",
+            "counter",
+            "Publishes that failed and wait for a retry.",
+            [("", stats.failed)],
+        ),
+        *_family(
+            "maeul_publications_abandoned_total",
+            "counter",
+            "Publications given up (broadcast expired or cancelled first).",
+            [("", stats.abandoned)],
+        ),
+        *_family(
+            "maeul_mqtt_connected",
+            "gauge",
+            "1 while connected to the broker.",
+            [("", int(bus.connected))],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _fields(errors: Any) -> list[dict[str, str]]:
@@ -315,18 +387,7 @@ def create_app(
 
     @app.get("/metrics", operation_id="metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> str:
-        state = request.app.state
-        lines = [
-            f'maeul_intake_total{{kind="{k}"}} {v}' for k, v in sorted(state.intake.counts.items())
-        ]
-        stats = state.publisher.stats
-        lines += [
-            f"maeul_published_total {stats.published}",
-            f"maeul_publish_failures_total {stats.failed}",
-            f"maeul_publications_abandoned_total {stats.abandoned}",
-            f"maeul_mqtt_connected {int(state.bus.connected)}",
-        ]
-        return "\n".join(lines) + "\n"
+        return _metrics_text(request.app.state)
 
     app.include_router(broadcasts_router, prefix=API)
     app.include_router(audio_router, prefix=API)

@@ -13,6 +13,10 @@ subscriptions first: the broker goes on handing a disconnected session its share
 messages until the session expires, so a replica scaled away would otherwise take a share of
 every speaker's acks and births with it for minutes. Two processes given the same replica id
 take that session from each other over and over; the bus counts such take-overs and says so.
+
+Received messages wait in a fair queue: one bounded line per speaker, served in turn, so a
+speaker that floods its topic fills its own line (the excess is dropped and counted) and never
+delays another speaker's ack behind its own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import random
 import ssl
 import time
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +53,11 @@ PUBLISH_TIMEOUT_S: Final = 10.0
 SESSION_EXPIRY_S: Final = 120
 # The broker's answer to each UNSUBSCRIBE when a replica leaves, at most.
 LEAVE_TIMEOUT_S: Final = 5.0
+# Messages received and not yet taken by the intake, in all and from one speaker. A speaker
+# answering a catch-up of a hundred broadcasts sends a few hundred acks; ten times that from one
+# speaker, before the intake could take any, is a flood.
+QUEUE_LIMIT: Final = 200_000
+PER_SPEAKER_LIMIT: Final = 2_000
 
 
 @dataclass(frozen=True)
@@ -56,12 +66,80 @@ class Incoming:
     payload: bytes
 
 
+class QueueFull(asyncio.QueueFull):
+    """A message the fair queue has no room for; `reason` says whose line was full."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FairQueue:
+    """Received messages, one bounded line per sender (the last topic segment: the speaker),
+    served round robin: whoever floods waits behind itself only.
+
+    The same calls as the asyncio.Queue it replaces, for one or more consumers on one loop.
+    """
+
+    def __init__(self, *, maxsize: int = 0, per_sender: int = 0) -> None:
+        self._maxsize = maxsize
+        self._per_sender = per_sender
+        self._lines: dict[str, deque[Incoming]] = {}
+        self._turns: deque[str] = deque()  # senders with messages waiting, in serving order
+        self._size = 0
+        self._waiting = asyncio.Event()
+
+    def qsize(self) -> int:
+        return self._size
+
+    def empty(self) -> bool:
+        return self._size == 0
+
+    def senders(self) -> int:
+        return len(self._lines)
+
+    def put_nowait(self, item: Incoming) -> None:
+        if self._maxsize and self._size >= self._maxsize:
+            raise QueueFull("queue_full")
+        sender = item.topic.rpartition("/")[2]
+        line = self._lines.get(sender)
+        if line is None:
+            line = self._lines[sender] = deque()
+            self._turns.append(sender)
+        elif self._per_sender and len(line) >= self._per_sender:
+            raise QueueFull("sender_full")
+        line.append(item)
+        self._size += 1
+        self._waiting.set()
+
+    def get_nowait(self) -> Incoming:
+        if not self._turns:
+            raise asyncio.QueueEmpty
+        sender = self._turns.popleft()
+        line = self._lines[sender]
+        item = line.popleft()
+        if line:
+            self._turns.append(sender)
+        else:
+            del self._lines[sender]
+        self._size -= 1
+        return item
+
+    async def get(self) -> Incoming:
+        while not self._size:
+            self._waiting.clear()
+            await self._waiting.wait()
+        return self.get_nowait()
+
+
 class BusUnavailable(Exception):
     """The broker cannot be reached right now; the outbox keeps the work for later."""
 
 
 class Bus(Protocol):
-    incoming: asyncio.Queue[Incoming]
+    incoming: FairQueue
+    # Messages dropped on arrival, by reason (the queue or the sender's line full).
+    dropped: Counter[str]
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int, expiry_s: int | None = None
@@ -89,7 +167,8 @@ class MqttBus:
         *,
         client_id: str,
         subscriptions: Sequence[tuple[str, int]],
-        queue_limit: int = 200_000,
+        queue_limit: int = QUEUE_LIMIT,
+        per_speaker_limit: int = PER_SPEAKER_LIMIT,
         max_inflight: int = 1000,
         clock: Clock | None = None,
     ) -> None:
@@ -100,8 +179,8 @@ class MqttBus:
         self._max_inflight = max_inflight
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
-        self.incoming: asyncio.Queue[Incoming] = asyncio.Queue(maxsize=queue_limit)
-        self.dropped = 0
+        self.incoming = FairQueue(maxsize=queue_limit, per_sender=per_speaker_limit)
+        self.dropped: Counter[str] = Counter()
         self.connections = 0
         self.takeovers = 0
         self._takeover_times: list[float] = []
@@ -205,8 +284,8 @@ class MqttBus:
         self._heard_at = self._clock.now()
         try:
             self.incoming.put_nowait(Incoming(str(message.topic), bytes(payload)))
-        except asyncio.QueueFull:
-            self.dropped += 1
+        except QueueFull as full:
+            self.dropped[full.reason] += 1
 
     async def leave(self) -> None:
         """Leave the shared subscriptions, so the broker hands this replica's share of acks and
@@ -291,7 +370,8 @@ class FakeBus:
     """In-memory bus for unit tests: records publishes; tests put incoming messages themselves."""
 
     def __init__(self) -> None:
-        self.incoming: asyncio.Queue[Incoming] = asyncio.Queue()
+        self.incoming = FairQueue()
+        self.dropped: Counter[str] = Counter()
         self.published: list[tuple[str, bytes, int, int | None]] = []
         self.up = True
         self.left = False

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +29,14 @@ PER_COMMAND_MAX: Final = 32
 # recognised this far back and skipped without touching the database; the same bound holds the
 # per-command counts. Both are kept as hashes, a few megabytes at this bound.
 RECENT_ACKS_MAX: Final = 50_000
+# Acks that match no delivery of their speaker (a command it was never sent, a made-up id): a
+# speaker may have this many looked up in the database per window; past that its acks are
+# dropped and counted until the window ends. Real speakers send such acks only after a
+# broadcast was deleted, a handful at a time.
+UNMATCHED_MAX: Final = 64
+UNMATCHED_WINDOW: Final = timedelta(seconds=60)
+# Reasons a message is dropped without being recorded, as /metrics names them.
+DROP_REASONS: Final = ("queue_full", "sender_full", "per_command", "unmatched")
 
 
 @dataclass
@@ -40,6 +48,7 @@ class _Sifted:
     per_command: Counter[int] = field(default_factory=Counter)  # hash of (speaker, command)
     keys: list[int] = field(default_factory=list)  # hashes of the acks kept
     flooders: set[str] = field(default_factory=set)
+    unmatched: set[str] = field(default_factory=set)  # speakers past their unmatched allowance
 
 
 def _at(ms: int, now: datetime) -> datetime:
@@ -74,7 +83,14 @@ class Intake:
         self._ids: dict[str, int] = {}
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._per_command: OrderedDict[int, int] = OrderedDict()
+        # Speaker code -> (start of its window, acks of it that matched no delivery).
+        self._unmatched: dict[str, tuple[datetime, int]] = {}
+        # Security findings already recorded (by fingerprint): a batch retried, or a QoS 1
+        # copy, adds nothing to an event's count.
+        self._reported: OrderedDict[str, None] = OrderedDict()
         self.counts: Counter[str] = Counter()
+        # Messages dropped without being recorded, by reason (with the bus's own drops).
+        self.dropped: Counter[str] = Counter()
         self.on_change: list[asyncio.Event] = []
         self._holding = 0  # messages taken from the bus and not yet recorded
 
@@ -91,29 +107,35 @@ class Intake:
 
     async def run(self) -> None:
         while True:
-            batch = [await self._bus.incoming.get()]
-            while len(batch) < self._batch_max:
-                try:
-                    batch.append(self._bus.incoming.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
-            self._holding = len(batch)
-            delay = 0.2
-            while True:
-                try:
-                    await self.process(batch)
-                    self._holding = 0
-                    break
-                except StaleDataError:
-                    # Another writer changed one of these deliveries first: read them again.
-                    self.counts["batch_conflicts"] += 1
-                    await asyncio.sleep(0.05)
-                except Exception as exc:
-                    self.counts["batch_retries"] += 1
-                    if delay == 0.2:  # once per outage, not on every retry
-                        log.warning("could not record %d messages (%s); retrying", len(batch), exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+            await self.step()
+
+    async def step(self) -> None:
+        """Take one batch (waiting for its first message) and record it, retrying until it is.
+        The bus serves speakers in turn, so a batch holds every waiting speaker's next message
+        before anyone's second."""
+        batch = [await self._bus.incoming.get()]
+        while len(batch) < self._batch_max:
+            try:
+                batch.append(self._bus.incoming.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        self._holding = len(batch)
+        delay = 0.2
+        while True:
+            try:
+                await self.process(batch)
+                self._holding = 0
+                break
+            except StaleDataError:
+                # Another writer changed one of these deliveries first: read them again.
+                self.counts["batch_conflicts"] += 1
+                await asyncio.sleep(0.05)
+            except Exception as exc:
+                self.counts["batch_retries"] += 1
+                if delay == 0.2:  # once per outage, not on every retry
+                    log.warning("could not record %d messages (%s); retrying", len(batch), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def process(self, batch: list[Incoming]) -> None:
         now = self._clock.now()
@@ -124,12 +146,13 @@ class Intake:
             city_code=self._city_code,
             known=self._ids,
             now=now,
+            reported=self._reported,
         )
         parsed: list[tuple[str, contract.Ack]] = []
         presence: list[speakers.PresenceUpdate] = []
         for message in batch:
             self._parse(message, now, parsed, presence)
-        sifted = self._sift(parsed)
+        sifted = self._sift(parsed, now)
         acks = sifted.acks
         if not acks and not presence:
             self._remember(sifted)
@@ -138,11 +161,13 @@ class Intake:
         async with self._sessions() as session:
             await self._resolve_ids(session, {code for code, _ in acks} | births)
             ack_rows = []
+            codes: dict[int, str] = {}
             for code, ack in acks:
                 speaker_id = self._ids.get(code)
                 if speaker_id is None:
                     self.counts["unknown_speaker"] += 1
                     continue
+                codes[speaker_id] = code
                 ack_rows.append(
                     deliveries.AckIn(
                         speaker_id=speaker_id,
@@ -157,6 +182,9 @@ class Intake:
                     )
                 )
             report = await deliveries.apply_acks(session, ack_rows)
+            unmatched = Counter(
+                {codes[sid]: n for sid, n in report.unknown_by_speaker.items() if sid in codes}
+            )
             came_online: list[int] = []
             if presence:
                 came_online = await speakers.apply_presence(session, self._city_id, presence)
@@ -167,6 +195,7 @@ class Intake:
                 await deliveries.catch_up(session, sorted(reborn | set(came_online)), now)
             await session.commit()
         self._remember(sifted)
+        self._count_unmatched(unmatched, now)
         self.counts["acks_applied"] += report.applied
         self.counts["acks_unchanged"] += report.unchanged
         self.counts["acks_unknown"] += report.unknown
@@ -175,13 +204,18 @@ class Intake:
         self.counts["presence"] += len(presence)
         self.counts["came_online"] += len(came_online)
 
-    def _sift(self, parsed: list[tuple[str, contract.Ack]]) -> _Sifted:
-        """Drop exact repeats of recorded acks (they change nothing), and a flooding speaker's
-        acks past its allowance for a command. Changes nothing here: a batch that cannot be
-        written is sifted again on its retry."""
+    def _sift(self, parsed: list[tuple[str, contract.Ack]], now: datetime) -> _Sifted:
+        """Drop exact repeats of recorded acks (they change nothing), a flooding speaker's acks
+        past its allowance for a command, and every ack of a speaker past its allowance of
+        unmatched acks. Changes nothing here: a batch that cannot be written is sifted again on
+        its retry."""
         sifted = _Sifted()
         seen: set[int] = set()
         for code, ack in parsed:
+            if self._over_unmatched(code, now):
+                sifted.counts["unmatched_dropped"] += 1
+                sifted.unmatched.add(code)
+                continue
             key = hash((code, ack.command_id, ack.status.value, ack.at_ms))
             if key in seen or key in self._recent:
                 sifted.counts["duplicate_acks"] += 1
@@ -198,8 +232,29 @@ class Intake:
             sifted.keys.append(key)
         return sifted
 
+    def _over_unmatched(self, code: str, now: datetime) -> bool:
+        window = self._unmatched.get(code)
+        return (
+            window is not None and now - window[0] < UNMATCHED_WINDOW and window[1] >= UNMATCHED_MAX
+        )
+
+    def _count_unmatched(self, unmatched: Counter[str], now: datetime) -> None:
+        for code, count in unmatched.items():
+            start, seen = self._unmatched.get(code, (now, 0))
+            if now - start >= UNMATCHED_WINDOW:
+                start, seen = now, 0
+            self._unmatched[code] = (start, seen + count)
+        if len(self._unmatched) > RECENT_ACKS_MAX:
+            self._unmatched = {
+                code: window
+                for code, window in self._unmatched.items()
+                if now - window[0] < UNMATCHED_WINDOW
+            }
+
     def _remember(self, sifted: _Sifted) -> None:
         self.counts.update(sifted.counts)
+        self.dropped["per_command"] += sifted.counts["flood_dropped"]
+        self.dropped["unmatched"] += sifted.counts["unmatched_dropped"]
         for key in sifted.keys:
             self._recent[key] = None
         while len(self._recent) > RECENT_ACKS_MAX:
@@ -211,6 +266,9 @@ class Intake:
         if sifted.flooders:
             flooders = ", ".join(sorted(sifted.flooders)[:10])
             log.warning("speakers flooding acks, excess dropped: %s", flooders)
+        if sifted.unmatched:
+            senders = ", ".join(sorted(sifted.unmatched)[:10])
+            log.warning("speakers acking commands they were never sent, dropped: %s", senders)
 
     def _parse(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -132,6 +132,8 @@ class AckReport:
     illegal: int = 0
     cancel_acks: int = 0
     changed_broadcasts: set[str] = field(default_factory=set)
+    # Acks that match no delivery of their speaker, by speaker id (the intake bounds them).
+    unknown_by_speaker: Counter[int] = field(default_factory=Counter)
 
 
 async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
@@ -173,6 +175,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             continue
         if found_row is None or play_id != ack.command_id:
             report.unknown += 1
+            report.unknown_by_speaker[ack.speaker_id] += 1
             continue
         delivery = found_row
         event = _ACK_EVENTS[ack.status]

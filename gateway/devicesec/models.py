@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -44,7 +44,10 @@ class SecurityEvent(Base):
     """
 
     __tablename__ = "security_events"
-    __table_args__ = (Index("ix_security_events_city_id_at", "city_id", "at"),)
+    __table_args__ = (
+        Index("ix_security_events_city_id_at", "city_id", "at"),
+        Index("ix_security_events_speaker_last", "city_id", "speaker_code", "last_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     city_id: Mapped[int] = mapped_column(ForeignKey("cities.id", ondelete="CASCADE"))
@@ -55,5 +58,9 @@ class SecurityEvent(Base):
     broadcast_id: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # sha256 of the message's topic and payload: the same report recorded twice is one event.
+    # sha256 of the first report's topic and payload: the same report recorded twice is one.
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    # Reports merged into this event (the same command again, or more of the same kind from
+    # the same speaker than the window keeps apart), and when the last of them came.
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())

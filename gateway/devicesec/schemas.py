@@ -66,6 +66,13 @@ class SecurityEventRead(BaseModel):
     broadcast_id: str | None
     reason: str | None = Field(examples=["bad_signature", "expired", "out_of_scope"])
     details: dict[str, Any]
+    count: int = Field(
+        ge=1,
+        description="Reports merged into this event: the same command reported again, or, past "
+        "a few distinct commands of one kind and reason from one speaker within five minutes, "
+        "every further one (a flooding speaker fills a handful of rows, not thousands).",
+    )
+    last_at: datetime = Field(description="When the gateway received the last merged report.")
 
 
 class SecurityEventPage(BaseModel):

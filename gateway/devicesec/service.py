@@ -13,9 +13,9 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import delete, func, insert, select
@@ -58,6 +58,13 @@ SECURITY_REASONS: Final = frozenset(
     }
 )
 _IN_CHUNK: Final = 900
+# Reports of one speaker, kind and reason this close to the last are merged into its events.
+COALESCE_WINDOW: Final = timedelta(minutes=5)
+# Distinct commands one speaker's reports of one kind and reason keep apart within the window;
+# past that, each further report is counted on the latest event.
+DISTINCT_PER_WINDOW: Final = 8
+# Fingerprints of recent reports a caller's memory keeps (one hash each).
+REPORTED_MAX: Final = 50_000
 _TEXT_MAX: Final = 200
 
 _T = TypeVar("_T")
@@ -364,23 +371,57 @@ def _examine(code: str, message: Incoming) -> tuple[contract.Ack | None, _Findin
     return ack, None
 
 
-def _row(finding: _Finding, fingerprint: str, city_id: int, now: datetime) -> dict[str, Any]:
+def _event(finding: _Finding, fingerprint: str, city_id: int, now: datetime) -> SecurityEvent:
     ack = finding.ack
     details: dict[str, Any] = dict(finding.details or {})
     if ack is not None:
         details.setdefault("status", ack.status.value)
         details.setdefault("speaker_at_ms", ack.at_ms)
-    return {
-        "city_id": city_id,
-        "at": now,
-        "kind": finding.kind,
-        "speaker_code": finding.code,
-        "command_id": ack.command_id if ack is not None else None,
-        "broadcast_id": ack.broadcast_id if ack is not None else None,
-        "reason": (finding.reason or "")[:64] or None,
-        "details": details,
-        "fingerprint": fingerprint,
-    }
+    return SecurityEvent(
+        city_id=city_id,
+        at=now,
+        last_at=now,
+        count=1,
+        kind=finding.kind,
+        speaker_code=finding.code,
+        command_id=ack.command_id if ack is not None else None,
+        broadcast_id=ack.broadcast_id if ack is not None else None,
+        reason=(finding.reason or "")[:64] or None,
+        details=details,
+        fingerprint=fingerprint,
+    )
+
+
+def _reason(finding: _Finding) -> str | None:
+    return (finding.reason or "")[:64] or None
+
+
+async def _recent_events(
+    session: AsyncSession, city_id: int, codes: Collection[str], now: datetime
+) -> dict[tuple[str | None, str, str | None], list[SecurityEvent]]:
+    """The events of these speakers still open to merging, by (speaker, kind, reason), oldest
+    first."""
+    groups: dict[tuple[str | None, str, str | None], list[SecurityEvent]] = {}
+    for chunk in _chunks(sorted(codes)):
+        rows = await session.scalars(
+            select(SecurityEvent)
+            .where(
+                SecurityEvent.city_id == city_id,
+                SecurityEvent.speaker_code.in_(chunk),
+                SecurityEvent.last_at >= now - COALESCE_WINDOW,
+            )
+            .order_by(SecurityEvent.id)
+        )
+        for row in rows:
+            groups.setdefault((row.speaker_code, row.kind, row.reason), []).append(row)
+    return groups
+
+
+def _remember(reported: MutableMapping[str, None], fingerprints: Iterable[str]) -> None:
+    for fingerprint in fingerprints:
+        reported[fingerprint] = None
+    while len(reported) > REPORTED_MAX:
+        del reported[next(iter(reported))]
 
 
 async def record_security_events(
@@ -391,13 +432,20 @@ async def record_security_events(
     city_code: str,
     known: Mapping[str, int],
     now: datetime,
+    reported: MutableMapping[str, None] | None = None,
 ) -> int:
-    """Record the security events in a batch of bus messages; returns how many are new.
+    """Record the security events in a batch of bus messages; returns how many reports were
+    counted (merged into an event or making a new one).
 
-    Called by the intake before it applies the batch, in a transaction of its own: a batch the
-    intake retries is examined again, and the fingerprint keeps each report to one event.
-    `known`: speaker code -> id the caller already resolved (others are looked up here).
+    Called by the intake before it applies the batch, in a transaction of its own. The same
+    report (by fingerprint of topic and payload) counts once: `reported` remembers the recent
+    ones (the caller keeps it, insertion ordered), and the first report of each event is
+    stored. Reports of one speaker, kind and reason within `COALESCE_WINDOW` of the last are
+    merged: the same command into its event, up to `DISTINCT_PER_WINDOW` commands each into
+    its own, and any further one into the latest, so a speaker flooding fake refusals adds a
+    count, not rows. `known`: speaker code -> id the caller already resolved.
     """
+    memory: MutableMapping[str, None] = {} if reported is None else reported
     examined: list[tuple[str, contract.Ack | None, _Finding | None, Incoming]] = []
     for message in batch:
         try:
@@ -420,7 +468,9 @@ async def record_security_events(
             if code in unresolved and code not in found:
                 finding = _Finding("unknown_speaker_ack", code, reason="unknown_speaker", ack=ack)
             if finding is not None:
-                findings.setdefault(_fingerprint(message), finding)
+                fingerprint = _fingerprint(message)
+                if fingerprint not in memory:
+                    findings.setdefault(fingerprint, finding)
         if not findings:
             return 0
         seen: set[str] = set()
@@ -432,10 +482,22 @@ async def record_security_events(
             )
         fresh = {key: f for key, f in findings.items() if key not in seen}
         if fresh:
-            await session.execute(
-                insert(SecurityEvent), [_row(f, key, city_id, now) for key, f in fresh.items()]
-            )
+            groups = await _recent_events(session, city_id, {f.code for f in fresh.values()}, now)
+            for fingerprint, finding in fresh.items():
+                events = groups.setdefault((finding.code, finding.kind, _reason(finding)), [])
+                command_id = finding.ack.command_id if finding.ack is not None else None
+                into = next((e for e in events if e.command_id == command_id), None)
+                if into is None and len(events) >= DISTINCT_PER_WINDOW:
+                    into = events[-1]
+                if into is None:
+                    event = _event(finding, fingerprint, city_id, now)
+                    session.add(event)
+                    events.append(event)
+                else:
+                    into.count += 1
+                    into.last_at = now
             await session.commit()
+    _remember(memory, findings)
     if fresh:
         tally = Counter(f"{f.kind}/{f.reason}" for f in fresh.values())
         summary = ", ".join(f"{key} x{count}" for key, count in sorted(tally.items()))
@@ -453,19 +515,19 @@ async def list_security_events(
     limit: int,
     offset: int,
 ) -> SecurityEventPage:
-    """Newest first."""
+    """Latest report first; `since` keeps the events that had a report since then."""
     conditions = [SecurityEvent.city_id == city.id]
     if kind is not None:
         conditions.append(SecurityEvent.kind == kind)
     if speaker is not None:
         conditions.append(SecurityEvent.speaker_code == speaker)
     if since is not None:
-        conditions.append(SecurityEvent.at >= since)
+        conditions.append(SecurityEvent.last_at >= since)
     total = await session.scalar(select(func.count()).select_from(SecurityEvent).where(*conditions))
     rows = await session.scalars(
         select(SecurityEvent)
         .where(*conditions)
-        .order_by(SecurityEvent.at.desc(), SecurityEvent.id.desc())
+        .order_by(SecurityEvent.last_at.desc(), SecurityEvent.id.desc())
         .limit(limit)
         .offset(offset)
     )
