@@ -41,6 +41,7 @@ _CODEC_ORDER = ("opus", "mp3")
 AUDIO_CACHE_MAX: Final = 32
 PUBLISHED: Final = "published"
 ABANDONED: Final = "abandoned"
+SUPERSEDED: Final = "superseded"
 
 
 @dataclass
@@ -63,6 +64,10 @@ class Claimed:
     audio: tuple[contract.AudioRef, ...]
     live: contract.LiveStream | None
     problem: str | None = None  # why its command cannot be built (it is retried later)
+    # A copy for one speaker that another publish reaching it since the copy was owed (or an
+    # earlier copy in the same batch) already covers: a birth repeated, a catch-up and a retry
+    # for the same command. It is not sent.
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,7 @@ class Publisher:
             streams = {
                 bid: await live.stream_of(session, bid) for bid in {b.id for _, b, _ in found}
             }
+            covered = await _covered(session, [p for p, _, _ in found])
             audio: dict[tuple[str, str], tuple[contract.AudioRef, ...] | str] = {}
             for _, broadcast, _ in found:
                 key = _audio_key(broadcast)
@@ -249,6 +255,7 @@ class Publisher:
                     audio=() if isinstance(refs, str) else refs,
                     live=streams.get(broadcast.id),
                     problem=refs if isinstance(refs, str) else None,
+                    superseded=publication.id in covered,
                 )
             )
         return claimed
@@ -349,6 +356,8 @@ class Publisher:
         stale = broadcast.cancelled_at is not None and publication.kind == "play"
         if stale or broadcast.expires_at <= now:
             return _Outcome(ABANDONED, now)
+        if item.superseded:
+            return _Outcome(SUPERSEDED, now)
         if item.problem is not None and publication.kind == "play":
             return _Outcome(item.problem, now)
         try:
@@ -391,8 +400,9 @@ class Publisher:
                         await deliveries.mark_published(
                             session, row, now=outcome.at, ack_timeout=ack_timeout
                         )
-                elif outcome.result == ABANDONED:
+                elif outcome.result in (ABANDONED, SUPERSEDED):
                     row.state = "abandoned"
+                    row.last_error = None if outcome.result == ABANDONED else SUPERSEDED
                 else:
                     row.last_error = outcome.result
                     backoff = min(30.0, 0.5 * 2 ** min(row.attempts, 6))
@@ -401,10 +411,53 @@ class Publisher:
         for _, outcome in written:
             if outcome.result == PUBLISHED:
                 self.stats.published += 1
-            elif outcome.result == ABANDONED:
+            elif outcome.result in (ABANDONED, SUPERSEDED):
                 self.stats.abandoned += 1
             else:
                 self.stats.failed += 1
+
+
+async def _covered(session: AsyncSession, claimed: list[Publication]) -> set[int]:
+    """The claimed copies for one speaker that need not go out: since each was owed, a publish
+    reaching that speaker went out (to the city, or to it alone), or an earlier copy of the
+    same command for it is in this batch. A publish after the copy was owed is one the speaker
+    (connected then, as its birth or its silence said) was there to get."""
+    mine = [p for p in claimed if p.kind == "play" and p.scope_kind == "speaker"]
+    if not mine:
+        return set()
+    since = min(p.created_at for p in mine)
+    sent = (
+        await session.execute(
+            select(Publication.broadcast_id, Publication.scope_kind, Publication.scope_keys)
+            .add_columns(Publication.published_at)
+            .where(
+                Publication.broadcast_id.in_({p.broadcast_id for p in mine}),
+                Publication.kind == "play",
+                Publication.state == "published",
+                Publication.scope_kind.in_(("all", "speaker")),
+                Publication.published_at >= since,
+            )
+        )
+    ).tuples()
+    reached: dict[tuple[str, int | None], datetime] = {}
+    for broadcast_id, scope_kind, keys, published_at in sent:
+        assert published_at is not None
+        for key in [None] if scope_kind == "all" else keys:
+            last = reached.get((broadcast_id, key))
+            if last is None or published_at > last:
+                reached[(broadcast_id, key)] = published_at
+    covered: set[int] = set()
+    batch: set[tuple[str, int]] = set()
+    for p in sorted(mine, key=lambda p: p.id):
+        pair = (p.broadcast_id, p.scope_keys[0])
+        latest = max(
+            (t for t in (reached.get(pair), reached.get((p.broadcast_id, None))) if t),
+            default=None,
+        )
+        if pair in batch or (latest is not None and latest >= p.created_at):
+            covered.add(p.id)
+        batch.add(pair)
+    return covered
 
 
 def _audio_key(broadcast: Broadcast) -> tuple[str, str]:

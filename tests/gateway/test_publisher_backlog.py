@@ -144,3 +144,51 @@ async def test_a_returning_speaker_gets_each_missed_command_once(
         assert caught_up == {commands[b]: 1 for b in ids[EXPIRED:]}, "each command once"
         assert not set(caught_up) & {commands[b] for b in expired}, "nothing already expired"
         assert stack.app.state.publisher.stats.published == len(ids) + BACKLOG
+
+
+async def test_a_birth_repeated_ten_times_still_brings_each_command_once(
+    mqtt_url: str, tmp_path: Path, recording: bytes
+) -> None:
+    # The test takes each step itself: one message per intake batch, so each birth is its own
+    # catch-up, all of them owed before the publisher runs.
+    async with broker_stack(
+        mqtt_url,
+        tmp_path,
+        background_workers=False,
+        ack_batch_max=1,
+        ack_timeout_s=600,
+        heartbeat_s=600,
+    ) as stack:
+        publisher = stack.app.state.publisher
+        intake = stack.app.state.intake
+        ids = await _backlog(stack, recording, BACKLOG)
+        while await publisher.publish_due():
+            pass
+        assert publisher.stats.published == BACKLOG
+        async with stack.app.state.sessions() as session:
+            commands = dict(
+                (await session.execute(select(Broadcast.id, Broadcast.command_id))).tuples().all()
+            )
+
+        identity = await stack.identity(CODE)
+        async with BareSpeaker(stack.mqtt_url, identity) as speaker:
+            for _ in range(10):
+                await speaker.born()
+            await _until(lambda: _queued(stack), 10, limit_s=30)
+            for _ in range(10):
+                await intake.step()
+            assert await _unfinished_publications(stack) == 10 * BACKLOG
+            while await publisher.publish_due():
+                pass
+            await _until(lambda: _queued(stack), BACKLOG, limit_s=60)
+            while not stack.bus.incoming.empty():
+                await intake.step()
+            assert await _received(stack, CODE) == BACKLOG
+
+        assert speaker.commands == {("speaker", commands[b]): 1 for b in ids}, "each once"
+        assert publisher.stats.published == 2 * BACKLOG
+        assert publisher.stats.abandoned == 9 * BACKLOG, "the other copies were not sent"
+
+
+async def _queued(stack: BrokerStack) -> int:
+    return stack.bus.incoming.qsize()
