@@ -47,8 +47,8 @@ class _Sifted:
     counts: Counter[str] = field(default_factory=Counter)
     per_command: Counter[int] = field(default_factory=Counter)  # hash of (speaker, command)
     keys: list[int] = field(default_factory=list)  # hashes of the acks kept
-    flooders: set[str] = field(default_factory=set)
-    unmatched: set[str] = field(default_factory=set)  # speakers past their unmatched allowance
+    # Acks dropped unread, by (speaker, reason): recorded as security events.
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def _at(ms: int, now: datetime) -> datetime:
@@ -156,6 +156,7 @@ class Intake:
         acks = sifted.acks
         if not acks and not presence:
             self._remember(sifted)
+            await self._record_floods(sifted, now)
             return
         births = {p.code for p in presence if p.status == "online"}
         async with self._sessions() as session:
@@ -196,6 +197,7 @@ class Intake:
             await session.commit()
         self._remember(sifted)
         self._count_unmatched(unmatched, now)
+        await self._record_floods(sifted, now)
         self.counts["acks_applied"] += report.applied
         self.counts["acks_unchanged"] += report.unchanged
         self.counts["acks_unknown"] += report.unknown
@@ -214,7 +216,7 @@ class Intake:
         for code, ack in parsed:
             if self._over_unmatched(code, now):
                 sifted.counts["unmatched_dropped"] += 1
-                sifted.unmatched.add(code)
+                sifted.dropped[(code, "unmatched")] += 1
                 continue
             key = hash((code, ack.command_id, ack.status.value, ack.at_ms))
             if key in seen or key in self._recent:
@@ -226,11 +228,23 @@ class Intake:
             sifted.per_command[command] += 1
             if self._per_command.get(command, 0) + sifted.per_command[command] > PER_COMMAND_MAX:
                 sifted.counts["flood_dropped"] += 1
-                sifted.flooders.add(code)
+                sifted.dropped[(code, "per_command")] += 1
                 continue
             sifted.acks.append((code, ack))
             sifted.keys.append(key)
         return sifted
+
+    async def _record_floods(self, sifted: _Sifted, now: datetime) -> None:
+        """A speaker's dropped acks as a security event. After the batch is written, and never
+        failing it: the batch must not be recorded twice for the sake of this count."""
+        try:
+            await devicesec.record_ack_floods(
+                self._sessions, sifted.dropped, city_id=self._city_id, now=now
+            )
+        except Exception as exc:
+            log.warning(
+                "could not record %d dropped acks as events (%s)", sum(sifted.dropped.values()), exc
+            )
 
     def _over_unmatched(self, code: str, now: datetime) -> bool:
         window = self._unmatched.get(code)
@@ -263,12 +277,6 @@ class Intake:
             self._per_command[command] = self._per_command.pop(command, 0) + count
         while len(self._per_command) > RECENT_ACKS_MAX:
             self._per_command.popitem(last=False)
-        if sifted.flooders:
-            flooders = ", ".join(sorted(sifted.flooders)[:10])
-            log.warning("speakers flooding acks, excess dropped: %s", flooders)
-        if sifted.unmatched:
-            senders = ", ".join(sorted(sifted.unmatched)[:10])
-            log.warning("speakers acking commands they were never sent, dropped: %s", senders)
 
     def _parse(
         self,

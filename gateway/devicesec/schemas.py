@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 AccountRole = Literal["gateway", "monitor"]
-EventKind = Literal["command_rejected", "unknown_speaker_ack", "bad_ack"]
+# ack_flood: a speaker's acks dropped unread past an allowance (reason per_command: too many for
+# one command; unmatched: too many matching none of its deliveries); its count is the acks.
+EventKind = Literal["command_rejected", "unknown_speaker_ack", "bad_ack", "ack_flood"]
 Username = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$", examples=["gateway", "healthcheck"])
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -417,6 +418,52 @@ async def _recent_events(
     return groups
 
 
+def _merge(
+    session: AsyncSession,
+    groups: dict[tuple[str | None, str, str | None], list[SecurityEvent]],
+    finding: _Finding,
+    fingerprint: str,
+    city_id: int,
+    now: datetime,
+    reports: int = 1,
+) -> None:
+    """Count `reports` like `finding` on the event it belongs to, or start one."""
+    events = groups.setdefault((finding.code, finding.kind, _reason(finding)), [])
+    command_id = finding.ack.command_id if finding.ack is not None else None
+    into = next((e for e in events if e.command_id == command_id), None)
+    if into is None and len(events) >= DISTINCT_PER_WINDOW:
+        into = events[-1]
+    if into is None:
+        event = _event(finding, fingerprint, city_id, now)
+        event.count = reports
+        session.add(event)
+        events.append(event)
+    else:
+        into.count += reports
+        into.last_at = now
+
+
+async def record_ack_floods(
+    sessions: async_sessionmaker[AsyncSession],
+    dropped: Mapping[tuple[str, str], int],
+    *,
+    city_id: int,
+    now: datetime,
+) -> None:
+    """Acks the intake dropped unread, by (speaker, reason): one `ack_flood` event per speaker
+    and reason, merged like the others, its count the acks dropped."""
+    if not dropped:
+        return
+    async with sessions() as session:
+        groups = await _recent_events(session, city_id, {code for code, _ in dropped}, now)
+        for (code, reason), count in sorted(dropped.items()):
+            finding = _Finding("ack_flood", code, reason=reason)
+            _merge(session, groups, finding, secrets.token_hex(32), city_id, now, count)
+        await session.commit()
+    summary = ", ".join(f"{code}/{reason} x{n}" for (code, reason), n in sorted(dropped.items()))
+    log.warning("응답 폭주 / acks dropped unread: %s", summary[:500])
+
+
 def _remember(reported: MutableMapping[str, None], fingerprints: Iterable[str]) -> None:
     for fingerprint in fingerprints:
         reported[fingerprint] = None
@@ -484,18 +531,7 @@ async def record_security_events(
         if fresh:
             groups = await _recent_events(session, city_id, {f.code for f in fresh.values()}, now)
             for fingerprint, finding in fresh.items():
-                events = groups.setdefault((finding.code, finding.kind, _reason(finding)), [])
-                command_id = finding.ack.command_id if finding.ack is not None else None
-                into = next((e for e in events if e.command_id == command_id), None)
-                if into is None and len(events) >= DISTINCT_PER_WINDOW:
-                    into = events[-1]
-                if into is None:
-                    event = _event(finding, fingerprint, city_id, now)
-                    session.add(event)
-                    events.append(event)
-                else:
-                    into.count += 1
-                    into.last_at = now
+                _merge(session, groups, finding, fingerprint, city_id, now)
             await session.commit()
     _remember(memory, findings)
     if fresh:
