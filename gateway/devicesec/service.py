@@ -65,7 +65,7 @@ COALESCE_WINDOW: Final = timedelta(minutes=5)
 # past that, each further report is counted on the latest event.
 DISTINCT_PER_WINDOW: Final = 8
 # Fingerprints of recent reports a caller's memory keeps (one hash each).
-REPORTED_MAX: Final = 50_000
+REPORTED_MAX: Final = 10_000
 _TEXT_MAX: Final = 200
 
 _T = TypeVar("_T")
