@@ -14,8 +14,12 @@ from gateway.auth import Role
 from gateway.broadcasts.models import AudioAsset
 from gateway.broadcasts.ranges import ByteRange, Unsatisfiable, parse_range
 from tests.flow.conftest import Stack
+from tests.flow.test_broadcast_flow import _ack, _commands, _create, _everyone_online, recording
 from tests.flow.test_roles import _person
 from wire import contract
+from wire.contract import AckStatus
+
+__all__ = ["recording"]
 
 BODY = secrets.token_bytes(10_000)
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -185,3 +189,26 @@ async def test_installers_fetch_provisioning_within_their_area(stack: Stack) -> 
     assert (await stack.client.get(url, headers=auditor.headers)).status_code == 403
     missing = await stack.client.get("/api/v1/devices/nobody/provisioning")
     assert missing.status_code == 404
+
+
+async def test_a_refused_copy_does_not_undo_an_accepted_command(
+    stack: Stack, recording: bytes
+) -> None:
+    """A speaker refuses a forged copy of a command it already accepted (bad_signature,
+    unsigned, unknown_key, replayed, malformed): that is about the copy, so the delivery stays
+    as the speaker left it, and a refusal of a command it never accepted still ends it."""
+    codes = await _everyone_online(stack)
+    status, body = await _create(stack, recording, all_villages="true")
+    assert status == 201, body
+    await stack.publish_pending()
+    [(_, command)] = _commands(stack)
+    accepted, refused = codes[0], codes[1]
+    _ack(stack, command, accepted, AckStatus.RECEIVED)
+    for reason in contract.COPY_REFUSALS:
+        _ack(stack, command, accepted, AckStatus.REJECTED, reason=reason.value)
+    _ack(stack, command, refused, AckStatus.REJECTED, reason="bad_signature")
+    await stack.deliver()
+    detail = (await stack.client.get(f"/api/v1/broadcasts/{body['id']}")).json()
+    states = {s["code"]: s["state"] for v in detail["village_deliveries"] for s in v["speakers"]}
+    assert states[accepted] == "received"
+    assert states[refused] == "failed"
