@@ -117,6 +117,8 @@ class Document:
         name, _, validators = matches[0]
         if any(schema == "LiveFrame" for schema, _ in validators):
             return [f"{seen.topic}: {p}" for p in live_frame_problems(seen.payload)]
+        if not seen.payload and seen.retain and name == "presence":
+            return []  # clears a retained presence, as the presenceWill message says
         try:
             body = json.loads(seen.payload)
         except ValueError:
