@@ -878,3 +878,27 @@ def test_the_wire_check_finds_what_the_document_does_not_describe() -> None:
     ]
     for seen in bad:
         assert document.problems(seen), seen
+
+
+def test_a_field_new_to_the_contract_is_documented_without_hand_edits(
+    build: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Receipt(BaseModel):
+        """A signed receipt."""
+
+        sig: str
+
+    class Grown(contract.Ack):
+        receipt: Receipt | None = None
+        supersedes: tuple[str, ...] = ()
+
+    schema = Grown.model_json_schema(ref_template=build.SCHEMA_REF + "{model}")
+    build._describe_model("Ack", schema)
+    properties = schema["properties"]
+    assert properties["status"]["description"] == build.FIELD_DOCS["Ack"]["status"]
+    for field in ("receipt", "supersedes"):
+        assert properties[field]["description"] == build.UNDESCRIBED
+    assert "Ack.receipt" in capsys.readouterr().err
+    shrunk = contract.Presence.model_json_schema()
+    with pytest.raises(SystemExit):
+        build._describe_model("Ack", shrunk)  # describes fields the model does not have
