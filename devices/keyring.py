@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 # A command under an unknown key id asks for the key ring at most this often.
 KEYRING_EVERY_MS: Final = 60_000
 KEYRING_PATH: Final = "/api/v1/keys/ring"
-# The key id of a command, found without decoding the whole payload (inline audio can be large);
-# a JSON string value cannot hold an unescaped quote, so this matches only the field itself.
+# The key id of a command, found without decoding the whole payload (inline audio can be large):
+# searched from the end, where the contract's encoder puts it, after the audio. A JSON string
+# value cannot hold an unescaped quote, so this matches only the field itself.
+_KEY_ID_NAME: Final = b'"key_id"'
 _KEY_ID: Final = re.compile(rb'"key_id"\s*:\s*"([0-9A-Za-z_-]{1,64})"')
 
 FetchRing = Callable[[], Awaitable[contract.KeyRing]]
@@ -59,7 +61,8 @@ def static_keyring(ring: contract.KeyRing) -> FetchRing:
 
 def key_id_named(payload: bytes) -> str | None:
     """The ``key_id`` a command payload names, if any."""
-    match = _KEY_ID.search(payload)
+    at = payload.rfind(_KEY_ID_NAME)
+    match = _KEY_ID.match(payload, at) if at >= 0 else None
     return match[1].decode("ascii") if match is not None else None
 
 
