@@ -81,9 +81,7 @@ router = APIRouter(tags=["devices"])
 CallerDep = Annotated[Caller, Depends(SpeakerOrInstaller(*INSTALLERS))]
 
 
-async def _authorize(
-    session: AsyncSession, city: City, caller: Caller, placement: speakers.Placement
-) -> None:
+async def _authorize(session: AsyncSession, caller: Caller, placement: speakers.Placement) -> None:
     if caller.principal is not None:
         principal = caller.principal
         if principal.role is Role.CITY_ADMIN or placement.district_id in principal.district_ids:
@@ -108,7 +106,7 @@ async def provision(
     if caller.speaker is not None and caller.speaker != code:
         raise _bad_credentials()  # a speaker learns nothing about another one
     placement = await speakers.placement_of(session, city, code)
-    await _authorize(session, city, caller, placement)
+    await _authorize(session, caller, placement)
     identity = contract.SpeakerIdentity(
         city=city.code,
         district=placement.district_code,
