@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
+
+from tests.e2e.rogue import RogueSpeaker
+from tests.e2e.wire_check import Document, WireRecorder
+from wire import contract
 
 Report = Callable[[str, object], None]
 
@@ -21,3 +26,37 @@ def report(record_property: Callable[[str, object], None]) -> Report:
         record_property(f"{FIGURES}{scenario}", str(tally))
 
     return record
+
+
+@pytest.fixture(scope="session")
+def asyncapi() -> Document:
+    return Document()
+
+
+@pytest.fixture(autouse=True)
+async def wire_follows_the_document(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, asyncapi: Document
+) -> AsyncIterator[None]:
+    """Every message on the test broker during an end-to-end test follows
+    openapi/asyncapi.yaml. Rogue speakers (tests/e2e/rogue.py) misbehave on purpose: their acks
+    are left out."""
+    mqtt_url: str = request.getfixturevalue("mqtt_url")
+    rogues: set[str] = set()
+    original = RogueSpeaker.__init__
+
+    def remember(self: RogueSpeaker, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        rogues.add(contract.ack_topic(self.identity.city, self.identity.speaker))
+
+    monkeypatch.setattr(RogueSpeaker, "__init__", remember)
+    async with WireRecorder(mqtt_url) as wire:
+        yield
+    problems = [
+        problem
+        for seen in wire.seen
+        if seen.topic not in rogues
+        for problem in asyncapi.problems(seen)
+    ]
+    assert not problems, f"{len(problems)} messages off the AsyncAPI document:\n" + "\n".join(
+        problems[:20]
+    )
