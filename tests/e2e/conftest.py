@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +14,8 @@ from wire import contract
 
 Report = Callable[[str, object], None]
 
+# What tests/conftest.py falls back to when it cannot start a private Mosquitto.
+SHARED_BROKER = "mqtt://127.0.0.1:1883"
 # The prefix of the figures the fault scenarios report (printed at the end of the run).
 FIGURES = "faults: "
 
@@ -41,6 +44,11 @@ async def wire_follows_the_document(
     openapi/asyncapi.yaml. Rogue speakers (tests/e2e/rogue.py) misbehave on purpose: their acks
     are left out."""
     mqtt_url: str = request.getfixturevalue("mqtt_url")
+    if mqtt_url == SHARED_BROKER and os.environ.get("PYTEST_XDIST_WORKER"):
+        # The machine's own broker, shared by parallel workers: another worker's rogue speakers
+        # would be counted here. Every run with a private Mosquitto makes the check.
+        yield
+        return
     rogues: set[str] = set()
     original = RogueSpeaker.__init__
 
