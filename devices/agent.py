@@ -46,6 +46,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from audio.playback import Pcm
+from devices.keyring import KeyLearner, http_keyring
 from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
 from devices.sound import Fetcher, Sound, SoundError, decode_sound
 from devices.speaker import (
@@ -71,8 +72,6 @@ PRUNE_EVERY_S: Final = 6 * 3600.0
 # Journal entries are kept this long after their command expired: a replay of an expired
 # command is refused on its expiry anyway, the margin covers a clock that jumps back.
 KEEP_AFTER_EXPIRY_MS: Final = 7 * 24 * 3600 * 1000
-# A command under an unknown key id asks the gateway for its keyring at most this often.
-KEYRING_EVERY_MS: Final = 60_000
 _PLAYER_CHUNK: Final = 32 * 1024
 DEFAULT_PLAYER: Final = ("aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-")
 
@@ -510,7 +509,18 @@ class Agent:
             plays_live=False,
         )
         self._http = http
-        self._keyring_asked_ms: int | None = None
+        # A rotated key is learned from the gateway's key ring, as the simulated fleet does.
+        self._keys = (
+            KeyLearner(
+                self._verify,
+                self.identity.city,
+                http_keyring(http, config.gateway.url),
+                clock=clock,
+                remember=self._remember_keys,
+            )
+            if self._verify is not None and config.gateway.url is not None
+            else None
+        )
         self.link = Link(
             hub,
             config.link_settings(),
@@ -591,32 +601,12 @@ class Agent:
                 self._carry_out(actions)
 
     async def _learn_keys_for(self, payload: bytes) -> None:
-        """A command signed by a key this speaker has not met: after a rotation. Fetch the
-        gateway's keyring (at most once a minute) and trust what a trusted key vouches for."""
-        verify, url = self._verify, self.config.gateway.url
-        if verify is None or url is None:
-            return
-        try:
-            key_id = contract.decode_command(payload).key_id
-        except contract.WireError:
-            return
-        now = self._clock()
-        if key_id is None or verify.knows(key_id):
-            return
-        if self._keyring_asked_ms is not None and now - self._keyring_asked_ms < KEYRING_EVERY_MS:
-            return
-        self._keyring_asked_ms = now
-        try:
-            response = await self._http.get(f"{url.rstrip('/')}/api/v1/keys/ring", timeout=10)
-            response.raise_for_status()
-            ring = contract.decode_keyring(response.content)
-        except (httpx.HTTPError, contract.WireError) as exc:
-            log.warning("서명 키 목록을 받지 못함 / could not fetch the keyring: %s", exc)
-            return
-        learned = verify.learn(ring, self.identity.city)
-        if learned:
-            await self._in_worker(self.journal.remember_keys, learned)
-            log.info("새 서명 키 %s / learned signing keys", ", ".join(sorted(learned)))
+        """A command signed by a key this speaker has not met: after a rotation."""
+        if self._keys is not None and self._keys.wants(payload):
+            await self._keys.learn()
+
+    async def _remember_keys(self, keys: dict[str, bytes]) -> None:
+        await self._in_worker(self.journal.remember_keys, keys)
 
     async def _tick(self) -> None:
         since_prune = 0.0

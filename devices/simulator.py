@@ -20,13 +20,14 @@ import random
 import resource
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
+from devices.keyring import FetchRing, KeyLearner, http_keyring
 from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
 from devices.live import Finished, LivePlayer, with_report
 from devices.sound import Fetcher, SoundError, decode_sound
@@ -82,6 +83,9 @@ class FleetConfig:
     connect_concurrency: int = 128
     connect_timeout_s: float = 15.0
     public_keys: Mapping[str, bytes] | None = None  # require signed commands
+    # Where rotated keys are learned from (the trust anchor stays `public_keys`): by default the
+    # key ring of `gateway_url`, fetched once for the whole fleet.
+    keyring: FetchRing | None = None
     gateway_url: str | None = None  # the only origin audio is fetched from (with audio_token)
     audio_token: str | None = field(default=None, repr=False)
     firmware: str = "maeul-sim/1"
@@ -189,6 +193,8 @@ class SimulatedSpeaker:
         self._playing: tuple[str, asyncio.TimerHandle | None] | None = None
         self.live = LivePlayer()
         self._live_ids: set[str] = set()
+        # Commands that arrived while the fleet learned a rotated key, in arrival order.
+        self._held: list[bytes] | None = None
         self._wake: tuple[float, asyncio.TimerHandle] | None = None
         self._last_ack_at = 0.0
 
@@ -228,11 +234,34 @@ class SimulatedSpeaker:
         if contract.is_live_topic(incoming.topic):
             self._on_live(self.live.on_frame(incoming.payload, _wall_ms()))
             return
+        if self._held is not None:
+            self._held.append(incoming.payload)
+            return
+        keys = self._fleet.keys_for(self.spec.identity.city)
+        if keys is not None and keys.wants(incoming.payload):
+            self._held = [incoming.payload]
+            self._fleet.spawn(self._learn_then_handle(keys), f"learn-keys-{self.id}")
+            return
+        self._handle(incoming.payload)
+
+    def _handle(self, payload: bytes) -> None:
         if self.faults.reject:
-            actions = self.core.refuse(incoming.payload, SIMULATED_REJECT_REASON)
+            actions = self.core.refuse(payload, SIMULATED_REJECT_REASON)
         else:
-            actions = self.core.on_command(incoming.payload)
+            actions = self.core.on_command(payload)
         self.run(actions)
+
+    async def _learn_then_handle(self, keys: KeyLearner) -> None:
+        """Learn the key a command names (the fleet asks the gateway once for everyone), then
+        hand that command and whatever came meanwhile to the core, in order."""
+        try:
+            await keys.learn()
+        except asyncio.CancelledError:
+            self._held = None
+            raise
+        held, self._held = self._held or [], None
+        for payload in held:
+            self._handle(payload)
 
     def run(self, actions: list[Action]) -> None:
         for action in actions:
@@ -394,6 +423,10 @@ class Fleet:
         self._http: httpx.AsyncClient | None = None
         self._library: _AudioLibrary | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._keys: dict[str, KeyLearner] = {}
+        self._verify: contract.SignatureCheck | None = None
+        self._keyring: FetchRing | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def library(self) -> _AudioLibrary:
@@ -404,6 +437,21 @@ class Fleet:
     @property
     def speakers(self) -> Mapping[str, SimulatedSpeaker]:
         return self._speakers
+
+    def keys_for(self, city: str) -> KeyLearner | None:
+        """The fleet's one key learner for `city` (None when commands are not signed or there
+        is nowhere to learn keys from)."""
+        if self._verify is None or self._keyring is None:
+            return None
+        learner = self._keys.get(city)
+        if learner is None:
+            learner = self._keys[city] = KeyLearner(self._verify, city, self._keyring)
+        return learner
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def speaker(self, speaker_id: str) -> SimulatedSpeaker:
         return self._speakers[speaker_id]
@@ -436,6 +484,10 @@ class Fleet:
         )
         self._library = _AudioLibrary(fetcher)
         verify = contract.SignatureCheck(config.public_keys) if config.public_keys else None
+        self._verify = verify
+        self._keyring = config.keyring
+        if self._keyring is None and config.gateway_url is not None:
+            self._keyring = http_keyring(self._http, config.gateway_url)
         broker = BrokerAddress.parse(config.mqtt_url)
         settings = LinkSettings(
             broker=broker,
@@ -515,6 +567,9 @@ class Fleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for simulated in self._speakers.values():
             simulated.halt()
         await asyncio.gather(*(s.link.close() for s in self._speakers.values()))

@@ -20,8 +20,12 @@ plays again from the start, and its ``played`` proof is that complete playback. 
 passes first it ends ``failed``/``expired`` without playing. Equal and lower priorities wait.
 
 A command id is journaled before it is acknowledged and ``playing`` is journaled before the
-audio starts. A journaled id is not admitted again: its last ack is repeated instead, so QoS 1
-duplicates and resends are harmless and a speaker plays a command at most once. The one
+audio starts. A journaled id is not admitted again. Each later copy is checked on its own
+signature: one that fails is refused (``unsigned``, ``unknown_key``, ``bad_signature``), one
+that carries the nonce already used after the command played is refused as ``replayed``, and
+any other copy gets the id's last ack repeated, so QoS 1 duplicates and resends are harmless,
+a forged copy never draws the genuine command's ack, and a speaker plays a command at most
+once. The one
 exception is an id that never started and failed only on something its signature does not
 cover (the bytes behind its URL): a later copy may still play, so a forged URL cannot burn a
 genuine command. For the same reason a rejection is journaled only when the command is
@@ -499,60 +503,48 @@ class SpeakerCore:
     # -- admission -----------------------------------------------------------------------
 
     def _duplicate(self, command: contract.Command, known: JournalEntry) -> list[Action]:
-        """A command id seen before. While it is open, a copy is transport's (QoS 1, or the
-        gateway asking again): answer with its state. Once it played, a copy that fails its
-        signature, or carries the nonce already used, is refused and reported, never re-acted.
+        """A command id seen before. Every copy is checked on its own signature first: one that
+        fails is refused (``unsigned``, ``unknown_key``, ``bad_signature``) and changes nothing,
+        whatever the id's state, so a forged copy never draws an ack of the genuine command.
+        An authentic copy with the nonce already used, after the command played, is a captured
+        command sent again: ``replayed``. Any other authentic copy is transport's (QoS 1, the
+        gateway asking again with a fresh nonce): its last ack is repeated and nothing else.
 
-        The gateway's own retries are signed afresh with a new nonce, so a copy with the old
-        nonce after the end is a captured command sent again. (A broker redelivering a copy
-        whose PUBACK was lost, after the command ended, is reported too: a rare false alarm is
-        better than a silent replay.)"""
+        (A broker redelivering a copy whose PUBACK was lost, after the command ended, is
+        reported as ``replayed`` too: a rare false alarm is better than a silent replay.)"""
         self.counters.duplicates += 1
-        if known.state not in _ENDED:
-            return [self._reack(known)]
-        if self._verify is not None and not (
-            command.sig is not None and command.key_id is not None and self._verify(command)
-        ):
-            self.counters.rejected += 1
-            return [
-                self._ack(
-                    command.id,
-                    command.broadcast_id,
-                    AckStatus.REJECTED,
-                    reason=RejectReason.BAD_SIGNATURE,
-                )
-            ]
-        if known.nonce is not None and command.nonce == known.nonce:
+        refusal = self._copy_refusal(command)
+        replayed = known.state in _ENDED and known.nonce is not None
+        if refusal is None and replayed and command.nonce == known.nonce:
             self.counters.replays += 1
-            return [
-                self._ack(
-                    command.id,
-                    command.broadcast_id,
-                    AckStatus.REJECTED,
-                    reason=RejectReason.REPLAYED,
-                )
-            ]
+            refusal = RejectReason.REPLAYED
+        if refusal is not None:
+            self.counters.rejected += 1
+            return [self._ack(command.id, command.broadcast_id, AckStatus.REJECTED, reason=refusal)]
         return [self._reack(known)]
+
+    def _copy_refusal(self, command: contract.Command) -> RejectReason | None:
+        if self._verify is None:
+            return None
+        return contract.signature_refusal(command, self._verify)
 
     def _malformed(self, payload: bytes) -> list[Action]:
         self.counters.malformed += 1
         ids = contract.command_ids_of(payload)
         if ids is None:
             return []
-        known = self.journal.lookup(ids[0])
-        if known is not None:
-            return [self._reack(known)]
-        # Not journaled: nothing in a payload that failed validation can be trusted.
+        # Nothing in a payload that failed validation can be trusted, even under a known id:
+        # refused, never journaled, never answered with the genuine command's ack.
         self.counters.rejected += 1
         return [self._ack(*ids, AckStatus.REJECTED, reason=RejectReason.MALFORMED)]
 
     def _authentic(self, command: contract.Command, reason: RejectReason) -> bool:
         if self._verify is None:
             return True
-        if reason in (RejectReason.UNSIGNED, RejectReason.BAD_SIGNATURE):
+        if reason in contract.COPY_REFUSALS:
             return False
         # Refused before its signature was looked at (scope, expiry): look now.
-        return command.sig is not None and command.key_id is not None and self._verify(command)
+        return contract.signature_refusal(command, self._verify) is None
 
     def _may_retry(self, known: JournalEntry) -> bool:
         return known.state in (FAILED, REJECTED) and known.reason in RETRYABLE

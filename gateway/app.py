@@ -41,6 +41,7 @@ from gateway.live.settings import LiveSettings
 from gateway.notices.router import router as notices_router
 from gateway.places.models import City
 from gateway.places.router import router as places_router
+from gateway.provisioning import router as provisioning_router
 from gateway.request_hooks import AfterRequest
 from gateway.schedules.router import quiet_router
 from gateway.schedules.router import router as schedules_router
@@ -394,6 +395,7 @@ def create_app(
     app.include_router(places_router, prefix=API)
     app.include_router(speakers_router, prefix=API)
     app.include_router(keys_router, prefix=API)
+    app.include_router(provisioning_router, prefix=API)
     app.include_router(schedules_router, prefix=API)
     app.include_router(quiet_router, prefix=API)
     app.include_router(templates_router, prefix=API)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=10.0, gt=0)
     default_expiry_s: int = Field(default=3600, ge=30, le=7 * 86400)
     heartbeat_s: float = Field(default=30.0, gt=0)
+    # What `GET /api/v1/devices/{speaker}/provisioning` tells a speaker: the broker it connects
+    # to (unset: the gateway's own MQTT URL without its user and password, right for `make run`
+    # and a broker on the same host), and its MQTT session settings.
+    speaker_broker_url: str | None = None
+    speaker_session_expiry_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    speaker_keepalive_s: int = Field(default=60, ge=5, le=3600)
     publish_lease_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=0.5, gt=0)
     # Acks recorded per transaction: small enough that one batch never holds the event loop long.
@@ -150,6 +156,13 @@ class Settings(BaseSettings):
         MqttTarget(value)
         return value
 
+    @field_validator("speaker_broker_url")
+    @classmethod
+    def _speaker_broker(cls, value: str | None) -> str | None:
+        if value is not None and MqttTarget(value).username is not None:
+            raise ValueError("speaker_broker_url must not carry a user or password")
+        return value
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if not self.database_url:
@@ -168,6 +181,13 @@ class Settings(BaseSettings):
     @property
     def mqtt(self) -> MqttTarget:
         return MqttTarget(self.mqtt_url)
+
+    @property
+    def broker_url_for_speakers(self) -> str:
+        if self.speaker_broker_url is not None:
+            return self.speaker_broker_url
+        target = self.mqtt
+        return f"{'mqtts' if target.tls else 'mqtt'}://{target.host}:{target.port}"
 
     @property
     def is_sqlite(self) -> bool:

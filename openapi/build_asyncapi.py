@@ -52,10 +52,14 @@ PAYLOAD_MODELS: Final[tuple[type[BaseModel], ...]] = (
 )
 # Enums that no payload field references but that give meaning to Ack.reason.
 REASON_ENUMS: Final[tuple[type[StrEnum], ...]] = (RejectReason, FailReason)
+# Documents a speaker fetches over HTTP, listed with the payloads for a vendor's convenience.
+HTTP_MODELS: Final[tuple[type[BaseModel], ...]] = (contract.KeyRing, contract.Provisioning)
 
 # --------------------------------------------------------------------------------------------
-# Prose for the generated schemas. Every model field and enum value must be described here:
-# a field added to the contract without a description stops the generator.
+# Prose for the generated schemas. A field or enum value described neither here nor by its
+# pydantic `description` still appears in the document (its schema comes from the model), with
+# a sentence saying it is not described yet, and the generator names it on stderr. A description
+# of a field or value that no longer exists stops the generator.
 
 SEGMENT_RULE: Final = "`[A-Za-z0-9_-]{1,64}`"
 
@@ -113,8 +117,8 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         "nonce": (
             "Fresh random lowercase hex for every copy; covered by the signature. A speaker "
-            "keeps the nonce of every command it admitted: the same id and nonce again after "
-            "it played is `replayed`."
+            "keeps the nonce of every command it admitted: an authentic copy with the same id "
+            "and nonce after the command played is refused as `replayed`."
         ),
         "title": "Short title for displays and logs.",
         "text": "The message as text, for displays and logs.",
@@ -124,8 +128,10 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         "key_id": (
             "Id of the gateway key that signed the command. A speaker that has not met it "
-            "fetches the gateway's keyring (`GET /api/v1/keys/ring`), where each key is signed "
-            "by the key before it, and trusts only a key a trusted key vouches for."
+            "fetches the gateway's key ring (`GET /api/v1/keys/ring`, at most once a minute), "
+            "where each key is endorsed by the key before it, and trusts only a key that a "
+            "trusted key vouches for (see `KeyRing`); a key it still does not know is "
+            "`unknown_key`."
         ),
         "live": (
             "A live broadcast: `audio` is its start chime, then the speaker plays this stream "
@@ -173,8 +179,10 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         "url": (
             "HTTP(S) address to GET the bytes from (the gateway's `GET /api/v1/audio/{sha256}`, "
-            "immutable and cacheable). Not signed: the speaker checks `size` and `sha256` of "
-            "what it fetched."
+            "immutable and cacheable, no credentials needed). It serves one byte range per "
+            "request (`Range: bytes=START-`, answered `206` with `Content-Range`; "
+            "`Accept-Ranges: bytes`; `416` past the end), so a broken download resumes. Not "
+            "signed: the speaker checks `size` and `sha256` of what it fetched."
         ),
     },
     "Ack": {
@@ -193,7 +201,13 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         "audio_sha256": "With `played`: the `sha256` of the encoding that played.",
         "played_ms": "With `played`: how long it played, in milliseconds.",
-        "level_dbfs": "With `played`: the measured level of the audio, in dBFS.",
+        "level_dbfs": (
+            "With `played`: how loud the speaker's output was, in dBFS: the RMS of every "
+            "signed 16-bit PCM sample the speaker wrote to its sound output during this "
+            "playback, as 20·log10(RMS / full scale) with full scale the int16 maximum (a "
+            "full-scale square wave is 0 dBFS), rounded to 0.01 dB; -200 for silence. `null` "
+            "for a command acked `played` without a sound (`audible` false)."
+        ),
         "frames_received": "For a live stream, with its final ack: audio frames that arrived.",
         "frames_lost": (
             "For a live stream, with its final ack: audio frames missing or too late to play "
@@ -203,6 +217,57 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
             "For a live stream, with its final ack: the median time from the gateway's receipt "
             "of a frame (`at_ms` in the frame) to its playout, in milliseconds."
         ),
+    },
+    "KeyRing": {
+        "v": "Version of the key ring document; always 1.",
+        "city": "The city whose gateway signs with these keys.",
+        "keys": (
+            "Every signing key of the city, oldest first; each after the first is endorsed by "
+            "the key before it."
+        ),
+    },
+    "KeyEndorsement": {
+        "key_id": "The key's id, as commands name it in `key_id`.",
+        "public_key": "The raw 32-byte Ed25519 public key, standard base64 with padding.",
+        "endorsed_by": "The id of the key that signed this entry; absent for the first key.",
+        "sig": (
+            "Ed25519 signature by `endorsed_by` (standard base64) of the UTF-8 bytes "
+            "`maeul-key/v1` LF city LF `key_id` LF `public_key` (see *Key rotation*)."
+        ),
+    },
+    "SpeakerIdentity": {
+        "city": "City code.",
+        "district": "District code of the speaker's place.",
+        "village": "Village code of the speaker's place.",
+        "speaker": "The speaker's id: its MQTT user name and the `{speaker}` of its topics.",
+    },
+    "Provisioning": {
+        "v": "Version of the provisioning document; always 1.",
+        "identity": "Where the speaker sits; the segments of its topics and its scope checks.",
+        "broker_url": (
+            "The broker to connect to: `mqtt://host:port` or `mqtts://host:port` (TLS). The "
+            "gateway's `speaker_broker_url` setting."
+        ),
+        "client_id": "The MQTT client id to connect with (stable: the session outlives it).",
+        "username": "The MQTT user name; the password is the broker password issued to it.",
+        "session_expiry_s": (
+            "The MQTT 5 Session Expiry Interval to connect with (Clean Start 0): how long the "
+            "broker keeps the speaker's subscriptions and queued commands while it is away."
+        ),
+        "keepalive_s": "The MQTT keep-alive to connect with, in seconds.",
+        "heartbeat_s": "Publish a `heartbeat` presence at least this often, in seconds.",
+        "offline_after_s": (
+            "The gateway counts the speaker offline after hearing nothing for this long."
+        ),
+        "subscriptions": "The command topics to subscribe to (QoS 1).",
+        "live_subscriptions": "The live topics to subscribe to (QoS 1; audio frames come at 0).",
+        "ack_topic": "Where to publish acknowledgements.",
+        "presence_topic": "Where to publish birth, heartbeats and the Will.",
+        "audio_url": (
+            "Template of the audio URLs (`{sha256}` replaced); commands carry full URLs."
+        ),
+        "keyring_url": "Where to fetch the key ring after a key rotation.",
+        "keyring": "The key ring now, to start from.",
     },
     "Presence": {
         "v": "Protocol version; always 1.",
@@ -272,16 +337,23 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
                 "clock; not remembered, so a later copy plays once the clock is right"
             ),
             "out_of_scope": "`city` or `scope` does not cover this speaker",
-            "bad_signature": "unknown `key_id`, or the signature does not verify",
+            "bad_signature": "the signature does not verify with the key named by `key_id`",
             "unsigned": "the speaker has gateway keys but the command has no `sig` or `key_id`",
+            "unknown_key": (
+                "`key_id` names a key the speaker does not trust and could not learn from the "
+                "gateway's key ring (not listed there, or not vouched for by a trusted key)"
+            ),
             "replayed": (
-                "a replay of a command the speaker has already handled (a speaker may refuse "
-                "it this way; the reference speaker repeats its last ack instead)"
+                "an authentic copy of a command that already played, with the same `nonce` as "
+                "the copy that played: a captured command sent again (the gateway's own "
+                "retries carry a fresh nonce and are answered with the last ack instead)"
             ),
             "unsupported_codec": "none of the `audio` entries is in a codec the speaker plays",
             "integrity": (
-                "the audio bytes do not match `size` and `sha256` (for a URL this comes after "
-                "`received`); not remembered, so a later copy may still play"
+                "the audio bytes do not match `size` and `sha256`. Inline audio is checked "
+                "before `received`; audio behind a URL is fetched after `received`, so its "
+                "mismatch is acked `rejected`/`integrity` after `received` (never `failed`). "
+                "Either way the id stays open: a later copy may still play"
             ),
         },
     ),
@@ -309,34 +381,40 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
 # Payload schemas
 
 
+UNDESCRIBED: Final = "Not described in this document yet; its schema gives its type and limits."
+
+
+def _undescribed(what: str) -> str:
+    sys.stderr.write(f"build_asyncapi: {what} has no description (add one to FIELD_DOCS)\n")
+    return UNDESCRIBED
+
+
 def _enum_description(enum: type[StrEnum]) -> str:
     intro, meanings = ENUM_DOCS[enum]
     values = {member.value for member in enum}
-    if set(meanings) != values:
-        raise SystemExit(
-            f"{enum.__name__}: describe exactly {sorted(values)} in ENUM_DOCS, "
-            f"not {sorted(meanings)}"
-        )
+    if set(meanings) - values:
+        raise SystemExit(f"{enum.__name__}: ENUM_DOCS describes {sorted(set(meanings) - values)}")
     lines = [intro, ""]
     for member in enum:
         extra = ""
         if enum is Category:
             extra = f" (default priority {contract.DEFAULT_PRIORITY[Category(member)]})"
-        lines.append(f"- `{member.value}`: {meanings[member.value]}{extra}")
+        meaning = meanings.get(member.value) or _undescribed(f"{enum.__name__}.{member.value}")
+        lines.append(f"- `{member.value}`: {meaning}{extra}")
     return "\n".join(lines)
 
 
 def _describe_model(name: str, schema: dict[str, Any]) -> None:
-    docs = FIELD_DOCS.get(name)
+    docs = FIELD_DOCS.get(name, {})
     properties: dict[str, Any] = schema["properties"]
-    if docs is None or set(docs) != set(properties):
-        raise SystemExit(
-            f"{name}: describe exactly the fields {sorted(properties)} in FIELD_DOCS"
-            + ("" if docs is None else f", not {sorted(docs)}")
-        )
+    if set(docs) - set(properties):
+        raise SystemExit(f"{name}: FIELD_DOCS describes {sorted(set(docs) - set(properties))}")
     for field, sub in properties.items():
         sub.pop("title", None)  # pydantic's "Broadcast Id" adds nothing to the field name
-        sub["description"] = docs[field]
+        # A new field keeps the description its model gives it, if any.
+        sub["description"] = (
+            docs.get(field) or sub.get("description") or _undescribed(f"{name}.{field}")
+        )
     note = MODEL_NOTES.get(name)
     if note:
         schema["description"] = f"{schema.get('description', '').strip()}\n\n{note}".strip()
@@ -369,7 +447,7 @@ def _cross_field_rules(schemas: dict[str, Any]) -> None:
 def payload_schemas() -> dict[str, Any]:
     """components/schemas: the payload models, the models and enums they use, the reasons."""
     schemas: dict[str, Any] = {}
-    for model in PAYLOAD_MODELS:
+    for model in (*PAYLOAD_MODELS, *HTTP_MODELS):
         generated = model.model_json_schema(ref_template=SCHEMA_REF + "{model}")
         defs: dict[str, Any] = generated.pop("$defs", {})
         for name, schema in [(model.__name__, generated), *defs.items()]:
@@ -384,8 +462,9 @@ def payload_schemas() -> dict[str, Any]:
         elif "enum" in schema:
             described = next((e for e in ENUM_DOCS if e.__name__ == name), None)
             if described is None:
-                raise SystemExit(f"describe the enum {name} in ENUM_DOCS")
-            schema["description"] = _enum_description(described)
+                schema.setdefault("description", _undescribed(f"the enum {name}"))
+            else:
+                schema["description"] = _enum_description(described)
     _cross_field_rules(schemas)
     schemas["LiveFrame"] = LIVE_FRAME_SCHEMA
     return schemas
@@ -652,6 +731,10 @@ carries resends and catch-up for one speaker.
   username, Clean Start 0 and a non-zero Session Expiry Interval, so the broker keeps its
   subscriptions and queues QoS 1 commands while it is briefly offline. It registers the
   `offline` presence message as its Will (QoS {int(contract.PRESENCE_QOS)}, retained).
+- A subscription the broker's ACL denies is still granted at SUBACK (Mosquitto answers with
+  the requested QoS, not reason code 0x87) and then delivers nothing, silently. A speaker
+  cannot tell a denied topic from a quiet one: it subscribes to exactly the topics its
+  provisioning lists.
 - Gateway replicas read acks and presence through the MQTT 5 shared subscriptions
   `{contract.ack_subscription()}` and `{contract.presence_subscription()}`: the broker hands each
   message to one replica of the group `{contract.SHARE_GROUP}`, so any number of replicas split
@@ -663,11 +746,12 @@ carries resends and catch-up for one speaker.
   as delivered when the speaker publishes its own ack on `{address(contract.ack_topic)}`.
 - **At most once per command id.** The same command reaches a speaker through its group topic,
   resends on its speaker topic and catch-up after it comes back online, always with the same
-  `id`. A speaker records an id before acknowledging it and acts on it at most once; a copy of
-  an id it already handled is answered by repeating its last ack. The exceptions are failures
-  that say nothing about the signed command (`fetch_failed`, `integrity`, `not_yet_valid`): a
-  later copy may still play. A speaker with gateway keys records a rejection only for an
-  authentic (signed) command, so a forged copy cannot use up a genuine id.
+  `id`. A speaker records an id before acknowledging it and acts on it at most once; later
+  copies are answered as *Copies of a command id* below says.
+- **Refusals of a copy.** `unsigned`, `unknown_key`, `bad_signature`, `replayed` and
+  `malformed` refuse one copy, not the command. The gateway records each as a security event;
+  once the speaker has acknowledged `received` (or `preempted`) for the id, such a refusal does
+  not change the delivery.
 - **Ack order.** For one command id: `received` → `playing` → `played`; or `failed` (with a
   `FailReason`) once accepted; or `rejected` (with a `RejectReason`) instead of being accepted.
   A command interrupted by a higher priority goes `playing` → `preempted` → `playing` (again
@@ -676,6 +760,25 @@ carries resends and catch-up for one speaker.
 - **Commands have a deadline.** The gateway sets the MQTT 5 Message Expiry Interval of every
   command to the seconds left until `expires_at_ms`, so the broker drops a command that went
   stale in an offline speaker's queue. The speaker checks `expires_at_ms` itself too.
+
+## Copies of a command id
+
+A later copy of an id the speaker has recorded never makes it act again; it is answered by the
+first of these rules that applies, and nothing else happens:
+
+1. A copy that fails its own signature check (a speaker with gateway keys) is refused:
+   `rejected` with `unsigned`, `unknown_key` or `bad_signature`; a payload that is not a valid
+   command is `rejected`/`malformed`. This holds whatever the id's state, also while the genuine
+   command waits or plays: a forged copy never draws the genuine command's ack.
+2. An authentic copy of a command that ended `played`, with the same `nonce` as the copy that
+   played, is a captured command sent again: `rejected`/`replayed`.
+3. Any other copy (a QoS 1 duplicate, or the gateway asking again with a fresh `nonce` and
+   signature) is answered by repeating the id's last ack.
+
+The exceptions are failures that say nothing about the signed command (`fetch_failed`,
+`integrity`, `not_yet_valid`): a later copy of such an id is checked as a new command and may
+still play. A speaker with gateway keys records a rejection only for an authentic (signed)
+command, so a forged copy cannot use up a genuine id.
 
 ## Checks a speaker makes
 
@@ -688,27 +791,69 @@ In this order, before acting on a command (`check_command` in the contract):
 3. `issued_at_ms` is at most {skew_ms} ms ({skew_ms // 1000} s) ahead of its
    clock (clocks drift), else `not_yet_valid`.
 4. When the speaker is provisioned with gateway public keys: `sig` and `key_id` are present
-   (else `unsigned`) and the signature verifies with the key of `key_id` (else `bad_signature`).
-   See the `command` message for the signing bytes.
+   (else `unsigned`), `key_id` names a key it trusts (else `unknown_key`, see *Key rotation*)
+   and the signature verifies with that key (else `bad_signature`). See the `command` message
+   for the signing bytes.
 
 Then: a speaker plays the first `audio` encoding in a codec it supports (`unsupported_codec`
-when none) and checks the audio bytes against `size` and `sha256` (`integrity`).
+when none) and checks the audio bytes against `size` and `sha256` (`integrity`). Inline bytes
+are checked before `received`. Bytes behind a URL are fetched after `received`: a mismatch is
+then acknowledged `rejected`/`integrity`, an unreachable URL `failed`/`fetch_failed`.
+
+## Key rotation
+
+The gateway signs with one key at a time and can rotate it (`POST /api/v1/keys/rotate`). A
+speaker is provisioned with at least one trusted public key (`GET /api/v1/keys`, or the key ring
+of its provisioning). When a command names a `key_id` it does not trust, it fetches the key ring
+`GET /api/v1/keys/ring` (no credentials; at most once a minute) before checking the command.
+The ring lists every key of the city, oldest first (`KeyRing` schema); each entry after the
+first is endorsed by the key before it: `sig` is the Ed25519 signature, by the key `endorsed_by`,
+of the UTF-8 bytes
+
+```
+maeul-key/v1\\n{{city}}\\n{{key_id}}\\n{{public_key}}
+```
+
+where `\\n` is one line feed (0x0a), `{{city}}` the ring's `city`, `{{key_id}}` and
+`{{public_key}}` the entry's own fields as they appear in the JSON (the public key as its
+standard base64 text), and nothing follows the public key (no final line feed). A speaker trusts
+an entry when a key it already trusts endorsed it, directly or through a chain of such entries,
+and the ring's `city` is its own; it ignores every other entry. A command whose key is still not
+trusted is refused as `unknown_key`; a later copy (the gateway retries) is checked again.
 
 ## Audio: inline or by URL
 
 Short clips (up to the gateway's `inline_audio_max_bytes`, {_size(inline_max)} by default) travel
 inline as base64 in `audio[].data`: the speaker can play at once, with no extra round trip.
 Longer audio travels as `audio[].url`, fetched over HTTP(S) from the gateway and checked
-against `size` and `sha256`. Keeping MQTT messages small matters: a speaker on a slow mobile link
+against `size` and `sha256`. The URL needs no credentials and is immutable (`ETag` is the
+quoted sha256); it serves one byte range per request (`Range: bytes=START-END`, `bytes=START-`
+or `bytes=-LENGTH`, answered `206 Partial Content` with `Content-Range`; `Accept-Ranges: bytes`
+on every answer; `416` with `Content-Range: bytes */SIZE` for a range past the end; `HEAD`
+gives the headers alone), so a download broken off on a weak link resumes where it stopped.
+Keeping MQTT messages small matters: a speaker on a slow mobile link
 receives its messages in order, so a large command in front of a `cancel` would hold that cancel
 back. Either way the signed `sha256` authenticates the bytes.
+
+## Provisioning
+
+`GET /api/v1/devices/{{speaker}}/provisioning` on the gateway's HTTP API (see its OpenAPI
+document) answers with everything a speaker needs to join (`Provisioning` schema): the
+broker's URL (`broker_url`, `mqtt://` or `mqtts://`), its client id and user name, the MQTT
+Session Expiry Interval (`session_expiry_s`) and keep-alive (`keepalive_s`) to connect with,
+the heartbeat interval (`heartbeat_s`) and when the gateway counts it offline
+(`offline_after_s`), the topics to subscribe to and publish on, where audio and the key ring
+are, and the key ring itself. The speaker asks with HTTP Basic authentication: its speaker id
+and the broker password issued to it; an installer may ask with a bearer token instead (a city
+administrator, or a district officer of the speaker's district).
 
 ## Presence
 
 A speaker publishes `online` (birth, retained) after every connect, `heartbeat` (QoS
-{int(contract.HEARTBEAT_QOS)}, not retained) at least every {heartbeat_s:g} s (the gateway's
-`heartbeat_s` setting), and its Will `offline` (retained) is published by the broker when the
-connection drops. The gateway treats a speaker it has not heard from for three heartbeat
+{int(contract.HEARTBEAT_QOS)}, not retained) at least every `heartbeat_s` seconds of its
+provisioning ({heartbeat_s:g} s by default, the gateway's `heartbeat_s` setting), and its
+Will `offline` (retained) is published by the broker when the connection drops. The gateway
+treats a speaker it has not heard from for three heartbeat
 intervals as offline, and catches it up when it returns.
 
 ## Size limits
@@ -906,8 +1051,10 @@ def messages() -> dict[str, Any]:
             description=(
                 "A speaker's own acknowledgement of one command id. For one id the statuses "
                 "move `received` → `playing` → `played`, or end in `failed` (reason: a "
-                "`FailReason`) or `rejected` (reason: a `RejectReason`). A copy of a command "
-                "the speaker already handled is answered with its last ack again.\n\n"
+                "`FailReason`) or `rejected` (reason: a `RejectReason`). A later copy of a "
+                "command id the speaker already recorded is answered by the rule under "
+                "*Delivery and acknowledgement*: refused when the copy is forged, unsigned or "
+                "a replay, else the id's last ack again.\n\n"
                 "A payload that is not a valid command but still has a readable `id` and "
                 "`broadcast_id` is answered `rejected`/`malformed`; without them the speaker "
                 "stays silent."

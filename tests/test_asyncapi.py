@@ -842,3 +842,63 @@ def test_live_frames_are_documented(doc: dict[str, Any], build: ModuleType) -> N
             assert not frame.verify(b"\0" * 32)
             seen.add(frame.kind)
         assert seen == expected, message_id
+
+
+# --------------------------------------------------------------------------------------------
+# The conformance check the end-to-end tests run over every message on the broker
+
+
+def test_the_wire_check_finds_what_the_document_does_not_describe() -> None:
+    from tests.e2e.wire_check import Document, Seen
+
+    document = Document(ASYNCAPI)
+    good = [
+        Seen(f"maeul/v1/jinju/ack/{SAMPLES['speaker']}", payload, False)
+        for name, payload in _contract_payloads()
+        if name == "Ack"
+    ]
+    good += [
+        Seen("maeul/v1/jinju/cmd/all", payload, False)
+        for name, payload in _contract_payloads()
+        if name == "Command"
+    ]
+    good.append(Seen("maeul/v1/jinju/presence/s1", b"", True))
+    assert len(good) > 3
+    for seen in good:
+        assert document.problems(seen) == [], seen.topic
+    ack = json.loads(good[0].payload)
+    bad = [
+        Seen("maeul/v1/jinju/ack/s1", json.dumps({**ack, "status": "heard"}).encode(), False),
+        Seen("maeul/v1/jinju/ack/s1", json.dumps({**ack, "extra": 1}).encode(), False),
+        Seen("maeul/v1/jinju/ack/s1", b"not json", False),
+        Seen("maeul/v1/jinju/cmd/all", good[0].payload, False),  # an ack on a command topic
+        Seen("maeul/v1/jinju/elsewhere/s1", good[0].payload, False),
+        Seen("maeul/v1/jinju/live/all", b"\x4c\x09" + bytes(38), False),  # no such kind
+        Seen("maeul/v1/jinju/live/all", b"\x4c\x01", False),  # shorter than a header
+    ]
+    for seen in bad:
+        assert document.problems(seen), seen
+
+
+def test_a_field_new_to_the_contract_is_documented_without_hand_edits(
+    build: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Receipt(BaseModel):
+        """A signed receipt."""
+
+        sig: str
+
+    class Grown(contract.Ack):
+        receipt: Receipt | None = None
+        supersedes: tuple[str, ...] = ()
+
+    schema = Grown.model_json_schema(ref_template=build.SCHEMA_REF + "{model}")
+    build._describe_model("Ack", schema)
+    properties = schema["properties"]
+    assert properties["status"]["description"] == build.FIELD_DOCS["Ack"]["status"]
+    for field in ("receipt", "supersedes"):
+        assert properties[field]["description"] == build.UNDESCRIBED
+    assert "Ack.receipt" in capsys.readouterr().err
+    shrunk = contract.Presence.model_json_schema()
+    with pytest.raises(SystemExit):
+        build._describe_model("Ack", shrunk)  # describes fields the model does not have

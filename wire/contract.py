@@ -104,10 +104,27 @@ class RejectReason(StrEnum):
     OUT_OF_SCOPE = "out_of_scope"
     BAD_SIGNATURE = "bad_signature"
     UNSIGNED = "unsigned"
+    # Signed under a key id the speaker does not trust and could not learn from the key ring.
+    UNKNOWN_KEY = "unknown_key"
     # The same id and nonce again after the command ended: a captured command sent once more.
     REPLAYED = "replayed"
     UNSUPPORTED_CODEC = "unsupported_codec"
     INTEGRITY = "integrity"
+
+
+# Refusals of one copy of a command, not of the command id: a forged or replayed copy. A speaker
+# journals none of them, and once it has accepted an authentic copy of an id, such a refusal
+# says only that someone sent a bad copy; the gateway records it as a security event and keeps
+# the delivery as it was.
+COPY_REFUSALS: Final = frozenset(
+    {
+        RejectReason.MALFORMED,
+        RejectReason.UNSIGNED,
+        RejectReason.UNKNOWN_KEY,
+        RejectReason.BAD_SIGNATURE,
+        RejectReason.REPLAYED,
+    }
+)
 
 
 class Codec(StrEnum):
@@ -454,6 +471,8 @@ def check_command(
     """Why a speaker must refuse this command, or None when it may act on it.
 
     ``verify`` checks the signature; a speaker configured with gateway keys always passes one.
+    A command under a key id that ``verify`` does not know is ``unknown_key``: a speaker learns
+    rotated keys from the gateway's key ring before it checks (see `devices.keyring`).
     """
     if command.city != identity.city or not command.scope.covers(identity):
         return RejectReason.OUT_OF_SCOPE
@@ -462,10 +481,19 @@ def check_command(
     if command.issued_at_ms > at_ms + CLOCK_SKEW_MS:
         return RejectReason.NOT_YET_VALID
     if verify is not None:
-        if command.sig is None or command.key_id is None:
-            return RejectReason.UNSIGNED
-        if not verify(command):
-            return RejectReason.BAD_SIGNATURE
+        return signature_refusal(command, verify)
+    return None
+
+
+def signature_refusal(command: Command, verify: SignatureCheck) -> RejectReason | None:
+    """``unsigned``, ``unknown_key`` or ``bad_signature`` for a command whose signature does not
+    hold, else None."""
+    if command.sig is None or command.key_id is None:
+        return RejectReason.UNSIGNED
+    if not verify.knows(command.key_id):
+        return RejectReason.UNKNOWN_KEY
+    if not verify(command):
+        return RejectReason.BAD_SIGNATURE
     return None
 
 
@@ -555,6 +583,61 @@ class KeyRing(_Message):
     v: Literal[1] = PROTOCOL_VERSION
     city: Segment
     keys: tuple[KeyEndorsement, ...] = Field(max_length=256)
+
+
+class Provisioning(_Message):
+    """What a speaker needs to join the network, from the gateway's
+    ``GET /api/v1/devices/{speaker}/provisioning``: the broker, its session settings, its topics
+    and the key ring its commands are signed with."""
+
+    v: Literal[1] = PROTOCOL_VERSION
+    identity: SpeakerIdentity
+    broker_url: str = Field(max_length=500)
+    client_id: str = Field(max_length=100)
+    username: str = Field(max_length=100)
+    session_expiry_s: int = Field(ge=0)
+    keepalive_s: int = Field(ge=5, le=3600)
+    heartbeat_s: float = Field(gt=0)
+    offline_after_s: float = Field(gt=0)
+    subscriptions: tuple[str, ...]
+    live_subscriptions: tuple[str, ...]
+    ack_topic: str
+    presence_topic: str
+    audio_url: str = Field(max_length=500)
+    keyring_url: str = Field(max_length=500)
+    keyring: KeyRing
+
+
+def provisioning_for(
+    identity: SpeakerIdentity,
+    *,
+    broker_url: str,
+    gateway_url: str,
+    session_expiry_s: int,
+    keepalive_s: int,
+    heartbeat_s: float,
+    keyring: KeyRing,
+) -> Provisioning:
+    base = gateway_url.rstrip("/")
+    return Provisioning(
+        identity=identity,
+        broker_url=broker_url,
+        client_id=speaker_client_id(identity.speaker),
+        username=identity.speaker,
+        session_expiry_s=session_expiry_s,
+        keepalive_s=keepalive_s,
+        heartbeat_s=heartbeat_s,
+        offline_after_s=3 * heartbeat_s,
+        subscriptions=tuple(identity.subscriptions()),
+        live_subscriptions=tuple(
+            live_subscriptions(identity.city, identity.district, identity.village)
+        ),
+        ack_topic=ack_topic(identity.city, identity.speaker),
+        presence_topic=presence_topic(identity.city, identity.speaker),
+        audio_url=f"{base}/api/v1/audio/{{sha256}}",
+        keyring_url=f"{base}/api/v1/keys/ring",
+        keyring=keyring,
+    )
 
 
 def endorse_key(

@@ -17,6 +17,7 @@ from gateway import retention
 from gateway.approvals.schemas import ApprovalRead
 from gateway.auth import Anyone, Principal, Role, Sender, allow
 from gateway.broadcasts import resend, service
+from gateway.broadcasts.ranges import ranged_response
 from gateway.broadcasts.schemas import (
     BroadcastDetail,
     BroadcastMode,
@@ -339,20 +340,60 @@ async def _events(request: Request, city_id: int, broadcast_id: str) -> AsyncIte
         idle += interval
 
 
+_AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"audio/ogg": {}, "audio/mpeg": {}}, "description": "The whole body"},
+    206: {
+        "content": {"audio/ogg": {}, "audio/mpeg": {}},
+        "description": "One byte range (`Range: bytes=START-END`), with `Content-Range`",
+    },
+    404: {"description": "audio_not_found"},
+    416: {"description": "range_not_satisfiable; `Content-Range: bytes */SIZE`"},
+}
+
+
 @audio_router.get(
     "/audio/{sha256}",
     operation_id="get_audio",
     response_class=Response,
-    responses={200: {"content": {"audio/ogg": {}, "audio/mpeg": {}}}},
+    responses=_AUDIO_RESPONSES,
 )
-async def get_audio(sha256: str, session: SessionDep) -> Response:
-    """Encoded audio by its sha256 (speakers that were not sent it inline fetch it here)."""
+async def get_audio(
+    sha256: str,
+    session: SessionDep,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+) -> Response:
+    """Encoded audio by its sha256 (speakers that were not sent it inline fetch it here).
+    Immutable; resumable with one byte range per request (`Accept-Ranges: bytes`)."""
+    return await _audio(session, sha256, range_header, if_range, head=False)
+
+
+@audio_router.head(
+    "/audio/{sha256}",
+    operation_id="head_audio",
+    response_class=Response,
+    responses=_AUDIO_RESPONSES,
+)
+async def head_audio(
+    sha256: str,
+    session: SessionDep,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+) -> Response:
+    """The headers `GET` would send (size, `ETag`, `Accept-Ranges`), without the body."""
+    return await _audio(session, sha256, range_header, if_range, head=True)
+
+
+async def _audio(
+    session: SessionDep, sha256: str, range_header: str | None, if_range: str | None, *, head: bool
+) -> Response:
     asset = await service.get_audio(session, sha256)
-    return Response(
+    return ranged_response(
         asset.data,
         media_type=asset.mime_type,
-        headers={
-            "ETag": f'"{asset.sha256}"',
-            "Cache-Control": "public, max-age=31536000, immutable",
-        },
+        etag=f'"{asset.sha256}"',
+        range_header=range_header,
+        if_range=if_range,
+        head=head,
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
     )

@@ -23,7 +23,7 @@ from gateway.deliveries.states import (
 )
 from gateway.speakers.models import Speaker
 from gateway.speakers.service import TargetSpeaker
-from wire.contract import AckStatus
+from wire.contract import COPY_REFUSALS, AckStatus
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,15 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         delivery = found_row
         event = _ACK_EVENTS[ack.status]
         current = State(delivery.state)
+        if (
+            event is Event.REJECTED
+            and ack.reason in COPY_REFUSALS
+            and current in (State.RECEIVED, State.PREEMPTED)
+        ):
+            # The speaker accepted an authentic copy: this refuses a forged or replayed one
+            # (a security event), it is not the speaker's answer to the command.
+            report.unchanged += 1
+            continue
         try:
             new = next_state(current, event)
         except InvalidTransition as exc:

@@ -584,3 +584,35 @@ async def fleet(session: AsyncSession, city: City, *, limit: int | None, offset:
         for code, vid, did, codecs, kind in rows
     ]
     return FleetPage(city_code=city.code, items=items, total=total or 0, limit=limit, offset=offset)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one speaker sits, by id and by wire code."""
+
+    speaker_id: int
+    code: str
+    district_id: int
+    district_code: str
+    village_code: str
+
+
+async def placement_of(session: AsyncSession, city: City, code: str) -> Placement:
+    """The speaker whose wire id is `code`, or NotFound."""
+    row = (
+        await session.execute(
+            select(Speaker.id, Speaker.village_id, Speaker.district_id).where(
+                Speaker.city_id == city.id, Speaker.code == code
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(
+            "speaker_not_found",
+            ko="스피커를 찾을 수 없습니다.",
+            en=f"No speaker {code!r} in this city.",
+        )
+    speaker_id, village_id, district_id = row
+    villages = await places.village_codes(session, [village_id])
+    districts = await places.district_codes(session, [district_id])
+    return Placement(speaker_id, code, district_id, districts[district_id], villages[village_id][0])

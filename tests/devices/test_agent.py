@@ -394,7 +394,7 @@ async def test_a_rotated_key_is_learned_from_the_keyring_and_remembered(
         "playing",
         "played",
     ]
-    assert statuses(observer, forged.id) == [("rejected", "bad_signature")]
+    assert statuses(observer, forged.id) == [("rejected", "unknown_key")]
     assert asked == ["/api/v1/keys/ring"], "asked once; the rogue key came within the minute"
 
     # Restarted, the speaker still trusts the learned key without asking again.

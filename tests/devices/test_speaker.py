@@ -213,7 +213,7 @@ def test_with_keys_unsigned_and_forged_commands_are_rejected_and_not_journaled()
     forged = other.sign(cmd)  # right key id, wrong key
     assert acks(core.on_command(payload(forged))) == [("rejected", "bad_signature")]
     unknown = new_keys("k9").sign(cmd)
-    assert acks(core.on_command(payload(unknown))) == [("rejected", "bad_signature")]
+    assert acks(core.on_command(payload(unknown))) == [("rejected", "unknown_key")]
     tampered = keys.sign(cmd).model_copy(update={"priority": 999})
     assert acks(core.on_command(payload(tampered))) == [("rejected", "bad_signature")]
     # A forgery must not burn the id: the genuine command still plays.
@@ -555,3 +555,56 @@ def test_a_logged_test_does_not_disturb_what_is_playing() -> None:
 def test_a_real_command_cannot_be_silent() -> None:
     with pytest.raises(ValueError, match="always audible"):
         play_cmd(mode="live", audible=False)
+
+
+# --- copies of a known id: each is judged on its own signature ------------------------------
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["queued", "playing"])
+def test_a_forged_copy_of_a_known_id_is_refused_never_answered_with_its_ack(
+    started: bool,
+) -> None:
+    keys, rogue = new_keys("k1"), new_keys("k1")
+    core, _ = make_core(verify=keys.check)
+    genuine = keys.sign(play_cmd())
+    if started:
+        admit_and_start(core, genuine)
+        assert core.playing == genuine.id
+    else:
+        core.on_command(payload(genuine))
+    state = core.journal.state_of(genuine.id)
+    unsigned = genuine.model_copy(update={"sig": None, "key_id": None})
+    unknown = new_keys("k9").sign(genuine)
+    copies = {
+        "bad_signature": rogue.sign(genuine),  # the right key id, the wrong key
+        "unsigned": unsigned,
+        "unknown_key": unknown,
+    }
+    for reason, copy in copies.items():
+        actions = core.on_command(payload(copy))
+        assert acks(actions) == [("rejected", reason)], reason
+        assert plays(actions) == []
+        assert prepares(actions) == []
+    garbled = payload(genuine).replace(b'"priority":', b'"priority":"x","p":')
+    assert acks(core.on_command(garbled)) == [("rejected", "malformed")]
+    # The genuine command is untouched: same state, still playing (or queued), plays once.
+    assert core.journal.state_of(genuine.id) == state
+    assert core.counters.rejected == 4
+    if started:
+        assert core.playing == genuine.id
+        finished = core.on_play_finished(genuine.id, played_ms=500)
+        assert acks(finished) == [("played", None)]
+
+
+def test_after_it_played_an_authentic_copy_repeats_played_and_the_same_nonce_is_replayed() -> None:
+    keys = new_keys()
+    core, clock = make_core(verify=keys.check)
+    genuine = keys.sign(play_cmd())
+    admit_and_start(core, genuine)
+    core.on_play_finished(genuine.id, played_ms=500)
+    retry = keys.sign(resend(genuine, at_ms=clock.ms))  # the gateway asking again
+    assert acks(core.on_command(payload(retry))) == [("played", None)]
+    assert acks(core.on_command(payload(genuine))) == [("rejected", "replayed")]
+    unsigned = genuine.model_copy(update={"sig": None})
+    assert acks(core.on_command(payload(unsigned))) == [("rejected", "unsigned")]
+    assert core.counters.played == 1

@@ -26,6 +26,7 @@ PUBLIC = {
     ("GET", "/api/v1/keys"),
     ("GET", "/api/v1/keys/ring"),
     ("GET", "/api/v1/audio/{sha256}"),
+    ("HEAD", "/api/v1/audio/{sha256}"),
     ("GET", "/api/v1/notices/villages"),
     ("GET", "/api/v1/notices/villages/{village_id}"),
 }
