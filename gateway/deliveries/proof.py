@@ -15,6 +15,8 @@ recorded. The checks are pure (`judge`), so `maeul proof verify` runs the same o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,13 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import AudioAsset, Broadcast
 from gateway.broadcasts.schemas import PlayProof
+from gateway.deliveries.models import Delivery
+from gateway.deliveries.schemas import ExportEncoding, ExportTolerance, ProofExport, SpeakerProof
 from gateway.devicesec import service as devicesec
 from gateway.live.models import LiveSession
+from gateway.places import service as places
 from gateway.speakers import service as speakers
+from gateway.speakers.models import Speaker
 from wire import contract
 
 if TYPE_CHECKING:
-    from gateway.deliveries.models import Delivery
     from gateway.deliveries.service import AckIn
 
 TOLERANCE_MIN_MS: Final = 1000
@@ -306,3 +311,125 @@ def live_figures(deliveries: Iterable[Delivery]) -> LiveFigures:
             lost.append(delivery.live_frames_lost)
     median = round(statistics.median(latencies)) if latencies else None
     return LiveFigures(median, sum(lost) if lost else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Export and offline verification
+
+
+async def export_of(
+    session: AsyncSession, broadcast_id: str, *, city_code: str, now: datetime
+) -> ProofExport:
+    """A broadcast's receipts, its speakers' public keys and its encodings, for `verify_export`."""
+    expected = (await expectations(session, [broadcast_id]))[broadcast_id]
+    mode = await session.scalar(select(Broadcast.mode).where(Broadcast.id == broadcast_id))
+    rows = (
+        await session.execute(
+            select(Delivery, Speaker.code, Speaker.receipt_public_key)
+            .join(Speaker, Speaker.id == Delivery.speaker_id)
+            .where(Delivery.broadcast_id == broadcast_id)
+            .order_by(Delivery.village_id, Speaker.code)
+        )
+    ).tuples()
+    found = list(rows)
+    villages = await places.village_codes(session, sorted({d.village_id for d, _, _ in found}))
+    speakers_out = []
+    for delivery, code, public_key in found:
+        receipt = None
+        if delivery.state == "played" and delivery.played_sha256 is not None:
+            receipt = contract.Receipt(
+                command_id=expected.command_id,
+                broadcast_id=broadcast_id,
+                speaker=code,
+                audio_sha256=delivery.played_sha256,
+                played_ms=delivery.played_ms or 0,
+                level_dbfs=delivery.level_dbfs,
+                at_ms=delivery.receipt_at_ms or 0,
+                sig=delivery.receipt_sig,
+            )
+        village = villages.get(delivery.village_id)
+        speakers_out.append(
+            SpeakerProof(
+                code=code,
+                village_code=village[0] if village else str(delivery.village_id),
+                state=delivery.state,
+                reason=delivery.reason,
+                public_key=public_key,
+                receipt=receipt,
+                verified=delivery.receipt_verified if receipt is not None else None,
+            )
+        )
+    return ProofExport(
+        city=city_code,
+        broadcast_id=broadcast_id,
+        command_id=expected.command_id,
+        mode=mode or "live",
+        exported_at=now,
+        silent_ok=expected.silent_ok,
+        tolerance=ExportTolerance(min_ms=TOLERANCE_MIN_MS, fraction=TOLERANCE_FRACTION),
+        encodings=[
+            ExportEncoding(codec=e.codec, sha256=e.sha256, duration_ms=e.duration_ms)
+            for e in expected.encodings
+        ],
+        speakers=speakers_out,
+    )
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One speaker of an export, checked offline: ``ok`` None when it has nothing to prove."""
+
+    code: str
+    ok: bool | None
+    why: str
+
+
+_WHY: Final[Mapping[Problem, str]] = {
+    Problem.NO_PROOF: "재생 증명이 없습니다",
+    Problem.UNKNOWN_AUDIO: "보낸 적 없는 오디오의 해시입니다",
+    Problem.WRONG_LENGTH: "재생 시간이 오디오 길이와 맞지 않습니다",
+    Problem.NO_RECEIPT: "서명된 수신 확인이 없습니다",
+    Problem.BAD_RECEIPT: "수신 확인 서명이 맞지 않습니다",
+}
+
+
+def verify_export(export: ProofExport) -> list[Checked]:
+    """Recompute every check of every played speaker's receipt, trusting nothing the export
+    says about the outcome (its ``verified`` flags are ignored)."""
+    expected = Expected(
+        broadcast_id=export.broadcast_id,
+        command_id=export.command_id,
+        city_id=0,
+        encodings=tuple(Encoding(e.codec, e.sha256, e.duration_ms) for e in export.encodings),
+        silent_ok=export.silent_ok,
+    )
+    checked: list[Checked] = []
+    for speaker in export.speakers:
+        if speaker.state != "played":
+            checked.append(Checked(speaker.code, None, f"재생 기록 없음 ({speaker.state})"))
+            continue
+        receipt = speaker.receipt
+        if receipt is None:
+            checked.append(Checked(speaker.code, False, _WHY[Problem.NO_PROOF]))
+            continue
+        if (
+            receipt.command_id != export.command_id
+            or receipt.broadcast_id != export.broadcast_id
+            or receipt.speaker != speaker.code
+        ):
+            checked.append(Checked(speaker.code, False, "다른 방송이나 스피커의 수신 확인입니다"))
+            continue
+        if speaker.public_key is None:
+            checked.append(Checked(speaker.code, False, "수신 확인 키가 등록되지 않았습니다"))
+            continue
+        try:
+            key = base64.b64decode(speaker.public_key, validate=True)
+        except binascii.Error:
+            checked.append(Checked(speaker.code, False, "공개 키가 올바르지 않습니다"))
+            continue
+        verdict = judge(expected, receipt, key)
+        if verdict.problem is not None:
+            checked.append(Checked(speaker.code, False, _WHY[verdict.problem]))
+        else:
+            checked.append(Checked(speaker.code, True, "서명과 해시, 재생 시간이 모두 맞습니다"))
+    return checked
