@@ -10,7 +10,9 @@ A ``played`` ack is accepted only when
 - when the speaker has enrolled a receipt key, its ``receipt_sig`` verifies against that key.
 
 Otherwise the delivery ends ``failed`` with reason ``bad_proof`` and a security event is
-recorded. The checks are pure (`judge`), so `maeul proof verify` runs the same ones offline.
+recorded. The checks are pure (`judge`): `export_of` writes what they need for a broadcast
+(receipts, the speakers' public keys, the encodings), and `verify_export` (behind
+`maeul proof verify`) runs them all again offline.
 """
 
 from __future__ import annotations
@@ -107,8 +109,9 @@ def judge(
 
 
 def receipt_from(ack: AckIn, code: str) -> contract.Receipt | None:
-    if ack.audio_sha256 is None or ack.played_ms is None or ack.at_ms is None:
+    if ack.audio_sha256 is None or ack.played_ms is None:
         return None
+    at_ms = ack.at_ms if ack.at_ms is not None else int(ack.at.timestamp() * 1000)
     try:
         return contract.Receipt(
             command_id=ack.command_id,
@@ -117,7 +120,7 @@ def receipt_from(ack: AckIn, code: str) -> contract.Receipt | None:
             audio_sha256=ack.audio_sha256,
             played_ms=ack.played_ms,
             level_dbfs=ack.level_dbfs,
-            at_ms=ack.at_ms,
+            at_ms=at_ms,
             sig=ack.receipt_sig,
         )
     except ValueError:
