@@ -112,6 +112,10 @@ class SpeakerConfig(_Section):
     id: str
     codecs: tuple[Codec, ...] = (Codec.OPUS, Codec.MP3)
     firmware: str | None = "maeul-agent/1"
+    # This speaker's own Ed25519 receipt key (base64 of the raw 32-byte private key), made on
+    # the first start when the file does not exist; `--receipt-public-key` prints the public
+    # half to enroll with the gateway. Without it, played acks carry no signed receipt.
+    receipt_key_file: Path | None = None
 
 
 class JournalConfig(_Section):
@@ -185,6 +189,29 @@ class AgentConfig(_Section):
         )
 
 
+def load_receipt_key(path: Path) -> bytes:
+    """The speaker's receipt key from `path`, made there (mode 0600) when the file is missing."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        private, _ = contract.new_receipt_key()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(base64.b64encode(private).decode("ascii") + "\n")
+        log.info("수신 확인 서명 키 생성 / receipt key made at %s", path)
+        return private
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"cannot read the receipt key {path}: {exc}") from exc
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ConfigError(f"the receipt key {path} is not base64") from exc
+    if len(raw) != 32:
+        raise ConfigError(f"the receipt key {path} is not a raw 32-byte Ed25519 key")
+    return raw
+
+
 def _env_value(raw: str) -> Any:
     text = raw.strip()
     if text[:1] in ("[", "{"):
@@ -243,6 +270,8 @@ district = "d01"
 village = "d01-v001"
 id = "d01-v001-s1"
 codecs = ["opus", "mp3"]
+# made on the first start; enroll its public half (--receipt-public-key) with the gateway
+receipt_key_file = "/var/lib/maeul/receipt.key"
 
 [journal]
 path = "/var/lib/maeul/journal.sqlite"
@@ -491,6 +520,7 @@ class Agent:
         http: httpx.AsyncClient,
         player: Player | None = None,
         clock: Callable[[], int] = contract.now_ms,
+        receipt_key: bytes | None = None,
     ) -> None:
         self.config = config
         self.identity = config.identity
@@ -507,6 +537,7 @@ class Agent:
             # The agent plays files through its player command; live streams need the
             # simulator's (or a device's own) stream player, so it refuses them, visibly.
             plays_live=False,
+            receipt_key=receipt_key,
         )
         self._http = http
         # A rotated key is learned from the gateway's key ring, as the simulated fleet does.
@@ -693,11 +724,20 @@ class Agent:
 
 async def serve(config: AgentConfig, stop: asyncio.Event, *, player: Player | None = None) -> None:
     """Open the journal, the hub and the HTTP client, run the agent until `stop`, close them."""
+    key_file = config.speaker.receipt_key_file
+    receipt_key = await asyncio.to_thread(load_receipt_key, key_file) if key_file else None
     journal = await asyncio.to_thread(SqliteJournal, config.journal.path)
     hub = Hub(connect_concurrency=1)
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as http:
-            agent = Agent(config, journal=journal, hub=hub, http=http, player=player)
+            agent = Agent(
+                config,
+                journal=journal,
+                hub=hub,
+                http=http,
+                player=player,
+                receipt_key=receipt_key,
+            )
             await agent.run(stop)
     finally:
         await hub.close()
@@ -720,6 +760,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--example-config", action="store_true", help="print an example and exit")
     parser.add_argument("--log-level", default=os.environ.get("MAEUL_AGENT_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--receipt-public-key",
+        action="store_true",
+        help="print the public half of the receipt key (made if missing), to enroll, and exit",
+    )
     args = parser.parse_args(argv)
     if args.example_config:
         sys.stdout.write(example_config())
@@ -729,10 +774,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = load_config(args.config)
+        if args.receipt_public_key:
+            return _print_receipt_public_key(config)
     except ConfigError as exc:
         sys.stderr.write(f"설정 오류 / configuration error: {exc}\n")
         return 2
     return asyncio.run(_serve(config))
+
+
+def _print_receipt_public_key(config: AgentConfig) -> int:
+    path = config.speaker.receipt_key_file
+    if path is None:
+        raise ConfigError("speaker.receipt_key_file is not set")
+    public = contract.receipt_public_key(load_receipt_key(path))
+    sys.stdout.write(base64.b64encode(public).decode("ascii") + "\n")
+    return 0
 
 
 async def _serve(config: AgentConfig) -> int:

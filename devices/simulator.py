@@ -13,6 +13,7 @@ stay offline, that reject everything, that ack late, or that lose their connecti
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import logging
@@ -57,9 +58,26 @@ class SimSpeaker:
     identity: SpeakerIdentity
     codecs: tuple[str, ...] = (Codec.OPUS.value, Codec.MP3.value)
     kind: str = "loudspeaker"
+    # Its own Ed25519 receipt key (raw private half): its ``played`` acks carry signed receipts.
+    receipt_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codecs", tuple(Codec(c) for c in self.codecs))
+
+
+def with_receipt_keys(speakers: Sequence[SimSpeaker]) -> list[SimSpeaker]:
+    """The speakers, each with a fresh receipt key of its own (as a real one makes at its
+    installation); enroll the public halves (`receipt_public_keys`) with the gateway."""
+    return [dataclasses.replace(s, receipt_key=contract.new_receipt_key()[0]) for s in speakers]
+
+
+def receipt_public_keys(speakers: Sequence[SimSpeaker]) -> dict[str, str]:
+    """Speaker code -> base64 of its receipt public key, for enrollment."""
+    return {
+        s.identity.speaker: base64.b64encode(contract.receipt_public_key(s.receipt_key)).decode()
+        for s in speakers
+        if s.receipt_key is not None
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +195,11 @@ class SimulatedSpeaker:
         self.faults = faults
         self.journal = MemoryJournal()
         self.core = SpeakerCore(
-            spec.identity, codecs=spec.codecs, journal=self.journal, verify=verify
+            spec.identity,
+            codecs=spec.codecs,
+            journal=self.journal,
+            verify=verify,
+            receipt_key=spec.receipt_key,
         )
         self.link = Link(
             fleet.hub,

@@ -351,8 +351,12 @@ class SpeakerCore:
         clock: Callable[[], int] = contract.now_ms,
         remember_cancels: int = 256,
         plays_live: bool = True,
+        receipt_key: bytes | None = None,
     ) -> None:
         self.identity = identity
+        # This speaker's own Ed25519 private key (raw): every ``played`` ack carries a receipt
+        # signed with it (see `contract.Receipt`).
+        self._receipt_key = receipt_key
         self.codecs: tuple[Codec, ...] = tuple(Codec(c) for c in codecs)
         # A speaker without a live-stream player refuses live broadcasts rather than playing
         # their chime and reporting `played` for a stream nobody heard.
@@ -799,16 +803,28 @@ class SpeakerCore:
         reason: str | None = None,
         proof: Proof | None = None,
     ) -> Ack:
-        return Ack(
-            contract.Ack(
-                command_id=command_id,
-                broadcast_id=broadcast_id,
-                speaker=self.identity.speaker,
-                status=status,
-                at_ms=self._clock(),
-                reason=reason,
-                audio_sha256=proof.audio_sha256 if proof is not None else None,
-                played_ms=proof.played_ms if proof is not None else None,
-                level_dbfs=proof.level_dbfs if proof is not None else None,
-            )
+        message = contract.Ack(
+            command_id=command_id,
+            broadcast_id=broadcast_id,
+            speaker=self.identity.speaker,
+            status=status,
+            at_ms=self._clock(),
+            reason=reason,
+            audio_sha256=proof.audio_sha256 if proof is not None else None,
+            played_ms=proof.played_ms if proof is not None else None,
+            level_dbfs=_level(proof.level_dbfs) if proof is not None else None,
         )
+        return Ack(self._with_receipt(message))
+
+    def _with_receipt(self, message: contract.Ack) -> contract.Ack:
+        """A ``played`` ack signed as a receipt, when this speaker holds a receipt key."""
+        receipt = contract.receipt_of(message)
+        if self._receipt_key is None or receipt is None:
+            return message
+        signed = contract.sign_receipt(receipt, self._receipt_key)
+        return message.model_copy(update={"receipt_sig": signed.sig})
+
+
+def _level(level_dbfs: float | None) -> float | None:
+    # Two decimals on the wire: the receipt signs the level as text with two decimals.
+    return round(level_dbfs, 2) if level_dbfs is not None else None

@@ -30,6 +30,7 @@ from gateway.bus import Bus, MqttBus
 from gateway.clock import Clock, SystemClock
 from gateway.db import create_engine, create_sessions
 from gateway.deliveries.intake import DROP_REASONS, Intake
+from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
 from gateway.devicesec.router import router as devicesec_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
@@ -392,6 +393,7 @@ def create_app(
 
     app.include_router(broadcasts_router, prefix=API)
     app.include_router(audio_router, prefix=API)
+    app.include_router(deliveries_router, prefix=API)
     app.include_router(places_router, prefix=API)
     app.include_router(speakers_router, prefix=API)
     app.include_router(keys_router, prefix=API)

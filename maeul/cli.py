@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from audio.cli import app as audio_app
 from audio.speech.cli import app as tts_app
 from maeul import accounts, credentials, live
+from maeul.proof import proof_app
 
 app = typer.Typer(
     name="maeul",
@@ -38,6 +39,7 @@ app.command()(accounts.logout)
 app.command()(accounts.whoami)
 app.add_typer(accounts.audit_app, name="audit")
 app.command()(live.live)
+app.add_typer(proof_app, name="proof")
 
 console = Console(stderr=True)
 CATEGORIES = ("village_notice", "administrative", "crime_prevention", "disaster")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import httpx
@@ -35,6 +35,9 @@ from gateway.settings import Settings
 from gateway.users.demo import DemoLogin, ensure_demo_users
 from maeul import credentials
 from maeul.broker import LocalMosquitto, MosquittoConfig, write_broker_file
+
+if TYPE_CHECKING:
+    from devices.simulator import SimSpeaker
 
 console = Console(stderr=True)
 
@@ -377,6 +380,22 @@ async def _speaker_passwords(source: str) -> dict[str, str]:
     return found
 
 
+def _sim_speaker(city: str, item: dict[str, Any]) -> SimSpeaker:
+    from devices.simulator import SimSpeaker
+    from wire.contract import SpeakerIdentity
+
+    return SimSpeaker(
+        identity=SpeakerIdentity(
+            city=city,
+            district=item["district_code"],
+            village=item["village_code"],
+            speaker=item["code"],
+        ),
+        codecs=tuple(item["codecs"]),
+        kind=item.get("kind", "loudspeaker"),
+    )
+
+
 async def simulate_fleet(
     *,
     speed: float,
@@ -390,8 +409,13 @@ async def simulate_fleet(
     password; each speaker then logs in as itself. Without it speakers connect as the broker URL
     says (anonymously, or all with the URL's user).
     """
-    from devices.simulator import Fleet, FleetConfig, FleetError, SimSpeaker
-    from wire.contract import SpeakerIdentity
+    from devices.simulator import (
+        Fleet,
+        FleetConfig,
+        FleetError,
+        receipt_public_keys,
+        with_receipt_keys,
+    )
 
     passwords = await _speaker_passwords(credentials_from) if credentials_from else None
 
@@ -410,20 +434,18 @@ async def simulate_fleet(
         city = (await client.get("/api/v1/city")).raise_for_status().json()
         fleet = (await client.get("/api/v1/speakers/fleet")).raise_for_status().json()
         keys = (await client.get("/api/v1/keys")).raise_for_status().json()
-    items = fleet["items"] if isinstance(fleet, dict) else fleet
-    speakers = [
-        SimSpeaker(
-            identity=SpeakerIdentity(
-                city=city["code"],
-                district=s["district_code"],
-                village=s["village_code"],
-                speaker=s["code"],
-            ),
-            codecs=tuple(s["codecs"]),
-            kind=s.get("kind", "loudspeaker"),
+        items = fleet["items"] if isinstance(fleet, dict) else fleet
+        # Each speaker makes its own receipt key, as at installation; the gateway is given
+        # only the public halves, and verifies every played ack against them.
+        speakers = with_receipt_keys([_sim_speaker(city["code"], s) for s in items])
+        enrolled = await client.put(
+            "/api/v1/speakers/receipt-keys", json={"keys": receipt_public_keys(speakers)}
         )
-        for s in items
-    ]
+        if enrolled.status_code != 200:
+            console.print(
+                "[yellow]수신 확인 키를 등록하지 못했습니다: 재생 증명은 서명 없이 기록됩니다. / "
+                f"Receipt keys not enrolled ({enrolled.status_code})."
+            )
     config = FleetConfig(
         mqtt_url=mqtt_url,
         speed=speed,

@@ -199,14 +199,25 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
             "Why, for `failed` (a `FailReason`) and `rejected` (a `RejectReason`). Other short "
             "texts are allowed for causes those lists do not name."
         ),
-        "audio_sha256": "With `played`: the `sha256` of the encoding that played.",
-        "played_ms": "With `played`: how long it played, in milliseconds.",
+        "audio_sha256": (
+            "With `played`: the `sha256` of the encoding that played; it must be one the "
+            "command carried, or the delivery fails with reason `bad_proof`."
+        ),
+        "played_ms": (
+            "With `played`: how long it played, in milliseconds: that encoding's `duration_ms` "
+            "within max(1000 ms, 5 %) (0 for a test logged without a sound; a live stream's "
+            "length as heard, with the chime's `audio_sha256`), or the delivery fails "
+            "`bad_proof`."
+        ),
         "level_dbfs": (
-            "With `played`: how loud the speaker's output was, in dBFS: the RMS of every "
-            "signed 16-bit PCM sample the speaker wrote to its sound output during this "
-            "playback, as 20·log10(RMS / full scale) with full scale the int16 maximum (a "
-            "full-scale square wave is 0 dBFS), rounded to 0.01 dB; -200 for silence. `null` "
-            "for a command acked `played` without a sound (`audible` false)."
+            "With `played`: the RMS level of all the 16-bit PCM the speaker wrote to its "
+            "output, in dBFS (full scale 32768 = 0 dBFS: a full-scale square wave), at most "
+            "two decimals; omitted when nothing was heard."
+        ),
+        "receipt_sig": (
+            "With `played`, from a speaker with an enrolled receipt key: base64 of its Ed25519 "
+            "signature over the receipt's signing bytes (see Proof of play). Missing or not "
+            "verifying: the delivery fails `bad_proof`."
         ),
         "frames_received": "For a live stream, with its final ack: audio frames that arrived.",
         "frames_lost": (
@@ -317,7 +328,8 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
                 "`expires_at_ms` passes first"
             ),
             "played": (
-                "the audio played to the end; carries `audio_sha256`, `played_ms`, `level_dbfs`"
+                "the audio played to the end; carries `audio_sha256`, `played_ms`, `level_dbfs` "
+                "and, from a speaker with an enrolled receipt key, `receipt_sig`"
             ),
             "failed": "an accepted command did not play to the end; `reason` is a `FailReason`",
             "rejected": "the speaker refused the command; `reason` is a `RejectReason`",
@@ -577,6 +589,25 @@ def example_commands() -> dict[str, contract.Command]:
     return {"play-inline": notice, "play-url": warning, "cancel": cancel}
 
 
+# The example speaker's receipt key (a fixed seed, so the document is reproducible).
+EXAMPLE_RECEIPT_KEY = bytes(range(32))
+
+
+def _receipt_sig(command: contract.Command, at_ms: int, sha256: str, played_ms: int) -> str:
+    receipt = contract.Receipt(
+        command_id=command.id,
+        broadcast_id=command.broadcast_id,
+        speaker=SPEAKER,
+        audio_sha256=sha256,
+        played_ms=played_ms,
+        level_dbfs=-16.2,
+        at_ms=at_ms,
+    )
+    sig = contract.sign_receipt(receipt, EXAMPLE_RECEIPT_KEY).sig
+    assert sig is not None
+    return sig
+
+
 def example_acks() -> dict[str, contract.Ack]:
     notice = example_commands()["play-inline"]
     base = {
@@ -592,8 +623,11 @@ def example_acks() -> dict[str, contract.Ack]:
             status=AckStatus.PLAYED,
             at_ms=ISSUED_MS + 7_160,
             audio_sha256=notice.audio[0].sha256,
-            played_ms=4_200,
+            played_ms=notice.audio[0].duration_ms,
             level_dbfs=-16.2,
+            receipt_sig=_receipt_sig(
+                notice, ISSUED_MS + 7_160, notice.audio[0].sha256, notice.audio[0].duration_ms
+            ),
         ),
         "failed": contract.Ack(
             command_id=WARNING_ID,
@@ -779,6 +813,22 @@ The exceptions are failures that say nothing about the signed command (`fetch_fa
 `integrity`, `not_yet_valid`): a later copy of such an id is checked as a new command and may
 still play. A speaker with gateway keys records a rejection only for an authentic (signed)
 command, so a forged copy cannot use up a genuine id.
+## Proof of play
+
+A `played` ack is proof, and the gateway checks it: its `audio_sha256` must be the `sha256` of
+one of the encodings the command carried, and its `played_ms` that encoding's `duration_ms`
+within max(1000 ms, 5 %) (an interrupted or pre-empted play is never `played`). Otherwise the
+delivery ends `failed` with reason `bad_proof` and a security event is recorded.
+
+Each speaker makes its own Ed25519 receipt key at installation and keeps the private half; its
+public half is enrolled with the gateway (`PUT /api/v1/speakers/{{speaker_id}}/receipt-key`, or
+`PUT /api/v1/speakers/receipt-keys` for many). An enrolled speaker's `played` ack carries
+`receipt_sig`: the Ed25519 signature over these UTF-8 lines joined by a line feed (no final one):
+`maeul-receipt/v1`, `command_id`, `broadcast_id`, `speaker`, `audio_sha256`, `played_ms`
+(decimal), `level_dbfs` (exactly two decimals, as `-16.20`; `0.00` for zero; empty when the
+ack has none), `at_ms` (decimal). A missing or wrong signature also ends `bad_proof`.
+`GET /api/v1/broadcasts/{{broadcast_id}}/proof` exports every receipt with the public keys, so
+anyone can check them again (`maeul proof verify`).
 
 ## Checks a speaker makes
 

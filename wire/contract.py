@@ -361,6 +361,9 @@ class Ack(_Message):
     frames_received: int | None = Field(default=None, ge=0)
     frames_lost: int | None = Field(default=None, ge=0)
     latency_ms: int | None = Field(default=None, ge=0, le=600_000)
+    # A ``played`` ack's receipt: the speaker's Ed25519 signature over `receipt_signing_bytes`
+    # of this ack's proof fields (see `Receipt`), base64.
+    receipt_sig: str | None = Field(default=None, max_length=128)
 
 
 class Presence(_Message):
@@ -857,3 +860,153 @@ def decode_live_frame(data: bytes) -> LiveFrame:
         payload=data[LIVE_HEADER_BYTES:],
         tag=data[LIVE_HEADER_BYTES - LIVE_TAG_BYTES : LIVE_HEADER_BYTES],
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Receipts: a speaker's signed proof of play. Added for proof of play; nothing above depends on
+# this section except `Ack.receipt_sig`.
+#
+# Each speaker holds its own Ed25519 key (enrolled with the gateway, which keeps only the public
+# half). A ``played`` ack carries ``receipt_sig``: the speaker's signature over these UTF-8 bytes,
+# lines joined by "\n", no trailing newline:
+#
+#     maeul-receipt/v1
+#     {command_id}
+#     {broadcast_id}
+#     {speaker}
+#     {audio_sha256}          the encoding it played, lowercase hex
+#     {played_ms}             decimal
+#     {level_dbfs}            two decimals ("-23.40", "0.00"); empty when the ack has no level
+#     {at_ms}                 the ack's at_ms, decimal
+#
+# A speaker sends ``level_dbfs`` with at most two decimals, so both sides write the same text.
+
+RECEIPT_DOMAIN: Final = "maeul-receipt/v1"
+
+
+def _level_text(level_dbfs: float | None) -> str:
+    if level_dbfs is None:
+        return ""
+    text = f"{round(level_dbfs, 2):.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
+class Receipt(_Message):
+    """What a speaker signs when it reports ``played``: which command, which audio, how long,
+    how loud, when. Rebuilt from a ``played`` ack by `receipt_of`."""
+
+    command_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    broadcast_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    speaker: Segment
+    audio_sha256: Sha256Hex
+    played_ms: int = Field(ge=0)
+    level_dbfs: float | None = Field(default=None, ge=-200, le=20)
+    at_ms: int = Field(ge=0)
+    sig: str | None = Field(default=None, max_length=128)
+
+    def signing_bytes(self) -> bytes:
+        return receipt_signing_bytes(
+            command_id=self.command_id,
+            broadcast_id=self.broadcast_id,
+            speaker=self.speaker,
+            audio_sha256=self.audio_sha256,
+            played_ms=self.played_ms,
+            level_dbfs=self.level_dbfs,
+            at_ms=self.at_ms,
+        )
+
+
+def receipt_signing_bytes(
+    *,
+    command_id: str,
+    broadcast_id: str,
+    speaker: str,
+    audio_sha256: str,
+    played_ms: int,
+    level_dbfs: float | None,
+    at_ms: int,
+) -> bytes:
+    """The canonical bytes a receipt's signature covers (see the section comment)."""
+    lines = (
+        RECEIPT_DOMAIN,
+        command_id,
+        broadcast_id,
+        speaker,
+        audio_sha256,
+        str(int(played_ms)),
+        _level_text(level_dbfs),
+        str(int(at_ms)),
+    )
+    return "\n".join(lines).encode()
+
+
+def receipt_of(ack: Ack) -> Receipt | None:
+    """The receipt a ``played`` ack states (signed or not); None when it states no proof."""
+    if ack.status is not AckStatus.PLAYED or ack.audio_sha256 is None or ack.played_ms is None:
+        return None
+    return Receipt(
+        command_id=ack.command_id,
+        broadcast_id=ack.broadcast_id,
+        speaker=ack.speaker,
+        audio_sha256=ack.audio_sha256,
+        played_ms=ack.played_ms,
+        level_dbfs=ack.level_dbfs,
+        at_ms=ack.at_ms,
+        sig=ack.receipt_sig,
+    )
+
+
+def new_receipt_key() -> tuple[bytes, bytes]:
+    """A fresh speaker receipt key: (raw 32-byte private key, raw 32-byte public key)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    return _raw_private(key), _raw_public(key)
+
+
+def receipt_public_key(private_key: bytes) -> bytes:
+    """The raw public half of a raw Ed25519 private key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return _raw_public(Ed25519PrivateKey.from_private_bytes(private_key))
+
+
+def sign_receipt(receipt: Receipt, private_key: bytes) -> Receipt:
+    """The receipt with ``sig``: the speaker's Ed25519 signature over its signing bytes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    signature = Ed25519PrivateKey.from_private_bytes(private_key).sign(receipt.signing_bytes())
+    return receipt.model_copy(update={"sig": base64.b64encode(signature).decode("ascii")})
+
+
+def verify_receipt(receipt: Receipt, public_key: bytes) -> bool:
+    """True when ``receipt.sig`` is the holder of `public_key`'s signature over the receipt."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if receipt.sig is None or len(public_key) != 32:
+        return False
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:
+        return False
+    return _verified(key, receipt.sig, receipt.signing_bytes())
+
+
+def _raw_private(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    raw: bytes = key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return raw
+
+
+def _raw_public(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    raw: bytes = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return raw

@@ -49,6 +49,21 @@ class VillageCounts(BaseModel):
     no_speakers: int = 0
 
 
+class PlayProof(BaseModel):
+    """What the speaker proved it played (a ``played`` delivery that passed the checks)."""
+
+    audio_sha256: str = Field(description="The encoding it played.")
+    played_ms: int
+    level_dbfs: float | None = Field(
+        description="RMS level of the PCM it wrote to its output, in dBFS (full scale 0)."
+    )
+    at: datetime | None = Field(description="When the speaker signed it, by its own clock.")
+    verified: bool | None = Field(
+        description="true: its receipt signature verified against the speaker's enrolled "
+        "receipt key; null: the speaker has no receipt key enrolled."
+    )
+
+
 class SpeakerDelivery(BaseModel):
     speaker_id: int
     code: str
@@ -58,6 +73,13 @@ class SpeakerDelivery(BaseModel):
     attempts: int
     updated_at: datetime
     played_at: datetime | None
+    proof: PlayProof | None = None
+    live_latency_ms: int | None = Field(
+        None, description="Live broadcasts: median latency of the stream's frames on it."
+    )
+    live_frames_lost: int | None = Field(
+        None, description="Live broadcasts: frames of the stream that did not play on it."
+    )
 
 
 class VillageDelivery(BaseModel):
@@ -66,6 +88,12 @@ class VillageDelivery(BaseModel):
     name: str
     outcome: VillageOutcome
     speakers: list[SpeakerDelivery]
+    live_latency_ms: int | None = Field(
+        None, description="Live broadcasts: the median of its speakers' live latency."
+    )
+    live_frames_lost: int | None = Field(
+        None, description="Live broadcasts: frames lost, summed over its speakers."
+    )
 
 
 class BroadcastSummary(BaseModel):

@@ -35,7 +35,9 @@ from gateway.broadcasts.schemas import (
 )
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.clock import Clock
+from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
+from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.places import service as places
 from gateway.places.models import City
@@ -683,7 +685,9 @@ async def summarize(
         return BroadcastSummary.model_validate(fields)
     names = await places.village_codes(session, resolved)
     by_village: dict[int, list[SpeakerDelivery]] = {v: [] for v in resolved}
+    rows_of: dict[int, list[Delivery]] = {}
     for delivery, code, online in await deliveries.deliveries_of(session, broadcast.id):
+        rows_of.setdefault(delivery.village_id, []).append(delivery)
         by_village.setdefault(delivery.village_id, []).append(
             SpeakerDelivery(
                 speaker_id=delivery.speaker_id,
@@ -694,6 +698,9 @@ async def summarize(
                 attempts=delivery.attempts,
                 updated_at=delivery.updated_at,
                 played_at=delivery.played_at,
+                proof=proof.shown(delivery),
+                live_latency_ms=delivery.live_latency_ms,
+                live_frames_lost=delivery.live_frames_lost,
             )
         )
     villages = [
@@ -703,6 +710,7 @@ async def summarize(
             name=names[vid][1] if vid in names else "",
             outcome=outcomes.get(vid, "no_speakers"),
             speakers=rows,
+            **proof.live_figures(rows_of.get(vid, ())).fields(),
         )
         for vid, rows in by_village.items()
     ]

@@ -180,6 +180,10 @@ class Intake:
                         audio_sha256=ack.audio_sha256,
                         played_ms=ack.played_ms,
                         level_dbfs=ack.level_dbfs,
+                        at_ms=ack.at_ms,
+                        receipt_sig=ack.receipt_sig,
+                        live_latency_ms=ack.latency_ms,
+                        live_frames_lost=ack.frames_lost,
                     )
                 )
             report = await deliveries.apply_acks(session, ack_rows)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -41,3 +50,13 @@ class Delivery(Base):
     played_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     played_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     level_dbfs: Mapped[float | None] = mapped_column(Float, default=None)
+    # The speaker's signed receipt for that proof (see `wire.contract.Receipt`): its signature,
+    # the time it signed, and whether it verified against the speaker's enrolled key (None: the
+    # speaker has no key enrolled, so the receipt could not be checked).
+    receipt_sig: Mapped[str | None] = mapped_column(String(128), default=None)
+    receipt_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    receipt_verified: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    # A live broadcast's reception on this speaker, from its final ack: the median latency from
+    # the gateway's receipt of a frame to its playout, and the frames that did not play.
+    live_latency_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    live_frames_lost: Mapped[int | None] = mapped_column(Integer, default=None)

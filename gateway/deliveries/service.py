@@ -12,6 +12,7 @@ from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import Broadcast, Publication, cancel_command_id
+from gateway.deliveries import proof
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.states import (
     ACTIVE,
@@ -122,6 +123,11 @@ class AckIn:
     audio_sha256: str | None = None
     played_ms: int | None = None
     level_dbfs: float | None = None
+    # The speaker's own time (ms) and receipt signature, as signed; a live stream's reception.
+    at_ms: int | None = None
+    receipt_sig: str | None = None
+    live_latency_ms: int | None = None
+    live_frames_lost: int | None = None
 
 
 @dataclass
@@ -131,6 +137,7 @@ class AckReport:
     unknown: int = 0
     illegal: int = 0
     cancel_acks: int = 0
+    bad_proofs: int = 0
     changed_broadcasts: set[str] = field(default_factory=set)
     # Acks that match no delivery of their speaker, by speaker id (the intake bounds them).
     unknown_by_speaker: Counter[int] = field(default_factory=Counter)
@@ -166,6 +173,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             key = (row.broadcast_id, row.speaker_id)
             if key in wanted:
                 rows[key] = row
+    checks = await proof.prepare(session, acks)
 
     for ack in sorted(acks, key=lambda a: a.at):
         found_row = rows.get((ack.broadcast_id, ack.speaker_id))
@@ -179,6 +187,11 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             continue
         delivery = found_row
         event = _ACK_EVENTS[ack.status]
+        verdict = checks.judge(ack) if event is Event.PLAYED else None
+        bad_proof = verdict is not None and verdict.problem is not None
+        if bad_proof:
+            event = Event.FAILED  # a "played" that proves nothing is a failure, never a play
+        proof.keep_live_report(delivery, ack)
         current = State(delivery.state)
         if (
             event is Event.REJECTED
@@ -230,16 +243,16 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             if delivery.played_at is None:
                 delivery.played_at = ack.at
                 delivery.reason = None
-            delivery.played_sha256 = ack.audio_sha256 or delivery.played_sha256
-            delivery.played_ms = ack.played_ms if ack.played_ms is not None else delivery.played_ms
-            delivery.level_dbfs = (
-                ack.level_dbfs if ack.level_dbfs is not None else delivery.level_dbfs
-            )
+            assert verdict is not None
+            proof.keep_receipt(delivery, ack, verdict)
+        elif new == State.FAILED and new != current and bad_proof:
+            delivery.reason = proof.BAD_PROOF
         elif new == State.FAILED and new != current:
             prefix = "rejected" if ack.status is AckStatus.REJECTED else "failed"
             delivery.reason = f"{prefix}: {ack.reason or 'unspecified'}"[:200]
         if new != current or event is Event.PLAYED:
             report.applied += 1
+    report.bad_proofs = await checks.record_findings(session)
     await session.flush()
     return report
 

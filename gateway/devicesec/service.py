@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import secrets
 from collections import Counter
@@ -538,6 +539,59 @@ async def record_security_events(
         tally = Counter(f"{f.kind}/{f.reason}" for f in fresh.values())
         summary = ", ".join(f"{key} x{count}" for key, count in sorted(tally.items()))
         log.warning("보안 이벤트 %d건 / %d security events: %s", len(fresh), len(fresh), summary)
+    return len(fresh)
+
+
+@dataclass(frozen=True)
+class BadProof:
+    """A ``played`` ack whose proof of play did not hold (see `gateway.deliveries.proof`)."""
+
+    city_id: int
+    speaker_code: str
+    command_id: str
+    broadcast_id: str
+    at: datetime
+    problem: str
+    details: Mapping[str, Any]
+
+
+async def record_bad_proofs(session: AsyncSession, reports: Sequence[BadProof]) -> int:
+    """Record each bad proof once (as a ``bad_ack`` event, reason ``bad_proof``), in the
+    caller's transaction; returns how many are new."""
+    rows: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        details = {"problem": report.problem, **report.details}
+        digest = hashlib.sha256(b"bad_proof\0")
+        digest.update(json.dumps([report.speaker_code, details], sort_keys=True).encode())
+        rows.setdefault(
+            digest.hexdigest(),
+            {
+                "city_id": report.city_id,
+                "at": report.at,
+                "kind": "bad_ack",
+                "speaker_code": report.speaker_code,
+                "command_id": report.command_id,
+                "broadcast_id": report.broadcast_id,
+                "reason": "bad_proof",
+                "details": details,
+                "fingerprint": digest.hexdigest(),
+            },
+        )
+    if not rows:
+        return 0
+    seen = set(
+        await session.scalars(
+            select(SecurityEvent.fingerprint).where(SecurityEvent.fingerprint.in_(sorted(rows)))
+        )
+    )
+    fresh = [row for key, row in rows.items() if key not in seen]
+    if fresh:
+        await session.execute(insert(SecurityEvent), fresh)
+        log.warning(
+            "재생 증명 실패 %d건 / %d played acks without a valid proof of play",
+            len(fresh),
+            len(fresh),
+        )
     return len(fresh)
 
 

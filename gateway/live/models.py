@@ -40,3 +40,5 @@ class LiveSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     frames: Mapped[int] = mapped_column(Integer, default=0)
     frames_dropped: Mapped[int] = mapped_column(Integer, default=0)
+    # The start command's chime: a speaker's proof of play for the stream names this audio.
+    chime_sha256: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -186,6 +186,7 @@ async def open_session(
             alive_at=now,
             frames=0,
             frames_dropped=0,
+            chime_sha256=chime.sha256,
         )
     )
     await session.flush()

@@ -30,3 +30,7 @@ class Speaker(Base):
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The public half of the speaker's own Ed25519 receipt key (base64 of the raw 32 bytes):
+    # its played acks are verified against it. The private half never leaves the speaker.
+    receipt_public_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    receipt_key_enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

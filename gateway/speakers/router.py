@@ -14,6 +14,10 @@ from gateway.speakers import service
 from gateway.speakers.schemas import (
     FleetPage,
     Kind,
+    ReceiptKeyEnroll,
+    ReceiptKeyRead,
+    ReceiptKeysEnroll,
+    ReceiptKeysEnrolled,
     SpeakerCreate,
     SpeakerPage,
     SpeakerRead,
@@ -141,3 +145,33 @@ async def import_speakers(
     """Create or update speakers by code: all rows or none."""
     data = await csv_import.read_upload(file)
     return await service.import_speakers(session, city, data, now=now)
+
+
+@router.put(
+    "/speakers/receipt-keys",
+    operation_id="enroll_receipt_keys",
+    responses=_errors(not_found="speaker_not_found", invalid="invalid_receipt_key"),
+)
+async def enroll_receipt_keys(
+    body: ReceiptKeysEnroll, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
+) -> ReceiptKeysEnrolled:
+    """Enroll the receipt keys of many speakers by code, all or none (a fleet's installation)."""
+    return await service.enroll_receipt_keys(session, city, body.keys, now=now)
+
+
+@router.put(
+    "/speakers/{speaker_id}/receipt-key",
+    operation_id="enroll_receipt_key",
+    responses=_errors(not_found="speaker_not_found", invalid="invalid_receipt_key"),
+)
+async def enroll_receipt_key(
+    speaker_id: int,
+    body: ReceiptKeyEnroll,
+    session: SessionDep,
+    _user: Admin,
+    city: CityDep,
+    now: NowDep,
+) -> ReceiptKeyRead:
+    """Enroll the public half of the speaker's own Ed25519 receipt key (it makes the key and
+    keeps the private half): its played acks must then carry receipts signed with it."""
+    return await service.enroll_receipt_key(session, city, speaker_id, body.public_key, now=now)

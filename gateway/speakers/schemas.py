@@ -94,3 +94,40 @@ class FleetPage(BaseModel):
     total: int
     limit: int | None = Field(description="Null: the whole fleet.")
     offset: int
+
+
+ReceiptPublicKey = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9+/]{43}=$",
+        description="Base64 of the raw 32-byte Ed25519 public key of the speaker's receipt key.",
+        examples=["11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
+    ),
+]
+
+
+class ReceiptKeyEnroll(BaseModel):
+    """The public half of a speaker's own receipt key; the private half stays on the speaker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public_key: ReceiptPublicKey
+
+
+class ReceiptKeysEnroll(BaseModel):
+    """Receipt keys of many speakers at once, by speaker code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: dict[Code, ReceiptPublicKey] = Field(max_length=100_000)
+
+
+class ReceiptKeyRead(BaseModel):
+    speaker_id: int
+    code: str
+    public_key: str
+    enrolled_at: datetime
+
+
+class ReceiptKeysEnrolled(BaseModel):
+    enrolled: int = Field(description="Speakers whose receipt key was set.")

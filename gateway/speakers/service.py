@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -14,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import UTCDateTime
-from gateway.errors import Conflict, NotFound
+from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.places import csv_import
 from gateway.places import service as places
 from gateway.places.csv_import import CsvRejected, CsvRow, RowProblem
@@ -26,6 +28,8 @@ from gateway.speakers.schemas import (
     FleetPage,
     FleetSpeaker,
     Kind,
+    ReceiptKeyRead,
+    ReceiptKeysEnrolled,
     SpeakerCreate,
     SpeakerPage,
     SpeakerRead,
@@ -616,3 +620,77 @@ async def placement_of(session: AsyncSession, city: City, code: str) -> Placemen
     villages = await places.village_codes(session, [village_id])
     districts = await places.district_codes(session, [district_id])
     return Placement(speaker_id, code, district_id, districts[district_id], villages[village_id][0])
+# --------------------------------------------------------------------------------------------
+# Receipt keys: each speaker's own Ed25519 key, of which the gateway keeps the public half
+
+
+def _bad_receipt_key(code: str) -> InvalidRequest:
+    return InvalidRequest(
+        "invalid_receipt_key",
+        ko=f"스피커 {code}의 수신 확인 키가 올바른 Ed25519 공개 키가 아닙니다.",
+        en=f"The receipt key of speaker {code} is not a valid Ed25519 public key.",
+    )
+
+
+def _checked_key(code: str, public_key: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        raw = base64.b64decode(public_key, validate=True)
+        Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError):
+        raise _bad_receipt_key(code) from None
+    return public_key
+
+
+async def enroll_receipt_key(
+    session: AsyncSession, city: City, speaker_id: int, public_key: str, *, now: datetime
+) -> ReceiptKeyRead:
+    """Set a speaker's receipt key; receipts it signs from now on verify against this one."""
+    speaker = await _load(session, city.id, speaker_id)
+    speaker.receipt_public_key = _checked_key(speaker.code, public_key)
+    speaker.receipt_key_enrolled_at = now
+    await session.flush()
+    return ReceiptKeyRead(
+        speaker_id=speaker.id, code=speaker.code, public_key=public_key, enrolled_at=now
+    )
+
+
+async def enroll_receipt_keys(
+    session: AsyncSession, city: City, keys: Mapping[str, str], *, now: datetime
+) -> ReceiptKeysEnrolled:
+    """Set the receipt keys of many speakers by code: all or none."""
+    checked = {code: _checked_key(code, key) for code, key in keys.items()}
+    ids = await speaker_ids_by_code(session, city.id, checked)
+    unknown = sorted(set(checked) - set(ids))
+    if unknown:
+        raise NotFound(
+            "speaker_not_found",
+            ko=f"없는 스피커 코드: {', '.join(unknown[:10])}",
+            en=f"Unknown speaker codes: {', '.join(unknown[:10])}",
+        )
+    for code, key in checked.items():
+        await session.execute(
+            update(Speaker)
+            .where(Speaker.id == ids[code])
+            .values(receipt_public_key=key, receipt_key_enrolled_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    await session.flush()
+    return ReceiptKeysEnrolled(enrolled=len(checked))
+
+
+async def receipt_keys(
+    session: AsyncSession, speaker_ids: Collection[int]
+) -> dict[int, tuple[str, bytes | None]]:
+    """Speaker id -> (code, raw receipt public key or None when none is enrolled)."""
+    found: dict[int, tuple[str, bytes | None]] = {}
+    for chunk in _chunks(sorted(set(speaker_ids))):
+        rows = await session.execute(
+            select(Speaker.id, Speaker.code, Speaker.receipt_public_key).where(
+                Speaker.id.in_(chunk)
+            )
+        )
+        for speaker_id, code, key in rows.tuples():
+            found[speaker_id] = (code, base64.b64decode(key) if key else None)
+    return found

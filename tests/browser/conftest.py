@@ -99,7 +99,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
 
         async def started() -> Fleet:
             async with gateway.client() as client:
-                running: Fleet = await fleet_for(client, mqtt_url, gateway.url, speed=SPEED)
+                running: Fleet = await fleet_for(
+                    client, mqtt_url, gateway.url, speed=SPEED, receipts=True
+                )
                 await _wait_for_online(client, len(running.speakers))
                 return running
 

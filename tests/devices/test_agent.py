@@ -25,6 +25,7 @@ from devices.agent import (
     example_config,
     load_config,
     main,
+    serve,
 )
 from devices.link import Hub
 from tests.devices.commands import Keys, audio, command, new_keys, opus_clip
@@ -409,3 +410,42 @@ async def test_a_rotated_key_is_learned_from_the_keyring_and_remembered(
         await observer.until(has(observer, again.id, 3))
     assert statuses(observer, again.id)[-1] == ("played", None)
     assert asked == []
+
+
+async def test_the_agent_signs_its_played_acks_with_its_own_receipt_key(
+    mqtt_url: str,
+    city: str,
+    observer: Observer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    speaker = f"{city}-s1"
+    key_file = tmp_path / "keys" / "receipt.key"
+    path = tmp_path / "speaker.toml"
+    path.write_text(
+        f'[broker]\nurl = "{mqtt_url}"\n'
+        f'[speaker]\ncity = "{city}"\ndistrict = "d1"\nvillage = "v1"\nid = "{speaker}"\n'
+        f'receipt_key_file = "{key_file}"\n'
+        f'[journal]\npath = "{tmp_path / "journal.sqlite"}"\n'
+    )
+    # The installer enrolls what this prints; the key is made on the spot and kept.
+    assert main(["--config", str(path), "--receipt-public-key"]) == 0
+    public = base64.b64decode(capsys.readouterr().out.strip())
+    assert key_file.exists()
+
+    await observer.watch_presence([speaker])
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(load_config(path, {}), stop, player=FakePlayer()))
+    try:
+        await observer.until(lambda: observer.last_presence(speaker) == "online")
+        cmd = command(city=city, at_ms=contract.now_ms(), refs=(audio(opus_clip(0.5)),))
+        await observer.publish(contract.command_topic_speaker(city, speaker), cmd)
+        await observer.until(lambda: bool(observer.speakers_with(cmd.id, "played")))
+    finally:
+        stop.set()
+        await serving
+    played = observer.of(cmd.id)[-1]
+    receipt = contract.receipt_of(played)
+    assert receipt is not None
+    assert receipt.sig is not None
+    assert contract.verify_receipt(receipt, public)

@@ -220,12 +220,20 @@ async def fleet_for(
     gateway_url: str,
     *,
     only: Any = None,
+    receipts: bool = False,
     **faults: Any,
 ) -> Any:
-    """Start simulated speakers for the gateway's fleet (those `only(item)` keeps, or all)."""
+    """Start simulated speakers for the gateway's fleet (those `only(item)` keeps, or all);
+    with `receipts`, each makes its own receipt key and enrolls the public half first."""
     import base64
 
-    from devices.simulator import Fleet, FleetConfig, SimSpeaker
+    from devices.simulator import (
+        Fleet,
+        FleetConfig,
+        SimSpeaker,
+        receipt_public_keys,
+        with_receipt_keys,
+    )
     from wire.contract import SpeakerIdentity
 
     city = (await client.get("/api/v1/city")).json()
@@ -248,6 +256,12 @@ async def fleet_for(
         for s in items
         if only is None or only(s)
     ]
+    if receipts:
+        speakers = with_receipt_keys(speakers)
+        enrolled = await client.put(
+            "/api/v1/speakers/receipt-keys", json={"keys": receipt_public_keys(speakers)}
+        )
+        assert enrolled.status_code == 200, enrolled.text
     config = FleetConfig(
         mqtt_url=mqtt_url, gateway_url=gateway_url, seed=3, public_keys=keys, **faults
     )

@@ -134,12 +134,19 @@ class RogueSpeaker:
             await self._send(contract.encode_ack(self._ack(command, AckStatus.RECEIVED, at + n)))
 
     def _ack(self, command: contract.Command, status: AckStatus, at_ms: int) -> contract.Ack:
+        # A flood of honest acks: its "played" proves a full play of the first encoding.
+        proof = (
+            {"audio_sha256": command.audio[0].sha256, "played_ms": command.audio[0].duration_ms}
+            if status is AckStatus.PLAYED and command.audio
+            else {}
+        )
         return contract.Ack(
             command_id=command.id,
             broadcast_id=command.broadcast_id,
             speaker=self.id,
             status=status,
             at_ms=at_ms,
+            **proof,
         )
 
     async def _send(self, payload: bytes) -> None:

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import statistics
 import sys
 from collections.abc import AsyncIterator
 from fractions import Fraction
@@ -20,7 +21,13 @@ import numpy as np
 import pytest
 import websockets
 
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import (
+    Fleet,
+    FleetConfig,
+    SimSpeaker,
+    receipt_public_keys,
+    with_receipt_keys,
+)
 from maeul.live import LiveClient, LiveError, opus_packets
 from tests.devices.observer import Observer
 from tests.e2e.harness import TOKEN, GatewayProcess, seed_database, wait_until_final
@@ -85,6 +92,13 @@ async def fleet(gateway: GatewayProcess, mqtt_url: str) -> AsyncIterator[Fleet]:
         )
         for s in listed["items"]
     ]
+    # Each speaker signs its receipts with a key of its own, enrolled before it plays anything.
+    speakers = with_receipt_keys(speakers)
+    async with gateway.client() as client:
+        enrolled = await client.put(
+            "/api/v1/speakers/receipt-keys", json={"keys": receipt_public_keys(speakers)}
+        )
+        assert enrolled.status_code == 200, enrolled.text
     simulated = Fleet(
         FleetConfig(
             mqtt_url=mqtt_url, gateway_url=gateway.url, seed=3, public_keys=keys, speed=SPEED
@@ -175,6 +189,21 @@ async def test_a_live_talk_plays_on_every_speaker_of_a_district_without_loss(
     async with gateway.client() as client:
         summary = await wait_until_final(client, broadcast_id, limit_s=60)
         assert summary["speakers"]["played"] == len(speakers)
+        # Each speaker's reception is kept with its delivery, and summed up per village.
+        detail = (await client.get(f"/api/v1/broadcasts/{broadcast_id}")).json()
+        for village in detail["village_deliveries"]:
+            heard = [s for s in village["speakers"] if s["code"] in speakers]
+            for spoken in heard:
+                final = _final(observer, broadcast_id, spoken["code"])
+                assert spoken["live_latency_ms"] == final.latency_ms, spoken
+                assert spoken["live_frames_lost"] == final.frames_lost == 0
+                # The stream's proof names the chime and the talk's length, signed.
+                assert spoken["proof"]["verified"] is True, spoken
+                assert spoken["proof"]["played_ms"] == len(speech) * 20
+            latencies = sorted(s["live_latency_ms"] for s in heard)
+            if heard:
+                assert village["live_latency_ms"] == round(statistics.median(latencies))
+                assert village["live_frames_lost"] == 0
         # The recording is kept like an uploaded one: the archive serves it.
         recording = await client.get(f"/api/v1/audio/{ended['recording_sha256']}")
         assert recording.status_code == 200

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from gateway.clock import FakeClock
 from gateway.migrations import upgrade
 from gateway.seed import seed
 from gateway.settings import Settings
+from wire import contract
 
 TOKEN = "test-token-" + "x" * 24
 
@@ -76,3 +78,10 @@ async def stack(database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
             headers={"Authorization": f"Bearer {TOKEN}"},
         ) as client:
             yield Stack(app, client, bus, clock, settings)
+
+
+def proof_of(command: contract.Command) -> dict[str, Any]:
+    """What an honest speaker's ``played`` ack proves: the first encoding, played in full."""
+    if not command.audio:
+        return {}
+    return {"audio_sha256": command.audio[0].sha256, "played_ms": command.audio[0].duration_ms}

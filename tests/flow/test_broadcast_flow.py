@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.bus import Incoming
-from tests.flow.conftest import Stack
+from tests.flow.conftest import Stack, proof_of
 from tests.media import make_recording
 from wire import contract
 from wire.contract import AckStatus
@@ -55,6 +55,8 @@ def _commands(stack: Stack) -> list[tuple[str, contract.Command]]:
 def _ack(
     stack: Stack, command: contract.Command, speaker: str, status: AckStatus, **extra: Any
 ) -> None:
+    if status is AckStatus.PLAYED:
+        extra = {**proof_of(command), **extra}
     ack = contract.Ack(
         command_id=command.id,
         broadcast_id=command.broadcast_id,

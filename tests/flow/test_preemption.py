@@ -8,7 +8,7 @@ import pytest
 
 from gateway.bus import Incoming
 from gateway.clock import to_ms
-from tests.flow.conftest import Stack
+from tests.flow.conftest import Stack, proof_of
 from tests.media import make_recording
 from wire import contract
 from wire.contract import AckStatus
@@ -62,6 +62,8 @@ class Speakers:
         at_ms: int,
         **extra: Any,
     ) -> None:
+        if status is AckStatus.PLAYED:
+            extra = {**proof_of(command), **extra}
         ack = contract.Ack(
             command_id=command.id,
             broadcast_id=command.broadcast_id,

@@ -580,11 +580,18 @@ async function showBoard(id, current) {
     } catch (e) { say("error", koreanError(e)); }
   });
   document.getElementById("report").addEventListener("click", () => {
-    const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유"]];
+    const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유",
+      "재생한 오디오 (sha256)", "재생 시간 (ms)", "출력 레벨 (dBFS)", "재생 증명 서명",
+      "실시간 지연 (ms)", "실시간 손실 프레임"]];
+    const signed = (p) => (!p ? "" : p.verified === true ? "검증됨" : "등록된 키 없음");
+    const blank = (x) => (x === null || x === undefined ? "" : x);
     for (const v of detail.village_deliveries) {
       for (const sp of v.speakers) {
+        const p = sp.proof;
         rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.attempts,
-          whenFull(sp.played_at), sp.reason || ""]);
+          whenFull(sp.played_at), sp.reason || "", p ? p.audio_sha256 : "",
+          p ? p.played_ms : "", p ? blank(p.level_dbfs) : "", signed(p),
+          blank(sp.live_latency_ms), blank(sp.live_frames_lost)]);
       }
     }
     csvDownload(`broadcast-${id}.csv`, rows);

@@ -1,0 +1,438 @@
+"""Proof of play: what a ``played`` ack must prove, the receipts kept, and live reception figures.
+
+A ``played`` ack is accepted only when
+
+- its ``audio_sha256`` is the hash of one of the encodings the command carried, and
+- its ``played_ms`` is that encoding's duration within ``max(1 s, 5 %)`` of it (a full play:
+  an interrupted or pre-empted play is never ``played``); a test or exercise the city logs
+  without a sound may say 0; a live stream's chime names the stream, whose length is the talk's
+  (not known when the command was sent), so any length is accepted for it; and
+- when the speaker has enrolled a receipt key, its ``receipt_sig`` verifies against that key.
+
+Otherwise the delivery ends ``failed`` with reason ``bad_proof`` and a security event is
+recorded. The checks are pure (`judge`): `export_of` writes what they need for a broadcast
+(receipts, the speakers' public keys, the encodings), and `verify_export` (behind
+`maeul proof verify`) runs them all again offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.broadcasts.models import AudioAsset, Broadcast
+from gateway.broadcasts.schemas import PlayProof
+from gateway.deliveries.models import Delivery
+from gateway.deliveries.schemas import ExportEncoding, ExportTolerance, ProofExport, SpeakerProof
+from gateway.devicesec import service as devicesec
+from gateway.live.models import LiveSession
+from gateway.places import service as places
+from gateway.speakers import service as speakers
+from gateway.speakers.models import Speaker
+from wire import contract
+
+if TYPE_CHECKING:
+    from gateway.deliveries.service import AckIn
+
+TOLERANCE_MIN_MS: Final = 1000
+TOLERANCE_FRACTION: Final = 0.05
+BAD_PROOF: Final = "bad_proof"
+
+
+class Problem(StrEnum):
+    NO_PROOF = "no_proof"  # no audio hash or no played_ms
+    UNKNOWN_AUDIO = "unknown_audio"  # the hash of no encoding the command carried
+    WRONG_LENGTH = "wrong_length"  # played_ms too far from that encoding's duration
+    NO_RECEIPT = "no_receipt"  # the speaker has a receipt key but sent no signature
+    BAD_RECEIPT = "bad_receipt"  # the signature does not verify against its key
+
+
+@dataclass(frozen=True)
+class Encoding:
+    codec: str
+    sha256: str
+    duration_ms: int | None  # None: any length (a live stream's chime)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a broadcast's played acks may claim."""
+
+    broadcast_id: str
+    command_id: str
+    city_id: int
+    encodings: tuple[Encoding, ...]
+    silent_ok: bool  # a test or exercise may have been logged without a sound
+
+
+@dataclass(frozen=True)
+class Verdict:
+    problem: Problem | None
+    # True: the receipt verified; None: the speaker has no key enrolled, nothing to verify.
+    verified: bool | None
+
+
+def tolerance_ms(duration_ms: int) -> int:
+    return max(TOLERANCE_MIN_MS, -(-duration_ms * 5 // 100))
+
+
+def judge(
+    expected: Expected, receipt: contract.Receipt | None, public_key: bytes | None
+) -> Verdict:
+    """Whether a played ack's receipt (its proof fields and signature) proves the play."""
+    if receipt is None:
+        return Verdict(Problem.NO_PROOF, None)
+    encoding = next((e for e in expected.encodings if e.sha256 == receipt.audio_sha256), None)
+    if encoding is None:
+        return Verdict(Problem.UNKNOWN_AUDIO, None)
+    if encoding.duration_ms is not None:
+        silent = expected.silent_ok and receipt.played_ms == 0
+        off = abs(receipt.played_ms - encoding.duration_ms)
+        if not silent and off > tolerance_ms(encoding.duration_ms):
+            return Verdict(Problem.WRONG_LENGTH, None)
+    if public_key is None:
+        return Verdict(None, None)
+    if receipt.sig is None:
+        return Verdict(Problem.NO_RECEIPT, False)
+    if not contract.verify_receipt(receipt, public_key):
+        return Verdict(Problem.BAD_RECEIPT, False)
+    return Verdict(None, True)
+
+
+def receipt_from(ack: AckIn, code: str) -> contract.Receipt | None:
+    if ack.audio_sha256 is None or ack.played_ms is None:
+        return None
+    at_ms = ack.at_ms if ack.at_ms is not None else int(ack.at.timestamp() * 1000)
+    try:
+        return contract.Receipt(
+            command_id=ack.command_id,
+            broadcast_id=ack.broadcast_id,
+            speaker=code,
+            audio_sha256=ack.audio_sha256,
+            played_ms=ack.played_ms,
+            level_dbfs=ack.level_dbfs,
+            at_ms=at_ms,
+            sig=ack.receipt_sig,
+        )
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A played ack that proved nothing: becomes a security event."""
+
+    city_id: int
+    speaker_code: str
+    ack: AckIn
+    problem: Problem
+    encodings: tuple[Encoding, ...]
+
+
+class Checks:
+    """What a batch's played acks are checked against, read once per batch."""
+
+    def __init__(
+        self,
+        expected: Mapping[str, Expected],
+        keys: Mapping[int, tuple[str, bytes | None]],
+    ) -> None:
+        self._expected = expected
+        self._keys = keys
+        self.findings: list[Finding] = []
+
+    def judge(self, ack: AckIn) -> Verdict:
+        expected = self._expected.get(ack.broadcast_id)
+        code, key = self._keys.get(ack.speaker_id, ("", None))
+        if expected is None:
+            return Verdict(None, None)  # not a broadcast of ours: the caller counts it unknown
+        verdict = judge(expected, receipt_from(ack, code), key)
+        if verdict.problem is not None:
+            self.findings.append(
+                Finding(expected.city_id, code, ack, verdict.problem, expected.encodings)
+            )
+        return verdict
+
+    async def record_findings(self, session: AsyncSession) -> int:
+        """Every bad proof of the batch as a security event, in the batch's transaction."""
+        return await devicesec.record_bad_proofs(session, [_event(f) for f in self.findings])
+
+
+def _event(finding: Finding) -> devicesec.BadProof:
+    ack = finding.ack
+    return devicesec.BadProof(
+        city_id=finding.city_id,
+        speaker_code=finding.speaker_code,
+        command_id=ack.command_id,
+        broadcast_id=ack.broadcast_id,
+        at=ack.at,
+        problem=finding.problem.value,
+        details={
+            "audio_sha256": ack.audio_sha256,
+            "played_ms": ack.played_ms,
+            "level_dbfs": ack.level_dbfs,
+            "speaker_at_ms": ack.at_ms,
+            "receipt_sig": ack.receipt_sig,
+            "expected": [
+                {"codec": e.codec, "sha256": e.sha256, "duration_ms": e.duration_ms}
+                for e in finding.encodings
+            ],
+        },
+    )
+
+
+async def prepare(session: AsyncSession, acks: Sequence[AckIn]) -> Checks:
+    played = [a for a in acks if a.status is contract.AckStatus.PLAYED]
+    if not played:
+        return Checks({}, {})
+    expected = await expectations(session, {a.broadcast_id for a in played})
+    keys = await speakers.receipt_keys(session, {a.speaker_id for a in played})
+    return Checks(expected, keys)
+
+
+async def expectations(session: AsyncSession, broadcast_ids: Iterable[str]) -> dict[str, Expected]:
+    """Per broadcast, the encodings its commands carried and how long each plays."""
+    wanted = sorted(set(broadcast_ids))
+    if not wanted:
+        return {}
+    rows = (
+        await session.execute(
+            select(
+                Broadcast.id,
+                Broadcast.command_id,
+                Broadcast.city_id,
+                Broadcast.audio_sha256,
+                Broadcast.mode,
+                Broadcast.duration_ms,
+            ).where(Broadcast.id.in_(wanted))
+        )
+    ).tuples()
+    found = list(rows)
+    hashes = {sha for row in found for sha in row[3].values()}
+    durations = dict(
+        (
+            await session.execute(
+                select(AudioAsset.sha256, AudioAsset.duration_ms).where(
+                    AudioAsset.sha256.in_(sorted(hashes))
+                )
+            )
+        )
+        .tuples()
+        .all()
+    )
+    chimes = dict(
+        (
+            await session.execute(
+                select(LiveSession.broadcast_id, LiveSession.chime_sha256).where(
+                    LiveSession.broadcast_id.in_(wanted)
+                )
+            )
+        )
+        .tuples()
+        .all()
+    )
+    result: dict[str, Expected] = {}
+    for broadcast_id, command_id, city_id, audio, mode, duration_ms in found:
+        encodings = [
+            # A purged recording's assets are gone: its broadcast's length stands for them.
+            Encoding(codec, sha, durations.get(sha, duration_ms))
+            for codec, sha in sorted(audio.items())
+        ]
+        chime = chimes.get(broadcast_id)
+        if chime is not None:
+            encodings = [e for e in encodings if e.sha256 != chime]
+            encodings.append(Encoding("opus", chime, None))
+        result[broadcast_id] = Expected(
+            broadcast_id=broadcast_id,
+            command_id=command_id,
+            city_id=city_id,
+            encodings=tuple(encodings),
+            silent_ok=mode != "live",
+        )
+    return result
+
+
+def keep_receipt(delivery: Delivery, ack: AckIn, verdict: Verdict) -> None:
+    """Record an accepted played ack's proof and receipt together (the latest copy wins, so the
+    stored fields always belong to the signature stored with them)."""
+    delivery.played_sha256 = ack.audio_sha256
+    delivery.played_ms = ack.played_ms
+    delivery.level_dbfs = ack.level_dbfs
+    delivery.receipt_sig = ack.receipt_sig
+    delivery.receipt_at_ms = ack.at_ms
+    delivery.receipt_verified = verdict.verified
+
+
+def keep_live_report(delivery: Delivery, ack: AckIn) -> None:
+    """A live command's final ack says how the stream arrived: kept with the delivery."""
+    if ack.live_latency_ms is not None:
+        delivery.live_latency_ms = ack.live_latency_ms
+    if ack.live_frames_lost is not None:
+        delivery.live_frames_lost = ack.live_frames_lost
+
+
+def shown(delivery: Delivery) -> PlayProof | None:
+    """A played delivery's proof as the API shows it."""
+    if delivery.state != "played" or delivery.played_sha256 is None:
+        return None
+    at_ms = delivery.receipt_at_ms
+    return PlayProof(
+        audio_sha256=delivery.played_sha256,
+        played_ms=delivery.played_ms or 0,
+        level_dbfs=delivery.level_dbfs,
+        at=datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms is not None else None,
+        verified=delivery.receipt_verified,
+    )
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    latency_ms: int | None  # median of the speakers that reported one
+    frames_lost: int | None  # sum over the speakers that reported it
+
+    def fields(self) -> dict[str, int | None]:
+        return {"live_latency_ms": self.latency_ms, "live_frames_lost": self.frames_lost}
+
+
+def live_figures(deliveries: Iterable[Delivery]) -> LiveFigures:
+    """A village's live reception, from its speakers' deliveries."""
+    latencies: list[int] = []
+    lost: list[int] = []
+    for delivery in deliveries:
+        if delivery.live_latency_ms is not None:
+            latencies.append(delivery.live_latency_ms)
+        if delivery.live_frames_lost is not None:
+            lost.append(delivery.live_frames_lost)
+    median = round(statistics.median(latencies)) if latencies else None
+    return LiveFigures(median, sum(lost) if lost else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Export and offline verification
+
+
+async def export_of(
+    session: AsyncSession, broadcast_id: str, *, city_code: str, now: datetime
+) -> ProofExport:
+    """A broadcast's receipts, its speakers' public keys and its encodings, for `verify_export`."""
+    expected = (await expectations(session, [broadcast_id]))[broadcast_id]
+    mode = await session.scalar(select(Broadcast.mode).where(Broadcast.id == broadcast_id))
+    rows = (
+        await session.execute(
+            select(Delivery, Speaker.code, Speaker.receipt_public_key)
+            .join(Speaker, Speaker.id == Delivery.speaker_id)
+            .where(Delivery.broadcast_id == broadcast_id)
+            .order_by(Delivery.village_id, Speaker.code)
+        )
+    ).tuples()
+    found = list(rows)
+    villages = await places.village_codes(session, sorted({d.village_id for d, _, _ in found}))
+    speakers_out = []
+    for delivery, code, public_key in found:
+        receipt = None
+        if delivery.state == "played" and delivery.played_sha256 is not None:
+            receipt = contract.Receipt(
+                command_id=expected.command_id,
+                broadcast_id=broadcast_id,
+                speaker=code,
+                audio_sha256=delivery.played_sha256,
+                played_ms=delivery.played_ms or 0,
+                level_dbfs=delivery.level_dbfs,
+                at_ms=delivery.receipt_at_ms or 0,
+                sig=delivery.receipt_sig,
+            )
+        village = villages.get(delivery.village_id)
+        speakers_out.append(
+            SpeakerProof(
+                code=code,
+                village_code=village[0] if village else str(delivery.village_id),
+                state=delivery.state,
+                reason=delivery.reason,
+                public_key=public_key,
+                receipt=receipt,
+                verified=delivery.receipt_verified if receipt is not None else None,
+            )
+        )
+    return ProofExport(
+        city=city_code,
+        broadcast_id=broadcast_id,
+        command_id=expected.command_id,
+        mode=mode or "live",
+        exported_at=now,
+        silent_ok=expected.silent_ok,
+        tolerance=ExportTolerance(min_ms=TOLERANCE_MIN_MS, fraction=TOLERANCE_FRACTION),
+        encodings=[
+            ExportEncoding(codec=e.codec, sha256=e.sha256, duration_ms=e.duration_ms)
+            for e in expected.encodings
+        ],
+        speakers=speakers_out,
+    )
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One speaker of an export, checked offline: ``ok`` None when it has nothing to prove."""
+
+    code: str
+    ok: bool | None
+    why: str
+
+
+_WHY: Final[Mapping[Problem, str]] = {
+    Problem.NO_PROOF: "재생 증명이 없습니다",
+    Problem.UNKNOWN_AUDIO: "보낸 적 없는 오디오의 해시입니다",
+    Problem.WRONG_LENGTH: "재생 시간이 오디오 길이와 맞지 않습니다",
+    Problem.NO_RECEIPT: "서명된 수신 확인이 없습니다",
+    Problem.BAD_RECEIPT: "수신 확인 서명이 맞지 않습니다",
+}
+
+
+def verify_export(export: ProofExport) -> list[Checked]:
+    """Recompute every check of every played speaker's receipt, trusting nothing the export
+    says about the outcome (its ``verified`` flags are ignored)."""
+    expected = Expected(
+        broadcast_id=export.broadcast_id,
+        command_id=export.command_id,
+        city_id=0,
+        encodings=tuple(Encoding(e.codec, e.sha256, e.duration_ms) for e in export.encodings),
+        silent_ok=export.silent_ok,
+    )
+    checked: list[Checked] = []
+    for speaker in export.speakers:
+        if speaker.state != "played":
+            checked.append(Checked(speaker.code, None, f"재생 기록 없음 ({speaker.state})"))
+            continue
+        receipt = speaker.receipt
+        if receipt is None:
+            checked.append(Checked(speaker.code, False, _WHY[Problem.NO_PROOF]))
+            continue
+        if (
+            receipt.command_id != export.command_id
+            or receipt.broadcast_id != export.broadcast_id
+            or receipt.speaker != speaker.code
+        ):
+            checked.append(Checked(speaker.code, False, "다른 방송이나 스피커의 수신 확인입니다"))
+            continue
+        if speaker.public_key is None:
+            checked.append(Checked(speaker.code, False, "수신 확인 키가 등록되지 않았습니다"))
+            continue
+        try:
+            key = base64.b64decode(speaker.public_key, validate=True)
+        except binascii.Error:
+            checked.append(Checked(speaker.code, False, "공개 키가 올바르지 않습니다"))
+            continue
+        verdict = judge(expected, receipt, key)
+        if verdict.problem is not None:
+            checked.append(Checked(speaker.code, False, _WHY[verdict.problem]))
+        else:
+            checked.append(Checked(speaker.code, True, "서명과 해시, 재생 시간이 모두 맞습니다"))
+    return checked

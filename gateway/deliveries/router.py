@@ -1,0 +1,29 @@
+"""HTTP routes for deliveries: a broadcast's proofs of play, exported for offline checking."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.auth import Anyone
+from gateway.broadcasts import service as broadcasts
+from gateway.db import SessionDep
+from gateway.deliveries import proof
+from gateway.deliveries.schemas import ProofExport
+from gateway.places.service import CityDep, NowDep
+
+router = APIRouter(tags=["broadcasts"])
+
+
+@router.get(
+    "/broadcasts/{broadcast_id}/proof",
+    operation_id="export_proof_of_play",
+    responses={404: {"description": "broadcast_not_found"}},
+)
+async def export_proof_of_play(
+    broadcast_id: str, session: SessionDep, user: Anyone, city: CityDep, now: NowDep
+) -> ProofExport:
+    """Every speaker's signed receipt of the broadcast, its enrolled receipt public key and the
+    broadcast's encodings: `maeul proof verify --file` checks it all again, offline."""
+    await broadcasts.check_readable(session, user, city.id, broadcast_id)
+    await broadcasts.get_broadcast(session, city.id, broadcast_id)
+    return await proof.export_of(session, broadcast_id, city_code=city.code, now=now)

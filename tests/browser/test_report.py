@@ -1,0 +1,69 @@
+"""The board's CSV report carries each speaker's proof of play and live reception."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import uuid
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
+
+LONG = 120_000
+
+
+def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stack: Stack) -> None:
+    response = stack.api.post(
+        "/api/v1/broadcasts",
+        data={
+            "category": "administrative",
+            "text": "재생 증명 보고서 시험입니다.",
+            "title": "재생 증명 보고서",
+            "village_ids": stack.district_village_ids,
+        },
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+    broadcast_id = response.json()["id"]
+    for _ in range(600):
+        detail = stack.api.get(f"/api/v1/broadcasts/{broadcast_id}").json()
+        if detail["state"] == "completed":
+            break
+        time.sleep(0.2)
+    speakers = {s["code"]: s for v in detail["village_deliveries"] for s in v["speakers"]}
+    assert all(s["state"] == "played" for s in speakers.values()), speakers
+
+    page = desktop
+    page.goto(f"/console#/board/{broadcast_id}")
+    page.get_by_label("아이디").fill(stack.admin)
+    page.get_by_label("비밀번호").fill(stack.password)
+    page.get_by_role("button", name="로그인").click()
+    expect(page.locator("[data-broadcast-state='completed']")).to_be_visible(timeout=LONG)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="보고서 내려받기 (CSV)").click()
+    text = download.value.path().read_text(encoding="utf-8-sig")
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    assert header[-6:] == [
+        "재생한 오디오 (sha256)",
+        "재생 시간 (ms)",
+        "출력 레벨 (dBFS)",
+        "재생 증명 서명",
+        "실시간 지연 (ms)",
+        "실시간 손실 프레임",
+    ]
+    assert len(rows) == len(speakers)
+    for row in rows:
+        proof = speakers[row[2]]["proof"]
+        sha, played_ms, level, signed = row[-6:-2]
+        assert (sha, int(played_ms), signed) == (
+            proof["audio_sha256"],
+            proof["played_ms"],
+            "검증됨",
+        ), row
+        assert float(level) == proof["level_dbfs"]
+        assert row[-2:] == ["", ""]  # not a live broadcast

@@ -1,0 +1,204 @@
+"""Proof of play: played acks are checked (audio hash, length, signed receipt), bad ones fail
+with bad_proof and a security event, and a broadcast's receipts verify again offline."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.bus import Incoming
+from maeul.cli import app as cli
+from tests.flow.conftest import Stack, proof_of
+from tests.media import make_recording
+from wire import contract
+from wire.contract import AckStatus
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = make_recording(tmp_path_factory.mktemp("rec") / "notice.m4a", "m4a", seconds=3.0)
+    return path.read_bytes()
+
+
+async def _broadcast(stack: Stack, recording: bytes) -> tuple[list[str], contract.Command]:
+    fleet = (await stack.client.get("/api/v1/speakers", params={"limit": 1000})).json()["items"]
+    codes = [s["code"] for s in fleet]
+    for code in codes:
+        _put(stack, contract.presence_topic(stack.settings.city_code, code),
+             contract.encode_presence(contract.Presence(
+                 speaker=code, status="online", at_ms=contract.now_ms())))  # fmt: skip
+    await stack.deliver()
+    response = await stack.client.post(
+        "/api/v1/broadcasts",
+        data={"category": "administrative", "all_villages": "true"},
+        files={"file": ("notice.m4a", recording, "audio/mp4")},
+    )
+    assert response.status_code == 201, response.text
+    await stack.publish_pending()
+    [(_, payload, _, _)] = stack.bus.published
+    return codes, contract.decode_command(payload)
+
+
+def _put(stack: Stack, topic: str, payload: bytes) -> None:
+    stack.bus.incoming.put_nowait(Incoming(topic, payload))
+
+
+def _played(
+    stack: Stack,
+    command: contract.Command,
+    speaker: str,
+    *,
+    key: bytes | None = None,
+    **proof: Any,
+) -> contract.Ack:
+    ack = contract.Ack(
+        command_id=command.id,
+        broadcast_id=command.broadcast_id,
+        speaker=speaker,
+        status=AckStatus.PLAYED,
+        at_ms=contract.now_ms(),
+        level_dbfs=-21.37,
+        **{**proof_of(command), **proof},
+    )
+    if key is not None:
+        receipt = contract.receipt_of(ack)
+        assert receipt is not None
+        ack = ack.model_copy(update={"receipt_sig": contract.sign_receipt(receipt, key).sig})
+    _put(stack, contract.ack_topic(stack.settings.city_code, speaker), contract.encode_ack(ack))
+    return ack
+
+
+async def _speakers(stack: Stack, broadcast_id: str) -> dict[str, dict[str, Any]]:
+    detail = (await stack.client.get(f"/api/v1/broadcasts/{broadcast_id}")).json()
+    return {s["code"]: s for v in detail["village_deliveries"] for s in v["speakers"]}
+
+
+async def _bad_proof_events(stack: Stack) -> list[dict[str, Any]]:
+    body = (await stack.client.get("/api/v1/security-events", params={"kind": "bad_ack"})).json()
+    return [e for e in body["items"] if e["reason"] == "bad_proof"]
+
+
+async def _enroll(stack: Stack, codes: list[str]) -> dict[str, bytes]:
+    keys = {code: contract.new_receipt_key()[0] for code in codes}
+    public = {
+        code: base64.b64encode(contract.receipt_public_key(key)).decode()
+        for code, key in keys.items()
+    }
+    response = await stack.client.put("/api/v1/speakers/receipt-keys", json={"keys": public})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"enrolled": len(codes)}
+    return keys
+
+
+async def test_a_played_ack_with_a_zero_hash_and_one_ms_fails_as_bad_proof(
+    stack: Stack, recording: bytes
+) -> None:
+    codes, command = await _broadcast(stack, recording)
+    liar, honest = codes[0], codes[1]
+    _played(stack, command, liar, audio_sha256="0" * 64, played_ms=1)
+    _played(stack, command, honest)
+    await stack.deliver()
+
+    speakers = await _speakers(stack, command.broadcast_id)
+    assert (speakers[liar]["state"], speakers[liar]["reason"]) == ("failed", "bad_proof")
+    assert speakers[liar]["proof"] is None
+    assert speakers[honest]["state"] == "played"
+    assert speakers[honest]["proof"] == {
+        "audio_sha256": command.audio[0].sha256,
+        "played_ms": command.audio[0].duration_ms,
+        "level_dbfs": -21.37,
+        "at": speakers[honest]["proof"]["at"],
+        "verified": None,  # no receipt key enrolled: nothing to verify, the hash and length hold
+    }
+    [event] = await _bad_proof_events(stack)
+    assert event["speaker_code"] == liar
+    assert event["command_id"] == command.id
+    assert event["details"]["problem"] == "unknown_audio"
+    assert event["details"]["played_ms"] == 1
+
+
+async def test_the_right_hash_played_for_a_moment_is_no_proof(
+    stack: Stack, recording: bytes
+) -> None:
+    codes, command = await _broadcast(stack, recording)
+    duration = command.audio[0].duration_ms
+    _played(stack, command, codes[0], played_ms=duration // 3)  # stopped a third of the way
+    _played(stack, command, codes[1], played_ms=duration + 400)  # within the tolerance
+    await stack.deliver()
+
+    speakers = await _speakers(stack, command.broadcast_id)
+    assert (speakers[codes[0]]["state"], speakers[codes[0]]["reason"]) == ("failed", "bad_proof")
+    assert speakers[codes[1]]["state"] == "played"
+    [event] = await _bad_proof_events(stack)
+    assert event["details"]["problem"] == "wrong_length"
+
+
+async def test_an_enrolled_speaker_s_receipt_must_verify(stack: Stack, recording: bytes) -> None:
+    codes, command = await _broadcast(stack, recording)
+    signer, forger, unsigned = codes[0], codes[1], codes[2]
+    keys = await _enroll(stack, [signer, forger, unsigned])
+    _played(stack, command, signer, key=keys[signer])
+    _played(stack, command, forger, key=contract.new_receipt_key()[0])  # not its enrolled key
+    _played(stack, command, unsigned)
+    await stack.deliver()
+
+    speakers = await _speakers(stack, command.broadcast_id)
+    assert speakers[signer]["state"] == "played"
+    assert speakers[signer]["proof"]["verified"] is True
+    for code in (forger, unsigned):
+        assert (speakers[code]["state"], speakers[code]["reason"]) == ("failed", "bad_proof")
+    events = {e["speaker_code"]: e["details"]["problem"] for e in await _bad_proof_events(stack)}
+    assert events == {forger: "bad_receipt", unsigned: "no_receipt"}
+
+
+async def test_receipt_keys_are_checked_at_enrollment(stack: Stack, recording: bytes) -> None:
+    fleet = (await stack.client.get("/api/v1/speakers", params={"limit": 1})).json()["items"]
+    speaker = fleet[0]
+    url = f"/api/v1/speakers/{speaker['id']}/receipt-key"
+    public = base64.b64encode(contract.new_receipt_key()[1]).decode()
+    response = await stack.client.put(url, json={"public_key": public})
+    assert response.status_code == 200, response.text
+    assert response.json()["code"] == speaker["code"]
+    response = await stack.client.put(url, json={"public_key": "not a key"})
+    assert response.status_code == 422
+    response = await stack.client.put(
+        "/api/v1/speakers/receipt-keys", json={"keys": {"no-such-speaker": public}}
+    )
+    assert (response.status_code, response.json()["error"]) == (404, "speaker_not_found")
+
+
+async def test_an_export_verifies_offline_and_a_tampered_one_does_not(
+    stack: Stack, recording: bytes, tmp_path: Path
+) -> None:
+    codes, command = await _broadcast(stack, recording)
+    keys = await _enroll(stack, codes)
+    for code in codes:
+        _played(stack, command, code, key=keys[code])
+    await stack.deliver()
+
+    response = await stack.client.get(f"/api/v1/broadcasts/{command.broadcast_id}/proof")
+    assert response.status_code == 200, response.text
+    export = response.json()
+    assert {e["sha256"] for e in export["encodings"]} == {a.sha256 for a in command.audio}
+    assert all(s["receipt"]["sig"] and s["public_key"] for s in export["speakers"])
+    good = tmp_path / "proof.json"
+    good.write_text(json.dumps(export))
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["proof", "verify", "--file", str(good)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("정상\t") == len(codes)
+
+    # One speaker's receipt claims a longer play than it signed.
+    export["speakers"][0]["receipt"]["played_ms"] += 1
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(export))
+    result = runner.invoke(cli, ["proof", "verify", "--file", str(tampered)])
+    assert result.exit_code == 1, result.output
+    assert f"실패\t{export['speakers'][0]['code']}\t수신 확인 서명이 맞지 않습니다" in result.output
+    assert result.output.count("정상\t") == len(codes) - 1

@@ -1,0 +1,143 @@
+"""Receipts: their canonical bytes, signing and verifying, the speaker core signing its played
+acks, and the gateway's checks of a played ack's proof."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from devices.agent import ConfigError, load_receipt_key
+from devices.speaker import Ack, SpeakerCore
+from gateway.deliveries.proof import Encoding, Expected, Problem, judge, tolerance_ms
+from tests.devices.commands import NOW, audio, command, resend
+from wire import contract
+
+IDENTITY = contract.SpeakerIdentity(city="testcity", district="d1", village="v1", speaker="s1")
+CLIP = b"OggS" + bytes(range(256)) * 4
+CID, BID, SHA = "a" * 32, "b" * 32, "c" * 64
+
+
+def _receipt(**fields: object) -> contract.Receipt:
+    base: dict[str, object] = {
+        "command_id": CID,
+        "broadcast_id": BID,
+        "speaker": "s1",
+        "audio_sha256": SHA,
+        "played_ms": 105_000,
+        "level_dbfs": -23.4,
+        "at_ms": 1_700_000_000_123,
+    }
+    return contract.Receipt.model_validate({**base, **fields})
+
+
+def test_the_signed_bytes_are_the_documented_lines() -> None:
+    assert _receipt().signing_bytes() == (
+        f"maeul-receipt/v1\n{CID}\n{BID}\ns1\n{SHA}\n105000\n-23.40\n1700000000123".encode()
+    )
+    assert _receipt(level_dbfs=None).signing_bytes().split(b"\n")[6] == b""
+    assert _receipt(level_dbfs=-0.001).signing_bytes().split(b"\n")[6] == b"0.00"
+
+
+def test_a_signed_receipt_verifies_with_its_key_only_and_covers_every_field() -> None:
+    private, public = contract.new_receipt_key()
+    assert contract.receipt_public_key(private) == public
+    signed = contract.sign_receipt(_receipt(), private)
+    assert contract.verify_receipt(signed, public)
+    assert not contract.verify_receipt(signed, contract.new_receipt_key()[1])
+    assert not contract.verify_receipt(_receipt(), public)  # unsigned
+    for change in (
+        {"played_ms": 105_001},
+        {"audio_sha256": "0" * 64},
+        {"level_dbfs": -3.0},
+        {"at_ms": 1},
+        {"speaker": "s2"},
+        {"command_id": "d" * 32},
+        {"broadcast_id": "e" * 32},
+    ):
+        assert not contract.verify_receipt(signed.model_copy(update=change), public), change
+
+
+def test_the_core_signs_every_played_ack_with_the_speaker_s_key() -> None:
+    private, public = contract.new_receipt_key()
+    core = SpeakerCore(IDENTITY, codecs=("opus",), receipt_key=private, clock=lambda: NOW)
+    cmd = command(refs=(audio(CLIP),))
+    core.on_command(contract.encode_command(cmd))
+    actions = core.on_prepared(cmd.id, duration_ms=500, level_dbfs=-12.3456)
+    assert all(a.message.receipt_sig is None for a in actions if isinstance(a, Ack))
+    actions = core.on_play_finished(cmd.id, played_ms=500)
+    (played,) = [a.message for a in actions if isinstance(a, Ack)]
+    assert played.level_dbfs == -12.35  # two decimals on the wire, as signed
+    receipt = contract.receipt_of(played)
+    assert receipt is not None
+    assert contract.verify_receipt(receipt, public)
+    # The gateway asking again is answered from the journal, with a receipt signed afresh.
+    repeat = core.on_command(contract.encode_command(resend(cmd, at_ms=NOW)))
+    (again,) = [a.message for a in repeat if isinstance(a, Ack)]
+    again_receipt = contract.receipt_of(again)
+    assert again_receipt is not None
+    assert contract.verify_receipt(again_receipt, public)
+
+
+def test_the_agent_makes_its_receipt_key_once_and_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "receipt.key"
+    made = load_receipt_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_receipt_key(path) == made
+    path.write_text("not base64!")
+    with pytest.raises(ConfigError):
+        load_receipt_key(path)
+    path.write_text(base64.b64encode(b"short").decode())
+    with pytest.raises(ConfigError):
+        load_receipt_key(path)
+
+
+EXPECTED = Expected(
+    broadcast_id=BID,
+    command_id=CID,
+    city_id=1,
+    encodings=(Encoding("opus", SHA, 105_000), Encoding("mp3", "d" * 64, 105_040)),
+    silent_ok=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({}, None),
+        ({"audio_sha256": "d" * 64}, None),  # the other encoding
+        ({"played_ms": 105_000 + 5250}, None),  # 5 % of 105 s
+        ({"played_ms": 105_000 - 5251}, Problem.WRONG_LENGTH),
+        ({"played_ms": 1}, Problem.WRONG_LENGTH),
+        ({"audio_sha256": "0" * 64, "played_ms": 1}, Problem.UNKNOWN_AUDIO),
+        ({"played_ms": 0}, Problem.WRONG_LENGTH),  # silence is proof only for a logged test
+    ],
+)
+def test_a_played_ack_must_name_a_sent_encoding_played_in_full(
+    fields: dict[str, object], problem: Problem | None
+) -> None:
+    assert judge(EXPECTED, _receipt(**fields), None).problem is problem
+
+
+def test_the_tolerance_is_one_second_or_five_percent() -> None:
+    assert tolerance_ms(2000) == 1000
+    assert tolerance_ms(105_000) == 5250
+
+
+def test_a_logged_test_may_be_silent_and_a_live_chime_any_length() -> None:
+    logged = Expected(BID, CID, 1, (Encoding("opus", SHA, 105_000),), silent_ok=True)
+    assert judge(logged, _receipt(played_ms=0, level_dbfs=None), None).problem is None
+    live = Expected(BID, CID, 1, (Encoding("opus", SHA, None),), silent_ok=False)
+    assert judge(live, _receipt(played_ms=12_340), None).problem is None
+
+
+def test_with_an_enrolled_key_the_receipt_must_be_signed_by_it() -> None:
+    private, public = contract.new_receipt_key()
+    signed = contract.sign_receipt(_receipt(), private)
+    assert judge(EXPECTED, signed, public) == judge(EXPECTED, signed, public)
+    assert judge(EXPECTED, signed, public).verified is True
+    assert judge(EXPECTED, _receipt(), public).problem is Problem.NO_RECEIPT
+    forged = contract.sign_receipt(_receipt(), contract.new_receipt_key()[0])
+    assert judge(EXPECTED, forged, public).problem is Problem.BAD_RECEIPT
+    assert judge(EXPECTED, None, public).problem is Problem.NO_PROOF
