@@ -683,6 +683,8 @@ async def summarize(
         return BroadcastSummary.model_validate(fields)
     names = await places.village_codes(session, resolved)
     by_village: dict[int, list[SpeakerDelivery]] = {v: [] for v in resolved}
+    repeated = broadcast.target.get("resend_of")
+    resend_of = repeated if isinstance(repeated, str) else None
     for delivery, code, online in await deliveries.deliveries_of(session, broadcast.id):
         by_village.setdefault(delivery.village_id, []).append(
             SpeakerDelivery(
@@ -694,6 +696,8 @@ async def summarize(
                 attempts=delivery.attempts,
                 updated_at=delivery.updated_at,
                 played_at=delivery.played_at,
+                resent_in=delivery.resent_in,
+                resend_of=resend_of,
             )
         )
     villages = [

@@ -154,6 +154,7 @@ class Intake:
                         audio_sha256=ack.audio_sha256,
                         played_ms=ack.played_ms,
                         level_dbfs=ack.level_dbfs,
+                        already_played_as=ack.already_played_as,
                     )
                 )
             report = await deliveries.apply_acks(session, ack_rows)

@@ -41,3 +41,5 @@ class Delivery(Base):
     played_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     played_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     level_dbfs: Mapped[float | None] = mapped_column(Float, default=None)
+    # The resend (a broadcast id) that was sent to this speaker because this delivery missed.
+    resent_in: Mapped[str | None] = mapped_column(String(32), default=None)
