@@ -74,7 +74,7 @@ def test_a_play_after_the_delivery_ended_is_played_late_never_played(state: Stat
     for event in Event:
         assert next_state(State.PLAYED_LATE, event) is State.PLAYED_LATE
     assert State.PLAYED_LATE in TERMINAL
-    assert HEARD == {State.PLAYED, State.PLAYED_LATE}
+    assert {State.PLAYED, State.PLAYED_LATE} == HEARD
 
 
 def test_no_move_leads_from_an_ended_delivery_to_played() -> None:
