@@ -143,3 +143,13 @@ def test_a_late_preempted_ack_never_reopens_a_finished_delivery() -> None:
         assert next_state(state, Event.PREEMPTED) is state
     for state in (State.FAILED, State.EXPIRED, State.CANCELLED):
         assert next_state(state, Event.PLAYED) is State.PLAYED_LATE, "played, but after the end"
+
+
+def test_the_readme_table_lists_every_state_and_no_other() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Delivery states", 1)[1].split("\n\n", 2)[1]
+    listed = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE)
+    assert listed == [s.value for s in State]

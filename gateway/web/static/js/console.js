@@ -490,7 +490,7 @@ async function showBoard(id, current) {
     </div>
     <div id="board-message" role="status"></div>
     <div class="counts" id="counts"></div>
-    <div class="legend">${["queued", "sent", "received", "playing", "played", "partial", "failed", "offline"]
+    <div class="legend">${["queued", "sent", "received", "playing", "played", "played_late", "partial", "failed", "offline"]
       .map((s) => `<span><i class="swatch" data-state="${s}"></i>${WORDS.tile[s]}</span>`).join("")}</div>
     <div class="tiles" id="tiles" aria-live="polite"></div>`;
 
@@ -509,8 +509,11 @@ async function showBoard(id, current) {
     const s = d.speakers;
     const counts = [
       ["total", "스피커", s.total], ["played", "방송 완료", s.played],
+      ["played_late", "늦게 방송됨", s.played_late || 0],
       ["playing", "방송 중", s.playing + s.preempted], ["received", "받음", s.received],
       ["sent", "보냄", s.sent + s.queued], ["failed", "실패", s.failed + s.expired],
+      ["no_ack", "응답 없어 포기", d.village_deliveries.flatMap((v) => v.speakers)
+        .filter((x) => x.reason === "no_ack" || x.reason === "no_played_ack").length],
       ["offline", "꺼짐", s.offline],
     ];
     document.getElementById("counts").innerHTML = counts.map(([k, label, n]) =>
@@ -580,11 +583,13 @@ async function showBoard(id, current) {
     } catch (e) { say("error", koreanError(e)); }
   });
   document.getElementById("report").addEventListener("click", () => {
-    const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유"]];
+    const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유", "사유 코드",
+      "다시 보낸 방송", "원래 방송"]];
     for (const v of detail.village_deliveries) {
       for (const sp of v.speakers) {
         rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.attempts,
-          whenFull(sp.played_at), sp.reason || ""]);
+          whenFull(sp.played_at), reasonWords(sp.reason), sp.reason || "", sp.resent_in || "",
+          sp.resend_of || ""]);
       }
     }
     csvDownload(`broadcast-${id}.csv`, rows);
@@ -678,10 +683,10 @@ async function showHistory(_arg, current) {
     }
     csvDownload("broadcasts.csv", [
       ["방송 ID", "보낸 때", "구분", "종류", "제목", "내용", "상태", "마을 수", "마을 완료", "스피커 수",
-        "방송 완료", "실패", "만료", "취소", "다시 보낸 원래 방송"],
+        "방송 완료", "늦게 방송됨", "실패", "만료", "취소", "다시 보낸 원래 방송"],
       ...items.map((b) => [b.id, whenFull(b.created_at), WORDS.mode[b.mode] || b.mode, WORDS.category[b.category], b.title || "",
         b.text || "", WORDS.broadcast[b.state], b.villages.total, b.villages.played, b.speakers.total,
-        b.speakers.played, b.speakers.failed, b.speakers.expired, b.speakers.cancelled,
+        b.speakers.played, b.speakers.played_late || 0, b.speakers.failed, b.speakers.expired, b.speakers.cancelled,
         b.target.resend_of || ""]),
     ]);
   }
