@@ -35,8 +35,8 @@ class State(StrEnum):
     PLAYING = "playing"
     PREEMPTED = "preempted"  # interrupted by a higher priority; waits to play from the start
     PLAYED = "played"
-    # Played after the delivery had ended (failed, expired or cancelled): the reason it ended
-    # stays, the proof of play is added. Terminal.
+    # The speaker's "played" came after the delivery had ended (failed, expired or cancelled):
+    # the reason it ended stays, the proof of play is added. Terminal.
     PLAYED_LATE = "played_late"
     FAILED = "failed"
     EXPIRED = "expired"

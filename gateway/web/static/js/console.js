@@ -655,7 +655,7 @@ async function showHistory(_arg, current) {
         <td>${when(b.created_at)}</td><td>${categoryBadge(b.category)}</td>
         <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}</td>
         <td>${esc(b.villages.total)}곳</td>
-        <td>${esc(b.speakers.played)}/${esc(b.speakers.total)}대 완료${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
+        <td>${esc(b.speakers.played)}/${esc(b.speakers.total)}대 완료${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}${b.speakers.played_late ? ` · 늦게 방송됨 ${esc(b.speakers.played_late)}` : ""}</td>
         <td>${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;
     document.getElementById("page-info").textContent =
       `전체 ${page.total}건 중 ${page.total ? offset + 1 : 0}-${offset + page.items.length}`;
