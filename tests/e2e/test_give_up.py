@@ -62,6 +62,10 @@ async def test_a_frozen_fleet_woken_after_a_resend_plays_each_message_once(
             try:
                 await frozen.start()
                 await wait_online(client, len(codes), exactly=True)
+                # Heard once already, so every speaker has this audio ready at once: a stale
+                # command could start the moment it is read, before what is queued behind it.
+                warm_up = await _broadcast(client, recording)
+                await wait_until_final(client, warm_up["id"], limit_s=120)
 
                 frozen.freeze()
                 created = await _broadcast(client, recording)
@@ -96,7 +100,7 @@ async def test_a_frozen_fleet_woken_after_a_resend_plays_each_message_once(
         if play["broadcast_id"] in message:
             heard[play["speaker"]] += 1
     assert heard == dict.fromkeys(codes, 1), heard
-    assert {p["broadcast_id"] for p in frozen.plays()} == {resent["id"]}
+    assert {p["broadcast_id"] for p in frozen.plays()} == {warm_up["id"], resent["id"]}
 
     # The record: the original's failed deliveries stayed failed and name the resend, which
     # every frozen speaker played.
