@@ -830,7 +830,7 @@ class SpeakerCore:
             if earlier is not None:
                 # What it stands in for played meanwhile (it was playing when this arrived).
                 self._queue.pop(0)
-                actions += self._settle_as_played(head.command, RECEIVED, earlier)[-1:]
+                actions += self._settle_as_played(head.command, RECEIVED, earlier)
                 continue
             if not head.ready:
                 break  # a higher-priority command is still being prepared: it goes first
