@@ -26,7 +26,9 @@ command that ``supersedes`` earlier ones (a resend) makes any of them still wait
 arriving later, fail ``superseded``; if one of them already played, the resend is not played
 again but answered ``played`` with ``already_played_as`` and that playback's proof. If one of
 them is playing when the resend arrives, the resend waits and is settled the same way when
-its turn comes. Both are remembered for the last `remember_cancels` broadcasts and commands.
+its turn comes. Both are remembered in the journal, under keys of their own (``cancel:`` and
+the broadcast id, ``superseded:`` and the command id), until they expire: a restart forgets
+neither.
 
 A command id is journaled before it is acknowledged and ``playing`` is journaled before the
 audio starts. A journaled id is not admitted again: its last ack is repeated instead, so QoS 1
@@ -46,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -328,6 +329,16 @@ class _Item:
         return (-self.command.priority, self.seq)
 
 
+def _cancel_key(broadcast_id: str) -> str:
+    """The journal key noting that a cancel for this broadcast arrived (never a command id)."""
+    return f"cancel:{broadcast_id}"
+
+
+def _superseded_key(command_id: str) -> str:
+    """The journal key naming the command (its reason) that supersedes `command_id`."""
+    return f"superseded:{command_id}"
+
+
 def _without_data(ref: contract.AudioRef) -> contract.AudioRef:
     # model_copy skips validation on purpose: the bytes live on with the driver, not here.
     return ref.model_copy(update={"data": None}) if ref.data is not None else ref
@@ -359,7 +370,6 @@ class SpeakerCore:
         journal: Journal | None = None,
         verify: contract.SignatureCheck | None = None,
         clock: Callable[[], int] = contract.now_ms,
-        remember_cancels: int = 256,
         plays_live: bool = True,
     ) -> None:
         self.identity = identity
@@ -374,11 +384,6 @@ class SpeakerCore:
         self._queue: list[_Item] = []
         self._current: _Item | None = None
         self._seq = itertools.count()
-        # Cancels that came before (or without) their play command, newest last.
-        self._cancelled: OrderedDict[str, None] = OrderedDict()
-        # Superseded command id -> the command (a resend) that stands in for it, newest last.
-        self._superseded: OrderedDict[str, str] = OrderedDict()
-        self._remember_cancels = remember_cancels
 
     @property
     def playing(self) -> str | None:
@@ -599,7 +604,7 @@ class SpeakerCore:
         state = known.state if known is not None else None
         # Only `recover` admits a pre-empted command again: it waits as it did before.
         resumed = state == PREEMPTED
-        if command.broadcast_id in self._cancelled:
+        if self.journal.state_of(_cancel_key(command.broadcast_id)) is not None:
             self._move(
                 command.id,
                 command.broadcast_id,
@@ -657,7 +662,8 @@ class SpeakerCore:
 
     def _stands_in_for(self, command_id: str) -> str | None:
         """The held or played resend that supersedes `command_id`, if any."""
-        newer = self._superseded.get(command_id)
+        entry = self.journal.lookup(_superseded_key(command_id))
+        newer = entry.reason if entry is not None else None
         if newer is None:
             return None
         return newer if self.journal.state_of(newer) in (*_UNFINISHED, PLAYED) else None
@@ -720,8 +726,7 @@ class SpeakerCore:
         is playing finishes; `command` then waits and is settled as played (see `_next`)."""
         actions: list[Action] = []
         for earlier in command.supersedes or ():
-            self._superseded[earlier] = command.id
-            self._superseded.move_to_end(earlier)
+            self._remember(_superseded_key(earlier), command, reason=command.id)
             item = self._find(earlier)
             if item is not None:
                 self._queue.remove(item)
@@ -729,9 +734,13 @@ class SpeakerCore:
                 actions.append(
                     self._end(item, item.state, AckStatus.FAILED, reason=FailReason.SUPERSEDED)
                 )
-        while len(self._superseded) > self._remember_cancels:
-            self._superseded.popitem(last=False)
         return actions
+
+    def _remember(self, key: str, command: contract.Command, *, reason: str) -> None:
+        """A note in the journal that outlives a restart, forgotten with the command's expiry."""
+        self.journal.record(
+            key, command.broadcast_id, FAILED, reason=reason, expires_at_ms=command.expires_at_ms
+        )
 
     def _log_silently(
         self, command: contract.Command, audio: contract.AudioRef, state: str | None
@@ -781,9 +790,7 @@ class SpeakerCore:
         self, command: contract.Command, payload: bytes | None, known: JournalEntry | None
     ) -> list[Action]:
         broadcast = command.broadcast_id
-        self._cancelled[broadcast] = None
-        while len(self._cancelled) > self._remember_cancels:
-            self._cancelled.popitem(last=False)
+        self._remember(_cancel_key(broadcast), command, reason=command.id)
         state = known.state if known is not None else None
         self._move(
             command.id,

@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from devices.speaker import Ack, Action, Play, Prepare, SpeakerCore
+from devices.speaker import Ack, Action, MemoryJournal, Play, Prepare, SpeakerCore
 from tests.devices.commands import cancel_of, command, new_keys
 from tests.devices.test_speaker import acks, make_core, payload, play_cmd, plays, prepares
 from wire import contract
@@ -180,3 +180,30 @@ def test_in_any_order_the_message_plays_exactly_once(order: tuple[str, ...]) -> 
                 pending += core.on_play_finished(action.command.id, played_ms=500)
     assert len(started) == 1
     assert core.counters.played == 1
+
+
+def test_a_restart_forgets_neither_a_cancel_nor_a_resend() -> None:
+    """Both are noted in the journal: a speaker that restarts between them and a late copy
+    still does not play the stale command."""
+    journal = MemoryJournal(keep_payloads=True)
+    before, _ = make_core(journal=journal)
+    cancelled = play_cmd()
+    original = play_cmd()
+    again = resend_of(original)
+    before.on_command(payload(cancel_of(cancelled).model_copy(update={"scope": SPEAKER})))
+    assert plays(play_through(before, again)) == [again.id]
+
+    after, _ = make_core(journal=journal)  # the same journal, on disk in a real speaker
+    assert after.recover() == []
+    assert acks(after.on_command(payload(cancelled))) == [("failed", FailReason.CANCELLED)]
+    assert acks(after.on_command(payload(original))) == [("failed", FailReason.SUPERSEDED)]
+    assert after.counters.played == 0
+
+
+def test_notes_are_forgotten_with_their_commands() -> None:
+    journal = MemoryJournal()
+    core, clock = make_core(journal=journal)
+    original = play_cmd()
+    core.on_command(payload(cancel_of(original)))
+    assert len(journal) == 2  # the cancel, and the note of it
+    assert journal.prune(clock.ms + 120_000) == 2
