@@ -834,9 +834,10 @@ plays the message once:
   proof; if a superseded command is playing when the resend arrives, the resend waits and is
   settled the same way when the playback ends (or plays, if the playback was cut short).
 
-Speakers remember cancels and supersessions for their recent broadcasts (the reference speaker:
-the last 256 since it started). Should a speaker still play a command after the gateway gave
-up on it, its `played` ack is recorded as `played_late`, never as an on-time `played`.
+A speaker remembers a cancel and what a resend supersedes until they expire, across restarts
+(the reference speaker notes both in its journal). Should a speaker still play a command after
+the gateway gave up on it, its `played` ack is recorded as `played_late`, never as an on-time
+`played`.
 """
 
 
