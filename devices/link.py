@@ -26,6 +26,7 @@ import ipaddress
 import logging
 import random
 import secrets
+import select
 import socket
 import ssl
 import time
@@ -280,6 +281,18 @@ class Hub:
         found: list[_Address] = [(f, k, p, a) for f, k, p, _, a in infos]
         self._addresses[(host, port)] = (time.monotonic() + _DNS_TTL_S, found)
         return found
+
+
+# Packets read from one link in one go before other work runs (see Link._on_readable).
+_READS_PER_WAKE: Final = 256
+
+
+def _readable_now(sock: Any) -> bool:
+    """Bytes wait on the socket now (without blocking)."""
+    if sock.fileno() < 0:
+        return False
+    ready, _, _ = select.select([sock], [], [], 0)
+    return bool(ready)
 
 
 class Link:
@@ -634,12 +647,18 @@ class Link:
     def _on_readable(self) -> None:
         client = self._client
         try:
-            client.loop_read()
-            # TLS may hold decrypted bytes the socket no longer signals (paho issue #131).
-            sock = client.socket()
-            while isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+            # paho reads one packet per call. Every packet already here is read before the loop
+            # runs anything else (the handlers only queue work), so a speaker waking up with a
+            # backlog sees a cancel or a resend queued behind a command before that command
+            # can start playing. Bounded, so one busy link cannot hold up the others for long.
+            for _ in range(_READS_PER_WAKE):
                 client.loop_read()
                 sock = client.socket()
+                # TLS may hold decrypted bytes the socket no longer signals (paho issue #131).
+                if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+                    continue
+                if sock is None or not _readable_now(sock):
+                    break
         except Exception:
             log.exception("speaker %s: reading from the broker failed", self.identity.speaker)
             self._hard_close()

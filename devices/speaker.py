@@ -19,6 +19,17 @@ with its original arrival number, so it is first among its priority; when its tu
 plays again from the start, and its ``played`` proof is that complete playback. If its expiry
 passes first it ends ``failed``/``expired`` without playing. Equal and lower priorities wait.
 
+Cancels and resends: one message plays at most once. A ``cancel`` for a broadcast stops it if
+it plays, drops it if it waits, and makes a copy that arrives later fail ``cancelled`` (the
+gateway sends one to a speaker it gave up on, so a speaker that wakes late stays silent). A
+command that ``supersedes`` earlier ones (a resend) makes any of them still waiting, or
+arriving later, fail ``superseded``; if one of them already played, the resend is not played
+again but answered ``played`` with ``already_played_as`` and that playback's proof. If one of
+them is playing when the resend arrives, the resend waits and is settled the same way when
+its turn comes. Both are remembered in the journal, under keys of their own (``cancel:`` and
+the broadcast id, ``superseded:`` and the command id), until they expire: a restart forgets
+neither.
+
 A command id is journaled before it is acknowledged and ``playing`` is journaled before the
 audio starts. A journaled id is not admitted again. Each later copy is checked on its own
 signature: one that fails is refused (``unsigned``, ``unknown_key``, ``bad_signature``), one
@@ -41,7 +52,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -75,6 +85,9 @@ RETRYABLE: Final = frozenset({FailReason.FETCH_FAILED.value, RejectReason.INTEGR
 _UNFINISHED: Final = frozenset({RECEIVED, PLAYING, PREEMPTED})
 # States in which a command still waits to play; the journal keeps its payload for a restart.
 _WAITING: Final = frozenset({RECEIVED, PREEMPTED})
+# The journal reason of a resend settled from an earlier playback: this prefix, then that
+# command's id (so a repeated ack says it again).
+ALREADY_PLAYED_AS: Final = "already_played_as:"
 # Done: a copy with the same nonce after this is a replay. (A failed command is answered with
 # its failure instead: a broker may redeliver a command that crashed the speaker mid-play.)
 _ENDED: Final = frozenset({PLAYED})
@@ -290,6 +303,8 @@ class Counters:
     preempted: int = 0  # times a playing command was interrupted by a higher priority
     logged: int = 0  # tests the city wants logged, not heard (``audible`` false)
     replays: int = 0  # ended commands sent again with their old nonce, refused
+    superseded: int = 0  # commands dropped because a resend of the same message is held
+    already_played: int = 0  # resends answered from an earlier playback, not played again
 
 
 @dataclass(slots=True)
@@ -316,6 +331,16 @@ class _Item:
 
     def order(self) -> tuple[int, int]:
         return (-self.command.priority, self.seq)
+
+
+def _cancel_key(broadcast_id: str) -> str:
+    """The journal key noting that a cancel for this broadcast arrived (never a command id)."""
+    return f"cancel:{broadcast_id}"
+
+
+def _superseded_key(command_id: str) -> str:
+    """The journal key naming the command (its reason) that supersedes `command_id`."""
+    return f"superseded:{command_id}"
 
 
 def _without_data(ref: contract.AudioRef) -> contract.AudioRef:
@@ -349,7 +374,6 @@ class SpeakerCore:
         journal: Journal | None = None,
         verify: contract.SignatureCheck | None = None,
         clock: Callable[[], int] = contract.now_ms,
-        remember_cancels: int = 256,
         plays_live: bool = True,
         receipt_key: bytes | None = None,
     ) -> None:
@@ -368,9 +392,6 @@ class SpeakerCore:
         self._queue: list[_Item] = []
         self._current: _Item | None = None
         self._seq = itertools.count()
-        # Cancels that came before (or without) their play command, newest last.
-        self._cancelled: OrderedDict[str, None] = OrderedDict()
-        self._remember_cancels = remember_cancels
 
     @property
     def playing(self) -> str | None:
@@ -579,7 +600,7 @@ class SpeakerCore:
         state = known.state if known is not None else None
         # Only `recover` admits a pre-empted command again: it waits as it did before.
         resumed = state == PREEMPTED
-        if command.broadcast_id in self._cancelled:
+        if self.journal.state_of(_cancel_key(command.broadcast_id)) is not None:
             self._move(
                 command.id,
                 command.broadcast_id,
@@ -597,6 +618,12 @@ class SpeakerCore:
                     reason=FailReason.CANCELLED,
                 )
             ]
+        if self._stands_in_for(command.id) is not None:
+            return self._drop_superseded(command, state)
+        if command.supersedes and not resumed:
+            settled = self._already_played(command)
+            if settled is not None:
+                return self._settle_as_played(command, state, settled, payload)
         audio = command.audio_for(self.codecs)
         if audio is None or (command.live is not None and not self.plays_live):
             return self._reject(command, RejectReason.UNSUPPORTED_CODEC, remember=True, known=known)
@@ -621,11 +648,95 @@ class SpeakerCore:
             ack = self._receive(command, state, payload)
         self._queue.append(item)
         self._queue.sort(key=_Item.order)
-        actions: list[Action] = [ack]
+        actions: list[Action] = [ack, *self._supersede(command)]
         current = self._current
         if current is not None and command.priority > current.command.priority:
             actions += self._preempt(current)
         return [*actions, Prepare(command.id, light, data), *self._next()]
+
+    # -- resends ---------------------------------------------------------------------------
+
+    def _stands_in_for(self, command_id: str) -> str | None:
+        """The held or played resend that supersedes `command_id`, if any."""
+        entry = self.journal.lookup(_superseded_key(command_id))
+        newer = entry.reason if entry is not None else None
+        if newer is None:
+            return None
+        return newer if self.journal.state_of(newer) in (*_UNFINISHED, PLAYED) else None
+
+    def _already_played(self, command: contract.Command) -> JournalEntry | None:
+        """The journal entry of a command `command` supersedes that already played."""
+        for earlier in command.supersedes or ():
+            entry = self.journal.lookup(earlier)
+            if entry is not None and entry.state == PLAYED:
+                return entry
+        return None
+
+    def _drop_superseded(self, command: contract.Command, state: str | None) -> list[Action]:
+        """A late copy of a command a held (or played) resend stands in for: never played."""
+        self._move(
+            command.id,
+            command.broadcast_id,
+            state,
+            FAILED,
+            reason=FailReason.SUPERSEDED,
+            expires_at_ms=command.expires_at_ms,
+            nonce=command.nonce,
+        )
+        self.counters.superseded += 1
+        return [
+            self._ack(
+                command.id, command.broadcast_id, AckStatus.FAILED, reason=FailReason.SUPERSEDED
+            )
+        ]
+
+    def _settle_as_played(
+        self,
+        command: contract.Command,
+        state: str | None,
+        earlier: JournalEntry,
+        payload: bytes | None = None,
+    ) -> list[Action]:
+        """A resend of a message this speaker already played: ``played``, without a sound."""
+        actions: list[Action] = []
+        if state != RECEIVED:
+            actions.append(self._receive(command, state, payload))
+        reason = ALREADY_PLAYED_AS + earlier.command_id
+        self._move(
+            command.id, command.broadcast_id, RECEIVED, PLAYED, reason=reason, proof=earlier.proof
+        )
+        self.counters.already_played += 1
+        actions.append(
+            self._ack(
+                command.id,
+                command.broadcast_id,
+                AckStatus.PLAYED,
+                proof=earlier.proof,
+                already_played_as=earlier.command_id,
+            )
+        )
+        return actions
+
+    def _supersede(self, command: contract.Command) -> list[Action]:
+        """Remember what `command` stands in for, and drop those of them still waiting. One that
+        is playing finishes; `command` then waits and is settled as played (see `_next`)."""
+        actions: list[Action] = []
+        for earlier in command.supersedes or ():
+            self._remember(_superseded_key(earlier), command, reason=command.id)
+            item = self._find(earlier)
+            if item is not None:
+                self._queue.remove(item)
+                self.counters.superseded += 1
+                actions.append(
+                    self._end(item, item.state, AckStatus.FAILED, reason=FailReason.SUPERSEDED)
+                )
+        return actions
+
+    def _remember(self, key: str, command: contract.Command, *, reason: str) -> None:
+        """A note in the journal that outlives a restart, forgotten with the command's expiry."""
+        self.journal.record(
+            key, command.broadcast_id, FAILED, reason=reason, expires_at_ms=command.expires_at_ms
+        )
 
     def _log_silently(
         self, command: contract.Command, audio: contract.AudioRef, state: str | None
@@ -675,9 +786,7 @@ class SpeakerCore:
         self, command: contract.Command, payload: bytes | None, known: JournalEntry | None
     ) -> list[Action]:
         broadcast = command.broadcast_id
-        self._cancelled[broadcast] = None
-        while len(self._cancelled) > self._remember_cancels:
-            self._cancelled.popitem(last=False)
+        self._remember(_cancel_key(broadcast), command, reason=command.id)
         state = known.state if known is not None else None
         self._move(
             command.id,
@@ -719,6 +828,12 @@ class SpeakerCore:
                 actions.append(
                     self._end(head, head.state, AckStatus.FAILED, reason=FailReason.EXPIRED)
                 )
+                continue
+            earlier = self._already_played(head.command) if not head.preempted else None
+            if earlier is not None:
+                # What it stands in for played meanwhile (it was playing when this arrived).
+                self._queue.pop(0)
+                actions += self._settle_as_played(head.command, RECEIVED, earlier)
                 continue
             if not head.ready:
                 break  # a higher-priority command is still being prepared: it goes first
@@ -786,12 +901,18 @@ class SpeakerCore:
         )
 
     def _reack(self, entry: JournalEntry) -> Ack:
+        reason = entry.reason
+        played_as: str | None = None
+        if entry.state == PLAYED and reason is not None and reason.startswith(ALREADY_PLAYED_AS):
+            played_as = reason.removeprefix(ALREADY_PLAYED_AS)
+            reason = None
         return self._ack(
             entry.command_id,
             entry.broadcast_id,
             AckStatus(entry.state),
-            reason=entry.reason,
+            reason=reason,
             proof=entry.proof,
+            already_played_as=played_as,
         )
 
     def _ack(
@@ -802,6 +923,7 @@ class SpeakerCore:
         *,
         reason: str | None = None,
         proof: Proof | None = None,
+        already_played_as: str | None = None,
     ) -> Ack:
         message = contract.Ack(
             command_id=command_id,
@@ -813,6 +935,7 @@ class SpeakerCore:
             audio_sha256=proof.audio_sha256 if proof is not None else None,
             played_ms=proof.played_ms if proof is not None else None,
             level_dbfs=_level(proof.level_dbfs) if proof is not None else None,
+            already_played_as=already_played_as,
         )
         return Ack(self._with_receipt(message))
 

@@ -45,7 +45,7 @@ console = Console(stderr=True)
 CATEGORIES = ("village_notice", "administrative", "crime_prevention", "disaster")
 FINAL_STATES = ("completed", "cancelled")
 SPEAKER_KEYS = (
-    "total", "queued", "sent", "received", "playing", "preempted", "played",
+    "total", "queued", "sent", "received", "playing", "preempted", "played", "played_late",
     "failed", "expired", "cancelled", "offline",
 )  # fmt: skip
 

@@ -137,6 +137,12 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
             "A live broadcast: `audio` is its start chime, then the speaker plays this stream "
             "from the live topics. Absent for every other command."
         ),
+        "supersedes": (
+            "A resend: the ids of earlier commands carrying the same message that this one "
+            "stands in for (the speaker missed them, as far as the gateway knows). Signed. "
+            "Absent when it supersedes nothing (never an empty list). See the `command` "
+            "message, 'One play per message'."
+        ),
         "sig": (
             "Ed25519 signature (64 bytes, standard base64 with padding) of the command's "
             "signing bytes; see the `command` message."
@@ -227,6 +233,11 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         "latency_ms": (
             "For a live stream, with its final ack: the median time from the gateway's receipt "
             "of a frame (`at_ms` in the frame) to its playout, in milliseconds."
+        ),
+        "already_played_as": (
+            "With `played` for a command that `supersedes` others: the speaker did not play it "
+            "because it had already played this one of them (its id); the proof fields are "
+            "that playback's. Repeated in every later ack of the command."
         ),
     },
     "KeyRing": {
@@ -374,7 +385,14 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
         "carries them, as a plain string.",
         {
             "expired": "its turn came after `expires_at_ms`; it never started",
-            "cancelled": "a `cancel` for its broadcast arrived while it was queued or playing",
+            "cancelled": (
+                "a `cancel` for its broadcast arrived while it was queued or playing, or before "
+                "it (the gateway also sends one to a speaker it gave up waiting for)"
+            ),
+            "superseded": (
+                "a command that `supersedes` it (a resend of the same message) is held or was "
+                "played: the message plays once"
+            ),
             "interrupted": "the speaker restarted while it was playing; it is not played again",
             "preempted": (
                 "a higher-priority command took over the loudspeaker; the speaker's reason for "
@@ -501,6 +519,8 @@ WARNING_ID: Final = "c5a1e9d3b7f24068a2c4e6f8b0d1a3c5"
 WARNING_BROADCAST: Final = "e2f4a6c8b0d1e3f5a7c9b1d3e5f7a9c0"
 CANCEL_ID: Final = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 FORGED_ID: Final = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+RESEND_ID: Final = "3c5e7a9b1d2f4068a0c2e4f6b8d0a2c4"
+RESEND_BROADCAST: Final = "6a8c0e2f4b5d7e9f1a3c5e7b9d1f3a5c"
 FORGED_BROADCAST: Final = "f9e8d7c6b5a4039281706f5e4d3c2b1a"
 GATEWAY_URL: Final = "https://gateway.example.org"
 
@@ -586,7 +606,27 @@ def example_commands() -> dict[str, contract.Command]:
             nonce="0f1e2d3c4b5a69788796a5b4",
         )
     )
-    return {"play-inline": notice, "play-url": warning, "cancel": cancel}
+    resend = _signed(
+        notice.model_copy(
+            update={
+                "id": RESEND_ID,
+                "broadcast_id": RESEND_BROADCAST,
+                "scope": contract.Scope(kind="speaker", ids=(SPEAKER,)),
+                "issued_at_ms": ISSUED_MS + 300_000,
+                "expires_at_ms": ISSUED_MS + 300_000 + 3_600_000,
+                "nonce": "7a9c1e3f5b7d9f1a3c5e7b9d",
+                "supersedes": (NOTICE_ID,),
+                "key_id": None,
+                "sig": None,
+            }
+        )
+    )
+    return {
+        "play-inline": notice,
+        "play-url": warning,
+        "cancel": cancel,
+        "resend": resend,
+    }
 
 
 # The example speaker's receipt key (a fixed seed, so the document is reproducible).
@@ -637,6 +677,17 @@ def example_acks() -> dict[str, contract.Ack]:
             at_ms=ISSUED_MS + 120_240,
             reason=FailReason.CANCELLED,
         ),
+        "played-as": contract.Ack(
+            command_id=RESEND_ID,
+            broadcast_id=RESEND_BROADCAST,
+            speaker=SPEAKER,
+            status=AckStatus.PLAYED,
+            at_ms=ISSUED_MS + 300_400,
+            audio_sha256=notice.audio[0].sha256,
+            played_ms=4_200,
+            level_dbfs=-16.2,
+            already_played_as=notice.id,
+        ),
         "rejected": contract.Ack(
             command_id=FORGED_ID,
             broadcast_id=FORGED_BROADCAST,
@@ -673,6 +724,10 @@ ACK_EXAMPLES: Final[Mapping[str, str]] = {
     "playing": "The village notice started playing.",
     "played": "The village notice played to the end, with proof of play.",
     "failed": "The disaster warning was cancelled while queued (a `FailReason`).",
+    "played-as": (
+        "A resend of the village notice to a speaker that had played the notice after all: "
+        "not played again, answered from that playback."
+    ),
     "rejected": "A command whose signature does not verify (a `RejectReason`).",
 }
 
@@ -929,7 +984,7 @@ with the gateway key named by `key_id`. The signing bytes are the command as can
 1. every field of the command except `sig`, with the default of each field the payload leaves
    out (`v` 1, `mode` `"live"`, `audible` `true`, `scope.ids` `[]`, `audio` `[]`, `null` for
    the other optional fields: the schema's `default`s), except `live`, left out unless the
-   command starts a live stream;
+   command starts a live stream, and `supersedes`, left out unless the command is a resend;
 2. in each `audio` entry, `data` and `url` removed: the bytes are covered through `sha256`,
    whichever way they travel;
 3. serialized with keys sorted at every level, no whitespace (separators `,` and `:`),
@@ -953,6 +1008,31 @@ priority interrupts a lower one, which is acknowledged `preempted` and plays aga
 after it (unless it expires first: `failed`/`expired`). A `cancel` stops and drops every command
 of its `broadcast_id` on the speaker (`failed`/`cancelled`) and is itself acknowledged
 `received` then `played`. A command whose broadcast was already cancelled fails at once.
+
+## One play per message: cancels after the gateway gives up, and resends
+
+The gateway asks a speaker again (the same command, on the speaker's own topic) while no ack
+comes, a few times with back-off. When it gives up (the delivery ends `expired` with reason
+`no_ack`), it also publishes a signed `cancel` for that broadcast on the speaker's own topic
+(`scope` `speaker`). A speaker that was only frozen or cut off, and receives its backlog later,
+therefore finds the cancel behind the command: whichever of the two it handles first, the
+command does not play (`failed`/`cancelled`), as long as the command has not expired.
+
+An officer may then resend the message to the speakers that missed it: a new command (new `id`
+and `broadcast_id`) whose `supersedes` lists the ids it stands in for. A speaker holding both
+plays the message once:
+
+- a superseded command still queued when the resend arrives, or arriving after it, is not
+  played: `failed`/`superseded`;
+- if the speaker already played a superseded command, it does not play the resend: it acks it
+  `received`, then `played` with `already_played_as` (that command's id) and that playback's
+  proof; if a superseded command is playing when the resend arrives, the resend waits and is
+  settled the same way when the playback ends (or plays, if the playback was cut short).
+
+A speaker remembers a cancel and what a resend supersedes until they expire, across restarts
+(the reference speaker notes both in its journal). Should a speaker still play a command after
+the gateway gave up on it, its `played` ack is recorded as `played_late`, never as an on-time
+`played`.
 """
 
 
@@ -1091,6 +1171,11 @@ def messages() -> dict[str, Any]:
                 "cancel": (
                     "Cancel the disaster warning.",
                     contract.encode_command(commands["cancel"]),
+                ),
+                "resend": (
+                    "The village notice resent to one speaker that missed it: it supersedes "
+                    "the first command.",
+                    contract.encode_command(commands["resend"]),
                 ),
             },
         ),

@@ -752,6 +752,8 @@ def _signing_bytes_as_documented(doc: dict[str, Any], payload: dict[str, Any]) -
     body.pop("sig", None)
     if body.get("live") is None:
         body.pop("live", None)
+    if body.get("supersedes") is None:
+        body.pop("supersedes", None)
     for ref in body["audio"]:
         ref.pop("data", None)
         ref.pop("url", None)

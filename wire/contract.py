@@ -286,6 +286,11 @@ class LiveStream(_Message):
         return base64.urlsafe_b64decode(self.key + "=")
 
 
+CommandId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+# How many earlier commands one command may supersede (a resend of a resend ...).
+MAX_SUPERSEDES: Final = 32
+
+
 class Command(_Message):
     """A command to speakers. A speaker acts on a given ``id`` at most once."""
 
@@ -311,6 +316,14 @@ class Command(_Message):
     audio: tuple[AudioRef, ...] = ()
     # A live broadcast: ``audio`` is its start chime, then the speaker plays this stream.
     live: LiveStream | None = None
+    # A resend: the earlier commands (ids) carrying the same message that this one stands in
+    # for. A speaker plays the message once: it drops any of them still queued or arriving
+    # later (``failed``/``superseded``), and answers this command ``played`` with
+    # ``already_played_as`` if it already played one of them.
+    # Absent (not empty) when it supersedes nothing.
+    supersedes: tuple[CommandId, ...] | None = Field(
+        default=None, min_length=1, max_length=MAX_SUPERSEDES
+    )
     key_id: str | None = Field(default=None, max_length=64)
     sig: str | None = Field(default=None, max_length=256)
 
@@ -322,6 +335,8 @@ class Command(_Message):
             raise ValueError("a play command needs audio")
         if not self.audible and self.mode == "live":
             raise ValueError("a real (mode 'live') command is always audible")
+        if self.supersedes is not None and self.id in self.supersedes:
+            raise ValueError("a command cannot supersede itself")
         return self
 
     def signing_bytes(self) -> bytes:
@@ -332,6 +347,8 @@ class Command(_Message):
         body = self.model_dump(mode="json", exclude={"sig"})
         if body.get("live") is None:
             body.pop("live", None)  # commands without a stream sign the same bytes as before
+        if not body.get("supersedes"):
+            body.pop("supersedes", None)  # nor do commands that supersede nothing
         body["audio"] = [
             {k: v for k, v in ref.items() if k not in ("data", "url")} for ref in body["audio"]
         ]
@@ -364,6 +381,9 @@ class Ack(_Message):
     # A ``played`` ack's receipt: the speaker's Ed25519 signature over `receipt_signing_bytes`
     # of this ack's proof fields (see `Receipt`), base64.
     receipt_sig: str | None = Field(default=None, max_length=128)
+    # With ``played`` for a command that supersedes others: the speaker had already played
+    # this one of them and did not play again; the proof is that playback's.
+    already_played_as: CommandId | None = None
 
 
 class Presence(_Message):
@@ -692,6 +712,7 @@ class FailReason(StrEnum):
     FETCH_FAILED = "fetch_failed"  # the audio behind its URL could not be fetched
     UNDECODABLE = "undecodable"  # the audio bytes matched their hash but did not decode
     PLAYER_ERROR = "player_error"  # the sound output failed
+    SUPERSEDED = "superseded"  # a command that supersedes it (a resend) is held or was played
 
 
 SPEAKER_CLIENT_PREFIX: Final = "spk-"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import (
@@ -25,6 +26,15 @@ from gateway.db import Base, UTCDateTime
 def cancel_command_id(play_command_id: str) -> str:
     """The id of a broadcast's cancel command: derived, so every replica sends the same one."""
     return hashlib.sha256(f"cancel:{play_command_id}".encode()).hexdigest()[:32]
+
+
+def superseded_command_ids(target: Mapping[str, object]) -> tuple[str, ...] | None:
+    """The command ids a broadcast's command supersedes (a resend's ``target.supersedes``), or
+    None when it supersedes nothing."""
+    ids = target.get("supersedes")
+    if not isinstance(ids, list) or not ids:
+        return None
+    return tuple(str(i) for i in ids)
 
 
 class AudioAsset(Base):

@@ -23,7 +23,13 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.broadcasts.models import AudioAsset, Broadcast, Publication, cancel_command_id
+from gateway.broadcasts.models import (
+    AudioAsset,
+    Broadcast,
+    Publication,
+    cancel_command_id,
+    superseded_command_ids,
+)
 from gateway.bus import Bus, BusUnavailable
 from gateway.clock import Clock, to_ms
 from gateway.deliveries import service as deliveries
@@ -343,6 +349,7 @@ class Publisher:
             text=broadcast.text,
             audio=() if cancel else item.audio,
             live=None if cancel else item.live,
+            supersedes=None if cancel else superseded_command_ids(broadcast.target),
         )
         if self._signer is not None:
             command = self._signer.sign(command)

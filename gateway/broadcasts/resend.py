@@ -3,6 +3,13 @@
 A speaker acts on a command id at most once, so a resend cannot reuse the original command: it
 is a broadcast of its own (new ids, new expiry, the same stored audio), addressed to each
 missed speaker on its own topic and linked to the original through ``target.resend_of``.
+
+A speaker that missed the original may still hold it (it was frozen, or its acks were lost), so
+the resend names every command it stands in for: ``target.supersedes`` (the original's command
+id and, for a resend of a resend, those it superseded), signed in the command's ``supersedes``.
+A speaker that holds both plays one: it drops a superseded command that comes late, and answers
+a resend of something it already played ``played`` with ``already_played_as``. Each missed
+delivery of the original names the resend sent in its place (``resent_in``).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import scopes
 from gateway.auth import Principal
+from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.service import (
     BroadcastRequest,
     Runtime,
@@ -28,6 +36,7 @@ from gateway.deliveries.states import State
 from gateway.errors import Conflict
 from gateway.places.models import City
 from gateway.places.service import ResolvedTarget
+from wire import contract
 from wire.contract import Category
 
 # What "missed" means unless the caller narrows it: the speaker never played it and nothing
@@ -74,6 +83,7 @@ async def resend_missed(
             "resend_states": sorted(s.value for s in states),
             "resend_village_ids": sorted(set(village_ids)),
             "resend_speaker_ids": sorted(set(speaker_ids)),
+            "supersedes": supersedes_of(original),
         },
     )
     audio = StoredAudio(
@@ -96,6 +106,19 @@ async def resend_missed(
         )
     villages = tuple(sorted({r.village_id for r in recipients}))
     target = ResolvedTarget(all=False, district_ids=(), village_ids=villages)
-    return await record_broadcast(
+    started = await record_broadcast(
         session, runtime, city, request, target, recipients, audio, per_speaker=True
     )
+    if not started.replayed:
+        await deliveries.mark_resent(
+            session, original.id, [r.id for r in recipients], started.broadcast.id
+        )
+    return started
+
+
+def supersedes_of(original: Broadcast) -> list[str]:
+    """The command ids a resend of `original` stands in for: its own and those it superseded."""
+    earlier = original.target.get("supersedes")
+    chain = [str(i) for i in earlier] if isinstance(earlier, list) else []
+    ids = [original.command_id, *(i for i in chain if i != original.command_id)]
+    return ids[: contract.MAX_SUPERSEDES]

@@ -200,6 +200,7 @@ async def cancel_broadcast(
 )
 async def resend_broadcast(
     broadcast_id: str,
+    request: Request,
     session: SessionDep,
     user: Sender,
     city: CityDep,
@@ -226,6 +227,8 @@ async def resend_broadcast(
     if started.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
+    # Its missed deliveries now name the resend.
+    request.app.state.status_cache.forget(city.id, broadcast_id)
     return await service.summarize(session, started.broadcast, detail=False)
 
 

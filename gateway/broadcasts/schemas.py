@@ -31,6 +31,13 @@ class SpeakerCounts(BaseModel):
         ),
     )
     played: int = 0
+    played_late: int = Field(
+        0,
+        description=(
+            "Played after the delivery had ended (failed, expired or cancelled, e.g. the "
+            "gateway gave up with no_ack): the village heard it, later than the record said."
+        ),
+    )
     failed: int = 0
     expired: int = 0
     cancelled: int = 0
@@ -41,7 +48,9 @@ class SpeakerCounts(BaseModel):
 
 class VillageCounts(BaseModel):
     total: int = 0
-    played: int = Field(0, description="Every speaker of the village played.")
+    played: int = Field(
+        0, description="Every speaker of the village played (some perhaps played_late)."
+    )
     partial: int = Field(0, description="Some speakers played; the rest can no longer change.")
     missed: int = Field(0, description="No speaker played; none can change any more.")
     in_progress: int = 0
@@ -79,6 +88,12 @@ class SpeakerDelivery(BaseModel):
     )
     live_frames_lost: int | None = Field(
         None, description="Live broadcasts: frames of the stream that did not play on it."
+    )
+    resent_in: str | None = Field(
+        None, description="This delivery missed; the resend (a broadcast id) sent in its place."
+    )
+    resend_of: str | None = Field(
+        None, description="This broadcast is a resend: the broadcast whose delivery it repeats."
     )
 
 

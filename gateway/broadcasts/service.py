@@ -686,6 +686,8 @@ async def summarize(
     names = await places.village_codes(session, resolved)
     by_village: dict[int, list[SpeakerDelivery]] = {v: [] for v in resolved}
     rows_of: dict[int, list[Delivery]] = {}
+    repeated = broadcast.target.get("resend_of")
+    resend_of = repeated if isinstance(repeated, str) else None
     for delivery, code, online in await deliveries.deliveries_of(session, broadcast.id):
         rows_of.setdefault(delivery.village_id, []).append(delivery)
         by_village.setdefault(delivery.village_id, []).append(
@@ -701,6 +703,8 @@ async def summarize(
                 proof=proof.shown(delivery),
                 live_latency_ms=delivery.live_latency_ms,
                 live_frames_lost=delivery.live_frames_lost,
+                resent_in=delivery.resent_in,
+                resend_of=resend_of,
             )
         )
     villages = [

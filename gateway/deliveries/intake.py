@@ -184,6 +184,7 @@ class Intake:
                         receipt_sig=ack.receipt_sig,
                         live_latency_ms=ack.latency_ms,
                         live_frames_lost=ack.frames_lost,
+                        already_played_as=ack.already_played_as,
                     )
                 )
             report = await deliveries.apply_acks(session, ack_rows)

@@ -60,3 +60,5 @@ class Delivery(Base):
     # the gateway's receipt of a frame to its playout, and the frames that did not play.
     live_latency_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     live_frames_lost: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The resend (a broadcast id) that was sent to this speaker because this delivery missed.
+    resent_in: Mapped[str | None] = mapped_column(String(32), default=None)

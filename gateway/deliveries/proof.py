@@ -33,12 +33,16 @@ from gateway.broadcasts.models import AudioAsset, Broadcast
 from gateway.broadcasts.schemas import PlayProof
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.schemas import ExportEncoding, ExportTolerance, ProofExport, SpeakerProof
+from gateway.deliveries.states import HEARD
 from gateway.devicesec import service as devicesec
 from gateway.live.models import LiveSession
 from gateway.places import service as places
 from gateway.speakers import service as speakers
 from gateway.speakers.models import Speaker
 from wire import contract
+
+# A delivery that played, on time or late, holds a proof.
+_HEARD: Final = frozenset(state.value for state in HEARD)
 
 if TYPE_CHECKING:
     from gateway.deliveries.service import AckIn
@@ -282,7 +286,7 @@ def keep_live_report(delivery: Delivery, ack: AckIn) -> None:
 
 def shown(delivery: Delivery) -> PlayProof | None:
     """A played delivery's proof as the API shows it."""
-    if delivery.state != "played" or delivery.played_sha256 is None:
+    if delivery.state not in _HEARD or delivery.played_sha256 is None:
         return None
     at_ms = delivery.receipt_at_ms
     return PlayProof(
@@ -339,7 +343,7 @@ async def export_of(
     speakers_out = []
     for delivery, code, public_key in found:
         receipt = None
-        if delivery.state == "played" and delivery.played_sha256 is not None:
+        if delivery.state in _HEARD and delivery.played_sha256 is not None:
             receipt = contract.Receipt(
                 command_id=expected.command_id,
                 broadcast_id=broadcast_id,
@@ -408,7 +412,7 @@ def verify_export(export: ProofExport) -> list[Checked]:
     )
     checked: list[Checked] = []
     for speaker in export.speakers:
-        if speaker.state != "played":
+        if speaker.state not in _HEARD:
             checked.append(Checked(speaker.code, None, f"재생 기록 없음 ({speaker.state})"))
             continue
         receipt = speaker.receipt

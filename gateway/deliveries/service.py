@@ -11,11 +11,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.broadcasts.models import Broadcast, Publication, cancel_command_id
+from gateway.broadcasts.models import (
+    Broadcast,
+    Publication,
+    cancel_command_id,
+    superseded_command_ids,
+)
 from gateway.deliveries import proof
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.states import (
     ACTIVE,
+    HEARD,
     TRANSITIONS,
     Event,
     InvalidTransition,
@@ -128,6 +134,9 @@ class AckIn:
     receipt_sig: str | None = None
     live_latency_ms: int | None = None
     live_frames_lost: int | None = None
+    # A resend acked ``played`` without playing again: the speaker had played this earlier
+    # command, which the resend supersedes (the proof is that playback's).
+    already_played_as: str | None = None
 
 
 @dataclass
@@ -151,13 +160,20 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
     broadcast_ids = {a.broadcast_id for a in acks}
     found_commands = await session.execute(
         select(
-            Broadcast.id, Broadcast.command_id, Broadcast.duration_ms, Broadcast.expires_at
+            Broadcast.id,
+            Broadcast.command_id,
+            Broadcast.duration_ms,
+            Broadcast.expires_at,
+            Broadcast.target,
         ).where(Broadcast.id.in_(broadcast_ids))
     )
     rows_found = found_commands.tuples().all()
     command_ids = {row[0]: row[1] for row in rows_found}
     durations = {row[0]: timedelta(milliseconds=row[2]) for row in rows_found}
     expiries = {row[0]: row[3] for row in rows_found}
+    superseded = {
+        row[0]: frozenset(superseded_command_ids(row[4] or {}) or ()) for row in rows_found
+    }
     wanted = {(a.broadcast_id, a.speaker_id) for a in acks}
     rows: dict[tuple[str, int], Delivery] = {}
     for chunk in _chunks(sorted({a.speaker_id for a in acks}), 900):
@@ -239,10 +255,13 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         elif new == State.PLAYING and (delivery.playing_at is None or current == State.PREEMPTED):
             # After a pre-emption it plays again from the start: that is the playback to time.
             delivery.playing_at = ack.at
-        elif new == State.PLAYED:
+        elif new in HEARD:
             if delivery.played_at is None:
                 delivery.played_at = ack.at
-                delivery.reason = None
+                # Played on time: nothing went wrong. Played late: the reason it had ended
+                # stays (e.g. no_ack), so the record says what happened.
+                if new == State.PLAYED:
+                    delivery.reason = _played_as(ack, superseded[ack.broadcast_id])
             assert verdict is not None
             proof.keep_receipt(delivery, ack, verdict)
         elif new == State.FAILED and new != current and bad_proof:
@@ -257,10 +276,21 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
     return report
 
 
+def _played_as(ack: AckIn, supersedes: frozenset[str]) -> str | None:
+    """The reason kept with a ``played`` that the speaker answered from an earlier playback."""
+    if ack.already_played_as is None:
+        return None
+    if ack.already_played_as not in supersedes:
+        # Not a command this broadcast supersedes: kept as said, marked as unexpected.
+        return f"already_played_as_unknown:{ack.already_played_as}"
+    return f"already_played_as:{ack.already_played_as}"
+
+
 @dataclass
 class SweepReport:
     retried: int = 0
     timed_out: int = 0
+    cancels: int = 0  # signed cancels sent to speakers the gateway gave up on
     expired: int = 0
     stalled: int = 0
     finished: int = 0
@@ -347,6 +377,16 @@ async def _retry_unacknowledged(
             delivery.reason = "no_ack"
             delivery.updated_at = now
             report.timed_out += 1
+            # Given up: the speaker may still hold the command (frozen, its acks lost). A signed
+            # cancel on its own topic makes it drop the command when it wakes, so the record
+            # stays true; should it play anyway, its late "played" ends the delivery
+            # played_late, never played.
+            session.add(
+                _speaker_publication(
+                    delivery.broadcast_id, code, delivery.speaker_id, now, kind="cancel"
+                )
+            )
+            report.cancels += 1
             continue
         wait = backoff * (2 ** max(0, delivery.attempts - 1))
         delivery.deadline_at = now + wait + ack_timeout
@@ -425,11 +465,11 @@ async def catch_up(session: AsyncSession, speaker_ids: Sequence[int], now: datet
 
 
 def _speaker_publication(
-    broadcast_id: str, code: str, speaker_id: int, now: datetime
+    broadcast_id: str, code: str, speaker_id: int, now: datetime, *, kind: str = "play"
 ) -> Publication:
     return Publication(
         broadcast_id=broadcast_id,
-        kind="play",
+        kind=kind,
         scope_kind="speaker",
         scope_ids=[code],
         scope_keys=[speaker_id],
@@ -483,7 +523,8 @@ async def tally(
         speakers[key] += count
         speakers["total"] += count
         v = per_village[village_id]
-        v[0] += count if state == State.PLAYED.value else 0
+        # Played late counts as heard: the village heard it (the speaker counts say when).
+        v[0] += count if State(state) in HEARD else 0
         v[1] += count if is_open and online else 0
         v[2] += count if is_open and not online else 0
         v[3] += count
@@ -504,7 +545,8 @@ async def deliveries_of(
 
 
 async def cancel_open(session: AsyncSession, broadcast_id: str, now: datetime) -> int:
-    """Every delivery that has not finished ends cancelled; a later 'played' still wins."""
+    """Every delivery that has not finished ends cancelled; a later 'played' makes it
+    'played_late'."""
     result = await session.execute(
         update(Delivery)
         .where(Delivery.broadcast_id == broadcast_id, Delivery.state.in_(_CANCELLABLE))
@@ -517,6 +559,20 @@ async def cancel_open(session: AsyncSession, broadcast_id: str, now: datetime) -
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def mark_resent(
+    session: AsyncSession, broadcast_id: str, speaker_ids: Sequence[int], resend_id: str
+) -> None:
+    """The missed deliveries of `broadcast_id` to these speakers name the resend sent instead
+    (their state does not change: they ended, and a late play makes them played_late)."""
+    for chunk in _chunks(sorted(set(speaker_ids)), 900):
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.broadcast_id == broadcast_id, Delivery.speaker_id.in_(chunk))
+            .values(resent_in=resend_id, version=Delivery.version + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:

@@ -8,6 +8,17 @@ Pre-emption: a higher-priority broadcast interrupts this one on the speaker, whi
 ``preempted`` and queues it again; the delivery stays open (``preempted``) until the speaker
 plays it from the start (``playing``, ``played``), or it can no longer play (``failed`` from the
 speaker, ``expired`` with the broadcast, ``cancelled``).
+
+One truth after the gateway gives up. A delivery that ended without the speaker playing it
+(``failed``, ``expired``, ``cancelled``) is what the officer acts on, for instance by resending
+to the missed speakers, so it never silently turns into ``played``:
+
+- when retries run out (``timed_out``), the gateway also sends that speaker a signed cancel, so
+  a speaker that wakes up later drops the command instead of playing it;
+- a resend names the commands it supersedes, so a speaker that holds both plays one;
+- if a speaker still says ``played`` after its delivery ended (the cancel could not reach it in
+  time), the delivery ends ``played_late``: the record keeps why it had ended (its reason) and
+  adds the proof of play, and nothing changes it after that.
 """
 
 from __future__ import annotations
@@ -24,6 +35,9 @@ class State(StrEnum):
     PLAYING = "playing"
     PREEMPTED = "preempted"  # interrupted by a higher priority; waits to play from the start
     PLAYED = "played"
+    # The speaker's "played" came after the delivery had ended (failed, expired or cancelled):
+    # the reason it ended stays, the proof of play is added. Terminal.
+    PLAYED_LATE = "played_late"
     FAILED = "failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
@@ -112,15 +126,18 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.EXPIRED: S.EXPIRED,
         E.CANCELLED: S.CANCELLED,
     },
-    # Terminal states absorb late duplicates. A speaker's own "played" is the truth even when it
-    # arrives after the gateway gave up, so it still wins over failed and expired.
+    # Terminal states absorb late duplicates. A speaker's own "played" after the delivery ended
+    # is recorded, but as what it is: played late, never a silent flip to "played".
     S.PLAYED: dict.fromkeys(Event, S.PLAYED),
-    S.FAILED: {**dict.fromkeys(Event, S.FAILED), E.PLAYED: S.PLAYED},
-    S.EXPIRED: {**dict.fromkeys(Event, S.EXPIRED), E.PLAYED: S.PLAYED},
-    S.CANCELLED: {**dict.fromkeys(Event, S.CANCELLED), E.PLAYED: S.PLAYED},
+    S.FAILED: {**dict.fromkeys(Event, S.FAILED), E.PLAYED: S.PLAYED_LATE},
+    S.EXPIRED: {**dict.fromkeys(Event, S.EXPIRED), E.PLAYED: S.PLAYED_LATE},
+    S.CANCELLED: {**dict.fromkeys(Event, S.CANCELLED), E.PLAYED: S.PLAYED_LATE},
+    S.PLAYED_LATE: dict.fromkeys(Event, S.PLAYED_LATE),
 }
 
-TERMINAL: Final = frozenset({S.PLAYED, S.FAILED, S.EXPIRED, S.CANCELLED})
+TERMINAL: Final = frozenset({S.PLAYED, S.PLAYED_LATE, S.FAILED, S.EXPIRED, S.CANCELLED})
+# Ended with the speaker playing it (on time or late): the village heard it.
+HEARD: Final = frozenset({S.PLAYED, S.PLAYED_LATE})
 ACTIVE: Final = frozenset(State) - TERMINAL
 
 

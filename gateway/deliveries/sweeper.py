@@ -77,6 +77,13 @@ class Sweeper:
                 presence_doubt_since=None if self._bus is None else self._bus.presence_doubt_since,
             )
             await session.commit()
+        if report.timed_out:
+            # Ended with no_ack; each of those speakers was sent a cancel for it.
+            log.info(
+                "gave up on %d deliveries (no ack); sent %d cancels",
+                report.timed_out,
+                report.cancels,
+            )
         self.last = report
         if self._purged_at is None or now - self._purged_at >= RETENTION_EVERY:
             await self.purge_once()

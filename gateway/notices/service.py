@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import Broadcast
 from gateway.deliveries.models import Delivery
-from gateway.deliveries.states import State
+from gateway.deliveries.states import HEARD
 from gateway.notices.schemas import Notice, PublicVillage, PublicVillagePage, VillageNotices
 from gateway.places import service as places
 from gateway.places.models import City
@@ -64,7 +64,7 @@ async def list_notices(
             Broadcast.cancelled_at.is_(None),
             Broadcast.created_at >= now - KEEP_FOR,
             Delivery.village_id == village_id,
-            Delivery.state == State.PLAYED.value,
+            Delivery.state.in_([s.value for s in HEARD]),
             Delivery.played_at.is_not(None),
         )
         .group_by(Broadcast.id)

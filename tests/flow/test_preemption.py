@@ -181,10 +181,12 @@ async def test_a_preempted_delivery_is_not_timed_out_before_its_broadcast_expire
     assert detail["speakers"]["expired"] == len(codes)
     assert detail["villages"]["missed"] == 1
 
-    # The speaker's own "played" still wins (it started in time; the ack came late).
+    # The speaker's own "played" after the delivery ended is kept, as played late: the reason
+    # it had ended stays.
     speakers.ack(slow, codes[0], AckStatus.PLAYED, audio_sha256=slow.audio[0].sha256)
     await stack.deliver()
-    assert _states(await _detail(stack, admin["id"]))[codes[0]]["state"] == "played"
+    late = _states(await _detail(stack, admin["id"]))[codes[0]]
+    assert (late["state"], late["reason"]) == ("played_late", "expired")
 
 
 async def test_a_late_copy_of_a_preemption_does_not_undo_the_replay(

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.deliveries.states import (
     ACTIVE,
+    HEARD,
     TERMINAL,
     TRANSITIONS,
     Event,
@@ -58,11 +59,27 @@ def test_late_acks_never_move_backwards() -> None:
                 assert rank[target] >= rank[state], (state, event, target)
 
 
-def test_terminal_states_stay_terminal_except_a_real_play() -> None:
+def test_terminal_states_stay_terminal_except_a_late_play() -> None:
     for state in TERMINAL:
         for event in Event:
             target = next_state(state, event)
-            assert target is state or target is State.PLAYED
+            assert target is state or (event is Event.PLAYED and target is State.PLAYED_LATE)
+
+
+@pytest.mark.parametrize("state", [State.FAILED, State.EXPIRED, State.CANCELLED])
+def test_a_play_after_the_delivery_ended_is_played_late_never_played(state: State) -> None:
+    """One truth after the gateway gives up: the officer acted on 'failed'; a speaker that plays
+    anyway is recorded as such, not as an on-time play."""
+    assert next_state(state, Event.PLAYED) is State.PLAYED_LATE
+    for event in Event:
+        assert next_state(State.PLAYED_LATE, event) is State.PLAYED_LATE
+    assert State.PLAYED_LATE in TERMINAL
+    assert {State.PLAYED, State.PLAYED_LATE} == HEARD
+
+
+def test_no_move_leads_from_an_ended_delivery_to_played() -> None:
+    for state in TERMINAL - {State.PLAYED}:
+        assert State.PLAYED not in TRANSITIONS[state].values(), state
 
 
 def test_a_played_ack_overtaking_the_publish_note_is_kept() -> None:
@@ -125,4 +142,14 @@ def test_a_late_preempted_ack_never_reopens_a_finished_delivery() -> None:
     for state in TERMINAL:
         assert next_state(state, Event.PREEMPTED) is state
     for state in (State.FAILED, State.EXPIRED, State.CANCELLED):
-        assert next_state(state, Event.PLAYED) is State.PLAYED, "the speaker's own played wins"
+        assert next_state(state, Event.PLAYED) is State.PLAYED_LATE, "played, but after the end"
+
+
+def test_the_readme_table_lists_every_state_and_no_other() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Delivery states", 1)[1].split("\n\n", 2)[1]
+    listed = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE)
+    assert listed == [s.value for s in State]

@@ -490,7 +490,7 @@ async function showBoard(id, current) {
     </div>
     <div id="board-message" role="status"></div>
     <div class="counts" id="counts"></div>
-    <div class="legend">${["queued", "sent", "received", "playing", "played", "partial", "failed", "offline"]
+    <div class="legend">${["queued", "sent", "received", "playing", "played", "played_late", "partial", "failed", "offline"]
       .map((s) => `<span><i class="swatch" data-state="${s}"></i>${WORDS.tile[s]}</span>`).join("")}</div>
     <div class="tiles" id="tiles" aria-live="polite"></div>`;
 
@@ -509,8 +509,11 @@ async function showBoard(id, current) {
     const s = d.speakers;
     const counts = [
       ["total", "스피커", s.total], ["played", "방송 완료", s.played],
+      ["played_late", "늦게 방송됨", s.played_late || 0],
       ["playing", "방송 중", s.playing + s.preempted], ["received", "받음", s.received],
       ["sent", "보냄", s.sent + s.queued], ["failed", "실패", s.failed + s.expired],
+      ["no_ack", "응답 없어 포기", d.village_deliveries.flatMap((v) => v.speakers)
+        .filter((x) => x.reason === "no_ack" || x.reason === "no_played_ack").length],
       ["offline", "꺼짐", s.offline],
     ];
     document.getElementById("counts").innerHTML = counts.map(([k, label, n]) =>
@@ -580,18 +583,19 @@ async function showBoard(id, current) {
     } catch (e) { say("error", koreanError(e)); }
   });
   document.getElementById("report").addEventListener("click", () => {
-    const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유",
-      "재생한 오디오 (sha256)", "재생 시간 (ms)", "출력 레벨 (dBFS)", "재생 증명 서명",
-      "실시간 지연 (ms)", "실시간 손실 프레임"]];
+    const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유", "사유 코드",
+      "다시 보낸 방송", "원래 방송", "재생한 오디오 (sha256)", "재생 시간 (ms)", "출력 레벨 (dBFS)",
+      "재생 증명 서명", "실시간 지연 (ms)", "실시간 손실 프레임"]];
     const signed = (p) => (!p ? "" : p.verified === true ? "검증됨" : "등록된 키 없음");
     const blank = (x) => (x === null || x === undefined ? "" : x);
     for (const v of detail.village_deliveries) {
       for (const sp of v.speakers) {
         const p = sp.proof;
         rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.attempts,
-          whenFull(sp.played_at), sp.reason || "", p ? p.audio_sha256 : "",
-          p ? p.played_ms : "", p ? blank(p.level_dbfs) : "", signed(p),
-          blank(sp.live_latency_ms), blank(sp.live_frames_lost)]);
+          whenFull(sp.played_at), reasonWords(sp.reason), sp.reason || "", sp.resent_in || "",
+          sp.resend_of || "", p ? p.audio_sha256 : "", p ? p.played_ms : "",
+          p ? blank(p.level_dbfs) : "", signed(p), blank(sp.live_latency_ms),
+          blank(sp.live_frames_lost)]);
       }
     }
     csvDownload(`broadcast-${id}.csv`, rows);
@@ -657,7 +661,7 @@ async function showHistory(_arg, current) {
         <td>${when(b.created_at)}</td><td>${categoryBadge(b.category)}</td>
         <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}</td>
         <td>${esc(b.villages.total)}곳</td>
-        <td>${esc(b.speakers.played)}/${esc(b.speakers.total)}대 완료${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
+        <td>${esc(b.speakers.played)}/${esc(b.speakers.total)}대 완료${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}${b.speakers.played_late ? ` · 늦게 방송됨 ${esc(b.speakers.played_late)}` : ""}</td>
         <td>${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;
     document.getElementById("page-info").textContent =
       `전체 ${page.total}건 중 ${page.total ? offset + 1 : 0}-${offset + page.items.length}`;
@@ -685,10 +689,10 @@ async function showHistory(_arg, current) {
     }
     csvDownload("broadcasts.csv", [
       ["방송 ID", "보낸 때", "구분", "종류", "제목", "내용", "상태", "마을 수", "마을 완료", "스피커 수",
-        "방송 완료", "실패", "만료", "취소", "다시 보낸 원래 방송"],
+        "방송 완료", "늦게 방송됨", "실패", "만료", "취소", "다시 보낸 원래 방송"],
       ...items.map((b) => [b.id, whenFull(b.created_at), WORDS.mode[b.mode] || b.mode, WORDS.category[b.category], b.title || "",
         b.text || "", WORDS.broadcast[b.state], b.villages.total, b.villages.played, b.speakers.total,
-        b.speakers.played, b.speakers.failed, b.speakers.expired, b.speakers.cancelled,
+        b.speakers.played, b.speakers.played_late || 0, b.speakers.failed, b.speakers.expired, b.speakers.cancelled,
         b.target.resend_of || ""]),
     ]);
   }

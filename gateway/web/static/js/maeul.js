@@ -24,11 +24,20 @@ const WORDS = {
     received: "받음",
     playing: "방송 중",
     played: "방송 완료",
+    played_late: "늦게 방송됨",
     partial: "일부 완료",
     failed: "실패",
     offline: "꺼짐",
     cancelled: "취소됨",
     no_speakers: "스피커 없음",
+  },
+  // Why a delivery ended without playing (the delivery's reason; "no_ack": the gateway gave up).
+  reason: {
+    no_ack: "응답 없음 (재시도 끝, 취소 보냄)",
+    no_played_ack: "방송 끝 응답 없음",
+    offline: "꺼져 있었음",
+    expired: "유효 시간 지남",
+    cancelled: "취소됨",
   },
   mode: {
     live: "실제 방송",
@@ -289,9 +298,11 @@ function villageState(village) {
   if (speakers.length === 0) return "no_speakers";
   const open = speakers.filter((s) =>
     ["queued", "sent", "received", "playing", "preempted"].includes(s.state));
-  const played = speakers.filter((s) => s.state === "played").length;
+  const played = speakers.filter((s) => s.state === "played" || s.state === "played_late").length;
   if (open.length === 0) {
-    if (played === speakers.length) return "played";
+    if (played === speakers.length) {
+      return speakers.some((s) => s.state === "played_late") ? "played_late" : "played";
+    }
     if (played > 0) return "partial";
     if (speakers.every((s) => s.state === "cancelled")) return "cancelled";
     return "failed";
@@ -306,6 +317,13 @@ function villageState(village) {
 }
 
 // Tests and exercises are never taken for the real thing: they carry a mark wherever listed.
+// A delivery's reason in words: "already_played_as:<id>" and "failed: x" keep their detail.
+function reasonWords(reason) {
+  if (!reason) return "";
+  if (reason.startsWith("already_played_as:")) return "앞선 방송으로 이미 방송함";
+  return WORDS.reason[reason] || reason;
+}
+
 function modeBadge(mode) {
   return mode && mode !== "live" ? `<span class="badge mode-${esc(mode)}">${esc(WORDS.mode[mode] || mode)}</span> ` : "";
 }
