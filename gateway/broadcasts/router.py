@@ -304,39 +304,62 @@ async def get_broadcast(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def follow_broadcast(
-    broadcast_id: str, request: Request, session: SessionDep, user: Anyone, city: CityDep
+    broadcast_id: str,
+    request: Request,
+    session: SessionDep,
+    user: Anyone,
+    city: CityDep,
+    detail: Annotated[
+        bool,
+        Query(description="Send the detail (every village's speakers), as `GET ?detail=true`"),
+    ] = False,
 ) -> StreamingResponse:
-    """Server-sent events: the summary each time it changes, until no delivery can change."""
+    """Server-sent events: an `event: summary` with the summary (or the detail) at once, then
+    each time it changes, until no delivery can change. Any replica serves it from the
+    database: a change is sent within about `GATEWAY_STATUS_MAX_STALE_S` plus
+    `GATEWAY_POLL_INTERVAL_S` of its being recorded, whichever replica recorded it."""
     await service.authorize_read(
         session, user, await service.get_broadcast(session, city.id, broadcast_id)
     )
     return StreamingResponse(
-        _events(request, city.id, broadcast_id), media_type="text/event-stream"
+        _events(request, city.id, broadcast_id, detail=detail),
+        media_type="text/event-stream",
+        # A proxy must pass each event on as it comes, not gather the stream.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(request: Request, city_id: int, broadcast_id: str) -> AsyncIterator[str]:
-    # Reads from the database, not from this replica's memory, so any replica can serve it.
+KEEP_ALIVE_S = 15.0
+
+
+async def _events(
+    request: Request, city_id: int, broadcast_id: str, *, detail: bool
+) -> AsyncIterator[str]:
+    # Each poll reads the database through this replica's status cache (many streams of one
+    # broadcast cost one query; a change stays hidden for a second at most), so the acks any
+    # replica records reach every replica's streams. Only what this stream last sent is kept.
     state = request.app.state
+    cache = state.status_cache
     interval = state.settings.poll_interval_s
+    key = (city_id, broadcast_id, detail)
     last = ""
-    idle = 0.0
+    quiet = 0.0
     while not await request.is_disconnected():
         summary = await service.read_summary(
-            state.status_cache, state.sessions, city_id, broadcast_id, detail=False
+            cache, state.sessions, city_id, broadcast_id, detail=detail
         )
-        body = summary.model_dump_json()
+        body = cache.serialized(key, summary)
         if body != last:
             last = body
-            idle = 0.0
+            quiet = 0.0
             yield f"event: summary\ndata: {body}\n\n"
             if summary.state in ("completed", "cancelled"):
                 return
-        elif idle >= 15:
-            idle = 0.0
+        elif quiet >= KEEP_ALIVE_S:
+            quiet = 0.0
             yield ": keep-alive\n\n"
         await asyncio.sleep(interval)
-        idle += interval
+        quiet += interval
 
 
 @audio_router.get(
