@@ -100,11 +100,20 @@ def test_board_and_phone_show_received_then_playing_then_played(
     _log_in(phone, stack.head, stack.password, button="들어가기")
     expect(phone.get_by_role("link", name=re.compile("지금 바로 말하기"))).to_be_visible()
 
-    # The village's speakers are busy with a first message when the second arrives: they have
-    # the second (received) for a while before they play it for PLAY_S seconds.
+    # The village's speakers are busy with a first message when the officer sends the second:
+    # they have the second (received) for a while before they play it for PLAY_S seconds.
     _wait_until_playing(stack, _send(stack, "먼저 나가는 안내", BUSY_S))
-    broadcast_id = _send(stack, "긴 안내 방송", PLAY_S)
-    desktop.goto(f"/console#/board/{broadcast_id}")
+    desktop.get_by_label("마을 이름 찾기").fill(stack.head_village_name)
+    desktop.locator(f"[data-village-box='{stack.head_village_id}']").check()
+    desktop.get_by_role("tab", name="파일 올리기").click()
+    desktop.get_by_label(re.compile("음성 파일")).set_input_files(
+        {"name": "long.wav", "mimeType": "audio/wav", "buffer": _tone_wav(PLAY_S * SPEED)}
+    )
+    desktop.get_by_label("제목 (선택)").fill("긴 안내 방송")
+    desktop.get_by_role("radio", name="행정 안내").check()
+    desktop.get_by_role("button", name="방송 보내기", exact=True).click()
+    desktop.wait_for_url(re.compile(r"#/board/[0-9a-f]{32}$"), timeout=LONG)
+    broadcast_id = desktop.url.rsplit("/", 1)[1]
     phone.goto(f"/phone#/sent/{broadcast_id}")
 
     seen = _watch(
