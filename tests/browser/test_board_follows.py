@@ -4,12 +4,14 @@ say it is playing before they say it played."""
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import struct
 import time
 import wave
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -131,3 +133,123 @@ def test_board_and_phone_show_received_then_playing_then_played(
     expect(phone.locator("#status-line")).to_have_text("모든 스피커가 방송했습니다.")
     screenshot(desktop, "console-board-followed")
     screenshot(phone, "phone-sent-followed")
+
+
+def _speaker(speaker_id: int, state: str, attempts: int, at: str) -> dict[str, object]:
+    return {
+        "speaker_id": speaker_id,
+        "code": f"spk-{speaker_id}",
+        "state": state,
+        "online": True,
+        "reason": None,
+        "attempts": attempts,
+        "updated_at": at,
+        "played_at": at if state.startswith("played") else None,
+    }
+
+
+def _silent_detail(broadcast_id: str) -> dict[str, object]:
+    """A broadcast 45 s old: one village's speaker never answered (asked three times), one
+    village live with its latency, one played late."""
+    now = datetime.now(UTC)
+    sent = (now - timedelta(seconds=45)).isoformat()
+    counts = {"total": 3, "sent": 1, "played": 1, "played_late": 1}
+    return {
+        "id": broadcast_id,
+        "state": "in_progress",
+        "category": "disaster",
+        "mode": "live",
+        "priority": 100,
+        "title": "산불 대피",
+        "text": None,
+        "created_at": sent,
+        "expires_at": (now + timedelta(hours=1)).isoformat(),
+        "cancelled_at": None,
+        "finished_at": None,
+        "duration_ms": 30_000,
+        "target": {"village_ids": [1, 2, 3]},
+        "villages": {"total": 3, "played": 2, "in_progress": 1},
+        "speakers": {
+            **dict.fromkeys(("queued", "received", "playing", "preempted", "failed", "expired"), 0),
+            "cancelled": 0,
+            "offline": 0,
+            **counts,
+        },
+        "village_deliveries": [
+            {
+                "village_id": 1,
+                "code": "v1",
+                "name": "윗마을",
+                "outcome": "in_progress",
+                "speakers": [_speaker(1, "sent", 3, sent)],
+            },
+            {
+                "village_id": 2,
+                "code": "v2",
+                "name": "가운데마을",
+                "outcome": "played",
+                "live_latency_ms": 1200,
+                "live_frames_lost": 3,
+                "speakers": [_speaker(2, "played", 0, sent)],
+            },
+            {
+                "village_id": 3,
+                "code": "v3",
+                "name": "아랫마을",
+                "outcome": "played",
+                "speakers": [_speaker(3, "played_late", 0, sent)],
+            },
+        ],
+    }
+
+
+def _serve(page: Page, detail: dict[str, object]) -> None:
+    """Answer the page's reads of one broadcast with `detail`, as the API and its stream would."""
+    body = json.dumps(detail, ensure_ascii=False)
+    base = re.escape(f"/api/v1/broadcasts/{detail['id']}")
+    page.route(
+        re.compile(base + r"(\?.*)?$"),
+        lambda route: route.fulfill(status=200, content_type="application/json", body=body),
+    )
+    page.route(
+        re.compile(base + r"/events(\?.*)?$"),
+        lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body=f"event: summary\ndata: {body}\n\n"
+        ),
+    )
+
+
+def test_speakers_that_do_not_answer_are_told_not_left_grey(
+    desktop: Page, phone: Page, stack: Stack
+) -> None:
+    detail = _silent_detail("f" * 32)
+    for page in (desktop, phone):
+        _serve(page, detail)
+    desktop.goto("/console")
+    _log_in(desktop, stack.officer, stack.password, button="로그인")
+    expect(desktop.get_by_role("button", name="로그아웃")).to_be_visible()
+    desktop.goto(f"/console#/board/{detail['id']}")
+
+    silence = desktop.locator("#board-silence")
+    expect(silence).to_be_visible(timeout=LONG)
+    expect(silence).to_contain_text(re.compile(r"^스피커 응답 없음 \(1곳, [4-9]\d초째\)"))
+    silent = desktop.locator(".tile[data-village='1']")
+    expect(silent).to_have_attribute("data-state", "unanswered")
+    expect(silent.locator(".st")).to_have_text("응답 없음")
+    expect(desktop.locator("[data-count='unanswered'] b")).to_have_text("1")
+    expect(desktop.locator(".tile[data-village='2'] .note")).to_have_text("지연 1.2초 · 끊김 3")
+    late = desktop.locator(".tile[data-village='3']")
+    expect(late).to_have_attribute("data-state", "played_late")
+    expect(late.locator(".st")).to_have_text("늦게 방송됨")
+    expect(desktop.locator("[data-count='played_late'] b")).to_have_text("1")
+    screenshot(desktop, "console-board-unanswered")
+
+    phone.goto("/phone")
+    _log_in(phone, stack.head, stack.password, button="들어가기")
+    expect(phone.get_by_role("link", name=re.compile("지금 바로 말하기"))).to_be_visible()
+    phone.goto(f"/phone#/sent/{detail['id']}")
+    expect(phone.locator("#silence")).to_contain_text(
+        re.compile(r"스피커 1대가 응답하지 않습니다 \([4-9]\d초째\)"), timeout=LONG
+    )
+    expect(phone.locator("#played-of")).to_have_text("스피커 3대 중 2대 방송했습니다 (늦게 1대)")
+    screenshot(phone, "phone-sent-unanswered")

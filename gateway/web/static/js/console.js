@@ -585,6 +585,9 @@ async function showBoard(id, current) {
       }
       if (!alive) return;
       await reload().catch(() => {});
+      // Closed before the end (a proxy's timeout, a replica stopping): follow again, not in a
+      // tight loop.
+      if (detail.state !== "completed" && detail.state !== "cancelled") await new Promise((r) => setTimeout(r, 1000));
     }
   })();
 

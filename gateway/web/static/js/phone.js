@@ -362,6 +362,9 @@ async function showSent(id, current) {
       message.textContent = "";
     } catch { /* said above; the loop tries again */ }
     render(summary);
+    // Closed before the end (a proxy's timeout, a replica stopping): follow again, not in a
+    // tight loop.
+    if (summary.state !== "completed" && summary.state !== "cancelled") await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
