@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from audio.errors import AudioTooLarge
 from gateway import retention
 from gateway.approvals.schemas import ApprovalRead
 from gateway.auth import Anyone, Principal, Role, Sender, allow
-from gateway.broadcasts import resend, service
+from gateway.broadcasts import events, resend, service
 from gateway.broadcasts.schemas import (
     BroadcastDetail,
     BroadcastMode,
@@ -321,45 +320,22 @@ async def follow_broadcast(
     await service.authorize_read(
         session, user, await service.get_broadcast(session, city.id, broadcast_id)
     )
+    state = request.app.state
+    stream = events.follow(
+        state.status_cache,
+        state.sessions,
+        city.id,
+        broadcast_id,
+        detail=detail,
+        interval_s=state.settings.poll_interval_s,
+        gone=request.is_disconnected,
+    )
     return StreamingResponse(
-        _events(request, city.id, broadcast_id, detail=detail),
+        stream,
         media_type="text/event-stream",
         # A proxy must pass each event on as it comes, not gather the stream.
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-KEEP_ALIVE_S = 15.0
-
-
-async def _events(
-    request: Request, city_id: int, broadcast_id: str, *, detail: bool
-) -> AsyncIterator[str]:
-    # Each poll reads the database through this replica's status cache (many streams of one
-    # broadcast cost one query; a change stays hidden for a second at most), so the acks any
-    # replica records reach every replica's streams. Only what this stream last sent is kept.
-    state = request.app.state
-    cache = state.status_cache
-    interval = state.settings.poll_interval_s
-    key = (city_id, broadcast_id, detail)
-    last = ""
-    quiet = 0.0
-    while not await request.is_disconnected():
-        summary = await service.read_summary(
-            cache, state.sessions, city_id, broadcast_id, detail=detail
-        )
-        body = cache.serialized(key, summary)
-        if body != last:
-            last = body
-            quiet = 0.0
-            yield f"event: summary\ndata: {body}\n\n"
-            if summary.state in ("completed", "cancelled"):
-                return
-        elif quiet >= KEEP_ALIVE_S:
-            quiet = 0.0
-            yield ": keep-alive\n\n"
-        await asyncio.sleep(interval)
-        quiet += interval
 
 
 @audio_router.get(
