@@ -680,7 +680,7 @@ async function showHistory(_arg, current) {
         <td>${when(b.created_at)}</td><td>${categoryBadge(b.category)}</td>
         <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}</td>
         <td>${esc(b.villages.total)}곳</td>
-        <td>${esc(b.speakers.played)}/${esc(b.speakers.total)}대 완료${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
+        <td>${esc(b.speakers.played + (b.speakers.played_late || 0))}/${esc(b.speakers.total)}대 완료${b.speakers.played_late ? ` (늦게 ${esc(b.speakers.played_late)})` : ""}${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
         <td>${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;
     document.getElementById("page-info").textContent =
       `전체 ${page.total}건 중 ${page.total ? offset + 1 : 0}-${offset + page.items.length}`;
@@ -708,10 +708,10 @@ async function showHistory(_arg, current) {
     }
     csvDownload("broadcasts.csv", [
       ["방송 ID", "보낸 때", "구분", "종류", "제목", "내용", "상태", "마을 수", "마을 완료", "스피커 수",
-        "방송 완료", "실패", "만료", "취소", "다시 보낸 원래 방송"],
+        "방송 완료", "늦게 방송됨", "실패", "만료", "취소", "다시 보낸 원래 방송"],
       ...items.map((b) => [b.id, whenFull(b.created_at), WORDS.mode[b.mode] || b.mode, WORDS.category[b.category], b.title || "",
         b.text || "", WORDS.broadcast[b.state], b.villages.total, b.villages.played, b.speakers.total,
-        b.speakers.played, b.speakers.failed, b.speakers.expired, b.speakers.cancelled,
+        b.speakers.played, b.speakers.played_late || 0, b.speakers.failed, b.speakers.expired, b.speakers.cancelled,
         b.target.resend_of || ""]),
     ]);
   }

@@ -302,15 +302,17 @@ function whenFull(iso) { return iso ? TIME_FULL.format(new Date(iso)) : ""; }
 const OPEN_STATES = ["queued", "sent", "received", "playing", "preempted"];
 const DONE_STATES = ["played", "played_late"];
 
-// A speaker the gateway had to ask again has not answered: the deadline for its next ack (the
-// gateway's ack timeout after sending; the message's length after `received` or `playing`)
-// passed. `attempts` counts asks left unanswered (the first send is one) and any answer starts
-// it again, so this needs no clock of the page's own.
-const ASKED_AGAIN = { sent: 2, received: 1, playing: 1 };
+// A speaker is not answering when the gateway has asked it twice without an answer: the first
+// send and the ask after its ack deadline passed (the gateway's ack timeout), or, once it said
+// it had the message, two asks after the message should have ended. `attempts` counts asks
+// left unanswered and any answer starts it again, so this needs no clock of the page's own (one
+// ask alone is not enough: a speaker busy with a long queue is asked once and answers).
+const AWAITING_STATES = ["sent", "received", "playing"];
+const UNANSWERED_ASKS = 2;
 
 function isUnanswered(speaker) {
-  const after = ASKED_AGAIN[speaker.state];
-  return Boolean(speaker.online && after !== undefined && (speaker.attempts || 0) >= after);
+  return Boolean(speaker.online && AWAITING_STATES.includes(speaker.state)
+    && (speaker.attempts || 0) >= UNANSWERED_ASKS);
 }
 
 // Since when (ms, gateway clock) a silent speaker has been awaited: since the broadcast went out

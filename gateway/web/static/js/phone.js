@@ -134,7 +134,7 @@ async function showHome(_arg, current) {
     list.innerHTML = page.items.length === 0 ? '<li class="muted">아직 보낸 방송이 없습니다.</li>' :
       page.items.map((b) => `<li><a href="#/sent/${esc(b.id)}">
         <span class="t">${modeBadge(b.mode)}${esc(b.title || shorten(b.text) || "녹음 방송")}</span>
-        <span class="m">${when(b.created_at)} · ${esc(WORDS.category[b.category] || b.category)} · 스피커 ${esc(b.speakers.total)}대 중 ${esc(b.speakers.played)}대 방송</span></a></li>`).join("");
+        <span class="m">${when(b.created_at)} · ${esc(WORDS.category[b.category] || b.category)} · 스피커 ${esc(b.speakers.total)}대 중 ${esc(b.speakers.played + (b.speakers.played_late || 0))}대 방송</span></a></li>`).join("");
   } catch (e) {
     if (!current()) return;
     document.getElementById("history").innerHTML =
@@ -269,6 +269,9 @@ function showText() {
   });
 }
 
+// Up to this many villages, the page follows every speaker of a broadcast (see showSent).
+const PHONE_DETAIL_VILLAGES = 20;
+
 // What the head reads under the count, by where the broadcast stands (see progressState).
 function progressLine(state, c) {
   const late = c.played_late || 0;
@@ -335,7 +338,12 @@ async function showSent(id, current) {
     document.getElementById("cancel").hidden = s.state === "completed" || s.state === "cancelled";
     if (detail) renderSilence();
   };
-  let summary = await session.get(`broadcasts/${id}`, { detail: true });
+  // The detail (every speaker) tells which speakers do not answer; a head's own broadcast
+  // reaches a few villages, but a city-wide alert's detail is too much for a phone to follow.
+  let summary = await session.get(`broadcasts/${id}`, { detail: false });
+  if (!current()) return;
+  const detailed = summary.villages.total <= PHONE_DETAIL_VILLAGES;
+  if (detailed) summary = await session.get(`broadcasts/${id}`, { detail: true });
   if (!current()) return;
   render(summary);
   document.getElementById("cancel").addEventListener("click", async () => {
@@ -350,7 +358,7 @@ async function showSent(id, current) {
   // The stream pushes the whole detail each time it changes: the page shows what it is sent.
   while (alive && summary.state !== "completed" && summary.state !== "cancelled") {
     try {
-      await session.follow(`broadcasts/${id}/events?detail=true`, (s) => { summary = s; if (alive) render(s); }, controller.signal);
+      await session.follow(`broadcasts/${id}/events?detail=${detailed}`, (s) => { summary = s; if (alive) render(s); }, controller.signal);
     } catch (e) {
       if (!alive) return;
       message.innerHTML = `<div class="notice error" role="alert">${esc(koreanError(e))} 다시 연결하는 중입니다...</div>`;
@@ -358,7 +366,7 @@ async function showSent(id, current) {
     }
     if (!alive) return;
     try {
-      summary = await session.get(`broadcasts/${id}`, { detail: true });
+      summary = await session.get(`broadcasts/${id}`, { detail: detailed });
       message.textContent = "";
     } catch { /* said above; the loop tries again */ }
     render(summary);
