@@ -89,9 +89,10 @@ class Settings(BaseSettings):
     shutdown_drain_s: float = Field(default=5.0, ge=0, le=60)
 
     # Broadcast summaries are re-read at most this often per replica (0: every request) and never
-    # served older than the second figure; see gateway/broadcasts/status_cache.py.
-    status_cache_s: float = Field(default=0.5, ge=0, le=10)
-    status_max_stale_s: float = Field(default=5.0, ge=0, le=60)
+    # served older than the second figure, so the live boards trail the speakers by a second at
+    # most; see gateway/broadcasts/status_cache.py.
+    status_cache_s: float = Field(default=0.5, ge=0, le=1)
+    status_max_stale_s: float = Field(default=1.0, ge=0, le=1)
 
     inline_audio_max_bytes: int = Field(default=256 * 1024, ge=0)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from audio.errors import AudioTooLarge
 from gateway import retention
 from gateway.approvals.schemas import ApprovalRead
 from gateway.auth import Anyone, Principal, Role, Sender, allow
-from gateway.broadcasts import resend, service
+from gateway.broadcasts import events, resend, service
 from gateway.broadcasts.ranges import ranged_response
 from gateway.broadcasts.schemas import (
     BroadcastDetail,
@@ -308,39 +307,39 @@ async def get_broadcast(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def follow_broadcast(
-    broadcast_id: str, request: Request, session: SessionDep, user: Anyone, city: CityDep
+    broadcast_id: str,
+    request: Request,
+    session: SessionDep,
+    user: Anyone,
+    city: CityDep,
+    detail: Annotated[
+        bool,
+        Query(description="Send the detail (every village's speakers), as `GET ?detail=true`"),
+    ] = False,
 ) -> StreamingResponse:
-    """Server-sent events: the summary each time it changes, until no delivery can change."""
+    """Server-sent events: an `event: summary` with the summary (or the detail) at once, then
+    each time it changes, until no delivery can change. Any replica serves it from the
+    database: a change is sent within about `GATEWAY_STATUS_MAX_STALE_S` plus
+    `GATEWAY_POLL_INTERVAL_S` of its being recorded, whichever replica recorded it."""
     await service.authorize_read(
         session, user, await service.get_broadcast(session, city.id, broadcast_id)
     )
-    return StreamingResponse(
-        _events(request, city.id, broadcast_id), media_type="text/event-stream"
-    )
-
-
-async def _events(request: Request, city_id: int, broadcast_id: str) -> AsyncIterator[str]:
-    # Reads from the database, not from this replica's memory, so any replica can serve it.
     state = request.app.state
-    interval = state.settings.poll_interval_s
-    last = ""
-    idle = 0.0
-    while not await request.is_disconnected():
-        summary = await service.read_summary(
-            state.status_cache, state.sessions, city_id, broadcast_id, detail=False
-        )
-        body = summary.model_dump_json()
-        if body != last:
-            last = body
-            idle = 0.0
-            yield f"event: summary\ndata: {body}\n\n"
-            if summary.state in ("completed", "cancelled"):
-                return
-        elif idle >= 15:
-            idle = 0.0
-            yield ": keep-alive\n\n"
-        await asyncio.sleep(interval)
-        idle += interval
+    stream = events.follow(
+        state.status_cache,
+        state.sessions,
+        city.id,
+        broadcast_id,
+        detail=detail,
+        interval_s=state.settings.poll_interval_s,
+        gone=request.is_disconnected,
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        # A proxy must pass each event on as it comes, not gather the stream.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {

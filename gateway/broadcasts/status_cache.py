@@ -4,9 +4,12 @@ During a city-wide alert, hundreds of officers, village heads and dashboards pol
 broadcast while the ack intake writes thousands of rows. Each replica keeps the last summary of
 a broadcast for ``ttl_s`` (half a second by default) and serves it at once; a request that finds
 it older starts one refresh in the background and still gets the last value, so no reader waits
-behind another's query (stale-while-revalidate). A summary older than ``max_stale_s`` is never
-served: that request waits for a fresh one. Nothing here is state another replica needs: the
-database stays the only record, and each replica's copy is at most ``max_stale_s`` old.
+behind another's query (stale-while-revalidate). A summary older than ``max_stale_s`` (one second
+by default) is never served: that request waits for a fresh one. So a change another replica
+wrote is hidden from this one's readers for at most ``max_stale_s``, which keeps the live boards
+within a second or two of the speakers. Nothing here is state another replica needs: the
+database stays the only record. The event streams also take each summary's JSON from here,
+serialized once per refresh however many streams follow the broadcast.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ Load = Callable[[], Awaitable[BaseModel]]
 class _Entry:
     value: BaseModel
     at: float
+    body: str | None = None
 
 
 class StatusCache:
@@ -74,6 +78,15 @@ class StatusCache:
                 return entry.value
         self.misses += 1
         return await asyncio.shield(self._refresh(key, load))
+
+    def serialized(self, key: Key, value: BaseModel) -> str:
+        """``value`` as JSON, written once per refresh when it is the value cached for ``key``."""
+        entry = self._entries.get(key)
+        if entry is None or entry.value is not value:
+            return value.model_dump_json()
+        if entry.body is None:
+            entry.body = value.model_dump_json()
+        return entry.body
 
     def forget(self, city_id: int, broadcast_id: str) -> None:
         """Drop what this replica holds of a broadcast (after it changes here, e.g. cancelled)."""

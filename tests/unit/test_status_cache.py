@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from gateway.broadcasts.status_cache import StatusCache
+from gateway.settings import Settings
 
 
 class Summary(BaseModel):
@@ -114,3 +115,24 @@ async def test_a_failed_load_reaches_the_waiting_reader_and_is_not_cached() -> N
         await cache.get(KEY, source.load)
     source.fail = False
     assert await cache.get(KEY, source.load) == Summary(version=2)
+
+
+async def test_by_default_a_change_is_hidden_for_a_second_at_most() -> None:
+    settings = Settings(environment="test", api_token="t" * 32)
+    clock, source = Clock(), Source()
+    cache = StatusCache(
+        ttl_s=settings.status_cache_s, max_stale_s=settings.status_max_stale_s, monotonic=clock
+    )
+    await cache.get(KEY, source.load)
+    clock.now += 1.1
+    assert await cache.get(KEY, source.load) == Summary(version=2), "a live board trails by 1 s"
+
+
+async def test_streams_share_one_serialization_per_refresh() -> None:
+    clock, source = Clock(), Source()
+    cache = _cache(clock)
+    first = await cache.get(KEY, source.load)
+    body = cache.serialized(KEY, first)
+    assert body == '{"version":1}'
+    assert cache.serialized(KEY, await cache.get(KEY, source.load)) is body
+    assert cache.serialized(KEY, Summary(version=7)) == '{"version":7}', "not the cached value"

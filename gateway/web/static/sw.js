@@ -1,7 +1,7 @@
 // The phone page's service worker: the page shell opens without a network; the API never cached.
 "use strict";
 
-const CACHE = "maeul-phone-v2";
+const CACHE = "maeul-phone-v3";
 const SHELL = [
   "/phone",
   "/static/css/base.css",

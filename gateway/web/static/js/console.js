@@ -475,7 +475,9 @@ async function showBoard(id, current) {
   if (!current()) return;
   const controller = new AbortController();
   let alive = true;
-  leaveView = () => { alive = false; controller.abort(); };
+  // How long speakers have been silent grows while nothing else changes: count it every second.
+  const ticker = setInterval(() => { if (alive) renderSilence(); }, 1000);
+  leaveView = () => { alive = false; controller.abort(); clearInterval(ticker); };
   main.innerHTML = `
     <div class="board-head">
       <div class="title">
@@ -489,14 +491,39 @@ async function showBoard(id, current) {
       </div>
     </div>
     <div id="board-message" role="status"></div>
+    <div id="board-silence" class="notice warn" role="status" hidden></div>
     <div class="counts" id="counts"></div>
-    <div class="legend">${["queued", "sent", "received", "playing", "played", "played_late", "partial", "failed", "offline"]
+    <div class="legend">${["queued", "sent", "received", "playing", "played", "played_late", "partial", "failed", "offline", "unanswered"]
       .map((s) => `<span><i class="swatch" data-state="${s}"></i>${WORDS.tile[s]}</span>`).join("")}</div>
     <div class="tiles" id="tiles" aria-live="polite"></div>`;
 
   const say = (kind, message) => {
     document.getElementById("board-message").innerHTML = `<div class="notice ${kind}">${esc(message)}</div>`;
   };
+
+  function renderSilence() {
+    const box = document.getElementById("board-silence");
+    if (!box) return;
+    const found = silence(detail);
+    const key = found ? `${found.villages}/${found.speakers}` : "";
+    if (box.dataset.key !== key) {
+      box.dataset.key = key;
+      box.hidden = !found;
+      // The running count of seconds is kept out of the live region, which would read it out
+      // every second: the sentence is announced when the number of silent speakers changes.
+      box.innerHTML = found ? `스피커 응답 없음 (${esc(found.villages)}곳, <span aria-hidden="true" id="silent-for"></span>): 스피커 ${esc(found.speakers)}대가 답하지 않습니다. 전원과 통신을 확인하세요.` : "";
+    }
+    if (found) document.getElementById("silent-for").textContent = howLong(found.since, session.now());
+  }
+
+  function tileNotes(v) {
+    const notes = [];
+    const silent = v.speakers.filter(isUnanswered).length;
+    if (silent) notes.push(`응답 없음 ${silent}대`);
+    if (typeof v.live_latency_ms === "number") notes.push(`지연 ${(v.live_latency_ms / 1000).toFixed(1)}초`);
+    if (typeof v.live_frames_lost === "number" && v.live_frames_lost > 0) notes.push(`끊김 ${v.live_frames_lost}`);
+    return notes.length ? `<span class="note">${esc(notes.join(" · "))}</span>` : "";
+  }
 
   function render() {
     const d = detail;
@@ -507,11 +534,13 @@ async function showBoard(id, current) {
       `${when(d.created_at)} · <span class="state-pill" data-broadcast-state="${esc(d.state)}">${esc(WORDS.broadcast[d.state] || d.state)}</span>${d.text ? ` · “${esc(firstWords(d.text, 80))}”` : ""}${
         resendOf ? ` · <a href="#/board/${esc(resendOf)}">처음 방송 보기</a>` : ""}`;
     const s = d.speakers;
+    const found = silence(d);
     const counts = [
       ["total", "스피커", s.total], ["played", "방송 완료", s.played],
       ["played_late", "늦게 방송됨", s.played_late || 0],
       ["playing", "방송 중", s.playing + s.preempted], ["received", "받음", s.received],
-      ["sent", "보냄", s.sent + s.queued], ["failed", "실패", s.failed + s.expired],
+      ["sent", "보냄", s.sent + s.queued], ["unanswered", "응답 없음", found ? found.speakers : 0],
+      ["failed", "실패", s.failed + s.expired],
       ["no_ack", "응답 없어 포기", d.village_deliveries.flatMap((v) => v.speakers)
         .filter((x) => x.reason === "no_ack" || x.reason === "no_played_ack").length],
       ["offline", "꺼짐", s.offline],
@@ -520,50 +549,48 @@ async function showBoard(id, current) {
       `<div class="c-${k}" data-count="${k}"><b>${esc(n)}</b><span>${label}</span></div>`).join("");
     document.getElementById("tiles").innerHTML = d.village_deliveries.map((v) => {
       const state = villageState(v);
-      const played = v.speakers.filter((x) => x.state === "played").length;
+      const done = v.speakers.filter((x) => DONE_STATES.includes(x.state)).length;
       return `<div class="tile" data-village="${esc(v.village_id)}" data-state="${state}" title="${esc(v.code)}">
         <span class="name">${esc(v.name || v.code)}</span>
-        <span class="st">${WORDS.tile[state]}</span>
-        <span class="spk">스피커 ${played}/${v.speakers.length}대 완료</span></div>`;
+        <span class="st">${WORDS.tile[state]}</span>${tileNotes(v)}
+        <span class="spk">스피커 ${done}/${v.speakers.length}대 완료</span></div>`;
     }).join("");
     const final = d.state === "completed" || d.state === "cancelled";
     document.getElementById("cancel").disabled = final;
     document.getElementById("resend").disabled = s.failed + s.expired === 0;
+    renderSilence();
+  }
+
+  function show(next) {
+    detail = next;
+    render();
+    const lost = document.querySelector("#board-message [data-reconnecting]");
+    if (lost) lost.remove();
   }
   render();
 
-  let loading = false;
-  let again = false;
   async function reload() {
-    if (loading) { again = true; return; }
-    loading = true;
-    try {
-      do {
-        again = false;
-        detail = await session.get(`broadcasts/${id}`);
-        if (!alive) return;
-        render();
-        const lost = document.querySelector("#board-message [data-reconnecting]");
-        if (lost) lost.remove();
-      } while (again && alive);
-    } finally {
-      loading = false;
-    }
+    const next = await session.get(`broadcasts/${id}`);
+    if (alive) show(next);
   }
 
   (async () => {
-    // Follow the server's events; each one says the summary changed, so read the details.
+    // The stream pushes the whole detail each time it changes: the board draws what it is
+    // sent, never a second read that a cache could answer with the state before.
     while (alive && detail.state !== "completed" && detail.state !== "cancelled") {
       try {
-        await session.follow(`broadcasts/${id}/events`, () => { reload().catch(() => {}); }, controller.signal);
-        await reload();
+        await session.follow(`broadcasts/${id}/events?detail=true`, (next) => { if (alive) show(next); }, controller.signal);
       } catch (e) {
         if (!alive) return;
         say("error", `${koreanError(e)} 다시 연결하는 중입니다...`);
         document.querySelector("#board-message .notice").dataset.reconnecting = "true";
         await new Promise((r) => setTimeout(r, 1500));
-        await reload().catch(() => {});
       }
+      if (!alive) return;
+      await reload().catch(() => {});
+      // Closed before the end (a proxy's timeout, a replica stopping): follow again, not in a
+      // tight loop.
+      if (detail.state !== "completed" && detail.state !== "cancelled") await new Promise((r) => setTimeout(r, 1000));
     }
   })();
 
@@ -661,7 +688,7 @@ async function showHistory(_arg, current) {
         <td>${when(b.created_at)}</td><td>${categoryBadge(b.category)}</td>
         <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}</td>
         <td>${esc(b.villages.total)}곳</td>
-        <td>${esc(b.speakers.played)}/${esc(b.speakers.total)}대 완료${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}${b.speakers.played_late ? ` · 늦게 방송됨 ${esc(b.speakers.played_late)}` : ""}</td>
+        <td>${esc(b.speakers.played + (b.speakers.played_late || 0))}/${esc(b.speakers.total)}대 완료${b.speakers.played_late ? ` (늦게 ${esc(b.speakers.played_late)})` : ""}${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
         <td>${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;
     document.getElementById("page-info").textContent =
       `전체 ${page.total}건 중 ${page.total ? offset + 1 : 0}-${offset + page.items.length}`;

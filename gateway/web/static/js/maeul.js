@@ -30,6 +30,7 @@ const WORDS = {
     offline: "꺼짐",
     cancelled: "취소됨",
     no_speakers: "스피커 없음",
+    unanswered: "응답 없음",
   },
   // Why a delivery ended without playing (the delivery's reason; "no_ack": the gateway gave up).
   reason: {
@@ -108,7 +109,19 @@ class Session {
     this.storage = storage;
     this.onLogout = () => {};
     this._refreshing = null;
+    // The gateway's clock minus this computer's, from each answer's Date header: how long
+    // speakers have been silent is counted on the gateway's clock, not a badly set office PC's.
+    this.clockOffset = 0;
     this.state = this._load();
+  }
+
+  // Now, in milliseconds, on the gateway's clock.
+  now() { return Date.now() + this.clockOffset; }
+
+  _clock(response) {
+    const date = Date.parse(response.headers.get("Date") || "");
+    // The header has whole seconds: the middle of that second is the better guess.
+    if (!Number.isNaN(date)) this.clockOffset = date + 500 - Date.now();
   }
 
   _load() {
@@ -201,6 +214,7 @@ class Session {
       body,
       signal: options.signal,
     });
+    this._clock(response);
     if (response.status === 401 && !retried && this.state) {
       await this.refresh();
       return this.fetch(path, options, true);
@@ -292,28 +306,91 @@ const TIME_FULL = new Intl.DateTimeFormat("ko-KR", {
 function when(iso) { return iso ? TIME.format(new Date(iso)) : "-"; }
 function whenFull(iso) { return iso ? TIME_FULL.format(new Date(iso)) : ""; }
 
+// Deliveries that can still change; a pre-empted one waits to play again from the start.
+const OPEN_STATES = ["queued", "sent", "received", "playing", "preempted"];
+const DONE_STATES = ["played", "played_late"];
+
+// A speaker is not answering when the gateway has asked it twice without an answer: the first
+// send and the ask after its ack deadline passed (the gateway's ack timeout), or, once it said
+// it had the message, two asks after the message should have ended. `attempts` counts asks
+// left unanswered and any answer starts it again, so this needs no clock of the page's own (one
+// ask alone is not enough: a speaker busy with a long queue is asked once and answers).
+const AWAITING_STATES = ["sent", "received", "playing"];
+const UNANSWERED_ASKS = 2;
+
+function isUnanswered(speaker) {
+  return Boolean(speaker.online && AWAITING_STATES.includes(speaker.state)
+    && (speaker.attempts || 0) >= UNANSWERED_ASKS);
+}
+
+// Since when (ms, gateway clock) a silent speaker has been awaited: since the broadcast went out
+// for one that never answered, since its message should have ended for one that said it had it.
+function silentSince(speaker, detail) {
+  if (speaker.state === "sent") return Date.parse(detail.created_at);
+  return Date.parse(speaker.updated_at) + (detail.duration_ms || 0);
+}
+
+// The speakers of a broadcast's detail that have not answered: how many, in how many villages,
+// and since when (null when all answer).
+function silence(detail) {
+  let speakers = 0;
+  let since = Infinity;
+  const villages = new Set();
+  for (const village of detail.village_deliveries || []) {
+    for (const speaker of village.speakers || []) {
+      if (!isUnanswered(speaker)) continue;
+      speakers += 1;
+      villages.add(village.village_id);
+      since = Math.min(since, silentSince(speaker, detail));
+    }
+  }
+  return speakers ? { speakers, villages: villages.size, since } : null;
+}
+
+// "40초째", "3분 5초째": how long, from `since` to `now` (both ms).
+function howLong(since, now) {
+  const s = Math.max(0, Math.floor((now - since) / 1000));
+  return s < 60 ? `${s}초째` : `${Math.floor(s / 60)}분 ${s % 60}초째`;
+}
+
 // A village's tile from its speakers' delivery states.
 function villageState(village) {
   const speakers = village.speakers || [];
   if (speakers.length === 0) return "no_speakers";
-  const open = speakers.filter((s) =>
-    ["queued", "sent", "received", "playing", "preempted"].includes(s.state));
-  const played = speakers.filter((s) => s.state === "played" || s.state === "played_late").length;
+  const open = speakers.filter((s) => OPEN_STATES.includes(s.state));
+  const played = speakers.filter((s) => s.state === "played").length;
+  const late = speakers.filter((s) => s.state === "played_late").length;
   if (open.length === 0) {
-    if (played === speakers.length) {
-      return speakers.some((s) => s.state === "played_late") ? "played_late" : "played";
-    }
-    if (played > 0) return "partial";
+    if (played + late === speakers.length) return late ? "played_late" : "played";
+    if (played + late > 0) return "partial";
     if (speakers.every((s) => s.state === "cancelled")) return "cancelled";
     return "failed";
   }
-  if (open.every((s) => !s.online)) return "offline";
+  const reachable = open.filter((s) => s.online);
+  if (reachable.length === 0) return "offline";
+  if (reachable.every(isUnanswered)) return "unanswered";
   for (const state of ["playing", "received", "sent"]) {
     if (open.some((s) => s.state === state || (state === "playing" && s.state === "preempted"))) {
       return state;
     }
   }
   return "queued";
+}
+
+// Where a whole broadcast stands, from its summary's counts (for one line or one colour).
+function progressState(summary) {
+  const c = summary.speakers;
+  const late = c.played_late || 0;
+  const done = c.played + late;
+  if (summary.state === "cancelled") return "cancelled";
+  if (summary.state === "completed") {
+    if (c.total > 0 && done === c.total) return late ? "played_late" : "played";
+    return done > 0 ? "partial" : "failed";
+  }
+  if (c.playing + c.preempted > 0) return "playing";
+  if (c.received > 0) return "received";
+  if (c.offline > 0 && c.queued + c.sent === 0) return "offline";
+  return c.sent > 0 ? "sent" : "queued";
 }
 
 // Tests and exercises are never taken for the real thing: they carry a mark wherever listed.

@@ -134,7 +134,7 @@ async function showHome(_arg, current) {
     list.innerHTML = page.items.length === 0 ? '<li class="muted">아직 보낸 방송이 없습니다.</li>' :
       page.items.map((b) => `<li><a href="#/sent/${esc(b.id)}">
         <span class="t">${modeBadge(b.mode)}${esc(b.title || shorten(b.text) || "녹음 방송")}</span>
-        <span class="m">${when(b.created_at)} · ${esc(WORDS.category[b.category] || b.category)} · 스피커 ${esc(b.speakers.total)}대 중 ${esc(b.speakers.played)}대 방송</span></a></li>`).join("");
+        <span class="m">${when(b.created_at)} · ${esc(WORDS.category[b.category] || b.category)} · 스피커 ${esc(b.speakers.total)}대 중 ${esc(b.speakers.played + (b.speakers.played_late || 0))}대 방송</span></a></li>`).join("");
   } catch (e) {
     if (!current()) return;
     document.getElementById("history").innerHTML =
@@ -269,39 +269,81 @@ function showText() {
   });
 }
 
+// Up to this many villages, the page follows every speaker of a broadcast (see showSent).
+const PHONE_DETAIL_VILLAGES = 20;
+
+// What the head reads under the count, by where the broadcast stands (see progressState).
+function progressLine(state, c) {
+  const late = c.played_late || 0;
+  const missed = c.failed + c.expired;
+  switch (state) {
+    case "queued": return "방송을 보내고 있습니다...";
+    case "sent": return "스피커에 보냈습니다. 스피커가 받기를 기다립니다...";
+    case "received": return `스피커 ${c.received}대가 받았습니다. 곧 나옵니다.`;
+    case "playing": return `지금 ${c.playing + c.preempted}대에서 나오고 있습니다.`;
+    case "offline": return "스피커가 모두 꺼져 있습니다. 켜지면 받습니다.";
+    case "played": return "모든 스피커가 방송했습니다.";
+    case "played_late": return `모든 스피커가 방송했습니다. ${late}대는 늦게 방송했습니다.`;
+    case "partial": case "failed": return `끝났습니다. ${missed}대는 못 받았습니다.`;
+    case "cancelled": return "방송을 멈췄습니다.";
+    default: return "";
+  }
+}
+
 async function showSent(id, current) {
   const controller = new AbortController();
   let alive = true;
-  leave = () => { alive = false; controller.abort(); };
+  let detail = null;
+  // How long speakers have been silent grows while nothing else changes: count it every second.
+  const ticker = setInterval(() => { if (alive && detail) renderSilence(); }, 1000);
+  leave = () => { alive = false; controller.abort(); clearInterval(ticker); };
   screen.innerHTML = `
-    <div class="progress-big" aria-live="polite">
+    <div class="progress-big" id="progress" aria-live="polite">
       <div class="of" id="sent-title"></div>
       <div class="n" id="played-count">…</div>
       <div class="of" id="played-of"></div>
       <div class="meter"><i id="meter"></i></div>
       <p class="status-line" id="status-line">방송을 보내고 있습니다...</p>
     </div>
+    <p class="notice warn" id="silence" hidden></p>
     <div id="message" role="status"></div>
     <button class="secondary-wide" type="button" id="cancel" hidden>방송 멈추기</button>
     <a class="primary-wide home-link" href="#/">처음으로</a>`;
+  function renderSilence() {
+    const box = document.getElementById("silence");
+    const found = silence(detail);
+    box.hidden = !found;
+    if (found) {
+      box.textContent = `스피커 ${found.speakers}대가 응답하지 않습니다 (${howLong(found.since, session.now())}). 스피커 전원을 확인해 주세요.`;
+    }
+  }
   const render = (s) => {
+    if (s.village_deliveries) detail = s;
     const c = s.speakers;
+    const late = c.played_late || 0;
+    const state = progressState(s);
+    document.getElementById("progress").dataset.state = state;
     document.getElementById("sent-title").textContent = s.title || shorten(s.text, 24) || "녹음 방송";
-    document.getElementById("played-count").textContent = `${c.played}대`;
-    document.getElementById("played-of").textContent = `스피커 ${c.total}대 중 ${c.played}대 방송했습니다`;
-    document.getElementById("played-count").dataset.played = c.played;
+    document.getElementById("played-count").textContent = `${c.played + late}대`;
+    document.getElementById("played-of").textContent =
+      `스피커 ${c.total}대 중 ${c.played + late}대 방송했습니다${late ? ` (늦게 ${late}대)` : ""}`;
+    document.getElementById("played-count").dataset.played = c.played + late;
     document.getElementById("played-count").dataset.total = c.total;
-    document.getElementById("meter").style.width = `${c.total ? (100 * c.played) / c.total : 0}%`;
-    const missed = c.failed + c.expired;
-    let line = "스피커가 받고 있습니다...";
-    if (c.playing > 0) line = `지금 ${c.playing}대에서 나오고 있습니다.`;
-    if (c.offline > 0) line += ` 꺼진 스피커 ${c.offline}대는 켜지면 받습니다.`;
-    if (s.state === "completed") line = missed ? `끝났습니다. ${missed}대는 못 받았습니다.` : "모든 스피커가 방송했습니다.";
-    if (s.state === "cancelled") line = "방송을 멈췄습니다.";
+    document.getElementById("meter").style.width = `${c.total ? (100 * (c.played + late)) / c.total : 0}%`;
+    let line = progressLine(state, c);
+    if (c.offline > 0 && state !== "offline" && s.state !== "completed" && s.state !== "cancelled") {
+      line += ` 꺼진 스피커 ${c.offline}대는 켜지면 받습니다.`;
+    }
     document.getElementById("status-line").textContent = line;
     document.getElementById("cancel").hidden = s.state === "completed" || s.state === "cancelled";
+    if (detail) renderSilence();
   };
+  // The detail (every speaker) tells which speakers do not answer; a head's own broadcast
+  // reaches a few villages, but a city-wide alert's detail is too much for a phone to follow.
   let summary = await session.get(`broadcasts/${id}`, { detail: false });
+  if (!current()) return;
+  const detailed = summary.villages.total <= PHONE_DETAIL_VILLAGES;
+  if (detailed) summary = await session.get(`broadcasts/${id}`, { detail: true });
   if (!current()) return;
   render(summary);
   document.getElementById("cancel").addEventListener("click", async () => {
@@ -313,9 +355,10 @@ async function showSent(id, current) {
     }
   });
   const message = document.getElementById("message");
+  // The stream pushes the whole detail each time it changes: the page shows what it is sent.
   while (alive && summary.state !== "completed" && summary.state !== "cancelled") {
     try {
-      await session.follow(`broadcasts/${id}/events`, (s) => { summary = s; if (alive) render(s); }, controller.signal);
+      await session.follow(`broadcasts/${id}/events?detail=${detailed}`, (s) => { summary = s; if (alive) render(s); }, controller.signal);
     } catch (e) {
       if (!alive) return;
       message.innerHTML = `<div class="notice error" role="alert">${esc(koreanError(e))} 다시 연결하는 중입니다...</div>`;
@@ -323,10 +366,13 @@ async function showSent(id, current) {
     }
     if (!alive) return;
     try {
-      summary = await session.get(`broadcasts/${id}`, { detail: false });
+      summary = await session.get(`broadcasts/${id}`, { detail: detailed });
       message.textContent = "";
     } catch { /* said above; the loop tries again */ }
     render(summary);
+    // Closed before the end (a proxy's timeout, a replica stopping): follow again, not in a
+    // tight loop.
+    if (summary.state !== "completed" && summary.state !== "cancelled") await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
