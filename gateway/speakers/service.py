@@ -620,6 +620,8 @@ async def placement_of(session: AsyncSession, city: City, code: str) -> Placemen
     villages = await places.village_codes(session, [village_id])
     districts = await places.district_codes(session, [district_id])
     return Placement(speaker_id, code, district_id, districts[district_id], villages[village_id][0])
+
+
 # --------------------------------------------------------------------------------------------
 # Receipt keys: each speaker's own Ed25519 key, of which the gateway keeps the public half
 
