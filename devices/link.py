@@ -291,8 +291,10 @@ def _readable_now(sock: Any) -> bool:
     """Bytes wait on the socket now (without blocking)."""
     if sock.fileno() < 0:
         return False
-    ready, _, _ = select.select([sock], [], [], 0)
-    return bool(ready)
+    # poll, not select: a fleet holds thousands of sockets, past select's FD_SETSIZE.
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class Link:

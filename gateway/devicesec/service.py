@@ -568,6 +568,8 @@ async def record_bad_proofs(session: AsyncSession, reports: Sequence[BadProof]) 
             {
                 "city_id": report.city_id,
                 "at": report.at,
+                "last_at": report.at,
+                "count": 1,
                 "kind": "bad_ack",
                 "speaker_code": report.speaker_code,
                 "command_id": report.command_id,

@@ -12,7 +12,7 @@ import pytest
 from gateway.bus import Incoming
 from gateway.web.router import STATIC
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.flow.conftest import Stack
+from tests.flow.conftest import Stack, proof_of
 from tests.media import make_recording
 from wire import contract
 from wire.contract import AckStatus
@@ -36,6 +36,7 @@ def _ack(stack: Stack, command: contract.Command, speaker: str, status: AckStatu
         speaker=speaker,
         status=status,
         at_ms=at_ms,
+        **(proof_of(command) if status is AckStatus.PLAYED else {}),
     )
     _put(stack, contract.ack_topic(stack.settings.city_code, speaker), contract.encode_ack(ack))
 
