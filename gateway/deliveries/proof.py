@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import AudioAsset, Broadcast
 from gateway.broadcasts.schemas import PlayProof
+from gateway.deliveries import ed25519
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.schemas import ExportEncoding, ExportTolerance, ProofExport, SpeakerProof
 from gateway.deliveries.states import HEARD
@@ -58,6 +59,7 @@ class Problem(StrEnum):
     WRONG_LENGTH = "wrong_length"  # played_ms too far from that encoding's duration
     NO_RECEIPT = "no_receipt"  # the speaker has a receipt key but sent no signature
     BAD_RECEIPT = "bad_receipt"  # the signature does not verify against its key
+    WEAK_KEY = "weak_key"  # the enrolled key is a small-order point: anyone could sign
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ def judge(
             return Verdict(Problem.WRONG_LENGTH, None)
     if public_key is None:
         return Verdict(None, None)
+    if ed25519.is_small_order(public_key):
+        return Verdict(Problem.WEAK_KEY, False)
     if receipt.sig is None:
         return Verdict(Problem.NO_RECEIPT, False)
     if not contract.verify_receipt(receipt, public_key):
@@ -397,6 +401,7 @@ _WHY: Final[Mapping[Problem, str]] = {
     Problem.WRONG_LENGTH: "재생 시간이 오디오 길이와 맞지 않습니다",
     Problem.NO_RECEIPT: "서명된 수신 확인이 없습니다",
     Problem.BAD_RECEIPT: "수신 확인 서명이 맞지 않습니다",
+    Problem.WEAK_KEY: "등록된 수신 확인 키가 누구나 서명을 위조할 수 있는 약한 키입니다",
 }
 
 

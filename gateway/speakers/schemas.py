@@ -100,7 +100,11 @@ ReceiptPublicKey = Annotated[
     str,
     Field(
         pattern=r"^[A-Za-z0-9+/]{43}=$",
-        description="Base64 of the raw 32-byte Ed25519 public key of the speaker's receipt key.",
+        description=(
+            "Base64 of the raw 32-byte Ed25519 public key of the speaker's receipt key: a "
+            "canonical point of the prime-order subgroup (a small-order or mixed-order point, "
+            "such as all zeros, is refused with invalid_receipt_key)."
+        ),
         examples=["11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
     ),
 ]

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import UTCDateTime
+from gateway.deliveries import ed25519
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.places import csv_import
 from gateway.places import service as places
@@ -630,7 +631,8 @@ def _bad_receipt_key(code: str) -> InvalidRequest:
     return InvalidRequest(
         "invalid_receipt_key",
         ko=f"스피커 {code}의 수신 확인 키가 올바른 Ed25519 공개 키가 아닙니다.",
-        en=f"The receipt key of speaker {code} is not a valid Ed25519 public key.",
+        en=f"The receipt key of speaker {code} is not a valid Ed25519 public key "
+        "(a canonical point of the prime-order subgroup).",
     )
 
 
@@ -642,6 +644,10 @@ def _checked_key(code: str, public_key: str) -> str:
         Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError):
         raise _bad_receipt_key(code) from None
+    # A small-order or mixed-order point (all zeros among them) would let anyone forge the
+    # speaker's receipts: only a point of the prime-order subgroup is a receipt key.
+    if not ed25519.is_strong_public_key(raw):
+        raise _bad_receipt_key(code)
     return public_key
 
 

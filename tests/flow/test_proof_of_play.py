@@ -15,6 +15,7 @@ from gateway.bus import Incoming
 from maeul.cli import app as cli
 from tests.flow.conftest import Stack, proof_of
 from tests.media import make_recording
+from tests.unit.test_receipts import WEAK_KEYS
 from wire import contract
 from wire.contract import AckStatus
 
@@ -166,6 +167,15 @@ async def test_receipt_keys_are_checked_at_enrollment(stack: Stack, recording: b
     assert response.json()["code"] == speaker["code"]
     response = await stack.client.put(url, json={"public_key": "not a key"})
     assert response.status_code == 422
+    # A small-order point (all zeros among them) would let anyone forge the speaker's receipts.
+    for weak in WEAK_KEYS:
+        body = {"public_key": base64.b64encode(weak).decode()}
+        response = await stack.client.put(url, json=body)
+        assert (response.status_code, response.json()["error"]) == (422, "invalid_receipt_key")
+        response = await stack.client.put(
+            "/api/v1/speakers/receipt-keys", json={"keys": {speaker["code"]: body["public_key"]}}
+        )
+        assert (response.status_code, response.json()["error"]) == (422, "invalid_receipt_key")
     response = await stack.client.put(
         "/api/v1/speakers/receipt-keys", json={"keys": {"no-such-speaker": public}}
     )

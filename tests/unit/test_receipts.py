@@ -141,3 +141,54 @@ def test_with_an_enrolled_key_the_receipt_must_be_signed_by_it() -> None:
     forged = contract.sign_receipt(_receipt(), contract.new_receipt_key()[0])
     assert judge(EXPECTED, forged, public).problem is Problem.BAD_RECEIPT
     assert judge(EXPECTED, None, public).problem is Problem.NO_PROOF
+
+
+# Small-order points of Ed25519 (order 1, 2, 4 and 8) and non-canonical encodings.
+WEAK_KEYS = (
+    bytes(32),  # all zeros: (sqrt(-1), 0), order 4
+    bytes([1]) + bytes(31),  # the identity
+    bytes.fromhex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),  # order 2
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),  # order 8
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),  # order 8
+    bytes(31) + b"\x80",  # zeros with the sign bit: "negative zero" x, non-canonical
+    bytes.fromhex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),  # y = p
+)
+
+
+def _forged_with_identity_r(receipt: contract.Receipt) -> contract.Receipt:
+    """The attack on a small-order key: R the identity, S = 0, valid for some messages."""
+    sig = bytes([1]) + bytes(31) + bytes(32)
+    return receipt.model_copy(update={"sig": base64.b64encode(sig).decode()})
+
+
+def test_only_prime_order_points_are_strong_receipt_keys() -> None:
+    from gateway.deliveries import ed25519
+
+    for _ in range(5):
+        public = contract.new_receipt_key()[1]
+        assert ed25519.is_strong_public_key(public)
+        assert not ed25519.is_small_order(public)
+    for weak in WEAK_KEYS:
+        assert not ed25519.is_strong_public_key(weak), weak.hex()
+        assert ed25519.is_small_order(weak), weak.hex()
+    # A genuine key plus a point of order 2: not small-order, but not of prime order either.
+    point = ed25519._decode(contract.new_receipt_key()[1])
+    assert point is not None
+    x, y, z, _ = ed25519._add(point, (0, ed25519._P - 1, 1, 0))
+    zi = pow(z, ed25519._P - 2, ed25519._P)
+    xa, ya = x * zi % ed25519._P, y * zi % ed25519._P
+    mixed = (ya | (xa & 1) << 255).to_bytes(32, "little")
+    assert not ed25519.is_strong_public_key(mixed)
+
+
+def test_a_receipt_forged_for_a_small_order_key_never_verifies() -> None:
+    expected = Expected(BID, CID, 1, (Encoding("opus", SHA, 105_000),), silent_ok=False)
+    # Vary the time until the forged signature holds for the zero key, as the attacker did.
+    holds = [
+        r
+        for r in (_forged_with_identity_r(_receipt(at_ms=1_700_000_000_000 + n)) for n in range(64))
+        if contract.verify_receipt(r, bytes(32))
+    ]
+    assert holds, "the library accepts small-order keys: the gateway must refuse them itself"
+    verdict = judge(expected, holds[0], bytes(32))
+    assert (verdict.problem, verdict.verified) == (Problem.WEAK_KEY, False)
