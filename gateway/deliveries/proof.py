@@ -6,7 +6,9 @@ A ``played`` ack is accepted only when
 - its ``played_ms`` is that encoding's duration within ``max(1 s, 5 %)`` of it (a full play:
   an interrupted or pre-empted play is never ``played``); a test or exercise the city logs
   without a sound may say 0; a live stream's chime names the stream, whose length is the talk's
-  (not known when the command was sent), so any length is accepted for it; and
+  (not known when the command was sent), so any length is accepted for it;
+- unless it says 0 ms for a test or exercise logged without a sound, its ``level_dbfs`` is
+  above `SILENCE_FLOOR_DBFS` (-70 dBFS): a play that made no sound proves nothing; and
 - when the speaker has enrolled a receipt key, its ``receipt_sig`` verifies against that key.
 
 Otherwise the delivery ends ``failed`` with reason ``bad_proof`` and a security event is
@@ -51,12 +53,18 @@ if TYPE_CHECKING:
 TOLERANCE_MIN_MS: Final = 1000
 TOLERANCE_FRACTION: Final = 0.05
 BAD_PROOF: Final = "bad_proof"
+# A play that made a sound must report an output level above this: the speech and chimes the
+# gateway sends are normalised to a loudness near -16 LUFS (their RMS level around -20 dBFS),
+# and -70 is where loudness measurement itself stops counting a block as sound (the absolute
+# gate of ITU-R BS.1770). A level at or below it, or none, is a speaker that played silence.
+SILENCE_FLOOR_DBFS: Final = -70.0
 
 
 class Problem(StrEnum):
     NO_PROOF = "no_proof"  # no audio hash or no played_ms
     UNKNOWN_AUDIO = "unknown_audio"  # the hash of no encoding the command carried
     WRONG_LENGTH = "wrong_length"  # played_ms too far from that encoding's duration
+    SILENT = "silent"  # a play that made a sound reports no level or one at the silence floor
     NO_RECEIPT = "no_receipt"  # the speaker has a receipt key but sent no signature
     BAD_RECEIPT = "bad_receipt"  # the signature does not verify against its key
     WEAK_KEY = "weak_key"  # the enrolled key is a small-order point: anyone could sign
@@ -100,11 +108,14 @@ def judge(
     encoding = next((e for e in expected.encodings if e.sha256 == receipt.audio_sha256), None)
     if encoding is None:
         return Verdict(Problem.UNKNOWN_AUDIO, None)
+    # A test or exercise logged without a sound says 0 ms; every other play made a sound.
+    silent = expected.silent_ok and receipt.played_ms == 0
     if encoding.duration_ms is not None:
-        silent = expected.silent_ok and receipt.played_ms == 0
         off = abs(receipt.played_ms - encoding.duration_ms)
         if not silent and off > tolerance_ms(encoding.duration_ms):
             return Verdict(Problem.WRONG_LENGTH, None)
+    if not silent and (receipt.level_dbfs is None or receipt.level_dbfs <= SILENCE_FLOOR_DBFS):
+        return Verdict(Problem.SILENT, None)
     if public_key is None:
         return Verdict(None, None)
     if ed25519.is_small_order(public_key):
@@ -399,6 +410,7 @@ _WHY: Final[Mapping[Problem, str]] = {
     Problem.NO_PROOF: "재생 증명이 없습니다",
     Problem.UNKNOWN_AUDIO: "보낸 적 없는 오디오의 해시입니다",
     Problem.WRONG_LENGTH: "재생 시간이 오디오 길이와 맞지 않습니다",
+    Problem.SILENT: "출력 레벨이 없거나 무음 수준입니다 (-70 dBFS 이하)",
     Problem.NO_RECEIPT: "서명된 수신 확인이 없습니다",
     Problem.BAD_RECEIPT: "수신 확인 서명이 맞지 않습니다",
     Problem.WEAK_KEY: "등록된 수신 확인 키가 누구나 서명을 위조할 수 있는 약한 키입니다",

@@ -63,8 +63,7 @@ def _played(
         speaker=speaker,
         status=AckStatus.PLAYED,
         at_ms=contract.now_ms(),
-        level_dbfs=-21.37,
-        **{**proof_of(command), **proof},
+        **{**proof_of(command), "level_dbfs": -21.37, **proof},
     )
     if key is not None:
         receipt = contract.receipt_of(ack)
@@ -137,6 +136,26 @@ async def test_the_right_hash_played_for_a_moment_is_no_proof(
     assert speakers[codes[1]]["state"] == "played"
     [event] = await _bad_proof_events(stack)
     assert event["details"]["problem"] == "wrong_length"
+
+
+async def test_a_played_ack_of_silence_or_with_no_level_is_no_proof(
+    stack: Stack, recording: bytes
+) -> None:
+    codes, command = await _broadcast(stack, recording)
+    assert command.audible
+    keys = await _enroll(stack, codes[:3])
+    _played(stack, command, codes[0], key=keys[codes[0]], level_dbfs=-200.0)  # digital silence
+    _played(stack, command, codes[1], key=keys[codes[1]], level_dbfs=None)  # says nothing
+    _played(stack, command, codes[2], key=keys[codes[2]], level_dbfs=-17.2)
+    await stack.deliver()
+
+    speakers = await _speakers(stack, command.broadcast_id)
+    for code in codes[:2]:
+        assert (speakers[code]["state"], speakers[code]["reason"]) == ("failed", "bad_proof")
+        assert speakers[code]["proof"] is None
+    assert speakers[codes[2]]["proof"]["verified"] is True
+    events = {e["speaker_code"]: e["details"]["problem"] for e in await _bad_proof_events(stack)}
+    assert events == {codes[0]: "silent", codes[1]: "silent"}
 
 
 async def test_an_enrolled_speaker_s_receipt_must_verify(stack: Stack, recording: bytes) -> None:

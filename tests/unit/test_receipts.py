@@ -112,6 +112,10 @@ EXPECTED = Expected(
         ({"played_ms": 1}, Problem.WRONG_LENGTH),
         ({"audio_sha256": "0" * 64, "played_ms": 1}, Problem.UNKNOWN_AUDIO),
         ({"played_ms": 0}, Problem.WRONG_LENGTH),  # silence is proof only for a logged test
+        ({"level_dbfs": -69.99}, None),
+        ({"level_dbfs": -70.0}, Problem.SILENT),  # the silence floor
+        ({"level_dbfs": -200.0}, Problem.SILENT),  # digital silence
+        ({"level_dbfs": None}, Problem.SILENT),  # a sound played must say how loud
     ],
 )
 def test_a_played_ack_must_name_a_sent_encoding_played_in_full(
@@ -130,6 +134,32 @@ def test_a_logged_test_may_be_silent_and_a_live_chime_any_length() -> None:
     assert judge(logged, _receipt(played_ms=0, level_dbfs=None), None).problem is None
     live = Expected(BID, CID, 1, (Encoding("opus", SHA, None),), silent_ok=False)
     assert judge(live, _receipt(played_ms=12_340), None).problem is None
+    # A test the city wants heard is played in full and must be as loud as any other.
+    assert judge(logged, _receipt(level_dbfs=-200.0), None).problem is Problem.SILENT
+    assert judge(live, _receipt(played_ms=12_340, level_dbfs=None), None).problem is (
+        Problem.SILENT
+    )
+
+
+def test_honest_speakers_report_a_level_well_above_the_silence_floor() -> None:
+    """What the fleet measures for the audio the gateway sends: a chime as `devices.sound`
+    measures it (speech normalised the same way measures about -17 dBFS)."""
+    from audio.chimes import chime
+    from audio.pipeline import AudioOptions
+    from devices.sound import measure_level_dbfs
+    from gateway.deliveries.proof import SILENCE_FLOOR_DBFS
+
+    options = AudioOptions()
+    for category in ("administrative", "disaster"):
+        samples = chime(
+            "start",
+            category,
+            rate=16_000,
+            target_lufs=options.target_lufs,
+            peak_dbtp=options.true_peak_dbtp,
+        )
+        pcm = (samples.clip(-1, 1) * 32767).astype("<i2").tobytes()
+        assert measure_level_dbfs(pcm) > SILENCE_FLOOR_DBFS + 30, category
 
 
 def test_with_an_enrolled_key_the_receipt_must_be_signed_by_it() -> None:
