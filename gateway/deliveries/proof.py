@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from gateway.deliveries.states import HEARD
 from gateway.devicesec import service as devicesec
 from gateway.live.models import LiveSession
 from gateway.places import service as places
+from gateway.signing import Signer
 from gateway.speakers import service as speakers
 from gateway.speakers.models import Speaker
 from wire import contract
@@ -339,10 +341,62 @@ def live_figures(deliveries: Iterable[Delivery]) -> LiveFigures:
 # Export and offline verification
 
 
+EXPORT_DOMAIN: Final = "maeul-proof-export/v1"
+
+
+def export_signing_bytes(body: Mapping[str, object]) -> bytes:
+    """The bytes the gateway signs for an export (its JSON body, as sent or as read back from a
+    file): the domain line, then the body without ``sig`` as sorted, compact JSON."""
+    unsigned = {k: v for k, v in body.items() if k != "sig"}
+    text = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{EXPORT_DOMAIN}\n{text}".encode()
+
+
+def sign_export(export: ProofExport, signer: Signer) -> ProofExport:
+    """The export signed with the gateway's command-signing key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    unsigned = export.model_copy(update={"key_id": signer.key_id, "sig": None})
+    data = export_signing_bytes(unsigned.model_dump(mode="json"))
+    signature = Ed25519PrivateKey.from_private_bytes(signer.private_key).sign(data)
+    return unsigned.model_copy(update={"sig": base64.b64encode(signature).decode("ascii")})
+
+
+def export_signed_by(body: Mapping[str, object], ring: contract.KeyRing) -> str | None:
+    """Why an export's body (as read) is not signed by a key of the city's `ring`, in Korean;
+    None when it is. The ring is checked as a chain: each key endorsed by the one before."""
+    first = ring.keys[0] if ring.keys else None
+    if first is None or body.get("city") != ring.city:
+        return "키 목록이 이 도시의 것이 아닙니다"
+    try:
+        check = contract.SignatureCheck({first.key_id: first.raw_public_key()})
+    except (contract.WireError, ValueError):
+        return "키 목록의 첫 키가 올바르지 않습니다"
+    keys = {first.key_id: first.raw_public_key(), **check.learn(ring, ring.city)}
+    if len(keys) != len({k.key_id for k in ring.keys}):
+        return "키 목록의 보증 사슬이 끊겨 있습니다"
+    key_id, sig = body.get("key_id"), body.get("sig")
+    if not isinstance(key_id, str) or not isinstance(sig, str):
+        return "게이트웨이 서명이 없습니다"
+    if key_id not in keys:
+        return f"서명한 키 {key_id}가 키 목록에 없습니다"
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(keys[key_id]).verify(
+            base64.b64decode(sig, validate=True), export_signing_bytes(body)
+        )
+    except (InvalidSignature, binascii.Error, ValueError):
+        return "게이트웨이 서명이 맞지 않습니다: 내보낸 뒤 파일이 바뀌었습니다"
+    return None
+
+
 async def export_of(
-    session: AsyncSession, broadcast_id: str, *, city_code: str, now: datetime
+    session: AsyncSession, broadcast_id: str, *, city_code: str, now: datetime, signer: Signer
 ) -> ProofExport:
-    """A broadcast's receipts, its speakers' public keys and its encodings, for `verify_export`."""
+    """A broadcast's receipts, its speakers' public keys and its encodings, signed by the
+    gateway, for `verify_export`."""
     expected = (await expectations(session, [broadcast_id]))[broadcast_id]
     mode = await session.scalar(select(Broadcast.mode).where(Broadcast.id == broadcast_id))
     rows = (
@@ -381,7 +435,7 @@ async def export_of(
                 verified=delivery.receipt_verified if receipt is not None else None,
             )
         )
-    return ProofExport(
+    export = ProofExport(
         city=city_code,
         broadcast_id=broadcast_id,
         command_id=expected.command_id,
@@ -394,7 +448,9 @@ async def export_of(
             for e in expected.encodings
         ],
         speakers=speakers_out,
+        key_id=signer.key_id,
     )
+    return sign_export(export, signer)
 
 
 @dataclass(frozen=True)
@@ -429,8 +485,14 @@ def verify_export(export: ProofExport) -> list[Checked]:
     )
     checked: list[Checked] = []
     for speaker in export.speakers:
+        if speaker.reason == BAD_PROOF:
+            # It said it played, and the gateway refused its proof: a failed proof, not a
+            # speaker that had nothing to prove.
+            checked.append(Checked(speaker.code, False, "게이트웨이가 재생 증명을 거부했습니다"))
+            continue
         if speaker.state not in _HEARD:
-            checked.append(Checked(speaker.code, None, f"재생 기록 없음 ({speaker.state})"))
+            why = speaker.state if speaker.reason is None else f"{speaker.state}, {speaker.reason}"
+            checked.append(Checked(speaker.code, None, f"재생하지 않아 증명 없음 ({why})"))
             continue
         receipt = speaker.receipt
         if receipt is None:

@@ -215,19 +215,97 @@ async def test_an_export_verifies_offline_and_a_tampered_one_does_not(
     export = response.json()
     assert {e["sha256"] for e in export["encodings"]} == {a.sha256 for a in command.audio}
     assert all(s["receipt"]["sig"] and s["public_key"] for s in export["speakers"])
+    assert export["key_id"]
+    assert export["sig"]
     good = tmp_path / "proof.json"
     good.write_text(json.dumps(export))
+    ring = tmp_path / "ring.json"
+    ring.write_text((await stack.client.get("/api/v1/keys/ring")).text)
 
     runner = CliRunner()
-    result = runner.invoke(cli, ["proof", "verify", "--file", str(good)])
+    result = runner.invoke(cli, ["proof", "verify", "--file", str(good), "--keys", str(ring)])
     assert result.exit_code == 0, result.output
-    assert result.output.count("정상\t") == len(codes)
+    assert f"정상\t게이트웨이 서명\t키 {export['key_id']}" in result.output
+    assert result.output.count("정상\t") == len(codes) + 1
 
-    # One speaker's receipt claims a longer play than it signed.
-    export["speakers"][0]["receipt"]["played_ms"] += 1
-    tampered = tmp_path / "tampered.json"
-    tampered.write_text(json.dumps(export))
-    result = runner.invoke(cli, ["proof", "verify", "--file", str(tampered)])
+    # What an outsider changed in the file, each time re-signing what it could re-sign.
+    intruder_key = contract.new_receipt_key()[0]
+    first = export["speakers"][0]
+
+    def swapped_key(body: dict[str, Any]) -> None:
+        speaker = body["speakers"][0]
+        speaker["public_key"] = base64.b64encode(contract.receipt_public_key(intruder_key)).decode()
+        receipt = contract.Receipt.model_validate({**speaker["receipt"], "sig": None})
+        speaker["receipt"]["sig"] = contract.sign_receipt(receipt, intruder_key).sig
+
+    def made_up_encoding(body: dict[str, Any]) -> None:
+        body["encodings"].append({"codec": "opus", "sha256": "f" * 64, "duration_ms": 1000})
+
+    edits = {
+        "longer play": lambda b: b["speakers"][0]["receipt"].update(
+            played_ms=first["receipt"]["played_ms"] + 1
+        ),
+        "swapped key": swapped_key,
+        "made-up encoding": made_up_encoding,
+        "deleted speakers": lambda b: b.update(speakers=b["speakers"][:1]),
+        "played shown failed": lambda b: b["speakers"][0].update(state="failed", receipt=None),
+        "no signature": lambda b: b.update(sig=None),
+        "another key": lambda b: b.update(key_id="intruder"),
+    }
+    for name, edit in edits.items():
+        body = json.loads(json.dumps(export))
+        edit(body)
+        tampered = tmp_path / "tampered.json"
+        tampered.write_text(json.dumps(body))
+        args = ["proof", "verify", "--file", str(tampered), "--keys", str(ring)]
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1, (name, result.output)
+        assert "실패\t게이트웨이 서명\t" in result.output, (name, result.output)
+
+    # A ring whose chain does not hold proves nothing either.
+    broken = json.loads(ring.read_text())
+    broken["keys"][0]["public_key"] = base64.b64encode(contract.new_receipt_key()[1]).decode()
+    ring.write_text(json.dumps(broken))
+    result = runner.invoke(cli, ["proof", "verify", "--file", str(good), "--keys", str(ring)])
     assert result.exit_code == 1, result.output
-    assert f"실패\t{export['speakers'][0]['code']}\t수신 확인 서명이 맞지 않습니다" in result.output
-    assert result.output.count("정상\t") == len(codes) - 1
+
+
+async def test_an_export_stays_verifiable_after_a_key_rotation(
+    stack: Stack, recording: bytes, tmp_path: Path
+) -> None:
+    codes, command = await _broadcast(stack, recording)
+    keys = await _enroll(stack, codes)
+    for code in codes:
+        _played(stack, command, code, key=keys[code])
+    await stack.deliver()
+    before = tmp_path / "before.json"
+    before.write_text(
+        (await stack.client.get(f"/api/v1/broadcasts/{command.broadcast_id}/proof")).text
+    )
+    assert (await stack.client.post("/api/v1/keys/rotate")).status_code == 201
+    ring = tmp_path / "ring.json"
+    ring.write_text((await stack.client.get("/api/v1/keys/ring")).text)
+    after = (await stack.client.get(f"/api/v1/broadcasts/{command.broadcast_id}/proof")).json()
+    assert after["key_id"] != json.loads(before.read_text())["key_id"]
+    result = CliRunner().invoke(
+        cli, ["proof", "verify", "--file", str(before), "--keys", str(ring)]
+    )
+    assert result.exit_code == 0, result.output
+
+
+async def test_a_refused_proof_is_a_failure_and_no_play_is_counted_apart(
+    stack: Stack, recording: bytes, tmp_path: Path
+) -> None:
+    codes, command = await _broadcast(stack, recording)
+    _played(stack, command, codes[0], audio_sha256="0" * 64)  # refused: bad_proof
+    await stack.deliver()
+    good = tmp_path / "proof.json"
+    good.write_text(
+        (await stack.client.get(f"/api/v1/broadcasts/{command.broadcast_id}/proof")).text
+    )
+    ring = tmp_path / "ring.json"
+    ring.write_text((await stack.client.get("/api/v1/keys/ring")).text)
+    result = CliRunner().invoke(cli, ["proof", "verify", "--file", str(good), "--keys", str(ring)])
+    assert result.exit_code == 1, result.output
+    assert f"실패\t{codes[0]}\t게이트웨이가 재생 증명을 거부했습니다" in result.output
+    assert f"정상 0대, 실패 1대, 재생하지 않아 증명 없음 {len(codes) - 1}대" in result.output
