@@ -4,6 +4,7 @@ acks, and the gateway's checks of a played ack's proof."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from wire import contract
 IDENTITY = contract.SpeakerIdentity(city="testcity", district="d1", village="v1", speaker="s1")
 CLIP = b"OggS" + bytes(range(256)) * 4
 CID, BID, SHA = "a" * 32, "b" * 32, "c" * 64
+CLIP_SHA = hashlib.sha256(CLIP).hexdigest()
 
 
 def _receipt(**fields: object) -> contract.Receipt:
@@ -222,3 +224,49 @@ def test_a_receipt_forged_for_a_small_order_key_never_verifies() -> None:
     assert holds, "the library accepts small-order keys: the gateway must refuse them itself"
     verdict = judge(expected, holds[0], bytes(32))
     assert (verdict.problem, verdict.verified) == (Problem.WEAK_KEY, False)
+
+
+def test_a_resend_already_played_is_answered_with_a_fresh_receipt_of_the_resend() -> None:
+    """What the docs say a speaker signs when it acks a resend ``played`` with
+    ``already_played_as``: the resend's command and broadcast ids, a fresh at_ms, and the
+    earlier playback's audio hash, played_ms and level."""
+    private, public = contract.new_receipt_key()
+    clock = [NOW]
+    core = SpeakerCore(IDENTITY, codecs=("opus",), receipt_key=private, clock=lambda: clock[0])
+    original = command(refs=(audio(CLIP),))
+    core.on_command(contract.encode_command(original))
+    core.on_prepared(original.id, duration_ms=500, level_dbfs=-17.2)
+    (first,) = [
+        a.message for a in core.on_play_finished(original.id, played_ms=500) if isinstance(a, Ack)
+    ]
+    clock[0] = NOW + 5_000
+    again = command(refs=(audio(CLIP),), supersedes=(original.id,), at_ms=NOW + 4_000)
+    answers = [a.message for a in core.on_command(contract.encode_command(again))]
+    played = [m for m in answers if m.status is contract.AckStatus.PLAYED]
+    assert len(played) == 1
+    (ack,) = played
+    assert ack.already_played_as == original.id
+    assert (ack.command_id, ack.broadcast_id, ack.at_ms) == (
+        again.id,
+        again.broadcast_id,
+        NOW + 5_000,
+    )
+    assert (ack.audio_sha256, ack.played_ms, ack.level_dbfs) == (
+        first.audio_sha256,
+        first.played_ms,
+        first.level_dbfs,
+    )
+    receipt = contract.receipt_of(ack)
+    assert receipt is not None
+    assert contract.verify_receipt(receipt, public)
+    # The gateway judges it against the resend, which carries the same audio.
+    resend = Expected(again.broadcast_id, again.id, 1, (Encoding("opus", CLIP_SHA, 500),), False)
+    assert judge(resend, receipt, public) == judge(resend, receipt, public)
+    assert judge(resend, receipt, public).verified is True
+    # The original's receipt, sent again as is, proves nothing for the resend.
+    original_receipt = contract.receipt_of(first)
+    assert original_receipt is not None
+    stale = original_receipt.model_copy(
+        update={"command_id": again.id, "broadcast_id": again.broadcast_id}
+    )
+    assert judge(resend, stale, public).problem is Problem.BAD_RECEIPT
