@@ -889,7 +889,10 @@ is normalised to about -16 LUFS, which a speaker measures near -17 dBFS.
 
 Each speaker makes its own Ed25519 receipt key at installation and keeps the private half; its
 public half is enrolled with the gateway (`PUT /api/v1/speakers/{{speaker_id}}/receipt-key`, or
-`PUT /api/v1/speakers/receipt-keys` for many). The public key must be a canonical encoding of a
+`PUT /api/v1/speakers/receipt-keys` for many) with proof of possession: `proof`, the receipt
+key's Ed25519 signature (base64) of the UTF-8 lines `maeul-receipt-key/v1`, the city code, the
+speaker code and the base64 public key as sent, joined by a line feed with none after the last
+(else `422 invalid_receipt_key_proof`). The public key must be a canonical encoding of a
 point of the prime-order subgroup: small-order points (all zeros among them) and points with a
 small-order component are refused (`422 invalid_receipt_key`), since anyone could forge
 signatures for them; a receipt is never verified against a small-order key. An enrolled

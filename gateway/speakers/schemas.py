@@ -111,19 +111,28 @@ ReceiptPublicKey = Annotated[
 
 
 class ReceiptKeyEnroll(BaseModel):
-    """The public half of a speaker's own receipt key; the private half stays on the speaker."""
+    """The public half of a speaker's own receipt key, with the speaker's proof that it holds
+    the private half (which stays on the speaker)."""
 
     model_config = ConfigDict(extra="forbid")
 
     public_key: ReceiptPublicKey
+    proof: str = Field(
+        pattern=r"^[A-Za-z0-9+/]{86}==$",
+        description=(
+            "Base64 of the Ed25519 signature, by the receipt key, of the UTF-8 lines "
+            "`maeul-receipt-key/v1`, the city code, the speaker code and `public_key` (as "
+            "sent), joined by a line feed with none after the last: proof of possession."
+        ),
+    )
 
 
 class ReceiptKeysEnroll(BaseModel):
-    """Receipt keys of many speakers at once, by speaker code."""
+    """Receipt keys of many speakers at once, by speaker code, each with its proof."""
 
     model_config = ConfigDict(extra="forbid")
 
-    keys: dict[Code, ReceiptPublicKey] = Field(max_length=100_000)
+    keys: dict[Code, ReceiptKeyEnroll] = Field(max_length=100_000)
 
 
 class ReceiptKeyRead(BaseModel):

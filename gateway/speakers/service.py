@@ -29,6 +29,7 @@ from gateway.speakers.schemas import (
     FleetPage,
     FleetSpeaker,
     Kind,
+    ReceiptKeyEnroll,
     ReceiptKeyRead,
     ReceiptKeysEnrolled,
     SpeakerCreate,
@@ -37,6 +38,7 @@ from gateway.speakers.schemas import (
     SpeakersImportReport,
     SpeakerUpdate,
 )
+from wire import contract
 
 log = logging.getLogger(__name__)
 
@@ -636,6 +638,18 @@ def _bad_receipt_key(code: str) -> InvalidRequest:
     )
 
 
+def _proven_key(city: City, code: str, public_key: str, proof: str) -> str:
+    """A strong key whose holder signed its enrollment for this speaker of this city."""
+    key = _checked_key(code, public_key)
+    if not contract.verify_receipt_key_proof(city.code, code, key, proof):
+        raise InvalidRequest(
+            "invalid_receipt_key_proof",
+            ko=f"스피커 {code}의 수신 확인 키 소유 증명 서명이 맞지 않습니다.",
+            en=f"The proof of possession of speaker {code}'s receipt key does not verify.",
+        )
+    return key
+
+
 def _checked_key(code: str, public_key: str) -> str:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -652,11 +666,17 @@ def _checked_key(code: str, public_key: str) -> str:
 
 
 async def enroll_receipt_key(
-    session: AsyncSession, city: City, speaker_id: int, public_key: str, *, now: datetime
+    session: AsyncSession,
+    city: City,
+    speaker_id: int,
+    enrollment: ReceiptKeyEnroll,
+    *,
+    now: datetime,
 ) -> ReceiptKeyRead:
     """Set a speaker's receipt key; receipts it signs from now on verify against this one."""
     speaker = await _load(session, city.id, speaker_id)
-    speaker.receipt_public_key = _checked_key(speaker.code, public_key)
+    public_key = enrollment.public_key
+    speaker.receipt_public_key = _proven_key(city, speaker.code, public_key, enrollment.proof)
     speaker.receipt_key_enrolled_at = now
     await session.flush()
     return ReceiptKeyRead(
@@ -665,10 +685,10 @@ async def enroll_receipt_key(
 
 
 async def enroll_receipt_keys(
-    session: AsyncSession, city: City, keys: Mapping[str, str], *, now: datetime
+    session: AsyncSession, city: City, keys: Mapping[str, ReceiptKeyEnroll], *, now: datetime
 ) -> ReceiptKeysEnrolled:
     """Set the receipt keys of many speakers by code: all or none."""
-    checked = {code: _checked_key(code, key) for code, key in keys.items()}
+    checked = {code: _proven_key(city, code, e.public_key, e.proof) for code, e in keys.items()}
     ids = await speaker_ids_by_code(session, city.id, checked)
     unknown = sorted(set(checked) - set(ids))
     if unknown:

@@ -85,10 +85,8 @@ async def _bad_proof_events(stack: Stack) -> list[dict[str, Any]]:
 
 async def _enroll(stack: Stack, codes: list[str]) -> dict[str, bytes]:
     keys = {code: contract.new_receipt_key()[0] for code in codes}
-    public = {
-        code: base64.b64encode(contract.receipt_public_key(key)).decode()
-        for code, key in keys.items()
-    }
+    city = stack.settings.city_code
+    public = {code: contract.receipt_key_enrollment(key, city, code) for code, key in keys.items()}
     response = await stack.client.put("/api/v1/speakers/receipt-keys", json={"keys": public})
     assert response.status_code == 200, response.text
     assert response.json() == {"enrolled": len(codes)}
@@ -180,23 +178,54 @@ async def test_receipt_keys_are_checked_at_enrollment(stack: Stack, recording: b
     fleet = (await stack.client.get("/api/v1/speakers", params={"limit": 1})).json()["items"]
     speaker = fleet[0]
     url = f"/api/v1/speakers/{speaker['id']}/receipt-key"
-    public = base64.b64encode(contract.new_receipt_key()[1]).decode()
-    response = await stack.client.put(url, json={"public_key": public})
+    city, code = stack.settings.city_code, speaker["code"]
+    private = contract.new_receipt_key()[0]
+    enrollment = contract.receipt_key_enrollment(private, city, code)
+    response = await stack.client.put(url, json=enrollment)
     assert response.status_code == 200, response.text
-    assert response.json()["code"] == speaker["code"]
-    response = await stack.client.put(url, json={"public_key": "not a key"})
+    assert response.json()["code"] == code
+    assert response.json()["public_key"] == enrollment["public_key"]
+    response = await stack.client.put(url, json={**enrollment, "public_key": "not a key"})
     assert response.status_code == 422
     # A small-order point (all zeros among them) would let anyone forge the speaker's receipts.
+    forged_proof = base64.b64encode(bytes([1]) + bytes(63)).decode()  # R identity, S = 0
     for weak in WEAK_KEYS:
-        body = {"public_key": base64.b64encode(weak).decode()}
+        body = {"public_key": base64.b64encode(weak).decode(), "proof": forged_proof}
         response = await stack.client.put(url, json=body)
         assert (response.status_code, response.json()["error"]) == (422, "invalid_receipt_key")
         response = await stack.client.put(
-            "/api/v1/speakers/receipt-keys", json={"keys": {speaker["code"]: body["public_key"]}}
+            "/api/v1/speakers/receipt-keys", json={"keys": {code: body}}
         )
         assert (response.status_code, response.json()["error"]) == (422, "invalid_receipt_key")
+    # Proof of possession: a copied public key (no private half), one proven for another
+    # speaker or another city, or no proof at all, is not enrolled.
+    other = contract.receipt_key_enrollment(contract.new_receipt_key()[0], city, code)
+    for body in (
+        {**enrollment, "proof": other["proof"]},
+        contract.receipt_key_enrollment(private, city, "another-speaker"),
+        contract.receipt_key_enrollment(private, "othercity", code),
+    ):
+        response = await stack.client.put(url, json=body)
+        assert (response.status_code, response.json()["error"]) == (
+            422,
+            "invalid_receipt_key_proof",
+        )
+        response = await stack.client.put(
+            "/api/v1/speakers/receipt-keys", json={"keys": {code: body}}
+        )
+        assert (response.status_code, response.json()["error"]) == (
+            422,
+            "invalid_receipt_key_proof",
+        )
+    response = await stack.client.put(url, json={"public_key": enrollment["public_key"]})
+    assert response.status_code == 422
     response = await stack.client.put(
-        "/api/v1/speakers/receipt-keys", json={"keys": {"no-such-speaker": public}}
+        "/api/v1/speakers/receipt-keys",
+        json={
+            "keys": {
+                "no-such-speaker": contract.receipt_key_enrollment(private, city, "no-such-speaker")
+            }
+        },
     )
     assert (response.status_code, response.json()["error"]) == (404, "speaker_not_found")
 
