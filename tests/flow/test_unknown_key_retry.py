@@ -32,7 +32,9 @@ def _send(stack: Stack, speaker: str, message: contract.Ack | contract.Presence)
     if isinstance(message, contract.Ack):
         incoming = Incoming(contract.ack_topic(city, speaker), contract.encode_ack(message))
     else:
-        incoming = Incoming(contract.presence_topic(city, speaker), contract.encode_presence(message))
+        incoming = Incoming(
+            contract.presence_topic(city, speaker), contract.encode_presence(message)
+        )
     stack.bus.incoming.put_nowait(incoming)
 
 
