@@ -618,23 +618,29 @@ class Agent:
     async def _consume(self) -> None:
         while True:
             incoming = await self._inbox.get()
-            await self._learn_keys_for(incoming.payload)
-            async with self._lock:
-                try:
-                    actions = await self._in_worker(self.core.on_command, incoming.payload)
-                except Exception:
-                    # Not journaled (a full or broken disk?): no PUBACK, so the broker keeps the
-                    # command and hands it over again on the next connection.
-                    log.exception("명령 처리 실패 / could not handle a command")
-                    continue
-                # Journaled: now the broker may forget it.
-                self.link.acknowledge(incoming)
-                self._carry_out(actions)
+            if self._keys is not None and self._keys.unknown(incoming.payload):
+                # Signed by a key this speaker has not met (after a rotation): held aside while
+                # the key ring is asked, so it does not hold up the commands behind it.
+                self._spawn(self._settle_then_accept(self._keys, incoming), "keys")
+                continue
+            await self._accept(incoming)
 
-    async def _learn_keys_for(self, payload: bytes) -> None:
-        """A command signed by a key this speaker has not met: after a rotation."""
-        if self._keys is not None and self._keys.wants(payload):
-            await self._keys.learn()
+    async def _settle_then_accept(self, keys: KeyLearner, incoming: Incoming) -> None:
+        await keys.settle(incoming.payload, self.identity.speaker)
+        await self._accept(incoming)
+
+    async def _accept(self, incoming: Incoming) -> None:
+        async with self._lock:
+            try:
+                actions = await self._in_worker(self.core.on_command, incoming.payload)
+            except Exception:
+                # Not journaled (a full or broken disk?): no PUBACK, so the broker keeps the
+                # command and hands it over again on the next connection.
+                log.exception("명령 처리 실패 / could not handle a command")
+                return
+            # Journaled: now the broker may forget it.
+            self.link.acknowledge(incoming)
+            self._carry_out(actions)
 
     async def _remember_keys(self, keys: dict[str, bytes]) -> None:
         await self._in_worker(self.journal.remember_keys, keys)

@@ -217,8 +217,6 @@ class SimulatedSpeaker:
         self._playing: tuple[str, asyncio.TimerHandle | None] | None = None
         self.live = LivePlayer()
         self._live_ids: set[str] = set()
-        # Commands that arrived while the fleet learned a rotated key, in arrival order.
-        self._held: list[bytes] | None = None
         self._wake: tuple[float, asyncio.TimerHandle] | None = None
         self._last_ack_at = 0.0
 
@@ -258,13 +256,9 @@ class SimulatedSpeaker:
         if contract.is_live_topic(incoming.topic):
             self._on_live(self.live.on_frame(incoming.payload, _wall_ms()))
             return
-        if self._held is not None:
-            self._held.append(incoming.payload)
-            return
         keys = self._fleet.keys_for(self.spec.identity.city)
-        if keys is not None and keys.wants(incoming.payload):
-            self._held = [incoming.payload]
-            self._fleet.spawn(self._learn_then_handle(keys), f"learn-keys-{self.id}")
+        if keys is not None and keys.unknown(incoming.payload):
+            self._fleet.spawn(self._settle_then_handle(keys, incoming.payload), f"keys-{self.id}")
             return
         self._handle(incoming.payload)
 
@@ -275,17 +269,11 @@ class SimulatedSpeaker:
             actions = self.core.on_command(payload)
         self.run(actions)
 
-    async def _learn_then_handle(self, keys: KeyLearner) -> None:
-        """Learn the key a command names (the fleet asks the gateway once for everyone), then
-        hand that command and whatever came meanwhile to the core, in order."""
-        try:
-            await keys.learn()
-        except asyncio.CancelledError:
-            self._held = None
-            raise
-        held, self._held = self._held or [], None
-        for payload in held:
-            self._handle(payload)
+    async def _settle_then_handle(self, keys: KeyLearner, payload: bytes) -> None:
+        """Hold a command under a key this speaker does not trust until the fleet has asked the
+        gateway's key ring since it arrived (one fetch for everyone), then hand it to the core."""
+        await keys.settle(payload, self.id)
+        self._handle(payload)
 
     def run(self, actions: list[Action]) -> None:
         for action in actions:

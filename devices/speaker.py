@@ -32,11 +32,13 @@ neither.
 
 A command id is journaled before it is acknowledged and ``playing`` is journaled before the
 audio starts. A journaled id is not admitted again. Each later copy is checked on its own
-signature: one that fails is refused (``unsigned``, ``unknown_key``, ``bad_signature``), one
-that carries the nonce already used after the command played is refused as ``replayed``, and
-any other copy gets the id's last ack repeated, so QoS 1 duplicates and resends are harmless,
-a forged copy never draws the genuine command's ack, and a speaker plays a command at most
-once. The one
+signature: one that fails is refused (``unsigned``, ``unknown_key``, ``bad_signature``; a
+command under a key id not trusted yet reaches the core only after `devices.keyring.KeyLearner`
+has asked the gateway's key ring since it arrived, so ``unknown_key`` means the ring does not
+vouch for it), one that carries the nonce already used after the command played is refused as
+``replayed``, and any other copy gets the id's last ack repeated, so QoS 1 duplicates and
+resends are harmless, a forged copy never draws the genuine command's ack, and a speaker plays a
+command at most once. The one
 exception is an id that never started and failed only on something its signature does not
 cover (the bytes behind its URL): a later copy may still play, so a forged URL cannot burn a
 genuine command. For the same reason a rejection is journaled only when the command is

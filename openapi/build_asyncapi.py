@@ -128,10 +128,10 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         "key_id": (
             "Id of the gateway key that signed the command. A speaker that has not met it "
-            "fetches the gateway's key ring (`GET /api/v1/keys/ring`, at most once a minute), "
+            "holds the command while it fetches the gateway's key ring (`GET /api/v1/keys/ring`), "
             "where each key is endorsed by the key before it, and trusts only a key that a "
-            "trusted key vouches for (see `KeyRing`); a key it still does not know is "
-            "`unknown_key`."
+            "trusted key vouches for (see `KeyRing`); a key still not trusted after a fetch "
+            "made since the command arrived is `unknown_key` (see *Key rotation*)."
         ),
         "live": (
             "A live broadcast: `audio` is its start chime, then the speaker plays this stream "
@@ -368,7 +368,9 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
             "unsigned": "the speaker has gateway keys but the command has no `sig` or `key_id`",
             "unknown_key": (
                 "`key_id` names a key the speaker does not trust and could not learn from the "
-                "gateway's key ring (not listed there, or not vouched for by a trusted key)"
+                "gateway's key ring, fetched after the command arrived (not listed there, or not "
+                "vouched for by a trusted key). Not final: the gateway keeps the delivery open "
+                "and asks again, signed by its current key"
             ),
             "replayed": (
                 "an authentic copy of a command that already played, with the same `nonce` as "
@@ -936,8 +938,15 @@ then acknowledged `rejected`/`integrity`, an unreachable URL `failed`/`fetch_fai
 
 The gateway signs with one key at a time and can rotate it (`POST /api/v1/keys/rotate`). A
 speaker is provisioned with at least one trusted public key (`GET /api/v1/keys`, or the key ring
-of its provisioning). When a command names a `key_id` it does not trust, it fetches the key ring
-`GET /api/v1/keys/ring` (no credentials; at most once a minute) before checking the command.
+of its provisioning). When a command names a `key_id` it does not trust, it holds the command
+and fetches the key ring `GET /api/v1/keys/ring` (no credentials) before checking it. A rate
+limit never refuses a command: the command is checked only once a fetch that started after it
+arrived has answered (one fetch serves every command held at its start, and the one under way
+for the same `key_id` serves later commands under that id). The reference speakers ask at most
+once a minute per unknown `key_id` and at most 3 times per 10 s in all, so commands naming
+made-up key ids delay a genuine one by at most those 10 s; they hold at most 16 commands at a
+time (further ones are checked at once) and none past its `expires_at_ms`.
+
 The ring lists every key of the city, oldest first (`KeyRing` schema); each entry after the
 first is endorsed by the key before it: `sig` is the Ed25519 signature, by the key `endorsed_by`,
 of the UTF-8 bytes
@@ -951,7 +960,10 @@ where `\\n` is one line feed (0x0a), `{{city}}` the ring's `city`, `{{key_id}}` 
 standard base64 text), and nothing follows the public key (no final line feed). A speaker trusts
 an entry when a key it already trusts endorsed it, directly or through a chain of such entries,
 and the ring's `city` is its own; it ignores every other entry. A command whose key is still not
-trusted is refused as `unknown_key`; a later copy (the gateway retries) is checked again.
+trusted is refused as `unknown_key`. That refusal is not final: the gateway keeps the delivery
+open (`sent`, reason `rejected: unknown_key`) and asks again when its ack is due, signed afresh
+by its current key, like an unanswered command; a speaker that has learned the key since plays
+it. When the retries run out the delivery ends `expired` with that reason (and a cancel).
 
 ## Audio: inline or by URL
 

@@ -30,7 +30,7 @@ from gateway.deliveries.states import (
 )
 from gateway.speakers.models import Speaker
 from gateway.speakers.service import TargetSpeaker
-from wire.contract import COPY_REFUSALS, AckStatus
+from wire.contract import COPY_REFUSALS, AckStatus, RejectReason
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ _ACK_EVENTS = {
     AckStatus.FAILED: Event.FAILED,
     AckStatus.REJECTED: Event.REJECTED,
 }
+# The reason an open delivery keeps after an ``unknown_key`` refusal, and if it is given up.
+KEY_REFUSED_REASON = f"rejected: {RejectReason.UNKNOWN_KEY.value}"
 _ACTIVE = [s.value for s in ACTIVE]
 # Derived from the table rather than restated: which states a publish moves, which expire.
 _PUBLISHABLE = [s.value for s in State if TRANSITIONS[s].get(Event.PUBLISHED) == State.SENT]
@@ -203,6 +205,8 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             continue
         delivery = found_row
         event = _ACK_EVENTS[ack.status]
+        if event is Event.REJECTED and ack.reason == RejectReason.UNKNOWN_KEY:
+            event = Event.KEY_REFUSED  # not final: asked again, signed by the current key
         verdict = checks.judge(ack) if event is Event.PLAYED else None
         bad_proof = verdict is not None and verdict.problem is not None
         if bad_proof:
@@ -243,6 +247,9 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             # the broadcast expires (the sweeper does not ask; `_expire` closes it then).
             delivery.deadline_at = expiries[ack.broadcast_id]
             delivery.attempts = 0
+        if event is Event.KEY_REFUSED and new in (State.QUEUED, State.SENT):
+            # Waiting for the speaker to learn the key: the sweeper asks again when due.
+            delivery.reason = KEY_REFUSED_REASON
         if new == current and event is not Event.PLAYED:
             report.unchanged += 1
             continue
@@ -374,7 +381,8 @@ async def _retry_unacknowledged(
             continue
         if delivery.attempts >= max_attempts:
             delivery.state = next_state(State(delivery.state), Event.TIMED_OUT).value
-            delivery.reason = "no_ack"
+            if delivery.reason != KEY_REFUSED_REASON:
+                delivery.reason = "no_ack"
             delivery.updated_at = now
             report.timed_out += 1
             # Given up: the speaker may still hold the command (frozen, its acks lost). A signed

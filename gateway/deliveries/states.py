@@ -19,6 +19,11 @@ to the missed speakers, so it never silently turns into ``played``:
 - if a speaker still says ``played`` after its delivery ended (the cancel could not reach it in
   time), the delivery ends ``played_late``: the record keeps why it had ended (its reason) and
   adds the proof of play, and nothing changes it after that.
+
+A refusal as ``unknown_key`` is not final (``key_refused``): the speaker met a key id it could not
+trust yet, for instance a key rotated moments before. The delivery stays open and the sweeper
+asks again when its ack is due, signed afresh by the current key, spending one of its attempts;
+when they run out it ends like any unanswered delivery (the reason says ``unknown_key``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ class Event(StrEnum):
     PLAYED = "played"
     FAILED = "failed"
     REJECTED = "rejected"
+    # Refused as ``unknown_key``: signed by a key the speaker could not yet trust. Not its answer
+    # to the command: the delivery stays open and is asked again, signed afresh by the current
+    # key, as for a missing ack (a speaker that has learned the key since plays it).
+    KEY_REFUSED = "key_refused"
     TIMED_OUT = "timed_out"  # no ack after every retry
     EXPIRED = "expired"  # the broadcast expired before the speaker started
     CANCELLED = "cancelled"
@@ -74,6 +83,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
         E.REJECTED: S.FAILED,
+        E.KEY_REFUSED: S.QUEUED,  # overtook the note that it was published
         E.TIMED_OUT: S.EXPIRED,
         E.EXPIRED: S.EXPIRED,
         E.CANCELLED: S.CANCELLED,
@@ -86,6 +96,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
         E.REJECTED: S.FAILED,
+        E.KEY_REFUSED: S.SENT,  # asked again when its ack is due
         E.TIMED_OUT: S.EXPIRED,
         E.EXPIRED: S.EXPIRED,
         E.CANCELLED: S.CANCELLED,
@@ -98,6 +109,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
         E.REJECTED: S.FAILED,
+        E.KEY_REFUSED: S.RECEIVED,  # a copy refused; it holds the authentic one
         E.TIMED_OUT: S.EXPIRED,  # said "received", then nothing however often it was asked
         E.EXPIRED: S.EXPIRED,
         E.CANCELLED: S.CANCELLED,
@@ -109,6 +121,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PREEMPTED: S.PREEMPTED,
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,
+        E.KEY_REFUSED: S.PLAYING,  # a copy refused while the authentic one plays
         E.TIMED_OUT: S.FAILED,  # started but never said it finished
         E.CANCELLED: S.CANCELLED,
     },
@@ -122,6 +135,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[Event, State]]] = {
         E.PLAYED: S.PLAYED,
         E.FAILED: S.FAILED,  # e.g. its turn came after its expiry
         E.REJECTED: S.FAILED,  # its audio, fetched again after a restart, did not match
+        E.KEY_REFUSED: S.PREEMPTED,  # a copy refused; it holds the authentic one
         E.TIMED_OUT: S.EXPIRED,
         E.EXPIRED: S.EXPIRED,
         E.CANCELLED: S.CANCELLED,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from maeul.live import LiveClient, opus_packets
+from tests.devices.commands import command, new_keys
 from tests.devices.observer import Observer
 from tests.e2e.harness import (
     TOKEN,
@@ -24,6 +26,7 @@ from tests.e2e.harness import (
 )
 from tests.e2e.wire_check import Document, WireRecorder
 from tests.media import make_recording
+from wire import contract
 from wire.contract import AckStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -88,6 +91,63 @@ async def test_a_key_rotation_does_not_silence_the_fleet(
         states, "played"
     ), "every speaker played the first broadcast signed with the new key"
     assert all(s.played == 1 for s in fleet if s.id in states)
+
+
+def _all_played(summary: dict[str, Any]) -> dict[str, str]:
+    states = speaker_states(summary)
+    assert states, "the broadcast reached speakers"
+    return {code: state for code, (state, _) in states.items() if state != "played"}
+
+
+async def test_a_forged_unknown_key_does_not_make_the_fleet_refuse_a_rotated_key(
+    gateway: GatewayProcess, mqtt_url: str, clips: dict[str, bytes]
+) -> None:
+    async with gateway.client() as client, Observer(mqtt_url, CITY) as observer:
+        fleet = await fleet_for(client, mqtt_url, gateway.url, speed=10)
+        try:
+            await wait_online(client, len(fleet.speakers), exactly=True)
+            # Someone holding the gateway's broker password sends one speaker a command under a
+            # key id nobody ever issued; the fleet asks the key ring for it and refuses it.
+            target = next(iter(fleet.speakers))
+            bogus = contract.sign_command(
+                command(city=CITY, at_ms=contract.now_ms()),
+                key_id="bogus-key",
+                private_key=new_keys("bogus-key").private,
+            )
+            await observer.publish(contract.command_topic_speaker(CITY, target), bogus)
+            await observer.until(lambda: bool(observer.of(bogus.id)), 60)
+            assert [(a.status, a.reason) for a in observer.of(bogus.id)] == [
+                (AckStatus.REJECTED, "unknown_key")
+            ]
+            # Rotated and broadcast to the whole city at once, within the same minute.
+            rotated = await client.post("/api/v1/keys/rotate")
+            assert rotated.status_code == 201, rotated.text
+            created = await broadcast_to(client, clips["short"], await _villages(client))
+            summary = await wait_until_final(client, created["id"], limit_s=120)
+        finally:
+            await fleet.stop()
+    assert _all_played(summary) == {}, "every speaker played the alert under the new key"
+
+
+async def test_rotations_in_quick_succession_do_not_silence_the_fleet(
+    gateway: GatewayProcess, mqtt_url: str, clips: dict[str, bytes]
+) -> None:
+    async with gateway.client() as client:
+        fleet = await fleet_for(client, mqtt_url, gateway.url, speed=10)
+        try:
+            await wait_online(client, len(fleet.speakers), exactly=True)
+            villages = await _villages(client)
+            summaries = []
+            # Two rotations in a row, a broadcast; another rotation, another broadcast at once.
+            for rotations in (2, 1):
+                for _ in range(rotations):
+                    rotated = await client.post("/api/v1/keys/rotate")
+                    assert rotated.status_code == 201, rotated.text
+                created = await broadcast_to(client, clips["short"], villages)
+                summaries.append(await wait_until_final(client, created["id"], limit_s=120))
+        finally:
+            await fleet.stop()
+    assert [_all_played(summary) for summary in summaries] == [{}, {}]
 
 
 async def test_every_message_on_the_wire_follows_the_asyncapi_document(

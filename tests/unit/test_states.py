@@ -153,3 +153,11 @@ def test_the_readme_table_lists_every_state_and_no_other() -> None:
     section = readme.split("### Delivery states", 1)[1].split("\n\n", 2)[1]
     listed = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE)
     assert listed == [s.value for s in State]
+
+
+def test_an_unknown_key_refusal_never_ends_a_delivery() -> None:
+    # The speaker could not trust the key yet: asked again under the current key, not failed.
+    for state in ACTIVE:
+        assert next_state(state, Event.KEY_REFUSED) is state
+    for state in TERMINAL:
+        assert next_state(state, Event.KEY_REFUSED) is state
