@@ -56,7 +56,10 @@ async def broker_stack(
     mqtt_url: str, tmp_path: Path, *, background_workers: bool = True, **overrides: Any
 ) -> AsyncIterator[BrokerStack]:
     """A gateway of its own city and share group, so sessions other tests left on the broker
-    take no share of its acks."""
+    take no share of its acks. It subscribes to its own city only: the broker is shared by
+    every test of the process, and what other tests left on it (the retained presence of an
+    earlier fleet, answered to any new subscription) would otherwise join the messages a
+    test counts on the bus."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
     await upgrade_async(url)
     tag = secrets.token_hex(3)
@@ -79,8 +82,8 @@ async def broker_stack(
         MqttTarget(mqtt_url),
         client_id=f"stack-{tag}",
         subscriptions=[
-            (contract.ack_subscription(group), contract.ACK_QOS),
-            (contract.presence_subscription(group), contract.PRESENCE_QOS),
+            (f"$share/{group}/{contract.TOPIC_ROOT}/{city}/ack/+", contract.ACK_QOS),
+            (f"$share/{group}/{contract.TOPIC_ROOT}/{city}/presence/+", contract.PRESENCE_QOS),
         ],
     )
     running = asyncio.create_task(bus.run(), name="stack-bus")
