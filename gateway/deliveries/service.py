@@ -487,9 +487,8 @@ async def catch_up_later(
 
     Each such delivery (sent, not yet acknowledged) is due `grace` from now instead: the
     sweeper asks again then for those still without a `received` ack, as for any unanswered
-    command; those acked by then are left alone. The count of unanswered asks starts again,
-    since the earlier ones went to a speaker that was away. What was never published (queued)
-    is not in the session and is caught up at once."""
+    command (and counted as one); those acked by then are left alone. What was never published
+    (queued) is not in the session and is caught up at once."""
     if not speaker_ids:
         return 0
     waiting = await session.execute(
@@ -505,7 +504,7 @@ async def catch_up_later(
                 )
             ),
         )
-        .values(deadline_at=now + grace, attempts=0, version=Delivery.version + 1)
+        .values(deadline_at=now + grace, version=Delivery.version + 1)
         .execution_options(synchronize_session=False)
     )
     await catch_up(session, speaker_ids, now, states=(State.QUEUED.value,))
