@@ -763,7 +763,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--receipt-public-key",
         action="store_true",
-        help="print the public half of the receipt key (made if missing), to enroll, and exit",
+        help="print the receipt key's enrollment (public half and proof of possession, JSON; "
+        "the key is made if missing) and exit",
     )
     args = parser.parse_args(argv)
     if args.example_config:
@@ -786,8 +787,13 @@ def _print_receipt_public_key(config: AgentConfig) -> int:
     path = config.speaker.receipt_key_file
     if path is None:
         raise ConfigError("speaker.receipt_key_file is not set")
-    public = contract.receipt_public_key(load_receipt_key(path))
-    sys.stdout.write(base64.b64encode(public).decode("ascii") + "\n")
+    identity = config.identity
+    enrollment = contract.receipt_key_enrollment(
+        load_receipt_key(path), identity.city, identity.speaker
+    )
+    # The body of PUT /api/v1/speakers/{id}/receipt-key: the public half and the proof that
+    # this speaker holds the private half.
+    sys.stdout.write(json.dumps(enrollment) + "\n")
     return 0
 
 

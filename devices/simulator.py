@@ -13,7 +13,6 @@ stay offline, that reject everything, that ack late, or that lose their connecti
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import logging
@@ -71,10 +70,13 @@ def with_receipt_keys(speakers: Sequence[SimSpeaker]) -> list[SimSpeaker]:
     return [dataclasses.replace(s, receipt_key=contract.new_receipt_key()[0]) for s in speakers]
 
 
-def receipt_public_keys(speakers: Sequence[SimSpeaker]) -> dict[str, str]:
-    """Speaker code -> base64 of its receipt public key, for enrollment."""
+def receipt_public_keys(speakers: Sequence[SimSpeaker]) -> dict[str, dict[str, str]]:
+    """Speaker code -> its enrollment (base64 receipt public key and proof of possession), the
+    ``keys`` of ``PUT /api/v1/speakers/receipt-keys``."""
     return {
-        s.identity.speaker: base64.b64encode(contract.receipt_public_key(s.receipt_key)).decode()
+        s.identity.speaker: contract.receipt_key_enrollment(
+            s.receipt_key, s.identity.city, s.identity.speaker
+        )
         for s in speakers
         if s.receipt_key is not None
     }

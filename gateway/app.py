@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select, text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audio.errors import AudioError
 from audio.pipeline import AudioOptions
@@ -70,6 +71,16 @@ _FIELD_CODES = {
 }
 
 
+_HTTP_CODES: Final[dict[int, tuple[str, str, str]]] = {
+    404: ("not_found", "없는 주소입니다.", "No such resource."),
+    405: (
+        "method_not_allowed",
+        "이 주소에서 허용되지 않는 요청 방식입니다.",
+        "Method not allowed.",
+    ),
+}
+
+
 def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
 
@@ -82,6 +93,18 @@ def _install_handlers(app: FastAPI) -> None:
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    # Starlette's own answers (no such route, wrong method) in the same shape as ours.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, ko, en = _HTTP_CODES.get(
+            exc.status_code,
+            (f"http_{exc.status_code}", "요청을 처리할 수 없습니다.", str(exc.detail)),
+        )
+        response = _error(exc.status_code, code, f"{ko} / {en}")
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
         return response
 
     @app.exception_handler(AudioError)

@@ -219,7 +219,9 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         "level_dbfs": (
             "With `played`: the RMS level of all the 16-bit PCM the speaker wrote to its "
             "output, in dBFS (full scale 32768 = 0 dBFS: a full-scale square wave), at most "
-            "two decimals; omitted when nothing was heard."
+            "two decimals. Required above the -70 dBFS silence floor for a command with "
+            "`audible` true (else `bad_proof`, see Proof of play); omitted for one logged "
+            "without a sound."
         ),
         "receipt_sig": (
             "With `played`, from a speaker with an enrolled receipt key: base64 of its Ed25519 "
@@ -237,8 +239,10 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         "already_played_as": (
             "With `played` for a command that `supersedes` others: the speaker did not play it "
-            "because it had already played this one of them (its id); the proof fields are "
-            "that playback's. Repeated in every later ack of the command."
+            "because it had already played this one of them (its id); `audio_sha256`, "
+            "`played_ms` and `level_dbfs` are that playback's, signed in a new receipt over this "
+            "command's own `command_id` and `broadcast_id` and this ack's `at_ms` (see Proof of "
+            "play). Repeated in every later ack of the command."
         ),
     },
     "KeyRing": {
@@ -882,18 +886,41 @@ command, so a forged copy cannot use up a genuine id.
 
 A `played` ack is proof, and the gateway checks it: its `audio_sha256` must be the `sha256` of
 one of the encodings the command carried, and its `played_ms` that encoding's `duration_ms`
-within max(1000 ms, 5 %) (an interrupted or pre-empted play is never `played`). Otherwise the
-delivery ends `failed` with reason `bad_proof` and a security event is recorded.
+within max(1000 ms, 5 %) (an interrupted or pre-empted play is never `played`). A play that
+made a sound (every command with `audible` true) must also report `level_dbfs` above
+-70 dBFS, the silence floor: a `played` ack with no level, or one at or below the floor, is no
+proof (problem `silent`). Only a command with `audible` false (a test logged without a sound,
+`played_ms` 0) is exempt. Otherwise the delivery ends `failed` with reason `bad_proof` and a
+security event is recorded.
+
+`level_dbfs` is what the speaker wrote to its output: the RMS of all the 16-bit PCM samples of
+the play, in dBFS (full scale 32768 is 0 dBFS), rounded to two decimals. The gateway's audio
+is normalised to about -16 LUFS, which a speaker measures near -17 dBFS.
 
 Each speaker makes its own Ed25519 receipt key at installation and keeps the private half; its
 public half is enrolled with the gateway (`PUT /api/v1/speakers/{{speaker_id}}/receipt-key`, or
-`PUT /api/v1/speakers/receipt-keys` for many). An enrolled speaker's `played` ack carries
-`receipt_sig`: the Ed25519 signature over these UTF-8 lines joined by a line feed (no final one):
-`maeul-receipt/v1`, `command_id`, `broadcast_id`, `speaker`, `audio_sha256`, `played_ms`
-(decimal), `level_dbfs` (exactly two decimals, as `-16.20`; `0.00` for zero; empty when the
-ack has none), `at_ms` (decimal). A missing or wrong signature also ends `bad_proof`.
-`GET /api/v1/broadcasts/{{broadcast_id}}/proof` exports every receipt with the public keys, so
-anyone can check them again (`maeul proof verify`).
+`PUT /api/v1/speakers/receipt-keys` for many) with proof of possession: `proof`, the receipt
+key's Ed25519 signature (base64) of the UTF-8 lines `maeul-receipt-key/v1`, the city code, the
+speaker code and the base64 public key as sent, joined by a line feed with none after the last
+(else `422 invalid_receipt_key_proof`). The public key must be a canonical encoding of a
+point of the prime-order subgroup: small-order points (all zeros among them) and points with a
+small-order component are refused (`422 invalid_receipt_key`), since anyone could forge
+signatures for them; a receipt is never verified against a small-order key. An enrolled
+speaker's `played` ack carries `receipt_sig`: the Ed25519 signature over these UTF-8 lines
+joined by a line feed (no final one): `maeul-receipt/v1`, `command_id`, `broadcast_id`,
+`speaker`, `audio_sha256`, `played_ms` (decimal), `level_dbfs` (exactly two decimals, as
+`-16.20`; `0.00` for zero; empty when the ack has none), `at_ms` (decimal). A missing or wrong
+signature also ends `bad_proof`.
+
+A resend the speaker had already played as an earlier command (`already_played_as`) is
+answered with a new receipt, never the earlier one: the lines carry the resend's own
+`command_id` and `broadcast_id`, a fresh `at_ms` (the time of this ack), and the earlier
+playback's `audio_sha256`, `played_ms` and `level_dbfs`. The earlier command's receipt sent
+again does not verify for the resend (`bad_proof`).
+
+`GET /api/v1/broadcasts/{{broadcast_id}}/proof` exports every receipt with the public keys,
+signed by the gateway with its command-signing key (`key_id`, in the key ring), so anyone can
+check them again (`maeul proof verify`).
 
 ## Checks a speaker makes
 

@@ -1005,6 +1005,40 @@ def sign_receipt(receipt: Receipt, private_key: bytes) -> Receipt:
     return receipt.model_copy(update={"sig": base64.b64encode(signature).decode("ascii")})
 
 
+# Enrolling a receipt key proves possession of its private half: the speaker signs the UTF-8
+# lines "maeul-receipt-key/v1", its city, its speaker id and the base64 public key (as sent),
+# joined by "\n", no trailing newline. A key cannot be enrolled for a speaker by someone who
+# only copied its public half, and the signature binds it to one speaker of one city.
+
+RECEIPT_KEY_DOMAIN: Final = "maeul-receipt-key/v1"
+
+
+def receipt_key_proof_bytes(city: str, speaker: str, public_key: str) -> bytes:
+    """The bytes a receipt key's proof of possession signs (see above)."""
+    return "\n".join((RECEIPT_KEY_DOMAIN, city, speaker, public_key)).encode()
+
+
+def receipt_key_enrollment(private_key: bytes, city: str, speaker: str) -> dict[str, str]:
+    """What a speaker sends to enroll its receipt key: ``public_key`` and ``proof`` (base64)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public = base64.b64encode(receipt_public_key(private_key)).decode("ascii")
+    signer = Ed25519PrivateKey.from_private_bytes(private_key)
+    proof = signer.sign(receipt_key_proof_bytes(city, speaker, public))
+    return {"public_key": public, "proof": base64.b64encode(proof).decode("ascii")}
+
+
+def verify_receipt_key_proof(city: str, speaker: str, public_key: str, proof: str) -> bool:
+    """True when `proof` is the holder of `public_key`'s signature of its enrollment."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+    return _verified(key, proof, receipt_key_proof_bytes(city, speaker, public_key))
+
+
 def verify_receipt(receipt: Receipt, public_key: bytes) -> bool:
     """True when ``receipt.sig`` is the holder of `public_key`'s signature over the receipt."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

@@ -6,7 +6,9 @@ A ``played`` ack is accepted only when
 - its ``played_ms`` is that encoding's duration within ``max(1 s, 5 %)`` of it (a full play:
   an interrupted or pre-empted play is never ``played``); a test or exercise the city logs
   without a sound may say 0; a live stream's chime names the stream, whose length is the talk's
-  (not known when the command was sent), so any length is accepted for it; and
+  (not known when the command was sent), so any length is accepted for it;
+- unless it says 0 ms for a test or exercise logged without a sound, its ``level_dbfs`` is
+  above `SILENCE_FLOOR_DBFS` (-70 dBFS): a play that made no sound proves nothing; and
 - when the speaker has enrolled a receipt key, its ``receipt_sig`` verifies against that key.
 
 Otherwise the delivery ends ``failed`` with reason ``bad_proof`` and a security event is
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,12 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import AudioAsset, Broadcast
 from gateway.broadcasts.schemas import PlayProof
+from gateway.deliveries import ed25519
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.schemas import ExportEncoding, ExportTolerance, ProofExport, SpeakerProof
 from gateway.deliveries.states import HEARD
 from gateway.devicesec import service as devicesec
 from gateway.live.models import LiveSession
 from gateway.places import service as places
+from gateway.signing import Signer
 from gateway.speakers import service as speakers
 from gateway.speakers.models import Speaker
 from wire import contract
@@ -50,14 +55,21 @@ if TYPE_CHECKING:
 TOLERANCE_MIN_MS: Final = 1000
 TOLERANCE_FRACTION: Final = 0.05
 BAD_PROOF: Final = "bad_proof"
+# A play that made a sound must report an output level above this: the speech and chimes the
+# gateway sends are normalised to a loudness near -16 LUFS (their RMS level around -20 dBFS),
+# and -70 is where loudness measurement itself stops counting a block as sound (the absolute
+# gate of ITU-R BS.1770). A level at or below it, or none, is a speaker that played silence.
+SILENCE_FLOOR_DBFS: Final = -70.0
 
 
 class Problem(StrEnum):
     NO_PROOF = "no_proof"  # no audio hash or no played_ms
     UNKNOWN_AUDIO = "unknown_audio"  # the hash of no encoding the command carried
     WRONG_LENGTH = "wrong_length"  # played_ms too far from that encoding's duration
+    SILENT = "silent"  # a play that made a sound reports no level or one at the silence floor
     NO_RECEIPT = "no_receipt"  # the speaker has a receipt key but sent no signature
     BAD_RECEIPT = "bad_receipt"  # the signature does not verify against its key
+    WEAK_KEY = "weak_key"  # the enrolled key is a small-order point: anyone could sign
 
 
 @dataclass(frozen=True)
@@ -98,13 +110,18 @@ def judge(
     encoding = next((e for e in expected.encodings if e.sha256 == receipt.audio_sha256), None)
     if encoding is None:
         return Verdict(Problem.UNKNOWN_AUDIO, None)
+    # A test or exercise logged without a sound says 0 ms; every other play made a sound.
+    silent = expected.silent_ok and receipt.played_ms == 0
     if encoding.duration_ms is not None:
-        silent = expected.silent_ok and receipt.played_ms == 0
         off = abs(receipt.played_ms - encoding.duration_ms)
         if not silent and off > tolerance_ms(encoding.duration_ms):
             return Verdict(Problem.WRONG_LENGTH, None)
+    if not silent and (receipt.level_dbfs is None or receipt.level_dbfs <= SILENCE_FLOOR_DBFS):
+        return Verdict(Problem.SILENT, None)
     if public_key is None:
         return Verdict(None, None)
+    if ed25519.is_small_order(public_key):
+        return Verdict(Problem.WEAK_KEY, False)
     if receipt.sig is None:
         return Verdict(Problem.NO_RECEIPT, False)
     if not contract.verify_receipt(receipt, public_key):
@@ -324,10 +341,62 @@ def live_figures(deliveries: Iterable[Delivery]) -> LiveFigures:
 # Export and offline verification
 
 
+EXPORT_DOMAIN: Final = "maeul-proof-export/v1"
+
+
+def export_signing_bytes(body: Mapping[str, object]) -> bytes:
+    """The bytes the gateway signs for an export (its JSON body, as sent or as read back from a
+    file): the domain line, then the body without ``sig`` as sorted, compact JSON."""
+    unsigned = {k: v for k, v in body.items() if k != "sig"}
+    text = json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{EXPORT_DOMAIN}\n{text}".encode()
+
+
+def sign_export(export: ProofExport, signer: Signer) -> ProofExport:
+    """The export signed with the gateway's command-signing key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    unsigned = export.model_copy(update={"key_id": signer.key_id, "sig": None})
+    data = export_signing_bytes(unsigned.model_dump(mode="json"))
+    signature = Ed25519PrivateKey.from_private_bytes(signer.private_key).sign(data)
+    return unsigned.model_copy(update={"sig": base64.b64encode(signature).decode("ascii")})
+
+
+def export_signed_by(body: Mapping[str, object], ring: contract.KeyRing) -> str | None:
+    """Why an export's body (as read) is not signed by a key of the city's `ring`, in Korean;
+    None when it is. The ring is checked as a chain: each key endorsed by the one before."""
+    first = ring.keys[0] if ring.keys else None
+    if first is None or body.get("city") != ring.city:
+        return "키 목록이 이 도시의 것이 아닙니다"
+    try:
+        check = contract.SignatureCheck({first.key_id: first.raw_public_key()})
+    except (contract.WireError, ValueError):
+        return "키 목록의 첫 키가 올바르지 않습니다"
+    keys = {first.key_id: first.raw_public_key(), **check.learn(ring, ring.city)}
+    if len(keys) != len({k.key_id for k in ring.keys}):
+        return "키 목록의 보증 사슬이 끊겨 있습니다"
+    key_id, sig = body.get("key_id"), body.get("sig")
+    if not isinstance(key_id, str) or not isinstance(sig, str):
+        return "게이트웨이 서명이 없습니다"
+    if key_id not in keys:
+        return f"서명한 키 {key_id}가 키 목록에 없습니다"
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(keys[key_id]).verify(
+            base64.b64decode(sig, validate=True), export_signing_bytes(body)
+        )
+    except (InvalidSignature, binascii.Error, ValueError):
+        return "게이트웨이 서명이 맞지 않습니다: 내보낸 뒤 파일이 바뀌었습니다"
+    return None
+
+
 async def export_of(
-    session: AsyncSession, broadcast_id: str, *, city_code: str, now: datetime
+    session: AsyncSession, broadcast_id: str, *, city_code: str, now: datetime, signer: Signer
 ) -> ProofExport:
-    """A broadcast's receipts, its speakers' public keys and its encodings, for `verify_export`."""
+    """A broadcast's receipts, its speakers' public keys and its encodings, signed by the
+    gateway, for `verify_export`."""
     expected = (await expectations(session, [broadcast_id]))[broadcast_id]
     mode = await session.scalar(select(Broadcast.mode).where(Broadcast.id == broadcast_id))
     rows = (
@@ -366,7 +435,7 @@ async def export_of(
                 verified=delivery.receipt_verified if receipt is not None else None,
             )
         )
-    return ProofExport(
+    export = ProofExport(
         city=city_code,
         broadcast_id=broadcast_id,
         command_id=expected.command_id,
@@ -379,7 +448,9 @@ async def export_of(
             for e in expected.encodings
         ],
         speakers=speakers_out,
+        key_id=signer.key_id,
     )
+    return sign_export(export, signer)
 
 
 @dataclass(frozen=True)
@@ -395,8 +466,10 @@ _WHY: Final[Mapping[Problem, str]] = {
     Problem.NO_PROOF: "재생 증명이 없습니다",
     Problem.UNKNOWN_AUDIO: "보낸 적 없는 오디오의 해시입니다",
     Problem.WRONG_LENGTH: "재생 시간이 오디오 길이와 맞지 않습니다",
+    Problem.SILENT: "출력 레벨이 없거나 무음 수준입니다 (-70 dBFS 이하)",
     Problem.NO_RECEIPT: "서명된 수신 확인이 없습니다",
     Problem.BAD_RECEIPT: "수신 확인 서명이 맞지 않습니다",
+    Problem.WEAK_KEY: "등록된 수신 확인 키가 누구나 서명을 위조할 수 있는 약한 키입니다",
 }
 
 
@@ -412,8 +485,14 @@ def verify_export(export: ProofExport) -> list[Checked]:
     )
     checked: list[Checked] = []
     for speaker in export.speakers:
+        if speaker.reason == BAD_PROOF:
+            # It said it played, and the gateway refused its proof: a failed proof, not a
+            # speaker that had nothing to prove.
+            checked.append(Checked(speaker.code, False, "게이트웨이가 재생 증명을 거부했습니다"))
+            continue
         if speaker.state not in _HEARD:
-            checked.append(Checked(speaker.code, None, f"재생 기록 없음 ({speaker.state})"))
+            why = speaker.state if speaker.reason is None else f"{speaker.state}, {speaker.reason}"
+            checked.append(Checked(speaker.code, None, f"재생하지 않아 증명 없음 ({why})"))
             continue
         receipt = speaker.receipt
         if receipt is None:

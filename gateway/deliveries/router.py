@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway import signing
 from gateway.auth import Anyone
 from gateway.broadcasts import service as broadcasts
 from gateway.db import SessionDep
@@ -23,7 +24,10 @@ async def export_proof_of_play(
     broadcast_id: str, session: SessionDep, user: Anyone, city: CityDep, now: NowDep
 ) -> ProofExport:
     """Every speaker's signed receipt of the broadcast, its enrolled receipt public key and the
-    broadcast's encodings: `maeul proof verify --file` checks it all again, offline."""
+    broadcast's encodings, signed by the gateway's command-signing key (``key_id``; verify it
+    with the key ring of ``GET /api/v1/keys/ring``): `maeul proof verify --file` checks it all
+    again, offline."""
     await broadcasts.check_readable(session, user, city.id, broadcast_id)
     await broadcasts.get_broadcast(session, city.id, broadcast_id)
-    return await proof.export_of(session, broadcast_id, city_code=city.code, now=now)
+    signer = await signing.active_signer(session, now)
+    return await proof.export_of(session, broadcast_id, city_code=city.code, now=now, signer=signer)

@@ -40,7 +40,14 @@ class SpeakerProof(BaseModel):
 
 class ProofExport(BaseModel):
     """Everything needed to check a broadcast's proofs of play offline: each played speaker's
-    signed receipt, its public key, and the encodings the broadcast's commands carried."""
+    signed receipt, its public key, and the encodings the broadcast's commands carried; signed
+    by the gateway with its command-signing key (``key_id``, in the city's key ring), so no
+    field can be changed, added or removed without the signature failing.
+
+    ``sig`` is base64 of the Ed25519 signature over the UTF-8 bytes
+    ``"maeul-proof-export/v1\n"`` followed by the export as JSON without its ``sig`` member:
+    object keys sorted, no whitespace (separators ``,`` and ``:``), non-ASCII characters as
+    themselves; the JSON values exactly as this body carries them."""
 
     v: Literal[1] = 1
     city: str
@@ -55,3 +62,8 @@ class ProofExport(BaseModel):
     tolerance: ExportTolerance
     encodings: list[ExportEncoding]
     speakers: list[SpeakerProof]
+    key_id: str = Field(description="The gateway signing key that signed this export.")
+    sig: str | None = Field(
+        default=None,
+        description="The gateway's Ed25519 signature over the export (see above), base64.",
+    )

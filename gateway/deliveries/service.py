@@ -412,7 +412,13 @@ async def _retry_unacknowledged(
         if delivery.state != State.SENT.value:
             # A publish moves only queued and sent deliveries; count this ask here.
             delivery.attempts += 1
-        session.add(_speaker_publication(delivery.broadcast_id, code, delivery.speaker_id, now))
+        # The ask goes out after its back-off, not at once: the publish then sets the deadline
+        # (ack timeout after it), so asks are spaced by the back-off plus the ack timeout.
+        session.add(
+            _speaker_publication(
+                delivery.broadcast_id, code, delivery.speaker_id, now, available_at=now + wait
+            )
+        )
         report.retried += 1
 
 
@@ -544,7 +550,13 @@ async def catch_up(
 
 
 def _speaker_publication(
-    broadcast_id: str, code: str, speaker_id: int, now: datetime, *, kind: str = "play"
+    broadcast_id: str,
+    code: str,
+    speaker_id: int,
+    now: datetime,
+    *,
+    kind: str = "play",
+    available_at: datetime | None = None,
 ) -> Publication:
     return Publication(
         broadcast_id=broadcast_id,
@@ -554,7 +566,7 @@ def _speaker_publication(
         scope_keys=[speaker_id],
         state="pending",
         attempts=0,
-        available_at=now,
+        available_at=now if available_at is None else available_at,
         created_at=now,
     )
 

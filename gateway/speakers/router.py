@@ -150,7 +150,9 @@ async def import_speakers(
 @router.put(
     "/speakers/receipt-keys",
     operation_id="enroll_receipt_keys",
-    responses=_errors(not_found="speaker_not_found", invalid="invalid_receipt_key"),
+    responses=_errors(
+        not_found="speaker_not_found", invalid="invalid_receipt_key, invalid_receipt_key_proof"
+    ),
 )
 async def enroll_receipt_keys(
     body: ReceiptKeysEnroll, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
@@ -162,7 +164,9 @@ async def enroll_receipt_keys(
 @router.put(
     "/speakers/{speaker_id}/receipt-key",
     operation_id="enroll_receipt_key",
-    responses=_errors(not_found="speaker_not_found", invalid="invalid_receipt_key"),
+    responses=_errors(
+        not_found="speaker_not_found", invalid="invalid_receipt_key, invalid_receipt_key_proof"
+    ),
 )
 async def enroll_receipt_key(
     speaker_id: int,
@@ -174,4 +178,4 @@ async def enroll_receipt_key(
 ) -> ReceiptKeyRead:
     """Enroll the public half of the speaker's own Ed25519 receipt key (it makes the key and
     keeps the private half): its played acks must then carry receipts signed with it."""
-    return await service.enroll_receipt_key(session, city, speaker_id, body.public_key, now=now)
+    return await service.enroll_receipt_key(session, city, speaker_id, body, now=now)

@@ -100,26 +100,39 @@ ReceiptPublicKey = Annotated[
     str,
     Field(
         pattern=r"^[A-Za-z0-9+/]{43}=$",
-        description="Base64 of the raw 32-byte Ed25519 public key of the speaker's receipt key.",
+        description=(
+            "Base64 of the raw 32-byte Ed25519 public key of the speaker's receipt key: a "
+            "canonical point of the prime-order subgroup (a small-order or mixed-order point, "
+            "such as all zeros, is refused with invalid_receipt_key)."
+        ),
         examples=["11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
     ),
 ]
 
 
 class ReceiptKeyEnroll(BaseModel):
-    """The public half of a speaker's own receipt key; the private half stays on the speaker."""
+    """The public half of a speaker's own receipt key, with the speaker's proof that it holds
+    the private half (which stays on the speaker)."""
 
     model_config = ConfigDict(extra="forbid")
 
     public_key: ReceiptPublicKey
+    proof: str = Field(
+        pattern=r"^[A-Za-z0-9+/]{86}==$",
+        description=(
+            "Base64 of the Ed25519 signature, by the receipt key, of the UTF-8 lines "
+            "`maeul-receipt-key/v1`, the city code, the speaker code and `public_key` (as "
+            "sent), joined by a line feed with none after the last: proof of possession."
+        ),
+    )
 
 
 class ReceiptKeysEnroll(BaseModel):
-    """Receipt keys of many speakers at once, by speaker code."""
+    """Receipt keys of many speakers at once, by speaker code, each with its proof."""
 
     model_config = ConfigDict(extra="forbid")
 
-    keys: dict[Code, ReceiptPublicKey] = Field(max_length=100_000)
+    keys: dict[Code, ReceiptKeyEnroll] = Field(max_length=100_000)
 
 
 class ReceiptKeyRead(BaseModel):

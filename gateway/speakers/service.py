@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import UTCDateTime
+from gateway.deliveries import ed25519
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.places import csv_import
 from gateway.places import service as places
@@ -28,6 +29,7 @@ from gateway.speakers.schemas import (
     FleetPage,
     FleetSpeaker,
     Kind,
+    ReceiptKeyEnroll,
     ReceiptKeyRead,
     ReceiptKeysEnrolled,
     SpeakerCreate,
@@ -36,6 +38,7 @@ from gateway.speakers.schemas import (
     SpeakersImportReport,
     SpeakerUpdate,
 )
+from wire import contract
 
 log = logging.getLogger(__name__)
 
@@ -630,8 +633,21 @@ def _bad_receipt_key(code: str) -> InvalidRequest:
     return InvalidRequest(
         "invalid_receipt_key",
         ko=f"스피커 {code}의 수신 확인 키가 올바른 Ed25519 공개 키가 아닙니다.",
-        en=f"The receipt key of speaker {code} is not a valid Ed25519 public key.",
+        en=f"The receipt key of speaker {code} is not a valid Ed25519 public key "
+        "(a canonical point of the prime-order subgroup).",
     )
+
+
+def _proven_key(city: City, code: str, public_key: str, proof: str) -> str:
+    """A strong key whose holder signed its enrollment for this speaker of this city."""
+    key = _checked_key(code, public_key)
+    if not contract.verify_receipt_key_proof(city.code, code, key, proof):
+        raise InvalidRequest(
+            "invalid_receipt_key_proof",
+            ko=f"스피커 {code}의 수신 확인 키 소유 증명 서명이 맞지 않습니다.",
+            en=f"The proof of possession of speaker {code}'s receipt key does not verify.",
+        )
+    return key
 
 
 def _checked_key(code: str, public_key: str) -> str:
@@ -642,15 +658,25 @@ def _checked_key(code: str, public_key: str) -> str:
         Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError):
         raise _bad_receipt_key(code) from None
+    # A small-order or mixed-order point (all zeros among them) would let anyone forge the
+    # speaker's receipts: only a point of the prime-order subgroup is a receipt key.
+    if not ed25519.is_strong_public_key(raw):
+        raise _bad_receipt_key(code)
     return public_key
 
 
 async def enroll_receipt_key(
-    session: AsyncSession, city: City, speaker_id: int, public_key: str, *, now: datetime
+    session: AsyncSession,
+    city: City,
+    speaker_id: int,
+    enrollment: ReceiptKeyEnroll,
+    *,
+    now: datetime,
 ) -> ReceiptKeyRead:
     """Set a speaker's receipt key; receipts it signs from now on verify against this one."""
     speaker = await _load(session, city.id, speaker_id)
-    speaker.receipt_public_key = _checked_key(speaker.code, public_key)
+    public_key = enrollment.public_key
+    speaker.receipt_public_key = _proven_key(city, speaker.code, public_key, enrollment.proof)
     speaker.receipt_key_enrolled_at = now
     await session.flush()
     return ReceiptKeyRead(
@@ -659,10 +685,10 @@ async def enroll_receipt_key(
 
 
 async def enroll_receipt_keys(
-    session: AsyncSession, city: City, keys: Mapping[str, str], *, now: datetime
+    session: AsyncSession, city: City, keys: Mapping[str, ReceiptKeyEnroll], *, now: datetime
 ) -> ReceiptKeysEnrolled:
     """Set the receipt keys of many speakers by code: all or none."""
-    checked = {code: _checked_key(code, key) for code, key in keys.items()}
+    checked = {code: _proven_key(city, code, e.public_key, e.proof) for code, e in keys.items()}
     ids = await speaker_ids_by_code(session, city.id, checked)
     unknown = sorted(set(checked) - set(ids))
     if unknown:

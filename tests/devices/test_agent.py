@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import secrets
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -430,7 +431,11 @@ async def test_the_agent_signs_its_played_acks_with_its_own_receipt_key(
     )
     # The installer enrolls what this prints; the key is made on the spot and kept.
     assert main(["--config", str(path), "--receipt-public-key"]) == 0
-    public = base64.b64decode(capsys.readouterr().out.strip())
+    enrollment = json.loads(capsys.readouterr().out)
+    public = base64.b64decode(enrollment["public_key"])
+    assert contract.verify_receipt_key_proof(
+        city, speaker, enrollment["public_key"], enrollment["proof"]
+    )
     assert key_file.exists()
 
     await observer.watch_presence([speaker])

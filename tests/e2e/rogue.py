@@ -136,7 +136,11 @@ class RogueSpeaker:
     def _ack(self, command: contract.Command, status: AckStatus, at_ms: int) -> contract.Ack:
         # A flood of honest acks: its "played" proves a full play of the first encoding.
         proof = (
-            {"audio_sha256": command.audio[0].sha256, "played_ms": command.audio[0].duration_ms}
+            {
+                "audio_sha256": command.audio[0].sha256,
+                "played_ms": command.audio[0].duration_ms,
+                "level_dbfs": -17.2,
+            }
             if status is AckStatus.PLAYED and command.audio
             else {}
         )

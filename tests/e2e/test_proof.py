@@ -65,19 +65,20 @@ async def test_an_honest_fleet_s_receipts_verify_online_and_offline(
     env = {"GATEWAY_URL": gateway.url, "GATEWAY_API_TOKEN": TOKEN}
     online = runner.invoke(cli, ["proof", "verify", body["id"]], env=env)
     assert online.exit_code == 0, online.output
-    assert online.output.count("정상\t") == total
+    assert online.output.count("정상\t") == total + 1  # and the gateway's signature
 
-    exported = runner.invoke(cli, ["proof", "export", body["id"]], env=env)
+    ring = tmp_path / "ring.json"
+    exported = runner.invoke(cli, ["proof", "export", body["id"], "--keys", str(ring)], env=env)
     assert exported.exit_code == 0, exported.output
     export = json.loads(exported.output)
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export))
-    offline = runner.invoke(cli, ["proof", "verify", "--file", str(path)])
+    offline = runner.invoke(cli, ["proof", "verify", "--file", str(path), "--keys", str(ring)])
     assert offline.exit_code == 0, offline.output
 
     # An export whose encodings were swapped for another recording proves nothing.
     export["encodings"] = [{**e, "sha256": "f" * 64} for e in export["encodings"]]
     path.write_text(json.dumps(export))
-    tampered = runner.invoke(cli, ["proof", "verify", "--file", str(path)])
+    tampered = runner.invoke(cli, ["proof", "verify", "--file", str(path), "--keys", str(ring)])
     assert tampered.exit_code == 1, tampered.output
-    assert tampered.output.count("실패\t") == total
+    assert "실패\t게이트웨이 서명\t" in tampered.output

@@ -81,7 +81,12 @@ async def stack(database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 def proof_of(command: contract.Command) -> dict[str, Any]:
-    """What an honest speaker's ``played`` ack proves: the first encoding, played in full."""
+    """What an honest speaker's ``played`` ack proves: the first encoding, played in full, at
+    the level a speaker measures for it."""
     if not command.audio:
         return {}
-    return {"audio_sha256": command.audio[0].sha256, "played_ms": command.audio[0].duration_ms}
+    return {
+        "audio_sha256": command.audio[0].sha256,
+        "played_ms": command.audio[0].duration_ms,
+        "level_dbfs": -17.2,  # the gateway's audio, normalised, as a speaker measures it
+    }

@@ -530,6 +530,9 @@ async def test_a_lost_played_ack_is_asked_for_again(stack: Stack, recording: byt
     await stack.deliver()
     await stack.app.state.sweeper.sweep_once()
     await stack.publish_pending()
+    assert len(_commands(stack)) == 1, "asked again only after the retry back-off"
+    stack.clock.advance(stack.settings.retry_backoff_s)
+    await stack.publish_pending()
     topic, again = _commands(stack)[-1]
     assert topic == contract.command_topic_speaker(stack.settings.city_code, quiet)
     assert again.id == command.id, "asked with the same id: the speaker answers, never replays"

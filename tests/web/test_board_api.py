@@ -78,12 +78,14 @@ def _speaker(detail: dict[str, Any], code: str) -> dict[str, Any]:
 
 
 async def _sweep_after(stack: Stack, seconds: float, codes: list[str]) -> None:
-    """Let `seconds` pass (every speaker still sends its heartbeat), then sweep and publish."""
+    """Let `seconds` pass (every speaker still sends its heartbeat), then sweep, and publish the
+    asks once their retry back-off has passed."""
     stack.clock.advance(seconds)
     for code in codes:
         _presence(stack, code, "heartbeat")
     await stack.deliver()
     await stack.app.state.sweeper.sweep_once()
+    stack.clock.advance(stack.settings.retry_backoff_s)
     await stack.publish_pending()
 
 
