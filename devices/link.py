@@ -446,7 +446,7 @@ class Link:
     def _publish_presence(self, status: _PresenceStatus, *, qos: int, retain: bool) -> None:
         self._client.publish(self._presence_topic, self._presence(status), qos=qos, retain=retain)
 
-    def _presence(self, status: _PresenceStatus) -> bytes:
+    def _presence(self, status: _PresenceStatus, *, session_present: bool | None = None) -> bytes:
         return contract.encode_presence(
             contract.Presence(
                 speaker=self.identity.speaker,
@@ -455,6 +455,7 @@ class Link:
                 codecs=self._codecs,
                 firmware=self._settings.firmware,
                 boot_id=self._boot_id,
+                session_present=session_present,
             )
         )
 
@@ -492,7 +493,7 @@ class Link:
                         retain=True,
                     )
                     self._client.reconnect()
-                    await self._step
+                    session_present = bool(await self._step)
                     # A resumed session delivers its queued commands right after CONNACK,
                     # before SUBACK: they belong to this connection already.
                     self.generation += 1
@@ -509,7 +510,14 @@ class Link:
         self._failures = 0
         self.last_error = None
         self._state = _State.ONLINE
-        self._publish_presence("online", qos=int(contract.PRESENCE_QOS), retain=True)
+        # The birth says whether the broker kept the session: if it did, the commands queued
+        # in it are arriving now, and the gateway gives them a moment before catching up.
+        self._client.publish(
+            self._presence_topic,
+            self._presence("online", session_present=session_present),
+            qos=int(contract.PRESENCE_QOS),
+            retain=True,
+        )
         self._next_heartbeat = time.monotonic() + settings.heartbeat_s
         self._hub._add_online(self)
 

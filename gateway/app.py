@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -321,6 +322,7 @@ def create_app(
             city_id=city_id,
             city_code=settings.city_code,
             batch_max=settings.ack_batch_max,
+            catchup_grace=timedelta(seconds=settings.catchup_grace_s),
         )
         sweeper = Sweeper(app.state.sessions, settings, clock, city_id=city_id, bus=mqtt)
         app.state.bus = mqtt

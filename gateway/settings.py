@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=10.0, gt=0)
     default_expiry_s: int = Field(default=3600, ge=30, le=7 * 86400)
     heartbeat_s: float = Field(default=30.0, gt=0)
+    # A speaker whose birth says the broker kept its session gets what was published to it
+    # while it was away from the broker itself: the gateway waits this long before sending again
+    # what it has still not acknowledged as received (0: at once, as for any other birth).
+    catchup_grace_s: float = Field(default=5.0, ge=0, le=300)
     # What `GET /api/v1/devices/{speaker}/provisioning` tells a speaker: the broker it connects
     # to (unset: the gateway's own MQTT URL without its user and password, right for `make run`
     # and a broker on the same host), and its MQTT session settings.

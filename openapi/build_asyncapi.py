@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel, TypeAdapter
 
+from gateway.deliveries.service import ACK_GRACE
 from gateway.settings import Settings
 from wire import contract
 from wire.contract import AckStatus, Category, Codec, FailReason, RejectReason
@@ -309,6 +310,13 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         "firmware": "Firmware version, for the fleet overview.",
         "boot_id": "Random id chosen at every boot: a new value means the speaker restarted.",
+        "session_present": (
+            "Birth only: the `session_present` flag of the broker's CONNACK (true: the broker "
+            "kept the speaker's session and is delivering the commands queued in it). The "
+            "gateway then waits `catchup_grace_s` before sending again, on the speaker topic, "
+            "what the speaker has still not acknowledged `received`; absent or false, it "
+            "catches up at once."
+        ),
     },
 }
 
@@ -715,6 +723,7 @@ def example_presence() -> dict[str, contract.Presence]:
             codecs=(Codec.OPUS, Codec.MP3),
             firmware="2.4.1",
             boot_id=boot,
+            session_present=True,
         ),
         "heartbeat": contract.Presence(
             speaker=SPEAKER, status="heartbeat", at_ms=ISSUED_MS - 570_000, boot_id=boot
@@ -776,6 +785,7 @@ def _size(size: int) -> str:
 
 def _info_description() -> str:
     heartbeat_s = Settings.model_fields["heartbeat_s"].default
+    catchup_grace_s = Settings.model_fields["catchup_grace_s"].default
     inline_max = Settings.model_fields["inline_audio_max_bytes"].default
     client_id = f"{contract.SPEAKER_CLIENT_PREFIX}{{speaker}}"
     skew_ms = contract.CLOCK_SKEW_MS
@@ -998,7 +1008,15 @@ A speaker publishes `online` (birth, retained) after every connect, `heartbeat` 
 provisioning ({heartbeat_s:g} s by default, the gateway's `heartbeat_s` setting), and its
 Will `offline` (retained) is published by the broker when the connection drops. The gateway
 treats a speaker it has not heard from for three heartbeat
-intervals as offline, and catches it up when it returns.
+intervals as offline, and catches it up when it returns: each command it has not
+acknowledged `received` is sent again on its speaker topic. When its birth says
+`session_present: true` (the broker kept its session, so what was published meanwhile is
+already on its way from the broker), that catch-up waits the gateway's `catchup_grace_s`
+setting ({catchup_grace_s:g} s by default) and then sends only what is still unacknowledged.
+A command acknowledged `received` is next due `playing` or `played` only after the commands
+the speaker holds ahead of it (at its priority or above) and its own length have had time to
+play, plus {int(ACK_GRACE.total_seconds())} s; a speaker working through a backlog is not asked
+again before a command's turn can come.
 
 ## Size limits
 

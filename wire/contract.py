@@ -396,6 +396,11 @@ class Presence(_Message):
     codecs: tuple[Codec, ...] = ()
     firmware: str | None = Field(default=None, max_length=64)
     boot_id: str | None = Field(default=None, max_length=64)
+    # Births only: the broker's CONNACK said it kept this speaker's session (MQTT
+    # session_present), so the commands published to it while it was away are on their way to
+    # it from the broker. The gateway then waits a grace before catching up what the speaker has
+    # still not acknowledged; absent or false, it catches up at once.
+    session_present: bool | None = None
 
 
 class SpeakerIdentity(_Message):

@@ -73,8 +73,10 @@ class Intake:
         city_id: int,
         city_code: str,
         batch_max: int,
+        catchup_grace: timedelta = timedelta(0),
     ) -> None:
         self._sessions = sessions
+        self._catchup_grace = catchup_grace
         self._bus = bus
         self._clock = clock
         self._city_id = city_id
@@ -150,8 +152,9 @@ class Intake:
         )
         parsed: list[tuple[str, contract.Ack]] = []
         presence: list[speakers.PresenceUpdate] = []
+        kept: dict[str, bool] = {}  # speaker code -> every birth of the batch kept its session
         for message in batch:
-            self._parse(message, now, parsed, presence)
+            self._parse(message, now, parsed, presence, kept)
         sifted = self._sift(parsed, now)
         acks = sifted.acks
         if not acks and not presence:
@@ -198,7 +201,15 @@ class Intake:
                 # speaker's session (and published no will): whatever it has not acknowledged is
                 # sent again, even when the record still showed it online.
                 reborn = {self._ids[code] for code in births if code in self._ids}
-                await deliveries.catch_up(session, sorted(reborn | set(came_online)), now)
+                # Unless the broker kept its session: then what was published to it while it
+                # was away is arriving from the broker now, and only what it has still not
+                # acknowledged after a grace is sent again.
+                resumed = {self._ids[c] for c, k in kept.items() if k and c in self._ids}
+                if self._catchup_grace <= timedelta(0):
+                    resumed = set()
+                fresh = (reborn | set(came_online)) - resumed
+                await deliveries.catch_up(session, sorted(fresh), now)
+                await deliveries.catch_up_later(session, sorted(resumed), now, self._catchup_grace)
             await session.commit()
         self._remember(sifted)
         self._count_unmatched(unmatched, now)
@@ -289,6 +300,7 @@ class Intake:
         now: datetime,
         acks: list[tuple[str, contract.Ack]],
         presence: list[speakers.PresenceUpdate],
+        kept: dict[str, bool],
     ) -> None:
         kind = "ack" if "/ack/" in message.topic else "presence"
         try:
@@ -312,6 +324,8 @@ class Intake:
                 if state.speaker != code:
                     self.counts["forged"] += 1
                     return
+                if state.status == "online":
+                    kept[code] = kept.get(code, True) and state.session_present is True
                 presence.append(
                     speakers.PresenceUpdate(
                         code=code,

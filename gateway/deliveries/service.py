@@ -59,6 +59,8 @@ ACK_GRACE = timedelta(seconds=30)
 # Not PREEMPTED: it waits behind a higher priority, for as long as that takes, so its only
 # deadline is its broadcast's expiry (then `_expire` closes it).
 _AWAITING = [State.SENT.value, State.RECEIVED.value, State.PLAYING.value]
+# What a speaker holds and has still to play: a command it received waits behind these.
+_HELD = [State.RECEIVED.value, State.PLAYING.value, State.PREEMPTED.value]
 
 
 async def create_deliveries(
@@ -167,9 +169,11 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             Broadcast.duration_ms,
             Broadcast.expires_at,
             Broadcast.target,
+            Broadcast.priority,
         ).where(Broadcast.id.in_(broadcast_ids))
     )
     rows_found = found_commands.tuples().all()
+    priorities = {row[0]: row[5] for row in rows_found}
     command_ids = {row[0]: row[1] for row in rows_found}
     durations = {row[0]: timedelta(milliseconds=row[2]) for row in rows_found}
     expiries = {row[0]: row[3] for row in rows_found}
@@ -192,6 +196,9 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             if key in wanted:
                 rows[key] = row
     checks = await proof.prepare(session, acks)
+    queues = await _speaker_queues(
+        session, {a.speaker_id for a in acks if a.status is AckStatus.RECEIVED}
+    )
 
     for ack in sorted(acks, key=lambda a: a.at):
         found_row = rows.get((ack.broadcast_id, ack.speaker_id))
@@ -238,8 +245,20 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             report.unchanged += 1
             continue
         if new in (State.RECEIVED, State.PLAYING):
-            # The speaker is alive and has it: the next ack is due after the message's length.
-            delivery.deadline_at = ack.at + durations[ack.broadcast_id] + ACK_GRACE
+            # The speaker is alive and has it: the next ack is due after the message's length,
+            # and once received, after what it holds that plays first (at its priority or
+            # above), so a speaker working through a backlog is not asked again before the
+            # command's turn can come.
+            ahead = timedelta(0)
+            if new is State.RECEIVED:
+                queue = queues.setdefault(delivery.speaker_id, {})
+                priority = priorities[ack.broadcast_id]
+                ahead = sum(
+                    (d for key, (d, p) in queue.items() if key != delivery.id and p >= priority),
+                    timedelta(0),
+                )
+                queue[delivery.id] = (durations[ack.broadcast_id], priority)
+            delivery.deadline_at = ack.at + ahead + durations[ack.broadcast_id] + ACK_GRACE
             # Attempts count asks left unanswered; an answer starts the count again.
             delivery.attempts = 0
         elif new == State.PREEMPTED:
@@ -452,7 +471,67 @@ async def _expire(session: AsyncSession, report: SweepReport, now: datetime) -> 
             report.stalled += 1
 
 
-async def catch_up(session: AsyncSession, speaker_ids: Sequence[int], now: datetime) -> int:
+async def _speaker_queues(
+    session: AsyncSession, speaker_ids: set[int]
+) -> dict[int, dict[int, tuple[timedelta, int]]]:
+    """What each speaker holds and has not played yet (received, playing or pre-empted, of
+    broadcasts still running): delivery id -> (length, priority), per speaker."""
+    queues: dict[int, dict[int, tuple[timedelta, int]]] = defaultdict(dict)
+    for chunk in _chunks(sorted(speaker_ids), 900):
+        rows = await session.execute(
+            select(Delivery.speaker_id, Delivery.id, Broadcast.duration_ms, Broadcast.priority)
+            .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
+            .where(
+                Delivery.speaker_id.in_(chunk),
+                Delivery.state.in_(_HELD),
+                Broadcast.finished_at.is_(None),
+                Broadcast.cancelled_at.is_(None),
+            )
+        )
+        for speaker_id, delivery_id, duration_ms, priority in rows.tuples():
+            queues[speaker_id][delivery_id] = (timedelta(milliseconds=duration_ms), priority)
+    return dict(queues)
+
+
+async def catch_up_later(
+    session: AsyncSession, speaker_ids: Sequence[int], now: datetime, grace: timedelta
+) -> int:
+    """Speakers that came back with the session the broker kept for them: what was published to
+    them while they were away reaches them from the broker, so it is not sent again now.
+
+    Each such delivery (sent, not yet acknowledged) is due `grace` from now instead: the
+    sweeper asks again then for those still without a `received` ack, as for any unanswered
+    command (and counted as one); those acked by then are left alone. What was never published
+    (queued) is not in the session and is caught up at once."""
+    if not speaker_ids:
+        return 0
+    waiting = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.speaker_id.in_(speaker_ids),
+            Delivery.state == State.SENT.value,
+            Delivery.broadcast_id.in_(
+                select(Broadcast.id).where(
+                    Broadcast.finished_at.is_(None),
+                    Broadcast.cancelled_at.is_(None),
+                    Broadcast.expires_at > now,
+                )
+            ),
+        )
+        .values(deadline_at=now + grace, version=Delivery.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    await catch_up(session, speaker_ids, now, states=(State.QUEUED.value,))
+    return int(getattr(waiting, "rowcount", 0) or 0)
+
+
+async def catch_up(
+    session: AsyncSession,
+    speaker_ids: Sequence[int],
+    now: datetime,
+    *,
+    states: Sequence[str] = tuple(_CATCH_UP),
+) -> int:
     """Speakers that came back get, on their own topic, what they missed and may still play."""
     if not speaker_ids:
         return 0
@@ -463,7 +542,7 @@ async def catch_up(session: AsyncSession, speaker_ids: Sequence[int], now: datet
             .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
             .where(
                 Delivery.speaker_id.in_(speaker_ids),
-                Delivery.state.in_(_CATCH_UP),
+                Delivery.state.in_(states),
                 Broadcast.finished_at.is_(None),
                 Broadcast.cancelled_at.is_(None),
                 Broadcast.expires_at > now,

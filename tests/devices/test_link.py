@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+import aiomqtt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -227,3 +229,37 @@ async def test_per_speaker_credentials_under_the_production_acl(tmp_path: Path) 
         finally:
             await link.close()
             await hub.close()
+
+
+async def _birth(mqtt_url: str, identity: contract.SpeakerIdentity) -> contract.Presence:
+    """The retained birth a link left on the broker."""
+    address = BrokerAddress.parse(mqtt_url)
+    async with aiomqtt.Client(
+        address.host, address.port, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        await client.subscribe(contract.presence_topic(identity.city, identity.speaker), qos=1)
+        async with asyncio.timeout(10):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                return contract.decode_presence(message.payload)
+    raise AssertionError("no birth")
+
+
+async def test_the_birth_says_whether_the_broker_kept_the_session(mqtt_url: str) -> None:
+    identity = contract.SpeakerIdentity(
+        city=f"kept{secrets.token_hex(3)}", district="d1", village="v1", speaker="s1"
+    )
+    settings = LinkSettings(broker=BrokerAddress.parse(mqtt_url), connect_timeout_s=5)
+    seen = []
+    for _ in range(2):
+        hub = Hub()
+        link = Link(hub, settings, identity, on_message=lambda _: None)
+        try:
+            assert await link.connect()
+            birth = await _birth(mqtt_url, identity)
+            assert birth.status == "online"
+            seen.append(birth.session_present)
+        finally:
+            await link.close()
+            await hub.close()
+    assert seen == [False, True], "a new session first, then the one the broker kept"

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiomqtt
 import httpx
 from fastapi import FastAPI
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy import select
 
 from gateway.app import create_app
@@ -56,7 +58,10 @@ async def broker_stack(
     mqtt_url: str, tmp_path: Path, *, background_workers: bool = True, **overrides: Any
 ) -> AsyncIterator[BrokerStack]:
     """A gateway of its own city and share group, so sessions other tests left on the broker
-    take no share of its acks."""
+    take no share of its acks. It subscribes to its own city only: the broker is shared by
+    every test of the process, and what other tests left on it (the retained presence of an
+    earlier fleet, answered to any new subscription) would otherwise join the messages a
+    test counts on the bus."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
     await upgrade_async(url)
     tag = secrets.token_hex(3)
@@ -79,8 +84,8 @@ async def broker_stack(
         MqttTarget(mqtt_url),
         client_id=f"stack-{tag}",
         subscriptions=[
-            (contract.ack_subscription(group), contract.ACK_QOS),
-            (contract.presence_subscription(group), contract.PRESENCE_QOS),
+            (f"$share/{group}/{contract.TOPIC_ROOT}/{city}/ack/+", contract.ACK_QOS),
+            (f"$share/{group}/{contract.TOPIC_ROOT}/{city}/presence/+", contract.PRESENCE_QOS),
         ],
     )
     running = asyncio.create_task(bus.run(), name="stack-bus")
@@ -109,11 +114,15 @@ async def broker_stack(
 @dataclass
 class BareSpeaker:
     """A speaker as a bare MQTT client: counts every command by topic kind and id, and acks
-    `received` once per play command id when `answer` is on."""
+    `received` once per play command id when `answer` is on (except for the broadcasts in
+    `silent_for`). `persistent`: the broker keeps its session while it is away, as a real
+    speaker's."""
 
     mqtt_url: str
     identity: SpeakerIdentity
     answer: bool = True
+    persistent: bool = False
+    silent_for: set[str] = field(default_factory=set)
     commands: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic kind, id)
     _client: aiomqtt.Client | None = None
     _reader: asyncio.Task[None] | None = None
@@ -121,12 +130,15 @@ class BareSpeaker:
 
     async def __aenter__(self) -> Self:
         target = MqttTarget(self.mqtt_url)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 600 if self.persistent else 0
         self._client = aiomqtt.Client(
             target.host,
             target.port,
             identifier=contract.speaker_client_id(self.identity.speaker),
             protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
+            clean_start=not self.persistent,
+            properties=props,
             max_inflight_messages=1000,
         )
         await self._client.__aenter__()
@@ -135,14 +147,26 @@ class BareSpeaker:
         self._reader = asyncio.create_task(self._read(), name=f"bare-{self.identity.speaker}")
         return self
 
-    async def born(self) -> None:
+    async def born(self, *, session_present: bool | None = None) -> None:
+        await self._presence("online", session_present=session_present)
+
+    async def gone(self) -> None:
+        """What its will would say: it is away."""
+        await self._presence("offline")
+
+    async def _presence(
+        self, status: Literal["online", "offline"], *, session_present: bool | None = None
+    ) -> None:
         assert self._client is not None
-        birth = contract.Presence(
-            speaker=self.identity.speaker, status="online", at_ms=contract.now_ms()
+        presence = contract.Presence(
+            speaker=self.identity.speaker,
+            status=status,
+            at_ms=contract.now_ms(),
+            session_present=session_present,
         )
         await self._client.publish(
             contract.presence_topic(self.identity.city, self.identity.speaker),
-            contract.encode_presence(birth),
+            contract.encode_presence(presence),
             qos=int(contract.PRESENCE_QOS),
         )
 
@@ -179,7 +203,12 @@ class BareSpeaker:
             command = contract.decode_command(message.payload)
             kind = str(message.topic).split("/")[4]  # maeul/v1/{city}/cmd/{kind}/...
             self.commands[(kind, command.id)] += 1
-            if self.answer and command.type == "play" and command.id not in self._acked:
+            if (
+                self.answer
+                and command.type == "play"
+                and command.id not in self._acked
+                and command.broadcast_id not in self.silent_for
+            ):
                 self._acked.add(command.id)
                 await self.ack(command.id, command.broadcast_id, AckStatus.RECEIVED)
 
