@@ -101,6 +101,7 @@ async def test_an_unknown_key_refusal_is_asked_again_under_the_current_key(
     stack.clock.advance(60)  # its ack is due: asked again, like a missing ack
     await _heartbeats(stack, codes)
     await stack.app.state.sweeper.sweep_once()
+    stack.clock.advance(stack.settings.retry_backoff_s)  # the ask waits its back-off
     await stack.publish_pending()
     topic, again = _commands(stack)[-1]
     assert topic == contract.command_topic_speaker(stack.settings.city_code, refusing)
