@@ -307,6 +307,9 @@ class Counters:
     replays: int = 0  # ended commands sent again with their old nonce, refused
     superseded: int = 0  # commands dropped because a resend of the same message is held
     already_played: int = 0  # resends answered from an earlier playback, not played again
+    # Refusals of unauthenticated copies left unsent: past `REFUSAL_BUDGET` a minute, a flood
+    # of forged commands is not echoed back to the gateway one ack per command per speaker.
+    refusals_unsent: int = 0
 
 
 @dataclass(slots=True)
@@ -365,6 +368,14 @@ def _verified_inline(ref: contract.AudioRef) -> bytes | None:
 # The core
 
 
+# Acks refusing a copy that did not prove itself (`contract.COPY_REFUSALS`): at most this many a
+# minute (a burst of as many, refilled evenly). A forged command sent to the whole city would
+# otherwise come back as one ack from every speaker; the gateway needs none of them to be right
+# (an unanswered genuine command is asked again), and a few still mark the attack.
+REFUSAL_BUDGET: Final = 30
+_REFUSAL_REFILL_MS: Final = 60_000 / REFUSAL_BUDGET
+
+
 class SpeakerCore:
     """One speaker's decisions. Not thread-safe: drive it from one thread (or one loop)."""
 
@@ -394,6 +405,8 @@ class SpeakerCore:
         self._queue: list[_Item] = []
         self._current: _Item | None = None
         self._seq = itertools.count()
+        self._refusals_left = float(REFUSAL_BUDGET)
+        self._refusals_at_ms: int | None = None
 
     @property
     def playing(self) -> str | None:
@@ -547,7 +560,7 @@ class SpeakerCore:
             refusal = RejectReason.REPLAYED
         if refusal is not None:
             self.counters.rejected += 1
-            return [self._ack(command.id, command.broadcast_id, AckStatus.REJECTED, reason=refusal)]
+            return self._refusal(command.id, command.broadcast_id, refusal)
         return [self._reack(known)]
 
     def _copy_refusal(self, command: contract.Command) -> RejectReason | None:
@@ -563,7 +576,7 @@ class SpeakerCore:
         # Nothing in a payload that failed validation can be trusted, even under a known id:
         # refused, never journaled, never answered with the genuine command's ack.
         self.counters.rejected += 1
-        return [self._ack(*ids, AckStatus.REJECTED, reason=RejectReason.MALFORMED)]
+        return self._refusal(*ids, RejectReason.MALFORMED)
 
     def _authentic(self, command: contract.Command, reason: RejectReason) -> bool:
         if self._verify is None:
@@ -575,6 +588,20 @@ class SpeakerCore:
 
     def _may_retry(self, known: JournalEntry) -> bool:
         return known.state in (FAILED, REJECTED) and known.reason in RETRYABLE
+
+    def _refusal(self, command_id: str, broadcast_id: str, reason: RejectReason) -> list[Action]:
+        """A ``rejected`` ack, unless it refuses an unauthenticated copy past the budget."""
+        if reason in contract.COPY_REFUSALS:
+            now = self._clock()
+            if self._refusals_at_ms is not None:
+                refill = (now - self._refusals_at_ms) / _REFUSAL_REFILL_MS
+                self._refusals_left = min(float(REFUSAL_BUDGET), self._refusals_left + refill)
+            self._refusals_at_ms = now
+            if self._refusals_left < 1:
+                self.counters.refusals_unsent += 1
+                return []
+            self._refusals_left -= 1
+        return [self._ack(command_id, broadcast_id, AckStatus.REJECTED, reason=reason)]
 
     def _reject(
         self,
@@ -594,7 +621,7 @@ class SpeakerCore:
                 expires_at_ms=command.expires_at_ms,
             )
         self.counters.rejected += 1
-        return [self._ack(command.id, command.broadcast_id, AckStatus.REJECTED, reason=reason)]
+        return self._refusal(command.id, command.broadcast_id, reason)
 
     def _admit(
         self, command: contract.Command, payload: bytes, known: JournalEntry | None

@@ -884,6 +884,13 @@ The exceptions are failures that say nothing about the signed command (`fetch_fa
 `integrity`, `not_yet_valid`): a later copy of such an id is checked as a new command and may
 still play. A speaker with gateway keys records a rejection only for an authentic (signed)
 command, so a forged copy cannot use up a genuine id.
+
+Refusals of copies that did not prove themselves (`malformed`, `unsigned`, `unknown_key`,
+`bad_signature`, `replayed`) are rate limited on the speaker: at most 30 a minute (a burst of
+30, refilled evenly); past that the speaker stays silent and counts them. A forged command sent
+to a whole city then comes back as a few security events, not one ack per speaker per command,
+and nothing is lost: a genuine command left unanswered is asked again by the gateway.
+
 ## Proof of play
 
 A `played` ack is proof, and the gateway checks it: its `audio_sha256` must be the `sha256` of

@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from devices.speaker import (
+    REFUSAL_BUDGET,
     Ack,
     Action,
     MemoryJournal,
@@ -221,6 +222,20 @@ def test_with_keys_unsigned_and_forged_commands_are_rejected_and_not_journaled()
     actions = core.on_command(payload(keys.sign(cmd)))
     assert acks(actions) == [("received", None)]
     assert len(prepares(actions)) == 1
+
+
+def test_a_flood_of_forged_commands_is_answered_within_a_budget_and_a_genuine_one_plays() -> None:
+    keys, other = new_keys("k1"), new_keys("k1")
+    core, clock = make_core(verify=keys.check)
+    answered = [acks(core.on_command(payload(other.sign(play_cmd())))) for _ in range(50)]
+    refused = [a for a in answered if a]
+    assert refused == [[("rejected", "bad_signature")]] * REFUSAL_BUDGET
+    assert core.counters.refusals_unsent == 50 - REFUSAL_BUDGET
+    # The budget refills with time (one a minute's share: 2 s), and never holds back a genuine
+    # command's acks.
+    clock.ms += 2_000
+    assert acks(core.on_command(payload(other.sign(play_cmd())))) == [("rejected", "bad_signature")]
+    assert acks(core.on_command(payload(keys.sign(play_cmd())))) == [("received", None)]
 
 
 def test_with_keys_a_signed_command_out_of_scope_is_journaled_a_forged_one_is_not() -> None:

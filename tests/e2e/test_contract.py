@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devices import speaker as speaker_core
 from maeul.live import LiveClient, opus_packets
 from tests.devices.commands import command, new_keys
 from tests.devices.observer import Observer
@@ -127,6 +128,39 @@ async def test_a_forged_unknown_key_does_not_make_the_fleet_refuse_a_rotated_key
         finally:
             await fleet.stop()
     assert _all_played(summary) == {}, "every speaker played the alert under the new key"
+
+
+async def test_a_flood_of_forged_keys_during_a_rotation_does_not_silence_the_fleet(
+    gateway: GatewayProcess, mqtt_url: str, clips: dict[str, bytes]
+) -> None:
+    async with gateway.client() as client, Observer(mqtt_url, CITY) as observer:
+        fleet = await fleet_for(client, mqtt_url, gateway.url, speed=10)
+        try:
+            await wait_online(client, len(fleet.speakers), exactly=True)
+            # Someone with the gateway's broker password floods the whole city with commands,
+            # each under a key id nobody issued, while the key is rotated and an alert goes out.
+            forged = [
+                contract.sign_command(
+                    command(city=CITY, at_ms=contract.now_ms()),
+                    key_id=f"bogus-{n}",
+                    private_key=new_keys(f"bogus-{n}").private,
+                )
+                for n in range(120)
+            ]
+            for n, bogus in enumerate(forged):
+                await observer.publish(contract.command_topic_all(CITY), bogus)
+                if n == 40:
+                    rotated = await client.post("/api/v1/keys/rotate")
+                    assert rotated.status_code == 201, rotated.text
+                    created = await broadcast_to(client, clips["short"], await _villages(client))
+            summary = await wait_until_final(client, created["id"], limit_s=240)
+        finally:
+            await fleet.stop()
+    assert _all_played(summary) == {}, "every speaker played the alert under the new key"
+    # The flood is not echoed back one refusal per forged command per speaker: each speaker
+    # sends its budget (and what refills while the flood lasts), then stays silent.
+    refusals = sum(len(observer.of(bogus.id)) for bogus in forged)
+    assert speaker_core.REFUSAL_BUDGET <= refusals < len(forged) * len(fleet.speakers) // 2
 
 
 async def test_rotations_in_quick_succession_do_not_silence_the_fleet(
