@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 TOKEN = "e2e-token-" + "y" * 24
 
@@ -212,6 +216,20 @@ class PostgresDatabase:
 
     async def give_back(self) -> None:
         await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres(prefix: str, *, needed_for: str) -> AsyncIterator[PostgresDatabase]:
+    """A new database on the local PostgreSQL, dropped afterwards; the test is skipped, saying
+    what it `needed_for`, when no PostgreSQL is reachable."""
+    if not PostgresDatabase.reachable():
+        pytest.skip(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}; {needed_for}")
+    database = PostgresDatabase(f"{prefix}_{secrets.token_hex(4)}")
+    await database.create()
+    try:
+        yield database
+    finally:
+        await database.drop()
 
 
 async def fleet_for(

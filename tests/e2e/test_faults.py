@@ -9,7 +9,6 @@ middle of a fan-out is in test_jinju.py.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from tests.e2e.harness import (
     broadcast_to,
     fleet_for,
     forget_gateway_session,
+    fresh_postgres,
     intake_count,
     metrics,
     pick_villages,
@@ -50,14 +50,10 @@ def own_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
 
 @pytest.fixture
 async def postgres() -> AsyncIterator[PostgresDatabase]:
-    if not PostgresDatabase.reachable():
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432; PostgreSQL fault scenario skipped")
-    database = PostgresDatabase(f"maeul_faults_{secrets.token_hex(4)}")
-    await database.create()
-    try:
+    async with fresh_postgres(
+        "maeul_faults", needed_for="PostgreSQL fault scenario skipped"
+    ) as database:
         yield database
-    finally:
-        await database.drop()
 
 
 @pytest.fixture(scope="module")

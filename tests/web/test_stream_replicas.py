@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tests.e2e.harness import (
     broadcast_to,
     fleet_for,
     forget_gateway_session,
+    fresh_postgres,
     intake_count,
     metrics,
     seed_database,
@@ -32,14 +32,8 @@ SPEED = 2.0  # the recording's 12 s play for 6 s
 
 @pytest.fixture
 async def postgres() -> AsyncIterator[PostgresDatabase]:
-    if not PostgresDatabase.reachable():
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432; the replicas test needs it")
-    database = PostgresDatabase(f"maeul_board_{secrets.token_hex(4)}")
-    await database.create()
-    try:
+    async with fresh_postgres("maeul_board", needed_for="the replicas test needs it") as database:
         yield database
-    finally:
-        await database.drop()
 
 
 @pytest.fixture(scope="module")
