@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # an hour (0: no limit). Disaster alerts are never limited.
     rate_limit_user_per_hour: int = Field(default=30, ge=0, le=10_000)
     rate_limit_village_notices_per_hour: int = Field(default=4, ge=0, le=1000)
+    # A person's disaster alerts that together reach more than one district (or the whole
+    # city) within this many seconds need a second person, however they are split.
+    two_person_window_s: int = Field(default=600, ge=0, le=86400)
 
     # Recordings are deleted this many days after their broadcast (disaster alerts: the second
     # figure), unless held as evidence; the broadcast's record itself is kept.

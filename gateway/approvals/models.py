@@ -17,7 +17,7 @@ class ApprovalRequest(Base):
 
     __tablename__ = "approval_requests"
     __table_args__ = (
-        UniqueConstraint("city_id", "idempotency_key"),
+        UniqueConstraint("city_id", "idempotency_scope", "idempotency_key"),
         Index("ix_approval_requests_city_state", "city_id", "state"),
     )
 
@@ -44,3 +44,5 @@ class ApprovalRequest(Base):
     decision_note: Mapped[str | None] = mapped_column(String(300), default=None)
     broadcast_id: Mapped[str | None] = mapped_column(String(32), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Whose key it is: a key is one person's (``sending.idempotency_scope``), never the city's.
+    idempotency_scope: Mapped[str] = mapped_column(String(64), default="", server_default="")

@@ -54,7 +54,7 @@ class AudioAsset(Base):
 class Broadcast(Base):
     __tablename__ = "broadcasts"
     __table_args__ = (
-        UniqueConstraint("city_id", "idempotency_key"),
+        UniqueConstraint("city_id", "idempotency_scope", "idempotency_key"),
         Index("ix_broadcasts_city_created", "city_id", "created_at"),
     )
 
@@ -79,6 +79,8 @@ class Broadcast(Base):
     # Set when no delivery can change any more; lets sweeps skip finished broadcasts.
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Whose key it is: a key is one person's (``sending.idempotency_scope``), never the city's.
+    idempotency_scope: Mapped[str] = mapped_column(String(64), default="", server_default="")
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     # Kept as evidence: the recording outlives its retention period until the hold is lifted.
     evidence_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -31,7 +31,7 @@ class Schedule(Base):
 
     __tablename__ = "schedules"
     __table_args__ = (
-        UniqueConstraint("city_id", "idempotency_key"),
+        UniqueConstraint("city_id", "idempotency_scope", "idempotency_key"),
         Index("ix_schedules_due", "state", "next_fire_at"),
         Index("ix_schedules_city_created", "city_id", "created_at"),
     )
@@ -81,6 +81,8 @@ class Schedule(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     cancelled_by: Mapped[str | None] = mapped_column(String(100), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Whose key it is: a key is one person's (``sending.idempotency_scope``), never the city's.
+    idempotency_scope: Mapped[str] = mapped_column(String(64), default="", server_default="")
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
