@@ -3,7 +3,7 @@ is sent only when a second authorised person approves it. Cancelling stays one-p
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,80 +12,14 @@ from gateway import scopes
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts.models import Broadcast
 from gateway.errors import Conflict, NotFound
 from gateway.places import service as places
 from gateway.places.models import City
-from gateway.speakers import service as speakers
-from wire import contract
+from gateway.sending import service as sending
+from gateway.sending.rules import Path as SendPath
+from gateway.sending.rules import Refuse, Replay, Send
 from wire.contract import Category
-
-# How long a request may wait for its second person before it lapses unsent.
-APPROVAL_WINDOW = timedelta(minutes=30)
-
-
-async def needs_approval(
-    session: AsyncSession, request: broadcasts.BroadcastRequest, target: places.ResolvedTarget
-) -> bool:
-    # The bootstrap token is the deployment's root credential (it can create a second account
-    # anyway); people and integrations, which act as users, always need the second person.
-    principal = request.principal
-    if principal is None or principal.user_id is None or request.category is not Category.DISASTER:
-        return False
-    if target.all:
-        return True
-    villages = await places.village_codes(session, target.village_ids)
-    return len({district for _code, _name, district in villages.values()}) > 1
-
-
-async def find_replay(
-    session: AsyncSession, city: City, idempotency_key: str | None
-) -> ApprovalRequest | None:
-    if idempotency_key is None:
-        return None
-    found: ApprovalRequest | None = await session.scalar(
-        select(ApprovalRequest).where(
-            ApprovalRequest.city_id == city.id,
-            ApprovalRequest.idempotency_key == idempotency_key,
-        )
-    )
-    return found
-
-
-async def request_approval(
-    session: AsyncSession,
-    runtime: broadcasts.Runtime,
-    city: City,
-    request: broadcasts.BroadcastRequest,
-    audio: broadcasts.StoredAudio,
-) -> ApprovalRequest:
-    assert request.principal is not None
-    now = runtime.clock.now()
-    approval = ApprovalRequest(
-        id=contract.new_id(),
-        city_id=city.id,
-        state="pending",
-        category=request.category.value,
-        mode=request.mode,
-        title=request.title,
-        text=request.text,
-        target={
-            "all": request.all_villages,
-            "district_ids": sorted(set(request.district_ids)),
-            "village_ids": sorted(set(request.village_ids)),
-        },
-        audio_sha256=dict(audio.sha256),
-        source_sha256=audio.source_sha256,
-        duration_ms=audio.duration_ms,
-        expires_in_s=request.expires_in_s,
-        requested_by=request.principal.actor,
-        requested_user_id=request.principal.user_id,
-        created_at=now,
-        expires_at=now + APPROVAL_WINDOW,
-        idempotency_key=request.idempotency_key,
-    )
-    session.add(approval)
-    await session.flush()
-    return approval
 
 
 async def get_approval(
@@ -192,18 +126,12 @@ async def approve(
             "다른 담당자의 승인이 필요합니다.",
             en="You cannot approve your own disaster broadcast: a second person must.",
         )
-    target = await _resolved(session, city, approval)
-    category = Category(approval.category)
-    await scopes.authorize_act(session, principal, category, target.village_ids)
-    recipients = await speakers.speakers_for(
-        session, city.id, village_ids=None if target.all else target.village_ids
-    )
-    _, requested_districts, requested_villages = _requested(approval)
+    all_villages, requested_districts, requested_villages = _requested(approval)
     request = broadcasts.BroadcastRequest(
-        category=category,
+        category=Category(approval.category),
         title=approval.title,
         text=approval.text,
-        all_villages=target.all,
+        all_villages=all_villages,
         district_ids=requested_districts,
         village_ids=requested_villages,
         expires_in_s=approval.expires_in_s,
@@ -212,14 +140,33 @@ async def approve(
         mode=approval.mode,
         extra_target={"approval_id": approval.id, "approved_by": principal.actor},
     )
-    audio = broadcasts.StoredAudio(
+    # The send rules, with the approver's rights; the broadcast counts as the requester's.
+    wanted = sending.SendRequest(
+        path=SendPath.APPROVAL,
+        broadcast=request,
+        principal=principal,
         source_sha256=approval.source_sha256,
-        duration_ms=approval.duration_ms,
-        sha256=approval.audio_sha256,
+        at=now,
+        scope=sending.GATEWAY_SCOPE,
+        approved=True,
     )
-    started = await broadcasts.record_broadcast(
-        session, runtime, city, request, target, recipients, audio
-    )
+    decision = await sending.plan(session, runtime, city, wanted)
+    if isinstance(decision, Refuse):
+        raise decision.error
+    if isinstance(decision, Replay):
+        assert isinstance(decision.found, Broadcast)
+        started = broadcasts.Started(decision.found, replayed=True)
+    else:
+        # Approved alerts are disaster alerts, which quiet hours never hold.
+        assert isinstance(decision, Send)
+        audio = broadcasts.StoredAudio(
+            source_sha256=approval.source_sha256,
+            duration_ms=approval.duration_ms,
+            sha256=approval.audio_sha256,
+        )
+        sent = await sending.execute(session, runtime, city, wanted, decision, audio)
+        assert isinstance(sent, broadcasts.Started)
+        started = sent
     approval.state = "approved"
     approval.decided_by = principal.actor
     approval.decided_at = now

@@ -18,7 +18,6 @@ from collections.abc import Collection
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway import scopes
 from gateway.auth import Principal
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.service import (
@@ -26,16 +25,17 @@ from gateway.broadcasts.service import (
     Runtime,
     Started,
     StoredAudio,
-    find_replay,
     get_broadcast,
     reached_villages,
-    record_broadcast,
 )
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.states import State
 from gateway.errors import Conflict
 from gateway.places.models import City
 from gateway.places.service import ResolvedTarget
+from gateway.sending import service as sending
+from gateway.sending.rules import Path as SendPath
+from gateway.sending.rules import Refuse, Replay, Send
 from wire import contract
 from wire.contract import Category
 
@@ -58,15 +58,21 @@ async def resend_missed(
     principal: Principal,
 ) -> Started:
     original = await get_broadcast(session, city.id, broadcast_id)
-    await scopes.authorize_act(
-        session, principal, Category(original.category), reached_villages(original)
+    extra: dict[str, object] = {
+        "resend_of": original.id,
+        "resend_states": sorted(s.value for s in states),
+        "resend_village_ids": sorted(set(village_ids)),
+        "resend_speaker_ids": sorted(set(speaker_ids)),
+        "supersedes": supersedes_of(original),
+    }
+    approval_id = original.target.get("approval_id")
+    if approval_id is not None:
+        # A second person approved the original: the resend repeats it to fewer speakers.
+        extra["approval_id"] = approval_id
+    recipients = await deliveries.missed_speakers(
+        session, original.id, states, village_ids=village_ids, speaker_ids=speaker_ids
     )
-    if original.cancelled_at is not None:
-        raise Conflict(
-            "broadcast_cancelled",
-            ko="취소된 방송은 다시 보낼 수 없습니다.",
-            en="A cancelled broadcast cannot be resent.",
-        )
+    villages = tuple(sorted({r.village_id for r in recipients}))
     request = BroadcastRequest(
         category=Category(original.category),
         title=original.title,
@@ -78,37 +84,49 @@ async def resend_missed(
         idempotency_key=idempotency_key,
         created_by=principal.actor,
         mode=original.mode,
-        extra_target={
-            "resend_of": original.id,
-            "resend_states": sorted(s.value for s in states),
-            "resend_village_ids": sorted(set(village_ids)),
-            "resend_speaker_ids": sorted(set(speaker_ids)),
-            "supersedes": supersedes_of(original),
-        },
+        extra_target=extra,
     )
     audio = StoredAudio(
         source_sha256=original.source_sha256 or original.command_id,
         duration_ms=original.duration_ms,
         sha256=original.audio_sha256,
     )
-    replay = await find_replay(session, city, request, audio.source_sha256)
-    if replay is not None:
-        return Started(replay, replayed=True)
-
-    recipients = await deliveries.missed_speakers(
-        session, original.id, states, village_ids=village_ids, speaker_ids=speaker_ids
+    # The send rules, as for a new broadcast: the caller acts on the original as a whole, and
+    # the resend counts against the limits, waits for no one and cannot be deferred.
+    wanted = sending.SendRequest(
+        path=SendPath.RESEND,
+        broadcast=request,
+        principal=principal,
+        source_sha256=audio.source_sha256,
+        at=runtime.clock.now(),
+        scope=sending.idempotency_scope(principal),
+        acts_on=tuple(reached_villages(original)),
+        target=ResolvedTarget(all=False, district_ids=(), village_ids=villages),
+        approved=approval_id is not None,
     )
+    decision = await sending.plan(session, runtime, city, wanted)
+    if isinstance(decision, Refuse):
+        raise decision.error
+    if isinstance(decision, Replay):
+        assert isinstance(decision.found, Broadcast)
+        return Started(decision.found, replayed=True)
+    if original.cancelled_at is not None:
+        raise Conflict(
+            "broadcast_cancelled",
+            ko="취소된 방송은 다시 보낼 수 없습니다.",
+            en="A cancelled broadcast cannot be resent.",
+        )
     if not recipients:
         raise Conflict(
             "nothing_to_resend",
             ko="다시 보낼 스피커가 없습니다. 모든 스피커가 방송했거나 아직 진행 중입니다.",
             en="No speaker matches: every targeted speaker played it or is still in progress.",
         )
-    villages = tuple(sorted({r.village_id for r in recipients}))
-    target = ResolvedTarget(all=False, district_ids=(), village_ids=villages)
-    started = await record_broadcast(
-        session, runtime, city, request, target, recipients, audio, per_speaker=True
+    assert isinstance(decision, Send)  # a resend neither waits for approval nor is deferred
+    started = await sending.execute(
+        session, runtime, city, wanted, decision, audio, recipients=recipients, per_speaker=True
     )
+    assert isinstance(started, Started)
     if not started.replayed:
         await deliveries.mark_resent(
             session, original.id, [r.id for r in recipients], started.broadcast.id

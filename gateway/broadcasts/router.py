@@ -30,6 +30,8 @@ from gateway.deliveries.states import State
 from gateway.places.service import CityDep
 from gateway.schedules import service as schedules
 from gateway.schedules.schemas import ScheduleRead
+from gateway.sending import now
+from gateway.sending import service as sending
 from gateway.templates import service as templates
 from wire.contract import Category
 
@@ -154,9 +156,7 @@ async def create_broadcast(
         else None
     )
     try:
-        started = await schedules.start_or_defer(
-            session, runtime, city, request, path, composed=composed
-        )
+        started = await now.send_now(session, runtime, city, request, path, composed=composed)
     finally:
         if path is not None:
             path.unlink(missing_ok=True)
@@ -164,7 +164,7 @@ async def create_broadcast(
         headers = {"Idempotent-Replayed": "true"} if started.replayed else None
         body = started.schedule.model_dump(mode="json")
         return JSONResponse(body, status_code=202, headers=headers)
-    if isinstance(started, service.AwaitingApproval):
+    if isinstance(started, sending.AwaitingApproval):
         headers = {"Idempotent-Replayed": "true"} if started.replayed else None
         approval = ApprovalRead.model_validate(started.approval).model_dump(mode="json")
         return JSONResponse(approval, status_code=202, headers=headers)

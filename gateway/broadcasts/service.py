@@ -21,8 +21,7 @@ from audio.pipeline import Transcoded
 from audio.speech.engine import synthesize_file
 from audio.speech.normalize import validate_text
 from audio.worker import TranscodeWorker
-from gateway import ratelimits, scopes
-from gateway.approvals.models import ApprovalRequest
+from gateway import scopes
 from gateway.auth import Principal
 from gateway.broadcasts.models import AudioAsset, Broadcast, Publication
 from gateway.broadcasts.schemas import (
@@ -109,102 +108,33 @@ class Started:
     replayed: bool
 
 
-@dataclass(frozen=True)
-class AwaitingApproval:
-    """A broadcast that needs a second person (the two-person rule): nothing is sent yet."""
-
-    approval: ApprovalRequest
-    replayed: bool
-
-
 async def find_replay(
-    session: AsyncSession, city: City, request: BroadcastRequest, source_sha256: str
+    session: AsyncSession, city: City, request: BroadcastRequest, source_sha256: str, scope: str
 ) -> Broadcast | None:
-    """The broadcast an earlier request with the same Idempotency-Key created, if any."""
+    """The broadcast an earlier request with the same Idempotency-Key, from the same person
+    (``scope``), created, if any."""
     if request.idempotency_key is None:
         return None
     existing = await session.scalar(
         select(Broadcast).where(
-            Broadcast.city_id == city.id, Broadcast.idempotency_key == request.idempotency_key
+            Broadcast.city_id == city.id,
+            Broadcast.idempotency_scope == scope,
+            Broadcast.idempotency_key == request.idempotency_key,
         )
     )
     if existing is None:
         return None
     if existing.request_hash != request.fingerprint(source_sha256):
-        raise InvalidRequest(
-            "idempotency_key_reused",
-            ko="같은 Idempotency-Key로 다른 내용의 방송 요청이 이미 있었습니다.",
-            en="This Idempotency-Key was already used for a different broadcast request.",
-        )
+        raise key_reused()
     return existing
 
 
-async def start_broadcast(
-    session: AsyncSession,
-    runtime: Runtime,
-    city: City,
-    request: BroadcastRequest,
-    upload: Path | None,
-) -> Started | AwaitingApproval:
-    """Validate, transcode, and write the broadcast, its deliveries and its publications.
-
-    Without an upload the typed text is spoken by the speech engine. Nothing is published
-    here: the outbox publishes after the request's transaction commits.
-    """
-    engine = runtime.settings.speech_engine
-    if upload is None:
-        if request.text is None:
-            raise InvalidRequest(
-                "missing_file",
-                ko="녹음 파일이나 방송 문구가 필요합니다.",
-                en="A recording or a text to speak is required.",
-            )
-        spoken = validate_text(request.text)
-        source_sha256 = hashlib.sha256(f"tts:{engine}:{spoken}".encode()).hexdigest()
-    else:
-        source_sha256 = await _sha256_file(upload)
-    replay = await find_replay(session, city, request, source_sha256)
-    if replay is not None:
-        return Started(replay, replayed=True)
-    from gateway.approvals import service as approvals  # it builds on this module
-
-    pending = await approvals.find_replay(session, city, request.idempotency_key)
-    if pending is not None:
-        return AwaitingApproval(pending, replayed=True)
-
-    await authorize_request(session, runtime, city, request)
-    target = await places.resolve_targets(
-        session,
-        city,
-        all_villages=request.all_villages,
-        district_ids=request.district_ids,
-        village_ids=request.village_ids,
+def key_reused() -> InvalidRequest:
+    return InvalidRequest(
+        "idempotency_key_reused",
+        ko="같은 Idempotency-Key로 다른 내용의 방송 요청이 이미 있었습니다.",
+        en="This Idempotency-Key was already used for a different broadcast request.",
     )
-    await limit_request(session, runtime, city, request, target)
-    recipients = await speakers.speakers_for(
-        session, city.id, village_ids=None if target.all else target.village_ids
-    )
-    # Every speaker gets Opus unless it declared it cannot play it.
-    codecs = ["opus"]
-    if any("opus" not in s.codecs for s in recipients):
-        codecs.append("mp3")
-    frame = await spoken_frame(runtime, request.mode)
-    if upload is None:
-        transcoded = await _speak(runtime, request, codecs, frame)
-    else:
-        transcoded = await runtime.worker.transcode(
-            upload, category=request.category, codecs=codecs, spoken_frame=frame
-        )
-    audio = StoredAudio(
-        source_sha256=source_sha256,
-        duration_ms=transcoded.duration_ms,
-        sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
-    )
-    await _store_audio(session, transcoded, codecs, runtime.clock.now())
-    if await approvals.needs_approval(session, request, target):
-        approval = await approvals.request_approval(session, runtime, city, request, audio)
-        return AwaitingApproval(approval, replayed=False)
-    return await record_broadcast(session, runtime, city, request, target, recipients, audio)
 
 
 async def record_broadcast(
@@ -216,6 +146,7 @@ async def record_broadcast(
     recipients: Sequence[speakers.TargetSpeaker],
     audio: StoredAudio,
     *,
+    scope: str,
     per_speaker: bool = False,
 ) -> Started:
     """Write a broadcast of audio already stored, its deliveries and its publications.
@@ -249,15 +180,17 @@ async def record_broadcast(
         created_at=now,
         expires_at=now + timedelta(seconds=expires_in),
         idempotency_key=request.idempotency_key,
+        idempotency_scope=scope,
         request_hash=request.fingerprint(audio.source_sha256),
     )
-    session.add(broadcast)
     try:
-        await session.flush()
+        # A savepoint: losing a race on the key undoes this insert, not the request's work.
+        async with session.begin_nested():
+            session.add(broadcast)
+            await session.flush()
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one won.
-        await session.rollback()
-        winner = await find_replay(session, city, request, audio.source_sha256)
+        winner = await find_replay(session, city, request, audio.source_sha256, scope)
         if winner is None:
             raise
         return Started(winner, replayed=True)
@@ -283,29 +216,6 @@ async def authorize_request(
         all_villages=request.all_villages,
         district_ids=request.district_ids,
         village_ids=request.village_ids,
-    )
-
-
-async def limit_request(
-    session: AsyncSession,
-    runtime: Runtime,
-    city: City,
-    request: BroadcastRequest,
-    target: places.ResolvedTarget,
-) -> None:
-    """429 when the caller or a village has had its share this hour. The bootstrap token (the
-    deployment's own provisioning and integrations) is not limited; people are."""
-    principal = request.principal
-    if principal is None or principal.user_id is None:
-        return
-    await ratelimits.check_send(
-        session,
-        runtime.settings,
-        city_id=city.id,
-        actor=principal.actor,
-        category=request.category,
-        village_ids=target.village_ids,
-        now=runtime.clock.now(),
     )
 
 
@@ -737,6 +647,46 @@ async def source_sha256_of(runtime: Runtime, request: BroadcastRequest, upload: 
     return hashlib.sha256(f"tts:{engine}:{spoken}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class PreparedAudio:
+    """Audio transcoded (or spoken) in memory, before any transaction: what the write stores."""
+
+    transcoded: Transcoded
+    stored: StoredAudio
+
+    async def store(self, session: AsyncSession, now: datetime) -> StoredAudio:
+        await _store_audio(session, self.transcoded, list(self.stored.sha256), now)
+        return self.stored
+
+
+async def prepare_audio(
+    runtime: Runtime,
+    request: BroadcastRequest,
+    upload: Path | None,
+    source_sha256: str,
+    *,
+    codecs: Sequence[str] = ("opus", "mp3"),
+) -> PreparedAudio:
+    """Transcode the upload (or speak the text), touching no database: it may take minutes, and
+    no transaction may wait on it."""
+    wanted = list(codecs)
+    frame = await spoken_frame(runtime, request.mode)
+    if upload is None:
+        transcoded = await _speak(runtime, request, wanted, frame)
+    else:
+        transcoded = await runtime.worker.transcode(
+            upload, category=request.category, codecs=wanted, spoken_frame=frame
+        )
+    return PreparedAudio(
+        transcoded=transcoded,
+        stored=StoredAudio(
+            source_sha256=source_sha256,
+            duration_ms=transcoded.duration_ms,
+            sha256={codec: transcoded.variants[codec].sha256 for codec in wanted},
+        ),
+    )
+
+
 async def store_audio_for(
     session: AsyncSession,
     runtime: Runtime,
@@ -748,17 +698,5 @@ async def store_audio_for(
     """Transcode the upload (or speak the text) and store it now, for a broadcast written later
     by record_broadcast. Every codec by default: who will receive it is only known then."""
     source_sha256 = await source_sha256_of(runtime, request, upload)
-    wanted = list(codecs)
-    frame = await spoken_frame(runtime, request.mode)
-    if upload is None:
-        transcoded = await _speak(runtime, request, wanted, frame)
-    else:
-        transcoded = await runtime.worker.transcode(
-            upload, category=request.category, codecs=wanted, spoken_frame=frame
-        )
-    await _store_audio(session, transcoded, wanted, runtime.clock.now())
-    return StoredAudio(
-        source_sha256=source_sha256,
-        duration_ms=transcoded.duration_ms,
-        sha256={codec: transcoded.variants[codec].sha256 for codec in wanted},
-    )
+    prepared = await prepare_audio(runtime, request, upload, source_sha256, codecs=codecs)
+    return await prepared.store(session, runtime.clock.now())

@@ -19,12 +19,15 @@ from gateway.auth import Principal
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast, Publication
 from gateway.deliveries import service as deliveries
-from gateway.errors import Conflict, Forbidden, NotFound
+from gateway.errors import Conflict, NotFound
 from gateway.live.models import LiveSession
 from gateway.live.recorder import Recording
 from gateway.live.settings import LiveSettings
 from gateway.places import service as places
 from gateway.places.models import City
+from gateway.sending import service as sending
+from gateway.sending.rules import Path as SendPath
+from gateway.sending.rules import Refuse, Send
 from gateway.speakers import service as speakers
 from wire import contract
 from wire.contract import Category
@@ -80,6 +83,20 @@ def _broadcast_request(request: LiveRequest, live: LiveSettings) -> broadcasts.B
     )
 
 
+def _send_request(
+    request: LiveRequest, live: LiveSettings, runtime: broadcasts.Runtime
+) -> sending.SendRequest:
+    return sending.SendRequest(
+        path=SendPath.LIVE,
+        broadcast=_broadcast_request(request, live),
+        principal=request.principal,
+        # A live talk has no audio before it starts; nothing is fingerprinted (it has no key).
+        source_sha256="",
+        at=runtime.clock.now(),
+        scope=sending.idempotency_scope(request.principal),
+    )
+
+
 async def check_request(
     session: AsyncSession,
     runtime: broadcasts.Runtime,
@@ -87,28 +104,14 @@ async def check_request(
     request: LiveRequest,
     live: LiveSettings,
 ) -> places.ResolvedTarget:
-    """Refuse what may not go on air now (rights, area, rate, approval)."""
-    wanted = _broadcast_request(request, live)
-    await broadcasts.authorize_request(session, runtime, city, wanted)
-    target = await places.resolve_targets(
-        session,
-        city,
-        all_villages=request.all_villages,
-        district_ids=request.district_ids,
-        village_ids=request.village_ids,
-    )
-    await broadcasts.limit_request(session, runtime, city, wanted, target)
-    from gateway.approvals import service as approvals  # it builds on the broadcasts slice
-
-    if await approvals.needs_approval(session, wanted, target):
-        raise Forbidden(
-            "live_needs_approval",
-            ko="여러 읍면동이나 시 전체에 대한 재난 방송은 승인이 필요하므로 실시간으로 할 수 "
-            "없습니다. 녹음 방송으로 승인을 요청해 주세요.",
-            en="A disaster alert to several districts needs a second person's approval, so it "
-            "cannot go live; send a recording for approval instead.",
-        )
-    return target
+    """Refuse what may not go on air now, by the send rules (rights, area, limits, the
+    two-person rule, quiet hours: a live talk can neither wait nor be deferred)."""
+    decision = await sending.plan(session, runtime, city, _send_request(request, live, runtime))
+    if isinstance(decision, Refuse):
+        raise decision.error
+    # A live talk has no key (no replay), cannot wait for approval or quiet hours (refused).
+    assert isinstance(decision, Send)
+    return decision.target
 
 
 async def busy(
@@ -148,13 +151,17 @@ async def open_session(
 ) -> Opened:
     """Write the live broadcast, its deliveries, its start command's publications and its
     session row. The outbox publishes after the caller's transaction commits."""
-    target = await check_request(session, runtime, city, request, live)
+    wanted = _send_request(request, live, runtime)
+    decision = await sending.plan(session, runtime, city, wanted)
+    if isinstance(decision, Refuse):
+        raise decision.error
+    assert isinstance(decision, Send)
+    target = decision.target
     now = runtime.clock.now()
     priority = runtime.settings.priority_of(request.category)
     await _lock_openings(session, city)
     if await busy(session, city, target.village_ids, priority, now):
         raise live_busy()
-    wanted = _broadcast_request(request, live)
     recipients = await speakers.speakers_for(
         session, city.id, village_ids=None if target.all else target.village_ids
     )
@@ -165,9 +172,10 @@ async def open_session(
         duration_ms=live.max_s * 1000,
         sha256={"opus": chime.sha256},
     )
-    started = await broadcasts.record_broadcast(
-        session, runtime, city, wanted, target, recipients, audio
+    started = await sending.execute(
+        session, runtime, city, wanted, decision, audio, recipients=recipients
     )
+    assert isinstance(started, broadcasts.Started)
     broadcast = started.broadcast
     key = contract.new_live_key()
     session.add(

@@ -23,37 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway import ratelimits, scopes
-from gateway.approvals import service as approvals
 from gateway.auth import Principal, Role
 from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.schemas import BroadcastMode
-from gateway.broadcasts.service import (
-    AwaitingApproval,
-    BroadcastRequest,
-    Runtime,
-    Started,
-    StoredAudio,
-)
-from gateway.errors import (
-    Conflict,
-    Forbidden,
-    InvalidRequest,
-    MaeulError,
-    NotFound,
-    TooManyRequests,
-)
+from gateway.broadcasts.service import BroadcastRequest, Runtime, Started, StoredAudio
+from gateway.errors import Conflict, Forbidden, InvalidRequest, MaeulError, NotFound
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.schedules.models import DistrictQuietHours, Schedule, ScheduleOccurrence
-from gateway.schedules.quiet import (
-    Quiet,
-    QuietWindow,
-    city_zone,
-    describe_local,
-    parse_hhmm,
-    parse_window,
-    quiet_at,
-)
+from gateway.schedules.quiet import city_zone, parse_hhmm, parse_window
+from gateway.schedules.quiet_hours import quiet_for_target
 from gateway.schedules.recurrence import (
     WEEKDAYS,
     Kind,
@@ -74,8 +54,10 @@ from gateway.schedules.schemas import (
     ScheduleUpdate,
 )
 from gateway.schedules.schemas import Recurrence as RecurrenceRead
+from gateway.sending import service as sending
+from gateway.sending.rules import Defer, Refuse, Replay, Send
+from gateway.sending.rules import Path as SendPath
 from gateway.settings import Settings
-from gateway.speakers import service as speakers
 from gateway.templates import service as templates
 from wire import contract
 from wire.contract import Category
@@ -86,67 +68,6 @@ _IN_CHUNK: Final = 500
 
 # --------------------------------------------------------------------------------------------
 # Quiet hours
-
-
-async def _district_windows(session: AsyncSession, city_id: int) -> dict[int, str]:
-    rows = await session.execute(
-        select(DistrictQuietHours.district_id, DistrictQuietHours.window).where(
-            DistrictQuietHours.city_id == city_id
-        )
-    )
-    return dict(rows.tuples().all())
-
-
-async def _target_districts(session: AsyncSession, target: places.ResolvedTarget) -> set[int]:
-    districts = set(target.district_ids)
-    if not target.all:
-        whole = set(target.district_ids)
-        villages = await places.village_codes(session, target.village_ids)
-        districts |= {d for _code, _name, d in villages.values() if d not in whole}
-    return districts
-
-
-async def quiet_for_target(
-    session: AsyncSession,
-    settings: Settings,
-    city: City,
-    target: places.ResolvedTarget,
-    at: datetime,
-) -> Quiet | None:
-    """Whether ``at`` falls in the quiet hours of any district the target reaches (each has the
-    city's window unless it has its own), and when all of them are over."""
-    default = parse_window(settings.quiet_hours)
-    overrides = await _district_windows(session, city.id)
-    districts = await _target_districts(session, target)
-    specs = {overrides.get(d) for d in districts} if districts else {None}
-    windows: set[QuietWindow] = set()
-    for spec in specs:
-        window = default if spec is None else parse_window(spec)
-        if window is not None:
-            windows.add(window)
-    return quiet_at(sorted(windows, key=lambda w: (w.start, w.end)), at, city_zone(city.timezone))
-
-
-def _quiet_refusal(quiet: Quiet, zone: tzinfo, *, scheduled: datetime | None) -> Conflict:
-    windows = ", ".join(w.label.replace("-", "~") for w in quiet.windows)
-    when_ko = f"예약 시각 {describe_local(scheduled, zone)}은(는) " if scheduled else "지금은 "
-    when_en = f"{scheduled.isoformat()} falls in" if scheduled else "It is now"
-    if quiet.ends_at is None:
-        return Conflict(
-            "quiet_hours",
-            ko=f"{when_ko}조용한 시간({windows})이며 대상 지역은 하루 종일 조용한 시간입니다. "
-            "재난 방송만 보낼 수 있습니다.",
-            en=f"{when_en} quiet hours ({windows}) that cover the whole day for this target; "
-            "only disaster alerts are sent.",
-        )
-    ends = describe_local(quiet.ends_at, zone)
-    return Conflict(
-        "quiet_hours",
-        ko=f"{when_ko}조용한 시간({windows})입니다. 재난 방송이 아니면 조용한 시간이 끝나는 "
-        f"{ends} 이후에 보내 주세요.",
-        en=f"{when_en} quiet hours ({windows}); only disaster alerts are sent now. "
-        f"Quiet hours end at {quiet.ends_at.isoformat()}.",
-    )
 
 
 async def describe_quiet_hours(
@@ -262,13 +183,6 @@ def _fingerprint(request: BroadcastRequest, source_sha256: str, rule: Recurrence
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-async def _schedule_by_key(session: AsyncSession, city_id: int, key: str) -> Schedule | None:
-    existing: Schedule | None = await session.scalar(
-        select(Schedule).where(Schedule.city_id == city_id, Schedule.idempotency_key == key)
-    )
-    return existing
-
-
 def _key_reused() -> InvalidRequest:
     return InvalidRequest(
         "idempotency_key_reused",
@@ -277,51 +191,37 @@ def _key_reused() -> InvalidRequest:
     )
 
 
-async def _resolve(
-    session: AsyncSession, city: City, request: BroadcastRequest
-) -> places.ResolvedTarget:
-    return await places.resolve_targets(
-        session,
-        city,
-        all_villages=request.all_villages,
-        district_ids=request.district_ids,
-        village_ids=request.village_ids,
+def _send_request(
+    request: BroadcastRequest, rule: Recurrence, source_sha256: str, request_hash: str | None
+) -> sending.SendRequest:
+    return sending.SendRequest(
+        path=SendPath.SCHEDULE,
+        broadcast=request,
+        principal=request.principal,
+        source_sha256=source_sha256,
+        at=rule.first_at,
+        scope=sending.idempotency_scope(request.principal),
+        schedule_hash=request_hash,
     )
 
 
-async def _refuse_two_person(
-    session: AsyncSession, request: BroadcastRequest, target: places.ResolvedTarget
-) -> None:
-    """A broadcast that needs a second person's approval is sent now and approved then: a
-    schedule fires with nobody there to approve it, so it may not carry one."""
-    if await approvals.needs_approval(session, request, target):
-        raise Conflict(
-            "approval_required",
-            ko="여러 읍·면·동이나 시 전체에 보내는 재난 방송은 두 사람의 승인이 필요해 예약할 수 "
-            "없습니다. 지금 보내고 승인을 받아 주세요.",
-            en="A disaster alert to several districts or the whole city needs a second "
-            "person's approval, so it cannot be scheduled; send it now and have it approved.",
-        )
-
-
-async def _first_fire(
-    session: AsyncSession,
-    settings: Settings,
-    city: City,
-    request: BroadcastRequest,
-    target: places.ResolvedTarget,
-    first_at: datetime,
-) -> datetime:
-    """When the first occurrence is sent: at its time, or at the end of quiet hours (defer).
-    Refused at once when the policy refuses it, rather than skipped silently later."""
-    if request.category is Category.DISASTER:
-        return first_at
-    quiet = await quiet_for_target(session, settings, city, target, first_at)
-    if quiet is None:
-        return first_at
-    if settings.quiet_hours_policy == "refuse" or quiet.ends_at is None:
-        raise _quiet_refusal(quiet, city_zone(city.timezone), scheduled=first_at)
-    return quiet.ends_at
+async def _planned_fire(
+    session: AsyncSession, runtime: Runtime, city: City, wanted: sending.SendRequest
+) -> datetime | Schedule:
+    """When the first occurrence goes, by the send rules: at its time, or at the end of quiet
+    hours (defer); or the schedule an earlier request with the same key made. Refusals raise."""
+    decision = await sending.plan(session, runtime, city, wanted)
+    if isinstance(decision, Refuse):
+        if decision.code == "idempotency_key_reused":
+            raise _key_reused()
+        raise decision.error
+    if isinstance(decision, Replay):
+        assert isinstance(decision.found, Schedule)
+        return decision.found
+    if isinstance(decision, Defer):
+        return decision.until
+    assert isinstance(decision, Send)  # a schedule cannot wait for a second person
+    return wanted.at
 
 
 async def create_schedule(
@@ -335,30 +235,27 @@ async def create_schedule(
     composed: templates.Composed | None = None,
     origin: Literal["api", "quiet_hours"] = "api",
 ) -> Created:
-    """Check everything cheap first (time, text, rights, targets, quiet hours), then transcode
-    or speak, store the audio, and write the schedule."""
+    """Check everything cheap first (time, text, then the send rules), transcode or speak with
+    no transaction open, check the rules again and write the schedule."""
     now = runtime.clock.now()
     zone = city_zone(city.timezone)
     rule = build_recurrence(timing, now=now, zone=zone)
     source_sha256 = await broadcasts.source_sha256_of(runtime, request, upload)
     request_hash = _fingerprint(request, source_sha256, rule)
+    wanted = _send_request(request, rule, source_sha256, request_hash)
+    fire_at = await _planned_fire(session, runtime, city, wanted)
+    if isinstance(fire_at, Schedule):
+        return Created(await read_schedule(session, fire_at), replayed=True)
+    if origin == "api" and request.principal is not None and request.principal.user_id is not None:
+        ratelimits.check_repetition(runtime.settings, request.category, _sends_in_an_hour(rule))
+    # Release the transaction (and its pooled connection) while the audio is made.
+    await session.commit()
+    prepared = await broadcasts.prepare_audio(runtime, request, upload, source_sha256)
+    fire_at = await _planned_fire(session, runtime, city, wanted)
+    if isinstance(fire_at, Schedule):
+        return Created(await read_schedule(session, fire_at), replayed=True)
+    audio = await prepared.store(session, runtime.clock.now())
     key = request.idempotency_key
-    if key is not None:
-        existing = await _schedule_by_key(session, city.id, key)
-        if existing is not None:
-            if existing.request_hash != request_hash:
-                raise _key_reused()
-            return Created(await read_schedule(session, existing), replayed=True)
-    await broadcasts.authorize_request(session, runtime, city, request)
-    target = await _resolve(session, city, request)
-    await _refuse_two_person(session, request, target)
-    if origin == "api":
-        # Checked like a send (a send held by quiet hours was checked when it was asked for).
-        await broadcasts.limit_request(session, runtime, city, request, target)
-        if request.principal is not None and request.principal.user_id is not None:
-            ratelimits.check_repetition(runtime.settings, request.category, _sends_in_an_hour(rule))
-    fire_at = await _first_fire(session, runtime.settings, city, request, target, rule.first_at)
-    audio = await broadcasts.store_audio_for(session, runtime, request, upload)
     schedule = Schedule(
         id=contract.new_id(),
         city_id=city.id,
@@ -386,20 +283,20 @@ async def create_schedule(
         created_at=now,
         updated_at=now,
         idempotency_key=key,
+        idempotency_scope=wanted.scope,
         request_hash=request_hash,
         **_rule_columns(rule),
     )
-    session.add(schedule)
     try:
-        await session.flush()
+        # A savepoint: losing a race on the key undoes this insert, not the request's work.
+        async with session.begin_nested():
+            session.add(schedule)
+            await session.flush()
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the other one won.
-        await session.rollback()
-        winner = await _schedule_by_key(session, city.id, key) if key else None
-        if winner is None:
+        winner = await _planned_fire(session, runtime, city, wanted)
+        if not isinstance(winner, Schedule):
             raise
-        if winner.request_hash != request_hash:
-            raise _key_reused() from None
         return Created(await read_schedule(session, winner), replayed=True)
     return Created(await read_schedule(session, schedule), replayed=False)
 
@@ -483,51 +380,6 @@ def _request_of(
 def occurrence_key(schedule_id: str, occurrence_at: datetime) -> str:
     """The Idempotency-Key of the broadcast an occurrence creates: one per occurrence, ever."""
     return f"schedule:{schedule_id}:{occurrence_at.isoformat()}"
-
-
-async def start_or_defer(
-    session: AsyncSession,
-    runtime: Runtime,
-    city: City,
-    request: BroadcastRequest,
-    upload: Path | None,
-    *,
-    composed: templates.Composed | None = None,
-) -> Started | AwaitingApproval | Created:
-    """Start a broadcast now, unless quiet hours hold it: then refuse it (409 quiet_hours) or
-    schedule it for the end of quiet hours, by GATEWAY_QUIET_HOURS_POLICY. Disaster alerts are
-    never held."""
-    if request.category is not Category.DISASTER:
-        now = runtime.clock.now()
-        await broadcasts.authorize_request(session, runtime, city, request)
-        target = await _resolve(session, city, request)
-        quiet = await quiet_for_target(session, runtime.settings, city, target, now)
-        if quiet is not None:
-            # Bad text is a 422 whatever the hour; checked before quiet hours answer.
-            source_sha256 = await broadcasts.source_sha256_of(runtime, request, upload)
-            # A retry of a request already answered gets that answer, not a new decision.
-            if request.idempotency_key is not None:
-                existing = await _schedule_by_key(session, city.id, request.idempotency_key)
-                if existing is not None:
-                    return Created(await read_schedule(session, existing), replayed=True)
-                replay = await broadcasts.find_replay(session, city, request, source_sha256)
-                if replay is not None:
-                    return Started(replay, replayed=True)
-            await broadcasts.limit_request(session, runtime, city, request, target)
-            zone = city_zone(city.timezone)
-            if runtime.settings.quiet_hours_policy == "refuse" or quiet.ends_at is None:
-                raise _quiet_refusal(quiet, zone, scheduled=None)
-            return await create_schedule(
-                session,
-                runtime,
-                city,
-                request,
-                upload,
-                Timing(send_at=quiet.ends_at),
-                composed=composed,
-                origin="quiet_hours",
-            )
-    return await broadcasts.start_broadcast(session, runtime, city, request, upload)
 
 
 # --------------------------------------------------------------------------------------------
@@ -859,16 +711,16 @@ async def update_schedule(
         expires_in_s=body.expires_in_s if "expires_in_s" in given else schedule.expires_in_s,
         extra_target={},
     )
-    await broadcasts.authorize_request(session, runtime, city, request)
-    resolved = await _resolve(session, city, request)
-    await _refuse_two_person(session, request, resolved)
-
     if any(f in given for f in _TIMING_FIELDS):
         rule = build_recurrence(_merged_timing(schedule, body, zone), now=now, zone=zone)
         for column, value in _rule_columns(rule).items():
             setattr(schedule, column, value)
     rule = _rule_of(schedule)
-    fire_at = await _first_fire(session, runtime.settings, city, request, resolved, rule.first_at)
+    # The send rules, as for a new schedule (rights as the editor, limits as its maker).
+    fire_at = await _planned_fire(
+        session, runtime, city, _send_request(request, rule, schedule.source_sha256, None)
+    )
+    assert not isinstance(fire_at, Schedule)  # no key: nothing to replay
 
     if schedule.source_kind == "text" and text != schedule.text:
         audio = await broadcasts.store_audio_for(session, runtime, request, None)
@@ -1033,65 +885,57 @@ async def handle_due(
 
     key = occurrence_key(schedule.id, occurrence)
     request = _request_of(schedule, idempotency_key=key, occurrence_at=occurrence)
-    try:
-        target = await _resolve(session, city, request)
-    except MaeulError as exc:
-        _record(session, schedule, occurrence, "failed", now, reason=exc.code)
-        _advance(schedule, rule, occurrence, now)
-        return "failed"
-    if request.category is not Category.DISASTER:
-        quiet = await quiet_for_target(session, settings, city, target, now)
-        if quiet is not None:
-            if settings.quiet_hours_policy == "defer" and quiet.ends_at is not None:
-                schedule.next_occurrence_at = occurrence
-                schedule.next_fire_at = quiet.ends_at
-                schedule.updated_at = now
-                return "deferred"
-            _record(session, schedule, occurrence, "skipped", now, reason="quiet_hours")
-            _advance(schedule, rule, occurrence, now)
-            return "skipped"
-
-    if ratelimits.limits_actor(schedule.created_by):
-        try:
-            await ratelimits.check_send(
-                session,
-                settings,
-                city_id=city.id,
-                actor=schedule.created_by,
-                category=request.category,
-                village_ids=target.village_ids,
-                now=now,
-            )
-        except TooManyRequests as exc:
-            _record(session, schedule, occurrence, "skipped", now, reason=exc.code)
-            _advance(schedule, rule, occurrence, now)
-            return "skipped"
-
-    audio = StoredAudio(
+    # The gateway's own work: the maker's rights were checked when it was made; every other
+    # rule is checked now, as the maker's send.
+    wanted = sending.SendRequest(
+        path=SendPath.SCHEDULE_FIRE,
+        broadcast=request,
+        principal=None,
         source_sha256=schedule.source_sha256,
-        duration_ms=schedule.duration_ms,
-        sha256=schedule.audio_sha256,
+        at=now,
+        scope=sending.GATEWAY_SCOPE,
     )
     try:
-        broadcast = await broadcasts.find_replay(session, city, request, audio.source_sha256)
-        if broadcast is None:
-            recipients = await speakers.speakers_for(
-                session, city.id, village_ids=None if target.all else target.village_ids
-            )
-            started = await broadcasts.record_broadcast(
-                session, runtime, city, request, target, recipients, audio
-            )
-            if started.replayed:
-                # Another replica wrote this occurrence first; record_broadcast rolled us back.
-                return "raced"
-            broadcast = started.broadcast
+        decision = await sending.plan(session, runtime, city, wanted)
     except MaeulError as exc:
         _record(session, schedule, occurrence, "failed", now, reason=exc.code)
         _advance(schedule, rule, occurrence, now)
         return "failed"
+    if isinstance(decision, Defer):
+        schedule.next_occurrence_at = occurrence
+        schedule.next_fire_at = decision.until
+        schedule.updated_at = now
+        return "deferred"
+    if isinstance(decision, Refuse):
+        _record(session, schedule, occurrence, "skipped", now, reason=decision.code)
+        _advance(schedule, rule, occurrence, now)
+        return "skipped"
+    target: places.ResolvedTarget | None = None
+    if isinstance(decision, Replay):
+        assert isinstance(decision.found, Broadcast)
+        broadcast = decision.found
+    else:
+        assert isinstance(decision, Send)  # a schedule cannot wait for a second person
+        audio = StoredAudio(
+            source_sha256=schedule.source_sha256,
+            duration_ms=schedule.duration_ms,
+            sha256=schedule.audio_sha256,
+        )
+        try:
+            started = await sending.execute(session, runtime, city, wanted, decision, audio)
+        except MaeulError as exc:
+            _record(session, schedule, occurrence, "failed", now, reason=exc.code)
+            _advance(schedule, rule, occurrence, now)
+            return "failed"
+        assert isinstance(started, Started)
+        if started.replayed:
+            # Another replica wrote this occurrence first.
+            return "raced"
+        broadcast, target = started.broadcast, decision.target
     _record(session, schedule, occurrence, "fired", now, broadcast_id=broadcast.id)
     _advance(schedule, rule, occurrence, now)
-    await _defer_next(session, settings, city, schedule, target)
+    if target is not None:
+        await _defer_next(session, settings, city, schedule, target)
     return "fired"
 
 

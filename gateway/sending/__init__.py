@@ -1,0 +1,1 @@
+"""The one door every broadcast goes through: the rules as a table, a plan, then the write."""
