@@ -78,13 +78,13 @@ def _same(outcome: Outcome, *paths: Path) -> dict[Path, Outcome]:
 RULES: Final[tuple[Rule, ...]] = (
     Rule(
         Step.RIGHTS,
-        says="The role may send the category (per role, `gateway.scopes.ROLE_CATEGORIES`) to "
-        "every village of the target (the person's area); a resend or an approval acts for the "
-        "broadcast as a whole",
+        says="The role may send the category (per role, `gateway.scopes.ROLE_CATEGORIES`: else "
+        "403 category_not_allowed) to every village of the target (the person's area: else 403 "
+        "outside_scope); a resend or an approval acts for the broadcast as a whole",
         exempt="the gateway's own work: a schedule's occurrence (checked when it was made)",
         outcomes={
             **_same(
-                Outcome(403, "category_not_allowed"),
+                Outcome(403, "outside_scope"),
                 *_NOW_PATHS,
                 Path.SCHEDULE,
                 Path.APPROVAL,
@@ -98,13 +98,11 @@ RULES: Final[tuple[Rule, ...]] = (
         says="A repeat of the same person's request with the same Idempotency-Key gets the first "
         "answer again (a different request with that key: 422 idempotency_key_reused); checked "
         "after the rights, so nobody is shown another's answer",
-        exempt="a live talk (no key)",
+        exempt="a live talk (no key); a schedule's occurrence (the gateway's own key, once)",
         outcomes={
             **_same(Outcome(200, "replay"), *_NOW_PATHS, Path.SCHEDULE, Path.RESEND),
             # Approving twice: the request is no longer pending.
             Path.APPROVAL: Outcome(409, "approval_not_pending"),
-            # The occurrence's key: it never makes two broadcasts.
-            Path.SCHEDULE_FIRE: Outcome(None, "raced"),
         },
     ),
     Rule(
