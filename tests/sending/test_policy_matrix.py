@@ -8,7 +8,6 @@ that each path, as driven here, sends.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from gateway.auth import Role
 from gateway.sending.rules import RULES, Outcome, Path, Step
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
-from tests.flow.test_roles import PASSWORD, Person, _layout, _login
+from tests.flow.test_roles import Person, _layout
+from tests.sending.people import make_person
 
 __all__ = ["recording", "stack"]  # the fixtures, shared
 
@@ -31,26 +31,6 @@ __all__ = ["recording", "stack"]  # the fixtures, shared
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 _TEXT = "마을 회관에서 오늘 오후 두 시에 모임이 있습니다."
-_names = itertools.count(1)
-
-
-async def make_person(stack: Stack, role: Role, **scope: list[int]) -> Person:
-    username = f"{role.value.replace('_', '-')}-{next(_names)}"
-    created = await stack.client.post(
-        "/api/v1/users",
-        json={
-            "username": username,
-            "display_name": username,
-            "role": role.value,
-            "password": PASSWORD,
-            **scope,
-        },
-    )
-    assert created.status_code == 201, created.text
-    login = await _login(stack, username)
-    assert login.status_code == 200, login.text
-    body = login.json()
-    return Person(username, role, created.json()["id"], body["access_token"], body["refresh_token"])
 
 
 @dataclass
@@ -110,7 +90,7 @@ async def prepare_template(case: Case) -> None:
     created = await case.stack.client.post(
         "/api/v1/templates",
         json={
-            "name": f"안내 {next(_names)}",
+            "name": f"안내 {case.person.user_id}",
             "category": case.category,
             "title": "안내",
             "body": "{내용} 알려 드립니다.",
