@@ -130,7 +130,7 @@ async def test_a_key_is_looked_up_after_the_rights(stack: Stack) -> None:
     area = {"district_ids": [districts[0]["id"]]}
     officer = await make_person(stack, Role.DISTRICT_OFFICER, **area)
     police = await make_person(stack, Role.POLICE_OFFICER, **area)
-    sent = await _send(stack, officer, "administrative", key="shared", **area)
+    sent = await _send(stack, officer, "disaster", key="shared", **area)
     assert sent.status_code == 201, sent.text
-    asked = await _send(stack, police, "administrative", key="shared", **area)
+    asked = await _send(stack, police, "disaster", key="shared", **area)
     assert (asked.status_code, asked.json()["error"]) == (403, "category_not_allowed")
