@@ -304,3 +304,35 @@ def judge_quiet_hours(
     if TRAITS[path].waits_for_quiet and policy == "defer" and quiet.ends_at is not None:
         return Defer(quiet.ends_at, target)
     return Refuse(refusal)
+
+
+# --------------------------------------------------------------------------------------------
+# The table as the README shows it (a test keeps the two the same)
+
+_COLUMNS: Final = (
+    ("upload, text, template", Path.UPLOAD),
+    ("schedule made", Path.SCHEDULE),
+    ("schedule fires", Path.SCHEDULE_FIRE),
+    ("approval", Path.APPROVAL),
+    ("live talk", Path.LIVE),
+    ("resend", Path.RESEND),
+)
+
+
+def markdown_table() -> str:
+    """The rules in order, one row each, with what every path answers (— where it cannot
+    meet the rule). Upload, text and template answer alike."""
+    head = ["#", "rule", "exempt", *(name for name, _ in _COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for number, rule in enumerate(RULES, 1):
+        cells = [str(number), f"**{rule.step.value}**: {rule.says}", rule.exempt]
+        for _, path in _COLUMNS:
+            outcome = rule.outcomes.get(path)
+            if outcome is None:
+                cells.append("—")
+            elif outcome.status is None:
+                cells.append(f"`{outcome.code}`")
+            else:
+                cells.append(f"{outcome.status} `{outcome.code}`")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

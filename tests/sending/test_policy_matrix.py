@@ -12,13 +12,14 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path as FilePath
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.auth import Role
-from gateway.sending.rules import RULES, Outcome, Path, Step
+from gateway.sending.rules import RULES, Outcome, Path, Step, markdown_table
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
 from tests.flow.test_roles import Person, _layout
@@ -30,6 +31,7 @@ __all__ = ["recording", "stack"]  # the fixtures, shared
 # the finding tests run on both.
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
+ROOT = FilePath(__file__).resolve().parents[2]
 _TEXT = "마을 회관에서 오늘 오후 두 시에 모임이 있습니다."
 
 
@@ -376,3 +378,8 @@ def test_every_path_meets_every_rule_it_can() -> None:
     for rule in RULES:
         for path in Path:
             assert (path in rule.outcomes) != ((rule.step, path) in cannot), (rule.step, path)
+
+
+def test_the_readme_shows_the_rules_table_of_the_code() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "regenerate the README's table from gateway.sending.rules"
