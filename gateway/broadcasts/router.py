@@ -85,9 +85,10 @@ async def _spill(upload: UploadFile, directory: Path, limit: int) -> Path:
         202: {
             "model": ScheduleRead,
             "description": "Quiet hours: scheduled for their end (GATEWAY_QUIET_HOURS_POLICY "
-            "defer); the body is the schedule. Or, for a disaster alert to more than one "
-            "district or the whole city, the approval request a second person must approve "
-            "(see /approvals)",
+            "defer); the body is the schedule. Or, for a disaster alert that with the same "
+            "person's other disaster alerts within GATEWAY_TWO_PERSON_WINDOW_S reaches more "
+            "than one district or the whole city, the approval request a second person must "
+            "approve (see /approvals)",
         },
         409: {"description": "quiet_hours (GATEWAY_QUIET_HOURS_POLICY refuse)"},
         422: {
@@ -195,7 +196,14 @@ async def cancel_broadcast(
     "/broadcasts/{broadcast_id}/resend",
     status_code=201,
     operation_id="resend_broadcast",
-    responses={200: {"description": "A repeat of an earlier request with the same key"}},
+    responses={
+        200: {"description": "A repeat of an earlier request with the same key"},
+        409: {
+            "description": "nothing_to_resend, broadcast_cancelled, quiet_hours (a resend "
+            "cannot wait for their end), approval_required"
+        },
+        429: {"description": "rate_limited_user: a resend counts against the limits"},
+    },
 )
 async def resend_broadcast(
     broadcast_id: str,

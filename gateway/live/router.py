@@ -41,7 +41,10 @@ HubDep = Annotated[LiveHub, Depends(_hub)]
     operation_id="create_live_ticket",
     responses={
         403: {"description": "Not allowed for this category or area, or it needs approval"},
-        409: {"description": "live_busy: a live session of the same priority is on air there"},
+        409: {
+            "description": "live_busy: a live session of the same priority is on air there; "
+            "quiet_hours: a live talk other than a disaster alert cannot wait for their end"
+        },
         429: {"description": "The sender or a village has had its share of broadcasts"},
     },
 )

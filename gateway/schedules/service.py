@@ -2,7 +2,8 @@
 
 A schedule keeps its audio from the moment it is made (a recording is transcoded then, typed
 text spoken then, so bad input fails at once) and resolves its targets each time it fires.
-Each occurrence becomes a broadcast through ``record_broadcast`` with the idempotency key
+Each occurrence becomes a broadcast through the send use case (``gateway.sending``), checked
+against the send rules as its maker's send, with the idempotency key
 ``schedule:{id}:{occurrence}``, written in the same transaction that moves the schedule on, so
 an occurrence can never fire twice, whichever replica claims it.
 """

@@ -69,7 +69,7 @@ async def _backlog(stack: BrokerStack, recording: bytes, count: int) -> list[str
                 created_by="test",
             )
             started = await broadcasts.record_broadcast(
-                session, runtime, city, request, target, recipients, audio
+                session, runtime, city, request, target, recipients, audio, scope="gateway"
             )
             ids.append(started.broadcast.id)
         await session.commit()
