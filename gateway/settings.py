@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     target_lufs: float = -16.0
     opus_bitrate: int = Field(default=24000, ge=6000, le=128000)
     transcode_workers: int = Field(default=1, ge=1, le=16)
+    # More worker processes that serve only disaster alerts (the highest priority), so one
+    # starts at once however busy the others are with uploads and previews.
+    transcode_urgent_workers: int = Field(default=1, ge=0, le=4)
+    # Spoken previews one person may have running or waiting at once, and start in a minute
+    # (per replica); beyond, 429 preview_busy or preview_rate_limited.
+    preview_concurrency_per_person: int = Field(default=2, ge=1, le=100)
+    preview_per_minute_per_person: int = Field(default=10, ge=1, le=10_000)
     # Typed text is spoken by this engine (see audio/speech/engine.py to plug in another).
     speech_engine: str = "espeak"
     transcode_timeout_s: float = Field(default=120.0, gt=0)

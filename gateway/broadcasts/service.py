@@ -193,7 +193,11 @@ async def start_broadcast(
         transcoded = await _speak(runtime, request, codecs, frame)
     else:
         transcoded = await runtime.worker.transcode(
-            upload, category=request.category, codecs=codecs, spoken_frame=frame
+            upload,
+            category=request.category,
+            codecs=codecs,
+            spoken_frame=frame,
+            priority=runtime.settings.priority_of(request.category, request.mode),
         )
     audio = StoredAudio(
         source_sha256=source_sha256,
@@ -353,19 +357,21 @@ async def _speak(
     frame: tuple[Path, Path] | None = None,
 ) -> Transcoded:
     assert request.text is not None
+    # Speech and transcode wait in the broadcast's lane: a disaster's never behind previews.
+    priority = runtime.settings.priority_of(request.category, request.mode)
     directory = runtime.settings.data_dir / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         wav = Path(scratch) / "speech.wav"
-        await runtime.worker.run(
-            synthesize_file,
+        await runtime.worker.speak(
             request.text,
-            str(wav),
+            wav,
             engine=runtime.settings.speech_engine,
             repeat=request.repeat,
+            priority=priority,
         )
         return await runtime.worker.transcode(
-            wav, category=request.category, codecs=codecs, spoken_frame=frame
+            wav, category=request.category, codecs=codecs, spoken_frame=frame, priority=priority
         )
 
 
@@ -754,7 +760,11 @@ async def store_audio_for(
         transcoded = await _speak(runtime, request, wanted, frame)
     else:
         transcoded = await runtime.worker.transcode(
-            upload, category=request.category, codecs=wanted, spoken_frame=frame
+            upload,
+            category=request.category,
+            codecs=wanted,
+            spoken_frame=frame,
+            priority=runtime.settings.priority_of(request.category, request.mode),
         )
     await _store_audio(session, transcoded, wanted, runtime.clock.now())
     return StoredAudio(
