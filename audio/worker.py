@@ -50,11 +50,16 @@ _STARTUP_TIMEOUT_S: Final = 60.0
 # broadcast. A spoken preview is below everything: nobody hears it but the person typing.
 DEFAULT_PRIORITY: Final = 0
 PREVIEW_PRIORITY: Final = -1
+ORDINARY_NICENESS: Final = 5
 
 
-def _init_worker(memory_limit_bytes: int | None) -> None:
+def _init_worker(memory_limit_bytes: int | None, niceness: int = 0) -> None:
     # Ctrl-C belongs to the gateway; it shuts the pool down itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if niceness:
+        # Ordinary slots yield the CPU to the urgent slots and to the gateway's event loop.
+        with contextlib.suppress(OSError):
+            os.nice(niceness)
     if memory_limit_bytes is None:
         return
     # The cap is what a job may add to what the process already maps after start-up
@@ -147,15 +152,21 @@ class TranscodeWorker:
             urgent_priority = max(self.priorities.values())
         self.urgent_priority = urgent_priority
         context = multiprocessing.get_context(start_method)
-        factory = functools.partial(
-            ProcessPoolExecutor,
-            max_workers=1,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(memory_limit_bytes,),
-        )
-        self._slots = [_Slot(factory, reserved=False) for _ in range(max_workers)]
-        self._slots += [_Slot(factory, reserved=True) for _ in range(urgent_workers)]
+
+        def factory(niceness: int) -> Callable[[], ProcessPoolExecutor]:
+            return functools.partial(
+                ProcessPoolExecutor,
+                max_workers=1,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(memory_limit_bytes, niceness),
+            )
+
+        # With urgent slots, the ordinary ones run a little nicer: an urgent job then gets
+        # its share of a machine whose cores the ordinary ones keep busy.
+        ordinary = factory(ORDINARY_NICENESS if urgent_workers else 0)
+        self._slots = [_Slot(ordinary, reserved=False) for _ in range(max_workers)]
+        self._slots += [_Slot(factory(0), reserved=True) for _ in range(urgent_workers)]
         self._idle: list[_Slot] = list(self._slots)
         self._waiting: list[_Waiter] = []
         self._arrivals = itertools.count()
@@ -287,8 +298,9 @@ class TranscodeWorker:
         return slot
 
     def _take_idle(self, urgent: bool) -> _Slot | None:
-        # Ordinary slots first, keeping the reserve free for the next urgent job.
-        for reserved in (False, True) if urgent else (False,):
+        # An urgent job takes its own (unniced) slot first, and an ordinary one if those are
+        # busy: a second alert at once is not kept waiting while ordinary slots sit idle.
+        for reserved in (True, False) if urgent else (False,):
             for slot in self._idle:
                 if slot.reserved is reserved:
                     self._idle.remove(slot)

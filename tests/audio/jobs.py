@@ -42,3 +42,7 @@ def wait_for_file(path: str, label: str, log: str) -> str:
     while not os.path.exists(path):
         time.sleep(0.01)
     return label
+
+
+def niceness() -> int:
+    return os.nice(0)

@@ -128,3 +128,18 @@ async def test_a_caller_that_gives_up_waiting_leaves_the_line(tmp_path: Path) ->
         await settled(running, kept)
 
     assert held.started() == ["running", "kept"]
+
+
+async def test_ordinary_slots_yield_the_cpu_to_urgent_ones(tmp_path: Path) -> None:
+    held = Held(tmp_path)
+    async with TranscodeWorker(
+        max_workers=1, urgent_workers=1, urgent_priority=40, timeout_s=HANG_S
+    ) as worker:
+        ordinary = await worker.run(jobs.niceness)
+        running = held.job(worker, 10, "upload")
+        await until(lambda: held.started() == ["upload"])
+        urgent = await asyncio.wait_for(worker.run_at(40, jobs.niceness), HANG_S)
+        held.release()
+        await settled(running)
+
+    assert ordinary > urgent
