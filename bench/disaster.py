@@ -1,8 +1,8 @@
 """Disaster under load: how long a spoken disaster alert takes to be created (its 201) while
-thirty 2,000-character speech previews and a few uploads keep the audio worker busy, next to
-the same alert on an idle gateway (medians of three each). The previews come from fifteen
-accounts, two each, so the per-person limit admits them all; the uploads come from the
-bootstrap token."""
+thirty 2,000-character speech previews and a few uploads keep the audio worker busy (the worst
+of three), next to the same alert on an idle gateway (the median of three). The previews come
+from fifteen accounts, two each, so the per-person limit admits them all; the uploads come
+from the bootstrap token."""
 
 from __future__ import annotations
 
@@ -134,7 +134,9 @@ async def run_disaster_bench(folder: Path, mqtt_url: str, recording: bytes) -> d
     uploads = Counter(r.status_code for r in responses[PREVIEWS:])
     return {
         "disaster_idle_ms": round(statistics.median(idle), 1),
-        "disaster_under_load_ms": round(statistics.median(under_load), 1),
+        # The worst of three: on a gateway without lanes, the first alert waits for the whole
+        # line and the next two find it empty, so a median would hide exactly the finding.
+        "disaster_under_load_ms": round(max(under_load), 1),
         "disaster_under_load_samples_ms": [round(ms, 1) for ms in under_load],
         "disaster_idle_samples_ms": [round(ms, 1) for ms in idle],
         "previews": PREVIEWS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import tempfile
 from collections import defaultdict, deque
@@ -93,4 +94,5 @@ async def speak_preview(
                 repeat=repeat,
                 priority=PREVIEW_PRIORITY,
             )
-            return wav.read_bytes()
+            # Minutes of speech make megabytes: read off the event loop.
+            return await asyncio.to_thread(wav.read_bytes)
