@@ -253,3 +253,30 @@ async def test_the_approver_hears_and_signs_the_recording_that_will_play(
     [(_, command)] = _commands(stack)
     assert command.broadcast_id == approved.json()["broadcast"]["id"]
     assert digest in {a.sha256 for a in command.audio}, "what was heard is what plays"
+
+
+async def test_an_area_widened_by_the_requester_does_not_make_an_approver(
+    stack: Stack, recording: bytes
+) -> None:
+    districts, _ = await _layout(stack)
+    first, second = districts[0]["id"], districts[1]["id"]
+    admin = await _account(stack, "admin-a", Role.CITY_ADMIN)
+    widened = await _account(stack, "district-widened", Role.DISTRICT_OFFICER, district_ids=[first])
+    honest = await _account(
+        stack, "district-honest", Role.DISTRICT_OFFICER, district_ids=[first, second]
+    )
+    grown = await stack.client.patch(
+        f"/api/v1/users/{widened.user_id}",
+        json={"district_ids": [first, second]},
+        headers=admin.headers,
+    )
+    assert grown.status_code == 200, grown.text
+    widened = await _signed_in(stack, widened.username, Role.DISTRICT_OFFICER, widened.user_id)
+    requested = await _send(stack, admin, recording, "disaster", district_ids=[first, second])
+    assert requested.status_code == 202, requested.text
+    approval = requested.json()
+
+    _refused(await _approve(stack, approval, widened.headers), "approver_not_eligible")
+    assert (await _approve(stack, approval, honest.headers)).status_code == 200
+    history = await stack.client.get(f"/api/v1/users/{widened.user_id}/events")
+    assert [e["kind"] for e in history.json()] == ["created", "scope_widened"]
