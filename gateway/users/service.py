@@ -549,7 +549,7 @@ def _rights_change(
         return "role_changed"
     if set(district_ids) - set(user.district_ids) or set(village_ids) - set(user.village_ids):
         return "scope_widened"
-    # A district officer who loses a district keeps the rest; fewer villages give no new right.
+    # Fewer districts or villages: no right the account did not already have.
     return "scope_narrowed"
 
 
