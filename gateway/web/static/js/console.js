@@ -810,17 +810,24 @@ async function showApprovals(_arg, current) {
         <h2>${modeBadge(a.mode)}${categoryBadge(a.category)} ${esc(a.title || firstWords(a.text) || "음성 방송")}</h2>
         ${a.text ? `<p>${esc(a.text)}</p>` : ""}
         <p class="muted">요청: ${esc(a.requested_by)} · ${when(a.created_at)} · 대상: ${esc(targetText(a.target))} · 승인 기한: ${when(a.expires_at)}</p>
-        <div class="button-row">
-          <button class="btn primary" data-approve="${esc(a.id)}" type="button">승인하고 보내기</button>
-          <button class="btn danger" data-reject="${esc(a.id)}" type="button">거절</button>
+        <div class="listen">
+          <p class="listen-title">나갈 음성 듣기 (${(a.duration_ms / 1000).toFixed(1)}초)</p>
+          <audio class="playback" controls preload="none" aria-label="나갈 음성 듣기" data-audio-for="${esc(a.id)}"></audio>
+          <p class="muted" data-heard="${esc(a.id)}">음성을 불러오는 중…</p>
         </div>
+        ${decisionButtons(a)}
       </div>`).join("")}</div>`;
+  const heard = new Map();
+  page.items.forEach((a) => loadApprovalAudio(a, heard, current));
   document.getElementById("approval-list").addEventListener("click", async (e) => {
     const id = e.target.dataset.approve || e.target.dataset.reject;
     if (!id) return;
     const verb = e.target.dataset.approve ? "approve" : "reject";
+    // Approving names the recording this page offered to hear: if it is not what would go out,
+    // the gateway refuses (approval_audio_changed) instead of sending something nobody heard.
+    const json = verb === "approve" && heard.has(id) ? { audio_sha256: heard.get(id) } : {};
     try {
-      const { body } = await session.request(`approvals/${id}/${verb}`, { method: "POST", json: {} });
+      const { body } = await session.request(`approvals/${id}/${verb}`, { method: "POST", json });
       countApprovals();
       // Approving answers with the broadcast it started.
       if (verb === "approve" && body.broadcast) location.hash = `#/board/${body.broadcast.id}`;
@@ -830,6 +837,42 @@ async function showApprovals(_arg, current) {
         `<div class="notice error" role="alert">${esc(koreanError(err))}</div>`;
     }
   });
+}
+
+// Auditors only read; the person who asked may withdraw, never approve.
+function decisionButtons(approval) {
+  if (me.role === "auditor") return '<p class="muted">감사 목적의 읽기 전용입니다.</p>';
+  if (me.user_id !== null && approval.requested_by.endsWith(`#${me.user_id}`)) {
+    return `<div class="button-row">
+      <button class="btn danger" data-reject="${esc(approval.id)}" type="button">요청 철회</button>
+    </div>`;
+  }
+  return `<div class="button-row">
+    <button class="btn primary" data-approve="${esc(approval.id)}" type="button">승인하고 보내기</button>
+    <button class="btn danger" data-reject="${esc(approval.id)}" type="button">거절</button>
+  </div>`;
+}
+
+// The recording that approving would send, fetched with the token (an <audio src> cannot send
+// one) in a format this browser plays; its sha256 is what an approval then signs.
+async function loadApprovalAudio(approval, heard, current) {
+  const audio = document.querySelector(`[data-audio-for="${approval.id}"]`);
+  const status = document.querySelector(`[data-heard="${approval.id}"]`);
+  const codecs = approval.audio_sha256 || {};
+  const opus = "opus" in codecs && audio.canPlayType('audio/ogg; codecs="opus"') !== "";
+  const codec = opus ? "opus" : ("mp3" in codecs ? "mp3" : Object.keys(codecs)[0]);
+  try {
+    const response = await session.fetch(withQuery(approval.audio_url, { codec }));
+    if (!response.ok) throw toError(response, await readBody(response));
+    const blob = await response.blob();
+    if (!current()) return;
+    const digest = (response.headers.get("ETag") || "").replaceAll('"', "") || codecs[codec];
+    audio.src = URL.createObjectURL(blob);
+    heard.set(approval.id, digest);
+    status.textContent = `음성 지문(SHA-256): ${digest.slice(0, 12)}… · 승인하면 이 음성이 나갑니다.`;
+  } catch (err) {
+    if (current()) status.textContent = `음성을 불러오지 못했습니다: ${koreanError(err)}`;
+  }
 }
 
 // ---------------------------------------------------------------- users (admins)
