@@ -623,6 +623,8 @@ def _to_read(schedule: Schedule, occurrences: Sequence[ScheduleOccurrence]) -> S
         created_at=schedule.created_at,
         updated_at=schedule.updated_at,
         cancelled_at=schedule.cancelled_at,
+        paused_at=schedule.paused_at if schedule.state == "paused" else None,
+        paused_reason=schedule.paused_reason if schedule.state == "paused" else None,
     )
 
 
@@ -743,6 +745,14 @@ def _cancelled(schedule: Schedule) -> Conflict:
     )
 
 
+def _paused(schedule: Schedule) -> Conflict:
+    return Conflict(
+        "schedule_paused",
+        ko="일시 중지된 예약은 바꿀 수 없습니다. 먼저 재개하거나 취소해 주세요.",
+        en=f"Schedule {schedule.id} is paused; resume or cancel it first.",
+    )
+
+
 def _busy() -> Conflict:
     return Conflict(
         "schedule_busy",
@@ -807,6 +817,8 @@ async def update_schedule(
     await _authorize_act(session, runtime, city, schedule, principal)
     if schedule.state == "cancelled":
         raise _cancelled(schedule)
+    if schedule.state == "paused":
+        raise _paused(schedule)
     if schedule.state != "active" or schedule.fired_count or schedule.skipped_count:
         raise _already_fired(schedule)
     given = body.model_fields_set
@@ -900,7 +912,7 @@ async def cancel_schedule(
     await _authorize_act(session, runtime, city, schedule, principal)
     if schedule.state == "cancelled":
         return await read_schedule(session, schedule)
-    if schedule.state != "active":
+    if schedule.state not in ("active", "paused"):
         raise Conflict(
             "schedule_already_fired",
             ko="이미 모든 방송을 마친 예약은 취소할 수 없습니다.",

@@ -11,7 +11,7 @@ from gateway.auth import Admin, Anyone, Role
 from gateway.db import SessionDep
 from gateway.places.service import CityDep, NowDep
 from gateway.settings import Settings
-from gateway.users import service
+from gateway.users import service, suspension
 from gateway.users.models import User
 from gateway.users.schemas import (
     AccountEventRead,
@@ -184,16 +184,20 @@ async def set_password(
 async def suspend_user(
     user_id: int, body: Suspension, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
 ) -> UserRead:
-    """Refuse the user at once: tokens already issued and API keys stop working."""
+    """Refuse the user at once: tokens already issued and API keys stop working, their active
+    schedules are paused (`owner_suspended`; reinstating does not resume them) and their live
+    sessions are ended on the speakers."""
     user = await service.get_user(session, city, user_id)
-    suspended = await service.suspend(session, admin, user, body.reason, now=now)
-    return UserRead.model_validate(suspended)
+    done = await suspension.suspend(session, city, admin, user, body.reason, now=now)
+    return UserRead.model_validate(done.user)
 
 
 @router.post("/users/{user_id}/reinstate", operation_id="reinstate_user")
 async def reinstate_user(
     user_id: int, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
 ) -> UserRead:
+    """The user may log in again. Schedules paused by the suspension stay paused until someone
+    with rights resumes them (`POST /schedules/{id}/resume`)."""
     user = await service.get_user(session, city, user_id)
     return UserRead.model_validate(await service.reinstate(session, user, by=admin, now=now))
 

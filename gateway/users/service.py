@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -69,7 +69,7 @@ def _bad_credentials() -> Unauthorized:
     )
 
 
-def _suspended() -> Forbidden:
+def account_suspended() -> Forbidden:
     return Forbidden(
         "account_suspended",
         ko="정지된 계정입니다. 시청 관리자에게 문의해 주세요.",
@@ -164,7 +164,7 @@ async def login(
         await _record(
             sessions, city, username, user.role, "login_failed", "denied", now, "suspended"
         )
-        raise _suspended()
+        raise account_suspended()
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
@@ -265,7 +265,7 @@ async def refresh(
             await own.commit()
         raise invalid_token()
     if user.suspended_at is not None:
-        raise _suspended()
+        raise account_suspended()
     row.revoked_at = now
     return user, await _issue(session, settings, city, user, now=now)
 
@@ -300,7 +300,7 @@ async def principal_for_claims(
     if user is None or user.token_version != claims.get("ver"):
         raise invalid_token()
     if user.suspended_at is not None:
-        raise _suspended()
+        raise account_suspended()
     return principal_of(user)
 
 
@@ -314,7 +314,7 @@ async def principal_for_api_key(session: AsyncSession, key: str, *, now: datetim
     if user is None:
         raise invalid_token()
     if user.suspended_at is not None:
-        raise _suspended()
+        raise account_suspended()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now  # at most once a minute: a busy integration is not a write load
     principal = principal_of(user)
@@ -570,7 +570,9 @@ async def set_password(
 async def suspend(
     session: AsyncSession, actor: Principal, user: User, reason: str, *, now: datetime
 ) -> User:
-    """Refused at once everywhere: access tokens (version), refresh tokens and API keys."""
+    """Refused at once everywhere: access tokens (version), refresh tokens and API keys.
+    What the person left running (schedules, live sessions) is stopped by
+    `gateway.users.suspension`, in the same transaction."""
     if actor.user_id == user.id:
         raise Conflict(
             "cannot_suspend_self",
@@ -591,6 +593,8 @@ async def suspend(
 async def reinstate(
     session: AsyncSession, user: User, *, by: Principal | None, now: datetime
 ) -> User:
+    """The person may log in again. Their paused schedules stay paused until someone with
+    rights over them resumes them: nothing goes on air again unseen."""
     if user.suspended_at is not None:
         await _record_change(session, user, "reinstated", by, now)
     user.suspended_at = None
@@ -598,6 +602,23 @@ async def reinstate(
     user.updated_at = now
     await session.flush()
     return user
+
+
+AccountState = Literal["active", "suspended", "removed", "system"]
+
+
+async def account_state(session: AsyncSession, actor: str) -> AccountState:
+    """The state of the account behind an actor name (``Principal.actor``, as records keep it):
+    ``system`` for an actor that is not a person's account (the bootstrap token), ``removed``
+    when the account no longer exists. Work a person left behind (a schedule, a live session)
+    goes on only while this is ``active`` or ``system``."""
+    name, sep, user_id = actor.rpartition("#")
+    if not sep or not user_id.isdigit():
+        return "system"
+    user = await session.get(User, int(user_id))
+    if user is None or user.username != name:
+        return "removed"
+    return "active" if user.suspended_at is None else "suspended"
 
 
 async def create_api_key(

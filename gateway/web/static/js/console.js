@@ -73,6 +73,7 @@ const VIEWS = {
   compose: showCompose,
   board: showBoard,
   history: showHistory,
+  schedules: showSchedules,
   devices: showDevices,
   approvals: showApprovals,
   users: showUsers,
@@ -726,6 +727,47 @@ async function showHistory(_arg, current) {
   await load();
 }
 
+// ---------------------------------------------------------------- schedules
+
+async function showSchedules(_arg, current) {
+  const page = await session.get("schedules", { limit: 200 });
+  if (!current()) return;
+  const stateCell = (s) => {
+    const label = `<span class="badge${s.state === "paused" ? " off" : ""}">${esc(WORDS.schedule[s.state] || s.state)}</span>`;
+    const why = s.state === "paused" && s.paused_reason ?
+      ` <span class="muted">${esc(WORDS.paused[s.paused_reason] || s.paused_reason)}</span>` : "";
+    return label + why;
+  };
+  const actions = (s) => [
+    s.state === "paused" ? `<button class="btn small" data-resume="${esc(s.id)}" type="button">다시 시작</button>` : "",
+    ["active", "paused"].includes(s.state) ? `<button class="btn small danger" data-cancel="${esc(s.id)}" type="button">취소</button>` : "",
+  ].join(" ");
+  main.innerHTML = `
+    <h1>예약 방송</h1>
+    <p class="muted">계정이 정지된 사람의 예약은 일시 중지됩니다. 정지를 풀어도 저절로 다시 시작하지 않으니, 확인한 뒤 다시 시작하거나 취소해 주세요.</p>
+    <div id="schedule-message" role="status"></div>
+    <div id="schedule-table">${page.items.length === 0 ? '<p class="card">예약된 방송이 없습니다.</p>' : `
+      <table class="data"><thead><tr><th>상태</th><th>종류</th><th>내용</th><th>일정</th><th>다음 방송</th><th>만든 사람</th><th></th></tr></thead>
+      <tbody>${page.items.map((s) => `<tr data-schedule="${esc(s.id)}" data-state="${esc(s.state)}">
+        <td>${stateCell(s)}</td><td>${categoryBadge(s.category)}</td>
+        <td>${modeBadge(s.mode)}${esc(s.title || firstWords(s.text) || "음성 방송")}</td>
+        <td>${esc(s.recurrence.description)}</td><td>${s.next_fire_at ? when(s.next_fire_at) : "-"}</td>
+        <td>${esc(s.created_by)}</td><td>${actions(s)}</td></tr>`).join("")}</tbody></table>`}</div>`;
+  document.getElementById("schedule-table").addEventListener("click", async (e) => {
+    const id = e.target.dataset.resume || e.target.dataset.cancel;
+    if (!id) return;
+    const verb = e.target.dataset.resume ? "resume" : "cancel";
+    if (verb === "cancel" && !confirm("이 예약을 취소할까요? 남은 방송이 모두 나가지 않습니다.")) return;
+    try {
+      await session.request(`schedules/${id}/${verb}`, { method: "POST" });
+      route();
+    } catch (err) {
+      document.getElementById("schedule-message").innerHTML =
+        `<div class="notice error" role="alert">${esc(koreanError(err))}</div>`;
+    }
+  });
+}
+
 // ---------------------------------------------------------------- devices
 
 async function showDevices(_arg, current) {
@@ -921,7 +963,7 @@ async function showUsers(_arg, current) {
   main.querySelector("table").addEventListener("click", async (e) => {
     try {
       if (e.target.dataset.suspend) {
-        const reason = prompt("정지하는 까닭을 적어 주세요.");
+        const reason = prompt("정지하면 이 사람의 예약 방송은 일시 중지되고 진행 중인 실시간 방송은 바로 끝납니다. 정지하는 까닭을 적어 주세요.");
         if (!reason) return;
         await session.request(`users/${e.target.dataset.suspend}/suspend`, { method: "POST", json: { reason } });
         route();
