@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
-from gateway.errors import Forbidden
+from gateway.errors import Conflict, Forbidden
 from gateway.users import service as users
 
 
@@ -36,6 +36,14 @@ async def check_approver(
         raise _not_eligible(
             ko="API 키로는 승인할 수 없습니다. 승인할 담당자가 본인 계정으로 로그인해 주세요.",
             en="An API key cannot approve: the second person signs in with their own account.",
+        )
+    if await users.account_state(session, approval.requested_by) in ("suspended", "removed"):
+        # Suspension withdraws a person's pending requests; this covers one that raced it.
+        raise Conflict(
+            "requester_suspended",
+            ko="요청한 사람의 계정이 정지되었거나 없어져 이 재난 방송은 승인할 수 없습니다.",
+            en="The person who asked for this broadcast is suspended or gone: it cannot be "
+            "approved.",
         )
     standing = await users.standing(session, principal.user_id)
     requester = approval.requested_user_id

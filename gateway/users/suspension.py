@@ -13,8 +13,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.live import service as live
 from gateway.places.models import City
@@ -51,10 +53,36 @@ async def suspend(
     ended = await live.end_sessions_of(
         session, city.id, owner, reason=pause.OWNER_SUSPENDED, now=now
     )
+    withdrawn = await _withdraw_requests(session, city.id, user, actor, now)
     log.info(
-        "account %s suspended: %d schedule(s) paused, %d live session(s) ended",
+        "account %s suspended: %d schedule(s) paused, %d live session(s) ended, "
+        "%d approval request(s) withdrawn",
         owner,
         paused,
         ended,
+        withdrawn,
     )
     return Suspended(user=user, schedules_paused=paused, live_sessions_ended=ended)
+
+
+async def _withdraw_requests(
+    session: AsyncSession, city_id: int, user: User, actor: Principal, now: datetime
+) -> int:
+    """The person's disaster alerts still waiting for a second person are withdrawn: nobody can
+    approve them into the air in a suspended person's name."""
+    result = await session.execute(
+        update(ApprovalRequest)
+        .where(
+            ApprovalRequest.city_id == city_id,
+            ApprovalRequest.requested_user_id == user.id,
+            ApprovalRequest.state == "pending",
+        )
+        .values(
+            state="withdrawn",
+            decided_by=actor.actor,
+            decided_at=now,
+            decision_note=pause.OWNER_SUSPENDED,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from gateway.auth import Role
+from gateway.users.models import User
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, recording
 from tests.flow.test_roles import PASSWORD, Person, _layout, _login, _people, _send
@@ -280,3 +281,36 @@ async def test_an_area_widened_by_the_requester_does_not_make_an_approver(
     assert (await _approve(stack, approval, honest.headers)).status_code == 200
     history = await stack.client.get(f"/api/v1/users/{widened.user_id}/events")
     assert [e["kind"] for e in history.json()] == ["created", "scope_widened"]
+
+
+async def test_a_suspended_persons_pending_request_is_withdrawn_and_never_approved(
+    stack: Stack, recording: bytes
+) -> None:
+    """Suspending the requester withdraws what they left waiting for a second person; a request
+    that slipped through is refused at approval."""
+    asker = await _account(stack, "safety-asker", Role.SAFETY_OFFICER)
+    second = await _account(stack, "safety-second", Role.SAFETY_OFFICER)
+    approval = await _request_city_wide(stack, asker, recording)
+
+    suspended = await stack.client.post(
+        f"/api/v1/users/{asker.user_id}/suspend", json={"reason": "misuse"}
+    )
+    assert suspended.status_code == 200, suspended.text
+    shown = await stack.client.get(f"/api/v1/approvals/{approval['id']}")
+    assert shown.json()["state"] == "withdrawn"
+    assert shown.json()["decision_note"] == "owner_suspended"
+    _refused(await _approve(stack, approval, second.headers), "approval_not_pending", 409)
+
+    # A request made as the suspension committed: still pending, refused all the same.
+    reinstated = await stack.client.post(f"/api/v1/users/{asker.user_id}/reinstate")
+    assert reinstated.status_code == 200, reinstated.text
+    asker = await _signed_in(stack, "safety-asker", Role.SAFETY_OFFICER, asker.user_id)
+    late = await _request_city_wide(stack, asker, recording)
+    async with stack.app.state.sessions() as session:
+        user = await session.get(User, asker.user_id)
+        assert user is not None
+        user.suspended_at = user.updated_at
+        await session.commit()
+    _refused(await _approve(stack, late, second.headers), "requester_suspended", 409)
+    assert await stack.publish_pending() == 0
+    assert not stack.bus.published, "nothing refused may play"
