@@ -54,6 +54,26 @@ def main() -> None:
     app()
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"maeul {version('maeul')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and stop"
+        ),
+    ] = False,
+) -> None:
+    """Maeul smart-village broadcast gateway / 마을 방송 게이트웨이"""
+
+
 @app.command()
 def run(
     port: Annotated[int, typer.Option(help="HTTP port of the API")] = 8000,
