@@ -194,6 +194,25 @@ def broker_files(
         console.print("바뀐 것이 없습니다. / Nothing changed.")
 
 
+# The broker accounts of the compose example (deploy/): its gateway and its health check.
+TEMPLATE_GATEWAYS = ("gateway",)
+TEMPLATE_MONITORS = ("healthcheck",)
+
+
+@broker_app.command("template")
+def broker_template(
+    out: Annotated[Path, typer.Option(dir_okay=False, help="The ACL file to write")],
+) -> None:
+    """Write the ACL for a broker provisioned by hand (deploy/mosquitto/acl), from the contract."""
+    from gateway.devicesec.mosquitto import render_template_acl
+
+    out.write_text(
+        render_template_acl(gateways=TEMPLATE_GATEWAYS, monitors=TEMPLATE_MONITORS),
+        encoding="utf-8",
+    )
+    console.print(f"{out} 을(를) 썼습니다.")
+
+
 def _client() -> httpx.Client:
     url, token = credentials.resolve()
     return httpx.Client(

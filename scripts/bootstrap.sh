@@ -164,11 +164,16 @@ if [ ! -x "$VENV/bin/python" ]; then
     rm -f "$STAMP"
 fi
 
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    say "installing the project into $VENV (pip install -e .[dev])"
+# Every dependency comes from the lock file, at its pinned version and hash (make lock renews
+# it); then the project itself, in place, with nothing more to fetch.
+LOCK=requirements/dev.lock
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ "$LOCK" -nt "$STAMP" ]; then
+    say "installing the locked dependencies and the project into $VENV"
     # pip's and setuptools' chatter goes to a log, shown only when the install fails.
     log="$VENV/pip-install.log"
-    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[dev]" >"$log" 2>&1; then
+    pip=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+    if ! { "${pip[@]}" --require-hashes -r "$LOCK" && "${pip[@]}" --no-deps -e .; } >"$log" 2>&1
+    then
         tail -n 40 "$log" >&2
         die "pip install failed; the whole log is in $log"
     fi
