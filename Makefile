@@ -37,7 +37,8 @@ bootstrap:
 run: bootstrap
 	$(BIN)/maeul run $(ARGS)
 
-test: bootstrap
+test:
+	@$(BOOTSTRAP) --with-postgres
 	$(BIN)/pytest $(PYTEST_FLAGS) $(PYTEST_ARGS)
 
 bench: bootstrap

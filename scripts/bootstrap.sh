@@ -3,6 +3,8 @@
 #
 #   scripts/bootstrap.sh                 OS packages, .venv, and the project installed in it
 #   scripts/bootstrap.sh --with-ffmpeg   also the ffmpeg command line (only `make bench` uses it)
+#   scripts/bootstrap.sh --with-postgres also PostgreSQL's programs when no server answers on
+#                                        5432 (`make test` makes a temporary cluster with them)
 #
 # Environment:
 #   PYTHON             the interpreter for .venv (default: the newest python3.11-3.13 found)
@@ -18,9 +20,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV="${VENV:-.venv}"
 STAMP="$VENV/.installed"
 WITH_FFMPEG=0
+WITH_POSTGRES=0
 for arg in "$@"; do
     case "$arg" in
         --with-ffmpeg) WITH_FFMPEG=1 ;;
+        --with-postgres) WITH_POSTGRES=1 ;;
         -h | --help)
             sed -n '2,13p' "$0"
             exit 0
@@ -134,6 +138,13 @@ if [ "${MAEUL_SKIP_APT:-0}" != 1 ]; then
             say "ffmpeg is not installed; the benchmark skips what needs it" \
                 "(sudo apt-get install -y --no-install-recommends ffmpeg)"
         fi
+    fi
+    # The suite's PostgreSQL tests use the machine's server when one answers on 5432, else a
+    # temporary cluster of their own, made with this package's initdb (tests/support/postgres.py).
+    if [ "$WITH_POSTGRES" = 1 ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+        && ! command -v initdb >/dev/null 2>&1 \
+        && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+        missing+=(postgresql)
     fi
     if [ "${#missing[@]}" -gt 0 ]; then
         require_packages "${missing[@]}"
