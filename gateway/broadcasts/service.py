@@ -39,6 +39,7 @@ from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.officer_alerts import service as officer_alerts
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.settings import Settings
@@ -263,6 +264,9 @@ async def record_broadcast(
         return Started(winner, replayed=True)
 
     await deliveries.create_deliveries(session, broadcast.id, recipients, now)
+    # A village head's disaster alert: the district's officers are told in this transaction.
+    role = request.principal.role if request.principal is not None else None
+    await officer_alerts.head_disaster_sent(session, city.id, broadcast, role, now)
     if per_speaker:
         await _plan_speaker_publications(session, broadcast, recipients, now)
     else:
