@@ -116,10 +116,12 @@ async def check_send(
     village_ids: Collection[int],
     now: datetime,
     role: Role | None = None,
+    lock: bool = True,
 ) -> None:
     """429 when the person, a village or (for a village head's disaster alert) the head has
     had its share this hour. Takes the counts' locks first; they last until the caller's
-    transaction ends, so the caller inserts its broadcast in the same transaction.
+    transaction ends, so the caller inserts its broadcast in the same transaction. Without
+    ``lock`` it is only an early answer (e.g. before a transcode), to be checked again locked.
 
     ``role`` is the sender's; when not given it is read from the account named in ``actor``
     (only for disaster alerts, the one category where it matters)."""
@@ -133,7 +135,8 @@ async def check_send(
             role = await role_of(session, actor)
         if role is not Role.VILLAGE_HEAD:
             return
-        await _lock(session, city_id, [f"user:{user_id}"], now)
+        if lock:
+            await _lock(session, city_id, [f"user:{user_id}"], now)
         await _check_head_disaster(session, city_id, actor, per_head, since, now)
         return
 
@@ -147,7 +150,8 @@ async def check_send(
     keys = [f"village:{v}" for v in villages]
     if per_user and user_id is not None:
         keys.append(f"user:{user_id}")
-    await _lock(session, city_id, keys, now)
+    if lock:
+        await _lock(session, city_id, keys, now)
 
     if per_user:
         sent = await _count_by(session, city_id, actor, since)

@@ -181,7 +181,8 @@ async def start_broadcast(
         district_ids=request.district_ids,
         village_ids=request.village_ids,
     )
-    await limit_request(session, runtime, city, request, target)
+    # Refused before the transcode when already over; counted for good under the lock below.
+    await limit_request(session, runtime, city, request, target, lock=False)
     recipients = await speakers.speakers_for(
         session, city.id, village_ids=None if target.all else target.village_ids
     )
@@ -201,6 +202,8 @@ async def start_broadcast(
         duration_ms=transcoded.duration_ms,
         sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
     )
+    # The limits' locks are taken after the transcode, so no send waits on another's.
+    await limit_request(session, runtime, city, request, target)
     await _store_audio(session, transcoded, codecs, runtime.clock.now())
     if await approvals.needs_approval(session, request, target):
         approval = await approvals.request_approval(session, runtime, city, request, audio)
@@ -296,9 +299,12 @@ async def limit_request(
     city: City,
     request: BroadcastRequest,
     target: places.ResolvedTarget,
+    *,
+    lock: bool = True,
 ) -> None:
     """429 when the caller or a village has had its share this hour. The bootstrap token (the
-    deployment's own provisioning and integrations) is not limited; people are."""
+    deployment's own provisioning and integrations) is not limited; people are. With ``lock``
+    the counts stay locked until the transaction ends: the broadcast must be written in it."""
     principal = request.principal
     if principal is None or principal.user_id is None:
         return
@@ -310,6 +316,8 @@ async def limit_request(
         category=request.category,
         village_ids=target.village_ids,
         now=runtime.clock.now(),
+        role=principal.role,
+        lock=lock,
     )
 
 
