@@ -13,7 +13,7 @@ from gateway.auth import Role
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import recording
 from tests.flow.test_roles import PASSWORD, Person, _layout, _login
-from tests.flow.test_schedules import local, move_to
+from tests.flow.test_schedules import _fire, local, move_to
 
 __all__ = ["recording"]  # the module-scoped fixture, shared
 
@@ -256,3 +256,43 @@ async def test_the_districts_officers_are_told_at_once_and_acknowledge(
     assert (await stack.client.get("/api/v1/officer-alerts", headers=safety.headers)).json()[
         "unacknowledged"
     ] == 2
+
+
+async def test_a_village_heads_scheduled_disaster_alerts_are_held_to_the_same_rule(
+    stack: Stack, recording: bytes
+) -> None:
+    """A firing knows only the name of who made the schedule: the head's limit and the
+    officers' alerts apply all the same."""
+    district, village, _, _ = await _places(stack)
+    head = await _user(stack, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
+    officer = await _user(stack, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
+    made = []
+    for n in range(4):
+        response = await stack.client.post(
+            "/api/v1/schedules",
+            data={
+                "category": "disaster",
+                "title": f"홍수 경보 {n}",
+                "send_at": "2026-01-01T10:00",
+                "village_ids": [village],
+            },
+            files={"file": ("notice.m4a", recording, "audio/mp4")},
+            headers=head.headers,
+        )
+        assert response.status_code == 201, response.text
+        made.append(response.json()["id"])
+
+    move_to(stack, local("2026-01-01T10:00"))
+    assert await _fire(stack) == Counter({"fired": 3, "skipped": 1})
+    reasons = Counter()
+    for schedule_id in made:
+        [occurrence] = (await stack.client.get(f"/api/v1/schedules/{schedule_id}")).json()[
+            "occurrences"
+        ]
+        reasons[(occurrence["state"], occurrence["reason"])] += 1
+    assert reasons == Counter({("fired", None): 3, ("skipped", "rate_limited_head_disaster"): 1})
+
+    officer.token = (await _login(stack, officer.username)).json()["access_token"]
+    inbox = (await stack.client.get("/api/v1/officer-alerts", headers=officer.headers)).json()
+    assert inbox["unacknowledged"] == 3
+    assert {a["sent_by"] for a in inbox["items"]} == {f"ijang#{head.user_id}"}
