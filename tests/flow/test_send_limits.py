@@ -8,12 +8,16 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 
+from gateway import ratelimits
 from gateway.auth import Role
+from gateway.errors import TooManyRequests
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import recording
 from tests.flow.test_roles import PASSWORD, Person, _layout, _login
 from tests.flow.test_schedules import _fire, local, move_to
+from wire.contract import Category
 
 __all__ = ["recording"]  # the module-scoped fixture, shared
 
@@ -296,3 +300,29 @@ async def test_a_village_heads_scheduled_disaster_alerts_are_held_to_the_same_ru
     inbox = (await stack.client.get("/api/v1/officer-alerts", headers=officer.headers)).json()
     assert inbox["unacknowledged"] == 3
     assert {a["sent_by"] for a in inbox["items"]} == {f"ijang#{head.user_id}"}
+
+
+async def test_a_count_read_before_anothers_send_is_read_again_under_the_lock(
+    stack: Stack, recording: bytes
+) -> None:
+    """A transaction that answered early (before its transcode) and then locks sees the
+    broadcast another request committed in between: never a stale count, never a 503 (on
+    SQLite a read snapshot held across that commit could no longer write)."""
+    _, village, _, _ = await _places(stack)
+    head = await _user(stack, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
+    stack.settings.rate_limit_village_notices_per_hour = 1
+    check = {
+        "city_id": stack.app.state.city_id,
+        "actor": "someone#999",
+        "category": Category.VILLAGE_NOTICE,
+        "village_ids": [village],
+    }
+    async with stack.app.state.sessions() as session:
+        await ratelimits.check_send(
+            session, stack.settings, now=stack.clock.now(), lock=False, **check
+        )
+        other = await _send(stack, head, recording, "village_notice", village_ids=[village])
+        assert other.status_code == 201, other.text
+        with pytest.raises(TooManyRequests) as refused:
+            await ratelimits.check_send(session, stack.settings, now=stack.clock.now(), **check)
+        assert refused.value.code == "rate_limited_village"
