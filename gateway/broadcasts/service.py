@@ -182,7 +182,7 @@ async def start_broadcast(
         village_ids=request.village_ids,
     )
     # Refused before the transcode when already over; counted for good under the lock below.
-    await limit_request(session, runtime, city, request, target, lock=False)
+    await limit_request(session, runtime, city, request, target)
     recipients = await speakers.speakers_for(
         session, city.id, village_ids=None if target.all else target.village_ids
     )
@@ -203,7 +203,7 @@ async def start_broadcast(
         sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
     )
     # The limits' locks are taken after the transcode, so no send waits on another's.
-    await limit_request(session, runtime, city, request, target)
+    await limit_request(session, runtime, city, request, target, lock=True)
     await _store_audio(session, transcoded, codecs, runtime.clock.now())
     if await approvals.needs_approval(session, request, target):
         approval = await approvals.request_approval(session, runtime, city, request, audio)
@@ -300,11 +300,15 @@ async def limit_request(
     request: BroadcastRequest,
     target: places.ResolvedTarget,
     *,
-    lock: bool = True,
+    lock: bool = False,
 ) -> None:
     """429 when the caller or a village has had its share this hour. The bootstrap token (the
-    deployment's own provisioning and integrations) is not limited; people are. With ``lock``
-    the counts stay locked until the transaction ends: the broadcast must be written in it."""
+    deployment's own provisioning and integrations) is not limited; people are.
+
+    Without ``lock`` this is an early answer, read again under the lock where the broadcast is
+    written (making a schedule writes none). With ``lock`` the counts stay locked until the
+    transaction ends, so the broadcast must be written in it, soon: on SQLite the lock is the
+    database's write lock, never to be held through a transcode."""
     principal = request.principal
     if principal is None or principal.user_id is None:
         return
