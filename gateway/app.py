@@ -42,6 +42,7 @@ from gateway.live.router import pages as live_pages
 from gateway.live.router import router as live_router
 from gateway.live.settings import LiveSettings
 from gateway.notices.router import router as notices_router
+from gateway.officer_alerts.router import router as officer_alerts_router
 from gateway.places.models import City
 from gateway.places.router import router as places_router
 from gateway.provisioning import router as provisioning_router
@@ -443,6 +444,7 @@ def create_app(
     app.include_router(live_router, prefix=API)
     app.include_router(live_pages)
     app.include_router(notices_router, prefix=API)
+    app.include_router(officer_alerts_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
