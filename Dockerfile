@@ -20,41 +20,43 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 
-# Dependencies get a layer of their own, so a code change does not rebuild them. Every one of
-# them ships manylinux wheels (PyAV bundles FFmpeg), so no compiler is needed.
-COPY pyproject.toml README.md ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
-    && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt \
-    && pip install --no-index --find-links /wheels -r /tmp/requirements.txt
+# Dependencies get a layer of their own, so a code change does not rebuild them: every one at
+# the version and hash of the lock file. Each ships manylinux wheels (PyAV bundles FFmpeg), so no
+# compiler is needed.
+COPY requirements/runtime.lock ./requirements/
+RUN pip install --require-hashes -r requirements/runtime.lock
 
-# The project is installed in place (editable) because migrations are read from /app/alembic
-# next to the packages; the runtime stage copies /app and /opt/venv to the same paths.
-COPY alembic.ini ./
+# The project as a wheel, like any installation: the migrations travel inside the package.
+COPY pyproject.toml setup.py MANIFEST.in README.md alembic.ini ./
 COPY alembic ./alembic
 COPY gateway ./gateway
 COPY wire ./wire
 COPY audio ./audio
 COPY devices ./devices
 COPY maeul ./maeul
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+    && pip install --no-deps --no-index /wheels/maeul-*.whl \
+    && python -m compileall -q /opt/venv
 COPY scripts/docker-entrypoint.sh /usr/local/bin/maeul-entrypoint
-RUN pip install --no-deps -e . \
-    && rm -rf /app/*.egg-info /app/build \
-    && python -m compileall -q /app /opt/venv \
-    && chmod 0755 /usr/local/bin/maeul-entrypoint
+RUN chmod 0755 /usr/local/bin/maeul-entrypoint
 
 # --- runtime ------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
 ARG UID=10001
-RUN groupadd --system --gid "${UID}" maeul \
+# espeak-ng speaks typed text (text broadcasts and the framing of tests and exercises); tini is
+# the init process: it forwards SIGTERM to the gateway, so the replica drains, and reaps the
+# speech engine's children.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid "${UID}" maeul \
     && useradd --system --uid "${UID}" --gid maeul --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin maeul \
     && mkdir -p /data \
     && chown maeul:maeul /data
 
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /app /app
 COPY --from=builder /usr/local/bin/maeul-entrypoint /usr/local/bin/maeul-entrypoint
 
 ENV PATH=/opt/venv/bin:$PATH \
@@ -63,7 +65,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     GATEWAY_ENVIRONMENT=production \
     GATEWAY_DATA_DIR=/data
 
-WORKDIR /app
+WORKDIR /data
 USER ${UID}:${UID}
 VOLUME ["/data"]
 EXPOSE 8000
@@ -71,7 +73,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request\ntry:\n    ok = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200\nexcept OSError as exc:\n    sys.exit(f'unhealthy: {exc}')\nsys.exit(0 if ok else 1)"]
 
-ENTRYPOINT ["maeul-entrypoint"]
+ENTRYPOINT ["tini", "--", "maeul-entrypoint"]
 CMD ["serve"]
 
 LABEL org.opencontainers.image.title="maeul-gateway" \

@@ -19,7 +19,7 @@ ARGS ?=
 RUFF_PATHS ?= gateway devices audio wire maeul tests bench
 MYPY_PATHS ?= gateway devices audio wire maeul
 
-.PHONY: help bootstrap run test bench lint fmt migrate clean distclean
+.PHONY: help bootstrap run test bench lint fmt migrate lock clean distclean
 
 help:
 	@echo "make run       the demo: broker, database, gateway and simulated speakers (ARGS=...)"
@@ -28,6 +28,7 @@ help:
 	@echo "make lint      ruff check, ruff format --check, mypy (strict)"
 	@echo "make fmt       ruff format and ruff check --fix"
 	@echo "make migrate   migrate GATEWAY_DATABASE_URL to the latest schema"
+	@echo "make lock      renew requirements/*.lock from pyproject.toml (newest allowed releases)"
 	@echo "make clean     caches and build output; make distclean also removes $(VENV) and var/"
 
 bootstrap:
@@ -36,7 +37,8 @@ bootstrap:
 run: bootstrap
 	$(BIN)/maeul run $(ARGS)
 
-test: bootstrap
+test:
+	@$(BOOTSTRAP) --with-postgres
 	$(BIN)/pytest $(PYTEST_FLAGS) $(PYTEST_ARGS)
 
 bench: bootstrap
@@ -57,6 +59,15 @@ fmt: bootstrap
 
 migrate: bootstrap
 	$(BIN)/maeul db upgrade
+
+# The lock files pin every dependency with its hashes, for every Python the project supports;
+# make run, make test, CI and the Dockerfile install from them. uv resolves; it is not needed
+# for anything else.
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet
+lock: bootstrap
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/runtime.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements/dev.lock
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist test-artifacts *.egg-info

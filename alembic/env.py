@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from alembic import context
@@ -22,6 +23,12 @@ def _url() -> str:
     return Settings(environment="development").database_url
 
 
+# Replicas starting together each run the migrations: on PostgreSQL the first takes this
+# transaction-level advisory lock and the others wait for it, then find nothing left to do.
+# (SQLite serves one replica, and its write lock already serializes.)
+MIGRATION_LOCK = 0x6D_6165_756C  # "maeul"
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -30,6 +37,8 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

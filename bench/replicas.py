@@ -26,13 +26,12 @@ from devices.simulator import Fleet, FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade_async
 from tests.e2e.harness import (
-    PG_HOST,
-    PG_PORT,
     GatewayProcess,
     PostgresDatabase,
     intake_count,
     metrics,
 )
+from tests.support import postgres
 from wire.contract import SpeakerIdentity
 
 
@@ -206,7 +205,8 @@ def main() -> int:
     from tests.media import make_recording
 
     if not PostgresDatabase.reachable():
-        sys.stderr.write(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}; nothing measured\n")
+        where = f"{postgres.host()}:{postgres.port()}"
+        sys.stderr.write(f"PostgreSQL not reachable on {where}; nothing measured\n")
         return 1
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     raise_nofile_limit()

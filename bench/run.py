@@ -11,12 +11,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench.catchup import run_catchup_bench
 from bench.city import Bench, children_rss_mb, rss_mb
+from bench.disaster import run_disaster_bench
 from bench.health import run_health_bench
 from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
@@ -233,6 +235,15 @@ async def run_bench_async() -> dict[str, Any]:
             short = make_recording(folder / "short.m4a", "m4a", seconds=1.0).read_bytes()
             result["catchup"] = await run_catchup_bench(folder / "catchup", broker.url, short)
             _log(f"catch-up: {result['catchup']['pending_100_ms']} ms")
+            _log("disaster alert while 30 previews and 4 uploads wait for the audio worker")
+            result["api"] = {
+                **result.get("api", {}),
+                **await run_disaster_bench(folder / "disaster", broker.url, recording),
+            }
+            _log(
+                f"disaster: {result['api']['disaster_under_load_ms']} ms under load, "
+                f"{result['api']['disaster_idle_ms']} ms idle"
+            )
             _log("live: mouth-to-speaker latency")
             result["live"] = await run_live_bench(folder, broker.url, **live_settings(smoke))
             if full:
@@ -306,6 +317,8 @@ def table(result: dict[str, Any]) -> str:
         f"a {_fmt(api.get('speakers'))}-speaker fan-out  (target < 50)",
         f"memory     Jinju {_fmt(memory.get('rss_mb_jinju'))} MiB, 10k "
         f"{_fmt(memory.get('rss_mb_10k'))} MiB  (target <= 300 at 10k)",
+        f"disaster   {_fmt(api.get('disaster_under_load_ms'))} ms to its 201 while 30 "
+        f"previews and 4 uploads wait, {_fmt(api.get('disaster_idle_ms'))} ms idle",
         f"catch-up   {_fmt(result.get('catchup', {}).get('pending_100_ms'))} ms until a "
         "returning speaker acked its 100 missed broadcasts received",
         f"live       {result['live']['status']}: p50 {_fmt(result['live']['p50_ms'])} ms, "
@@ -322,11 +335,54 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _only_disaster(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    return {"api": await run_disaster_bench(folder / "disaster", broker_url, recording)}
+
+
+async def _only_catchup(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    short = make_recording(folder / "short.m4a", "m4a", seconds=1.0).read_bytes()
+    return {"catchup": await run_catchup_bench(folder / "catchup", broker_url, short)}
+
+
+# Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
+ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
+    "disaster": _only_disaster,
+    "catchup": _only_catchup,
+}
+
+
+async def run_only_async(name: str) -> dict[str, Any]:
+    raise_nofile_limit()
+    with tempfile.TemporaryDirectory(prefix="maeul-bench-") as scratch:
+        folder = Path(scratch)
+        recording = make_recording(folder / "phone.m4a", "m4a", seconds=10.0).read_bytes()
+        async with LocalMosquitto(MosquittoConfig(data_dir=folder / "mosquitto")) as broker:
+            found = await ONLY[name](folder, broker.url, recording)
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "only": name,
+        **found,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--only", choices=sorted(ONLY), help="run one scenario; its figures go to NAME.json"
+    )
     args = parser.parse_args(argv)
-    result = run_bench(args.output)
+    if args.only is not None:
+        output = args.output or DEFAULT_OUTPUT.with_name(f"{args.only}.json")
+        result = asyncio.run(run_only_async(args.only))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+        sys.stdout.write(f"\n\nwritten to {output}\n")
+        return 0
+    output = args.output or DEFAULT_OUTPUT
+    result = run_bench(output)
     sys.stdout.write(table(result))
-    sys.stdout.write(f"\nwritten to {args.output}\n")
+    sys.stdout.write(f"\nwritten to {output}\n")
     return 0

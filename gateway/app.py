@@ -42,6 +42,7 @@ from gateway.live.router import pages as live_pages
 from gateway.live.router import router as live_router
 from gateway.live.settings import LiveSettings
 from gateway.notices.router import router as notices_router
+from gateway.officer_alerts.router import router as officer_alerts_router
 from gateway.places.models import City
 from gateway.places.router import router as places_router
 from gateway.provisioning import router as provisioning_router
@@ -58,6 +59,7 @@ from gateway.users.router import router as users_router
 from gateway.web.router import STATIC
 from gateway.web.router import pages as web_pages
 from gateway.web.router import router as web_router
+from gateway.web.service import PreviewGate
 from wire import contract
 
 log = logging.getLogger(__name__)
@@ -295,6 +297,11 @@ def create_app(
                 max_duration_s=settings.max_audio_seconds,
             ),
             max_workers=settings.transcode_workers,
+            urgent_workers=settings.transcode_urgent_workers,
+            priorities={
+                category.value: settings.priority_of(category) for category in contract.Category
+            },
+            urgent_priority=settings.priority_of(contract.Category.DISASTER),
             timeout_s=settings.transcode_timeout_s,
         )
         mqtt = bus
@@ -330,6 +337,10 @@ def create_app(
         app.state.intake = intake
         app.state.sweeper = sweeper
         app.state.runtime = Runtime(settings=settings, clock=clock, worker=transcoder)
+        app.state.preview_gate = PreviewGate(
+            concurrency=settings.preview_concurrency_per_person,
+            per_minute=settings.preview_per_minute_per_person,
+        )
         scheduler = ScheduleWorker(
             app.state.sessions,
             app.state.runtime,
@@ -433,6 +444,7 @@ def create_app(
     app.include_router(live_router, prefix=API)
     app.include_router(live_pages)
     app.include_router(notices_router, prefix=API)
+    app.include_router(officer_alerts_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -119,6 +119,7 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 def import_models() -> MetaData:
     """Import every model module so that the metadata is complete (for Alembic and tests)."""
+    from gateway import ratelimits as _ratelimits  # noqa: F401
     from gateway import signing as _signing  # noqa: F401
     from gateway.approvals import models as _approvals  # noqa: F401
     from gateway.audit import models as _audit  # noqa: F401
@@ -126,6 +127,7 @@ def import_models() -> MetaData:
     from gateway.deliveries import models as _deliveries  # noqa: F401
     from gateway.devicesec import models as _devicesec  # noqa: F401
     from gateway.live import models as _live  # noqa: F401
+    from gateway.officer_alerts import models as _officer_alerts  # noqa: F401
     from gateway.places import models as _places  # noqa: F401
     from gateway.schedules import models as _schedules  # noqa: F401
     from gateway.speakers import models as _speakers  # noqa: F401

@@ -9,12 +9,32 @@ from alembic.config import Config
 
 from alembic import command
 
-_ROOT = Path(__file__).resolve().parent.parent
+_HERE = Path(__file__).resolve().parent
+# An installed package carries its migrations (the build copies them there, see setup.py); a
+# source checkout reads them where developers edit them.
+_PACKAGED = _HERE / "_migrations"
+_SOURCE = _HERE.parent / "alembic"
+
+
+def script_location() -> Path:
+    """Where the migration scripts are: in the package when installed, else the checkout's.
+
+    Beside an installed package ``alembic/`` is the Alembic library itself, so a directory
+    counts only when it has the project's ``env.py`` and ``versions/``.
+    """
+    for place in (_PACKAGED, _SOURCE):
+        if (place / "env.py").is_file() and (place / "versions").is_dir():
+            return place
+    raise RuntimeError(
+        f"no migrations found in {_PACKAGED} or {_SOURCE}: reinstall the maeul package"
+    )
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(_ROOT / "alembic"))
+    # No alembic.ini is read: an installed package has none, and env.py configures no logging.
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 

@@ -56,9 +56,11 @@ class Settings(BaseSettings):
     login_lockout_s: int = Field(default=900, ge=1, le=86400)
 
     # Broadcasts one person may start in an hour, and village notices one village may receive in
-    # an hour (0: no limit). Disaster alerts are never limited.
+    # an hour (0: no limit). Disaster alerts are not limited, but for a village head's: a few
+    # an hour (0: no limit), never delayed, and the district's officers are told at once.
     rate_limit_user_per_hour: int = Field(default=30, ge=0, le=10_000)
     rate_limit_village_notices_per_hour: int = Field(default=4, ge=0, le=1000)
+    rate_limit_head_disaster_per_hour: int = Field(default=3, ge=0, le=1000)
     # A person's disaster alerts that together reach more than one district (or the whole
     # city) within this many seconds need a second person, however they are split.
     two_person_window_s: int = Field(default=600, ge=0, le=86400)
@@ -107,6 +109,13 @@ class Settings(BaseSettings):
     target_lufs: float = -16.0
     opus_bitrate: int = Field(default=24000, ge=6000, le=128000)
     transcode_workers: int = Field(default=1, ge=1, le=16)
+    # More worker processes that serve only disaster alerts (the highest priority), so one
+    # starts at once however busy the others are with uploads and previews.
+    transcode_urgent_workers: int = Field(default=1, ge=0, le=4)
+    # Spoken previews one person may have running or waiting at once, and start in a minute
+    # (per replica); beyond, 429 preview_busy or preview_rate_limited.
+    preview_concurrency_per_person: int = Field(default=2, ge=1, le=100)
+    preview_per_minute_per_person: int = Field(default=10, ge=1, le=10_000)
     # Typed text is spoken by this engine (see audio/speech/engine.py to plug in another).
     speech_engine: str = "espeak"
     transcode_timeout_s: float = Field(default=120.0, gt=0)

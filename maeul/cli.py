@@ -54,6 +54,26 @@ def main() -> None:
     app()
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"maeul {version('maeul')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and stop"
+        ),
+    ] = False,
+) -> None:
+    """Maeul smart-village broadcast gateway / 마을 방송 게이트웨이"""
+
+
 @app.command()
 def run(
     port: Annotated[int, typer.Option(help="HTTP port of the API")] = 8000,
@@ -172,6 +192,25 @@ def broker_files(
         )
     else:
         console.print("바뀐 것이 없습니다. / Nothing changed.")
+
+
+# The broker accounts of the compose example (deploy/): its gateway and its health check.
+TEMPLATE_GATEWAYS = ("gateway",)
+TEMPLATE_MONITORS = ("healthcheck",)
+
+
+@broker_app.command("template")
+def broker_template(
+    out: Annotated[Path, typer.Option(dir_okay=False, help="The ACL file to write")],
+) -> None:
+    """Write the ACL for a broker provisioned by hand (deploy/mosquitto/acl), from the contract."""
+    from gateway.devicesec.mosquitto import render_template_acl
+
+    out.write_text(
+        render_template_acl(gateways=TEMPLATE_GATEWAYS, monitors=TEMPLATE_MONITORS),
+        encoding="utf-8",
+    )
+    console.print(f"{out} 을(를) 썼습니다.")
 
 
 def _client() -> httpx.Client:

@@ -3,6 +3,8 @@
 #
 #   scripts/bootstrap.sh                 OS packages, .venv, and the project installed in it
 #   scripts/bootstrap.sh --with-ffmpeg   also the ffmpeg command line (only `make bench` uses it)
+#   scripts/bootstrap.sh --with-postgres also PostgreSQL's programs when no server answers on
+#                                        5432 (`make test` makes a temporary cluster with them)
 #
 # Environment:
 #   PYTHON             the interpreter for .venv (default: the newest python3.11-3.13 found)
@@ -18,9 +20,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV="${VENV:-.venv}"
 STAMP="$VENV/.installed"
 WITH_FFMPEG=0
+WITH_POSTGRES=0
 for arg in "$@"; do
     case "$arg" in
         --with-ffmpeg) WITH_FFMPEG=1 ;;
+        --with-postgres) WITH_POSTGRES=1 ;;
         -h | --help)
             sed -n '2,13p' "$0"
             exit 0
@@ -135,6 +139,13 @@ if [ "${MAEUL_SKIP_APT:-0}" != 1 ]; then
                 "(sudo apt-get install -y --no-install-recommends ffmpeg)"
         fi
     fi
+    # The suite's PostgreSQL tests use the machine's server when one answers on 5432, else a
+    # temporary cluster of their own, made with this package's initdb (tests/support/postgres.py).
+    if [ "$WITH_POSTGRES" = 1 ] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+        && ! command -v initdb >/dev/null 2>&1 \
+        && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+        missing+=(postgresql)
+    fi
     if [ "${#missing[@]}" -gt 0 ]; then
         require_packages "${missing[@]}"
     fi
@@ -164,11 +175,16 @@ if [ ! -x "$VENV/bin/python" ]; then
     rm -f "$STAMP"
 fi
 
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    say "installing the project into $VENV (pip install -e .[dev])"
+# Every dependency comes from the lock file, at its pinned version and hash (make lock renews
+# it); then the project itself, in place, with nothing more to fetch.
+LOCK=requirements/dev.lock
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ "$LOCK" -nt "$STAMP" ]; then
+    say "installing the locked dependencies and the project into $VENV"
     # pip's and setuptools' chatter goes to a log, shown only when the install fails.
     log="$VENV/pip-install.log"
-    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[dev]" >"$log" 2>&1; then
+    pip=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+    if ! { "${pip[@]}" --require-hashes -r "$LOCK" && "${pip[@]}" --no-deps -e .; } >"$log" 2>&1
+    then
         tail -n 40 "$log" >&2
         die "pip install failed; the whole log is in $log"
     fi

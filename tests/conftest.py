@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from maeul.broker import MosquittoConfig, MosquittoProcess, find_mosquitto
+from tests.support import postgres
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -34,15 +35,8 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.url
 
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def _pg_reachable() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
-            return True
-    except OSError:
-        return False
+def pytest_configure(config: pytest.Config) -> None:
+    postgres.provide(config)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -50,24 +44,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
         return
-    if not _pg_reachable():
-        pytest.skip(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}; PostgreSQL variant skipped")
-    import asyncpg
-
+    postgres.require("PostgreSQL variant")
     name = f"maeul_test_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        yield postgres.url(name)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

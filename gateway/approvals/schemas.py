@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from gateway.broadcasts.schemas import BroadcastSummary
 from wire.contract import Category
@@ -24,6 +24,10 @@ class ApprovalRead(BaseModel):
     text: str | None
     target: dict[str, object]
     duration_ms: int
+    audio_sha256: dict[str, str] = Field(
+        description="Codec -> sha256 of the encoded audio that will play (what approving signs)"
+    )
+    source_sha256: str = Field(description="sha256 of the audio as uploaded or spoken")
     requested_by: str
     created_at: datetime
     expires_at: datetime = Field(description="Not approved by then: it lapses, never sent")
@@ -31,6 +35,13 @@ class ApprovalRead(BaseModel):
     decided_at: datetime | None
     decision_note: str | None
     broadcast_id: str | None
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Where those who may see the request hear it before deciding"
+    )
+    @property
+    def audio_url(self) -> str:
+        return f"/api/v1/approvals/{self.id}/audio"
 
 
 class ApprovalPage(BaseModel):
@@ -42,6 +53,15 @@ class ApprovalPage(BaseModel):
 
 class Decision(BaseModel):
     note: str | None = Field(default=None, max_length=300)
+
+
+class Approval(Decision):
+    audio_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="The sha256 of the audio the approver heard (from `audio_sha256` or the "
+        "audio's `ETag`); if given and not what would play: 409 approval_audio_changed",
+    )
 
 
 class Approved(BaseModel):

@@ -9,11 +9,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import scopes
+from gateway.approvals import eligibility, visibility
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast
-from gateway.errors import Conflict, NotFound
+from gateway.errors import Conflict
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.sending import service as sending
@@ -23,15 +24,13 @@ from wire.contract import Category
 
 
 async def get_approval(
-    session: AsyncSession, city: City, approval_id: str, *, now: datetime
+    session: AsyncSession, city: City, approval_id: str, *, viewer: Principal, now: datetime
 ) -> ApprovalRequest:
+    """The request, if ``viewer`` may see it (else the same 404 as for an unknown id)."""
     row = await session.get(ApprovalRequest, approval_id) if len(approval_id) == 32 else None
     if row is None or row.city_id != city.id:
-        raise NotFound(
-            "approval_not_found",
-            ko="승인 요청을 찾을 수 없습니다.",
-            en=f"Approval request {approval_id!r} does not exist.",
-        )
+        raise visibility.not_found(approval_id)
+    await visibility.ensure_visible(session, row, viewer)
     await _lapse(session, city, now)
     return row
 
@@ -54,13 +53,17 @@ async def list_approvals(
     session: AsyncSession,
     city: City,
     *,
+    viewer: Principal,
     state: str | None,
     limit: int,
     offset: int,
     now: datetime,
 ) -> tuple[list[ApprovalRequest], int]:
     await _lapse(session, city, now)
-    query = select(ApprovalRequest).where(ApprovalRequest.city_id == city.id)
+    query = select(ApprovalRequest).where(
+        ApprovalRequest.city_id == city.id,
+        await visibility.visible(session, city, viewer, state),
+    )
     if state is not None:
         query = query.where(ApprovalRequest.state == state)
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -117,7 +120,7 @@ async def approve(
 ) -> tuple[ApprovalRequest, broadcasts.Started]:
     """The second person says yes: the broadcast is created and goes out at once."""
     now = runtime.clock.now()
-    approval = await get_approval(session, city, approval_id, now=now)
+    approval = await get_approval(session, city, approval_id, viewer=principal, now=now)
     _pending(approval)
     if _is_requester(approval, principal):
         raise Conflict(
@@ -126,6 +129,7 @@ async def approve(
             "다른 담당자의 승인이 필요합니다.",
             en="You cannot approve your own disaster broadcast: a second person must.",
         )
+    await eligibility.check_approver(session, approval, principal)
     all_villages, requested_districts, requested_villages = _requested(approval)
     request = broadcasts.BroadcastRequest(
         category=Category(approval.category),
@@ -186,7 +190,7 @@ async def reject(
 ) -> ApprovalRequest:
     """A second person says no, or the requester withdraws it: nothing is ever sent."""
     now = runtime.clock.now()
-    approval = await get_approval(session, city, approval_id, now=now)
+    approval = await get_approval(session, city, approval_id, viewer=principal, now=now)
     _pending(approval)
     if not _is_requester(approval, principal):
         target = await _resolved(session, city, approval)

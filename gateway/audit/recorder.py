@@ -29,6 +29,8 @@ SENSITIVE_READS: Final = frozenset(
         "verify_audit_log",
         "list_security_events",
         "get_audio",
+        "get_approval_audio",
+        "list_account_events",
     }
 )
 _SELF_RECORDED: Final = frozenset({"login", "refresh_token"})

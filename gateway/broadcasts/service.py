@@ -38,6 +38,7 @@ from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.officer_alerts import service as officer_alerts
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.settings import Settings
@@ -196,6 +197,9 @@ async def record_broadcast(
         return Started(winner, replayed=True)
 
     await deliveries.create_deliveries(session, broadcast.id, recipients, now)
+    # A village head's disaster alert: the district's officers are told in this transaction.
+    role = request.principal.role if request.principal is not None else None
+    await officer_alerts.head_disaster_sent(session, city.id, broadcast, role, now)
     if per_speaker:
         await _plan_speaker_publications(session, broadcast, recipients, now)
     else:
@@ -263,19 +267,21 @@ async def _speak(
     frame: tuple[Path, Path] | None = None,
 ) -> Transcoded:
     assert request.text is not None
+    # Speech and transcode wait in the broadcast's lane: a disaster's never behind previews.
+    priority = runtime.settings.priority_of(request.category, request.mode)
     directory = runtime.settings.data_dir / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         wav = Path(scratch) / "speech.wav"
-        await runtime.worker.run(
-            synthesize_file,
+        await runtime.worker.speak(
             request.text,
-            str(wav),
+            wav,
             engine=runtime.settings.speech_engine,
             repeat=request.repeat,
+            priority=priority,
         )
         return await runtime.worker.transcode(
-            wav, category=request.category, codecs=codecs, spoken_frame=frame
+            wav, category=request.category, codecs=codecs, spoken_frame=frame, priority=priority
         )
 
 
@@ -675,7 +681,11 @@ async def prepare_audio(
         transcoded = await _speak(runtime, request, wanted, frame)
     else:
         transcoded = await runtime.worker.transcode(
-            upload, category=request.category, codecs=wanted, spoken_frame=frame
+            upload,
+            category=request.category,
+            codecs=wanted,
+            spoken_frame=frame,
+            priority=runtime.settings.priority_of(request.category, request.mode),
         )
     return PreparedAudio(
         transcoded=transcoded,

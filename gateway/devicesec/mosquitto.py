@@ -143,3 +143,43 @@ def render_acl(
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _wildcard(topic: str, *stand_ins: str) -> str:
+    """A contract topic built from stand-in names, with each stand-in segment made ``+``."""
+    return "/".join("+" if part in stand_ins else part for part in topic.split("/"))
+
+
+def render_template_acl(*, gateways: Iterable[str], monitors: Iterable[str]) -> str:
+    """The acl_file for a broker provisioned by hand (the compose example), from the same
+    contract as ``render_acl``: the same gateway and monitor grants and the same per-speaker
+    patterns, but every city's, district's and village's commands and live streams readable by
+    every speaker, since a hand-made file cannot know where each speaker is. The gateway's own
+    rendering (``GET /api/v1/broker/acl``) narrows each speaker to its district and village."""
+    city, district, village = "CITY", "DISTRICT", "VILLAGE"
+    groups = [
+        contract.command_topic_all(city),
+        contract.command_topic_district(city, district),
+        contract.command_topic_village(city, village),
+        *contract.live_subscriptions(city, district, village),
+    ]
+    lines = [
+        "# Generated from the Maeul wire contract by `maeul broker template`; do not edit by",
+        "# hand. A starting point for a broker provisioned by hand: the gateway renders a",
+        "# narrower one from its database (GET /api/v1/broker/acl, `maeul broker files`).",
+        "# Anything not granted here is denied: a denied subscription receives nothing and a",
+        "# denied publish is dropped.",
+        "",
+        "# Every user: its own commands, its own acks and presence (%u: its user name).",
+        f"pattern read {_wildcard(_own(contract.command_topic_speaker, city), city)}",
+        f"pattern write {_wildcard(_own(contract.ack_topic, city), city)}",
+        f"pattern write {_wildcard(_own(contract.presence_topic, city), city)}",
+        "# Speakers: the commands and live streams of every city, district and village. Mosquitto",
+        "# warns at start that these patterns contain neither %u nor %c: expected.",
+        *(f"pattern read {_wildcard(t, city, district, village)}" for t in groups),
+    ]
+    for name in gateways:
+        lines += ["", f"user {check_username(name)}", f"topic readwrite {contract.TOPIC_ROOT}/#"]
+    for name in monitors:
+        lines += ["", f"user {check_username(name)}", "topic read $SYS/#"]
+    return "\n".join(lines) + "\n"

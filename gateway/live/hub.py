@@ -69,6 +69,7 @@ from gateway.live.recorder import Recorder, Recording
 from gateway.live.schemas import TicketCreate, TicketRead
 from gateway.live.settings import LiveSettings
 from gateway.places.models import City
+from gateway.users import service as users
 from wire import contract
 from wire.contract import EndReason, LiveFrame, LiveKind
 
@@ -96,6 +97,18 @@ _TICKETS_PER_ACTOR: Final = 5
 _SWEEP_EVERY_S: Final = 10.0
 # Ending a session in the record is tried this often before it is left to `close_stale`.
 _END_ATTEMPTS: Final = 3
+# Endings imposed from outside the talking client (its account was suspended): the client is
+# told why in words, and the socket closes as a policy decision (1008) naming the reason.
+_IMPOSED: Final = {
+    "owner_suspended": (
+        "계정이 정지되어 실시간 방송을 끝냈습니다. 시청 관리자에게 문의해 주세요.",
+        "Your account was suspended; the live session was ended.",
+    ),
+    "owner_removed": (
+        "계정이 없어져 실시간 방송을 끝냈습니다.",
+        "Your account no longer exists; the live session was ended.",
+    ),
+}
 
 
 @dataclass
@@ -367,6 +380,10 @@ class LiveHub:
                 async with self._open_lock, self._sessions() as session:
                     city = await session.get(City, self._city_id)
                     assert city is not None
+                    # The ticket was issued before: its holder may have been suspended since.
+                    account = await users.account_state(session, request.principal.actor)
+                    if account not in ("active", "system"):
+                        raise users.account_suspended()
                     opened = await service.open_session(
                         session,
                         self._runtime,
@@ -621,19 +638,24 @@ class LiveHub:
                 run.recorder.size,
             )
         if run.socket is not None:
+            imposed = _IMPOSED.get(label)
+            ended: dict[str, Any] = {
+                "type": "ended",
+                "broadcast_id": run.broadcast_id,
+                "reason": label,
+                "frames": run.frames,
+                "dropped": run.dropped,
+                "recording_sha256": recording.sha256 if recording else None,
+                "duration_ms": recording.duration_ms if recording else 0,
+            }
+            if imposed is not None:
+                ended["detail"] = " / ".join(imposed)
             with contextlib.suppress(Exception):
-                await run.socket.send_json(
-                    {
-                        "type": "ended",
-                        "broadcast_id": run.broadcast_id,
-                        "reason": label,
-                        "frames": run.frames,
-                        "dropped": run.dropped,
-                        "recording_sha256": recording.sha256 if recording else None,
-                        "duration_ms": recording.duration_ms if recording else 0,
-                    }
-                )
-                await run.socket.close(1000)
+                await run.socket.send_json(ended)
+                if imposed is not None:
+                    await run.socket.close(POLICY_VIOLATION, label)
+                else:
+                    await run.socket.close(1000)
 
     async def _record_end(self, run: _Run, label: str, recording: Recording | None) -> None:
         for attempt in range(1, _END_ATTEMPTS + 1):
@@ -697,10 +719,14 @@ class LiveHub:
         while True:
             await asyncio.sleep(_STATUS_EVERY_S)
             now = self._runtime.clock.now()
+            imposed: str | None = None
             try:
                 async with self._sessions() as session:
                     counts = await service.speaker_counts(session, run.broadcast_id)
-                    if time.monotonic() - last_alive >= _ALIVE_EVERY_S:
+                    # Ended from outside (its speaker's account suspended), from any replica:
+                    # looked for every second, so it ends as soon as the suspension commits.
+                    imposed = await service.end_requested(session, run.broadcast_id)
+                    if imposed is None and time.monotonic() - last_alive >= _ALIVE_EVERY_S:
                         still_open = await service.keep_alive(
                             session, run.broadcast_id, now, frames=run.frames, dropped=run.dropped
                         )
@@ -714,6 +740,10 @@ class LiveHub:
                 # A database hiccup must not stop the renewals: an unrenewed session looks dead.
                 log.warning("live session %s: status update failed", run.broadcast_id)
                 continue
+            if imposed is not None:
+                # What was said has played: the speakers end it as stopped, not as a failure.
+                self._end(run, EndReason.STOPPED, imposed)
+                return
             await self._send(run, _status(run, counts, now))
 
     async def _watch(self, run: _Run) -> None:

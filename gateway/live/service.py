@@ -29,6 +29,7 @@ from gateway.sending import service as sending
 from gateway.sending.rules import Path as SendPath
 from gateway.sending.rules import Refuse, Send
 from gateway.speakers import service as speakers
+from gateway.users import service as users
 from wire import contract
 from wire.contract import Category
 
@@ -38,6 +39,8 @@ ALIVE_WINDOW: Final = timedelta(seconds=30)
 _TAIL: Final = timedelta(seconds=5)
 # Advisory lock keys for opening live sessions: this plus the city's id.
 _OPEN_LOCK: Final = 0x4D4C_0000
+# Session states still on air: open, or closing (marked for ending, its replica ends it).
+_RUNNING: Final = ("open", "closing")
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,10 @@ async def check_request(
 ) -> places.ResolvedTarget:
     """Refuse what may not go on air now, by the send rules (rights, area, limits, the
     two-person rule, quiet hours: a live talk can neither wait nor be deferred)."""
-    decision = await sending.plan(session, runtime, city, _send_request(request, live, runtime))
+    # A ticket writes nothing: an early answer, counted again when the session opens.
+    decision = await sending.plan(
+        session, runtime, city, _send_request(request, live, runtime), lock=False
+    )
     if isinstance(decision, Refuse):
         raise decision.error
     # A live talk has no key (no replay), cannot wait for approval or quiet hours (refused).
@@ -305,10 +311,12 @@ async def close_session(
         raise NotFound("live_not_found", ko="실시간 방송이 없습니다.", en="No such live session.")
     if row.state == "ended":
         return
+    # A session marked for ending (`end_sessions_of`) keeps the reason it was ended for.
+    requested = row.end_reason if row.state == "closing" else None
     row.state = "ended"
     row.key = None
     row.ended_at = now
-    row.end_reason = reason[:32]
+    row.end_reason = requested or reason[:32]
     row.frames = frames
     row.frames_dropped = dropped
     if recording is not None:
@@ -329,7 +337,7 @@ async def close_stale(session: AsyncSession, city_id: int, now: datetime, *, kee
         await session.scalars(
             select(LiveSession).where(
                 LiveSession.city_id == city_id,
-                LiveSession.state == "open",
+                LiveSession.state.in_(_RUNNING),
                 LiveSession.alive_at < now - ALIVE_WINDOW,
             )
         )
@@ -356,7 +364,7 @@ async def close_abandoned(session: AsyncSession, replica_id: str, now: datetime)
     rows = list(
         await session.scalars(
             select(LiveSession).where(
-                LiveSession.replica_id == replica_id, LiveSession.state == "open"
+                LiveSession.replica_id == replica_id, LiveSession.state.in_(_RUNNING)
             )
         )
     )
@@ -371,3 +379,38 @@ async def close_abandoned(session: AsyncSession, replica_id: str, now: datetime)
             dropped=row.frames_dropped,
         )
     return len(rows)
+
+
+async def end_sessions_of(
+    session: AsyncSession, city_id: int, actor: str, *, reason: str, now: datetime
+) -> int:
+    """Mark every open session ``actor`` is speaking for ending (state ``closing``, with the
+    reason); how many. The replica that streams each one sees the mark within a second
+    (`end_requested`) and ends it the usual way: END to the speakers, the socket closed."""
+    result = await session.execute(
+        update(LiveSession)
+        .where(
+            LiveSession.city_id == city_id,
+            LiveSession.created_by == actor,
+            LiveSession.state == "open",
+        )
+        .values(state="closing", end_reason=reason[:32])
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def end_requested(session: AsyncSession, broadcast_id: str) -> str | None:
+    """Why a running session must end now, or None: it was marked for ending, or the account
+    speaking in it is suspended or gone (a suspension that raced its opening)."""
+    row = await session.get(LiveSession, broadcast_id, populate_existing=True)
+    if row is None or row.state == "ended":
+        return None
+    if row.state == "closing":
+        return row.end_reason or "ended_elsewhere"
+    state = await users.account_state(session, row.created_by)
+    if state == "suspended":
+        return "owner_suspended"
+    if state == "removed":
+        return "owner_removed"
+    return None

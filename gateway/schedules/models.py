@@ -80,6 +80,9 @@ class Schedule(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     cancelled_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Why and when it was paused: owner_suspended (its creator's account was suspended).
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    paused_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     # Whose key it is: a key is one person's (``sending.idempotency_scope``), never the city's.
     idempotency_scope: Mapped[str] = mapped_column(String(64), default="", server_default="")
@@ -101,7 +104,8 @@ class ScheduleOccurrence(Base):
     )
     occurrence_at: Mapped[datetime] = mapped_column(UTCDateTime())
     state: Mapped[str] = mapped_column(String(16))  # fired | skipped | failed
-    # skipped: missed (after downtime), quiet_hours; failed: the error code.
+    # skipped: missed (after downtime), quiet_hours, owner_suspended, owner_removed, paused;
+    # failed: the error code.
     reason: Mapped[str | None] = mapped_column(String(64), default=None)
     broadcast_id: Mapped[str | None] = mapped_column(
         ForeignKey("broadcasts.id", ondelete="SET NULL"), default=None

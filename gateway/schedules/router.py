@@ -13,7 +13,7 @@ from gateway.broadcasts.router import RuntimeDep, _spill, _upload_within_limit
 from gateway.broadcasts.schemas import BroadcastMode
 from gateway.db import SessionDep
 from gateway.places.service import CityDep, NowDep
-from gateway.schedules import service
+from gateway.schedules import pause, service
 from gateway.schedules.quiet import parse_hhmm
 from gateway.schedules.recurrence import Timing, Weekday
 from gateway.schedules.schemas import (
@@ -202,8 +202,8 @@ async def get_schedule(
         403: {"description": "outside_scope, category_not_allowed"},
         404: {"description": "schedule_not_found"},
         409: {
-            "description": "schedule_already_fired, schedule_cancelled, schedule_busy, "
-            "quiet_hours, approval_required"
+            "description": "schedule_already_fired, schedule_cancelled, schedule_paused, "
+            "schedule_busy, quiet_hours, approval_required"
         },
         422: {"description": f"{_TIME_ERRORS}, {_CONTENT_ERRORS}"},
     },
@@ -235,6 +235,26 @@ async def cancel_schedule(
     """Nothing more fires. Broadcasts it already created are left alone (cancel those as
     broadcasts). Cancelling twice is harmless."""
     return await service.cancel_schedule(session, runtime, city, schedule_id, principal=user)
+
+
+@router.post(
+    "/schedules/{schedule_id}/resume",
+    operation_id="resume_schedule",
+    responses={
+        403: {"description": "outside_scope, category_not_allowed"},
+        404: {"description": "schedule_not_found"},
+        409: {
+            "description": "schedule_not_paused, owner_suspended (its creator's account is "
+            "still suspended), schedule_busy"
+        },
+    },
+)
+async def resume_schedule(
+    schedule_id: str, session: SessionDep, user: Sender, city: CityDep, runtime: RuntimeDep
+) -> ScheduleRead:
+    """Resume a paused schedule (paused when its creator was suspended; reinstating the account
+    resumes nothing by itself). Occurrences that fell due meanwhile are skipped (`paused`)."""
+    return await pause.resume_schedule(session, runtime, city, schedule_id, principal=user)
 
 
 @quiet_router.get("/quiet-hours", operation_id="get_quiet_hours")

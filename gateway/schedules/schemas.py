@@ -11,7 +11,7 @@ from gateway.broadcasts.schemas import BroadcastMode
 from gateway.schedules.recurrence import Kind, Weekday
 from wire.contract import Category
 
-ScheduleState = Literal["active", "completed", "cancelled"]
+ScheduleState = Literal["active", "paused", "completed", "cancelled"]
 OccurrenceState = Literal["fired", "skipped", "failed"]
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -37,8 +37,10 @@ class Occurrence(BaseModel):
     state: OccurrenceState
     reason: str | None = Field(
         description="skipped: missed (the gateway was down past the grace window), "
-        "quiet_hours, or rate_limited_user / rate_limited_village (the hour's share was spent "
-        "when it fell due); failed: the error code (e.g. district_not_found)"
+        "quiet_hours, rate_limited_user / rate_limited_village (the hour's share was spent "
+        "when it fell due), owner_suspended / owner_removed (its creator's account was "
+        "suspended or is gone), or paused (it fell due while the schedule was paused); "
+        "failed: the error code (e.g. district_not_found)"
     )
     broadcast_id: str | None
     handled_at: datetime
@@ -46,7 +48,10 @@ class Occurrence(BaseModel):
 
 class ScheduleRead(BaseModel):
     id: str
-    state: ScheduleState
+    state: ScheduleState = Field(
+        description="active; paused (nothing fires until someone with rights resumes it); "
+        "completed; cancelled"
+    )
     origin: Literal["api", "quiet_hours"] = Field(
         description="quiet_hours: a broadcast deferred to the end of quiet hours"
     )
@@ -78,6 +83,12 @@ class ScheduleRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     cancelled_at: datetime | None
+    paused_at: datetime | None = Field(default=None, description="When it was paused")
+    paused_reason: str | None = Field(
+        default=None,
+        description="Why it is paused: owner_suspended (its creator's account was suspended), "
+        "owner_removed",
+    )
 
 
 class SchedulePage(BaseModel):

@@ -210,8 +210,9 @@ async def _planned_fire(
     session: AsyncSession, runtime: Runtime, city: City, wanted: sending.SendRequest
 ) -> datetime | Schedule:
     """When the first occurrence goes, by the send rules: at its time, or at the end of quiet
-    hours (defer); or the schedule an earlier request with the same key made. Refusals raise."""
-    decision = await sending.plan(session, runtime, city, wanted)
+    hours (defer); or the schedule an earlier request with the same key made. Refusals raise.
+    Making a schedule writes no broadcast, so the limits' counts are not locked."""
+    decision = await sending.plan(session, runtime, city, wanted, lock=False)
     if isinstance(decision, Refuse):
         if decision.code == "idempotency_key_reused":
             raise _key_reused()
@@ -476,6 +477,8 @@ def _to_read(schedule: Schedule, occurrences: Sequence[ScheduleOccurrence]) -> S
         created_at=schedule.created_at,
         updated_at=schedule.updated_at,
         cancelled_at=schedule.cancelled_at,
+        paused_at=schedule.paused_at if schedule.state == "paused" else None,
+        paused_reason=schedule.paused_reason if schedule.state == "paused" else None,
     )
 
 
@@ -596,6 +599,14 @@ def _cancelled(schedule: Schedule) -> Conflict:
     )
 
 
+def _paused(schedule: Schedule) -> Conflict:
+    return Conflict(
+        "schedule_paused",
+        ko="일시 중지된 예약은 바꿀 수 없습니다. 먼저 재개하거나 취소해 주세요.",
+        en=f"Schedule {schedule.id} is paused; resume or cancel it first.",
+    )
+
+
 def _busy() -> Conflict:
     return Conflict(
         "schedule_busy",
@@ -660,6 +671,8 @@ async def update_schedule(
     await _authorize_act(session, runtime, city, schedule, principal)
     if schedule.state == "cancelled":
         raise _cancelled(schedule)
+    if schedule.state == "paused":
+        raise _paused(schedule)
     if schedule.state != "active" or schedule.fired_count or schedule.skipped_count:
         raise _already_fired(schedule)
     given = body.model_fields_set
@@ -753,7 +766,7 @@ async def cancel_schedule(
     await _authorize_act(session, runtime, city, schedule, principal)
     if schedule.state == "cancelled":
         return await read_schedule(session, schedule)
-    if schedule.state != "active":
+    if schedule.state not in ("active", "paused"):
         raise Conflict(
             "schedule_already_fired",
             ko="이미 모든 방송을 마친 예약은 취소할 수 없습니다.",

@@ -18,7 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.broadcasts.service import Runtime
 from gateway.places import service as places
-from gateway.schedules import service
+from gateway.schedules import pause, service
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,13 @@ class ScheduleWorker:
             schedule_id = schedule.id
             outcome: str
             try:
-                city = await places.get_city(session, self._city_code)
-                outcome = await service.handle_due(session, self._runtime, city, schedule, now)
+                # A suspended (or removed) creator's schedule sends nothing, whatever its state.
+                skipped = await pause.skip_if_owner_inactive(session, schedule, now)
+                if skipped is not None:
+                    outcome = skipped
+                else:
+                    city = await places.get_city(session, self._city_code)
+                    outcome = await service.handle_due(session, self._runtime, city, schedule, now)
                 if outcome == "raced":
                     await session.rollback()
                 else:

@@ -58,7 +58,8 @@ async def send_now(
         at=runtime.clock.now(),
         scope=idempotency_scope(request.principal),
     )
-    decision = await plan(session, runtime, city, wanted)
+    # An early answer: the limits' counts are locked only by the plan the write follows.
+    decision = await plan(session, runtime, city, wanted, lock=False)
     if not isinstance(decision, Send | NeedsApproval):
         return await _answer(session, runtime, city, request, upload, decision, composed)
     target = decision.target

@@ -110,7 +110,9 @@ RULES: Final[tuple[Rule, ...]] = (
         says="A person sends at most GATEWAY_RATE_LIMIT_USER_PER_HOUR broadcasts an hour, a "
         "village receives at most GATEWAY_RATE_LIMIT_VILLAGE_NOTICES_PER_HOUR village notices; "
         "every broadcast counts, a resend and a schedule's occurrence too",
-        exempt="disaster alerts (see `gateway.ratelimits`); the bootstrap token",
+        exempt="disaster alerts, but for a village head's "
+        "(GATEWAY_RATE_LIMIT_HEAD_DISASTER_PER_HOUR: 429 rate_limited_head_disaster); the "
+        "bootstrap token",
         outcomes={
             **_same(
                 Outcome(429, "rate_limited_user"),

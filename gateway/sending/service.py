@@ -101,9 +101,18 @@ class AwaitingApproval:
 
 
 async def plan(
-    session: AsyncSession, runtime: Runtime, city: City, request: SendRequest
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    request: SendRequest,
+    *,
+    lock: bool = True,
 ) -> Decision:
-    """Decide what happens to ``request``; reads only, writes nothing."""
+    """Decide what happens to ``request``; writes nothing.
+
+    With ``lock`` (the plan a broadcast's write follows, in the same transaction) the limits'
+    counts are locked until the transaction ends; without it (a plan before a transcode, or
+    for a schedule, which writes no broadcast) the limits give an early answer only."""
     decided = judge_rights(await _rights(session, request))
     if decided is not None:
         return decided
@@ -111,7 +120,7 @@ async def plan(
     if decided is not None:
         return decided
     target = request.target or await _resolve(session, city, request.broadcast)
-    decided = judge_rate_limit(await _limits(session, runtime, city, request, target))
+    decided = judge_rate_limit(await _limits(session, runtime, city, request, target, lock=lock))
     if decided is not None:
         return decided
     two_person = await _two_person(session, runtime, city, request, target)
@@ -221,12 +230,17 @@ async def _limits(
     city: City,
     request: SendRequest,
     target: places.ResolvedTarget,
+    *,
+    lock: bool,
 ) -> MaeulError | None:
     """The limit this broadcast would break, counted against the person it is sent for (the
     bootstrap token is not limited)."""
     actor = request.broadcast.created_by
     if not ratelimits.limits_actor(actor):
         return None
+    principal = request.principal
+    # The sender's role when the one asking is the one counted; else read from the account.
+    role = principal.role if principal is not None and principal.actor == actor else None
     try:
         await ratelimits.check_send(
             session,
@@ -236,6 +250,8 @@ async def _limits(
             category=request.broadcast.category,
             village_ids=target.village_ids,
             now=runtime.clock.now(),
+            role=role,
+            lock=lock,
         )
     except TooManyRequests as exc:
         return exc

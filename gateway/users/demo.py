@@ -86,9 +86,10 @@ async def ensure_demo_users(session: AsyncSession, city: City, *, now: datetime)
                 password=password,
                 district_ids=districts,
                 village_ids=villages,
+                by=None,
                 now=now,
             )
         else:
-            await service.set_password(session, user, password, now=now)
+            await service.set_password(session, user, password, by=None, now=now)
         logins.append(DemoLogin(role, username, password, name, scope))
     return logins

@@ -1,10 +1,10 @@
-"""People who use the gateway, their refresh tokens and their integration API keys."""
+"""People who use the gateway, their refresh tokens, API keys and account history."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -60,3 +60,22 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class AccountEvent(Base):
+    """Who created an account, set its password, changed its rights or re-enabled it, and when.
+
+    The two-person rule reads it: an approver must not owe their account, password or rights to
+    the person who asked. ``by_user_id`` is None for the bootstrap token, the demo seed, and the
+    rows written for accounts older than this record (``by_actor`` says which).
+    """
+
+    __tablename__ = "account_events"
+    __table_args__ = (Index("ix_account_events_user", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    by_user_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    by_actor: Mapped[str] = mapped_column(String(120))

@@ -11,9 +11,10 @@ from gateway.auth import Admin, Anyone, Role
 from gateway.db import SessionDep
 from gateway.places.service import CityDep, NowDep
 from gateway.settings import Settings
-from gateway.users import service
+from gateway.users import service, suspension
 from gateway.users.models import User
 from gateway.users.schemas import (
+    AccountEventRead,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,
@@ -114,7 +115,7 @@ async def list_users(
 
 @router.post("/users", operation_id="create_user", status_code=201)
 async def create_user(
-    body: UserCreate, session: SessionDep, _admin: Admin, city: CityDep, now: NowDep
+    body: UserCreate, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
 ) -> UserRead:
     user = await service.create_user(
         session,
@@ -125,6 +126,7 @@ async def create_user(
         password=body.password,
         district_ids=body.district_ids,
         village_ids=body.village_ids,
+        by=admin,
         now=now,
     )
     return UserRead.model_validate(user)
@@ -135,9 +137,19 @@ async def get_user(user_id: int, session: SessionDep, _admin: Admin, city: CityD
     return UserRead.model_validate(await service.get_user(session, city, user_id))
 
 
+@router.get("/users/{user_id}/events", operation_id="list_account_events")
+async def list_account_events(
+    user_id: int, session: SessionDep, _admin: Admin, city: CityDep
+) -> list[AccountEventRead]:
+    """Who created the account, set its password, changed its rights or re-enabled it."""
+    user = await service.get_user(session, city, user_id)
+    events = await service.account_events(session, user)
+    return [AccountEventRead.model_validate(e) for e in events]
+
+
 @router.patch("/users/{user_id}", operation_id="update_user")
 async def update_user(
-    user_id: int, body: UserUpdate, session: SessionDep, _admin: Admin, city: CityDep, now: NowDep
+    user_id: int, body: UserUpdate, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
 ) -> UserRead:
     user = await service.get_user(session, city, user_id)
     user = await service.update_user(
@@ -148,6 +160,7 @@ async def update_user(
         role=body.role,
         district_ids=body.district_ids,
         village_ids=body.village_ids,
+        by=admin,
         now=now,
     )
     return UserRead.model_validate(user)
@@ -158,31 +171,35 @@ async def set_password(
     user_id: int,
     body: PasswordSet,
     session: SessionDep,
-    _admin: Admin,
+    admin: Admin,
     city: CityDep,
     now: NowDep,
 ) -> None:
     """Set a new password; the user's tokens stop working."""
     user = await service.get_user(session, city, user_id)
-    await service.set_password(session, user, body.password, now=now)
+    await service.set_password(session, user, body.password, by=admin, now=now)
 
 
 @router.post("/users/{user_id}/suspend", operation_id="suspend_user")
 async def suspend_user(
     user_id: int, body: Suspension, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
 ) -> UserRead:
-    """Refuse the user at once: tokens already issued and API keys stop working."""
+    """Refuse the user at once: tokens already issued and API keys stop working, their active
+    schedules are paused (`owner_suspended`; reinstating does not resume them) and their live
+    sessions are ended on the speakers."""
     user = await service.get_user(session, city, user_id)
-    suspended = await service.suspend(session, admin, user, body.reason, now=now)
-    return UserRead.model_validate(suspended)
+    done = await suspension.suspend(session, city, admin, user, body.reason, now=now)
+    return UserRead.model_validate(done.user)
 
 
 @router.post("/users/{user_id}/reinstate", operation_id="reinstate_user")
 async def reinstate_user(
-    user_id: int, session: SessionDep, _admin: Admin, city: CityDep, now: NowDep
+    user_id: int, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
 ) -> UserRead:
+    """The user may log in again. Schedules paused by the suspension stay paused until someone
+    with rights resumes them (`POST /schedules/{id}/resume`)."""
     user = await service.get_user(session, city, user_id)
-    return UserRead.model_validate(await service.reinstate(session, user, now=now))
+    return UserRead.model_validate(await service.reinstate(session, user, by=admin, now=now))
 
 
 @router.get("/users/{user_id}/api-keys", operation_id="list_api_keys")

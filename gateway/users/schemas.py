@@ -73,6 +73,24 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
+class AccountEventRead(BaseModel):
+    """One change to an account: who created it, set its password, changed its rights, or
+    suspended or re-enabled it (the provenance the two-person rule reads)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str = Field(
+        description="created | password_set | role_changed | scope_widened | scope_narrowed | "
+        "suspended | reinstated"
+    )
+    at: datetime
+    by_actor: str = Field(
+        description="Who did it (`name#id`), `bootstrap`, `seed`, or `unknown` for accounts "
+        "older than this record"
+    )
+    by_user_id: int | None
+
+
 class UserPage(BaseModel):
     items: list[UserRead]
     total: int

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -28,12 +28,20 @@ from gateway.auth import (
 from gateway.errors import Conflict, Forbidden, InvalidRequest, Locked, NotFound, Unauthorized
 from gateway.places.models import City, District, Village
 from gateway.settings import Settings
-from gateway.users.models import ApiKey, RefreshToken, User
+from gateway.users.models import AccountEvent, ApiKey, RefreshToken, User
 
 _hasher = PasswordHasher()
 # Checked against when the username is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 MIN_PASSWORD = 10
+
+# Account events that give someone a way in (the account, its password) or rights (a role, a
+# wider area, being enabled again). Whoever did one of these may be able to act as the account.
+EMPOWERING: Final = frozenset(
+    {"created", "password_set", "role_changed", "scope_widened", "reinstated"}
+)
+# Of those, the ones that give rights: the account's standing dates from the last of them.
+GRANTING: Final = frozenset({"created", "role_changed", "scope_widened", "reinstated"})
 
 # Which scope each role needs: districts, villages, either, or none (city-wide).
 _SCOPE: dict[Role, str] = {
@@ -61,7 +69,7 @@ def _bad_credentials() -> Unauthorized:
     )
 
 
-def _suspended() -> Forbidden:
+def account_suspended() -> Forbidden:
     return Forbidden(
         "account_suspended",
         ko="정지된 계정입니다. 시청 관리자에게 문의해 주세요.",
@@ -156,7 +164,7 @@ async def login(
         await _record(
             sessions, city, username, user.role, "login_failed", "denied", now, "suspended"
         )
-        raise _suspended()
+        raise account_suspended()
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
@@ -257,7 +265,7 @@ async def refresh(
             await own.commit()
         raise invalid_token()
     if user.suspended_at is not None:
-        raise _suspended()
+        raise account_suspended()
     row.revoked_at = now
     return user, await _issue(session, settings, city, user, now=now)
 
@@ -292,7 +300,7 @@ async def principal_for_claims(
     if user is None or user.token_version != claims.get("ver"):
         raise invalid_token()
     if user.suspended_at is not None:
-        raise _suspended()
+        raise account_suspended()
     return principal_of(user)
 
 
@@ -306,7 +314,7 @@ async def principal_for_api_key(session: AsyncSession, key: str, *, now: datetim
     if user is None:
         raise invalid_token()
     if user.suspended_at is not None:
-        raise _suspended()
+        raise account_suspended()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         row.last_used_at = now  # at most once a minute: a busy integration is not a write load
     principal = principal_of(user)
@@ -375,8 +383,10 @@ async def create_user(
     password: str | None,
     district_ids: Sequence[int] = (),
     village_ids: Sequence[int] = (),
+    by: Principal | None,
     now: datetime,
 ) -> User:
+    """``by`` is who creates it (None: the demo seed), kept as the account's provenance."""
     await _check_scope(session, city, role, district_ids, village_ids)
     exists = await session.scalar(
         select(func.count())
@@ -406,7 +416,72 @@ async def create_user(
     )
     session.add(user)
     await session.flush()
+    await _record_change(session, user, "created", by, now)
     return user
+
+
+async def _record_change(
+    session: AsyncSession, user: User, kind: str, by: Principal | None, now: datetime
+) -> None:
+    session.add(
+        AccountEvent(
+            user_id=user.id,
+            kind=kind,
+            at=now,
+            by_user_id=by.user_id if by is not None else None,
+            by_actor=by.actor if by is not None else "seed",
+        )
+    )
+    await session.flush()
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the two-person rule needs to know of an account's history."""
+
+    # When it was created, or last given a role, a wider area or re-enabled.
+    rights_since: datetime
+    # Users who created it, set its password, gave it rights or re-enabled it, and, in turn,
+    # the users who did so to theirs: anyone who may be able to act as it.
+    empowered_by: frozenset[int]
+
+
+async def standing(session: AsyncSession, user_id: int) -> Standing:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise invalid_token()
+    rights_since = user.created_at
+    since = await session.scalar(
+        select(func.max(AccountEvent.at)).where(
+            AccountEvent.user_id == user.id, AccountEvent.kind.in_(GRANTING)
+        )
+    )
+    if since is not None and since > rights_since:
+        rights_since = since
+    seen: set[int] = set()
+    frontier = {user.id}
+    while frontier:
+        found = set(
+            await session.scalars(
+                select(AccountEvent.by_user_id).where(
+                    AccountEvent.user_id.in_(sorted(frontier)),
+                    AccountEvent.kind.in_(EMPOWERING),
+                    AccountEvent.by_user_id.is_not(None),
+                )
+            )
+        )
+        frontier = {u for u in found if u is not None} - seen - {user.id}
+        seen |= frontier
+    return Standing(rights_since=rights_since, empowered_by=frozenset(seen))
+
+
+async def account_events(session: AsyncSession, user: User) -> list[AccountEvent]:
+    rows = await session.scalars(
+        select(AccountEvent)
+        .where(AccountEvent.user_id == user.id)
+        .order_by(AccountEvent.at, AccountEvent.id)
+    )
+    return list(rows)
 
 
 async def get_user(session: AsyncSession, city: City, user_id: int) -> User:
@@ -434,6 +509,7 @@ async def update_user(
     role: Role | None,
     district_ids: Sequence[int] | None,
     village_ids: Sequence[int] | None,
+    by: Principal | None,
     now: datetime,
 ) -> User:
     new_role = role or Role(user.role)
@@ -449,6 +525,10 @@ async def update_user(
         or sorted(set(districts)) != user.district_ids
         or sorted(set(villages)) != user.village_ids
     )
+    if changed_rights:
+        await _record_change(
+            session, user, _rights_change(user, new_role, districts, villages), by, now
+        )
     user.role = new_role.value
     user.district_ids = sorted(set(districts))
     user.village_ids = sorted(set(villages))
@@ -461,7 +541,21 @@ async def update_user(
     return user
 
 
-async def set_password(session: AsyncSession, user: User, password: str, *, now: datetime) -> None:
+def _rights_change(
+    user: User, role: Role, district_ids: Sequence[int], village_ids: Sequence[int]
+) -> str:
+    """Which kind of rights change: narrowing an area gives nothing, anything else may."""
+    if role.value != user.role:
+        return "role_changed"
+    if set(district_ids) - set(user.district_ids) or set(village_ids) - set(user.village_ids):
+        return "scope_widened"
+    # Fewer districts or villages: no right the account did not already have.
+    return "scope_narrowed"
+
+
+async def set_password(
+    session: AsyncSession, user: User, password: str, *, by: Principal | None, now: datetime
+) -> None:
     check_password_rules(password, user.username)
     user.password_hash = await hash_password(password)
     user.token_version += 1
@@ -470,12 +564,15 @@ async def set_password(session: AsyncSession, user: User, password: str, *, now:
     user.updated_at = now
     await _revoke_all(session, user.id, now)
     await session.flush()
+    await _record_change(session, user, "password_set", by, now)
 
 
 async def suspend(
     session: AsyncSession, actor: Principal, user: User, reason: str, *, now: datetime
 ) -> User:
-    """Refused at once everywhere: access tokens (version), refresh tokens and API keys."""
+    """Refused at once everywhere: access tokens (version), refresh tokens and API keys.
+    What the person left running (schedules, live sessions) is stopped by
+    `gateway.users.suspension`, in the same transaction."""
     if actor.user_id == user.id:
         raise Conflict(
             "cannot_suspend_self",
@@ -489,15 +586,39 @@ async def suspend(
         user.updated_at = now
         await _revoke_all(session, user.id, now)
         await session.flush()
+        await _record_change(session, user, "suspended", actor, now)
     return user
 
 
-async def reinstate(session: AsyncSession, user: User, *, now: datetime) -> User:
+async def reinstate(
+    session: AsyncSession, user: User, *, by: Principal | None, now: datetime
+) -> User:
+    """The person may log in again. Their paused schedules stay paused until someone with
+    rights over them resumes them: nothing goes on air again unseen."""
+    if user.suspended_at is not None:
+        await _record_change(session, user, "reinstated", by, now)
     user.suspended_at = None
     user.suspended_reason = None
     user.updated_at = now
     await session.flush()
     return user
+
+
+AccountState = Literal["active", "suspended", "removed", "system"]
+
+
+async def account_state(session: AsyncSession, actor: str) -> AccountState:
+    """The state of the account behind an actor name (``Principal.actor``, as records keep it):
+    ``system`` for an actor that is not a person's account (the bootstrap token), ``removed``
+    when the account no longer exists. Work a person left behind (a schedule, a live session)
+    goes on only while this is ``active`` or ``system``."""
+    name, sep, user_id = actor.rpartition("#")
+    if not sep or not user_id.isdigit():
+        return "system"
+    user = await session.get(User, int(user_id))
+    if user is None or user.username != name:
+        return "removed"
+    return "active" if user.suspended_at is None else "suspended"
 
 
 async def create_api_key(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from gateway.auth import Sender
@@ -43,6 +43,14 @@ PAGE_HEADERS: Final = {
     "Referrer-Policy": "same-origin",
     "Permissions-Policy": "microphone=(self), camera=(), geolocation=()",
 }
+
+
+def _preview_gate(request: Request) -> service.PreviewGate:
+    gate: service.PreviewGate = request.app.state.preview_gate
+    return gate
+
+
+PreviewGateDep = Annotated[service.PreviewGate, Depends(_preview_gate)]
 
 pages = APIRouter(include_in_schema=False)
 router = APIRouter(tags=["web"])
@@ -106,10 +114,16 @@ async def service_worker() -> FileResponse:
     responses={
         200: {"content": {"audio/wav": {}}},
         422: {"description": "empty_text, text_too_long, unspeakable_text"},
+        429: {"description": "preview_busy, preview_rate_limited"},
         503: {"description": "speech_engine_unavailable, speech_engine_failed"},
     },
 )
-async def preview_speech(body: SpeechPreview, _user: Sender, runtime: RuntimeDep) -> Response:
-    """Typed text read by the gateway's speech engine, as the speakers would say it."""
-    audio = await service.speak_preview(runtime, body.text, repeat=body.repeat)
+async def preview_speech(
+    body: SpeechPreview, user: Sender, runtime: RuntimeDep, gate: PreviewGateDep
+) -> Response:
+    """Typed text read by the gateway's speech engine, as the speakers would say it.
+
+    Previews wait behind every broadcast's audio; a person may have only a few running or
+    waiting at once, and start only so many a minute."""
+    audio = await service.speak_preview(runtime, gate, user, body.text, repeat=body.repeat)
     return Response(audio, media_type="audio/wav", headers={"Cache-Control": "no-store"})

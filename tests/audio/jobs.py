@@ -32,3 +32,17 @@ def allocate(size: int) -> int:
 
 def raise_audio_error(name: str, detail: str) -> None:
     raise getattr(errors, name)(detail)
+
+
+def wait_for_file(path: str, label: str, log: str) -> str:
+    """Note `label` in `log` as started, then block until `path` exists: a job the test holds
+    in its slot until it releases it."""
+    with open(log, "a") as started:
+        started.write(label + "\n")
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return label
+
+
+def niceness() -> int:
+    return os.nice(0)

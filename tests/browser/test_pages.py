@@ -286,8 +286,17 @@ def test_an_admin_manages_people_and_approves_a_city_wide_alert(
     request = page.locator(f"[data-approval='{approval_id}']")
     expect(request).to_contain_text("산불 대피")
     expect(request).to_contain_text("시 전체")
+    # The recording that will go out can be heard first; approving signs its hash.
+    sha256 = requested.json()["audio_sha256"]["opus"]
+    expect(request).to_contain_text(f"음성 지문(SHA-256): {sha256[:12]}", timeout=LONG)
+    heard = request.get_by_label("나갈 음성 듣기")
+    expect(heard).to_have_attribute("src", re.compile("^blob:"))
+    heard.evaluate("audio => audio.play()")
+    expect(heard).to_have_js_property("paused", False, timeout=LONG)
     screenshot(page, "console-approvals")
-    request.get_by_role("button", name="승인하고 보내기").click()
+    with page.expect_request(re.compile(r"/approve$")) as approving:
+        request.get_by_role("button", name="승인하고 보내기").click()
+    assert approving.value.post_data_json == {"audio_sha256": sha256}
 
     # The second person's approval sends it at once: every village plays the alert.
     page.wait_for_url(re.compile(r"#/board/[0-9a-f]{32}$"), timeout=LONG)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
+
+from tests.support import postgres
 
 TOKEN = "e2e-token-" + "y" * 24
 
@@ -152,8 +153,6 @@ async def forget_gateway_session(mqtt_url: str, replica_id: str) -> None:
 
 # -- Seeded databases, fleets and the speakers' own account of what they played ------------------
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-
 
 async def seed_database(url: str, *, preset: str = "jinju", city_code: str = "jinju") -> str:
     """Migrate `url` and fill it with a preset city; returns `url`."""
@@ -180,24 +179,14 @@ class PostgresDatabase:
 
     @property
     def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{self.name}"
+        return postgres.url(self.name)
 
     @staticmethod
     def reachable() -> bool:
-        try:
-            with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        return postgres.reachable()
 
     async def admin(self, sql: str) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
+        await postgres.admin(sql)
 
     async def create(self) -> None:
         await self.admin(f'CREATE DATABASE "{self.name}"')
@@ -222,8 +211,7 @@ class PostgresDatabase:
 async def fresh_postgres(prefix: str, *, needed_for: str) -> AsyncIterator[PostgresDatabase]:
     """A new database on the local PostgreSQL, dropped afterwards; the test is skipped, saying
     what it `needed_for`, when no PostgreSQL is reachable."""
-    if not PostgresDatabase.reachable():
-        pytest.skip(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}; {needed_for}")
+    postgres.require(needed_for)
     database = PostgresDatabase(f"{prefix}_{secrets.token_hex(4)}")
     await database.create()
     try:

@@ -45,8 +45,8 @@ async def test_city_wide_disaster_waits_for_a_second_person(stack: Stack, record
         f"/api/v1/approvals/{approval['id']}/approve",
         headers=people[Role.DISTRICT_OFFICER].headers,
     )
-    assert district.status_code == 403
-    assert district.json()["error"] == "outside_scope"
+    assert district.status_code == 404, "not theirs to see: as if it did not exist"
+    assert district.json()["error"] == "approval_not_found"
 
     approved = await stack.client.post(
         f"/api/v1/approvals/{approval['id']}/approve",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,28 +23,10 @@ from gateway.places.models import City
 from gateway.places.router import router as places_router
 from gateway.settings import Settings
 from gateway.speakers.router import router as speakers_router
+from tests.support import postgres
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
 TOKEN = "test-token-" + "x" * 24
 CITY_CODE = "testcity"
-
-
-def _pg_reachable() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres", database="test")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _create_schema(url: str) -> None:
@@ -60,16 +41,15 @@ async def _create_schema(url: str) -> None:
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL database with the schema, shared by one test module."""
-    if not _pg_reachable():
-        pytest.skip(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}; PostgreSQL variant skipped")
+    postgres.require("PostgreSQL variant")
     name = f"maeul_test_{secrets.token_hex(4)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
     try:
-        url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        url = postgres.url(name)
         asyncio.run(_create_schema(url))
         yield url
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

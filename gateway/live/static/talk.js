@@ -217,7 +217,9 @@ function onMessage(message) {
     case "ended":
       ui.sent.textContent = (message.frames * 0.02).toFixed(1);
       ui.state.textContent = "방송이 끝났습니다";
-      say(`${(message.duration_ms / 1000).toFixed(1)}초 분량이 녹음되어 보관되었습니다.`);
+      // Ended from outside (the account was suspended): say why, as an error.
+      if (message.detail) say(korean(message.detail, "방송이 중단되었습니다."), true);
+      else say(`${(message.duration_ms / 1000).toFixed(1)}초 분량이 녹음되어 보관되었습니다.`);
       break;
     default:
       break;

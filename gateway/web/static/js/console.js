@@ -10,6 +10,10 @@ let leaveView = () => {};
 // Which view is on screen: a view still loading when the user moved on must not draw over the
 // next one (each view checks `current()` after every wait).
 let viewSeq = 0;
+// Officers see village heads' disaster alerts in a banner (see pollOfficerAlerts).
+const OFFICER_ROLES = ["district_officer", "safety_officer"];
+const ALERT_POLL_MS = 5000;
+let alertTimer = null;
 
 // ---------------------------------------------------------------- start, login, navigation
 
@@ -28,10 +32,13 @@ async function start() {
   places = null; // another person may have used this tab before
   route();
   countApprovals();
+  pollOfficerAlerts();
 }
 
 function showLogin(message) {
   viewSeq += 1;
+  clearTimeout(alertTimer);
+  showOfficerAlerts([]);
   leaveView();
   leaveView = () => {};
   me = null;
@@ -73,6 +80,7 @@ const VIEWS = {
   compose: showCompose,
   board: showBoard,
   history: showHistory,
+  schedules: showSchedules,
   devices: showDevices,
   approvals: showApprovals,
   users: showUsers,
@@ -126,6 +134,43 @@ async function countApprovals() {
     badge.hidden = page.total === 0;
   } catch { /* not every role may read them */ }
 }
+
+// ---------------------------------------------------------------- officer alerts
+
+// A village head's disaster alert in the officer's area: a banner over every view until the
+// officer presses 확인. Asked for every few seconds; the console is the channel today.
+async function pollOfficerAlerts() {
+  clearTimeout(alertTimer);
+  if (!me || !OFFICER_ROLES.includes(me.role)) return showOfficerAlerts([]);
+  const who = me;
+  try {
+    const page = await session.get("officer-alerts", { unacknowledged: true, limit: 20 });
+    if (me === who) showOfficerAlerts(page.items);
+  } catch { /* asked again at the next turn */ }
+  if (me === who) alertTimer = setTimeout(pollOfficerAlerts, ALERT_POLL_MS);
+}
+
+function showOfficerAlerts(items) {
+  const box = document.getElementById("officer-alerts");
+  box.hidden = items.length === 0;
+  box.innerHTML = items.map((a) => `
+    <div class="officer-alert" data-alert="${esc(a.id)}">
+      <strong>${esc(a.message)}</strong>
+      <span class="at">${when(a.created_at)}</span>
+      <a href="#/board/${esc(a.broadcast_id)}">방송 보기</a>
+      <button class="btn" type="button" data-ack="${esc(a.id)}">확인</button>
+    </div>`).join("");
+}
+
+document.getElementById("officer-alerts").addEventListener("click", async (e) => {
+  const id = e.target.dataset.ack;
+  if (!id) return;
+  e.target.disabled = true;
+  try {
+    await session.request(`officer-alerts/${id}/ack`, { method: "POST" });
+  } catch { /* still waiting: it stays on screen */ }
+  pollOfficerAlerts();
+});
 
 // ---------------------------------------------------------------- compose
 
@@ -726,6 +771,47 @@ async function showHistory(_arg, current) {
   await load();
 }
 
+// ---------------------------------------------------------------- schedules
+
+async function showSchedules(_arg, current) {
+  const page = await session.get("schedules", { limit: 200 });
+  if (!current()) return;
+  const stateCell = (s) => {
+    const label = `<span class="badge${s.state === "paused" ? " off" : ""}">${esc(WORDS.schedule[s.state] || s.state)}</span>`;
+    const why = s.state === "paused" && s.paused_reason ?
+      ` <span class="muted">${esc(WORDS.paused[s.paused_reason] || s.paused_reason)}</span>` : "";
+    return label + why;
+  };
+  const actions = (s) => [
+    s.state === "paused" ? `<button class="btn small" data-resume="${esc(s.id)}" type="button">다시 시작</button>` : "",
+    ["active", "paused"].includes(s.state) ? `<button class="btn small danger" data-cancel="${esc(s.id)}" type="button">취소</button>` : "",
+  ].join(" ");
+  main.innerHTML = `
+    <h1>예약 방송</h1>
+    <p class="muted">계정이 정지된 사람의 예약은 일시 중지됩니다. 정지를 풀어도 저절로 다시 시작하지 않으니, 확인한 뒤 다시 시작하거나 취소해 주세요.</p>
+    <div id="schedule-message" role="status"></div>
+    <div id="schedule-table">${page.items.length === 0 ? '<p class="card">예약된 방송이 없습니다.</p>' : `
+      <table class="data"><thead><tr><th>상태</th><th>종류</th><th>내용</th><th>일정</th><th>다음 방송</th><th>만든 사람</th><th></th></tr></thead>
+      <tbody>${page.items.map((s) => `<tr data-schedule="${esc(s.id)}" data-state="${esc(s.state)}">
+        <td>${stateCell(s)}</td><td>${categoryBadge(s.category)}</td>
+        <td>${modeBadge(s.mode)}${esc(s.title || firstWords(s.text) || "음성 방송")}</td>
+        <td>${esc(s.recurrence.description)}</td><td>${s.next_fire_at ? when(s.next_fire_at) : "-"}</td>
+        <td>${esc(s.created_by)}</td><td>${actions(s)}</td></tr>`).join("")}</tbody></table>`}</div>`;
+  document.getElementById("schedule-table").addEventListener("click", async (e) => {
+    const id = e.target.dataset.resume || e.target.dataset.cancel;
+    if (!id) return;
+    const verb = e.target.dataset.resume ? "resume" : "cancel";
+    if (verb === "cancel" && !confirm("이 예약을 취소할까요? 남은 방송이 모두 나가지 않습니다.")) return;
+    try {
+      await session.request(`schedules/${id}/${verb}`, { method: "POST" });
+      route();
+    } catch (err) {
+      document.getElementById("schedule-message").innerHTML =
+        `<div class="notice error" role="alert">${esc(koreanError(err))}</div>`;
+    }
+  });
+}
+
 // ---------------------------------------------------------------- devices
 
 async function showDevices(_arg, current) {
@@ -810,17 +896,24 @@ async function showApprovals(_arg, current) {
         <h2>${modeBadge(a.mode)}${categoryBadge(a.category)} ${esc(a.title || firstWords(a.text) || "음성 방송")}</h2>
         ${a.text ? `<p>${esc(a.text)}</p>` : ""}
         <p class="muted">요청: ${esc(a.requested_by)} · ${when(a.created_at)} · 대상: ${esc(targetText(a.target))} · 승인 기한: ${when(a.expires_at)}</p>
-        <div class="button-row">
-          <button class="btn primary" data-approve="${esc(a.id)}" type="button">승인하고 보내기</button>
-          <button class="btn danger" data-reject="${esc(a.id)}" type="button">거절</button>
+        <div class="listen">
+          <p class="listen-title">나갈 음성 듣기 (${(a.duration_ms / 1000).toFixed(1)}초)</p>
+          <audio class="playback" controls preload="none" aria-label="나갈 음성 듣기" data-audio-for="${esc(a.id)}"></audio>
+          <p class="muted" data-heard="${esc(a.id)}">음성을 불러오는 중…</p>
         </div>
+        ${decisionButtons(a)}
       </div>`).join("")}</div>`;
+  const heard = new Map();
+  page.items.forEach((a) => loadApprovalAudio(a, heard, current));
   document.getElementById("approval-list").addEventListener("click", async (e) => {
     const id = e.target.dataset.approve || e.target.dataset.reject;
     if (!id) return;
     const verb = e.target.dataset.approve ? "approve" : "reject";
+    // Approving names the recording this page offered to hear: if it is not what would go out,
+    // the gateway refuses (approval_audio_changed) instead of sending something nobody heard.
+    const json = verb === "approve" && heard.has(id) ? { audio_sha256: heard.get(id) } : {};
     try {
-      const { body } = await session.request(`approvals/${id}/${verb}`, { method: "POST", json: {} });
+      const { body } = await session.request(`approvals/${id}/${verb}`, { method: "POST", json });
       countApprovals();
       // Approving answers with the broadcast it started.
       if (verb === "approve" && body.broadcast) location.hash = `#/board/${body.broadcast.id}`;
@@ -830,6 +923,42 @@ async function showApprovals(_arg, current) {
         `<div class="notice error" role="alert">${esc(koreanError(err))}</div>`;
     }
   });
+}
+
+// Auditors only read; the person who asked may withdraw, never approve.
+function decisionButtons(approval) {
+  if (me.role === "auditor") return '<p class="muted">감사 목적의 읽기 전용입니다.</p>';
+  if (me.user_id !== null && approval.requested_by.endsWith(`#${me.user_id}`)) {
+    return `<div class="button-row">
+      <button class="btn danger" data-reject="${esc(approval.id)}" type="button">요청 철회</button>
+    </div>`;
+  }
+  return `<div class="button-row">
+    <button class="btn primary" data-approve="${esc(approval.id)}" type="button">승인하고 보내기</button>
+    <button class="btn danger" data-reject="${esc(approval.id)}" type="button">거절</button>
+  </div>`;
+}
+
+// The recording that approving would send, fetched with the token (an <audio src> cannot send
+// one) in a format this browser plays; its sha256 is what an approval then signs.
+async function loadApprovalAudio(approval, heard, current) {
+  const audio = document.querySelector(`[data-audio-for="${approval.id}"]`);
+  const status = document.querySelector(`[data-heard="${approval.id}"]`);
+  const codecs = approval.audio_sha256 || {};
+  const opus = "opus" in codecs && audio.canPlayType('audio/ogg; codecs="opus"') !== "";
+  const codec = opus ? "opus" : ("mp3" in codecs ? "mp3" : Object.keys(codecs)[0]);
+  try {
+    const response = await session.fetch(withQuery(approval.audio_url, { codec }));
+    if (!response.ok) throw toError(response, await readBody(response));
+    const blob = await response.blob();
+    if (!current()) return;
+    const digest = (response.headers.get("ETag") || "").replaceAll('"', "") || codecs[codec];
+    audio.src = URL.createObjectURL(blob);
+    heard.set(approval.id, digest);
+    status.textContent = `음성 지문(SHA-256): ${digest.slice(0, 12)}… · 승인하면 이 음성이 나갑니다.`;
+  } catch (err) {
+    if (current()) status.textContent = `음성을 불러오지 못했습니다: ${koreanError(err)}`;
+  }
 }
 
 // ---------------------------------------------------------------- users (admins)
@@ -878,7 +1007,7 @@ async function showUsers(_arg, current) {
   main.querySelector("table").addEventListener("click", async (e) => {
     try {
       if (e.target.dataset.suspend) {
-        const reason = prompt("정지하는 까닭을 적어 주세요.");
+        const reason = prompt("정지하면 이 사람의 예약 방송은 일시 중지되고 진행 중인 실시간 방송은 바로 끝납니다. 정지하는 까닭을 적어 주세요.");
         if (!reason) return;
         await session.request(`users/${e.target.dataset.suspend}/suspend`, { method: "POST", json: { reason } });
         route();

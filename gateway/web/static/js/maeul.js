@@ -51,6 +51,17 @@ const WORDS = {
     completed: "끝남",
     cancelled: "취소됨",
   },
+  schedule: {
+    active: "예약됨",
+    paused: "일시 중지",
+    completed: "끝남",
+    cancelled: "취소됨",
+  },
+  // Why a schedule is paused (its paused_reason).
+  paused: {
+    owner_suspended: "만든 사람의 계정 정지",
+    owner_removed: "만든 사람의 계정 없음",
+  },
 };
 
 // What each role may send, as the gateway enforces it (gateway/scopes.py).

@@ -4,8 +4,8 @@ The same key from two people is two requests; the gateway's own keys (a schedule
 an approved request) have the scope "gateway". Keys written before have the empty scope, except
 the gateway's own, recognisable by their prefix.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-05 20:40:00.000000
 """
 
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

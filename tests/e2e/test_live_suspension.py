@@ -1,0 +1,95 @@
+"""End to end: suspending a person ends their live talk on every speaker, through the gateway
+process, a real Mosquitto and simulated speakers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devices.simulator import Fleet
+from maeul.live import LiveClient
+from tests.devices.observer import Observer
+from tests.e2e.harness import GatewayProcess
+from tests.e2e.test_live import _district, _final, fleet, gateway, observer
+from wire.contract import AckStatus
+
+__all__ = ["fleet", "gateway", "observer"]  # the fixtures, shared
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PASSWORD = "correct-horse-battery"
+
+
+async def _create_officer(gateway: GatewayProcess, district_id: int) -> int:
+    async with gateway.client() as client:
+        created = await client.post(
+            "/api/v1/users",
+            json={
+                "username": "officer-d02",
+                "display_name": "담당자",
+                "role": "district_officer",
+                "password": PASSWORD,
+                "district_ids": [district_id],
+            },
+        )
+        assert created.status_code == 201, created.text
+        user_id: int = created.json()["id"]
+    return user_id
+
+
+async def test_suspending_a_person_ends_their_live_talk_on_every_speaker(
+    gateway: GatewayProcess, fleet: Fleet, observer: Observer, tmp_path: Path
+) -> None:
+    async with gateway.client() as client:
+        district_id, speakers, _ = await _district(client, "d02")
+        user_id = await _create_officer(gateway, district_id)
+        login = await client.post(
+            "/api/v1/auth/token",
+            data={"username": "officer-d02", "password": PASSWORD},
+            headers={"Authorization": ""},
+        )
+        assert login.status_code == 200, login.text
+    talk = LiveClient(gateway.url, login.json()["access_token"])
+    try:
+        started = await talk.open(
+            {"category": "administrative", "district_ids": [district_id], "format": "pcm"}
+        )
+        broadcast_id = started["broadcast_id"]
+        await talk.wait_for("ready", 30)
+        tone = (8000 * np.sin(np.arange(16000) * 2 * np.pi * 300 / 16000)).astype("<i2")
+        pcm = tone.tobytes()
+        for offset in range(0, len(pcm), 640):  # 20 ms of 16 kHz PCM per message
+            await talk.send(pcm[offset : offset + 640])
+            await asyncio.sleep(0.02)
+
+        async with gateway.client() as client:
+            suspended = await client.post(
+                f"/api/v1/users/{user_id}/suspend", json={"reason": "부적절한 방송"}
+            )
+            assert suspended.status_code == 200, suspended.text
+        ended = await talk.wait_for("ended", 30)
+        await talk.wait_for("closed", 30)
+    finally:
+        await talk.close()
+    assert ended["reason"] == "owner_suspended"
+    assert "계정이 정지" in ended["detail"]
+    assert talk._socket.close_code == 1008
+    assert talk._socket.close_reason == "owner_suspended"
+
+    # Every speaker got the end: what was said played, and nothing is left playing.
+    await observer.until(
+        lambda: all(_final(observer, broadcast_id, s) is not None for s in speakers), 30
+    )
+    for speaker in speakers:
+        final = _final(observer, broadcast_id, speaker)
+        assert final.status is AckStatus.PLAYED, (speaker, final)
+        assert fleet.speaker(speaker).live.playing is None
+    with sqlite3.connect(tmp_path / "maeul.db") as db:
+        row = db.execute(
+            "SELECT state, end_reason FROM live_sessions WHERE broadcast_id = ?", (broadcast_id,)
+        ).fetchone()
+    assert row == ("ended", "owner_suspended")
