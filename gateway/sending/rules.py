@@ -87,10 +87,11 @@ RULES: Final[tuple[Rule, ...]] = (
                 Outcome(403, "outside_scope"),
                 *_NOW_PATHS,
                 Path.SCHEDULE,
-                Path.APPROVAL,
                 Path.LIVE,
                 Path.RESEND,
             ),
+            # Whoever may not approve it does not see the request (`approvals.visibility`).
+            Path.APPROVAL: Outcome(404, "approval_not_found"),
         },
     ),
     Rule(
