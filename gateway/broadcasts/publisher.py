@@ -121,6 +121,9 @@ class Publisher:
     async def run(self) -> None:
         failing = False
         while True:
+            # Cleared before the pass, not after: a commit that lands while this pass runs
+            # (after its claim) leaves the wake set, and the next pass starts at once.
+            self.wake.clear()
             try:
                 done = await self.publish_due()
                 failing = False
@@ -134,7 +137,6 @@ class Publisher:
                 log.exception("publisher pass failed; retrying")
                 done = 0
             if done == 0:
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self._settings.poll_interval_s)
 

@@ -4,6 +4,8 @@ by a transaction rolled back, not by a request that wrote none."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -11,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import Publication
+from gateway.broadcasts.publisher import Claimed
 from gateway.broadcasts.service import BroadcastRequest, Started, StoredAudio, record_broadcast
 from gateway.db import AfterCommit, create_sessions
 from gateway.deliveries import service as deliveries
@@ -131,3 +134,36 @@ async def test_each_session_factory_wakes_only_its_own_publisher(stack: Stack) -
         await session.commit()
     assert woken == ["other"]
     assert not wake.is_set()
+
+
+async def test_a_commit_during_a_pass_that_found_nothing_is_not_missed(stack: Stack) -> None:
+    """Publications committed while a pass was already past its claim are published by the
+    next pass at once, not after a poll interval."""
+    publisher = stack.app.state.publisher
+    publisher._settings = stack.settings.model_copy(update={"poll_interval_s": 3600.0})
+    passes = 0
+    second = asyncio.Event()
+    claim = publisher._claim
+
+    async def claiming(now: datetime) -> list[Claimed]:
+        nonlocal passes
+        passes += 1
+        found = await claim(now)
+        if passes == 1:
+            # Committed just after this pass looked: its wake must survive the pass.
+            async with stack.app.state.sessions() as session:
+                await _record(stack, session)
+                await session.commit()
+        else:
+            second.set()
+        return found
+
+    publisher._claim = claiming
+    running = asyncio.create_task(publisher.run())
+    try:
+        async with asyncio.timeout(30):  # far below the poll interval
+            await second.wait()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
