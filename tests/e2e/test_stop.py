@@ -79,13 +79,16 @@ async def test_sigterm_with_an_event_stream_open_ends_the_stream_and_drains(
             ) as response:
                 assert response.status_code == 200
                 reading = asyncio.create_task(_read_events(response, first))
-                async with asyncio.timeout(LIMIT_S):
-                    await first.wait()
-                assert gateway.process is not None
-                gateway.process.send_signal(signal.SIGTERM)
-                await _stopped(gateway)
-                # The stream ended as a stream ends, not cut off by a cancelled request.
-                events = await asyncio.wait_for(reading, LIMIT_S)
+                try:
+                    async with asyncio.timeout(LIMIT_S):
+                        await first.wait()
+                    assert gateway.process is not None
+                    gateway.process.send_signal(signal.SIGTERM)
+                    await _stopped(gateway)
+                    # The stream ended as a stream ends, not cut off by a cancelled request.
+                    events = await asyncio.wait_for(reading, LIMIT_S)
+                finally:
+                    reading.cancel()
         assert events, "the board was sent the broadcast's state"
         assert '"state":"completed"' not in events[-1], "the broadcast was still running"
         assert DRAINED in gateway.log_tail(), gateway.log_tail()
