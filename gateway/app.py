@@ -409,11 +409,11 @@ def create_app(
         summary="Smart-village broadcast gateway: phones and office PCs to village loudspeakers.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.clock = clock
     # Set when the replica begins to stop: open event streams end instead of holding the stop.
     stopping = asyncio.Event()
     app.state.stopping = stopping
+    app.state.settings = settings
+    app.state.clock = clock
     _install_handlers(app)
 
     # Wakes the publisher after a committed broadcast and writes the audit row, per request.
