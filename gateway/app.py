@@ -278,6 +278,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stopping.clear()  # an app started again after a stop serves its streams again
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
@@ -384,12 +385,19 @@ def create_app(
         try:
             yield
         finally:
+            # A server that runs the lifespan's end before closing connections ends the streams
+            # here; uvicorn's GatewayServer (gateway/serving.py) has done so already.
+            stopping.set()
             await hub.close()
             if settings.background_workers:
                 # Hand this replica's share of acks and presence to the others, and record what
                 # had already reached it, before the loops stop.
                 await mqtt.leave()
-                if not await intake.drain(settings.shutdown_drain_s):
+                if await intake.drain(settings.shutdown_drain_s):
+                    log.info(
+                        "replica %s left the shared subscriptions and drained", settings.replica_id
+                    )
+                else:
                     log.warning("stopping with acks not yet recorded; speakers are asked again")
             for task in tasks:
                 task.cancel()
@@ -406,6 +414,9 @@ def create_app(
         summary="Smart-village broadcast gateway: phones and office PCs to village loudspeakers.",
         lifespan=lifespan,
     )
+    # Set when the replica begins to stop: open event streams end instead of holding the stop.
+    stopping = asyncio.Event()
+    app.state.stopping = stopping
     app.state.settings = settings
     app.state.clock = clock
     _install_handlers(app)
