@@ -7,10 +7,12 @@ import asyncio
 import io
 import json
 import logging
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from tests.media import make_recording
 from wire import contract
 from wire.contract import AckStatus
 
+ROOT = Path(__file__).resolve().parents[2]
 LEGACY_FAMILIES = (
     "maeul_intake_total",
     "maeul_intake_dropped_total",
@@ -225,3 +228,25 @@ async def test_request_ids_are_made_when_missing_or_unusable(stack: Stack) -> No
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="GATEWAY_LOG_FORMAT"):
         configure_logging(log_format="xml")
+
+
+async def test_dashboard_and_proxy_examples_match_the_metrics(stack: Stack) -> None:
+    await stack.client.get("/healthz")  # a labelled histogram shows once it has a sample
+    exposed = {
+        sample.name
+        for family in text_string_to_metric_families((await stack.client.get("/metrics")).text)
+        for sample in family.samples
+    }
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "maeul.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"maeul_[a-z_]+", target["expr"])
+    }
+    assert queried, "the dashboard queries nothing"
+    assert queried - exposed == set(), "the dashboard queries metrics the gateway does not expose"
+    for name in HISTOGRAMS:
+        assert f"{name}_bucket" in queried, name
+    nginx = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    assert re.search(r"location = /metrics \{\s*deny all;\s*\}", nginx)
