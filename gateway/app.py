@@ -364,7 +364,13 @@ def create_app(
         ok = all(checks.values())
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", operation_id="metrics", tags=["health"], response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        operation_id="metrics",
+        summary="Metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+    )
     async def render_metrics() -> Response:
         # This replica's own numbers: Prometheus scrapes each replica and adds them up.
         return Response(metrics.render(), media_type=CONTENT_TYPE)
