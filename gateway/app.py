@@ -23,6 +23,7 @@ from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.router import router as audit_router
+from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
@@ -30,7 +31,7 @@ from gateway.broadcasts.service import Runtime
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
 from gateway.clock import Clock, SystemClock
-from gateway.db import create_engine, create_sessions
+from gateway.db import AfterCommit, create_engine, create_sessions
 from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
@@ -44,6 +45,7 @@ from gateway.live.settings import LiveSettings
 from gateway.logs import RequestIds
 from gateway.metrics import CONTENT_TYPE, Metrics, RequestTimer
 from gateway.notices.router import router as notices_router
+from gateway.officer_alerts.router import router as officer_alerts_router
 from gateway.places.models import City
 from gateway.places.router import router as places_router
 from gateway.provisioning import router as provisioning_router
@@ -210,7 +212,10 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
-        app.state.sessions = create_sessions(engine)
+        # Whatever commits publications (a request, a schedule, an approval, a live session,
+        # the sweeper, a speaker's catch-up) wakes the publisher right after its commit.
+        after_commit = AfterCommit()
+        app.state.sessions = create_sessions(engine, after_commit=after_commit)
         city_id = await _ensure_city(app, settings)
         app.state.city_id = city_id
         app.state.status_cache = StatusCache(
@@ -254,6 +259,7 @@ def create_app(
         publisher = Publisher(
             app.state.sessions, mqtt, settings, clock, owner=settings.replica_id, metrics=metrics
         )
+        after_commit.on_insert(Publication, publisher.wake.set)
         intake = Intake(
             app.state.sessions,
             mqtt,
@@ -280,7 +286,6 @@ def create_app(
             app.state.sessions,
             app.state.runtime,
             city_code=settings.city_code,
-            on_fired=publisher.wake.set,
         )
         app.state.scheduler = scheduler
         fanout = live_bus
@@ -343,7 +348,7 @@ def create_app(
     metrics.watch(app.state, DROP_REASONS)
     _install_handlers(app)
 
-    # Wakes the publisher after a committed broadcast and writes the audit row, per request.
+    # Writes the audit row of every request.
     app.add_middleware(AfterRequest)
     # Added last, so outermost: the timer sees the whole request, and every line logged while
     # serving it (the audit's included) carries its id.
@@ -392,6 +397,7 @@ def create_app(
     app.include_router(live_router, prefix=API)
     app.include_router(live_pages)
     app.include_router(notices_router, prefix=API)
+    app.include_router(officer_alerts_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -56,9 +56,11 @@ class Settings(BaseSettings):
     login_lockout_s: int = Field(default=900, ge=1, le=86400)
 
     # Broadcasts one person may start in an hour, and village notices one village may receive in
-    # an hour (0: no limit). Disaster alerts are never limited.
+    # an hour (0: no limit). Disaster alerts are not limited, but for a village head's: a few
+    # an hour (0: no limit), never delayed, and the district's officers are told at once.
     rate_limit_user_per_hour: int = Field(default=30, ge=0, le=10_000)
     rate_limit_village_notices_per_hour: int = Field(default=4, ge=0, le=1000)
+    rate_limit_head_disaster_per_hour: int = Field(default=3, ge=0, le=1000)
 
     # Recordings are deleted this many days after their broadcast (disaster alerts: the second
     # figure), unless held as evidence; the broadcast's record itself is kept.

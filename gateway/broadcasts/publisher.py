@@ -50,6 +50,10 @@ AUDIO_CACHE_MAX: Final = 32
 PUBLISHED: Final = "published"
 ABANDONED: Final = "abandoned"
 SUPERSEDED: Final = "superseded"
+# A live broadcast's play command whose session has ended: a live talk is heard now or not at
+# all, never later as an ordinary broadcast of its chime or of what was said.
+LIVE_ENDED: Final = "live_ended"
+_GIVEN_UP: Final = (ABANDONED, SUPERSEDED, LIVE_ENDED)
 
 
 @dataclass
@@ -108,7 +112,7 @@ class Publisher:
         self._batch = batch
         self._limit = asyncio.Semaphore(concurrency)
         # By broadcast and its audio: a live broadcast's audio changes from the start chime to
-        # the recording when the talk ends, and a late copy then carries the recording.
+        # the recording when the talk ends (its play commands are given up from then on).
         self._audio: OrderedDict[tuple[str, str], tuple[contract.AudioRef, ...]] = OrderedDict()
         self._postgres = not settings.is_sqlite
         self._signer: Signer | None = None
@@ -121,6 +125,9 @@ class Publisher:
     async def run(self) -> None:
         failing = False
         while True:
+            # Cleared before the pass, not after: a commit that lands while this pass runs
+            # (after its claim) leaves the wake set, and the next pass starts at once.
+            self.wake.clear()
             try:
                 done = await self.publish_due()
                 failing = False
@@ -134,7 +141,6 @@ class Publisher:
                 log.exception("publisher pass failed; retrying")
                 done = 0
             if done == 0:
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self._settings.poll_interval_s)
 
@@ -243,7 +249,8 @@ class Publisher:
                 )
             ).tuples()
             found = list(rows)
-            # A live broadcast's start command names its stream (None once the session ended).
+            # A live broadcast's start command names its stream; None once the session ended,
+            # and then the command is not sent at all (`_publish`).
             streams = {
                 bid: await live.stream_of(session, bid) for bid in {b.id for _, b, _ in found}
             }
@@ -369,6 +376,8 @@ class Publisher:
             return _Outcome(ABANDONED, now)
         if item.superseded:
             return _Outcome(SUPERSEDED, now)
+        if publication.kind == "play" and item.live is None and _is_live(broadcast):
+            return _Outcome(LIVE_ENDED, now)
         if item.problem is not None and publication.kind == "play":
             return _Outcome(item.problem, now)
         try:
@@ -414,9 +423,9 @@ class Publisher:
                         await deliveries.mark_published(
                             session, row, now=outcome.at, ack_timeout=ack_timeout
                         )
-                elif outcome.result in (ABANDONED, SUPERSEDED):
+                elif outcome.result in _GIVEN_UP:
                     row.state = "abandoned"
-                    row.last_error = None if outcome.result == ABANDONED else SUPERSEDED
+                    row.last_error = None if outcome.result == ABANDONED else outcome.result
                 else:
                     row.last_error = outcome.result
                     backoff = min(30.0, 0.5 * 2 ** min(row.attempts, 6))
@@ -432,7 +441,7 @@ class Publisher:
             if outcome.result == PUBLISHED:
                 self.stats.published += 1
                 self._metrics.observe_publish_lag(item.publication.available_at, outcome.at)
-            elif outcome.result in (ABANDONED, SUPERSEDED):
+            elif outcome.result in _GIVEN_UP:
                 self.stats.abandoned += 1
             else:
                 self.stats.failed += 1
@@ -497,6 +506,11 @@ async def _covered(session: AsyncSession, claimed: list[Publication]) -> set[int
             covered.add(p.id)
         batch.add(pair)
     return covered
+
+
+def _is_live(broadcast: Broadcast) -> bool:
+    """A live session's broadcast: its play command is only ever sent with the stream."""
+    return broadcast.target.get("live") is True
 
 
 def _audio_key(broadcast: Broadcast) -> tuple[str, str]:

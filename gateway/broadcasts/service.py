@@ -39,6 +39,7 @@ from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.officer_alerts import service as officer_alerts
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.settings import Settings
@@ -180,6 +181,7 @@ async def start_broadcast(
         district_ids=request.district_ids,
         village_ids=request.village_ids,
     )
+    # Refused before the transcode when already over; counted for good under the lock below.
     await limit_request(session, runtime, city, request, target)
     recipients = await speakers.speakers_for(
         session, city.id, village_ids=None if target.all else target.village_ids
@@ -204,6 +206,8 @@ async def start_broadcast(
         duration_ms=transcoded.duration_ms,
         sha256={codec: transcoded.variants[codec].sha256 for codec in codecs},
     )
+    # The limits' locks are taken after the transcode, so no send waits on another's.
+    await limit_request(session, runtime, city, request, target, lock=True)
     await _store_audio(session, transcoded, codecs, runtime.clock.now())
     if await approvals.needs_approval(session, request, target):
         approval = await approvals.request_approval(session, runtime, city, request, audio)
@@ -267,6 +271,9 @@ async def record_broadcast(
         return Started(winner, replayed=True)
 
     await deliveries.create_deliveries(session, broadcast.id, recipients, now)
+    # A village head's disaster alert: the district's officers are told in this transaction.
+    role = request.principal.role if request.principal is not None else None
+    await officer_alerts.head_disaster_sent(session, city.id, broadcast, role, now)
     if per_speaker:
         await _plan_speaker_publications(session, broadcast, recipients, now)
     else:
@@ -297,9 +304,16 @@ async def limit_request(
     city: City,
     request: BroadcastRequest,
     target: places.ResolvedTarget,
+    *,
+    lock: bool = False,
 ) -> None:
     """429 when the caller or a village has had its share this hour. The bootstrap token (the
-    deployment's own provisioning and integrations) is not limited; people are."""
+    deployment's own provisioning and integrations) is not limited; people are.
+
+    Without ``lock`` this is an early answer, read again under the lock where the broadcast is
+    written (making a schedule writes none). With ``lock`` the counts stay locked until the
+    transaction ends, so the broadcast must be written in it, soon: on SQLite the lock is the
+    database's write lock, never to be held through a transcode."""
     principal = request.principal
     if principal is None or principal.user_id is None:
         return
@@ -311,6 +325,8 @@ async def limit_request(
         category=request.category,
         village_ids=target.village_ids,
         now=runtime.clock.now(),
+        role=principal.role,
+        lock=lock,
     )
 
 

@@ -10,6 +10,10 @@ let leaveView = () => {};
 // Which view is on screen: a view still loading when the user moved on must not draw over the
 // next one (each view checks `current()` after every wait).
 let viewSeq = 0;
+// Officers see village heads' disaster alerts in a banner (see pollOfficerAlerts).
+const OFFICER_ROLES = ["district_officer", "safety_officer"];
+const ALERT_POLL_MS = 5000;
+let alertTimer = null;
 
 // ---------------------------------------------------------------- start, login, navigation
 
@@ -28,10 +32,13 @@ async function start() {
   places = null; // another person may have used this tab before
   route();
   countApprovals();
+  pollOfficerAlerts();
 }
 
 function showLogin(message) {
   viewSeq += 1;
+  clearTimeout(alertTimer);
+  showOfficerAlerts([]);
   leaveView();
   leaveView = () => {};
   me = null;
@@ -127,6 +134,43 @@ async function countApprovals() {
     badge.hidden = page.total === 0;
   } catch { /* not every role may read them */ }
 }
+
+// ---------------------------------------------------------------- officer alerts
+
+// A village head's disaster alert in the officer's area: a banner over every view until the
+// officer presses 확인. Asked for every few seconds; the console is the channel today.
+async function pollOfficerAlerts() {
+  clearTimeout(alertTimer);
+  if (!me || !OFFICER_ROLES.includes(me.role)) return showOfficerAlerts([]);
+  const who = me;
+  try {
+    const page = await session.get("officer-alerts", { unacknowledged: true, limit: 20 });
+    if (me === who) showOfficerAlerts(page.items);
+  } catch { /* asked again at the next turn */ }
+  if (me === who) alertTimer = setTimeout(pollOfficerAlerts, ALERT_POLL_MS);
+}
+
+function showOfficerAlerts(items) {
+  const box = document.getElementById("officer-alerts");
+  box.hidden = items.length === 0;
+  box.innerHTML = items.map((a) => `
+    <div class="officer-alert" data-alert="${esc(a.id)}">
+      <strong>${esc(a.message)}</strong>
+      <span class="at">${when(a.created_at)}</span>
+      <a href="#/board/${esc(a.broadcast_id)}">방송 보기</a>
+      <button class="btn" type="button" data-ack="${esc(a.id)}">확인</button>
+    </div>`).join("");
+}
+
+document.getElementById("officer-alerts").addEventListener("click", async (e) => {
+  const id = e.target.dataset.ack;
+  if (!id) return;
+  e.target.disabled = true;
+  try {
+    await session.request(`officer-alerts/${id}/ack`, { method: "POST" });
+  } catch { /* still waiting: it stays on screen */ }
+  pollOfficerAlerts();
+});
 
 // ---------------------------------------------------------------- compose
 
