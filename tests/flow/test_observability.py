@@ -250,3 +250,18 @@ async def test_dashboard_and_proxy_examples_match_the_metrics(stack: Stack) -> N
         assert f"{name}_bucket" in queried, name
     nginx = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
     assert re.search(r"location = /metrics \{\s*deny all;\s*\}", nginx)
+
+
+def test_json_format_is_what_the_process_writes() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        configure_logging(log_format="json")  # as `maeul serve` sets it up from the variable
+        logging.getLogger("gateway.test").warning("one line, %s", "as JSON")
+    finally:
+        root.removeHandler(handler)
+    line = json.loads(out.getvalue().splitlines()[-1])
+    assert line["message"] == "one line, as JSON"
+    assert (line["level"], line["logger"]) == ("WARNING", "gateway.test")
