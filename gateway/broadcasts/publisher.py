@@ -34,6 +34,8 @@ from gateway.bus import Bus, BusUnavailable
 from gateway.clock import Clock, to_ms
 from gateway.deliveries import service as deliveries
 from gateway.live import service as live
+from gateway.logs import about_broadcast
+from gateway.metrics import Metrics
 from gateway.places.models import City
 from gateway.settings import Settings
 from gateway.signing import Signer, active_signer
@@ -99,8 +101,10 @@ class Publisher:
         owner: str,
         batch: int = 200,
         concurrency: int = 64,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics or Metrics()
         self._bus = bus
         self._settings = settings
         self._clock = clock
@@ -392,6 +396,7 @@ class Publisher:
 
     async def _record(self, written: list[tuple[Claimed, _Outcome]]) -> None:
         ack_timeout = timedelta(seconds=self._settings.ack_timeout_s)
+        first_sends: set[str] = set()  # broadcasts of which a first publication went out
         async with self._sessions() as session:
             rows = {
                 row.id: row
@@ -412,6 +417,8 @@ class Publisher:
                 if outcome.result == PUBLISHED:
                     row.state = "published"
                     row.published_at = outcome.at
+                    if row.created_at == item.broadcast.created_at:
+                        first_sends.add(row.broadcast_id)
                     if row.kind == "play":
                         await deliveries.mark_published(
                             session, row, now=outcome.at, ack_timeout=ack_timeout
@@ -423,14 +430,39 @@ class Publisher:
                     row.last_error = outcome.result
                     backoff = min(30.0, 0.5 * 2 ** min(row.attempts, 6))
                     row.available_at = self._clock.now() + timedelta(seconds=backoff)
+            published = await _first_sends_done(session, first_sends)
             await session.commit()
-        for _, outcome in written:
+        for broadcast_id in sorted(published):
+            with about_broadcast(broadcast_id):
+                log.info(
+                    "broadcast %s published: its first commands reached the broker", broadcast_id
+                )
+        for item, outcome in written:
             if outcome.result == PUBLISHED:
                 self.stats.published += 1
+                self._metrics.observe_publish_lag(item.publication.available_at, outcome.at)
             elif outcome.result in _GIVEN_UP:
                 self.stats.abandoned += 1
             else:
                 self.stats.failed += 1
+
+
+async def _first_sends_done(session: AsyncSession, broadcast_ids: set[str]) -> set[str]:
+    """Those of the broadcasts with no publication written with them still pending (retries and
+    catch-ups, written later, do not count): their publishing is done."""
+    if not broadcast_ids:
+        return set()
+    pending = await session.scalars(
+        select(Publication.broadcast_id)
+        .join(Broadcast, Broadcast.id == Publication.broadcast_id)
+        .where(
+            Publication.broadcast_id.in_(broadcast_ids),
+            Publication.state == "pending",
+            Publication.created_at == Broadcast.created_at,
+        )
+        .distinct()
+    )
+    return broadcast_ids - set(pending)
 
 
 async def _covered(session: AsyncSession, claimed: list[Publication]) -> set[int]:
