@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select, text
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
@@ -23,6 +23,7 @@ from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.router import router as audit_router
+from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
@@ -30,7 +31,7 @@ from gateway.broadcasts.service import Runtime
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
 from gateway.clock import Clock, SystemClock
-from gateway.db import create_engine, create_sessions
+from gateway.db import AfterCommit, create_engine, create_sessions
 from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
@@ -41,6 +42,8 @@ from gateway.live.hub import LiveHub
 from gateway.live.router import pages as live_pages
 from gateway.live.router import router as live_router
 from gateway.live.settings import LiveSettings
+from gateway.logs import RequestIds
+from gateway.metrics import CONTENT_TYPE, Metrics, RequestTimer
 from gateway.notices.router import router as notices_router
 from gateway.officer_alerts.router import router as officer_alerts_router
 from gateway.places.models import City
@@ -168,78 +171,6 @@ async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
         delay = min(delay * 2, 30.0)
 
 
-def _family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
-    """One Prometheus metric family: HELP, TYPE, then `name{labels} value` per sample."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    return lines + [
-        f"{name}{labels} {int(value) if float(value).is_integer() else value}"
-        for labels, value in samples
-    ]
-
-
-def _metrics_text(state: Any) -> str:
-    intake: Intake = state.intake
-    bus: Bus = state.bus
-    stats = state.publisher.stats
-    # Dropped on arrival by the bus (queue or the sender's line full) or by the intake's sifting
-    # (past a command's or the unmatched allowance): every reason listed, zero included.
-    dropped = {reason: bus.dropped[reason] + intake.dropped[reason] for reason in DROP_REASONS}
-    lines = [
-        *_family(
-            "maeul_intake_total",
-            "counter",
-            "Messages and acks the intake handled, by what became of them.",
-            [(f'{{kind="{k}"}}', v) for k, v in sorted(intake.counts.items())],
-        ),
-        *_family(
-            "maeul_intake_dropped_total",
-            "counter",
-            "Speaker messages dropped without being recorded, by reason: queue_full (the "
-            "intake queue), sender_full (one speaker's share of it), per_command (acks past a "
-            "command's allowance), unmatched (a speaker past its allowance of acks that match "
-            "none of its deliveries).",
-            [(f'{{reason="{r}"}}', v) for r, v in dropped.items()],
-        ),
-        *_family(
-            "maeul_intake_queue_messages",
-            "gauge",
-            "Messages received and waiting for the intake.",
-            [("", bus.incoming.qsize())],
-        ),
-        *_family(
-            "maeul_intake_queue_senders",
-            "gauge",
-            "Speakers with messages waiting for the intake (each served in turn).",
-            [("", bus.incoming.senders())],
-        ),
-        *_family(
-            "maeul_published_total",
-            "counter",
-            "Commands handed to the broker.",
-            [("", stats.published)],
-        ),
-        *_family(
-            "maeul_publish_failures_total",
-            "counter",
-            "Publishes that failed and wait for a retry.",
-            [("", stats.failed)],
-        ),
-        *_family(
-            "maeul_publications_abandoned_total",
-            "counter",
-            "Publications given up (broadcast expired or cancelled first).",
-            [("", stats.abandoned)],
-        ),
-        *_family(
-            "maeul_mqtt_connected",
-            "gauge",
-            "1 while connected to the broker.",
-            [("", int(bus.connected))],
-        ),
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def _fields(errors: Any) -> list[dict[str, str]]:
     return [
         {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
@@ -274,13 +205,18 @@ def create_app(
 ) -> FastAPI:
     clock = clock or SystemClock()
     live_settings = live or LiveSettings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stopping.clear()  # an app started again after a stop serves its streams again
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
-        app.state.sessions = create_sessions(engine)
+        # Whatever commits publications (a request, a schedule, an approval, a live session,
+        # the sweeper, a speaker's catch-up) wakes the publisher right after its commit.
+        after_commit = AfterCommit()
+        app.state.sessions = create_sessions(engine, after_commit=after_commit)
         city_id = await _ensure_city(app, settings)
         app.state.city_id = city_id
         app.state.status_cache = StatusCache(
@@ -321,7 +257,10 @@ def create_app(
             )
             tasks.append(asyncio.create_task(_supervised(real.run, "mqtt-bus"), name="mqtt-bus"))
             mqtt = real
-        publisher = Publisher(app.state.sessions, mqtt, settings, clock, owner=settings.replica_id)
+        publisher = Publisher(
+            app.state.sessions, mqtt, settings, clock, owner=settings.replica_id, metrics=metrics
+        )
+        after_commit.on_insert(Publication, publisher.wake.set)
         intake = Intake(
             app.state.sessions,
             mqtt,
@@ -330,8 +269,11 @@ def create_app(
             city_code=settings.city_code,
             batch_max=settings.ack_batch_max,
             catchup_grace=timedelta(seconds=settings.catchup_grace_s),
+            metrics=metrics,
         )
-        sweeper = Sweeper(app.state.sessions, settings, clock, city_id=city_id, bus=mqtt)
+        sweeper = Sweeper(
+            app.state.sessions, settings, clock, city_id=city_id, bus=mqtt, metrics=metrics
+        )
         app.state.bus = mqtt
         app.state.publisher = publisher
         app.state.intake = intake
@@ -345,7 +287,6 @@ def create_app(
             app.state.sessions,
             app.state.runtime,
             city_code=settings.city_code,
-            on_fired=publisher.wake.set,
         )
         app.state.scheduler = scheduler
         fanout = live_bus
@@ -380,12 +321,19 @@ def create_app(
         try:
             yield
         finally:
+            # A server that runs the lifespan's end before closing connections ends the streams
+            # here; uvicorn's GatewayServer (gateway/serving.py) has done so already.
+            stopping.set()
             await hub.close()
             if settings.background_workers:
                 # Hand this replica's share of acks and presence to the others, and record what
                 # had already reached it, before the loops stop.
                 await mqtt.leave()
-                if not await intake.drain(settings.shutdown_drain_s):
+                if await intake.drain(settings.shutdown_drain_s):
+                    log.info(
+                        "replica %s left the shared subscriptions and drained", settings.replica_id
+                    )
+                else:
                     log.warning("stopping with acks not yet recorded; speakers are asked again")
             for task in tasks:
                 task.cancel()
@@ -402,12 +350,21 @@ def create_app(
         summary="Smart-village broadcast gateway: phones and office PCs to village loudspeakers.",
         lifespan=lifespan,
     )
+    # Set when the replica begins to stop: open event streams end instead of holding the stop.
+    stopping = asyncio.Event()
+    app.state.stopping = stopping
     app.state.settings = settings
     app.state.clock = clock
+    app.state.metrics = metrics
+    metrics.watch(app.state, DROP_REASONS)
     _install_handlers(app)
 
-    # Wakes the publisher after a committed broadcast and writes the audit row, per request.
+    # Writes the audit row of every request.
     app.add_middleware(AfterRequest)
+    # Added last, so outermost: the timer sees the whole request, and every line logged while
+    # serving it (the audit's included) carries its id.
+    app.add_middleware(RequestTimer, metrics=metrics)
+    app.add_middleware(RequestIds)
 
     @app.get("/healthz", operation_id="health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -423,9 +380,16 @@ def create_app(
         ok = all(checks.values())
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", operation_id="metrics", tags=["health"], response_class=PlainTextResponse)
-    async def metrics(request: Request) -> str:
-        return _metrics_text(request.app.state)
+    @app.get(
+        "/metrics",
+        operation_id="metrics",
+        summary="Metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+    )
+    async def render_metrics() -> Response:
+        # This replica's own numbers: Prometheus scrapes each replica and adds them up.
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     app.include_router(broadcasts_router, prefix=API)
     app.include_router(audio_router, prefix=API)

@@ -1,13 +1,16 @@
-"""The database: declarative base, engine and session factory, and the request-owned session."""
+"""The database: declarative base, engine and session factory, the request-owned session, and
+what runs after a commit."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, Table, event, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,8 +18,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -96,8 +101,89 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return engine
 
 
-def create_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+# Session.info keys: the app's hooks (shared by every session of one factory), and the tables
+# the current transaction inserted rows into.
+_HOOKS: Final = "maeul.after_commit"
+_INSERTED: Final = "maeul.inserted"
+
+
+@dataclass
+class AfterCommit:
+    """What to call after a transaction that inserted rows into a table commits, by table.
+
+    One per session factory (one per app), carried in each session's ``info``: several apps in
+    one process keep theirs apart. The listeners below are registered once, on the Session
+    class, and do nothing for a session without hooks. A rolled back transaction calls nothing;
+    a savepoint rolled back inside a committed one may leave a needless call, so callbacks are
+    cheap and harmless to repeat (waking a loop that then finds nothing to do).
+    """
+
+    _callbacks: dict[str, list[Callable[[], None]]] = field(default_factory=dict)
+
+    def on_insert(self, model: type[Base], callback: Callable[[], None]) -> None:
+        self._callbacks.setdefault(str(model.__tablename__), []).append(callback)
+
+    def watches(self, table: str) -> bool:
+        return table in self._callbacks
+
+    def run(self, tables: set[str]) -> None:
+        for table in sorted(tables):
+            for callback in self._callbacks.get(table, ()):
+                # The transaction is committed whatever a callback does: never fail the caller.
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a callback after a commit into %s failed", table)
+
+
+def create_sessions(
+    engine: AsyncEngine, *, after_commit: AfterCommit | None = None
+) -> async_sessionmaker[AsyncSession]:
+    info = {} if after_commit is None else {_HOOKS: after_commit}
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+def _note_insert(session: Session, table: str) -> None:
+    hooks: AfterCommit | None = session.info.get(_HOOKS)
+    if hooks is not None and hooks.watches(table):
+        session.info.setdefault(_INSERTED, set()).add(table)
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flushed(session: Session, _context: Any) -> None:
+    """Rows added as objects (still in ``session.new`` until the flush is over)."""
+    if _HOOKS not in session.info:
+        return
+    for instance in session.new:
+        for table in inspect(instance).mapper.tables:
+            _note_insert(session, table.name)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_executed(state: ORMExecuteState) -> None:
+    """Rows inserted by a statement (``session.execute(insert(Model), rows)``)."""
+    if _HOOKS not in state.session.info or not state.is_insert:
+        return
+    table = getattr(state.statement, "table", None)
+    if isinstance(table, Table):
+        _note_insert(state.session, table.name)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the transaction around it may still roll back
+    inserted: set[str] | None = session.info.pop(_INSERTED, None)
+    hooks: AfterCommit | None = session.info.get(_HOOKS)
+    if inserted and hooks is not None:
+        hooks.run(inserted)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_inserts(session: Session, transaction: SessionTransaction) -> None:
+    """A rolled back (or closed) transaction's inserts never happened."""
+    if transaction.parent is None:
+        session.info.pop(_INSERTED, None)
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -2,9 +2,9 @@
 
 Starlette's ``BaseHTTPMiddleware`` runs each request through a task group and memory streams,
 a cost every status poll paid during a fan-out. This wraps ``send`` instead: when the response
-starts, and before the client sees it, a committed broadcast wakes the publisher and the
-request is written to the audit log (as before, a client never learns of an action whose audit
-row has not been attempted).
+starts, and before the client sees it, the request is written to the audit log (a client never
+learns of an action whose audit row has not been attempted). The publisher is not woken here:
+a commit that wrote publications wakes it, whatever committed them (`gateway.db.AfterCommit`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,5 @@ class AfterRequest:
 
 
 async def _after(request: Request, status: int) -> None:
-    state = request.app.state
-    # A new broadcast was just committed: publish now instead of at the next poll.
-    if request.method == "POST" and status in (200, 201):
-        publisher = getattr(state, "publisher", None)
-        if publisher is not None:
-            publisher.wake.set()
-    if hasattr(state, "sessions"):
+    if hasattr(request.app.state, "sessions"):
         await record_request(request, status)

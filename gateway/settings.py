@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.forwarding import Network, parse_networks
 from wire import contract
 
 # The priority of test and exercise broadcasts: below every real one.
@@ -96,6 +97,13 @@ class Settings(BaseSettings):
     ack_batch_max: int = Field(default=250, ge=1)
     # A replica stopping on purpose records the acks already handed to it for at most this long.
     shutdown_drain_s: float = Field(default=5.0, ge=0, le=60)
+    # On SIGTERM, requests still running (an open event stream, an upload) get this long to end
+    # before they are cancelled, so the drain above always runs within the container's stop
+    # timeout; event streams end at once by themselves.
+    graceful_shutdown_s: float = Field(default=10.0, ge=0, le=300)
+    # Proxies (IP addresses or networks, comma-separated) whose X-Forwarded-For or Forwarded
+    # header names the client; empty: trust none, the client is the socket's peer.
+    trusted_proxies: str = ""
 
     # Broadcast summaries are re-read at most this often per replica (0: every request) and never
     # served older than the second figure, so the live boards trail the speakers by a second at
@@ -134,6 +142,16 @@ class Settings(BaseSettings):
     # (after downtime); older ones are recorded as skipped.
     schedule_poll_s: float = Field(default=1.0, gt=0, le=60)
     schedule_grace_s: float = Field(default=600.0, ge=0, le=86400)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @field_validator("city_code")
     @classmethod

@@ -102,19 +102,23 @@ def serve(
     from gateway.collector import tune_for_serving
     from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
     from gateway.logs import configure_logging
+    from gateway.serving import GatewayServer, server_options
     from gateway.settings import Settings
 
     configure_logging()
-    app = create_app(Settings())
+    settings = Settings()
+    app = create_app(settings)
     tune_for_serving()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_config=None,
         access_log=False,
         ws_max_size=MAX_WS_MESSAGE_BYTES,
+        **server_options(settings),
     )
+    GatewayServer(config, app.state.stopping).run()
 
 
 @db_app.command("upgrade")

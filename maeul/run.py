@@ -31,6 +31,7 @@ from gateway.logs import configure_logging
 from gateway.migrations import upgrade_async
 from gateway.places.service import get_city
 from gateway.seed import seed
+from gateway.serving import GatewayServer, server_options
 from gateway.settings import Settings
 from gateway.users.demo import DemoLogin, ensure_demo_users
 from maeul import credentials
@@ -182,7 +183,7 @@ def _with_user(url: str, username: str, password: str) -> str:
     return f"{scheme}://{quote(username, safe='')}:{quote(password, safe='')}@{rest}"
 
 
-class _QuietServer(uvicorn.Server):
+class _QuietServer(GatewayServer):
     """uvicorn without its own signal handling: `maeul run` decides the order of shutdown."""
 
     @contextlib.contextmanager
@@ -245,15 +246,18 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
         json.dumps({"url": url, "mqtt_url": _without_user(speakers_url)})
     )
 
+    app = create_app(settings)
     server = _QuietServer(
         uvicorn.Config(
-            create_app(settings),
+            app,
             host=host,
             port=port,
             log_config=None,
             access_log=False,
             ws_max_size=MAX_WS_MESSAGE_BYTES,
-        )
+            **server_options(settings),
+        ),
+        app.state.stopping,
     )
     tune_for_serving()
     tasks = [asyncio.create_task(server.serve(), name="api")]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import service as audit
 from gateway.clock import Clock
+from gateway.forwarding import client_address
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ async def record_request(request: Request, status: int) -> None:
                 outcome=outcome_of(status),
                 # Percent-encoded UTF-8, so a reason can be written in Korean.
                 reason=unquote(request.headers.get("x-access-reason", "")) or None,
-                source=request.client.host if request.client else None,
+                # The client, not the proxy in front: see gateway/forwarding.py.
+                source=client_address(request, state.settings.trusted_networks),
                 details={"status": status, "via": getattr(principal, "via", None)},
             )
             await session.commit()

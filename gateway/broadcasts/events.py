@@ -14,6 +14,7 @@ has caught up with it (the two are cached apart and may be a refresh apart), and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
@@ -41,14 +42,17 @@ async def follow(
     detail: bool,
     interval_s: float,
     gone: Callable[[], Awaitable[bool]],
+    stopping: asyncio.Event,
 ) -> AsyncIterator[str]:
-    """Server-sent events until the broadcast can no longer change or ``gone()`` says so."""
+    """Server-sent events until the broadcast can no longer change, ``gone()`` says so, or the
+    replica is `stopping` (the client follows again, on a replica that stays; see
+    gateway/serving.py)."""
     last = ""  # the body this stream last sent
     matched = ""  # the summary that the last detail read had caught up with
     full: BroadcastSummary | None = None
     detail_age = 0.0
     quiet = 0.0
-    while not await gone():
+    while not stopping.is_set() and not await gone():
         summary = await service.read_summary(cache, sessions, city_id, broadcast_id, detail=False)
         current = summary
         key = (city_id, broadcast_id, False)
@@ -73,6 +77,7 @@ async def follow(
         elif quiet >= KEEP_ALIVE_S:
             quiet = 0.0
             yield ": keep-alive\n\n"
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
         quiet += interval_s
         detail_age += interval_s

@@ -34,6 +34,8 @@ from gateway.bus import Bus, BusUnavailable
 from gateway.clock import Clock, to_ms
 from gateway.deliveries import service as deliveries
 from gateway.live import service as live
+from gateway.logs import about_broadcast
+from gateway.metrics import Metrics
 from gateway.places.models import City
 from gateway.settings import Settings
 from gateway.signing import Signer, active_signer
@@ -48,6 +50,10 @@ AUDIO_CACHE_MAX: Final = 32
 PUBLISHED: Final = "published"
 ABANDONED: Final = "abandoned"
 SUPERSEDED: Final = "superseded"
+# A live broadcast's play command whose session has ended: a live talk is heard now or not at
+# all, never later as an ordinary broadcast of its chime or of what was said.
+LIVE_ENDED: Final = "live_ended"
+_GIVEN_UP: Final = (ABANDONED, SUPERSEDED, LIVE_ENDED)
 
 
 @dataclass
@@ -95,8 +101,10 @@ class Publisher:
         owner: str,
         batch: int = 200,
         concurrency: int = 64,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics or Metrics()
         self._bus = bus
         self._settings = settings
         self._clock = clock
@@ -104,7 +112,7 @@ class Publisher:
         self._batch = batch
         self._limit = asyncio.Semaphore(concurrency)
         # By broadcast and its audio: a live broadcast's audio changes from the start chime to
-        # the recording when the talk ends, and a late copy then carries the recording.
+        # the recording when the talk ends (its play commands are given up from then on).
         self._audio: OrderedDict[tuple[str, str], tuple[contract.AudioRef, ...]] = OrderedDict()
         self._postgres = not settings.is_sqlite
         self._signer: Signer | None = None
@@ -117,6 +125,9 @@ class Publisher:
     async def run(self) -> None:
         failing = False
         while True:
+            # Cleared before the pass, not after: a commit that lands while this pass runs
+            # (after its claim) leaves the wake set, and the next pass starts at once.
+            self.wake.clear()
             try:
                 done = await self.publish_due()
                 failing = False
@@ -130,7 +141,6 @@ class Publisher:
                 log.exception("publisher pass failed; retrying")
                 done = 0
             if done == 0:
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self._settings.poll_interval_s)
 
@@ -239,7 +249,8 @@ class Publisher:
                 )
             ).tuples()
             found = list(rows)
-            # A live broadcast's start command names its stream (None once the session ended).
+            # A live broadcast's start command names its stream; None once the session ended,
+            # and then the command is not sent at all (`_publish`).
             streams = {
                 bid: await live.stream_of(session, bid) for bid in {b.id for _, b, _ in found}
             }
@@ -365,6 +376,8 @@ class Publisher:
             return _Outcome(ABANDONED, now)
         if item.superseded:
             return _Outcome(SUPERSEDED, now)
+        if publication.kind == "play" and item.live is None and _is_live(broadcast):
+            return _Outcome(LIVE_ENDED, now)
         if item.problem is not None and publication.kind == "play":
             return _Outcome(item.problem, now)
         try:
@@ -383,6 +396,7 @@ class Publisher:
 
     async def _record(self, written: list[tuple[Claimed, _Outcome]]) -> None:
         ack_timeout = timedelta(seconds=self._settings.ack_timeout_s)
+        first_sends: set[str] = set()  # broadcasts of which a first publication went out
         async with self._sessions() as session:
             rows = {
                 row.id: row
@@ -403,25 +417,52 @@ class Publisher:
                 if outcome.result == PUBLISHED:
                     row.state = "published"
                     row.published_at = outcome.at
+                    if row.created_at == item.broadcast.created_at:
+                        first_sends.add(row.broadcast_id)
                     if row.kind == "play":
                         await deliveries.mark_published(
                             session, row, now=outcome.at, ack_timeout=ack_timeout
                         )
-                elif outcome.result in (ABANDONED, SUPERSEDED):
+                elif outcome.result in _GIVEN_UP:
                     row.state = "abandoned"
-                    row.last_error = None if outcome.result == ABANDONED else SUPERSEDED
+                    row.last_error = None if outcome.result == ABANDONED else outcome.result
                 else:
                     row.last_error = outcome.result
                     backoff = min(30.0, 0.5 * 2 ** min(row.attempts, 6))
                     row.available_at = self._clock.now() + timedelta(seconds=backoff)
+            published = await _first_sends_done(session, first_sends)
             await session.commit()
-        for _, outcome in written:
+        for broadcast_id in sorted(published):
+            with about_broadcast(broadcast_id):
+                log.info(
+                    "broadcast %s published: its first commands reached the broker", broadcast_id
+                )
+        for item, outcome in written:
             if outcome.result == PUBLISHED:
                 self.stats.published += 1
-            elif outcome.result in (ABANDONED, SUPERSEDED):
+                self._metrics.observe_publish_lag(item.publication.available_at, outcome.at)
+            elif outcome.result in _GIVEN_UP:
                 self.stats.abandoned += 1
             else:
                 self.stats.failed += 1
+
+
+async def _first_sends_done(session: AsyncSession, broadcast_ids: set[str]) -> set[str]:
+    """Those of the broadcasts with no publication written with them still pending (retries and
+    catch-ups, written later, do not count): their publishing is done."""
+    if not broadcast_ids:
+        return set()
+    pending = await session.scalars(
+        select(Publication.broadcast_id)
+        .join(Broadcast, Broadcast.id == Publication.broadcast_id)
+        .where(
+            Publication.broadcast_id.in_(broadcast_ids),
+            Publication.state == "pending",
+            Publication.created_at == Broadcast.created_at,
+        )
+        .distinct()
+    )
+    return broadcast_ids - set(pending)
 
 
 async def _covered(session: AsyncSession, claimed: list[Publication]) -> set[int]:
@@ -465,6 +506,11 @@ async def _covered(session: AsyncSession, claimed: list[Publication]) -> set[int
             covered.add(p.id)
         batch.add(pair)
     return covered
+
+
+def _is_live(broadcast: Broadcast) -> bool:
+    """A live session's broadcast: its play command is only ever sent with the stream."""
+    return broadcast.target.get("live") is True
 
 
 def _audio_key(broadcast: Broadcast) -> tuple[str, str]:

@@ -341,6 +341,7 @@ async def follow_broadcast(
         detail=detail,
         interval_s=state.settings.poll_interval_s,
         gone=request.is_disconnected,
+        stopping=state.stopping,
     )
     return StreamingResponse(
         stream,

@@ -21,7 +21,7 @@ from audio.pipeline import Transcoded
 from audio.speech.engine import synthesize_file
 from audio.speech.normalize import validate_text
 from audio.worker import TranscodeWorker
-from gateway import scopes
+from gateway import logs, scopes
 from gateway.auth import Principal
 from gateway.broadcasts.models import AudioAsset, Broadcast, Publication
 from gateway.broadcasts.schemas import (
@@ -204,6 +204,7 @@ async def record_broadcast(
         await _plan_speaker_publications(session, broadcast, recipients, now)
     else:
         await _plan_publications(session, city, broadcast, target, now)
+    logs.broadcast_created(broadcast, len(recipients))
     return Started(broadcast, replayed=False)
 
 

@@ -16,6 +16,7 @@ from gateway.bus import Bus, Incoming
 from gateway.clock import Clock
 from gateway.deliveries import service as deliveries
 from gateway.devicesec import service as devicesec
+from gateway.metrics import Metrics
 from gateway.speakers import service as speakers
 from wire import contract
 
@@ -74,8 +75,10 @@ class Intake:
         city_code: str,
         batch_max: int,
         catchup_grace: timedelta = timedelta(0),
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics or Metrics()
         self._catchup_grace = catchup_grace
         self._bus = bus
         self._clock = clock
@@ -211,6 +214,7 @@ class Intake:
                 await deliveries.catch_up(session, sorted(fresh), now)
                 await deliveries.catch_up_later(session, sorted(resumed), now, self._catchup_grace)
             await session.commit()
+        self._metrics.observe_ack_lag(self._clock.now(), (a.at for a in ack_rows))
         self._remember(sifted)
         self._count_unmatched(unmatched, now)
         await self._record_floods(sifted, now)

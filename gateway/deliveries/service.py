@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,7 @@ from gateway.speakers.service import TargetSpeaker
 from wire.contract import COPY_REFUSALS, AckStatus, RejectReason
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _ACK_EVENTS = {
     AckStatus.RECEIVED: Event.RECEIVED,
@@ -312,6 +314,17 @@ def _played_as(ack: AckIn, supersedes: frozenset[str]) -> str | None:
     return f"already_played_as:{ack.already_played_as}"
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A broadcast this sweep completed: how its deliveries ended, and its last play."""
+
+    broadcast_id: str
+    created_at: datetime
+    cancelled: bool
+    outcomes: dict[str, int]
+    last_played_at: datetime | None
+
+
 @dataclass
 class SweepReport:
     retried: int = 0
@@ -320,6 +333,7 @@ class SweepReport:
     expired: int = 0
     stalled: int = 0
     finished: int = 0
+    completed: list[Finished] = field(default_factory=list)
 
 
 async def sweep(
@@ -353,11 +367,46 @@ async def sweep(
             ~exists().where(Delivery.broadcast_id == Broadcast.id, Delivery.state.in_(_ACTIVE)),
         )
         .values(finished_at=now)
+        .returning(Broadcast.id, Broadcast.created_at, Broadcast.cancelled_at)
         .execution_options(synchronize_session=False)
     )
-    report.finished = int(getattr(finished, "rowcount", 0) or 0)
+    closed = {row[0]: (row[1], row[2] is not None) for row in finished.tuples()}
+    report.finished = len(closed)
+    report.completed = await _finished(session, closed)
     await session.flush()
     return report
+
+
+async def _finished(
+    session: AsyncSession, closed: dict[str, tuple[datetime, bool]]
+) -> list[Finished]:
+    """What the metrics and the log say of each broadcast a sweep completed."""
+    outcomes: dict[str, dict[str, int]] = defaultdict(dict)
+    last_played: dict[str, datetime] = {}
+    for chunk in _chunks(sorted(closed), 900):
+        rows = await session.execute(
+            select(
+                Delivery.broadcast_id, Delivery.state, func.count(), func.max(Delivery.played_at)
+            )
+            .where(Delivery.broadcast_id.in_(chunk))
+            .group_by(Delivery.broadcast_id, Delivery.state)
+        )
+        for broadcast_id, state, count, played_at in rows.tuples():
+            outcomes[broadcast_id][state] = count
+            if played_at is not None and (
+                broadcast_id not in last_played or played_at > last_played[broadcast_id]
+            ):
+                last_played[broadcast_id] = played_at
+    return [
+        Finished(
+            broadcast_id=broadcast_id,
+            created_at=created_at,
+            cancelled=cancelled,
+            outcomes=outcomes.get(broadcast_id, {}),
+            last_played_at=last_played.get(broadcast_id),
+        )
+        for broadcast_id, (created_at, cancelled) in closed.items()
+    ]
 
 
 async def _retry_unacknowledged(
@@ -674,7 +723,7 @@ async def mark_resent(
         )
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

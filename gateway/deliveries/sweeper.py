@@ -14,6 +14,8 @@ from gateway import retention
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.deliveries import service as deliveries
+from gateway.logs import about_broadcast
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.speakers import service as speakers
 
@@ -31,8 +33,10 @@ class Sweeper:
         *,
         city_id: int,
         bus: Bus | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics or Metrics()
         self._bus = bus
         self._settings = settings
         self._clock = clock
@@ -84,10 +88,28 @@ class Sweeper:
                 report.timed_out,
                 report.cancels,
             )
+        for finished in report.completed:
+            self._completed(finished)
         self.last = report
         if self._purged_at is None or now - self._purged_at >= RETENTION_EVERY:
             await self.purge_once()
         return report
+
+    def _completed(self, finished: deliveries.Finished) -> None:
+        ending = self._metrics.observe_completed(
+            created_at=finished.created_at,
+            cancelled=finished.cancelled,
+            outcomes=finished.outcomes,
+            last_played_at=finished.last_played_at,
+        )
+        counts = ", ".join(f"{state} {n}" for state, n in sorted(finished.outcomes.items()))
+        with about_broadcast(finished.broadcast_id):
+            log.info(
+                "broadcast %s completed (%s): %s",
+                finished.broadcast_id,
+                ending,
+                counts or "no speakers",
+            )
 
     async def purge_once(self) -> retention.Purge:
         """Delete recordings past their retention period (hourly from the sweep)."""

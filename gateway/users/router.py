@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from gateway.auth import Admin, Anyone, Role
 from gateway.db import SessionDep
+from gateway.forwarding import client_address
 from gateway.places.service import CityDep, NowDep
 from gateway.settings import Settings
 from gateway.users import service, suspension
@@ -61,7 +62,14 @@ async def login(
 ) -> TokenResponse:
     """OAuth2 password flow: a short-lived access token and a refresh token."""
     user, tokens = await service.login(
-        session, request.app.state.sessions, settings, city, form.username, form.password, now=now
+        session,
+        request.app.state.sessions,
+        settings,
+        city,
+        form.username,
+        form.password,
+        now=now,
+        source=client_address(request, settings.trusted_networks),
     )
     return _tokens(user, tokens)
 

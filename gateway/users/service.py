@@ -121,16 +121,22 @@ async def login(
     password: str,
     *,
     now: datetime,
+    source: str | None = None,
 ) -> tuple[User, Tokens]:
+    """Tokens for a right password; every attempt is audited with its `source` address."""
     user = await session.scalar(
         select(User).where(User.city_id == city.id, User.username == username)
     )
     if user is None or user.password_hash is None:
         await _verify(_DUMMY_HASH, password)
-        await _record(sessions, city, username, None, "login_failed", "denied", now, "unknown")
+        await _record(
+            sessions, city, username, None, "login_failed", "denied", now, "unknown", source
+        )
         raise _bad_credentials()
     if user.locked_until is not None and user.locked_until > now:
-        await _record(sessions, city, username, user.role, "login_failed", "denied", now, "locked")
+        await _record(
+            sessions, city, username, user.role, "login_failed", "denied", now, "locked", source
+        )
         minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
         raise Locked(
             "account_locked",
@@ -156,13 +162,14 @@ async def login(
                 role=user.role,
                 action="login_failed",
                 outcome="denied",
+                source=source,
                 details={"why": why},
             )
             await own.commit()
         raise _bad_credentials()
     if user.suspended_at is not None:
         await _record(
-            sessions, city, username, user.role, "login_failed", "denied", now, "suspended"
+            sessions, city, username, user.role, "login_failed", "denied", now, "suspended", source
         )
         raise account_suspended()
     user.failed_logins = 0
@@ -178,6 +185,7 @@ async def login(
         role=user.role,
         action="login",
         outcome="ok",
+        source=source,
     )
     return user, await _issue(session, settings, city, user, now=now)
 
@@ -191,6 +199,7 @@ async def _record(
     outcome: str,
     now: datetime,
     why: str,
+    source: str | None,
 ) -> None:
     """An audit row in a transaction of its own (the request's is rolled back with its error)."""
     async with sessions() as own:
@@ -202,6 +211,7 @@ async def _record(
             role=role,
             action=action,
             outcome=outcome,
+            source=source,
             details={"why": why},
         )
         await own.commit()

@@ -65,6 +65,37 @@ async def test_changes_logins_and_refusals_are_recorded(stack: Stack, recording:
     assert verified.json()["rows"] == readable.json()["total"] + 2
 
 
+async def test_rows_carry_the_address_a_trusted_proxy_vouches_for(stack: Stack) -> None:
+    async def fail_login(forwarded_for: str) -> None:
+        response = await stack.client.post(
+            "/api/v1/auth/token",
+            data={"username": "nobody-here", "password": "wrong-password-here"},
+            headers={"Authorization": "", "X-Forwarded-For": forwarded_for},
+        )
+        assert response.status_code == 401
+
+    # No proxy configured: the peer (this test's 127.0.0.1), whatever the header says.
+    await fail_login("203.0.113.66")
+    await stack.client.post(
+        "/api/v1/users/999999/suspend",
+        json={"reason": "x"},
+        headers={"X-Forwarded-For": "203.0.113.66"},
+    )
+    # Behind a trusted proxy: the address it appended, not what the client wrote before it.
+    trusting = stack.settings.model_copy(update={"trusted_proxies": "127.0.0.0/8"})
+    stack.app.state.settings = trusting
+    await fail_login("203.0.113.66, 198.51.100.7")
+
+    rows = await _actions(stack)
+    assert [
+        (r["action"], r["source"]) for r in rows if r["action"] in ("login_failed", "suspend_user")
+    ] == [
+        ("login_failed", "127.0.0.1"),
+        ("suspend_user", "127.0.0.1"),
+        ("login_failed", "198.51.100.7"),
+    ]
+
+
 async def _fill(stack: Stack, count: int) -> None:
     async with stack.app.state.sessions() as session:
         for n in range(count):

@@ -504,3 +504,39 @@ async def test_openings_on_two_replicas_are_serialized_by_the_database(
     outcomes = await asyncio.gather(open_as_another_replica(), open_as_another_replica())
     assert sorted(len(o) for o in outcomes) == [len("live_busy"), 32]
     assert "live_busy" in outcomes
+
+
+@pytest.mark.parametrize("refused", ["live_flood", "not_audio"])
+async def test_a_session_refused_before_its_start_went_out_plays_nowhere(
+    stack: Stack,  # noqa: F811
+    refused: str,
+) -> None:
+    """The client is refused before the outbox publishes the start command: that command does
+    not go out later as an ordinary broadcast of the chime or of what the client sent (a live
+    talk is heard now or not at all), and the board shows nothing played."""
+    hub: LiveHub = stack.app.state.live
+    _tune(hub, flood_limit=10, invalid_limit=3)
+    stack.bus.up = False  # the outbox cannot publish the start command yet
+    socket = FakeSocket()
+    serving = asyncio.create_task(hub.serve(socket, await _ticket(stack)))  # type: ignore[arg-type]
+    await _until(lambda: "started" in socket.kinds(), stack)
+    if refused == "live_flood":
+        pcm = _pcm(3.0)
+        for offset in range(0, len(pcm), 8000):  # 250 ms a message, all at once
+            socket.put(pcm[offset : offset + 8000])
+    else:
+        for _ in range(4):
+            socket.put(b"\x00" * 30_000)  # larger than any PCM message
+    await asyncio.wait_for(serving, 30)
+    assert socket.sent[-1]["error"] == refused
+    broadcast_id = socket.sent[0]["broadcast_id"]
+
+    stack.bus.up = True
+    await stack.publish_pending()
+    sent = [contract.decode_command(payload) for _, payload, _, _ in stack.bus.published]
+    assert [c for c in sent if c.broadcast_id == broadcast_id] == []
+    stack.clock.advance(60)
+    await stack.app.state.sweeper.sweep_once()
+    detail = (await stack.client.get(f"/api/v1/broadcasts/{broadcast_id}")).json()
+    assert detail["speakers"]["played"] == 0
+    assert detail["speakers"]["expired"] == detail["speakers"]["total"] > 0

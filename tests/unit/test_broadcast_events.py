@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -77,7 +78,14 @@ class Script:
         return value.model_dump_json()
 
 
-async def _run(script: Script, polls: int, *, detail: bool, interval_s: float = 0) -> list[Any]:
+async def _run(
+    script: Script,
+    polls: int,
+    *,
+    detail: bool,
+    interval_s: float = 0,
+    stopping: asyncio.Event | None = None,
+) -> list[Any]:
     async def gone() -> bool:
         return script.polls >= polls
 
@@ -90,6 +98,7 @@ async def _run(script: Script, polls: int, *, detail: bool, interval_s: float = 
         detail=detail,
         interval_s=interval_s,
         gone=gone,
+        stopping=stopping or asyncio.Event(),
     ):
         if chunk.startswith("event: summary"):
             sent.append(json.loads(chunk.split("data: ", 1)[1]))
@@ -132,3 +141,23 @@ async def test_the_stream_ends_with_the_final_state_and_sends_the_summary_by_def
     assert script.polls == 3
     assert script.detail_reads == 0
     assert "village_deliveries" not in sent[0]
+
+
+async def test_a_stopping_replica_ends_its_streams_at_once() -> None:
+    # Long polls and a broadcast that runs for ever: only the stop can end this stream.
+    stopping = asyncio.Event()
+    script = Script([_s(0), _s(1)], [_detail(0)])
+
+    async def stop_after_the_first_event() -> list[Any]:
+        async with asyncio.timeout(60):  # a bound so a broken stream ends the test
+            task = asyncio.create_task(
+                _run(script, 10**9, detail=False, interval_s=3600, stopping=stopping)
+            )
+            while script.polls == 0:  # noqa: ASYNC110 - waiting for the stream to start
+                await asyncio.sleep(0.01)
+            stopping.set()
+            return await task
+
+    sent = await stop_after_the_first_event()
+    assert [e["speakers"]["played"] for e in sent] == [0]
+    assert script.polls == 1, "no poll after the stop"
