@@ -23,6 +23,7 @@ from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.router import router as audit_router
+from gateway.auth import role_categories
 from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
@@ -206,6 +207,7 @@ def create_app(
     clock = clock or SystemClock()
     live_settings = live or LiveSettings()
     metrics = Metrics()
+    role_categories(settings)  # a city's rights that break a rule stop the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -28,6 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.errors import Forbidden, Unauthorized
 from gateway.settings import Settings
+from wire.contract import Category
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -60,11 +61,57 @@ class Principal:
     district_ids: frozenset[int] = field(default_factory=frozenset)
     village_ids: frozenset[int] = field(default_factory=frozenset)
     via: str = "token"  # token | jwt | api_key
+    # The categories this person may send in this city (``role_categories``); None: the role's
+    # defaults.
+    categories: frozenset[Category] | None = None
+
+    @property
+    def may_send(self) -> frozenset[Category]:
+        if self.categories is not None:
+            return self.categories
+        return DEFAULT_ROLE_CATEGORIES[self.role]
 
     @property
     def actor(self) -> str:
         """How the audit log and the broadcast's ``created_by`` name this caller."""
         return self.name if self.user_id is None else f"{self.name}#{self.user_id}"
+
+
+C = Category
+DEFAULT_ROLE_CATEGORIES: Final[Mapping[Role, frozenset[Category]]] = {
+    Role.CITY_ADMIN: frozenset(C),
+    Role.DISTRICT_OFFICER: frozenset(C),
+    Role.VILLAGE_HEAD: frozenset({C.VILLAGE_NOTICE, C.ADMINISTRATIVE, C.DISASTER}),
+    # Police announce crime prevention only, and so can never override a disaster alert.
+    Role.POLICE_OFFICER: frozenset({C.CRIME_PREVENTION}),
+    Role.SAFETY_OFFICER: frozenset({C.DISASTER}),
+    Role.AUDITOR: frozenset(),
+}
+
+
+def role_categories(settings: Settings) -> Mapping[Role, frozenset[Category]]:
+    """What each role may send in this city: the defaults above, with the roles that
+    ``GATEWAY_ROLE_CATEGORIES`` names replaced. An auditor sends nothing, and police never send
+    a disaster alert (it would outrank every other), whatever the setting says."""
+    table = dict(DEFAULT_ROLE_CATEGORIES)
+    for name, categories in settings.role_categories.items():
+        try:
+            role = Role(name)
+        except ValueError:
+            raise ValueError(f"GATEWAY_ROLE_CATEGORIES: unknown role {name!r}") from None
+        wanted = frozenset(categories)
+        if role is Role.AUDITOR and wanted:
+            raise ValueError("GATEWAY_ROLE_CATEGORIES: an auditor sends nothing")
+        if role is Role.POLICE_OFFICER and C.DISASTER in wanted:
+            raise ValueError("GATEWAY_ROLE_CATEGORIES: police never send disaster alerts")
+        table[role] = wanted
+    return table
+
+
+def _with_city_rights(principal: Principal, settings: Settings) -> Principal:
+    if not settings.role_categories:
+        return principal
+    return replace(principal, categories=role_categories(settings)[principal.role])
 
 
 def _not_authenticated() -> Unauthorized:
@@ -151,7 +198,9 @@ async def current_principal(
     presented = credentials.credentials
     bootstrap = settings.api_token.get_secret_value() if settings.api_token else None
     if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.encode()):
-        return Principal(name="bootstrap", role=Role.CITY_ADMIN, via="token")
+        return _with_city_rights(
+            Principal(name="bootstrap", role=Role.CITY_ADMIN, via="token"), settings
+        )
     from gateway.users import service as users  # the users slice imports this module
 
     async with request.app.state.sessions() as session:
@@ -162,6 +211,7 @@ async def current_principal(
             claims = read_access_token(settings, presented, now=now)
             principal = await users.principal_for_claims(session, claims, now=now)
         await session.commit()
+    principal = _with_city_rights(principal, settings)
     request.state.principal = principal
     return principal
 

@@ -12,21 +12,14 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.auth import Principal, Role
+from gateway.auth import DEFAULT_ROLE_CATEGORIES, Principal, Role
 from gateway.errors import Forbidden
 from gateway.places import service as places
 from wire.contract import Category
 
-C = Category
-ROLE_CATEGORIES: Final[Mapping[Role, frozenset[Category]]] = {
-    Role.CITY_ADMIN: frozenset(C),
-    Role.DISTRICT_OFFICER: frozenset(C),
-    Role.VILLAGE_HEAD: frozenset({C.VILLAGE_NOTICE, C.ADMINISTRATIVE, C.DISASTER}),
-    # Police announce crime prevention only, and so can never override a disaster alert.
-    Role.POLICE_OFFICER: frozenset({C.CRIME_PREVENTION}),
-    Role.SAFETY_OFFICER: frozenset({C.DISASTER}),
-    Role.AUDITOR: frozenset(),
-}
+# The defaults; a city changes them with GATEWAY_ROLE_CATEGORIES (``auth.role_categories``),
+# and each caller carries their own (``Principal.may_send``).
+ROLE_CATEGORIES: Final[Mapping[Role, frozenset[Category]]] = DEFAULT_ROLE_CATEGORIES
 CITY_WIDE: Final = frozenset({Role.CITY_ADMIN, Role.SAFETY_OFFICER, Role.AUDITOR})
 
 
@@ -47,7 +40,7 @@ def _area_refused() -> Forbidden:
 
 
 def check_category(principal: Principal, category: Category) -> None:
-    if category not in ROLE_CATEGORIES[principal.role]:
+    if category not in principal.may_send:
         raise _category_refused(principal, category)
 
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # A person's disaster alerts that together reach more than one district (or the whole
     # city) within this many seconds need a second person, however they are split.
     two_person_window_s: int = Field(default=600, ge=0, le=86400)
+    # What each role may send, where the city departs from the defaults (README, "People, roles
+    # and rights"): JSON, e.g. {"village_head": ["village_notice", "administrative"]}.
+    role_categories: dict[str, list[contract.Category]] = Field(default_factory=dict)
 
     # Recordings are deleted this many days after their broadcast (disaster alerts: the second
     # figure), unless held as evidence; the broadcast's record itself is kept.

@@ -39,7 +39,7 @@ def _categories(principal: Principal) -> frozenset[str]:
     if principal.role in READERS:
         return frozenset(c.value for c in Category)
     if principal.role in APPROVERS:
-        return frozenset(c.value for c in scopes.ROLE_CATEGORIES[principal.role])
+        return frozenset(c.value for c in principal.may_send)
     return frozenset()
 
 

@@ -512,7 +512,7 @@ async def _reaches_area(session: AsyncSession, principal: Principal, schedule: S
 async def _visible(session: AsyncSession, principal: Principal, schedule: Schedule) -> bool:
     if principal.role in _SEE_ALL:
         return True
-    if Category(schedule.category) not in scopes.ROLE_CATEGORIES[principal.role]:
+    if Category(schedule.category) not in principal.may_send:
         return False
     return await _reaches_area(session, principal, schedule)
 
@@ -563,7 +563,7 @@ async def list_schedules(
     else:
         # The category is a column; the target is JSON resolved when it fires, so the area is
         # checked here, like the broadcasts a scoped caller lists.
-        categories = sorted(c.value for c in scopes.ROLE_CATEGORIES[principal.role])
+        categories = sorted(c.value for c in principal.may_send)
         visible = [
             s
             for s in await session.scalars(ordered.where(Schedule.category.in_(categories)))
