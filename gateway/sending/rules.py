@@ -78,8 +78,8 @@ def _same(outcome: Outcome, *paths: Path) -> dict[Path, Outcome]:
 RULES: Final[tuple[Rule, ...]] = (
     Rule(
         Step.RIGHTS,
-        says="The role may send the category (per role, `gateway.scopes.ROLE_CATEGORIES`: else "
-        "403 category_not_allowed) to every village of the target (the person's area: else 403 "
+        says="The role may send the category (the city's table: GATEWAY_ROLE_CATEGORIES over "
+        "the defaults of `gateway.auth`; else 403 category_not_allowed) to every village of the target (the person's area: else 403 "
         "outside_scope); a resend or an approval acts for the broadcast as a whole",
         exempt="the gateway's own work: a schedule's occurrence (checked when it was made)",
         outcomes={
