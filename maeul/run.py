@@ -156,7 +156,8 @@ async def keep_broker_files_current(
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), BROKER_FILES_EVERY_S)
+                async with asyncio.timeout(BROKER_FILES_EVERY_S):  # never swallows a cancel
+                    await stop.wait()
             if stop.is_set():
                 return
             try:

@@ -78,6 +78,7 @@ async def follow(
             quiet = 0.0
             yield ": keep-alive\n\n"
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval_s)
+            async with asyncio.timeout(interval_s):  # never swallows a cancellation
+                await stopping.wait()
         quiet += interval_s
         detail_age += interval_s

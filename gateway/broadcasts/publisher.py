@@ -141,8 +141,11 @@ class Publisher:
                 log.exception("publisher pass failed; retrying")
                 done = 0
             if done == 0:
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a
+                # cancellation that arrives as the wake is set, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self._settings.poll_interval_s)
+                    async with asyncio.timeout(self._settings.poll_interval_s):
+                        await self.wake.wait()
 
     async def publish_due(self) -> int:
         # What an earlier pass published is written before anything is claimed: until it is,

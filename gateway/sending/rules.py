@@ -79,8 +79,9 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         Step.RIGHTS,
         says="The role may send the category (the city's table: GATEWAY_ROLE_CATEGORIES over "
-        "the defaults of `gateway.auth`; else 403 category_not_allowed) to every village of the target (the person's area: else 403 "
-        "outside_scope); a resend or an approval acts for the broadcast as a whole",
+        "the defaults of `gateway.auth`; else 403 category_not_allowed) to every village of the "
+        "target (the person's area: else 403 outside_scope); a resend or an approval acts for "
+        "the broadcast as a whole",
         exempt="the gateway's own work: a schedule's occurrence (checked when it was made)",
         outcomes={
             **_same(

@@ -9,6 +9,7 @@ import contextlib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +44,7 @@ async def _record(stack: Stack, session: AsyncSession) -> Started:
     )
     audio = StoredAudio(source_sha256="a" * 64, duration_ms=2000, sha256={"opus": "b" * 64})
     return await record_broadcast(
-        session, stack.app.state.runtime, city, request, target, recipients, audio
+        session, stack.app.state.runtime, city, request, target, recipients, audio, scope="gateway"
     )
 
 
@@ -166,4 +167,21 @@ async def test_a_commit_during_a_pass_that_found_nothing_is_not_missed(stack: St
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_a_publisher_woken_as_it_is_cancelled_still_stops(stack: Stack) -> None:
+    """A commit that wakes the publisher just as the app stops must not keep it running: on
+    Python 3.11, asyncio.wait_for swallows a cancellation that meets a completed wait."""
+    publisher = stack.app.state.publisher
+    running = asyncio.create_task(publisher.run())
+    for _ in range(200):  # until its first pass has found nothing and it waits for a wake
+        await asyncio.sleep(0.01)
+        if not publisher.wake.is_set():
+            break
+    await asyncio.sleep(0.2)
+    publisher.wake.set()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(30):
             await running
