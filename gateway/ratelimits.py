@@ -207,6 +207,15 @@ async def _check_head_disaster(
     )
 
 
+async def lock_person(session: AsyncSession, city_id: int, actor: str, now: datetime) -> None:
+    """Serialize one person's sends until the transaction ends (the same lock their limits
+    take): what reads their earlier sends and then writes (the two-person rule) sees every one
+    of them, however many arrive at once and by whichever path."""
+    user_id = user_id_of(actor)
+    if user_id is not None:
+        await _lock(session, city_id, [f"user:{user_id}"], now)
+
+
 async def _lock(session: AsyncSession, city_id: int, keys: Collection[str], now: datetime) -> None:
     """Touch one ``send_locks`` row per key, in sorted order: the row lock (PostgreSQL) or the
     write lock (SQLite) is held until the transaction ends."""

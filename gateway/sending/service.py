@@ -123,7 +123,7 @@ async def plan(
     decided = judge_rate_limit(await _limits(session, runtime, city, request, target, lock=lock))
     if decided is not None:
         return decided
-    two_person = await _two_person(session, runtime, city, request, target)
+    two_person = await _two_person(session, runtime, city, request, target, lock=lock)
     decided = judge_two_person(request.path, two_person, target)
     if decided is not None:
         return decided
@@ -267,9 +267,13 @@ async def _two_person(
     city: City,
     request: SendRequest,
     target: places.ResolvedTarget,
+    *,
+    lock: bool,
 ) -> TwoPersonFacts:
     """This alert's reach, and that of the person's disaster alerts in the window that no
-    second person approved: their broadcasts and their pending requests."""
+    second person approved: their broadcasts and their pending requests. With ``lock``, the
+    person's sends are serialized first (until the transaction ends), so two alerts sent at
+    the same moment, by any two paths, each see the other."""
     wanted, person = request.broadcast, request.broadcast.created_by
     applies = (
         wanted.category is Category.DISASTER
@@ -278,6 +282,8 @@ async def _two_person(
     )
     if not applies:
         return TwoPersonFacts(applies=False, reach=_NOWHERE, earlier=_NOWHERE)
+    if lock:
+        await ratelimits.lock_person(session, city.id, person, runtime.clock.now())
     reach = Reach(target.all, frozenset(await _districts_of(session, (), target.village_ids)))
     now = runtime.clock.now()
     since = now - timedelta(seconds=runtime.settings.two_person_window_s)

@@ -3,6 +3,7 @@ talk in quiet hours, resends past the limit, and idempotency keys shared between
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -134,3 +135,30 @@ async def test_a_key_is_looked_up_after_the_rights(stack: Stack) -> None:
     assert sent.status_code == 201, sent.text
     asked = await _send(stack, police, "disaster", key="shared", **area)
     assert (asked.status_code, asked.json()["error"]) == (403, "category_not_allowed")
+
+
+async def test_alerts_sent_at_the_same_moment_by_two_paths_still_need_a_second_person(
+    stack: Stack,
+) -> None:
+    """Two resends at once, each to one district, by one safety officer: one goes, the other
+    waits for nobody and is refused, whichever commits first (and a live talk with a resend,
+    likewise: every path serializes the person's sends before it counts them)."""
+    districts, _ = await _layout(stack)
+    originals = []
+    for district in districts[:2]:
+        sent = await stack.client.post(
+            "/api/v1/broadcasts",
+            data={
+                "category": "disaster",
+                "text": "산불이 났습니다. 대피해 주십시오.",
+                "district_ids": [district["id"]],
+                "expires_in_s": 30,
+            },
+        )
+        assert sent.status_code == 201, sent.text
+        originals.append(sent.json()["id"])
+    await _expire(stack)
+    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    answers = await asyncio.gather(*(_resend(stack, safety, b) for b in originals))
+    codes = sorted((a.status_code, a.json().get("error", "")) for a in answers)
+    assert codes == [(201, ""), (409, "approval_required")], [a.text for a in answers]
