@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import service as audit
@@ -461,9 +461,17 @@ async def standing(session: AsyncSession, user_id: int) -> Standing:
     if user is None:
         raise invalid_token()
     rights_since = user.created_at
+    # A password someone else set counts too: whoever set it can sign in as the account.
     since = await session.scalar(
         select(func.max(AccountEvent.at)).where(
-            AccountEvent.user_id == user.id, AccountEvent.kind.in_(GRANTING)
+            AccountEvent.user_id == user.id,
+            or_(
+                AccountEvent.kind.in_(GRANTING),
+                and_(
+                    AccountEvent.kind == "password_set",
+                    or_(AccountEvent.by_user_id.is_(None), AccountEvent.by_user_id != user.id),
+                ),
+            ),
         )
     )
     if since is not None and since > rights_since:

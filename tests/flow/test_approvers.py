@@ -314,3 +314,27 @@ async def test_a_suspended_persons_pending_request_is_withdrawn_and_never_approv
     _refused(await _approve(stack, late, second.headers), "requester_suspended", 409)
     assert await stack.publish_pending() == 0
     assert not stack.bus.published, "nothing refused may play"
+
+
+async def test_an_account_whose_password_someone_else_set_after_the_request_cannot_approve(
+    stack: Stack, recording: bytes
+) -> None:
+    """Whoever set a password can sign in as that account: a reset after the request (by the
+    bootstrap token or by a colleague) leaves no second person in that account."""
+    requester = await _account(stack, "admin-asks", Role.CITY_ADMIN)
+    colleague = await _account(stack, "admin-colleague", Role.CITY_ADMIN)
+    officer = await _account(stack, "safety-reset", Role.SAFETY_OFFICER)
+    untouched = await _account(stack, "safety-untouched", Role.SAFETY_OFFICER)
+    approval = await _request_city_wide(stack, requester, recording)
+
+    stack.clock.advance(1)
+    for by in ({}, colleague.headers):
+        reset = await stack.client.post(
+            f"/api/v1/users/{officer.user_id}/password", json={"password": PASSWORD}, headers=by
+        )
+        assert reset.status_code == 204, reset.text
+        officer = await _signed_in(stack, officer.username, Role.SAFETY_OFFICER, officer.user_id)
+        refused = await _approve(stack, approval, officer.headers)
+        _refused(refused, "approver_not_eligible")
+    approved = await _approve(stack, approval, untouched.headers)
+    assert approved.status_code == 200, approved.text
