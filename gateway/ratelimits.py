@@ -165,27 +165,29 @@ async def check_send(
             )
     if villages:
         wanted = set(villages)
-        recent = await session.scalars(
-            select(Broadcast.target).where(
+        recent = await session.execute(
+            select(Broadcast.target, Broadcast.created_at).where(
                 Broadcast.city_id == city_id,
                 Broadcast.category == Category.VILLAGE_NOTICE.value,
                 Broadcast.created_at > since,
                 Broadcast.cancelled_at.is_(None),
             )
         )
-        counts: dict[int, int] = {}
-        for target in recent:
+        sent_at: dict[int, list[datetime]] = {}
+        for target, created_at in recent.tuples():
             for vid in target.get("resolved_village_ids", []):  # type: ignore[attr-defined]
                 if int(vid) in wanted:
-                    counts[int(vid)] = counts.get(int(vid), 0) + 1
-        full = sorted(v for v, n in counts.items() if n >= per_village)
+                    sent_at.setdefault(int(vid), []).append(created_at)
+        full = sorted(v for v, times in sent_at.items() if len(times) >= per_village)
         if full:
+            # Each full village has room again when enough of its notices leave the hour.
+            frees_at = max(sorted(sent_at[v])[len(sent_at[v]) - per_village] + WINDOW for v in full)
             raise TooManyRequests(
                 "rate_limited_village",
                 ko=f"마을 알림은 한 마을에 한 시간에 {per_village}건까지입니다 (마을 {full[:5]}).",
                 en=f"At most {per_village} village notices an hour per village (villages "
                 f"{full[:5]}).",
-                retry_after_s=600,
+                retry_after_s=max(1, int((frees_at - now).total_seconds()) + 1),
             )
 
 
