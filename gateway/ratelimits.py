@@ -84,14 +84,20 @@ async def role_of(session: AsyncSession, actor: str) -> Role | None:
     return Role(role) if role is not None else None
 
 
-def check_repetition(settings: Settings, category: Category, sends_in_an_hour: int) -> None:
+def check_repetition(
+    settings: Settings, category: Category, sends_in_an_hour: int, *, role: Role | None = None
+) -> None:
     """Refuse a schedule that alone sends more in one hour than the limits allow: it could
-    never be sent in full, whatever the hour."""
-    if category is Category.DISASTER:
-        return
+    never be sent in full, whatever the hour. Disaster alerts are limited for village heads
+    only (``role``: the person making the schedule)."""
     per_user = settings.rate_limit_user_per_hour
     per_village = settings.rate_limit_village_notices_per_hour
-    if category is Category.VILLAGE_NOTICE and per_village and sends_in_an_hour > per_village:
+    per_head = settings.rate_limit_head_disaster_per_hour
+    if category is Category.DISASTER:
+        if role is not Role.VILLAGE_HEAD or not per_head or sends_in_an_hour <= per_head:
+            return
+        limit = per_head
+    elif category is Category.VILLAGE_NOTICE and per_village and sends_in_an_hour > per_village:
         limit = per_village
     elif per_user and sends_in_an_hour > per_user:
         limit = per_user

@@ -249,7 +249,12 @@ async def create_schedule(
     if isinstance(fire_at, Schedule):
         return Created(await read_schedule(session, fire_at), replayed=True)
     if origin == "api" and request.principal is not None and request.principal.user_id is not None:
-        ratelimits.check_repetition(runtime.settings, request.category, _sends_in_an_hour(rule))
+        ratelimits.check_repetition(
+            runtime.settings,
+            request.category,
+            _sends_in_an_hour(rule),
+            role=request.principal.role,
+        )
     # Release the transaction (and its pooled connection) while the audio is made.
     await session.commit()
     prepared = await broadcasts.prepare_audio(runtime, request, upload, source_sha256)

@@ -534,6 +534,16 @@ async def test_schedules_are_rate_limited_when_made_and_when_they_fire(stack: St
         **notice | {"category": "administrative"},
     )
     assert (status, body["error"]) == (422, "repetition_over_rate_limit")
+    # A village head's disaster alerts are limited too: a repetition past it is refused at once.
+    status, body = await _as(
+        stack,
+        head,
+        send_at="2026-01-01T09:30",
+        repeat_count="5",
+        repeat_every_min="1",
+        **notice | {"category": "disaster"},
+    )
+    assert (status, body["error"]) == (422, "repetition_over_rate_limit")
 
     move_to(stack, local("2026-01-01T09:30"))
     assert (await _fire(stack))["fired"] == 1
