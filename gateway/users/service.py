@@ -307,10 +307,13 @@ async def principal_for_claims(
     except (KeyError, ValueError):
         raise invalid_token() from None
     user = await session.get(User, user_id)
-    if user is None or user.token_version != claims.get("ver"):
+    if user is None:
         raise invalid_token()
+    # A token we signed, of a person now suspended: say so, not "log in again" (they cannot).
     if user.suspended_at is not None:
         raise account_suspended()
+    if user.token_version != claims.get("ver"):
+        raise invalid_token()
     return principal_of(user)
 
 

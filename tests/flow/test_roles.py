@@ -222,7 +222,7 @@ async def test_suspension_refuses_tokens_already_issued(stack: Stack, recording:
     )
     assert suspended.status_code == 200
     refused = await stack.client.get("/api/v1/auth/me", headers=head.headers)
-    assert refused.status_code == 401
+    assert (refused.status_code, refused.json()["error"]) == (403, "account_suspended")
     again = await _login(stack, head.username)
     assert again.status_code == 403
     assert again.json()["error"] == "account_suspended"
