@@ -471,6 +471,12 @@ class LiveHub:
             else:
                 run.paused = False
                 run.heard = time.monotonic()
+        if run.ending is not None:
+            # Ended elsewhere (a suspension, idle, the longest talk) while the client was still
+            # sending: the ending tells it why and closes the socket with the matching code.
+            # Closing here first would hang up with 1000 and no reason.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(run.ending)
         with contextlib.suppress(Exception):
             await websocket.close(1000)
 
