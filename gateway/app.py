@@ -123,7 +123,8 @@ def _install_handlers(app: FastAPI) -> None:
         for error in errors:
             loc = error.get("loc", ())
             name = str(loc[-1]) if loc else ""
-            if name in _FIELD_CODES:
+            # A field that may not be sent at all is a plain invalid request, whatever its name.
+            if name in _FIELD_CODES and error.get("type") != "extra_forbidden":
                 code, ko, en = _FIELD_CODES[name]
                 return _error(422, code, f"{ko} / {en}", fields=_fields(errors))
         return _error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.broadcasts.schemas import BroadcastMode
 from gateway.schedules.recurrence import Kind, Weekday
@@ -99,7 +99,10 @@ class SchedulePage(BaseModel):
 
 
 class ScheduleUpdate(BaseModel):
-    """What may change before a schedule first fires; fields left out keep their value."""
+    """What may change before a schedule first fires; fields left out keep their value. Anything
+    else (its category, its audio) is refused (422), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     send_at: datetime | None = Field(
         default=None, description="ISO 8601; a time without offset is local (Asia/Seoul)"

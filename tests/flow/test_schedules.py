@@ -100,6 +100,11 @@ async def test_a_schedule_is_made_edited_and_cancelled_before_it_fires(stack: St
         "district_ids": [districts[0]["id"]],
         "village_ids": [],
     }
+    # What cannot change is refused, never silently ignored.
+    category = await stack.client.patch(
+        f"/api/v1/schedules/{made['id']}", json={"category": "disaster"}
+    )
+    assert (category.status_code, category.json()["error"]) == (422, "invalid_request")
 
     cancelled = await stack.client.post(f"/api/v1/schedules/{made['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
