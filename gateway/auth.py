@@ -108,7 +108,9 @@ def role_categories(settings: Settings) -> Mapping[Role, frozenset[Category]]:
     return table
 
 
-def _with_city_rights(principal: Principal, settings: Settings) -> Principal:
+def with_city_rights(principal: Principal, settings: Settings) -> Principal:
+    """``principal`` with the categories this city lets its role send (its own table, when
+    GATEWAY_ROLE_CATEGORIES sets one)."""
     if not settings.role_categories:
         return principal
     return replace(principal, categories=role_categories(settings)[principal.role])
@@ -198,7 +200,7 @@ async def current_principal(
     presented = credentials.credentials
     bootstrap = settings.api_token.get_secret_value() if settings.api_token else None
     if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.encode()):
-        return _with_city_rights(
+        return with_city_rights(
             Principal(name="bootstrap", role=Role.CITY_ADMIN, via="token"), settings
         )
     from gateway.users import service as users  # the users slice imports this module
@@ -211,7 +213,7 @@ async def current_principal(
             claims = read_access_token(settings, presented, now=now)
             principal = await users.principal_for_claims(session, claims, now=now)
         await session.commit()
-    principal = _with_city_rights(principal, settings)
+    principal = with_city_rights(principal, settings)
     request.state.principal = principal
     return principal
 

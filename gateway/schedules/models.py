@@ -80,7 +80,8 @@ class Schedule(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     cancelled_by: Mapped[str | None] = mapped_column(String(100), default=None)
-    # Why and when it was paused: owner_suspended (its creator's account was suspended).
+    # Why and when it was paused: owner_suspended (its creator's account was suspended),
+    # owner_removed, owner_rights_changed (its creator may no longer send it).
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     paused_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -104,7 +105,8 @@ class ScheduleOccurrence(Base):
     )
     occurrence_at: Mapped[datetime] = mapped_column(UTCDateTime())
     state: Mapped[str] = mapped_column(String(16))  # fired | skipped | failed
-    # skipped: missed (after downtime), quiet_hours, owner_suspended, owner_removed, paused;
+    # skipped: missed (after downtime), quiet_hours, owner_suspended, owner_removed, paused,
+    # category_not_allowed / outside_scope (the creator's rights as they are when it falls due);
     # failed: the error code.
     reason: Mapped[str | None] = mapped_column(String(64), default=None)
     broadcast_id: Mapped[str | None] = mapped_column(

@@ -39,7 +39,9 @@ class Occurrence(BaseModel):
         description="skipped: missed (the gateway was down past the grace window), "
         "quiet_hours, rate_limited_user / rate_limited_village (the hour's share was spent "
         "when it fell due), owner_suspended / owner_removed (its creator's account was "
-        "suspended or is gone), or paused (it fell due while the schedule was paused); "
+        "suspended or is gone), category_not_allowed / outside_scope (its creator may no "
+        "longer send it: role or area changed since it was made), or paused (it fell due "
+        "while the schedule was paused); "
         "failed: the error code (e.g. district_not_found)"
     )
     broadcast_id: str | None
@@ -87,7 +89,8 @@ class ScheduleRead(BaseModel):
     paused_reason: str | None = Field(
         default=None,
         description="Why it is paused: owner_suspended (its creator's account was suspended), "
-        "owner_removed",
+        "owner_removed, owner_rights_changed (its creator may no longer send it: their role or "
+        "area changed since it was made)",
     )
 
 

@@ -60,6 +60,7 @@ from gateway.sending.rules import Defer, Refuse, Replay, Send
 from gateway.sending.rules import Path as SendPath
 from gateway.settings import Settings
 from gateway.templates import service as templates
+from gateway.users import service as users
 from wire import contract
 from wire.contract import Category
 
@@ -874,6 +875,17 @@ def _advance(schedule: Schedule, rule: Recurrence, occurrence_at: datetime, now:
         schedule.state = "completed"
 
 
+# Why an occurrence is refused when its maker may no longer send it (``scopes``); the schedule
+# is then paused, so it does not go on skipping every time (resumed by someone with rights).
+_RIGHTS_LOST: Final = frozenset({"category_not_allowed", "outside_scope"})
+OWNER_RIGHTS_CHANGED: Final = "owner_rights_changed"
+
+
+def _pause_for_rights(schedule: Schedule, now: datetime) -> None:
+    schedule.state = "paused"
+    schedule.paused_at, schedule.paused_reason = now, OWNER_RIGHTS_CHANGED
+
+
 async def handle_due(
     session: AsyncSession, runtime: Runtime, city: City, schedule: Schedule, now: datetime
 ) -> Outcome:
@@ -904,12 +916,13 @@ async def handle_due(
 
     key = occurrence_key(schedule.id, occurrence)
     request = _request_of(schedule, idempotency_key=key, occurrence_at=occurrence)
-    # The gateway's own work: the maker's rights were checked when it was made; every other
-    # rule is checked now, as the maker's send.
+    # Every rule is checked now, as the maker's send: their rights as they stand today (a role
+    # or an area taken away since it was made stops it); the bootstrap token's is not checked.
+    owner = await users.current_principal(session, settings, schedule.created_by)
     wanted = sending.SendRequest(
         path=SendPath.SCHEDULE_FIRE,
         broadcast=request,
-        principal=None,
+        principal=owner,
         source_sha256=schedule.source_sha256,
         at=now,
         scope=sending.GATEWAY_SCOPE,
@@ -928,6 +941,8 @@ async def handle_due(
     if isinstance(decision, Refuse):
         _record(session, schedule, occurrence, "skipped", now, reason=decision.code)
         _advance(schedule, rule, occurrence, now)
+        if decision.code in _RIGHTS_LOST and schedule.state == "active":
+            _pause_for_rights(schedule, now)
         return "skipped"
     target: places.ResolvedTarget | None = None
     if isinstance(decision, Replay):

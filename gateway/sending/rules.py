@@ -81,8 +81,10 @@ RULES: Final[tuple[Rule, ...]] = (
         says="The role may send the category (the city's table: GATEWAY_ROLE_CATEGORIES over "
         "the defaults of `gateway.auth`; else 403 category_not_allowed) to every village of the "
         "target (the person's area: else 403 outside_scope); a resend or an approval acts for "
-        "the broadcast as a whole",
-        exempt="the gateway's own work: a schedule's occurrence (checked when it was made)",
+        "the broadcast as a whole; a schedule's occurrence is checked against its maker's "
+        "rights as they are when it fires (category or area taken away: skipped with that "
+        "code, and the schedule paused, `owner_rights_changed`)",
+        exempt="a schedule the bootstrap token made (no account to check)",
         outcomes={
             **_same(
                 Outcome(403, "outside_scope"),
@@ -91,6 +93,7 @@ RULES: Final[tuple[Rule, ...]] = (
                 Path.LIVE,
                 Path.RESEND,
             ),
+            Path.SCHEDULE_FIRE: Outcome(None, "skipped:outside_scope"),
             # Whoever may not approve it does not see the request (`approvals.visibility`).
             Path.APPROVAL: Outcome(404, "approval_not_found"),
         },

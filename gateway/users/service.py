@@ -24,6 +24,7 @@ from gateway.auth import (
     invalid_token,
     issue_access_token,
     new_api_key,
+    with_city_rights,
 )
 from gateway.errors import Conflict, Forbidden, InvalidRequest, Locked, NotFound, Unauthorized
 from gateway.places.models import City, District, Village
@@ -633,13 +634,37 @@ async def account_state(session: AsyncSession, actor: str) -> AccountState:
     ``system`` for an actor that is not a person's account (the bootstrap token), ``removed``
     when the account no longer exists. Work a person left behind (a schedule, a live session)
     goes on only while this is ``active`` or ``system``."""
-    name, sep, user_id = actor.rpartition("#")
-    if not sep or not user_id.isdigit():
+    if not _is_person(actor):
         return "system"
-    user = await session.get(User, int(user_id))
-    if user is None or user.username != name:
+    user = await _user_of_actor(session, actor)
+    if user is None:
         return "removed"
     return "active" if user.suspended_at is None else "suspended"
+
+
+def _is_person(actor: str) -> bool:
+    _name, sep, user_id = actor.rpartition("#")
+    return bool(sep) and user_id.isdigit()
+
+
+async def _user_of_actor(session: AsyncSession, actor: str) -> User | None:
+    name, _sep, user_id = actor.rpartition("#")
+    user = await session.get(User, int(user_id))
+    return user if user is not None and user.username == name else None
+
+
+async def current_principal(
+    session: AsyncSession, settings: Settings, actor: str
+) -> Principal | None:
+    """The rights the person behind ``actor`` has now (their role, area and the city's
+    categories for that role), for work they left behind that acts in their name when it runs
+    (a schedule's occurrence): what they could do when they made it no longer counts. None for
+    an actor that is not a person's account (the bootstrap token) or an account that is gone
+    (``account_state`` tells the two apart)."""
+    if not _is_person(actor):
+        return None
+    user = await _user_of_actor(session, actor)
+    return None if user is None else with_city_rights(principal_of(user), settings)
 
 
 async def create_api_key(

@@ -20,7 +20,7 @@ from gateway.db import create_engine, create_sessions
 from gateway.schedules.worker import ScheduleWorker
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, _everyone_online, recording
-from tests.flow.test_roles import Person, _layout, _login, _people
+from tests.flow.test_roles import Person, _layout, _login, _people, _person
 
 __all__ = ["recording"]  # the module-scoped fixture, shared
 
@@ -571,3 +571,66 @@ async def test_schedules_are_rate_limited_when_made_and_when_they_fire(stack: St
     head.token = (await _login(stack, head.username)).json()["access_token"]
     refused = await stack.client.post("/api/v1/broadcasts", data=notice, headers=head.headers)
     assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited_village")
+
+
+async def _take_away(stack: Stack, police: Person, change: str, other_district: int) -> None:
+    """What an administrator (or the city's configuration) changes after the schedule is made."""
+    if change == "city_table":
+        stack.settings.role_categories = {"police_officer": []}
+        return
+    body: dict[str, Any] = (
+        {"district_ids": [other_district]} if change == "area" else {"role": "auditor"}
+    )
+    response = await stack.client.patch(f"/api/v1/users/{police.user_id}", json=body)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ("area", "outside_scope"),
+        ("role", "category_not_allowed"),
+        ("city_table", "category_not_allowed"),
+    ],
+)
+async def test_a_schedule_fires_only_while_its_maker_may_still_send_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, change: str, code: str
+) -> None:
+    """A schedule sends in its maker's name: each occurrence is held to their rights as they
+    are when it falls due (their area narrowed, their role demoted, the city's table for their
+    role), not as they were when they made it."""
+    await _everyone_online(stack)
+    monkeypatch.setattr(stack.settings, "role_categories", dict(stack.settings.role_categories))
+    districts, villages = await _layout(stack)
+    first, other = districts[0]["id"], districts[1]["id"]
+    village = next(v["id"] for v in villages if v["district_id"] == first)
+    police = await _person(stack, Role.POLICE_OFFICER, district_ids=[first])
+    start = stack.clock.now() + timedelta(minutes=1)
+    status, made = await _as(
+        stack,
+        police,
+        category="crime_prevention",
+        village_ids=str(village),
+        text="밤길 조심하시고 문단속을 꼭 해 주세요.",
+        send_at=start.isoformat(),
+        repeat_count="2",
+        repeat_every_min="10",
+    )
+    assert status == 201, made
+
+    await _take_away(stack, police, change, other)
+    move_to(stack, start)
+    assert (await _fire(stack))["skipped"] == 1
+
+    done = await _read(stack, made["id"])
+    [occurrence] = done["occurrences"]
+    assert (occurrence["state"], occurrence["reason"]) == ("skipped", code)
+    assert (done["state"], done["paused_reason"]) == ("paused", "owner_rights_changed"), (
+        "paused rather than skipping every time"
+    )
+    move_to(stack, start + timedelta(minutes=10))
+    assert sum((await _fire(stack)).values()) == 0, "a paused schedule is not claimed"
+    assert done["broadcast_ids"] == []
+    assert await _broadcast_count(stack) == 0
+    assert await stack.publish_pending() == 0
+    assert _commands(stack) == []

@@ -61,6 +61,7 @@ const WORDS = {
   paused: {
     owner_suspended: "만든 사람의 계정 정지",
     owner_removed: "만든 사람의 계정 없음",
+    owner_rights_changed: "만든 사람의 방송 권한 변경",
   },
 };
 
