@@ -12,7 +12,7 @@ from gateway.auth import Role
 from gateway.users.models import User
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, recording
-from tests.flow.test_roles import PASSWORD, Person, _layout, _login, _people, _send
+from tests.flow.test_roles import PASSWORD, Person, _layout, _login, _people, _send, sign_up
 
 __all__ = ["recording"]
 
@@ -21,19 +21,9 @@ async def _account(
     stack: Stack, username: str, role: Role, by: Person | None = None, **scope: list[int]
 ) -> Person:
     """An account made by ``by`` (the bootstrap token if None), signed in."""
-    created = await stack.client.post(
-        "/api/v1/users",
-        json={
-            "username": username,
-            "display_name": username,
-            "role": role.value,
-            "password": PASSWORD,
-            **scope,
-        },
-        headers=by.headers if by is not None else {},
+    return await sign_up(
+        stack, username, role, headers=by.headers if by is not None else None, **scope
     )
-    assert created.status_code == 201, created.text
-    return await _signed_in(stack, username, role, created.json()["id"])
 
 
 async def _signed_in(stack: Stack, username: str, role: Role, user_id: int) -> Person:

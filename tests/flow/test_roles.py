@@ -59,8 +59,15 @@ async def _login(stack: Stack, username: str, password: str = PASSWORD) -> httpx
     )
 
 
-async def _person(stack: Stack, role: Role, **scope: list[int]) -> Person:
-    username = f"{role.value.replace('_', '-')}-{len(scope)}-{sum(map(len, scope.values()))}"
+async def sign_up(
+    stack: Stack,
+    username: str,
+    role: Role,
+    *,
+    headers: dict[str, str] | None = None,
+    **scope: list[int],
+) -> Person:
+    """An account made by whoever ``headers`` name (the bootstrap token by default), signed in."""
     created = await stack.client.post(
         "/api/v1/users",
         json={
@@ -70,12 +77,18 @@ async def _person(stack: Stack, role: Role, **scope: list[int]) -> Person:
             "password": PASSWORD,
             **scope,
         },
+        headers=headers or {},
     )
     assert created.status_code == 201, created.text
     login = await _login(stack, username)
     assert login.status_code == 200, login.text
     body = login.json()
     return Person(username, role, created.json()["id"], body["access_token"], body["refresh_token"])
+
+
+async def _person(stack: Stack, role: Role, **scope: list[int]) -> Person:
+    username = f"{role.value.replace('_', '-')}-{len(scope)}-{sum(map(len, scope.values()))}"
+    return await sign_up(stack, username, role, **scope)
 
 
 async def _people(stack: Stack) -> dict[Role, Person]:

@@ -15,7 +15,7 @@ from gateway.auth import Role
 from gateway.errors import TooManyRequests
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import recording
-from tests.flow.test_roles import PASSWORD, Person, _layout, _login
+from tests.flow.test_roles import Person, _layout, _login, sign_up
 from tests.flow.test_schedules import _fire, local, move_to
 from wire.contract import Category
 
@@ -23,21 +23,7 @@ __all__ = ["recording"]  # the module-scoped fixture, shared
 
 
 async def _user(stack: Stack, username: str, role: Role, **scope: list[int]) -> Person:
-    created = await stack.client.post(
-        "/api/v1/users",
-        json={
-            "username": username,
-            "display_name": username,
-            "role": role.value,
-            "password": PASSWORD,
-            **scope,
-        },
-    )
-    assert created.status_code == 201, created.text
-    login = await _login(stack, username)
-    assert login.status_code == 200, login.text
-    body = login.json()
-    return Person(username, role, created.json()["id"], body["access_token"], body["refresh_token"])
+    return await sign_up(stack, username, role, **scope)
 
 
 async def _send(

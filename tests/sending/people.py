@@ -6,25 +6,10 @@ import itertools
 
 from gateway.auth import Role
 from tests.flow.conftest import Stack
-from tests.flow.test_roles import PASSWORD, Person, _login
+from tests.flow.test_roles import Person, sign_up
 
 _names = itertools.count(1)
 
 
 async def make_person(stack: Stack, role: Role, **scope: list[int]) -> Person:
-    username = f"{role.value.replace('_', '-')}-{next(_names)}"
-    created = await stack.client.post(
-        "/api/v1/users",
-        json={
-            "username": username,
-            "display_name": username,
-            "role": role.value,
-            "password": PASSWORD,
-            **scope,
-        },
-    )
-    assert created.status_code == 201, created.text
-    login = await _login(stack, username)
-    assert login.status_code == 200, login.text
-    body = login.json()
-    return Person(username, role, created.json()["id"], body["access_token"], body["refresh_token"])
+    return await sign_up(stack, f"{role.value.replace('_', '-')}-{next(_names)}", role, **scope)
