@@ -20,6 +20,9 @@ import typer
 import websockets
 
 FRAME_S: Final = 0.02
+# How far behind its schedule a paced sender may catch up in one burst (the gateway allows
+# 600 ms ahead of real time by default).
+CATCH_UP_S: Final = 0.2
 
 
 class LiveError(Exception):
@@ -108,11 +111,16 @@ class LiveClient:
     async def send_paced(
         self, packets: Sequence[bytes], *, on_sent: Callable[[int], None] | None = None
     ) -> None:
-        """Send one packet every 20 ms on an absolute schedule (no drift)."""
+        """Send one packet every 20 ms on an absolute schedule (no drift). After a stall (a busy
+        machine) it resumes the pace from where it is, catching up at most ``CATCH_UP_S``: a
+        longer burst would be audio ahead of real time, which the gateway drops and, past its
+        allowance, ends the session for (``live_flood``)."""
         start = time.monotonic()
         for index, packet in enumerate(packets):
             delay = start + index * FRAME_S - time.monotonic()
-            if delay > 0:
+            if delay < -CATCH_UP_S:
+                start -= delay + CATCH_UP_S
+            elif delay > 0:
                 await asyncio.sleep(delay)
             await self._socket.send(packet)
             if on_sent is not None:
