@@ -6,52 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from gateway.bus import Incoming
-from tests.flow.conftest import Stack, proof_of
-from tests.media import make_recording
+from tests.flow.conftest import Stack
+from tests.flow.test_broadcast_flow import _ack, _commands, recording
 from wire import contract
 from wire.contract import AckStatus
 
-
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    path = make_recording(tmp_path_factory.mktemp("rec") / "notice.m4a", "m4a", seconds=2.0)
-    return path.read_bytes()
+__all__ = ["recording"]  # the module-scoped fixture, shared
 
 
-def _commands(stack: Stack) -> list[tuple[str, contract.Command]]:
-    return [
-        (topic, contract.decode_command(payload)) for topic, payload, _, _ in stack.bus.published
-    ]
-
-
-def _send(stack: Stack, speaker: str, message: contract.Ack | contract.Presence) -> None:
-    city = stack.settings.city_code
-    if isinstance(message, contract.Ack):
-        incoming = Incoming(contract.ack_topic(city, speaker), contract.encode_ack(message))
-    else:
-        incoming = Incoming(
-            contract.presence_topic(city, speaker), contract.encode_presence(message)
-        )
-    stack.bus.incoming.put_nowait(incoming)
-
-
-def _ack(
-    stack: Stack, command: contract.Command, speaker: str, status: AckStatus, **extra: Any
-) -> None:
-    if status is AckStatus.PLAYED:
-        extra = {**proof_of(command), **extra}
-    ack = contract.Ack(
-        command_id=command.id,
-        broadcast_id=command.broadcast_id,
-        speaker=speaker,
-        status=status,
-        at_ms=contract.now_ms(),
-        **extra,
-    )
-    _send(stack, speaker, ack)
+def _send(stack: Stack, speaker: str, message: contract.Presence) -> None:
+    topic = contract.presence_topic(stack.settings.city_code, speaker)
+    stack.bus.incoming.put_nowait(Incoming(topic, contract.encode_presence(message)))
 
 
 async def _heartbeats(stack: Stack, codes: list[str], status: str = "heartbeat") -> None:
