@@ -75,6 +75,14 @@ def _options(
 
 
 @app.command()
+def secret() -> None:
+    """Print a new random secret (256 bits) for GATEWAY_JWT_SECRET and the other keys."""
+    from gateway.keyfiles import new_secret
+
+    typer.echo(new_secret())
+
+
+@app.command()
 def run(
     port: Annotated[int, typer.Option(help="HTTP port of the API")] = 8000,
     host: Annotated[str, typer.Option(help="Address the API listens on")] = "127.0.0.1",
