@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 
 from gateway.app import create_app
 from gateway.devicesec import broker_hooks
@@ -32,7 +33,7 @@ async def test_the_emqx_configuration_matches_the_hooks(tmp_path: Path) -> None:
     text = TEMPLATE.read_text(encoding="utf-8")
     settings = Settings(environment="test", database_url="sqlite+aiosqlite://", data_dir=tmp_path)
     transport = httpx.ASGITransport(app=create_app(settings))
-    models = {
+    models: dict[str, type[BaseModel]] = {
         "/api/v1/broker/hooks/emqx/authenticate": broker_hooks.EmqxAuthentication,
         "/api/v1/broker/hooks/emqx/authorize": broker_hooks.EmqxAuthorization,
     }
