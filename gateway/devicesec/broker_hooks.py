@@ -149,7 +149,9 @@ async def find_account(
             BrokerAccount.city_id == city.id, BrokerAccount.username == username
         )
     )
-    if stored is not None and stored.role in ("gateway", "monitor"):
+    if stored is not None:
+        if stored.role not in ("gateway", "monitor"):
+            return None
         role: grants.Role = "gateway" if stored.role == "gateway" else "monitor"
         return Account(username, role, None, stored.password_hash)
     own = settings.mqtt

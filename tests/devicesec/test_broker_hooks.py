@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import func, select
 
 from gateway.app import create_app
+from gateway.audit.models import AuditEvent
 from gateway.devicesec.broker_hooks import HEADER, STAMP_ATTRIBUTE
 from gateway.keyfiles import load_secret
 from gateway.settings import Settings
@@ -74,11 +77,17 @@ async def _stamp(stack: Stack, code: str, password: str) -> str:
     return stamp
 
 
+async def _audit_rows(stack: Stack) -> int:
+    async with stack.app.state.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
 async def test_a_speaker_connects_only_with_its_password_and_its_own_client_id(
     stack: Stack,
 ) -> None:
     password = await _issue(stack, A)
     await _issue(stack, B)
+    audited = await _audit_rows(stack)
 
     own = await _connect(stack, A, password, contract.speaker_client_id(A))
     assert own["result"] == "allow"
@@ -95,6 +104,7 @@ async def test_a_speaker_connects_only_with_its_password_and_its_own_client_id(
     unknown = await _connect(stack, "d01-v001-s2", password, "spk-d01-v001-s2")  # no password
     assert unknown["result"] == "deny"
     assert (await _connect(stack, "nobody", password, "spk-nobody"))["result"] == "deny"
+    assert await _audit_rows(stack) == audited, "the broker's questions are not audited"
 
 
 async def test_a_speaker_reads_and_writes_only_its_own_topics(stack: Stack) -> None:
@@ -207,6 +217,25 @@ async def test_gateway_and_monitor_accounts_keep_to_their_ids_and_topics(stack: 
     assert not await _may(
         stack, "gw-east", g, "subscribe", contract.ack_subscription(), client_id=gateway_id
     )
+
+
+async def test_the_gateways_own_user_is_a_gateway(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "own-" + "p" * 30
+    monkeypatch.setattr(stack.settings, "mqtt_url", f"mqtt://gateway:{secret}@broker:1883")
+    gateway_id = f"{stack.settings.mqtt_client_prefix}-r1"
+
+    own = await _connect(stack, "gateway", secret, gateway_id)
+    assert own["result"] == "allow"
+    assert (await _connect(stack, "gateway", secret + "x", gateway_id))["result"] == "deny"
+    assert (await _connect(stack, "gateway", secret, "spk-" + A))["result"] == "deny"
+    stamp = own["client_attrs"][STAMP_ATTRIBUTE]
+    command = contract.command_topic_all(stack.settings.city_code)
+    assert await _may(stack, "gateway", stamp, "publish", command, client_id=gateway_id)
+
+    monkeypatch.setattr(stack.settings, "mqtt_url", f"mqtt://gateway:{secret}2@broker:1883")
+    assert not await _may(stack, "gateway", stamp, "publish", command, client_id=gateway_id)
 
 
 def _bare_app(tmp_path: Path, **settings: Any) -> httpx.AsyncClient:
