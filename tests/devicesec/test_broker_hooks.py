@@ -167,7 +167,9 @@ async def test_a_revoked_speaker_is_denied_at_once(stack: Stack) -> None:
     assert not await _may(stack, A, new_stamp, "subscribe", contract.command_topic_all(city))
 
 
-async def test_gateway_and_monitor_accounts_keep_to_their_ids_and_topics(stack: Stack) -> None:
+async def test_gateway_and_monitor_accounts_keep_to_their_ids_and_topics(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     city = stack.settings.city_code
     accounts = {}
     for name, role in (("gw-east", "gateway"), ("healthcheck", "monitor")):
@@ -218,13 +220,9 @@ async def test_gateway_and_monitor_accounts_keep_to_their_ids_and_topics(stack: 
         stack, "gw-east", g, "subscribe", contract.ack_subscription(), client_id=gateway_id
     )
 
-
-async def test_the_gateways_own_user_is_a_gateway(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    # The gateway's own user, from its MQTT URL, is a gateway too.
     secret = "own-" + "p" * 30
     monkeypatch.setattr(stack.settings, "mqtt_url", f"mqtt://gateway:{secret}@broker:1883")
-    gateway_id = f"{stack.settings.mqtt_client_prefix}-r1"
 
     own = await _connect(stack, "gateway", secret, gateway_id)
     assert own["result"] == "allow"
