@@ -20,7 +20,8 @@ Exceptions (rendered as usual)::
 
     Unauthorized  broker_hook_secret_missing  (401) no secret header
     Forbidden     broker_hook_secret_wrong    (403) a secret that is not the hook secret
-    Unavailable   broker_hooks_unconfigured   (503) production without GATEWAY_BROKER_HOOK_SECRET
+    Unavailable   broker_hooks_unconfigured   (503) no usable GATEWAY_BROKER_HOOK_SECRET: unset in
+                                                    production, or too weak (the log says which)
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def _hook_secret(request: Request) -> bytes:
             log.error("broker hooks refused: %s", exc)
             raise Unavailable(
                 "broker_hooks_unconfigured",
-                ko="브로커 연동 비밀값이 설정되지 않아 브로커의 문의에 답할 수 없습니다.",
-                en="The broker hook secret is not configured (GATEWAY_BROKER_HOOK_SECRET).",
+                ko="브로커 연동 비밀값이 없거나 약해 브로커의 문의에 답할 수 없습니다.",
+                en="The broker hook secret (GATEWAY_BROKER_HOOK_SECRET) is missing or too weak.",
             ) from None
         state.broker_hook_secret = loaded
     return loaded

@@ -259,11 +259,16 @@ async def test_only_the_broker_may_ask(tmp_path: Path) -> None:
                 assert " / " in response.json()["detail"]  # Korean / English
 
 
-async def test_without_a_secret_in_production_the_hooks_refuse(tmp_path: Path) -> None:
-    async with _bare_app(tmp_path, environment="production", api_token="t" * 32) as client:
-        response = await client.post(AUTHN, json={}, headers={HEADER: "x" * 43})
-    assert response.status_code == 503
-    assert response.json()["error"] == "broker_hooks_unconfigured"
+async def test_without_a_usable_secret_the_hooks_refuse(tmp_path: Path) -> None:
+    unusable = [
+        {"environment": "production", "api_token": "t" * 32},  # none: nothing is made up
+        {"environment": "test", "broker_hook_secret": "short"},  # too weak
+    ]
+    for settings in unusable:
+        async with _bare_app(tmp_path, **settings) as client:
+            response = await client.post(AUTHN, json={}, headers={HEADER: "x" * 43})
+        assert response.status_code == 503, settings
+        assert response.json()["error"] == "broker_hooks_unconfigured"
 
 
 def test_the_hooks_are_internal(tmp_path: Path) -> None:
