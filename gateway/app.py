@@ -36,6 +36,7 @@ from gateway.db import AfterCommit, create_engine, create_sessions
 from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
+from gateway.devicesec.broker_hooks import router as broker_hooks_router
 from gateway.devicesec.router import router as devicesec_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
 from gateway.live.fanout import FakeLiveBus, LiveBus, MqttLiveBus
@@ -405,6 +406,7 @@ def create_app(
     app.include_router(quiet_router, prefix=API)
     app.include_router(templates_router, prefix=API)
     app.include_router(devicesec_router, prefix=API)
+    app.include_router(broker_hooks_router, prefix=API)
     app.include_router(users_router, prefix=API)
     app.include_router(audit_router, prefix=API)
     app.include_router(approvals_router, prefix=API)

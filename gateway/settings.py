@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # Signs access tokens; unset: derived from api_token, which every replica shares.
     jwt_secret: SecretStr | None = None
     jwt_secret_file: Path | None = None
+    # Shared with a clustered broker (EMQX) that asks the gateway who may connect, publish and
+    # subscribe (README, "Clustered brokers"); the broker sends it in X-Maeul-Hook-Secret.
+    broker_hook_secret: SecretStr | None = None
+    broker_hook_secret_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
     refresh_token_ttl_s: int = Field(default=14 * 86400, ge=300, le=90 * 86400)
     # Failed logins in a row before the account is locked, and for how long.
