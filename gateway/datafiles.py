@@ -9,11 +9,14 @@ to private temporary files.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Final
 
 from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
 
 DIR_MODE: Final = 0o700
 FILE_MODE: Final = 0o600
@@ -23,14 +26,28 @@ _SQLITE_COMPANIONS: Final = ("-wal", "-shm", "-journal")
 def private_dir(path: Path) -> Path:
     """`path` as a directory only its owner can enter (made with its parents if missing)."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, DIR_MODE)
+    _narrow(path, DIR_MODE)
     return path
 
 
 def private_file(path: Path) -> None:
     """Narrow an existing file to its owner (missing: nothing to do)."""
     with contextlib.suppress(FileNotFoundError):
-        os.chmod(path, FILE_MODE)
+        _narrow(path, FILE_MODE)
+
+
+def _narrow(path: Path, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except PermissionError:
+        # Someone else's (a mount point given to the gateway): said loudly, not fatal.
+        log.warning(
+            "%s 권한을 %o(으)로 줄이지 못함 / cannot narrow %s to mode %o: not its owner",
+            path,
+            mode,
+            path,
+            mode,
+        )
 
 
 def sqlite_path(database_url: str) -> Path | None:

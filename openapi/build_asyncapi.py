@@ -872,9 +872,9 @@ carries resends and catch-up for one speaker.
   `id`. A speaker records an id before acknowledging it and acts on it at most once; later
   copies are answered as *Copies of a command id* below says.
 - **Refusals of a copy.** `unsigned`, `unknown_key`, `revoked_key`, `bad_signature`,
-  `replayed` and `malformed` refuse one copy, not the command. The gateway records each as a security event;
-  once the speaker has acknowledged `received` (or `preempted`) for the id, such a refusal does
-  not change the delivery.
+  `replayed` and `malformed` refuse one copy, not the command. The gateway records each as a
+  security event; once the speaker has acknowledged `received` (or `preempted`) for the id,
+  such a refusal does not change the delivery.
 - **Ack order.** For one command id: `received` → `playing` → `played`; or `failed` (with a
   `FailReason`) once accepted; or `rejected` (with a `RejectReason`) instead of being accepted.
   A command interrupted by a higher priority goes `playing` → `preempted` → `playing` (again
@@ -890,9 +890,10 @@ A later copy of an id the speaker has recorded never makes it act again; it is a
 first of these rules that applies, and nothing else happens:
 
 1. A copy that fails its own signature check (a speaker with gateway keys) is refused:
-   `rejected` with `unsigned`, `unknown_key`, `revoked_key` or `bad_signature`; a payload that is not a valid
-   command is `rejected`/`malformed`. This holds whatever the id's state, also while the genuine
-   command waits or plays: a forged copy never draws the genuine command's ack.
+   `rejected` with `unsigned`, `unknown_key`, `revoked_key` or `bad_signature`; a payload that
+   is not a valid command is `rejected`/`malformed`. This holds whatever the id's state, also
+   while the genuine command waits or plays: a forged copy never draws the genuine command's
+   ack.
 2. An authentic copy of a command that ended `played`, with the same `nonce` as the copy that
    played, is a captured command sent again: `rejected`/`replayed`.
 3. Any other copy (a QoS 1 duplicate, or the gateway asking again with a fresh `nonce` and
@@ -904,10 +905,11 @@ still play. A speaker with gateway keys records a rejection only for an authenti
 command, so a forged copy cannot use up a genuine id.
 
 Refusals of copies that did not prove themselves (`malformed`, `unsigned`, `unknown_key`,
-`revoked_key`, `bad_signature`, `replayed`) are rate limited on the speaker: at most 30 a minute (a burst of
-30, refilled evenly); past that the speaker stays silent and counts them. A forged command sent
-to a whole city then comes back as a few security events, not one ack per speaker per command,
-and nothing is lost: a genuine command left unanswered is asked again by the gateway.
+`revoked_key`, `bad_signature`, `replayed`) are rate limited on the speaker: at most 30 a
+minute (a burst of 30, refilled evenly); past that the speaker stays silent and counts them. A
+forged command sent to a whole city then comes back as a few security events, not one ack per
+speaker per command, and nothing is lost: a genuine command left unanswered is asked again by
+the gateway.
 
 ## Proof of play
 

@@ -194,7 +194,8 @@ async def test_a_revoked_key_is_dropped_at_the_next_fetch_and_its_commands_refus
     # The gateway's next command, under the new key, makes the speaker fetch the ring.
     assert await speaker.answer(_play(fresh)) == ("received", None)
     assert verify.is_revoked(stolen.key_id)
-    assert not verify.knows(stolen.key_id) and not verify.knows(thief.key_id)
+    assert not verify.knows(stolen.key_id)
+    assert not verify.knows(thief.key_id)
     assert forgotten == [(frozenset({stolen.key_id}), frozenset({stolen.key_id, thief.key_id}))]
     fetched = learner.fetches
     assert await speaker.answer(_play(stolen)) == ("rejected", "revoked_key")
@@ -204,7 +205,8 @@ async def test_a_revoked_key_is_dropped_at_the_next_fetch_and_its_commands_refus
     # A ring without the revocation (replayed by the thief) does not bring the key back, and
     # the revoked key vouches for nothing any more.
     assert verify.learn(forged_ring, CITY) == {}
-    assert not verify.knows(stolen.key_id) and not verify.knows(thief.key_id)
+    assert not verify.knows(stolen.key_id)
+    assert not verify.knows(thief.key_id)
     assert await speaker.answer(_play(stolen)) == ("rejected", "revoked_key")
     assert await speaker.answer(_play(gateway.keys[0])) == ("received", None)
 
@@ -219,7 +221,8 @@ async def test_a_retired_key_revoked_leaves_the_keys_it_vouched_for_trusted() ->
     newest = gateway.revoke(retired.key_id)
     assert await speaker.answer(_play(newest)) == ("received", None)
     # `current` was learned through `retired`; the gateway now vouches for it with k-0.
-    assert verify.knows(current.key_id) and not verify.knows(retired.key_id)
+    assert verify.knows(current.key_id)
+    assert not verify.knows(retired.key_id)
     assert await speaker.answer(_play(current)) == ("received", None)
     assert await speaker.answer(_play(retired)) == ("rejected", "revoked_key")
 
@@ -237,16 +240,21 @@ def test_a_revocation_counts_only_when_a_trusted_key_other_than_the_revoked_one_
         ),
     )
     verify.learn(forged, CITY)
-    assert verify.knows("k-0") and verify.knows("k-1") and not verify.revoked
+    assert verify.knows("k-0")
+    assert verify.knows("k-1")
+    assert not verify.revoked
     genuine = contract.KeyRing(
         city=CITY,
         keys=(),
         revoked=(contract.revoke_key(CITY, "k-0", by=(other.key_id, other.private)),),
     )
     verify.learn(genuine, CITY)
-    assert verify.revoked == {"k-0"} and not verify.knows("k-0") and verify.knows("k-1")
+    assert verify.revoked == {"k-0"}
+    assert not verify.knows("k-0")
+    assert verify.knows("k-1")
     # A configured key the speaker has since learned was revoked stays refused after a restart.
     restarted = contract.SignatureCheck(
         {"k-0": anchor.public, "k-1": other.public}, revoked=verify.revoked
     )
-    assert not restarted.knows("k-0") and restarted.is_revoked("k-0")
+    assert not restarted.knows("k-0")
+    assert restarted.is_revoked("k-0")
