@@ -537,9 +537,7 @@ class SignatureCheck:
     a trusted key vouches for and applies revocations. A revoked key id is never trusted again,
     whatever a later ring says, and keys learned through it alone are dropped with it."""
 
-    def __init__(
-        self, public_keys: Mapping[str, bytes], *, revoked: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, public_keys: Mapping[str, bytes], *, revoked: Iterable[str] = ()) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         self._revoked = set(revoked)
