@@ -59,7 +59,7 @@ class AudioStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(temp, 0o644)
+            os.chmod(temp, 0o600)  # the owner's only: served through the gateway, never directly
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)

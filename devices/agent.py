@@ -36,7 +36,7 @@ import sqlite3
 import ssl
 import sys
 import tomllib
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -308,6 +308,10 @@ CREATE TABLE IF NOT EXISTS learned_keys (
     key_id        TEXT PRIMARY KEY,
     public_key    BLOB NOT NULL,
     learned_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked_keys (
+    key_id        TEXT PRIMARY KEY,
+    revoked_at_ms INTEGER NOT NULL
 )
 """
 _COLUMNS: Final = (
@@ -408,6 +412,18 @@ class SqliteJournal:
             "INSERT OR IGNORE INTO learned_keys (key_id, public_key, learned_at_ms) VALUES (?,?,?)",
             [(k, v, self._clock()) for k, v in keys.items()],
         )
+
+    def revoked_keys(self) -> set[str]:
+        """Signing keys the gateway's key ring revoked: never trusted again, even if configured."""
+        return {str(k) for (k,) in self._db.execute("SELECT key_id FROM revoked_keys")}
+
+    def forget_keys(self, revoked: Iterable[str], dropped: Iterable[str]) -> None:
+        """Remember `revoked` for good, and stop trusting `dropped` (learned keys)."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO revoked_keys (key_id, revoked_at_ms) VALUES (?,?)",
+            [(k, self._clock()) for k in revoked],
+        )
+        self._db.executemany("DELETE FROM learned_keys WHERE key_id = ?", [(k,) for k in dropped])
 
     def unfinished(self) -> list[JournalEntry]:
         rows = self._db.execute(
@@ -527,7 +543,13 @@ class Agent:
         self.journal = journal
         keys = config.public_keys()
         # Keys from the configuration are the trust anchor; learned ones only extend it.
-        self._verify = contract.SignatureCheck({**journal.learned_keys(), **keys}) if keys else None
+        self._verify = (
+            contract.SignatureCheck(
+                {**journal.learned_keys(), **keys}, revoked=journal.revoked_keys()
+            )
+            if keys
+            else None
+        )
         self.core = SpeakerCore(
             self.identity,
             codecs=config.speaker.codecs,
@@ -548,6 +570,7 @@ class Agent:
                 http_keyring(http, config.gateway.url),
                 clock=clock,
                 remember=self._remember_keys,
+                forget=self._forget_keys,
             )
             if self._verify is not None and config.gateway.url is not None
             else None
@@ -644,6 +667,9 @@ class Agent:
 
     async def _remember_keys(self, keys: dict[str, bytes]) -> None:
         await self._in_worker(self.journal.remember_keys, keys)
+
+    async def _forget_keys(self, revoked: frozenset[str], dropped: frozenset[str]) -> None:
+        await self._in_worker(self.journal.forget_keys, revoked, dropped)
 
     async def _tick(self) -> None:
         since_prune = 0.0

@@ -7,6 +7,12 @@ rate limit never refuses it: the core refuses it as ``unknown_key`` only if the 
 still does not vouch for its key. Fetches are limited per key id and overall, one at a time
 however many speakers of a fleet ask (see `KeyLearner`).
 
+The ring also carries the gateway's revocations: a revoked key is dropped (with any key learned
+only through it) and commands under it are refused as ``revoked_key`` at once, without asking
+the ring again. A speaker learns a revocation at its next fetch of the ring; the gateway starts a
+new key with every revocation, so its next command to the speaker (any broadcast or test) names
+a key id the speaker does not know yet, and that fetch happens then.
+
 Where the ring comes from is pluggable: the device agent and the simulated fleet both fetch it
 with `http_keyring` (``GET /api/v1/keys/ring``); a test can hand one over with `static_keyring`.
 """
@@ -43,6 +49,8 @@ _KEY_ID: Final = re.compile(rb'"key_id"\s*:\s*"([0-9A-Za-z_-]{1,64})"')
 
 FetchRing = Callable[[], Awaitable[contract.KeyRing]]
 Remember = Callable[[dict[str, bytes]], Awaitable[None]]
+# Told the key ids newly revoked and every key id no longer trusted because of them.
+Forget = Callable[[frozenset[str], frozenset[str]], Awaitable[None]]
 
 
 def http_keyring(
@@ -101,6 +109,7 @@ class KeyLearner:
         window_ms: int = KEYRING_WINDOW_MS,
         max_held: int = MAX_HELD,
         remember: Remember | None = None,
+        forget: Forget | None = None,
     ) -> None:
         self.verify = verify
         self.city = city
@@ -111,6 +120,7 @@ class KeyLearner:
         self._window_ms = window_ms
         self._max_held = max_held
         self._remember = remember
+        self._forget = forget
         # When a fetch was last started for each key id (recent ones only), and the start times
         # of the fetches within the global window.
         self._asked: dict[str, int] = {}
@@ -133,7 +143,11 @@ class KeyLearner:
         """True when `payload` names a key id not trusted yet: the caller awaits `settle`
         before handing the payload to the core."""
         key_id = key_id_named(payload)
-        return key_id is not None and not self.verify.knows(key_id)
+        return (
+            key_id is not None
+            and not self.verify.knows(key_id)
+            and not self.verify.is_revoked(key_id)
+        )
 
     def held(self, holder: str) -> int:
         """How many commands `holder` (a speaker) holds now."""
@@ -144,7 +158,12 @@ class KeyLearner:
         after it arrived has finished without vouching for it, or it can be held no longer
         (expired, or `holder` already holds `max_held`)."""
         key_id = key_id_named(payload)
-        if key_id is None or self.verify.knows(key_id) or self._held[holder] >= self._max_held:
+        if (
+            key_id is None
+            or self.verify.knows(key_id)
+            or self.verify.is_revoked(key_id)
+            or self._held[holder] >= self._max_held
+        ):
             return
         # Fetches that began before this command arrived do not count, except the one under way
         # if it was asked for this very key id: an earlier command under it, so signed by then.
@@ -228,7 +247,18 @@ class KeyLearner:
         except Exception as exc:  # the source is pluggable: any failure means "not now"
             log.warning("서명 키 목록을 받지 못함 / could not fetch the key ring: %r", exc)
             return {}
+        trusted, revoked = self.verify.trusted, self.verify.revoked
         learned = self.verify.learn(ring, self.city)
+        newly_revoked = self.verify.revoked - revoked
+        if newly_revoked:
+            dropped = trusted - self.verify.trusted
+            log.warning(
+                "폐기된 서명 키 %s / revoked signing keys, no longer trusted: %s",
+                ", ".join(sorted(newly_revoked)),
+                ", ".join(sorted(dropped)) or "-",
+            )
+            if self._forget is not None:
+                await self._forget(newly_revoked, dropped)
         if learned:
             log.info("새 서명 키 %s / learned signing keys", ", ".join(sorted(learned)))
             if self._remember is not None:

@@ -32,6 +32,7 @@ from gateway.broadcasts.service import Runtime
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
 from gateway.clock import Clock, SystemClock
+from gateway.datafiles import secure_data_dir
 from gateway.db import AfterCommit, create_engine, create_sessions
 from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
@@ -56,7 +57,7 @@ from gateway.schedules.router import quiet_router
 from gateway.schedules.router import router as schedules_router
 from gateway.schedules.worker import ScheduleWorker
 from gateway.settings import Settings
-from gateway.signing import active_signer
+from gateway.signing import KeySeal, SigningKeyError, prepare_keys
 from gateway.signing_router import router as keys_router
 from gateway.speakers.router import router as speakers_router
 from gateway.templates.router import router as templates_router
@@ -214,7 +215,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping.clear()  # an app started again after a stop serves its streams again
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(settings.data_dir, settings.database_url)
+        # Missing in production: the start stops here, naming the variable.
+        seal = KeySeal.from_settings(settings)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         # Whatever commits publications (a request, a schedule, an approval, a live session,
@@ -226,8 +229,15 @@ def create_app(
         app.state.status_cache = StatusCache(
             ttl_s=settings.status_cache_s, max_stale_s=settings.status_max_stale_s
         )
-        async with app.state.sessions() as session:
-            await active_signer(session, clock.now())
+        # The signing keys are decrypted (and any stored in the clear sealed) before anything
+        # is served: a database copied without its key encryption key stops here.
+        app.state.key_seal = seal
+        try:
+            async with app.state.sessions() as session:
+                await prepare_keys(session, seal, clock.now())
+        except SigningKeyError:
+            await engine.dispose()
+            raise
         own_worker = worker is None
         transcoder = worker or TranscodeWorker(
             AudioOptions(
@@ -262,7 +272,13 @@ def create_app(
             tasks.append(asyncio.create_task(_supervised(real.run, "mqtt-bus"), name="mqtt-bus"))
             mqtt = real
         publisher = Publisher(
-            app.state.sessions, mqtt, settings, clock, owner=settings.replica_id, metrics=metrics
+            app.state.sessions,
+            mqtt,
+            settings,
+            clock,
+            owner=settings.replica_id,
+            metrics=metrics,
+            seal=seal,
         )
         after_commit.on_insert(Publication, publisher.wake.set)
         intake = Intake(

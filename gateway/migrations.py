@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic.config import Config
 
 from alembic import command
+from gateway.datafiles import secure_database
 
 _HERE = Path(__file__).resolve().parent
 # An installed package carries its migrations (the build copies them there, see setup.py); a
@@ -40,6 +41,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    secure_database(database_url)  # SQLite: created 0600 before SQLite opens it
     command.upgrade(alembic_config(database_url), revision)
 
 

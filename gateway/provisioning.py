@@ -101,7 +101,12 @@ async def _authorize(session: AsyncSession, caller: Caller, placement: speakers.
 
 
 async def provision(
-    session: AsyncSession, settings: Settings, city: City, code: str, caller: Caller
+    session: AsyncSession,
+    settings: Settings,
+    city: City,
+    code: str,
+    caller: Caller,
+    seal: signing.KeySeal,
 ) -> contract.Provisioning:
     if caller.speaker is not None and caller.speaker != code:
         raise _bad_credentials()  # a speaker learns nothing about another one
@@ -120,7 +125,7 @@ async def provision(
         session_expiry_s=settings.speaker_session_expiry_s,
         keepalive_s=settings.speaker_keepalive_s,
         heartbeat_s=settings.heartbeat_s,
-        keyring=await signing.keyring(session, city.code),
+        keyring=await signing.keyring(session, city.code, seal),
     )
 
 
@@ -134,7 +139,12 @@ async def provision(
     },
 )
 async def get_provisioning(
-    speaker: str, request: Request, session: SessionDep, city: CityDep, caller: CallerDep
+    speaker: str,
+    request: Request,
+    session: SessionDep,
+    city: CityDep,
+    caller: CallerDep,
+    seal: signing.SealDep,
 ) -> contract.Provisioning:
     """What the speaker needs to join: its broker, MQTT session settings (`session_expiry_s`,
     `keepalive_s`), heartbeat interval, topics, where audio and the key ring are, and the key
@@ -142,4 +152,4 @@ async def get_provisioning(
     installer (bearer token of a city administrator, or of a district officer of its
     district). No secret here: the broker password is the one the speaker already holds."""
     settings: Settings = request.app.state.settings
-    return await provision(session, settings, city, speaker, caller)
+    return await provision(session, settings, city, speaker, caller, seal)

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.forwarding import Network, parse_networks
+from gateway.keyfiles import MIN_LENGTH, weakness
 from wire import contract
 
 # The priority of test and exercise broadcasts: below every real one.
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
     # subscribe (README, "Clustered brokers"); the broker sends it in X-Maeul-Hook-Secret.
     broker_hook_secret: SecretStr | None = None
     broker_hook_secret_file: Path | None = None
+    # Encrypts the command-signing private keys in the database (see gateway/signing.py); a
+    # database without it cannot sign. Outside production made once in the data directory.
+    key_encryption_key: SecretStr | None = None
+    key_encryption_key_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
     refresh_token_ttl_s: int = Field(default=14 * 86400, ge=300, le=90 * 86400)
     # Failed logins in a row before the account is locked, and for how long.
@@ -212,13 +217,15 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'maeul.db'}"
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("database_url must be sqlite+aiosqlite:// or postgresql+asyncpg://")
-        if self.environment == "production" and (
-            self.api_token is None or len(self.api_token.get_secret_value()) < 24
-        ):
-            raise ValueError(
-                "GATEWAY_API_TOKEN must be set to a random secret of at least 24 characters "
-                "outside development"
-            )
+        if self.environment == "production":
+            if self.api_token is None:
+                raise ValueError(
+                    f"GATEWAY_API_TOKEN must be set in production to a random secret of at least "
+                    f"{MIN_LENGTH} characters; `maeul secret` prints one"
+                )
+            problem = weakness(self.api_token.get_secret_value())
+            if problem is not None:
+                raise ValueError(f"GATEWAY_API_TOKEN is too weak to be a secret: {problem}")
         return self
 
     @property

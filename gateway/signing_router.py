@@ -1,11 +1,11 @@
-"""HTTP routes for the command-signing keys: publish the public keys, rotate the signing key."""
+"""HTTP routes for the command-signing keys: publish the public keys, rotate or revoke a key."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway import signing
 from gateway.auth import Admin
@@ -23,25 +23,78 @@ class PublicKey(BaseModel):
     active: bool
     created_at: datetime
     retired_at: datetime | None
+    revoked_at: datetime | None = Field(
+        description="When the key was revoked: speakers drop it and refuse what it signed."
+    )
+    revocation_reason: str | None
+
+
+class Revocation(BaseModel):
+    reason: str = Field(
+        min_length=1, max_length=500, description="Why (kept with the key and in the audit log)."
+    )
+
+
+class Revoked(BaseModel):
+    revoked: PublicKey
+    active: PublicKey = Field(description="The new signing key, started by the revocation.")
+
+
+async def _public(session: SessionDep, *key_ids: str) -> list[PublicKey]:
+    keys = {k["key_id"]: k for k in await signing.public_keys(session)}
+    return [PublicKey.model_validate(keys[key_id]) for key_id in key_ids]
 
 
 @router.get("/keys", operation_id="list_signing_keys")
 async def list_keys(session: SessionDep) -> list[PublicKey]:
-    """Public keys that verify command signatures (base64, raw Ed25519). No secret here."""
+    """Public keys that verify command signatures (base64, raw Ed25519), revoked ones included
+    (marked). No secret here."""
     return [PublicKey.model_validate(k) for k in await signing.public_keys(session)]
 
 
 @router.get("/keys/ring", operation_id="get_signing_keyring")
-async def get_keyring(session: SessionDep, city: CityDep) -> contract.KeyRing:
-    """Every public key, oldest first, each signed by the key before it. A speaker that trusts
-    any earlier key (from its configuration) learns a rotated one from here on its own: the
-    endorsements, not the channel, carry the trust. No secret here."""
-    return await signing.keyring(session, city.code)
+async def get_keyring(
+    session: SessionDep, city: CityDep, seal: signing.SealDep
+) -> contract.KeyRing:
+    """Every public key still trusted, oldest first, each signed by the trusted key before it,
+    and the revoked key ids, each revocation signed by the active key. A speaker that trusts
+    any earlier key (from its configuration) learns a rotated one from here on its own, and
+    drops a revoked one for good: the signatures, not the channel, carry the trust. No secret
+    here."""
+    return await signing.keyring(session, city.code, seal)
 
 
 @router.post("/keys/rotate", operation_id="rotate_signing_key", status_code=201)
-async def rotate_key(session: SessionDep, _user: Admin, request: Request) -> PublicKey:
+async def rotate_key(
+    session: SessionDep, _user: Admin, request: Request, seal: signing.SealDep
+) -> PublicKey:
     """Sign from now on with a new key; speakers keep verifying with every listed key."""
-    key = await signing.rotate(session, request.app.state.clock.now())
-    keys = {k["key_id"]: k for k in await signing.public_keys(session)}
-    return PublicKey.model_validate(keys[key.key_id])
+    key = await signing.rotate(session, request.app.state.clock.now(), seal)
+    [public] = await _public(session, key.key_id)
+    return public
+
+
+@router.post(
+    "/keys/{key_id}/revoke",
+    operation_id="revoke_signing_key",
+    responses={
+        404: {"description": "signing_key_not_found"},
+        409: {"description": "signing_key_revoked"},
+    },
+)
+async def revoke_key(
+    key_id: str,
+    body: Revocation,
+    session: SessionDep,
+    _user: Admin,
+    request: Request,
+    seal: signing.SealDep,
+) -> Revoked:
+    """Revoke a signing key (a stolen or doubtful one, active or retired) and sign from now on
+    with a new key. Speakers learn the revocation from the key ring, which the new key's first
+    command makes each of them fetch; from then on they refuse commands signed by the revoked
+    key (``revoked_key``) and no longer learn keys it vouches for. City administrators only."""
+    request.state.audit_reason = body.reason
+    fresh = await signing.revoke(session, key_id, body.reason, request.app.state.clock.now(), seal)
+    revoked, active = await _public(session, key_id, fresh.key_id)
+    return Revoked(revoked=revoked, active=active)

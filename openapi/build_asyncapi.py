@@ -132,7 +132,8 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
             "holds the command while it fetches the gateway's key ring (`GET /api/v1/keys/ring`), "
             "where each key is endorsed by the key before it, and trusts only a key that a "
             "trusted key vouches for (see `KeyRing`); a key still not trusted after a fetch "
-            "made since the command arrived is `unknown_key` (see *Key rotation*)."
+            "made since the command arrived is `unknown_key`, and a key the ring revoked is "
+            "`revoked_key` (see *Key rotation*)."
         ),
         "live": (
             "A live broadcast: `audio` is its start chime, then the speaker plays this stream "
@@ -249,8 +250,20 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         "v": "Version of the key ring document; always 1.",
         "city": "The city whose gateway signs with these keys.",
         "keys": (
-            "Every signing key of the city, oldest first; each after the first is endorsed by "
-            "the key before it."
+            "Every signing key of the city still trusted, oldest first; each after the first is "
+            "endorsed by the trusted key before it."
+        ),
+        "revoked": (
+            "The keys the gateway has revoked, each revocation signed by its active key; a "
+            "speaker never trusts them again (see *Key revocation*)."
+        ),
+    },
+    "KeyRevocation": {
+        "key_id": "The revoked key's id.",
+        "revoked_by": "The id of the key that signed this revocation (never `key_id` itself).",
+        "sig": (
+            "Ed25519 signature by `revoked_by` (standard base64) of the UTF-8 bytes "
+            "`maeul-revoke/v1` LF city LF `key_id` (see *Key revocation*)."
         ),
     },
     "KeyEndorsement": {
@@ -379,6 +392,11 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], tuple[str, Mapping[str, str]]]] = {
                 "gateway's key ring, fetched after the command arrived (not listed there, or not "
                 "vouched for by a trusted key). Not final: the gateway keeps the delivery open "
                 "and asks again, signed by its current key"
+            ),
+            "revoked_key": (
+                "`key_id` names a key the gateway's key ring revoked (see *Key revocation*): "
+                "refused at once, without asking the ring again. Not final either: the gateway "
+                "asks again, signed by its current key"
             ),
             "replayed": (
                 "an authentic copy of a command that already played, with the same `nonce` as "
@@ -853,10 +871,10 @@ carries resends and catch-up for one speaker.
   resends on its speaker topic and catch-up after it comes back online, always with the same
   `id`. A speaker records an id before acknowledging it and acts on it at most once; later
   copies are answered as *Copies of a command id* below says.
-- **Refusals of a copy.** `unsigned`, `unknown_key`, `bad_signature`, `replayed` and
-  `malformed` refuse one copy, not the command. The gateway records each as a security event;
-  once the speaker has acknowledged `received` (or `preempted`) for the id, such a refusal does
-  not change the delivery.
+- **Refusals of a copy.** `unsigned`, `unknown_key`, `revoked_key`, `bad_signature`,
+  `replayed` and `malformed` refuse one copy, not the command. The gateway records each as a
+  security event; once the speaker has acknowledged `received` (or `preempted`) for the id,
+  such a refusal does not change the delivery.
 - **Ack order.** For one command id: `received` → `playing` → `played`; or `failed` (with a
   `FailReason`) once accepted; or `rejected` (with a `RejectReason`) instead of being accepted.
   A command interrupted by a higher priority goes `playing` → `preempted` → `playing` (again
@@ -872,9 +890,10 @@ A later copy of an id the speaker has recorded never makes it act again; it is a
 first of these rules that applies, and nothing else happens:
 
 1. A copy that fails its own signature check (a speaker with gateway keys) is refused:
-   `rejected` with `unsigned`, `unknown_key` or `bad_signature`; a payload that is not a valid
-   command is `rejected`/`malformed`. This holds whatever the id's state, also while the genuine
-   command waits or plays: a forged copy never draws the genuine command's ack.
+   `rejected` with `unsigned`, `unknown_key`, `revoked_key` or `bad_signature`; a payload that
+   is not a valid command is `rejected`/`malformed`. This holds whatever the id's state, also
+   while the genuine command waits or plays: a forged copy never draws the genuine command's
+   ack.
 2. An authentic copy of a command that ended `played`, with the same `nonce` as the copy that
    played, is a captured command sent again: `rejected`/`replayed`.
 3. Any other copy (a QoS 1 duplicate, or the gateway asking again with a fresh `nonce` and
@@ -886,10 +905,11 @@ still play. A speaker with gateway keys records a rejection only for an authenti
 command, so a forged copy cannot use up a genuine id.
 
 Refusals of copies that did not prove themselves (`malformed`, `unsigned`, `unknown_key`,
-`bad_signature`, `replayed`) are rate limited on the speaker: at most 30 a minute (a burst of
-30, refilled evenly); past that the speaker stays silent and counts them. A forged command sent
-to a whole city then comes back as a few security events, not one ack per speaker per command,
-and nothing is lost: a genuine command left unanswered is asked again by the gateway.
+`revoked_key`, `bad_signature`, `replayed`) are rate limited on the speaker: at most 30 a
+minute (a burst of 30, refilled evenly); past that the speaker stays silent and counts them. A
+forged command sent to a whole city then comes back as a few security events, not one ack per
+speaker per command, and nothing is lost: a genuine command left unanswered is asked again by
+the gateway.
 
 ## Proof of play
 
@@ -942,7 +962,8 @@ In this order, before acting on a command (`check_command` in the contract):
 3. `issued_at_ms` is at most {skew_ms} ms ({skew_ms // 1000} s) ahead of its
    clock (clocks drift), else `not_yet_valid`.
 4. When the speaker is provisioned with gateway public keys: `sig` and `key_id` are present
-   (else `unsigned`), `key_id` names a key it trusts (else `unknown_key`, see *Key rotation*)
+   (else `unsigned`), `key_id` is not a revoked key (else `revoked_key`, see *Key revocation*),
+   names a key it trusts (else `unknown_key`, see *Key rotation*)
    and the signature verifies with that key (else `bad_signature`). See the `command` message
    for the signing bytes.
 
@@ -981,6 +1002,30 @@ trusted is refused as `unknown_key`. That refusal is not final: the gateway keep
 open (`sent`, reason `rejected: unknown_key`) and asks again when its ack is due, signed afresh
 by its current key, like an unanswered command; a speaker that has learned the key since plays
 it. When the retries run out the delivery ends `expired` with that reason (and a cancel).
+
+## Key revocation
+
+A city administrator revokes a key that is stolen or in doubt, active or retired
+(`POST /api/v1/keys/{{key_id}}/revoke`); every revocation also starts a new active key. The ring
+then leaves the revoked key out of `keys` (each remaining key is endorsed by the nearest earlier
+key that is not revoked) and lists it in `revoked`: `sig` is the Ed25519 signature, by the key
+`revoked_by` (the gateway's active key), of the UTF-8 bytes
+
+```
+maeul-revoke/v1\n{{city}}\n{{key_id}}
+```
+
+(same conventions as above). A speaker applies a revocation signed by a key it trusts other than
+the revoked one: it drops the revoked key for good (a later ring without the revocation does not
+bring it back; the reference agent keeps revoked key ids in its journal across restarts), drops
+every key it had learned only through the revoked one, never again learns a key the revoked one
+vouches for, and refuses commands under it as `revoked_key` without asking the ring.
+
+A speaker learns a revocation at its next fetch of the ring. Because a revocation starts a new
+key, the gateway's next command to the speaker (any broadcast, or a test broadcast with
+`test_playback` `log`) names a `key_id` it does not know, and that makes it fetch the ring.
+Until then it still trusts the revoked key: after revoking a stolen key, send such a command to
+the speakers at once.
 
 ## Audio: inline or by URL
 

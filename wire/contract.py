@@ -106,6 +106,8 @@ class RejectReason(StrEnum):
     UNSIGNED = "unsigned"
     # Signed under a key id the speaker does not trust and could not learn from the key ring.
     UNKNOWN_KEY = "unknown_key"
+    # Signed under a key the gateway has revoked (the speaker learned it from the key ring).
+    REVOKED_KEY = "revoked_key"
     # The same id and nonce again after the command ended: a captured command sent once more.
     REPLAYED = "replayed"
     UNSUPPORTED_CODEC = "unsupported_codec"
@@ -121,6 +123,7 @@ COPY_REFUSALS: Final = frozenset(
         RejectReason.MALFORMED,
         RejectReason.UNSIGNED,
         RejectReason.UNKNOWN_KEY,
+        RejectReason.REVOKED_KEY,
         RejectReason.BAD_SIGNATURE,
         RejectReason.REPLAYED,
     }
@@ -514,10 +517,12 @@ def check_command(
 
 
 def signature_refusal(command: Command, verify: SignatureCheck) -> RejectReason | None:
-    """``unsigned``, ``unknown_key`` or ``bad_signature`` for a command whose signature does not
-    hold, else None."""
+    """``unsigned``, ``revoked_key``, ``unknown_key`` or ``bad_signature`` for a command whose
+    signature does not hold, else None."""
     if command.sig is None or command.key_id is None:
         return RejectReason.UNSIGNED
+    if verify.is_revoked(command.key_id):
+        return RejectReason.REVOKED_KEY
     if not verify.knows(command.key_id):
         return RejectReason.UNKNOWN_KEY
     if not verify(command):
@@ -526,14 +531,23 @@ def signature_refusal(command: Command, verify: SignatureCheck) -> RejectReason 
 
 
 class SignatureCheck:
-    """Verifies Ed25519 command signatures against the gateway's published keys (by key id)."""
+    """Verifies Ed25519 command signatures against the gateway's published keys (by key id).
 
-    def __init__(self, public_keys: Mapping[str, bytes]) -> None:
+    Keys given here are trusted as they are (the speaker's configuration); `learn` adds the keys
+    a trusted key vouches for and applies revocations. A revoked key id is never trusted again,
+    whatever a later ring says, and keys learned through it alone are dropped with it."""
+
+    def __init__(self, public_keys: Mapping[str, bytes], *, revoked: Iterable[str] = ()) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+        self._revoked = set(revoked)
         self._keys = {
-            kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in public_keys.items()
+            kid: Ed25519PublicKey.from_public_bytes(raw)
+            for kid, raw in public_keys.items()
+            if kid not in self._revoked
         }
+        # The key that vouched for each learned key (configured keys have none).
+        self._vouched_by: dict[str, str] = {}
 
     def __call__(self, command: Command) -> bool:
         key = self._keys.get(command.key_id or "")
@@ -544,15 +558,40 @@ class SignatureCheck:
     def knows(self, key_id: str) -> bool:
         return key_id in self._keys
 
+    def is_revoked(self, key_id: str) -> bool:
+        return key_id in self._revoked
+
+    @property
+    def revoked(self) -> frozenset[str]:
+        return frozenset(self._revoked)
+
+    @property
+    def trusted(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
     def learn(self, ring: KeyRing, city: str) -> dict[str, bytes]:
         """Trust the keys of `ring` that a trusted key vouches for, directly or through a chain
-        of endorsements; returns the newly trusted ones (key id -> raw public key)."""
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+        of endorsements, and drop the keys its revocations name (each signed by another trusted
+        key) with every key learned only through them; returns the newly trusted keys (key id
+        -> raw public key). Repeated until nothing changes: a revocation may be signed by a key
+        learned from this same ring, and a dropped key may be vouched for again by another."""
         if ring.city != city:
             return {}
+        before = set(self._keys)
         learned: dict[str, bytes] = {}
-        pending = [k for k in ring.keys if k.key_id not in self._keys]
+        while True:
+            learned.update(self._endorsed(ring, city))
+            if not self._revoke(ring, city):
+                break
+        return {kid: raw for kid, raw in learned.items() if kid in self._keys and kid not in before}
+
+    def _endorsed(self, ring: KeyRing, city: str) -> dict[str, bytes]:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        learned: dict[str, bytes] = {}
+        pending = [
+            k for k in ring.keys if k.key_id not in self._keys and k.key_id not in self._revoked
+        ]
         progress = True
         while pending and progress:
             progress = False
@@ -565,9 +604,30 @@ class SignatureCheck:
                     continue
                 raw = entry.raw_public_key()
                 self._keys[entry.key_id] = Ed25519PublicKey.from_public_bytes(raw)
+                self._vouched_by[entry.key_id] = entry.endorsed_by or ""
                 learned[entry.key_id] = raw
                 progress = True
         return learned
+
+    def _revoke(self, ring: KeyRing, city: str) -> bool:
+        """Apply the revocations of `ring` signed by a trusted key other than the one revoked;
+        True when a key was dropped."""
+        dropped = False
+        for entry in ring.revoked:
+            if entry.key_id in self._revoked or entry.revoked_by == entry.key_id:
+                continue
+            signer = self._keys.get(entry.revoked_by)
+            if signer is None or not _verified(signer, entry.sig, entry.signing_bytes(city)):
+                continue
+            self._revoked.add(entry.key_id)
+            gone = {entry.key_id}
+            while gone:
+                kid = gone.pop()
+                if self._keys.pop(kid, None) is not None:
+                    dropped = True
+                self._vouched_by.pop(kid, None)
+                gone |= {k for k, by in self._vouched_by.items() if by == kid}
+        return dropped
 
 
 def _verified(key: Any, sig: str, data: bytes) -> bool:
@@ -605,12 +665,26 @@ class KeyEndorsement(_Message):
         return raw
 
 
+class KeyRevocation(_Message):
+    """A gateway signing key revoked: signed by a key still trusted (the gateway's active one),
+    never by the revoked key itself. A speaker that has learned it never trusts the key again."""
+
+    key_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+    revoked_by: str = Field(max_length=64)
+    sig: str = Field(max_length=256)
+
+    def signing_bytes(self, city: str) -> bytes:
+        return f"maeul-revoke/v1\n{city}\n{self.key_id}".encode()
+
+
 class KeyRing(_Message):
-    """Every signing key of a city's gateway, oldest first, each endorsed by the one before."""
+    """Every signing key of a city's gateway still trusted, oldest first, each endorsed by the
+    trusted one before it, and the keys it has revoked."""
 
     v: Literal[1] = PROTOCOL_VERSION
     city: Segment
     keys: tuple[KeyEndorsement, ...] = Field(max_length=256)
+    revoked: tuple[KeyRevocation, ...] = Field(default=(), max_length=256)
 
 
 class Provisioning(_Message):
@@ -680,6 +754,16 @@ def endorse_key(
     signer = Ed25519PrivateKey.from_private_bytes(by[1])
     sig = base64.b64encode(signer.sign(entry.signing_bytes(city))).decode("ascii")
     return entry.model_copy(update={"endorsed_by": by[0], "sig": sig})
+
+
+def revoke_key(city: str, key_id: str, *, by: tuple[str, bytes]) -> KeyRevocation:
+    """The revocation of `key_id`, signed by `by` (key id, raw private key)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    unsigned = KeyRevocation(key_id=key_id, revoked_by=by[0], sig="")
+    signer = Ed25519PrivateKey.from_private_bytes(by[1])
+    sig = base64.b64encode(signer.sign(unsigned.signing_bytes(city))).decode("ascii")
+    return unsigned.model_copy(update={"sig": sig})
 
 
 def decode_keyring(payload: bytes) -> KeyRing:

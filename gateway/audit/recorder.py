@@ -78,7 +78,9 @@ async def record_request(request: Request, status: int) -> None:
                 target=",".join(f"{k}={v}" for k, v in sorted(params.items())) or None,
                 outcome=outcome_of(status),
                 # Percent-encoded UTF-8, so a reason can be written in Korean.
-                reason=unquote(request.headers.get("x-access-reason", "")) or None,
+                reason=getattr(request.state, "audit_reason", None)
+                or unquote(request.headers.get("x-access-reason", ""))
+                or None,
                 # The client, not the proxy in front: see gateway/forwarding.py.
                 source=client_address(request, state.settings.trusted_networks),
                 details={"status": status, "via": getattr(principal, "via", None)},

@@ -38,7 +38,7 @@ from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
 from gateway.places.models import City
 from gateway.settings import Settings
-from gateway.signing import Signer, active_signer
+from gateway.signing import KeySeal, Signer, active_signer
 from wire import contract
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,10 @@ class Publisher:
         batch: int = 200,
         concurrency: int = 64,
         metrics: Metrics | None = None,
+        seal: KeySeal | None = None,
     ) -> None:
         self._sessions = sessions
+        self._seal = seal or KeySeal.from_settings(settings)
         self._metrics = metrics or Metrics()
         self._bus = bus
         self._settings = settings
@@ -234,7 +236,7 @@ class Publisher:
             if not ids:
                 return []
             # Read per batch, not cached forever, so a rotation on any replica takes effect here.
-            self._signer = await active_signer(session, now)
+            self._signer = await active_signer(session, now, self._seal)
             lease_until = self._lease_until(now)
             await session.execute(
                 update(Publication)

@@ -25,6 +25,7 @@ from gateway.broadcasts.schemas import (
     EvidenceHold,
     ResendRequest,
 )
+from gateway.datafiles import private_dir
 from gateway.db import SessionDep
 from gateway.deliveries.states import State
 from gateway.places.service import CityDep
@@ -59,7 +60,7 @@ async def _spill(upload: UploadFile, directory: Path, limit: int) -> Path:
     """Copy the parsed upload to a file of our own, counting bytes as they go."""
 
     def copy() -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         written = 0
         with tempfile.NamedTemporaryFile(dir=directory, delete=False, suffix=".upload") as handle:
             upload.file.seek(0)

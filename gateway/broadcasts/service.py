@@ -34,6 +34,7 @@ from gateway.broadcasts.schemas import (
 )
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.clock import Clock
+from gateway.datafiles import private_dir, private_file
 from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
@@ -245,8 +246,7 @@ async def spoken_frame(runtime: Runtime, mode: str) -> tuple[Path, Path] | None:
     settings = runtime.settings
     if phrases is None or settings.test_playback != "announce":
         return None
-    directory = settings.data_dir / "announcements"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(settings.data_dir / "announcements")
     paths: list[Path] = []
     for phrase in phrases:
         key = hashlib.sha256(f"{settings.speech_engine}:{phrase}".encode()).hexdigest()[:16]
@@ -256,6 +256,7 @@ async def spoken_frame(runtime: Runtime, mode: str) -> tuple[Path, Path] | None:
             await runtime.worker.run(
                 synthesize_file, phrase, str(scratch), engine=settings.speech_engine
             )
+            private_file(scratch)
             scratch.replace(path)
         paths.append(path)
     return paths[0], paths[1]
@@ -270,8 +271,7 @@ async def _speak(
     assert request.text is not None
     # Speech and transcode wait in the broadcast's lane: a disaster's never behind previews.
     priority = runtime.settings.priority_of(request.category, request.mode)
-    directory = runtime.settings.data_dir / "uploads"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(runtime.settings.data_dir / "uploads")
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         wav = Path(scratch) / "speech.wav"
         await runtime.worker.speak(

@@ -21,7 +21,12 @@ router = APIRouter(tags=["broadcasts"])
     responses={404: {"description": "broadcast_not_found"}},
 )
 async def export_proof_of_play(
-    broadcast_id: str, session: SessionDep, user: Anyone, city: CityDep, now: NowDep
+    broadcast_id: str,
+    session: SessionDep,
+    user: Anyone,
+    city: CityDep,
+    now: NowDep,
+    seal: signing.SealDep,
 ) -> ProofExport:
     """Every speaker's signed receipt of the broadcast, its enrolled receipt public key and the
     broadcast's encodings, signed by the gateway's command-signing key (``key_id``; verify it
@@ -29,5 +34,5 @@ async def export_proof_of_play(
     again, offline."""
     await broadcasts.check_readable(session, user, city.id, broadcast_id)
     await broadcasts.get_broadcast(session, city.id, broadcast_id)
-    signer = await signing.active_signer(session, now)
+    signer = await signing.active_signer(session, now, seal)
     return await proof.export_of(session, broadcast_id, city_code=city.code, now=now, signer=signer)

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,8 +44,10 @@ _ACK_EVENTS = {
     AckStatus.FAILED: Event.FAILED,
     AckStatus.REJECTED: Event.REJECTED,
 }
-# The reason an open delivery keeps after an ``unknown_key`` refusal, and if it is given up.
-KEY_REFUSED_REASON = f"rejected: {RejectReason.UNKNOWN_KEY.value}"
+# Refusals of the key, not of the command: signed before the speaker learned the current key, or
+# by a key revoked since it was signed. The next ask is signed afresh by the current key.
+_KEY_REFUSALS: Final = frozenset({RejectReason.UNKNOWN_KEY, RejectReason.REVOKED_KEY})
+_KEY_REFUSED_REASONS: Final = frozenset(f"rejected: {r.value}" for r in _KEY_REFUSALS)
 _ACTIVE = [s.value for s in ACTIVE]
 # Derived from the table rather than restated: which states a publish moves, which expire.
 _PUBLISHABLE = [s.value for s in State if TRANSITIONS[s].get(Event.PUBLISHED) == State.SENT]
@@ -214,7 +216,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             continue
         delivery = found_row
         event = _ACK_EVENTS[ack.status]
-        if event is Event.REJECTED and ack.reason == RejectReason.UNKNOWN_KEY:
+        if event is Event.REJECTED and ack.reason in _KEY_REFUSALS:
             event = Event.KEY_REFUSED  # not final: asked again, signed by the current key
         verdict = checks.judge(ack) if event is Event.PLAYED else None
         bad_proof = verdict is not None and verdict.problem is not None
@@ -270,7 +272,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             delivery.attempts = 0
         if event is Event.KEY_REFUSED and new in (State.QUEUED, State.SENT):
             # Waiting for the speaker to learn the key: the sweeper asks again when due.
-            delivery.reason = KEY_REFUSED_REASON
+            delivery.reason = f"rejected: {ack.reason}"
         if new == current and event is not Event.PLAYED:
             report.unchanged += 1
             continue
@@ -449,7 +451,7 @@ async def _retry_unacknowledged(
             continue
         if delivery.attempts >= max_attempts:
             delivery.state = next_state(State(delivery.state), Event.TIMED_OUT).value
-            if delivery.reason != KEY_REFUSED_REASON:
+            if delivery.reason not in _KEY_REFUSED_REASONS:
                 delivery.reason = "no_ack"
             delivery.updated_at = now
             report.timed_out += 1

@@ -57,6 +57,7 @@ SECURITY_REASONS: Final = frozenset(
         RejectReason.REPLAYED.value,
         RejectReason.INTEGRITY.value,
         "unknown_key",
+        RejectReason.REVOKED_KEY.value,
     }
 )
 _IN_CHUNK: Final = 900

@@ -16,6 +16,7 @@ from audio.speech.normalize import validate_text
 from audio.worker import PREVIEW_PRIORITY
 from gateway.auth import Principal
 from gateway.broadcasts.service import Runtime
+from gateway.datafiles import private_dir
 from gateway.errors import TooManyRequests
 
 _MINUTE: Final = timedelta(minutes=1)
@@ -83,8 +84,7 @@ async def speak_preview(
     made in the lowest lane of the audio worker."""
     validate_text(text)  # refused text neither waits in line nor counts against the person
     with gate.admit(person_of(principal), runtime.clock.now()):
-        directory = runtime.settings.data_dir / "uploads"
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(runtime.settings.data_dir / "uploads")
         with tempfile.TemporaryDirectory(dir=directory) as scratch:
             wav = Path(scratch) / "preview.wav"
             await runtime.worker.speak(

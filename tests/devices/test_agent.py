@@ -413,6 +413,67 @@ async def test_a_rotated_key_is_learned_from_the_keyring_and_remembered(
     assert asked == []
 
 
+async def test_a_revoked_key_is_refused_and_stays_refused_after_a_restart(
+    mqtt_url: str, city: str, observer: Observer, tmp_path: Path
+) -> None:
+    anchor, stolen, fresh = new_keys("k-0"), new_keys("k-stolen"), new_keys("k-fresh")
+    # The gateway's ring after revoking `stolen`: it started `fresh`, which signs the revocation.
+    ring = contract.KeyRing(
+        city=city,
+        keys=(
+            contract.endorse_key(city, anchor.key_id, anchor.public, by=None),
+            contract.endorse_key(
+                city, fresh.key_id, fresh.public, by=(anchor.key_id, anchor.private)
+            ),
+        ),
+        revoked=(contract.revoke_key(city, stolen.key_id, by=(fresh.key_id, fresh.private)),),
+    )
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/keys/ring":
+            return httpx.Response(200, content=ring.model_dump_json().encode())
+        return httpx.Response(404)
+
+    speaker = f"{city}-s1"
+    config = agent_config(
+        mqtt_url,
+        city,
+        speaker,
+        tmp_path / "journal.sqlite",
+        url="https://gw.example",
+        # Configured with the stolen key too: the revocation overrides the configuration.
+        public_keys={k.key_id: base64.b64encode(k.public).decode() for k in (anchor, stolen)},
+    )
+    topic = contract.command_topic_speaker(city, speaker)
+    clip = opus_clip(0.5)
+
+    def signed_by(keys: Keys) -> contract.Command:
+        return keys.sign(command(city=city, at_ms=contract.now_ms(), refs=(audio(clip),)))
+
+    next_command, forged = signed_by(fresh), signed_by(stolen)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(gateway)) as http,
+        running(config, FakePlayer(), http) as agent,
+    ):
+        await observer.until(lambda: agent.link.online)
+        await observer.publish(topic, next_command)  # a new key id: the ring is fetched
+        await observer.until(has(observer, next_command.id, 1))
+        await observer.publish(topic, forged)
+        await observer.until(has(observer, forged.id, 1))
+    assert statuses(observer, next_command.id)[0] == ("received", None)
+    assert statuses(observer, forged.id) == [("rejected", "revoked_key")]
+
+    again = signed_by(stolen)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(503))) as http,
+        running(config, FakePlayer(), http) as agent,
+    ):
+        await observer.until(lambda: agent.link.online)
+        await observer.publish(topic, again)
+        await observer.until(has(observer, again.id, 1))
+    assert statuses(observer, again.id) == [("rejected", "revoked_key")], "kept in the journal"
+
+
 async def test_the_agent_signs_its_played_acks_with_its_own_receipt_key(
     mqtt_url: str,
     city: str,

@@ -129,3 +129,16 @@ def test_a_waiting_command_survives_a_restart_and_plays_once(tmp_path: Path) -> 
     ]
     retry = again.on_command(contract.encode_command(resend(cmd, at_ms=cmd.issued_at_ms + 1)))
     assert [a.message.status for a in retry if isinstance(a, Ack)] == ["played"]
+
+
+def test_revoked_keys_are_remembered_and_dropped_keys_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = SqliteJournal(path)
+    journal.remember_keys({"k-1": b"1" * 32, "k-2": b"2" * 32})
+    journal.forget_keys({"k-1"}, {"k-1", "k-2"})
+    journal.close()
+    reopened = SqliteJournal(path)
+    assert reopened.learned_keys() == {}
+    assert reopened.revoked_keys() == {"k-1"}
+    reopened.forget_keys({"k-1"}, ())  # learned again from another ring: no error
+    assert reopened.revoked_keys() == {"k-1"}

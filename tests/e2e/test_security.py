@@ -22,13 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from gateway import keyfiles
 from gateway.db import create_engine, create_sessions
 from gateway.devicesec import service as devicesec
 from gateway.devicesec.mosquitto import new_secret
 from gateway.migrations import upgrade
 from gateway.places.service import get_city
 from gateway.seed import seed
-from gateway.signing import active_signer
+from gateway.signing import KEK_NAME, KeySeal, active_signer
 from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, write_broker_file
 from tests.e2e.harness import GatewayProcess, wait_until_final
 from tests.media import make_recording
@@ -66,11 +67,16 @@ class City:
             protocol=aiomqtt.ProtocolVersion.V5,
         )
 
+    def key_seal(self) -> KeySeal:
+        """The gateway's key encryption key, from its data directory (made at its start)."""
+        path = self.gateway.data_dir / keyfiles.DIRECTORY / KEK_NAME
+        return KeySeal(path.read_text(encoding="utf-8").strip().encode())
+
     async def sign_as_gateway(self, command: contract.Command) -> contract.Command:
         engine = create_engine(self.database_url)
         try:
             async with create_sessions(engine)() as session:
-                signer = await active_signer(session, datetime.now(UTC))
+                signer = await active_signer(session, datetime.now(UTC), self.key_seal())
         finally:
             await engine.dispose()
         return signer.sign(command)
