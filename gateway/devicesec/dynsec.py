@@ -262,6 +262,11 @@ def parse_roles(data: Mapping[str, Any]) -> dict[str, frozenset[Acl]]:
     }
 
 
+def _ours(client: BrokerClient) -> bool:
+    bound = (client.clientid or "").startswith(contract.SPEAKER_CLIENT_PREFIX)
+    return bound or any(role.startswith(ROLE_PREFIX) for role in client.roles)
+
+
 def reconcile_commands(
     want: BrokerState,
     clients: Mapping[str, BrokerClient],
@@ -272,10 +277,11 @@ def reconcile_commands(
     """The commands that make a broker holding `clients` and `roles` match `want`, and the users
     `want` has that the broker lacks (it can create them only with their password).
 
-    Users the broker has and `want` has not are deleted, except those in `keep`; roles with the
-    gateway's prefix that `want` has not are deleted; every other role and user is made to
-    match."""
-    kept = set(keep)
+    Users the broker has and `want` has not are deleted, except those in `keep` and those that
+    were never the gateway's (no role of its own, not bound to a speaker's client id: accounts
+    an operator made by hand, such as a health check); roles with the gateway's prefix that
+    `want` has not are deleted; every other role and user of the gateway's is made to match."""
+    kept = set(keep) | {name for name, client in clients.items() if not _ours(client)}
     commands: list[dict[str, Any]] = []
     for name, acls in sorted(want.roles.items()):
         have = roles.get(name)
@@ -293,3 +299,24 @@ def reconcile_commands(
             commands.append({"command": "deleteRole", "rolename": name})
     missing = sorted(set(want.clients) - set(clients) - kept)
     return commands, missing
+
+
+# A hand-made health check account: its role is not the gateway's, so reconciling leaves both.
+HEALTHCHECK_ROLE: Final = "healthcheck"
+
+
+def render_template(
+    *, admin: tuple[str, str], gateway: tuple[str, str], healthcheck: tuple[str, str]
+) -> str:
+    """The first file of a broker provisioned by hand (user name, ``$7$`` hash each): the
+    gateway's admin account, the gateway, and a health check reading ``$SYS``. The gateway adds
+    the speakers (and the rest of the database's accounts) when it first connects."""
+    clients = {
+        admin[0]: BrokerClient(check_username(admin[0]), (ADMIN_ROLE,), None, admin[1]),
+        gateway[0]: BrokerClient(check_username(gateway[0]), (GATEWAY_ROLE,), None, gateway[1]),
+        healthcheck[0]: BrokerClient(
+            check_username(healthcheck[0]), (HEALTHCHECK_ROLE,), None, healthcheck[1]
+        ),
+    }
+    roles = {**FIXED_ROLES, HEALTHCHECK_ROLE: FIXED_ROLES[MONITOR_ROLE]}
+    return render_config(BrokerState(clients, roles))
