@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -213,6 +215,27 @@ def client_ids(settings: Settings) -> tuple[str, str, str]:
     return base, f"{base}-live", f"{base}-admin"
 
 
+def session_file(settings: Settings) -> Path:
+    """Where a replica notes the client id of its bus, for its next start."""
+    return settings.data_dir / f"mqtt-session-{settings.replica_id}"
+
+
+def _remember_session(settings: Settings, client_id: str) -> list[str]:
+    """Note this start's bus client id; return the one the previous start noted, whose session
+    the bus resumes and ends (a crash leaves it holding a share of the acks)."""
+    path = session_file(settings)
+    previous: list[str] = []
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        previous = [line for line in path.read_text().split() if line]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{client_id}\n")
+    except OSError as exc:
+        log.warning("could not note the MQTT session in %s: %s", path, exc)
+    return previous
+
+
 def _broker_admin(app: FastAPI, settings: Settings, client_id: str) -> BrokerAdmin:
     password = load_secret(settings, "broker_admin_password").decode()
     target = settings.mqtt
@@ -288,6 +311,7 @@ def create_app(
         mqtt = bus
         tasks: list[asyncio.Task[None]] = []
         bus_id, live_id, admin_id = client_ids(settings)
+        predecessors = _remember_session(settings, bus_id) if bus is None else []
         app.state.broker_admin = None
         if settings.broker_admin_username:
             admin = _broker_admin(app, settings, admin_id)
@@ -297,6 +321,7 @@ def create_app(
             real = MqttBus(
                 settings.mqtt,
                 client_id=bus_id,
+                predecessors=predecessors,
                 # An API-only replica must not take a share of acks it would never record.
                 subscriptions=[
                     (contract.ack_subscription(), contract.ACK_QOS),
