@@ -186,7 +186,9 @@ class BrokerAdmin:
                 continue
             lowered = str(error).lower()
             kind = commands[index]["command"] if index < len(commands) else "?"
-            if kind.startswith(("create", "delete")) and any(w in lowered for w in _ALREADY):
+            # Another replica reconciling at the same moment got there first.
+            idempotent = kind.startswith(("create", "delete", "addRole", "removeRole"))
+            if idempotent and any(w in lowered for w in _ALREADY):
                 continue
             raise BrokerAdminError(f"{kind} refused: {error}")
         return responses
