@@ -315,7 +315,9 @@ def create_app(
         app.state.broker_admin = None
         if settings.broker_admin_username:
             admin = _broker_admin(app, settings, admin_id)
-            tasks.append(asyncio.create_task(_supervised(admin.run, "broker-admin")))
+            tasks.append(
+                asyncio.create_task(_supervised(admin.run, "broker-admin"), name="broker-admin")
+            )
             app.state.broker_admin = admin
         if mqtt is None:
             real = MqttBus(
