@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -38,8 +41,12 @@ from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
 from gateway.devicesec.broker_hooks import router as broker_hooks_router
+from gateway.devicesec import service as devicesec
+from gateway.devicesec.brokeradmin import BrokerAdmin
+from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
+from gateway.keyfiles import load_secret
 from gateway.live.fanout import FakeLiveBus, LiveBus, MqttLiveBus
 from gateway.live.hub import LiveHub
 from gateway.live.router import pages as live_pages
@@ -198,6 +205,64 @@ async def _ensure_city(app: FastAPI, settings: Settings) -> int:
         return city_id
 
 
+def client_ids(settings: Settings) -> tuple[str, str, str]:
+    """The client ids of this start of the replica: its bus, its live fan-out, its broker admin.
+
+    New and unguessable at every start, so nobody can take the gateway's sessions over by
+    connecting under its client id (a speaker could not anyway: the broker binds each speaker's
+    password to the speaker's own client id). The bus keeps its id across reconnections within
+    the process, so the broker still resumes its session after a network break.
+    """
+    base = f"{settings.mqtt_client_prefix}-{settings.replica_id}-{secrets.token_hex(8)}"
+    return base, f"{base}-live", f"{base}-admin"
+
+
+def session_file(settings: Settings) -> Path:
+    """Where a replica notes the client id of its bus, for its next start."""
+    return settings.data_dir / f"mqtt-session-{settings.replica_id}"
+
+
+def _remember_session(settings: Settings, client_id: str) -> list[str]:
+    """Note this start's bus client id; return the one the previous start noted, whose session
+    the bus resumes and ends (a crash leaves it holding a share of the acks)."""
+    path = session_file(settings)
+    previous: list[str] = []
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        previous = [line for line in path.read_text().split() if line]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{client_id}\n")
+    except OSError as exc:
+        log.warning("could not note the MQTT session in %s: %s", path, exc)
+    return previous
+
+
+def _broker_admin(app: FastAPI, settings: Settings, client_id: str) -> BrokerAdmin:
+    password = load_secret(settings, "broker_admin_password").decode()
+    target = settings.mqtt
+    own = (
+        devicesec.OwnUser(target.username, target.password)
+        if target.username is not None and target.password is not None
+        else None
+    )
+    admin_user = devicesec.OwnUser(settings.broker_admin_username, password)
+
+    async def load_state() -> BrokerState:
+        async with app.state.sessions() as session:
+            city = await session.scalar(select(City).where(City.code == settings.city_code))
+            assert city is not None
+            return await devicesec.broker_state(session, city, own=own, admin=admin_user)
+
+    return BrokerAdmin(
+        target,
+        username=settings.broker_admin_username,
+        password=password,
+        client_id=client_id,
+        load_state=load_state,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -256,10 +321,20 @@ def create_app(
         )
         mqtt = bus
         tasks: list[asyncio.Task[None]] = []
+        bus_id, live_id, admin_id = client_ids(settings)
+        predecessors = _remember_session(settings, bus_id) if bus is None else []
+        app.state.broker_admin = None
+        if settings.broker_admin_username:
+            admin = _broker_admin(app, settings, admin_id)
+            tasks.append(
+                asyncio.create_task(_supervised(admin.run, "broker-admin"), name="broker-admin")
+            )
+            app.state.broker_admin = admin
         if mqtt is None:
             real = MqttBus(
                 settings.mqtt,
-                client_id=f"{settings.mqtt_client_prefix}-{settings.replica_id}",
+                client_id=bus_id,
+                predecessors=predecessors,
                 # An API-only replica must not take a share of acks it would never record.
                 subscriptions=[
                     (contract.ack_subscription(), contract.ACK_QOS),
@@ -311,9 +386,7 @@ def create_app(
         app.state.scheduler = scheduler
         fanout = live_bus
         if fanout is None and bus is None:
-            real_fanout = MqttLiveBus(
-                settings.mqtt, client_id=f"{settings.mqtt_client_prefix}-{settings.replica_id}-live"
-            )
+            real_fanout = MqttLiveBus(settings.mqtt, client_id=live_id)
             tasks.append(
                 asyncio.create_task(_supervised(real_fanout.run, "live-bus"), name="live-bus")
             )

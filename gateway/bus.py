@@ -7,12 +7,15 @@ After a reconnection the bus cannot know which speakers stayed connected (a rest
 publishes no wills), so it reports since when presence is in doubt; the sweeper pauses retries
 for speakers not heard from since, and their birth messages bring a catch-up.
 
-The client id is stable per replica so that a replica that crashed and restarts resumes its
-session (and the acks queued in it). A replica that stops on purpose leaves the shared
-subscriptions first: the broker goes on handing a disconnected session its share of the group's
-messages until the session expires, so a replica scaled away would otherwise take a share of
-every speaker's acks and births with it for minutes. Two processes given the same replica id
-take that session from each other over and over; the bus counts such take-overs and says so.
+The client id is new at every start of a replica (nobody can guess it and take the session
+over), and kept across reconnections within the process, so a network break loses no ack. A
+replica that crashed and restarts first resumes the session it left under its previous id
+(`predecessors`): the acks queued there are read, then that session ends. A replica that stops
+on purpose leaves the shared subscriptions first: the broker goes on handing a disconnected
+session its share of the group's messages until the session expires, so a replica scaled away
+would otherwise take a share of every speaker's acks and births with it for minutes. Anyone
+taking the session over anyway (the gateway's own broker password under its client id) is
+counted, and said loudly when it repeats.
 
 Received messages wait in a fair queue: one bounded line per speaker, served in turn, so a
 speaker that floods its topic fills its own line (the excess is dropped and counted) and never
@@ -171,8 +174,11 @@ class MqttBus:
         per_speaker_limit: int = PER_SPEAKER_LIMIT,
         max_inflight: int = 1000,
         clock: Clock | None = None,
+        predecessors: Sequence[str] = (),
     ) -> None:
         self._target = target
+        # Client ids of earlier starts of this replica whose sessions may still be there.
+        self._predecessors = [p for p in predecessors if p != client_id]
         self._clock = clock or SystemClock()
         self._client_id = client_id
         self._subscriptions = list(subscriptions)
@@ -197,18 +203,20 @@ class MqttBus:
     def presence_doubt_since(self) -> datetime | None:
         return self._doubt_since if self.connected else None
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(
+        self, client_id: str | None = None, expiry_s: int = SESSION_EXPIRY_S
+    ) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # Keep our shared-subscription session for a while, so acks published during a short
         # reconnect wait for us in the broker instead of being dropped.
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = expiry_s
         tls = ssl.create_default_context() if self._target.tls else None
         return aiomqtt.Client(
             self._target.host,
             self._target.port,
             username=self._target.username,
             password=self._target.password,
-            identifier=self._client_id,
+            identifier=client_id or self._client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
@@ -222,6 +230,9 @@ class MqttBus:
     async def run(self) -> None:
         """Stay connected until cancelled; every message on our subscriptions goes to `incoming`."""
         backoff = 0.5
+        predecessors, self._predecessors = self._predecessors, []
+        for client_id in predecessors:
+            await self._take_over(client_id)
         while True:
             try:
                 async with self._make_client() as client:
@@ -255,6 +266,19 @@ class MqttBus:
                 self._client = None
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(backoff * 2, 30.0)
+
+    async def _take_over(self, client_id: str) -> None:
+        """Resume the session a previous start of this replica left (it crashed, or was
+        killed): the acks the broker queued in it come to `incoming`, then the session leaves
+        the shared subscriptions and ends, so the broker hands it no further share."""
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT_S * (len(self._subscriptions) + 2)):
+                async with self._make_client(client_id, expiry_s=0) as client:
+                    await self._unsubscribe(client)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("could not end the previous session %s (%s)", client_id, exc)
+        else:
+            log.info("ended the previous session %s of this replica", client_id)
 
     async def _read_until_broken(self, client: aiomqtt.Client) -> None:
         reader = asyncio.create_task(self._read(client), name="mqtt-bus-reader")

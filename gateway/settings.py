@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     database_url: str = ""
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_client_prefix: str = "maeul-gw"
+    # The broker account the gateway manages Mosquitto's dynamic security plugin with (pushes
+    # new speaker passwords, keeps users and roles as the database says). Empty: the broker's
+    # users are provisioned another way (`maeul broker files`, an HTTP auth hook).
+    broker_admin_username: str = ""
+    broker_admin_password: SecretStr | None = None
+    broker_admin_password_file: Path | None = None
     public_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = None
 

@@ -2,8 +2,10 @@
 
 Two front ends share one core (configuration, command line, readiness probe, log tail):
 `LocalMosquitto` for asyncio code, with a supervisor that restarts the broker when it dies, and
-`MosquittoProcess` for synchronous code such as pytest fixtures. Both `reload()` the password
-file and ACL (SIGHUP) without disconnecting anyone.
+`MosquittoProcess` for synchronous code such as pytest fixtures. Users are either in the
+dynamic security plugin's file (`MosquittoConfig.dynsec_file`), changed at run time by the
+gateway, or in a password file and ACL, which `reload()` (SIGHUP) reads again without
+disconnecting anyone.
 
 Readiness means the broker answered an MQTT 5 CONNECT with a CONNACK, not merely that its port
 accepts TCP. Any CONNACK counts, a refusal included: it proves the broker is parsing MQTT.
@@ -67,6 +69,20 @@ def find_mosquitto() -> str | None:
     return None
 
 
+DYNSEC_PLUGIN: Final = "mosquitto_dynamic_security.so"
+_PLUGIN_DIRS: Final = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib",
+                       "/usr/local/lib", "/usr/lib64")  # fmt: skip
+
+
+def find_dynsec_plugin() -> str | None:
+    """The dynamic security plugin as Debian, Alpine or a source build installs it."""
+    for directory in _PLUGIN_DIRS:
+        candidate = Path(directory) / DYNSEC_PLUGIN
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
 def find_free_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -121,6 +137,10 @@ class MosquittoConfig:
     # renders (gateway.devicesec): each speaker reads and writes only its own topics.
     password_file: Path | None = None
     acl_file: Path | None = None
+    # Or Mosquitto's dynamic security plugin with this file (`render_dynsec` in
+    # gateway.devicesec.dynsec): each speaker bound to its own client id, users and roles
+    # changed at run time by the gateway without a reload. The broker rewrites the file.
+    dynsec_file: Path | None = None
     allow_anonymous: bool = True
     # One gateway client receives the acks of every speaker of the city through a shared
     # subscription, a burst of 10,000 x 4 QoS 1 messages per broadcast. Mosquitto silently
@@ -177,6 +197,17 @@ def render_config(cfg: MosquittoConfig) -> str:
         lines.append(f"password_file {_conf_value(cfg.password_file.resolve())}")
     if cfg.acl_file is not None:
         lines.append(f"acl_file {_conf_value(cfg.acl_file.resolve())}")
+    if cfg.dynsec_file is not None:
+        plugin = find_dynsec_plugin()
+        if plugin is None:
+            raise BrokerError(
+                "Mosquitto 의 dynamic security 플러그인을 찾을 수 없습니다 / no "
+                "mosquitto_dynamic_security.so next to the broker: install the mosquitto package"
+            )
+        lines += [
+            f"plugin {_conf_value(plugin)}",
+            f"plugin_opt_config_file {_conf_value(cfg.dynsec_file.resolve())}",
+        ]
     lines += [
         f"max_inflight_messages {int(cfg.max_inflight_messages)}",
         f"max_queued_messages {int(cfg.max_queued_messages)}",
@@ -202,8 +233,9 @@ def render_config(cfg: MosquittoConfig) -> str:
 
 
 def write_broker_file(path: Path, text: str) -> bool:
-    """Write a password file or ACL readable by its owner only, atomically, so a broker reloading
-    at that moment reads the old file or the new one. False when it already said that."""
+    """Write a password file, ACL or dynamic security file readable by its owner only,
+    atomically, so a broker reloading at that moment reads the old file or the new one. False
+    when it already said that."""
     with contextlib.suppress(OSError):
         if path.read_text() == text:
             return False
@@ -292,11 +324,12 @@ def probe(
     *,
     username: str | None = None,
     password: str | None = None,
+    client_id: str | None = None,
     timeout: float = 1.0,
 ) -> int:
     """Connect over MQTT 5 and return the CONNACK reason code (0 accepted, 0x86/0x87 refused)."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(build_connect(_probe_id(), username=username, password=password))
+        sock.sendall(build_connect(client_id or _probe_id(), username=username, password=password))
         data = b""
         while (code := connack_reason(data)) is None:
             chunk = sock.recv(256)
@@ -315,11 +348,12 @@ async def probe_async(
     *,
     username: str | None = None,
     password: str | None = None,
+    client_id: str | None = None,
 ) -> int:
     """`probe` for asyncio code; bound it with `asyncio.timeout`."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(build_connect(_probe_id(), username=username, password=password))
+        writer.write(build_connect(client_id or _probe_id(), username=username, password=password))
         data = b""
         while (code := connack_reason(data)) is None:
             chunk = await reader.read(256)

@@ -26,6 +26,7 @@ from gateway.app import create_app
 from gateway.collector import tune_for_serving
 from gateway.db import create_engine, create_sessions
 from gateway.devicesec import service as devicesec
+from gateway.keyfiles import load_secret
 from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
 from gateway.logs import configure_logging
 from gateway.migrations import upgrade_async
@@ -44,9 +45,10 @@ console = Console(stderr=True)
 
 # The demo gateway's broker user; its password is new at every start and lives only in memory.
 GATEWAY_USER: Final = "gateway"
-# How often the demo checks whether the broker's files must change (a speaker added or given a
-# new password through the API), and reloads the broker when they did.
-BROKER_FILES_EVERY_S: Final = 3.0
+# The account the demo gateway manages the broker's users with (dynamic security). Its password
+# is the gateway's `broker_admin_password` secret (outside production: made once, kept in the
+# data directory), so the broker and the gateway started here agree on it.
+ADMIN_USER: Final = "broker-admin"
 
 
 def _data_dir() -> Path:
@@ -100,31 +102,22 @@ async def seed_database(preset: str, settings: Settings | None = None) -> str:
 
 @dataclass(frozen=True)
 class BrokerFiles:
-    """Where the local broker's password file and ACL live."""
+    """Where the local broker keeps its users: the dynamic security plugin's file, rendered
+    from the database at every start and changed by the gateway at run time."""
 
     directory: Path
 
     @property
-    def passwd(self) -> Path:
-        return self.directory / "passwd"
-
-    @property
-    def acl(self) -> Path:
-        return self.directory / "acl"
-
-
-async def _render_broker_files(session: Any, settings: Settings) -> tuple[str, str]:
-    city = await get_city(session, settings.city_code)
-    passwd = await devicesec.render_passwd_file(session, city, own=None)
-    acl = await devicesec.render_acl_file(session, city, own=None)
-    return passwd, acl
+    def dynsec(self) -> Path:
+        return self.directory / "dynamic-security.json"
 
 
 async def provision_broker(
     settings: Settings, files: BrokerFiles, *, gateway_password: str, issue_speakers: bool
 ) -> dict[str, str]:
     """Give the gateway its broker user, every speaker a new password (when `issue_speakers`),
-    and write the password file and ACL from the database. Returns speaker code -> password."""
+    and write the broker's users and roles from the database. Returns speaker code -> password."""
+    admin = devicesec.OwnUser(ADMIN_USER, load_secret(settings, "broker_admin_password").decode())
     engine = create_engine(settings.database_url)
     try:
         async with create_sessions(engine)() as session:
@@ -138,40 +131,13 @@ async def provision_broker(
                 if issue_speakers
                 else {}
             )
-            passwd, acl = await _render_broker_files(session, settings)
+            rendered = await devicesec.render_dynsec_file(session, city, own=None, admin=admin)
             await session.commit()
     finally:
         await engine.dispose()
-    write_broker_file(files.passwd, passwd)
-    write_broker_file(files.acl, acl)
+    files.directory.mkdir(parents=True, exist_ok=True)
+    write_broker_file(files.dynsec, rendered)
     return issued
-
-
-async def keep_broker_files_current(
-    settings: Settings, files: BrokerFiles, broker: LocalMosquitto, stop: asyncio.Event
-) -> None:
-    """Render the broker's files from the database now and then; reload the broker on a change."""
-    engine = create_engine(settings.database_url)
-    sessions = create_sessions(engine)
-    try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(BROKER_FILES_EVERY_S):  # never swallows a cancel
-                    await stop.wait()
-            if stop.is_set():
-                return
-            try:
-                async with sessions() as session:
-                    passwd, acl = await _render_broker_files(session, settings)
-            except Exception as exc:  # the database is busy or away: try again next time
-                console.print(f"[yellow]브로커 파일을 만들지 못했습니다 / broker files: {exc}")
-                continue
-            changed = write_broker_file(files.passwd, passwd)
-            changed = write_broker_file(files.acl, acl) or changed
-            if changed and broker.reload():
-                console.print("브로커의 비밀번호 파일과 ACL 을 다시 읽혔습니다.")
-    finally:
-        await engine.dispose()
 
 
 def _without_user(url: str) -> str:
@@ -231,8 +197,7 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
                 data_dir=files.directory,
                 port=int(wanted) if wanted else None,
                 allow_anonymous=False,
-                password_file=files.passwd,
-                acl_file=files.acl,
+                dynsec_file=files.dynsec,
             )
         )
         console.print("로컬 MQTT 브로커(Mosquitto)를 시작합니다...")
@@ -240,7 +205,8 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
         speakers_url = broker.url
         mqtt_url = _with_user(broker.url, GATEWAY_USER, gateway_password)
 
-    settings = _settings(mqtt_url=mqtt_url, public_url=url, replica_id="local")
+    admin = {"broker_admin_username": ADMIN_USER} if broker is not None else {}
+    settings = _settings(mqtt_url=mqtt_url, public_url=url, replica_id="local", **admin)
     logins = await demo_logins(settings)
     # Read by `maeul simulate`; no password ever goes in it.
     (data_dir / "run.json").write_text(
@@ -264,11 +230,6 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
     tasks = [asyncio.create_task(server.serve(), name="api")]
     if broker is not None:
         tasks.append(asyncio.create_task(broker.supervise(stop), name="broker-supervisor"))
-        tasks.append(
-            asyncio.create_task(
-                keep_broker_files_current(settings, files, broker, stop), name="broker-files"
-            )
-        )
     simulator: asyncio.subprocess.Process | None = None
     try:
         try:
@@ -317,7 +278,9 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
 
 def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: bool) -> None:
     broker_note = (
-        "  (익명 접속 거부: 게이트웨이와 스피커마다 자체 비밀번호와 ACL)" if secured else ""
+        "  (익명 접속 거부: 스피커마다 자체 비밀번호, 자기 client id, 자기 토픽만)"
+        if secured
+        else ""
     )
     people = "\n".join(
         f"    {login.role.value:<17} {login.username:<9} {login.password:<18} {login.scope}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from maeul.broker import MosquittoConfig, MosquittoProcess, find_mosquitto
+from maeul.broker import MosquittoConfig, MosquittoProcess, find_mosquitto, write_broker_file
 from tests.support import postgres
 
 
@@ -30,9 +31,40 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield "mqtt://127.0.0.1:1883"
             return
         pytest.skip("no mosquitto binary and no broker on 127.0.0.1:1883")
-    config = MosquittoConfig(data_dir=tmp_path_factory.mktemp("mosquitto"))
+    directory = tmp_path_factory.mktemp("mosquitto")
+    write_broker_file(directory / "dynamic-security.json", json.dumps(OPEN_BROKER))
+    config = MosquittoConfig(data_dir=directory, dynsec_file=directory / "dynamic-security.json")
     with MosquittoProcess(config) as broker:
         yield broker.url
+
+
+# The shared test broker runs the dynamic security plugin as production does, open to anonymous
+# clients (the tests' simulated speakers and gateways) through its anonymous group. The tests of
+# a locked-down broker start their own (tests/devicesec, tests/e2e/test_security.py).
+_EVERYTHING = ("#", "$share/#", "$SYS/#")
+OPEN_BROKER = {
+    "defaultACLAccess": dict.fromkeys(
+        ("publishClientSend", "publishClientReceive", "subscribe", "unsubscribe"), False
+    ),
+    "clients": [],
+    "groups": [{"groupname": "anyone", "roles": [{"rolename": "everything"}]}],
+    "anonymousGroup": "anyone",
+    "roles": [
+        {
+            "rolename": "everything",
+            "acls": [
+                {"acltype": kind, "topic": topic, "allow": True}
+                for topic in _EVERYTHING
+                for kind in (
+                    "publishClientSend",
+                    "publishClientReceive",
+                    "subscribePattern",
+                    "unsubscribePattern",
+                )
+            ],
+        }
+    ],
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:

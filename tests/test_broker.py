@@ -26,6 +26,7 @@ from maeul.broker import (
     backoff_delay,
     build_connect,
     connack_reason,
+    find_dynsec_plugin,
     find_free_port,
     find_mosquitto,
     hash_password,
@@ -87,6 +88,19 @@ def test_credentials_config_names_password_and_acl_files(tmp_path: Path) -> None
     assert f"acl_file {tmp_path.resolve() / 'acl'}" in lines
     # Global settings come before the listener, so they apply to it.
     assert lines.index("allow_anonymous false") < lines.index("listener 18999 127.0.0.1")
+
+
+@pytest.mark.skipif(find_dynsec_plugin() is None, reason="no dynamic security plugin")
+def test_dynamic_security_config_loads_the_plugin_with_its_file(tmp_path: Path) -> None:
+    cfg = MosquittoConfig(
+        data_dir=tmp_path, port=18999, allow_anonymous=False, dynsec_file=tmp_path / "ds.json"
+    )
+    lines = _directives(render_config(cfg))
+
+    plugin = next(line for line in lines if line.startswith("plugin "))
+    assert plugin.endswith("/mosquitto_dynamic_security.so")
+    assert f"plugin_opt_config_file {tmp_path.resolve() / 'ds.json'}" in lines
+    assert lines.index(plugin) < lines.index("listener 18999 127.0.0.1")
 
 
 def test_persistence_stays_in_the_data_dir(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,7 +11,8 @@ from pydantic import AwareDatetime
 
 from gateway.auth import Admin, Principal, Role, allow
 from gateway.db import SessionDep
-from gateway.devicesec import service
+from gateway.devicesec import dynsec, service
+from gateway.devicesec.brokeradmin import BrokerAdmin, BrokerAdminError, admin_of, after_change
 from gateway.devicesec.schemas import (
     BrokerAccountCreate,
     BrokerAccountIssued,
@@ -19,6 +21,8 @@ from gateway.devicesec.schemas import (
     SecurityEventPage,
     SpeakerCredentials,
 )
+from gateway.errors import Unavailable
+from gateway.keyfiles import load_secret
 from gateway.places.service import CityDep, NowDep
 from gateway.settings import Settings
 
@@ -38,7 +42,7 @@ def _own(request: Request) -> service.OwnUser | None:
 
 
 def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
-    status = {"not_found": 404, "conflict": 409}
+    status = {"not_found": 404, "conflict": 409, "unavailable": 503}
     return {status[kind]: {"description": text} for kind, text in codes.items()}
 
 
@@ -46,7 +50,9 @@ def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
     "/speakers/{speaker_id}/credentials",
     status_code=201,
     operation_id="issue_speaker_credentials",
-    responses=_errors(not_found="speaker_not_found", conflict="username_taken"),
+    responses=_errors(
+        not_found="speaker_not_found", conflict="username_taken", unavailable="broker_unavailable"
+    ),
 )
 async def issue_speaker_credentials(
     speaker_id: int,
@@ -57,13 +63,65 @@ async def issue_speaker_credentials(
     request: Request,
     response: Response,
 ) -> SpeakerCredentials:
-    """A new broker password for the speaker, shown this once; the previous one stops working
-    when the broker reloads the password file (`GET /broker/passwd`)."""
+    """A new broker password for the speaker, shown this once, usable only under the speaker's
+    own client id. When the gateway manages the broker (`GATEWAY_BROKER_ADMIN_USERNAME`) the
+    broker has it before this answers and the previous one no longer works; if the broker
+    cannot be reached the answer is 503 `broker_unavailable` and nothing changes. Otherwise it
+    takes effect when the broker's files are rendered again (`maeul broker files`)."""
     own = _own(request)
+    admin = admin_of(request.app.state)
+    reserved = [name for name in (own and own.username, admin and admin.username) if name]
     response.headers.update(_NO_STORE)
-    return await service.issue_speaker_credentials(
-        session, city, speaker_id, now=now, reserved=(own.username,) if own else ()
+    issued = await service.issue_speaker_credentials(
+        session, city, speaker_id, now=now, reserved=reserved
     )
+    if admin is not None:
+        client, acls = await service.speaker_broker_client(session, city, speaker_id)
+        await _push(admin, client, issued.password, acls)
+    return issued
+
+
+def _broker_unavailable(exc: BrokerAdminError) -> Unavailable:
+    return Unavailable(
+        "broker_unavailable",
+        ko="MQTT 브로커에 새 비밀번호를 등록하지 못해 아무것도 바꾸지 않았습니다. 잠시 후 다시 "
+        "시도하세요.",
+        en=f"The MQTT broker did not take the new password, so nothing changed; try again "
+        f"shortly ({exc}).",
+    )
+
+
+async def _push(
+    admin: BrokerAdmin,
+    client: dynsec.BrokerClient,
+    password: str,
+    acls: Mapping[str, frozenset[dynsec.Acl]],
+) -> None:
+    """The password goes to the broker before the database commits it: a failure is an error
+    and a rollback, never a password the broker does not know."""
+    try:
+        await admin.put(client, password, acls)
+    except BrokerAdminError as exc:
+        raise _broker_unavailable(exc) from exc
+
+
+@router.get(
+    "/broker/dynamic-security",
+    operation_id="get_broker_dynamic_security_file",
+)
+async def get_broker_dynamic_security_file(
+    session: SessionDep, _user: Admin, city: CityDep, request: Request
+) -> Response:
+    """The file of Mosquitto's dynamic security plugin (hashes only): the gateway's admin
+    account, the gateway, broker accounts, and every speaker with a password, bound to its own
+    client id with a role holding its own topics."""
+    settings: Settings = request.app.state.settings
+    admin = None
+    if settings.broker_admin_username:
+        password = load_secret(settings, "broker_admin_password").decode()
+        admin = service.OwnUser(settings.broker_admin_username, password)
+    text = await service.render_dynsec_file(session, city, own=_own(request), admin=admin)
+    return Response(text, media_type="application/json", headers=_NO_STORE)
 
 
 @router.get(
@@ -109,7 +167,7 @@ async def list_broker_accounts(
     "/broker/accounts",
     status_code=201,
     operation_id="create_broker_account",
-    responses=_errors(conflict="username_taken"),
+    responses=_errors(conflict="username_taken", unavailable="broker_unavailable"),
 )
 async def create_broker_account(
     body: BrokerAccountCreate,
@@ -118,10 +176,18 @@ async def create_broker_account(
     city: CityDep,
     now: NowDep,
     response: Response,
+    request: Request,
 ) -> BrokerAccountIssued:
-    """Create a gateway or monitor account, or give an existing one a new password."""
+    """Create a gateway or monitor account, or give an existing one a new password (pushed to
+    the broker at once when the gateway manages it; 503 `broker_unavailable` if it cannot)."""
     response.headers.update(_NO_STORE)
-    return await service.create_account(session, city, body, now=now)
+    issued, password = await service.create_account(session, city, body, now=now)
+    admin = admin_of(request.app.state)
+    if admin is not None:
+        role = dynsec.GATEWAY_ROLE if body.role == "gateway" else dynsec.MONITOR_ROLE
+        client = dynsec.BrokerClient(body.username, (role,))
+        await _push(admin, client, password, {role: dynsec.FIXED_ROLES[role]})
+    return issued
 
 
 @router.delete(
@@ -131,9 +197,11 @@ async def create_broker_account(
     responses=_errors(not_found="account_not_found"),
 )
 async def delete_broker_account(
-    username: str, session: SessionDep, _user: Admin, city: CityDep
+    username: str, session: SessionDep, _user: Admin, city: CityDep, request: Request
 ) -> None:
+    """Delete the account; a broker the gateway manages shuts it out at once."""
     await service.delete_account(session, city, username)
+    await after_change(request.app.state, session)
 
 
 @router.get("/security-events", operation_id="list_security_events")

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.bus import Incoming
-from gateway.devicesec import mosquitto
+from gateway.devicesec import dynsec, mosquitto
 from gateway.devicesec.models import BrokerAccount, SecurityEvent, SpeakerCredential
 from gateway.devicesec.schemas import (
     BrokerAccountCreate,
@@ -36,8 +36,9 @@ from gateway.devicesec.schemas import (
     SpeakerCredentials,
 )
 from gateway.errors import Conflict, NotFound
-from gateway.places.models import City
+from gateway.places.models import City, District, Village
 from gateway.speakers import service as speakers
+from gateway.speakers.models import Speaker
 from wire import contract
 from wire.contract import AckStatus, RejectReason
 
@@ -106,8 +107,8 @@ async def issue_speaker_credentials(
     now: datetime,
     reserved: Collection[str] = (),
 ) -> SpeakerCredentials:
-    """A new broker password for one speaker; the one before stops working once the broker
-    reloads its password file. `reserved`: user names taken outside the database."""
+    """A new broker password for one speaker (the caller hands it to the broker, or renders the
+    broker's files again). `reserved`: user names taken outside the database."""
     speaker = await speakers.get_speaker(session, city, speaker_id)
     if speaker.code in reserved or speaker.code in await _account_names(session, city.id):
         raise _username_taken(speaker.code)
@@ -213,16 +214,18 @@ async def set_account_password(
 
 async def create_account(
     session: AsyncSession, city: City, body: BrokerAccountCreate, *, now: datetime
-) -> BrokerAccountIssued:
+) -> tuple[BrokerAccountIssued, str]:
+    """The account as shown to the caller, and its password (for the broker)."""
     generated = body.password is None
     password = mosquitto.new_secret() if body.password is None else body.password.get_secret_value()
     await set_account_password(session, city, body.username, body.role, password, now=now)
-    return BrokerAccountIssued(
+    issued = BrokerAccountIssued(
         username=body.username,
         role=body.role,
         password=password if generated else None,
         issued_at=now,
     )
+    return issued, password
 
 
 async def list_accounts(session: AsyncSession, city: City) -> list[BrokerAccountRead]:
@@ -325,6 +328,54 @@ async def render_acl_file(session: AsyncSession, city: City, *, own: str | None)
     taken = set(gateways) | set(monitors)
     places = [place for place, _ in await _credentialed_places(session, city, taken)]
     return mosquitto.render_acl(city.code, gateways=gateways, monitors=monitors, speakers=places)
+
+
+async def broker_state(
+    session: AsyncSession, city: City, *, own: OwnUser | None, admin: OwnUser | None = None
+) -> dynsec.BrokerState:
+    """The broker's users and roles for its dynamic security plugin: the admin account the
+    gateway manages the broker with, the gateway, stored accounts, every speaker with a
+    password (bound to its own client id)."""
+    accounts = await _accounts(session, city.id)
+    admins = {admin.username: mosquitto.hash_password(admin.password)} if admin else {}
+    gateways: dict[str, str | None] = {}
+    monitors: dict[str, str | None] = {}
+    if own is not None and own.username not in {a.username for a in accounts}:
+        gateways[own.username] = mosquitto.hash_password(own.password)
+    for account in accounts:
+        (gateways if account.role == "gateway" else monitors)[account.username] = (
+            account.password_hash
+        )
+    taken = set(admins) | set(gateways) | set(monitors)
+    places = await _credentialed_places(session, city, taken)
+    return dynsec.build_state(
+        city.code, admins=dict(admins), gateways=gateways, monitors=monitors, speakers=places
+    )
+
+
+async def render_dynsec_file(
+    session: AsyncSession, city: City, *, own: OwnUser | None, admin: OwnUser | None
+) -> str:
+    """The dynamic security plugin's file (hashes only) for `broker_state`."""
+    return dynsec.render_config(await broker_state(session, city, own=own, admin=admin))
+
+
+async def speaker_broker_client(
+    session: AsyncSession, city: City, speaker_id: int
+) -> tuple[dynsec.BrokerClient, dict[str, frozenset[dynsec.Acl]]]:
+    """One speaker's broker user (bound to its client id) and its role's ACLs."""
+    row = (
+        await session.execute(
+            select(Speaker.code, District.code, Village.code)
+            .join(Village, Village.id == Speaker.village_id)
+            .join(District, District.id == Village.district_id)
+            .where(Speaker.id == speaker_id, Speaker.city_id == city.id)
+        )
+    ).one()
+    place = mosquitto.SpeakerPlace(*row)
+    state = dynsec.build_state(city.code, gateways={}, monitors={}, speakers=[(place, None)])
+    role = dynsec.speaker_role(place.code)
+    return state.clients[place.code], {role: state.roles[role]}
 
 
 # --------------------------------------------------------------------------------------------

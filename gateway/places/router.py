@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from gateway.auth import Admin, Anyone
 from gateway.db import SessionDep
+from gateway.devicesec.brokeradmin import after_change
 from gateway.places import csv_import, service
 from gateway.places.schemas import (
     CityRead,
@@ -76,9 +77,16 @@ async def get_district(
     responses=_errors(not_found="district_not_found", conflict="duplicate_code"),
 )
 async def update_district(
-    district_id: int, body: DistrictUpdate, session: SessionDep, _user: Admin, city: CityDep
+    district_id: int,
+    body: DistrictUpdate,
+    session: SessionDep,
+    _user: Admin,
+    city: CityDep,
+    request: Request,
 ) -> DistrictRead:
-    return await service.update_district(session, city, district_id, body)
+    updated = await service.update_district(session, city, district_id, body)
+    await after_change(request.app.state, session)  # a new code: new topics for its speakers
+    return updated
 
 
 @router.delete(
@@ -137,10 +145,17 @@ async def get_village(
     ),
 )
 async def update_village(
-    village_id: int, body: VillageUpdate, session: SessionDep, _user: Admin, city: CityDep
+    village_id: int,
+    body: VillageUpdate,
+    session: SessionDep,
+    _user: Admin,
+    city: CityDep,
+    request: Request,
 ) -> VillageRead:
     """Rename, recode or move a village; moving it moves its speakers to the new district."""
-    return await service.update_village(session, city, village_id, body)
+    updated = await service.update_village(session, city, village_id, body)
+    await after_change(request.app.state, session)
+    return updated
 
 
 @router.delete(
@@ -163,6 +178,7 @@ async def import_places(
     _user: Admin,
     city: CityDep,
     now: NowDep,
+    request: Request,
     file: Annotated[
         UploadFile,
         File(
@@ -173,4 +189,6 @@ async def import_places(
 ) -> PlacesImportReport:
     """Create or update districts and villages by code: all rows or none."""
     data = await csv_import.read_upload(file)
-    return await service.import_places(session, city, data, now=now)
+    report = await service.import_places(session, city, data, now=now)
+    await after_change(request.app.state, session)
+    return report

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from gateway.auth import Admin, Anyone
 from gateway.db import SessionDep
+from gateway.devicesec.brokeradmin import after_change
 from gateway.places import csv_import
 from gateway.places.service import CityDep, NowDep
 from gateway.speakers import service
@@ -108,9 +109,18 @@ async def get_speaker(
     ),
 )
 async def update_speaker(
-    speaker_id: int, body: SpeakerUpdate, session: SessionDep, _user: Admin, city: CityDep
+    speaker_id: int,
+    body: SpeakerUpdate,
+    session: SessionDep,
+    _user: Admin,
+    city: CityDep,
+    request: Request,
 ) -> SpeakerRead:
-    return await service.update_speaker(session, city, speaker_id, body)
+    """A speaker moved to another village reads that village's topics at once; a new code
+    revokes its broker password (issued for the old code, its user name)."""
+    updated = await service.update_speaker(session, city, speaker_id, body)
+    await after_change(request.app.state, session)
+    return updated
 
 
 @router.delete(
@@ -119,9 +129,13 @@ async def update_speaker(
     operation_id="delete_speaker",
     responses=_errors(not_found="speaker_not_found"),
 )
-async def delete_speaker(speaker_id: int, session: SessionDep, _user: Admin, city: CityDep) -> None:
-    """Remove a speaker, and with it the record of what was delivered to it."""
+async def delete_speaker(
+    speaker_id: int, session: SessionDep, _user: Admin, city: CityDep, request: Request
+) -> None:
+    """Remove a speaker, and with it the record of what was delivered to it and its broker
+    user."""
     await service.delete_speaker(session, city, speaker_id)
+    await after_change(request.app.state, session)
 
 
 @router.post(
@@ -134,6 +148,7 @@ async def import_speakers(
     _user: Admin,
     city: CityDep,
     now: NowDep,
+    request: Request,
     file: Annotated[
         UploadFile,
         File(
@@ -144,7 +159,9 @@ async def import_speakers(
 ) -> SpeakersImportReport:
     """Create or update speakers by code: all rows or none."""
     data = await csv_import.read_upload(file)
-    return await service.import_speakers(session, city, data, now=now)
+    report = await service.import_speakers(session, city, data, now=now)
+    await after_change(request.app.state, session)
+    return report
 
 
 @router.put(

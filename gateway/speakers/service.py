@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, TypeVar, cast, get_args
 
-from sqlalchemy import Table, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import UTCDateTime
 from gateway.deliveries import ed25519
+from gateway.devicesec.models import SpeakerCredential
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.places import csv_import
 from gateway.places import service as places
@@ -404,6 +405,10 @@ async def update_speaker(
     if body.code is not None and body.code != speaker.code:
         await _refuse_taken_code(session, city.id, body.code)
         speaker.code = body.code
+        # The broker password was issued for the old code, its user name: it goes with it.
+        await session.execute(
+            delete(SpeakerCredential).where(SpeakerCredential.speaker_id == speaker.id)
+        )
     if body.village_id is not None and body.village_id != speaker.village_id:
         village = await places.load_village(session, city.id, body.village_id)
         speaker.village_id = village.id

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.bus import Incoming
+from gateway.devicesec.dynsec import to_hash
 from gateway.devicesec.models import SpeakerCredential
 from gateway.devicesec.mosquitto import verify_password
 from tests.flow.conftest import Stack
@@ -63,6 +64,14 @@ async def test_a_password_is_shown_once_stored_as_a_hash_and_rotated(stack: Stac
     assert response.headers["content-type"].startswith("text/plain")
     assert _users(response.text) == {"d01-v001-s1": stored}  # speakers without one: absent
     assert first["password"] not in response.text
+
+    dynamic = await stack.client.get("/api/v1/broker/dynamic-security")
+    assert dynamic.status_code == 200
+    assert dynamic.headers["cache-control"] == "no-store"
+    assert first["password"] not in dynamic.text
+    entry = next(c for c in dynamic.json()["clients"] if c["username"] == "d01-v001-s1")
+    assert entry["clientid"] == first["client_id"]
+    assert to_hash(entry) == stored
 
     second = await _issue(stack, speaker_id)
     assert second["password"] != first["password"]

@@ -130,25 +130,29 @@ async def wait_until_final(
             await asyncio.sleep(0.3)
 
 
-async def forget_gateway_session(mqtt_url: str, replica_id: str) -> None:
+async def forget_gateway_session(gateway: GatewayProcess) -> None:
     """End the broker session a stopped replica left behind. It keeps its place in the shared
     subscription for minutes (so a restart loses no ack), taking its share of every later
-    test's acks and presence with it."""
+    test's acks and presence with it. Its client id is random: the replica noted it in its data
+    directory."""
     import aiomqtt
 
     from gateway.settings import MqttTarget
 
-    target = MqttTarget(mqtt_url)
-    async with aiomqtt.Client(
-        target.host,
-        target.port,
-        username=target.username,
-        password=target.password,
-        identifier=f"maeul-gw-{replica_id}",
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=True,
-    ):
-        pass
+    replica = gateway.env()["GATEWAY_REPLICA_ID"]
+    noted = gateway.data_dir / f"mqtt-session-{replica}"
+    target = MqttTarget(gateway.mqtt_url)
+    for client_id in noted.read_text().split() if noted.exists() else []:
+        async with aiomqtt.Client(
+            target.host,
+            target.port,
+            username=target.username,
+            password=target.password,
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+        ):
+            pass
 
 
 # -- Seeded databases, fleets and the speakers' own account of what they played ------------------

@@ -485,7 +485,7 @@ async def test_two_replicas_fan_out_once_and_finish_each_others_work(
     finally:
         for replica in replicas:
             replica.stop()
-        await forget_gateway_session(mqtt_url, "e2e-b")
+        await forget_gateway_session(second)
 
     calm_tally = plays.tally(calm_final, should_play=everyone, simulated=everyone)
     report("two replicas", calm_tally)

@@ -69,8 +69,8 @@ async def gateways(
         for process in processes:
             process.stop()
         # Their broker sessions would keep a share of the next tests' acks and presence.
-        for name in ("a", "b"):
-            await forget_gateway_session(mqtt_url, f"e2e-{name}")
+        for process in processes:
+            await forget_gateway_session(process)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
 """End to end on a locked-down broker: forged, replayed, expired and out-of-scope commands
 published straight to the broker are never played, and the gateway records every refusal.
 
-The broker refuses anonymous clients and each speaker logs in as itself. The attacker holds the
-gateway's own broker password (the worst case the broker cannot stop), but not its signing key.
+The broker refuses anonymous clients and each speaker logs in as itself, under its own client id
+only. The attacker holds the gateway's own broker password (the worst case the broker cannot
+stop), but not its signing key; or a speaker's password, with which it cannot take over the
+gateway's session or another speaker's.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from gateway.migrations import upgrade
 from gateway.places.service import get_city
 from gateway.seed import seed
 from gateway.signing import KEK_NAME, KeySeal, active_signer
-from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, write_broker_file
+from maeul.broker import (
+    LocalMosquitto,
+    MosquittoConfig,
+    find_mosquitto,
+    probe_async,
+    write_broker_file,
+)
 from tests.e2e.harness import GatewayProcess, wait_until_final
 from tests.media import make_recording
 from wire import contract
@@ -97,19 +105,15 @@ async def city(tmp_path: Path) -> AsyncIterator[City]:
             await devicesec.set_account_password(
                 session, place, "gateway", "gateway", passwords["gateway"], now=now
             )
-            passwd = await devicesec.render_passwd_file(session, place, own=None)
-            acl = await devicesec.render_acl_file(session, place, own=None)
+            admin = devicesec.OwnUser("broker-admin", new_secret())
+            rendered = await devicesec.render_dynsec_file(session, place, own=None, admin=admin)
             await session.commit()
     finally:
         await engine.dispose()
     files = tmp_path / "broker"
-    write_broker_file(files / "passwd", passwd)
-    write_broker_file(files / "acl", acl)
+    write_broker_file(files / "dynamic-security.json", rendered)
     config = MosquittoConfig(
-        data_dir=files,
-        allow_anonymous=False,
-        password_file=files / "passwd",
-        acl_file=files / "acl",
+        data_dir=files, allow_anonymous=False, dynsec_file=files / "dynamic-security.json"
     )
     async with LocalMosquitto(config) as broker:
         gateway = GatewayProcess(
@@ -117,6 +121,10 @@ async def city(tmp_path: Path) -> AsyncIterator[City]:
             mqtt_url=f"mqtt://gateway:{passwords['gateway']}@{broker.host}:{broker.port}",
             data_dir=tmp_path,
             city_code=CITY,
+            extra_env={
+                "GATEWAY_BROKER_ADMIN_USERNAME": admin.username,
+                "GATEWAY_BROKER_ADMIN_PASSWORD": admin.password,
+            },
         )
         await gateway.start()
         try:
@@ -282,3 +290,26 @@ async def test_forged_replayed_expired_and_out_of_scope_commands_are_refused_and
     assert all(s.played == 1 for s in fleet if s.id in A_SPEAKERS)
     assert all(s.received <= 1 for s in fleet), "no attack was even admitted"
     assert after["speakers"] == final["speakers"]
+
+
+async def test_a_speakers_password_cannot_take_over_the_gateway_or_another_speaker(
+    city: City,
+) -> None:
+    async with city.gateway.client() as client:
+        speaker = "d01-v001-s1"
+        for taken in (
+            "maeul-gw-e2e",  # what the gateway's client ids used to be
+            "maeul-gw-e2e-live",
+            contract.speaker_client_id("d01-v001-s2"),
+        ):
+            async with asyncio.timeout(10):
+                code = await probe_async(
+                    city.broker.host,
+                    city.broker.port,
+                    username=speaker,
+                    password=city.passwords[speaker],
+                    client_id=taken,
+                )
+            assert code != 0, taken
+        ready = await client.get("/readyz")
+        assert ready.json()["mqtt"] is True

@@ -68,7 +68,6 @@ async def test_sigterm_with_an_event_stream_open_ends_the_stream_and_drains(
 ) -> None:
     recording = make_recording(tmp_path / "clip.m4a", "m4a", seconds=2.0).read_bytes()
     gateway = await _gateway(tmp_path, mqtt_url)
-    replica = gateway.extra_env["GATEWAY_REPLICA_ID"]
     try:
         async with gateway.client() as client:
             # No speaker is online: the broadcast runs until it expires, an hour from now.
@@ -94,7 +93,7 @@ async def test_sigterm_with_an_event_stream_open_ends_the_stream_and_drains(
         assert DRAINED in gateway.log_tail(), gateway.log_tail()
     finally:
         gateway.stop()
-        await forget_gateway_session(mqtt_url, replica)
+        await forget_gateway_session(gateway)
 
 
 async def _logout_source(gateway: GatewayProcess, headers: dict[str, str]) -> str | None:
@@ -117,7 +116,7 @@ async def test_a_local_client_cannot_name_another_address(tmp_path: Path, mqtt_u
     finally:
         gateway.stop()
         with contextlib.suppress(Exception):
-            await forget_gateway_session(mqtt_url, gateway.extra_env["GATEWAY_REPLICA_ID"])
+            await forget_gateway_session(gateway)
 
 
 async def test_behind_a_trusted_proxy_the_client_it_names_is_recorded(
@@ -134,4 +133,4 @@ async def test_behind_a_trusted_proxy_the_client_it_names_is_recorded(
     finally:
         gateway.stop()
         with contextlib.suppress(Exception):
-            await forget_gateway_session(mqtt_url, gateway.extra_env["GATEWAY_REPLICA_ID"])
+            await forget_gateway_session(gateway)

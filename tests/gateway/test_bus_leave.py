@@ -66,6 +66,50 @@ async def test_a_replica_that_leaves_takes_no_share_of_later_messages(mqtt_url: 
         await asyncio.gather(collector, *runs, return_exceptions=True)
 
 
+async def _publish_acks(target: MqttTarget, names: list[str]) -> None:
+    async with aiomqtt.Client(target.host, target.port, protocol=aiomqtt.ProtocolVersion.V5) as s:
+        for name in names:
+            await s.publish(contract.ack_topic("leavecity", name), b"{}", qos=contract.ACK_QOS)
+
+
+async def test_a_restarted_replica_reads_and_ends_the_session_its_crash_left(mqtt_url: str) -> None:
+    # Client ids are new at every start; the next start resumes the session the crash left, reads
+    # the acks queued in it and ends it, so it takes no share of later ones.
+    group = f"crash-{secrets.token_hex(4)}"
+    subscriptions = [(contract.ack_subscription(group), contract.ACK_QOS)]
+    target = MqttTarget(mqtt_url)
+    crashed = MqttBus(target, client_id=f"{group}-1", subscriptions=subscriptions)
+    run = asyncio.create_task(crashed.run())
+    async with asyncio.timeout(20):
+        while not crashed.connected:  # noqa: ASYNC110 - polling
+            await asyncio.sleep(0.05)
+    run.cancel()  # no leave: the session stays with the broker
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    queued = [f"q{n}" for n in range(MESSAGES // 2)]
+    await _publish_acks(target, queued)
+
+    restarted = MqttBus(
+        target, client_id=f"{group}-2", subscriptions=subscriptions, predecessors=[f"{group}-1"]
+    )
+    got: list[str] = []
+    tasks = [asyncio.create_task(restarted.run()), asyncio.create_task(_collect(restarted, got))]
+    try:
+        async with asyncio.timeout(20):
+            while not restarted.connected:  # noqa: ASYNC110 - polling
+                await asyncio.sleep(0.05)
+        later = [f"l{n}" for n in range(MESSAGES)]
+        await _publish_acks(target, later)
+        async with asyncio.timeout(20):
+            while len(got) < len(queued) + len(later):  # noqa: ASYNC110 - polling a list
+                await asyncio.sleep(0.05)
+        assert sorted(got) == sorted(contract.ack_topic("leavecity", n) for n in queued + later)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_a_stopping_replica_records_what_it_was_handed(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
     await upgrade_async(url)

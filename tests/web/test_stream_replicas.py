@@ -87,7 +87,7 @@ async def test_a_board_on_one_replica_follows_acks_the_other_recorded(
     finally:
         for replica in replicas:
             replica.stop()
-        await forget_gateway_session(mqtt_url, "e2e-board")
+        await forget_gateway_session(watcher)
 
     assert all(recorded), f"each replica recorded some of the acks: {recorded}"
     final = pushed[-1]

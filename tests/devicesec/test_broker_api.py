@@ -1,0 +1,208 @@
+"""Credentials issued, changed and revoked through the API reach a real Mosquitto at once: the
+in-process gateway manages the broker's users over dynamic security, with no file and no
+reload."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from gateway.app import client_ids, create_app
+from gateway.bus import FakeBus
+from gateway.clock import FakeClock
+from gateway.db import create_engine, create_sessions
+from gateway.devicesec import service
+from gateway.devicesec.brokeradmin import BrokerAdmin
+from gateway.devicesec.models import SpeakerCredential
+from gateway.devicesec.mosquitto import new_secret, verify_password
+from gateway.migrations import upgrade
+from gateway.places.service import get_city
+from gateway.seed import seed
+from gateway.settings import Settings
+from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, probe_async
+from maeul.broker import write_broker_file as write_file
+from wire import contract
+
+pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="no mosquitto binary")
+
+CITY = "apicity"
+TOKEN = "test-token-" + "x" * 24
+ADMIN = "broker-admin"
+
+
+@dataclass
+class Managed:
+    app: FastAPI
+    client: httpx.AsyncClient
+    broker: LocalMosquitto
+    admin: BrokerAdmin
+
+    async def probe(self, user: str, password: str, client_id: str | None = None) -> int:
+        async with asyncio.timeout(10):
+            return await probe_async(
+                self.broker.host,
+                self.broker.port,
+                username=user,
+                password=password,
+                client_id=client_id or contract.speaker_client_id(user),
+            )
+
+    async def speaker_id(self, code: str) -> int:
+        found = await self.client.get("/api/v1/speakers", params={"limit": 1000})
+        return int(next(s["id"] for s in found.json()["items"] if s["code"] == code))
+
+    async def issue(self, code: str) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/api/v1/speakers/{await self.speaker_id(code)}/credentials"
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def reconciled_after(self, change: Any) -> httpx.Response:
+        """Make an API change, then wait for the reconcile it asks for."""
+        before = self.admin.reconciled
+        response: httpx.Response = await change
+        async with asyncio.timeout(10):
+            while self.admin.reconciled <= before:  # noqa: ASYNC110 - until the broker follows
+                await asyncio.sleep(0.01)
+        return response
+
+
+@pytest.fixture
+async def managed(tmp_path: Path) -> AsyncIterator[Managed]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
+    await asyncio.to_thread(upgrade, url)
+    admin_password, gateway_password = new_secret(), new_secret()
+    engine = create_engine(url)
+    try:
+        async with create_sessions(engine)() as session:
+            await seed(session, preset="tiny", city_code=CITY)
+            city = await get_city(session, CITY)
+            rendered = await service.render_dynsec_file(
+                session,
+                city,
+                own=service.OwnUser("gateway", gateway_password),
+                admin=service.OwnUser(ADMIN, admin_password),
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    files = tmp_path / "broker"
+    write_file(files / "dynamic-security.json", rendered)
+    config = MosquittoConfig(
+        data_dir=files, allow_anonymous=False, dynsec_file=files / "dynamic-security.json"
+    )
+    async with LocalMosquitto(config) as broker:
+        settings = Settings(
+            environment="test",
+            database_url=url,
+            data_dir=tmp_path / "data",
+            api_token=TOKEN,
+            city_code=CITY,
+            mqtt_url=f"mqtt://gateway:{gateway_password}@{broker.host}:{broker.port}",
+            broker_admin_username=ADMIN,
+            broker_admin_password=SecretStr(admin_password),
+            background_workers=False,
+        )
+        app = create_app(settings, bus=FakeBus(), clock=FakeClock())
+        async with app.router.lifespan_context(app):
+            admin = app.state.broker_admin
+            async with asyncio.timeout(10):
+                while admin.reconciled == 0:  # noqa: ASYNC110 - until it first reconciled
+                    await asyncio.sleep(0.01)
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://gateway",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as client:
+                yield Managed(app, client, broker, admin)
+
+
+async def test_issued_credentials_work_at_once_and_only_under_their_client_id(
+    managed: Managed,
+) -> None:
+    code = "d01-v001-s1"
+    first = await managed.issue(code)
+    assert await managed.probe(code, first["password"], first["client_id"]) == 0
+    other = contract.speaker_client_id("d01-v001-s2")
+    assert await managed.probe(code, first["password"], other) != 0
+    assert await managed.probe(code, first["password"], "maeul-gw-local") != 0
+
+    second = await managed.issue(code)
+    assert await managed.probe(code, first["password"]) != 0, "the old password is shut out"
+    assert await managed.probe(code, second["password"]) == 0
+
+
+async def test_a_deleted_or_renamed_speaker_is_shut_out(managed: Managed) -> None:
+    deleted, renamed = "d01-v001-s1", "d01-v001-s2"
+    passwords = {code: (await managed.issue(code))["password"] for code in (deleted, renamed)}
+
+    gone = await managed.reconciled_after(
+        managed.client.delete(f"/api/v1/speakers/{await managed.speaker_id(deleted)}")
+    )
+    assert gone.status_code == 204
+    assert await managed.probe(deleted, passwords[deleted]) != 0
+
+    moved = await managed.reconciled_after(
+        managed.client.patch(
+            f"/api/v1/speakers/{await managed.speaker_id(renamed)}", json={"code": "new-name"}
+        )
+    )
+    assert moved.status_code == 200, moved.text
+    assert await managed.probe(renamed, passwords[renamed]) != 0
+    assert await managed.probe("new-name", passwords[renamed]) != 0, "issued for the old name"
+
+
+async def test_a_moved_speaker_reads_its_new_village_at_once(managed: Managed) -> None:
+    code = "d01-v001-s1"
+    await managed.issue(code)
+    villages = (await managed.client.get("/api/v1/villages", params={"limit": 100})).json()
+    target = next(v for v in villages["items"] if v["code"] == "d02-v001")
+
+    moved = await managed.reconciled_after(
+        managed.client.patch(
+            f"/api/v1/speakers/{await managed.speaker_id(code)}", json={"village_id": target["id"]}
+        )
+    )
+    assert moved.status_code == 200, moved.text
+    role = await managed.admin.send([{"command": "getRole", "rolename": f"maeul-speaker-{code}"}])
+    topics = {acl["topic"] for acl in role[0]["data"]["role"]["acls"]}
+    assert contract.command_topic_village(CITY, "d02-v001") in topics
+    assert contract.command_topic_district(CITY, "d02") in topics
+    assert contract.command_topic_village(CITY, "d01-v001") not in topics
+
+
+async def test_a_password_the_broker_did_not_take_is_never_issued(managed: Managed) -> None:
+    code = "d01-v001-s1"
+    first = await managed.issue(code)
+    await managed.broker.stop()
+
+    refused = await managed.client.post(
+        f"/api/v1/speakers/{await managed.speaker_id(code)}/credentials"
+    )
+
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "broker_unavailable"
+    async with managed.app.state.sessions() as session:
+        row = await session.get(SpeakerCredential, await managed.speaker_id(code))
+    assert row is not None
+    assert verify_password(first["password"], row.password_hash)
+
+
+def test_the_gateways_client_ids_are_new_at_every_start() -> None:
+    settings = Settings(environment="test", replica_id="local", api_token=TOKEN)
+    first, second = client_ids(settings), client_ids(settings)
+    assert first != second
+    assert len(set(first)) == 3
+    for one in first:
+        assert one.startswith("maeul-gw-local-")
+        assert one != "maeul-gw-local"
