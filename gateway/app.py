@@ -40,8 +40,8 @@ from gateway.db import AfterCommit, create_engine, create_sessions
 from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
-from gateway.devicesec.broker_hooks import router as broker_hooks_router
 from gateway.devicesec import service as devicesec
+from gateway.devicesec.broker_hooks import router as broker_hooks_router
 from gateway.devicesec.brokeradmin import BrokerAdmin
 from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router

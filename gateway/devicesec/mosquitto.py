@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.devicesec import grants
-from wire import contract
 
 # 101 iterations is what mosquitto_passwd writes. The broker pays the hash on every connect on
 # its single thread, and device passwords are long random tokens, so more buys nothing.

@@ -261,7 +261,8 @@ async def test_only_the_broker_may_ask(tmp_path: Path) -> None:
 
 async def test_without_a_usable_secret_the_hooks_refuse(tmp_path: Path) -> None:
     unusable = [
-        {"environment": "production", "api_token": "prod-" + "0123456789abcdef" * 2},  # none: nothing is made up
+        # none given in production: nothing is made up
+        {"environment": "production", "api_token": "prod-" + "0123456789abcdef" * 2},
         {"environment": "test", "broker_hook_secret": "short"},  # too weak
     ]
     for settings in unusable:
