@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from gateway.devicesec import grants
 from gateway.devicesec.mosquitto import SpeakerPlace, check_username, is_password_hash
 from wire import contract
 
@@ -47,21 +48,24 @@ def _reads(topic: str) -> set[Acl]:
     return {(_SUBSCRIBE, topic), (_RECEIVE, topic), (_UNSUBSCRIBE, topic)}
 
 
+def _acls(granted: Iterable[grants.Grant]) -> frozenset[Acl]:
+    """The plugin's ACLs for grants: a read is subscribe, receive and unsubscribe; a write is
+    send. A gateway's subscriptions are shared, and the broker checks them with their
+    ``$share/<group>/`` prefix."""
+    acls: set[Acl] = set()
+    for grant in granted:
+        if grant.access in ("read", "readwrite"):
+            acls |= _reads(grant.topic)
+        if grant.access in ("write", "readwrite"):
+            acls.add((_SEND, grant.topic))
+    return frozenset(acls)
+
+
 def speaker_acls(city: str, place: SpeakerPlace) -> frozenset[Acl]:
     """What one speaker may read (its command topics and live streams) and write (its own ack
-    and presence)."""
-    acls: set[Acl] = set()
-    for topic in (
-        contract.command_topic_all(city),
-        contract.command_topic_district(city, place.district),
-        contract.command_topic_village(city, place.village),
-        contract.command_topic_speaker(city, place.code),
-        *contract.live_subscriptions(city, place.district, place.village),
-    ):
-        acls |= _reads(topic)
-    acls.add((_SEND, contract.ack_topic(city, place.code)))
-    acls.add((_SEND, contract.presence_topic(city, place.code)))
-    return frozenset(acls)
+    and presence): its grants (`gateway.devicesec.grants`), under its own code."""
+    where = grants.Place(district=place.district, village=place.village)
+    return _acls(grants.grants_for(city, place.code, "speaker", where))
 
 
 FIXED_ROLES: Final[Mapping[str, frozenset[Acl]]] = {
@@ -69,15 +73,12 @@ FIXED_ROLES: Final[Mapping[str, frozenset[Acl]]] = {
         {(_SEND, f"{CONTROL_TOPIC}/#"), *_reads(f"{CONTROL_TOPIC}/#"), *_reads(RESPONSE_TOPIC)}
     ),
     # The broker checks a shared subscription with its $share/<group>/ prefix.
-    GATEWAY_ROLE: frozenset(
-        {
-            (_SEND, f"{contract.TOPIC_ROOT}/#"),
-            *_reads(f"{contract.TOPIC_ROOT}/#"),
-            (_SUBSCRIBE, f"$share/+/{contract.TOPIC_ROOT}/#"),
-            (_UNSUBSCRIBE, f"$share/+/{contract.TOPIC_ROOT}/#"),
-        }
-    ),
-    MONITOR_ROLE: frozenset(_reads("$SYS/#")),
+    GATEWAY_ROLE: _acls(grants.gateway_grants())
+    | {
+        (_SUBSCRIBE, f"$share/+/{contract.TOPIC_ROOT}/#"),
+        (_UNSUBSCRIBE, f"$share/+/{contract.TOPIC_ROOT}/#"),
+    },
+    MONITOR_ROLE: _acls(grants.monitor_grants()),
 }
 
 
