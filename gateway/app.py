@@ -23,7 +23,7 @@ from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.router import router as audit_router
-from gateway.auth import role_categories
+from gateway.auth import role_categories, signing_key
 from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
@@ -214,6 +214,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping.clear()  # an app started again after a stop serves its streams again
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything else: a production gateway without a strong key does not start.
+        app.state.jwt_key = signing_key(settings)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         # Whatever commits publications (a request, a schedule, an approval, a live session,
