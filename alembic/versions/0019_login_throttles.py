@@ -1,6 +1,8 @@
 """Failed logins are counted per source and username (login_throttles), not per account: a
 stranger can delay their own guesses but can no longer lock an officer out. The account's own
-counter and lock (users.failed_logins, users.locked_until) go.
+counter and lock (users.failed_logins, users.locked_until) are no longer used; they stay, since
+dropping a column rebuilds the users table on SQLite, and that would cascade to the rows that
+refer to it.
 
 Revision ID: 0019
 Revises: 0016
@@ -38,17 +40,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("login_throttles", schema=None) as batch_op:
         batch_op.create_index("ix_login_throttles_last_failure", ["last_failure_at"], unique=False)
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("locked_until")
-        batch_op.drop_column("failed_logins")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("failed_logins", sa.Integer(), server_default="0", nullable=False)
-        )
-        batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("login_throttles", schema=None) as batch_op:
         batch_op.drop_index("ix_login_throttles_last_failure")
     op.drop_table("login_throttles")

@@ -23,6 +23,10 @@ class User(Base):
     district_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     village_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Unused since failed logins are counted per source (LoginThrottle): an account is never
+    # locked. Kept because dropping them rebuilds the table on SQLite, which would cascade.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     suspended_reason: Mapped[str | None] = mapped_column(String(300), default=None)
     # Raised on suspension, password change and a refresh token's reuse: access tokens carrying

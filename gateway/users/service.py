@@ -169,7 +169,8 @@ async def login(
                 action="login_failed",
                 outcome="denied",
                 source=source,
-                details={"why": why, "source_waits": waits},
+                # The failure after which this source must wait before trying again.
+                details={"why": why, "source_waits": True} if waits else {"why": why},
             )
             await own.commit()
         raise _bad_credentials()
