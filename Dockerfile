@@ -2,8 +2,12 @@
 # The Maeul gateway: a small non-root image that migrates its database, then serves the API.
 #
 #   docker build -t maeul-gateway .
-#   docker run --rm -p 8000:8000 -e GATEWAY_API_TOKEN=... -e GATEWAY_MQTT_URL=mqtt://... \
-#       -e GATEWAY_DATABASE_URL=postgresql+asyncpg://... -v maeul-data:/data maeul-gateway
+#   docker run --rm -p 8000:8000 -e GATEWAY_API_TOKEN=... -e GATEWAY_JWT_SECRET=... \
+#       -e GATEWAY_MQTT_URL=mqtt://... -e GATEWAY_DATABASE_URL=postgresql+asyncpg://... \
+#       -v maeul-data:/data maeul-gateway
+#
+# GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE, e.g. a container secret) is required: at
+# least 32 random characters (`maeul secret` prints one), the same on every replica.
 #
 # Without GATEWAY_DATABASE_URL the gateway uses SQLite in /data (one replica only).
 

@@ -26,7 +26,7 @@ from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.router import router as audit_router
-from gateway.auth import role_categories
+from gateway.auth import role_categories, signing_key
 from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
@@ -283,6 +283,8 @@ def create_app(
         secure_data_dir(settings.data_dir, settings.database_url)
         # Missing in production: the start stops here, naming the variable.
         seal = KeySeal.from_settings(settings)
+        # Before anything else: a production gateway without a strong key does not start.
+        app.state.jwt_key = signing_key(settings)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         # Whatever commits publications (a request, a schedule, an approval, a live session,

@@ -27,6 +27,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.errors import Forbidden, Unauthorized
+from gateway.keyfiles import load_secret
 from gateway.settings import Settings
 from wire.contract import Category
 
@@ -132,16 +133,21 @@ def invalid_token() -> Unauthorized:
     )
 
 
-def _jwt_key(settings: Settings) -> bytes:
-    if settings.jwt_secret is not None:
-        return settings.jwt_secret.get_secret_value().encode()
-    # Every replica holds the bootstrap token, so a key derived from it is shared too.
-    seed = settings.api_token.get_secret_value() if settings.api_token else ""
-    return hmac.new(seed.encode(), b"maeul-access-token-v1", hashlib.sha256).digest()
+def signing_key(settings: Settings) -> bytes:
+    """The key that signs access tokens: ``GATEWAY_JWT_SECRET`` (or its ``_FILE``), never derived
+    from another secret; outside production, the data directory's own (``gateway.keyfiles``).
+    Read once per app, at start; a missing or weak one stops a production gateway there."""
+    return load_secret(settings, "jwt_secret")
 
 
 def issue_access_token(
-    settings: Settings, *, user_id: int, city: str, token_version: int, now: datetime
+    settings: Settings,
+    key: bytes,
+    *,
+    user_id: int,
+    city: str,
+    token_version: int,
+    now: datetime,
 ) -> tuple[str, int]:
     ttl = settings.access_token_ttl_s
     claims = {
@@ -153,14 +159,16 @@ def issue_access_token(
         "exp": int((now + timedelta(seconds=ttl)).timestamp()),
         "jti": secrets.token_hex(8),
     }
-    return jwt.encode(claims, _jwt_key(settings), algorithm=_ALGORITHM), ttl
+    return jwt.encode(claims, key, algorithm=_ALGORITHM), ttl
 
 
-def read_access_token(settings: Settings, token: str, *, now: datetime) -> dict[str, Any]:
+def read_access_token(
+    settings: Settings, key: bytes, token: str, *, now: datetime
+) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            _jwt_key(settings),
+            key,
             algorithms=[_ALGORITHM],
             options={"require": ["exp", "sub", "ver", "typ"], "verify_exp": False},
         )
@@ -210,7 +218,7 @@ async def current_principal(
         if presented.startswith(API_KEY_PREFIX):
             principal = await users.principal_for_api_key(session, presented, now=now)
         else:
-            claims = read_access_token(settings, presented, now=now)
+            claims = read_access_token(settings, request.app.state.jwt_key, presented, now=now)
             principal = await users.principal_for_claims(session, claims, now=now)
         await session.commit()
     principal = with_city_rights(principal, settings)

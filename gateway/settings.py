@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = None
 
-    # Signs access tokens; unset: derived from api_token, which every replica shares.
+    # Signs access tokens, the same on every replica; read through gateway/keyfiles.py (required
+    # in production; elsewhere the data directory's own is made on first use).
     jwt_secret: SecretStr | None = None
     jwt_secret_file: Path | None = None
     # Shared with a clustered broker (EMQX) that asks the gateway who may connect, publish and
@@ -68,9 +69,14 @@ class Settings(BaseSettings):
     key_encryption_key_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
     refresh_token_ttl_s: int = Field(default=14 * 86400, ge=300, le=90 * 86400)
-    # Failed logins in a row before the account is locked, and for how long.
+    # Failed logins are counted per source address and username, and per source over every
+    # username: past login_max_failures (login_source_max_failures), that source waits
+    # login_delay_s before its next try, twice as long after each further failure, at most
+    # login_max_delay_s. The account itself is never locked: its owner logs in from elsewhere.
     login_max_failures: int = Field(default=5, ge=1, le=100)
-    login_lockout_s: int = Field(default=900, ge=1, le=86400)
+    login_source_max_failures: int = Field(default=50, ge=1, le=10_000)
+    login_delay_s: int = Field(default=30, ge=1, le=3600)
+    login_max_delay_s: int = Field(default=900, ge=1, le=86400)
 
     # Broadcasts one person may start in an hour, and village notices one village may receive in
     # an hour (0: no limit). Disaster alerts are not limited, but for a village head's: a few

@@ -107,7 +107,9 @@ def serve(
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.auth import signing_key
     from gateway.collector import tune_for_serving
+    from gateway.keyfiles import SecretError
     from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
     from gateway.logs import configure_logging
     from gateway.serving import GatewayServer, server_options
@@ -115,6 +117,11 @@ def serve(
 
     configure_logging()
     settings = Settings()
+    try:
+        signing_key(settings)  # the lifespan reads it again; a bad one should stop us here
+    except SecretError as exc:
+        typer.echo(f"maeul serve: {exc}", err=True)
+        raise typer.Exit(2) from None
     app = create_app(settings)
     tune_for_serving()
     config = uvicorn.Config(

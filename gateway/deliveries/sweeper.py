@@ -18,6 +18,7 @@ from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.speakers import service as speakers
+from gateway.users import throttle as login_throttle
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +113,14 @@ class Sweeper:
             )
 
     async def purge_once(self) -> retention.Purge:
-        """Delete recordings past their retention period (hourly from the sweep)."""
+        """Delete recordings past their retention period, and failed-login counts forgotten
+        (hourly from the sweep)."""
         now = self._clock.now()
         async with self._sessions() as session:
             purge = await retention.purge_recordings(
                 session, self._settings, city_id=self._city_id, now=now
             )
+            await login_throttle.purge(session, city_id=self._city_id, now=now)
             await session.commit()
         self._purged_at = now
         return purge

@@ -23,15 +23,36 @@ class User(Base):
     district_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     village_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Unused since failed logins are counted per source (LoginThrottle): an account is never
+    # locked. Kept because dropping them rebuilds the table on SQLite, which would cascade.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     suspended_reason: Mapped[str | None] = mapped_column(String(300), default=None)
-    # Raised on suspension and password change: access tokens carrying an older one are refused.
+    # Raised on suspension, password change and a refresh token's reuse: access tokens carrying
+    # an older one are refused at their next request.
     token_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class LoginThrottle(Base):
+    """Failed logins from one source (a client address; an IPv6 client's /64) at one username,
+    or at every username (``username`` empty), and until when that source must wait. Shared by
+    the replicas through the database; forgotten a day after the last failure."""
+
+    __tablename__ = "login_throttles"
+    __table_args__ = (Index("ix_login_throttles_last_failure", "last_failure_at"),)
+
+    city_id: Mapped[int] = mapped_column(
+        ForeignKey("cities.id", ondelete="CASCADE"), primary_key=True
+    )
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class RefreshToken(Base):

@@ -65,6 +65,7 @@ async def login(
         session,
         request.app.state.sessions,
         settings,
+        request.app.state.jwt_key,
         city,
         form.username,
         form.password,
@@ -83,9 +84,17 @@ async def refresh(
     now: NowDep,
     settings: SettingsDep,
 ) -> TokenResponse:
-    """A new pair for a refresh token; each refresh token works once."""
+    """A new pair for a refresh token; each refresh token works once. Presenting one already
+    used (or refreshing the same one twice at once) is taken as theft: every session of that
+    person ends, access tokens included, and they log in again."""
     user, tokens = await service.refresh(
-        session, request.app.state.sessions, settings, city, body.refresh_token, now=now
+        session,
+        request.app.state.sessions,
+        settings,
+        request.app.state.jwt_key,
+        city,
+        body.refresh_token,
+        now=now,
     )
     return _tokens(user, tokens)
 

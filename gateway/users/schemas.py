@@ -68,7 +68,6 @@ class UserRead(BaseModel):
     village_ids: list[int]
     suspended_at: datetime | None
     suspended_reason: str | None
-    locked_until: datetime | None
     last_login_at: datetime | None
     created_at: datetime
 

@@ -1,4 +1,4 @@
-"""Accounts: login with lock-out, refresh tokens used once, API keys, suspension."""
+"""Accounts: login (throttled per source), refresh tokens used once, API keys, suspension."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,9 +26,17 @@ from gateway.auth import (
     new_api_key,
     with_city_rights,
 )
-from gateway.errors import Conflict, Forbidden, InvalidRequest, Locked, NotFound, Unauthorized
+from gateway.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from gateway.places.models import City, District, Village
 from gateway.settings import Settings
+from gateway.users import throttle
 from gateway.users.models import AccountEvent, ApiKey, RefreshToken, User
 
 _hasher = PasswordHasher()
@@ -117,6 +125,7 @@ async def login(
     session: AsyncSession,
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
+    key: bytes,
     city: City,
     username: str,
     password: str,
@@ -124,47 +133,44 @@ async def login(
     now: datetime,
     source: str | None = None,
 ) -> tuple[User, Tokens]:
-    """Tokens for a right password; every attempt is audited with its `source` address."""
+    """Tokens for a right password; every attempt is audited with its `source` address.
+    Failures are counted per source (``gateway.users.throttle``): a source that must wait is
+    refused before anything is hashed; an unknown username costs and counts as a wrong
+    password does, so neither the time taken nor the answer tells whether it exists."""
+    counted_as = throttle.source_of(source)
+    try:
+        await throttle.check(
+            session, city_id=city.id, source=counted_as, username=username, now=now
+        )
+    except TooManyRequests:
+        await _record(
+            sessions, city, username, None, "login_failed", "denied", now, "throttled", source
+        )
+        raise
     user = await session.scalar(
         select(User).where(User.city_id == city.id, User.username == username)
     )
-    if user is None or user.password_hash is None:
-        await _verify(_DUMMY_HASH, password)
-        await _record(
-            sessions, city, username, None, "login_failed", "denied", now, "unknown", source
-        )
-        raise _bad_credentials()
-    if user.locked_until is not None and user.locked_until > now:
-        await _record(
-            sessions, city, username, user.role, "login_failed", "denied", now, "locked", source
-        )
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-        raise Locked(
-            "account_locked",
-            ko=f"로그인 실패가 반복되어 계정이 잠겼습니다. {minutes}분 뒤에 다시 시도해 주세요.",
-            en=f"Too many failed logins: the account is locked for {minutes} more minute(s).",
-        )
-    if not await _verify(user.password_hash, password):
+    password_hash = user.password_hash if user is not None else None
+    known = password_hash is not None
+    right = await _verify(password_hash or _DUMMY_HASH, password)
+    if user is None or password_hash is None or not right:
         # Written in a transaction of its own: the request's is rolled back with the 401.
-        failures = user.failed_logins + 1
-        values: dict[str, Any] = {"failed_logins": failures, "updated_at": now}
-        if failures >= settings.login_max_failures:
-            values.update(
-                failed_logins=0, locked_until=now + timedelta(seconds=settings.login_lockout_s)
-            )
-        why = "locked_now" if "locked_until" in values else "wrong_password"
         async with sessions() as own:
-            await own.execute(update(User).where(User.id == user.id).values(**values))
+            waits = await throttle.record_failure(
+                own, settings, city_id=city.id, source=counted_as, username=username, now=now
+            )
+            why = "unknown" if not known else "wrong_password"
             await audit.append(
                 own,
                 at=now,
                 city_id=city.id,
                 actor=username,
-                role=user.role,
+                role=user.role if user is not None else None,
                 action="login_failed",
                 outcome="denied",
                 source=source,
-                details={"why": why},
+                # The failure after which this source must wait before trying again.
+                details={"why": why, "source_waits": True} if waits else {"why": why},
             )
             await own.commit()
         raise _bad_credentials()
@@ -173,10 +179,9 @@ async def login(
             sessions, city, username, user.role, "login_failed", "denied", now, "suspended", source
         )
         raise account_suspended()
-    user.failed_logins = 0
-    user.locked_until = None
+    await throttle.clear(session, city_id=city.id, source=counted_as, username=username)
     user.last_login_at = now
-    if _hasher.check_needs_rehash(user.password_hash):
+    if user.password_hash is not None and _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
     await audit.append(
         session,
@@ -188,7 +193,7 @@ async def login(
         outcome="ok",
         source=source,
     )
-    return user, await _issue(session, settings, city, user, now=now)
+    return user, await _issue(session, settings, key, city, user, now=now)
 
 
 async def _record(
@@ -219,10 +224,10 @@ async def _record(
 
 
 async def _issue(
-    session: AsyncSession, settings: Settings, city: City, user: User, *, now: datetime
+    session: AsyncSession, settings: Settings, key: bytes, city: City, user: User, *, now: datetime
 ) -> Tokens:
     access, ttl = issue_access_token(
-        settings, user_id=user.id, city=city.code, token_version=user.token_version, now=now
+        settings, key, user_id=user.id, city=city.code, token_version=user.token_version, now=now
     )
     refresh = secrets.token_urlsafe(32)
     session.add(
@@ -242,13 +247,15 @@ async def refresh(
     session: AsyncSession,
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
+    key: bytes,
     city: City,
     token: str,
     *,
     now: datetime,
 ) -> tuple[User, Tokens]:
-    """A new pair for a refresh token, which is used up. Presenting a used one again means it
-    was stolen: every refresh token of that user is revoked."""
+    """A new pair for a refresh token, which is used up. A refresh token presented once it is
+    used (or while another request is using it: of concurrent refreshes exactly one wins) is
+    taken as stolen: every session of that person ends at once, its access tokens included."""
     row = await session.scalar(
         select(RefreshToken).where(
             RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest()
@@ -259,26 +266,59 @@ async def refresh(
     user = await session.get(User, row.user_id)
     if user is None or user.city_id != city.id:
         raise invalid_token()
+    # Read now: a rollback below expires the loaded rows.
+    city_id, reuse = city.id, (user.id, principal_of(user).actor, user.role)
     if row.revoked_at is not None:
-        # Its own transaction: the request's is rolled back with the 401.
-        async with sessions() as own:
-            await _revoke_all(own, user.id, now)
-            await audit.append(
-                own,
-                at=now,
-                city_id=city.id,
-                actor=principal_of(user).actor,
-                role=user.role,
-                action="refresh_token_reused",
-                outcome="denied",
-                details={"why": "a used refresh token was presented: every session revoked"},
-            )
-            await own.commit()
-        raise invalid_token()
+        await _reused(sessions, city_id, *reuse, now=now)
     if user.suspended_at is not None:
         raise account_suspended()
-    row.revoked_at = now
-    return user, await _issue(session, settings, city, user, now=now)
+    # The use itself is the check: only the request whose update finds the token unused wins
+    # (PostgreSQL makes a concurrent one wait for this transaction, then finds it used; SQLite
+    # lets one writer at a time).
+    spent = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        # Release this request's transaction (on SQLite it holds the write lock) first.
+        await session.rollback()
+        await _reused(sessions, city_id, *reuse, now=now)
+    return user, await _issue(session, settings, key, city, user, now=now)
+
+
+async def _reused(
+    sessions: async_sessionmaker[AsyncSession],
+    city_id: int,
+    user_id: int,
+    actor: str,
+    role: str,
+    *,
+    now: datetime,
+) -> NoReturn:
+    """A used refresh token came back: revoke every refresh token of its person and raise their
+    token version, so their access tokens are refused from the next request on. In a transaction
+    of its own: the request's is rolled back with the 401."""
+    async with sessions() as own:
+        await _revoke_all(own, user_id, now)
+        await own.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(token_version=User.token_version + 1, updated_at=now)
+        )
+        await audit.append(
+            own,
+            at=now,
+            city_id=city_id,
+            actor=actor,
+            role=role,
+            action="refresh_token_reused",
+            outcome="denied",
+            details={"why": "a used refresh token was presented: every session revoked"},
+        )
+        await own.commit()
+    raise invalid_token()
 
 
 async def logout(session: AsyncSession, token: str, *, now: datetime) -> None:
@@ -423,7 +463,6 @@ async def create_user(
         district_ids=sorted(set(district_ids)),
         village_ids=sorted(set(village_ids)),
         password_hash=await hash_password(password) if password is not None else None,
-        failed_logins=0,
         token_version=1,
         created_at=now,
         updated_at=now,
@@ -581,8 +620,6 @@ async def set_password(
     check_password_rules(password, user.username)
     user.password_hash = await hash_password(password)
     user.token_version += 1
-    user.failed_logins = 0
-    user.locked_until = None
     user.updated_at = now
     await _revoke_all(session, user.id, now)
     await session.flush()

@@ -20,6 +20,9 @@ import httpx
 from tests.support import postgres
 
 TOKEN = "e2e-token-" + "y" * 24
+# Every replica of a test signs and checks access tokens with the same key (each has a data
+# directory of its own, so none would share the one made there).
+JWT_SECRET = secrets.token_urlsafe(32)
 
 
 def free_port() -> int:
@@ -49,6 +52,7 @@ class GatewayProcess:
             "GATEWAY_DATABASE_URL": self.database_url,
             "GATEWAY_MQTT_URL": self.mqtt_url,
             "GATEWAY_API_TOKEN": TOKEN,
+            "GATEWAY_JWT_SECRET": JWT_SECRET,
             "GATEWAY_DATA_DIR": str(self.data_dir),
             "GATEWAY_CITY_CODE": self.city_code,
             "GATEWAY_PUBLIC_URL": self.url,

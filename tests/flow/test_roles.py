@@ -182,21 +182,13 @@ async def test_role_by_endpoint_matrix(stack: Stack) -> None:
     assert checked >= 6 * 30
 
 
-async def test_login_lockout_and_wrong_passwords(stack: Stack) -> None:
+async def test_wrong_passwords_and_unknown_names_get_one_answer(stack: Stack) -> None:
+    """Guessing itself is slowed per source (tests/flow/test_logins.py)."""
     await _person(stack, Role.AUDITOR)
-    name = "auditor-0-0"
-    unknown = await _login(stack, "nobody-here", PASSWORD)
-    assert unknown.status_code == 401
-    assert unknown.json()["error"] == "invalid_credentials"
-    for _ in range(stack.settings.login_max_failures):
-        wrong = await _login(stack, name, "not-the-password")
-        assert wrong.status_code == 401
-        assert wrong.json()["error"] == "invalid_credentials"
-    locked = await _login(stack, name, PASSWORD)
-    assert locked.status_code == 423
-    assert locked.json()["error"] == "account_locked"
-    stack.clock.advance(stack.settings.login_lockout_s + 1)
-    assert (await _login(stack, name, PASSWORD)).status_code == 200
+    for name, password in (("nobody-here", PASSWORD), ("auditor-0-0", "not-the-password")):
+        wrong = await _login(stack, name, password)
+        assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_credentials")
+    assert (await _login(stack, "auditor-0-0", PASSWORD)).status_code == 200
 
 
 async def test_tokens_expire_refresh_once_and_reuse_revokes(stack: Stack) -> None:
