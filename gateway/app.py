@@ -46,7 +46,7 @@ from gateway.devicesec.brokeradmin import BrokerAdmin
 from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
-from gateway.keyfiles import load_secret
+from gateway.keyfiles import check_secrets, load_secret
 from gateway.live.fanout import FakeLiveBus, LiveBus, MqttLiveBus
 from gateway.live.hub import LiveHub
 from gateway.live.router import pages as live_pages
@@ -76,6 +76,9 @@ from gateway.web.service import PreviewGate
 from wire import contract
 
 log = logging.getLogger(__name__)
+
+# Secrets every replica must hold (README, "Production"), checked together at start.
+STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key")
 
 API = "/api/v1"
 
@@ -281,9 +284,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping.clear()  # an app started again after a stop serves its streams again
         secure_data_dir(settings.data_dir, settings.database_url)
-        # Missing in production: the start stops here, naming the variable.
+        # Before anything else: a production gateway missing a secret, or holding a weak one,
+        # does not start, and the message names every one at once.
+        check_secrets(settings, STARTUP_SECRETS)
         seal = KeySeal.from_settings(settings)
-        # Before anything else: a production gateway without a strong key does not start.
         app.state.jwt_key = signing_key(settings)
         engine = create_engine(settings.database_url)
         app.state.engine = engine

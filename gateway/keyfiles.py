@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -107,3 +108,16 @@ def load_secret(settings: Settings, name: str) -> bytes:
     if problem is not None:
         raise SecretError(f"{origin} is too weak to be a secret: {problem}")
     return value.encode()
+
+
+def check_secrets(settings: Settings, names: Iterable[str]) -> None:
+    """Load every secret in `names`, and raise one SecretError naming every one missing or weak,
+    so an operator fixes them all in one go instead of one start at a time."""
+    problems = []
+    for name in names:
+        try:
+            load_secret(settings, name)
+        except SecretError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SecretError("; ".join(problems))

@@ -55,3 +55,11 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
     missing = _settings(tmp_path, "production", jwt_secret_file=tmp_path / "nope")
     with pytest.raises(keyfiles.SecretError, match="GATEWAY_JWT_SECRET_FILE"):
         keyfiles.load_secret(missing, "jwt_secret")
+
+
+def test_every_missing_secret_is_named_at_once(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "production", jwt_secret=SecretStr("short"))
+    with pytest.raises(keyfiles.SecretError) as refused:
+        keyfiles.check_secrets(settings, ("jwt_secret", "key_encryption_key"))
+    assert "GATEWAY_JWT_SECRET is too weak" in str(refused.value)
+    assert "GATEWAY_KEY_ENCRYPTION_KEY (or" in str(refused.value)
