@@ -22,6 +22,7 @@ from audio.errors import AudioError
 from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
+from gateway.audit.budget import AnonymousBudget
 from gateway.audit.router import router as audit_router
 from gateway.auth import role_categories
 from gateway.broadcasts.models import Publication
@@ -359,6 +360,7 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.metrics = metrics
+    app.state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)
     metrics.watch(app.state, DROP_REASONS)
     _install_handlers(app)
 

@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import service as audit
+from gateway.audit.budget import AnonymousBudget
 from gateway.auth import (
     Principal,
     Role,
@@ -35,6 +36,9 @@ _hasher = PasswordHasher()
 # Checked against when the username is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 MIN_PASSWORD = 10
+# The audit's name for a failed login with a username no account has: what was typed is the
+# caller's own text (or a mistyped password), never recorded.
+UNKNOWN_ACCOUNT: Final = "unknown-account"
 
 # Account events that give someone a way in (the account, its password) or rights (a role, a
 # wider area, being enabled again). Whoever did one of these may be able to act as the account.
@@ -123,21 +127,46 @@ async def login(
     *,
     now: datetime,
     source: str | None = None,
+    budget: AnonymousBudget | None = None,
 ) -> tuple[User, Tokens]:
-    """Tokens for a right password; every attempt is audited with its `source` address."""
+    """Tokens for a right password. Every attempt is audited with its `source` address; a
+    failure within the source's `budget` only, and under a name the caller did not make up (an
+    account's, or ``UNKNOWN_ACCOUNT``)."""
+
+    def admitted() -> bool:
+        return budget is None or budget.admit(source, now)
+
     user = await session.scalar(
         select(User).where(User.city_id == city.id, User.username == username)
     )
     if user is None or user.password_hash is None:
         await _verify(_DUMMY_HASH, password)
-        await _record(
-            sessions, city, username, None, "login_failed", "denied", now, "unknown", source
-        )
+        if admitted():
+            await _record(
+                sessions,
+                city,
+                UNKNOWN_ACCOUNT,
+                None,
+                "login_failed",
+                "denied",
+                now,
+                "unknown",
+                source,
+            )
         raise _bad_credentials()
     if user.locked_until is not None and user.locked_until > now:
-        await _record(
-            sessions, city, username, user.role, "login_failed", "denied", now, "locked", source
-        )
+        if admitted():
+            await _record(
+                sessions,
+                city,
+                username,
+                user.role,
+                "login_failed",
+                "denied",
+                now,
+                "locked",
+                source,
+            )
         minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
         raise Locked(
             "account_locked",
@@ -155,23 +184,33 @@ async def login(
         why = "locked_now" if "locked_until" in values else "wrong_password"
         async with sessions() as own:
             await own.execute(update(User).where(User.id == user.id).values(**values))
-            await audit.append(
-                own,
-                at=now,
-                city_id=city.id,
-                actor=username,
-                role=user.role,
-                action="login_failed",
-                outcome="denied",
-                source=source,
-                details={"why": why},
-            )
+            if admitted():
+                await audit.append(
+                    own,
+                    at=now,
+                    city_id=city.id,
+                    actor=username,
+                    role=user.role,
+                    action="login_failed",
+                    outcome="denied",
+                    source=source,
+                    details={"why": why},
+                )
             await own.commit()
         raise _bad_credentials()
     if user.suspended_at is not None:
-        await _record(
-            sessions, city, username, user.role, "login_failed", "denied", now, "suspended", source
-        )
+        if admitted():
+            await _record(
+                sessions,
+                city,
+                username,
+                user.role,
+                "login_failed",
+                "denied",
+                now,
+                "suspended",
+                source,
+            )
         raise account_suspended()
     user.failed_logins = 0
     user.locked_until = None
@@ -281,14 +320,36 @@ async def refresh(
     return user, await _issue(session, settings, city, user, now=now)
 
 
-async def logout(session: AsyncSession, token: str, *, now: datetime) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest(),
-            RefreshToken.revoked_at.is_(None),
+async def logout(
+    session: AsyncSession, city: City, token: str, *, now: datetime, source: str | None = None
+) -> None:
+    """Revoke a refresh token. Only a token that was live is audited, in its owner's name: a
+    logout with anything else changes nothing and leaves no row."""
+    revoked = (
+        await session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest(),
+                RefreshToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .returning(RefreshToken.user_id)
         )
-        .values(revoked_at=now)
+    ).first()
+    if revoked is None:
+        return
+    user = await session.get(User, revoked[0])
+    if user is None or user.city_id != city.id:
+        return
+    await audit.append(
+        session,
+        at=now,
+        city_id=city.id,
+        actor=principal_of(user).actor,
+        role=user.role,
+        action="logout",
+        outcome="ok",
+        source=source,
     )
 
 

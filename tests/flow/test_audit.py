@@ -13,7 +13,7 @@ from gateway.audit.models import AuditEvent
 from gateway.auth import Role
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _create, recording
-from tests.flow.test_roles import PASSWORD, _login, _people
+from tests.flow.test_roles import PASSWORD, _login, _people, sign_up
 
 __all__ = ["recording"]
 
@@ -93,6 +93,67 @@ async def test_rows_carry_the_address_a_trusted_proxy_vouches_for(stack: Stack) 
         ("login_failed", "127.0.0.1"),
         ("suspend_user", "127.0.0.1"),
         ("login_failed", "198.51.100.7"),
+    ]
+
+
+async def test_the_bootstrap_token_is_named_wherever_it_acts(stack: Stack) -> None:
+    await stack.client.post("/api/v1/users/999999/suspend", json={"reason": "x"})
+    await stack.client.get("/api/v1/users")
+    rows = await _actions(stack)
+    acted = [r for r in rows if r["action"] in ("suspend_user", "list_users")]
+    assert [(r["actor"], r["role"]) for r in acted] == [("bootstrap-token", "city_admin")] * 2
+    assert not [r for r in rows if r["actor"] == "anonymous"], rows
+
+
+def _stranger(n: int) -> dict[str, str]:
+    return {
+        "Authorization": "",
+        "X-Forwarded-For": "203.0.113.66",
+        "X-Access-Reason": quote(f"made-up reason {n}"),
+    }
+
+
+async def test_strangers_cannot_fill_the_log_with_rows_of_their_own(stack: Stack) -> None:
+    """Without a valid credential: a logout leaves nothing; a refusal or failed login leaves a
+    row in the gateway's words only, and a source gets a bounded number of them a minute."""
+    budget = stack.settings.audit_anonymous_per_minute
+    before = len(await _actions(stack))
+    for n in range(50):
+        response = await stack.client.post(
+            "/api/v1/auth/logout", json={"refresh_token": f"forged-token-{n}"}, headers=_stranger(n)
+        )
+        assert response.status_code == 204
+    assert len(await _actions(stack)) == before + 1, "only the reading of the log itself"
+
+    for n in range(budget + 30):
+        await stack.client.post(f"/api/v1/broadcasts/chosen-text-{n}/cancel", headers=_stranger(n))
+    stack.clock.advance(60)
+    for n in range(budget + 30):
+        await stack.client.post(
+            "/api/v1/auth/token",
+            data={"username": f"chosen text {n}", "password": "wrong-password-here"},
+            headers=_stranger(n),
+        )
+    rows = (await _actions(stack))[before:]
+    refused = [r for r in rows if r["action"] == "cancel_broadcast"]
+    failed = [r for r in rows if r["action"] == "login_failed"]
+    assert len(refused) == budget
+    assert len(failed) == budget
+    assert {(r["actor"], r["target"], r["reason"]) for r in refused} == {("anonymous", None, None)}
+    assert {(r["actor"], r["reason"]) for r in failed} == {("unknown-account", None)}
+    assert "chosen" not in str(rows)
+    assert "made-up" not in str(rows)
+    assert {r["source"] for r in refused + failed} == {"127.0.0.1"}
+
+    # A logout with a refresh token that worked is recorded, in its owner's name.
+    person = await sign_up(stack, "logout-person", Role.AUDITOR)
+    out = await stack.client.post(
+        "/api/v1/auth/logout", json={"refresh_token": person.refresh}, headers=_stranger(0)
+    )
+    assert out.status_code == 204
+    logout = [r for r in await _actions(stack) if r["action"] == "logout"]
+    assert [(r["actor"], r["reason"]) for r in logout] == [
+        (f"logout-person#{person.user_id}", None)
     ]
 
 
