@@ -23,6 +23,7 @@ from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.budget import AnonymousBudget
+from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.router import router as audit_router
 from gateway.auth import role_categories
 from gateway.broadcasts.models import Publication
@@ -312,7 +313,12 @@ def create_app(
         )
         app.state.live = hub
         await hub.start()
+        checkpointer: Checkpointer | None = None
         if settings.background_workers:
+            # Every such replica signs the chain's end into its own file (and its log): see
+            # gateway/audit/checkpoints.py for why they do not take turns.
+            checkpointer = Checkpointer(app.state.sessions, settings, clock)
+            app.state.checkpointer = checkpointer
             tasks += [
                 asyncio.create_task(_supervised(run, name), name=name)
                 for run, name in (
@@ -320,6 +326,7 @@ def create_app(
                     (intake.run, "ack-intake"),
                     (sweeper.run, "sweeper"),
                     (scheduler.run, "schedule-worker"),
+                    (checkpointer.run, "audit-checkpoints"),
                 )
             ]
         try:
@@ -344,6 +351,13 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if checkpointer is not None:
+                try:
+                    await checkpointer.write()  # the chain's end as this replica leaves it
+                except Exception:
+                    log.exception(
+                        "감사 체크포인트 실패 / could not write the last audit checkpoint"
+                    )
             if own_worker:
                 await transcoder.close()
             await engine.dispose()
