@@ -62,6 +62,7 @@ from gateway.signing_router import router as keys_router
 from gateway.speakers.router import router as speakers_router
 from gateway.templates.router import router as templates_router
 from gateway.users.router import router as users_router
+from gateway.web.headers import SecurityHeaders
 from gateway.web.router import STATIC
 from gateway.web.router import pages as web_pages
 from gateway.web.router import router as web_router
@@ -380,6 +381,8 @@ def create_app(
 
     # Writes the audit row of every request.
     app.add_middleware(AfterRequest)
+    # The same security headers on every HTML response, whichever route or mount served it.
+    app.add_middleware(SecurityHeaders)
     # Added last, so outermost: the timer sees the whole request, and every line logged while
     # serving it (the audit's included) carries its id.
     app.add_middleware(RequestTimer, metrics=metrics)
