@@ -18,6 +18,7 @@ TEST_PRIORITY: Final = 0
 
 
 _LOOPBACK: Final = ("127.0.0.1", "localhost", "[::1]")
+_WILDCARD: Final = ("0.0.0.0", "::")
 
 
 def origin_of(url: str) -> str:
@@ -26,6 +27,8 @@ def origin_of(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return ""
     host = parts.hostname.lower()
+    if host in _WILDCARD:
+        return ""
     if ":" in host:
         host = f"[{host}]"
     default = 443 if parts.scheme == "https" else 80
@@ -147,8 +150,8 @@ class Settings(BaseSettings):
     audit_checkpoint_path: Path | None = None
     audit_checkpoint_s: float = Field(default=60.0, ge=1, le=86400)
     # Origins whose pages may open the live WebSocket (comma-separated, e.g.
-    # "https://maeul.city.go.kr"); empty: the origin of public_url (with a loopback host, every
-    # loopback spelling of it). Clients that send no Origin (not browsers) are let through.
+    # "https://maeul.city.go.kr"); empty: the origin of public_url. A loopback origin stands for
+    # every loopback spelling of it. Clients that send no Origin (not browsers) are let through.
     allowed_origins: str = ""
 
     # Broadcast summaries are re-read at most this often per replica (0: every request) and never
@@ -265,11 +268,12 @@ class Settings(BaseSettings):
 
     @property
     def origins(self) -> frozenset[str]:
-        """The origins allowed to open the live WebSocket (see ``allowed_origins``)."""
+        """The origins allowed to open the live WebSocket (see ``allowed_origins``), each
+        loopback one in all its spellings. Empty when neither names a host (a public URL on
+        0.0.0.0): then a page may connect only to the host it was itself loaded from."""
         listed = [o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",")]
-        if any(listed):
-            return frozenset(o for o in listed if o)
-        return loopback_forms(origin_of(self.public_url))
+        chosen = [o for o in listed if o] or [origin_of(self.public_url)]
+        return frozenset(form for o in chosen if o for form in loopback_forms(o))
 
     @field_validator("allowed_origins")
     @classmethod
