@@ -136,37 +136,19 @@ async def login(
     def admitted() -> bool:
         return budget is None or budget.admit(source, now)
 
+    async def failed(actor: str, role: str | None, why: str) -> None:
+        if admitted():
+            await _record(sessions, city, actor, role, "login_failed", "denied", now, why, source)
+
     user = await session.scalar(
         select(User).where(User.city_id == city.id, User.username == username)
     )
     if user is None or user.password_hash is None:
         await _verify(_DUMMY_HASH, password)
-        if admitted():
-            await _record(
-                sessions,
-                city,
-                UNKNOWN_ACCOUNT,
-                None,
-                "login_failed",
-                "denied",
-                now,
-                "unknown",
-                source,
-            )
+        await failed(UNKNOWN_ACCOUNT, None, "unknown")
         raise _bad_credentials()
     if user.locked_until is not None and user.locked_until > now:
-        if admitted():
-            await _record(
-                sessions,
-                city,
-                username,
-                user.role,
-                "login_failed",
-                "denied",
-                now,
-                "locked",
-                source,
-            )
+        await failed(username, user.role, "locked")
         minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
         raise Locked(
             "account_locked",
@@ -199,18 +181,7 @@ async def login(
             await own.commit()
         raise _bad_credentials()
     if user.suspended_at is not None:
-        if admitted():
-            await _record(
-                sessions,
-                city,
-                username,
-                user.role,
-                "login_failed",
-                "denied",
-                now,
-                "suspended",
-                source,
-            )
+        await failed(username, user.role, "suspended")
         raise account_suspended()
     user.failed_logins = 0
     user.locked_until = None
