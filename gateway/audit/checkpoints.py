@@ -121,20 +121,32 @@ class Checkpoints:
     forged: int = 0
 
 
+def _found(line: str) -> dict[str, Any] | None:
+    """The checkpoint a line carries: the line itself, after a plain log line's prefix, or in
+    the ``message`` of a JSON log line."""
+    start = line.find("{")
+    if start < 0:
+        return None
+    try:
+        data = json.loads(line[start:])
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    message = data.get("message")
+    if data.get("kind") != KIND and isinstance(message, str) and "{" in message:
+        return _found(message)
+    return data if data.get("kind") == KIND else None
+
+
 def read_lines(lines: Iterable[str], public_key: Ed25519PublicKey) -> Checkpoints:
-    """Checkpoints in ``lines``: a file of them, or log lines carrying one after a prefix."""
+    """Checkpoints in ``lines``: a file of them, or the gateway's log lines (plain or JSON)."""
     ours = public_key_text(public_key)
     valid: list[Checkpoint] = []
     other = forged = 0
     for line in lines:
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            data = json.loads(line[start:])
-        except ValueError:
-            continue
-        if not isinstance(data, dict) or data.get("kind") != KIND:
+        data = _found(line)
+        if data is None:
             continue
         if data.get("key") != ours:
             other += 1
