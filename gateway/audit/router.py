@@ -55,7 +55,11 @@ async def list_audit_events(
     )
 
 
-@router.get("/audit-events/verify", operation_id="verify_audit_log")
+@router.get(
+    "/audit-events/verify",
+    operation_id="verify_audit_log",
+    responses={503: {"description": "checkpoint_key_missing: a checkpoint file, but no key"}},
+)
 async def verify_audit_log(
     session: SessionDep, _reader: Reader, settings: SettingsDep
 ) -> AuditVerification:
@@ -71,7 +75,11 @@ async def verify_audit_log(
     )
 
 
-@router.get("/audit-events/checkpoint-key", operation_id="get_audit_checkpoint_key")
+@router.get(
+    "/audit-events/checkpoint-key",
+    operation_id="get_audit_checkpoint_key",
+    responses={503: {"description": "checkpoint_key_missing"}},
+)
 async def get_audit_checkpoint_key(_reader: Reader, settings: SettingsDep) -> CheckpointKey:
     """The public key that signs the audit checkpoints, to check them with
     (`maeul audit verify --checkpoints FILE --public-key KEY`)."""

@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.audit import checkpoints as signed
 from gateway.audit.checkpoints import Checkpoint
 from gateway.audit.models import AuditEvent, AuditHead
+from gateway.errors import Unavailable
+from gateway.keyfiles import SecretError
 from gateway.settings import Settings
 
 GENESIS: Final = "0" * 64
@@ -185,9 +187,19 @@ async def verify(
     return Verification(count, True, checkpoints=used)
 
 
+def _checkpoint_key(settings: Settings) -> Ed25519PublicKey:
+    try:
+        return signed.signing_key(settings).public_key()
+    except SecretError:
+        raise Unavailable(
+            "checkpoint_key_missing",
+            ko="감사 체크포인트 키가 설정되지 않았습니다 (GATEWAY_AUDIT_CHECKPOINT_KEY).",
+            en="The audit checkpoint key is not configured (GATEWAY_AUDIT_CHECKPOINT_KEY).",
+        ) from None
+
+
 async def checkpoint_public_key(settings: Settings) -> Ed25519PublicKey:
-    key = await asyncio.to_thread(signed.signing_key, settings)
-    return key.public_key()
+    return await asyncio.to_thread(_checkpoint_key, settings)
 
 
 async def own_checkpoints(settings: Settings) -> tuple[Checkpoint, ...]:
@@ -198,7 +210,7 @@ async def own_checkpoints(settings: Settings) -> tuple[Checkpoint, ...]:
     def read() -> tuple[Checkpoint, ...]:
         if not path.exists():
             return ()
-        return signed.read_file(path, signed.signing_key(settings).public_key()).valid
+        return signed.read_file(path, _checkpoint_key(settings)).valid
 
     return await asyncio.to_thread(read)
 

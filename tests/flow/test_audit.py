@@ -335,3 +335,10 @@ async def test_a_replica_signs_the_chains_end_when_it_stops(stack: Stack) -> Non
     key = signed.signing_key(settings).public_key()
     ends = [(c.seq, c.count) for c in signed.read_file(settings.checkpoint_file, key).valid]
     assert ends[-1] == (5, 5), ends
+
+
+async def test_without_its_key_a_replica_says_so(stack: Stack) -> None:
+    stack.app.state.settings = stack.settings.model_copy(update={"environment": "production"})
+    response = await stack.client.get("/api/v1/audit-events/checkpoint-key")
+    assert response.status_code == 503
+    assert response.json()["error"] == "checkpoint_key_missing"
