@@ -25,6 +25,8 @@ from audio.errors import AudioError
 from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
+from gateway.audit.budget import AnonymousBudget
+from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.router import router as audit_router
 from gateway.auth import role_categories, signing_key
 from gateway.broadcasts.models import Publication
@@ -69,6 +71,7 @@ from gateway.signing_router import router as keys_router
 from gateway.speakers.router import router as speakers_router
 from gateway.templates.router import router as templates_router
 from gateway.users.router import router as users_router
+from gateway.web.headers import SecurityHeaders
 from gateway.web.router import STATIC
 from gateway.web.router import pages as web_pages
 from gateway.web.router import router as web_router
@@ -79,6 +82,8 @@ log = logging.getLogger(__name__)
 
 # Secrets every replica must hold (README, "Production"), checked together at start.
 STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key")
+# And those of replicas with background workers, which sign the audit checkpoints.
+WORKER_SECRETS: Final = ("audit_checkpoint_key",)
 
 API = "/api/v1"
 
@@ -286,7 +291,10 @@ def create_app(
         secure_data_dir(settings.data_dir, settings.database_url)
         # Before anything else: a production gateway missing a secret, or holding a weak one,
         # does not start, and the message names every one at once.
-        check_secrets(settings, STARTUP_SECRETS)
+        check_secrets(
+            settings,
+            STARTUP_SECRETS + (WORKER_SECRETS if settings.background_workers else ()),
+        )
         seal = KeySeal.from_settings(settings)
         app.state.jwt_key = signing_key(settings)
         engine = create_engine(settings.database_url)
@@ -407,7 +415,12 @@ def create_app(
         )
         app.state.live = hub
         await hub.start()
+        checkpointer: Checkpointer | None = None
         if settings.background_workers:
+            # Every such replica signs the chain's end into its own file (and its log): see
+            # gateway/audit/checkpoints.py for why they do not take turns.
+            checkpointer = Checkpointer(app.state.sessions, settings, clock)
+            app.state.checkpointer = checkpointer
             tasks += [
                 asyncio.create_task(_supervised(run, name), name=name)
                 for run, name in (
@@ -415,6 +428,7 @@ def create_app(
                     (intake.run, "ack-intake"),
                     (sweeper.run, "sweeper"),
                     (scheduler.run, "schedule-worker"),
+                    (checkpointer.run, "audit-checkpoints"),
                 )
             ]
         try:
@@ -439,6 +453,13 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if checkpointer is not None:
+                try:
+                    await checkpointer.write()  # the chain's end as this replica leaves it
+                except Exception:
+                    log.exception(
+                        "감사 체크포인트 실패 / could not write the last audit checkpoint"
+                    )
             if own_worker:
                 await transcoder.close()
             await engine.dispose()
@@ -455,11 +476,14 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.metrics = metrics
+    app.state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)
     metrics.watch(app.state, DROP_REASONS)
     _install_handlers(app)
 
     # Writes the audit row of every request.
     app.add_middleware(AfterRequest)
+    # The same security headers on every HTML response, whichever route or mount served it.
+    app.add_middleware(SecurityHeaders)
     # Added last, so outermost: the timer sees the whole request, and every line logged while
     # serving it (the audit's included) carries its id.
     app.add_middleware(RequestTimer, metrics=metrics)

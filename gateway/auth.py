@@ -37,6 +37,8 @@ _bearer = HTTPBearer(
 )
 
 API_KEY_PREFIX: Final = "mk_"
+# How the audit log, a broadcast's author and every other record name the bootstrap token.
+BOOTSTRAP_ACTOR: Final = "bootstrap-token"
 _ALGORITHM: Final = "HS256"
 
 
@@ -208,9 +210,11 @@ async def current_principal(
     presented = credentials.credentials
     bootstrap = settings.api_token.get_secret_value() if settings.api_token else None
     if bootstrap is not None and hmac.compare_digest(presented.encode(), bootstrap.encode()):
-        return with_city_rights(
-            Principal(name="bootstrap", role=Role.CITY_ADMIN, via="token"), settings
+        principal = with_city_rights(
+            Principal(name=BOOTSTRAP_ACTOR, role=Role.CITY_ADMIN, via="token"), settings
         )
+        request.state.principal = principal  # the audit row names it, never "anonymous"
+        return principal
     from gateway.users import service as users  # the users slice imports this module
 
     async with request.app.state.sessions() as session:

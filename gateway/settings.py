@@ -18,6 +18,36 @@ from wire import contract
 TEST_PRIORITY: Final = 0
 
 
+_LOOPBACK: Final = ("127.0.0.1", "localhost", "[::1]")
+_WILDCARD: Final = ("0.0.0.0", "::")
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, lower-case, the port left out when it is the default."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    host = parts.hostname.lower()
+    if host in _WILDCARD:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if parts.scheme == "https" else 80
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def loopback_forms(origin: str) -> frozenset[str]:
+    """An origin on a loopback host in every spelling a browser on that machine may use
+    (``127.0.0.1``, ``localhost``, ``[::1]``); any other origin as it is."""
+    parts = urlsplit(origin)
+    host = parts.netloc.rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
+    if host not in _LOOPBACK:
+        return frozenset({origin}) if origin else frozenset()
+    port = parts.netloc[len(host) :]
+    return frozenset(f"{parts.scheme}://{name}{port}" for name in _LOOPBACK)
+
+
 class MqttTarget:
     """A parsed ``mqtt://`` or ``mqtts://`` URL."""
 
@@ -130,6 +160,21 @@ class Settings(BaseSettings):
     # header names the client; empty: trust none, the client is the socket's peer.
     trusted_proxies: str = ""
 
+    # Audit rows one source may cause a minute without a valid credential (failed logins,
+    # requests refused for want of a token), per replica; the rest are dropped.
+    audit_anonymous_per_minute: int = Field(default=20, ge=1, le=10_000)
+    # Signed checkpoints of the audit chain, kept outside the database (gateway/audit/
+    # checkpoints.py): the seed of their Ed25519 key (a secret, see gateway/keyfiles.py), the
+    # append-only file they go to (unset: <data_dir>/audit-checkpoints.jsonl) and how often.
+    audit_checkpoint_key: SecretStr | None = None
+    audit_checkpoint_key_file: Path | None = None
+    audit_checkpoint_path: Path | None = None
+    audit_checkpoint_s: float = Field(default=60.0, ge=1, le=86400)
+    # Origins whose pages may open the live WebSocket (comma-separated, e.g.
+    # "https://maeul.city.go.kr"); empty: the origin of public_url. A loopback origin stands for
+    # every loopback spelling of it. Clients that send no Origin (not browsers) are let through.
+    allowed_origins: str = ""
+
     # Broadcast summaries are re-read at most this often per replica (0: every request) and never
     # served older than the second figure, so the live boards trail the speakers by a second at
     # most; see gateway/broadcasts/status_cache.py.
@@ -239,6 +284,27 @@ class Settings(BaseSettings):
             if problem is not None:
                 raise ValueError(f"GATEWAY_API_TOKEN is too weak to be a secret: {problem}")
         return self
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.audit_checkpoint_path or self.data_dir / "audit-checkpoints.jsonl"
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """The origins allowed to open the live WebSocket (see ``allowed_origins``), each
+        loopback one in all its spellings. Empty when neither names a host (a public URL on
+        0.0.0.0): then a page may connect only to the host it was itself loaded from."""
+        listed = [o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",")]
+        chosen = [o for o in listed if o] or [origin_of(self.public_url)]
+        return frozenset(form for o in chosen if o for form in loopback_forms(o))
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item and origin_of(item) != item.rstrip("/").lower():
+                raise ValueError(f"not an origin (scheme://host[:port]): {item!r}")
+        return value
 
     @property
     def mqtt(self) -> MqttTarget:

@@ -1,4 +1,5 @@
-"""`maeul login`, `logout`, `whoami` and `audit verify`: the CLI's side of accounts and audit."""
+"""`maeul login`, `logout`, `whoami`, `audit verify` and `audit checkpoint-key`: the CLI's side
+of accounts and audit."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ import asyncio
 import contextlib
 import json
 import os
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from maeul import credentials
+
+if TYPE_CHECKING:
+    from gateway.audit.checkpoints import Checkpoint
+    from gateway.settings import Settings
 
 audit_app = typer.Typer(help="Audit log / 감사 기록", no_args_is_help=True)
 
@@ -74,28 +80,103 @@ def whoami() -> None:
     typer.echo(json.dumps(response.json(), ensure_ascii=False))
 
 
+def _local_settings(database_url: str | None = None) -> Settings:
+    from gateway.settings import Settings
+
+    if database_url:
+        os.environ["GATEWAY_DATABASE_URL"] = database_url
+    os.environ.setdefault("GATEWAY_ENVIRONMENT", "development")
+    return Settings()
+
+
+@audit_app.command("checkpoint-key")
+def checkpoint_key() -> None:
+    """Print the public key of the audit checkpoints (base64), from this machine's
+    GATEWAY_AUDIT_CHECKPOINT_KEY; keep it where the database's writers cannot change it."""
+    from gateway.audit import checkpoints
+    from gateway.keyfiles import SecretError
+
+    try:
+        key = checkpoints.signing_key(_local_settings())
+    except SecretError as exc:
+        typer.echo(
+            f"체크포인트 키를 읽을 수 없습니다 / cannot read the checkpoint key: {exc}", err=True
+        )
+        raise typer.Exit(2) from None
+    typer.echo(checkpoints.public_key_text(key.public_key()))
+
+
+def _checkpoints(files: list[Path], public_key: str | None) -> tuple[Checkpoint, ...]:
+    from gateway.audit import checkpoints
+    from gateway.keyfiles import SecretError
+
+    try:
+        key = (
+            checkpoints.parse_public_key(public_key)
+            if public_key
+            else checkpoints.signing_key(_local_settings()).public_key()
+        )
+    except (ValueError, SecretError) as exc:
+        typer.echo(f"공개 키가 올바르지 않습니다 / bad public key: {exc}", err=True)
+        raise typer.Exit(2) from None
+    found: list[Checkpoint] = []
+    for path in files:
+        try:
+            read = checkpoints.read_file(path, key)
+        except OSError as exc:
+            typer.echo(f"체크포인트 파일을 읽을 수 없습니다 / cannot read {path}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if read.forged:
+            typer.echo(
+                f"서명이 맞지 않는 체크포인트 {read.forged}건 / {read.forged} checkpoint line(s) "
+                f"in {path} do not carry a valid signature",
+                err=True,
+            )
+            raise typer.Exit(1)
+        if read.other_key:
+            typer.echo(
+                f"다른 키의 체크포인트 {read.other_key}건은 건너뜀 / skipped {read.other_key} "
+                f"checkpoint(s) signed by another key",
+                err=True,
+            )
+        found += read.valid
+    if files and not found:
+        typer.echo("확인할 체크포인트가 없습니다 / no checkpoint signed by this key", err=True)
+        raise typer.Exit(1)
+    return tuple(found)
+
+
 @audit_app.command("verify")
 def verify(
     database_url: Annotated[
         str | None,
         typer.Option(help="Read the chain straight from this database (default: the gateway's)"),
     ] = None,
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoints",
+            help="A file of signed checkpoints (the gateway's, or log lines); may be repeated",
+        ),
+    ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(help="Their public key, base64 (default: from this machine's key)"),
+    ] = None,
 ) -> None:
-    """Recompute the audit log's hash chain; exit 1 naming the first altered or missing row."""
+    """Recompute the audit log's hash chain, and hold it against signed checkpoints kept
+    outside the database; exit 1 naming the first altered or missing row."""
     from gateway.audit import service as audit
     from gateway.db import create_engine, create_sessions
-    from gateway.settings import Settings
 
-    if database_url:
-        os.environ["GATEWAY_DATABASE_URL"] = database_url
-    os.environ.setdefault("GATEWAY_ENVIRONMENT", "development")
-    settings = Settings()
+    settings = _local_settings(database_url)
+    anchors = _checkpoints(list(checkpoints or []), public_key)
 
     async def check() -> audit.Verification:
         engine = create_engine(settings.database_url)
         try:
             async with create_sessions(engine)() as session:
-                return await audit.verify(session)
+                return await audit.verify(session, checkpoints=anchors)
         finally:
             await engine.dispose()
 
@@ -106,7 +187,10 @@ def verify(
         typer.echo(f"감사 기록을 읽을 수 없습니다 / cannot read the audit log: {reason}", err=True)
         raise typer.Exit(2) from None
     if result.ok:
-        typer.echo(f"감사 기록 {result.rows}건, 변조 없음 / audit log intact: {result.rows} rows")
+        typer.echo(
+            f"감사 기록 {result.rows}건, 변조 없음 (체크포인트 {result.checkpoints}건 확인) / "
+            f"audit log intact: {result.rows} rows, {result.checkpoints} checkpoint(s) matched"
+        )
         return
     typer.echo(
         f"감사 기록 변조 발견: {result.first_bad_seq}번 행 ({result.problem}) / "

@@ -1,8 +1,12 @@
 """Writes an audit row for every change made through the API, and for reads of personal data.
 
 Runs after the response, in a transaction of its own, so a refused or failed request is
-recorded too (with its outcome). Logins are recorded by the users service, which knows the
-name that was tried.
+recorded too (with its outcome). Logins and logouts are recorded by the users service, which
+knows whose account it is.
+
+A request without a valid credential is recorded as ``anonymous`` with words the gateway
+chooses only (the route and the outcome: no reason, no target) and within the budget of its
+source (`gateway.audit.budget`), so nobody can fill the log with rows of their own making.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import service as audit
+from gateway.audit.budget import AnonymousBudget
 from gateway.clock import Clock
 from gateway.forwarding import client_address
 
@@ -34,13 +39,14 @@ SENSITIVE_READS: Final = frozenset(
         "list_account_events",
     }
 )
-_SELF_RECORDED: Final = frozenset({"login", "refresh_token"})
+_SELF_RECORDED: Final = frozenset({"login", "refresh_token", "logout"})
+ANONYMOUS: Final = "anonymous"
 
 
 def outcome_of(status: int) -> str:
     if status < 400:
         return "ok"
-    if status in (401, 403, 423):
+    if status in (401, 403):
         return "denied"
     if status == 429:
         return "limited"
@@ -65,24 +71,37 @@ async def record_request(request: Request, status: int) -> None:
     state = request.app.state
     sessions: async_sessionmaker[AsyncSession] = state.sessions
     clock: Clock = state.clock
-    params: dict[str, Any] = dict(request.path_params)
+    now = clock.now()
+    # The client, not the proxy in front: see gateway/forwarding.py.
+    source = client_address(request, state.settings.trusted_networks)
+    if principal is None:
+        budget: AnonymousBudget = state.audit_budget
+        if not budget.admit(source, now):
+            return
+        target = reason = None
+    else:
+        params: dict[str, Any] = dict(request.path_params)
+        target = ",".join(f"{k}={v}" for k, v in sorted(params.items())) or None
+        # A route's own reason (a key's revocation), or the caller's header: percent-encoded
+        # UTF-8, so a reason can be written in Korean.
+        reason = (
+            getattr(request.state, "audit_reason", None)
+            or unquote(request.headers.get("x-access-reason", ""))
+            or None
+        )
     try:
         async with sessions() as session:
             await audit.append(
                 session,
-                at=clock.now(),
+                at=now,
                 city_id=getattr(state, "city_id", None),
-                actor=principal.actor if principal is not None else "anonymous",
+                actor=principal.actor if principal is not None else ANONYMOUS,
                 role=principal.role.value if principal is not None else None,
                 action=operation,
-                target=",".join(f"{k}={v}" for k, v in sorted(params.items())) or None,
+                target=target,
                 outcome=outcome_of(status),
-                # Percent-encoded UTF-8, so a reason can be written in Korean.
-                reason=getattr(request.state, "audit_reason", None)
-                or unquote(request.headers.get("x-access-reason", ""))
-                or None,
-                # The client, not the proxy in front: see gateway/forwarding.py.
-                source=client_address(request, state.settings.trusted_networks),
+                reason=reason,
+                source=source,
                 details={"status": status, "via": getattr(principal, "via", None)},
             )
             await session.commit()

@@ -5,17 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from gateway.audit import service
-from gateway.audit.schemas import AuditEventRead, AuditPage, AuditVerification
+from gateway.audit import checkpoints, service
+from gateway.audit.schemas import AuditEventRead, AuditPage, AuditVerification, CheckpointKey
 from gateway.auth import Principal, Role, allow
 from gateway.db import SessionDep
 from gateway.places.service import CityDep
+from gateway.settings import Settings
 
 router = APIRouter(tags=["audit"])
 
 Reader = Annotated[Principal, allow(Role.CITY_ADMIN, Role.AUDITOR)]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 @router.get("/audit-events", operation_id="list_audit_events")
@@ -46,10 +55,33 @@ async def list_audit_events(
     )
 
 
-@router.get("/audit-events/verify", operation_id="verify_audit_log")
-async def verify_audit_log(session: SessionDep, _reader: Reader) -> AuditVerification:
-    """Recompute the whole hash chain; names the first row that was altered or removed."""
-    result = await service.verify(session)
+@router.get(
+    "/audit-events/verify",
+    operation_id="verify_audit_log",
+    responses={503: {"description": "checkpoint_key_missing: a checkpoint file, but no key"}},
+)
+async def verify_audit_log(
+    session: SessionDep, _reader: Reader, settings: SettingsDep
+) -> AuditVerification:
+    """Recompute the whole hash chain, and hold it against this replica's signed checkpoints;
+    names the first row that was altered or removed."""
+    result = await service.verify(session, checkpoints=await service.own_checkpoints(settings))
     return AuditVerification(
-        rows=result.rows, ok=result.ok, first_bad_seq=result.first_bad_seq, problem=result.problem
+        rows=result.rows,
+        ok=result.ok,
+        first_bad_seq=result.first_bad_seq,
+        problem=result.problem,
+        checkpoints=result.checkpoints,
     )
+
+
+@router.get(
+    "/audit-events/checkpoint-key",
+    operation_id="get_audit_checkpoint_key",
+    responses={503: {"description": "checkpoint_key_missing"}},
+)
+async def get_audit_checkpoint_key(_reader: Reader, settings: SettingsDep) -> CheckpointKey:
+    """The public key that signs the audit checkpoints, to check them with
+    (`maeul audit verify --checkpoints FILE --public-key KEY`)."""
+    key = await service.checkpoint_public_key(settings)
+    return CheckpointKey(algorithm="ed25519", public_key=checkpoints.public_key_text(key))

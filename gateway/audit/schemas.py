@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditEventRead(BaseModel):
@@ -35,3 +35,11 @@ class AuditVerification(BaseModel):
     ok: bool
     first_bad_seq: int | None
     problem: str | None
+    checkpoints: int = Field(
+        description="Signed checkpoints of this replica the chain was checked against"
+    )
+
+
+class CheckpointKey(BaseModel):
+    algorithm: str = Field(description="Always `ed25519`")
+    public_key: str = Field(description="The raw 32-byte public key, base64")

@@ -3,21 +3,31 @@
 Each row's hash covers its own fields and the previous row's hash, so altering, removing or
 reordering any row breaks every hash after it; ``verify`` recomputes the chain and names the
 first row that does not match. Rows are never updated or deleted by the gateway.
+
+Whoever can write the database can also compute the hashes again; given signed checkpoints
+(`gateway.audit.checkpoints`), kept elsewhere, ``verify`` finds that too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit import checkpoints as signed
+from gateway.audit.checkpoints import Checkpoint
 from gateway.audit.models import AuditEvent, AuditHead
+from gateway.errors import Unavailable
+from gateway.keyfiles import SecretError
+from gateway.settings import Settings
 
 GENESIS: Final = "0" * 64
 _HEAD_ID: Final = 1
@@ -110,13 +120,27 @@ class Verification:
     ok: bool
     first_bad_seq: int | None = None
     problem: str | None = None
+    checkpoints: int = 0  # signed checkpoints the chain was checked against
 
 
-async def verify(session: AsyncSession, *, batch: int = 5000) -> Verification:
+def _rewritten(checkpoint: Checkpoint, since: int) -> str:
+    return (
+        f"rows {since} to {checkpoint.seq} were rewritten: row {checkpoint.seq} differs from "
+        f"the checkpoint signed at {checkpoint.at.isoformat()}"
+    )
+
+
+async def verify(
+    session: AsyncSession, *, checkpoints: Sequence[Checkpoint] = (), batch: int = 5000
+) -> Verification:
+    """Recompute the chain, and hold it against ``checkpoints`` (signed ends of the chain kept
+    outside the database): a chain re-sealed after rows were altered or removed fails them."""
+    pending = sorted(checkpoints, key=lambda c: c.seq)
     prev = GENESIS
     expected = 1
     count = 0
     last = 0
+    matched = 0  # the last row a checkpoint vouched for
     while True:
         rows = list(
             await session.scalars(
@@ -136,13 +160,59 @@ async def verify(session: AsyncSession, *, batch: int = 5000) -> Verification:
                 return Verification(count, False, row.seq, "its link to the previous row is broken")
             if seal(prev, _fields(row)) != row.hash:
                 return Verification(count, False, row.seq, "its content does not match its hash")
+            while pending and pending[0].seq == row.seq:
+                checkpoint = pending.pop(0)
+                if checkpoint.hash != row.hash or checkpoint.count != count:
+                    return Verification(
+                        count, False, matched + 1, _rewritten(checkpoint, matched + 1)
+                    )
+                matched = row.seq
             prev = row.hash
             expected += 1
             last = row.seq
+    used = len(checkpoints) - len(pending)
+    if pending:
+        beyond = pending[-1]
+        return Verification(
+            count,
+            False,
+            last + 1,
+            f"rows after {last} were removed: the checkpoint signed at "
+            f"{beyond.at.isoformat()} counted {beyond.count}",
+            used,
+        )
     head = await session.get(AuditHead, _HEAD_ID)
     if head is not None and (head.seq != last or head.hash != prev):
-        return Verification(count, False, last + 1, "rows after it were removed")
-    return Verification(count, True)
+        return Verification(count, False, last + 1, "rows after it were removed", used)
+    return Verification(count, True, checkpoints=used)
+
+
+def _checkpoint_key(settings: Settings) -> Ed25519PublicKey:
+    try:
+        return signed.signing_key(settings).public_key()
+    except SecretError:
+        raise Unavailable(
+            "checkpoint_key_missing",
+            ko="감사 체크포인트 키가 설정되지 않았습니다 (GATEWAY_AUDIT_CHECKPOINT_KEY).",
+            en="The audit checkpoint key is not configured (GATEWAY_AUDIT_CHECKPOINT_KEY).",
+        ) from None
+
+
+async def checkpoint_public_key(settings: Settings) -> Ed25519PublicKey:
+    return await asyncio.to_thread(_checkpoint_key, settings)
+
+
+async def own_checkpoints(settings: Settings) -> tuple[Checkpoint, ...]:
+    """The checkpoints this replica's file holds, signed by its key (none when there is no
+    file: a replica without background workers writes none)."""
+    path = settings.checkpoint_file
+
+    def read() -> tuple[Checkpoint, ...]:
+        if not path.exists():
+            return ()
+        return signed.read_file(path, _checkpoint_key(settings)).valid
+
+    return await asyncio.to_thread(read)
 
 
 async def page(

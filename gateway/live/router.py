@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Final
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.responses import FileResponse
@@ -11,9 +12,10 @@ from fastapi.responses import FileResponse
 from gateway.auth import Sender
 from gateway.db import SessionDep
 from gateway.errors import NotFound
-from gateway.live.hub import LiveHub
+from gateway.live.hub import POLICY_VIOLATION, LiveHub
 from gateway.live.schemas import TicketCreate, TicketRead
 from gateway.places.service import CityDep
+from gateway.settings import Settings
 from gateway.web.router import PAGE_HEADERS
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
@@ -22,6 +24,8 @@ _FILES: Final = {
     "talk.css": "text/css",
     "pcm-worklet.js": "text/javascript",
 }
+
+ORIGIN_NOT_ALLOWED: Final = "origin_not_allowed"
 
 router = APIRouter(tags=["live"])
 pages = APIRouter(include_in_schema=False)
@@ -56,8 +60,30 @@ async def create_ticket(
     return await hub.issue_ticket(session, city, principal, body)
 
 
+def origin_allowed(websocket: WebSocket) -> bool:
+    """A page may open the socket only from an allowed origin (``GATEWAY_ALLOWED_ORIGINS``), so
+    another site's script cannot talk through a visitor's browser. A client that sends no
+    Origin is not a browser (the ``maeul live`` CLI, a console or bench client): let through,
+    since a browser always sends one."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    settings: Settings = websocket.app.state.settings
+    origin = origin.strip().rstrip("/").lower()
+    allowed = settings.origins
+    if allowed:
+        return origin in allowed
+    # No host configured anywhere (a public URL on 0.0.0.0): the page's own host only.
+    host = websocket.headers.get("host", "").lower()
+    return bool(host) and urlsplit(origin).netloc == host
+
+
 @router.websocket("/live/ws")
 async def live_socket(websocket: WebSocket, ticket: str = "") -> None:
+    if not origin_allowed(websocket):
+        # Before the handshake is accepted: the browser sees a 403 and the ticket is not spent.
+        await websocket.close(POLICY_VIOLATION, ORIGIN_NOT_ALLOWED)
+        return
     hub: LiveHub = websocket.app.state.live
     await hub.serve(websocket, ticket)
 

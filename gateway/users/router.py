@@ -71,6 +71,7 @@ async def login(
         form.password,
         now=now,
         source=client_address(request, settings.trusted_networks),
+        budget=request.app.state.audit_budget,
     )
     return _tokens(user, tokens)
 
@@ -100,8 +101,22 @@ async def refresh(
 
 
 @router.post("/auth/logout", operation_id="logout", status_code=204)
-async def logout(body: RefreshRequest, session: SessionDep, now: NowDep) -> None:
-    await service.logout(session, body.refresh_token, now=now)
+async def logout(
+    request: Request,
+    body: RefreshRequest,
+    session: SessionDep,
+    city: CityDep,
+    now: NowDep,
+    settings: SettingsDep,
+) -> None:
+    """Revoke a refresh token (audited only when it was one that worked)."""
+    await service.logout(
+        session,
+        city,
+        body.refresh_token,
+        now=now,
+        source=client_address(request, settings.trusted_networks),
+    )
 
 
 @router.get("/auth/me", operation_id="who_am_i")

@@ -84,7 +84,7 @@ class AccountEventRead(BaseModel):
     )
     at: datetime
     by_actor: str = Field(
-        description="Who did it (`name#id`), `bootstrap`, `seed`, or `unknown` for accounts "
+        description="Who did it (`name#id`), `bootstrap-token`, `seed`, or `unknown` for accounts "
         "older than this record"
     )
     by_user_id: int | None

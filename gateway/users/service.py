@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit import service as audit
+from gateway.audit.budget import AnonymousBudget
 from gateway.auth import (
     Principal,
     Role,
@@ -43,6 +44,9 @@ _hasher = PasswordHasher()
 # Checked against when the username is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 MIN_PASSWORD = 10
+# The audit's name for a failed login with a username no account has: what was typed is the
+# caller's own text (or a mistyped password), never recorded.
+UNKNOWN_ACCOUNT: Final = "unknown-account"
 
 # Account events that give someone a way in (the account, its password) or rights (a role, a
 # wider area, being enabled again). Whoever did one of these may be able to act as the account.
@@ -132,24 +136,35 @@ async def login(
     *,
     now: datetime,
     source: str | None = None,
+    budget: AnonymousBudget | None = None,
 ) -> tuple[User, Tokens]:
-    """Tokens for a right password; every attempt is audited with its `source` address.
-    Failures are counted per source (``gateway.users.throttle``): a source that must wait is
-    refused before anything is hashed; an unknown username costs and counts as a wrong
-    password does, so neither the time taken nor the answer tells whether it exists."""
+    """Tokens for a right password. Every attempt is audited with its `source` address; a
+    failure within the source's `budget` only, and under a name the caller did not make up (an
+    account's, or ``UNKNOWN_ACCOUNT``). Failures are counted per source
+    (``gateway.users.throttle``): a source that must wait is refused before anything is hashed;
+    an unknown username costs and counts as a wrong password does, so neither the time taken nor
+    the answer tells whether it exists."""
+
+    def admitted() -> bool:
+        return budget is None or budget.admit(source, now)
+
+    async def failed(actor: str, role: str | None, why: str) -> None:
+        if admitted():
+            await _record(sessions, city, actor, role, "login_failed", "denied", now, why, source)
+
+    user = await session.scalar(
+        select(User).where(User.city_id == city.id, User.username == username)
+    )
+    actor = username if user is not None else UNKNOWN_ACCOUNT
+    role = user.role if user is not None else None
     counted_as = throttle.source_of(source)
     try:
         await throttle.check(
             session, city_id=city.id, source=counted_as, username=username, now=now
         )
     except TooManyRequests:
-        await _record(
-            sessions, city, username, None, "login_failed", "denied", now, "throttled", source
-        )
+        await failed(actor, role, "throttled")
         raise
-    user = await session.scalar(
-        select(User).where(User.city_id == city.id, User.username == username)
-    )
     password_hash = user.password_hash if user is not None else None
     known = password_hash is not None
     right = await _verify(password_hash or _DUMMY_HASH, password)
@@ -160,24 +175,23 @@ async def login(
                 own, settings, city_id=city.id, source=counted_as, username=username, now=now
             )
             why = "unknown" if not known else "wrong_password"
-            await audit.append(
-                own,
-                at=now,
-                city_id=city.id,
-                actor=username,
-                role=user.role if user is not None else None,
-                action="login_failed",
-                outcome="denied",
-                source=source,
-                # The failure after which this source must wait before trying again.
-                details={"why": why, "source_waits": True} if waits else {"why": why},
-            )
+            if admitted():
+                await audit.append(
+                    own,
+                    at=now,
+                    city_id=city.id,
+                    actor=actor,
+                    role=role,
+                    action="login_failed",
+                    outcome="denied",
+                    source=source,
+                    # The failure after which this source must wait before trying again.
+                    details={"why": why, "source_waits": True} if waits else {"why": why},
+                )
             await own.commit()
         raise _bad_credentials()
     if user.suspended_at is not None:
-        await _record(
-            sessions, city, username, user.role, "login_failed", "denied", now, "suspended", source
-        )
+        await failed(username, user.role, "suspended")
         raise account_suspended()
     await throttle.clear(session, city_id=city.id, source=counted_as, username=username)
     user.last_login_at = now
@@ -321,14 +335,36 @@ async def _reused(
     raise invalid_token()
 
 
-async def logout(session: AsyncSession, token: str, *, now: datetime) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest(),
-            RefreshToken.revoked_at.is_(None),
+async def logout(
+    session: AsyncSession, city: City, token: str, *, now: datetime, source: str | None = None
+) -> None:
+    """Revoke a refresh token. Only a token that was live is audited, in its owner's name: a
+    logout with anything else changes nothing and leaves no row."""
+    revoked = (
+        await session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest(),
+                RefreshToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .returning(RefreshToken.user_id)
         )
-        .values(revoked_at=now)
+    ).first()
+    if revoked is None:
+        return
+    user = await session.get(User, revoked[0])
+    if user is None or user.city_id != city.id:
+        return
+    await audit.append(
+        session,
+        at=now,
+        city_id=city.id,
+        actor=principal_of(user).actor,
+        role=user.role,
+        action="logout",
+        outcome="ok",
+        source=source,
     )
 
 

@@ -16,33 +16,9 @@ from gateway.web.schemas import SpeechPreview
 STATIC: Final = Path(__file__).parent / "static"
 # The shells change with each release; browsers must ask again (ETag keeps it cheap).
 _NO_STALE: Final = {"Cache-Control": "no-cache"}
-# The pages run only their own files: no inline script or style, nothing from another origin
-# (the network may be closed anyway), so injected markup can neither run nor send anything out.
-# blob: is for recordings and spoken previews played back in the page.
-CONTENT_SECURITY_POLICY: Final = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob:",
-        "connect-src 'self'",
-        "worker-src 'self'",
-        "manifest-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
-PAGE_HEADERS: Final = {
-    **_NO_STALE,
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Permissions-Policy": "microphone=(self), camera=(), geolocation=()",
-}
+# The security headers of every page (and every other HTML response) are set in one place:
+# gateway/web/headers.py.
+PAGE_HEADERS: Final = _NO_STALE
 
 
 def _preview_gate(request: Request) -> service.PreviewGate:

@@ -96,22 +96,24 @@ async def test_sigterm_with_an_event_stream_open_ends_the_stream_and_drains(
         await forget_gateway_session(gateway)
 
 
-async def _logout_source(gateway: GatewayProcess, headers: dict[str, str]) -> str | None:
-    """An unauthenticated logout from this test (127.0.0.1), and the source its audit row has."""
+async def _failed_login_source(gateway: GatewayProcess, headers: dict[str, str]) -> str | None:
+    """A failed login from this test (127.0.0.1), and the source its audit row has."""
     async with httpx.AsyncClient(base_url=gateway.url) as anonymous:
         await anonymous.post(
-            "/api/v1/auth/logout", json={"refresh_token": "x" * 40}, headers=headers
+            "/api/v1/auth/token",
+            data={"username": "nobody-here", "password": "wrong-password-here"},
+            headers=headers,
         )
     async with gateway.client() as client:
         rows = (await client.get("/api/v1/audit-events", params={"limit": 500})).json()["items"]
-    # Newest first: the row of this logout.
-    return next(row["source"] for row in rows if row["action"] == "logout")
+    # Newest first: the row of this attempt.
+    return next(row["source"] for row in rows if row["action"] == "login_failed")
 
 
 async def test_a_local_client_cannot_name_another_address(tmp_path: Path, mqtt_url: str) -> None:
     gateway = await _gateway(tmp_path, mqtt_url)
     try:
-        source = await _logout_source(gateway, {"X-Forwarded-For": SPOOFED})
+        source = await _failed_login_source(gateway, {"X-Forwarded-For": SPOOFED})
         assert source == "127.0.0.1"
     finally:
         gateway.stop()
@@ -126,10 +128,10 @@ async def test_behind_a_trusted_proxy_the_client_it_names_is_recorded(
     try:
         # As nginx writes it: what the client sent, then the address nginx was reached from.
         chained = {"X-Forwarded-For": f"{SPOOFED}, 198.51.100.7"}
-        assert await _logout_source(gateway, chained) == "198.51.100.7"
+        assert await _failed_login_source(gateway, chained) == "198.51.100.7"
         # A proxy that speaks RFC 7239 instead.
         standard = {"Forwarded": 'for="[2001:db8::7]:4711";proto=https'}
-        assert await _logout_source(gateway, standard) == "2001:db8::7"
+        assert await _failed_login_source(gateway, standard) == "2001:db8::7"
     finally:
         gateway.stop()
         with contextlib.suppress(Exception):

@@ -4,16 +4,23 @@ many transactions at once still form one chain."""
 from __future__ import annotations
 
 import asyncio
+import json
+import stat
 from urllib.parse import quote
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
+from gateway.app import create_app
+from gateway.audit import checkpoints as signed
 from gateway.audit import service as audit
-from gateway.audit.models import AuditEvent
+from gateway.audit.budget import AnonymousBudget
+from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.models import AuditEvent, AuditHead
 from gateway.auth import Role
+from gateway.bus import FakeBus
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _create, recording
-from tests.flow.test_roles import PASSWORD, _login, _people
+from tests.flow.test_roles import PASSWORD, _login, _people, sign_up
 
 __all__ = ["recording"]
 
@@ -93,6 +100,68 @@ async def test_rows_carry_the_address_a_trusted_proxy_vouches_for(stack: Stack) 
         ("login_failed", "127.0.0.1"),
         ("suspend_user", "127.0.0.1"),
         ("login_failed", "198.51.100.7"),
+    ]
+
+
+async def test_the_bootstrap_token_is_named_wherever_it_acts(stack: Stack) -> None:
+    await stack.client.post("/api/v1/users/999999/suspend", json={"reason": "x"})
+    await stack.client.get("/api/v1/users")
+    rows = await _actions(stack)
+    acted = [r for r in rows if r["action"] in ("suspend_user", "list_users")]
+    assert [(r["actor"], r["role"]) for r in acted] == [("bootstrap-token", "city_admin")] * 2
+    assert not [r for r in rows if r["actor"] == "anonymous"], rows
+
+
+def _stranger(n: int) -> dict[str, str]:
+    return {
+        "Authorization": "",
+        "X-Forwarded-For": "203.0.113.66",
+        "X-Access-Reason": quote(f"made-up reason {n}"),
+    }
+
+
+async def test_strangers_cannot_fill_the_log_with_rows_of_their_own(stack: Stack) -> None:
+    """Without a valid credential: a logout leaves nothing; a refusal or failed login leaves a
+    row in the gateway's words only, and a source gets a bounded number of them a minute."""
+    budget = 3  # small, so that going past it costs few password checks
+    stack.app.state.audit_budget = AnonymousBudget(budget)
+    before = len(await _actions(stack))
+    for n in range(50):
+        response = await stack.client.post(
+            "/api/v1/auth/logout", json={"refresh_token": f"forged-token-{n}"}, headers=_stranger(n)
+        )
+        assert response.status_code == 204
+    assert len(await _actions(stack)) == before + 1, "only the reading of the log itself"
+
+    for n in range(budget + 5):
+        await stack.client.post(f"/api/v1/broadcasts/chosen-text-{n}/cancel", headers=_stranger(n))
+    stack.clock.advance(60)
+    for n in range(budget + 5):
+        await stack.client.post(
+            "/api/v1/auth/token",
+            data={"username": f"chosen text {n}", "password": "wrong-password-here"},
+            headers=_stranger(n),
+        )
+    rows = (await _actions(stack))[before:]
+    refused = [r for r in rows if r["action"] == "cancel_broadcast"]
+    failed = [r for r in rows if r["action"] == "login_failed"]
+    assert len(refused) == budget
+    assert len(failed) == budget
+    assert {(r["actor"], r["target"], r["reason"]) for r in refused} == {("anonymous", None, None)}
+    assert {(r["actor"], r["reason"]) for r in failed} == {("unknown-account", None)}
+    assert "chosen" not in str(rows)
+    assert "made-up" not in str(rows)
+    assert {r["source"] for r in refused + failed} == {"127.0.0.1"}
+
+    # A logout with a refresh token that worked is recorded, in its owner's name.
+    person = await sign_up(stack, "logout-person", Role.AUDITOR)
+    out = await stack.client.post(
+        "/api/v1/auth/logout", json={"refresh_token": person.refresh}, headers=_stranger(0)
+    )
+    assert out.status_code == 204
+    logout = [r for r in await _actions(stack) if r["action"] == "logout"]
+    assert [(r["actor"], r["reason"]) for r in logout] == [
+        (f"logout-person#{person.user_id}", None)
     ]
 
 
@@ -177,3 +246,99 @@ async def test_the_verify_command_finds_an_altered_row(stack: Stack) -> None:
     altered = await asyncio.to_thread(runner.invoke, app, args)
     assert altered.exit_code == 1
     assert "3" in altered.output
+
+
+async def _reseal(stack: Stack, *, actor_of: int | None = None, drop_last: bool = False) -> None:
+    """What someone who can write the database does: change rows, then seal the chain again."""
+    async with stack.app.state.sessions() as session:
+        rows = list(await session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+        if drop_last:
+            await session.delete(rows.pop())
+        prev = audit.GENESIS
+        for row in rows:
+            if row.seq == actor_of:
+                row.actor = "someone-else"
+            row.prev_hash = prev
+            row.hash = audit.seal(prev, audit._fields(row))
+            prev = row.hash
+        await session.execute(update(AuditHead).values(seq=rows[-1].seq, hash=prev))
+        await session.commit()
+
+
+async def test_a_resealed_chain_fails_its_signed_checkpoints(stack: Stack) -> None:
+    from typer.testing import CliRunner
+
+    from maeul.cli import app
+
+    writer = Checkpointer(stack.app.state.sessions, stack.settings, stack.clock)
+    await _fill(stack, 3)
+    assert await writer.write() is not None
+    await _fill(stack, 3)
+    last = await writer.write()
+    assert last is not None
+    assert (last.seq, last.count) == (6, 6)
+    assert await writer.write() is None, "an unchanged end is not signed again"
+    path = stack.settings.checkpoint_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    key = (await stack.client.get("/api/v1/audit-events/checkpoint-key")).json()["public_key"]
+    runner = CliRunner()
+    args = ["audit", "verify", "--database-url", stack.settings.database_url]
+    args += ["--checkpoints", str(path), "--public-key", key]
+    intact = await asyncio.to_thread(runner.invoke, app, args)
+    assert intact.exit_code == 0, intact.output
+    assert "2 checkpoint(s) matched" in intact.output
+
+    # An actor altered and the hashes computed again: the chain alone looks intact...
+    await _reseal(stack, actor_of=5)
+    assert (await _verify(stack)).ok
+    # ...but not against the checkpoints: the rows since the last one that still matches.
+    anchors = signed.read_file(path, signed.parse_public_key(key)).valid
+    async with stack.app.state.sessions() as session:
+        result = await audit.verify(session, checkpoints=anchors)
+    assert (result.ok, result.first_bad_seq) == (False, 4)
+    assert result.problem is not None
+    assert "rewritten" in result.problem
+
+    # The last row deleted as well, and sealed again: shorter than a checkpoint.
+    await _reseal(stack, drop_last=True)
+    assert (await _verify(stack)).ok
+    async with stack.app.state.sessions() as session:
+        result = await audit.verify(session, checkpoints=anchors[1:])
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+    assert result.problem is not None
+    assert "removed" in result.problem
+    api = (await stack.client.get("/api/v1/audit-events/verify")).json()
+    assert api["ok"] is False
+    cli = await asyncio.to_thread(runner.invoke, app, args)
+    assert cli.exit_code == 1, cli.output
+
+    # A checkpoint line forged without the key is refused, not trusted.
+    forged = json.loads(path.read_text().splitlines()[-1]) | {"seq": 5, "count": 5}
+    path.write_text(path.read_text() + json.dumps(forged) + "\n")
+    assert signed.read_file(path, signed.parse_public_key(key)).forged == 1
+    refused = await asyncio.to_thread(runner.invoke, app, args)
+    assert refused.exit_code == 1, refused.output
+    assert "signature" in refused.output
+
+
+async def test_a_replica_signs_the_chains_end_when_it_stops(stack: Stack) -> None:
+    """A replica with the background workers signs the end it leaves behind as it stops (the
+    flow stack runs without them, so a second app is started here)."""
+    settings = stack.settings.model_copy(
+        update={"background_workers": True, "shutdown_drain_s": 0, "audit_checkpoint_s": 3600}
+    )
+    await _fill(stack, 2)
+    replica = create_app(settings, bus=FakeBus(), clock=stack.clock)
+    async with replica.router.lifespan_context(replica):
+        await _fill(stack, 3)
+    key = signed.signing_key(settings).public_key()
+    ends = [(c.seq, c.count) for c in signed.read_file(settings.checkpoint_file, key).valid]
+    assert ends[-1] == (5, 5), ends
+
+
+async def test_without_its_key_a_replica_says_so(stack: Stack) -> None:
+    stack.app.state.settings = stack.settings.model_copy(update={"environment": "production"})
+    response = await stack.client.get("/api/v1/audit-events/checkpoint-key")
+    assert response.status_code == 503
+    assert response.json()["error"] == "checkpoint_key_missing"

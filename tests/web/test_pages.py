@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import Mount, Route
 
+from gateway.web.headers import CONTENT_SECURITY_POLICY, DOCS_PATHS
 from gateway.web.router import STATIC
 from tests.flow.conftest import Stack
 
@@ -102,3 +107,53 @@ def test_nothing_inline_that_the_policy_would_block() -> None:
         for script in re.findall(r"<script([^>]*)>(.*?)</script>", text, re.S):
             assert 'src="/static/' in script[0], path
             assert not script[1].strip(), path
+
+
+def _html_files(root: Path) -> list[str]:
+    return [str(p.relative_to(root)) for p in sorted(root.rglob("*.html"))]
+
+
+async def _html_responses(stack: Stack) -> dict[str, httpx.Response]:
+    """Every HTML response the gateway can give: each route outside the API schema (the pages,
+    the API's documentation) and every .html file under a static mount."""
+    found: dict[str, httpx.Response] = {}
+    paths: list[str] = []
+    routes: list[tuple[str, object]] = []
+    for included in stack.app.routes:
+        contexts = getattr(included, "effective_route_contexts", None)
+        if contexts is None:
+            routes.append((getattr(included, "path", ""), included))
+        else:
+            routes += [(c.path, c.original_route) for c in contexts()]
+    for path, route in routes:
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            paths += [
+                f"{route.path}/{name}" for name in _html_files(Path(str(route.app.directory)))
+            ]
+        elif isinstance(route, Route) and "GET" in (route.methods or ()):
+            if isinstance(route, APIRoute) and route.include_in_schema:
+                assert "text/html" not in str(route.response_class), path
+                continue
+            paths.append(re.sub(r"\{[^}]+\}", "1", path))
+    for path in paths:
+        response = await stack.client.get(path)
+        if response.headers.get("content-type", "").startswith("text/html"):
+            found[path] = response
+    return found
+
+
+async def test_every_html_response_carries_the_same_security_headers(stack: Stack) -> None:
+    responses = await _html_responses(stack)
+    assert {"/", "/console", "/talk", "/static/console.html", "/docs"} <= responses.keys()
+    for path, response in responses.items():
+        assert response.status_code == 200, path
+        headers = response.headers
+        assert headers["x-frame-options"] == "DENY", path
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["referrer-policy"] == "same-origin", path
+        policy = headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy, path
+        assert "object-src 'none'" in policy, path
+        if path in DOCS_PATHS:
+            continue  # FastAPI's own pages: their viewer comes from a CDN (see headers.py)
+        assert policy == CONTENT_SECURITY_POLICY, path
