@@ -24,6 +24,7 @@ from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.router import router as audit_router
 from gateway.auth import role_categories
+from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
@@ -209,6 +210,7 @@ def create_app(
     live_settings = live or LiveSettings()
     metrics = Metrics()
     role_categories(settings)  # a city's rights that break a rule stop the start
+    audio_links = AudioLinks.from_settings(settings)  # a missing key stops the start too
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -261,7 +263,13 @@ def create_app(
             tasks.append(asyncio.create_task(_supervised(real.run, "mqtt-bus"), name="mqtt-bus"))
             mqtt = real
         publisher = Publisher(
-            app.state.sessions, mqtt, settings, clock, owner=settings.replica_id, metrics=metrics
+            app.state.sessions,
+            mqtt,
+            settings,
+            clock,
+            owner=settings.replica_id,
+            metrics=metrics,
+            audio_links=audio_links,
         )
         after_commit.on_insert(Publication, publisher.wake.set)
         intake = Intake(
@@ -357,6 +365,7 @@ def create_app(
     stopping = asyncio.Event()
     app.state.stopping = stopping
     app.state.settings = settings
+    app.state.audio_links = audio_links
     app.state.clock = clock
     app.state.metrics = metrics
     metrics.watch(app.state, DROP_REASONS)

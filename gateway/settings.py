@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # Signs access tokens; unset: derived from api_token, which every replica shares.
     jwt_secret: SecretStr | None = None
     jwt_secret_file: Path | None = None
+    # Signs the audio links speakers and residents fetch without a login; the same on every
+    # replica (``gateway.keyfiles``: required in production).
+    audio_url_key: SecretStr | None = None
+    audio_url_key_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
     refresh_token_ttl_s: int = Field(default=14 * 86400, ge=300, le=90 * 86400)
     # Failed logins in a row before the account is locked, and for how long.
