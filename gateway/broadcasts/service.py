@@ -322,7 +322,12 @@ class EncodedAudio(Protocol):
 
 async def store_encoded(session: AsyncSession, encoded: EncodedAudio, now: datetime) -> None:
     """Keep encoded audio by its sha256 (once: the same bytes are the same asset)."""
-    if await session.get(AudioAsset, encoded.sha256) is None:
+    existing = await session.get(AudioAsset, encoded.sha256)
+    if existing is not None:
+        # Stored again: its retention clock for audio nothing uses yet starts anew, so the
+        # purge of unused audio does not take it from the request about to use it.
+        existing.created_at = max(existing.created_at, now)
+    else:
         session.add(
             AudioAsset(
                 sha256=encoded.sha256,
