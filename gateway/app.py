@@ -29,6 +29,7 @@ from gateway.audit.budget import AnonymousBudget
 from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.router import router as audit_router
 from gateway.auth import role_categories, signing_key
+from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
@@ -81,7 +82,7 @@ from wire import contract
 log = logging.getLogger(__name__)
 
 # Secrets every replica must hold (README, "Production"), checked together at start.
-STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key")
+STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key", "audio_url_key")
 # And those of replicas with background workers, which sign the audit checkpoints.
 WORKER_SECRETS: Final = ("audit_checkpoint_key",)
 
@@ -284,17 +285,17 @@ def create_app(
     live_settings = live or LiveSettings()
     metrics = Metrics()
     role_categories(settings)  # a city's rights that break a rule stop the start
+    # A production gateway missing a secret, or holding a weak one, does not start, and the
+    # message names every one at once.
+    check_secrets(
+        settings, STARTUP_SECRETS + (WORKER_SECRETS if settings.background_workers else ())
+    )
+    audio_links = AudioLinks.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping.clear()  # an app started again after a stop serves its streams again
         secure_data_dir(settings.data_dir, settings.database_url)
-        # Before anything else: a production gateway missing a secret, or holding a weak one,
-        # does not start, and the message names every one at once.
-        check_secrets(
-            settings,
-            STARTUP_SECRETS + (WORKER_SECRETS if settings.background_workers else ()),
-        )
         seal = KeySeal.from_settings(settings)
         app.state.jwt_key = signing_key(settings)
         engine = create_engine(settings.database_url)
@@ -368,6 +369,7 @@ def create_app(
             owner=settings.replica_id,
             metrics=metrics,
             seal=seal,
+            audio_links=audio_links,
         )
         after_commit.on_insert(Publication, publisher.wake.set)
         intake = Intake(
@@ -474,6 +476,7 @@ def create_app(
     stopping = asyncio.Event()
     app.state.stopping = stopping
     app.state.settings = settings
+    app.state.audio_links = audio_links
     app.state.clock = clock
     app.state.metrics = metrics
     app.state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)

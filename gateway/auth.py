@@ -230,6 +230,13 @@ async def current_principal(
     return principal
 
 
+async def presented_principal(request: Request) -> Principal | None:
+    """The caller if they sent a credential (refused if it is not valid), else None: for a
+    route that also serves without one (a signed link)."""
+    credentials = await _bearer(request)
+    return None if credentials is None else await current_principal(request, credentials)
+
+
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 

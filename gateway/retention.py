@@ -4,7 +4,13 @@ A broadcast's audio is deleted once the broadcast is older than the retention pe
 (``GATEWAY_RECORDING_RETENTION_DAYS``, 90 by default; disaster alerts
 ``GATEWAY_DISASTER_RECORDING_RETENTION_DAYS``), unless it is held as evidence. The broadcast's
 record (who, when, to whom, how it was delivered) stays. Audio that a newer broadcast, a pending
-approval or an active schedule still uses is kept.
+approval or an active or paused schedule still uses is kept.
+
+Audio that no broadcast ever played (a cancelled schedule's, a rejected, withdrawn or lapsed
+approval request's, anything stored and never used) runs on the same clock
+(``purge_unused_audio``): deleted once it is older than the retention period and whatever used
+it is older than its category's period, unless a broadcast that still keeps its recording (one
+held as evidence included) uses it too.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 class Purge:
     broadcasts: int
     recordings: int
+    unused: int = 0  # recordings no broadcast ever played (``purge_unused_audio``)
 
 
 async def purge_recordings(
@@ -92,11 +99,68 @@ async def _still_used(session: AsyncSession, city_id: int, purging: set[str]) ->
     for shas in pending:
         used.update(shas.values())
     scheduled = await session.scalars(
-        select(Schedule.audio_sha256).where(Schedule.city_id == city_id, Schedule.state == "active")
+        select(Schedule.audio_sha256).where(
+            Schedule.city_id == city_id, Schedule.state.in_(_SCHEDULE_WAITING)
+        )
     )
     for shas in scheduled:
         used.update(shas.values())
     return used
+
+
+# A schedule in these states may still fire: its recording is kept whatever its age.
+_SCHEDULE_WAITING = ("active", "paused")
+_CHUNK = 500
+
+
+async def purge_unused_audio(session: AsyncSession, settings: Settings, *, now: datetime) -> int:
+    """Delete stored audio older than the retention period that nothing keeps any more (see the
+    module's docstring); returns how many recordings went. Across cities: audio is shared by
+    hash."""
+    cutoff = now - timedelta(days=settings.recording_retention_days)
+    disaster_cutoff = now - timedelta(days=settings.disaster_recording_retention_days)
+
+    def cutoff_for(category: str) -> datetime:
+        return disaster_cutoff if category == Category.DISASTER.value else cutoff
+
+    old = set(
+        await session.scalars(select(AudioAsset.sha256).where(AudioAsset.created_at < cutoff))
+    )
+    if not old:
+        return 0
+    kept: set[str] = set()
+    # Broadcasts purge their own recordings (and keep those held as evidence).
+    for shas in await session.scalars(
+        select(Broadcast.audio_sha256).where(Broadcast.audio_purged_at.is_(None))
+    ):
+        kept.update(shas.values())
+    approvals = await session.execute(
+        select(
+            ApprovalRequest.audio_sha256,
+            ApprovalRequest.state,
+            ApprovalRequest.category,
+            ApprovalRequest.created_at,
+            ApprovalRequest.expires_at,
+        )
+    )
+    for shas, state, category, created_at, expires_at in approvals.tuples():
+        waiting = state == "pending" and expires_at > now
+        if waiting or created_at >= cutoff_for(category):
+            kept.update(shas.values())
+    schedules = await session.execute(
+        select(Schedule.audio_sha256, Schedule.state, Schedule.category, Schedule.updated_at)
+    )
+    for shas, state, category, updated_at in schedules.tuples():
+        if state in _SCHEDULE_WAITING or updated_at >= cutoff_for(category):
+            kept.update(shas.values())
+    unused = sorted(old - kept)
+    for start in range(0, len(unused), _CHUNK):
+        chunk = unused[start : start + _CHUNK]
+        await session.execute(delete(AudioAsset).where(AudioAsset.sha256.in_(chunk)))
+    await session.flush()
+    if unused:
+        log.info("재생되지 않은 녹음 삭제 / purged %d recordings never played", len(unused))
+    return len(unused)
 
 
 async def hold(

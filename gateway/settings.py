@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # database without it cannot sign. Outside production made once in the data directory.
     key_encryption_key: SecretStr | None = None
     key_encryption_key_file: Path | None = None
+    # Signs the audio links speakers and residents fetch without a login; the same on every
+    # replica (``gateway.keyfiles``: required in production).
+    audio_url_key: SecretStr | None = None
+    audio_url_key_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
     refresh_token_ttl_s: int = Field(default=14 * 86400, ge=300, le=90 * 86400)
     # Failed logins are counted per source address and username, and per source over every

@@ -186,11 +186,16 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
             "the speaker checks `size` and `sha256` of the decoded bytes."
         ),
         "url": (
-            "HTTP(S) address to GET the bytes from (the gateway's `GET /api/v1/audio/{sha256}`, "
-            "immutable and cacheable, no credentials needed). It serves one byte range per "
-            "request (`Range: bytes=START-`, answered `206` with `Content-Range`; "
-            "`Accept-Ranges: bytes`; `416` past the end), so a broken download resumes. Not "
-            "signed: the speaker checks `size` and `sha256` of what it fetched."
+            "HTTP(S) address to GET the bytes from, exactly as given: the gateway's "
+            "`GET /api/v1/audio/{sha256}?expires=E&sig=S`, a link the gateway signs (HMAC-SHA256 "
+            "over the sha256 and `E`, the command's expiry in Unix seconds, under a key only "
+            "the gateways hold), so no credentials are needed and nobody else can fetch it. "
+            "Past the command's expiry it is refused (`403 audio_link_expired`), as is a link "
+            "altered in any way (`403 audio_link_invalid`) and the bare address "
+            "(`403 audio_link_required`). It serves one byte range per request "
+            "(`Range: bytes=START-`, answered `206` with `Content-Range`; `Accept-Ranges: "
+            "bytes`; `416` past the end), so a broken download resumes. The command's signature "
+            "does not cover the link: the speaker checks `size` and `sha256` of what it fetched."
         ),
     },
     "Ack": {
@@ -304,7 +309,8 @@ FIELD_DOCS: Final[Mapping[str, Mapping[str, str]]] = {
         "ack_topic": "Where to publish acknowledgements.",
         "presence_topic": "Where to publish birth, heartbeats and the Will.",
         "audio_url": (
-            "Template of the audio URLs (`{sha256}` replaced); commands carry full URLs."
+            "Template of the audio URLs (`{sha256}` replaced); commands carry full URLs, signed "
+            "and expiring with the command (see `AudioRef.url`): fetch those as given."
         ),
         "keyring_url": "Where to fetch the key ring after a key rotation.",
         "keyring": "The key ring now, to start from.",
@@ -572,7 +578,9 @@ def _url_audio(codec: Codec, mime_type: str, label: str, size: int) -> contract.
         sha256=sha,
         size=size,
         duration_ms=41_500,
-        url=f"{GATEWAY_URL}/api/v1/audio/{sha}",
+        # An illustrative signature: the real ones are made under the gateways' own key.
+        url=f"{GATEWAY_URL}/api/v1/audio/{sha}?expires={(ISSUED_MS + 1_860_000) // 1000}"
+        f"&sig={base64.urlsafe_b64encode(hashlib.sha256(sha.encode()).digest()).decode()[:43]}",
     )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import (
     AudioAsset,
     Broadcast,
@@ -103,9 +104,11 @@ class Publisher:
         concurrency: int = 64,
         metrics: Metrics | None = None,
         seal: KeySeal | None = None,
+        audio_links: AudioLinks | None = None,
     ) -> None:
         self._sessions = sessions
         self._seal = seal or KeySeal.from_settings(settings)
+        self._links = audio_links or AudioLinks.from_settings(settings)
         self._metrics = metrics or Metrics()
         self._bus = bus
         self._settings = settings
@@ -328,7 +331,10 @@ class Publisher:
                         sha256=asset.sha256,
                         size=asset.size,
                         duration_ms=asset.duration_ms,
-                        url=f"{self._settings.public_url.rstrip('/')}/api/v1/audio/{asset.sha256}",
+                        # Good for as long as the command is: signed, so only speakers fetch it.
+                        url=self._links.url(
+                            self._settings.public_url, asset.sha256, broadcast.expires_at
+                        ),
                     )
                 )
         return tuple(refs)
@@ -519,4 +525,6 @@ def _is_live(broadcast: Broadcast) -> bool:
 
 
 def _audio_key(broadcast: Broadcast) -> tuple[str, str]:
-    return broadcast.id, ",".join(sorted(broadcast.audio_sha256.values()))
+    # The expiry too: the links in the references are signed for it.
+    shas = ",".join(sorted(broadcast.audio_sha256.values()))
+    return broadcast.id, f"{shas}@{broadcast.expires_at.isoformat()}"

@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from audio.errors import AudioTooLarge
 from gateway import retention
 from gateway.approvals.schemas import ApprovalRead
-from gateway.auth import Anyone, Principal, Role, Sender, allow
-from gateway.broadcasts import events, resend, service
+from gateway.auth import Anyone, Principal, Role, Sender, allow, presented_principal
+from gateway.broadcasts import audio_access, events, resend, service
+from gateway.broadcasts.audio_links import AudioLinks, link_required
 from gateway.broadcasts.ranges import ranged_response
 from gateway.broadcasts.schemas import (
     BroadcastDetail,
@@ -28,6 +29,7 @@ from gateway.broadcasts.schemas import (
 from gateway.datafiles import private_dir
 from gateway.db import SessionDep
 from gateway.deliveries.states import State
+from gateway.places.models import City
 from gateway.places.service import CityDep
 from gateway.schedules import service as schedules
 from gateway.schedules.schemas import ScheduleRead
@@ -358,9 +360,15 @@ _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
         "content": {"audio/ogg": {}, "audio/mpeg": {}},
         "description": "One byte range (`Range: bytes=START-END`), with `Content-Range`",
     },
-    404: {"description": "audio_not_found"},
+    403: {"description": "audio_link_required, audio_link_invalid, audio_link_expired"},
+    404: {"description": "audio_not_found (also to a person who may not hear it)"},
     416: {"description": "range_not_satisfiable; `Content-Range: bytes */SIZE`"},
 }
+
+_AUDIO_DOC = """Encoded audio by its sha256, resumable with one byte range per request
+(`Accept-Ranges: bytes`). Served through a signed link (`expires` and `sig`, as speakers'
+commands and residents' notices carry them) until it expires, or to a person logged in who may
+see a broadcast, approval request or schedule that uses it."""
 
 
 @audio_router.get(
@@ -368,16 +376,21 @@ _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
     operation_id="get_audio",
     response_class=Response,
     responses=_AUDIO_RESPONSES,
+    description=_AUDIO_DOC,
 )
 async def get_audio(
     sha256: str,
+    request: Request,
     session: SessionDep,
+    city: CityDep,
+    expires: int | None = None,
+    sig: Annotated[str | None, Query(max_length=100)] = None,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
     if_range: Annotated[str | None, Header(alias="If-Range")] = None,
 ) -> Response:
-    """Encoded audio by its sha256 (speakers that were not sent it inline fetch it here).
-    Immutable; resumable with one byte range per request (`Accept-Ranges: bytes`)."""
-    return await _audio(session, sha256, range_header, if_range, head=False)
+    return await _audio(
+        request, session, city, sha256, expires, sig, range_header, if_range, head=False
+    )
 
 
 @audio_router.head(
@@ -388,17 +401,43 @@ async def get_audio(
 )
 async def head_audio(
     sha256: str,
+    request: Request,
     session: SessionDep,
+    city: CityDep,
+    expires: int | None = None,
+    sig: Annotated[str | None, Query(max_length=100)] = None,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
     if_range: Annotated[str | None, Header(alias="If-Range")] = None,
 ) -> Response:
     """The headers `GET` would send (size, `ETag`, `Accept-Ranges`), without the body."""
-    return await _audio(session, sha256, range_header, if_range, head=True)
+    return await _audio(
+        request, session, city, sha256, expires, sig, range_header, if_range, head=True
+    )
 
 
 async def _audio(
-    session: SessionDep, sha256: str, range_header: str | None, if_range: str | None, *, head: bool
+    request: Request,
+    session: SessionDep,
+    city: City,
+    sha256: str,
+    expires: int | None,
+    sig: str | None,
+    range_header: str | None,
+    if_range: str | None,
+    *,
+    head: bool,
 ) -> Response:
+    links: AudioLinks = request.app.state.audio_links
+    if sig is not None:
+        left = links.check(sha256, expires, sig, now=request.app.state.clock.now())
+        cache = f"private, max-age={min(left, 86400)}"
+    else:
+        principal = await presented_principal(request)
+        if principal is None:
+            raise link_required()
+        if not await audio_access.may_hear(session, city.id, principal, sha256):
+            raise service.audio_not_found()
+        cache = "private, no-cache"
     asset = await service.get_audio(session, sha256)
     return ranged_response(
         asset.data,
@@ -407,5 +446,5 @@ async def _audio(
         range_header=range_header,
         if_range=if_range,
         head=head,
-        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        headers={"Cache-Control": cache},
     )

@@ -322,7 +322,12 @@ class EncodedAudio(Protocol):
 
 async def store_encoded(session: AsyncSession, encoded: EncodedAudio, now: datetime) -> None:
     """Keep encoded audio by its sha256 (once: the same bytes are the same asset)."""
-    if await session.get(AudioAsset, encoded.sha256) is None:
+    existing = await session.get(AudioAsset, encoded.sha256)
+    if existing is not None:
+        # Stored again: its retention clock for audio nothing uses yet starts anew, so the
+        # purge of unused audio does not take it from the request about to use it.
+        existing.created_at = max(existing.created_at, now)
+    else:
         session.add(
             AudioAsset(
                 sha256=encoded.sha256,
@@ -412,9 +417,23 @@ async def cancel_broadcast(
 ) -> Broadcast:
     """Stop a broadcast everywhere: nothing more is sent, open deliveries end cancelled, and a
     signed cancel reaches every speaker it was sent to, stopping those already playing."""
+    from gateway.sending.cancelling import authorize_cancel  # the sending slice imports this
+    from gateway.sending.rules import CancelPath
+
     broadcast = await get_broadcast(session, city.id, broadcast_id)
-    await scopes.authorize_act(
-        session, principal, Category(broadcast.category), reached_villages(broadcast)
+
+    async def rights() -> None:
+        await scopes.authorize_act(
+            session, principal, Category(broadcast.category), reached_villages(broadcast)
+        )
+
+    await authorize_cancel(
+        session,
+        runtime.settings,
+        principal,
+        CancelPath.BROADCAST,
+        sender=broadcast.created_by,
+        rights=rights,
     )
     if broadcast.cancelled_at is not None:
         return broadcast
@@ -523,12 +542,16 @@ async def list_broadcasts(
     return list(rows), total
 
 
+def audio_not_found() -> NotFound:
+    return NotFound(
+        "audio_not_found", ko="오디오를 찾을 수 없습니다.", en="No audio with that sha256."
+    )
+
+
 async def get_audio(session: AsyncSession, sha256: str) -> AudioAsset:
     asset = await session.get(AudioAsset, sha256) if len(sha256) == 64 else None
     if asset is None:
-        raise NotFound(
-            "audio_not_found", ko="오디오를 찾을 수 없습니다.", en="No audio with that sha256."
-        )
+        raise audio_not_found()
     return asset
 
 

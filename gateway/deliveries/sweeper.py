@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
@@ -121,6 +122,8 @@ class Sweeper:
                 session, self._settings, city_id=self._city_id, now=now
             )
             await login_throttle.purge(session, city_id=self._city_id, now=now)
+            unused = await retention.purge_unused_audio(session, self._settings, now=now)
             await session.commit()
+        purge = replace(purge, unused=unused)
         self._purged_at = now
         return purge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from gateway.db import SessionDep
 from gateway.notices import service
@@ -33,6 +33,7 @@ async def find_villages(
 )
 async def list_village_notices(
     village_id: int,
+    request: Request,
     session: SessionDep,
     city: CityDep,
     now: NowDep,
@@ -40,4 +41,6 @@ async def list_village_notices(
 ) -> VillageNotices:
     """The notices the village's speakers played in the last month, newest first (no login):
     live broadcasts only, never test or exercise ones, and none that was cancelled."""
-    return await service.list_notices(session, city, village_id, now=now, limit=limit)
+    return await service.list_notices(
+        session, city, village_id, now=now, limit=limit, links=request.app.state.audio_links
+    )

@@ -30,7 +30,8 @@ class Notice(BaseModel):
     played_at: datetime = Field(description="When the village's first speaker finished it.")
     duration_ms: int
     audio_url: str | None = Field(
-        description="The broadcast's audio; null once deleted at the end of its retention period."
+        description="The broadcast's audio, a signed link good while the notice is listed; "
+        "null once deleted at the end of its retention period."
     )
 
 

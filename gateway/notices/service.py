@@ -8,6 +8,7 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import Broadcast
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.states import HEARD
@@ -22,13 +23,14 @@ KEEP_FOR: Final = timedelta(days=31)
 _AUDIO_ORDER: Final = ("mp3", "opus")
 
 
-def _audio_url(broadcast: Broadcast) -> str | None:
+def _audio_url(broadcast: Broadcast, links: AudioLinks) -> str | None:
+    """A signed link, good while the notice is listed: residents do not log in."""
     if broadcast.audio_purged_at is not None:
         return None
     for codec in _AUDIO_ORDER:
         sha256 = broadcast.audio_sha256.get(codec)
         if sha256:
-            return f"/api/v1/audio/{sha256}"
+            return links.path(sha256, broadcast.created_at + KEEP_FOR)
     return None
 
 
@@ -49,7 +51,13 @@ async def find_villages(
 
 
 async def list_notices(
-    session: AsyncSession, city: City, village_id: int, *, now: datetime, limit: int
+    session: AsyncSession,
+    city: City,
+    village_id: int,
+    *,
+    now: datetime,
+    limit: int,
+    links: AudioLinks,
 ) -> VillageNotices:
     """Only live broadcasts (never test or exercise) that at least one of the village's speakers
     played and that were not cancelled: what residents really heard."""
@@ -83,7 +91,7 @@ async def list_notices(
             text=broadcast.text,
             played_at=when,
             duration_ms=broadcast.duration_ms,
-            audio_url=_audio_url(broadcast),
+            audio_url=_audio_url(broadcast, links),
         )
         for broadcast, when in played
         if broadcast.target.get("resend_of") not in listed

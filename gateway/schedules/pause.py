@@ -26,6 +26,7 @@ from gateway.places.models import City
 from gateway.schedules import service
 from gateway.schedules.models import Schedule
 from gateway.schedules.schemas import ScheduleRead
+from gateway.sending.rules import CancelPath
 from gateway.users import service as users
 
 OWNER_SUSPENDED: Final = "owner_suspended"
@@ -114,7 +115,9 @@ async def resume_schedule(
     """Make a paused schedule active again. The caller must be allowed to act on it as it
     stands, and its creator must be active again (a schedule sends in their name)."""
     schedule = await service.load_schedule(session, city.id, schedule_id, for_update=True)
-    await service._authorize_act(session, runtime, city, schedule, principal)
+    await service._authorize_act(
+        session, runtime, city, schedule, principal, CancelPath.SCHEDULE_RESUME
+    )
     if schedule.state != "paused":
         raise _not_paused(schedule)
     if await users.account_state(session, schedule.created_by) not in _MAY_SEND:

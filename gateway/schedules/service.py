@@ -56,7 +56,8 @@ from gateway.schedules.schemas import (
 )
 from gateway.schedules.schemas import Recurrence as RecurrenceRead
 from gateway.sending import service as sending
-from gateway.sending.rules import Defer, Refuse, Replay, Send
+from gateway.sending.cancelling import authorize_cancel
+from gateway.sending.rules import CancelPath, Defer, Refuse, Replay, Send
 from gateway.sending.rules import Path as SendPath
 from gateway.settings import Settings
 from gateway.templates import service as templates
@@ -523,6 +524,11 @@ async def _visible(session: AsyncSession, principal: Principal, schedule: Schedu
     return await _reaches_area(session, principal, schedule)
 
 
+async def may_see(session: AsyncSession, principal: Principal, schedule: Schedule) -> bool:
+    """Whether ``principal`` sees the schedule (and may hear its recording)."""
+    return await _visible(session, principal, schedule)
+
+
 def _not_yours() -> Forbidden:
     return Forbidden(
         "outside_scope",
@@ -532,12 +538,28 @@ def _not_yours() -> Forbidden:
 
 
 async def _authorize_act(
-    session: AsyncSession, runtime: Runtime, city: City, schedule: Schedule, principal: Principal
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    schedule: Schedule,
+    principal: Principal,
+    path: CancelPath,
 ) -> None:
     """May this person edit or cancel the schedule as it stands (its category, its target)?
-    The same check as sending it, so whoever may change it could have made it."""
-    await broadcasts.authorize_request(
-        session, runtime, city, _request_of(schedule, idempotency_key=None, principal=principal)
+    The cancel rule (``rules.CANCEL``): its maker may cancel it; anyone else, and whoever edits
+    it, needs the rights to send it (so whoever may change it could have made it), and someone
+    else an area at least as wide as its maker's."""
+
+    async def rights() -> None:
+        await broadcasts.authorize_request(
+            session,
+            runtime,
+            city,
+            _request_of(schedule, idempotency_key=None, principal=principal),
+        )
+
+    await authorize_cancel(
+        session, runtime.settings, principal, path, sender=schedule.created_by, rights=rights
     )
 
 
@@ -674,7 +696,7 @@ async def update_schedule(
     """Change time, text or targets before the first occurrence fires: the caller must be
     allowed to act on the schedule as it is, and to send it as it will be."""
     schedule = await load_schedule(session, city.id, schedule_id, for_update=True)
-    await _authorize_act(session, runtime, city, schedule, principal)
+    await _authorize_act(session, runtime, city, schedule, principal, CancelPath.SCHEDULE_EDIT)
     if schedule.state == "cancelled":
         raise _cancelled(schedule)
     if schedule.state == "paused":
@@ -769,7 +791,7 @@ async def cancel_schedule(
     """No further occurrence fires. Broadcasts it already created are not touched (cancel them
     as broadcasts). Cancelling twice is harmless."""
     schedule = await load_schedule(session, city.id, schedule_id, for_update=True)
-    await _authorize_act(session, runtime, city, schedule, principal)
+    await _authorize_act(session, runtime, city, schedule, principal, CancelPath.SCHEDULE_CANCEL)
     if schedule.state == "cancelled":
         return await read_schedule(session, schedule)
     if schedule.state not in ("active", "paused"):

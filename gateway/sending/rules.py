@@ -15,15 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Final
 
 from gateway.approvals.models import ApprovalRequest
+from gateway.auth import Principal
 from gateway.broadcasts.models import Broadcast
 from gateway.errors import Conflict, Forbidden, MaeulError
 from gateway.places.service import ResolvedTarget
 from gateway.schedules.models import Schedule
 from gateway.schedules.quiet import Quiet
+from gateway.scopes import CITY_WIDE
 
 
 class Path(StrEnum):
@@ -314,6 +316,88 @@ def judge_quiet_hours(
 
 
 # --------------------------------------------------------------------------------------------
+# Stopping what someone else sent: one rule for every cancel path
+
+
+class CancelPath(StrEnum):
+    """Every way to stop or change what a person sent. A new one is a new column."""
+
+    BROADCAST = "broadcast_cancel"  # POST /broadcasts/{id}/cancel
+    SCHEDULE_CANCEL = "schedule_cancel"  # POST /schedules/{id}/cancel
+    SCHEDULE_EDIT = "schedule_edit"  # PATCH /schedules/{id}
+    SCHEDULE_RESUME = "schedule_resume"  # POST /schedules/{id}/resume
+
+
+# Paths on which the sender needs no rights to stop their own: stopping is always safe, while
+# an edit or a resume sends, so it takes the rights to send as they are now.
+OWN_STOPS: Final = frozenset({CancelPath.BROADCAST, CancelPath.SCHEDULE_CANCEL})
+
+
+class Area(IntEnum):
+    """How wide a person's area is: the city over a district over villages."""
+
+    VILLAGES = 1
+    DISTRICT = 2
+    CITY = 3
+
+
+def area_of(person: Principal | None) -> Area:
+    """``None`` is the bootstrap token or an account that is gone: taken as the city's, so only
+    the city's own may stop what it sent."""
+    if person is None or person.user_id is None or person.role in CITY_WIDE:
+        return Area.CITY
+    return Area.DISTRICT if person.district_ids else Area.VILLAGES
+
+
+@dataclass(frozen=True)
+class CancelRule:
+    says: str
+    exempt: str
+    outcomes: Mapping[CancelPath, Outcome]
+
+
+CANCEL: Final = CancelRule(
+    says="Someone other than the sender needs the rights to send the category (403 "
+    "category_not_allowed) to the whole target (403 outside_scope), and an area at least as "
+    "wide as the sender's, the city over a district over villages (else 403 cancel_outranked): "
+    "a village head never stops a district's or the city's broadcast, even one to their own "
+    "village, and police never a disaster alert. Editing or resuming a schedule also takes the "
+    "rights to send it, for its maker too",
+    exempt="the sender stopping their own (a schedule's maker cancelling it)",
+    outcomes=dict.fromkeys(CancelPath, Outcome(403, "cancel_outranked")),
+)
+
+
+def cancel_outranked() -> Forbidden:
+    return Forbidden(
+        "cancel_outranked",
+        ko="더 넓은 지역을 맡은 사람이 보낸 방송은 취소하거나 바꿀 수 없습니다. 보낸 사람이나 "
+        "그 위의 담당자(읍·면·동 또는 시)에게 요청해 주세요.",
+        en="This was sent by someone whose area is wider than yours; ask them, or someone "
+        "over that area, to cancel or change it.",
+    )
+
+
+def judge_cancel(
+    path: CancelPath,
+    *,
+    own: bool,
+    rights: Forbidden | None,
+    area: Area,
+    sender_area: Area,
+) -> Forbidden | None:
+    """``rights``: what sending the broadcast (or schedule) as it stands would answer this
+    person; ``own``: they sent it."""
+    if own and path in OWN_STOPS:
+        return None
+    if rights is not None:
+        return rights
+    if not own and area < sender_area:
+        return cancel_outranked()
+    return None
+
+
+# --------------------------------------------------------------------------------------------
 # The table as the README shows it (a test keeps the two the same)
 
 _COLUMNS: Final = (
@@ -343,3 +427,21 @@ def markdown_table() -> str:
                 cells.append(f"{outcome.status} `{outcome.code}`")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+_CANCEL_COLUMNS: Final = (
+    ("broadcast cancel", CancelPath.BROADCAST),
+    ("schedule cancel", CancelPath.SCHEDULE_CANCEL),
+    ("schedule edit", CancelPath.SCHEDULE_EDIT),
+    ("schedule resume", CancelPath.SCHEDULE_RESUME),
+)
+
+
+def cancel_markdown_table() -> str:
+    """The cancel rule, with what each cancel path answers."""
+    head = ["rule", "exempt", *(name for name, _ in _CANCEL_COLUMNS)]
+    cells = [f"**cancel**: {CANCEL.says}", CANCEL.exempt]
+    cells += [str(CANCEL.outcomes[path]).replace(" ", " `", 1) + "`" for _, path in _CANCEL_COLUMNS]
+    return "\n".join(
+        ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(cells) + " |"]
+    )

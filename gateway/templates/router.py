@@ -22,8 +22,10 @@ from wire.contract import Category
 
 router = APIRouter(tags=["templates"])
 
-# District staff keep their district's templates; the city keeps the rest.
-Editor = Annotated[Principal, allow(Role.CITY_ADMIN, Role.DISTRICT_OFFICER)]
+# District staff keep their district's templates, the city and its safety office the city's;
+# each template only by whoever may send its category everywhere it is kept for
+# (``service.authorize_change``).
+Editor = Annotated[Principal, allow(Role.CITY_ADMIN, Role.DISTRICT_OFFICER, Role.SAFETY_OFFICER)]
 
 
 @router.get("/templates", operation_id="list_templates")
@@ -46,6 +48,7 @@ async def list_templates(
     status_code=201,
     operation_id="create_template",
     responses={
+        403: {"description": "template_outside_rights"},
         404: {"description": "district_not_found"},
         409: {"description": "duplicate_template"},
         422: {"description": "invalid_template"},
@@ -54,7 +57,7 @@ async def list_templates(
 async def create_template(
     body: TemplateCreate, session: SessionDep, user: Editor, city: CityDep, now: NowDep
 ) -> TemplateRead:
-    return await service.create_template(session, city, body, created_by=user.actor, now=now)
+    return await service.create_template(session, city, body, principal=user, now=now)
 
 
 @router.get(
@@ -72,6 +75,7 @@ async def get_template(
     "/templates/{template_id}",
     operation_id="update_template",
     responses={
+        403: {"description": "template_outside_rights"},
         404: {"description": "template_not_found"},
         409: {"description": "duplicate_template"},
         422: {"description": "invalid_template"},
@@ -81,24 +85,27 @@ async def update_template(
     template_id: int,
     body: TemplateUpdate,
     session: SessionDep,
-    _user: Editor,
+    user: Editor,
     city: CityDep,
     now: NowDep,
 ) -> TemplateRead:
-    return await service.update_template(session, city, template_id, body, now=now)
+    return await service.update_template(session, city, template_id, body, principal=user, now=now)
 
 
 @router.delete(
     "/templates/{template_id}",
     status_code=204,
     operation_id="delete_template",
-    responses={404: {"description": "template_not_found"}},
+    responses={
+        403: {"description": "template_outside_rights"},
+        404: {"description": "template_not_found"},
+    },
 )
 async def delete_template(
-    template_id: int, session: SessionDep, _user: Editor, city: CityDep
+    template_id: int, session: SessionDep, user: Editor, city: CityDep
 ) -> None:
     """Schedules made from the template keep their text: it was filled when they were made."""
-    await service.delete_template(session, city, template_id)
+    await service.delete_template(session, city, template_id, principal=user)
 
 
 @router.post(

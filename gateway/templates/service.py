@@ -13,7 +13,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway import scopes
+from gateway.auth import Principal
+from gateway.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.templates.models import Template
@@ -213,6 +215,35 @@ def _duplicate(name: str) -> Conflict:
     )
 
 
+def _outside_rights() -> Forbidden:
+    return Forbidden(
+        "template_outside_rights",
+        ko="이 템플릿을 바꿀 권한이 없습니다. 템플릿은 그 종류의 방송을 템플릿이 쓰이는 "
+        "지역 전체(시 전체 또는 해당 읍·면·동)에 보낼 수 있는 사람만 만들고 고치고 지울 수 "
+        "있습니다.",
+        en="You may not change this template: only someone who may send its category to every "
+        "place it is kept for (the whole city, or its district) may create, edit or delete it.",
+    )
+
+
+async def authorize_change(
+    session: AsyncSession, principal: Principal, category: Category, district_id: int | None
+) -> None:
+    """Whoever changes a template could send it everywhere it is kept for: a city-wide one
+    takes a city-wide sender of its category, a district's one a sender covering the district."""
+    try:
+        await scopes.authorize_send(
+            session,
+            principal,
+            category,
+            all_villages=district_id is None,
+            district_ids=() if district_id is None else (district_id,),
+            village_ids=(),
+        )
+    except Forbidden:
+        raise _outside_rights() from None
+
+
 def to_read(template: Template) -> TemplateRead:
     return TemplateRead(
         id=template.id,
@@ -280,12 +311,18 @@ async def _flush(session: AsyncSession, name: str) -> None:
 
 
 async def create_template(
-    session: AsyncSession, city: City, body: TemplateCreate, *, created_by: str, now: datetime
+    session: AsyncSession,
+    city: City,
+    body: TemplateCreate,
+    *,
+    principal: Principal,
+    now: datetime,
 ) -> TemplateRead:
     placeholders(body.body)
     placeholders(body.title or "")
     if body.district_id is not None:
         await places.load_district(session, city.id, body.district_id)
+    await authorize_change(session, principal, body.category, body.district_id)
     name = body.name.strip()
     await _refuse_taken_name(session, city.id, name)
     template = Template(
@@ -295,7 +332,7 @@ async def create_template(
         category=body.category.value,
         title=body.title,
         body=body.body,
-        created_by=created_by,
+        created_by=principal.actor,
         created_at=now,
         updated_at=now,
     )
@@ -305,9 +342,19 @@ async def create_template(
 
 
 async def update_template(
-    session: AsyncSession, city: City, template_id: int, body: TemplateUpdate, *, now: datetime
+    session: AsyncSession,
+    city: City,
+    template_id: int,
+    body: TemplateUpdate,
+    *,
+    principal: Principal,
+    now: datetime,
 ) -> TemplateRead:
     template = await load_template(session, city.id, template_id)
+    await authorize_change(session, principal, Category(template.category), template.district_id)
+    if body.category is not None:
+        # Nor may anyone turn it into a category they could not send there.
+        await authorize_change(session, principal, body.category, template.district_id)
     if body.body is not None:
         placeholders(body.body)
         template.body = body.body
@@ -324,9 +371,12 @@ async def update_template(
     return to_read(template)
 
 
-async def delete_template(session: AsyncSession, city: City, template_id: int) -> None:
+async def delete_template(
+    session: AsyncSession, city: City, template_id: int, *, principal: Principal
+) -> None:
     """Schedules made from it keep their text: they were filled when scheduled."""
     template = await load_template(session, city.id, template_id)
+    await authorize_change(session, principal, Category(template.category), template.district_id)
     await session.delete(template)
     await session.flush()
 

@@ -89,3 +89,68 @@ async def test_audio_still_used_by_a_newer_broadcast_is_kept(
     assert purge.recordings == 0
     assert await _sha_status(stack, old["id"]) == 200
     assert await _sha_status(stack, new["id"]) == 200
+
+
+async def _asset_kept(stack: Stack, sha: str) -> bool:
+    from gateway.broadcasts.models import AudioAsset
+
+    async with stack.app.state.sessions() as session:
+        return await session.get(AudioAsset, sha) is not None
+
+
+async def test_audio_that_never_played_is_purged_on_the_same_clock(
+    stack: Stack, recording: bytes, others: list[bytes]
+) -> None:
+    """A cancelled schedule's and a lapsed or rejected approval request's recordings were kept
+    for ever: nothing that played pointed at them, so the broadcasts' purge never saw them."""
+    from gateway.approvals.models import ApprovalRequest
+    from gateway.auth import Role
+    from gateway.schedules.models import Schedule
+    from tests.sending.people import make_person
+
+    made = await stack.client.post(
+        "/api/v1/schedules",
+        data={"category": "administrative", "all_villages": "true", "send_at": "2026-01-02T10:00"},
+        files={"file": ("later.m4a", others[0], "audio/mp4")},
+    )
+    assert made.status_code == 201, made.text
+    paused_or_active = await stack.client.post(
+        "/api/v1/schedules",
+        data={"category": "administrative", "all_villages": "true", "send_at": "2026-06-01T10:00"},
+        files={"file": ("much-later.m4a", recording, "audio/mp4")},
+    )
+    assert paused_or_active.status_code == 201, paused_or_active.text
+    cancelled = await stack.client.post(f"/api/v1/schedules/{made.json()['id']}/cancel")
+    assert cancelled.status_code == 200
+    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    asked = await stack.client.post(
+        "/api/v1/broadcasts",
+        data={"category": "disaster", "all_villages": "true"},
+        files={"file": ("alert.m4a", others[1], "audio/mp4")},
+        headers=safety.headers,
+    )
+    assert asked.status_code == 202, asked.text
+    async with stack.app.state.sessions() as session:
+        schedule = await session.get(Schedule, made.json()["id"])
+        waiting = await session.get(Schedule, paused_or_active.json()["id"])
+        approval = await session.get(ApprovalRequest, asked.json()["id"])
+        assert schedule is not None
+        assert waiting is not None
+        assert approval is not None
+        unplayed = set(schedule.audio_sha256.values())
+        kept = set(waiting.audio_sha256.values())
+        alert = set(approval.audio_sha256.values())
+
+    stack.clock.advance(stack.settings.recording_retention_days * DAY - 60)
+    await stack.app.state.sweeper.purge_once()
+    assert all([await _asset_kept(stack, sha) for sha in unplayed | kept | alert])
+    stack.clock.advance(120)
+    purge = await stack.app.state.sweeper.purge_once()
+    assert purge.unused == len(unplayed)
+    assert not any([await _asset_kept(stack, sha) for sha in unplayed])
+    assert all([await _asset_kept(stack, sha) for sha in kept]), "a schedule still to fire"
+    assert all([await _asset_kept(stack, sha) for sha in alert]), "a disaster's clock is longer"
+    stack.clock.advance(stack.settings.disaster_recording_retention_days * DAY)
+    await stack.app.state.sweeper.purge_once()
+    assert not any([await _asset_kept(stack, sha) for sha in alert]), "the request lapsed unsent"
+    assert all([await _asset_kept(stack, sha) for sha in kept]), "still to fire"

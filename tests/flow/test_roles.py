@@ -17,8 +17,9 @@ from tests.flow.test_broadcast_flow import recording
 __all__ = ["recording"]
 
 PASSWORD = "correct-horse-battery"
-# Routes anyone may call without a token: health, login, what speakers fetch, and the
-# residents' notices (no personal data).
+# Routes anyone may call without a token: health, login, what speakers fetch (audio through a
+# signed link, else with a token: `tests/flow/test_audio_access.py`), and the residents'
+# notices (no personal data).
 PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),

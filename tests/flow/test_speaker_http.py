@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -39,7 +39,9 @@ async def _store_audio(stack: Stack) -> str:
             )
         )
         await session.commit()
-    return f"/api/v1/audio/{SHA}"
+    # What a speaker's command carries: a link signed until the command expires.
+    links = stack.app.state.audio_links
+    return str(links.path(SHA, stack.clock.now() + timedelta(hours=1)))
 
 
 def test_range_headers_are_parsed_as_rfc_9110_says() -> None:

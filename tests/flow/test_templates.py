@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from gateway.auth import Role
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, _everyone_online
+from tests.sending.people import make_person
 
 
 async def _templates(stack: Stack, **params: Any) -> list[dict[str, Any]]:
@@ -155,3 +157,68 @@ async def test_values_without_a_template_and_an_unknown_template(stack: Stack) -
         data={"category": "administrative", "all_villages": "true", "template_id": "999999"},
     )
     assert (response.status_code, response.json()["error"]) == (404, "template_not_found")
+
+
+async def test_only_who_may_send_a_template_everywhere_it_covers_may_change_it(
+    stack: Stack,
+) -> None:
+    """A district officer once rewrote the city's wildfire evacuation template: changing a
+    template now takes the rights to send its category to every place it is kept for."""
+    districts = (await stack.client.get("/api/v1/districts")).json()["items"]
+    mine, other = districts[0]["id"], districts[1]["id"]
+    officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[mine])
+    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    evacuation = await _by_name(stack, "산불 대피")
+    heat = await _by_name(stack, "폭염 주의")
+    [own] = [t for t in await _templates(stack) if t["district_id"] == mine]
+    [foreign] = [t for t in await _templates(stack) if t["district_id"] == other]
+
+    def refused(response: Any) -> None:
+        assert response.status_code == 403, response.text
+        body = response.json()
+        assert body["error"] == "template_outside_rights"
+        assert "템플릿" in body["detail"]
+        assert "template" in body["detail"]
+
+    for template in (evacuation, heat, foreign):
+        url = f"/api/v1/templates/{template['id']}"
+        refused(
+            await stack.client.patch(
+                url, json={"body": "대피할 필요 없습니다"}, headers=officer.headers
+            )
+        )
+        refused(await stack.client.delete(url, headers=officer.headers))
+        kept = await stack.client.get(url)
+        assert kept.json()["body"] == template["body"], "nothing changed"
+    for district_id in (None, other):
+        refused(
+            await stack.client.post(
+                "/api/v1/templates",
+                json={
+                    "name": f"남의 틀 {district_id}",
+                    "category": "administrative",
+                    "body": "안내",
+                    "district_id": district_id,
+                },
+                headers=officer.headers,
+            )
+        )
+    ok = await stack.client.patch(
+        f"/api/v1/templates/{own['id']}", json={"title": "우리 동 안내"}, headers=officer.headers
+    )
+    assert ok.status_code == 200, ok.text
+
+    # The safety office keeps the city's disaster templates, and only those.
+    url = f"/api/v1/templates/{evacuation['id']}"
+    patched = await stack.client.patch(
+        url, json={"title": "산불 대피 명령"}, headers=safety.headers
+    )
+    assert patched.status_code == 200, patched.text
+    refused(
+        await stack.client.patch(url, json={"category": "administrative"}, headers=safety.headers)
+    )
+    refused(
+        await stack.client.patch(
+            f"/api/v1/templates/{heat['id']}", json={"title": "더위"}, headers=safety.headers
+        )
+    )

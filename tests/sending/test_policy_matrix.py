@@ -19,7 +19,14 @@ import httpx
 import pytest
 
 from gateway.auth import Role
-from gateway.sending.rules import RULES, Outcome, Path, Step, markdown_table
+from gateway.sending.rules import (
+    RULES,
+    Outcome,
+    Path,
+    Step,
+    cancel_markdown_table,
+    markdown_table,
+)
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
 from tests.flow.test_roles import Person, _layout
@@ -408,3 +415,4 @@ def test_every_path_meets_every_rule_it_can() -> None:
 def test_the_readme_shows_the_rules_table_of_the_code() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme, "regenerate the README's table from gateway.sending.rules"
+    assert cancel_markdown_table() in readme, "and its cancel rule"
