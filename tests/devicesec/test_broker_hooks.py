@@ -260,9 +260,17 @@ async def test_only_the_broker_may_ask(tmp_path: Path) -> None:
 
 
 async def test_without_a_usable_secret_the_hooks_refuse(tmp_path: Path) -> None:
+    strong = "prod-" + "0123456789abcdef" * 2
+    production = {
+        "environment": "production",
+        "background_workers": False,
+        **{
+            name: strong
+            for name in ("api_token", "jwt_secret", "key_encryption_key", "audio_url_key")
+        },
+    }
     unusable = [
-        # none given in production: nothing is made up
-        {"environment": "production", "api_token": "prod-" + "0123456789abcdef" * 2},
+        production,  # none given in production: nothing is made up
         {"environment": "test", "broker_hook_secret": "short"},  # too weak
     ]
     for settings in unusable:
