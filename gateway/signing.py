@@ -242,9 +242,7 @@ async def revoke(
                 SigningKey.revoked_at.is_(None),
                 or_(
                     SigningKey.created_at < key.created_at,
-                    and_(
-                        SigningKey.created_at == key.created_at, SigningKey.key_id < key.key_id
-                    ),
+                    and_(SigningKey.created_at == key.created_at, SigningKey.key_id < key.key_id),
                 ),
             )
             .limit(1)

@@ -257,7 +257,8 @@ async def test_the_verify_command_takes_plain_database_urls(stack: Stack) -> Non
     runner = CliRunner()
     plain = stack.settings.database_url.replace("+aiosqlite", "").replace("+asyncpg", "")
     assert plain.startswith(("sqlite:///", "postgresql://"))
-    intact = await asyncio.to_thread(runner.invoke, app, ["audit", "verify", "--database-url", plain])
+    args = ["audit", "verify", "--database-url", plain]
+    intact = await asyncio.to_thread(runner.invoke, app, args)
     assert intact.exit_code == 0, intact.output
     assert "변조 없음" in intact.output
 
@@ -267,7 +268,8 @@ async def test_the_verify_command_takes_plain_database_urls(stack: Stack) -> Non
     assert other.exit_code == 2, other.output
     assert isinstance(other.exception, SystemExit), other.exception
     assert "Traceback" not in other.output
-    assert "sqlite:///" in other.output and "postgresql://" in other.output
+    assert "sqlite:///" in other.output
+    assert "postgresql://" in other.output
     assert len(other.output.strip().splitlines()) == 1
 
 
