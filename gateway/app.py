@@ -45,7 +45,7 @@ from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
 from gateway.devicesec import service as devicesec
 from gateway.devicesec.broker_hooks import router as broker_hooks_router
-from gateway.devicesec.brokeradmin import BrokerAdmin
+from gateway.devicesec.brokeradmin import BrokerAdmin, admin_of
 from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
@@ -504,7 +504,13 @@ def create_app(
                 await session.execute(text("SELECT 1"))
                 checks["database"] = True
         ok = all(checks.values())
-        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+        body: dict[str, bool] = {"ready": ok, **checks}
+        admin = admin_of(request.app.state)
+        if admin is not None:
+            # Reported, not required: broadcasts go out without it; only new broker passwords
+            # and prompt reconciles wait for it.
+            body["broker_admin"] = admin.connected
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get(
         "/metrics",

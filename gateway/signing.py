@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 from fastapi import Depends, Request
-from sqlalchemy import Boolean, LargeBinary, String, select
+from sqlalchemy import Boolean, LargeBinary, String, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -193,11 +193,35 @@ async def rotate(session: AsyncSession, now: datetime, seal: KeySeal) -> Signing
     return fresh
 
 
+def _strands_speakers(key_id: str) -> Conflict:
+    return Conflict(
+        "revocation_strands_speakers",
+        ko="이 서명 키보다 먼저 만든 유효한 키가 없습니다. 이 키를 폐기하면 이 키만 믿는 스피커"
+        "(이 키가 보증한 새 키만 아는 스피커 포함)는 다시 설정할 때까지 모든 방송 명령을 "
+        "거부합니다. 그래도 폐기하려면 strand_speakers를 true로 보내고, 스피커마다 새 공개 키를 "
+        "다시 설정하세요.",
+        en=f"No older key that is still trusted endorses the signing key {key_id}: speakers "
+        "that trust only this key (or keys endorsed only through it) will refuse every "
+        "command until they are provisioned again with a current public key. To revoke it "
+        'anyway, send "strand_speakers": true, then provision every speaker again.',
+    )
+
+
 async def revoke(
-    session: AsyncSession, key_id: str, reason: str, now: datetime, seal: KeySeal
+    session: AsyncSession,
+    key_id: str,
+    reason: str,
+    now: datetime,
+    seal: KeySeal,
+    *,
+    strand_speakers: bool = False,
 ) -> SigningKey:
     """Revoke `key_id` and sign from now on with a new key (returned): speakers drop the
-    revoked key at their next fetch of the key ring, which the new key's first command starts."""
+    revoked key at their next fetch of the key ring, which the new key's first command starts.
+
+    The oldest key still trusted is the root of the ring's chain: every speaker configured
+    with it or an earlier key reaches the others only through it. Revoking it is refused
+    (`revocation_strands_speakers`) unless `strand_speakers`."""
     key = await session.get(SigningKey, key_id, with_for_update=True)
     if key is None:
         raise NotFound(
@@ -211,6 +235,20 @@ async def revoke(
             ko="이미 폐기된 서명 키입니다.",
             en=f"the signing key {key_id} is already revoked",
         )
+    if not strand_speakers:
+        older = await session.scalar(
+            select(SigningKey.key_id)
+            .where(
+                SigningKey.revoked_at.is_(None),
+                or_(
+                    SigningKey.created_at < key.created_at,
+                    and_(SigningKey.created_at == key.created_at, SigningKey.key_id < key.key_id),
+                ),
+            )
+            .limit(1)
+        )
+        if older is None:
+            raise _strands_speakers(key_id)
     fresh = await rotate(session, now, seal)
     key.revoked_at = now
     key.revocation_reason = reason
@@ -224,7 +262,9 @@ async def keyring(session: AsyncSession, city_code: str, seal: KeySeal) -> contr
     speaker that trusts any of them learns the rest, so a rotation reaches speakers without
     touching them. Revoked keys are listed apart, each revocation signed by the active key; a
     revoked key vouches for nothing."""
-    rows = list(await session.scalars(select(SigningKey).order_by(SigningKey.created_at)))
+    rows = list(
+        await session.scalars(select(SigningKey).order_by(SigningKey.created_at, SigningKey.key_id))
+    )
     trusted = [key for key in rows if key.revoked_at is None]
     entries = []
     for before, key in zip([None, *trusted], trusted, strict=False):

@@ -33,6 +33,13 @@ class Revocation(BaseModel):
     reason: str = Field(
         min_length=1, max_length=500, description="Why (kept with the key and in the audit log)."
     )
+    strand_speakers: bool = Field(
+        default=False,
+        description="Revoke even the oldest key still trusted, which every speaker configured "
+        "before the keys after it reaches them through: those speakers refuse every command "
+        "until provisioned again. Without it such a revocation is 409 "
+        "`revocation_strands_speakers`.",
+    )
 
 
 class Revoked(BaseModel):
@@ -79,7 +86,7 @@ async def rotate_key(
     operation_id="revoke_signing_key",
     responses={
         404: {"description": "signing_key_not_found"},
-        409: {"description": "signing_key_revoked"},
+        409: {"description": "signing_key_revoked, revocation_strands_speakers"},
     },
 )
 async def revoke_key(
@@ -93,8 +100,20 @@ async def revoke_key(
     """Revoke a signing key (a stolen or doubtful one, active or retired) and sign from now on
     with a new key. Speakers learn the revocation from the key ring, which the new key's first
     command makes each of them fetch; from then on they refuse commands signed by the revoked
-    key (``revoked_key``) and no longer learn keys it vouches for. City administrators only."""
+    key (``revoked_key``) and no longer learn keys it vouches for. City administrators only.
+
+    The oldest key still trusted is refused (409 `revocation_strands_speakers`) unless
+    `strand_speakers` is true: speakers that trust only it, or keys endorsed only through it,
+    would refuse every command until provisioned again. After a rotation, revoke the new key
+    rather than the old one if only the new one may be stolen."""
     request.state.audit_reason = body.reason
-    fresh = await signing.revoke(session, key_id, body.reason, request.app.state.clock.now(), seal)
+    fresh = await signing.revoke(
+        session,
+        key_id,
+        body.reason,
+        request.app.state.clock.now(),
+        seal,
+        strand_speakers=body.strand_speakers,
+    )
     revoked, active = await _public(session, key_id, fresh.key_id)
     return Revoked(revoked=revoked, active=active)

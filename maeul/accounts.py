@@ -80,13 +80,44 @@ def whoami() -> None:
     typer.echo(json.dumps(response.json(), ensure_ascii=False))
 
 
+# Plain database URLs and the async drivers the gateway reads them with.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+def _async_url(url: str) -> str:
+    scheme, found, rest = url.partition("://")
+    driver = _ASYNC_DRIVERS.get(scheme.lower()) if found else None
+    if driver is None:
+        typer.echo(
+            "데이터베이스 주소는 sqlite:///경로 또는 postgresql://사용자:암호@호스트/DB 형식이어야 "
+            "합니다 / the database URL must be sqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST/DB (or their +aiosqlite, +asyncpg forms)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return f"{driver}://{rest}"
+
+
 def _local_settings(database_url: str | None = None) -> Settings:
+    from pydantic import ValidationError
+
     from gateway.settings import Settings
 
     if database_url:
-        os.environ["GATEWAY_DATABASE_URL"] = database_url
+        os.environ["GATEWAY_DATABASE_URL"] = _async_url(database_url)
     os.environ.setdefault("GATEWAY_ENVIRONMENT", "development")
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problem = "; ".join(str(error["msg"]) for error in exc.errors())
+        typer.echo(f"설정이 올바르지 않습니다 / bad settings: {problem}", err=True)
+        raise typer.Exit(2) from None
 
 
 @audit_app.command("checkpoint-key")
@@ -150,7 +181,10 @@ def _checkpoints(files: list[Path], public_key: str | None) -> tuple[Checkpoint,
 def verify(
     database_url: Annotated[
         str | None,
-        typer.Option(help="Read the chain straight from this database (default: the gateway's)"),
+        typer.Option(
+            help="Read the chain straight from this database, sqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST/DB (default: the gateway's)"
+        ),
     ] = None,
     checkpoints: Annotated[
         list[Path] | None,
@@ -165,7 +199,9 @@ def verify(
     ] = None,
 ) -> None:
     """Recompute the audit log's hash chain, and hold it against signed checkpoints kept
-    outside the database; exit 1 naming the first altered or missing row."""
+    outside the database; exit 1 naming the first altered or missing row (or, for a chain
+    sealed again, the checkpointed segment the rewrite lies in). `--database-url` takes
+    sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB."""
     from gateway.audit import service as audit
     from gateway.db import create_engine, create_sessions
 

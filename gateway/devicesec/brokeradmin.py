@@ -43,7 +43,22 @@ _ALREADY: Final = ("already exists", "not found")
 
 
 class BrokerAdminError(Exception):
-    """The broker did not answer a dynamic security command, or refused one."""
+    """The broker did not answer a dynamic security command, or refused one. `maybe_applied`:
+    the change may have reached the broker (it went out and no answer came back, or part of it
+    was taken and could not be undone); False means the broker's users are as they were."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+class BrokerUserReserved(Exception):
+    """The broker holds this user and it is not the gateway's to change: its own admin account,
+    or one made on the broker by hand."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"the broker user {username!r} is not the gateway's to change")
+        self.username = username
 
 
 class BrokerAdmin:
@@ -119,7 +134,9 @@ class BrokerAdmin:
                 self._client = None
                 for future in self._waiting.values():
                     if not future.done():
-                        future.set_exception(BrokerAdminError("the admin connection dropped"))
+                        future.set_exception(
+                            BrokerAdminError("the admin connection dropped", maybe_applied=True)
+                        )
                 self._waiting.clear()
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(backoff * 2, 30.0)
@@ -177,9 +194,12 @@ class BrokerAdmin:
             async with asyncio.timeout(ANSWER_TIMEOUT_S):
                 responses = await future
         except (TimeoutError, aiomqtt.MqttError) as exc:
-            raise BrokerAdminError(f"the broker did not answer: {exc or 'timed out'}") from exc
+            raise BrokerAdminError(
+                f"the broker did not answer: {exc or 'timed out'}", maybe_applied=True
+            ) from exc
         finally:
             self._waiting.pop(key, None)
+        taken = any(not answer.get("error") for answer in responses)
         for index, answer in enumerate(responses):
             error = answer.get("error")
             if not error or index in tolerate:
@@ -190,13 +210,18 @@ class BrokerAdmin:
             idempotent = kind.startswith(("create", "delete", "addRole", "removeRole"))
             if idempotent and any(w in lowered for w in _ALREADY):
                 continue
-            raise BrokerAdminError(f"{kind} refused: {error}")
+            raise BrokerAdminError(f"{kind} refused: {error}", maybe_applied=taken)
         return responses
 
     async def put(self, client: BrokerClient, password: str, acls: Mapping[str, Any]) -> None:
         """Create `client` with `password` (or give it that password), with its roles, which
         are made to hold `acls` (role name -> ACLs) first. The broker disconnects a client whose
-        password changed."""
+        password changed.
+
+        One command per message, each only once the one before it was taken, so a refusal
+        leaves the user as it was: a binding changed before a refused password is put back.
+        Raises `BrokerUserReserved`, before changing anything, for the gateway's admin account
+        and for users the broker holds that are not the gateway's."""
         async with self._lock:
             commands: list[dict[str, Any]] = []
             for name, wanted in acls.items():
@@ -204,7 +229,47 @@ class BrokerAdmin:
                 role = answer[0].get("data", {}).get("role") if answer else None
                 have = dynsec.parse_roles({"roles": [role]})[name] if role else None
                 commands += dynsec.role_commands(name, wanted, have)
-            await self.send([*commands, *dynsec.put_client(client, password)])
+            try:
+                # Roles made to hold what the database says: no change to who may connect.
+                await self.send(commands)
+            except BrokerAdminError as exc:
+                raise BrokerAdminError(str(exc)) from exc
+            before = await self._client_named(client.username)
+            if client.username == self._username or (
+                before is not None and not dynsec.changeable(before)
+            ):
+                raise BrokerUserReserved(client.username)
+            create, set_password, modify = dynsec.put_client(client, password)
+            if before is None:
+                answer = await self.send([create], tolerate=[0])
+                error = str(answer[0].get("error") or "") if answer else ""
+                if not error:
+                    return
+                before = await self._client_named(client.username)
+                if before is None or not dynsec.changeable(before):
+                    raise BrokerAdminError(f"createClient refused: {error}")
+            await self.send([modify])
+            try:
+                await self.send([set_password])
+            except BrokerAdminError as exc:
+                if exc.maybe_applied:
+                    raise
+                try:
+                    await self.send([dynsec.modify_client(before)])
+                except BrokerAdminError as undo:
+                    raise BrokerAdminError(
+                        f"{exc}; its binding could not be put back: {undo}", maybe_applied=True
+                    ) from exc
+                raise
+
+    async def _client_named(self, username: str) -> BrokerClient | None:
+        answer = await self.send([{"command": "getClient", "username": username}], tolerate=[0])
+        found = answer[0].get("data", {}).get("client") if answer else None
+        if not found:
+            if answer and "not found" not in str(answer[0].get("error", "")).lower():
+                raise BrokerAdminError(f"getClient refused: {answer[0].get('error')}")
+            return None
+        return dynsec.parse_clients({"clients": [found]})[username]
 
     async def reconcile(self) -> list[str]:
         """Make the broker's users and roles what the database says; returns the users the

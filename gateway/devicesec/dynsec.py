@@ -220,8 +220,8 @@ def modify_client(client: BrokerClient) -> dict[str, Any]:
 
 
 def put_client(client: BrokerClient, password: str) -> list[dict[str, Any]]:
-    """Create the user or give it a new password, its client id and its roles. The broker
-    answers the first command "Client already exists" when it does; the others must succeed."""
+    """Create the user; or, when the broker answers that it exists, give it a new password,
+    and its client id and roles (`BrokerAdmin.put` sends them one at a time, binding first)."""
     roles = [{"rolename": role} for role in client.roles]
     create: dict[str, Any] = {
         "command": "createClient",
@@ -266,6 +266,13 @@ def parse_roles(data: Mapping[str, Any]) -> dict[str, frozenset[Acl]]:
 def _ours(client: BrokerClient) -> bool:
     bound = (client.clientid or "").startswith(contract.SPEAKER_CLIENT_PREFIX)
     return bound or any(role.startswith(ROLE_PREFIX) for role in client.roles)
+
+
+def changeable(client: BrokerClient) -> bool:
+    """Whether the gateway may give this broker user a password or roles through the API: one
+    it made (a speaker, a gateway or monitor account), never an admin account or a user made on
+    the broker by hand."""
+    return _ours(client) and ADMIN_ROLE not in client.roles
 
 
 def reconcile_commands(

@@ -12,7 +12,13 @@ from pydantic import AwareDatetime
 from gateway.auth import Admin, Principal, Role, allow
 from gateway.db import SessionDep
 from gateway.devicesec import dynsec, service
-from gateway.devicesec.brokeradmin import BrokerAdmin, BrokerAdminError, admin_of, after_change
+from gateway.devicesec.brokeradmin import (
+    BrokerAdmin,
+    BrokerAdminError,
+    BrokerUserReserved,
+    admin_of,
+    after_change,
+)
 from gateway.devicesec.schemas import (
     BrokerAccountCreate,
     BrokerAccountIssued,
@@ -39,6 +45,14 @@ def _own(request: Request) -> service.OwnUser | None:
     if target.username is None or target.password is None:
         return None
     return service.OwnUser(target.username, target.password)
+
+
+def _reserved(request: Request) -> list[str]:
+    """Broker user names no API call may take: the gateway's own and its admin account's."""
+    settings: Settings = request.app.state.settings
+    own = _own(request)
+    names = [settings.broker_admin_username, own.username if own else settings.mqtt.username]
+    return [name for name in names if name]
 
 
 def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
@@ -68,12 +82,10 @@ async def issue_speaker_credentials(
     broker has it before this answers and the previous one no longer works; if the broker
     cannot be reached the answer is 503 `broker_unavailable` and nothing changes. Otherwise it
     takes effect when the broker's files are rendered again (`maeul broker files`)."""
-    own = _own(request)
     admin = admin_of(request.app.state)
-    reserved = [name for name in (own and own.username, admin and admin.username) if name]
     response.headers.update(_NO_STORE)
     issued = await service.issue_speaker_credentials(
-        session, city, speaker_id, now=now, reserved=reserved
+        session, city, speaker_id, now=now, reserved=_reserved(request)
     )
     if admin is not None:
         client, acls = await service.speaker_broker_client(session, city, speaker_id)
@@ -82,12 +94,20 @@ async def issue_speaker_credentials(
 
 
 def _broker_unavailable(exc: BrokerAdminError) -> Unavailable:
+    if not exc.maybe_applied:
+        return Unavailable(
+            "broker_unavailable",
+            ko="MQTT 브로커에 새 비밀번호를 등록하지 못해 아무것도 바꾸지 않았습니다. 잠시 후 "
+            "다시 시도하세요.",
+            en=f"The MQTT broker did not take the new password, so nothing changed; try again "
+            f"shortly ({exc}).",
+        )
     return Unavailable(
         "broker_unavailable",
-        ko="MQTT 브로커에 새 비밀번호를 등록하지 못해 아무것도 바꾸지 않았습니다. 잠시 후 다시 "
-        "시도하세요.",
-        en=f"The MQTT broker did not take the new password, so nothing changed; try again "
-        f"shortly ({exc}).",
+        ko="MQTT 브로커가 답하지 않아 새 비밀번호가 등록되었는지 알 수 없습니다. 이전 비밀번호가 "
+        "더 이상 통하지 않을 수 있으니, 잠시 후 다시 발급하세요.",
+        en=f"The MQTT broker did not confirm the new password, so it may or may not have taken "
+        f"it and the previous one may no longer work; issue a new one shortly ({exc}).",
     )
 
 
@@ -98,9 +118,12 @@ async def _push(
     acls: Mapping[str, frozenset[dynsec.Acl]],
 ) -> None:
     """The password goes to the broker before the database commits it: a failure is an error
-    and a rollback, never a password the broker does not know."""
+    and a rollback, never a password the broker does not know. A user the broker holds that is
+    not the gateway's is refused before anything is sent."""
     try:
         await admin.put(client, password, acls)
+    except BrokerUserReserved as exc:
+        raise service.username_taken(exc.username) from exc
     except BrokerAdminError as exc:
         raise _broker_unavailable(exc) from exc
 
@@ -179,9 +202,13 @@ async def create_broker_account(
     request: Request,
 ) -> BrokerAccountIssued:
     """Create a gateway or monitor account, or give an existing one a new password (pushed to
-    the broker at once when the gateway manages it; 503 `broker_unavailable` if it cannot)."""
+    the broker at once when the gateway manages it; 503 `broker_unavailable` if it cannot).
+    The gateway's own user, its broker admin account, speakers and users made on the broker by
+    hand are 409 `username_taken`, refused before anything changes."""
     response.headers.update(_NO_STORE)
-    issued, password = await service.create_account(session, city, body, now=now)
+    issued, password = await service.create_account(
+        session, city, body, now=now, reserved=_reserved(request)
+    )
     admin = admin_of(request.app.state)
     if admin is not None:
         role = dynsec.GATEWAY_ROLE if body.role == "gateway" else dynsec.MONITOR_ROLE

@@ -83,7 +83,7 @@ def _chunks(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
 # Credentials
 
 
-def _username_taken(name: str) -> Conflict:
+def username_taken(name: str) -> Conflict:
     return Conflict(
         "username_taken",
         ko=f"MQTT 사용자 이름 '{name}'은(는) 이미 다른 계정이 쓰고 있습니다.",
@@ -111,7 +111,7 @@ async def issue_speaker_credentials(
     broker's files again). `reserved`: user names taken outside the database."""
     speaker = await speakers.get_speaker(session, city, speaker_id)
     if speaker.code in reserved or speaker.code in await _account_names(session, city.id):
-        raise _username_taken(speaker.code)
+        raise username_taken(speaker.code)
     secret = mosquitto.new_secret()
     hashed = mosquitto.hash_password(secret)
     row = await session.get(SpeakerCredential, speaker_id)
@@ -185,12 +185,14 @@ async def set_account_password(
     password: str,
     *,
     now: datetime,
+    reserved: Collection[str] = (),
 ) -> None:
-    """Create or update a gateway or monitor account with a password chosen by the caller."""
+    """Create or update a gateway or monitor account with a password chosen by the caller.
+    `reserved`: user names taken outside the database."""
     mosquitto.check_username(username)
     ids = await speakers.speaker_ids_by_code(session, city.id, [username])
-    if ids:
-        raise _username_taken(username)
+    if ids or username in reserved:
+        raise username_taken(username)
     hashed = mosquitto.hash_password(password)
     account = await session.scalar(
         select(BrokerAccount).where(
@@ -213,12 +215,19 @@ async def set_account_password(
 
 
 async def create_account(
-    session: AsyncSession, city: City, body: BrokerAccountCreate, *, now: datetime
+    session: AsyncSession,
+    city: City,
+    body: BrokerAccountCreate,
+    *,
+    now: datetime,
+    reserved: Collection[str] = (),
 ) -> tuple[BrokerAccountIssued, str]:
     """The account as shown to the caller, and its password (for the broker)."""
     generated = body.password is None
     password = mosquitto.new_secret() if body.password is None else body.password.get_secret_value()
-    await set_account_password(session, city, body.username, body.role, password, now=now)
+    await set_account_password(
+        session, city, body.username, body.role, password, now=now, reserved=reserved
+    )
     issued = BrokerAccountIssued(
         username=body.username,
         role=body.role,

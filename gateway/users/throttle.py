@@ -65,8 +65,8 @@ def _throttled(seconds: float) -> TooManyRequests:
     wait = max(1, math.ceil(seconds))
     return TooManyRequests(
         "login_throttled",
-        ko=f"이 주소에서 로그인 실패가 반복되었습니다. {wait}초 뒤에 다시 시도해 주세요. "
-        "다른 기기나 사무실에서는 바로 로그인할 수 있습니다.",
+        ko=f"이 기기(인터넷 연결)에서 로그인 실패가 여러 번 있었습니다. {wait}초 뒤에 다시 "
+        "시도해 주세요. 다른 기기나 다른 사무실의 인터넷으로는 바로 로그인할 수 있습니다.",
         en=f"Too many failed logins from this address: try again in {wait} second(s). "
         "Logging in from another device or office works at once.",
         retry_after_s=wait,

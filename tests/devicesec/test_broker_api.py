@@ -19,8 +19,8 @@ from gateway.app import client_ids, create_app
 from gateway.bus import FakeBus
 from gateway.clock import FakeClock
 from gateway.db import create_engine, create_sessions
-from gateway.devicesec import service
-from gateway.devicesec.brokeradmin import BrokerAdmin
+from gateway.devicesec import dynsec, service
+from gateway.devicesec.brokeradmin import BrokerAdmin, BrokerAdminError
 from gateway.devicesec.models import SpeakerCredential
 from gateway.devicesec.mosquitto import new_secret, verify_password
 from gateway.migrations import upgrade
@@ -206,3 +206,61 @@ def test_the_gateways_client_ids_are_new_at_every_start() -> None:
     for one in first:
         assert one.startswith("maeul-gw-local-")
         assert one != "maeul-gw-local"
+
+
+async def test_the_brokers_own_users_cannot_be_taken_over(managed: Managed) -> None:
+    # An account an operator made by hand on the broker (a health check): not the gateway's.
+    await managed.admin.send(
+        [{"command": "createClient", "username": "probe", "password": new_secret()}]
+    )
+    for name in (ADMIN, "gateway", "probe"):
+        for role in ("monitor", "gateway"):
+            taken = await managed.client.post(
+                "/api/v1/broker/accounts", json={"username": name, "role": role}
+            )
+            assert (taken.status_code, taken.json()["error"]) == (409, "username_taken"), name
+
+    answers = await managed.admin.send(
+        [{"command": "getClient", "username": name} for name in (ADMIN, "gateway", "probe")]
+    )
+    roles = [[r["rolename"] for r in a["data"]["client"]["roles"]] for a in answers]
+    assert roles == [["maeul-admin"], ["maeul-gateway"], []]
+    settings = managed.app.state.settings
+    admin_password = settings.broker_admin_password.get_secret_value()
+    assert await managed.probe(ADMIN, admin_password, "a-check") == 0
+    assert await managed.probe("gateway", settings.mqtt.password, "b-check") == 0
+    listed = (await managed.client.get("/api/v1/broker/accounts")).json()
+    assert listed == []
+    await managed.issue("d01-v001-s1")  # the admin connection still works
+
+
+async def test_a_push_the_broker_refused_halfway_changes_nothing(managed: Managed) -> None:
+    code = "d01-v001-s1"
+    first = await managed.issue(code)
+    client, acls = dynsec.BrokerClient(code, ("no-such-role",), first["client_id"]), {}
+
+    with pytest.raises(BrokerAdminError) as refused:
+        await managed.admin.put(client, new_secret(), acls)
+
+    assert not refused.value.maybe_applied
+    assert await managed.probe(code, first["password"]) == 0, "the old password still works"
+    answer = await managed.admin.send([{"command": "getClient", "username": code}])
+    roles = [r["rolename"] for r in answer[0]["data"]["client"]["roles"]]
+    assert roles == [dynsec.speaker_role(code)]
+
+
+async def test_readiness_reports_the_broker_admin_connection_without_failing(
+    managed: Managed,
+) -> None:
+    up = await managed.client.get("/readyz")
+    assert up.json()["broker_admin"] is True
+    await managed.broker.stop()
+    async with asyncio.timeout(10):
+        while managed.admin.connected:  # noqa: ASYNC110 - until it sees the broker gone
+            await asyncio.sleep(0.01)
+
+    down = await managed.client.get("/readyz")
+
+    assert down.json()["broker_admin"] is False
+    # Broadcasting goes over the gateway's own connection (a fake bus here), which is up.
+    assert (down.status_code, down.json()["ready"]) == (200, True)

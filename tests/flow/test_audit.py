@@ -248,6 +248,31 @@ async def test_the_verify_command_finds_an_altered_row(stack: Stack) -> None:
     assert "3" in altered.output
 
 
+async def test_the_verify_command_takes_plain_database_urls(stack: Stack) -> None:
+    from typer.testing import CliRunner
+
+    from maeul.cli import app
+
+    await _fill(stack, 2)
+    runner = CliRunner()
+    plain = stack.settings.database_url.replace("+aiosqlite", "").replace("+asyncpg", "")
+    assert plain.startswith(("sqlite:///", "postgresql://"))
+    args = ["audit", "verify", "--database-url", plain]
+    intact = await asyncio.to_thread(runner.invoke, app, args)
+    assert intact.exit_code == 0, intact.output
+    assert "변조 없음" in intact.output
+
+    other = await asyncio.to_thread(
+        runner.invoke, app, ["audit", "verify", "--database-url", "mysql://host/db"]
+    )
+    assert other.exit_code == 2, other.output
+    assert isinstance(other.exception, SystemExit), other.exception
+    assert "Traceback" not in other.output
+    assert "sqlite:///" in other.output
+    assert "postgresql://" in other.output
+    assert len(other.output.strip().splitlines()) == 1
+
+
 async def _reseal(stack: Stack, *, actor_of: int | None = None, drop_last: bool = False) -> None:
     """What someone who can write the database does: change rows, then seal the chain again."""
     async with stack.app.state.sessions() as session:

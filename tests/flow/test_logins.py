@@ -170,6 +170,10 @@ async def test_a_stranger_cannot_lock_an_officer_out(stack: Stack) -> None:
     assert refused.status_code == 429
     assert refused.json()["error"] == "login_throttled"
     assert refused.headers["retry-after"] == str(stack.settings.login_delay_s)
+    # Plain words for the person at the keyboard: which device, and what to do.
+    korean = refused.json()["detail"].split(" / ")[0]
+    assert korean.startswith("이 기기(인터넷 연결)에서 로그인 실패가 여러 번 있었습니다.")
+    assert "주소" not in korean
 
     # The officer, from their own office, during the emergency:
     assert (await _login(stack, officer.username, source=OFFICE)).status_code == 200

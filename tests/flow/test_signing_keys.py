@@ -132,6 +132,7 @@ async def test_a_city_admin_revokes_a_key_and_speakers_learn_it_from_the_ring(
     first = (await stack.client.get("/api/v1/keys/ring")).json()
     anchor = contract.KeyRing.model_validate(first).keys[0]
     speaker = contract.SignatureCheck({anchor.key_id: anchor.raw_public_key()})
+    stack.clock.advance(60)
     rotated = (await stack.client.post("/api/v1/keys/rotate", headers=admin.headers)).json()
     assert speaker.learn(
         contract.decode_keyring((await stack.client.get("/api/v1/keys/ring")).content), "testcity"
@@ -189,6 +190,38 @@ async def test_a_city_admin_revokes_a_key_and_speakers_learn_it_from_the_ring(
     ]
     assert ("keys-admin", "ok", "도난 / laptop stolen") in revocations
     assert ("keys-officer", "denied", None) in revocations
+
+
+async def test_revoking_the_key_every_speaker_trusts_is_refused_unless_asked_for(
+    stack: Stack,
+) -> None:
+    admin = await sign_up(stack, "root-admin", Role.CITY_ADMIN)
+    [root] = (await stack.client.get("/api/v1/keys")).json()
+    alone = await stack.client.post(
+        f"/api/v1/keys/{root['key_id']}/revoke", json={"reason": "stolen"}, headers=admin.headers
+    )
+    assert (alone.status_code, alone.json()["error"]) == (409, "revocation_strands_speakers")
+    stack.clock.advance(60)
+    await stack.client.post("/api/v1/keys/rotate", headers=admin.headers)
+
+    refused = await stack.client.post(
+        f"/api/v1/keys/{root['key_id']}/revoke", json={"reason": "stolen"}, headers=admin.headers
+    )
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "revocation_strands_speakers"
+    assert "다시 설정" in refused.json()["detail"]
+    listed = {k["key_id"]: k for k in (await stack.client.get("/api/v1/keys")).json()}
+    assert listed[root["key_id"]]["revoked_at"] is None, "nothing changed"
+    assert len(listed) == 2, "no new key either"
+
+    stranded = await stack.client.post(
+        f"/api/v1/keys/{root['key_id']}/revoke",
+        json={"reason": "stolen", "strand_speakers": True},
+        headers=admin.headers,
+    )
+    assert stranded.status_code == 200, stranded.text
+    assert stranded.json()["revoked"]["key_id"] == root["key_id"]
 
 
 async def test_the_gateway_keeps_its_files_to_itself(stack: Stack, recording: bytes) -> None:
