@@ -199,6 +199,10 @@ class BrokerAdmin:
             ) from exc
         finally:
             self._waiting.pop(key, None)
+            if future.done() and not future.cancelled():
+                # A drop while publishing fails the publish above, and the future too: the
+                # error is the publish's, so the future's is taken here and not left unread.
+                future.exception()
         taken = any(not answer.get("error") for answer in responses)
         for index, answer in enumerate(responses):
             error = answer.get("error")
