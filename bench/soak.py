@@ -43,7 +43,7 @@ def soak_size(smoke: bool, full: bool) -> SoakSize:
     elif full:
         default = SoakSize(speakers=None, warmup=90, broadcasts=900)
     else:
-        default = SoakSize(speakers=None, warmup=60, broadcasts=180)
+        default = SoakSize(speakers=None, warmup=45, broadcasts=90)
     return SoakSize(
         speakers=default.speakers,
         warmup=int(os.environ.get("BENCH_SOAK_WARMUP", default.warmup)),
