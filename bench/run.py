@@ -22,6 +22,7 @@ from bench.disaster import run_disaster_bench
 from bench.health import run_health_bench
 from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
+from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
 from bench.transcode import run_transcode_bench
 from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, raise_nofile_limit
@@ -235,6 +236,10 @@ async def run_bench_async() -> dict[str, Any]:
             short = make_recording(folder / "short.m4a", "m4a", seconds=1.0).read_bytes()
             result["catchup"] = await run_catchup_bench(folder / "catchup", broker.url, short)
             _log(f"catch-up: {result['catchup']['pending_100_ms']} ms")
+            size = soak_size(smoke, full)
+            _log(f"soak: {size.warmup} warm-up + {size.broadcasts} broadcasts, three at a time")
+            result["soak"] = await run_soak_bench(folder / "soak", broker.url, recording, size)
+            _log(f"soak: {result['soak']['rss_growth_mib_per_1000']} MiB per 1,000 broadcasts")
             _log("disaster alert while 30 previews and 4 uploads wait for the audio worker")
             result["api"] = {
                 **result.get("api", {}),
@@ -304,6 +309,7 @@ def table(result: dict[str, Any]) -> str:
     t = result["transcode"]
     api = result.get("api", {})
     memory = result["memory"]
+    soak = result.get("soak", {})
     lines += [
         "",
         f"transcode  pipeline {_fmt(t.get('pipeline_ms_median'))} ms, ffmpeg CLI "
@@ -321,6 +327,10 @@ def table(result: dict[str, Any]) -> str:
         f"previews and 4 uploads wait, {_fmt(api.get('disaster_idle_ms'))} ms idle",
         f"catch-up   {_fmt(result.get('catchup', {}).get('pending_100_ms'))} ms until a "
         "returning speaker acked its 100 missed broadcasts received",
+        f"soak       {_fmt(soak.get('rss_growth_mib_per_1000'))} MiB per 1,000 broadcasts "
+        f"after {_fmt(soak.get('warmup'))} warm-up ({_fmt(soak.get('rss_mib_after_warmup'))} -> "
+        f"{_fmt(soak.get('rss_mib_end'))} MiB over {_fmt(soak.get('broadcasts'))}, "
+        f"{_fmt(soak.get('speakers'))} speakers)  (target ~0)",
         f"live       {result['live']['status']}: p50 {_fmt(result['live']['p50_ms'])} ms, "
         f"p95 {_fmt(result['live']['p95_ms'])} ms, {_fmt(result['live']['frames_lost'])} "
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
@@ -344,10 +354,16 @@ async def _only_catchup(folder: Path, broker_url: str, recording: bytes) -> dict
     return {"catchup": await run_catchup_bench(folder / "catchup", broker_url, short)}
 
 
+async def _only_soak(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    size = soak_size(_flag("BENCH_SMOKE"), _flag("BENCH_FULL"))
+    return {"soak": await run_soak_bench(folder / "soak", broker_url, recording, size)}
+
+
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
 ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
     "disaster": _only_disaster,
     "catchup": _only_catchup,
+    "soak": _only_soak,
 }
 
 

@@ -48,5 +48,9 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert _non_negative(result["api"]["count"])
     assert _non_negative(result["memory"]["rss_mb_jinju"])
     assert "rss_mb_10k" in result["memory"]
+    soak = result["soak"]
+    assert soak["broadcasts"] == 6, "the smoke soak is tiny"
+    assert len(soak["samples"]) >= 2
+    assert isinstance(soak["rss_growth_mib_per_1000"], int | float)
     assert result["catchup"]["pending"] == 100
     assert _non_negative(result["catchup"]["pending_100_ms"])

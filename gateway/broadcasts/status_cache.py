@@ -54,6 +54,9 @@ class StatusCache:
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     @property
     def enabled(self) -> bool:
         return self._ttl > 0
@@ -113,6 +116,18 @@ class StatusCache:
             self._loading.pop(key, None)
         self._entries[key] = _Entry(value, started)
         self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._evict()
         return value
+
+    def _evict(self) -> None:
+        """Drop what can never be served again (older than ``max_stale_s``), then the oldest
+        past ``max_entries``. Without the first, every broadcast ever read would stay until
+        ``max_entries`` others pushed it out: a detailed summary of a large city is hundreds of
+        kilobytes, so a gateway would grow for thousands of broadcasts."""
+        limit = self._now() - self._max_stale
+        # Ordered by load, so the expired ones are at the front: stop at the first fresh one.
+        while self._entries:
+            key, entry = next(iter(self._entries.items()))
+            if entry.at >= limit and len(self._entries) <= self._max_entries:
+                break
+            del self._entries[key]

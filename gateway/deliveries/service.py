@@ -35,6 +35,8 @@ from wire.contract import COPY_REFUSALS, AckStatus, RejectReason
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+# Values in one IN list, a power of two (see ``padded``), under SQLite's old limit of 999.
+IN_CHUNK: Final = 512
 
 _ACK_EVENTS = {
     AckStatus.RECEIVED: Event.RECEIVED,
@@ -174,7 +176,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             Broadcast.expires_at,
             Broadcast.target,
             Broadcast.priority,
-        ).where(Broadcast.id.in_(broadcast_ids))
+        ).where(Broadcast.id.in_(padded(sorted(broadcast_ids))))
     )
     rows_found = found_commands.tuples().all()
     priorities = {row[0]: row[5] for row in rows_found}
@@ -186,12 +188,15 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
     }
     wanted = {(a.broadcast_id, a.speaker_id) for a in acks}
     rows: dict[tuple[str, int], Delivery] = {}
-    for chunk in _chunks(sorted({a.speaker_id for a in acks}), 900):
+    for chunk in _chunks(sorted({a.speaker_id for a in acks})):
         # Locked, in one order: replicas given acks for the same deliveries by the shared
         # subscription take turns instead of failing each other's batches on the version check.
         found = await session.scalars(
             select(Delivery)
-            .where(Delivery.broadcast_id.in_(broadcast_ids), Delivery.speaker_id.in_(chunk))
+            .where(
+                Delivery.broadcast_id.in_(padded(sorted(broadcast_ids))),
+                Delivery.speaker_id.in_(chunk),
+            )
             .order_by(Delivery.id)
             .with_for_update()
         )
@@ -385,7 +390,7 @@ async def _finished(
     """What the metrics and the log say of each broadcast a sweep completed."""
     outcomes: dict[str, dict[str, int]] = defaultdict(dict)
     last_played: dict[str, datetime] = {}
-    for chunk in _chunks(sorted(closed), 900):
+    for chunk in _chunks(sorted(closed)):
         rows = await session.execute(
             select(
                 Delivery.broadcast_id, Delivery.state, func.count(), func.max(Delivery.played_at)
@@ -528,7 +533,7 @@ async def _speaker_queues(
     """What each speaker holds and has not played yet (received, playing or pre-empted, of
     broadcasts still running): delivery id -> (length, priority), per speaker."""
     queues: dict[int, dict[int, tuple[timedelta, int]]] = defaultdict(dict)
-    for chunk in _chunks(sorted(speaker_ids), 900):
+    for chunk in _chunks(sorted(speaker_ids)):
         rows = await session.execute(
             select(Delivery.speaker_id, Delivery.id, Broadcast.duration_ms, Broadcast.priority)
             .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
@@ -716,7 +721,7 @@ async def mark_resent(
 ) -> None:
     """The missed deliveries of `broadcast_id` to these speakers name the resend sent instead
     (their state does not change: they ended, and a late play makes them played_late)."""
-    for chunk in _chunks(sorted(set(speaker_ids)), 900):
+    for chunk in _chunks(sorted(set(speaker_ids))):
         await session.execute(
             update(Delivery)
             .where(Delivery.broadcast_id == broadcast_id, Delivery.speaker_id.in_(chunk))
@@ -725,9 +730,24 @@ async def mark_resent(
         )
 
 
-def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
+def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterable[Sequence[_T]]:
+    """``items`` in lists for ``IN``, each ``padded``."""
     for start in range(0, len(items), size):
-        yield items[start : start + size]
+        yield padded(items[start : start + size])
+
+
+def padded(values: Sequence[_T]) -> list[_T]:
+    """``values`` with its last repeated up to the next power of two: the same rows for ``IN``.
+
+    Each length of an ``IN`` list is a statement of its own to the driver, which keeps the last
+    hundred or so it prepared on each connection, some 80 KiB apiece for a few hundred values.
+    Batches of every size from 1 to 512 would fill those caches slowly, for hundreds of
+    broadcasts; in powers of two a query has ten shapes.
+    """
+    if not values:
+        return list(values)
+    size = 1 << (len(values) - 1).bit_length()
+    return [*values, *([values[-1]] * (size - len(values)))]
 
 
 async def missed_speakers(

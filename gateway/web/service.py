@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import tempfile
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -33,13 +33,20 @@ class PreviewGate:
     def __init__(self, *, concurrency: int, per_minute: int) -> None:
         self.concurrency = concurrency
         self.per_minute = per_minute
-        self._active: dict[str, int] = defaultdict(int)
-        self._started: dict[str, deque[datetime]] = defaultdict(deque)
+        # Only people with a preview running, or started within the minute: a person who
+        # previewed once is forgotten a minute later, so the gate never grows with the staff.
+        self._active: dict[str, int] = {}
+        self._started: dict[str, deque[datetime]] = {}
+
+    def people(self) -> int:
+        """How many people the gate holds anything for."""
+        return len(self._active.keys() | self._started.keys())
 
     @contextmanager
     def admit(self, person: str, now: datetime) -> Iterator[None]:
         """Hold one of `person`'s preview places for the block, or refuse with 429."""
-        if self._active[person] >= self.concurrency:
+        self._forget_idle(now)
+        if self._active.get(person, 0) >= self.concurrency:
             raise TooManyRequests(
                 "preview_busy",
                 ko=f"미리듣기를 이미 {self.concurrency}개 만들고 있습니다. "
@@ -48,9 +55,7 @@ class PreviewGate:
                 "try again when one has finished.",
                 retry_after_s=5,
             )
-        started = self._started[person]
-        while started and started[0] <= now - _MINUTE:
-            started.popleft()
+        started = self._started.get(person, deque())
         if len(started) >= self.per_minute:
             wait = (started[0] + _MINUTE - now).total_seconds()
             raise TooManyRequests(
@@ -61,13 +66,22 @@ class PreviewGate:
                 retry_after_s=max(1, math.ceil(wait)),
             )
         started.append(now)
-        self._active[person] += 1
+        self._started[person] = started
+        self._active[person] = self._active.get(person, 0) + 1
         try:
             yield
         finally:
             self._active[person] -= 1
             if not self._active[person]:
                 del self._active[person]
+
+    def _forget_idle(self, now: datetime) -> None:
+        for person in list(self._started):
+            started = self._started[person]
+            while started and started[0] <= now - _MINUTE:
+                started.popleft()
+            if not started:
+                del self._started[person]
 
 
 def person_of(principal: Principal) -> str:

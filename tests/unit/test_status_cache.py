@@ -136,3 +136,23 @@ async def test_streams_share_one_serialization_per_refresh() -> None:
     assert body == '{"version":1}'
     assert cache.serialized(KEY, await cache.get(KEY, source.load)) is body
     assert cache.serialized(KEY, Summary(version=7)) == '{"version":7}', "not the cached value"
+
+
+async def test_summaries_too_old_to_serve_are_let_go() -> None:
+    """A gateway reads each broadcast's summary while it runs, then seldom again: what can no
+    longer be served must not stay until thousands of newer broadcasts push it out."""
+    clock, source = Clock(), Source()
+    cache = _cache(clock, stale=5.0)
+    for n in range(100):
+        await cache.get((1, f"{n:032d}", n % 2 == 0), source.load)
+        clock.now += 2.0  # a few broadcasts read within any 5 s
+    assert len(cache) <= 3
+
+
+async def test_the_cache_never_holds_more_than_its_bound() -> None:
+    clock, source = Clock(), Source()
+    cache = StatusCache(ttl_s=0.5, max_stale_s=5.0, max_entries=10, monotonic=clock)
+    for n in range(50):
+        await cache.get((1, f"{n:032d}", False), source.load)
+    assert len(cache) == 10
+    assert await cache.get((1, f"{49:032d}", False), source.load) == Summary(version=50)

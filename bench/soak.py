@@ -1,0 +1,114 @@
+"""The soak: many broadcasts, three at a time, every one played, and the gateway's memory after.
+
+A gateway that runs for months must not grow with the broadcasts it has sent. The scenario
+sends ``warmup`` broadcasts first (caches fill, the allocator settles), then ``broadcasts``
+more in batches of ``concurrent``, each batch waiting until every speaker acked ``played`` and
+the gateway recorded it all. After each batch it reads the gateway process's resident memory
+(VmRSS). The growth is the least-squares slope of those samples against the broadcasts sent,
+over the samples after the warm-up only, in MiB per 1,000 broadcasts: a bounded gateway gives
+close to 0, a leak a steady positive figure. One sample can move by a MiB or two as the
+allocator takes or returns an arena; the fit over every sample smooths that out.
+
+``python -m bench --only soak`` runs it alone; ``BENCH_SOAK_WARMUP`` and ``BENCH_SOAK_BROADCASTS``
+set its size (the defaults depend on the mode: tiny under ``BENCH_SMOKE``, longer under
+``BENCH_FULL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.city import Bench, rss_mb
+
+CONCURRENT = 3
+
+
+@dataclass(frozen=True)
+class SoakSize:
+    speakers: int | None  # None: the Jinju preset
+    warmup: int
+    broadcasts: int
+
+
+def soak_size(smoke: bool, full: bool) -> SoakSize:
+    """The run's size: environment overrides, else per mode."""
+    if smoke:
+        default = SoakSize(speakers=20, warmup=3, broadcasts=6)
+    elif full:
+        default = SoakSize(speakers=None, warmup=90, broadcasts=900)
+    else:
+        default = SoakSize(speakers=None, warmup=45, broadcasts=90)
+    return SoakSize(
+        speakers=default.speakers,
+        warmup=int(os.environ.get("BENCH_SOAK_WARMUP", default.warmup)),
+        broadcasts=int(os.environ.get("BENCH_SOAK_BROADCASTS", default.broadcasts)),
+    )
+
+
+def slope_per_1000(points: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope of (broadcasts sent, MiB) points, in MiB per 1,000 broadcasts."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return None
+    covariance = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    return round(covariance / spread * 1000, 1)
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+async def _batch(bench: Bench, recording: bytes, count: int) -> None:
+    """``count`` broadcasts at once; returns when every speaker played each and it completed."""
+    assert bench.observer is not None
+    posted = await asyncio.gather(*(bench.post_broadcast(recording) for _ in range(count)))
+    for broadcast_id, started in posted:
+        await bench.observer.wait(broadcast_id, started, 300)
+    for broadcast_id, _ in posted:
+        await bench.wait_completed(broadcast_id, 300)
+
+
+async def run_soak_bench(
+    folder: Path, mqtt_url: str, recording: bytes, size: SoakSize
+) -> dict[str, Any]:
+    async with Bench(folder, mqtt_url, size.speakers) as bench:
+        _log(f"soak: {bench.total} speakers, {size.warmup} warm-up + {size.broadcasts} broadcasts")
+        started = time.perf_counter()
+        rss_start = rss_mb(bench.pid)
+        sent = 0
+        points: list[tuple[int, float]] = []
+        total = size.warmup + size.broadcasts
+        while sent < total:
+            count = min(CONCURRENT, total - sent)
+            await _batch(bench, recording, count)
+            sent += count
+            rss = rss_mb(bench.pid)
+            if sent >= size.warmup:
+                points.append((sent, rss))
+            if sent % 30 < CONCURRENT:
+                _log(f"  soak: {sent} broadcasts, gateway {rss} MiB")
+        growth = slope_per_1000(points)
+        return {
+            "speakers": bench.total,
+            "warmup": size.warmup,
+            "broadcasts": size.broadcasts,
+            "concurrent": CONCURRENT,
+            "rss_mib_start": rss_start,
+            "rss_mib_after_warmup": points[0][1] if points else None,
+            "rss_mib_end": points[-1][1] if points else None,
+            "rss_growth_mib_per_1000": growth,
+            "samples": [[x, y] for x, y in points],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
