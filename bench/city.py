@@ -24,8 +24,9 @@ from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
 from gateway.seed import seed
 from gateway.settings import MqttTarget
+from gateway.signing import KeySeal
 from gateway.speakers import service as speakers
-from tests.e2e.harness import GatewayProcess
+from tests.e2e.harness import KEY_ENCRYPTION_KEY, GatewayProcess
 from wire import contract
 from wire.contract import SpeakerIdentity
 
@@ -322,7 +323,9 @@ class Bench:
             ).fetchone()
         if row is None:
             raise RuntimeError("the gateway has no signing key yet")
-        return str(row[0]), bytes(row[1])
+        # Sealed at rest with the key every gateway of the harness shares.
+        key_id = str(row[0])
+        return key_id, KeySeal(KEY_ENCRYPTION_KEY.encode()).open(key_id, bytes(row[1]))
 
     def floor_payload(self, template: bytes) -> tuple[str, bytes]:
         """The gateway's own command with a fresh id, broadcast id, nonce and signature."""

@@ -291,13 +291,13 @@ def create_app(
         settings, STARTUP_SECRETS + (WORKER_SECRETS if settings.background_workers else ())
     )
     audio_links = AudioLinks.from_settings(settings)
+    jwt_key = signing_key(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stopping.clear()  # an app started again after a stop serves its streams again
         secure_data_dir(settings.data_dir, settings.database_url)
         seal = KeySeal.from_settings(settings)
-        app.state.jwt_key = signing_key(settings)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         # Whatever commits publications (a request, a schedule, an approval, a live session,
@@ -477,6 +477,7 @@ def create_app(
     app.state.stopping = stopping
     app.state.settings = settings
     app.state.audio_links = audio_links
+    app.state.jwt_key = jwt_key
     app.state.clock = clock
     app.state.metrics = metrics
     app.state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)

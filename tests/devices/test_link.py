@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
+from gateway.devicesec.mosquitto import SpeakerPlace, render_acl
 from maeul.broker import render_password_file
 from tests.devices.brokers import free_port, mosquitto, needs_mosquitto
 from tests.devices.observer import Observer
@@ -177,13 +178,18 @@ async def test_a_link_comes_back_by_itself_after_the_broker_restarts(tmp_path: P
         await hub.close()
 
 
-PRODUCTION_ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl"
-
-
 @needs_mosquitto
-@pytest.mark.skipif(not PRODUCTION_ACL.exists(), reason="no deploy/mosquitto/acl")
 async def test_per_speaker_credentials_under_the_production_acl(tmp_path: Path) -> None:
-    acl = PRODUCTION_ACL
+    # The ACL a broker without the dynamic security plugin is given (GET /api/v1/broker/acl).
+    acl = tmp_path / "acl"
+    acl.write_text(
+        render_acl(
+            IDENTITY.city,
+            gateways=["gateway"],
+            monitors=[],
+            speakers=[SpeakerPlace(IDENTITY.speaker, IDENTITY.district, IDENTITY.village)],
+        )
+    )
     passwd = tmp_path / "passwd"
     passwd.write_text(render_password_file({"s1": "right", "gateway": "gw-secret"}))
     port = free_port()

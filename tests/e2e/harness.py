@@ -20,9 +20,17 @@ import httpx
 from tests.support import postgres
 
 TOKEN = "e2e-token-" + "y" * 24
-# Every replica of a test signs and checks access tokens with the same key (each has a data
-# directory of its own, so none would share the one made there).
+# Every replica of a test shares the secrets a city's replicas share (each has a data directory
+# of its own, so none would share the ones made there): access tokens, the signing keys' seal,
+# audio links and audit checkpoints.
 JWT_SECRET = secrets.token_urlsafe(32)
+KEY_ENCRYPTION_KEY = secrets.token_urlsafe(32)
+SHARED_SECRETS = {
+    "GATEWAY_JWT_SECRET": JWT_SECRET,
+    "GATEWAY_KEY_ENCRYPTION_KEY": KEY_ENCRYPTION_KEY,
+    "GATEWAY_AUDIO_URL_KEY": secrets.token_urlsafe(32),
+    "GATEWAY_AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),
+}
 
 
 def free_port() -> int:
@@ -52,7 +60,7 @@ class GatewayProcess:
             "GATEWAY_DATABASE_URL": self.database_url,
             "GATEWAY_MQTT_URL": self.mqtt_url,
             "GATEWAY_API_TOKEN": TOKEN,
-            "GATEWAY_JWT_SECRET": JWT_SECRET,
+            **SHARED_SECRETS,
             "GATEWAY_DATA_DIR": str(self.data_dir),
             "GATEWAY_CITY_CODE": self.city_code,
             "GATEWAY_PUBLIC_URL": self.url,

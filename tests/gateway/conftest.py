@@ -97,6 +97,7 @@ def _app(
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.clock = clock
+    app.state.jwt_key = secrets.token_bytes(32)  # access tokens of this app alone
 
     @app.exception_handler(MaeulError)
     async def _render(_: Request, exc: MaeulError) -> JSONResponse:
