@@ -206,6 +206,7 @@ async def create_broker_account(
     The gateway's own user, its broker admin account, speakers and users made on the broker by
     hand are 409 `username_taken`, refused before anything changes."""
     response.headers.update(_NO_STORE)
+    request.state.audit_target = {"username": body.username, "role": body.role}
     issued, password = await service.create_account(
         session, city, body, now=now, reserved=_reserved(request)
     )
