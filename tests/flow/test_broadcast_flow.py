@@ -505,7 +505,7 @@ async def test_a_broadcast_still_playing_can_be_cancelled_after_it_expired(
     response = await stack.client.post(f"/api/v1/broadcasts/{body['id']}/cancel")
     assert response.status_code == 200, response.text
     await stack.publish_pending()
-    topic, cancel = _commands(stack)[-1]
+    _, cancel = _commands(stack)[-1]
     assert cancel.type == "cancel"
     assert cancel.expires_at_ms > to_ms(stack.clock.now()) > play.expires_at_ms
     detail = await _detail(stack, body["id"])
