@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 
 from gateway.auth import Admin, Principal, Role, allow
 from gateway.db import SessionDep
-from gateway.devicesec import dynsec, service
+from gateway.devicesec import dynsec, grants, service
 from gateway.devicesec.brokeradmin import (
     BrokerAdmin,
     BrokerAdminError,
@@ -213,7 +213,8 @@ async def create_broker_account(
     admin = admin_of(request.app.state)
     if admin is not None:
         role = dynsec.GATEWAY_ROLE if body.role == "gateway" else dynsec.MONITOR_ROLE
-        client = dynsec.BrokerClient(body.username, (role,))
+        bound = grants.monitor_client_id(body.username) if body.role == "monitor" else None
+        client = dynsec.BrokerClient(body.username, (role,), bound)
         await _push(admin, client, password, {role: dynsec.FIXED_ROLES[role]})
     return issued
 
