@@ -80,7 +80,12 @@ async def record_request(request: Request, status: int) -> None:
             return
         target = reason = None
     else:
-        params: dict[str, Any] = dict(request.path_params)
+        # What the path names, plus what a route names from its body (the account or code
+        # it created: never a secret).
+        params: dict[str, Any] = {
+            **dict(request.path_params),
+            **getattr(request.state, "audit_target", {}),
+        }
         target = ",".join(f"{k}={v}" for k, v in sorted(params.items())) or None
         # A route's own reason (a key's revocation), or the caller's header: percent-encoded
         # UTF-8, so a reason can be written in Korean.

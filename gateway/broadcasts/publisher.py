@@ -45,6 +45,9 @@ from wire import contract
 log = logging.getLogger(__name__)
 
 _CODEC_ORDER = ("opus", "mp3")
+# A cancel may come after the broadcast's own expiry (a long message still playing): it is
+# signed valid for as long as the audio could still be playing from the moment it was asked.
+CANCEL_GRACE: Final = deliveries.PLAY_GRACE
 # Audio references kept between passes, so a broadcast retried speaker by speaker is read once.
 # Only a saving: each pass holds its own references, whatever this cache evicts.
 AUDIO_CACHE_MAX: Final = 32
@@ -365,7 +368,7 @@ class Publisher:
             mode=broadcast.mode,
             audible=broadcast.mode == "live" or self._settings.test_playback == "announce",
             issued_at_ms=to_ms(at),
-            expires_at_ms=to_ms(broadcast.expires_at),
+            expires_at_ms=to_ms(command_expiry(publication, broadcast)),
             nonce=contract.new_nonce(),
             title=broadcast.title,
             text=broadcast.text,
@@ -383,7 +386,7 @@ class Publisher:
         publication, broadcast = item.publication, item.broadcast
         now = self._clock.now()
         stale = broadcast.cancelled_at is not None and publication.kind == "play"
-        if stale or broadcast.expires_at <= now:
+        if stale or command_expiry(publication, broadcast) <= now:
             return _Outcome(ABANDONED, now)
         if item.superseded:
             return _Outcome(SUPERSEDED, now)
@@ -528,3 +531,14 @@ def _audio_key(broadcast: Broadcast) -> tuple[str, str]:
     # The expiry too: the links in the references are signed for it.
     shas = ",".join(sorted(broadcast.audio_sha256.values()))
     return broadcast.id, f"{shas}@{broadcast.expires_at.isoformat()}"
+
+
+def command_expiry(publication: Publication, broadcast: Broadcast) -> datetime:
+    """When the command of this row stops being valid: the broadcast's expiry for a play, and
+    for a cancel at least the whole audio plus grace after the cancel was asked."""
+    if publication.kind != "cancel":
+        return broadcast.expires_at
+    playing_until = (
+        publication.created_at + timedelta(milliseconds=broadcast.duration_ms) + CANCEL_GRACE
+    )
+    return max(broadcast.expires_at, playing_until)

@@ -438,7 +438,9 @@ async def cancel_broadcast(
     if broadcast.cancelled_at is not None:
         return broadcast
     now = runtime.clock.now()
-    if broadcast.finished_at is not None or broadcast.expires_at <= now:
+    # Past its expiry a speaker may still be playing it: open deliveries, not the clock,
+    # say whether there is anything left to stop.
+    if not await deliveries.any_open(session, broadcast.id):
         raise Conflict(
             "broadcast_finished",
             ko="이미 끝난 방송은 취소할 수 없습니다.",

@@ -699,6 +699,16 @@ async def deliveries_of(
     return [(d, code, online) for d, code, online in rows.tuples()]
 
 
+async def any_open(session: AsyncSession, broadcast_id: str) -> bool:
+    """Whether some delivery of the broadcast has not ended yet (a cancel can still stop it)."""
+    found = await session.scalar(
+        select(Delivery.id)
+        .where(Delivery.broadcast_id == broadcast_id, Delivery.state.in_(_CANCELLABLE))
+        .limit(1)
+    )
+    return found is not None
+
+
 async def cancel_open(session: AsyncSession, broadcast_id: str, now: datetime) -> int:
     """Every delivery that has not finished ends cancelled; a later 'played' makes it
     'played_late'."""

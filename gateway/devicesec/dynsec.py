@@ -118,7 +118,10 @@ def build_state(
         (monitors, MONITOR_ROLE),
     ):
         for name, hashed in names.items():
-            clients.setdefault(name, BrokerClient(check_username(name), (role,), None, hashed))
+            # A monitor is bound to a client id of its own (so it can never take a speaker's
+            # session); the admin and gateways connect with a fresh id each start.
+            bound = grants.monitor_client_id(name) if role == MONITOR_ROLE else None
+            clients.setdefault(name, BrokerClient(check_username(name), (role,), bound, hashed))
     for place, hashed in speakers:
         if place.code in clients:
             continue
@@ -323,7 +326,10 @@ def render_template(
         admin[0]: BrokerClient(check_username(admin[0]), (ADMIN_ROLE,), None, admin[1]),
         gateway[0]: BrokerClient(check_username(gateway[0]), (GATEWAY_ROLE,), None, gateway[1]),
         healthcheck[0]: BrokerClient(
-            check_username(healthcheck[0]), (HEALTHCHECK_ROLE,), None, healthcheck[1]
+            check_username(healthcheck[0]),
+            (HEALTHCHECK_ROLE,),
+            grants.monitor_client_id(healthcheck[0]),
+            healthcheck[1],
         ),
     }
     roles = {**FIXED_ROLES, HEALTHCHECK_ROLE: FIXED_ROLES[MONITOR_ROLE]}

@@ -152,9 +152,15 @@ def permits(grants: Sequence[Grant], action: Action, topic: str) -> bool:
     )
 
 
+def monitor_client_id(username: str) -> str:
+    """The one client id a monitor account connects under: its user name."""
+    return username
+
+
 def client_id_allowed(role: Role, username: str, client_id: str, gateway_prefix: str) -> bool:
-    """A speaker connects only as its own client id, and nobody else takes a speaker's id (the
-    broker would hand them its session and cut it off); a gateway's ids are the gateways'."""
+    """A speaker connects only as its own client id, a monitor only as its own
+    (`monitor_client_id`), and nobody else takes a speaker's id (the broker would hand them its
+    session and cut it off); a gateway's ids (random per start) are the gateways'."""
     speaker_prefix = contract.SPEAKER_CLIENT_PREFIX
     if role == "speaker":
         return contract.is_valid_segment(username) and client_id == contract.speaker_client_id(
@@ -162,4 +168,6 @@ def client_id_allowed(role: Role, username: str, client_id: str, gateway_prefix:
         )
     if not client_id or client_id.startswith(speaker_prefix):
         return False
+    if role == "monitor":
+        return client_id == monitor_client_id(username)
     return role == "gateway" or not client_id.startswith(f"{gateway_prefix}-")

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 
 from gateway.auth import Admin, Principal, Role, allow
 from gateway.db import SessionDep
-from gateway.devicesec import dynsec, service
+from gateway.devicesec import dynsec, grants, service
 from gateway.devicesec.brokeradmin import (
     BrokerAdmin,
     BrokerAdminError,
@@ -206,13 +206,15 @@ async def create_broker_account(
     The gateway's own user, its broker admin account, speakers and users made on the broker by
     hand are 409 `username_taken`, refused before anything changes."""
     response.headers.update(_NO_STORE)
+    request.state.audit_target = {"username": body.username, "role": body.role}
     issued, password = await service.create_account(
         session, city, body, now=now, reserved=_reserved(request)
     )
     admin = admin_of(request.app.state)
     if admin is not None:
         role = dynsec.GATEWAY_ROLE if body.role == "gateway" else dynsec.MONITOR_ROLE
-        client = dynsec.BrokerClient(body.username, (role,))
+        bound = grants.monitor_client_id(body.username) if body.role == "monitor" else None
+        client = dynsec.BrokerClient(body.username, (role,), bound)
         await _push(admin, client, password, {role: dynsec.FIXED_ROLES[role]})
     return issued
 

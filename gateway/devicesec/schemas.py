@@ -40,9 +40,16 @@ class BrokerAccountCreate(BaseModel):
     )
 
 
+_CLIENT_ID = Field(
+    description="The only client id the account may connect under (a monitor's is its user "
+    "name); null for a gateway, which connects with a fresh id each start."
+)
+
+
 class BrokerAccountIssued(BaseModel):
     username: str
     role: AccountRole
+    client_id: str | None = _CLIENT_ID
     password: str | None = Field(
         description="The generated password, shown this once; null when the request gave one."
     )
@@ -54,6 +61,7 @@ class BrokerAccountRead(BaseModel):
 
     username: str
     role: AccountRole
+    client_id: str | None = _CLIENT_ID
     issued_at: datetime
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.bus import Incoming
-from gateway.devicesec import dynsec, mosquitto
+from gateway.devicesec import dynsec, grants, mosquitto
 from gateway.devicesec.models import BrokerAccount, SecurityEvent, SpeakerCredential
 from gateway.devicesec.schemas import (
     BrokerAccountCreate,
@@ -191,7 +191,9 @@ async def set_account_password(
     `reserved`: user names taken outside the database."""
     mosquitto.check_username(username)
     ids = await speakers.speaker_ids_by_code(session, city.id, [username])
-    if ids or username in reserved:
+    # A monitor's client id is its user name: never one of the speakers' client ids.
+    speakerish = role == "monitor" and username.startswith(contract.SPEAKER_CLIENT_PREFIX)
+    if ids or speakerish or username in reserved:
         raise username_taken(username)
     hashed = mosquitto.hash_password(password)
     account = await session.scalar(
@@ -231,6 +233,7 @@ async def create_account(
     issued = BrokerAccountIssued(
         username=body.username,
         role=body.role,
+        client_id=account_client_id(body.username, body.role),
         password=password if generated else None,
         issued_at=now,
     )
@@ -243,7 +246,20 @@ async def list_accounts(session: AsyncSession, city: City) -> list[BrokerAccount
         .where(BrokerAccount.city_id == city.id)
         .order_by(BrokerAccount.username)
     )
-    return [BrokerAccountRead.model_validate(a) for a in accounts]
+    return [
+        BrokerAccountRead(
+            username=a.username,
+            role=a.role,
+            client_id=account_client_id(a.username, a.role),
+            issued_at=a.issued_at,
+        )
+        for a in accounts
+    ]
+
+
+def account_client_id(username: str, role: str) -> str | None:
+    """The client id a gateway or monitor account is bound to on the broker (None: any)."""
+    return grants.monitor_client_id(username) if role == "monitor" else None
 
 
 async def delete_account(session: AsyncSession, city: City, username: str) -> None:

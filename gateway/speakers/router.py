@@ -72,8 +72,14 @@ async def list_speakers(
     responses=_errors(not_found="village_not_found", conflict="duplicate_code"),
 )
 async def create_speaker(
-    body: SpeakerCreate, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
+    body: SpeakerCreate,
+    session: SessionDep,
+    _user: Admin,
+    city: CityDep,
+    now: NowDep,
+    request: Request,
 ) -> SpeakerRead:
+    request.state.audit_target = {"code": body.code}
     return await service.create_speaker(session, city, body, now=now)
 
 

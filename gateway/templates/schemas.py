@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from wire.contract import Category
 
@@ -29,6 +29,9 @@ class TemplateCreate(BaseModel):
 
 
 class TemplateUpdate(BaseModel):
+    # A template's district is fixed at creation: refused, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(default=None, min_length=1, max_length=100)
     category: Category | None = None
     title: str | None = Field(default=None, max_length=200)

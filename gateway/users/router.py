@@ -147,8 +147,14 @@ async def list_users(
 
 @router.post("/users", operation_id="create_user", status_code=201)
 async def create_user(
-    body: UserCreate, session: SessionDep, admin: Admin, city: CityDep, now: NowDep
+    body: UserCreate,
+    session: SessionDep,
+    admin: Admin,
+    city: CityDep,
+    now: NowDep,
+    request: Request,
 ) -> UserRead:
+    request.state.audit_target = {"username": body.username, "role": body.role.value}
     user = await service.create_user(
         session,
         city,
@@ -250,8 +256,10 @@ async def create_api_key(
     _admin: Admin,
     city: CityDep,
     now: NowDep,
+    request: Request,
 ) -> ApiKeyCreated:
     """A key for an integration acting as this user; the key is shown only in this response."""
+    request.state.audit_target = {"name": body.name}
     user = await service.get_user(session, city, user_id)
     row, key = await service.create_api_key(session, user, body.name, now=now)
     return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)

@@ -66,9 +66,9 @@ def _throttled(seconds: float) -> TooManyRequests:
     return TooManyRequests(
         "login_throttled",
         ko=f"이 기기(인터넷 연결)에서 로그인 실패가 여러 번 있었습니다. {wait}초 뒤에 다시 "
-        "시도해 주세요. 다른 기기나 다른 사무실의 인터넷으로는 바로 로그인할 수 있습니다.",
+        "시도해 주세요. 다른 인터넷 연결(예: 휴대폰 데이터)로는 바로 로그인할 수 있습니다.",
         en=f"Too many failed logins from this address: try again in {wait} second(s). "
-        "Logging in from another device or office works at once.",
+        "Logging in over another internet connection (e.g. mobile data) works at once.",
         retry_after_s=wait,
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -264,3 +265,39 @@ async def test_readiness_reports_the_broker_admin_connection_without_failing(
     assert down.json()["broker_admin"] is False
     # Broadcasting goes over the gateway's own connection (a fake bus here), which is up.
     assert (down.status_code, down.json()["ready"]) == (200, True)
+
+
+async def test_a_monitor_connects_under_its_own_client_id_only(managed: Managed) -> None:
+    code = "d01-v001-s1"
+    speaker = await managed.issue(code)
+    created = await managed.client.post(
+        "/api/v1/broker/accounts", json={"username": "watcher", "role": "monitor"}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["client_id"] == "watcher"
+    password = created.json()["password"]
+    listed = (await managed.client.get("/api/v1/broker/accounts")).json()
+    assert [(a["username"], a["client_id"]) for a in listed] == [("watcher", "watcher")]
+
+    async with aiomqtt.Client(
+        managed.broker.host,
+        managed.broker.port,
+        username=code,
+        password=speaker["password"],
+        identifier=speaker["client_id"],
+        protocol=aiomqtt.ProtocolVersion.V5,
+    ) as connected:
+        assert await managed.probe("watcher", password, speaker["client_id"]) != 0
+        # Still the speaker's session: a QoS 1 publish is acknowledged on it.
+        topic = contract.presence_topic(CITY, code)
+        await connected.publish(topic, b"{}", qos=1)
+    assert await managed.probe("watcher", password, "another-id") != 0
+    assert await managed.probe("watcher", password, "watcher") == 0
+    gateway = await managed.client.post(
+        "/api/v1/broker/accounts", json={"username": "gw-east", "role": "gateway"}
+    )
+    assert gateway.json()["client_id"] is None, "a gateway takes a fresh id each start"
+    spoof = await managed.client.post(
+        "/api/v1/broker/accounts", json={"username": "spk-d01-v001-s1", "role": "monitor"}
+    )
+    assert (spoof.status_code, spoof.json()["error"]) == (409, "username_taken")

@@ -187,7 +187,13 @@ async def test_gateway_and_monitor_accounts_keep_to_their_ids_and_topics(
     assert spoofed["result"] == "deny", "a speaker's session is its own"
     monitor_as_gateway = await _connect(stack, "healthcheck", accounts["healthcheck"], gateway_id)
     assert monitor_as_gateway["result"] == "deny", "gateway client ids are the gateways'"
-    monitor = await _connect(stack, "healthcheck", accounts["healthcheck"], "probe-1")
+    elsewhere = await _connect(stack, "healthcheck", accounts["healthcheck"], "probe-1")
+    assert elsewhere["result"] == "deny", "a monitor is bound to its own client id"
+    as_speaker = await _connect(
+        stack, "healthcheck", accounts["healthcheck"], contract.speaker_client_id(A)
+    )
+    assert as_speaker["result"] == "deny", "a speaker's session is its own"
+    monitor = await _connect(stack, "healthcheck", accounts["healthcheck"], "healthcheck")
     assert monitor["result"] == "allow"
 
     g, m = gateway["client_attrs"][STAMP_ATTRIBUTE], monitor["client_attrs"][STAMP_ATTRIBUTE]
@@ -205,13 +211,18 @@ async def test_gateway_and_monitor_accounts_keep_to_their_ids_and_topics(
     assert not await _may(stack, "gw-east", g, "subscribe", "$SYS/#", client_id=gateway_id)
     assert not await _may(stack, "gw-east", g, "subscribe", "#", client_id=gateway_id)
     assert await _may(
-        stack, "healthcheck", m, "subscribe", "$SYS/broker/uptime", client_id="probe-1"
+        stack, "healthcheck", m, "subscribe", "$SYS/broker/uptime", client_id="healthcheck"
     )
     assert not await _may(
-        stack, "healthcheck", m, "subscribe", f"{contract.TOPIC_ROOT}/#", client_id="probe-1"
+        stack, "healthcheck", m, "subscribe", f"{contract.TOPIC_ROOT}/#", client_id="healthcheck"
     )
     assert not await _may(
-        stack, "healthcheck", m, "publish", contract.command_topic_all(city), client_id="probe-1"
+        stack,
+        "healthcheck",
+        m,
+        "publish",
+        contract.command_topic_all(city),
+        client_id="healthcheck",
     )
 
     deleted = await stack.client.delete("/api/v1/broker/accounts/gw-east")

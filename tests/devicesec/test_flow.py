@@ -119,7 +119,12 @@ async def test_broker_accounts_share_the_files_but_never_a_name(stack: Stack) ->
 
     listed = (await stack.client.get("/api/v1/broker/accounts")).json()
     assert listed == [
-        {"username": "healthcheck", "role": "monitor", "issued_at": created.json()["issued_at"]}
+        {
+            "username": "healthcheck",
+            "role": "monitor",
+            "client_id": "healthcheck",
+            "issued_at": created.json()["issued_at"],
+        }
     ]
     users = _users((await stack.client.get("/api/v1/broker/passwd")).text)
     assert verify_password(password, users["healthcheck"])

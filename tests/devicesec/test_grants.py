@@ -159,6 +159,7 @@ def test_client_ids_are_bound_to_their_accounts() -> None:
     assert allowed("gateway", "gw", "tool-1", "maeul-gw")
     assert not allowed("gateway", "gw", "spk-s1", "maeul-gw")
     assert not allowed("gateway", "gw", "", "maeul-gw")
-    assert allowed("monitor", "m", "probe", "maeul-gw")
+    assert allowed("monitor", "m", "m", "maeul-gw")
+    assert not allowed("monitor", "m", "probe", "maeul-gw")  # a monitor's id is its own
     assert not allowed("monitor", "m", "maeul-gw-r1", "maeul-gw")
     assert not allowed("monitor", "m", "spk-s1", "maeul-gw")

@@ -367,3 +367,35 @@ async def test_without_its_key_a_replica_says_so(stack: Stack) -> None:
     response = await stack.client.get("/api/v1/audit-events/checkpoint-key")
     assert response.status_code == 503
     assert response.json()["error"] == "checkpoint_key_missing"
+
+
+async def test_creations_name_what_they_created_and_never_a_secret(stack: Stack) -> None:
+    people = await _people(stack)
+    officer = people[Role.DISTRICT_OFFICER]
+    account = await stack.client.post(
+        "/api/v1/broker/accounts", json={"username": "health-probe", "role": "monitor"}
+    )
+    assert account.status_code == 201, account.text
+    key = await stack.client.post(
+        f"/api/v1/users/{officer.user_id}/api-keys", json={"name": "siren-bridge"}
+    )
+    assert key.status_code == 201, key.text
+    fleet = (await stack.client.get("/api/v1/speakers", params={"limit": 1})).json()["items"]
+    speaker = await stack.client.post(
+        "/api/v1/speakers", json={"code": "d01-v001-s99", "village_id": fleet[0]["village_id"]}
+    )
+    assert speaker.status_code == 201, speaker.text
+
+    targets = {r["action"]: r["target"] for r in await _actions(stack) if r["outcome"] == "ok"}
+    assert targets["create_broker_account"] == "role=monitor,username=health-probe"
+    assert targets["create_user"].startswith("role=")
+    assert f"username={officer.username}" in [
+        r["target"].split(",")[1]
+        for r in await _actions(stack)
+        if r["action"] == "create_user" and r["target"]
+    ]
+    assert targets["create_api_key"] == f"name=siren-bridge,user_id={officer.user_id}"
+    assert targets["create_speaker"] == "code=d01-v001-s99"
+    rows = str(await _actions(stack))
+    assert account.json()["password"] not in rows
+    assert key.json()["key"] not in rows

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.bus import Incoming
+from gateway.clock import to_ms
 from tests.flow.conftest import Stack, proof_of
 from tests.media import make_recording
 from wire import contract
@@ -483,6 +484,32 @@ async def test_a_finished_broadcast_cannot_be_cancelled(stack: Stack, recording:
     response = await stack.client.post(f"/api/v1/broadcasts/{body['id']}/cancel")
     assert response.status_code == 409
     assert response.json()["error"] == "broadcast_finished"
+
+
+async def test_a_broadcast_still_playing_can_be_cancelled_after_it_expired(
+    stack: Stack, recording: bytes
+) -> None:
+    codes = await _everyone_online(stack)
+    _, body = await _create(stack, recording, all_villages="true", expires_in_s="30")
+    await stack.publish_pending()
+    [(_, play)] = _commands(stack)
+    playing, *rest = codes
+    _ack(stack, play, playing, AckStatus.PLAYING)
+    for code in rest:
+        _ack(stack, play, code, AckStatus.PLAYED)
+    await stack.deliver()
+    stack.clock.advance(40)
+    await stack.app.state.sweeper.sweep_once()
+    assert (await _detail(stack, body["id"]))["state"] == "in_progress"
+
+    response = await stack.client.post(f"/api/v1/broadcasts/{body['id']}/cancel")
+    assert response.status_code == 200, response.text
+    await stack.publish_pending()
+    _, cancel = _commands(stack)[-1]
+    assert cancel.type == "cancel"
+    assert cancel.expires_at_ms > to_ms(stack.clock.now()) > play.expires_at_ms
+    detail = await _detail(stack, body["id"])
+    assert {s["code"]: s["state"] for s in _speakers(detail)}[playing] == "cancelled"
 
 
 async def test_typed_text_is_spoken_and_travels_with_the_command(stack: Stack) -> None:

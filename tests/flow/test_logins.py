@@ -174,6 +174,10 @@ async def test_a_stranger_cannot_lock_an_officer_out(stack: Stack) -> None:
     korean = refused.json()["detail"].split(" / ")[0]
     assert korean.startswith("이 기기(인터넷 연결)에서 로그인 실패가 여러 번 있었습니다.")
     assert "주소" not in korean
+    # The count is per connection address: the same office network is blocked too, so the
+    # way out it names is another connection, not another device.
+    assert "다른 인터넷 연결(예: 휴대폰 데이터)로는 바로 로그인할 수 있습니다" in korean
+    assert "다른 기기" not in korean
 
     # The officer, from their own office, during the emergency:
     assert (await _login(stack, officer.username, source=OFFICE)).status_code == 200

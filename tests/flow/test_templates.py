@@ -92,6 +92,8 @@ async def test_templates_are_managed_with_clear_errors(stack: Stack) -> None:
         f"/api/v1/templates/{template['id']}", json={"body": "{마을} 난방 시작: {날짜}"}
     )
     assert patched.json()["placeholders"] == ["마을", "날짜"]
+    moved = await stack.client.patch(f"/api/v1/templates/{template['id']}", json={"district_id": 1})
+    assert (moved.status_code, moved.json()["error"]) == (422, "invalid_request")
     deleted = await stack.client.delete(f"/api/v1/templates/{template['id']}")
     assert deleted.status_code == 204
     missing = await stack.client.get(f"/api/v1/templates/{template['id']}")
