@@ -22,7 +22,7 @@ import base64
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Final
 
 from cryptography.exceptions import InvalidTag
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 from fastapi import Depends, Request
-from sqlalchemy import Boolean, LargeBinary, String, and_, or_, select
+from sqlalchemy import Boolean, LargeBinary, String, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -187,7 +187,11 @@ async def rotate(session: AsyncSession, now: datetime, seal: KeySeal) -> Signing
     for key in await session.scalars(select(SigningKey).where(SigningKey.active.is_(True))):
         key.active = False
         key.retired_at = now
-    fresh = _new_key(now, seal)
+    # Keys are ordered by creation (the ring endorses each by the one before it): a new key is
+    # always later than every earlier one, even when two rotations read the same clock.
+    newest = await session.scalar(select(func.max(SigningKey.created_at)))
+    created = now if newest is None or now > newest else newest + timedelta(microseconds=1)
+    fresh = _new_key(created, seal)
     session.add(fresh)
     await session.flush()
     return fresh
