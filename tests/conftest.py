@@ -100,3 +100,42 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", "fault scenarios: lost, duplicated and stale deliveries")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# The slowest files, slowest first (seconds on two workers). The workers take whole files in
+# collection order, so starting these first keeps one long file from running alone at the end
+# while the other worker waits: the longest-first rule of scheduling.
+SLOW_FIRST = (
+    "tests/test_bench_smoke.py",
+    "tests/flow/test_schedules.py",
+    "tests/e2e/test_jinju.py",
+    "tests/e2e/test_faults.py",
+    "tests/sending/test_policy_matrix.py",
+    "tests/e2e/test_contract.py",
+    "tests/e2e/test_quiet_hours.py",
+    "tests/e2e/test_preemption.py",
+    "tests/flow/test_roles.py",
+    "tests/e2e/test_schedules.py",
+    "tests/e2e/test_live.py",
+    "tests/browser/test_pages.py",
+    "tests/flow/test_approvers.py",
+    "tests/flow/test_send_limits.py",
+    "tests/flow/test_broadcast_flow.py",
+    "tests/live/test_hub.py",
+    "tests/test_api_contract.py",
+    "tests/packaging/test_wheel.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(SLOW_FIRST)}
+    root = Path(__file__).resolve().parents[1]
+
+    def key(item: pytest.Item) -> int:
+        try:
+            relative = Path(str(item.path)).resolve().relative_to(root).as_posix()
+        except ValueError:
+            return len(rank)
+        return rank.get(relative, len(rank))
+
+    items.sort(key=key)  # stable: every file keeps its own order
