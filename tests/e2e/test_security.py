@@ -24,14 +24,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
-from gateway import keyfiles
 from gateway.db import create_engine, create_sessions
 from gateway.devicesec import service as devicesec
 from gateway.devicesec.mosquitto import new_secret
 from gateway.migrations import upgrade
 from gateway.places.service import get_city
 from gateway.seed import seed
-from gateway.signing import KEK_NAME, KeySeal, active_signer
+from gateway.signing import KeySeal, active_signer
 from maeul.broker import (
     LocalMosquitto,
     MosquittoConfig,
@@ -39,7 +38,7 @@ from maeul.broker import (
     probe_async,
     write_broker_file,
 )
-from tests.e2e.harness import GatewayProcess, wait_until_final
+from tests.e2e.harness import KEY_ENCRYPTION_KEY, GatewayProcess, wait_until_final
 from tests.media import make_recording
 from wire import contract
 from wire.contract import SpeakerIdentity
@@ -76,9 +75,8 @@ class City:
         )
 
     def key_seal(self) -> KeySeal:
-        """The gateway's key encryption key, from its data directory (made at its start)."""
-        path = self.gateway.data_dir / keyfiles.DIRECTORY / KEK_NAME
-        return KeySeal(path.read_text(encoding="utf-8").strip().encode())
+        """The gateway's key encryption key: the one the harness gives every gateway."""
+        return KeySeal(KEY_ENCRYPTION_KEY.encode())
 
     async def sign_as_gateway(self, command: contract.Command) -> contract.Command:
         engine = create_engine(self.database_url)
