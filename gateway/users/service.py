@@ -197,17 +197,30 @@ async def login(
     user.last_login_at = now
     if user.password_hash is not None and _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
+    await _signed(session, city, user, "login", now=now, source=source)
+    return user, await _issue(session, settings, key, city, user, now=now)
+
+
+async def _signed(
+    session: AsyncSession,
+    city: City,
+    user: User,
+    action: str,
+    *,
+    now: datetime,
+    source: str | None,
+) -> None:
+    """Audit a person signing in or out, in their own name."""
     await audit.append(
         session,
         at=now,
         city_id=city.id,
         actor=principal_of(user).actor,
         role=user.role,
-        action="login",
+        action=action,
         outcome="ok",
         source=source,
     )
-    return user, await _issue(session, settings, key, city, user, now=now)
 
 
 async def _record(
@@ -356,16 +369,7 @@ async def logout(
     user = await session.get(User, revoked[0])
     if user is None or user.city_id != city.id:
         return
-    await audit.append(
-        session,
-        at=now,
-        city_id=city.id,
-        actor=principal_of(user).actor,
-        role=user.role,
-        action="logout",
-        outcome="ok",
-        source=source,
-    )
+    await _signed(session, city, user, "logout", now=now, source=source)
 
 
 async def _revoke_all(session: AsyncSession, user_id: int, now: datetime) -> None:
