@@ -22,6 +22,8 @@ from tests.e2e.harness import GatewayProcess
 PREVIEWS: Final = 30
 ACCOUNTS: Final = 15
 UPLOADS: Final = 4
+# Smoke mode (the test suite) checks that the scenario runs and reports, not the figures.
+SMOKE_PREVIEWS, SMOKE_ACCOUNTS, SMOKE_UPLOADS = 4, 2, 1
 PASSWORD: Final = "bench-password-disaster"
 SENTENCE: Final = (
     "오늘 오후 세 시부터 마을회관 앞 도로에서 상수도 공사가 있어 물이 나오지 않습니다. "
@@ -74,8 +76,13 @@ async def _disaster(client: httpx.AsyncClient, village_id: int) -> float:
 
 
 async def _load(
-    client: httpx.AsyncClient, people: list[dict[str, str]], recording: bytes, village_id: int
+    client: httpx.AsyncClient,
+    people: list[dict[str, str]],
+    recording: bytes,
+    village_id: int,
+    counts: tuple[int, int],
 ) -> list[asyncio.Task[httpx.Response]]:
+    preview_count, upload_count = counts
     text = preview_text()
     previews = [
         asyncio.create_task(
@@ -85,7 +92,7 @@ async def _load(
                 headers=people[n % len(people)],
             )
         )
-        for n in range(PREVIEWS)
+        for n in range(preview_count)
     ]
     uploads = [
         asyncio.create_task(
@@ -96,12 +103,17 @@ async def _load(
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             )
         )
-        for _ in range(UPLOADS)
+        for _ in range(upload_count)
     ]
     return previews + uploads
 
 
-async def run_disaster_bench(folder: Path, mqtt_url: str, recording: bytes) -> dict[str, Any]:
+async def run_disaster_bench(
+    folder: Path, mqtt_url: str, recording: bytes, *, smoke: bool = False
+) -> dict[str, Any]:
+    previews_n, accounts_n, uploads_n = (
+        (SMOKE_PREVIEWS, SMOKE_ACCOUNTS, SMOKE_UPLOADS) if smoke else (PREVIEWS, ACCOUNTS, UPLOADS)
+    )
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     url = await seed_database(folder, 20)
     gateway = GatewayProcess(
@@ -117,11 +129,11 @@ async def run_disaster_bench(folder: Path, mqtt_url: str, recording: bytes) -> d
             client.timeout = httpx.Timeout(600)
             villages = (await client.get("/api/v1/villages", params={"limit": 2})).json()["items"]
             village_id = int(villages[0]["id"])
-            people = await _accounts(client, ACCOUNTS)
+            people = await _accounts(client, accounts_n)
             await _disaster(client, village_id)  # warm-up: the worker processes start
             idle = [await _disaster(client, village_id) for _ in range(3)]
             started = time.perf_counter()
-            load = await _load(client, people, recording, village_id)
+            load = await _load(client, people, recording, village_id, (previews_n, uploads_n))
             under_load: list[float] = []
             for _ in range(3):
                 await asyncio.sleep(1.0)  # every request is in: previews and uploads wait
@@ -130,8 +142,8 @@ async def run_disaster_bench(folder: Path, mqtt_url: str, recording: bytes) -> d
             load_s = time.perf_counter() - started
     finally:
         gateway.stop()
-    previews = Counter(r.status_code for r in responses[:PREVIEWS])
-    uploads = Counter(r.status_code for r in responses[PREVIEWS:])
+    previews = Counter(r.status_code for r in responses[:previews_n])
+    uploads = Counter(r.status_code for r in responses[previews_n:])
     return {
         "disaster_idle_ms": round(statistics.median(idle), 1),
         # The worst of three: on a gateway without lanes, the first alert waits for the whole
@@ -139,11 +151,11 @@ async def run_disaster_bench(folder: Path, mqtt_url: str, recording: bytes) -> d
         "disaster_under_load_ms": round(max(under_load), 1),
         "disaster_under_load_samples_ms": [round(ms, 1) for ms in under_load],
         "disaster_idle_samples_ms": [round(ms, 1) for ms in idle],
-        "previews": PREVIEWS,
+        "previews": previews_n,
         "preview_chars": len(preview_text()),
-        "preview_accounts": ACCOUNTS,
+        "preview_accounts": accounts_n,
         "preview_statuses": {str(k): v for k, v in sorted(previews.items())},
-        "uploads": UPLOADS,
+        "uploads": uploads_n,
         "upload_statuses": {str(k): v for k, v in sorted(uploads.items())},
         "load_total_s": round(load_s, 2),
     }

@@ -243,7 +243,7 @@ async def run_bench_async() -> dict[str, Any]:
             _log("disaster alert while 30 previews and 4 uploads wait for the audio worker")
             result["api"] = {
                 **result.get("api", {}),
-                **await run_disaster_bench(folder / "disaster", broker.url, recording),
+                **await run_disaster_bench(folder / "disaster", broker.url, recording, smoke=smoke),
             }
             _log(
                 f"disaster: {result['api']['disaster_under_load_ms']} ms under load, "

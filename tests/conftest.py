@@ -13,6 +13,7 @@ import pytest
 
 from maeul.broker import MosquittoConfig, MosquittoProcess, find_mosquitto, write_broker_file
 from tests.support import postgres
+from tests.support.databases import copy_database
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -79,6 +80,48 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     postgres.require("PostgreSQL variant")
     name = f"maeul_test_{secrets.token_hex(4)}"
     asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres.url(name)
+    finally:
+        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# Migrating a new database takes longer than most tests that use one: each worker migrates one
+# template of each kind, and a test gets a copy (a file copy for SQLite, CREATE DATABASE ...
+# TEMPLATE for PostgreSQL). tests/test_migrations.py migrates empty databases of its own.
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gateway.migrations import upgrade
+
+    path = tmp_path_factory.mktemp("template") / "maeul.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    assert not path.with_name("maeul.db-wal").exists(), "the template is whole in one file"
+    return path
+
+
+@pytest.fixture(scope="session")
+def _migrated_postgres() -> Iterator[str]:
+    from gateway.migrations import upgrade
+
+    postgres.require("PostgreSQL variant")
+    name = f"maeul_template_{secrets.token_hex(4)}"
+    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    try:
+        upgrade(postgres.url(name))
+        yield name
+    finally:
+        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database at the newest schema, empty of rows: SQLite, and PostgreSQL."""
+    if request.param == "sqlite":
+        yield copy_database(request.getfixturevalue("migrated_sqlite"), tmp_path / "maeul.db")
+        return
+    template = request.getfixturevalue("_migrated_postgres")
+    name = f"maeul_test_{secrets.token_hex(4)}"
+    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield postgres.url(name)
     finally:

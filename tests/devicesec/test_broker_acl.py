@@ -20,7 +20,6 @@ from gateway.devicesec import dynsec, service
 from gateway.devicesec.brokeradmin import BrokerAdmin
 from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.mosquitto import new_secret
-from gateway.migrations import upgrade
 from gateway.places.models import Village
 from gateway.places.service import get_city
 from gateway.seed import seed
@@ -34,6 +33,7 @@ from maeul.broker import (
     probe_async,
     write_broker_file,
 )
+from tests.support.databases import copy_database
 from wire import contract
 
 pytestmark = pytest.mark.skipif(
@@ -122,9 +122,8 @@ async def _state(url: str, admin: service.OwnUser) -> BrokerState:
 
 
 @pytest.fixture
-async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
-    await asyncio.to_thread(upgrade, url)
+async def secured(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Secured]:
+    url = copy_database(migrated_sqlite, tmp_path / "maeul.db")
     admin_user = service.OwnUser(ADMIN, new_secret())
     engine = create_engine(url)
     try:

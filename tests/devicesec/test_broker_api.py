@@ -24,12 +24,12 @@ from gateway.devicesec import dynsec, service
 from gateway.devicesec.brokeradmin import BrokerAdmin, BrokerAdminError
 from gateway.devicesec.models import SpeakerCredential
 from gateway.devicesec.mosquitto import new_secret, verify_password
-from gateway.migrations import upgrade
 from gateway.places.service import get_city
 from gateway.seed import seed
 from gateway.settings import Settings
 from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, probe_async
 from maeul.broker import write_broker_file as write_file
+from tests.support.databases import copy_database
 from wire import contract
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="no mosquitto binary")
@@ -79,9 +79,8 @@ class Managed:
 
 
 @pytest.fixture
-async def managed(tmp_path: Path) -> AsyncIterator[Managed]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
-    await asyncio.to_thread(upgrade, url)
+async def managed(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Managed]:
+    url = copy_database(migrated_sqlite, tmp_path / "maeul.db")
     admin_password, gateway_password = new_secret(), new_secret()
     engine = create_engine(url)
     try:

@@ -41,8 +41,6 @@ async def _seeded(database_url: str) -> None:
 async def gateways(
     database_url: str, mqtt_url: str, tmp_path: Path
 ) -> AsyncIterator[list[GatewayProcess]]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("two gateway processes share one database only on PostgreSQL")
     await _seeded(database_url)
     processes = []
     for name in ("a", "b"):
@@ -109,6 +107,8 @@ async def _until_completed(
             await asyncio.sleep(0.3)
 
 
+# Two gateway processes share one database only on PostgreSQL.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_two_gateways_fire_each_occurrence_once(
     gateways: list[GatewayProcess], mqtt_url: str, recording: bytes
 ) -> None:

@@ -3,7 +3,6 @@ the in-memory bus and a clock the test moves: the whole broadcast flow without w
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.bus import FakeBus
 from gateway.clock import FakeClock
-from gateway.migrations import upgrade
 from gateway.seed import seed
 from gateway.settings import Settings
 from wire import contract
@@ -49,8 +47,8 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    await asyncio.to_thread(upgrade, database_url)
+async def stack(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    database_url = migrated_database_url
     settings = Settings(
         environment="test",
         database_url=database_url,

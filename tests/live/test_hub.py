@@ -470,11 +470,11 @@ async def test_a_ticket_is_spent_before_the_connection_is_accepted(
     assert refused.closed == 1008
 
 
+# PostgreSQL only: on SQLite a gateway is one process, whose hub serializes its openings itself.
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 async def test_openings_on_two_replicas_are_serialized_by_the_database(
     stack: Stack,  # noqa: F811
 ) -> None:
-    if stack.settings.database_url.startswith("sqlite"):
-        pytest.skip("SQLite: one process, whose hub serializes its openings itself")
     hub: LiveHub = stack.app.state.live
     runtime = stack.app.state.runtime
     chime = await hub._chime("village_notice")
