@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -21,8 +20,6 @@ MAX_ACK_BYTES: Final = 4 * 1024
 MAX_PRESENCE_BYTES: Final = 4 * 1024
 # Clocks on speakers drift; a command issued up to this far in the future is still accepted.
 CLOCK_SKEW_MS: Final = 30_000
-
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class WireError(ValueError):
