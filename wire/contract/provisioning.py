@@ -1,0 +1,113 @@
+"""What a speaker needs to join the network: the provisioning document the gateway serves it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from wire.contract.base import PROTOCOL_VERSION, _Message
+from wire.contract.commands import SpeakerIdentity
+from wire.contract.signing import KeyRing
+from wire.contract.topics import (
+    ack_topic,
+    live_subscriptions,
+    presence_topic,
+    speaker_client_id,
+)
+
+
+class Provisioning(_Message):
+    """What a speaker needs to join the network, from the gateway's
+    ``GET /api/v1/devices/{speaker}/provisioning``: the broker, its session settings, its topics
+    and the key ring its commands are signed with."""
+
+    v: Literal[1] = Field(
+        default=PROTOCOL_VERSION, description="Version of the provisioning document; always 1."
+    )
+    identity: SpeakerIdentity = Field(
+        description="Where the speaker sits; the segments of its topics and its scope checks."
+    )
+    broker_url: str = Field(
+        max_length=500,
+        description=(
+            "The broker to connect to: `mqtt://host:port` or `mqtts://host:port` (TLS). The "
+            "gateway's `speaker_broker_url` setting."
+        ),
+    )
+    client_id: str = Field(
+        max_length=100,
+        description="The MQTT client id to connect with (stable: the session outlives it).",
+    )
+    username: str = Field(
+        max_length=100,
+        description="The MQTT user name; the password is the broker password issued to it.",
+    )
+    session_expiry_s: int = Field(
+        ge=0,
+        description=(
+            "The MQTT 5 Session Expiry Interval to connect with (Clean Start 0): how long the "
+            "broker keeps the speaker's subscriptions and queued commands while it is away."
+        ),
+    )
+    keepalive_s: int = Field(
+        ge=5, le=3600, description="The MQTT keep-alive to connect with, in seconds."
+    )
+    heartbeat_s: float = Field(
+        gt=0, description="Publish a `heartbeat` presence at least this often, in seconds."
+    )
+    offline_after_s: float = Field(
+        gt=0,
+        description="The gateway counts the speaker offline after hearing nothing for this long.",
+    )
+    subscriptions: tuple[str, ...] = Field(
+        description="The command topics to subscribe to (QoS 1)."
+    )
+    live_subscriptions: tuple[str, ...] = Field(
+        description="The live topics to subscribe to (QoS 1; audio frames come at 0)."
+    )
+    ack_topic: str = Field(description="Where to publish acknowledgements.")
+    presence_topic: str = Field(description="Where to publish birth, heartbeats and the Will.")
+    audio_url: str = Field(
+        max_length=500,
+        description=(
+            "Template of the audio URLs (`{sha256}` replaced); commands carry full URLs, signed "
+            "and expiring with the command (see `AudioRef.url`): fetch those as given."
+        ),
+    )
+    keyring_url: str = Field(
+        max_length=500, description="Where to fetch the key ring after a key rotation."
+    )
+    keyring: KeyRing = Field(description="The key ring now, to start from.")
+
+
+def provisioning_for(
+    identity: SpeakerIdentity,
+    *,
+    broker_url: str,
+    gateway_url: str,
+    session_expiry_s: int,
+    keepalive_s: int,
+    heartbeat_s: float,
+    keyring: KeyRing,
+) -> Provisioning:
+    base = gateway_url.rstrip("/")
+    return Provisioning(
+        identity=identity,
+        broker_url=broker_url,
+        client_id=speaker_client_id(identity.speaker),
+        username=identity.speaker,
+        session_expiry_s=session_expiry_s,
+        keepalive_s=keepalive_s,
+        heartbeat_s=heartbeat_s,
+        offline_after_s=3 * heartbeat_s,
+        subscriptions=tuple(identity.subscriptions()),
+        live_subscriptions=tuple(
+            live_subscriptions(identity.city, identity.district, identity.village)
+        ),
+        ack_topic=ack_topic(identity.city, identity.speaker),
+        presence_topic=presence_topic(identity.city, identity.speaker),
+        audio_url=f"{base}/api/v1/audio/{{sha256}}",
+        keyring_url=f"{base}/api/v1/keys/ring",
+        keyring=keyring,
+    )
