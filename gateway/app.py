@@ -34,7 +34,6 @@ from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Publisher
 from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
-from gateway.broadcasts.service import Runtime
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
 from gateway.clock import Clock, SystemClock
@@ -43,6 +42,7 @@ from gateway.db import AfterCommit, create_engine, create_sessions
 from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
+from gateway.deps import AppState, Runtime, state_of
 from gateway.devicesec import service as devicesec
 from gateway.devicesec.broker_hooks import router as broker_hooks_router
 from gateway.devicesec.brokeradmin import BrokerAdmin, admin_of
@@ -198,15 +198,15 @@ def _fields(errors: Any) -> list[dict[str, str]]:
     ]
 
 
-async def _ensure_city(app: FastAPI, settings: Settings) -> int:
-    async with app.state.sessions() as session:
+async def _ensure_city(state: AppState, settings: Settings) -> int:
+    async with state.sessions() as session:
         city = await session.scalar(select(City).where(City.code == settings.city_code))
         if city is None:
             city = City(
                 code=settings.city_code,
                 name=settings.city_code,
                 settings={},
-                created_at=app.state.clock.now(),
+                created_at=state.clock.now(),
             )
             session.add(city)
             await session.commit()
@@ -247,7 +247,7 @@ def _remember_session(settings: Settings, client_id: str) -> list[str]:
     return previous
 
 
-def _broker_admin(app: FastAPI, settings: Settings, client_id: str) -> BrokerAdmin:
+def _broker_admin(state: AppState, settings: Settings, client_id: str) -> BrokerAdmin:
     password = load_secret(settings, "broker_admin_password").decode()
     target = settings.mqtt
     own = (
@@ -258,7 +258,7 @@ def _broker_admin(app: FastAPI, settings: Settings, client_id: str) -> BrokerAdm
     admin_user = devicesec.OwnUser(settings.broker_admin_username, password)
 
     async def load_state() -> BrokerState:
-        async with app.state.sessions() as session:
+        async with state.sessions() as session:
             city = await session.scalar(select(City).where(City.code == settings.city_code))
             assert city is not None
             return await devicesec.broker_state(session, city, own=own, admin=admin_user)
@@ -299,21 +299,21 @@ def create_app(
         secure_data_dir(settings.data_dir, settings.database_url)
         seal = KeySeal.from_settings(settings)
         engine = create_engine(settings.database_url)
-        app.state.engine = engine
+        state.engine = engine
         # Whatever commits publications (a request, a schedule, an approval, a live session,
         # the sweeper, a speaker's catch-up) wakes the publisher right after its commit.
         after_commit = AfterCommit()
-        app.state.sessions = create_sessions(engine, after_commit=after_commit)
-        city_id = await _ensure_city(app, settings)
-        app.state.city_id = city_id
-        app.state.status_cache = StatusCache(
+        state.sessions = create_sessions(engine, after_commit=after_commit)
+        city_id = await _ensure_city(state, settings)
+        state.city_id = city_id
+        state.status_cache = StatusCache(
             ttl_s=settings.status_cache_s, max_stale_s=settings.status_max_stale_s
         )
         # The signing keys are decrypted (and any stored in the clear sealed) before anything
         # is served: a database copied without its key encryption key stops here.
-        app.state.key_seal = seal
+        state.key_seal = seal
         try:
-            async with app.state.sessions() as session:
+            async with state.sessions() as session:
                 await prepare_keys(session, seal, clock.now())
         except SigningKeyError:
             await engine.dispose()
@@ -338,13 +338,13 @@ def create_app(
         tasks: list[asyncio.Task[None]] = []
         bus_id, live_id, admin_id = client_ids(settings)
         predecessors = _remember_session(settings, bus_id) if bus is None else []
-        app.state.broker_admin = None
+        state.broker_admin = None
         if settings.broker_admin_username:
-            admin = _broker_admin(app, settings, admin_id)
+            admin = _broker_admin(state, settings, admin_id)
             tasks.append(
                 asyncio.create_task(_supervised(admin.run, "broker-admin"), name="broker-admin")
             )
-            app.state.broker_admin = admin
+            state.broker_admin = admin
         if mqtt is None:
             real = MqttBus(
                 settings.mqtt,
@@ -362,7 +362,7 @@ def create_app(
             tasks.append(asyncio.create_task(_supervised(real.run, "mqtt-bus"), name="mqtt-bus"))
             mqtt = real
         publisher = Publisher(
-            app.state.sessions,
+            state.sessions,
             mqtt,
             settings,
             clock,
@@ -373,7 +373,7 @@ def create_app(
         )
         after_commit.on_insert(Publication, publisher.wake.set)
         intake = Intake(
-            app.state.sessions,
+            state.sessions,
             mqtt,
             clock,
             city_id=city_id,
@@ -383,23 +383,23 @@ def create_app(
             metrics=metrics,
         )
         sweeper = Sweeper(
-            app.state.sessions, settings, clock, city_id=city_id, bus=mqtt, metrics=metrics
+            state.sessions, settings, clock, city_id=city_id, bus=mqtt, metrics=metrics
         )
-        app.state.bus = mqtt
-        app.state.publisher = publisher
-        app.state.intake = intake
-        app.state.sweeper = sweeper
-        app.state.runtime = Runtime(settings=settings, clock=clock, worker=transcoder)
-        app.state.preview_gate = PreviewGate(
+        state.bus = mqtt
+        state.publisher = publisher
+        state.intake = intake
+        state.sweeper = sweeper
+        state.runtime = Runtime(settings=settings, clock=clock, worker=transcoder)
+        state.preview_gate = PreviewGate(
             concurrency=settings.preview_concurrency_per_person,
             per_minute=settings.preview_per_minute_per_person,
         )
         scheduler = ScheduleWorker(
-            app.state.sessions,
-            app.state.runtime,
+            state.sessions,
+            state.runtime,
             city_code=settings.city_code,
         )
-        app.state.scheduler = scheduler
+        state.scheduler = scheduler
         fanout = live_bus
         if fanout is None and bus is None:
             real_fanout = MqttLiveBus(settings.mqtt, client_id=live_id)
@@ -408,21 +408,20 @@ def create_app(
             )
             fanout = real_fanout
         hub = LiveHub(
-            app.state.sessions,
-            app.state.runtime,
+            state.sessions,
+            state.runtime,
             live_settings,
             fanout or FakeLiveBus(),
             city_id=city_id,
             wake_publisher=publisher.wake.set,
         )
-        app.state.live = hub
+        state.live = hub
         await hub.start()
         checkpointer: Checkpointer | None = None
         if settings.background_workers:
             # Every such replica signs the chain's end into its own file (and its log): see
             # gateway/audit/checkpoints.py for why they do not take turns.
-            checkpointer = Checkpointer(app.state.sessions, settings, clock)
-            app.state.checkpointer = checkpointer
+            checkpointer = Checkpointer(state.sessions, settings, clock)
             tasks += [
                 asyncio.create_task(_supervised(run, name), name=name)
                 for run, name in (
@@ -433,6 +432,7 @@ def create_app(
                     (checkpointer.run, "audit-checkpoints"),
                 )
             ]
+        state.checkpointer = checkpointer
         try:
             yield
         finally:
@@ -472,16 +472,19 @@ def create_app(
         summary="Smart-village broadcast gateway: phones and office PCs to village loudspeakers.",
         lifespan=lifespan,
     )
+    # Every value the app holds is set here or in the lifespan above, with its type.
+    state = AppState()
+    app.state = state
     # Set when the replica begins to stop: open event streams end instead of holding the stop.
     stopping = asyncio.Event()
-    app.state.stopping = stopping
-    app.state.settings = settings
-    app.state.audio_links = audio_links
-    app.state.jwt_key = jwt_key
-    app.state.clock = clock
-    app.state.metrics = metrics
-    app.state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)
-    metrics.watch(app.state, DROP_REASONS)
+    state.stopping = stopping
+    state.settings = settings
+    state.audio_links = audio_links
+    state.jwt_key = jwt_key
+    state.clock = clock
+    state.metrics = metrics
+    state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)
+    metrics.watch(state, DROP_REASONS)
     _install_handlers(app)
 
     # Writes the audit row of every request.
@@ -499,14 +502,14 @@ def create_app(
 
     @app.get("/readyz", operation_id="ready", tags=["health"])
     async def ready(request: Request) -> JSONResponse:
-        checks = {"database": False, "mqtt": bool(request.app.state.bus.connected)}
+        checks = {"database": False, "mqtt": bool(state_of(request).bus.connected)}
         with contextlib.suppress(Exception):
-            async with request.app.state.sessions() as session:
+            async with state_of(request).sessions() as session:
                 await session.execute(text("SELECT 1"))
                 checks["database"] = True
         ok = all(checks.values())
         body: dict[str, bool] = {"ready": ok, **checks}
-        admin = admin_of(request.app.state)
+        admin = admin_of(state_of(request))
         if admin is not None:
             # Reported, not required: broadcasts go out without it; only new broker passwords
             # and prompt reconciles wait for it.

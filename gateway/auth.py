@@ -26,6 +26,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.deps import state_of
 from gateway.errors import Forbidden, Unauthorized
 from gateway.keyfiles import load_secret
 from gateway.settings import Settings
@@ -204,7 +205,7 @@ async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    settings: Settings = request.app.state.settings
+    settings: Settings = state_of(request).settings
     if credentials is None:
         raise _not_authenticated()
     presented = credentials.credentials
@@ -217,12 +218,12 @@ async def current_principal(
         return principal
     from gateway.users import service as users  # the users slice imports this module
 
-    async with request.app.state.sessions() as session:
-        now = request.app.state.clock.now()
+    async with state_of(request).sessions() as session:
+        now = state_of(request).clock.now()
         if presented.startswith(API_KEY_PREFIX):
             principal = await users.principal_for_api_key(session, presented, now=now)
         else:
-            claims = read_access_token(settings, request.app.state.jwt_key, presented, now=now)
+            claims = read_access_token(settings, state_of(request).jwt_key, presented, now=now)
             principal = await users.principal_for_claims(session, claims, now=now)
         await session.commit()
     principal = with_city_rights(principal, settings)

@@ -4,12 +4,11 @@ what runs after a commit."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, Table, event, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -192,23 +191,6 @@ def _forget_inserts(session: Session, transaction: SessionTransaction) -> None:
     """A rolled back (or closed) transaction's inserts never happened."""
     if transaction.parent is None:
         session.info.pop(_INSERTED, None)
-
-
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    # The request owns the transaction: commit before the response is sent, so a failed commit
-    # is an error response, never a 201 the client already holds.
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
-    async with sessions() as session:
-        try:
-            yield session
-        except Exception:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
-
-
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 def import_models() -> MetaData:

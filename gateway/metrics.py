@@ -12,12 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from gateway.deps import AppState
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -82,7 +85,7 @@ class Metrics:
         for outcome in DELIVERY_OUTCOMES:
             self.deliveries.labels(outcome)
 
-    def watch(self, state: Any, drop_reasons: Iterable[str]) -> None:
+    def watch(self, state: AppState, drop_reasons: Iterable[str]) -> None:
         """Expose the intake's, bus's and publisher's own counters, read at each scrape."""
         self.registry.register(_StateCollector(state, tuple(drop_reasons)))
 
@@ -125,7 +128,7 @@ class Metrics:
 class _StateCollector(Collector):
     """The families that existed before the histograms, under the same names, read live."""
 
-    def __init__(self, state: Any, drop_reasons: tuple[str, ...]) -> None:
+    def __init__(self, state: AppState, drop_reasons: tuple[str, ...]) -> None:
         self._state = state
         self._drop_reasons = drop_reasons
 

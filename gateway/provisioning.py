@@ -24,12 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import signing
 from gateway.auth import Allow, Principal, Role, current_principal
-from gateway.db import SessionDep
+from gateway.deps import CityDep, SealDep, SessionDep, state_of
 from gateway.devicesec import mosquitto
 from gateway.devicesec.models import SpeakerCredential
 from gateway.errors import Forbidden, Unauthorized
 from gateway.places.models import City
-from gateway.places.service import CityDep
 from gateway.settings import Settings
 from gateway.speakers import service as speakers
 from wire import contract
@@ -144,12 +143,12 @@ async def get_provisioning(
     session: SessionDep,
     city: CityDep,
     caller: CallerDep,
-    seal: signing.SealDep,
+    seal: SealDep,
 ) -> contract.Provisioning:
     """What the speaker needs to join: its broker, MQTT session settings (`session_expiry_s`,
     `keepalive_s`), heartbeat interval, topics, where audio and the key ring are, and the key
     ring itself. Ask as the speaker (HTTP Basic: speaker id and its broker password) or as an
     installer (bearer token of a city administrator, or of a district officer of its
     district). No secret here: the broker password is the one the speaker already holds."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = state_of(request).settings
     return await provision(session, settings, city, speaker, caller, seal)

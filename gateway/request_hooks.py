@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit.recorder import record_request
+from gateway.deps import state_of
 
 
 class AfterRequest:
@@ -33,5 +34,5 @@ class AfterRequest:
 
 
 async def _after(request: Request, status: int) -> None:
-    if hasattr(request.app.state, "sessions"):
+    if hasattr(state_of(request), "sessions"):
         await record_request(request, status)

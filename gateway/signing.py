@@ -23,7 +23,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -36,7 +36,6 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from fastapi import Depends, Request
 from sqlalchemy import Boolean, LargeBinary, String, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,14 +108,6 @@ class KeySeal:
                 f"cannot decrypt the signing key {key_id}: {KEK_VARIABLE} (or {KEK_VARIABLE}_FILE)"
                 " is not the key this database's signing keys were encrypted with"
             ) from None
-
-
-def _key_seal(request: Request) -> KeySeal:
-    seal: KeySeal = request.app.state.key_seal
-    return seal
-
-
-SealDep = Annotated[KeySeal, Depends(_key_seal)]
 
 
 def is_sealed(stored: bytes) -> bool:

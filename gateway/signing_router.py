@@ -9,8 +9,7 @@ from pydantic import BaseModel, Field
 
 from gateway import signing
 from gateway.auth import Admin
-from gateway.db import SessionDep
-from gateway.places.service import CityDep
+from gateway.deps import CityDep, SealDep, SessionDep, state_of
 from wire import contract
 
 router = APIRouter(tags=["keys"])
@@ -60,9 +59,7 @@ async def list_keys(session: SessionDep) -> list[PublicKey]:
 
 
 @router.get("/keys/ring", operation_id="get_signing_keyring")
-async def get_keyring(
-    session: SessionDep, city: CityDep, seal: signing.SealDep
-) -> contract.KeyRing:
+async def get_keyring(session: SessionDep, city: CityDep, seal: SealDep) -> contract.KeyRing:
     """Every public key still trusted, oldest first, each signed by the trusted key before it,
     and the revoked key ids, each revocation signed by the active key. A speaker that trusts
     any earlier key (from its configuration) learns a rotated one from here on its own, and
@@ -73,10 +70,10 @@ async def get_keyring(
 
 @router.post("/keys/rotate", operation_id="rotate_signing_key", status_code=201)
 async def rotate_key(
-    session: SessionDep, _user: Admin, request: Request, seal: signing.SealDep
+    session: SessionDep, _user: Admin, request: Request, seal: SealDep
 ) -> PublicKey:
     """Sign from now on with a new key; speakers keep verifying with every listed key."""
-    key = await signing.rotate(session, request.app.state.clock.now(), seal)
+    key = await signing.rotate(session, state_of(request).clock.now(), seal)
     [public] = await _public(session, key.key_id)
     return public
 
@@ -95,7 +92,7 @@ async def revoke_key(
     session: SessionDep,
     _user: Admin,
     request: Request,
-    seal: signing.SealDep,
+    seal: SealDep,
 ) -> Revoked:
     """Revoke a signing key (a stolen or doubtful one, active or retired) and sign from now on
     with a new key. Speakers learn the revocation from the key ring, which the new key's first
@@ -111,7 +108,7 @@ async def revoke_key(
         session,
         key_id,
         body.reason,
-        request.app.state.clock.now(),
+        state_of(request).clock.now(),
         seal,
         strand_speakers=body.strand_speakers,
     )

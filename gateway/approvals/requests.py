@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
-from gateway.broadcasts.service import BroadcastRequest, Runtime, StoredAudio
+from gateway.broadcasts.service import BroadcastRequest, StoredAudio
+from gateway.deps import Runtime
 from gateway.places.models import City
 from wire import contract
 

@@ -20,18 +20,12 @@ from gateway.approvals.visibility import APPROVERS
 from gateway.auth import Anyone, Principal, Sender, allow
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.ranges import ranged_response
-from gateway.db import SessionDep
-from gateway.places.service import CityDep, NowDep
+from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from wire.contract import Codec
 
 router = APIRouter(tags=["approvals"])
 
 Approver = Annotated[Principal, allow(*APPROVERS)]
-
-
-def _runtime(request: Request) -> broadcasts.Runtime:
-    runtime: broadcasts.Runtime = request.app.state.runtime
-    return runtime
 
 
 @router.get("/approvals", operation_id="list_approvals")
@@ -122,7 +116,7 @@ async def approve(
     heard = body.audio_sha256 if body else None
     await listening.check_heard(session, city, approval_id, approver, heard, now=now)
     approval, started = await service.approve(
-        session, _runtime(request), city, approval_id, approver, body.note if body else None
+        session, state_of(request).runtime, city, approval_id, approver, body.note if body else None
     )
     summary = await broadcasts.summarize(session, started.broadcast, detail=False)
     return Approved(approval=ApprovalRead.model_validate(approval), broadcast=summary)
@@ -139,6 +133,6 @@ async def reject(
 ) -> ApprovalRead:
     """Refuse it (a second authorised person) or withdraw it (the one who asked)."""
     approval = await service.reject(
-        session, _runtime(request), city, approval_id, user, body.note if body else None
+        session, state_of(request).runtime, city, approval_id, user, body.note if body else None
     )
     return ApprovalRead.model_validate(approval)

@@ -14,6 +14,7 @@ from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast
+from gateway.deps import Runtime
 from gateway.errors import Conflict
 from gateway.places import service as places
 from gateway.places.models import City
@@ -112,7 +113,7 @@ async def _resolved(
 
 async def approve(
     session: AsyncSession,
-    runtime: broadcasts.Runtime,
+    runtime: Runtime,
     city: City,
     approval_id: str,
     principal: Principal,
@@ -182,7 +183,7 @@ async def approve(
 
 async def reject(
     session: AsyncSession,
-    runtime: broadcasts.Runtime,
+    runtime: Runtime,
     city: City,
     approval_id: str,
     principal: Principal,

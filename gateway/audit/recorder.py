@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit import service as audit
 from gateway.audit.budget import AnonymousBudget
 from gateway.clock import Clock
+from gateway.deps import state_of
 from gateway.forwarding import client_address
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ async def record_request(request: Request, status: int) -> None:
     principal = getattr(request.state, "principal", None)
     if operation == "get_audio" and principal is None:
         return  # a speaker fetching its audio by hash: the delivery records it
-    state = request.app.state
+    state = state_of(request)
     sessions: async_sessionmaker[AsyncSession] = state.sessions
     clock: Clock = state.clock
     now = clock.now()

@@ -5,26 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from gateway.audit import checkpoints, service
 from gateway.audit.schemas import AuditEventRead, AuditPage, AuditVerification, CheckpointKey
 from gateway.auth import Principal, Role, allow
-from gateway.db import SessionDep
-from gateway.places.service import CityDep
-from gateway.settings import Settings
+from gateway.deps import CityDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["audit"])
 
 Reader = Annotated[Principal, allow(Role.CITY_ADMIN, Role.AUDITOR)]
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 @router.get("/audit-events", operation_id="list_audit_events")

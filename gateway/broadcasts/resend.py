@@ -22,7 +22,6 @@ from gateway.auth import Principal
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.service import (
     BroadcastRequest,
-    Runtime,
     Started,
     StoredAudio,
     get_broadcast,
@@ -30,6 +29,7 @@ from gateway.broadcasts.service import (
 )
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.states import State
+from gateway.deps import Runtime
 from gateway.errors import Conflict
 from gateway.places.models import City
 from gateway.places.service import ResolvedTarget

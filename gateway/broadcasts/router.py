@@ -27,10 +27,9 @@ from gateway.broadcasts.schemas import (
     ResendRequest,
 )
 from gateway.datafiles import private_dir
-from gateway.db import SessionDep
 from gateway.deliveries.states import State
+from gateway.deps import CityDep, RuntimeDep, SessionDep, state_of
 from gateway.places.models import City
-from gateway.places.service import CityDep
 from gateway.schedules import service as schedules
 from gateway.schedules.schemas import ScheduleRead
 from gateway.sending import now
@@ -40,14 +39,6 @@ from wire.contract import Category
 
 router = APIRouter(tags=["broadcasts"])
 audio_router = APIRouter(tags=["audio"])
-
-
-def _runtime(request: Request) -> service.Runtime:
-    runtime: service.Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[service.Runtime, Depends(_runtime)]
 
 
 async def _upload_within_limit(request: Request, runtime: RuntimeDep) -> None:
@@ -191,7 +182,7 @@ async def cancel_broadcast(
     """Cancel at once, one person, no approval: queued deliveries end cancelled and playing
     speakers stop. Cancelling twice is harmless."""
     broadcast = await service.cancel_broadcast(session, runtime, city, broadcast_id, user)
-    request.app.state.status_cache.forget(city.id, broadcast.id)
+    state_of(request).status_cache.forget(city.id, broadcast.id)
     return await service.summarize(session, broadcast, detail=False)
 
 
@@ -238,7 +229,7 @@ async def resend_broadcast(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     # Its missed deliveries now name the resend.
-    request.app.state.status_cache.forget(city.id, broadcast_id)
+    state_of(request).status_cache.forget(city.id, broadcast_id)
     return await service.summarize(session, started.broadcast, detail=False)
 
 
@@ -254,7 +245,7 @@ async def hold_recording(
     """Keep the recording as evidence past its retention period (or release it again)."""
     broadcast = await service.get_broadcast(session, city.id, broadcast_id)
     await retention.hold(session, broadcast, held=body.hold, reason=body.reason)
-    request.app.state.status_cache.forget(city.id, broadcast.id)
+    state_of(request).status_cache.forget(city.id, broadcast.id)
     return await service.summarize(session, broadcast, detail=False)
 
 
@@ -304,7 +295,7 @@ async def get_broadcast(
 ) -> BroadcastDetail | BroadcastSummary:
     """The broadcast's progress, as this replica read it at most a moment ago (see
     `GATEWAY_STATUS_CACHE_S`): many readers of one broadcast cost one query."""
-    state = request.app.state
+    state = state_of(request)
     await service.check_readable(session, user, state.city_id, broadcast_id)
     return await service.read_summary(
         state.status_cache, state.sessions, state.city_id, broadcast_id, detail=detail
@@ -335,7 +326,7 @@ async def follow_broadcast(
     await service.authorize_read(
         session, user, await service.get_broadcast(session, city.id, broadcast_id)
     )
-    state = request.app.state
+    state = state_of(request)
     stream = events.follow(
         state.status_cache,
         state.sessions,
@@ -427,9 +418,9 @@ async def _audio(
     *,
     head: bool,
 ) -> Response:
-    links: AudioLinks = request.app.state.audio_links
+    links: AudioLinks = state_of(request).audio_links
     if sig is not None:
-        left = links.check(sha256, expires, sig, now=request.app.state.clock.now())
+        left = links.check(sha256, expires, sig, now=state_of(request).clock.now())
         cache = f"private, max-age={min(left, 86400)}"
     else:
         principal = await presented_principal(request)

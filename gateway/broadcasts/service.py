@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from audio.pipeline import Transcoded
 from audio.speech.engine import synthesize_file
 from audio.speech.normalize import validate_text
-from audio.worker import TranscodeWorker
 from gateway import logs, scopes
 from gateway.auth import Principal
 from gateway.broadcasts.models import AudioAsset, Broadcast, Publication
@@ -33,16 +32,15 @@ from gateway.broadcasts.schemas import (
     VillageDelivery,
 )
 from gateway.broadcasts.status_cache import StatusCache
-from gateway.clock import Clock
 from gateway.datafiles import private_dir, private_file
 from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
+from gateway.deps import Runtime
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.officer_alerts import service as officer_alerts
 from gateway.places import service as places
 from gateway.places.models import City
-from gateway.settings import Settings
 from gateway.speakers import service as speakers
 from wire import contract
 from wire.contract import Category
@@ -93,15 +91,6 @@ class StoredAudio:
     source_sha256: str
     duration_ms: int
     sha256: Mapping[str, str]  # codec -> sha256 of an AudioAsset
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """What services need from the app beyond the session: passed in, never imported."""
-
-    settings: Settings
-    clock: Clock
-    worker: TranscodeWorker
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ from fastapi import APIRouter
 from gateway import signing
 from gateway.auth import Anyone
 from gateway.broadcasts import service as broadcasts
-from gateway.db import SessionDep
 from gateway.deliveries import proof
 from gateway.deliveries.schemas import ProofExport
-from gateway.places.service import CityDep, NowDep
+from gateway.deps import CityDep, NowDep, SealDep, SessionDep
 
 router = APIRouter(tags=["broadcasts"])
 
@@ -26,7 +25,7 @@ async def export_proof_of_play(
     user: Anyone,
     city: CityDep,
     now: NowDep,
-    seal: signing.SealDep,
+    seal: SealDep,
 ) -> ProofExport:
     """Every speaker's signed receipt of the broadcast, its enrolled receipt public key and the
     broadcast's encodings, signed by the gateway's command-signing key (``key_id``; verify it

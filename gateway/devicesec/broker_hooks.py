@@ -37,14 +37,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db import SessionDep
+from gateway.deps import CityDep, SessionDep, state_of
 from gateway.devicesec import grants
 from gateway.devicesec.models import BrokerAccount, SpeakerCredential
 from gateway.devicesec.mosquitto import verify_password
 from gateway.errors import Forbidden, NotFound, Unauthorized, Unavailable
 from gateway.keyfiles import SecretError, load_secret
 from gateway.places.models import City
-from gateway.places.service import CityDep
 from gateway.settings import Settings
 from gateway.speakers import service as speakers
 from wire import contract
@@ -66,7 +65,7 @@ router = APIRouter(prefix="/broker/hooks", tags=["broker hooks"], include_in_sch
 
 def _hook_secret(request: Request) -> bytes:
     """The hook secret, loaded once per app (a failed load is tried again next time)."""
-    state = request.app.state
+    state = state_of(request)
     loaded: bytes | None = getattr(state, "broker_hook_secret", None)
     if loaded is None:
         settings: Settings = state.settings
@@ -259,11 +258,6 @@ class EmqxAuthorizationResult(BaseModel):
     result: Literal["allow", "deny"]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 @router.post("/emqx/authenticate", response_model_exclude_none=True)
 async def emqx_authenticate(
     secret: BrokerSecret,  # first: nothing else is looked at for a caller without it
@@ -275,7 +269,7 @@ async def emqx_authenticate(
     verdict = await authenticate(
         session,
         city,
-        _settings(request),
+        state_of(request).settings,
         secret,
         username=body.username,
         password=body.password,
@@ -304,7 +298,7 @@ async def emqx_authorize(
     verdict = await authorize(
         session,
         city,
-        _settings(request),
+        state_of(request).settings,
         secret,
         username=body.username,
         client_id=body.clientid,

@@ -23,7 +23,7 @@ import random
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiomqtt
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.devicesec import dynsec
 from gateway.devicesec.dynsec import BrokerClient, BrokerState
 from gateway.settings import MqttTarget
+
+if TYPE_CHECKING:
+    from gateway.deps import AppState
 
 log = logging.getLogger(__name__)
 
@@ -315,13 +318,13 @@ class BrokerAdmin:
             return missing
 
 
-def admin_of(state: Any) -> BrokerAdmin | None:
+def admin_of(state: AppState) -> BrokerAdmin | None:
     """The app's broker admin (`app.state`), None when the gateway does not manage the broker."""
     admin = getattr(state, "broker_admin", None)
     return admin if isinstance(admin, BrokerAdmin) else None
 
 
-async def after_change(state: Any, session: AsyncSession) -> None:
+async def after_change(state: AppState, session: AsyncSession) -> None:
     """Commit a change to who may connect or where a speaker is, then have the broker follow
     it now rather than at the next periodic reconcile."""
     admin = admin_of(state)

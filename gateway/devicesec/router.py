@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime
 
 from gateway.auth import Admin, Principal, Role, allow
-from gateway.db import SessionDep
+from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec import dynsec, grants, service
 from gateway.devicesec.brokeradmin import (
     BrokerAdmin,
@@ -29,7 +29,6 @@ from gateway.devicesec.schemas import (
 )
 from gateway.errors import Unavailable
 from gateway.keyfiles import load_secret
-from gateway.places.service import CityDep, NowDep
 from gateway.settings import Settings
 
 router = APIRouter(tags=["device security"])
@@ -40,7 +39,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _own(request: Request) -> service.OwnUser | None:
-    settings: Settings = request.app.state.settings
+    settings: Settings = state_of(request).settings
     target = settings.mqtt
     if target.username is None or target.password is None:
         return None
@@ -49,7 +48,7 @@ def _own(request: Request) -> service.OwnUser | None:
 
 def _reserved(request: Request) -> list[str]:
     """Broker user names no API call may take: the gateway's own and its admin account's."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = state_of(request).settings
     own = _own(request)
     names = [settings.broker_admin_username, own.username if own else settings.mqtt.username]
     return [name for name in names if name]
@@ -82,7 +81,7 @@ async def issue_speaker_credentials(
     broker has it before this answers and the previous one no longer works; if the broker
     cannot be reached the answer is 503 `broker_unavailable` and nothing changes. Otherwise it
     takes effect when the broker's files are rendered again (`maeul broker files`)."""
-    admin = admin_of(request.app.state)
+    admin = admin_of(state_of(request))
     response.headers.update(_NO_STORE)
     issued = await service.issue_speaker_credentials(
         session, city, speaker_id, now=now, reserved=_reserved(request)
@@ -138,7 +137,7 @@ async def get_broker_dynamic_security_file(
     """The file of Mosquitto's dynamic security plugin (hashes only): the gateway's admin
     account, the gateway, broker accounts, and every speaker with a password, bound to its own
     client id with a role holding its own topics."""
-    settings: Settings = request.app.state.settings
+    settings: Settings = state_of(request).settings
     admin = None
     if settings.broker_admin_username:
         password = load_secret(settings, "broker_admin_password").decode()
@@ -210,7 +209,7 @@ async def create_broker_account(
     issued, password = await service.create_account(
         session, city, body, now=now, reserved=_reserved(request)
     )
-    admin = admin_of(request.app.state)
+    admin = admin_of(state_of(request))
     if admin is not None:
         role = dynsec.GATEWAY_ROLE if body.role == "gateway" else dynsec.MONITOR_ROLE
         bound = grants.monitor_client_id(body.username) if body.role == "monitor" else None
@@ -230,7 +229,7 @@ async def delete_broker_account(
 ) -> None:
     """Delete the account; a broker the gateway manages shuts it out at once."""
     await service.delete_account(session, city, username)
-    await after_change(request.app.state, session)
+    await after_change(state_of(request), session)
 
 
 @router.get("/security-events", operation_id="list_security_events")

@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from audio.chimes import chime
 from audio.pipeline import AudioOptions, Encoded, encode
 from gateway.auth import Principal
-from gateway.broadcasts.service import Runtime
+from gateway.deps import Runtime
 from gateway.errors import (
     Conflict,
     MaeulError,

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.responses import FileResponse
 
 from gateway.auth import Sender
-from gateway.db import SessionDep
+from gateway.deps import CityDep, SessionDep, state_of
 from gateway.errors import NotFound
 from gateway.live.hub import POLICY_VIOLATION, LiveHub
 from gateway.live.schemas import TicketCreate, TicketRead
-from gateway.places.service import CityDep
 from gateway.settings import Settings
 from gateway.web.router import PAGE_HEADERS
 
@@ -32,8 +31,7 @@ pages = APIRouter(include_in_schema=False)
 
 
 def _hub(request: Request) -> LiveHub:
-    hub: LiveHub = request.app.state.live
-    return hub
+    return state_of(request).live
 
 
 HubDep = Annotated[LiveHub, Depends(_hub)]
@@ -68,7 +66,7 @@ def origin_allowed(websocket: WebSocket) -> bool:
     origin = websocket.headers.get("origin")
     if origin is None:
         return True
-    settings: Settings = websocket.app.state.settings
+    settings: Settings = state_of(websocket).settings
     origin = origin.strip().rstrip("/").lower()
     allowed = settings.origins
     if allowed:
@@ -84,7 +82,7 @@ async def live_socket(websocket: WebSocket, ticket: str = "") -> None:
         # Before the handshake is accepted: the browser sees a 403 and the ticket is not spent.
         await websocket.close(POLICY_VIOLATION, ORIGIN_NOT_ALLOWED)
         return
-    hub: LiveHub = websocket.app.state.live
+    hub: LiveHub = state_of(websocket).live
     await hub.serve(websocket, ticket)
 
 

@@ -19,6 +19,7 @@ from gateway.auth import Principal
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast, Publication
 from gateway.deliveries import service as deliveries
+from gateway.deps import Runtime
 from gateway.errors import Conflict, NotFound
 from gateway.live.models import LiveSession
 from gateway.live.recorder import Recording
@@ -87,7 +88,7 @@ def _broadcast_request(request: LiveRequest, live: LiveSettings) -> broadcasts.B
 
 
 def _send_request(
-    request: LiveRequest, live: LiveSettings, runtime: broadcasts.Runtime
+    request: LiveRequest, live: LiveSettings, runtime: Runtime
 ) -> sending.SendRequest:
     return sending.SendRequest(
         path=SendPath.LIVE,
@@ -102,7 +103,7 @@ def _send_request(
 
 async def check_request(
     session: AsyncSession,
-    runtime: broadcasts.Runtime,
+    runtime: Runtime,
     city: City,
     request: LiveRequest,
     live: LiveSettings,
@@ -147,7 +148,7 @@ async def busy(
 
 async def open_session(
     session: AsyncSession,
-    runtime: broadcasts.Runtime,
+    runtime: Runtime,
     city: City,
     request: LiveRequest,
     live: LiveSettings,

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from gateway.db import SessionDep
+from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.notices import service
 from gateway.notices.schemas import PublicVillagePage, VillageNotices
-from gateway.places.service import CityDep, NowDep
 
 router = APIRouter(tags=["notices"])
 
@@ -42,5 +41,5 @@ async def list_village_notices(
     """The notices the village's speakers played in the last month, newest first (no login):
     live broadcasts only, never test or exercise ones, and none that was cancelled."""
     return await service.list_notices(
-        session, city, village_id, now=now, limit=limit, links=request.app.state.audio_links
+        session, city, village_id, now=now, limit=limit, links=state_of(request).audio_links
     )

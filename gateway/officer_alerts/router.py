@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gateway.auth import Principal, Role, allow
-from gateway.db import SessionDep
+from gateway.deps import CityDep, NowDep, SessionDep
 from gateway.officer_alerts import service
 from gateway.officer_alerts.schemas import OfficerAlertPage, OfficerAlertRead
-from gateway.places.service import CityDep, NowDep
 
 router = APIRouter(tags=["officer-alerts"])
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from gateway.auth import Admin, Anyone
-from gateway.db import SessionDep
+from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec.brokeradmin import after_change
 from gateway.places import csv_import, service
 from gateway.places.schemas import (
@@ -22,7 +22,6 @@ from gateway.places.schemas import (
     VillageRead,
     VillageUpdate,
 )
-from gateway.places.service import CityDep, NowDep
 
 router = APIRouter(tags=["places"])
 
@@ -85,7 +84,7 @@ async def update_district(
     request: Request,
 ) -> DistrictRead:
     updated = await service.update_district(session, city, district_id, body)
-    await after_change(request.app.state, session)  # a new code: new topics for its speakers
+    await after_change(state_of(request), session)  # a new code: new topics for its speakers
     return updated
 
 
@@ -154,7 +153,7 @@ async def update_village(
 ) -> VillageRead:
     """Rename, recode or move a village; moving it moves its speakers to the new district."""
     updated = await service.update_village(session, city, village_id, body)
-    await after_change(request.app.state, session)
+    await after_change(state_of(request), session)
     return updated
 
 
@@ -190,5 +189,5 @@ async def import_places(
     """Create or update districts and villages by code: all rows or none."""
     data = await csv_import.read_upload(file)
     report = await service.import_places(session, city, data, now=now)
-    await after_change(request.app.state, session)
+    await after_change(state_of(request), session)
     return report

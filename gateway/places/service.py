@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Final, TypeVar
+from typing import Final, TypeVar
 
-from fastapi import Depends, Request
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.clock import Clock
-from gateway.db import SessionDep
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.places import csv_import
 from gateway.places.csv_import import PlaceRow
@@ -30,7 +27,6 @@ from gateway.places.schemas import (
     VillageRead,
     VillageUpdate,
 )
-from gateway.settings import Settings
 
 # The speakers slice builds on this one (a speaker sits in a village), so the functions here that
 # need speaker counts or move speakers import gateway.speakers.service where they use it: that
@@ -61,20 +57,6 @@ async def get_city(session: AsyncSession, code: str) -> City:
             en=f"City '{code}' does not exist.",
         )
     return city
-
-
-async def current_city(request: Request, session: SessionDep) -> City:
-    settings: Settings = request.app.state.settings
-    return await get_city(session, settings.city_code)
-
-
-def request_time(request: Request) -> datetime:
-    clock: Clock = request.app.state.clock
-    return clock.now()
-
-
-CityDep = Annotated[City, Depends(current_city)]
-NowDep = Annotated[datetime, Depends(request_time)]
 
 
 async def describe_city(session: AsyncSession, city: City) -> CityRead:

@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import Principal
-from gateway.broadcasts.service import Runtime
+from gateway.deps import Runtime
 from gateway.errors import Conflict
 from gateway.places.models import City
 from gateway.schedules import service

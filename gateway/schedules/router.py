@@ -9,10 +9,9 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, Upl
 
 from gateway.auth import Anyone, Principal, Role, Sender, allow
 from gateway.broadcasts import service as broadcasts
-from gateway.broadcasts.router import RuntimeDep, _spill, _upload_within_limit
+from gateway.broadcasts.router import _spill, _upload_within_limit
 from gateway.broadcasts.schemas import BroadcastMode
-from gateway.db import SessionDep
-from gateway.places.service import CityDep, NowDep
+from gateway.deps import CityDep, NowDep, RuntimeDep, SessionDep
 from gateway.schedules import pause, service
 from gateway.schedules.quiet import parse_hhmm
 from gateway.schedules.recurrence import Timing, Weekday

@@ -28,7 +28,8 @@ from gateway.auth import Principal, Role
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.schemas import BroadcastMode
-from gateway.broadcasts.service import BroadcastRequest, Runtime, Started, StoredAudio
+from gateway.broadcasts.service import BroadcastRequest, Started, StoredAudio
+from gateway.deps import Runtime
 from gateway.errors import Conflict, Forbidden, InvalidRequest, MaeulError, NotFound
 from gateway.places import service as places
 from gateway.places.models import City

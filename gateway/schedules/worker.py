@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from gateway.broadcasts.service import Runtime
+from gateway.deps import Runtime
 from gateway.places import service as places
 from gateway.schedules import pause, service
 

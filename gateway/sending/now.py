@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.approvals.models import ApprovalRequest
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast
-from gateway.broadcasts.service import BroadcastRequest, Runtime, Started
+from gateway.broadcasts.service import BroadcastRequest, Started
+from gateway.deps import Runtime
 from gateway.places.models import City
 from gateway.schedules import service as schedules
 from gateway.schedules.recurrence import Timing

@@ -27,7 +27,8 @@ from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast
-from gateway.broadcasts.service import BroadcastRequest, Runtime, Started, StoredAudio
+from gateway.broadcasts.service import BroadcastRequest, Started, StoredAudio
+from gateway.deps import Runtime
 from gateway.errors import Forbidden, MaeulError, TooManyRequests
 from gateway.places import service as places
 from gateway.places.models import City

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from gateway.auth import Admin, Anyone
-from gateway.db import SessionDep
+from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec.brokeradmin import after_change
 from gateway.places import csv_import
-from gateway.places.service import CityDep, NowDep
 from gateway.speakers import service
 from gateway.speakers.schemas import (
     FleetPage,
@@ -125,7 +124,7 @@ async def update_speaker(
     """A speaker moved to another village reads that village's topics at once; a new code
     revokes its broker password (issued for the old code, its user name)."""
     updated = await service.update_speaker(session, city, speaker_id, body)
-    await after_change(request.app.state, session)
+    await after_change(state_of(request), session)
     return updated
 
 
@@ -141,7 +140,7 @@ async def delete_speaker(
     """Remove a speaker, and with it the record of what was delivered to it and its broker
     user."""
     await service.delete_speaker(session, city, speaker_id)
-    await after_change(request.app.state, session)
+    await after_change(state_of(request), session)
 
 
 @router.post(
@@ -166,7 +165,7 @@ async def import_speakers(
     """Create or update speakers by code: all rows or none."""
     data = await csv_import.read_upload(file)
     report = await service.import_speakers(session, city, data, now=now)
-    await after_change(request.app.state, session)
+    await after_change(state_of(request), session)
     return report
 
 

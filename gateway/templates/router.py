@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from gateway.auth import Anyone, Principal, Role, allow
-from gateway.db import SessionDep
-from gateway.places.service import CityDep, NowDep
+from gateway.deps import CityDep, NowDep, SessionDep
 from gateway.templates import service
 from gateway.templates.schemas import (
     RenderedTemplate,

@@ -8,10 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from gateway.auth import Admin, Anyone, Role
-from gateway.db import SessionDep
+from gateway.deps import CityDep, NowDep, SessionDep, SettingsDep, state_of
 from gateway.forwarding import client_address
-from gateway.places.service import CityDep, NowDep
-from gateway.settings import Settings
 from gateway.users import service, suspension
 from gateway.users.models import User
 from gateway.users.schemas import (
@@ -31,14 +29,6 @@ from gateway.users.schemas import (
 )
 
 router = APIRouter(tags=["auth"])
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 def _tokens(user: User, tokens: service.Tokens) -> TokenResponse:
@@ -63,15 +53,15 @@ async def login(
     """OAuth2 password flow: a short-lived access token and a refresh token."""
     user, tokens = await service.login(
         session,
-        request.app.state.sessions,
+        state_of(request).sessions,
         settings,
-        request.app.state.jwt_key,
+        state_of(request).jwt_key,
         city,
         form.username,
         form.password,
         now=now,
         source=client_address(request, settings.trusted_networks),
-        budget=request.app.state.audit_budget,
+        budget=state_of(request).audit_budget,
     )
     return _tokens(user, tokens)
 
@@ -90,9 +80,9 @@ async def refresh(
     person ends, access tokens included, and they log in again."""
     user, tokens = await service.refresh(
         session,
-        request.app.state.sessions,
+        state_of(request).sessions,
         settings,
-        request.app.state.jwt_key,
+        state_of(request).jwt_key,
         city,
         body.refresh_token,
         now=now,

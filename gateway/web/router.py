@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from gateway.auth import Sender
-from gateway.broadcasts.router import RuntimeDep
+from gateway.deps import RuntimeDep, state_of
 from gateway.web import service
 from gateway.web.schemas import SpeechPreview
 
@@ -22,8 +22,7 @@ PAGE_HEADERS: Final = _NO_STALE
 
 
 def _preview_gate(request: Request) -> service.PreviewGate:
-    gate: service.PreviewGate = request.app.state.preview_gate
-    return gate
+    return state_of(request).preview_gate
 
 
 PreviewGateDep = Annotated[service.PreviewGate, Depends(_preview_gate)]

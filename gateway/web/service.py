@@ -15,8 +15,8 @@ from typing import Final
 from audio.speech.normalize import validate_text
 from audio.worker import PREVIEW_PRIORITY
 from gateway.auth import Principal
-from gateway.broadcasts.service import Runtime
 from gateway.datafiles import private_dir
+from gateway.deps import Runtime
 from gateway.errors import TooManyRequests
 
 _MINUTE: Final = timedelta(minutes=1)
