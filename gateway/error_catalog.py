@@ -327,8 +327,8 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     ),
     "values_without_template": _e(
         422,
-        "문구 틀로 만든 예약이 아닙니다. 문구를 바꾸세요.",
-        "The schedule was not made from a template; change its text instead.",
+        "항목 값(values)은 문구 틀과 함께 써야 합니다.",
+        "values fill a template, and there is none (or the schedule was not made from one).",
     ),
     "weak_password": _e(
         422,

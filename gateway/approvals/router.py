@@ -21,6 +21,7 @@ from gateway.auth import Anyone, Principal, Sender, allow
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.ranges import ranged_response
 from gateway.db import SessionDep
+from gateway.error_catalog import documented
 from gateway.places.service import CityDep, NowDep
 from wire.contract import Codec
 
@@ -75,8 +76,7 @@ async def get_approval(
             "content": {"audio/ogg": {}, "audio/mpeg": {}},
             "description": "One byte range (`Range: bytes=START-END`), with `Content-Range`",
         },
-        404: {"description": "approval_not_found, audio_not_found"},
-        416: {"description": "range_not_satisfiable; `Content-Range: bytes */SIZE`"},
+        **documented("approval_not_found", "audio_not_found", "range_not_satisfiable"),
     },
 )
 async def get_approval_audio(

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from gateway.db import SessionDep
+from gateway.error_catalog import documented
 from gateway.notices import service
 from gateway.notices.schemas import PublicVillagePage, VillageNotices
 from gateway.places.service import CityDep, NowDep
@@ -29,7 +30,7 @@ async def find_villages(
 @router.get(
     "/notices/villages/{village_id}",
     operation_id="list_village_notices",
-    responses={404: {"description": "village_not_found"}},
+    responses=documented("village_not_found"),
 )
 async def list_village_notices(
     village_id: int,

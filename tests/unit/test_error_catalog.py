@@ -2,12 +2,15 @@
 
 The source is read, not run: every call of an error class (gateway's `MaeulError` tree, the
 audio package's `AudioError` tree), of a function that only wraps one, and every error body the
-app's handlers write, gives a code and the status it is answered with.
+app's handlers write, gives a code and the status it is answered with. The README's table and
+the routes' documented errors are the catalog's too.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 
 from gateway.app import _FIELD_CODES, _HTTP_CODES
 from gateway.error_catalog import CATALOG, documented, markdown_table
+from gateway.openapi_export import render
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("gateway", "audio")
@@ -306,3 +310,17 @@ def test_documented_groups_codes_by_status() -> None:
     ]
     with pytest.raises(KeyError, match="no_such_code"):
         documented("no_such_code")
+
+
+def test_routes_document_their_errors_from_the_catalog() -> None:
+    spec = json.loads(render())
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) < 400 or response["description"] == "Validation Error":
+                    continue  # a success, or FastAPI's own 422 on a route with no 422 of ours
+                for line in response["description"].splitlines():
+                    found = re.match(r"- `(\w+)`: ", line)
+                    where = f"{method.upper()} {path} {status}"
+                    assert found, f"{where}: not from the catalog: {line!r}"
+                    assert CATALOG[found[1]].status == int(status), where
