@@ -10,7 +10,8 @@
     ├── TooManyRequests        (429)
     └── Unavailable            (503)
 
-Services raise these; one handler renders ``{"error": code, "detail": text}``.
+Services raise these; one handler renders ``{"error": code, "detail": text}``. Every code
+raised is listed, with its status and general meaning, in `gateway.error_catalog`.
 Errors from the audio package (audio.errors.AudioError) are rendered the same way.
 """
 

@@ -27,6 +27,7 @@ from gateway.auth import Allow, Principal, Role, current_principal
 from gateway.deps import CityDep, SealDep, SessionDep, state_of
 from gateway.devicesec import mosquitto
 from gateway.devicesec.models import SpeakerCredential
+from gateway.error_catalog import documented
 from gateway.errors import Forbidden, Unauthorized
 from gateway.places.models import City
 from gateway.settings import Settings
@@ -131,11 +132,13 @@ async def provision(
 @router.get(
     "/devices/{speaker}/provisioning",
     operation_id="get_speaker_provisioning",
-    responses={
-        401: {"description": "invalid_credentials, not_authenticated"},
-        403: {"description": "role_not_allowed, outside_scope"},
-        404: {"description": "speaker_not_found"},
-    },
+    responses=documented(
+        "invalid_credentials",
+        "not_authenticated",
+        "role_not_allowed",
+        "outside_scope",
+        "speaker_not_found",
+    ),
 )
 async def get_provisioning(
     speaker: str,

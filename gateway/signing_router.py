@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from gateway import signing
 from gateway.auth import Admin
 from gateway.deps import CityDep, SealDep, SessionDep, state_of
+from gateway.error_catalog import documented
 from wire import contract
 
 router = APIRouter(tags=["keys"])
@@ -81,10 +82,9 @@ async def rotate_key(
 @router.post(
     "/keys/{key_id}/revoke",
     operation_id="revoke_signing_key",
-    responses={
-        404: {"description": "signing_key_not_found"},
-        409: {"description": "signing_key_revoked, revocation_strands_speakers"},
-    },
+    responses=documented(
+        "signing_key_not_found", "signing_key_revoked", "revocation_strands_speakers"
+    ),
 )
 async def revoke_key(
     key_id: str,

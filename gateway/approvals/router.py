@@ -21,6 +21,7 @@ from gateway.auth import Anyone, Principal, Sender, allow
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.ranges import ranged_response
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
+from gateway.error_catalog import documented
 from wire.contract import Codec
 
 router = APIRouter(tags=["approvals"])
@@ -69,8 +70,7 @@ async def get_approval(
             "content": {"audio/ogg": {}, "audio/mpeg": {}},
             "description": "One byte range (`Range: bytes=START-END`), with `Content-Range`",
         },
-        404: {"description": "approval_not_found, audio_not_found"},
-        416: {"description": "range_not_satisfiable; `Content-Range: bytes */SIZE`"},
+        **documented("approval_not_found", "audio_not_found", "range_not_satisfiable"),
     },
 )
 async def get_approval_audio(

@@ -11,6 +11,7 @@ from gateway.audit import checkpoints, service
 from gateway.audit.schemas import AuditEventRead, AuditPage, AuditVerification, CheckpointKey
 from gateway.auth import Principal, Role, allow
 from gateway.deps import CityDep, SessionDep, SettingsDep
+from gateway.error_catalog import documented
 
 router = APIRouter(tags=["audit"])
 
@@ -48,7 +49,9 @@ async def list_audit_events(
 @router.get(
     "/audit-events/verify",
     operation_id="verify_audit_log",
-    responses={503: {"description": "checkpoint_key_missing: a checkpoint file, but no key"}},
+    responses=documented(
+        "checkpoint_key_missing", notes={"checkpoint_key_missing": "A checkpoint file, but no key."}
+    ),
 )
 async def verify_audit_log(
     session: SessionDep, _reader: Reader, settings: SettingsDep
@@ -68,7 +71,7 @@ async def verify_audit_log(
 @router.get(
     "/audit-events/checkpoint-key",
     operation_id="get_audit_checkpoint_key",
-    responses={503: {"description": "checkpoint_key_missing"}},
+    responses=documented("checkpoint_key_missing"),
 )
 async def get_audit_checkpoint_key(_reader: Reader, settings: SettingsDep) -> CheckpointKey:
     """The public key that signs the audit checkpoints, to check them with

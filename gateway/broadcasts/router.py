@@ -6,7 +6,7 @@ import asyncio
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -29,6 +29,7 @@ from gateway.broadcasts.schemas import (
 from gateway.datafiles import private_dir
 from gateway.deliveries.states import State
 from gateway.deps import CityDep, RuntimeDep, SessionDep, state_of
+from gateway.error_catalog import documented
 from gateway.places.models import City
 from gateway.schedules import service as schedules
 from gateway.schedules.schemas import ScheduleRead
@@ -39,6 +40,29 @@ from wire.contract import Category
 
 router = APIRouter(tags=["broadcasts"])
 audio_router = APIRouter(tags=["audio"])
+
+
+# What a broadcast's target and content (a template's values, a text, a recording) are refused
+# for, wherever one is made: now, on a schedule, or from a template.
+CONTENT_ERRORS: Final = (
+    "empty_target",
+    "unknown_placeholder",
+    "missing_placeholder",
+    "invalid_values",
+    "text_and_template",
+    "values_without_template",
+    "missing_file",
+    "empty_text",
+    "text_too_long",
+    "unspeakable_text",
+    "audio_too_large",
+    "empty_audio",
+    "unsupported_audio",
+    "corrupt_audio",
+    "audio_too_long",
+    "silent_audio",
+    "audio_timeout",
+)
 
 
 async def _upload_within_limit(request: Request, runtime: RuntimeDep) -> None:
@@ -84,11 +108,12 @@ async def _spill(upload: UploadFile, directory: Path, limit: int) -> Path:
             "than one district or the whole city, the approval request a second person must "
             "approve (see /approvals)",
         },
-        409: {"description": "quiet_hours (GATEWAY_QUIET_HOURS_POLICY refuse)"},
-        422: {
-            "description": "unknown_placeholder, missing_placeholder, invalid_values, "
-            "text_and_template, ..."
-        },
+        **documented(
+            "quiet_hours",
+            "idempotency_key_reused",
+            *CONTENT_ERRORS,
+            notes={"quiet_hours": "(GATEWAY_QUIET_HOURS_POLICY refuse)"},
+        ),
     },
 )
 async def create_broadcast(
@@ -192,11 +217,17 @@ async def cancel_broadcast(
     operation_id="resend_broadcast",
     responses={
         200: {"description": "A repeat of an earlier request with the same key"},
-        409: {
-            "description": "nothing_to_resend, broadcast_cancelled, quiet_hours (a resend "
-            "cannot wait for their end), approval_required"
-        },
-        429: {"description": "rate_limited_user: a resend counts against the limits"},
+        **documented(
+            "nothing_to_resend",
+            "broadcast_cancelled",
+            "quiet_hours",
+            "approval_required",
+            "rate_limited_user",
+            notes={
+                "quiet_hours": "A resend cannot wait for their end.",
+                "rate_limited_user": "A resend counts against the limits.",
+            },
+        ),
     },
 )
 async def resend_broadcast(
@@ -351,9 +382,14 @@ _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
         "content": {"audio/ogg": {}, "audio/mpeg": {}},
         "description": "One byte range (`Range: bytes=START-END`), with `Content-Range`",
     },
-    403: {"description": "audio_link_required, audio_link_invalid, audio_link_expired"},
-    404: {"description": "audio_not_found (also to a person who may not hear it)"},
-    416: {"description": "range_not_satisfiable; `Content-Range: bytes */SIZE`"},
+    **documented(
+        "audio_link_required",
+        "audio_link_invalid",
+        "audio_link_expired",
+        "audio_not_found",
+        "range_not_satisfiable",
+        notes={"audio_not_found": "Also to a person who may not hear it."},
+    ),
 }
 
 _AUDIO_DOC = """Encoded audio by its sha256, resumable with one byte range per request

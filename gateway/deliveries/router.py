@@ -10,6 +10,7 @@ from gateway.broadcasts import service as broadcasts
 from gateway.deliveries import proof
 from gateway.deliveries.schemas import ProofExport
 from gateway.deps import CityDep, NowDep, SealDep, SessionDep
+from gateway.error_catalog import documented
 
 router = APIRouter(tags=["broadcasts"])
 
@@ -17,7 +18,7 @@ router = APIRouter(tags=["broadcasts"])
 @router.get(
     "/broadcasts/{broadcast_id}/proof",
     operation_id="export_proof_of_play",
-    responses={404: {"description": "broadcast_not_found"}},
+    responses=documented("broadcast_not_found"),
 )
 async def export_proof_of_play(
     broadcast_id: str,

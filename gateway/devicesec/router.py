@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -27,6 +27,7 @@ from gateway.devicesec.schemas import (
     SecurityEventPage,
     SpeakerCredentials,
 )
+from gateway.error_catalog import documented
 from gateway.errors import Unavailable
 from gateway.keyfiles import load_secret
 from gateway.settings import Settings
@@ -54,18 +55,11 @@ def _reserved(request: Request) -> list[str]:
     return [name for name in names if name]
 
 
-def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
-    status = {"not_found": 404, "conflict": 409, "unavailable": 503}
-    return {status[kind]: {"description": text} for kind, text in codes.items()}
-
-
 @router.post(
     "/speakers/{speaker_id}/credentials",
     status_code=201,
     operation_id="issue_speaker_credentials",
-    responses=_errors(
-        not_found="speaker_not_found", conflict="username_taken", unavailable="broker_unavailable"
-    ),
+    responses=documented("speaker_not_found", "username_taken", "broker_unavailable"),
 )
 async def issue_speaker_credentials(
     speaker_id: int,
@@ -189,7 +183,7 @@ async def list_broker_accounts(
     "/broker/accounts",
     status_code=201,
     operation_id="create_broker_account",
-    responses=_errors(conflict="username_taken", unavailable="broker_unavailable"),
+    responses=documented("username_taken", "broker_unavailable"),
 )
 async def create_broker_account(
     body: BrokerAccountCreate,
@@ -222,7 +216,7 @@ async def create_broker_account(
     "/broker/accounts/{username}",
     status_code=204,
     operation_id="delete_broker_account",
-    responses=_errors(not_found="account_not_found"),
+    responses=documented("account_not_found"),
 )
 async def delete_broker_account(
     username: str, session: SessionDep, _user: Admin, city: CityDep, request: Request

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 
 from gateway.auth import Sender
 from gateway.deps import CityDep, SessionDep, state_of
+from gateway.error_catalog import documented
 from gateway.errors import NotFound
 from gateway.live.hub import POLICY_VIOLATION, LiveHub
 from gateway.live.schemas import TicketCreate, TicketRead
@@ -41,14 +42,22 @@ HubDep = Annotated[LiveHub, Depends(_hub)]
     "/live/tickets",
     status_code=201,
     operation_id="create_live_ticket",
-    responses={
-        403: {"description": "Not allowed for this category or area, or it needs approval"},
-        409: {
-            "description": "live_busy: a live session of the same priority is on air there; "
-            "quiet_hours: a live talk other than a disaster alert cannot wait for their end"
+    responses=documented(
+        "category_not_allowed",
+        "outside_scope",
+        "live_needs_approval",
+        "live_not_found",
+        "live_busy",
+        "quiet_hours",
+        "rate_limited_user",
+        "rate_limited_village",
+        "rate_limited_head_disaster",
+        "too_many_tickets",
+        notes={
+            "live_not_found": "On a ticket to `resume`.",
+            "quiet_hours": "A live talk other than a disaster alert cannot wait for their end.",
         },
-        429: {"description": "The sender or a village has had its share of broadcasts"},
-    },
+    ),
 )
 async def create_ticket(
     body: TicketCreate, session: SessionDep, city: CityDep, principal: Sender, hub: HubDep

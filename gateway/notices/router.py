@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
+from gateway.error_catalog import documented
 from gateway.notices import service
 from gateway.notices.schemas import PublicVillagePage, VillageNotices
 
@@ -28,7 +29,7 @@ async def find_villages(
 @router.get(
     "/notices/villages/{village_id}",
     operation_id="list_village_notices",
-    responses={404: {"description": "village_not_found"}},
+    responses=documented("village_not_found"),
 )
 async def list_village_notices(
     village_id: int,

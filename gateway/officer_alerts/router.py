@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from gateway.auth import Principal, Role, allow
 from gateway.deps import CityDep, NowDep, SessionDep
+from gateway.error_catalog import documented
 from gateway.officer_alerts import service
 from gateway.officer_alerts.schemas import OfficerAlertPage, OfficerAlertRead
 
@@ -35,7 +36,7 @@ async def list_officer_alerts(
 @router.post(
     "/officer-alerts/{alert_id}/ack",
     operation_id="acknowledge_officer_alert",
-    responses={404: {"description": "officer_alert_not_found"}},
+    responses=documented("officer_alert_not_found"),
 )
 async def acknowledge_officer_alert(
     alert_id: int, session: SessionDep, officer: Officer, city: CityDep, now: NowDep

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from gateway.auth import Admin, Anyone
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec.brokeradmin import after_change
+from gateway.error_catalog import documented
 from gateway.places import csv_import, service
 from gateway.places.schemas import (
     CityRead,
@@ -29,13 +30,8 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1000
 Offset = Annotated[int, Query(ge=0)]
 
 
-def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
-    status = {"not_found": 404, "conflict": 409, "invalid": 422, "too_large": 413}
-    return {status[kind]: {"description": text} for kind, text in codes.items()}
-
-
-_DISTRICT_404: Final = _errors(not_found="district_not_found")
-_VILLAGE_404: Final = _errors(not_found="village_not_found")
+_DISTRICT_404: Final = documented("district_not_found")
+_VILLAGE_404: Final = documented("village_not_found")
 
 
 @router.get("/city", operation_id="get_city")
@@ -55,7 +51,7 @@ async def list_districts(
     "/districts",
     status_code=201,
     operation_id="create_district",
-    responses=_errors(conflict="duplicate_code"),
+    responses=documented("duplicate_code"),
 )
 async def create_district(
     body: DistrictCreate, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
@@ -73,7 +69,7 @@ async def get_district(
 @router.patch(
     "/districts/{district_id}",
     operation_id="update_district",
-    responses=_errors(not_found="district_not_found", conflict="duplicate_code"),
+    responses=documented("district_not_found", "duplicate_code"),
 )
 async def update_district(
     district_id: int,
@@ -92,7 +88,7 @@ async def update_district(
     "/districts/{district_id}",
     status_code=204,
     operation_id="delete_district",
-    responses=_errors(not_found="district_not_found", conflict="district_not_empty"),
+    responses=documented("district_not_found", "district_not_empty"),
 )
 async def delete_district(
     district_id: int, session: SessionDep, _user: Admin, city: CityDep
@@ -121,7 +117,7 @@ async def list_villages(
     "/villages",
     status_code=201,
     operation_id="create_village",
-    responses=_errors(not_found="district_not_found", conflict="duplicate_code"),
+    responses=documented("district_not_found", "duplicate_code"),
 )
 async def create_village(
     body: VillageCreate, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
@@ -139,9 +135,7 @@ async def get_village(
 @router.patch(
     "/villages/{village_id}",
     operation_id="update_village",
-    responses=_errors(
-        not_found="village_not_found or district_not_found", conflict="duplicate_code"
-    ),
+    responses=documented("village_not_found", "district_not_found", "duplicate_code"),
 )
 async def update_village(
     village_id: int,
@@ -161,7 +155,7 @@ async def update_village(
     "/villages/{village_id}",
     status_code=204,
     operation_id="delete_village",
-    responses=_errors(not_found="village_not_found", conflict="village_not_empty"),
+    responses=documented("village_not_found", "village_not_empty"),
 )
 async def delete_village(village_id: int, session: SessionDep, _user: Admin, city: CityDep) -> None:
     await service.delete_village(session, city, village_id)
@@ -170,7 +164,7 @@ async def delete_village(village_id: int, session: SessionDep, _user: Admin, cit
 @router.post(
     "/places/import",
     operation_id="import_places",
-    responses=_errors(invalid="invalid_csv (every bad row by line)", too_large="csv_too_large"),
+    responses=documented("invalid_csv", "csv_too_large"),
 )
 async def import_places(
     session: SessionDep,

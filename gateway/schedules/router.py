@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
 
 from gateway.auth import Anyone, Principal, Role, Sender, allow
 from gateway.broadcasts import service as broadcasts
-from gateway.broadcasts.router import _spill, _upload_within_limit
+from gateway.broadcasts.router import CONTENT_ERRORS, _spill, _upload_within_limit
 from gateway.broadcasts.schemas import BroadcastMode
 from gateway.deps import CityDep, NowDep, RuntimeDep, SessionDep
+from gateway.error_catalog import documented
 from gateway.schedules import pause, service
 from gateway.schedules.quiet import parse_hhmm
 from gateway.schedules.recurrence import Timing, Weekday
@@ -33,14 +34,13 @@ quiet_router = APIRouter(tags=["quiet hours"])
 
 QuietKeeper = Annotated[Principal, allow(Role.CITY_ADMIN, Role.DISTRICT_OFFICER)]
 
-_TIME_ERRORS = (
-    "send_at_in_past, missing_send_at, recurrence_without_end, invalid_recurrence, "
-    "recurrence_never_fires, until_too_far"
-)
-_CONTENT_ERRORS = (
-    "unknown_placeholder, missing_placeholder, invalid_values, text_and_template, "
-    "values_without_template, empty_text, text_too_long, unspeakable_text, empty_target, "
-    "unsupported_audio, ..."
+_TIME_ERRORS: Final = (
+    "send_at_in_past",
+    "missing_send_at",
+    "recurrence_without_end",
+    "invalid_recurrence",
+    "recurrence_never_fires",
+    "until_too_far",
 )
 
 
@@ -51,16 +51,25 @@ _CONTENT_ERRORS = (
     dependencies=[Depends(_upload_within_limit)],
     responses={
         200: {"description": "A repeat of an earlier request with the same key"},
-        404: {"description": "template_not_found, district_not_found, village_not_found"},
-        409: {
-            "description": "quiet_hours (the first occurrence falls in them; policy refuse), "
-            "approval_required (a disaster alert that needs a second person)"
-        },
-        422: {"description": f"{_TIME_ERRORS}, repetition_over_rate_limit, {_CONTENT_ERRORS}"},
-        429: {
-            "description": "rate_limited_user, rate_limited_village: checked like a send "
-            "(never for disaster alerts); each occurrence is checked again when it fires"
-        },
+        **documented(
+            "template_not_found",
+            "district_not_found",
+            "village_not_found",
+            "quiet_hours",
+            "approval_required",
+            *_TIME_ERRORS,
+            "repetition_over_rate_limit",
+            "idempotency_key_reused",
+            *CONTENT_ERRORS,
+            "rate_limited_user",
+            "rate_limited_village",
+            notes={
+                "quiet_hours": "The first occurrence falls in them (policy refuse).",
+                "rate_limited_user": "Checked like a send (never for disaster alerts); each "
+                "occurrence is checked again when it fires.",
+                "rate_limited_village": "Checked like a send, and again when each fires.",
+            },
+        ),
     },
 )
 async def create_schedule(
@@ -183,10 +192,11 @@ async def list_schedules(
 @router.get(
     "/schedules/{schedule_id}",
     operation_id="get_schedule",
-    responses={
-        403: {"description": "outside_scope (another area, or a category the role does not send)"},
-        404: {"description": "schedule_not_found"},
-    },
+    responses=documented(
+        "outside_scope",
+        "schedule_not_found",
+        notes={"outside_scope": "Another area, or a category the role does not send."},
+    ),
 )
 async def get_schedule(
     schedule_id: str, session: SessionDep, user: Anyone, city: CityDep
@@ -197,15 +207,19 @@ async def get_schedule(
 @router.patch(
     "/schedules/{schedule_id}",
     operation_id="update_schedule",
-    responses={
-        403: {"description": "outside_scope, category_not_allowed"},
-        404: {"description": "schedule_not_found"},
-        409: {
-            "description": "schedule_already_fired, schedule_cancelled, schedule_paused, "
-            "schedule_busy, quiet_hours, approval_required"
-        },
-        422: {"description": f"{_TIME_ERRORS}, {_CONTENT_ERRORS}"},
-    },
+    responses=documented(
+        "outside_scope",
+        "category_not_allowed",
+        "schedule_not_found",
+        "schedule_already_fired",
+        "schedule_cancelled",
+        "schedule_paused",
+        "schedule_busy",
+        "quiet_hours",
+        "approval_required",
+        *_TIME_ERRORS,
+        *CONTENT_ERRORS,
+    ),
 )
 async def update_schedule(
     schedule_id: str,
@@ -222,11 +236,13 @@ async def update_schedule(
 @router.post(
     "/schedules/{schedule_id}/cancel",
     operation_id="cancel_schedule",
-    responses={
-        403: {"description": "outside_scope, category_not_allowed"},
-        404: {"description": "schedule_not_found"},
-        409: {"description": "schedule_already_fired (every occurrence fired)"},
-    },
+    responses=documented(
+        "outside_scope",
+        "category_not_allowed",
+        "schedule_not_found",
+        "schedule_already_fired",
+        notes={"schedule_already_fired": "Every occurrence fired."},
+    ),
 )
 async def cancel_schedule(
     schedule_id: str, session: SessionDep, user: Sender, city: CityDep, runtime: RuntimeDep
@@ -239,14 +255,14 @@ async def cancel_schedule(
 @router.post(
     "/schedules/{schedule_id}/resume",
     operation_id="resume_schedule",
-    responses={
-        403: {"description": "outside_scope, category_not_allowed"},
-        404: {"description": "schedule_not_found"},
-        409: {
-            "description": "schedule_not_paused, owner_suspended (its creator's account is "
-            "still suspended), schedule_busy"
-        },
-    },
+    responses=documented(
+        "outside_scope",
+        "category_not_allowed",
+        "schedule_not_found",
+        "schedule_not_paused",
+        "owner_suspended",
+        "schedule_busy",
+    ),
 )
 async def resume_schedule(
     schedule_id: str, session: SessionDep, user: Sender, city: CityDep, runtime: RuntimeDep
@@ -267,11 +283,7 @@ async def get_quiet_hours(
 @quiet_router.put(
     "/quiet-hours/districts/{district_id}",
     operation_id="set_district_quiet_hours",
-    responses={
-        403: {"description": "outside_scope"},
-        404: {"description": "district_not_found"},
-        422: {"description": "invalid_quiet_hours"},
-    },
+    responses=documented("outside_scope", "district_not_found", "invalid_quiet_hours"),
 )
 async def set_district_quiet_hours(
     district_id: int,
@@ -291,7 +303,7 @@ async def set_district_quiet_hours(
     "/quiet-hours/districts/{district_id}",
     status_code=204,
     operation_id="clear_district_quiet_hours",
-    responses={403: {"description": "outside_scope"}, 404: {"description": "district_not_found"}},
+    responses=documented("outside_scope", "district_not_found"),
 )
 async def clear_district_quiet_hours(
     district_id: int, session: SessionDep, user: QuietKeeper, city: CityDep

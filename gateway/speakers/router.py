@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from gateway.auth import Admin, Anyone
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec.brokeradmin import after_change
+from gateway.error_catalog import documented
 from gateway.places import csv_import
 from gateway.speakers import service
 from gateway.speakers.schemas import (
@@ -31,15 +32,10 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1000
 Offset = Annotated[int, Query(ge=0)]
 
 
-def _errors(**codes: str) -> dict[int | str, dict[str, Any]]:
-    status = {"not_found": 404, "conflict": 409, "invalid": 422, "too_large": 413}
-    return {status[kind]: {"description": text} for kind, text in codes.items()}
-
-
 @router.get(
     "/speakers",
     operation_id="list_speakers",
-    responses=_errors(not_found="village_not_found or district_not_found"),
+    responses=documented("village_not_found", "district_not_found"),
 )
 async def list_speakers(
     session: SessionDep,
@@ -68,7 +64,7 @@ async def list_speakers(
     "/speakers",
     status_code=201,
     operation_id="create_speaker",
-    responses=_errors(not_found="village_not_found", conflict="duplicate_code"),
+    responses=documented("village_not_found", "duplicate_code"),
 )
 async def create_speaker(
     body: SpeakerCreate,
@@ -98,7 +94,7 @@ async def get_fleet(
 @router.get(
     "/speakers/{speaker_id}",
     operation_id="get_speaker",
-    responses=_errors(not_found="speaker_not_found"),
+    responses=documented("speaker_not_found"),
 )
 async def get_speaker(
     speaker_id: int, session: SessionDep, _user: Anyone, city: CityDep
@@ -109,9 +105,7 @@ async def get_speaker(
 @router.patch(
     "/speakers/{speaker_id}",
     operation_id="update_speaker",
-    responses=_errors(
-        not_found="speaker_not_found or village_not_found", conflict="duplicate_code"
-    ),
+    responses=documented("speaker_not_found", "village_not_found", "duplicate_code"),
 )
 async def update_speaker(
     speaker_id: int,
@@ -132,7 +126,7 @@ async def update_speaker(
     "/speakers/{speaker_id}",
     status_code=204,
     operation_id="delete_speaker",
-    responses=_errors(not_found="speaker_not_found"),
+    responses=documented("speaker_not_found"),
 )
 async def delete_speaker(
     speaker_id: int, session: SessionDep, _user: Admin, city: CityDep, request: Request
@@ -146,7 +140,7 @@ async def delete_speaker(
 @router.post(
     "/speakers/import",
     operation_id="import_speakers",
-    responses=_errors(invalid="invalid_csv (every bad row by line)", too_large="csv_too_large"),
+    responses=documented("invalid_csv", "csv_too_large"),
 )
 async def import_speakers(
     session: SessionDep,
@@ -172,9 +166,7 @@ async def import_speakers(
 @router.put(
     "/speakers/receipt-keys",
     operation_id="enroll_receipt_keys",
-    responses=_errors(
-        not_found="speaker_not_found", invalid="invalid_receipt_key, invalid_receipt_key_proof"
-    ),
+    responses=documented("speaker_not_found", "invalid_receipt_key", "invalid_receipt_key_proof"),
 )
 async def enroll_receipt_keys(
     body: ReceiptKeysEnroll, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
@@ -186,9 +178,7 @@ async def enroll_receipt_keys(
 @router.put(
     "/speakers/{speaker_id}/receipt-key",
     operation_id="enroll_receipt_key",
-    responses=_errors(
-        not_found="speaker_not_found", invalid="invalid_receipt_key, invalid_receipt_key_proof"
-    ),
+    responses=documented("speaker_not_found", "invalid_receipt_key", "invalid_receipt_key_proof"),
 )
 async def enroll_receipt_key(
     speaker_id: int,

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from gateway.auth import Anyone, Principal, Role, allow
 from gateway.deps import CityDep, NowDep, SessionDep
+from gateway.error_catalog import documented
 from gateway.templates import service
 from gateway.templates.schemas import (
     RenderedTemplate,
@@ -46,12 +47,9 @@ async def list_templates(
     "/templates",
     status_code=201,
     operation_id="create_template",
-    responses={
-        403: {"description": "template_outside_rights"},
-        404: {"description": "district_not_found"},
-        409: {"description": "duplicate_template"},
-        422: {"description": "invalid_template"},
-    },
+    responses=documented(
+        "template_outside_rights", "district_not_found", "duplicate_template", "invalid_template"
+    ),
 )
 async def create_template(
     body: TemplateCreate, session: SessionDep, user: Editor, city: CityDep, now: NowDep
@@ -62,7 +60,7 @@ async def create_template(
 @router.get(
     "/templates/{template_id}",
     operation_id="get_template",
-    responses={404: {"description": "template_not_found"}},
+    responses=documented("template_not_found"),
 )
 async def get_template(
     template_id: int, session: SessionDep, _user: Anyone, city: CityDep
@@ -73,12 +71,9 @@ async def get_template(
 @router.patch(
     "/templates/{template_id}",
     operation_id="update_template",
-    responses={
-        403: {"description": "template_outside_rights"},
-        404: {"description": "template_not_found"},
-        409: {"description": "duplicate_template"},
-        422: {"description": "invalid_template"},
-    },
+    responses=documented(
+        "template_outside_rights", "template_not_found", "duplicate_template", "invalid_template"
+    ),
 )
 async def update_template(
     template_id: int,
@@ -95,10 +90,7 @@ async def update_template(
     "/templates/{template_id}",
     status_code=204,
     operation_id="delete_template",
-    responses={
-        403: {"description": "template_outside_rights"},
-        404: {"description": "template_not_found"},
-    },
+    responses=documented("template_outside_rights", "template_not_found"),
 )
 async def delete_template(
     template_id: int, session: SessionDep, user: Editor, city: CityDep
@@ -110,10 +102,9 @@ async def delete_template(
 @router.post(
     "/templates/{template_id}/render",
     operation_id="render_template",
-    responses={
-        404: {"description": "template_not_found"},
-        422: {"description": "unknown_placeholder, missing_placeholder, invalid_values"},
-    },
+    responses=documented(
+        "template_not_found", "unknown_placeholder", "missing_placeholder", "invalid_values"
+    ),
 )
 async def render_template(
     template_id: int, body: TemplateValues, session: SessionDep, _user: Anyone, city: CityDep

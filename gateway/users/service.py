@@ -461,7 +461,7 @@ async def _check_scope(
         unknown = sorted(set(ids) - found)
         if unknown:
             raise InvalidRequest(
-                f"unknown_{name}",
+                "unknown_district" if name == "district" else "unknown_village",
                 ko=f"없는 지역이 포함되어 있습니다: {unknown[:10]}",
                 en=f"Unknown {name} ids: {unknown[:10]}",
             )

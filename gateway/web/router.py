@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from gateway.auth import Sender
 from gateway.deps import RuntimeDep, state_of
+from gateway.error_catalog import documented
 from gateway.web import service
 from gateway.web.schemas import SpeechPreview
 
@@ -88,9 +89,15 @@ async def service_worker() -> FileResponse:
     response_class=Response,
     responses={
         200: {"content": {"audio/wav": {}}},
-        422: {"description": "empty_text, text_too_long, unspeakable_text"},
-        429: {"description": "preview_busy, preview_rate_limited"},
-        503: {"description": "speech_engine_unavailable, speech_engine_failed"},
+        **documented(
+            "empty_text",
+            "text_too_long",
+            "unspeakable_text",
+            "preview_busy",
+            "preview_rate_limited",
+            "speech_engine_unavailable",
+            "speech_engine_failed",
+        ),
     },
 )
 async def preview_speech(

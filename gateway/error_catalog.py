@@ -1,0 +1,486 @@
+"""Every stable error code the HTTP API answers with: its status and what it means.
+
+Raise sites keep their own messages, which name the specifics (which id, which limit); this
+table holds the general meaning a caller programs against. The README's error table and the
+routes' documented responses are generated from it, and a test holds the code to it: every
+code raised is here with the status it is raised with, and every code here is raised.
+
+    python -m gateway.error_catalog     # the README's table, as markdown
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    status: int
+    ko: str
+    en: str
+
+
+def _e(status: int, ko: str, en: str) -> ErrorCode:
+    return ErrorCode(status, ko, en)
+
+
+CATALOG: Final[Mapping[str, ErrorCode]] = {
+    # 401: who is asking is not known.
+    "not_authenticated": _e(
+        401,
+        "로그인하거나 토큰을 보내야 합니다.",
+        "No credentials: log in, or send `Authorization: Bearer <token>`.",
+    ),
+    "invalid_token": _e(
+        401,
+        "토큰이 올바르지 않거나 만료되었습니다. 다시 로그인하세요.",
+        "The token is invalid or expired; log in again.",
+    ),
+    "invalid_credentials": _e(
+        401,
+        "아이디 또는 비밀번호가 틀렸습니다.",
+        "Wrong user name or password (or speaker id and broker password).",
+    ),
+    "invalid_ticket": _e(
+        401,
+        "실시간 방송 티켓이 없거나 이미 쓰였거나 만료되었습니다.",
+        "The live ticket is unknown, used or expired; ask for a new one.",
+    ),
+    "broker_hook_secret_missing": _e(
+        401,
+        "브로커 훅 비밀값 헤더가 없습니다.",
+        "A broker hook call without its secret header.",
+    ),
+    # 403: known, but not allowed.
+    "role_not_allowed": _e(
+        403,
+        "이 역할로는 할 수 없는 일입니다.",
+        "The caller's role may not do this.",
+    ),
+    "category_not_allowed": _e(
+        403,
+        "이 역할로는 보낼 수 없는 방송 종류입니다.",
+        "The caller's role may not send broadcasts of this category.",
+    ),
+    "outside_scope": _e(
+        403,
+        "담당 지역 밖입니다.",
+        "The target lies outside the caller's districts or villages.",
+    ),
+    "account_suspended": _e(
+        403,
+        "정지된 계정입니다. 시 관리자에게 문의하세요.",
+        "The account is suspended; contact the city administrator.",
+    ),
+    "live_needs_approval": _e(
+        403,
+        "승인이 필요한 재난 방송은 실시간으로 할 수 없습니다. 녹음을 보내 승인을 받으세요.",
+        "A disaster alert that needs a second person's approval cannot go live; send a "
+        "recording instead.",
+    ),
+    "bootstrap_cannot_approve": _e(
+        403,
+        "초기 토큰으로는 승인할 수 없습니다. 본인 계정으로 로그인하세요.",
+        "The bootstrap token never approves; the approver signs in with their own account.",
+    ),
+    "approver_not_eligible": _e(
+        403,
+        "이 요청을 승인할 권한이 없습니다.",
+        "The caller may not approve this request (role, area or category).",
+    ),
+    "cancel_outranked": _e(
+        403,
+        "담당 지역이 더 넓은 사람이 보낸 방송은 취소하거나 바꿀 수 없습니다.",
+        "Sent by someone with a wider area; only they, or someone over that area, may change it.",
+    ),
+    "template_outside_rights": _e(
+        403,
+        "이 문구 틀을 바꿀 권한이 없습니다.",
+        "The caller may not send this template's category everywhere it is kept.",
+    ),
+    "audio_link_required": _e(
+        403,
+        "서명된 링크로 받거나 로그인해야 하는 오디오입니다.",
+        "This audio is served only through a signed link, or after logging in.",
+    ),
+    "audio_link_invalid": _e(
+        403,
+        "오디오 링크의 서명이 올바르지 않습니다.",
+        "The audio link's signature does not verify.",
+    ),
+    "audio_link_expired": _e(
+        403,
+        "오디오 링크가 만료되었습니다.",
+        "The audio link has expired; ask for a new one.",
+    ),
+    "broker_hook_secret_wrong": _e(
+        403,
+        "브로커 훅 비밀값이 틀렸습니다.",
+        "A broker hook call with the wrong secret.",
+    ),
+    "origin_not_allowed": _e(
+        403,
+        "다른 출처의 페이지에서 연 실시간 방송 연결입니다.",
+        "The live WebSocket was opened from a page of another origin (closed with 1008 "
+        "before its handshake).",
+    ),
+    # 404: no such thing (in this city, for this caller).
+    "not_found": _e(404, "없는 주소입니다.", "No such route or page asset."),
+    "city_not_found": _e(404, "없는 시입니다.", "No such city."),
+    "district_not_found": _e(404, "없는 읍·면입니다.", "No such district."),
+    "village_not_found": _e(404, "없는 마을입니다.", "No such village."),
+    "speaker_not_found": _e(404, "없는 스피커입니다.", "No such speaker."),
+    "broadcast_not_found": _e(404, "없는 방송입니다.", "No such broadcast."),
+    "audio_not_found": _e(
+        404, "요청한 형식의 오디오가 없습니다.", "No audio in the requested encoding."
+    ),
+    "schedule_not_found": _e(404, "없는 예약입니다.", "No such schedule."),
+    "template_not_found": _e(404, "없는 문구 틀입니다.", "No such template."),
+    "user_not_found": _e(404, "없는 사용자입니다.", "No such user."),
+    "api_key_not_found": _e(404, "없는 API 키입니다.", "No such API key."),
+    "approval_not_found": _e(404, "없는 승인 요청입니다.", "No such approval request."),
+    "account_not_found": _e(404, "없는 브로커 계정입니다.", "No such broker account."),
+    "officer_alert_not_found": _e(404, "없는 알림입니다.", "No such alert for the caller."),
+    "signing_key_not_found": _e(404, "없는 서명 키입니다.", "No such signing key."),
+    "live_not_found": _e(
+        404, "이어서 할 실시간 방송이 없습니다.", "No live session of the caller's to resume."
+    ),
+    "method_not_allowed": _e(
+        405, "이 주소에서 허용되지 않는 요청 방식입니다.", "The route does not take this method."
+    ),
+    # 409: the request is fine, the state of things refuses it.
+    "duplicate_code": _e(409, "같은 코드가 이미 있습니다.", "That code is already in use."),
+    "duplicate_template": _e(
+        409, "같은 이름의 문구 틀이 이미 있습니다.", "A template of that name already exists."
+    ),
+    "username_taken": _e(409, "이미 쓰이는 이름입니다.", "That user name is already taken."),
+    "district_not_empty": _e(
+        409,
+        "마을이 남아 있는 읍·면은 지울 수 없습니다.",
+        "The district still has villages; move or delete them first.",
+    ),
+    "village_not_empty": _e(
+        409,
+        "스피커가 남아 있는 마을은 지울 수 없습니다.",
+        "The village still has speakers; move or delete them first.",
+    ),
+    "quiet_hours": _e(
+        409,
+        "방송 금지 시간입니다. 재난 방송만 보낼 수 있습니다.",
+        "Within quiet hours only disaster alerts are sent; try after they end.",
+    ),
+    "approval_required": _e(
+        409,
+        "두 번째 사람의 승인이 필요한 재난 방송이라 이 방식으로는 보낼 수 없습니다.",
+        "A disaster alert that needs a second person's approval, which this cannot wait for.",
+    ),
+    "broadcast_finished": _e(409, "이미 끝난 방송입니다.", "The broadcast has already finished."),
+    "broadcast_cancelled": _e(
+        409, "취소된 방송은 다시 보낼 수 없습니다.", "A cancelled broadcast cannot be resent."
+    ),
+    "nothing_to_resend": _e(
+        409,
+        "다시 보낼 스피커가 없습니다.",
+        "Every targeted speaker played it or is still in progress.",
+    ),
+    "live_busy": _e(
+        409,
+        "같은 우선순위의 실시간 방송이 이미 진행 중입니다.",
+        "A live broadcast of the same priority is on air in one of these villages.",
+    ),
+    "live_attached": _e(
+        409,
+        "다른 연결에서 진행 중인 실시간 방송입니다.",
+        "The live session is being spoken from another connection.",
+    ),
+    "schedule_already_fired": _e(
+        409,
+        "이미 방송된 예약입니다. 취소하고 새로 만드세요.",
+        "The schedule has already fired; cancel it and make a new one.",
+    ),
+    "schedule_cancelled": _e(409, "취소된 예약입니다.", "The schedule was cancelled."),
+    "schedule_paused": _e(
+        409,
+        "멈춘 예약입니다. 재개하거나 취소하세요.",
+        "The schedule is paused; resume or cancel it first.",
+    ),
+    "schedule_not_paused": _e(409, "멈춘 예약이 아닙니다.", "The schedule is not paused."),
+    "schedule_busy": _e(
+        409,
+        "예약이 방금 바뀌었거나 방송되었습니다. 다시 읽고 시도하세요.",
+        "The schedule changed or fired at the same moment; read it again and retry.",
+    ),
+    "owner_suspended": _e(
+        409,
+        "예약을 만든 사람의 계정이 정지되었거나 없어 재개할 수 없습니다.",
+        "The schedule's creator is suspended or gone, so it cannot be resumed.",
+    ),
+    "own_approval": _e(
+        409,
+        "자신이 보낸 방송은 승인할 수 없습니다.",
+        "A person cannot approve their own disaster broadcast.",
+    ),
+    "approval_not_pending": _e(
+        409, "이미 처리된 승인 요청입니다.", "The approval request is no longer pending."
+    ),
+    "approval_audio_changed": _e(
+        409,
+        "들은 오디오와 방송될 오디오가 다릅니다. 다시 듣고 승인하세요.",
+        "The audio heard is not the audio that would play; listen again before approving.",
+    ),
+    "requester_suspended": _e(
+        409,
+        "요청한 사람의 계정이 정지되었거나 없어 승인할 수 없습니다.",
+        "The requester is suspended or gone; the request cannot be approved.",
+    ),
+    "cannot_suspend_self": _e(
+        409, "자신의 계정은 정지할 수 없습니다.", "A person cannot suspend their own account."
+    ),
+    "signing_key_revoked": _e(
+        409, "이미 폐기된 서명 키입니다.", "The signing key is already revoked."
+    ),
+    "revocation_strands_speakers": _e(
+        409,
+        "이 키를 폐기하면 이 키만 믿는 스피커가 새 키를 받을 수 없습니다.",
+        "No older trusted key endorses this one; revoking it would strand the speakers that "
+        "trust only it.",
+    ),
+    "audio_too_large": _e(413, "오디오 파일이 너무 큽니다.", "The audio file is too large."),
+    "csv_too_large": _e(413, "CSV 파일이 너무 큽니다.", "The CSV file is too large."),
+    "range_not_satisfiable": _e(
+        416,
+        "요청한 범위가 오디오 밖입니다.",
+        "The byte range lies outside the audio (`Content-Range: bytes */SIZE`).",
+    ),
+    # 422: the request itself is wrong; sending it again will not help.
+    "invalid_request": _e(
+        422,
+        "요청 형식이 올바르지 않습니다.",
+        "The request does not match its schema; `fields` names each problem.",
+    ),
+    "value_out_of_range": _e(
+        422,
+        "요청의 숫자가 허용 범위를 벗어났습니다.",
+        "A number in the request is out of range.",
+    ),
+    "unknown_category": _e(422, "알 수 없는 방송 종류입니다.", "Unknown broadcast category."),
+    "missing_file": _e(
+        422, "녹음 파일이나 읽을 문구가 필요합니다.", "A recording or a text to speak is required."
+    ),
+    "empty_target": _e(
+        422,
+        "방송할 곳이 없습니다. 전체, 읍·면 또는 마을을 고르세요.",
+        "No target: choose all, districts or villages.",
+    ),
+    "idempotency_key_reused": _e(
+        422,
+        "이 Idempotency-Key는 다른 요청에 이미 쓰였습니다.",
+        "The Idempotency-Key was already used for a different request.",
+    ),
+    "send_at_in_past": _e(422, "예약 시각이 이미 지났습니다.", "send_at is in the past."),
+    "missing_send_at": _e(
+        422,
+        "예약 시각(send_at)이나 매일 방송 시각(daily_at)이 필요합니다.",
+        "A schedule needs send_at, or daily_at with until.",
+    ),
+    "recurrence_without_end": _e(
+        422,
+        "끝없는 반복은 예약할 수 없습니다.",
+        "A repetition needs repeat_count, a daily recurrence until.",
+    ),
+    "invalid_recurrence": _e(
+        422,
+        "반복 설정이 올바르지 않습니다.",
+        "The repetition fields do not fit together or are out of range.",
+    ),
+    "recurrence_never_fires": _e(
+        422, "종료일까지 방송할 날이 없습니다.", "No occurrence falls before until."
+    ),
+    "until_too_far": _e(422, "종료일이 너무 멉니다.", "until is too far from the start."),
+    "repetition_over_rate_limit": _e(
+        422,
+        "반복 방송이 한 시간 방송 한도를 넘습니다.",
+        "The repetition would send more broadcasts in an hour than the rate limit allows.",
+    ),
+    "invalid_quiet_hours": _e(
+        422,
+        '방송 금지 시간은 "HH:MM-HH:MM" 또는 "off"입니다.',
+        'Quiet hours are "HH:MM-HH:MM" (e.g. "21:00-07:00") or "off".',
+    ),
+    "invalid_template": _e(422, "문구 틀이 올바르지 않습니다.", "The template is not valid."),
+    "unknown_placeholder": _e(
+        422, "문구 틀에 없는 자리 이름입니다.", "A value names a placeholder the template lacks."
+    ),
+    "missing_placeholder": _e(
+        422, "문구 틀의 자리에 넣을 값이 없습니다.", "A placeholder of the template has no value."
+    ),
+    "invalid_values": _e(
+        422,
+        "values는 자리 이름과 글의 JSON 객체여야 합니다.",
+        "values must be a JSON object of placeholder names to text.",
+    ),
+    "text_and_template": _e(
+        422, "문구와 문구 틀 중 하나만 주세요.", "Give either text or template values, not both."
+    ),
+    "values_without_template": _e(
+        422,
+        "항목 값(values)은 문구 틀과 함께 써야 합니다.",
+        "values fill a template, and there is none (or the schedule was not made from one).",
+    ),
+    "weak_password": _e(
+        422,
+        "비밀번호가 너무 짧거나 사용자 이름과 같습니다.",
+        "The password is too short or equals the user name.",
+    ),
+    "scope_required": _e(
+        422,
+        "이 역할에는 담당 읍·면이나 마을이 필요합니다.",
+        "The role needs the districts or villages it covers.",
+    ),
+    "scope_not_allowed": _e(
+        422,
+        "시 전체를 맡는 역할에는 읍·면이나 마을을 줄 수 없습니다.",
+        "The role is city-wide and takes no districts or villages.",
+    ),
+    "unknown_district": _e(422, "없는 읍·면이 포함되어 있습니다.", "Unknown district ids."),
+    "unknown_village": _e(422, "없는 마을이 포함되어 있습니다.", "Unknown village ids."),
+    "invalid_csv": _e(
+        422,
+        "CSV에 잘못된 행이 있어 아무것도 반영하지 않았습니다.",
+        "The CSV has invalid rows (each named by line); nothing was imported.",
+    ),
+    "invalid_receipt_key": _e(
+        422,
+        "수신 확인 키가 올바른 Ed25519 공개 키가 아닙니다.",
+        "The receipt key is not a valid Ed25519 public key.",
+    ),
+    "invalid_receipt_key_proof": _e(
+        422,
+        "수신 확인 키의 소유 증명이 맞지 않습니다.",
+        "The proof of possession of the receipt key does not verify.",
+    ),
+    "empty_audio": _e(422, "오디오 파일이 비어 있습니다.", "The audio file is empty."),
+    "unsupported_audio": _e(
+        422, "지원하지 않는 오디오 형식입니다.", "The audio format is not supported."
+    ),
+    "corrupt_audio": _e(422, "오디오 파일이 손상되었습니다.", "The audio file is damaged."),
+    "audio_too_long": _e(422, "오디오가 너무 깁니다.", "The audio is too long."),
+    "silent_audio": _e(
+        422, "녹음에 들리는 소리가 없습니다.", "The recording contains no audible sound."
+    ),
+    "audio_timeout": _e(
+        422, "오디오 변환 시간이 초과되었습니다.", "Converting the audio took too long."
+    ),
+    "empty_text": _e(422, "방송 문구가 비어 있습니다.", "The announcement text is empty."),
+    "text_too_long": _e(422, "방송 문구가 너무 깁니다.", "The announcement text is too long."),
+    "unspeakable_text": _e(
+        422,
+        "방송 문구에 읽을 수 있는 글자가 없습니다.",
+        "The announcement text has no letters or digits to read aloud.",
+    ),
+    "unknown_speech_engine": _e(422, "알 수 없는 음성 엔진입니다.", "Unknown speech engine."),
+    # 429: too much, too fast; `Retry-After` says when to come back.
+    "rate_limited_user": _e(
+        429,
+        "한 사람이 한 시간에 보낼 수 있는 방송 수를 넘었습니다.",
+        "The per-person hourly limit.",
+    ),
+    "rate_limited_village": _e(
+        429,
+        "마을에 한 시간에 보낼 수 있는 마을 공지 수를 넘었습니다.",
+        "The per-village hourly limit of village notices.",
+    ),
+    "rate_limited_head_disaster": _e(
+        429,
+        "이장이 한 시간에 보낼 수 있는 재난 방송 수를 넘었습니다. 읍·면사무소에 전화하세요.",
+        "A village head's hourly limit of disaster alerts; call the district office.",
+    ),
+    "preview_busy": _e(
+        429,
+        "진행 중인 미리 듣기가 너무 많습니다.",
+        "Too many previews in progress; try when one has finished.",
+    ),
+    "preview_rate_limited": _e(
+        429, "미리 듣기 횟수 한도를 넘었습니다.", "The per-minute limit of previews."
+    ),
+    "too_many_tickets": _e(
+        429,
+        "쓰지 않은 실시간 방송 티켓이 너무 많습니다.",
+        "Too many unused live tickets; use one or wait until they expire.",
+    ),
+    "login_throttled": _e(
+        429,
+        "이 주소에서 로그인 실패가 너무 많습니다.",
+        "Too many failed logins from this address.",
+    ),
+    # 503: the gateway cannot do it now; try again later.
+    "database_unavailable": _e(
+        503, "데이터베이스에 연결할 수 없습니다.", "The database is unavailable."
+    ),
+    "broker_unavailable": _e(
+        503,
+        "MQTT 브로커가 확인하지 않았습니다.",
+        "The MQTT broker did not confirm the change; issue it again.",
+    ),
+    "broker_hooks_unconfigured": _e(
+        503,
+        "브로커 훅 비밀값이 설정되지 않았습니다.",
+        "The broker hook secret is missing or too weak on this replica.",
+    ),
+    "checkpoint_key_missing": _e(
+        503,
+        "감사 기록 체크포인트 키가 설정되지 않았습니다.",
+        "The audit checkpoint key is not set on this replica.",
+    ),
+    "gateway_stopping": _e(
+        503, "게이트웨이가 멈추는 중입니다.", "The gateway is stopping; try again in a moment."
+    ),
+    "audio_worker_failed": _e(
+        503, "오디오 변환기가 응답하지 않습니다.", "The audio converter failed; try again shortly."
+    ),
+    "audio_worker_busy": _e(
+        503, "오디오 변환 요청이 많습니다.", "The audio converter is busy; try again shortly."
+    ),
+    "speech_engine_unavailable": _e(
+        503, "음성 합성기를 사용할 수 없습니다.", "The speech synthesizer is not available."
+    ),
+    "speech_engine_failed": _e(
+        503, "음성 합성에 실패했습니다.", "Speech synthesis failed; try again shortly."
+    ),
+}
+
+
+def documented(
+    *codes: str, notes: Mapping[str, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: the codes grouped by status, each with its meaning.
+
+    `notes` adds what a code means on this route in particular, after its general meaning.
+    """
+    unknown = [code for code in codes if code not in CATALOG]
+    if unknown:
+        raise KeyError(f"not in the error catalog: {', '.join(unknown)}")
+    extra = notes or {}
+    stray = sorted(set(extra) - set(codes))
+    if stray:
+        raise KeyError(f"notes for codes not documented here: {', '.join(stray)}")
+    lines: dict[int, list[str]] = {}
+    for code in dict.fromkeys(codes):
+        entry = CATALOG[code]
+        note = f" {extra[code]}" if code in extra else ""
+        lines.setdefault(entry.status, []).append(f"- `{code}`: {entry.en}{note}")
+    return {status: {"description": "\n".join(lines[status])} for status in sorted(lines)}
+
+
+def markdown_table() -> str:
+    rows = ["| status | code | meaning | 의미 |", "|---|---|---|---|"]
+    for code, entry in sorted(CATALOG.items(), key=lambda item: item[1].status):
+        rows.append(f"| {entry.status} | `{code}` | {entry.en} | {entry.ko} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())
