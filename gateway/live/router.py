@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse
 from gateway.auth import Sender
 from gateway.db import SessionDep
 from gateway.errors import NotFound
-from gateway.live.hub import POLICY_VIOLATION, LiveHub
+from gateway.live.hub import LiveHub
+from gateway.live.messages import POLICY_VIOLATION
 from gateway.live.schemas import TicketCreate, TicketRead
 from gateway.places.service import CityDep
 from gateway.settings import Settings
