@@ -28,8 +28,10 @@ from gateway.migrations import upgrade
 from gateway.places.service import get_city
 from gateway.seed import seed
 from gateway.settings import Settings
-from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, probe_async
-from maeul.broker import write_broker_file as write_file
+from maeul.broker import LocalMosquitto
+from maeul.broker_config import MosquittoConfig, find_mosquitto
+from maeul.broker_config import write_broker_file as write_file
+from maeul.mqtt_probe import probe_async
 from wire import contract
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="no mosquitto binary")
