@@ -18,7 +18,8 @@ import httpx
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade
 from gateway.seed import seed
-from maeul.broker import MosquittoConfig, MosquittoProcess, find_free_port
+from maeul.broker import MosquittoProcess
+from maeul.broker_config import MosquittoConfig, find_free_port
 from tests.media import make_recording
 
 

@@ -37,7 +37,8 @@ import aiomqtt
 from bench.city import CITY, seed_database
 from devices.live import Histogram, JitterBuffer
 from gateway.settings import MqttTarget
-from maeul.broker import LocalMosquitto, MosquittoConfig, raise_nofile_limit
+from maeul.broker import LocalMosquitto
+from maeul.broker_config import MosquittoConfig, raise_nofile_limit
 from maeul.live import LiveClient, opus_packets
 from tests.e2e.harness import TOKEN as BENCH_TOKEN
 from tests.e2e.harness import GatewayProcess

@@ -201,7 +201,8 @@ def main() -> int:
     import os
     import tempfile
 
-    from maeul.broker import LocalMosquitto, MosquittoConfig, raise_nofile_limit
+    from maeul.broker import LocalMosquitto
+    from maeul.broker_config import MosquittoConfig, raise_nofile_limit
     from tests.media import make_recording
 
     if not PostgresDatabase.reachable():

@@ -25,7 +25,8 @@ from bench.replicas import run_replicas_bench
 from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
 from bench.transcode import run_transcode_bench
-from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, raise_nofile_limit
+from maeul.broker import LocalMosquitto
+from maeul.broker_config import MosquittoConfig, find_mosquitto, raise_nofile_limit
 from tests.e2e.harness import TOKEN, PostgresDatabase
 from tests.media import make_recording
 

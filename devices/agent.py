@@ -1,523 +1,71 @@
-"""The agent of a real speaker (a Linux box beside the horn amplifier): config, journal, player.
+"""The agent of a real speaker (a Linux box beside the horn amplifier): the speaker core driven
+by its link, journal, fetcher and player; and the command line.
 
 Run it as ``python -m devices.agent --config speaker.toml``. It keeps one MQTT link up on its own
 (`devices.link`), decides with `SpeakerCore`, and plays through the sound card by piping 16-bit
-mono PCM into a player command (``aplay`` by default). Every state change is written to a SQLite
-journal (WAL, synchronous=FULL: fsync before the call returns) before it is acknowledged, and a
-command's PUBACK goes back to the broker only once it is journaled, so neither a crash nor a
-power cut makes it play twice or vanish unanswered: what was playing is reported
-``failed``/``interrupted`` after the restart, what was waiting (pre-empted ones included) is
-queued again.
+mono PCM into a player command (``aplay`` by default, `devices.player`). Every state change is
+written to a SQLite journal (`devices.journal`; WAL, synchronous=FULL: fsync before the call
+returns) before it is acknowledged, and a command's PUBACK goes back to the broker only once it
+is journaled, so neither a crash nor a power cut makes it play twice or vanish unanswered: what
+was playing is reported ``failed``/``interrupted`` after the restart, what was waiting
+(pre-empted ones included) is queued again.
 
 Configuration: a TOML file (see `example_config`), then environment variables named
 ``MAEUL_AGENT_<SECTION>_<KEY>`` (``MAEUL_AGENT_BROKER_PASSWORD``, ``MAEUL_AGENT_GATEWAY_TOKEN``,
-...), which win. Lists and tables in the environment are JSON; a player command may also be a
-shell-style string.
+...), which win (`devices.agent_config`).
 
 Exceptions::
 
-    ConfigError     the configuration file or environment is not usable
-    PlayerError     the player command failed (the command is acked failed/player_error)
+    ConfigError     the configuration file or environment is not usable (`devices.agent_config`)
+    PlayerError     the player command failed (the command is acked failed/player_error;
+                    `devices.player`)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
 import os
-import shlex
 import signal
-import sqlite3
-import ssl
 import sys
-import tomllib
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import SecretStr
 
-from audio.playback import Pcm
-from devices.keyring import KeyLearner, http_keyring
-from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
-from devices.sound import Fetcher, Sound, SoundError, decode_sound
-from devices.speaker import (
-    Ack,
-    Action,
-    JournalEntry,
-    Play,
-    Prepare,
-    Proof,
-    SpeakerCore,
-    Stop,
-    merge_entry,
+from devices.agent_config import (
+    AgentConfig,
+    ConfigError,
+    example_config,
+    load_config,
+    load_receipt_key,
 )
+from devices.journal import SqliteJournal
+from devices.keyring import KeyLearner, http_keyring
+from devices.link import Hub, Incoming, Link
+from devices.player import CommandPlayer, Player, PlayerError
+from devices.sound import Fetcher, Sound, SoundError, decode_sound
+from devices.speaker import Ack, Action, Play, Prepare, SpeakerCore, Stop
 from wire import contract
-from wire.contract import AckStatus, Codec, FailReason
+from wire.contract import AckStatus, FailReason
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX: Final = "MAEUL_AGENT_"
 TICK_S: Final = 5.0
 PLAYER_SLACK_S: Final = 10.0
 PRUNE_EVERY_S: Final = 6 * 3600.0
 # Journal entries are kept this long after their command expired: a replay of an expired
 # command is refused on its expiry anyway, the margin covers a clock that jumps back.
 KEEP_AFTER_EXPIRY_MS: Final = 7 * 24 * 3600 * 1000
-_PLAYER_CHUNK: Final = 32 * 1024
-DEFAULT_PLAYER: Final = ("aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-")
-
-
-class ConfigError(Exception):
-    """The configuration file or environment is not usable."""
-
-
-class PlayerError(Exception):
-    """The player command failed."""
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BrokerConfig(_Section):
-    url: str = Field(description="mqtt://host:1883 or mqtts://host:8883")
-    username: str | None = None  # defaults to the speaker id when a password is set
-    password: SecretStr | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None  # TLS client certificate, instead of (or with) a password
-    key_file: Path | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    session_expiry_s: int = Field(default=3600, ge=0)
-    heartbeat_s: float = Field(default=30.0, gt=0)
-    connect_timeout_s: float = Field(default=15.0, gt=0)
-
-
-class SpeakerConfig(_Section):
-    city: str
-    district: str
-    village: str
-    id: str
-    codecs: tuple[Codec, ...] = (Codec.OPUS, Codec.MP3)
-    firmware: str | None = "maeul-agent/1"
-    # This speaker's own Ed25519 receipt key (base64 of the raw 32-byte private key), made on
-    # the first start when the file does not exist; `--receipt-public-key` prints the public
-    # half to enroll with the gateway. Without it, played acks carry no signed receipt.
-    receipt_key_file: Path | None = None
-
-
-class JournalConfig(_Section):
-    path: Path = Path("/var/lib/maeul/journal.sqlite")
-
-
-class GatewayConfig(_Section):
-    url: str | None = None  # audio is fetched only from this origin, with the token
-    token: SecretStr | None = None
-    # key id -> base64 of a raw 32-byte Ed25519 public key; when any is set, unsigned
-    # commands and commands with a bad signature are rejected.
-    public_keys: dict[str, str] = Field(default_factory=dict)
-
-
-class PlayerConfig(_Section):
-    command: tuple[str, ...] = DEFAULT_PLAYER
-    sample_rate: int = Field(default=16000, ge=8000, le=48000)
-
-
-class AgentConfig(_Section):
-    broker: BrokerConfig
-    speaker: SpeakerConfig
-    journal: JournalConfig = JournalConfig()
-    gateway: GatewayConfig = GatewayConfig()
-    player: PlayerConfig = PlayerConfig()
-
-    @property
-    def identity(self) -> contract.SpeakerIdentity:
-        s = self.speaker
-        return contract.SpeakerIdentity(
-            city=s.city, district=s.district, village=s.village, speaker=s.id
-        )
-
-    def public_keys(self) -> dict[str, bytes]:
-        keys = {}
-        for key_id, text in self.gateway.public_keys.items():
-            try:
-                raw = base64.b64decode(text, validate=True)
-            except binascii.Error as exc:
-                raise ConfigError(f"gateway.public_keys.{key_id} is not base64") from exc
-            if len(raw) != 32:
-                raise ConfigError(f"gateway.public_keys.{key_id} is not a 32-byte Ed25519 key")
-            keys[key_id] = raw
-        return keys
-
-    def link_settings(self) -> LinkSettings:
-        b = self.broker
-        broker = BrokerAddress.parse(b.url)
-        password = b.password.get_secret_value() if b.password is not None else None
-        username = b.username or (self.speaker.id if password is not None else None)
-        tls = None
-        if broker.tls:
-            try:
-                tls = tls_context(
-                    ca_file=str(b.ca_file) if b.ca_file else None,
-                    cert_file=str(b.cert_file) if b.cert_file else None,
-                    key_file=str(b.key_file) if b.key_file else None,
-                )
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"cannot load the broker's TLS files: {exc}") from exc
-        return LinkSettings(
-            broker=broker,
-            username=username,
-            password=password,
-            tls=tls,
-            keepalive_s=b.keepalive_s,
-            session_expiry_s=b.session_expiry_s,
-            heartbeat_s=b.heartbeat_s,
-            connect_timeout_s=b.connect_timeout_s,
-            firmware=self.speaker.firmware,
-        )
-
-
-def load_receipt_key(path: Path) -> bytes:
-    """The speaker's receipt key from `path`, made there (mode 0600) when the file is missing."""
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        private, _ = contract.new_receipt_key()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(base64.b64encode(private).decode("ascii") + "\n")
-        log.info("수신 확인 서명 키 생성 / receipt key made at %s", path)
-        return private
-    except (OSError, UnicodeError) as exc:
-        raise ConfigError(f"cannot read the receipt key {path}: {exc}") from exc
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
-        raise ConfigError(f"the receipt key {path} is not base64") from exc
-    if len(raw) != 32:
-        raise ConfigError(f"the receipt key {path} is not a raw 32-byte Ed25519 key")
-    return raw
-
-
-def _env_value(raw: str) -> Any:
-    text = raw.strip()
-    if text[:1] in ("[", "{"):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"not valid JSON: {text[:60]!r}") from exc
-    return raw
-
-
-def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
-    """The TOML file at `path` (if any), overridden by MAEUL_AGENT_<SECTION>_<KEY> variables."""
-    environ = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-    for section, info in AgentConfig.model_fields.items():
-        model = info.annotation
-        assert isinstance(model, type)
-        assert issubclass(model, BaseModel)
-        for key in model.model_fields:
-            name = f"{ENV_PREFIX}{section}_{key}".upper()
-            if name not in environ:
-                continue
-            value = _env_value(environ[name])
-            if isinstance(value, str) and key in ("command", "codecs"):
-                value = shlex.split(value) if key == "command" else value.replace(",", " ").split()
-            data.setdefault(section, {})[key] = value
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"configuration: {where}: {first['msg']}") from None
-
-
-def example_config() -> str:
-    return """\
-# Maeul speaker agent. Secrets may come from the environment instead:
-# MAEUL_AGENT_BROKER_PASSWORD, MAEUL_AGENT_GATEWAY_TOKEN.
-[broker]
-url = "mqtts://broker.example.go.kr:8883"
-# username defaults to the speaker id
-password = "change-me"
-ca_file = "/etc/maeul/ca.pem"
-# or a client certificate:
-# cert_file = "/etc/maeul/speaker.crt"
-# key_file = "/etc/maeul/speaker.key"
-
-[speaker]
-city = "jinju"
-district = "d01"
-village = "d01-v001"
-id = "d01-v001-s1"
-codecs = ["opus", "mp3"]
-# made on the first start; enroll its public half (--receipt-public-key) with the gateway
-receipt_key_file = "/var/lib/maeul/receipt.key"
-
-[journal]
-path = "/var/lib/maeul/journal.sqlite"
-
-[gateway]
-url = "https://maeul.example.go.kr"
-token = "change-me"
-public_keys = { k1 = "base64 of the gateway's Ed25519 public key" }
-
-[player]
-command = ["aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-"]
-sample_rate = 16000
-"""
-
-
-# --------------------------------------------------------------------------------------------
-# The durable journal
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS commands (
-    command_id    TEXT PRIMARY KEY,
-    broadcast_id  TEXT NOT NULL,
-    state         TEXT NOT NULL,
-    reason        TEXT,
-    audio_sha256  TEXT,
-    played_ms     INTEGER,
-    level_dbfs    REAL,
-    expires_at_ms INTEGER,
-    payload       BLOB,
-    updated_at_ms INTEGER NOT NULL,
-    nonce         TEXT
-);
-CREATE TABLE IF NOT EXISTS learned_keys (
-    key_id        TEXT PRIMARY KEY,
-    public_key    BLOB NOT NULL,
-    learned_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS revoked_keys (
-    key_id        TEXT PRIMARY KEY,
-    revoked_at_ms INTEGER NOT NULL
-)
-"""
-_COLUMNS: Final = (
-    "command_id, broadcast_id, state, reason, audio_sha256, played_ms, level_dbfs, "
-    "expires_at_ms, payload, nonce"
-)
-# What a restart must settle: waiting, playing, or pre-empted and waiting to play again.
-_UNFINISHED_SQL: Final = "('received', 'playing', 'preempted')"
 # Acks after which a command id never plays on this speaker: its sound can go.
 _FINAL: Final = frozenset({AckStatus.PLAYED, AckStatus.FAILED, AckStatus.REJECTED})
-
-
-class SqliteJournal:
-    """The speaker's journal on disk. Each `record` is its own transaction, synced to disk (WAL,
-    synchronous=FULL) before it returns. Blocking: call it from one worker thread."""
-
-    def __init__(self, path: Path, *, clock: Callable[[], int] = contract.now_ms) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
-        if "nonce" not in columns:  # a journal written before replays were told apart
-            self._db.execute("ALTER TABLE commands ADD COLUMN nonce TEXT")
-
-    def close(self) -> None:
-        self._db.close()
-
-    def state_of(self, command_id: str) -> str | None:
-        row = self._db.execute(
-            "SELECT state FROM commands WHERE command_id = ?", (command_id,)
-        ).fetchone()
-        return str(row[0]) if row is not None else None
-
-    def lookup(self, command_id: str) -> JournalEntry | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM commands WHERE command_id = ?", (command_id,)
-        ).fetchone()
-        return _entry(row) if row is not None else None
-
-    def record(
-        self,
-        command_id: str,
-        broadcast_id: str,
-        state: str,
-        *,
-        reason: str | None = None,
-        proof: Proof | None = None,
-        expires_at_ms: int | None = None,
-        payload: bytes | None = None,
-        nonce: str | None = None,
-    ) -> None:
-        entry = merge_entry(
-            self.lookup(command_id),
-            command_id,
-            broadcast_id,
-            state,
-            reason=reason,
-            proof=proof,
-            expires_at_ms=expires_at_ms,
-            payload=payload,
-            nonce=nonce,
-        )
-        p = entry.proof
-        # An upsert, not INSERT OR REPLACE: the row keeps its rowid, which orders recovery.
-        self._db.execute(
-            f"INSERT INTO commands ({_COLUMNS}, updated_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(command_id) DO UPDATE SET state=excluded.state, "
-            "reason=excluded.reason, audio_sha256=excluded.audio_sha256, "
-            "played_ms=excluded.played_ms, level_dbfs=excluded.level_dbfs, "
-            "expires_at_ms=excluded.expires_at_ms, payload=excluded.payload, "
-            "updated_at_ms=excluded.updated_at_ms, nonce=excluded.nonce",
-            (
-                entry.command_id,
-                entry.broadcast_id,
-                str(entry.state),
-                str(entry.reason) if entry.reason is not None else None,
-                p.audio_sha256 if p else None,
-                p.played_ms if p else None,
-                p.level_dbfs if p else None,
-                entry.expires_at_ms,
-                entry.payload,
-                entry.nonce,
-                self._clock(),
-            ),
-        )
-
-    def learned_keys(self) -> dict[str, bytes]:
-        """Signing keys learned from the gateway's keyring (see `Agent`), by key id."""
-        rows = self._db.execute("SELECT key_id, public_key FROM learned_keys").fetchall()
-        return {str(k): bytes(v) for k, v in rows}
-
-    def remember_keys(self, keys: Mapping[str, bytes]) -> None:
-        self._db.executemany(
-            "INSERT OR IGNORE INTO learned_keys (key_id, public_key, learned_at_ms) VALUES (?,?,?)",
-            [(k, v, self._clock()) for k, v in keys.items()],
-        )
-
-    def revoked_keys(self) -> set[str]:
-        """Signing keys the gateway's key ring revoked: never trusted again, even if configured."""
-        return {str(k) for (k,) in self._db.execute("SELECT key_id FROM revoked_keys")}
-
-    def forget_keys(self, revoked: Iterable[str], dropped: Iterable[str]) -> None:
-        """Remember `revoked` for good, and stop trusting `dropped` (learned keys)."""
-        self._db.executemany(
-            "INSERT OR IGNORE INTO revoked_keys (key_id, revoked_at_ms) VALUES (?,?)",
-            [(k, self._clock()) for k in revoked],
-        )
-        self._db.executemany("DELETE FROM learned_keys WHERE key_id = ?", [(k,) for k in dropped])
-
-    def unfinished(self) -> list[JournalEntry]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM commands WHERE state IN {_UNFINISHED_SQL} ORDER BY rowid"
-        ).fetchall()
-        return [_entry(row) for row in rows]
-
-    def prune(self, before_ms: int) -> int:
-        """Forget finished commands that expired before `before_ms`."""
-        cursor = self._db.execute(
-            f"DELETE FROM commands WHERE state NOT IN {_UNFINISHED_SQL} "
-            "AND expires_at_ms IS NOT NULL AND expires_at_ms < ?",
-            (before_ms,),
-        )
-        return cursor.rowcount
-
-
-def _entry(row: Sequence[Any]) -> JournalEntry:
-    sha, played_ms, level = row[4], row[5], row[6]
-    return JournalEntry(
-        command_id=row[0],
-        broadcast_id=row[1],
-        state=row[2],
-        reason=row[3],
-        proof=Proof(sha, int(played_ms or 0), level) if sha is not None else None,
-        expires_at_ms=row[7],
-        payload=bytes(row[8]) if row[8] is not None else None,
-        nonce=row[9],
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Sound output
-
-
-class Player(Protocol):
-    async def play(self, pcm: Pcm) -> int:
-        """Play to the end and return the milliseconds played; cancelling stops the sound."""
-        ...
-
-
-class CommandPlayer:
-    """Pipes raw PCM into a player command's stdin (``aplay -t raw -f S16_LE -r 16000 -c 1 -``)."""
-
-    def __init__(self, command: Sequence[str], *, stop_grace_s: float = 2.0) -> None:
-        if not command:
-            raise ConfigError("the player command is empty")
-        self.command = tuple(command)
-        self._grace = stop_grace_s
-
-    async def play(self, pcm: Pcm) -> int:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise PlayerError(f"cannot start {self.command[0]}: {exc}") from exc
-        assert proc.stdin is not None
-        assert proc.stderr is not None
-        errors = asyncio.ensure_future(proc.stderr.read())
-        try:
-            view = memoryview(pcm.samples)
-            for offset in range(0, len(view), _PLAYER_CHUNK):
-                proc.stdin.write(view[offset : offset + _PLAYER_CHUNK])
-                await proc.stdin.drain()
-            proc.stdin.close()
-            code = await proc.wait()
-        except (BrokenPipeError, ConnectionResetError):
-            code = await proc.wait()
-        except BaseException:
-            await self._terminate(proc)
-            errors.cancel()
-            raise
-        detail = (await errors).decode(errors="replace").strip()
-        if code != 0:
-            raise PlayerError(f"{self.command[0]} exited with {code}: {detail[:200]}")
-        return pcm.duration_ms
-
-    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), self._grace)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
-# --------------------------------------------------------------------------------------------
-# The agent
 
 _T = TypeVar("_T")
 

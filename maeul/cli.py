@@ -193,7 +193,7 @@ def broker_files(
 ) -> None:
     """Write the broker's users as the gateway renders them: the dynamic security plugin's file
     (dynamic-security.json), and a password file (passwd) and ACL (acl) for a broker without it."""
-    from maeul.broker import write_broker_file
+    from maeul.broker_config import write_broker_file
 
     with _client() as client:
         rendered = {}
@@ -240,7 +240,7 @@ def broker_template(
     gateway adds every speaker when it connects."""
     from gateway.devicesec.dynsec import render_template
     from gateway.devicesec.mosquitto import hash_password
-    from maeul.broker import write_broker_file
+    from maeul.broker_config import write_broker_file
 
     hashes = {}
     for user, variable in TEMPLATE_ACCOUNTS.items():

@@ -36,7 +36,8 @@ from gateway.serving import GatewayServer, server_options
 from gateway.settings import Settings
 from gateway.users.demo import DemoLogin, ensure_demo_users
 from maeul import credentials
-from maeul.broker import LocalMosquitto, MosquittoConfig, write_broker_file
+from maeul.broker import LocalMosquitto
+from maeul.broker_config import MosquittoConfig, write_broker_file
 
 if TYPE_CHECKING:
     from devices.simulator import SimSpeaker

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from maeul.broker import MosquittoConfig, MosquittoProcess, find_mosquitto, write_broker_file
+from maeul.broker import MosquittoProcess
+from maeul.broker_config import MosquittoConfig, find_mosquitto, write_broker_file
 from tests.support import postgres
 from tests.support.databases import copy_database
 

@@ -17,25 +17,20 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from maeul import broker
-from maeul.broker import (
+from maeul import broker_config
+from maeul.broker import LocalMosquitto, MosquittoProcess, backoff_delay
+from maeul.broker_config import (
     BrokerError,
-    LocalMosquitto,
     MosquittoConfig,
-    MosquittoProcess,
-    backoff_delay,
-    build_connect,
-    connack_reason,
     find_dynsec_plugin,
     find_free_port,
     find_mosquitto,
     hash_password,
-    probe,
-    probe_async,
     raise_nofile_limit,
     render_config,
     render_password_file,
 )
+from maeul.mqtt_probe import build_connect, connack_reason, probe, probe_async
 
 BINARY = find_mosquitto()
 needs_mosquitto = pytest.mark.skipif(
@@ -177,7 +172,7 @@ def test_free_port_can_be_bound() -> None:
 
 def test_missing_binary_is_a_broker_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(broker, "FALLBACK_BINARY", tmp_path / "no-mosquitto")
+    monkeypatch.setattr(broker_config, "FALLBACK_BINARY", tmp_path / "no-mosquitto")
 
     assert find_mosquitto() is None
     with pytest.raises(BrokerError, match="mosquitto"):

@@ -14,7 +14,7 @@ from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.service import reached_villages
-from gateway.schedules import service as schedules
+from gateway.schedules import reading as schedules
 from gateway.schedules.models import Schedule
 
 

@@ -13,7 +13,8 @@ from gateway.auth import Sender
 from gateway.deps import CityDep, SessionDep, state_of
 from gateway.error_catalog import documented
 from gateway.errors import NotFound
-from gateway.live.hub import POLICY_VIOLATION, LiveHub
+from gateway.live.hub import LiveHub
+from gateway.live.messages import POLICY_VIOLATION
 from gateway.live.schemas import TicketCreate, TicketRead
 from gateway.settings import Settings
 from gateway.web.router import PAGE_HEADERS

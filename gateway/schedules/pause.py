@@ -23,8 +23,10 @@ from gateway.auth import Principal
 from gateway.deps import Runtime
 from gateway.errors import Conflict
 from gateway.places.models import City
-from gateway.schedules import service
+from gateway.schedules.firing import record_occurrence
 from gateway.schedules.models import Schedule
+from gateway.schedules.reading import authorize_act, read_schedule
+from gateway.schedules.rows import flush_versioned, load_schedule, rule_of
 from gateway.schedules.schemas import ScheduleRead
 from gateway.sending.rules import CancelPath
 from gateway.users import service as users
@@ -74,8 +76,8 @@ async def skip_if_owner_inactive(
     reason = OWNER_SUSPENDED if state == "suspended" else OWNER_REMOVED
     occurrence = schedule.next_occurrence_at
     assert occurrence is not None
-    service._record(session, schedule, occurrence, "skipped", now, reason=reason)
-    upcoming = service._rule_of(schedule).next_after(occurrence)
+    record_occurrence(session, schedule, occurrence, "skipped", now, reason=reason)
+    upcoming = rule_of(schedule).next_after(occurrence)
     schedule.next_occurrence_at = upcoming
     schedule.next_fire_at = upcoming
     schedule.updated_at = now
@@ -114,25 +116,23 @@ async def resume_schedule(
 ) -> ScheduleRead:
     """Make a paused schedule active again. The caller must be allowed to act on it as it
     stands, and its creator must be active again (a schedule sends in their name)."""
-    schedule = await service.load_schedule(session, city.id, schedule_id, for_update=True)
-    await service._authorize_act(
-        session, runtime, city, schedule, principal, CancelPath.SCHEDULE_RESUME
-    )
+    schedule = await load_schedule(session, city.id, schedule_id, for_update=True)
+    await authorize_act(session, runtime, city, schedule, principal, CancelPath.SCHEDULE_RESUME)
     if schedule.state != "paused":
         raise _not_paused(schedule)
     if await users.account_state(session, schedule.created_by) not in _MAY_SEND:
         raise _owner_suspended()
     now = runtime.clock.now()
-    rule = service._rule_of(schedule)
+    rule = rule_of(schedule)
     occurrence, fire_at = schedule.next_occurrence_at, schedule.next_fire_at
     # What fell due while it was paused is not sent late: skipped, to the present.
     while occurrence is not None and fire_at is not None and fire_at <= now:
-        service._record(session, schedule, occurrence, "skipped", now, reason="paused")
+        record_occurrence(session, schedule, occurrence, "skipped", now, reason="paused")
         occurrence = rule.next_after(occurrence)
         fire_at = occurrence
     schedule.next_occurrence_at, schedule.next_fire_at = occurrence, fire_at
     schedule.state = "active" if occurrence is not None else "completed"
     schedule.paused_at = schedule.paused_reason = None
     schedule.updated_at = now
-    await service._flush_versioned(session)
-    return await service.read_schedule(session, schedule)
+    await flush_versioned(session)
+    return await read_schedule(session, schedule)

@@ -1,5 +1,6 @@
 """Which quiet hours hold a broadcast: the city's window, or a district's own, for every
-district the target reaches; and the refusal a held broadcast gets when it cannot wait."""
+district the target reaches; the refusal a held broadcast gets when it cannot wait; and
+reading and setting a city's and its districts' quiet hours."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from datetime import datetime, tzinfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.errors import Conflict
+from gateway.auth import Principal, Role
+from gateway.errors import Conflict, Forbidden, InvalidRequest
 from gateway.places import service as places
 from gateway.places.models import City
 from gateway.schedules.models import DistrictQuietHours
@@ -20,6 +22,7 @@ from gateway.schedules.quiet import (
     parse_window,
     quiet_at,
 )
+from gateway.schedules.schemas import DistrictQuietHoursRead, QuietHoursRead
 from gateway.settings import Settings
 
 
@@ -82,3 +85,92 @@ def quiet_refusal(quiet: Quiet, zone: tzinfo, *, scheduled: datetime | None) -> 
         en=f"{when_en} quiet hours ({windows}); only disaster alerts are sent now. "
         f"Quiet hours end at {quiet.ends_at.isoformat()}.",
     )
+
+
+async def describe_quiet_hours(
+    session: AsyncSession, settings: Settings, city: City, *, now: datetime
+) -> QuietHoursRead:
+    rows = await session.scalars(
+        select(DistrictQuietHours)
+        .where(DistrictQuietHours.city_id == city.id)
+        .order_by(DistrictQuietHours.district_id)
+    )
+    window = parse_window(settings.quiet_hours)
+    zone = city_zone(city.timezone)
+    return QuietHoursRead(
+        window=settings.quiet_hours,
+        policy=settings.quiet_hours_policy,
+        timezone=city.timezone,
+        quiet_now=window is not None and window.contains(now, zone),
+        districts=[
+            DistrictQuietHoursRead(
+                district_id=r.district_id,
+                window=r.window,
+                updated_by=r.updated_by,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        ],
+    )
+
+
+def _may_manage_district(principal: Principal, district_id: int) -> None:
+    if principal.role is Role.CITY_ADMIN:
+        return
+    if principal.role is Role.DISTRICT_OFFICER and district_id in principal.district_ids:
+        return
+    raise Forbidden(
+        "outside_scope",
+        ko="담당 읍·면·동의 조용한 시간만 바꿀 수 있습니다.",
+        en="You may change the quiet hours of your own district only.",
+    )
+
+
+async def set_district_quiet_hours(
+    session: AsyncSession,
+    city: City,
+    district_id: int,
+    spec: str,
+    *,
+    principal: Principal,
+    now: datetime,
+) -> DistrictQuietHoursRead:
+    _may_manage_district(principal, district_id)
+    await places.load_district(session, city.id, district_id)
+    try:
+        window = parse_window(spec)
+    except ValueError:
+        raise InvalidRequest(
+            "invalid_quiet_hours",
+            ko='조용한 시간은 "21:00-07:00"처럼 시작-끝 시각으로 쓰거나 "off"로 꺼 주세요.',
+            en='Quiet hours are "HH:MM-HH:MM" (e.g. "21:00-07:00") or "off".',
+        ) from None
+    label = "off" if window is None else window.label
+    row = await session.get(DistrictQuietHours, district_id, with_for_update=True)
+    if row is None:
+        row = DistrictQuietHours(
+            district_id=district_id,
+            city_id=city.id,
+            window=label,
+            updated_by=principal.actor,
+            updated_at=now,
+        )
+        session.add(row)
+    else:
+        row.window, row.updated_by, row.updated_at = label, principal.actor, now
+    await session.flush()
+    return DistrictQuietHoursRead(
+        district_id=district_id, window=label, updated_by=row.updated_by, updated_at=now
+    )
+
+
+async def clear_district_quiet_hours(
+    session: AsyncSession, city: City, district_id: int, *, principal: Principal
+) -> None:
+    """The district follows the city's quiet hours again."""
+    _may_manage_district(principal, district_id)
+    await places.load_district(session, city.id, district_id)
+    row = await session.get(DistrictQuietHours, district_id)
+    if row is not None:
+        await session.delete(row)
+        await session.flush()

@@ -13,7 +13,7 @@ from gateway.broadcasts.router import CONTENT_ERRORS, _spill, _upload_within_lim
 from gateway.broadcasts.schemas import BroadcastMode
 from gateway.deps import CityDep, NowDep, RuntimeDep, SessionDep
 from gateway.error_catalog import documented
-from gateway.schedules import pause, service
+from gateway.schedules import pause, quiet_hours, reading, service
 from gateway.schedules.quiet import parse_hhmm
 from gateway.schedules.recurrence import Timing, Weekday
 from gateway.schedules.schemas import (
@@ -184,7 +184,7 @@ async def list_schedules(
     """Newest first, each with its next fire time and the broadcasts it created. The city
     administrator and the auditor see every schedule; others those of the categories their
     role sends that reach their area."""
-    return await service.list_schedules(
+    return await reading.list_schedules(
         session, city, state=state, limit=limit, offset=offset, principal=user
     )
 
@@ -201,7 +201,7 @@ async def list_schedules(
 async def get_schedule(
     schedule_id: str, session: SessionDep, user: Anyone, city: CityDep
 ) -> ScheduleRead:
-    return await service.get_schedule(session, city, schedule_id, principal=user)
+    return await reading.get_schedule(session, city, schedule_id, principal=user)
 
 
 @router.patch(
@@ -277,7 +277,7 @@ async def get_quiet_hours(
     session: SessionDep, _user: Anyone, city: CityDep, runtime: RuntimeDep, now: NowDep
 ) -> QuietHoursRead:
     """The city's quiet hours and policy, and the districts that keep their own window."""
-    return await service.describe_quiet_hours(session, runtime.settings, city, now=now)
+    return await quiet_hours.describe_quiet_hours(session, runtime.settings, city, now=now)
 
 
 @quiet_router.put(
@@ -294,7 +294,7 @@ async def set_district_quiet_hours(
     now: NowDep,
 ) -> DistrictQuietHoursRead:
     """Give a district its own window ("22:00-06:00"), or none ("off")."""
-    return await service.set_district_quiet_hours(
+    return await quiet_hours.set_district_quiet_hours(
         session, city, district_id, body.window, principal=user, now=now
     )
 
@@ -309,4 +309,4 @@ async def clear_district_quiet_hours(
     district_id: int, session: SessionDep, user: QuietKeeper, city: CityDep
 ) -> None:
     """The district follows the city's quiet hours again."""
-    await service.clear_district_quiet_hours(session, city, district_id, principal=user)
+    await quiet_hours.clear_district_quiet_hours(session, city, district_id, principal=user)

@@ -18,7 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.deps import Runtime
 from gateway.places import service as places
-from gateway.schedules import pause, service
+from gateway.schedules import firing, pause
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ScheduleWorker:
         async with self._sessions() as session:
             if self._city_id is None:
                 self._city_id = (await places.get_city(session, self._city_code)).id
-            schedule = await service.claim_due(
+            schedule = await firing.claim_due(
                 session, self._city_id, now, postgres=self._postgres, passed=passed
             )
             if schedule is None:
@@ -84,7 +84,7 @@ class ScheduleWorker:
                     outcome = skipped
                 else:
                     city = await places.get_city(session, self._city_code)
-                    outcome = await service.handle_due(session, self._runtime, city, schedule, now)
+                    outcome = await firing.handle_due(session, self._runtime, city, schedule, now)
                 if outcome == "raced":
                     await session.rollback()
                 else:

@@ -19,6 +19,7 @@ from gateway.broadcasts.service import BroadcastRequest, Started
 from gateway.deps import Runtime
 from gateway.places.models import City
 from gateway.schedules import service as schedules
+from gateway.schedules.reading import read_schedule
 from gateway.schedules.recurrence import Timing
 from gateway.sending import rules
 from gateway.sending.rules import Decision, Defer, NeedsApproval, Refuse, Replay, Send
@@ -116,4 +117,4 @@ async def replayed(session: AsyncSession, replay: Replay) -> Answer:
         return Started(found, replayed=True)
     if isinstance(found, ApprovalRequest):
         return AwaitingApproval(found, replayed=True)
-    return schedules.Created(await schedules.read_schedule(session, found), replayed=True)
+    return schedules.Created(await read_schedule(session, found), replayed=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from maeul.broker import find_mosquitto
+from maeul.broker_config import find_mosquitto
 
 MOSQUITTO = find_mosquitto()
 needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="no mosquitto binary")

@@ -16,19 +16,11 @@ import httpx
 import pytest
 
 from audio.playback import Pcm
-from devices.agent import (
-    Agent,
-    AgentConfig,
-    CommandPlayer,
-    ConfigError,
-    PlayerError,
-    SqliteJournal,
-    example_config,
-    load_config,
-    main,
-    serve,
-)
+from devices.agent import Agent, main, serve
+from devices.agent_config import AgentConfig, ConfigError, example_config, load_config
+from devices.journal import SqliteJournal
 from devices.link import Hub
+from devices.player import CommandPlayer, PlayerError
 from tests.devices.commands import Keys, audio, command, new_keys, opus_clip
 from tests.devices.observer import Observer
 from wire import contract

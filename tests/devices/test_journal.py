@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from devices.agent import SqliteJournal
+from devices.journal import SqliteJournal
 from devices.speaker import Ack, Play, Proof, SpeakerCore
 from tests.devices.commands import NOW, audio, command, resend
 from wire import contract
@@ -67,7 +67,7 @@ def test_playing_then_crash_is_interrupted_and_never_replayed(tmp_path: Path) ->
         f"""
         import os, sys
         from pathlib import Path
-        from devices.agent import SqliteJournal
+        from devices.journal import SqliteJournal
         from devices.speaker import SpeakerCore
         from wire import contract
         identity = contract.SpeakerIdentity.model_validate_json({IDENTITY.model_dump_json()!r})

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
 from gateway.devicesec.mosquitto import SpeakerPlace, render_acl
-from maeul.broker import render_password_file
+from maeul.broker_config import render_password_file
 from tests.devices.brokers import free_port, mosquitto, needs_mosquitto
 from tests.devices.observer import Observer
 from wire import contract

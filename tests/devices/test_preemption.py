@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devices.agent import SqliteJournal
+from devices.journal import SqliteJournal
 from devices.speaker import Ack, Action, Journal, MemoryJournal, Play, Prepare, SpeakerCore, Stop
 from tests.devices.commands import NOW, audio, cancel_of, command, resend
 from wire import contract

@@ -26,13 +26,9 @@ from gateway.seed import seed
 from gateway.settings import MqttTarget
 from gateway.speakers.models import Speaker
 from gateway.speakers.service import speaker_ids_by_code
-from maeul.broker import (
-    LocalMosquitto,
-    MosquittoConfig,
-    find_mosquitto,
-    probe_async,
-    write_broker_file,
-)
+from maeul.broker import LocalMosquitto
+from maeul.broker_config import MosquittoConfig, find_mosquitto, write_broker_file
+from maeul.mqtt_probe import probe_async
 from tests.support.databases import copy_database
 from wire import contract
 

@@ -27,8 +27,10 @@ from gateway.devicesec.mosquitto import new_secret, verify_password
 from gateway.places.service import get_city
 from gateway.seed import seed
 from gateway.settings import Settings
-from maeul.broker import LocalMosquitto, MosquittoConfig, find_mosquitto, probe_async
-from maeul.broker import write_broker_file as write_file
+from maeul.broker import LocalMosquitto
+from maeul.broker_config import MosquittoConfig, find_mosquitto
+from maeul.broker_config import write_broker_file as write_file
+from maeul.mqtt_probe import probe_async
 from tests.support.databases import copy_database
 from wire import contract
 

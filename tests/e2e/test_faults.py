@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from maeul.broker import MosquittoConfig, MosquittoProcess
+from maeul.broker import MosquittoProcess
+from maeul.broker_config import MosquittoConfig
 from tests.e2e.conftest import Report
 from tests.e2e.harness import (
     GatewayProcess,

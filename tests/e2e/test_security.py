@@ -31,13 +31,9 @@ from gateway.migrations import upgrade
 from gateway.places.service import get_city
 from gateway.seed import seed
 from gateway.signing import KeySeal, active_signer
-from maeul.broker import (
-    LocalMosquitto,
-    MosquittoConfig,
-    find_mosquitto,
-    probe_async,
-    write_broker_file,
-)
+from maeul.broker import LocalMosquitto
+from maeul.broker_config import MosquittoConfig, find_mosquitto, write_broker_file
+from maeul.mqtt_probe import probe_async
 from tests.e2e.harness import KEY_ENCRYPTION_KEY, GatewayProcess, wait_until_final
 from tests.media import make_recording
 from wire import contract

@@ -11,8 +11,7 @@ from fastapi import WebSocketDisconnect
 
 from gateway.auth import Principal, Role
 from gateway.errors import Conflict
-from gateway.live import hub as hub_module
-from gateway.live import service
+from gateway.live import service, upkeep
 from gateway.live.fanout import FakeLiveBus
 from gateway.live.hub import LiveHub
 from gateway.live.models import LiveSession
@@ -376,7 +375,7 @@ async def test_the_start_never_published_ends_the_session_with_an_error(
     stack: Stack,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(hub_module, "_START_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(upkeep, "_START_TIMEOUT_S", 0.3)
     hub: LiveHub = stack.app.state.live
     socket = FakeSocket()
     # Nothing drives the outbox here: the start command stays pending.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.agent import ConfigError, load_receipt_key
+from devices.agent_config import ConfigError, load_receipt_key
 from devices.speaker import Ack, SpeakerCore
 from gateway.deliveries.proof import Encoding, Expected, Problem, judge, tolerance_ms
 from tests.devices.commands import NOW, audio, command, resend
