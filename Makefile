@@ -12,8 +12,9 @@ BIN := $(VENV)/bin
 BOOTSTRAP := VENV="$(VENV)" PYTHON="$(PYTHON)" scripts/bootstrap.sh
 
 # Two workers, a test file each at a time: most tests wait on brokers, gateways and speakers,
-# and every worker has its own Mosquitto and databases.
-PYTEST_FLAGS ?= -q -rfEs --tb=short --color=auto -n 2 --dist loadfile
+# and every worker has its own Mosquitto and databases. The files go out in the order the suite
+# puts them (slowest first, tests/conftest.py), not reordered by their number of tests.
+PYTEST_FLAGS ?= -q -rfEs --tb=short --color=auto -n 2 --dist loadfile --no-loadscope-reorder
 PYTEST_ARGS ?=
 ARGS ?=
 RUFF_PATHS ?= gateway devices audio wire maeul tests bench

@@ -147,7 +147,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # The slowest files, slowest first (seconds on two workers). The workers take whole files in
-# collection order, so starting these first keeps one long file from running alone at the end
+# collection order (make test turns off xdist's reordering by size), so starting these first
+# keeps one long file from running alone at the end
 # while the other worker waits: the longest-first rule of scheduling.
 SLOW_FIRST = (
     "tests/test_bench_smoke.py",

@@ -36,7 +36,7 @@ __all__ = ["recording", "stack"]  # the fixtures, shared
 
 # One database is enough to walk the table (the rules read through the same queries on both);
 # the finding tests run on both.
-sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
 
 ROOT = FilePath(__file__).resolve().parents[2]
 _TEXT = "마을 회관에서 오늘 오후 두 시에 모임이 있습니다."

@@ -86,7 +86,7 @@ async def test_a_key_lost_in_a_race_keeps_the_requests_other_work(stack: Stack) 
     assert titles == {"같은 방송", "다른 일"}, "the other work of the request survived"
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 async def test_no_connection_is_held_while_the_audio_is_made(
     stack: Stack, recording: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
