@@ -40,6 +40,7 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import SecretStr
 
+from devices.actions import Ack, Action, Play, Prepare, Stop
 from devices.agent_config import (
     AgentConfig,
     ConfigError,
@@ -52,7 +53,7 @@ from devices.keyring import KeyLearner, http_keyring
 from devices.link import Hub, Incoming, Link
 from devices.player import CommandPlayer, Player, PlayerError
 from devices.sound import Fetcher, Sound, SoundError, decode_sound
-from devices.speaker import Ack, Action, Play, Prepare, SpeakerCore, Stop
+from devices.speaker import SpeakerCore
 from wire import contract
 from wire.contract import AckStatus, FailReason
 

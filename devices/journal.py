@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from devices.speaker import JournalEntry, Proof, merge_entry
+from devices.states import JournalEntry, Proof, merge_entry
 from wire import contract
 
 _SCHEMA: Final = """

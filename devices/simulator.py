@@ -27,11 +27,13 @@ from typing import Any, Final
 
 import httpx
 
+from devices.actions import Ack, Action, Play, Prepare, Stop
 from devices.keyring import FetchRing, KeyLearner, http_keyring
 from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
 from devices.live import Finished, LivePlayer, with_report
 from devices.sound import Fetcher, SoundError, decode_sound
-from devices.speaker import Ack, Action, MemoryJournal, Play, Prepare, SpeakerCore, Stop
+from devices.speaker import SpeakerCore
+from devices.states import MemoryJournal
 from wire import contract
 from wire.contract import AckStatus, Codec, FailReason, SpeakerIdentity
 

@@ -7,8 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from devices.actions import Ack, Play
 from devices.journal import SqliteJournal
-from devices.speaker import Ack, Play, Proof, SpeakerCore
+from devices.speaker import SpeakerCore
+from devices.states import Proof
 from tests.devices.commands import NOW, audio, command, resend
 from wire import contract
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+from devices.actions import Ack
 from devices.keyring import KeyLearner
-from devices.speaker import Ack, SpeakerCore
+from devices.speaker import SpeakerCore
 from tests.devices.commands import Keys, command, new_keys
 from wire import contract
 

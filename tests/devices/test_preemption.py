@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devices.actions import Ack, Action, Play, Prepare, Stop
 from devices.journal import SqliteJournal
-from devices.speaker import Ack, Action, Journal, MemoryJournal, Play, Prepare, SpeakerCore, Stop
+from devices.speaker import SpeakerCore
+from devices.states import Journal, MemoryJournal
 from tests.devices.commands import NOW, audio, cancel_of, command, resend
 from wire import contract
 from wire.contract import DEFAULT_PRIORITY, Category, FailReason

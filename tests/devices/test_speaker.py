@@ -6,16 +6,9 @@ import hashlib
 
 import pytest
 
-from devices.speaker import (
-    REFUSAL_BUDGET,
-    Ack,
-    Action,
-    MemoryJournal,
-    Play,
-    Prepare,
-    SpeakerCore,
-    Stop,
-)
+from devices.actions import Ack, Action, Play, Prepare, Stop
+from devices.speaker import REFUSAL_BUDGET, SpeakerCore
+from devices.states import MemoryJournal
 from tests.devices.commands import NOW, audio, cancel_of, command, mp3_clip, new_keys, resend
 from wire import contract
 from wire.contract import Codec, FailReason, RejectReason

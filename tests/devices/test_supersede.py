@@ -9,7 +9,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from devices.speaker import Ack, Action, MemoryJournal, Play, Prepare, SpeakerCore
+from devices.actions import Ack, Action, Play, Prepare
+from devices.speaker import SpeakerCore
+from devices.states import MemoryJournal
 from tests.devices.commands import cancel_of, command, new_keys
 from tests.devices.test_speaker import acks, make_core, payload, play_cmd, plays, prepares
 from wire import contract

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _run(gateway_url: str, mqtt_url: str, token: str, plays: Path, codes: set[str]) -> None:
-    from devices.speaker import Play
+    from devices.actions import Play
     from tests.e2e.harness import fleet_for
 
     async with httpx.AsyncClient(

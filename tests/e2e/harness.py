@@ -334,7 +334,7 @@ class PlayLog:
         self.plays: list[Play] = []
 
     def attach(self, fleet: Any) -> None:
-        from devices.speaker import Play as PlayAction
+        from devices.actions import Play as PlayAction
 
         for simulated in fleet:
             original = simulated.run

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devices.actions import Ack
 from devices.agent_config import ConfigError, load_receipt_key
-from devices.speaker import Ack, SpeakerCore
+from devices.speaker import SpeakerCore
 from gateway.deliveries.proof import Encoding, Expected, Problem, judge, tolerance_ms
 from tests.devices.commands import NOW, audio, command, resend
 from wire import contract
