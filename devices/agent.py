@@ -48,9 +48,10 @@ from devices.agent_config import (
     load_config,
     load_receipt_key,
 )
+from devices.hub import Hub
 from devices.journal import SqliteJournal
 from devices.keyring import KeyLearner, http_keyring
-from devices.link import Hub, Incoming, Link
+from devices.link import Incoming, Link
 from devices.player import CommandPlayer, Player, PlayerError
 from devices.sound import Fetcher, Sound, SoundError, decode_sound
 from devices.speaker import SpeakerCore

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from devices.link import BrokerAddress, LinkSettings, tls_context
+from devices.link_settings import BrokerAddress, LinkSettings, tls_context
 from wire import contract
 from wire.contract import Codec
 

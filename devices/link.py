@@ -6,7 +6,9 @@ task per connection: one `Hub` per process bounds concurrent handshakes and tick
 connection's keep-alive and heartbeat, so one process holds ten thousand speakers. The TCP
 connect and the TLS handshake are done here without blocking the loop and handed to paho,
 because paho's own connect blocks, and binds to port 0 before connecting, which the kernel
-answers more slowly the more connections are open (seconds per thousand at 10,000).
+answers more slowly the more connections are open (seconds per thousand at 10,000). The hub
+and the socket work are in `devices.hub`; the broker address and the settings in
+`devices.link_settings`.
 
 Each speaker keeps one client id (``spk-<speaker>``) and connects with clean_start false and a
 session expiry, so the broker keeps its subscriptions and queues its QoS 1 commands while it is
@@ -22,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import ipaddress
 import logging
 import random
 import secrets
@@ -30,10 +31,9 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -41,76 +41,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devices.hub import Hub
+from devices.link_settings import LinkSettings
 from wire import contract
 from wire.contract import Codec
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S: Final = 5.0
-_DNS_TTL_S: Final = 60.0
 
 
 class LinkError(Exception):
     """A connection attempt failed: refused, timed out, or closed before it was ready."""
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """A parsed ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://`` URL."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"an MQTT URL starts with mqtt:// or mqtts://, not {parts.scheme!r}")
-        if not parts.hostname:
-            raise ValueError("the MQTT URL has no host")
-        tls = parts.scheme == "mqtts"
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
-
-    def redacted(self) -> str:
-        auth = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
-
-
-def tls_context(
-    *, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
-) -> ssl.SSLContext:
-    """Verify the broker against `ca_file` (else the system store); present a client cert."""
-    context = ssl.create_default_context(cafile=ca_file)
-    if cert_file is not None:
-        context.load_cert_chain(cert_file, key_file)
-    return context
-
-
-@dataclass(frozen=True, kw_only=True)
-class LinkSettings:
-    broker: BrokerAddress
-    username: str | None = None  # None: the broker URL's
-    password: str | None = field(default=None, repr=False)
-    tls: ssl.SSLContext | None = None  # for mqtts://; None: the system's trust store
-    keepalive_s: int = 30
-    # How long the broker keeps the session (and queues commands) after the speaker vanishes.
-    session_expiry_s: int = 300
-    heartbeat_s: float = 30.0
-    # Unacknowledged QoS 1 messages in flight, each way (paho's default is 20).
-    max_inflight: int = 20
-    connect_timeout_s: float = 10.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 60.0
-    firmware: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,144 +85,7 @@ class _Client(mqtt.Client):
         return sock
 
 
-async def _fd_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> None:
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    if write:
-        loop.add_writer(fd, wake)
-    else:
-        loop.add_reader(fd, wake)
-    try:
-        await ready
-    finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
-
-
-async def _handshake(loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket) -> None:
-    fd = sock.fileno()
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            await _fd_ready(loop, fd, write=False)
-        except ssl.SSLWantWriteError:
-            await _fd_ready(loop, fd, write=True)
-
-
-_Address = tuple[int, int, int, Any]
 _PresenceStatus = Literal["online", "heartbeat", "offline"]
-
-
-class Hub:
-    """What every link of one process shares: a bound on concurrent handshakes, one ticker for
-    keep-alives and heartbeats, resolved broker addresses and a default TLS context."""
-
-    def __init__(self, *, connect_concurrency: int = 64, tick_s: float = 1.0) -> None:
-        self.slots = asyncio.Semaphore(connect_concurrency)
-        self._tick_s = tick_s
-        self._online: dict[Link, None] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._ticker: asyncio.Task[None] | None = None
-        self._addresses: dict[tuple[str, int], tuple[float, list[_Address]]] = {}
-        self._default_tls: ssl.SSLContext | None = None
-
-    @property
-    def online(self) -> int:
-        return len(self._online)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def close(self) -> None:
-        pending = [t for t in (*self._tasks, self._ticker) if t is not None and not t.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        self._ticker = None
-
-    def _add_online(self, link: Link) -> None:
-        self._online[link] = None
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="link-ticker")
-
-    def _remove_online(self, link: Link) -> None:
-        self._online.pop(link, None)
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._tick_s)
-            now = time.monotonic()
-            for link in list(self._online):
-                try:
-                    link._hub_tick(now)
-                except Exception:
-                    log.exception("keep-alive of %s failed", link.identity.speaker)
-
-    async def open_socket(self, settings: LinkSettings) -> socket.socket:
-        """A connected, non-blocking TCP socket to the broker, TLS already negotiated if asked."""
-        loop = asyncio.get_running_loop()
-        broker = settings.broker
-        error: OSError | None = None
-        for family, kind, proto, address in await self._resolve(broker.host, broker.port):
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                await loop.sock_connect(sock, address)
-            except OSError as exc:
-                sock.close()
-                error = exc
-                continue
-            except BaseException:
-                sock.close()
-                raise
-            if not broker.tls:
-                return sock
-            context = settings.tls or self._tls()
-            secure = context.wrap_socket(
-                sock, server_hostname=broker.host, do_handshake_on_connect=False
-            )
-            try:
-                await _handshake(loop, secure)
-            except BaseException:
-                secure.close()
-                raise
-            return secure
-        raise error or OSError(f"no address found for {broker.host}")
-
-    def _tls(self) -> ssl.SSLContext:
-        if self._default_tls is None:
-            self._default_tls = ssl.create_default_context()
-        return self._default_tls
-
-    async def _resolve(self, host: str, port: int) -> list[_Address]:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, (host, port))]
-        cached = self._addresses.get((host, port))
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-        found: list[_Address] = [(f, k, p, a) for f, k, p, _, a in infos]
-        self._addresses[(host, port)] = (time.monotonic() + _DNS_TTL_S, found)
-        return found
 
 
 # Packets read from one link in one go before other work runs (see Link._on_readable).
@@ -423,7 +228,7 @@ class Link:
         if self._state is not _State.ONLINE:
             return
         self._state = _State.CLOSING
-        self._hub._remove_online(self)
+        self._hub.remove_online(self)
         closed = self._closed_future()
         reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
         if self._client.disconnect(reasoncode=reason) != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -519,7 +324,7 @@ class Link:
             retain=True,
         )
         self._next_heartbeat = time.monotonic() + settings.heartbeat_s
-        self._hub._add_online(self)
+        self._hub.add_online(self)
 
     def _fail_attempt(self) -> None:
         self._step = None
@@ -577,7 +382,8 @@ class Link:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    def _hub_tick(self, now: float) -> None:
+    def hub_tick(self, now: float) -> None:
+        """The hub's tick while this link is online: paho's keep-alive, then the heartbeat."""
         if self._client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return
         if now >= self._next_heartbeat:
@@ -630,7 +436,7 @@ class Link:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._hub._remove_online(self)
+        self._hub.remove_online(self)
         step = self._step
         if step is not None and not step.done():
             step.set_exception(LinkError(f"the connection closed: {reason}"))

@@ -28,8 +28,10 @@ from typing import Any, Final
 import httpx
 
 from devices.actions import Ack, Action, Play, Prepare, Stop
+from devices.hub import Hub
 from devices.keyring import FetchRing, KeyLearner, http_keyring
-from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
+from devices.link import Incoming, Link
+from devices.link_settings import BrokerAddress, LinkSettings, tls_context
 from devices.live import Finished, LivePlayer, with_report
 from devices.sound import Fetcher, SoundError, decode_sound
 from devices.speaker import SpeakerCore

@@ -13,7 +13,7 @@ from typing import Self
 
 import aiomqtt
 
-from devices.link import BrokerAddress
+from devices.link_settings import BrokerAddress
 from wire import contract
 
 

@@ -18,8 +18,8 @@ import pytest
 from audio.playback import Pcm
 from devices.agent import Agent, main, serve
 from devices.agent_config import AgentConfig, ConfigError, example_config, load_config
+from devices.hub import Hub
 from devices.journal import SqliteJournal
-from devices.link import Hub
 from devices.player import CommandPlayer, PlayerError
 from tests.devices.commands import Keys, audio, command, new_keys, opus_clip
 from tests.devices.observer import Observer

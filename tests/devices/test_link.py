@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
+from devices.hub import Hub
+from devices.link import Incoming, Link
+from devices.link_settings import BrokerAddress, LinkSettings, tls_context
 from gateway.devicesec.mosquitto import SpeakerPlace, render_acl
 from maeul.broker_config import render_password_file
 from tests.devices.brokers import free_port, mosquitto, needs_mosquitto

@@ -9,7 +9,9 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings
+from devices.hub import Hub
+from devices.link import Incoming, Link
+from devices.link_settings import BrokerAddress, LinkSettings
 from wire import contract
 
 IDENTITY = contract.SpeakerIdentity(city="linkcity", district="d1", village="v1", speaker="s9")

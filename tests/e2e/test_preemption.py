@@ -15,7 +15,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from devices.link import BrokerAddress
+from devices.link_settings import BrokerAddress
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
 from tests.devices.observer import Observer
 from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final

@@ -21,7 +21,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from devices.link import BrokerAddress
+from devices.link_settings import BrokerAddress
 from wire import contract
 
 ASYNCAPI = Path(__file__).resolve().parents[2] / "openapi" / "asyncapi.yaml"
