@@ -16,7 +16,8 @@ import aiomqtt
 import httpx
 
 from bench.city import CITY, FLEET_HEARTBEAT_S, GATEWAY_ENV, seed_database
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker
 from gateway.settings import MqttTarget
 from tests.e2e.harness import GatewayProcess
 from wire import contract

@@ -16,7 +16,8 @@ from typing import Any
 import aiomqtt
 import httpx
 
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade
 from gateway.places import service as places

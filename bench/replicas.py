@@ -22,7 +22,8 @@ import httpx
 
 from bench.city import CITY, FLEET_HEARTBEAT_S, GATEWAY_ENV, _seed_uniform, rss_mb
 from bench.stats import summary
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade_async
 from tests.e2e.harness import (

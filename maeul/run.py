@@ -40,7 +40,7 @@ from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, write_broker_file
 
 if TYPE_CHECKING:
-    from devices.simulator import SimSpeaker
+    from devices.simulator_config import SimSpeaker
 
 console = Console(stderr=True)
 
@@ -350,7 +350,7 @@ async def _speaker_passwords(source: str) -> dict[str, str]:
 
 
 def _sim_speaker(city: str, item: dict[str, Any]) -> SimSpeaker:
-    from devices.simulator import SimSpeaker
+    from devices.simulator_config import SimSpeaker
     from wire.contract import SpeakerIdentity
 
     return SimSpeaker(
@@ -378,13 +378,8 @@ async def simulate_fleet(
     password; each speaker then logs in as itself. Without it speakers connect as the broker URL
     says (anonymously, or all with the URL's user).
     """
-    from devices.simulator import (
-        Fleet,
-        FleetConfig,
-        FleetError,
-        receipt_public_keys,
-        with_receipt_keys,
-    )
+    from devices.simulator import Fleet, FleetError
+    from devices.simulator_config import FleetConfig, receipt_public_keys, with_receipt_keys
 
     passwords = await _speaker_passwords(credentials_from) if credentials_from else None
 

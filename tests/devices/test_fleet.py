@@ -10,15 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from devices.simulator import (
-    SIMULATED_REJECT_REASON,
-    Fleet,
-    FleetConfig,
-    FleetError,
-    SimSpeaker,
-    choose_faults,
-    run_fleet,
-)
+from devices.simulator import Fleet, FleetError, run_fleet
+from devices.simulator_config import SIMULATED_REJECT_REASON, FleetConfig, SimSpeaker, choose_faults
 from tests.devices.commands import audio, cancel_of, command, new_keys, opus_clip
 from tests.devices.observer import Observer
 from wire import contract

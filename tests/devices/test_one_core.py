@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from devices.keyring import KeyLearner, key_id_named, static_keyring
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker
 from tests.devices.commands import Keys, audio, command, new_keys, opus_clip, resend
 from tests.devices.observer import Observer
 from tests.devices.test_agent import FakePlayer, agent_config, running

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker
 from tests.devices.brokers import free_port, mosquitto, needs_mosquitto
 from tests.devices.commands import audio, command, opus_clip
 from tests.devices.observer import Observer

@@ -249,8 +249,8 @@ async def fleet_for(
     with `receipts`, each makes its own receipt key and enrolls the public half first."""
     import base64
 
-    from devices.simulator import (
-        Fleet,
+    from devices.simulator import Fleet
+    from devices.simulator_config import (
         FleetConfig,
         SimSpeaker,
         receipt_public_keys,

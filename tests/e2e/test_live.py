@@ -21,13 +21,8 @@ import numpy as np
 import pytest
 import websockets
 
-from devices.simulator import (
-    Fleet,
-    FleetConfig,
-    SimSpeaker,
-    receipt_public_keys,
-    with_receipt_keys,
-)
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker, receipt_public_keys, with_receipt_keys
 from maeul.live import CATCH_UP_S, LiveClient, LiveError, opus_packets
 from tests.devices.observer import Observer
 from tests.e2e.harness import TOKEN, GatewayProcess, seed_database, wait_until_final

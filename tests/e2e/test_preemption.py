@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from devices.link_settings import BrokerAddress
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker
 from tests.devices.observer import Observer
 from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final
 from tests.media import make_recording

@@ -23,7 +23,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from devices.simulator import Fleet, FleetConfig, SimSpeaker
+from devices.simulator import Fleet
+from devices.simulator_config import FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
 from gateway.devicesec import service as devicesec
 from gateway.devicesec.mosquitto import new_secret

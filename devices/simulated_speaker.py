@@ -1,0 +1,286 @@
+"""One simulated speaker: a `SpeakerCore` behind its own `Link`, and a pretend horn.
+
+Instead of a sound card it "plays" for the audio's real duration divided by
+`FleetConfig.speed`, and joins live streams as a real speaker does. Decoding is shared through
+the fleet's `AudioLibrary`: the first speaker to get a clip decodes it (in a thread), the others
+reuse the result by sha256, after checking the hash of their own bytes (the core does that for
+inline audio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+from devices.actions import Ack, Action, Play, Prepare, Stop
+from devices.keyring import KeyLearner
+from devices.link import Incoming, Link
+from devices.link_settings import LinkSettings
+from devices.live import Finished, LivePlayer, with_report
+from devices.simulator_config import SIMULATED_REJECT_REASON, Faults, SimSpeaker
+from devices.sound import Fetcher, SoundError, decode_sound
+from devices.speaker import SpeakerCore
+from devices.states import MemoryJournal
+from wire import contract
+from wire.contract import AckStatus, FailReason
+
+if TYPE_CHECKING:
+    from devices.simulator import Fleet
+
+log = logging.getLogger(__name__)
+
+# Acks after which a command id never plays on this speaker.
+_FINAL: Final = frozenset({AckStatus.PLAYED, AckStatus.FAILED, AckStatus.REJECTED})
+
+
+@dataclass(frozen=True)
+class _Facts:
+    duration_ms: int
+    level_dbfs: float
+
+
+class AudioLibrary:
+    """Decoded clips by sha256, shared by the whole fleet (bounded, least recently used out)."""
+
+    def __init__(self, fetcher: Fetcher, *, limit: int = 64) -> None:
+        self._fetcher = fetcher
+        self._limit = limit
+        self._facts: OrderedDict[str, asyncio.Future[_Facts]] = OrderedDict()
+        self.decodes = 0
+
+    def prepare(self, audio: contract.AudioRef, data: bytes | None) -> asyncio.Future[_Facts]:
+        """`data`: bytes the caller already checked against `audio.sha256`; None to fetch."""
+        cached = self._facts.get(audio.sha256)
+        failed = cached is not None and cached.done() and (cached.cancelled() or cached.exception())
+        if cached is not None and not failed:
+            self._facts.move_to_end(audio.sha256)
+            return cached
+        future = asyncio.ensure_future(self._load(audio, data))
+        self._facts[audio.sha256] = future
+        while len(self._facts) > self._limit:
+            self._facts.popitem(last=False)
+        return future
+
+    async def _load(self, audio: contract.AudioRef, data: bytes | None) -> _Facts:
+        if data is None:
+            data = await self._fetcher.fetch(audio)
+        self.decodes += 1
+        sound = await asyncio.to_thread(decode_sound, data)
+        return _Facts(sound.duration_ms, sound.level_dbfs)
+
+
+class SimulatedSpeaker:
+    """One simulated speaker: its core, its link and its pretend horn."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        spec: SimSpeaker,
+        faults: Faults,
+        settings: LinkSettings,
+        verify: contract.SignatureCheck | None,
+    ) -> None:
+        self.spec = spec
+        self.faults = faults
+        self.journal = MemoryJournal()
+        self.core = SpeakerCore(
+            spec.identity,
+            codecs=spec.codecs,
+            journal=self.journal,
+            verify=verify,
+            receipt_key=spec.receipt_key,
+        )
+        self.link = Link(
+            fleet.hub,
+            settings,
+            spec.identity,
+            on_message=self._on_message,
+            codecs=spec.codecs,
+            live=True,
+        )
+        self._fleet = fleet
+        self._durations: dict[str, int] = {}
+        # The command playing, and the timer of its end (a live stream: of its chime, then None).
+        self._playing: tuple[str, asyncio.TimerHandle | None] | None = None
+        self.live = LivePlayer()
+        self._live_ids: set[str] = set()
+        self._wake: tuple[float, asyncio.TimerHandle] | None = None
+        self._last_ack_at = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.spec.identity.speaker
+
+    @property
+    def online(self) -> bool:
+        return self.link.online
+
+    @property
+    def received(self) -> int:
+        return self.core.counters.received
+
+    @property
+    def played(self) -> int:
+        return self.core.counters.played
+
+    @property
+    def rejected(self) -> int:
+        return self.core.counters.rejected
+
+    @property
+    def preempted(self) -> int:
+        return self.core.counters.preempted
+
+    async def go_offline(self) -> None:
+        """Vanish as a power cut would: the broker publishes the will and keeps the session."""
+        await self.link.go_offline()
+
+    async def go_online(self) -> bool:
+        """Come back; the broker hands over the commands it kept meanwhile."""
+        return await self.link.connect()
+
+    def _on_message(self, incoming: Incoming) -> None:
+        if contract.is_live_topic(incoming.topic):
+            self._on_live(self.live.on_frame(incoming.payload, _wall_ms()))
+            return
+        keys = self._fleet.keys_for(self.spec.identity.city)
+        if keys is not None and keys.unknown(incoming.payload):
+            self._fleet.spawn(self._settle_then_handle(keys, incoming.payload), f"keys-{self.id}")
+            return
+        self._handle(incoming.payload)
+
+    def _handle(self, payload: bytes) -> None:
+        if self.faults.reject:
+            actions = self.core.refuse(payload, SIMULATED_REJECT_REASON)
+        else:
+            actions = self.core.on_command(payload)
+        self.run(actions)
+
+    async def _settle_then_handle(self, keys: KeyLearner, payload: bytes) -> None:
+        """Hold a command under a key this speaker does not trust until the fleet has asked the
+        gateway's key ring since it arrived (one fetch for everyone), then hand it to the core."""
+        await keys.settle(payload, self.id)
+        self._handle(payload)
+
+    def run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Ack):
+                message = action.message
+                if message.status in _FINAL:
+                    self._durations.pop(message.command_id, None)
+                    if message.command_id in self._live_ids:
+                        self._live_ids.discard(message.command_id)
+                        message = with_report(message, self.live.reports.get(message.command_id))
+                self._send(message)
+            elif isinstance(action, Prepare):
+                future = self._fleet.library.prepare(action.audio, action.data)
+                future.add_done_callback(partial(self._prepared, action.command_id))
+            elif isinstance(action, Play):
+                self._play(action)
+            elif isinstance(action, Stop):
+                # Cancelled or pre-empted alike, the sound stops now; a pre-empted command keeps
+                # its prepared audio and plays again from the start when the core says so.
+                self._stop(action.command_id)
+
+    def _send(self, ack: contract.Ack) -> None:
+        if not self.faults.slow_ack:
+            self.link.publish_ack(ack)
+            return
+        loop = asyncio.get_running_loop()
+        # Strictly increasing times keep this speaker's acks in order.
+        when = max(loop.time() + self._fleet.config.slow_ack_s, self._last_ack_at + 1e-6)
+        self._last_ack_at = when
+        loop.call_at(when, self.link.publish_ack, ack)
+
+    def _prepared(self, command_id: str, future: asyncio.Future[_Facts]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            facts = future.result()
+            self._durations[command_id] = facts.duration_ms
+            actions = self.core.on_prepared(
+                command_id, duration_ms=facts.duration_ms, level_dbfs=facts.level_dbfs
+            )
+        elif isinstance(error, SoundError):
+            actions = self.core.on_prepare_failed(command_id, error.reason)
+        else:
+            log.error("speaker %s: preparing audio failed: %r", self.id, error)
+            actions = self.core.on_prepare_failed(command_id, FailReason.UNDECODABLE)
+        self.run(actions)
+
+    def _play(self, action: Play) -> None:
+        command_id = action.command.id
+        if action.command.live is not None:
+            self._live_ids.add(command_id)
+        # Kept until the command ends: a pre-empted command is played again from the start.
+        duration_ms = self._durations.get(command_id, action.audio.duration_ms)
+        loop = asyncio.get_running_loop()
+        delay = duration_ms / 1000 / self._fleet.config.speed
+        if action.command.live is not None:
+            # The chime first; then the stream, in real time whatever the fleet's speed.
+            handle = loop.call_later(delay, self._join, action.command)
+        else:
+            handle = loop.call_later(delay, self._finished, command_id, duration_ms)
+        self._playing = (command_id, handle)
+        if self.faults.drop_mid_play:
+            loop.call_later(delay / 2, self.link.drop)
+
+    def _stop(self, command_id: str) -> None:
+        if self._playing is not None and self._playing[0] == command_id:
+            if self._playing[1] is not None:
+                self._playing[1].cancel()
+            self._playing = None
+            if self.live.playing == command_id:
+                self.live.leave()
+
+    def _join(self, command: contract.Command) -> None:
+        self._playing = (command.id, None)
+        self._on_live(self.live.join(command, _wall_ms()))
+
+    def _on_live(self, finished: list[Finished]) -> None:
+        for end in finished:
+            if self._playing is not None and self._playing[0] == end.command_id:
+                self._playing = None
+            if end.played:
+                self.run(self.core.on_play_finished(end.command_id, played_ms=end.played_ms))
+            else:
+                self.run(self.core.on_play_failed(end.command_id, FailReason.INTERRUPTED))
+        wake = self.live.wake_at_ms
+        if wake is not None and (self._wake is None or wake < self._wake[0]):
+            if self._wake is not None:
+                self._wake[1].cancel()
+            delay = max(0.0, (wake - _wall_ms()) / 1000)
+            self._wake = (wake, asyncio.get_running_loop().call_later(delay, self._woken))
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._on_live(self.live.on_tick(_wall_ms()))
+
+    def _finished(self, command_id: str, duration_ms: int) -> None:
+        self._playing = None
+        self.run(self.core.on_play_finished(command_id, played_ms=duration_ms))
+
+    def tick(self) -> None:
+        if self.core.queued:
+            self.run(self.core.on_tick())
+
+    def halt(self) -> None:
+        if self._playing is not None:
+            if self._playing[1] is not None:
+                self._playing[1].cancel()
+            self._playing = None
+        if self._wake is not None:
+            self._wake[1].cancel()
+            self._wake = None
+        self.live.leave()
+
+
+def _wall_ms() -> float:
+    # Wall-clock milliseconds, as a live frame's at_ms (the gateway's receipt) is stamped.
+    return time.time() * 1000
