@@ -48,13 +48,16 @@ class Counters:
     replays: int = 0  # ended commands sent again with their old nonce, refused
     superseded: int = 0  # commands dropped because a resend of the same message is held
     already_played: int = 0  # resends answered from an earlier playback, not played again
-    # Refusals of unauthenticated copies left unsent: past `REFUSAL_BUDGET` a minute, a flood
-    # of forged commands is not echoed back to the gateway one ack per command per speaker.
+    # Refusals of unauthenticated copies left unsent: past `devices.speaker.REFUSAL_BUDGET` a
+    # minute, a flood of forged commands is not echoed back to the gateway one ack per command
+    # per speaker.
     refusals_unsent: int = 0
 
 
 @dataclass(slots=True)
 class QueuedCommand:
+    """A command admitted to play: waiting in the queue, or playing."""
+
     command: contract.Command  # without inline data
     audio: contract.AudioRef  # without inline data
     seq: int  # arrival order; kept when pre-empted, so it stays first among its priority
@@ -354,7 +357,7 @@ class Playback:
     def _find(self, command_id: str) -> QueuedCommand | None:
         return next((i for i in self._queue if i.id == command_id), None)
 
-    # -- journal and acks ----------------------------------------------------------------
+    # -- journal -------------------------------------------------------------------------
 
     def _move(
         self,
