@@ -14,7 +14,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.bus import Bus, Incoming
 from gateway.clock import Clock
-from gateway.deliveries import service as deliveries
+from gateway.deliveries import returning
+from gateway.deliveries.acks import AckIn, apply_acks
 from gateway.devicesec import service as devicesec
 from gateway.metrics import Metrics
 from gateway.speakers import service as speakers
@@ -176,7 +177,7 @@ class Intake:
                     continue
                 codes[speaker_id] = code
                 ack_rows.append(
-                    deliveries.AckIn(
+                    AckIn(
                         speaker_id=speaker_id,
                         broadcast_id=ack.broadcast_id,
                         command_id=ack.command_id,
@@ -193,7 +194,7 @@ class Intake:
                         already_played_as=ack.already_played_as,
                     )
                 )
-            report = await deliveries.apply_acks(session, ack_rows)
+            report = await apply_acks(session, ack_rows)
             unmatched = Counter(
                 {codes[sid]: n for sid, n in report.unknown_by_speaker.items() if sid in codes}
             )
@@ -211,8 +212,8 @@ class Intake:
                 if self._catchup_grace <= timedelta(0):
                     resumed = set()
                 fresh = (reborn | set(came_online)) - resumed
-                await deliveries.catch_up(session, sorted(fresh), now)
-                await deliveries.catch_up_later(session, sorted(resumed), now, self._catchup_grace)
+                await returning.catch_up(session, sorted(fresh), now)
+                await returning.catch_up_later(session, sorted(resumed), now, self._catchup_grace)
             await session.commit()
         self._metrics.observe_ack_lag(self._clock.now(), (a.at for a in ack_rows))
         self._remember(sifted)

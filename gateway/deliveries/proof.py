@@ -50,7 +50,7 @@ from wire import contract
 _HEARD: Final = frozenset(state.value for state in HEARD)
 
 if TYPE_CHECKING:
-    from gateway.deliveries.service import AckIn
+    from gateway.deliveries.acks import AckIn
 
 TOLERANCE_MIN_MS: Final = 1000
 TOLERANCE_FRACTION: Final = 0.05
