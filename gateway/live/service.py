@@ -30,7 +30,7 @@ from gateway.sending import service as sending
 from gateway.sending.rules import Path as SendPath
 from gateway.sending.rules import Refuse, Send
 from gateway.speakers import service as speakers
-from gateway.users import service as users
+from gateway.users import standing
 from wire import contract
 from wire.contract import Category
 
@@ -409,7 +409,7 @@ async def end_requested(session: AsyncSession, broadcast_id: str) -> str | None:
         return None
     if row.state == "closing":
         return row.end_reason or "ended_elsewhere"
-    state = await users.account_state(session, row.created_by)
+    state = await standing.account_state(session, row.created_by)
     if state == "suspended":
         return "owner_suspended"
     if state == "removed":
