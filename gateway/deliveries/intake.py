@@ -19,6 +19,7 @@ from gateway.deliveries.acks import AckIn, apply_acks
 from gateway.devicesec import service as devicesec
 from gateway.metrics import Metrics
 from gateway.speakers import service as speakers
+from gateway.speakers.presence import PresenceUpdate, apply_presence
 from wire import contract
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class Intake:
             reported=self._reported,
         )
         parsed: list[tuple[str, contract.Ack]] = []
-        presence: list[speakers.PresenceUpdate] = []
+        presence: list[PresenceUpdate] = []
         kept: dict[str, bool] = {}  # speaker code -> every birth of the batch kept its session
         for message in batch:
             self._parse(message, now, parsed, presence, kept)
@@ -200,7 +201,7 @@ class Intake:
             )
             came_online: list[int] = []
             if presence:
-                came_online = await speakers.apply_presence(session, self._city_id, presence)
+                came_online = await apply_presence(session, self._city_id, presence)
                 # A birth means a new connection, perhaps after a broker restart that lost the
                 # speaker's session (and published no will): whatever it has not acknowledged is
                 # sent again, even when the record still showed it online.
@@ -304,7 +305,7 @@ class Intake:
         message: Incoming,
         now: datetime,
         acks: list[tuple[str, contract.Ack]],
-        presence: list[speakers.PresenceUpdate],
+        presence: list[PresenceUpdate],
         kept: dict[str, bool],
     ) -> None:
         kind = "ack" if "/ack/" in message.topic else "presence"
@@ -332,7 +333,7 @@ class Intake:
                 if state.status == "online":
                     kept[code] = kept.get(code, True) and state.session_present is True
                 presence.append(
-                    speakers.PresenceUpdate(
+                    PresenceUpdate(
                         code=code,
                         status=state.status,
                         at=_at(state.at_ms, now),

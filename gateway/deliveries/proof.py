@@ -42,8 +42,8 @@ from gateway.devicesec import service as devicesec
 from gateway.live.models import LiveSession
 from gateway.places import service as places
 from gateway.signing import Signer
-from gateway.speakers import service as speakers
 from gateway.speakers.models import Speaker
+from gateway.speakers.receipt_keys import receipt_keys
 from wire import contract
 
 # A delivery that played, on time or late, holds a proof.
@@ -216,7 +216,7 @@ async def prepare(session: AsyncSession, acks: Sequence[AckIn]) -> Checks:
     if not played:
         return Checks({}, {})
     expected = await expectations(session, {a.broadcast_id for a in played})
-    keys = await speakers.receipt_keys(session, {a.speaker_id for a in played})
+    keys = await receipt_keys(session, {a.speaker_id for a in played})
     return Checks(expected, keys)
 
 

@@ -18,7 +18,7 @@ from gateway.deliveries import sweep
 from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.speakers import service as speakers
+from gateway.speakers import presence
 from gateway.users import throttle as login_throttle
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Sweeper:
         settings = self._settings
         now = self._clock.now()
         async with self._sessions() as session:
-            await speakers.mark_silent_offline(
+            await presence.mark_silent_offline(
                 session, self._city_id, older_than=now - timedelta(seconds=3 * settings.heartbeat_s)
             )
             report = await sweep.sweep(
