@@ -16,7 +16,7 @@ from gateway.bus import Bus, Incoming
 from gateway.clock import Clock
 from gateway.deliveries import returning
 from gateway.deliveries.acks import AckIn, apply_acks
-from gateway.devicesec import service as devicesec
+from gateway.devicesec import security_events
 from gateway.metrics import Metrics
 from gateway.speakers import service as speakers
 from gateway.speakers.presence import PresenceUpdate, apply_presence
@@ -146,7 +146,7 @@ class Intake:
 
     async def process(self, batch: list[Incoming]) -> None:
         now = self._clock.now()
-        self.counts["security_events"] += await devicesec.record_security_events(
+        self.counts["security_events"] += await security_events.record_security_events(
             self._sessions,
             batch,
             city_id=self._city_id,
@@ -260,7 +260,7 @@ class Intake:
         """A speaker's dropped acks as a security event. After the batch is written, and never
         failing it: the batch must not be recorded twice for the sake of this count."""
         try:
-            await devicesec.record_ack_floods(
+            await security_events.record_ack_floods(
                 self._sessions, sifted.dropped, city_id=self._city_id, now=now
             )
         except Exception as exc:
