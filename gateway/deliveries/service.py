@@ -44,7 +44,7 @@ KEY_REFUSALS: Final = frozenset({RejectReason.UNKNOWN_KEY, RejectReason.REVOKED_
 KEY_REFUSED_REASONS: Final = frozenset(f"rejected: {r.value}" for r in KEY_REFUSALS)
 ACTIVE_VALUES = [s.value for s in ACTIVE]
 
-# Derived from the table rather than restated: which states a publish moves, which expire.
+# Derived from the table rather than restated: which states a publish moves, which a cancel ends.
 _PUBLISHABLE = [s.value for s in State if TRANSITIONS[s].get(Event.PUBLISHED) == State.SENT]
 _CANCELLABLE = [s.value for s in ACTIVE if TRANSITIONS[s].get(Event.CANCELLED) == State.CANCELLED]
 

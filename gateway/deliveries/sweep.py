@@ -31,6 +31,7 @@ from gateway.deliveries.states import (
 from gateway.speakers.models import Speaker
 
 log = logging.getLogger(__name__)
+# Derived from the table rather than restated: which states expire.
 _EXPIRABLE = [s.value for s in ACTIVE if TRANSITIONS[s].get(Event.EXPIRED) == State.EXPIRED]
 
 # A speaker that said "playing" gets this long past the end of the message to say "played".
