@@ -26,7 +26,7 @@ from gateway.places.models import City
 from gateway.seed import seed
 from gateway.settings import MqttTarget
 from gateway.signing import KeySeal
-from gateway.speakers import service as speakers
+from gateway.speakers.bulk import SpeakerRow, upsert_speakers
 from tests.e2e.harness import KEY_ENCRYPTION_KEY, GatewayProcess
 from wire import contract
 from wire.contract import SpeakerIdentity
@@ -74,7 +74,7 @@ async def _seed_uniform(session: Any, count: int) -> None:
         )
     await places.upsert_places(session, city, villages, now=now)
     rows = [
-        speakers.SpeakerRow(
+        SpeakerRow(
             line=i + 2,
             code=f"{villages[i % village_count].village_code}-s{i // village_count + 1}",
             village_code=villages[i % village_count].village_code,
@@ -83,7 +83,7 @@ async def _seed_uniform(session: Any, count: int) -> None:
         )
         for i in range(count)
     ]
-    await speakers.upsert_speakers(session, city.id, rows, now=now)
+    await upsert_speakers(session, city.id, rows, now=now)
 
 
 def rss_mb(pid: int) -> float:

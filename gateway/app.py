@@ -43,7 +43,7 @@ from gateway.deliveries.intake import DROP_REASONS, Intake
 from gateway.deliveries.router import router as deliveries_router
 from gateway.deliveries.sweeper import Sweeper
 from gateway.deps import AppState, Runtime, state_of
-from gateway.devicesec import service as devicesec
+from gateway.devicesec import broker_files
 from gateway.devicesec.broker_hooks import router as broker_hooks_router
 from gateway.devicesec.brokeradmin import BrokerAdmin, admin_of
 from gateway.devicesec.dynsec import BrokerState
@@ -251,17 +251,17 @@ def _broker_admin(state: AppState, settings: Settings, client_id: str) -> Broker
     password = load_secret(settings, "broker_admin_password").decode()
     target = settings.mqtt
     own = (
-        devicesec.OwnUser(target.username, target.password)
+        broker_files.OwnUser(target.username, target.password)
         if target.username is not None and target.password is not None
         else None
     )
-    admin_user = devicesec.OwnUser(settings.broker_admin_username, password)
+    admin_user = broker_files.OwnUser(settings.broker_admin_username, password)
 
     async def load_state() -> BrokerState:
         async with state.sessions() as session:
             city = await session.scalar(select(City).where(City.code == settings.city_code))
             assert city is not None
-            return await devicesec.broker_state(session, city, own=own, admin=admin_user)
+            return await broker_files.broker_state(session, city, own=own, admin=admin_user)
 
     return BrokerAdmin(
         target,

@@ -216,7 +216,7 @@ async def current_principal(
         )
         request.state.principal = principal  # the audit row names it, never "anonymous"
         return principal
-    from gateway.users import service as users  # the users slice imports this module
+    from gateway.users import logins as users  # the users slice imports this module
 
     async with state_of(request).sessions() as session:
         now = state_of(request).clock.now()

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.places import service as places
 from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
-from gateway.speakers import service as speakers
+from gateway.speakers.bulk import SpeakerRow, upsert_speakers
 from gateway.speakers.schemas import Codec
 from gateway.templates import service as templates
 from wire.contract import is_valid_segment
@@ -149,9 +149,9 @@ def _stems_needed(shape: _Shape) -> int:
     )
 
 
-def _rows(shape: _Shape, rng: random.Random) -> tuple[list[PlaceRow], list[speakers.SpeakerRow]]:
+def _rows(shape: _Shape, rng: random.Random) -> tuple[list[PlaceRow], list[SpeakerRow]]:
     place_rows: list[PlaceRow] = []
-    speaker_rows: list[speakers.SpeakerRow] = []
+    speaker_rows: list[SpeakerRow] = []
     low, high = shape.speakers_per_village
     layout = iter(shape.layout) if shape.layout else None
     for d, ((district, _), villages) in enumerate(
@@ -168,7 +168,7 @@ def _rows(shape: _Shape, rng: random.Random) -> tuple[list[PlaceRow], list[speak
                 mp3_only = code in shape.mp3_only if layout else rng.random() < MP3_ONLY_SHARE
                 codecs: tuple[Codec, ...] = ("mp3",) if mp3_only else ("opus", "mp3")
                 speaker_rows.append(
-                    speakers.SpeakerRow(
+                    SpeakerRow(
                         line=len(speaker_rows) + 2,
                         code=code,
                         village_code=village_code,
@@ -215,7 +215,7 @@ async def seed(
         city.name = shape.city_name
     place_rows, speaker_rows = _rows(shape, random.Random(rng_seed))
     report = await places.upsert_places(session, city, place_rows, now=now)
-    await speakers.upsert_speakers(session, city.id, speaker_rows, now=now)
+    await upsert_speakers(session, city.id, speaker_rows, now=now)
     return SeedReport(
         created=True,
         districts=report.districts_created,

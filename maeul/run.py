@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from gateway.app import create_app
 from gateway.collector import tune_for_serving
 from gateway.db import create_engine, create_sessions
+from gateway.devicesec import broker_files
 from gateway.devicesec import service as devicesec
 from gateway.keyfiles import load_secret
 from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
@@ -118,7 +119,9 @@ async def provision_broker(
 ) -> dict[str, str]:
     """Give the gateway its broker user, every speaker a new password (when `issue_speakers`),
     and write the broker's users and roles from the database. Returns speaker code -> password."""
-    admin = devicesec.OwnUser(ADMIN_USER, load_secret(settings, "broker_admin_password").decode())
+    admin = broker_files.OwnUser(
+        ADMIN_USER, load_secret(settings, "broker_admin_password").decode()
+    )
     engine = create_engine(settings.database_url)
     try:
         async with create_sessions(engine)() as session:
@@ -132,7 +135,7 @@ async def provision_broker(
                 if issue_speakers
                 else {}
             )
-            rendered = await devicesec.render_dynsec_file(session, city, own=None, admin=admin)
+            rendered = await broker_files.render_dynsec_file(session, city, own=None, admin=admin)
             await session.commit()
     finally:
         await engine.dispose()

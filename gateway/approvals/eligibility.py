@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.errors import Conflict, Forbidden
-from gateway.users import service as users
+from gateway.users import standing as accounts
 
 
 def _not_eligible(ko: str, en: str) -> Forbidden:
@@ -37,7 +37,7 @@ async def check_approver(
             ko="API 키로는 승인할 수 없습니다. 승인할 담당자가 본인 계정으로 로그인해 주세요.",
             en="An API key cannot approve: the second person signs in with their own account.",
         )
-    if await users.account_state(session, approval.requested_by) in ("suspended", "removed"):
+    if await accounts.account_state(session, approval.requested_by) in ("suspended", "removed"):
         # Suspension withdraws a person's pending requests; this covers one that raced it.
         raise Conflict(
             "requester_suspended",
@@ -45,7 +45,7 @@ async def check_approver(
             en="The person who asked for this broadcast is suspended or gone: it cannot be "
             "approved.",
         )
-    standing = await users.standing(session, principal.user_id)
+    standing = await accounts.standing(session, principal.user_id)
     requester = approval.requested_user_id
     if requester is not None and requester in standing.empowered_by:
         raise _not_eligible(

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.approvals import service
 from gateway.auth import Principal
-from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts import audio_store
 from gateway.broadcasts.models import AudioAsset
 from gateway.errors import Conflict, NotFound
 from gateway.places.models import City
@@ -39,7 +39,7 @@ async def approval_audio(
             ko="이 승인 요청에는 그 형식의 오디오가 없습니다.",
             en=f"The request has no audio encoded as {codec or 'opus or mp3'}.",
         )
-    return await broadcasts.get_audio(session, sha256)
+    return await audio_store.get_audio(session, sha256)
 
 
 async def check_heard(

@@ -18,7 +18,7 @@ from gateway.approvals.schemas import (
 )
 from gateway.approvals.visibility import APPROVERS
 from gateway.auth import Anyone, Principal, Sender, allow
-from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts import reading as broadcast_reading
 from gateway.broadcasts.ranges import ranged_response
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.error_catalog import documented
@@ -118,7 +118,7 @@ async def approve(
     approval, started = await service.approve(
         session, state_of(request).runtime, city, approval_id, approver, body.note if body else None
     )
-    summary = await broadcasts.summarize(session, started.broadcast, detail=False)
+    summary = await broadcast_reading.summarize(session, started.broadcast, detail=False)
     return Approved(approval=ApprovalRead.model_validate(approval), broadcast=summary)
 
 

@@ -13,7 +13,7 @@ from gateway.approvals import visibility as approvals
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.broadcasts.models import Broadcast
-from gateway.broadcasts.service import reached_villages
+from gateway.broadcasts.reading import reached_villages
 from gateway.schedules import reading as schedules
 from gateway.schedules.models import Schedule
 

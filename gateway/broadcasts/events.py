@@ -20,7 +20,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.broadcasts import service
+from gateway.broadcasts import reading
 from gateway.broadcasts.schemas import BroadcastSummary
 from gateway.broadcasts.status_cache import StatusCache
 
@@ -53,13 +53,13 @@ async def follow(
     detail_age = 0.0
     quiet = 0.0
     while not stopping.is_set() and not await gone():
-        summary = await service.read_summary(cache, sessions, city_id, broadcast_id, detail=False)
+        summary = await reading.read_summary(cache, sessions, city_id, broadcast_id, detail=False)
         current = summary
         key = (city_id, broadcast_id, False)
         if detail:
             seen = cache.serialized(key, summary)
             if full is None or seen != matched or detail_age >= DETAIL_REFRESH_S:
-                full = await service.read_summary(
+                full = await reading.read_summary(
                     cache, sessions, city_id, broadcast_id, detail=True
                 )
                 detail_age = 0.0

@@ -34,6 +34,7 @@ from gateway.broadcasts.models import (
 from gateway.bus import Bus, BusUnavailable
 from gateway.clock import Clock, to_ms
 from gateway.deliveries import service as deliveries
+from gateway.deliveries.sweep import PLAY_GRACE
 from gateway.live import service as live
 from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 _CODEC_ORDER = ("opus", "mp3")
 # A cancel may come after the broadcast's own expiry (a long message still playing): it is
 # signed valid for as long as the audio could still be playing from the moment it was asked.
-CANCEL_GRACE: Final = deliveries.PLAY_GRACE
+CANCEL_GRACE: Final = PLAY_GRACE
 # Audio references kept between passes, so a broadcast retried speaker by speaker is read once.
 # Only a saving: each pass holds its own references, whatever this cache evicts.
 AUDIO_CACHE_MAX: Final = 32

@@ -20,12 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import Principal
 from gateway.broadcasts.models import Broadcast
+from gateway.broadcasts.reading import get_broadcast, reached_villages
 from gateway.broadcasts.service import (
     BroadcastRequest,
     Started,
     StoredAudio,
-    get_broadcast,
-    reached_villages,
 )
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.states import State

@@ -15,7 +15,7 @@ from audio.errors import AudioTooLarge
 from gateway import retention
 from gateway.approvals.schemas import ApprovalRead
 from gateway.auth import Anyone, Principal, Role, Sender, allow, presented_principal
-from gateway.broadcasts import audio_access, events, resend, service
+from gateway.broadcasts import audio_access, audio_store, events, reading, resend, service
 from gateway.broadcasts.audio_links import AudioLinks, link_required
 from gateway.broadcasts.ranges import ranged_response
 from gateway.broadcasts.schemas import (
@@ -191,7 +191,7 @@ async def create_broadcast(
     if started.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    summary = await service.summarize(session, started.broadcast, detail=False)
+    summary = await reading.summarize(session, started.broadcast, detail=False)
     return summary
 
 
@@ -208,7 +208,7 @@ async def cancel_broadcast(
     speakers stop. Cancelling twice is harmless."""
     broadcast = await service.cancel_broadcast(session, runtime, city, broadcast_id, user)
     state_of(request).status_cache.forget(city.id, broadcast.id)
-    return await service.summarize(session, broadcast, detail=False)
+    return await reading.summarize(session, broadcast, detail=False)
 
 
 @router.post(
@@ -261,7 +261,7 @@ async def resend_broadcast(
         response.headers["Idempotent-Replayed"] = "true"
     # Its missed deliveries now name the resend.
     state_of(request).status_cache.forget(city.id, broadcast_id)
-    return await service.summarize(session, started.broadcast, detail=False)
+    return await reading.summarize(session, started.broadcast, detail=False)
 
 
 @router.post("/broadcasts/{broadcast_id}/hold", operation_id="hold_recording")
@@ -274,10 +274,10 @@ async def hold_recording(
     city: CityDep,
 ) -> BroadcastSummary:
     """Keep the recording as evidence past its retention period (or release it again)."""
-    broadcast = await service.get_broadcast(session, city.id, broadcast_id)
+    broadcast = await reading.get_broadcast(session, city.id, broadcast_id)
     await retention.hold(session, broadcast, held=body.hold, reason=body.reason)
     state_of(request).status_cache.forget(city.id, broadcast.id)
-    return await service.summarize(session, broadcast, detail=False)
+    return await reading.summarize(session, broadcast, detail=False)
 
 
 @router.get("/broadcasts", operation_id="list_broadcasts")
@@ -296,7 +296,7 @@ async def list_broadcasts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> BroadcastPage:
-    rows, total = await service.list_broadcasts(
+    rows, total = await reading.list_broadcasts(
         session,
         city,
         category=category,
@@ -308,7 +308,7 @@ async def list_broadcasts(
         offset=offset,
         principal=user,
     )
-    items = [await service.summarize(session, b, detail=False) for b in rows]
+    items = [await reading.summarize(session, b, detail=False) for b in rows]
     return BroadcastPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -327,8 +327,8 @@ async def get_broadcast(
     """The broadcast's progress, as this replica read it at most a moment ago (see
     `GATEWAY_STATUS_CACHE_S`): many readers of one broadcast cost one query."""
     state = state_of(request)
-    await service.check_readable(session, user, state.city_id, broadcast_id)
-    return await service.read_summary(
+    await reading.check_readable(session, user, state.city_id, broadcast_id)
+    return await reading.read_summary(
         state.status_cache, state.sessions, state.city_id, broadcast_id, detail=detail
     )
 
@@ -354,8 +354,8 @@ async def follow_broadcast(
     each time it changes, until no delivery can change. Any replica serves it from the
     database: a change is sent within about `GATEWAY_STATUS_MAX_STALE_S` plus
     `GATEWAY_POLL_INTERVAL_S` of its being recorded, whichever replica recorded it."""
-    await service.authorize_read(
-        session, user, await service.get_broadcast(session, city.id, broadcast_id)
+    await reading.authorize_read(
+        session, user, await reading.get_broadcast(session, city.id, broadcast_id)
     )
     state = state_of(request)
     stream = events.follow(
@@ -463,9 +463,9 @@ async def _audio(
         if principal is None:
             raise link_required()
         if not await audio_access.may_hear(session, city.id, principal, sha256):
-            raise service.audio_not_found()
+            raise audio_store.audio_not_found()
         cache = "private, no-cache"
-    asset = await service.get_audio(session, sha256)
+    asset = await audio_store.get_audio(session, sha256)
     return ranged_response(
         asset.data,
         media_type=asset.mime_type,

@@ -14,10 +14,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.bus import Bus, Incoming
 from gateway.clock import Clock
-from gateway.deliveries import service as deliveries
-from gateway.devicesec import service as devicesec
+from gateway.deliveries import returning
+from gateway.deliveries.acks import AckIn, apply_acks
+from gateway.devicesec import security_events
 from gateway.metrics import Metrics
 from gateway.speakers import service as speakers
+from gateway.speakers.presence import PresenceUpdate, apply_presence
 from wire import contract
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ class Intake:
 
     async def process(self, batch: list[Incoming]) -> None:
         now = self._clock.now()
-        self.counts["security_events"] += await devicesec.record_security_events(
+        self.counts["security_events"] += await security_events.record_security_events(
             self._sessions,
             batch,
             city_id=self._city_id,
@@ -154,7 +156,7 @@ class Intake:
             reported=self._reported,
         )
         parsed: list[tuple[str, contract.Ack]] = []
-        presence: list[speakers.PresenceUpdate] = []
+        presence: list[PresenceUpdate] = []
         kept: dict[str, bool] = {}  # speaker code -> every birth of the batch kept its session
         for message in batch:
             self._parse(message, now, parsed, presence, kept)
@@ -176,7 +178,7 @@ class Intake:
                     continue
                 codes[speaker_id] = code
                 ack_rows.append(
-                    deliveries.AckIn(
+                    AckIn(
                         speaker_id=speaker_id,
                         broadcast_id=ack.broadcast_id,
                         command_id=ack.command_id,
@@ -193,13 +195,13 @@ class Intake:
                         already_played_as=ack.already_played_as,
                     )
                 )
-            report = await deliveries.apply_acks(session, ack_rows)
+            report = await apply_acks(session, ack_rows)
             unmatched = Counter(
                 {codes[sid]: n for sid, n in report.unknown_by_speaker.items() if sid in codes}
             )
             came_online: list[int] = []
             if presence:
-                came_online = await speakers.apply_presence(session, self._city_id, presence)
+                came_online = await apply_presence(session, self._city_id, presence)
                 # A birth means a new connection, perhaps after a broker restart that lost the
                 # speaker's session (and published no will): whatever it has not acknowledged is
                 # sent again, even when the record still showed it online.
@@ -211,8 +213,8 @@ class Intake:
                 if self._catchup_grace <= timedelta(0):
                     resumed = set()
                 fresh = (reborn | set(came_online)) - resumed
-                await deliveries.catch_up(session, sorted(fresh), now)
-                await deliveries.catch_up_later(session, sorted(resumed), now, self._catchup_grace)
+                await returning.catch_up(session, sorted(fresh), now)
+                await returning.catch_up_later(session, sorted(resumed), now, self._catchup_grace)
             await session.commit()
         self._metrics.observe_ack_lag(self._clock.now(), (a.at for a in ack_rows))
         self._remember(sifted)
@@ -258,7 +260,7 @@ class Intake:
         """A speaker's dropped acks as a security event. After the batch is written, and never
         failing it: the batch must not be recorded twice for the sake of this count."""
         try:
-            await devicesec.record_ack_floods(
+            await security_events.record_ack_floods(
                 self._sessions, sifted.dropped, city_id=self._city_id, now=now
             )
         except Exception as exc:
@@ -303,7 +305,7 @@ class Intake:
         message: Incoming,
         now: datetime,
         acks: list[tuple[str, contract.Ack]],
-        presence: list[speakers.PresenceUpdate],
+        presence: list[PresenceUpdate],
         kept: dict[str, bool],
     ) -> None:
         kind = "ack" if "/ack/" in message.topic else "presence"
@@ -331,7 +333,7 @@ class Intake:
                 if state.status == "online":
                     kept[code] = kept.get(code, True) and state.session_present is True
                 presence.append(
-                    speakers.PresenceUpdate(
+                    PresenceUpdate(
                         code=code,
                         status=state.status,
                         at=_at(state.at_ms, now),

@@ -38,19 +38,19 @@ from gateway.deliveries import ed25519
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.schemas import ExportEncoding, ExportTolerance, ProofExport, SpeakerProof
 from gateway.deliveries.states import HEARD
-from gateway.devicesec import service as devicesec
+from gateway.devicesec import security_events
 from gateway.live.models import LiveSession
 from gateway.places import service as places
 from gateway.signing import Signer
-from gateway.speakers import service as speakers
 from gateway.speakers.models import Speaker
+from gateway.speakers.receipt_keys import receipt_keys
 from wire import contract
 
 # A delivery that played, on time or late, holds a proof.
 _HEARD: Final = frozenset(state.value for state in HEARD)
 
 if TYPE_CHECKING:
-    from gateway.deliveries.service import AckIn
+    from gateway.deliveries.acks import AckIn
 
 TOLERANCE_MIN_MS: Final = 1000
 TOLERANCE_FRACTION: Final = 0.05
@@ -185,12 +185,12 @@ class Checks:
 
     async def record_findings(self, session: AsyncSession) -> int:
         """Every bad proof of the batch as a security event, in the batch's transaction."""
-        return await devicesec.record_bad_proofs(session, [_event(f) for f in self.findings])
+        return await security_events.record_bad_proofs(session, [_event(f) for f in self.findings])
 
 
-def _event(finding: Finding) -> devicesec.BadProof:
+def _event(finding: Finding) -> security_events.BadProof:
     ack = finding.ack
-    return devicesec.BadProof(
+    return security_events.BadProof(
         city_id=finding.city_id,
         speaker_code=finding.speaker_code,
         command_id=ack.command_id,
@@ -216,7 +216,7 @@ async def prepare(session: AsyncSession, acks: Sequence[AckIn]) -> Checks:
     if not played:
         return Checks({}, {})
     expected = await expectations(session, {a.broadcast_id for a in played})
-    keys = await speakers.receipt_keys(session, {a.speaker_id for a in played})
+    keys = await receipt_keys(session, {a.speaker_id for a in played})
     return Checks(expected, keys)
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from gateway import signing
 from gateway.auth import Anyone
-from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts import reading as broadcast_reading
 from gateway.deliveries import proof
 from gateway.deliveries.schemas import ProofExport
 from gateway.deps import CityDep, NowDep, SealDep, SessionDep
@@ -32,7 +32,7 @@ async def export_proof_of_play(
     broadcast's encodings, signed by the gateway's command-signing key (``key_id``; verify it
     with the key ring of ``GET /api/v1/keys/ring``): `maeul proof verify --file` checks it all
     again, offline."""
-    await broadcasts.check_readable(session, user, city.id, broadcast_id)
-    await broadcasts.get_broadcast(session, city.id, broadcast_id)
+    await broadcast_reading.check_readable(session, user, city.id, broadcast_id)
+    await broadcast_reading.get_broadcast(session, city.id, broadcast_id)
     signer = await signing.active_signer(session, now, seal)
     return await proof.export_of(session, broadcast_id, city_code=city.code, now=now, signer=signer)

@@ -14,11 +14,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from gateway import retention
 from gateway.bus import Bus
 from gateway.clock import Clock
-from gateway.deliveries import service as deliveries
+from gateway.deliveries import sweep
 from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.speakers import service as speakers
+from gateway.speakers import presence
 from gateway.users import throttle as login_throttle
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Sweeper:
         self._settings = settings
         self._clock = clock
         self._city_id = city_id
-        self.last: deliveries.SweepReport | None = None
+        self.last: sweep.SweepReport | None = None
         self._purged_at: datetime | None = None
 
     async def run(self, interval: float = 1.0) -> None:
@@ -66,14 +66,14 @@ class Sweeper:
                 log.exception("sweep failed; retrying")
             await asyncio.sleep(interval)
 
-    async def sweep_once(self) -> deliveries.SweepReport:
+    async def sweep_once(self) -> sweep.SweepReport:
         settings = self._settings
         now = self._clock.now()
         async with self._sessions() as session:
-            await speakers.mark_silent_offline(
+            await presence.mark_silent_offline(
                 session, self._city_id, older_than=now - timedelta(seconds=3 * settings.heartbeat_s)
             )
-            report = await deliveries.sweep(
+            report = await sweep.sweep(
                 session,
                 now=now,
                 ack_timeout=timedelta(seconds=settings.ack_timeout_s),
@@ -97,7 +97,7 @@ class Sweeper:
             await self.purge_once()
         return report
 
-    def _completed(self, finished: deliveries.Finished) -> None:
+    def _completed(self, finished: sweep.Finished) -> None:
         ending = self._metrics.observe_completed(
             created_at=finished.created_at,
             cancelled=finished.cancelled,

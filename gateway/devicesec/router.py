@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 
 from gateway.auth import Admin, Principal, Role, allow
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
-from gateway.devicesec import dynsec, grants, service
+from gateway.devicesec import broker_files, dynsec, grants, security_events, service
 from gateway.devicesec.brokeradmin import (
     BrokerAdmin,
     BrokerAdminError,
@@ -39,12 +39,12 @@ Reviewer = Annotated[Principal, allow(Role.CITY_ADMIN, Role.AUDITOR)]
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _own(request: Request) -> service.OwnUser | None:
+def _own(request: Request) -> broker_files.OwnUser | None:
     settings: Settings = state_of(request).settings
     target = settings.mqtt
     if target.username is None or target.password is None:
         return None
-    return service.OwnUser(target.username, target.password)
+    return broker_files.OwnUser(target.username, target.password)
 
 
 def _reserved(request: Request) -> list[str]:
@@ -81,7 +81,7 @@ async def issue_speaker_credentials(
         session, city, speaker_id, now=now, reserved=_reserved(request)
     )
     if admin is not None:
-        client, acls = await service.speaker_broker_client(session, city, speaker_id)
+        client, acls = await broker_files.speaker_broker_client(session, city, speaker_id)
         await _push(admin, client, issued.password, acls)
     return issued
 
@@ -135,8 +135,8 @@ async def get_broker_dynamic_security_file(
     admin = None
     if settings.broker_admin_username:
         password = load_secret(settings, "broker_admin_password").decode()
-        admin = service.OwnUser(settings.broker_admin_username, password)
-    text = await service.render_dynsec_file(session, city, own=_own(request), admin=admin)
+        admin = broker_files.OwnUser(settings.broker_admin_username, password)
+    text = await broker_files.render_dynsec_file(session, city, own=_own(request), admin=admin)
     return Response(text, media_type="application/json", headers=_NO_STORE)
 
 
@@ -151,7 +151,7 @@ async def get_broker_password_file(
 ) -> PlainTextResponse:
     """Mosquitto's password_file (hashes only): the gateway, broker accounts, and every speaker
     with a password, named by its code."""
-    text = await service.render_passwd_file(session, city, own=_own(request))
+    text = await broker_files.render_passwd_file(session, city, own=_own(request))
     return PlainTextResponse(text, headers=_NO_STORE)
 
 
@@ -167,7 +167,7 @@ async def get_broker_acl_file(
     """Mosquitto's acl_file: each speaker reads only its city's, district's, village's and own
     command topics and writes only its own acks and presence."""
     own = _own(request)
-    text = await service.render_acl_file(session, city, own=own.username if own else None)
+    text = await broker_files.render_acl_file(session, city, own=own.username if own else None)
     return PlainTextResponse(text, headers=_NO_STORE)
 
 
@@ -239,6 +239,6 @@ async def list_security_events(
 ) -> SecurityEventPage:
     """Commands speakers refused for a security reason (forged, replayed, expired, out of
     scope...) and acks the gateway could not trust, newest first."""
-    return await service.list_security_events(
+    return await security_events.list_security_events(
         session, city, kind=kind, speaker=speaker, since=since, limit=limit, offset=offset
     )

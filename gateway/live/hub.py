@@ -54,7 +54,7 @@ from gateway.live.runs import FRAME_MS, Bucket, Refused, Run, Ticket
 from gateway.live.schemas import TicketCreate, TicketRead
 from gateway.live.settings import LiveSettings
 from gateway.places.models import City
-from gateway.users import service as users
+from gateway.users import logins, standing
 from wire import contract
 from wire.contract import EndReason, LiveKind
 
@@ -260,9 +260,9 @@ class LiveHub:
                     city = await session.get(City, self._city_id)
                     assert city is not None
                     # The ticket was issued before: its holder may have been suspended since.
-                    account = await users.account_state(session, request.principal.actor)
+                    account = await standing.account_state(session, request.principal.actor)
                     if account not in ("active", "system"):
-                        raise users.account_suspended()
+                        raise logins.account_suspended()
                     opened = await service.open_session(
                         session,
                         self._runtime,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audio.pipeline import Encoded
 from gateway.auth import Principal
+from gateway.broadcasts import audio_store
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast, Publication
 from gateway.deliveries import service as deliveries
@@ -30,7 +31,7 @@ from gateway.sending import service as sending
 from gateway.sending.rules import Path as SendPath
 from gateway.sending.rules import Refuse, Send
 from gateway.speakers import service as speakers
-from gateway.users import service as users
+from gateway.users import standing
 from wire import contract
 from wire.contract import Category
 
@@ -172,7 +173,7 @@ async def open_session(
     recipients = await speakers.speakers_for(
         session, city.id, village_ids=None if target.all else target.village_ids
     )
-    await broadcasts.store_encoded(session, chime, now)
+    await audio_store.store_encoded(session, chime, now)
     audio = broadcasts.StoredAudio(
         source_sha256=chime.sha256,
         # Deliveries expect an ack within the message's length: a live talk is as long as allowed.
@@ -321,7 +322,7 @@ async def close_session(
     row.frames = frames
     row.frames_dropped = dropped
     if recording is not None:
-        await broadcasts.store_encoded(session, recording, now)
+        await audio_store.store_encoded(session, recording, now)
         broadcast.audio_sha256 = {"opus": recording.sha256}
         broadcast.source_sha256 = recording.sha256
         broadcast.duration_ms = recording.duration_ms
@@ -409,7 +410,7 @@ async def end_requested(session: AsyncSession, broadcast_id: str) -> str | None:
         return None
     if row.state == "closing":
         return row.end_reason or "ended_elsewhere"
-    state = await users.account_state(session, row.created_by)
+    state = await standing.account_state(session, row.created_by)
     if state == "suspended":
         return "owner_suspended"
     if state == "removed":

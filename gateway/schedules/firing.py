@@ -30,7 +30,7 @@ from gateway.sending import service as sending
 from gateway.sending.rules import Defer, Refuse, Replay, Send
 from gateway.sending.rules import Path as SendPath
 from gateway.settings import Settings
-from gateway.users import service as users
+from gateway.users import standing
 from wire.contract import Category
 
 Outcome = Literal["fired", "skipped", "failed", "deferred", "raced"]
@@ -166,7 +166,7 @@ async def handle_due(
     request = request_of(schedule, idempotency_key=key, occurrence_at=occurrence)
     # Every rule is checked now, as the maker's send: their rights as they stand today (a role
     # or an area taken away since it was made stops it); the bootstrap token's is not checked.
-    owner = await users.current_principal(session, settings, schedule.created_by)
+    owner = await standing.current_principal(session, settings, schedule.created_by)
     wanted = sending.SendRequest(
         path=SendPath.SCHEDULE_FIRE,
         broadcast=request,

@@ -29,7 +29,7 @@ from gateway.schedules.reading import authorize_act, read_schedule
 from gateway.schedules.rows import flush_versioned, load_schedule, rule_of
 from gateway.schedules.schemas import ScheduleRead
 from gateway.sending.rules import CancelPath
-from gateway.users import service as users
+from gateway.users import standing
 
 OWNER_SUSPENDED: Final = "owner_suspended"
 OWNER_REMOVED: Final = "owner_removed"
@@ -70,7 +70,7 @@ async def skip_if_owner_inactive(
     """For a claimed, due schedule: when its creator's account is suspended or gone, record the
     due occurrence as skipped (``owner_suspended`` / ``owner_removed``) and pause the schedule.
     Returns the outcome ("skipped"), or None when the occurrence may be handled as usual."""
-    state = await users.account_state(session, schedule.created_by)
+    state = await standing.account_state(session, schedule.created_by)
     if state in _MAY_SEND:
         return None
     reason = OWNER_SUSPENDED if state == "suspended" else OWNER_REMOVED
@@ -120,7 +120,7 @@ async def resume_schedule(
     await authorize_act(session, runtime, city, schedule, principal, CancelPath.SCHEDULE_RESUME)
     if schedule.state != "paused":
         raise _not_paused(schedule)
-    if await users.account_state(session, schedule.created_by) not in _MAY_SEND:
+    if await standing.account_state(session, schedule.created_by) not in _MAY_SEND:
         raise _owner_suspended()
     now = runtime.clock.now()
     rule = rule_of(schedule)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import ratelimits
 from gateway.auth import Principal
-from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts import audio_store
 from gateway.broadcasts.service import BroadcastRequest
 from gateway.deps import Runtime
 from gateway.errors import Conflict, InvalidRequest
@@ -124,7 +124,7 @@ async def create_schedule(
     now = runtime.clock.now()
     zone = city_zone(city.timezone)
     rule = build_recurrence(timing, now=now, zone=zone)
-    source_sha256 = await broadcasts.source_sha256_of(runtime, request, upload)
+    source_sha256 = await audio_store.source_sha256_of(runtime, request, upload)
     request_hash = _fingerprint(request, source_sha256, rule)
     wanted = _send_request(request, rule, source_sha256, request_hash)
     fire_at = await _planned_fire(session, runtime, city, wanted)
@@ -139,7 +139,7 @@ async def create_schedule(
         )
     # Release the transaction (and its pooled connection) while the audio is made.
     await session.commit()
-    prepared = await broadcasts.prepare_audio(runtime, request, upload, source_sha256)
+    prepared = await audio_store.prepare_audio(runtime, request, upload, source_sha256)
     fire_at = await _planned_fire(session, runtime, city, wanted)
     if isinstance(fire_at, Schedule):
         return Created(await read_schedule(session, fire_at), replayed=True)
@@ -339,7 +339,7 @@ async def update_schedule(
     assert not isinstance(fire_at, Schedule)  # no key: nothing to replay
 
     if schedule.source_kind == "text" and text != schedule.text:
-        audio = await broadcasts.store_audio_for(session, runtime, request, None)
+        audio = await audio_store.store_audio_for(session, runtime, request, None)
         schedule.source_sha256 = audio.source_sha256
         schedule.duration_ms = audio.duration_ms
         schedule.audio_sha256 = dict(audio.sha256)

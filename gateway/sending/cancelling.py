@@ -10,7 +10,7 @@ from gateway.auth import Principal
 from gateway.errors import Forbidden
 from gateway.sending.rules import OWN_STOPS, CancelPath, area_of, judge_cancel
 from gateway.settings import Settings
-from gateway.users import service as users
+from gateway.users import standing
 
 
 async def authorize_cancel(
@@ -33,7 +33,7 @@ async def authorize_cancel(
             refusal = exc
     # The sender's area as it is now: their account is the one record of it.
     sender_area = area_of(
-        principal if own else await users.current_principal(session, settings, sender)
+        principal if own else await standing.current_principal(session, settings, sender)
     )
     refused = judge_cancel(
         path, own=own, rights=refusal, area=area_of(principal), sender_area=sender_area

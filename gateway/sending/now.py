@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.approvals.models import ApprovalRequest
-from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts import audio_store
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.service import BroadcastRequest, Started
 from gateway.deps import Runtime
@@ -47,7 +47,7 @@ async def send_now(
 ) -> Answer:
     """Send now, or answer as the rules say: a replay, a refusal (raised), an approval request
     (the two-person rule), or a schedule for the end of quiet hours."""
-    source_sha256 = await broadcasts.source_sha256_of(runtime, request, upload)
+    source_sha256 = await audio_store.source_sha256_of(runtime, request, upload)
     if composed is not None and composed.template_id is not None:
         path = rules.Path.TEMPLATE
     else:
@@ -74,7 +74,7 @@ async def send_now(
         codecs.append("mp3")
     # Release the transaction (and its pooled connection) while the audio is made.
     await session.commit()
-    prepared = await broadcasts.prepare_audio(
+    prepared = await audio_store.prepare_audio(
         runtime, request, upload, source_sha256, codecs=codecs
     )
     decision = await plan(session, runtime, city, wanted)

@@ -11,7 +11,7 @@ from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec.brokeradmin import after_change
 from gateway.error_catalog import documented
 from gateway.places import csv_import
-from gateway.speakers import service
+from gateway.speakers import bulk, receipt_keys, service
 from gateway.speakers.schemas import (
     FleetPage,
     Kind,
@@ -158,7 +158,7 @@ async def import_speakers(
 ) -> SpeakersImportReport:
     """Create or update speakers by code: all rows or none."""
     data = await csv_import.read_upload(file)
-    report = await service.import_speakers(session, city, data, now=now)
+    report = await bulk.import_speakers(session, city, data, now=now)
     await after_change(state_of(request), session)
     return report
 
@@ -172,7 +172,7 @@ async def enroll_receipt_keys(
     body: ReceiptKeysEnroll, session: SessionDep, _user: Admin, city: CityDep, now: NowDep
 ) -> ReceiptKeysEnrolled:
     """Enroll the receipt keys of many speakers by code, all or none (a fleet's installation)."""
-    return await service.enroll_receipt_keys(session, city, body.keys, now=now)
+    return await receipt_keys.enroll_receipt_keys(session, city, body.keys, now=now)
 
 
 @router.put(
@@ -190,4 +190,4 @@ async def enroll_receipt_key(
 ) -> ReceiptKeyRead:
     """Enroll the public half of the speaker's own Ed25519 receipt key (it makes the key and
     keeps the private half): its played acks must then carry receipts signed with it."""
-    return await service.enroll_receipt_key(session, city, speaker_id, body, now=now)
+    return await receipt_keys.enroll_receipt_key(session, city, speaker_id, body, now=now)

@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from gateway.auth import Admin, Anyone, Role
 from gateway.deps import CityDep, NowDep, SessionDep, SettingsDep, state_of
 from gateway.forwarding import client_address
-from gateway.users import service, suspension
+from gateway.users import logins, service, standing, suspension
 from gateway.users.models import User
 from gateway.users.schemas import (
     AccountEventRead,
@@ -31,7 +31,7 @@ from gateway.users.schemas import (
 router = APIRouter(tags=["auth"])
 
 
-def _tokens(user: User, tokens: service.Tokens) -> TokenResponse:
+def _tokens(user: User, tokens: logins.Tokens) -> TokenResponse:
     return TokenResponse(
         access_token=tokens.access_token,
         expires_in=tokens.expires_in,
@@ -51,7 +51,7 @@ async def login(
     settings: SettingsDep,
 ) -> TokenResponse:
     """OAuth2 password flow: a short-lived access token and a refresh token."""
-    user, tokens = await service.login(
+    user, tokens = await logins.login(
         session,
         state_of(request).sessions,
         settings,
@@ -78,7 +78,7 @@ async def refresh(
     """A new pair for a refresh token; each refresh token works once. Presenting one already
     used (or refreshing the same one twice at once) is taken as theft: every session of that
     person ends, access tokens included, and they log in again."""
-    user, tokens = await service.refresh(
+    user, tokens = await logins.refresh(
         session,
         state_of(request).sessions,
         settings,
@@ -100,7 +100,7 @@ async def logout(
     settings: SettingsDep,
 ) -> None:
     """Revoke a refresh token (audited only when it was one that worked)."""
-    await service.logout(
+    await logins.logout(
         session,
         city,
         body.refresh_token,
@@ -171,7 +171,7 @@ async def list_account_events(
 ) -> list[AccountEventRead]:
     """Who created the account, set its password, changed its rights or re-enabled it."""
     user = await service.get_user(session, city, user_id)
-    events = await service.account_events(session, user)
+    events = await standing.account_events(session, user)
     return [AccountEventRead.model_validate(e) for e in events]
 
 

@@ -21,7 +21,7 @@ from gateway.auth import Principal
 from gateway.live import service as live
 from gateway.places.models import City
 from gateway.schedules import pause
-from gateway.users import service
+from gateway.users import logins, service
 from gateway.users.models import User
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ async def suspend(
     """Suspend ``user``; pause their schedules and end their live sessions. Suspending again
     stops anything left (a schedule or session that slipped through a race)."""
     await service.suspend(session, actor, user, reason, now=now)
-    owner = service.principal_of(user).actor
+    owner = logins.principal_of(user).actor
     paused = await pause.pause_owned_by(
         session, city.id, owner, reason=pause.OWNER_SUSPENDED, now=now
     )

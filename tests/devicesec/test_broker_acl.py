@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from gateway.db import create_engine, create_sessions
-from gateway.devicesec import dynsec, service
+from gateway.devicesec import broker_files, dynsec, service
 from gateway.devicesec.brokeradmin import BrokerAdmin
 from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.mosquitto import new_secret
@@ -87,7 +87,7 @@ class Secured:
                 issued = await service.issue_speaker_credentials(
                     session, city, ids[code], now=datetime.now(UTC)
                 )
-                client, acls = await service.speaker_broker_client(session, city, ids[code])
+                client, acls = await broker_files.speaker_broker_client(session, city, ids[code])
                 await self.admin.put(client, issued.password, acls)
                 await session.commit()
         finally:
@@ -107,12 +107,12 @@ class Secured:
         await self.admin.reconcile()
 
 
-async def _state(url: str, admin: service.OwnUser) -> BrokerState:
+async def _state(url: str, admin: broker_files.OwnUser) -> BrokerState:
     engine = create_engine(url)
     try:
         async with create_sessions(engine)() as session:
             city = await get_city(session, CITY)
-            return await service.broker_state(session, city, own=None, admin=admin)
+            return await broker_files.broker_state(session, city, own=None, admin=admin)
     finally:
         await engine.dispose()
 
@@ -120,7 +120,7 @@ async def _state(url: str, admin: service.OwnUser) -> BrokerState:
 @pytest.fixture
 async def secured(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Secured]:
     url = copy_database(migrated_sqlite, tmp_path / "maeul.db")
-    admin_user = service.OwnUser(ADMIN, new_secret())
+    admin_user = broker_files.OwnUser(ADMIN, new_secret())
     engine = create_engine(url)
     try:
         async with create_sessions(engine)() as session:
@@ -132,7 +132,9 @@ async def secured(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Secure
             await service.set_account_password(
                 session, city, "gateway", "gateway", passwords["gateway"], now=now
             )
-            rendered = await service.render_dynsec_file(session, city, own=None, admin=admin_user)
+            rendered = await broker_files.render_dynsec_file(
+                session, city, own=None, admin=admin_user
+            )
             await session.commit()
     finally:
         await engine.dispose()

@@ -20,7 +20,7 @@ from gateway.app import client_ids, create_app
 from gateway.bus import FakeBus
 from gateway.clock import FakeClock
 from gateway.db import create_engine, create_sessions
-from gateway.devicesec import dynsec, service
+from gateway.devicesec import broker_files, dynsec
 from gateway.devicesec.brokeradmin import BrokerAdmin, BrokerAdminError
 from gateway.devicesec.models import SpeakerCredential
 from gateway.devicesec.mosquitto import new_secret, verify_password
@@ -89,11 +89,11 @@ async def managed(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Manage
         async with create_sessions(engine)() as session:
             await seed(session, preset="tiny", city_code=CITY)
             city = await get_city(session, CITY)
-            rendered = await service.render_dynsec_file(
+            rendered = await broker_files.render_dynsec_file(
                 session,
                 city,
-                own=service.OwnUser("gateway", gateway_password),
-                admin=service.OwnUser(ADMIN, admin_password),
+                own=broker_files.OwnUser("gateway", gateway_password),
+                admin=broker_files.OwnUser(ADMIN, admin_password),
             )
             await session.commit()
     finally:

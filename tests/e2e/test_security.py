@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from devices.simulator import Fleet
 from devices.simulator_config import FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
+from gateway.devicesec import broker_files
 from gateway.devicesec import service as devicesec
 from gateway.devicesec.mosquitto import new_secret
 from gateway.migrations import upgrade
@@ -100,8 +101,8 @@ async def city(tmp_path: Path) -> AsyncIterator[City]:
             await devicesec.set_account_password(
                 session, place, "gateway", "gateway", passwords["gateway"], now=now
             )
-            admin = devicesec.OwnUser("broker-admin", new_secret())
-            rendered = await devicesec.render_dynsec_file(session, place, own=None, admin=admin)
+            admin = broker_files.OwnUser("broker-admin", new_secret())
+            rendered = await broker_files.render_dynsec_file(session, place, own=None, admin=admin)
             await session.commit()
     finally:
         await engine.dispose()

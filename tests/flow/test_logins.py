@@ -19,7 +19,7 @@ from gateway.auth import Role
 from gateway.bus import FakeBus
 from gateway.keyfiles import SecretError
 from gateway.settings import Settings
-from gateway.users import service as users_service
+from gateway.users import logins as users_service
 from gateway.users.models import LoginThrottle
 from tests.flow.conftest import TOKEN, Stack
 from tests.flow.test_roles import PASSWORD, Person, sign_up

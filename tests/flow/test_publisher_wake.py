@@ -17,7 +17,7 @@ from gateway.broadcasts.models import Publication
 from gateway.broadcasts.publisher import Claimed
 from gateway.broadcasts.service import BroadcastRequest, Started, StoredAudio, record_broadcast
 from gateway.db import AfterCommit, create_sessions
-from gateway.deliveries import service as deliveries
+from gateway.deliveries import returning
 from gateway.places import service as places
 from gateway.speakers import service as speakers
 from tests.flow.conftest import Stack
@@ -62,7 +62,7 @@ async def test_a_broadcast_committed_outside_a_request_wakes_the_publisher(stack
     wake.clear()
     async with stack.app.state.sessions() as session:
         fleet = await speakers.speakers_for(session, stack.app.state.city_id, village_ids=None)
-        added = await deliveries.catch_up(
+        added = await returning.catch_up(
             session, [s.id for s in fleet], stack.clock.now(), states=("queued",)
         )
         assert added > 0

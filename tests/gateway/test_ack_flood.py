@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gateway.bus import PER_SPEAKER_LIMIT
 from gateway.deliveries.intake import UNMATCHED_MAX, Intake
 from gateway.deliveries.models import Delivery
-from gateway.devicesec.service import DISTINCT_PER_WINDOW
+from gateway.devicesec.security_events import DISTINCT_PER_WINDOW
 from gateway.speakers.models import Speaker
 from tests.e2e.harness import metrics
 from tests.gateway.broker_stack import BareSpeaker, BrokerStack, broker_stack

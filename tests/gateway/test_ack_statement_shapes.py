@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from gateway.db import create_engine, create_sessions
 from gateway.deliveries import service as deliveries
+from gateway.deliveries.acks import AckIn, apply_acks
 from gateway.migrations import upgrade
 from wire.contract import AckStatus
 
@@ -38,7 +39,7 @@ async def test_ack_batches_of_a_hundred_sizes_use_a_few_statement_shapes(tmp_pat
         sessions = create_sessions(engine)
         for size in range(1, 101):
             acks = [
-                deliveries.AckIn(
+                AckIn(
                     speaker_id=speaker,
                     broadcast_id=f"{size % 3:032d}",
                     command_id="c" * 32,
@@ -48,7 +49,7 @@ async def test_ack_batches_of_a_hundred_sizes_use_a_few_statement_shapes(tmp_pat
                 for speaker in range(1, size + 1)
             ]
             async with sessions() as session:
-                await deliveries.apply_acks(session, acks)
+                await apply_acks(session, acks)
     finally:
         await engine.dispose()
     # One shape per power of two (1 to 128) for each query, not one per batch size.

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from gateway.speakers import service as speakers
+from gateway.speakers import presence
 from tests.gateway.conftest import Api
 
 
@@ -130,10 +130,10 @@ async def test_listing_filters(api: Api) -> None:
             201,
         )
     async with api.sessions() as session:
-        await speakers.apply_presence(
+        await presence.apply_presence(
             session,
             api.city_id,
-            [speakers.PresenceUpdate("c", "online", datetime.now(UTC), None, None)],
+            [presence.PresenceUpdate("c", "online", datetime.now(UTC), None, None)],
         )
         await session.commit()
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.speakers import presence
 from gateway.speakers import service as speakers
 from gateway.speakers.models import Speaker
 from tests.gateway.conftest import World
@@ -26,15 +27,15 @@ def _update(
     at: datetime = T0,
     codecs: tuple[str, ...] | None = None,
     firmware: str | None = None,
-) -> speakers.PresenceUpdate:
-    return speakers.PresenceUpdate(
+) -> presence.PresenceUpdate:
+    return presence.PresenceUpdate(
         code=code, status=status, at=at, codecs=codecs, firmware=firmware
     )
 
 
-async def _apply(sessions: Sessions, world: World, *updates: speakers.PresenceUpdate) -> list[int]:
+async def _apply(sessions: Sessions, world: World, *updates: presence.PresenceUpdate) -> list[int]:
     async with sessions() as session:
-        came = await speakers.apply_presence(session, world.city_id, updates)
+        came = await presence.apply_presence(session, world.city_id, updates)
         await session.commit()
     return came
 
@@ -167,7 +168,7 @@ async def test_the_last_message_in_a_batch_decides(db_sessions: Sessions, world:
 async def test_unknown_and_foreign_speakers_are_ignored(
     db_sessions: Sessions, world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger=speakers.__name__):
+    with caplog.at_level(logging.INFO, logger=presence.__name__):
         came = await _apply(
             db_sessions,
             world,
@@ -185,7 +186,7 @@ async def test_a_batch_costs_the_same_few_statements_whatever_its_size(
 ) -> None:
     codes = ["a1-s1", "a1-s2", "a2-s1", "b1-s1"]
 
-    async def statements_for(updates: list[speakers.PresenceUpdate]) -> int:
+    async def statements_for(updates: list[presence.PresenceUpdate]) -> int:
         with _statements(db_sessions) as seen:
             await _apply(db_sessions, world, *updates)
         return len([s for s in seen if s.lstrip().upper().startswith(("SELECT", "UPDATE"))])
@@ -211,10 +212,10 @@ async def test_silent_speakers_go_offline(db_sessions: Sessions, world: World) -
         other.online, other.last_seen_at = True, T0
         await session.commit()
     async with db_sessions() as session:
-        silent = await speakers.mark_silent_offline(
+        silent = await presence.mark_silent_offline(
             session, world.city_id, older_than=T0 + timedelta(seconds=90)
         )
-        again = await speakers.mark_silent_offline(
+        again = await presence.mark_silent_offline(
             session, world.city_id, older_than=T0 + timedelta(seconds=90)
         )
         await session.commit()
