@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,21 +14,14 @@ from maeul.broker import MosquittoProcess
 from maeul.broker_config import MosquittoConfig, find_mosquitto, write_broker_file
 from tests.support import postgres
 from tests.support.databases import copy_database
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from tests.support.net import reachable
 
 
 @pytest.fixture(scope="session")
 def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Mosquitto on a free port; the machine's own broker when none can be started."""
     if find_mosquitto() is None:
-        if _reachable("127.0.0.1", 1883):
+        if reachable("127.0.0.1", 1883):
             yield "mqtt://127.0.0.1:1883"
             return
         pytest.skip("no mosquitto binary and no broker on 127.0.0.1:1883")

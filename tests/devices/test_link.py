@@ -20,8 +20,9 @@ from cryptography.x509.oid import NameOID
 from devices.link import BrokerAddress, Hub, Incoming, Link, LinkSettings, tls_context
 from gateway.devicesec.mosquitto import SpeakerPlace, render_acl
 from maeul.broker_config import render_password_file
-from tests.devices.brokers import free_port, mosquitto, needs_mosquitto
+from tests.devices.brokers import mosquitto, needs_mosquitto
 from tests.devices.observer import Observer
+from tests.support.net import free_port
 from wire import contract
 
 IDENTITY = contract.SpeakerIdentity(city="linkcity", district="d1", village="v1", speaker="s1")

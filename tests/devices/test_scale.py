@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
-from tests.devices.brokers import free_port, mosquitto, needs_mosquitto
+from tests.devices.brokers import mosquitto, needs_mosquitto
 from tests.devices.commands import audio, command, opus_clip
 from tests.devices.observer import Observer
+from tests.support.net import free_port
 from wire import contract
 
 SPEAKERS = 2000

@@ -7,7 +7,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 
 from tests.support import postgres
+from tests.support.net import free_port
 
 TOKEN = "e2e-token-" + "y" * 24
 # Every replica of a test shares the secrets a city's replicas share (each has a data directory
@@ -31,12 +31,6 @@ SHARED_SECRETS = {
     "GATEWAY_AUDIO_URL_KEY": secrets.token_urlsafe(32),
     "GATEWAY_AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -12,12 +12,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.support import net
 
 ADMIN_DATABASE = "test"
 
@@ -35,11 +36,7 @@ def url(database: str) -> str:
 
 
 def reachable() -> bool:
-    try:
-        with socket.create_connection((host(), port()), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return net.reachable(host(), port())
 
 
 def require(needed_for: str) -> None:
@@ -77,12 +74,6 @@ def _version(path: str) -> int:
     return int(part) if part.isdigit() else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TemporaryCluster:
     """A PostgreSQL server of the test run's own, in a temporary directory."""
 
@@ -90,7 +81,7 @@ class TemporaryCluster:
         self.initdb, self.pg_ctl = initdb, pg_ctl
         self.directory = Path(tempfile.mkdtemp(prefix="maeul-pg-"))
         self.data = self.directory / "data"
-        self.port = _free_port()
+        self.port = net.free_port()
         # PostgreSQL refuses to run as root: CI runs as root, so the server runs as `postgres`.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
