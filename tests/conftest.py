@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,12 +70,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
         return
     postgres.require("PostgreSQL variant")
-    name = f"maeul_test_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    name = postgres.unique_name("maeul_test")
+    asyncio.run(postgres.create_database(name))
     try:
         yield postgres.url(name)
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 # Migrating a new database takes longer than most tests that use one: each worker migrates one
@@ -97,13 +96,13 @@ def _migrated_postgres() -> Iterator[str]:
     from gateway.migrations import upgrade
 
     postgres.require("PostgreSQL variant")
-    name = f"maeul_template_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    name = postgres.unique_name("maeul_template")
+    asyncio.run(postgres.create_database(name))
     try:
         upgrade(postgres.url(name))
         yield name
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -113,12 +112,12 @@ def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
         yield copy_database(request.getfixturevalue("migrated_sqlite"), tmp_path / "maeul.db")
         return
     template = request.getfixturevalue("_migrated_postgres")
-    name = f"maeul_test_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    name = postgres.unique_name("maeul_test")
+    asyncio.run(postgres.create_database(name, template=template))
     try:
         yield postgres.url(name)
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

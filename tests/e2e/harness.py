@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support import postgres
 from tests.support.net import free_port
 
 TOKEN = "e2e-token-" + "y" * 24
@@ -179,55 +176,6 @@ async def seed_database(url: str, *, preset: str = "jinju", city_code: str = "ji
     finally:
         await engine.dispose()
     return url
-
-
-@dataclass
-class PostgresDatabase:
-    """A database of its own on the local PostgreSQL, which a test can take away and give back."""
-
-    name: str
-
-    @property
-    def url(self) -> str:
-        return postgres.url(self.name)
-
-    @staticmethod
-    def reachable() -> bool:
-        return postgres.reachable()
-
-    async def admin(self, sql: str) -> None:
-        await postgres.admin(sql)
-
-    async def create(self) -> None:
-        await self.admin(f'CREATE DATABASE "{self.name}"')
-
-    async def drop(self) -> None:
-        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
-        await self.admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-    async def take_away(self) -> None:
-        """Refuse new connections and end every open one, as a crashed database server would."""
-        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-        await self.admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
-        )
-
-    async def give_back(self) -> None:
-        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres(prefix: str, *, needed_for: str) -> AsyncIterator[PostgresDatabase]:
-    """A new database on the local PostgreSQL, dropped afterwards; the test is skipped, saying
-    what it `needed_for`, when no PostgreSQL is reachable."""
-    postgres.require(needed_for)
-    database = PostgresDatabase(f"{prefix}_{secrets.token_hex(4)}")
-    await database.create()
-    try:
-        yield database
-    finally:
-        await database.drop()
 
 
 async def fleet_for(

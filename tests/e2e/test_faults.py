@@ -22,11 +22,9 @@ from tests.e2e.conftest import Report
 from tests.e2e.harness import (
     GatewayProcess,
     PlayLog,
-    PostgresDatabase,
     broadcast_to,
     fleet_for,
     forget_gateway_session,
-    fresh_postgres,
     intake_count,
     metrics,
     pick_villages,
@@ -38,6 +36,7 @@ from tests.e2e.harness import (
 from tests.e2e.rogue import GARBAGE, Misbehaviour, RogueSpeaker
 from tests.e2e.test_jinju import _broadcast, _wait_for_online
 from tests.media import make_recording
+from tests.support.postgres import PostgresDatabase, fresh_postgres
 from wire.contract import SpeakerIdentity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.slow]

@@ -42,14 +42,14 @@ async def _create_schema(url: str) -> None:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL database with the schema, shared by one test module."""
     postgres.require("PostgreSQL variant")
-    name = f"maeul_test_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    name = postgres.unique_name("maeul_test")
+    asyncio.run(postgres.create_database(name))
     try:
         url = postgres.url(name)
         asyncio.run(_create_schema(url))
         yield url
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

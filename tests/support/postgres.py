@@ -5,15 +5,22 @@ address (``MAEUL_TEST_PG_HOST``/``MAEUL_TEST_PG_PORT``, default 127.0.0.1:5432),
 starts a throwaway cluster of its own with the machine's ``initdb`` (``make test`` installs the
 ``postgresql`` package when it is missing) on a free port, with trust authentication, and points
 every worker at it through those variables; it is removed when the run ends.
+
+Test databases on it are made and dropped here: one per test or module (`create_database`,
+`drop_database`), or one a test can take away and give back (`fresh_postgres`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -59,6 +66,70 @@ async def admin(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def unique_name(prefix: str) -> str:
+    """A database name no other test or worker is using: `prefix` and random hex."""
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+async def create_database(name: str, *, template: str | None = None) -> None:
+    """An empty database, or a copy of `template` (which nobody may be connected to)."""
+    copy = f' TEMPLATE "{template}"' if template else ""
+    await admin(f'CREATE DATABASE "{name}"{copy}')
+
+
+async def drop_database(name: str) -> None:
+    await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class PostgresDatabase:
+    """A database of its own on the tests' PostgreSQL, which a test can take away and give back."""
+
+    name: str
+
+    @property
+    def url(self) -> str:
+        return url(self.name)
+
+    @staticmethod
+    def reachable() -> bool:
+        return reachable()
+
+    async def admin(self, sql: str) -> None:
+        await admin(sql)
+
+    async def create(self) -> None:
+        await create_database(self.name)
+
+    async def drop(self) -> None:
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+        await drop_database(self.name)
+
+    async def take_away(self) -> None:
+        """Refuse new connections and end every open one, as a crashed database server would."""
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        await self.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
+        )
+
+    async def give_back(self) -> None:
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres(prefix: str, *, needed_for: str) -> AsyncIterator[PostgresDatabase]:
+    """A new database on the tests' PostgreSQL, dropped afterwards; the test is skipped (failed
+    in CI), saying what it `needed_for`, when no PostgreSQL is reachable."""
+    require(needed_for)
+    database = PostgresDatabase(unique_name(prefix))
+    await database.create()
+    try:
+        yield database
+    finally:
+        await database.drop()
 
 
 def _binary(name: str) -> str | None:
