@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from devices.simulator import Fleet
-from tests.e2e.harness import TOKEN, GatewayProcess, fleet_for, seed_database
+from tests.e2e.harness import TOKEN, GatewayProcess, fleet_for
+from tests.support.databases import seed_database
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

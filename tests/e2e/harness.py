@@ -158,24 +158,7 @@ async def forget_gateway_session(gateway: GatewayProcess) -> None:
             pass
 
 
-# -- Seeded databases, fleets and the speakers' own account of what they played ------------------
-
-
-async def seed_database(url: str, *, preset: str = "jinju", city_code: str = "jinju") -> str:
-    """Migrate `url` and fill it with a preset city; returns `url`."""
-    from gateway.db import create_engine, create_sessions
-    from gateway.migrations import upgrade_async
-    from gateway.seed import seed
-
-    await upgrade_async(url)
-    engine = create_engine(url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset=preset, city_code=city_code)  # type: ignore[arg-type]
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return url
+# -- Fleets and the speakers' own account of what they played ------------------
 
 
 async def fleet_for(

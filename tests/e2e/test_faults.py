@@ -28,7 +28,6 @@ from tests.e2e.harness import (
     intake_count,
     metrics,
     pick_villages,
-    seed_database,
     speaker_states,
     wait_online,
     wait_until_final,
@@ -36,6 +35,7 @@ from tests.e2e.harness import (
 from tests.e2e.rogue import GARBAGE, Misbehaviour, RogueSpeaker
 from tests.e2e.test_jinju import _broadcast, _wait_for_online
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from tests.support.postgres import PostgresDatabase, fresh_postgres
 from wire.contract import SpeakerIdentity
 

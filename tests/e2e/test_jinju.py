@@ -15,8 +15,9 @@ import pytest
 from devices.simulator import Fleet
 from gateway.settings import MqttTarget
 from tests.e2e.conftest import Report
-from tests.e2e.harness import GatewayProcess, PlayLog, fleet_for, seed_database, wait_until_final
+from tests.e2e.harness import GatewayProcess, PlayLog, fleet_for, wait_until_final
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from wire import contract
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

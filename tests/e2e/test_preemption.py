@@ -18,8 +18,9 @@ import pytest
 from devices.link import BrokerAddress
 from devices.simulator import Fleet, FleetConfig, SimSpeaker
 from tests.devices.observer import Observer
-from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final
+from tests.e2e.harness import GatewayProcess, wait_until_final
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from wire import contract
 from wire.contract import SpeakerIdentity
 

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final
+from tests.e2e.harness import GatewayProcess, wait_until_final
 from tests.e2e.test_preemption import _fleet, _wait_for_online, clips
+from tests.support.databases import seed_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 __all__ = ["clips"]

@@ -14,34 +14,21 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade_async
-from gateway.seed import seed
 from tests.e2e.harness import GatewayProcess, fleet_for, forget_gateway_session, wait_until_final
 from tests.e2e.test_jinju import _wait_for_online
 from tests.media import make_recording
+from tests.support.databases import seed_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 CITY = "schedcity"
 
 
-async def _seeded(database_url: str) -> None:
-    await upgrade_async(database_url)
-    engine = create_engine(database_url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset="tiny", city_code=CITY)
-            await session.commit()
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 async def gateways(
     database_url: str, mqtt_url: str, tmp_path: Path
 ) -> AsyncIterator[list[GatewayProcess]]:
-    await _seeded(database_url)
+    await seed_database(database_url, preset="tiny", city_code=CITY)
     processes = []
     for name in ("a", "b"):
         data_dir = tmp_path / name

@@ -18,10 +18,10 @@ from tests.e2e.harness import (
     forget_gateway_session,
     intake_count,
     metrics,
-    seed_database,
     wait_online,
 )
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from tests.support.postgres import PostgresDatabase, fresh_postgres
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
