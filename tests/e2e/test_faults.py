@@ -36,6 +36,7 @@ from tests.e2e.rogue import GARBAGE, Misbehaviour, RogueSpeaker
 from tests.e2e.test_jinju import _broadcast, _wait_for_online
 from tests.media import make_recording
 from tests.support.databases import seed_database
+from tests.support.people import log_in
 from tests.support.postgres import PostgresDatabase, fresh_postgres
 from wire.contract import SpeakerIdentity
 
@@ -126,11 +127,7 @@ async def _answers_during_outage(
             files={"file": ("phone.m4a", clip, "audio/mp4")},
             headers={"Idempotency-Key": uuid.uuid4().hex},
         ),
-        "login": await client.post(
-            "/api/v1/auth/token",
-            data={"username": "nobody", "password": "wrong"},
-            headers={"Authorization": ""},
-        ),
+        "login": await log_in(client, "nobody", "wrong"),
         "ready": await client.get("/readyz"),
     }
 

@@ -17,9 +17,10 @@ from gateway.bus import FakeBus
 from gateway.clock import FakeClock
 from gateway.settings import Settings
 from tests.support.databases import seed_city
+from tests.support.people import API_TOKEN, bearer
 from wire import contract
 
-TOKEN = "test-token-" + "x" * 24
+TOKEN = API_TOKEN
 
 
 @dataclass
@@ -71,7 +72,7 @@ async def stack(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Sta
         async with httpx.AsyncClient(
             transport=transport,
             base_url="http://gateway",
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers=bearer(TOKEN),
         ) as client:
             yield Stack(app, client, bus, clock, settings)
 

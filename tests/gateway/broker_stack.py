@@ -26,6 +26,7 @@ from gateway.migrations import upgrade_async
 from gateway.settings import MqttTarget, Settings
 from gateway.speakers.models import Speaker
 from tests.support.databases import seed_city
+from tests.support.people import bearer
 from wire import contract
 from wire.contract import AckStatus, SpeakerIdentity
 
@@ -100,7 +101,7 @@ async def broker_stack(
             async with httpx.AsyncClient(
                 transport=transport,
                 base_url="http://gateway",
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers=bearer(TOKEN),
             ) as client:
                 yield BrokerStack(app, client, bus, settings, mqtt_url)
     finally:

@@ -24,8 +24,9 @@ from gateway.places.router import router as places_router
 from gateway.settings import Settings
 from gateway.speakers.router import router as speakers_router
 from tests.support import postgres
+from tests.support.people import API_TOKEN, bearer
 
-TOKEN = "test-token-" + "x" * 24
+TOKEN = API_TOKEN
 CITY_CODE = "testcity"
 
 
@@ -126,7 +127,7 @@ async def api(db_sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Ap
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://gateway",
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers=bearer(TOKEN),
     ) as client:
         yield Api(app, client, db_sessions, clock, city.id)
 

@@ -16,6 +16,7 @@ from gateway.db import create_engine, create_sessions
 from gateway.settings import MqttTarget, Settings
 from gateway.speakers.models import Speaker
 from tests.support.databases import seed_database
+from tests.support.people import API_TOKEN
 from wire import contract
 
 MESSAGES = 40
@@ -120,7 +121,7 @@ async def test_a_stopping_replica_records_what_it_was_handed(tmp_path: Path) -> 
             environment="test",
             database_url=url,
             data_dir=tmp_path / "data",
-            api_token="test-token-" + "x" * 24,
+            api_token=API_TOKEN,
             city_code="testcity",
             quiet_hours="off",
         )
