@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from devices.simulator import Fleet
-from tests.e2e.harness import TOKEN, GatewayProcess, fleet_for
+from tests.e2e.harness import TOKEN, GatewayProcess, fleet_for, wait_online
 from tests.support.chromium import CHROMIUM_ARGS, FAKE_MICROPHONE, require_chromium
 from tests.support.databases import seed_database
 from tests.support.people import access_token_now, bearer
@@ -90,7 +90,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
                 running: Fleet = await fleet_for(
                     client, mqtt_url, gateway.url, speed=SPEED, receipts=True
                 )
-                await _wait_for_online(client, len(running.speakers))
+                await wait_online(client, len(running.speakers), exactly=True)
                 return running
 
         fleet = loop.run(started())
@@ -102,15 +102,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
             loop.run(fleet.stop())
         gateway.stop()
         loop.close()
-
-
-async def _wait_for_online(client: httpx.AsyncClient, count: int) -> None:
-    async with asyncio.timeout(120):
-        while True:
-            response = await client.get("/api/v1/speakers", params={"online": "true", "limit": 1})
-            if response.json()["total"] == count:
-                return
-            await asyncio.sleep(0.2)
 
 
 def _prepare(url: str, api: httpx.Client) -> Stack:

@@ -33,7 +33,7 @@ from tests.e2e.harness import (
     wait_until_final,
 )
 from tests.e2e.rogue import GARBAGE, Misbehaviour, RogueSpeaker
-from tests.e2e.test_jinju import _broadcast, _wait_for_online
+from tests.e2e.test_jinju import _broadcast
 from tests.media import make_recording
 from tests.support.databases import seed_database
 from tests.support.people import log_in
@@ -92,7 +92,7 @@ async def test_a_broker_restart_mid_broadcast_loses_and_doubles_nothing(
             plays.attach(fleet)
             try:
                 total = len(fleet.speakers)
-                await _wait_for_online(client, total)
+                await wait_online(client, total)
                 created = await _broadcast(client, recording)
                 await _until(lambda: sum(s.received for s in fleet) > 0, within=60)
                 await asyncio.to_thread(own_broker.restart)

@@ -14,8 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import GatewayProcess, fleet_for, forget_gateway_session, wait_until_final
-from tests.e2e.test_jinju import _wait_for_online
+from tests.e2e.harness import (
+    GatewayProcess,
+    fleet_for,
+    forget_gateway_session,
+    wait_online,
+    wait_until_final,
+)
 from tests.media import make_recording
 from tests.support.databases import seed_database
 
@@ -104,7 +109,7 @@ async def test_two_gateways_fire_each_occurrence_once(
         fleet = await fleet_for(one, mqtt_url, first.url, speed=8.0)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(one, total)
+            await wait_online(one, total)
             soon = datetime.now(UTC) + timedelta(seconds=6)
             made = [await _schedule(one, recording, soon, title=f"예약 {n}") for n in range(3)]
             made.append(
