@@ -15,28 +15,15 @@ from typing import Any
 
 import httpx
 
-from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade
-from gateway.seed import seed
 from maeul.broker import MosquittoProcess
 from maeul.broker_config import MosquittoConfig, find_free_port
 from tests.media import make_recording
+from tests.support.databases import seed_database
 
 
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-async def _seed(url: str) -> None:
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset="tiny", city_code="bench")
-            await session.commit()
-    finally:
-        await engine.dispose()
 
 
 async def _measure(base: str, token: str, clip: bytes, uploads: int) -> dict[str, Any]:
@@ -87,7 +74,7 @@ def run_health_bench(*, uploads: int | None = None, seconds: float | None = None
         work = Path(tmp)
         clip = make_recording(work / "phone.m4a", "m4a", seconds=seconds).read_bytes()
         database_url = f"sqlite+aiosqlite:///{work / 'maeul.db'}"
-        asyncio.run(_seed(database_url))
+        asyncio.run(seed_database(database_url, preset="tiny", city_code="bench"))
         token = secrets.token_urlsafe(32)
         port = find_free_port()
         with MosquittoProcess(MosquittoConfig(data_dir=work / "mqtt")) as broker:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import secrets
 import sys
 import time
 import uuid
@@ -28,11 +27,11 @@ from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade_async
 from tests.e2e.harness import (
     GatewayProcess,
-    PostgresDatabase,
     intake_count,
     metrics,
 )
 from tests.support import postgres
+from tests.support.postgres import PostgresDatabase
 from wire.contract import SpeakerIdentity
 
 
@@ -155,7 +154,7 @@ async def run_replicas_bench(
     folder: Path, mqtt_url: str, recording: bytes, *, speakers: int, rounds: int, warmup: int
 ) -> dict[str, Any]:
     """One replica, then two, on the same PostgreSQL database, broker and fleet."""
-    database = PostgresDatabase(f"maeul_bench_{secrets.token_hex(4)}")
+    database = PostgresDatabase(postgres.unique_name("maeul_bench"))
     url = await _seeded_postgres(database, speakers)
     replicas = [
         GatewayProcess(

@@ -27,8 +27,9 @@ from bench.stats import percentile, summary
 from bench.transcode import run_transcode_bench
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, find_mosquitto, raise_nofile_limit
-from tests.e2e.harness import TOKEN, PostgresDatabase
+from tests.e2e.harness import TOKEN
 from tests.media import make_recording
+from tests.support.postgres import PostgresDatabase
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
 POLLERS = 4

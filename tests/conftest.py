@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,21 +13,14 @@ from maeul.broker import MosquittoProcess
 from maeul.broker_config import MosquittoConfig, find_mosquitto, write_broker_file
 from tests.support import postgres
 from tests.support.databases import copy_database
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from tests.support.net import reachable
 
 
 @pytest.fixture(scope="session")
 def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Mosquitto on a free port; the machine's own broker when none can be started."""
     if find_mosquitto() is None:
-        if _reachable("127.0.0.1", 1883):
+        if reachable("127.0.0.1", 1883):
             yield "mqtt://127.0.0.1:1883"
             return
         pytest.skip("no mosquitto binary and no broker on 127.0.0.1:1883")
@@ -79,12 +70,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
         return
     postgres.require("PostgreSQL variant")
-    name = f"maeul_test_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    name = postgres.unique_name("maeul_test")
+    asyncio.run(postgres.create_database(name))
     try:
         yield postgres.url(name)
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 # Migrating a new database takes longer than most tests that use one: each worker migrates one
@@ -105,13 +96,13 @@ def _migrated_postgres() -> Iterator[str]:
     from gateway.migrations import upgrade
 
     postgres.require("PostgreSQL variant")
-    name = f"maeul_template_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    name = postgres.unique_name("maeul_template")
+    asyncio.run(postgres.create_database(name))
     try:
         upgrade(postgres.url(name))
         yield name
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -121,12 +112,12 @@ def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
         yield copy_database(request.getfixturevalue("migrated_sqlite"), tmp_path / "maeul.db")
         return
     template = request.getfixturevalue("_migrated_postgres")
-    name = f"maeul_test_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    name = postgres.unique_name("maeul_test")
+    asyncio.run(postgres.create_database(name, template=template))
     try:
         yield postgres.url(name)
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -28,13 +28,11 @@ from schemathesis.specs.openapi.checks import (
 from gateway.app import create_app
 from gateway.bus import FakeBus
 from gateway.clock import FakeClock
-from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade
-from gateway.seed import seed
 from gateway.settings import Settings
+from tests.support.databases import seed_database
+from tests.support.people import PASSWORD, access_token_now, bearer
 
 TOKEN = "contract-token-" + "x" * 24
-PASSWORD = "correct-horse-battery"
 # Operations left out: an event stream that lasts as long as its broadcast, and a readiness
 # probe whose 503 (no broker in this test) is its documented answer.
 EXCLUDED = ("follow_broadcast", "ready")
@@ -54,19 +52,9 @@ def success_schema_conformance(
 CHECKS = [not_a_server_error, success_schema_conformance, content_type_conformance]
 
 
-async def _seed(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset="tiny", city_code=settings.city_code)
-            await session.commit()
-    finally:
-        await engine.dispose()
-
-
 def _district_officer_token(app: Any) -> str:
     """Make a district officer for the first district and log them in, through the API."""
-    admin = {"Authorization": f"Bearer {TOKEN}"}
+    admin = bearer(TOKEN)
     with asgi.get_client(app) as client:
         districts = client.get("/api/v1/districts", headers=admin).json()["items"]
         username = f"officer-{secrets.token_hex(3)}"
@@ -82,17 +70,13 @@ def _district_officer_token(app: Any) -> str:
             },
         )
         assert created.status_code == 201, created.text
-        login = client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        token: str = login.json()["access_token"]
-        return token
+        return access_token_now(client, username)
 
 
 @pytest.fixture(scope="module")
 def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
     root: Path = tmp_path_factory.mktemp("contract")
     database_url = f"sqlite+aiosqlite:///{root / 'maeul.db'}"
-    upgrade(database_url)
     settings = Settings(
         environment="test",
         database_url=database_url,
@@ -105,7 +89,7 @@ def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, di
         rate_limit_user_per_hour=0,
         rate_limit_village_notices_per_hour=0,
     )
-    asyncio.run(_seed(settings))
+    asyncio.run(seed_database(database_url, preset="tiny", city_code=settings.city_code))
     app = create_app(settings, bus=FakeBus(), clock=FakeClock())
     tokens = {"city_admin": TOKEN, "district_officer": _district_officer_token(app)}
     try:
@@ -141,7 +125,7 @@ def _exercise(operation: APIOperation, headers: dict[str, str]) -> None:
 @pytest.mark.parametrize("who", ["city_admin", "district_officer"])
 def test_api_honours_its_schema(contract: tuple[Any, dict[str, str]], who: str) -> None:
     app, tokens = contract
-    headers = {"Authorization": f"Bearer {tokens[who]}"}
+    headers = bearer(tokens[who])
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
     tried = 0

@@ -14,18 +14,11 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from devices.simulator import Fleet
-from tests.e2e.harness import TOKEN, GatewayProcess, fleet_for, seed_database
+from tests.e2e.harness import TOKEN, GatewayProcess, fleet_for, wait_online
+from tests.support.chromium import CHROMIUM_ARGS, FAKE_MICROPHONE, require_chromium
+from tests.support.databases import seed_database
+from tests.support.people import access_token_now, bearer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-FAKE_MICROPHONE = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "maeul-browser-test-1"
 # Simulated speakers play this many times faster than real time: the board reaches `played` soon.
@@ -72,12 +65,7 @@ class Stack:
     password: str = PASSWORD
 
     def token(self, username: str) -> str:
-        response = httpx.post(
-            f"{self.url}/api/v1/auth/token", data={"username": username, "password": PASSWORD}
-        )
-        response.raise_for_status()
-        token: str = response.json()["access_token"]
-        return token
+        return access_token_now(self.api, username, PASSWORD)
 
 
 @pytest.fixture(scope="package")
@@ -102,11 +90,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
                 running: Fleet = await fleet_for(
                     client, mqtt_url, gateway.url, speed=SPEED, receipts=True
                 )
-                await _wait_for_online(client, len(running.speakers))
+                await wait_online(client, len(running.speakers), exactly=True)
                 return running
 
         fleet = loop.run(started())
-        headers = {"Authorization": f"Bearer {TOKEN}"}
+        headers = bearer(TOKEN)
         with httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as api:
             yield _prepare(gateway.url, api)
     finally:
@@ -114,15 +102,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
             loop.run(fleet.stop())
         gateway.stop()
         loop.close()
-
-
-async def _wait_for_online(client: httpx.AsyncClient, count: int) -> None:
-    async with asyncio.timeout(120):
-        while True:
-            response = await client.get("/api/v1/speakers", params={"online": "true", "limit": 1})
-            if response.json()["total"] == count:
-                return
-            await asyncio.sleep(0.2)
 
 
 def _prepare(url: str, api: httpx.Client) -> Stack:
@@ -170,9 +149,7 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; make bootstrap does)")
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    launched = playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
     yield launched
     launched.close()
 
@@ -227,10 +204,8 @@ def phone(browser: Browser, stack: Stack) -> Iterator[Page]:
 @pytest.fixture(scope="package")
 def browser_with_microphone(playwright: Playwright) -> Iterator[Browser]:
     """Chromium whose microphone is a fake one that beeps, granted without a prompt."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; make bootstrap does)")
     launched = playwright.chromium.launch(
-        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *FAKE_MICROPHONE]
+        executable_path=require_chromium(), args=[*CHROMIUM_ARGS, *FAKE_MICROPHONE]
     )
     yield launched
     launched.close()

@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Stack, screenshot
 from tests.browser.test_pages import LONG, _log_in, _wait_until_completed
+from tests.support.people import bearer
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,7 +26,7 @@ def test_an_officer_sees_a_village_heads_disaster_alert_and_acknowledges_it(
     # The head warns the village from the phone, at once.
     sent = httpx.post(
         f"{stack.url}/api/v1/broadcasts",
-        headers={"Authorization": f"Bearer {stack.token(stack.head)}"},
+        headers=bearer(stack.token(stack.head)),
         data={
             "category": "disaster",
             "text": "계곡 물이 불어나고 있습니다. 계곡에서 바로 나오세요.",
@@ -46,14 +47,14 @@ def test_an_officer_sees_a_village_heads_disaster_alert_and_acknowledges_it(
 
     banner.get_by_role("button", name="확인").click()
     expect(banner).to_be_hidden(timeout=LONG)
-    officer = {"Authorization": f"Bearer {stack.token(stack.officer)}"}
+    officer = bearer(stack.token(stack.officer))
     alerts = httpx.get(f"{stack.url}/api/v1/officer-alerts", headers=officer).json()
     assert alerts["unacknowledged"] == 0
     assert alerts["items"][0]["broadcast_id"] == sent.json()["id"]
     assert alerts["items"][0]["acknowledged_at"] is not None
     # The safety office was told too; its copy waits for its own 확인 (then cleared, so that
     # the banner covers no other test's console).
-    safety = {"Authorization": f"Bearer {stack.token(stack.safety)}"}
+    safety = bearer(stack.token(stack.safety))
     waiting = httpx.get(f"{stack.url}/api/v1/officer-alerts", headers=safety).json()["items"]
     assert [a["broadcast_id"] for a in waiting] == [sent.json()["id"]]
     for alert in waiting:

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Stack, screenshot
+from tests.support.people import bearer
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
@@ -167,7 +168,7 @@ def test_village_head_sends_from_a_phone_to_the_own_village_only(phone: Page, st
     # The API refuses what the page never offers: another village.
     refused = httpx.post(
         f"{stack.url}/api/v1/broadcasts",
-        headers={"Authorization": f"Bearer {stack.token(stack.head)}"},
+        headers=bearer(stack.token(stack.head)),
         data={
             "category": "village_notice",
             "text": "다른 마을에 보내 봅니다.",
@@ -256,7 +257,7 @@ def test_an_admin_manages_people_and_approves_a_city_wide_alert(
     # A disaster alert to the whole city waits for a second person.
     requested = stack.api.post(
         "/api/v1/broadcasts",
-        headers={"Authorization": f"Bearer {stack.token(stack.safety)}"},
+        headers=bearer(stack.token(stack.safety)),
         data={
             "category": "disaster",
             "title": "산불 대피",
@@ -352,7 +353,7 @@ def test_what_senders_typed_is_shown_as_text_never_run(
     # Sent by the village head, so it is in the head's own history on the phone too.
     sent = stack.api.post(
         "/api/v1/broadcasts",
-        headers={"Authorization": f"Bearer {stack.token(stack.head)}"},
+        headers=bearer(stack.token(stack.head)),
         data={
             "category": "administrative",
             "title": title,

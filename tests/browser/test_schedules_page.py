@@ -7,6 +7,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Stack
+from tests.support.people import bearer
 
 LONG = 120_000  # ms: a bound for a loaded machine; the test waits for states, not time
 
@@ -33,7 +34,7 @@ def test_a_suspended_persons_schedule_shows_as_paused(desktop: Page, stack: Stac
             "district_ids": [str(stack.district_id)],
             "send_at": "2099-03-01T09:00",
         },
-        headers={"Authorization": f"Bearer {stack.token('officer-suspended')}"},
+        headers=bearer(stack.token("officer-suspended")),
         timeout=60,
     )
     assert made.status_code == 201, made.text

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Stack, _watch_policy, screenshot
+from tests.browser.conftest import Stack, _watch_policy, screenshot
+from tests.support.chromium import CHROMIUM_ARGS, FAKE_MICROPHONE, require_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,15 +36,13 @@ def _speech_wav(path: Path) -> Path:
 def talk_browser(
     playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    chromium = require_chromium()
     wav = _speech_wav(tmp_path_factory.mktemp("talk") / "speech.wav")
     launched = playwright.chromium.launch(
-        executable_path=CHROMIUM,
+        executable_path=chromium,
         args=[
             *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
+            *FAKE_MICROPHONE,
             f"--use-file-for-fake-audio-capture={wav}",
             "--autoplay-policy=no-user-gesture-required",
         ],

@@ -6,7 +6,6 @@ import contextlib
 import os
 import pwd
 import resource
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,15 +14,10 @@ from pathlib import Path
 import pytest
 
 from maeul.broker_config import find_mosquitto
+from tests.support.net import reachable
 
 MOSQUITTO = find_mosquitto()
 needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="no mosquitto binary")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _raise_open_files() -> None:
@@ -46,7 +40,7 @@ def mosquitto(work: Path, port: int, extra: str = "") -> Iterator[None]:
     )
     try:
         for _ in range(250):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+            if reachable("127.0.0.1", port, timeout=0.1):
                 break
             if proc.poll() is not None:
                 raise RuntimeError("mosquitto did not start")

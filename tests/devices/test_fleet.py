@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,6 +13,7 @@ from devices.simulator import Fleet, FleetError, run_fleet
 from devices.simulator_config import SIMULATED_REJECT_REASON, FleetConfig, SimSpeaker, choose_faults
 from tests.devices.commands import audio, cancel_of, command, new_keys, opus_clip
 from tests.devices.observer import Observer
+from tests.support.net import free_port
 from wire import contract
 
 STEPS = ("received", "playing", "played")
@@ -284,9 +284,7 @@ async def test_run_fleet_runs_until_stopped_and_reports(mqtt_url: str, city: str
 
 
 async def test_an_unreachable_broker_fails_the_start() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     fleet = Fleet(FleetConfig(mqtt_url=f"mqtt://127.0.0.1:{port}", connect_timeout_s=2))
     with pytest.raises(FleetError):
         await fleet.start(specs("nowhere", 2))

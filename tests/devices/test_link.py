@@ -22,8 +22,9 @@ from devices.link import Incoming, Link
 from devices.link_settings import BrokerAddress, LinkSettings, tls_context
 from gateway.devicesec.mosquitto import SpeakerPlace, render_acl
 from maeul.broker_config import render_password_file
-from tests.devices.brokers import free_port, mosquitto, needs_mosquitto
+from tests.devices.brokers import mosquitto, needs_mosquitto
 from tests.devices.observer import Observer
+from tests.support.net import free_port
 from wire import contract
 
 IDENTITY = contract.SpeakerIdentity(city="linkcity", district="d1", village="v1", speaker="s1")

@@ -9,9 +9,10 @@ import pytest
 
 from devices.simulator import Fleet
 from devices.simulator_config import FleetConfig, SimSpeaker
-from tests.devices.brokers import free_port, mosquitto, needs_mosquitto
+from tests.devices.brokers import mosquitto, needs_mosquitto
 from tests.devices.commands import audio, command, opus_clip
 from tests.devices.observer import Observer
+from tests.support.net import free_port
 from wire import contract
 
 SPEAKERS = 2000

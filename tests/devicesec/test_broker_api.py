@@ -32,12 +32,13 @@ from maeul.broker_config import MosquittoConfig, find_mosquitto
 from maeul.broker_config import write_broker_file as write_file
 from maeul.mqtt_probe import probe_async
 from tests.support.databases import copy_database
+from tests.support.people import API_TOKEN, bearer
 from wire import contract
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="no mosquitto binary")
 
 CITY = "apicity"
-TOKEN = "test-token-" + "x" * 24
+TOKEN = API_TOKEN
 ADMIN = "broker-admin"
 
 
@@ -124,7 +125,7 @@ async def managed(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Manage
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app),
                 base_url="http://gateway",
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers=bearer(TOKEN),
             ) as client:
                 yield Managed(app, client, broker, admin)
 

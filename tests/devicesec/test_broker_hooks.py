@@ -17,6 +17,7 @@ from gateway.devicesec.broker_hooks import HEADER, STAMP_ATTRIBUTE
 from gateway.keyfiles import load_secret
 from gateway.settings import Settings
 from tests.flow.conftest import TOKEN, Stack
+from tests.support.people import bearer
 from wire import contract
 
 AUTHN = "/api/v1/broker/hooks/emqx/authenticate"
@@ -258,7 +259,7 @@ async def test_only_the_broker_may_ask(tmp_path: Path) -> None:
     refused = [
         ({}, 401, "broker_hook_secret_missing"),
         ({HEADER: ""}, 401, "broker_hook_secret_missing"),
-        ({"Authorization": f"Bearer {TOKEN}"}, 401, "broker_hook_secret_missing"),
+        (bearer(TOKEN), 401, "broker_hook_secret_missing"),
         ({HEADER: "not-the-secret-" + "x" * 40}, 403, "broker_hook_secret_wrong"),
     ]
     async with _bare_app(tmp_path, environment="test", api_token=TOKEN) as client:

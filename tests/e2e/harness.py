@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support import postgres
+from tests.support.net import free_port
 
 TOKEN = "e2e-token-" + "y" * 24
 # Every replica of a test shares the secrets a city's replicas share (each has a data directory
@@ -31,12 +28,6 @@ SHARED_SECRETS = {
     "GATEWAY_AUDIO_URL_KEY": secrets.token_urlsafe(32),
     "GATEWAY_AUDIT_CHECKPOINT_KEY": secrets.token_urlsafe(32),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -167,73 +158,7 @@ async def forget_gateway_session(gateway: GatewayProcess) -> None:
             pass
 
 
-# -- Seeded databases, fleets and the speakers' own account of what they played ------------------
-
-
-async def seed_database(url: str, *, preset: str = "jinju", city_code: str = "jinju") -> str:
-    """Migrate `url` and fill it with a preset city; returns `url`."""
-    from gateway.db import create_engine, create_sessions
-    from gateway.migrations import upgrade_async
-    from gateway.seed import seed
-
-    await upgrade_async(url)
-    engine = create_engine(url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset=preset, city_code=city_code)  # type: ignore[arg-type]
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return url
-
-
-@dataclass
-class PostgresDatabase:
-    """A database of its own on the local PostgreSQL, which a test can take away and give back."""
-
-    name: str
-
-    @property
-    def url(self) -> str:
-        return postgres.url(self.name)
-
-    @staticmethod
-    def reachable() -> bool:
-        return postgres.reachable()
-
-    async def admin(self, sql: str) -> None:
-        await postgres.admin(sql)
-
-    async def create(self) -> None:
-        await self.admin(f'CREATE DATABASE "{self.name}"')
-
-    async def drop(self) -> None:
-        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
-        await self.admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-    async def take_away(self) -> None:
-        """Refuse new connections and end every open one, as a crashed database server would."""
-        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
-        await self.admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
-        )
-
-    async def give_back(self) -> None:
-        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres(prefix: str, *, needed_for: str) -> AsyncIterator[PostgresDatabase]:
-    """A new database on the local PostgreSQL, dropped afterwards; the test is skipped, saying
-    what it `needed_for`, when no PostgreSQL is reachable."""
-    postgres.require(needed_for)
-    database = PostgresDatabase(f"{prefix}_{secrets.token_hex(4)}")
-    await database.create()
-    try:
-        yield database
-    finally:
-        await database.drop()
+# -- Fleets and the speakers' own account of what they played ------------------
 
 
 async def fleet_for(

@@ -20,13 +20,13 @@ from tests.e2e.harness import (
     GatewayProcess,
     broadcast_to,
     fleet_for,
-    seed_database,
     speaker_states,
     wait_online,
     wait_until_final,
 )
 from tests.e2e.wire_check import Document, WireRecorder
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from wire import contract
 from wire.contract import AckStatus
 

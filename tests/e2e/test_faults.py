@@ -22,22 +22,22 @@ from tests.e2e.conftest import Report
 from tests.e2e.harness import (
     GatewayProcess,
     PlayLog,
-    PostgresDatabase,
     broadcast_to,
     fleet_for,
     forget_gateway_session,
-    fresh_postgres,
     intake_count,
     metrics,
     pick_villages,
-    seed_database,
     speaker_states,
     wait_online,
     wait_until_final,
 )
 from tests.e2e.rogue import GARBAGE, Misbehaviour, RogueSpeaker
-from tests.e2e.test_jinju import _broadcast, _wait_for_online
+from tests.e2e.test_jinju import _broadcast
 from tests.media import make_recording
+from tests.support.databases import seed_database
+from tests.support.people import log_in
+from tests.support.postgres import PostgresDatabase, fresh_postgres
 from wire.contract import SpeakerIdentity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.slow]
@@ -92,7 +92,7 @@ async def test_a_broker_restart_mid_broadcast_loses_and_doubles_nothing(
             plays.attach(fleet)
             try:
                 total = len(fleet.speakers)
-                await _wait_for_online(client, total)
+                await wait_online(client, total)
                 created = await _broadcast(client, recording)
                 await _until(lambda: sum(s.received for s in fleet) > 0, within=60)
                 await asyncio.to_thread(own_broker.restart)
@@ -127,11 +127,7 @@ async def _answers_during_outage(
             files={"file": ("phone.m4a", clip, "audio/mp4")},
             headers={"Idempotency-Key": uuid.uuid4().hex},
         ),
-        "login": await client.post(
-            "/api/v1/auth/token",
-            data={"username": "nobody", "password": "wrong"},
-            headers={"Authorization": ""},
-        ),
+        "login": await log_in(client, "nobody", "wrong"),
         "ready": await client.get("/readyz"),
     }
 

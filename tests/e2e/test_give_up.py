@@ -14,13 +14,13 @@ from tests.e2e.harness import (
     GatewayProcess,
     PlayLog,
     fleet_for,
-    seed_database,
     speaker_states,
     wait_online,
     wait_until_final,
 )
 from tests.e2e.test_jinju import _broadcast
 from tests.media import make_recording
+from tests.support.databases import seed_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.slow]
 

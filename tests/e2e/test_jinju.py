@@ -15,8 +15,9 @@ import pytest
 from devices.simulator import Fleet
 from gateway.settings import MqttTarget
 from tests.e2e.conftest import Report
-from tests.e2e.harness import GatewayProcess, PlayLog, fleet_for, seed_database, wait_until_final
+from tests.e2e.harness import GatewayProcess, PlayLog, fleet_for, wait_online, wait_until_final
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from wire import contract
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -87,15 +88,6 @@ async def _broadcast(client: httpx.AsyncClient, recording: bytes, **form: Any) -
     return body
 
 
-async def _wait_for_online(client: httpx.AsyncClient, count: int) -> None:
-    async with asyncio.timeout(120):
-        while True:
-            response = await client.get("/api/v1/speakers", params={"online": "true", "limit": 1})
-            if response.json()["total"] >= count:
-                return
-            await asyncio.sleep(0.3)
-
-
 async def test_a_city_wide_broadcast_is_played_by_every_speaker(
     gateway: GatewayProcess, mqtt_url: str, recording: bytes
 ) -> None:
@@ -103,7 +95,7 @@ async def test_a_city_wide_broadcast_is_played_by_every_speaker(
         fleet = await fleet_for(client, mqtt_url, gateway.url, speed=8.0)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(client, total)
+            await wait_online(client, total)
             created = await _broadcast(client, recording)
             assert created["villages"]["total"] == 358
             final = await wait_until_final(client, created["id"])
@@ -125,7 +117,7 @@ async def test_offline_speakers_are_named_exactly(
             away = set(fleet.offline_ids)
             total = len(fleet.speakers)
             assert 0 < len(away) < total
-            await _wait_for_online(client, total - len(away))
+            await wait_online(client, total - len(away))
             created = await _broadcast(client, recording, expires_in_s=30)
             final = await wait_until_final(client, created["id"], limit_s=180)
         finally:
@@ -157,7 +149,7 @@ async def test_killing_the_gateway_mid_fan_out_loses_and_doubles_nothing(
         plays.attach(fleet)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(client, total)
+            await wait_online(client, total)
             created = await _broadcast(client, recording)
             async with asyncio.timeout(60):
                 while sum(s.received for s in fleet) == 0:  # noqa: ASYNC110 - polling counters
@@ -185,7 +177,7 @@ async def test_cancel_stops_speakers_that_are_playing(
         fleet = await fleet_for(client, mqtt_url, gateway.url, speed=1.0)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(client, total)
+            await wait_online(client, total)
             created = await _broadcast(client, long_clip)
             async with asyncio.timeout(60):
                 while sum(1 for s in fleet if s.received) < total:  # noqa: ASYNC110 - counters

@@ -25,8 +25,9 @@ from devices.simulator import Fleet
 from devices.simulator_config import FleetConfig, SimSpeaker, receipt_public_keys, with_receipt_keys
 from maeul.live import CATCH_UP_S, LiveClient, LiveError, opus_packets
 from tests.devices.observer import Observer
-from tests.e2e.harness import TOKEN, GatewayProcess, seed_database, wait_until_final
+from tests.e2e.harness import TOKEN, GatewayProcess, wait_until_final
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from wire.contract import AckStatus, SpeakerIdentity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -13,34 +13,28 @@ import pytest
 import websockets
 
 from devices.simulator import Fleet
+from gateway.auth import Role
 from maeul.live import LiveClient
 from tests.devices.observer import Observer
 from tests.e2e.harness import GatewayProcess
 from tests.e2e.test_live import _district, _final, fleet, gateway, observer
+from tests.support.people import access_token, create_user
 from wire.contract import AckStatus
 
 __all__ = ["fleet", "gateway", "observer"]  # the fixtures, shared
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-PASSWORD = "correct-horse-battery"
-
 
 async def _create_officer(gateway: GatewayProcess, district_id: int) -> int:
     async with gateway.client() as client:
-        created = await client.post(
-            "/api/v1/users",
-            json={
-                "username": "officer-d02",
-                "display_name": "담당자",
-                "role": "district_officer",
-                "password": PASSWORD,
-                "district_ids": [district_id],
-            },
+        return await create_user(
+            client,
+            "officer-d02",
+            Role.DISTRICT_OFFICER,
+            display_name="담당자",
+            district_ids=[district_id],
         )
-        assert created.status_code == 201, created.text
-        user_id: int = created.json()["id"]
-    return user_id
 
 
 async def test_suspending_a_person_ends_their_live_talk_on_every_speaker(
@@ -49,13 +43,8 @@ async def test_suspending_a_person_ends_their_live_talk_on_every_speaker(
     async with gateway.client() as client:
         district_id, speakers, _ = await _district(client, "d02")
         user_id = await _create_officer(gateway, district_id)
-        login = await client.post(
-            "/api/v1/auth/token",
-            data={"username": "officer-d02", "password": PASSWORD},
-            headers={"Authorization": ""},
-        )
-        assert login.status_code == 200, login.text
-    talk = LiveClient(gateway.url, login.json()["access_token"])
+        token = await access_token(client, "officer-d02")
+    talk = LiveClient(gateway.url, token)
     try:
         started = await talk.open(
             {"category": "administrative", "district_ids": [district_id], "format": "pcm"}
@@ -105,13 +94,8 @@ async def test_a_client_still_streaming_when_suspended_is_told_why_before_the_cl
     async with gateway.client() as client:
         district_id, speakers, _ = await _district(client, "d02")
         user_id = await _create_officer(gateway, district_id)
-        login = await client.post(
-            "/api/v1/auth/token",
-            data={"username": "officer-d02", "password": PASSWORD},
-            headers={"Authorization": ""},
-        )
-        assert login.status_code == 200, login.text
-    talk = LiveClient(gateway.url, login.json()["access_token"])
+        token = await access_token(client, "officer-d02")
+    talk = LiveClient(gateway.url, token)
     tone = (8000 * np.sin(np.arange(16000) * 2 * np.pi * 300 / 16000)).astype("<i2").tobytes()
     try:
         started = await talk.open(

@@ -19,8 +19,9 @@ from devices.link_settings import BrokerAddress
 from devices.simulator import Fleet
 from devices.simulator_config import FleetConfig, SimSpeaker
 from tests.devices.observer import Observer
-from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final
+from tests.e2e.harness import GatewayProcess, wait_online, wait_until_final
 from tests.media import make_recording
+from tests.support.databases import seed_database
 from wire import contract
 from wire.contract import SpeakerIdentity
 
@@ -122,14 +123,6 @@ async def _until(check: Callable[[], Awaitable[bool]], *, limit_s: float = 60.0)
             await asyncio.sleep(0.2)
 
 
-async def _wait_for_online(client: httpx.AsyncClient, count: int) -> None:
-    async def reached() -> bool:
-        response = await client.get("/api/v1/speakers", params={"online": "true", "limit": 1})
-        return bool(response.json()["total"] == count)
-
-    await _until(reached)
-
-
 def _statuses(observer: Observer, broadcast_id: str, speaker: str) -> list[str]:
     """The speaker's acks for a broadcast in the order it sent them, repeats folded."""
     statuses: list[str] = []
@@ -151,7 +144,7 @@ async def test_a_disaster_preempts_a_playing_broadcast_which_plays_again_after(
         fleet = await _fleet(client, mqtt_url, gateway.url)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(client, total)
+            await wait_online(client, total, exactly=True)
             village_id, codes = await _village_with_two_speakers(client)
             admin = await _broadcast(client, clips["long"], "administrative", village_id)
             await observer.until(
@@ -246,10 +239,10 @@ async def test_a_speaker_back_after_expiry_never_plays_the_broadcast(
         fleet = await _fleet(client, mqtt_url, gateway.url)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(client, total)
+            await wait_online(client, total, exactly=True)
             village_id, (present, away) = await _village_with_two_speakers(client)
             await fleet.speaker(away).go_offline()
-            await _wait_for_online(client, total - 1)
+            await wait_online(client, total - 1, exactly=True)
 
             created = await _broadcast(
                 client, clips["short"], "village_notice", village_id, expires_in_s=30
@@ -270,7 +263,7 @@ async def test_a_speaker_back_after_expiry_never_plays_the_broadcast(
             await observer.until(
                 lambda: (away, "rejected") in observer.counts(command_id), within=60
             )
-            await _wait_for_online(client, total)
+            await wait_online(client, total, exactly=True)
             after = (await client.get(f"/api/v1/broadcasts/{created['id']}")).json()
         finally:
             await fleet.stop()

@@ -16,11 +16,11 @@ from tests.e2e.harness import (
     GatewayProcess,
     broadcast_to,
     fleet_for,
-    seed_database,
     wait_online,
     wait_until_final,
 )
 from tests.media import make_recording
+from tests.support.databases import seed_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

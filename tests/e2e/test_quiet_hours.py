@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.e2e.harness import GatewayProcess, seed_database, wait_until_final
-from tests.e2e.test_preemption import _fleet, _wait_for_online, clips
+from tests.e2e.harness import GatewayProcess, wait_online, wait_until_final
+from tests.e2e.test_preemption import _fleet, clips
+from tests.support.databases import seed_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 __all__ = ["clips"]
@@ -71,7 +72,7 @@ async def test_quiet_hours_defer_a_notice_but_not_a_disaster_alert(
         fleet = await _fleet(client, mqtt_url, gateway.url)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(client, total)
+            await wait_online(client, total, exactly=True)
 
             held = await _post(client, clips["short"], "village_notice")
             assert held.status_code == 202, held.text

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tests.devices.observer import Observer
-from tests.e2e.harness import GatewayProcess, wait_until_final
+from tests.e2e.harness import GatewayProcess, wait_online, wait_until_final
 from tests.e2e.test_preemption import (
     _broadcast,
     _fleet,
     _village_with_two_speakers,
-    _wait_for_online,
     clips,
     gateway,
     observer,
@@ -33,10 +32,10 @@ async def test_resend_reaches_only_the_missed(
         fleet = await _fleet(client, mqtt_url, gateway.url)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(client, total)
+            await wait_online(client, total, exactly=True)
             village_id, (present, away) = await _village_with_two_speakers(client)
             await fleet.speaker(away).go_offline()
-            await _wait_for_online(client, total - 1)
+            await wait_online(client, total - 1, exactly=True)
 
             created = await _broadcast(
                 client, clips["short"], "village_notice", village_id, expires_in_s=30
@@ -46,7 +45,7 @@ async def test_resend_reaches_only_the_missed(
             assert first[away] == "expired"
 
             assert await fleet.speaker(away).go_online()
-            await _wait_for_online(client, total)
+            await wait_online(client, total, exactly=True)
             response = await client.post(f"/api/v1/broadcasts/{created['id']}/resend")
             assert response.status_code == 201, response.text
             resent = response.json()

@@ -14,34 +14,26 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade_async
-from gateway.seed import seed
-from tests.e2e.harness import GatewayProcess, fleet_for, forget_gateway_session, wait_until_final
-from tests.e2e.test_jinju import _wait_for_online
+from tests.e2e.harness import (
+    GatewayProcess,
+    fleet_for,
+    forget_gateway_session,
+    wait_online,
+    wait_until_final,
+)
 from tests.media import make_recording
+from tests.support.databases import seed_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 CITY = "schedcity"
 
 
-async def _seeded(database_url: str) -> None:
-    await upgrade_async(database_url)
-    engine = create_engine(database_url)
-    try:
-        async with create_sessions(engine)() as session:
-            await seed(session, preset="tiny", city_code=CITY)
-            await session.commit()
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 async def gateways(
     database_url: str, mqtt_url: str, tmp_path: Path
 ) -> AsyncIterator[list[GatewayProcess]]:
-    await _seeded(database_url)
+    await seed_database(database_url, preset="tiny", city_code=CITY)
     processes = []
     for name in ("a", "b"):
         data_dir = tmp_path / name
@@ -117,7 +109,7 @@ async def test_two_gateways_fire_each_occurrence_once(
         fleet = await fleet_for(one, mqtt_url, first.url, speed=8.0)
         try:
             total = len(fleet.speakers)
-            await _wait_for_online(one, total)
+            await wait_online(one, total)
             soon = datetime.now(UTC) + timedelta(seconds=6)
             made = [await _schedule(one, recording, soon, title=f"예약 {n}") for n in range(3)]
             made.append(

@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import GatewayProcess, forget_gateway_session, seed_database
+from tests.e2e.harness import GatewayProcess, forget_gateway_session
 from tests.e2e.test_jinju import _broadcast
 from tests.media import make_recording
+from tests.support.databases import seed_database
 
 pytestmark = [pytest.mark.e2e]
 

@@ -15,11 +15,12 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.bus import FakeBus
 from gateway.clock import FakeClock
-from gateway.seed import seed
 from gateway.settings import Settings
+from tests.support.databases import seed_city
+from tests.support.people import API_TOKEN, bearer
 from wire import contract
 
-TOKEN = "test-token-" + "x" * 24
+TOKEN = API_TOKEN
 
 
 @dataclass
@@ -66,14 +67,12 @@ async def stack(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Sta
     clock = FakeClock()
     app = create_app(settings, bus=bus, clock=clock)
     async with app.router.lifespan_context(app):
-        async with app.state.sessions() as session:
-            await seed(session, preset="tiny", city_code=settings.city_code)
-            await session.commit()
+        await seed_city(app.state.sessions, preset="tiny", city_code=settings.city_code)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport,
             base_url="http://gateway",
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers=bearer(TOKEN),
         ) as client:
             yield Stack(app, client, bus, clock, settings)
 

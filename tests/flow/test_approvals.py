@@ -8,7 +8,8 @@ from typing import Any
 from gateway.auth import Role
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, recording
-from tests.flow.test_roles import Person, _layout, _people, _send
+from tests.flow.test_roles import _layout, _people, _send
+from tests.support.people import Person
 
 __all__ = ["recording"]
 

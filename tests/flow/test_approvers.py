@@ -12,7 +12,8 @@ from gateway.auth import Role
 from gateway.users.models import User
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, recording
-from tests.flow.test_roles import PASSWORD, Person, _layout, _login, _people, _send, sign_up
+from tests.flow.test_roles import _layout, _people, _send
+from tests.support.people import PASSWORD, Person, bearer, log_in, sign_up, signed_in
 
 __all__ = ["recording"]
 
@@ -22,15 +23,8 @@ async def _account(
 ) -> Person:
     """An account made by ``by`` (the bootstrap token if None), signed in."""
     return await sign_up(
-        stack, username, role, headers=by.headers if by is not None else None, **scope
+        stack.client, username, role, headers=by.headers if by is not None else None, **scope
     )
-
-
-async def _signed_in(stack: Stack, username: str, role: Role, user_id: int) -> Person:
-    login = await _login(stack, username)
-    assert login.status_code == 200, login.text
-    body = login.json()
-    return Person(username, role, user_id, body["access_token"], body["refresh_token"])
 
 
 async def _request_city_wide(stack: Stack, person: Person, recording: bytes) -> dict[str, Any]:
@@ -98,9 +92,11 @@ async def test_an_account_the_requester_empowered_cannot_approve(
     assert given.status_code == 200, given.text
     approval = await _request_city_wide(stack, admin, recording)
 
-    reset_login = await _login(stack, reset.username, "another-pass-1")
-    as_reset = {"Authorization": f"Bearer {reset_login.json()['access_token']}"}
-    promoted = await _signed_in(stack, promoted.username, Role.SAFETY_OFFICER, promoted.user_id)
+    reset_login = await log_in(stack.client, reset.username, "another-pass-1")
+    as_reset = bearer(reset_login.json()["access_token"])
+    promoted = await signed_in(
+        stack.client, promoted.username, Role.SAFETY_OFFICER, promoted.user_id
+    )
     for headers in (as_reset, promoted.headers, deputy.headers, chained.headers):
         _refused(await _approve(stack, approval, headers), "approver_not_eligible")
     assert await stack.publish_pending() == 0
@@ -128,7 +124,9 @@ async def test_an_account_given_its_rights_after_the_request_cannot_approve(
         f"/api/v1/users/{suspended.user_id}/reinstate", headers=other_admin.headers
     )
     assert back.status_code == 200
-    suspended = await _signed_in(stack, suspended.username, Role.SAFETY_OFFICER, suspended.user_id)
+    suspended = await signed_in(
+        stack.client, suspended.username, Role.SAFETY_OFFICER, suspended.user_id
+    )
     for person in (late, suspended):
         refused = await _approve(stack, approval, person.headers)
         _refused(refused, "approver_not_eligible")
@@ -148,7 +146,7 @@ async def test_neither_the_bootstrap_token_nor_an_api_key_approves(
     approval = await _request_city_wide(stack, requester, recording)
 
     _refused(await _approve(stack, approval, {}), "bootstrap_cannot_approve")
-    by_key = await _approve(stack, approval, {"Authorization": f"Bearer {key.json()['key']}"})
+    by_key = await _approve(stack, approval, bearer(key.json()["key"]))
     _refused(by_key, "approver_not_eligible")
     assert await stack.publish_pending() == 0
     assert (await _approve(stack, approval, admin.headers)).status_code == 200
@@ -262,7 +260,9 @@ async def test_an_area_widened_by_the_requester_does_not_make_an_approver(
         headers=admin.headers,
     )
     assert grown.status_code == 200, grown.text
-    widened = await _signed_in(stack, widened.username, Role.DISTRICT_OFFICER, widened.user_id)
+    widened = await signed_in(
+        stack.client, widened.username, Role.DISTRICT_OFFICER, widened.user_id
+    )
     requested = await _send(stack, admin, recording, "disaster", district_ids=[first, second])
     assert requested.status_code == 202, requested.text
     approval = requested.json()
@@ -294,7 +294,7 @@ async def test_a_suspended_persons_pending_request_is_withdrawn_and_never_approv
     # A request made as the suspension committed: still pending, refused all the same.
     reinstated = await stack.client.post(f"/api/v1/users/{asker.user_id}/reinstate")
     assert reinstated.status_code == 200, reinstated.text
-    asker = await _signed_in(stack, "safety-asker", Role.SAFETY_OFFICER, asker.user_id)
+    asker = await signed_in(stack.client, "safety-asker", Role.SAFETY_OFFICER, asker.user_id)
     late = await _request_city_wide(stack, asker, recording)
     async with stack.app.state.sessions() as session:
         user = await session.get(User, asker.user_id)
@@ -323,7 +323,9 @@ async def test_an_account_whose_password_someone_else_set_after_the_request_cann
             f"/api/v1/users/{officer.user_id}/password", json={"password": PASSWORD}, headers=by
         )
         assert reset.status_code == 204, reset.text
-        officer = await _signed_in(stack, officer.username, Role.SAFETY_OFFICER, officer.user_id)
+        officer = await signed_in(
+            stack.client, officer.username, Role.SAFETY_OFFICER, officer.user_id
+        )
         refused = await _approve(stack, approval, officer.headers)
         _refused(refused, "approver_not_eligible")
     approved = await _approve(stack, approval, untouched.headers)

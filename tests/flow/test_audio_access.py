@@ -13,7 +13,7 @@ from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, _create, _everyone_online, recording
 from tests.flow.test_roles import _layout
 from tests.media import make_recording
-from tests.sending.people import make_person
+from tests.support.people import make_person
 
 __all__ = ["recording"]
 
@@ -68,9 +68,9 @@ async def test_people_hear_only_the_audio_of_what_they_may_see(
     mine, other = districts[0]["id"], districts[1]["id"]
     here = next(v["id"] for v in villages if v["district_id"] == mine)
     there = next(v["id"] for v in villages if v["district_id"] == other)
-    head = await make_person(stack, Role.VILLAGE_HEAD, village_ids=[here])
-    stranger = await make_person(stack, Role.VILLAGE_HEAD, village_ids=[there])
-    officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[mine])
+    head = await make_person(stack.client, Role.VILLAGE_HEAD, village_ids=[here])
+    stranger = await make_person(stack.client, Role.VILLAGE_HEAD, village_ids=[there])
+    officer = await make_person(stack.client, Role.DISTRICT_OFFICER, district_ids=[mine])
     await _everyone_online(stack)
     status, _body = await _create(stack, recording, village_ids=[here])
     assert status == 201
@@ -103,6 +103,6 @@ async def test_people_hear_only_the_audio_of_what_they_may_see(
         schedule = await session.get(Schedule, made.json()["id"])
         assert schedule is not None
         scheduled = f"/api/v1/audio/{schedule.audio_sha256['opus']}"
-    there_officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[other])
+    there_officer = await make_person(stack.client, Role.DISTRICT_OFFICER, district_ids=[other])
     assert (await stack.client.get(scheduled, headers=there_officer.headers)).status_code == 200
     assert (await stack.client.get(scheduled, headers=officer.headers)).status_code == 404

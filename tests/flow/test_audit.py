@@ -20,7 +20,8 @@ from gateway.auth import Role
 from gateway.bus import FakeBus
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _create, recording
-from tests.flow.test_roles import PASSWORD, _login, _people, sign_up
+from tests.flow.test_roles import _people
+from tests.support.people import PASSWORD, log_in, sign_up
 
 __all__ = ["recording"]
 
@@ -34,7 +35,7 @@ async def _actions(stack: Stack) -> list[dict[str, object]]:
 async def test_changes_logins_and_refusals_are_recorded(stack: Stack, recording: bytes) -> None:
     people = await _people(stack)
     auditor, head = people[Role.AUDITOR], people[Role.VILLAGE_HEAD]
-    await _login(stack, auditor.username, "wrong-password-here")
+    await log_in(stack.client, auditor.username, "wrong-password-here")
     _, body = await _create(stack, recording, all_villages="true")
     await stack.client.post(f"/api/v1/broadcasts/{body['id']}/cancel")
     await stack.client.post("/api/v1/users/999999/suspend", json={"reason": "x"})
@@ -74,10 +75,8 @@ async def test_changes_logins_and_refusals_are_recorded(stack: Stack, recording:
 
 async def test_rows_carry_the_address_a_trusted_proxy_vouches_for(stack: Stack) -> None:
     async def fail_login(forwarded_for: str) -> None:
-        response = await stack.client.post(
-            "/api/v1/auth/token",
-            data={"username": "nobody-here", "password": "wrong-password-here"},
-            headers={"Authorization": "", "X-Forwarded-For": forwarded_for},
+        response = await log_in(
+            stack.client, "nobody-here", "wrong-password-here", forwarded_for=forwarded_for
         )
         assert response.status_code == 401
 
@@ -154,7 +153,7 @@ async def test_strangers_cannot_fill_the_log_with_rows_of_their_own(stack: Stack
     assert {r["source"] for r in refused + failed} == {"127.0.0.1"}
 
     # A logout with a refresh token that worked is recorded, in its owner's name.
-    person = await sign_up(stack, "logout-person", Role.AUDITOR)
+    person = await sign_up(stack.client, "logout-person", Role.AUDITOR)
     out = await stack.client.post(
         "/api/v1/auth/logout", json={"refresh_token": person.refresh}, headers=_stranger(0)
     )

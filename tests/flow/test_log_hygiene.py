@@ -10,7 +10,8 @@ import pytest
 from gateway.auth import Role
 from gateway.logs import configure_logging
 from tests.flow.conftest import TOKEN, Stack
-from tests.flow.test_roles import PASSWORD, _login, _people
+from tests.flow.test_roles import _people
+from tests.support.people import PASSWORD, bearer, log_in
 
 PHONE = "010-2345-6789"
 _PHONE_LIKE = re.compile(r"01[016789][-. ]?\d{3,4}[-. ]?\d{4}")
@@ -23,11 +24,11 @@ async def test_logs_hold_no_secrets_or_phone_numbers(
     caplog.set_level(logging.DEBUG)
     people = await _people(stack)
     admin = people[Role.CITY_ADMIN]
-    await _login(stack, admin.username, "a-wrong-password-1")
+    await log_in(stack.client, admin.username, "a-wrong-password-1")
     key = (
         await stack.client.post(f"/api/v1/users/{admin.user_id}/api-keys", json={"name": "연동"})
     ).json()["key"]
-    await stack.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {key}"})
+    await stack.client.get("/api/v1/auth/me", headers=bearer(key))
     refreshed = await stack.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": admin.refresh}
     )

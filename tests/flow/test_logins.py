@@ -22,7 +22,7 @@ from gateway.settings import Settings
 from gateway.users import logins as users_service
 from gateway.users.models import LoginThrottle
 from tests.flow.conftest import TOKEN, Stack
-from tests.flow.test_roles import PASSWORD, Person, sign_up
+from tests.support.people import PASSWORD, Person, bearer, log_in, sign_up
 
 STRANGER = "203.0.113.7"
 OFFICE = "198.51.100.20"
@@ -38,19 +38,11 @@ def _behind_proxy(stack: Stack) -> None:
 async def _login(
     stack: Stack, username: str, password: str = PASSWORD, *, source: str = OFFICE
 ) -> httpx.Response:
-    return await stack.client.post(
-        "/api/v1/auth/token",
-        data={"username": username, "password": password},
-        headers={"Authorization": "", "X-Forwarded-For": source},
-    )
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+    return await log_in(stack.client, username, password, forwarded_for=source)
 
 
 async def _me(stack: Stack, token: str) -> int:
-    return (await stack.client.get("/api/v1/auth/me", headers=_bearer(token))).status_code
+    return (await stack.client.get("/api/v1/auth/me", headers=bearer(token))).status_code
 
 
 async def _refresh(stack: Stack, token: str) -> httpx.Response:
@@ -74,20 +66,20 @@ def _forged(stack: Stack, key: bytes, user_id: int) -> str:
 
 
 async def test_tokens_signed_with_a_derivable_key_are_refused(stack: Stack) -> None:
-    admin = await sign_up(stack, "admin-forged", Role.CITY_ADMIN)
+    admin = await sign_up(stack.client, "admin-forged", Role.CITY_ADMIN)
     assert await _me(stack, admin.token) == 200
     # What the key used to be without GATEWAY_JWT_SECRET: derived from the bootstrap token, or
     # from an empty string when there was none.
     for seed in (TOKEN, ""):
         key = hmac.new(seed.encode(), b"maeul-access-token-v1", hashlib.sha256).digest()
         forged = _forged(stack, key, admin.user_id)
-        listed = await stack.client.get("/api/v1/users", headers=_bearer(forged))
+        listed = await stack.client.get("/api/v1/users", headers=bearer(forged))
         assert listed.status_code == 401, seed
         assert listed.json()["error"] == "invalid_token"
 
 
 async def test_a_second_app_on_the_same_data_directory_accepts_the_tokens(stack: Stack) -> None:
-    person = await sign_up(stack, "two-replicas", Role.AUDITOR)
+    person = await sign_up(stack.client, "two-replicas", Role.AUDITOR)
     other = create_app(stack.settings, bus=FakeBus(), clock=stack.clock)
     async with other.router.lifespan_context(other):
         transport = httpx.ASGITransport(app=other)
@@ -115,7 +107,7 @@ async def test_production_refuses_to_start_without_a_strong_jwt_secret(
 
 
 async def test_of_concurrent_refreshes_of_one_token_exactly_one_wins(stack: Stack) -> None:
-    person = await sign_up(stack, "racer", Role.AUDITOR)
+    person = await sign_up(stack.client, "racer", Role.AUDITOR)
     answers = await asyncio.gather(*(_refresh(stack, person.refresh) for _ in range(6)))
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] + [401] * 5, [a.text for a in answers]
@@ -130,7 +122,7 @@ async def test_of_concurrent_refreshes_of_one_token_exactly_one_wins(stack: Stac
 async def test_reuse_ends_every_session_of_the_person_access_tokens_included(
     stack: Stack,
 ) -> None:
-    phone = await sign_up(stack, "two-devices", Role.SAFETY_OFFICER)
+    phone = await sign_up(stack.client, "two-devices", Role.SAFETY_OFFICER)
     pc = (await _login(stack, phone.username)).json()
     renewed = await _refresh(stack, phone.refresh)
     assert renewed.status_code == 200
@@ -163,7 +155,7 @@ async def _guess(stack: Stack, person: Person, times: int, *, source: str = STRA
 
 async def test_a_stranger_cannot_lock_an_officer_out(stack: Stack) -> None:
     _behind_proxy(stack)
-    officer = await sign_up(stack, "safety-on-duty", Role.SAFETY_OFFICER)
+    officer = await sign_up(stack.client, "safety-on-duty", Role.SAFETY_OFFICER)
     await _guess(stack, officer, stack.settings.login_max_failures)
 
     refused = await _login(stack, officer.username, source=STRANGER)
@@ -186,7 +178,7 @@ async def test_a_stranger_cannot_lock_an_officer_out(stack: Stack) -> None:
 async def test_delays_double_with_each_failure_up_to_the_cap(stack: Stack) -> None:
     _behind_proxy(stack)
     settings = stack.settings
-    person = await sign_up(stack, "patient", Role.AUDITOR)
+    person = await sign_up(stack.client, "patient", Role.AUDITOR)
     await _guess(stack, person, settings.login_max_failures)
     settings.login_max_delay_s = 4 * settings.login_delay_s
     waits = []
@@ -210,7 +202,7 @@ async def test_unknown_usernames_are_throttled_and_cost_a_hash_like_known_ones(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _behind_proxy(stack)
-    person = await sign_up(stack, "known-name", Role.AUDITOR)
+    person = await sign_up(stack.client, "known-name", Role.AUDITOR)
     checked: list[str] = []
     verify = users_service._verify
 
@@ -233,7 +225,7 @@ async def test_unknown_usernames_are_throttled_and_cost_a_hash_like_known_ones(
 async def test_one_source_trying_many_usernames_is_throttled(stack: Stack) -> None:
     _behind_proxy(stack)
     stack.settings.login_source_max_failures = 3
-    officer = await sign_up(stack, "sprayed", Role.SAFETY_OFFICER)
+    officer = await sign_up(stack.client, "sprayed", Role.SAFETY_OFFICER)
     for n in range(stack.settings.login_source_max_failures):
         wrong = await _login(stack, f"guess-{n}", "not-the-password", source=STRANGER)
         assert wrong.status_code == 401
@@ -244,7 +236,7 @@ async def test_one_source_trying_many_usernames_is_throttled(stack: Stack) -> No
 
 async def test_an_ipv6_client_counts_as_its_block(stack: Stack) -> None:
     _behind_proxy(stack)
-    person = await sign_up(stack, "v6-target", Role.AUDITOR)
+    person = await sign_up(stack.client, "v6-target", Role.AUDITOR)
     for n in range(stack.settings.login_max_failures):
         wrong = await _login(stack, person.username, "wrong-password", source=f"2001:db8::{n + 1}")
         assert wrong.status_code == 401
@@ -257,7 +249,7 @@ async def test_failure_counts_are_forgotten_and_purged_after_a_day(
     stack: Stack,
 ) -> None:
     _behind_proxy(stack)
-    person = await sign_up(stack, "forgotten", Role.AUDITOR)
+    person = await sign_up(stack.client, "forgotten", Role.AUDITOR)
     await _guess(stack, person, stack.settings.login_max_failures)
 
     async def rows() -> int:

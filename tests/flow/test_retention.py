@@ -106,7 +106,7 @@ async def test_audio_that_never_played_is_purged_on_the_same_clock(
     from gateway.approvals.models import ApprovalRequest
     from gateway.auth import Role
     from gateway.schedules.models import Schedule
-    from tests.sending.people import make_person
+    from tests.support.people import make_person
 
     made = await stack.client.post(
         "/api/v1/schedules",
@@ -122,7 +122,7 @@ async def test_audio_that_never_played_is_purged_on_the_same_clock(
     assert paused_or_active.status_code == 201, paused_or_active.text
     cancelled = await stack.client.post(f"/api/v1/schedules/{made.json()['id']}/cancel")
     assert cancelled.status_code == 200
-    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    safety = await make_person(stack.client, Role.SAFETY_OFFICER)
     asked = await stack.client.post(
         "/api/v1/broadcasts",
         data={"category": "disaster", "all_villages": "true"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -13,10 +12,10 @@ from fastapi.routing import APIRoute
 from gateway.auth import Allow, Role
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import recording
+from tests.support.people import PASSWORD, Person, access_token, bearer, log_in, sign_up
 
 __all__ = ["recording"]
 
-PASSWORD = "correct-horse-battery"
 # Routes anyone may call without a token: health, login, what speakers fetch (audio through a
 # signed link, else with a token: `tests/flow/test_audio_access.py`), and the residents'
 # notices (no personal data).
@@ -39,63 +38,15 @@ BROKER = {
 }
 
 
-@dataclass
-class Person:
-    username: str
-    role: Role
-    user_id: int
-    token: str
-    refresh: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 async def _layout(stack: Stack) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     districts = (await stack.client.get("/api/v1/districts")).json()["items"]
     villages = (await stack.client.get("/api/v1/villages", params={"limit": 100})).json()["items"]
     return districts, villages
 
 
-async def _login(stack: Stack, username: str, password: str = PASSWORD) -> httpx.Response:
-    return await stack.client.post(
-        "/api/v1/auth/token",
-        data={"username": username, "password": password},
-        headers={"Authorization": ""},
-    )
-
-
-async def sign_up(
-    stack: Stack,
-    username: str,
-    role: Role,
-    *,
-    headers: dict[str, str] | None = None,
-    **scope: list[int],
-) -> Person:
-    """An account made by whoever ``headers`` name (the bootstrap token by default), signed in."""
-    created = await stack.client.post(
-        "/api/v1/users",
-        json={
-            "username": username,
-            "display_name": username,
-            "role": role.value,
-            "password": PASSWORD,
-            **scope,
-        },
-        headers=headers or {},
-    )
-    assert created.status_code == 201, created.text
-    login = await _login(stack, username)
-    assert login.status_code == 200, login.text
-    body = login.json()
-    return Person(username, role, created.json()["id"], body["access_token"], body["refresh_token"])
-
-
 async def _person(stack: Stack, role: Role, **scope: list[int]) -> Person:
     username = f"{role.value.replace('_', '-')}-{len(scope)}-{sum(map(len, scope.values()))}"
-    return await sign_up(stack, username, role, **scope)
+    return await sign_up(stack.client, username, role, **scope)
 
 
 async def _people(stack: Stack) -> dict[Role, Person]:
@@ -187,9 +138,9 @@ async def test_wrong_passwords_and_unknown_names_get_one_answer(stack: Stack) ->
     """Guessing itself is slowed per source (tests/flow/test_logins.py)."""
     await _person(stack, Role.AUDITOR)
     for name, password in (("nobody-here", PASSWORD), ("auditor-0-0", "not-the-password")):
-        wrong = await _login(stack, name, password)
+        wrong = await log_in(stack.client, name, password)
         assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_credentials")
-    assert (await _login(stack, "auditor-0-0", PASSWORD)).status_code == 200
+    assert (await log_in(stack.client, "auditor-0-0", PASSWORD)).status_code == 200
 
 
 async def test_tokens_expire_refresh_once_and_reuse_revokes(stack: Stack) -> None:
@@ -198,7 +149,7 @@ async def test_tokens_expire_refresh_once_and_reuse_revokes(stack: Stack) -> Non
     assert me.json()["role"] == "auditor"
 
     tampered = person.token[:-3] + ("AAA" if not person.token.endswith("AAA") else "BBB")
-    bad = await stack.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {tampered}"})
+    bad = await stack.client.get("/api/v1/auth/me", headers=bearer(tampered))
     assert bad.status_code == 401
     assert bad.json()["error"] == "invalid_token"
 
@@ -211,9 +162,7 @@ async def test_tokens_expire_refresh_once_and_reuse_revokes(stack: Stack) -> Non
     )
     assert renewed.status_code == 200, renewed.text
     fresh = renewed.json()
-    ok = await stack.client.get(
-        "/api/v1/auth/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}
-    )
+    ok = await stack.client.get("/api/v1/auth/me", headers=bearer(fresh["access_token"]))
     assert ok.status_code == 200
 
     # The used refresh token again: taken as stolen, so the new one dies with it.
@@ -235,7 +184,7 @@ async def test_suspension_refuses_tokens_already_issued(stack: Stack, recording:
     assert suspended.status_code == 200
     refused = await stack.client.get("/api/v1/auth/me", headers=head.headers)
     assert (refused.status_code, refused.json()["error"]) == (403, "account_suspended")
-    again = await _login(stack, head.username)
+    again = await log_in(stack.client, head.username)
     assert again.status_code == 403
     assert again.json()["error"] == "account_suspended"
     refresh = await stack.client.post("/api/v1/auth/refresh", json={"refresh_token": head.refresh})
@@ -257,7 +206,7 @@ async def test_api_keys_act_as_their_user_until_revoked(stack: Stack) -> None:
     key = created.json()["key"]
     listed = await stack.client.get(f"/api/v1/users/{person.user_id}/api-keys")
     assert "key" not in listed.json()[0], "a key is shown once, never listed"
-    headers = {"Authorization": f"Bearer {key}"}
+    headers = bearer(key)
     me = await stack.client.get("/api/v1/auth/me", headers=headers)
     assert me.json() | {} == me.json()
     assert me.json()["role"] == "safety_officer"
@@ -367,13 +316,13 @@ async def test_rate_limits_people_but_never_disaster_alerts(stack: Stack, record
     # Room again when the first notice leaves the hour, and the wait counts down.
     assert 3590 <= int(refused.headers["Retry-After"]) <= 3601
     stack.clock.advance(1200)
-    head.token = (await _login(stack, head.username)).json()["access_token"]
+    head.token = await access_token(stack.client, head.username)
     later = await _send(stack, head, recording, "village_notice", village_ids=[village])
     assert 2390 <= int(later.headers["Retry-After"]) <= 2401
     alert = await _send(stack, head, recording, "disaster", village_ids=[village])
     assert alert.status_code == 201, "a disaster alert is never rate-limited"
     stack.clock.advance(2401)
-    head.token = (await _login(stack, head.username)).json()["access_token"]
+    head.token = await access_token(stack.client, head.username)
     again = await _send(stack, head, recording, "village_notice", village_ids=[village])
     assert again.status_code == 201
 

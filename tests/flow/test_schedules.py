@@ -20,7 +20,8 @@ from gateway.db import create_engine, create_sessions
 from gateway.schedules.worker import ScheduleWorker
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, _everyone_online, recording
-from tests.flow.test_roles import Person, _layout, _login, _people, _person
+from tests.flow.test_roles import _layout, _people, _person
+from tests.support.people import Person, access_token
 
 __all__ = ["recording"]  # the module-scoped fixture, shared
 
@@ -561,7 +562,7 @@ async def test_schedules_are_rate_limited_when_made_and_when_they_fire(stack: St
     # An hour on, schedules piled up for one moment: each counts when it fires, and those
     # over the village's share are skipped, not sent.
     move_to(stack, local("2026-01-01T10:00:01"))
-    head.token = (await _login(stack, head.username)).json()["access_token"]
+    head.token = await access_token(stack.client, head.username)
     piled = []
     for _ in range(limit + 1):
         status, body = await _as(stack, head, send_at="2026-01-01T10:30", **notice)
@@ -573,7 +574,7 @@ async def test_schedules_are_rate_limited_when_made_and_when_they_fire(stack: St
     reasons = [o["reason"] for sid in piled for o in (await _read(stack, sid))["occurrences"]]
     assert reasons.count("rate_limited_village") == 1
     # What fired counts as sent, once: the village's share is spent now.
-    head.token = (await _login(stack, head.username)).json()["access_token"]
+    head.token = await access_token(stack.client, head.username)
     refused = await stack.client.post("/api/v1/broadcasts", data=notice, headers=head.headers)
     assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited_village")
 

@@ -15,15 +15,12 @@ from gateway.auth import Role
 from gateway.errors import TooManyRequests
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import recording
-from tests.flow.test_roles import Person, _layout, _login, sign_up
+from tests.flow.test_roles import _layout
 from tests.flow.test_schedules import _fire, local, move_to
+from tests.support.people import Person, access_token, sign_up
 from wire.contract import Category
 
 __all__ = ["recording"]  # the module-scoped fixture, shared
-
-
-async def _user(stack: Stack, username: str, role: Role, **scope: list[int]) -> Person:
-    return await sign_up(stack, username, role, **scope)
 
 
 async def _send(
@@ -71,8 +68,8 @@ async def test_village_notices_racing_for_the_last_places_of_the_hour(
 ) -> None:
     """8 notices at once to a village with 3 left in the hour: exactly 3 go out."""
     district, village, _, _ = await _places(stack)
-    head = await _user(stack, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
-    officer = await _user(stack, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
+    head = await sign_up(stack.client, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
+    officer = await sign_up(stack.client, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
     limit = stack.settings.rate_limit_village_notices_per_hour
     for _ in range(limit - 3):
         first = await _send(stack, head, recording, "village_notice", village_ids=[village])
@@ -94,7 +91,7 @@ async def test_one_persons_sends_racing_for_the_last_places_of_the_hour(
 ) -> None:
     """8 sends at once by one person with 3 left in the hour: exactly 3 go out."""
     district, village, _, _ = await _places(stack)
-    officer = await _user(stack, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
+    officer = await sign_up(stack.client, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
     stack.settings.rate_limit_user_per_hour = 4
     first = await _send(stack, officer, recording, "administrative", village_ids=[village])
     assert first.status_code == 201, first.text
@@ -108,9 +105,9 @@ async def test_a_village_heads_disaster_alerts_are_limited_but_never_delayed(
     stack: Stack, recording: bytes
 ) -> None:
     district, village, _, foreign = await _places(stack)
-    head = await _user(stack, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
-    safety = await _user(stack, "anjeon", Role.SAFETY_OFFICER)
-    officer = await _user(stack, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
+    head = await sign_up(stack.client, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
+    safety = await sign_up(stack.client, "anjeon", Role.SAFETY_OFFICER)
+    officer = await sign_up(stack.client, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
     per_head = stack.settings.rate_limit_head_disaster_per_hour
     assert per_head == 3
     # The village has had its notices this hour: a disaster alert is not held back by that.
@@ -120,9 +117,9 @@ async def test_a_village_heads_disaster_alerts_are_limited_but_never_delayed(
     await stack.publish_pending()
     # At 2 a.m., in quiet hours: sent at once, not deferred.
     move_to(stack, local("2026-01-02T02:00"))
-    head.token = (await _login(stack, head.username)).json()["access_token"]
-    safety.token = (await _login(stack, safety.username)).json()["access_token"]
-    officer.token = (await _login(stack, officer.username)).json()["access_token"]
+    head.token = await access_token(stack.client, head.username)
+    safety.token = await access_token(stack.client, safety.username)
+    officer.token = await access_token(stack.client, officer.username)
 
     elsewhere = await _send(stack, head, recording, "disaster", village_ids=[foreign])
     assert (elsewhere.status_code, elsewhere.json()["error"]) == (403, "outside_scope")
@@ -160,7 +157,7 @@ async def test_a_village_heads_disaster_alerts_are_limited_but_never_delayed(
 
     # An hour later the head may warn again.
     stack.clock.advance(3601)
-    head.token = (await _login(stack, head.username)).json()["access_token"]
+    head.token = await access_token(stack.client, head.username)
     again = await _send(stack, head, recording, "disaster", village_ids=[village])
     assert again.status_code == 201, again.text
 
@@ -169,11 +166,11 @@ async def test_the_districts_officers_are_told_at_once_and_acknowledge(
     stack: Stack, recording: bytes
 ) -> None:
     district, village, other, _ = await _places(stack)
-    head = await _user(stack, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
-    officer = await _user(stack, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
-    stranger = await _user(stack, "yeopmyeon", Role.DISTRICT_OFFICER, district_ids=[other])
-    safety = await _user(stack, "anjeon", Role.SAFETY_OFFICER)
-    police = await _user(stack, "gyeongchal", Role.POLICE_OFFICER, district_ids=[district])
+    head = await sign_up(stack.client, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
+    officer = await sign_up(stack.client, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
+    stranger = await sign_up(stack.client, "yeopmyeon", Role.DISTRICT_OFFICER, district_ids=[other])
+    safety = await sign_up(stack.client, "anjeon", Role.SAFETY_OFFICER)
+    police = await sign_up(stack.client, "gyeongchal", Role.POLICE_OFFICER, district_ids=[district])
     _, villages = await _layout(stack)
     name = next(v["name"] for v in villages if v["id"] == village)
 
@@ -254,8 +251,8 @@ async def test_a_village_heads_scheduled_disaster_alerts_are_held_to_the_same_ru
     """A firing knows only the name of who made the schedule: the head's limit and the
     officers' alerts apply all the same."""
     district, village, _, _ = await _places(stack)
-    head = await _user(stack, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
-    officer = await _user(stack, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
+    head = await sign_up(stack.client, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
+    officer = await sign_up(stack.client, "myeon", Role.DISTRICT_OFFICER, district_ids=[district])
     made = []
     for n in range(4):
         response = await stack.client.post(
@@ -282,7 +279,7 @@ async def test_a_village_heads_scheduled_disaster_alerts_are_held_to_the_same_ru
         reasons[(occurrence["state"], occurrence["reason"])] += 1
     assert reasons == Counter({("fired", None): 3, ("skipped", "rate_limited_head_disaster"): 1})
 
-    officer.token = (await _login(stack, officer.username)).json()["access_token"]
+    officer.token = await access_token(stack.client, officer.username)
     inbox = (await stack.client.get("/api/v1/officer-alerts", headers=officer.headers)).json()
     assert inbox["unacknowledged"] == 3
     assert {a["sent_by"] for a in inbox["items"]} == {f"ijang#{head.user_id}"}
@@ -295,7 +292,7 @@ async def test_a_count_read_before_anothers_send_is_read_again_under_the_lock(
     broadcast another request committed in between: never a stale count, never a 503 (on
     SQLite a read snapshot held across that commit could no longer write)."""
     _, village, _, _ = await _places(stack)
-    head = await _user(stack, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
+    head = await sign_up(stack.client, "ijang", Role.VILLAGE_HEAD, village_ids=[village])
     stack.settings.rate_limit_village_notices_per_hour = 1
     check = {
         "city_id": stack.app.state.city_id,

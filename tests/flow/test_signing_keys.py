@@ -32,7 +32,7 @@ from gateway.settings import Settings
 from gateway.signing import KEK_NAME, SigningKey, SigningKeyError, active_signer, is_sealed
 from tests.flow.conftest import TOKEN, Stack
 from tests.flow.test_broadcast_flow import _commands, _create, recording
-from tests.flow.test_roles import sign_up
+from tests.support.people import sign_up
 from wire import contract
 
 __all__ = ["recording"]
@@ -125,9 +125,9 @@ async def test_a_city_admin_revokes_a_key_and_speakers_learn_it_from_the_ring(
     stack: Stack, recording: bytes
 ) -> None:
     districts = (await stack.client.get("/api/v1/districts")).json()["items"]
-    admin = await sign_up(stack, "keys-admin", Role.CITY_ADMIN)
+    admin = await sign_up(stack.client, "keys-admin", Role.CITY_ADMIN)
     officer = await sign_up(
-        stack, "keys-officer", Role.DISTRICT_OFFICER, district_ids=[districts[0]["id"]]
+        stack.client, "keys-officer", Role.DISTRICT_OFFICER, district_ids=[districts[0]["id"]]
     )
     first = (await stack.client.get("/api/v1/keys/ring")).json()
     anchor = contract.KeyRing.model_validate(first).keys[0]
@@ -195,7 +195,7 @@ async def test_a_city_admin_revokes_a_key_and_speakers_learn_it_from_the_ring(
 async def test_revoking_the_key_every_speaker_trusts_is_refused_unless_asked_for(
     stack: Stack,
 ) -> None:
-    admin = await sign_up(stack, "root-admin", Role.CITY_ADMIN)
+    admin = await sign_up(stack.client, "root-admin", Role.CITY_ADMIN)
     [root] = (await stack.client.get("/api/v1/keys")).json()
     alone = await stack.client.post(
         f"/api/v1/keys/{root['key_id']}/revoke", json={"reason": "stolen"}, headers=admin.headers

@@ -16,6 +16,7 @@ from gateway.broadcasts.ranges import ByteRange, Unsatisfiable, parse_range
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _ack, _commands, _create, _everyone_online, recording
 from tests.flow.test_roles import _person
+from tests.support.people import sign_up
 from wire import contract
 from wire.contract import AckStatus
 
@@ -167,23 +168,10 @@ async def test_installers_fetch_provisioning_within_their_area(stack: Stack) -> 
     other = next(d["id"] for d in districts if d["id"] != own)
     inside = await _person(stack, Role.DISTRICT_OFFICER, district_ids=[own])
     assert (await stack.client.get(url, headers=inside.headers)).status_code == 200
-    stranger = await stack.client.post(
-        "/api/v1/users",
-        json={
-            "username": "officer-far",
-            "display_name": "officer-far",
-            "role": "district_officer",
-            "password": "correct-horse-battery",
-            "district_ids": [other],
-        },
+    stranger = await sign_up(
+        stack.client, "officer-far", Role.DISTRICT_OFFICER, district_ids=[other]
     )
-    assert stranger.status_code == 201, stranger.text
-    login = await stack.client.post(
-        "/api/v1/auth/token",
-        data={"username": "officer-far", "password": "correct-horse-battery"},
-        headers={"Authorization": ""},
-    )
-    far = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    far = stranger.headers
     refused = await stack.client.get(url, headers=far)
     assert refused.status_code == 403
     assert refused.json()["error"] == "outside_scope"

@@ -10,8 +10,9 @@ from sqlalchemy import update
 from gateway.auth import Role
 from gateway.users.models import User
 from tests.flow.conftest import Stack
-from tests.flow.test_roles import Person, _layout, _login, _person
+from tests.flow.test_roles import _layout, _person
 from tests.flow.test_schedules import _aware, _broadcast_count, _fire, _read, local, move_to
+from tests.support.people import Person, access_token
 
 ALERT = "하천 수위가 높아지고 있습니다. 하천변에서 즉시 대피해 주십시오."
 
@@ -62,9 +63,7 @@ async def test_suspending_a_person_pauses_their_scheduled_disaster_alerts(stack:
     reinstated = await stack.client.post(f"/api/v1/users/{officer.user_id}/reinstate")
     assert reinstated.status_code == 200
     assert (await _read(stack, made["id"]))["state"] == "paused"
-    login = await _login(stack, officer.username)
-    assert login.status_code == 200
-    officer.token = login.json()["access_token"]
+    officer.token = await access_token(stack.client, officer.username)
 
     resumed = await stack.client.post(
         f"/api/v1/schedules/{made['id']}/resume", headers=officer.headers

@@ -10,7 +10,7 @@ import pytest
 from gateway.auth import Role
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _commands, _everyone_online
-from tests.sending.people import make_person
+from tests.support.people import make_person
 
 
 async def _templates(stack: Stack, **params: Any) -> list[dict[str, Any]]:
@@ -168,8 +168,8 @@ async def test_only_who_may_send_a_template_everywhere_it_covers_may_change_it(
     template now takes the rights to send its category to every place it is kept for."""
     districts = (await stack.client.get("/api/v1/districts")).json()["items"]
     mine, other = districts[0]["id"], districts[1]["id"]
-    officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[mine])
-    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    officer = await make_person(stack.client, Role.DISTRICT_OFFICER, district_ids=[mine])
+    safety = await make_person(stack.client, Role.SAFETY_OFFICER)
     evacuation = await _by_name(stack, "산불 대피")
     heat = await _by_name(stack, "폭염 주의")
     [own] = [t for t in await _templates(stack) if t["district_id"] == mine]

@@ -23,9 +23,10 @@ from sqlalchemy import select
 from gateway.app import create_app
 from gateway.bus import MqttBus
 from gateway.migrations import upgrade_async
-from gateway.seed import seed
 from gateway.settings import MqttTarget, Settings
 from gateway.speakers.models import Speaker
+from tests.support.databases import seed_city
+from tests.support.people import bearer
 from wire import contract
 from wire.contract import AckStatus, SpeakerIdentity
 
@@ -92,9 +93,7 @@ async def broker_stack(
     try:
         app = create_app(settings, bus=bus)
         async with app.router.lifespan_context(app):
-            async with app.state.sessions() as session:
-                await seed(session, preset="tiny", city_code=city)
-                await session.commit()
+            await seed_city(app.state.sessions, preset="tiny", city_code=city)
             async with asyncio.timeout(20):
                 while not bus.connected:  # noqa: ASYNC110 - polling the connection
                     await asyncio.sleep(0.05)
@@ -102,7 +101,7 @@ async def broker_stack(
             async with httpx.AsyncClient(
                 transport=transport,
                 base_url="http://gateway",
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers=bearer(TOKEN),
             ) as client:
                 yield BrokerStack(app, client, bus, settings, mqtt_url)
     finally:

@@ -24,8 +24,9 @@ from gateway.places.router import router as places_router
 from gateway.settings import Settings
 from gateway.speakers.router import router as speakers_router
 from tests.support import postgres
+from tests.support.people import API_TOKEN, bearer
 
-TOKEN = "test-token-" + "x" * 24
+TOKEN = API_TOKEN
 CITY_CODE = "testcity"
 
 
@@ -42,14 +43,14 @@ async def _create_schema(url: str) -> None:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL database with the schema, shared by one test module."""
     postgres.require("PostgreSQL variant")
-    name = f"maeul_test_{secrets.token_hex(4)}"
-    asyncio.run(postgres.admin(f'CREATE DATABASE "{name}"'))
+    name = postgres.unique_name("maeul_test")
+    asyncio.run(postgres.create_database(name))
     try:
         url = postgres.url(name)
         asyncio.run(_create_schema(url))
         yield url
     finally:
-        asyncio.run(postgres.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -126,7 +127,7 @@ async def api(db_sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Ap
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://gateway",
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers=bearer(TOKEN),
     ) as client:
         yield Api(app, client, db_sessions, clock, city.id)
 

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from gateway.app import create_app
 from gateway.bus import FakeBus, Incoming, MqttBus
 from gateway.db import create_engine, create_sessions
-from gateway.migrations import upgrade_async
-from gateway.seed import seed
 from gateway.settings import MqttTarget, Settings
 from gateway.speakers.models import Speaker
+from tests.support.databases import seed_database
+from tests.support.people import API_TOKEN
 from wire import contract
 
 MESSAGES = 40
@@ -112,18 +112,16 @@ async def test_a_restarted_replica_reads_and_ends_the_session_its_crash_left(mqt
 
 async def test_a_stopping_replica_records_what_it_was_handed(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
-    await upgrade_async(url)
+    await seed_database(url, preset="tiny", city_code="testcity")
     engine = create_engine(url)
     try:
         async with create_sessions(engine)() as session:
-            await seed(session, preset="tiny", city_code="testcity")
-            await session.commit()
             code = (await session.scalars(select(Speaker.code).limit(1))).one()
         settings = Settings(
             environment="test",
             database_url=url,
             data_dir=tmp_path / "data",
-            api_token="test-token-" + "x" * 24,
+            api_token=API_TOKEN,
             city_code="testcity",
             quiet_hours="off",
         )

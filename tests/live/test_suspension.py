@@ -11,8 +11,9 @@ from gateway.live.fanout import FakeLiveBus
 from gateway.live.hub import LiveHub
 from gateway.places.models import City
 from tests.flow.conftest import Stack, stack  # noqa: F401 - the fixture
-from tests.flow.test_roles import Person, _person
+from tests.flow.test_roles import _person
 from tests.live.test_hub import FakeSocket, _district, _open_ids, _pcm, _row, _until
+from tests.support.people import Person
 from wire import contract
 from wire.contract import Category, LiveKind
 

@@ -8,8 +8,8 @@ from typing import Any
 from gateway.auth import Role
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
-from tests.flow.test_roles import Person, _layout, _send
-from tests.sending.people import make_person
+from tests.flow.test_roles import _layout, _send
+from tests.support.people import Person, make_person
 
 __all__ = ["recording", "stack"]  # the fixtures, shared
 
@@ -27,11 +27,11 @@ async def test_a_village_head_cannot_cancel_a_district_or_city_broadcast_to_thei
     districts, villages = await _layout(stack)
     mine = districts[0]["id"]
     village = next(v["id"] for v in villages if v["district_id"] == mine)
-    head = await make_person(stack, Role.VILLAGE_HEAD, village_ids=[village])
-    officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[mine])
-    colleague = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[mine])
-    admin = await make_person(stack, Role.CITY_ADMIN)
-    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    head = await make_person(stack.client, Role.VILLAGE_HEAD, village_ids=[village])
+    officer = await make_person(stack.client, Role.DISTRICT_OFFICER, district_ids=[mine])
+    colleague = await make_person(stack.client, Role.DISTRICT_OFFICER, district_ids=[mine])
+    admin = await make_person(stack.client, Role.CITY_ADMIN)
+    safety = await make_person(stack.client, Role.SAFETY_OFFICER)
 
     alert = await _send(stack, officer, recording, "disaster", village_ids=[village])
     assert alert.status_code == 201, alert.text
@@ -58,8 +58,8 @@ async def test_a_village_head_cannot_cancel_a_district_schedule_for_their_villag
     districts, villages = await _layout(stack)
     mine = districts[0]["id"]
     village = next(v["id"] for v in villages if v["district_id"] == mine)
-    head = await make_person(stack, Role.VILLAGE_HEAD, village_ids=[village])
-    officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[mine])
+    head = await make_person(stack.client, Role.VILLAGE_HEAD, village_ids=[village])
+    officer = await make_person(stack.client, Role.DISTRICT_OFFICER, district_ids=[mine])
     made = await stack.client.post(
         "/api/v1/schedules",
         data={

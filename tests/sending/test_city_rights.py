@@ -9,8 +9,8 @@ from gateway.settings import Settings
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
 from tests.flow.test_roles import _layout
-from tests.sending.people import make_person
 from tests.sending.test_findings import _send
+from tests.support.people import make_person
 from wire.contract import Category
 
 __all__ = ["recording", "stack"]
@@ -19,8 +19,8 @@ __all__ = ["recording", "stack"]
 async def test_a_city_that_keeps_disaster_alerts_from_village_heads(stack: Stack) -> None:
     _, villages = await _layout(stack)
     village = villages[0]
-    head = await make_person(stack, Role.VILLAGE_HEAD, village_ids=[village["id"]])
-    police = await make_person(stack, Role.POLICE_OFFICER, village_ids=[village["id"]])
+    head = await make_person(stack.client, Role.VILLAGE_HEAD, village_ids=[village["id"]])
+    police = await make_person(stack.client, Role.POLICE_OFFICER, village_ids=[village["id"]])
     stack.settings.role_categories = {
         "village_head": [Category.VILLAGE_NOTICE, Category.ADMINISTRATIVE],
         "police_officer": [Category.CRIME_PREVENTION, Category.ADMINISTRATIVE],

@@ -12,9 +12,9 @@ import pytest
 from gateway.auth import Role
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
-from tests.flow.test_roles import Person, _layout
+from tests.flow.test_roles import _layout
 from tests.flow.test_schedules import local, move_to
-from tests.sending.people import make_person
+from tests.support.people import Person, make_person
 
 __all__ = ["recording", "stack"]  # the fixtures, shared
 
@@ -47,7 +47,7 @@ async def test_a_disaster_alert_split_per_district_still_needs_a_second_person(
     stack: Stack,
 ) -> None:
     districts, _ = await _layout(stack)
-    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    safety = await make_person(stack.client, Role.SAFETY_OFFICER)
     first = await _send(stack, safety, "disaster", district_ids=[districts[0]["id"]])
     assert first.status_code == 201, first.text
     second = await _send(stack, safety, "disaster", district_ids=[districts[1]["id"]])
@@ -62,7 +62,9 @@ async def test_a_disaster_alert_split_per_district_still_needs_a_second_person(
 async def test_a_live_talk_in_quiet_hours_is_refused(stack: Stack) -> None:
     districts, _ = await _layout(stack)
     move_to(stack, local("2026-01-02T01:33"))
-    officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[districts[0]["id"]])
+    officer = await make_person(
+        stack.client, Role.DISTRICT_OFFICER, district_ids=[districts[0]["id"]]
+    )
     body = {"category": "village_notice", "district_ids": [districts[0]["id"]]}
     talk = await stack.client.post("/api/v1/live/tickets", json=body, headers=officer.headers)
     assert (talk.status_code, talk.json()["error"]) == (409, "quiet_hours")
@@ -76,7 +78,7 @@ async def test_a_resend_counts_against_the_limit(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     districts, _ = await _layout(stack)
-    police = await make_person(stack, Role.POLICE_OFFICER, district_ids=[districts[0]["id"]])
+    police = await make_person(stack.client, Role.POLICE_OFFICER, district_ids=[districts[0]["id"]])
     monkeypatch.setattr(stack.settings, "rate_limit_user_per_hour", 1)
     original = await _send(
         stack, police, "crime_prevention", district_ids=[districts[0]["id"]], expires_in_s=30
@@ -93,7 +95,7 @@ async def test_a_resend_of_a_resend_counts_too(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     districts, _ = await _layout(stack)
-    police = await make_person(stack, Role.POLICE_OFFICER, district_ids=[districts[0]["id"]])
+    police = await make_person(stack.client, Role.POLICE_OFFICER, district_ids=[districts[0]["id"]])
     monkeypatch.setattr(stack.settings, "rate_limit_user_per_hour", 2)
     original = await _send(
         stack, police, "crime_prevention", district_ids=[districts[0]["id"]], expires_in_s=30
@@ -109,8 +111,8 @@ async def test_a_resend_of_a_resend_counts_too(
 async def test_the_same_key_from_two_people_is_two_requests(stack: Stack) -> None:
     districts, _ = await _layout(stack)
     area = {"district_ids": [districts[0]["id"]]}
-    one = await make_person(stack, Role.DISTRICT_OFFICER, **area)
-    other = await make_person(stack, Role.DISTRICT_OFFICER, **area)
+    one = await make_person(stack.client, Role.DISTRICT_OFFICER, **area)
+    other = await make_person(stack.client, Role.DISTRICT_OFFICER, **area)
     first = await _send(stack, one, "administrative", key="notice-1", **area)
     assert first.status_code == 201, first.text
     same = await _send(stack, other, "administrative", key="notice-1", **area)
@@ -129,8 +131,8 @@ async def test_the_same_key_from_two_people_is_two_requests(stack: Stack) -> Non
 async def test_a_key_is_looked_up_after_the_rights(stack: Stack) -> None:
     districts, _ = await _layout(stack)
     area = {"district_ids": [districts[0]["id"]]}
-    officer = await make_person(stack, Role.DISTRICT_OFFICER, **area)
-    police = await make_person(stack, Role.POLICE_OFFICER, **area)
+    officer = await make_person(stack.client, Role.DISTRICT_OFFICER, **area)
+    police = await make_person(stack.client, Role.POLICE_OFFICER, **area)
     sent = await _send(stack, officer, "disaster", key="shared", **area)
     assert sent.status_code == 201, sent.text
     asked = await _send(stack, police, "disaster", key="shared", **area)
@@ -158,7 +160,7 @@ async def test_alerts_sent_at_the_same_moment_by_two_paths_still_need_a_second_p
         assert sent.status_code == 201, sent.text
         originals.append(sent.json()["id"])
     await _expire(stack)
-    safety = await make_person(stack, Role.SAFETY_OFFICER)
+    safety = await make_person(stack.client, Role.SAFETY_OFFICER)
     answers = await asyncio.gather(*(_resend(stack, safety, b) for b in originals))
     codes = sorted((a.status_code, a.json().get("error", "")) for a in answers)
     assert codes == [(201, ""), (409, "approval_required")], [a.text for a in answers]

@@ -29,8 +29,8 @@ from gateway.sending.rules import (
 )
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
-from tests.flow.test_roles import Person, _layout
-from tests.sending.people import make_person
+from tests.flow.test_roles import _layout
+from tests.support.people import Person, make_person
 
 __all__ = ["recording", "stack"]  # the fixtures, shared
 
@@ -157,7 +157,7 @@ async def act_schedule_fire(case: Case, key: str | None) -> Outcome:
 
 async def prepare_approval(case: Case) -> None:
     """A request for a second person, by someone else, to the city (a disaster alert)."""
-    requester = await make_person(case.stack, Role.SAFETY_OFFICER)
+    requester = await make_person(case.stack.client, Role.SAFETY_OFFICER)
     response = await case.stack.client.post(
         "/api/v1/broadcasts",
         data={"category": "disaster", "all_villages": "true", "text": _TEXT},
@@ -339,7 +339,7 @@ async def _case(
     first, second = districts[0]["id"], districts[1]["id"]
     role = situation.approver if path is Path.APPROVAL else situation.role
     scope = {"district_ids": [first]} if role is Role.DISTRICT_OFFICER else {}
-    person = await make_person(stack, role, **scope)
+    person = await make_person(stack.client, role, **scope)
     case = Case(stack, recording, person, situation.category, situation.where(first, second))
     case.state["first"] = [first]
     prepare, act = DRIVERS[path]

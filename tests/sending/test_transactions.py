@@ -17,7 +17,7 @@ from gateway.speakers import service as speakers
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import recording
 from tests.flow.test_roles import _layout
-from tests.sending.people import make_person
+from tests.support.people import make_person
 from wire.contract import Category
 
 __all__ = ["recording", "stack"]  # the fixtures, shared
@@ -102,7 +102,9 @@ async def test_no_connection_is_held_while_the_audio_is_made(
 
     monkeypatch.setattr(worker, "transcode", watched)
     districts, _ = await _layout(stack)
-    officer = await make_person(stack, Role.DISTRICT_OFFICER, district_ids=[districts[0]["id"]])
+    officer = await make_person(
+        stack.client, Role.DISTRICT_OFFICER, district_ids=[districts[0]["id"]]
+    )
     for category in ("administrative", "disaster"):
         response = await stack.client.post(
             "/api/v1/broadcasts",

@@ -5,19 +5,27 @@ address (``MAEUL_TEST_PG_HOST``/``MAEUL_TEST_PG_PORT``, default 127.0.0.1:5432),
 starts a throwaway cluster of its own with the machine's ``initdb`` (``make test`` installs the
 ``postgresql`` package when it is missing) on a free port, with trust authentication, and points
 every worker at it through those variables; it is removed when the run ends.
+
+Test databases on it are made and dropped here: one per test or module (`create_database`,
+`drop_database`), or one a test can take away and give back (`fresh_postgres`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support import net
 
 ADMIN_DATABASE = "test"
 
@@ -35,11 +43,7 @@ def url(database: str) -> str:
 
 
 def reachable() -> bool:
-    try:
-        with socket.create_connection((host(), port()), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return net.reachable(host(), port())
 
 
 def require(needed_for: str) -> None:
@@ -64,6 +68,70 @@ async def admin(sql: str) -> None:
         await conn.close()
 
 
+def unique_name(prefix: str) -> str:
+    """A database name no other test or worker is using: `prefix` and random hex."""
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+async def create_database(name: str, *, template: str | None = None) -> None:
+    """An empty database, or a copy of `template` (which nobody may be connected to)."""
+    copy = f' TEMPLATE "{template}"' if template else ""
+    await admin(f'CREATE DATABASE "{name}"{copy}')
+
+
+async def drop_database(name: str) -> None:
+    await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class PostgresDatabase:
+    """A database of its own on the tests' PostgreSQL, which a test can take away and give back."""
+
+    name: str
+
+    @property
+    def url(self) -> str:
+        return url(self.name)
+
+    @staticmethod
+    def reachable() -> bool:
+        return reachable()
+
+    async def admin(self, sql: str) -> None:
+        await admin(sql)
+
+    async def create(self) -> None:
+        await create_database(self.name)
+
+    async def drop(self) -> None:
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+        await drop_database(self.name)
+
+    async def take_away(self) -> None:
+        """Refuse new connections and end every open one, as a crashed database server would."""
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        await self.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()"
+        )
+
+    async def give_back(self) -> None:
+        await self.admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres(prefix: str, *, needed_for: str) -> AsyncIterator[PostgresDatabase]:
+    """A new database on the tests' PostgreSQL, dropped afterwards; the test is skipped (failed
+    in CI), saying what it `needed_for`, when no PostgreSQL is reachable."""
+    require(needed_for)
+    database = PostgresDatabase(unique_name(prefix))
+    await database.create()
+    try:
+        yield database
+    finally:
+        await database.drop()
+
+
 def _binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
@@ -77,12 +145,6 @@ def _version(path: str) -> int:
     return int(part) if part.isdigit() else 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TemporaryCluster:
     """A PostgreSQL server of the test run's own, in a temporary directory."""
 
@@ -90,7 +152,7 @@ class TemporaryCluster:
         self.initdb, self.pg_ctl = initdb, pg_ctl
         self.directory = Path(tempfile.mkdtemp(prefix="maeul-pg-"))
         self.data = self.directory / "data"
-        self.port = _free_port()
+        self.port = net.free_port()
         # PostgreSQL refuses to run as root: CI runs as root, so the server runs as `postgres`.
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 

@@ -4,16 +4,15 @@ stopped answering (checked against the pages' own rule, run in Chromium)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.bus import Incoming
 from gateway.web.router import STATIC
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.flow.conftest import Stack, proof_of
 from tests.media import make_recording
+from tests.support.chromium import CHROMIUM_ARGS, require_chromium
 from wire import contract
 from wire.contract import AckStatus
 
@@ -117,9 +116,7 @@ async def test_the_event_stream_pushes_the_detail_the_board_draws(
 
 @pytest.fixture
 def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; make bootstrap does)")
-    return CHROMIUM
+    return require_chromium()
 
 
 async def _chromium_rule(chromium: str, details: list[dict[str, Any]]) -> list[dict[str, Any]]:

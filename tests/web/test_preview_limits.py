@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from audio.worker import TranscodeWorker
+from gateway.auth import Role
 from tests.audio import jobs
 from tests.flow.conftest import Stack
+from tests.support.people import access_token, bearer, create_user
 
 PREVIEW = "/api/v1/speech/preview"
-PASSWORD = "correct-horse-battery"
 # A safety net for a broken worker only: nothing here asserts how long anything takes.
 HANG_S = 60.0
 
@@ -28,23 +29,8 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def _other_person(stack: Stack) -> dict[str, str]:
-    created = await stack.client.post(
-        "/api/v1/users",
-        json={
-            "username": "officer-preview",
-            "display_name": "미리듣기",
-            "role": "city_admin",
-            "password": PASSWORD,
-        },
-    )
-    assert created.status_code == 201, created.text
-    login = await stack.client.post(
-        "/api/v1/auth/token",
-        data={"username": "officer-preview", "password": PASSWORD},
-        headers={"Authorization": ""},
-    )
-    assert login.status_code == 200, login.text
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+    await create_user(stack.client, "officer-preview", Role.CITY_ADMIN, display_name="미리듣기")
+    return bearer(await access_token(stack.client, "officer-preview"))
 
 
 async def test_a_person_with_two_previews_in_line_gets_429_preview_busy(

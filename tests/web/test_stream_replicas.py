@@ -13,17 +13,16 @@ import pytest
 
 from tests.e2e.harness import (
     GatewayProcess,
-    PostgresDatabase,
     broadcast_to,
     fleet_for,
     forget_gateway_session,
-    fresh_postgres,
     intake_count,
     metrics,
-    seed_database,
     wait_online,
 )
 from tests.media import make_recording
+from tests.support.databases import seed_database
+from tests.support.postgres import PostgresDatabase, fresh_postgres
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
