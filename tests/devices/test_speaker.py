@@ -1,4 +1,7 @@
-"""SpeakerCore against fakes: admission, at-most-once, order, expiry, cancel, recovery."""
+"""SpeakerCore against fakes: admission, at-most-once, order, expiry, cancel, recovery.
+
+Over 600 lines on purpose: one story of one speaker, each test building on the fakes above it.
+"""
 
 from __future__ import annotations
 

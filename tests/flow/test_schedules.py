@@ -1,5 +1,8 @@
 """Scheduled broadcasts: made, edited and cancelled; fired at their time, exactly once, by
-whichever scheduler claims them, across restarts; refused with clear errors when wrong."""
+whichever scheduler claims them, across restarts; refused with clear errors when wrong.
+
+Over 600 lines on purpose: a schedule's whole life, one test per step, sharing one set-up.
+"""
 
 from __future__ import annotations
 
