@@ -10,8 +10,8 @@ and the examples (``asyncapi_examples.py``) are real, signed contract objects. W
 the document's frame; its overview, the protocol as a whole, is ``asyncapi_overview.md`` (a
 `string.Template`). After changing the contract, regenerate and commit the result::
 
-    python openapi/build_asyncapi.py            # rewrite openapi/asyncapi.yaml
-    python openapi/build_asyncapi.py --check    # exit 1 when openapi/asyncapi.yaml is stale
+    python -m openapi.build_asyncapi           # rewrite openapi/asyncapi.yaml
+    python -m openapi.build_asyncapi --check   # exit 1 when openapi/asyncapi.yaml is stale
 
 ``tests/test_asyncapi.py`` fails while the committed document differs from what this produces.
 """
@@ -62,7 +62,7 @@ MQTT_BINDING: Final = "0.2.0"
 SCHEMA_REF: Final = "#/components/schemas/"
 HEADER: Final = (
     "# Generated from wire/contract by openapi/build_asyncapi.py: do not edit by hand.\n"
-    "# Regenerate with `python openapi/build_asyncapi.py` after changing the contract.\n"
+    "# Regenerate with `python -m openapi.build_asyncapi` after changing the contract.\n"
 )
 
 # The models that travel on the wire, in the order the document lists them.
@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:
-            sys.stderr.write(f"{TARGET.name} is stale: run python openapi/build_asyncapi.py\n")
+            sys.stderr.write(f"{TARGET.name} is stale: run python -m openapi.build_asyncapi\n")
             return 1
         return 0
     TARGET.write_text(text, encoding="utf-8")

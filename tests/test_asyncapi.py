@@ -98,7 +98,7 @@ def _args(names: Any) -> dict[str, str]:
 
 def test_document_is_generated_from_the_current_contract(build: ModuleType) -> None:
     assert ASYNCAPI.read_text(encoding="utf-8") == build.render(), (
-        "openapi/asyncapi.yaml is stale: run `python openapi/build_asyncapi.py`"
+        "openapi/asyncapi.yaml is stale: run `python -m openapi.build_asyncapi`"
     )
 
 
