@@ -62,6 +62,20 @@ OPEN_BROKER = {
 
 def pytest_configure(config: pytest.Config) -> None:
     postgres.provide(config)
+    _cheap_password_hashes()
+
+
+def _cheap_password_hashes() -> None:
+    """Hash passwords at argon2's smallest cost in this process, as Django's tests do with their
+    fastest hasher: production's cost (64 MiB, three passes) is there to slow an attacker and was
+    a fifth of the in-process tests' time. What is checked (hashes verify, wrong passwords fail,
+    unknown names cost a hash) does not depend on it; gateways the tests start as processes keep
+    production's cost."""
+    from argon2 import PasswordHasher
+
+    from gateway.users import logins
+
+    logins._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -137,31 +151,40 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-# The slowest files, slowest first (seconds on two workers). The workers take whole files in
-# collection order (make test turns off xdist's reordering by size), so starting these first
-# keeps one long file from running alone at the end
-# while the other worker waits: the longest-first rule of scheduling.
+# The slowest files, slowest first, alternating end-to-end files (which spend much of their time
+# waiting for speakers, expiries and clocks) with in-process ones (which keep a core busy), so
+# the two workers rarely wait at the same time. The workers take whole files in collection order
+# (make test turns off xdist's reordering by size); starting the long ones first keeps one from
+# running alone at the end while the other worker waits: the longest-first rule of scheduling.
 SLOW_FIRST = (
-    "tests/e2e/test_faults.py",
+    "tests/e2e/test_quiet_hours.py",
     "tests/flow/test_schedules.py",
+    "tests/e2e/test_faults.py",
     "tests/sending/test_policy_matrix.py",
     "tests/e2e/test_jinju.py",
-    "tests/test_bench_smoke.py",
-    "tests/flow/test_broadcast_flow.py",
     "tests/flow/test_roles.py",
-    "tests/flow/test_approvers.py",
-    "tests/e2e/test_preemption.py",
-    "tests/packaging/test_wheel.py",
-    "tests/flow/test_send_limits.py",
     "tests/e2e/test_contract.py",
-    "tests/e2e/test_schedules.py",
-    "tests/browser/test_pages.py",
+    "tests/test_bench_smoke.py",
+    "tests/e2e/test_preemption.py",
+    "tests/flow/test_approvers.py",
     "tests/e2e/test_live.py",
-    "tests/live/test_hub.py",
-    "tests/e2e/test_quiet_hours.py",
+    "tests/packaging/test_wheel.py",
+    "tests/e2e/test_resend.py",
+    "tests/browser/test_pages.py",
+    "tests/e2e/test_schedules.py",
     "tests/test_api_contract.py",
     "tests/browser/test_board_follows.py",
-    "tests/e2e/test_resend.py",
+    "tests/flow/test_broadcast_flow.py",
+    "tests/e2e/test_give_up.py",
+    "tests/flow/test_hostile_uploads.py",
+    "tests/e2e/test_live_suspension.py",
+    "tests/flow/test_approvals.py",
+    "tests/web/test_stream_replicas.py",
+    "tests/live/test_hub.py",
+    "tests/e2e/test_stop.py",
+    "tests/flow/test_audit.py",
+    "tests/e2e/test_security.py",
+    "tests/flow/test_send_limits.py",
     "tests/flow/test_logins.py",
 )
 

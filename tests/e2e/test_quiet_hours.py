@@ -24,10 +24,16 @@ __all__ = ["clips"]
 SEOUL = ZoneInfo("Asia/Seoul")
 
 
+# Time enough, on a busy machine too, to start the gateway and its speakers and play the whole
+# disaster alert before the window ends.
+LEAD_S = 45
+
+
 def _window_ending_soon() -> tuple[str, datetime]:
-    """A quiet-hours window that began half an hour ago and ends at the next minute but one."""
+    """A quiet-hours window that began half an hour ago and ends on the first whole minute at
+    least LEAD_S seconds away (windows are in whole minutes)."""
     now = datetime.now(SEOUL)
-    end = datetime.fromtimestamp(math.ceil(now.timestamp() / 60) * 60, SEOUL) + timedelta(minutes=1)
+    end = datetime.fromtimestamp(math.ceil((now.timestamp() + LEAD_S) / 60) * 60, SEOUL)
     start = now - timedelta(minutes=30)
     return f"{start:%H:%M}-{end:%H:%M}", end
 

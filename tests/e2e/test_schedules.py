@@ -111,13 +111,13 @@ async def test_two_gateways_fire_each_occurrence_once(
             total = len(fleet.speakers)
             await wait_online(one, total)
             # Far enough ahead that all four are made before it comes, on a busy machine too.
-            soon = datetime.now(UTC) + timedelta(seconds=20)
-            made = [await _schedule(one, recording, soon, title=f"예약 {n}") for n in range(3)]
-            made.append(
-                await _schedule(
-                    other, recording, soon, title="반복", repeat_count="2", repeat_every_min="1"
-                )
-            )
+            soon = datetime.now(UTC) + timedelta(seconds=15)
+            # Made on both gateways; either may fire any of them. Repeating schedules raced by two
+            # schedulers are in tests/flow/test_schedules.py, on a clock the test moves.
+            made = [
+                await _schedule(client, recording, soon, title=f"예약 {n}")
+                for n, client in enumerate((one, one, other, other))
+            ]
             done = [await _until_completed(other, m["id"]) for m in made]
             broadcast_ids = [b for d in done for b in d["broadcast_ids"]]
             finals = [await wait_until_final(one, b) for b in broadcast_ids]
@@ -125,11 +125,11 @@ async def test_two_gateways_fire_each_occurrence_once(
         finally:
             await fleet.stop()
 
-    assert [len(d["occurrences"]) for d in done] == [1, 1, 1, 2]
+    assert [len(d["occurrences"]) for d in done] == [1, 1, 1, 1]
     assert all(o["state"] == "fired" for d in done for o in d["occurrences"])
-    assert len(broadcast_ids) == len(set(broadcast_ids)) == 5
-    assert history["total"] == 5, "one broadcast per occurrence across both gateways"
+    assert len(broadcast_ids) == len(set(broadcast_ids)) == 4
+    assert history["total"] == 4, "one broadcast per occurrence across both gateways"
     for final in finals:
         assert final["state"] == "completed"
         assert final["speakers"]["played"] == final["speakers"]["total"] == total
-    assert all(s.played == 5 for s in fleet), "every speaker played each broadcast once"
+    assert all(s.played == 4 for s in fleet), "every speaker played each broadcast once"
