@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,13 +82,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'maeul.db'}"
         return
-    postgres.require("PostgreSQL variant")
-    name = postgres.unique_name("maeul_test")
-    asyncio.run(postgres.create_database(name))
-    try:
+    with postgres.scratch_database("maeul_test") as name:
         yield postgres.url(name)
-    finally:
-        asyncio.run(postgres.drop_database(name))
 
 
 # Migrating a new database takes longer than most tests that use one: each worker migrates one
@@ -109,14 +103,9 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _migrated_postgres() -> Iterator[str]:
     from gateway.migrations import upgrade
 
-    postgres.require("PostgreSQL variant")
-    name = postgres.unique_name("maeul_template")
-    asyncio.run(postgres.create_database(name))
-    try:
+    with postgres.scratch_database("maeul_template") as name:
         upgrade(postgres.url(name))
         yield name
-    finally:
-        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -126,12 +115,8 @@ def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
         yield copy_database(request.getfixturevalue("migrated_sqlite"), tmp_path / "maeul.db")
         return
     template = request.getfixturevalue("_migrated_postgres")
-    name = postgres.unique_name("maeul_test")
-    asyncio.run(postgres.create_database(name, template=template))
-    try:
+    with postgres.scratch_database("maeul_test", template=template) as name:
         yield postgres.url(name)
-    finally:
-        asyncio.run(postgres.drop_database(name))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -42,15 +42,10 @@ async def _create_schema(url: str) -> None:
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL database with the schema, shared by one test module."""
-    postgres.require("PostgreSQL variant")
-    name = postgres.unique_name("maeul_test")
-    asyncio.run(postgres.create_database(name))
-    try:
+    with postgres.scratch_database("maeul_test") as name:
         url = postgres.url(name)
         asyncio.run(_create_schema(url))
         yield url
-    finally:
-        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -12,6 +12,7 @@ Test databases on it are made and dropped here: one per test or module (`create_
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -19,7 +20,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,19 @@ async def create_database(name: str, *, template: str | None = None) -> None:
 
 async def drop_database(name: str) -> None:
     await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str, *, template: str | None = None) -> Iterator[str]:
+    """For synchronous fixtures: a new database (empty, or a copy of `template`), dropped
+    afterwards; yields its name. Fails or skips, as `require` does, with no PostgreSQL."""
+    require("PostgreSQL variant")
+    name = unique_name(prefix)
+    asyncio.run(create_database(name, template=template))
+    try:
+        yield name
+    finally:
+        asyncio.run(drop_database(name))
 
 
 @dataclass
