@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   login: $("login"), talk: $("talk"), who: $("who"), logout: $("logout"),
   category: $("category"), district: $("district"), village: $("village"), setup: $("setup"),
-  mic: $("mic"), level: $("level"), start: $("start"), ptt: $("ptt"), latch: $("latch"),
+  mic: $("mic"), meter: $("meter"), level: $("level"), start: $("start"), ptt: $("ptt"), latch: $("latch"),
   stop: $("stop"), state: $("state"), playing: $("playing"), speakers: $("speakers"),
   played: $("played"), sent: $("sent"), message: $("message"),
 };
@@ -141,7 +141,9 @@ function onSamples(samples) {
   let sum = 0;
   for (let i = 0; i < samples.length; i += 1) sum += samples[i] * samples[i];
   const dbfs = 10 * Math.log10(sum / samples.length + 1e-12);
-  ui.level.style.width = `${Math.max(0, Math.min(100, (dbfs + 60) * (100 / 60)))}%`;
+  const level = Math.max(0, Math.min(100, (dbfs + 60) * (100 / 60)));
+  ui.level.style.width = `${level}%`;
+  ui.meter.setAttribute("aria-valuenow", String(Math.round(level)));
   if (!live.ready || !live.talking || !live.socket || live.socket.readyState !== WebSocket.OPEN) return;
   mic.pending.push(samples);
   mic.pendingLength += samples.length;
