@@ -179,10 +179,16 @@ def desktop(browser: Browser, stack: Stack) -> Iterator[Page]:
     assert refused == [], "the page broke its own Content-Security-Policy"
 
 
-def _phone_context(browser: Browser, stack: Stack, **options: Any) -> BrowserContext:
+# Phones the village heads carry: a large one, a common one and a small one (CSS pixels).
+PHONE_SIZES = {412: 915, 393: 852, 360: 780}
+
+
+def _phone_context(
+    browser: Browser, stack: Stack, width: int = 412, **options: Any
+) -> BrowserContext:
     return browser.new_context(
         base_url=stack.url,
-        viewport={"width": 412, "height": 915},
+        viewport={"width": width, "height": PHONE_SIZES[width]},
         device_scale_factor=2,
         is_mobile=True,
         has_touch=True,
@@ -199,6 +205,25 @@ def phone(browser: Browser, stack: Stack) -> Iterator[Page]:
     yield page
     context.close()
     assert refused == [], "the page broke its own Content-Security-Policy"
+
+
+def _phone_page(browser: Browser, stack: Stack, width: int, **options: Any) -> Iterator[Page]:
+    context = _phone_context(browser, stack, width, **options)
+    page = context.new_page()
+    refused = _watch_policy(page)
+    yield page
+    context.close()
+    assert refused == [], "the page broke its own Content-Security-Policy"
+
+
+@pytest.fixture
+def phone_393(browser: Browser, stack: Stack) -> Iterator[Page]:
+    yield from _phone_page(browser, stack, 393)
+
+
+@pytest.fixture
+def phone_360(browser: Browser, stack: Stack) -> Iterator[Page]:
+    yield from _phone_page(browser, stack, 360)
 
 
 @pytest.fixture(scope="package")
@@ -219,6 +244,11 @@ def phone_with_microphone(browser_with_microphone: Browser, stack: Stack) -> Ite
     yield page
     context.close()
     assert refused == [], "the page broke its own Content-Security-Policy"
+
+
+@pytest.fixture
+def phone_360_with_microphone(browser_with_microphone: Browser, stack: Stack) -> Iterator[Page]:
+    yield from _phone_page(browser_with_microphone, stack, 360, permissions=["microphone"])
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:

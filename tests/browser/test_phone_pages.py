@@ -1,0 +1,302 @@
+"""The village head's phone page, the talk page and the residents' page on small phones (360 px),
+in Korean: what a 65-year-old head runs into at night, offline and when a tap would lose work;
+axe-core on every screen they pass through."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Stack, screenshot
+from tests.support.axe import assert_accessible
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
+
+LONG = 120_000  # ms: a bound for a loaded machine; the tests wait for states, not time
+SEOUL = ZoneInfo("Asia/Seoul")
+
+# What a page must hold to on a phone: every target a thumb can hit (48 CSS px each way, the
+# label around a radio button being its target) and no text under 16 px.
+_TOO_SMALL = """() => {
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== "hidden";
+  };
+  const found = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !shown(el) || el.closest("svg")) continue;
+    const size = parseFloat(getComputedStyle(el).fontSize);
+    if (size < 16) found.push(`${size}px text: ${node.textContent.trim().slice(0, 24)}`);
+  }
+  for (const el of document.querySelectorAll("a[href], button, input, select, textarea")) {
+    if (!shown(el)) continue;
+    const target = ["radio", "checkbox"].includes(el.type) && el.closest("label") || el;
+    const r = target.getBoundingClientRect();
+    if (r.width < 48 || r.height < 48) {
+      const name = (target.textContent || target.id || target.tagName).trim().slice(0, 24);
+      found.push(`${Math.round(r.width)}x${Math.round(r.height)} target: ${name}`);
+    }
+  }
+  return found;
+}"""
+
+
+def _check(page: Page, state: str) -> None:
+    """axe-core finds nothing serious, and targets and text are big enough for a phone."""
+    assert_accessible(page, state)
+    assert page.evaluate(_TOO_SMALL) == [], state
+
+
+def _log_in(page: Page, stack: Stack) -> None:
+    page.get_by_label("아이디").fill(stack.head)
+    page.get_by_label("비밀번호").fill(stack.password)
+    page.get_by_role("button", name="들어가기").click()
+    expect(page.get_by_role("link", name=re.compile("녹음해서 보내기"))).to_be_visible(timeout=LONG)
+
+
+def _head_fits(page: Page) -> None:
+    """The header says the village's name on one line, whole; Korean words are never broken."""
+    title = page.locator("#bar-title")
+    box = title.bounding_box()
+    assert box is not None
+    line = float(title.evaluate("el => parseFloat(getComputedStyle(el).lineHeight)"))
+    assert box["height"] <= line * 1.2, "the header's title wraps"
+    assert title.evaluate("el => el.scrollWidth <= el.clientWidth"), "the title is cut"
+    assert page.evaluate("getComputedStyle(document.body).wordBreak") == "keep-all"
+
+
+@contextmanager
+def _quiet_hours_now(stack: Stack) -> Iterator[datetime]:
+    """The head's district in quiet hours from half an hour ago to three hours from now; the
+    district follows the city's (none, in the tests) again afterwards, and what the head left
+    waiting is cancelled."""
+    now = datetime.now(SEOUL)
+    end = (now + timedelta(hours=3)).replace(second=0, microsecond=0)
+    window = f"{now - timedelta(minutes=30):%H:%M}-{end:%H:%M}"
+    path = f"/api/v1/quiet-hours/districts/{stack.district_id}"
+    answer = stack.api.put(path, json={"window": window})
+    assert answer.status_code == 200, answer.text
+    try:
+        yield end
+    finally:
+        stack.api.delete(path)
+        for schedule in _waiting(stack):
+            stack.api.post(f"/api/v1/schedules/{schedule['id']}/cancel")
+
+
+def _waiting(stack: Stack) -> list[dict[str, object]]:
+    page = stack.api.get("/api/v1/schedules", params={"state": "active", "limit": 200}).json()
+    return [s for s in page["items"] if str(s["created_by"]).startswith(stack.head)]
+
+
+def test_a_night_send_says_when_it_goes_is_listed_and_cancelled_at_360(
+    phone_360: Page, stack: Stack
+) -> None:
+    page = phone_360
+    page.goto("/phone")
+    _check(page, "phone login")
+    _log_in(page, stack)
+    _check(page, "phone home")
+
+    # The empty box's error goes once there is text, and shows where the head is looking.
+    page.get_by_role("link", name=re.compile("글로 써서 보내기")).click()
+    _head_fits(page)
+    send = page.get_by_role("button", name="마을에 방송하기")
+    send.click()
+    error = page.get_by_text("방송할 말을 써 주세요.")
+    expect(error).to_be_in_viewport()
+    _check(page, "phone text, error shown")
+    text = "오늘 밤 10시부터 마을 상수도 공사로 물이 끊깁니다."
+    page.get_by_label("방송할 말").fill(text)
+    expect(error).to_have_count(0)
+    _check(page, "phone text compose")
+
+    # The spoken preview shows that it plays, and stops when asked.
+    page.get_by_role("button", name="미리 들어 보기").click()
+    expect(page.get_by_text("미리 듣기 소리가 나오고 있습니다")).to_be_visible(timeout=LONG)
+    stop = page.get_by_role("button", name="■ 듣기 멈추기")
+    _check(page, "phone text, preview playing")
+    stop.click()
+    expect(page.get_by_text("미리 듣기 소리가 나오고 있습니다")).to_be_hidden()
+    expect(page.get_by_role("button", name="미리 들어 보기")).to_be_visible()
+
+    with _quiet_hours_now(stack) as end:
+        send.click()
+        held = page.locator("#message .notice.ok")
+        expect(held).to_contain_text("나가도록 예약했습니다", timeout=LONG)
+        [schedule] = _waiting(stack)
+        goes = page.evaluate("iso => when(iso)", schedule["next_fire_at"])
+        assert f"{end.month}월 {end.day}일" in goes
+        expect(held).to_contain_text(f"{goes}에 나가도록 예약했습니다")
+        expect(held).to_be_in_viewport()
+        screenshot(page, "phone-deferred")
+
+        # The home screen lists it, with when it goes.
+        page.get_by_role("button", name="처음으로").click()
+        waiting = page.locator(f"[data-schedule='{schedule['id']}']")
+        expect(waiting).to_contain_text(text[:20])
+        expect(waiting).to_contain_text(f"{goes}에 나갑니다")
+        expect(page.locator("#history")).not_to_contain_text("아직 보낸 방송이 없습니다.")
+        _check(page, "phone home, a send waiting")
+        screenshot(page, "phone-home-waiting")
+
+        # The same words again, while they wait: the head is asked first, and nothing is made.
+        page.get_by_role("link", name=re.compile("글로 써서 보내기")).click()
+        page.get_by_label("방송할 말").fill(text)
+        page.get_by_role("button", name="마을에 방송하기").click()
+        question = page.get_by_role("dialog", name="같은 방송이 이미 예약되어 있습니다")
+        expect(question).to_contain_text(f"{goes}에 나갈 예정")
+        _check(page, "phone text, duplicate question")
+        question.get_by_role("button", name="보내지 않기").click()
+        expect(page.locator("#message")).to_contain_text("보내지 않았습니다")
+        assert len(_waiting(stack)) == 1
+
+        # Cancelling asks first, saying what will not go out.
+        page.get_by_role("button", name="처음으로").click()
+        waiting.get_by_role("button", name="예약 취소").click()
+        question = page.get_by_role("dialog", name="이 예약 방송을 취소할까요?")
+        expect(question).to_contain_text(f"{goes}에 나갈")
+        question.get_by_role("button", name="그대로 두기").click()
+        expect(waiting).to_be_visible()
+        waiting.get_by_role("button", name="예약 취소").click()
+        question.get_by_role("button", name="예약 취소하기").click()
+        expect(page.locator("#waiting")).to_be_hidden()
+        expect(page.locator("#message")).to_contain_text("예약을 취소했습니다")
+        _check(page, "phone home, a send cancelled")
+        cancelled = stack.api.get(f"/api/v1/schedules/{schedule['id']}").json()
+        assert cancelled["state"] == "cancelled"
+
+    # The talk page the home screen leads to.
+    page.get_by_role("link", name=re.compile("지금 바로 말하기")).click()
+    page.wait_for_url(re.compile(r"/talk\?village="))
+    expect(page.get_by_role("heading", name="실시간 방송")).to_be_visible()
+    if page.locator("#login").is_visible():
+        _check(page, "talk login")
+        page.get_by_label("아이디").fill(stack.head)
+        page.get_by_label("비밀번호").fill(stack.password)
+        page.get_by_role("button", name="로그인").click()
+    expect(page.get_by_role("button", name="마이크 켜기")).to_be_visible(timeout=LONG)
+    _check(page, "talk page")
+
+
+def test_the_phone_home_fits_a_393_px_phone(phone_393: Page, stack: Stack) -> None:
+    phone_393.goto("/phone")
+    _log_in(phone_393, stack)
+    _head_fits(phone_393)
+    _check(phone_393, "phone home at 393 px")
+
+
+def test_recording_again_asks_before_the_recording_is_lost_at_360(
+    phone_360_with_microphone: Page, stack: Stack
+) -> None:
+    page = phone_360_with_microphone
+    page.goto("/phone")
+    _log_in(page, stack)
+    page.get_by_role("link", name=re.compile("녹음해서 보내기")).click()
+    _check(page, "phone record")
+    page.get_by_role("button", name="녹음 시작").click()
+    expect(page.locator("#timer")).to_have_text(re.compile(r"0:0[2-9]"), timeout=LONG)
+    page.get_by_role("button", name="녹음 끝").click()
+    playback = page.locator("#playback")
+    expect(playback).to_have_attribute("src", re.compile("^blob:"))
+    first = playback.get_attribute("src")
+    _check(page, "phone recorded")
+
+    page.get_by_role("button", name="다시 녹음").click()
+    question = page.get_by_role("dialog", name="녹음을 지우고 다시 할까요?")
+    expect(question).to_contain_text(re.compile(r"방금 녹음한 말씀\(\d+초\)이 지워집니다"))
+    _check(page, "phone record, discard question")
+    question.get_by_role("button", name="그대로 두기").click()
+    expect(question).to_have_count(0)
+    expect(playback).to_have_attribute("src", first or "")
+    expect(page.get_by_role("button", name="마을에 방송하기")).to_be_visible()
+
+    page.get_by_role("button", name="다시 녹음").click()
+    page.get_by_role("button", name="지우고 다시 녹음").click()
+    expect(page.get_by_role("button", name="녹음 끝")).to_be_visible()
+    expect(page.get_by_role("button", name="마을에 방송하기")).to_be_hidden()
+    expect(page.locator("#timer")).to_have_text(re.compile(r"0:0[2-9]"), timeout=LONG)
+    page.get_by_role("button", name="녹음 끝").click()
+    page.get_by_role("button", name="마을에 방송하기").click()
+    page.wait_for_url(re.compile(r"#/sent/[0-9a-f]{32}$"), timeout=LONG)
+    expect(page.locator("#status-line")).to_have_text("모든 스피커가 방송했습니다.", timeout=LONG)
+    _head_fits(page)
+    _check(page, "phone sent and played")
+
+
+def test_offline_is_said_as_offline_and_the_login_survives_at_360(
+    phone_360: Page, stack: Stack
+) -> None:
+    page = phone_360
+    page.goto("/phone")
+    _log_in(page, stack)
+    # The page's service worker keeps the shell for a start without a network.
+    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=LONG)
+    page.get_by_role("link", name=re.compile("글로 써서 보내기")).click()
+    page.get_by_label("방송할 말").fill("내일 아침 마을 총회가 있습니다.")
+
+    page.context.set_offline(True)
+    page.get_by_role("button", name="마을에 방송하기").click()
+    error = page.locator("#message .notice.error")
+    expect(error).to_contain_text("서버에 연결하지 못했습니다", timeout=LONG)
+    expect(error).to_be_in_viewport()
+    expect(page.get_by_role("button", name="다시 보내기")).to_be_visible()
+    _check(page, "phone send failed offline")
+    screenshot(page, "phone-offline-send")
+
+    page.reload()
+    expect(page.get_by_role("heading", name="인터넷에 연결되어 있지 않습니다")).to_be_visible(
+        timeout=LONG
+    )
+    expect(page.get_by_label("비밀번호")).to_have_count(0)
+    _check(page, "phone opened offline")
+    page.context.set_offline(False)
+    # Back online, the head is still logged in and the screen they were on comes by itself.
+    expect(page.get_by_label("방송할 말")).to_be_visible(timeout=LONG)
+    page.get_by_role("button", name="처음으로").click()
+    expect(page.get_by_role("link", name=re.compile("녹음해서 보내기"))).to_be_visible()
+
+
+def test_residents_pages_read_large_and_pass_axe_at_360(phone_360: Page, stack: Stack) -> None:
+    sent = stack.api.post(
+        "/api/v1/broadcasts",
+        data={
+            "category": "administrative",
+            "title": "경로당 난방 점검",
+            "text": "이번 주 목요일에 경로당 난방기를 점검합니다.",
+            "village_ids": [str(stack.head_village_id)],
+        },
+    )
+    assert sent.status_code == 201, sent.text
+    for _ in range(600):
+        if stack.api.get(f"/api/v1/broadcasts/{sent.json()['id']}").json()["state"] in (
+            "completed",
+            "cancelled",
+        ):
+            break
+        time.sleep(0.2)
+    page = phone_360
+    page.goto("/notices")
+    page.get_by_label("마을 이름").fill(stack.head_village_name)
+    page.get_by_role("button", name="찾기").click()
+    expect(page.get_by_role("link", name=re.compile(stack.head_village_name))).to_have_count(1)
+    _check(page, "residents' village list")
+    page.get_by_role("link", name=re.compile(stack.head_village_name)).click()
+    notice = page.locator(f"[data-notice='{sent.json()['id']}']")
+    expect(notice).to_contain_text("경로당 난방 점검")
+    for part in (notice.locator(".badge"), notice.locator("time")):
+        assert float(part.evaluate("el => parseFloat(getComputedStyle(el).fontSize)")) >= 16
+    other = page.get_by_role("link", name="다른 마을 보기")
+    box = other.bounding_box()
+    assert box is not None
+    assert min(box["height"], box["width"]) >= 48, box
+    _check(page, "residents' village page")
