@@ -40,6 +40,7 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import SecretStr
 
+from devices import sdnotify
 from devices.actions import Ack, Action, Play, Prepare, Stop
 from devices.agent_config import (
     AgentConfig,
@@ -156,8 +157,13 @@ class Agent:
             self._spawn(self._tick(), "agent-tick")
             self.ready.set()
             log.info("스피커 %s 에이전트 시작 / agent started", self.identity.speaker)
+            sdnotify.notify(f"READY=1\nSTATUS=speaker {self.identity.speaker} serving")
+            every = sdnotify.watchdog_interval_s()
+            if every is not None:
+                self._spawn(self._watchdog(every), "agent-watchdog")
             await stop.wait()
         finally:
+            sdnotify.notify("STOPPING=1")
             for task in [*self._tasks, *self._plays.values()]:
                 task.cancel()
             await asyncio.gather(*self._tasks, *self._plays.values(), return_exceptions=True)
@@ -220,6 +226,14 @@ class Agent:
 
     async def _forget_keys(self, revoked: frozenset[str], dropped: frozenset[str]) -> None:
         await self._in_worker(self.journal.forget_keys, revoked, dropped)
+
+    async def _watchdog(self, every_s: float) -> None:
+        """Tell systemd the agent is alive while its event loop turns and its journal thread
+        answers; if either hangs, the pings stop and systemd restarts the agent."""
+        while True:
+            await self._in_worker(lambda: None)
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(every_s)
 
     async def _tick(self) -> None:
         since_prune = 0.0

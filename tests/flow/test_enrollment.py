@@ -60,7 +60,8 @@ async def test_a_code_is_redeemed_once_for_the_speakers_configuration(stack: Sta
     issued = (await stack.client.post(f"/api/v1/speakers/{speaker['id']}/enrollment")).json()
     assert issued["speaker_code"] == speaker["code"]
     code = issued["code"]
-    assert len(code) == 19 and code.count("-") == 3
+    assert len(code) == 19
+    assert code.count("-") == 3
     private, public = contract.new_receipt_key()
     proof = contract.enrollment_key_proof(private, contract.normalize_enrollment_code(code) or "")
 
