@@ -10,6 +10,10 @@ is journaled, so neither a crash nor a power cut makes it play twice or vanish u
 was playing is reported ``failed``/``interrupted`` after the restart, what was waiting
 (pre-empted ones included) is queued again.
 
+Under systemd (``maeul-speaker.service``, installed by ``maeul speaker enroll``) it says when it
+is ready, pings the watchdog while its event loop and journal answer, and shows whether the
+broker link is up in its status line (`devices.sdnotify`).
+
 Configuration: a TOML file (see `example_config`), then environment variables named
 ``MAEUL_AGENT_<SECTION>_<KEY>`` (``MAEUL_AGENT_BROKER_PASSWORD``, ``MAEUL_AGENT_GATEWAY_TOKEN``,
 ...), which win (`devices.agent_config`).
@@ -146,6 +150,7 @@ class Agent:
         self._plays: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
+        self._link_state: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Settle what the journal left unfinished, then serve until `stop` is set."""
@@ -240,10 +245,24 @@ class Agent:
         while True:
             await asyncio.sleep(TICK_S)
             await self._drive(self.core.on_tick)
+            self._report_link()
             since_prune += TICK_S
             if since_prune >= PRUNE_EVERY_S:
                 since_prune = 0.0
                 await self._in_worker(self.journal.prune, self._clock() - KEEP_AFTER_EXPIRY_MS)
+
+    def _report_link(self) -> None:
+        """Log the broker link's state when it changes, and show it in systemd's status line."""
+        link = self.link
+        state = "connected" if link.online else f"not connected: {link.last_error or 'connecting'}"
+        if state == self._link_state:
+            return
+        self._link_state = state
+        if link.online:
+            log.info("브로커 연결됨 / connected to the broker")
+        else:
+            log.warning("브로커에 연결되지 않음 / %s", state)
+        sdnotify.notify(f"STATUS=speaker {self.identity.speaker}: {state}")
 
     def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
