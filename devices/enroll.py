@@ -29,6 +29,7 @@ import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -168,8 +169,14 @@ def render_config(redeemed: Redeemed, *, state_dir: Path) -> str:
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:
+    """Write `path` whole or not at all. A file already there keeps its group, and its mode up
+    to `mode` plus group read: a configuration the service's group reads stays readable to it."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        with contextlib.suppress(FileNotFoundError):
+            before = path.stat()
+            os.fchown(fd, -1, before.st_gid)
+            mode = stat.S_IMODE(before.st_mode) & (mode | 0o040)  # group read at most
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)

@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from devices.agent_config import load_config
+from devices.enroll import enroll
 from gateway.speakers.models import Speaker
 from tests.flow.conftest import Stack
 from tests.flow.test_enrollment import _basic, _issue, _speaker
@@ -115,7 +116,24 @@ async def test_an_installer_enrolls_a_speaker_with_its_code(
         assert json.loads(out)["public_key"] == row.receipt_public_key
     assert base64.b64decode(row.receipt_public_key or "")
 
-    # The same code again: refused, nothing written.
+    # Enrolled again with a new code (the service's group reads the file): the box keeps its
+    # receipt key and the file its group's access; the old password no longer works.
+    config_path.chmod(0o640)
+    done = await enroll(
+        gateway_url,
+        await _issue(stack, speaker["id"]),
+        config_path=config_path,
+        state_dir=box / "state",
+    )
+    assert done.receipt_key_enrolled
+    assert stat.S_IMODE(config_path.stat().st_mode) == 0o640
+    assert load_config(config_path, {}).link_settings().password != password
+    async with stack.app.state.sessions() as session:
+        again_row = await session.get(Speaker, speaker["id"])
+        assert again_row is not None
+        assert again_row.receipt_public_key == row.receipt_public_key
+
+    # The first code again: refused, nothing written.
     again = tmp_path / "again"
     status, _, err = await _speaker_box(*_enroll(gateway_url, code, again))
     assert status == 2
