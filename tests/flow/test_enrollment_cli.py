@@ -128,6 +128,10 @@ async def test_an_installer_enrolls_a_speaker_with_its_code(
     assert done.receipt_key_enrolled
     assert stat.S_IMODE(config_path.stat().st_mode) == 0o640
     assert load_config(config_path, {}).link_settings().password != password
+    stale = await stack.client.get(
+        f"/api/v1/devices/{speaker['code']}/provisioning", headers=_basic(speaker["code"], password)
+    )
+    assert stale.status_code == 401
     async with stack.app.state.sessions() as session:
         again_row = await session.get(Speaker, speaker["id"])
         assert again_row is not None
