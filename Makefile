@@ -67,8 +67,8 @@ migrate: bootstrap
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet
 lock: bootstrap
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/runtime.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements/dev.lock
+	$(BIN)/uv pip compile pyproject.toml --extra gateway $(LOCK_FLAGS) -o requirements/runtime.lock
+	$(BIN)/uv pip compile pyproject.toml --extra gateway --extra dev $(LOCK_FLAGS) -o requirements/dev.lock
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist test-artifacts *.egg-info

@@ -10,6 +10,10 @@ is journaled, so neither a crash nor a power cut makes it play twice or vanish u
 was playing is reported ``failed``/``interrupted`` after the restart, what was waiting
 (pre-empted ones included) is queued again.
 
+Under systemd (``maeul-speaker.service``, installed by ``maeul speaker enroll``) it says when it
+is ready, pings the watchdog while its event loop and journal answer, and shows whether the
+broker link is up in its status line (`devices.sdnotify`).
+
 Configuration: a TOML file (see `example_config`), then environment variables named
 ``MAEUL_AGENT_<SECTION>_<KEY>`` (``MAEUL_AGENT_BROKER_PASSWORD``, ``MAEUL_AGENT_GATEWAY_TOKEN``,
 ...), which win (`devices.agent_config`).
@@ -40,6 +44,7 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import SecretStr
 
+from devices import sdnotify
 from devices.actions import Ack, Action, Play, Prepare, Stop
 from devices.agent_config import (
     AgentConfig,
@@ -145,6 +150,7 @@ class Agent:
         self._plays: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
+        self._link_state: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Settle what the journal left unfinished, then serve until `stop` is set."""
@@ -156,8 +162,13 @@ class Agent:
             self._spawn(self._tick(), "agent-tick")
             self.ready.set()
             log.info("스피커 %s 에이전트 시작 / agent started", self.identity.speaker)
+            sdnotify.notify(f"READY=1\nSTATUS=speaker {self.identity.speaker} serving")
+            every = sdnotify.watchdog_interval_s()
+            if every is not None:
+                self._spawn(self._watchdog(every), "agent-watchdog")
             await stop.wait()
         finally:
+            sdnotify.notify("STOPPING=1")
             for task in [*self._tasks, *self._plays.values()]:
                 task.cancel()
             await asyncio.gather(*self._tasks, *self._plays.values(), return_exceptions=True)
@@ -221,15 +232,37 @@ class Agent:
     async def _forget_keys(self, revoked: frozenset[str], dropped: frozenset[str]) -> None:
         await self._in_worker(self.journal.forget_keys, revoked, dropped)
 
+    async def _watchdog(self, every_s: float) -> None:
+        """Tell systemd the agent is alive while its event loop turns and its journal thread
+        answers; if either hangs, the pings stop and systemd restarts the agent."""
+        while True:
+            await self._in_worker(lambda: None)
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(every_s)
+
     async def _tick(self) -> None:
         since_prune = 0.0
         while True:
             await asyncio.sleep(TICK_S)
             await self._drive(self.core.on_tick)
+            self._report_link()
             since_prune += TICK_S
             if since_prune >= PRUNE_EVERY_S:
                 since_prune = 0.0
                 await self._in_worker(self.journal.prune, self._clock() - KEEP_AFTER_EXPIRY_MS)
+
+    def _report_link(self) -> None:
+        """Log the broker link's state when it changes, and show it in systemd's status line."""
+        link = self.link
+        state = "connected" if link.online else f"not connected: {link.last_error or 'connecting'}"
+        if state == self._link_state:
+            return
+        self._link_state = state
+        if link.online:
+            log.info("브로커 연결됨 / connected to the broker")
+        else:
+            log.warning("브로커에 연결되지 않음 / %s", state)
+        sdnotify.notify(f"STATUS=speaker {self.identity.speaker}: {state}")
 
     def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:

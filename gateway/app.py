@@ -48,6 +48,7 @@ from gateway.devicesec.broker_hooks import router as broker_hooks_router
 from gateway.devicesec.brokeradmin import BrokerAdmin, admin_of
 from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router
+from gateway.enrollment.router import router as enrollment_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
 from gateway.keyfiles import check_secrets, load_secret
 from gateway.live.fanout import FakeLiveBus, LiveBus, MqttLiveBus
@@ -534,6 +535,7 @@ def create_app(
     app.include_router(speakers_router, prefix=API)
     app.include_router(keys_router, prefix=API)
     app.include_router(provisioning_router, prefix=API)
+    app.include_router(enrollment_router, prefix=API)
     app.include_router(schedules_router, prefix=API)
     app.include_router(quiet_router, prefix=API)
     app.include_router(templates_router, prefix=API)

@@ -49,6 +49,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "실시간 방송 티켓이 없거나 이미 쓰였거나 만료되었습니다.",
         "The live ticket is unknown, used or expired; ask for a new one.",
     ),
+    "invalid_enrollment_code": _e(
+        401,
+        "설치 코드가 맞지 않습니다. 관리 화면에서 받은 코드를 확인하세요.",
+        "No speaker has this enrollment code; check the code the console showed.",
+    ),
     "broker_hook_secret_missing": _e(
         401,
         "브로커 훅 비밀값 헤더가 없습니다.",
@@ -255,6 +260,17 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "요청한 범위가 오디오 밖입니다.",
         "The byte range lies outside the audio (`Content-Range: bytes */SIZE`).",
     ),
+    # 410: it was there, and is no more.
+    "enrollment_code_used": _e(
+        410,
+        "이미 사용한 설치 코드입니다. 새 코드를 발급받으세요.",
+        "The enrollment code was already redeemed; issue a new one.",
+    ),
+    "enrollment_code_expired": _e(
+        410,
+        "설치 코드의 유효 기간이 지났습니다. 새 코드를 발급받으세요.",
+        "The enrollment code has expired; issue a new one.",
+    ),
     # 422: the request itself is wrong; sending it again will not help.
     "invalid_request": _e(
         422,
@@ -410,6 +426,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         429,
         "쓰지 않은 실시간 방송 티켓이 너무 많습니다.",
         "Too many unused live tickets; use one or wait until they expire.",
+    ),
+    "enrollment_throttled": _e(
+        429,
+        "이 주소에서 틀린 설치 코드가 너무 많습니다.",
+        "Too many wrong enrollment codes from this address.",
     ),
     "login_throttled": _e(
         429,

@@ -61,6 +61,11 @@ class Forbidden(MaeulError):
     code = "forbidden"
 
 
+class Gone(MaeulError):
+    status = 410
+    code = "gone"
+
+
 class Locked(MaeulError):
     status = 423
     code = "locked"

@@ -112,6 +112,17 @@ async def provision(
         raise _bad_credentials()  # a speaker learns nothing about another one
     placement = await speakers.placement_of(session, city, code)
     await _authorize(session, caller, placement)
+    return await provisioning_of(session, settings, city, placement, seal)
+
+
+async def provisioning_of(
+    session: AsyncSession,
+    settings: Settings,
+    city: City,
+    placement: speakers.Placement,
+    seal: signing.KeySeal,
+) -> contract.Provisioning:
+    """The provisioning document of the speaker at `placement`, for a caller already checked."""
     identity = contract.SpeakerIdentity(
         city=city.code,
         district=placement.district_code,

@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     speaker_broker_url: str | None = None
     speaker_session_expiry_s: int = Field(default=3600, ge=60, le=7 * 86400)
     speaker_keepalive_s: int = Field(default=60, ge=5, le=3600)
+    # How long an enrollment code (`POST /api/v1/speakers/{id}/enrollment`) can be redeemed.
+    enrollment_code_ttl_s: int = Field(default=86400, ge=300, le=30 * 86400)
     publish_lease_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=0.5, gt=0)
     # Acks recorded per transaction: small enough that one batch never holds the event loop long.

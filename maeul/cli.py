@@ -21,6 +21,7 @@ from maeul import accounts, broadcasting, live
 from maeul.broker_commands import broker_app
 from maeul.proof import proof_app
 from maeul.schedule_commands import schedule_app
+from maeul.speaker import speaker_app
 
 app = typer.Typer(
     name="maeul",
@@ -40,6 +41,7 @@ app.command()(accounts.whoami)
 app.add_typer(accounts.audit_app, name="audit")
 app.command()(live.live)
 app.add_typer(proof_app, name="proof")
+app.add_typer(speaker_app, name="speaker")
 
 console = Console(stderr=True)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import Admin, Principal, Role, allow
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
@@ -30,6 +32,7 @@ from gateway.devicesec.schemas import (
 from gateway.error_catalog import documented
 from gateway.errors import Unavailable
 from gateway.keyfiles import load_secret
+from gateway.places.models import City
 from gateway.settings import Settings
 
 router = APIRouter(tags=["device security"])
@@ -75,8 +78,16 @@ async def issue_speaker_credentials(
     broker has it before this answers and the previous one no longer works; if the broker
     cannot be reached the answer is 503 `broker_unavailable` and nothing changes. Otherwise it
     takes effect when the broker's files are rendered again (`maeul broker files`)."""
-    admin = admin_of(state_of(request))
     response.headers.update(_NO_STORE)
+    return await issue_and_push(session, city, speaker_id, now=now, request=request)
+
+
+async def issue_and_push(
+    session: AsyncSession, city: City, speaker_id: int, *, now: datetime, request: Request
+) -> SpeakerCredentials:
+    """A new broker password for the speaker, on the broker (when the gateway manages it) before
+    the caller's transaction commits; 503 `broker_unavailable` and a rollback when it cannot."""
+    admin = admin_of(state_of(request))
     issued = await service.issue_speaker_credentials(
         session, city, speaker_id, now=now, reserved=_reserved(request)
     )

@@ -35,7 +35,7 @@ def _bad_receipt_key(code: str) -> InvalidRequest:
 
 def _proven_key(city: City, code: str, public_key: str, proof: str) -> str:
     """A strong key whose holder signed its enrollment for this speaker of this city."""
-    key = _checked_key(code, public_key)
+    key = checked_key(code, public_key)
     if not contract.verify_receipt_key_proof(city.code, code, key, proof):
         raise InvalidRequest(
             "invalid_receipt_key_proof",
@@ -45,7 +45,8 @@ def _proven_key(city: City, code: str, public_key: str, proof: str) -> str:
     return key
 
 
-def _checked_key(code: str, public_key: str) -> str:
+def checked_key(code: str, public_key: str) -> str:
+    """`public_key` when it is a strong Ed25519 public key, else 422 `invalid_receipt_key`."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:

@@ -29,6 +29,8 @@ PUBLIC = {
     ("HEAD", "/api/v1/audio/{sha256}"),
     ("GET", "/api/v1/notices/villages"),
     ("GET", "/api/v1/notices/villages/{village_id}"),
+    # The enrollment code is the credential (tests/flow/test_enrollment.py).
+    ("POST", "/api/v1/enrollment/redeem"),
 }
 # The broker's questions: answered only with the broker hook secret, whatever a person holds
 # (tests/devicesec/test_broker_hooks.py).

@@ -78,7 +78,7 @@ def test_an_installed_wheel_migrates_and_serves(wheel: Path, tmp_path: Path, mqt
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    _run([*pip, "install", "-q", str(wheel)], cwd=tmp_path)
+    _run([*pip, "install", "-q", f"{wheel}[gateway]"], cwd=tmp_path)
     maeul = str(venv / "bin" / "maeul")
     # Nothing of the checkout on the path: the installed package alone.
     env = {
