@@ -257,7 +257,11 @@ class KannelProcess:
         *,
         ready_timeout: float = READY_TIMEOUT_S,
         stop_grace: float = STOP_GRACE_S,
+        own_session: bool = False,
     ) -> None:
+        """`own_session`: run Kannel in a session of its own, so Ctrl-C in a terminal does not
+        stop it before the gateway it serves (`maeul run`); a test run's Kannel stays in the
+        caller's group, so an interrupted run takes it down."""
         found = find_kannel()
         if found is None:
             raise KannelError(
@@ -269,6 +273,7 @@ class KannelProcess:
         self.config = cfg
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
+        self._own_session = own_session
         self._procs: list[subprocess.Popen[bytes]] = []
         self._fake_stdin: IO[bytes] | None = None
 
@@ -292,6 +297,7 @@ class KannelProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.config.data_dir,
+                start_new_session=self._own_session,
             )
         self._procs.append(proc)
         return proc

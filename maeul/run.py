@@ -298,7 +298,7 @@ async def _start_kannel(data_dir: Path) -> tuple[KannelProcess | None, dict[str,
             "No Kannel installed: SMS is off."
         )
         return None, {}
-    kannel = KannelProcess(KannelConfig(data_dir=data_dir / "kannel"))
+    kannel = KannelProcess(KannelConfig(data_dir=data_dir / "kannel"), own_session=True)
     console.print("로컬 SMS 게이트웨이(Kannel, 가짜 SMSC)를 시작합니다...")
     try:
         await asyncio.to_thread(kannel.start)

@@ -5,13 +5,16 @@ and two workers sharing one outbox."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
+from gateway.logs import configure_logging
 from gateway.sms import service
 from gateway.sms.states import SmsStatus
 from maeul.kannel import KannelProcess
@@ -31,8 +34,10 @@ def final(message: object) -> bool:
 
 
 async def test_korean_texts_reach_the_smsc_intact_and_reports_mark_them_delivered(
-    sms_gateway: SmsGateway, kannel: KannelProcess
+    sms_gateway: SmsGateway, kannel: KannelProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
+    configure_logging("DEBUG")  # as the gateway process sets it up, at its most verbose
+    caplog.set_level(logging.DEBUG)
     short_to, long_to = random_mobile(), random_mobile()
     short_id = await sms_gateway.enqueue(f"{short_to[:3]}-{short_to[3:7]}-{short_to[7:]}", NOTICE)
     long_id = await sms_gateway.enqueue(long_to, LONG_NOTICE)
@@ -56,6 +61,8 @@ async def test_korean_texts_reach_the_smsc_intact_and_reports_mark_them_delivere
     stored = await asyncio.to_thread(database.read_bytes)
     for number in (short_to, long_to, long_to[3:], short_to[3:7]):
         assert number.encode() not in stored
+        assert number not in caplog.text
+    assert sms_gateway.kannel.config.sendsms_password not in caplog.text
 
 
 async def test_a_forged_or_nonsensical_report_changes_nothing(
