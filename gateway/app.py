@@ -70,6 +70,13 @@ from gateway.schedules.worker import ScheduleWorker
 from gateway.settings import Settings
 from gateway.signing import KeySeal, SigningKeyError, prepare_keys
 from gateway.signing_router import router as keys_router
+from gateway.sms.links import KEY_NAME as SMS_DLR_KEY
+from gateway.sms.links import ReportLinks
+from gateway.sms.numbers import KEY_NAME as PHONE_NUMBER_KEY
+from gateway.sms.numbers import NumberSeal
+from gateway.sms.router import router as sms_router
+from gateway.sms.sendsms import KannelSender
+from gateway.sms.worker import SmsWorker
 from gateway.speakers.router import router as speakers_router
 from gateway.templates.router import router as templates_router
 from gateway.users.router import router as users_router
@@ -86,6 +93,8 @@ log = logging.getLogger(__name__)
 STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key", "audio_url_key")
 # And those of replicas with background workers, which sign the audit checkpoints.
 WORKER_SECRETS: Final = ("audit_checkpoint_key",)
+# And those of a gateway that sends SMS: sealing phone numbers, signing delivery-report links.
+SMS_SECRETS: Final = (PHONE_NUMBER_KEY, SMS_DLR_KEY)
 
 API = "/api/v1"
 
@@ -289,7 +298,10 @@ def create_app(
     # A production gateway missing a secret, or holding a weak one, does not start, and the
     # message names every one at once.
     check_secrets(
-        settings, STARTUP_SECRETS + (WORKER_SECRETS if settings.background_workers else ())
+        settings,
+        STARTUP_SECRETS
+        + (WORKER_SECRETS if settings.background_workers else ())
+        + (SMS_SECRETS if settings.sms_enabled else ()),
     )
     audio_links = AudioLinks.from_settings(settings)
     jwt_key = signing_key(settings)
@@ -401,6 +413,28 @@ def create_app(
             city_code=settings.city_code,
         )
         state.scheduler = scheduler
+        sms_worker: SmsWorker | None = None
+        sms_sender: KannelSender | None = None
+        state.sms_links = None
+        if settings.sms_enabled:
+            state.sms_links = ReportLinks.from_settings(settings)
+            password = settings.sms_password.get_secret_value() if settings.sms_password else ""
+            sms_sender = KannelSender(
+                settings.sms_sendsms_url,
+                username=settings.sms_username,
+                password=password,
+                sender=settings.sms_sender,
+            )
+            sms_worker = SmsWorker(
+                state.sessions,
+                settings,
+                clock,
+                sms_sender,
+                city_id=city_id,
+                seal=NumberSeal.from_settings(settings),
+                links=state.sms_links,
+            )
+        state.sms_worker = sms_worker
         fanout = live_bus
         if fanout is None and bus is None:
             real_fanout = MqttLiveBus(settings.mqtt, client_id=live_id)
@@ -433,6 +467,8 @@ def create_app(
                     (checkpointer.run, "audit-checkpoints"),
                 )
             ]
+        if settings.background_workers and sms_worker is not None:
+            tasks.append(asyncio.create_task(_supervised(sms_worker.run, "sms"), name="sms"))
         state.checkpointer = checkpointer
         try:
             yield
@@ -463,6 +499,8 @@ def create_app(
                     log.exception(
                         "감사 체크포인트 실패 / could not write the last audit checkpoint"
                     )
+            if sms_sender is not None:
+                await sms_sender.aclose()
             if own_worker:
                 await transcoder.close()
             await engine.dispose()
@@ -548,6 +586,7 @@ def create_app(
     app.include_router(live_pages)
     app.include_router(notices_router, prefix=API)
     app.include_router(officer_alerts_router, prefix=API)
+    app.include_router(sms_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -207,6 +207,7 @@ def import_models() -> MetaData:
     from gateway.officer_alerts import models as _officer_alerts  # noqa: F401
     from gateway.places import models as _places  # noqa: F401
     from gateway.schedules import models as _schedules  # noqa: F401
+    from gateway.sms import models as _sms  # noqa: F401
     from gateway.speakers import models as _speakers  # noqa: F401
     from gateway.templates import models as _templates  # noqa: F401
     from gateway.users import models as _users  # noqa: F401

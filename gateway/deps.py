@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from gateway.live.hub import LiveHub
     from gateway.metrics import Metrics
     from gateway.schedules.worker import ScheduleWorker
+    from gateway.sms.links import ReportLinks
+    from gateway.sms.worker import SmsWorker
     from gateway.web.service import PreviewGate
 
 
@@ -85,6 +87,8 @@ class AppState(State):
     scheduler: ScheduleWorker
     live: LiveHub
     checkpointer: Checkpointer | None  # None on a replica without background workers
+    sms_links: ReportLinks | None  # None when this gateway sends no SMS
+    sms_worker: SmsWorker | None
 
     # Loaded at the first broker hook (gateway/devicesec/broker_hooks.py), then kept.
     broker_hook_secret: bytes

@@ -132,6 +132,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "The live WebSocket was opened from a page of another origin (closed with 1008 "
         "before its handshake).",
     ),
+    "sms_report_forged": _e(
+        403,
+        "서명이 맞지 않는 수신 결과 알림입니다.",
+        "A delivery report whose link signature does not match: not from this gateway's Kannel.",
+    ),
     # 404: no such thing (in this city, for this caller).
     "not_found": _e(404, "없는 주소입니다.", "No such route or page asset."),
     "city_not_found": _e(404, "없는 시입니다.", "No such city."),
@@ -156,6 +161,7 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     "method_not_allowed": _e(
         405, "이 주소에서 허용되지 않는 요청 방식입니다.", "The route does not take this method."
     ),
+    "sms_not_found": _e(404, "없는 문자입니다.", "No such SMS."),
     # 409: the request is fine, the state of things refuses it.
     "duplicate_code": _e(409, "같은 코드가 이미 있습니다.", "That code is already in use."),
     "duplicate_template": _e(
@@ -253,12 +259,10 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "No older trusted key endorses this one; revoking it would strand the speakers that "
         "trust only it.",
     ),
-    "audio_too_large": _e(413, "오디오 파일이 너무 큽니다.", "The audio file is too large."),
-    "csv_too_large": _e(413, "CSV 파일이 너무 큽니다.", "The CSV file is too large."),
-    "range_not_satisfiable": _e(
-        416,
-        "요청한 범위가 오디오 밖입니다.",
-        "The byte range lies outside the audio (`Content-Range: bytes */SIZE`).",
+    "sms_report_not_applicable": _e(
+        409,
+        "이미 끝난 문자에는 이 수신 결과를 적용할 수 없습니다.",
+        "The delivery report contradicts the SMS's final state (delivered after failed).",
     ),
     # 410: it was there, and is no more.
     "enrollment_code_used": _e(
@@ -270,6 +274,13 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         410,
         "설치 코드의 유효 기간이 지났습니다. 새 코드를 발급받으세요.",
         "The enrollment code has expired; issue a new one.",
+    ),
+    "audio_too_large": _e(413, "오디오 파일이 너무 큽니다.", "The audio file is too large."),
+    "csv_too_large": _e(413, "CSV 파일이 너무 큽니다.", "The CSV file is too large."),
+    "range_not_satisfiable": _e(
+        416,
+        "요청한 범위가 오디오 밖입니다.",
+        "The byte range lies outside the audio (`Content-Range: bytes */SIZE`).",
     ),
     # 422: the request itself is wrong; sending it again will not help.
     "invalid_request": _e(
@@ -398,6 +409,22 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "The announcement text has no letters or digits to read aloud.",
     ),
     "unknown_speech_engine": _e(422, "알 수 없는 음성 엔진입니다.", "Unknown speech engine."),
+    "sms_phone_invalid": _e(
+        422,
+        "휴대전화 번호 형식이 아닙니다 (예: 010-1234-5678).",
+        "Not a Korean mobile number (e.g. 010-1234-5678).",
+    ),
+    "sms_text_empty": _e(422, "보낼 문자 내용이 없습니다.", "The SMS text is empty."),
+    "sms_text_too_long": _e(
+        422,
+        "문자가 너무 깁니다. 나누어 보낼 수 있는 최대 길이를 넘었습니다.",
+        "The SMS would take more parts than `GATEWAY_SMS_MAX_PARTS` allows.",
+    ),
+    "sms_report_status_unknown": _e(
+        422,
+        "알 수 없는 수신 결과 코드입니다.",
+        "Unknown delivery report code (Kannel's are 1, 2, 4, 8 and 16).",
+    ),
     # 429: too much, too fast; `Retry-After` says when to come back.
     "rate_limited_user": _e(
         429,

@@ -219,6 +219,27 @@ class Settings(BaseSettings):
     schedule_poll_s: float = Field(default=1.0, gt=0, le=60)
     schedule_grace_s: float = Field(default=600.0, ge=0, le=86400)
 
+    # SMS through Kannel's smsbox (README, "SMS"). Empty URL: this gateway sends no SMS.
+    sms_sendsms_url: str = ""
+    sms_username: str = ""
+    sms_password: SecretStr | None = None
+    sms_sender: str = ""
+    # Where Kannel reaches this gateway with delivery reports; empty: public_url.
+    sms_dlr_base_url: str = ""
+    # Message parts (one part: 70 Korean characters; 67 once split) a city may send per local day.
+    sms_daily_budget: int = Field(default=20000, ge=0)
+    # The most parts one message may take; the sendsms user's max-messages must allow as many.
+    sms_max_parts: int = Field(default=10, ge=1, le=255)
+    sms_max_attempts: int = Field(default=5, ge=1, le=50)
+    sms_retry_backoff_s: float = Field(default=5.0, gt=0, le=3600)
+    sms_poll_s: float = Field(default=1.0, gt=0, le=60)
+    # Encrypts stored phone numbers (AES-GCM) and signs delivery-report links (HMAC); the same
+    # on every replica (``gateway.keyfiles``: required in production when SMS is on).
+    phone_number_key: SecretStr | None = None
+    phone_number_key_file: Path | None = None
+    sms_dlr_key: SecretStr | None = None
+    sms_dlr_key_file: Path | None = None
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: str) -> str:
@@ -322,6 +343,10 @@ class Settings(BaseSettings):
             return self.speaker_broker_url
         target = self.mqtt
         return f"{'mqtts' if target.tls else 'mqtt'}://{target.host}:{target.port}"
+
+    @property
+    def sms_enabled(self) -> bool:
+        return bool(self.sms_sendsms_url)
 
     @property
     def is_sqlite(self) -> bool:

@@ -39,6 +39,7 @@ from gateway.users.demo import DemoLogin, ensure_demo_users
 from maeul import credentials
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, write_broker_file
+from maeul.kannel import SENDSMS_USER, KannelConfig, KannelError, KannelProcess, find_kannel
 
 if TYPE_CHECKING:
     from devices.simulator_config import SimSpeaker
@@ -209,8 +210,10 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
         speakers_url = broker.url
         mqtt_url = _with_user(broker.url, GATEWAY_USER, gateway_password)
 
+    kannel, sms = await _start_kannel(data_dir)
+
     admin = {"broker_admin_username": ADMIN_USER} if broker is not None else {}
-    settings = _settings(mqtt_url=mqtt_url, public_url=url, replica_id="local", **admin)
+    settings = _settings(mqtt_url=mqtt_url, public_url=url, replica_id="local", **admin, **sms)
     logins = await demo_logins(settings)
     # Read by `maeul simulate`; no password ever goes in it.
     (data_dir / "run.json").write_text(
@@ -234,6 +237,8 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
     tasks = [asyncio.create_task(server.serve(), name="api")]
     if broker is not None:
         tasks.append(asyncio.create_task(broker.supervise(stop), name="broker-supervisor"))
+    if kannel is not None:
+        tasks.append(asyncio.create_task(kannel.supervise(stop), name="kannel-supervisor"))
     simulator: asyncio.subprocess.Process | None = None
     try:
         try:
@@ -276,8 +281,38 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
                 await asyncio.wait_for(task, 15)
         if broker is not None:
             await broker.stop()
+        if kannel is not None:
+            await asyncio.to_thread(kannel.stop)
     console.print("모두 정지했습니다. / everything stopped.")
     return 0
+
+
+async def _start_kannel(data_dir: Path) -> tuple[KannelProcess | None, dict[str, Any]]:
+    """A local Kannel against its fake SMSC, unless GATEWAY_SMS_SENDSMS_URL names a real one;
+    returns it and the SMS settings that point the gateway at it."""
+    if os.environ.get("GATEWAY_SMS_SENDSMS_URL"):
+        return None, {}
+    if find_kannel() is None:
+        console.print(
+            "[yellow]Kannel 이 없어 문자를 보내지 않습니다 (kannel, kannel-extras 패키지). / "
+            "No Kannel installed: SMS is off."
+        )
+        return None, {}
+    kannel = KannelProcess(KannelConfig(data_dir=data_dir / "kannel"), own_session=True)
+    console.print("로컬 SMS 게이트웨이(Kannel, 가짜 SMSC)를 시작합니다...")
+    try:
+        await asyncio.to_thread(kannel.start)
+    except KannelError as exc:
+        console.print(
+            f"[yellow]Kannel 을 시작하지 못해 문자를 보내지 않습니다. / SMS is off: {exc}"
+        )
+        return None, {}
+    return kannel, {
+        "sms_sendsms_url": kannel.sendsms_url,
+        "sms_username": SENDSMS_USER,
+        "sms_password": kannel.config.sendsms_password,
+        "sms_sender": "1588",
+    }
 
 
 def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: bool) -> None:
@@ -296,6 +331,7 @@ def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: b
   API        {url}/docs  (OpenAPI: {url}/openapi.json)
   MQTT       {settings.mqtt.redacted()}{broker_note}
   데이터      {settings.data_dir}
+  SMS        {_sms_note(settings)}
 
   데모 계정 (역할 / 아이디 / 비밀번호 / 권한 범위; 비밀번호는 실행할 때마다 새로 만듭니다):
 {people}
@@ -310,6 +346,15 @@ def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: b
 """,
         soft_wrap=True,
     )
+
+
+def _sms_note(settings: Settings) -> str:
+    if not settings.sms_enabled:
+        return "꺼짐 / off"
+    if os.environ.get("GATEWAY_SMS_SENDSMS_URL"):
+        return settings.sms_sendsms_url
+    fake = settings.data_dir / "kannel" / "fakesmsc.log"
+    return f"로컬 Kannel, 가짜 SMSC (받은 문자: {fake})"
 
 
 async def demo_logins(settings: Settings) -> list[DemoLogin]:

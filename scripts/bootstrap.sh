@@ -11,8 +11,9 @@
 #   VENV               where the virtualenv lives (default: .venv)
 #   MAEUL_SKIP_APT=1   do not look at OS packages (they come from somewhere else)
 #
-# The project needs its own Mosquitto binary, not the system's broker service: the tests and
-# `make run` start a private broker on a free port, so a system service may run or not.
+# The project needs its own Mosquitto and Kannel binaries, not the system's services: the tests
+# and `make run` start a private broker and SMS gateway on free ports, so a system service may
+# run or not.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -80,6 +81,9 @@ require_packages() {
 }
 
 have_mosquitto() { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; }
+# Kannel's boxes live in /usr/sbin; its fake SMSC (kannel-extras) in /usr/lib/kannel/test.
+have_kannel() { command -v bearerbox >/dev/null 2>&1 || [ -x /usr/sbin/bearerbox ]; }
+have_fakesmsc() { command -v fakesmsc >/dev/null 2>&1 || [ -x /usr/lib/kannel/test/fakesmsc ]; }
 
 python_ok() {
     "$1" - <<'EOF' >/dev/null 2>&1
@@ -105,6 +109,9 @@ find_python() {
 if [ "${MAEUL_SKIP_APT:-0}" != 1 ]; then
     missing=()
     have_mosquitto || missing+=(mosquitto)
+    # SMS: `make run` and the tests start a private Kannel against the package's fake SMSC.
+    have_kannel || missing+=(kannel)
+    have_fakesmsc || missing+=(kannel-extras)
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
     # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
     [ -x /usr/bin/chromium ] || missing+=(chromium)

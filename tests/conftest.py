@@ -10,6 +10,7 @@ import pytest
 
 from maeul.broker import MosquittoProcess
 from maeul.broker_config import MosquittoConfig, find_mosquitto, write_broker_file
+from maeul.kannel import KannelConfig, KannelProcess
 from tests.support import postgres
 from tests.support.databases import copy_database
 from tests.support.net import reachable
@@ -28,6 +29,14 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = MosquittoConfig(data_dir=directory, dynsec_file=directory / "dynamic-security.json")
     with MosquittoProcess(config) as broker:
         yield broker.url
+
+
+@pytest.fixture(scope="session")
+def kannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KannelProcess]:
+    """A private Kannel (bearerbox, smsbox and the package's fake SMSC) on free ports, once per
+    test process; `kannel.smsc` reads what reached the fake SMSC."""
+    with KannelProcess(KannelConfig(data_dir=tmp_path_factory.mktemp("kannel"))) as running:
+        yield running
 
 
 # The shared test broker runs the dynamic security plugin as production does, open to anonymous

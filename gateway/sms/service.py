@@ -1,0 +1,363 @@
+"""Putting SMS in the outbox, claiming them for sending, and every change of their state.
+
+Every change is one compare-and-set on the row's ``version`` (`_move`), so two gateway replicas
+(or a worker and a delivery report arriving at the same moment) never both move a message: the
+loser reads the row again and applies its event to what it finds, through the transition table
+in `gateway.sms.states`. Services flush, never commit.
+
+Each city has a daily budget of message parts (``sms_daily_budget``, the city's local day); a
+message is charged once, when first claimed, with a conditional update, so replicas never
+overspend it between them. A message over the budget ends as ``over_budget`` and is not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from gateway.sms.links import ReportLinks
+from gateway.sms.models import SmsBudgetDay, SmsMessage
+from gateway.sms.numbers import NumberSeal, normalize_mobile
+from gateway.sms.segments import count_parts
+from gateway.sms.states import (
+    DLR_EVENTS,
+    FINAL,
+    InvalidTransition,
+    SmsEvent,
+    SmsStatus,
+    next_status,
+)
+
+log = logging.getLogger(__name__)
+
+# Korea keeps one offset all year; the budget's day is the city's day, not UTC's.
+KST: Final = timezone(timedelta(hours=9))
+_CANDIDATES: Final = 20
+_MOVE_ATTEMPTS: Final = 10
+
+
+class SmsTextError(InvalidRequest):
+    pass
+
+
+class SmsNotFound(NotFound):
+    code = "sms_not_found"
+
+    def __init__(self) -> None:
+        super().__init__(ko="없는 문자입니다.", en="No such SMS.")
+
+
+class ReportForged(Forbidden):
+    code = "sms_report_forged"
+
+    def __init__(self) -> None:
+        super().__init__(
+            ko="서명이 맞지 않는 수신 결과 알림입니다.",
+            en="The delivery report's signature does not match: not sent by this gateway's Kannel.",
+        )
+
+
+class ReportStatusUnknown(InvalidRequest):
+    code = "sms_report_status_unknown"
+
+    def __init__(self, status: int) -> None:
+        super().__init__(
+            ko=f"알 수 없는 수신 결과 코드입니다: {status}",
+            en=f"Unknown delivery report code {status} (expected 1, 2, 4, 8 or 16).",
+        )
+
+
+class ReportNotApplicable(Conflict):
+    code = "sms_report_not_applicable"
+
+    def __init__(self, error: InvalidTransition) -> None:
+        super().__init__(
+            ko=f"이미 '{error.current}' 상태인 문자에는 이 수신 결과를 적용할 수 없습니다.",
+            en=f"This report cannot apply to an SMS already {error.current}.",
+        )
+
+
+def local_day(now: datetime) -> str:
+    return now.astimezone(KST).date().isoformat()
+
+
+async def enqueue_sms(
+    session: AsyncSession,
+    *,
+    seal: NumberSeal,
+    city_id: int,
+    to_number: str,
+    text: str,
+    reference_kind: str,
+    reference_id: str,
+    now: datetime,
+    max_parts: int = 10,
+) -> SmsMessage:
+    """Put one SMS in the outbox, queued; the SMS worker sends it.
+
+    `to_number` is any spelling of a Korean mobile number; only its sealed form is stored.
+    Raises `PhoneNumberError` (sms_phone_invalid) or `SmsTextError` (sms_text_empty,
+    sms_text_too_long).
+    """
+    number = normalize_mobile(to_number)
+    if not text.strip():
+        raise SmsTextError(
+            "sms_text_empty", ko="보낼 문자 내용이 없습니다.", en="The SMS text is empty."
+        )
+    parts = count_parts(text)
+    if parts > max_parts:
+        raise SmsTextError(
+            "sms_text_too_long",
+            ko=f"문자가 너무 깁니다: {parts}통이 필요하지만 "
+            f"최대 {max_parts}통까지 보낼 수 있습니다.",
+            en=f"The SMS would take {parts} parts; at most {max_parts} are allowed.",
+        )
+    if not (0 < len(reference_kind) <= 32 and 0 < len(reference_id) <= 64):
+        raise ValueError("reference_kind (1-32 characters) and reference_id (1-64) are required")
+    message = SmsMessage(
+        id=secrets.token_hex(16),
+        city_id=city_id,
+        reference_kind=reference_kind,
+        reference_id=reference_id,
+        to_sealed=seal.seal(number),
+        text=text,
+        parts=parts,
+        status=SmsStatus.QUEUED,
+        attempts=0,
+        version=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A message claimed for sending (or found over the budget), as it was when claimed."""
+
+    id: str
+    status: SmsStatus
+    to_sealed: bytes
+    text: str
+    attempts: int
+
+
+async def claim_next(
+    session: AsyncSession,
+    *,
+    city_id: int,
+    worker_id: str,
+    now: datetime,
+    lease: timedelta,
+    daily_budget: int,
+    passed: set[str] | None = None,
+) -> Claim | None:
+    """Claim the next due message of the city for this worker, or None when none is due.
+
+    Due: queued with its next attempt now or past, or sending under a lease that ran out (its
+    worker died before recording Kannel's answer). A message charged to no day yet is charged
+    now; one that does not fit the day's budget ends as over_budget (returned, not sent).
+    """
+    query = (
+        select(
+            SmsMessage.id,
+            SmsMessage.version,
+            SmsMessage.status,
+            SmsMessage.parts,
+            SmsMessage.budget_day,
+        )
+        .where(
+            SmsMessage.city_id == city_id,
+            or_(
+                and_(SmsMessage.status == SmsStatus.QUEUED, SmsMessage.next_attempt_at <= now),
+                and_(SmsMessage.status == SmsStatus.SENDING, SmsMessage.lease_until < now),
+            ),
+        )
+        .order_by(SmsMessage.next_attempt_at, SmsMessage.id)
+        .limit(_CANDIDATES)
+    )
+    if passed:
+        query = query.where(SmsMessage.id.not_in(list(passed)))
+    for message_id, version, status, parts, budget_day in (await session.execute(query)).all():
+        claimed = next_status(SmsStatus(status), SmsEvent.CLAIMED)
+        won = await session.execute(
+            update(SmsMessage)
+            .where(SmsMessage.id == message_id, SmsMessage.version == version)
+            .values(
+                status=claimed,
+                version=SmsMessage.version + 1,
+                attempts=SmsMessage.attempts + 1,
+                claimed_by=worker_id,
+                lease_until=now + lease,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(won, "rowcount", 0) != 1:
+            continue  # another worker took it first
+        values: dict[str, Any] = {}
+        final_status = claimed
+        if budget_day is None:
+            day = local_day(now)
+            if await _charge(session, city_id, day, parts, daily_budget):
+                values["budget_day"] = day
+            else:
+                final_status = next_status(claimed, SmsEvent.OVER_BUDGET)
+                values |= {
+                    "status": final_status,
+                    "reason": "over_budget",
+                    "finished_at": now,
+                    "claimed_by": None,
+                    "lease_until": None,
+                }
+        if values:
+            await session.execute(
+                update(SmsMessage)
+                .where(SmsMessage.id == message_id)
+                .values(version=SmsMessage.version + 1, **values)
+                .execution_options(synchronize_session=False)
+            )
+        row = (
+            await session.execute(
+                select(SmsMessage.to_sealed, SmsMessage.text, SmsMessage.attempts).where(
+                    SmsMessage.id == message_id
+                )
+            )
+        ).one()
+        return Claim(message_id, final_status, row.to_sealed, row.text, row.attempts)
+    return None
+
+
+async def _charge(session: AsyncSession, city_id: int, day: str, parts: int, budget: int) -> bool:
+    """Add `parts` to the city's count for `day` if it stays within `budget`."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(SmsBudgetDay)
+        .values(city_id=city_id, day=day, used=0)
+        .on_conflict_do_nothing(index_elements=["city_id", "day"])
+    )
+    charged = await session.execute(
+        update(SmsBudgetDay)
+        .where(
+            SmsBudgetDay.city_id == city_id,
+            SmsBudgetDay.day == day,
+            SmsBudgetDay.used + parts <= budget,
+        )
+        .values(used=SmsBudgetDay.used + parts)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(charged, "rowcount", 0) == 1
+
+
+async def budget_used(session: AsyncSession, city_id: int, now: datetime) -> int:
+    used = await session.scalar(
+        select(SmsBudgetDay.used).where(
+            SmsBudgetDay.city_id == city_id, SmsBudgetDay.day == local_day(now)
+        )
+    )
+    return used or 0
+
+
+async def _move(
+    session: AsyncSession, message_id: str, event: SmsEvent, values: dict[str, Any]
+) -> SmsStatus:
+    """Apply `event` to the message as it is now; `values` are written only when it changes
+    state. Raises InvalidTransition (nothing changed) or SmsNotFound."""
+    for _ in range(_MOVE_ATTEMPTS):
+        row = (
+            await session.execute(
+                select(SmsMessage.status, SmsMessage.version).where(SmsMessage.id == message_id)
+            )
+        ).first()
+        if row is None:
+            raise SmsNotFound()
+        current = SmsStatus(row.status)
+        new = next_status(current, event)
+        # A repeated or late report is noted on a message still under way; a final state keeps
+        # the report that made it final.
+        changes: dict[str, Any] = {}
+        if "last_report" in values and current not in FINAL:
+            changes["last_report"] = values["last_report"]
+        if new != current:
+            changes = {**values, "status": new}
+        if not changes:
+            return new
+        moved = await session.execute(
+            update(SmsMessage)
+            .where(SmsMessage.id == message_id, SmsMessage.version == row.version)
+            .values(version=SmsMessage.version + 1, **changes)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(moved, "rowcount", 0) == 1:
+            return new
+    raise RuntimeError(f"SMS {message_id}: still contended after {_MOVE_ATTEMPTS} attempts")
+
+
+_RELEASED: Final = {"claimed_by": None, "lease_until": None}
+
+
+async def record_accepted(session: AsyncSession, message_id: str, now: datetime) -> SmsStatus:
+    return await _move(session, message_id, SmsEvent.ACCEPTED, {**_RELEASED, "sent_at": now})
+
+
+async def record_retry(
+    session: AsyncSession, message_id: str, *, reason: str, at: datetime
+) -> SmsStatus:
+    values = {**_RELEASED, "reason": reason, "next_attempt_at": at}
+    return await _move(session, message_id, SmsEvent.RETRY, values)
+
+
+async def record_failed(
+    session: AsyncSession, message_id: str, *, reason: str, now: datetime
+) -> SmsStatus:
+    values = {**_RELEASED, "reason": reason[:200], "finished_at": now}
+    return await _move(session, message_id, SmsEvent.GIVE_UP, values)
+
+
+async def record_report(
+    session: AsyncSession,
+    links: ReportLinks | None,
+    *,
+    message_id: str,
+    signature: str,
+    status: int,
+    now: datetime,
+) -> SmsStatus:
+    """A delivery report from Kannel: checked against the link's signature, then applied."""
+    if links is None or not links.verify(message_id, signature):
+        raise ReportForged()
+    event = DLR_EVENTS.get(status)
+    if event is None:
+        raise ReportStatusUnknown(status)
+    values: dict[str, Any] = {**_RELEASED, "last_report": status}
+    if event is SmsEvent.REPORT_FAILED:
+        values |= {"reason": f"dlr_{status}", "finished_at": now}
+    elif event is SmsEvent.REPORT_DELIVERED:
+        values |= {"finished_at": now}
+    else:
+        values |= {"sent_at": now}
+    try:
+        return await _move(session, message_id, event, values)
+    except InvalidTransition as exc:
+        raise ReportNotApplicable(exc) from None
+
+
+async def get_message(session: AsyncSession, message_id: str) -> SmsMessage:
+    message = await session.get(SmsMessage, message_id, populate_existing=True)
+    if message is None:
+        raise SmsNotFound()
+    return message
+
+
+def is_final(status: str) -> bool:
+    return SmsStatus(status) in FINAL
