@@ -57,7 +57,10 @@ def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stac
         "실시간 손실 프레임",
     ]
     assert len(rows) == len(speakers)
+    attempts = header.index("시도 횟수")
     for row in rows:
+        # Every speaker here played after the gateway sent it the command: at least one send.
+        assert int(row[attempts]) == speakers[row[2]]["sends"] >= 1, row
         proof = speakers[row[2]]["proof"]
         sha, played_ms, level, signed = row[-6:-2]
         assert (sha, int(played_ms), signed) == (

@@ -663,7 +663,7 @@ async function showBoard(id, current) {
     for (const v of detail.village_deliveries) {
       for (const sp of v.speakers) {
         const p = sp.proof;
-        rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.attempts,
+        rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.sends,
           whenFull(sp.played_at), reasonWords(sp.reason), sp.reason || "", sp.resent_in || "",
           sp.resend_of || "", p ? p.audio_sha256 : "", p ? p.played_ms : "",
           p ? blank(p.level_dbfs) : "", signed(p), blank(sp.live_latency_ms),
