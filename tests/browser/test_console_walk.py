@@ -97,7 +97,7 @@ def _compose(page: Page, stack: Stack) -> None:
     expect(problem).to_have_count(0)
     expect(page.locator("#send-summary")).to_contain_text("마을 1곳")
     assert_accessible(page, "console compose valid summary")
-    screenshot(page, "console-compose", full_page=False)
+    screenshot(page, "console-compose-1366x768", full_page=False)
 
     # Wherever the page is scrolled, the button stays in the window.
     page.mouse.wheel(0, 2000)
@@ -139,7 +139,7 @@ def _cancel_asks_first(page: Page, stack: Stack) -> str:
     )
     expect(dialog.get_by_role("button", name="돌아가기")).to_be_focused()
     assert_accessible(page, "console cancel confirm")
-    screenshot(page, "console-cancel-confirm", full_page=False)
+    screenshot(page, "console-cancel-confirm-1366x768", full_page=False)
     dialog.get_by_role("button", name="돌아가기").click()
     expect(dialog).to_be_hidden()
     assert asked == [], "going back cancels nothing"
@@ -167,7 +167,7 @@ def _resend_says_what_it_repeats(page: Page, stack: Stack, original_id: str) -> 
     expect(told).to_contain_text("「산사태 대피」 방송을 놓친 스피커 3대에 다시 보낸 것입니다")
     expect(told).to_contain_text(re.compile(r"\d+월 \d+일 .*\d+:\d\d에 보낸"))
     assert_accessible(page, "console resend board")
-    screenshot(page, "console-board-resend", full_page=False)
+    screenshot(page, "console-board-resend-1366x768", full_page=False)
     told.get_by_role("link", name="처음 방송 보기").click()
     expect(page.locator("#board-title")).not_to_contain_text("다시 보낸 방송")
     expect(page.locator("#board-title")).to_contain_text("산사태 대피")
@@ -206,7 +206,7 @@ def test_an_officer_walks_the_console_at_1366x768(office: Page, stack: Stack) ->
     page.goto("/console")
     expect(page.get_by_role("button", name="로그인")).to_be_visible()
     assert_accessible(page, "console login")
-    screenshot(page, "console-login", full_page=False)
+    screenshot(page, "console-login-1366x768", full_page=False)
     _log_in(page, stack.officer, stack.password)
 
     _compose(page, stack)
@@ -216,7 +216,7 @@ def test_an_officer_walks_the_console_at_1366x768(office: Page, stack: Stack) ->
     page.get_by_role("link", name="방송 기록").click()
     expect(page.locator(f"tr[data-id='{alert}']")).to_be_visible()
     assert_accessible(page, "console history")
-    screenshot(page, "console-history", full_page=False)
+    screenshot(page, "console-history-1366x768", full_page=False)
     _schedule_cancel_asks_first(page, stack)
     page.get_by_role("link", name="장비 상태").click()
     expect(page.locator("#device-table tbody tr").first).to_be_visible()
