@@ -33,7 +33,7 @@ def login(
     ] = None,
 ) -> None:
     """Log in and keep the login for later commands (renewed automatically until revoked)."""
-    base = (url or credentials.saved().get("url") or credentials.DEFAULT_URL).rstrip("/")
+    base = (url or credentials.current_url()).rstrip("/")
     try:
         response = httpx.post(
             f"{base}/api/v1/auth/token",
@@ -64,7 +64,7 @@ def logout() -> None:
             httpx.post(
                 f"{stored['url']}/api/v1/auth/logout", json={"refresh_token": refresh}, timeout=10
             )
-    credentials.forget()
+    credentials.forget(stored.get("url") or credentials.current_url())
     typer.echo("로그아웃했습니다 / logged out")
 
 

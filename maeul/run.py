@@ -32,6 +32,7 @@ from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
 from gateway.logs import configure_logging
 from gateway.migrations import upgrade_async
 from gateway.places.service import get_city
+from gateway.schedules.quiet import city_zone, describe_local, parse_window
 from gateway.seed import seed
 from gateway.serving import GatewayServer, server_options
 from gateway.settings import Settings
@@ -341,6 +342,7 @@ def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: b
 
   예) .venv/bin/maeul broadcast --file 녹음.m4a --all --category administrative --wait
       .venv/bin/maeul broadcast --text "오늘 저녁 7시 마을 회관에서 회의가 있습니다" --village 1
+{_quiet_hours_note(settings)}
 
   끝내려면 Ctrl-C 를 누르세요.
 """,
@@ -355,6 +357,29 @@ def _sms_note(settings: Settings) -> str:
         return settings.sms_sendsms_url
     fake = settings.data_dir / "kannel" / "fakesmsc.log"
     return f"로컬 Kannel, 가짜 SMSC (받은 문자: {fake})"
+
+
+def _quiet_hours_note(settings: Settings) -> str:
+    """Quiet hours in the demo's words: a send in them is deferred, which the first example
+    would otherwise show without saying why."""
+    window = parse_window(settings.quiet_hours)
+    if window is None:
+        return "  방송 금지 시간: 없음 (GATEWAY_QUIET_HOURS=off)"
+    zone = city_zone("Asia/Seoul")  # the demo's cities are Korean
+    now = datetime.now(UTC)
+    lines = [
+        f"  방송 금지 시간: {window.label} (재난 경보가 아닌 방송은 끝날 때까지 미뤄 예약합니다)"
+    ]
+    if window.contains(now, zone):
+        lines.append(
+            f"  [yellow]지금이 방송 금지 시간입니다: 위 예는 "
+            f"{describe_local(window.ends_after(now, zone), zone)}에 나갑니다.[/]"
+        )
+    lines.append(
+        "  데모에서 바로 보내 보려면: GATEWAY_QUIET_HOURS=off make run  "
+        "(Quiet hours defer all but disaster alerts; the demo can switch them off.)"
+    )
+    return "\n".join(lines)
 
 
 async def demo_logins(settings: Settings) -> list[DemoLogin]:

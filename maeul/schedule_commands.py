@@ -50,16 +50,50 @@ def _schedule_json(schedule: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _send_now_advice(schedule_id: str) -> tuple[str, str]:
+    """How a deferred send can go out now (Korean, English): what the gateway allows, nothing
+    that weakens quiet hours where they are set."""
+    korean = (
+        "지금 보내야 한다면:\n"
+        "  - 실제 재난이면 --category disaster 로 보내세요. 재난 경보는 방송 금지 시간에도 "
+        "바로 나갑니다.\n"
+        f"  - 이 예약이 필요 없으면: maeul schedule cancel {schedule_id}\n"
+        "  - 데모(make run)에서 시험하는 중이면: 게이트웨이를 GATEWAY_QUIET_HOURS=off make run "
+        "으로 다시 시작하면 방송 금지 시간 없이 바로 보냅니다."
+    )
+    english = (
+        "To send now: a real disaster alert (--category disaster) ignores quiet hours; cancel "
+        f"this one with `maeul schedule cancel {schedule_id}` if it is not needed; a demo "
+        "(make run) restarted as `GATEWAY_QUIET_HOURS=off make run` has no quiet hours."
+    )
+    return korean, english
+
+
 def print_schedule(schedule: dict[str, Any], as_json: bool, *, deferred: bool = False) -> None:
-    if as_json:
-        typer.echo(json.dumps(_schedule_json(schedule), ensure_ascii=False))
-        return
+    """A schedule; `deferred`: one that quiet hours made of a send meant for now, said so with
+    when it will go out and how to send now instead."""
     zone = schedule["timezone"]
+    if as_json:
+        body = _schedule_json(schedule)
+        if deferred:
+            body = {
+                "deferred": True,
+                "reason": "quiet_hours",
+                "until": schedule["next_fire_at"],
+                **body,
+                "how_to_send_now": _send_now_advice(schedule["id"])[1],
+            }
+        typer.echo(json.dumps(body, ensure_ascii=False))
+        return
     if deferred:
+        korean, english = _send_now_advice(schedule["id"])
         typer.echo(
-            "조용한 시간이라 지금 보내지 않고 "
-            f"{_local_time(schedule['next_fire_at'], zone)}에 보내도록 예약했습니다."
+            "지금은 방송 금지 시간이라 바로 보내지 않았습니다. 금지 시간이 끝나는 "
+            f"{_local_time(schedule['next_fire_at'], zone)}에 보내도록 예약했습니다. / "
+            f"Quiet hours: not sent now, deferred to {schedule['next_fire_at']}."
         )
+        typer.echo(korean)
+        typer.echo(english)
     state = _SCHEDULE_STATES.get(schedule["state"], schedule["state"])
     typer.echo(f"예약 {schedule['id']} — 상태: {state}")
     typer.echo(f"  일정: {schedule['recurrence']['description']}")

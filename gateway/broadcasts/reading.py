@@ -179,6 +179,7 @@ async def summarize(
                 online=online,
                 reason=delivery.reason,
                 attempts=delivery.attempts,
+                sends=delivery.sends,
                 updated_at=delivery.updated_at,
                 played_at=delivery.played_at,
                 proof=proof.shown(delivery),

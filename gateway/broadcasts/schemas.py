@@ -79,7 +79,13 @@ class SpeakerDelivery(BaseModel):
     state: str
     online: bool
     reason: str | None
-    attempts: int
+    attempts: int = Field(
+        description="Asks in a row the speaker has left unanswered; any answer starts it again."
+    )
+    sends: int = Field(
+        description="How many times the gateway sent the command to this speaker (the first "
+        "send and every retry or catch-up); never reset."
+    )
     updated_at: datetime
     played_at: datetime | None
     proof: PlayProof | None = None

@@ -72,6 +72,7 @@ async def create_deliveries(
                 "district_id": s.district_id,
                 "state": State.QUEUED.value,
                 "attempts": 0,
+                "sends": 0,
                 "updated_at": now,
             }
             for s in recipients
@@ -103,6 +104,7 @@ async def mark_published(
             version=Delivery.version + 1,
             state=State.SENT.value,
             attempts=Delivery.attempts + 1,
+            sends=Delivery.sends + 1,
             sent_at=now,
             deadline_at=now + ack_timeout,
             updated_at=now,

@@ -199,6 +199,7 @@ async def _retry_unacknowledged(
         if delivery.state != State.SENT.value:
             # A publish moves only queued and sent deliveries; count this ask here.
             delivery.attempts += 1
+            delivery.sends += 1
         # The ask goes out after its back-off, not at once: the publish then sets the deadline
         # (ack timeout after it), so asks are spaced by the back-off plus the ack timeout.
         session.add(

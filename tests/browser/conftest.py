@@ -179,6 +179,19 @@ def desktop(browser: Browser, stack: Stack) -> Iterator[Page]:
     assert refused == [], "the page broke its own Content-Security-Policy"
 
 
+@pytest.fixture
+def office(browser: Browser, stack: Stack) -> Iterator[Page]:
+    """The district office's PC: a 1366x768 screen, the most common one in offices."""
+    context = browser.new_context(
+        base_url=stack.url, viewport={"width": 1366, "height": 768}, locale="ko-KR"
+    )
+    page = context.new_page()
+    refused = _watch_policy(page)
+    yield page
+    context.close()
+    assert refused == [], "the page broke its own Content-Security-Policy"
+
+
 # Phones the village heads carry: a large one, a common one and a small one (CSS pixels).
 PHONE_SIZES = {412: 915, 393: 852, 360: 780}
 

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Stack, screenshot
+from tests.support.axe import assert_accessible
 from tests.support.people import bearer
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
@@ -295,6 +296,7 @@ def test_an_admin_manages_people_and_approves_a_city_wide_alert(
     heard.evaluate("audio => audio.play()")
     expect(heard).to_have_js_property("paused", False, timeout=LONG)
     screenshot(page, "console-approvals")
+    assert_accessible(page, "console approvals with a request")
     with page.expect_request(re.compile(r"/approve$")) as approving:
         request.get_by_role("button", name="승인하고 보내기").click()
     assert approving.value.post_data_json == {"audio_sha256": sha256}

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Stack
+from tests.support.axe import assert_accessible
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
@@ -46,6 +47,7 @@ def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stac
     expect(page.locator("[data-broadcast-state='completed']")).to_be_visible(timeout=LONG)
     with page.expect_download() as download:
         page.get_by_role("button", name="보고서 내려받기 (CSV)").click()
+    assert_accessible(page, "console board after its report")
     text = download.value.path().read_text(encoding="utf-8-sig")
     header, *rows = list(csv.reader(io.StringIO(text)))
     assert header[-6:] == [
@@ -57,7 +59,10 @@ def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stac
         "실시간 손실 프레임",
     ]
     assert len(rows) == len(speakers)
+    attempts = header.index("시도 횟수")
     for row in rows:
+        # Every speaker here played after the gateway sent it the command: at least one send.
+        assert int(row[attempts]) == speakers[row[2]]["sends"] >= 1, row
         proof = speakers[row[2]]["proof"]
         sha, played_ms, level, signed = row[-6:-2]
         assert (sha, int(played_ms), signed) == (

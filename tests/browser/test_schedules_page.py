@@ -56,8 +56,10 @@ def test_a_suspended_persons_schedule_shows_as_paused(desktop: Page, stack: Stac
     row.get_by_role("button", name="다시 시작").click()
     expect(page.locator("#schedule-message .notice.error")).to_contain_text("계정이 정지")
 
-    page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="취소").click()
+    page.get_by_role("dialog", name="이 예약을 취소할까요?").get_by_role(
+        "button", name="예약 취소하기"
+    ).click()
     expect(page.locator(f"tr[data-schedule='{schedule_id}']")).to_contain_text(
         "취소됨", timeout=LONG
     )

@@ -45,6 +45,7 @@ def _detail(played: int, attempts: int = 1, **kwargs: Any) -> BroadcastDetail:
             "online": True,
             "reason": None,
             "attempts": attempts,
+            "sends": attempts,
             "updated_at": "2026-01-01T00:00:00Z",
             "played_at": None,
         }

@@ -188,6 +188,12 @@ async def test_a_speaker_the_gateway_had_to_ask_again_shows_as_not_answering(
         2,
     )
 
+    # The report's "시도 횟수" counts every send, which no answer resets: a speaker that played
+    # after one send shows 1, the silent one each of its four sends.
+    assert [_speaker(d, silent)["sends"] for d in details] == [1, 2, 2, 3, 4]
+    played = [_speaker(details[-1], code) for code in codes[1:]]
+    assert {(s["state"], s["sends"]) for s in played} == {("played", 1)}
+
     silent_village = next(
         i
         for i, v in enumerate(details[0]["village_deliveries"])

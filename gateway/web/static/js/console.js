@@ -89,6 +89,8 @@ const VIEWS = {
 function route() {
   leaveView();
   leaveView = () => {};
+  const dialog = document.getElementById("confirm");
+  if (dialog.open) dialog.close(); // answered "no": what it asked about is off screen
   const seq = ++viewSeq;
   const current = () => seq === viewSeq && me !== null;
   const [name, arg] = location.hash.replace(/^#\/?/, "").split("/");
@@ -135,6 +137,34 @@ async function countApprovals() {
   } catch { /* not every role may read them */ }
 }
 
+// ---------------------------------------------------------------- asking first
+
+// Before anything that cannot be undone: a modal that says what will happen, with "no" focused
+// (Enter on a stray key press keeps things as they are). Resolves true only for "yes".
+function askFirst({ title, body, yes, no = "돌아가기" }) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-body").innerHTML = body;
+  const yesButton = document.getElementById("confirm-yes");
+  const noButton = document.getElementById("confirm-no");
+  yesButton.textContent = yes;
+  noButton.textContent = no;
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      yesButton.onclick = null;
+      noButton.onclick = null;
+      dialog.onclose = null;
+      if (dialog.open) dialog.close();
+      resolve(answer);
+    };
+    yesButton.onclick = () => done(true);
+    noButton.onclick = () => done(false);
+    dialog.onclose = () => done(false); // Escape
+    dialog.showModal();
+    noButton.focus();
+  });
+}
+
 // ---------------------------------------------------------------- officer alerts
 
 // A village head's disaster alert in the officer's area: a banner over every view until the
@@ -153,7 +183,7 @@ async function pollOfficerAlerts() {
 function showOfficerAlerts(items) {
   const box = document.getElementById("officer-alerts");
   box.hidden = items.length === 0;
-  box.innerHTML = items.map((a) => `
+  document.getElementById("officer-alert-list").innerHTML = items.map((a) => `
     <div class="officer-alert" data-alert="${esc(a.id)}">
       <strong>${esc(a.message)}</strong>
       <span class="at">${when(a.created_at)}</span>
@@ -171,605 +201,6 @@ document.getElementById("officer-alerts").addEventListener("click", async (e) =>
   } catch { /* still waiting: it stays on screen */ }
   pollOfficerAlerts();
 });
-
-// ---------------------------------------------------------------- compose
-
-async function showCompose(_arg, current) {
-  const { districts, villages } = await loadPlaces(true);
-  if (!current()) return;
-  const allowed = ROLE_CATEGORIES[me.role] || [];
-  const canAll = CITY_WIDE.includes(me.role);
-  main.innerHTML = `
-    <h1>방송 보내기</h1>
-    <form id="compose" class="compose" novalidate>
-      <div>
-        <section class="card step">
-          <h2><span class="num">1</span> 방송 내용</h2>
-          <div class="tabs" role="tablist">
-            <button type="button" role="tab" data-tab="text" aria-selected="true">글자로 쓰기</button>
-            <button type="button" role="tab" data-tab="record" aria-selected="false">녹음하기</button>
-            <button type="button" role="tab" data-tab="file" aria-selected="false">파일 올리기</button>
-          </div>
-          <label class="field"><span>제목 (선택)</span>
-            <input type="text" id="title" maxlength="200" placeholder="예: 폭염 주의 안내"></label>
-          <div data-pane="text">
-            <label class="field"><span>방송할 말</span>
-              <textarea id="text" maxlength="5000" placeholder="스피커에서 읽어 줄 내용을 쓰세요."></textarea></label>
-            <label class="check">
-              <input type="checkbox" id="repeat"> 두 번 읽기</label>
-            <div class="recorder">
-              <button type="button" class="btn" id="preview">▶ 미리 듣기</button>
-              <audio id="preview-audio" controls hidden></audio>
-            </div>
-          </div>
-          <div data-pane="record" hidden>
-            <div class="recorder">
-              <button type="button" class="btn" id="rec-start">● 녹음 시작</button>
-              <button type="button" class="btn danger" id="rec-stop" hidden>■ 녹음 끝</button>
-              <span id="rec-status" class="muted">마이크로 말한 내용을 녹음합니다.</span>
-            </div>
-            <audio id="rec-audio" class="playback" controls hidden></audio>
-          </div>
-          <div data-pane="file" hidden>
-            <label class="field"><span>음성 파일 (m4a, mp3, wav, ogg, 3gp...)</span>
-              <input type="file" id="file" accept="audio/*,.m4a,.3gp,.amr"></label>
-          </div>
-        </section>
-        <section class="card step">
-          <h2><span class="num">3</span> 종류와 시간</h2>
-          <div class="cats">
-            ${allowed.map((c, i) => `<label><input type="radio" name="category" value="${esc(c)}" ${i === 0 ? "checked" : ""}>
-              <span class="badge cat-${esc(c)}">${esc(WORDS.category[c])}</span></label>`).join("")}
-          </div>
-          <div class="modes spaced" role="radiogroup" aria-label="방송 구분">
-            ${Object.entries(WORDS.mode).map(([m, label]) => `<label><input type="radio" name="mode" value="${m}" ${m === "live" ? "checked" : ""}>
-              ${label}</label>`).join("")}
-          </div>
-          <div class="when spaced">
-            <label><input type="radio" name="when" value="now" checked> 지금 보내기</label>
-            <label><input type="radio" name="when" value="later"> 예약해서 보내기</label>
-            <div class="schedule-opts" id="schedule-opts" hidden>
-              <label class="field"><span>보낼 시각</span><input type="datetime-local" id="send-at"></label>
-              <span></span>
-              <label class="field"><span>모두 몇 번</span><input type="number" id="repeat-count" min="1" max="100" value="1"></label>
-              <label class="field"><span>몇 분마다</span><input type="number" id="repeat-every" min="1" max="1440" value="10"></label>
-            </div>
-          </div>
-        </section>
-      </div>
-      <section class="card step">
-        <h2><span class="num">2</span> 받을 마을</h2>
-        <div class="tree-tools">
-          <input type="search" id="village-search" placeholder="마을 이름 찾기" aria-label="마을 이름 찾기">
-          ${canAll ? '<button type="button" class="btn small" id="select-city">시 전체</button>' : ""}
-          <button type="button" class="btn small" id="select-none">모두 해제</button>
-        </div>
-        <label class="check muted">
-          <input type="checkbox" id="only-offline"> 꺼진 스피커가 있는 마을만 보기</label>
-        <div class="tree" id="tree">${treeHtml(districts, villages)}</div>
-        <div class="selected-summary" id="selected-summary"></div>
-      </section>
-      <div class="full-row">
-        <div id="compose-message" role="status"></div>
-        <div class="sendbar">
-          <button type="submit" class="btn primary" id="send">방송 보내기</button>
-          <span id="send-summary" class="muted"></span>
-        </div>
-      </div>
-    </form>`;
-  wireCompose(districts, villages);
-}
-
-function treeHtml(districts, villages) {
-  return districts.map((d) => {
-    const own = villages.filter((v) => v.district_id === d.id);
-    const off = own.reduce((n, v) => n + (v.speaker_count - v.online_count), 0);
-    return `<div class="district" data-district="${esc(d.id)}">
-      <div class="row">
-        <button type="button" class="toggle" aria-expanded="false" aria-label="${esc(d.name)} 펼치기">▸</button>
-        <label><input type="checkbox" data-district-box="${esc(d.id)}"> ${esc(d.name)}
-          <span class="speakers">마을 ${own.length}곳</span>
-          ${off ? `<span class="badge off">꺼짐 ${off}대</span>` : ""}</label>
-      </div>
-      <div class="villages" hidden>
-        ${own.map((v) => {
-          const down = v.speaker_count - v.online_count;
-          return `<div class="row" data-village-row="${esc(v.id)}" data-name="${esc(v.name)}" data-off="${esc(down)}">
-            <label><input type="checkbox" data-village-box="${esc(v.id)}" data-of="${esc(d.id)}"> ${esc(v.name)}
-              <span class="speakers">스피커 ${esc(v.speaker_count)}대</span>
-              ${down ? `<span class="badge off">꺼짐 ${esc(down)}</span>` : ""}</label></div>`;
-        }).join("")}
-      </div></div>`;
-  }).join("");
-}
-
-function wireCompose(districts, villages) {
-  const form = document.getElementById("compose");
-  const tree = document.getElementById("tree");
-  let tab = "text";
-  let recorded = null;
-  let allCity = false;
-
-  form.querySelectorAll("[data-tab]").forEach((button) => button.addEventListener("click", () => {
-    tab = button.dataset.tab;
-    form.querySelectorAll("[data-tab]").forEach((b) => b.setAttribute("aria-selected", String(b === button)));
-    form.querySelectorAll("[data-pane]").forEach((p) => { p.hidden = p.dataset.pane !== tab; });
-  }));
-
-  // Spoken preview by the gateway's own voice.
-  document.getElementById("preview").addEventListener("click", async () => {
-    const text = document.getElementById("text").value.trim();
-    if (!text) return say("error", "미리 들을 내용을 먼저 쓰세요.");
-    const button = document.getElementById("preview");
-    button.disabled = true;
-    try {
-      const response = await session.fetch("speech/preview", {
-        method: "POST", json: { text, repeat: document.getElementById("repeat").checked },
-      });
-      if (!response.ok) throw toError(response, await readBody(response));
-      const audio = document.getElementById("preview-audio");
-      audio.src = URL.createObjectURL(await response.blob());
-      audio.hidden = false;
-      audio.play().catch(() => {});
-    } catch (e) {
-      say("error", koreanError(e));
-    } finally {
-      button.disabled = false;
-    }
-  });
-
-  // Recording in the browser.
-  const recorder = new Recorder();
-  const recStart = document.getElementById("rec-start");
-  const recStop = document.getElementById("rec-stop");
-  const recStatus = document.getElementById("rec-status");
-  let timer = null;
-  recStart.addEventListener("click", async () => {
-    if (!Recorder.supported) return say("error", "이 브라우저는 녹음을 지원하지 않습니다. 파일을 올려 주세요.");
-    try {
-      await recorder.start();
-    } catch {
-      return say("error", "마이크를 쓸 수 없습니다. 브라우저의 마이크 권한을 확인하세요.");
-    }
-    recStart.hidden = true;
-    recStop.hidden = false;
-    timer = setInterval(() => {
-      const s = Math.round((Date.now() - recorder.startedAt) / 1000);
-      recStatus.innerHTML = `<span class="rec-dot"></span> 녹음 중 ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
-    }, 250);
-  });
-  recStop.addEventListener("click", async () => {
-    clearInterval(timer);
-    recorded = await recorder.stop();
-    recStop.hidden = true;
-    recStart.hidden = false;
-    recStart.textContent = "● 다시 녹음";
-    recStatus.textContent = "녹음했습니다. 들어 보고 보내세요.";
-    const audio = document.getElementById("rec-audio");
-    audio.src = URL.createObjectURL(recorded);
-    audio.hidden = false;
-  });
-
-  // The tree: a district's box selects all its villages.
-  const villageBoxes = () => [...tree.querySelectorAll("[data-village-box]")];
-  const syncDistricts = () => {
-    tree.querySelectorAll("[data-district-box]").forEach((box) => {
-      const own = villageBoxes().filter((b) => b.dataset.of === box.dataset.districtBox);
-      const on = own.filter((b) => b.checked).length;
-      box.checked = own.length > 0 && on === own.length;
-      box.indeterminate = on > 0 && on < own.length;
-    });
-    summarize();
-  };
-  tree.addEventListener("change", (event) => {
-    const box = event.target;
-    allCity = false;
-    if (box.dataset.districtBox) {
-      villageBoxes().filter((b) => b.dataset.of === box.dataset.districtBox)
-        .forEach((b) => { b.checked = box.checked; });
-    }
-    syncDistricts();
-  });
-  tree.addEventListener("click", (event) => {
-    const toggle = event.target.closest(".toggle");
-    if (!toggle) return;
-    const list = toggle.closest(".district").querySelector(".villages");
-    list.hidden = !list.hidden;
-    toggle.textContent = list.hidden ? "▸" : "▾";
-    toggle.setAttribute("aria-expanded", String(!list.hidden));
-  });
-  const filter = () => {
-    const term = document.getElementById("village-search").value.trim();
-    const offline = document.getElementById("only-offline").checked;
-    tree.querySelectorAll(".district").forEach((d) => {
-      let shown = 0;
-      d.querySelectorAll("[data-village-row]").forEach((row) => {
-        const ok = (!term || row.dataset.name.includes(term)) && (!offline || row.dataset.off !== "0");
-        row.hidden = !ok;
-        if (ok) shown += 1;
-      });
-      d.hidden = shown === 0;
-      if (term || offline) {
-        d.querySelector(".villages").hidden = false;
-        d.querySelector(".toggle").textContent = "▾";
-      }
-    });
-  };
-  document.getElementById("village-search").addEventListener("input", filter);
-  document.getElementById("only-offline").addEventListener("change", filter);
-  document.getElementById("select-none").addEventListener("click", () => {
-    allCity = false;
-    villageBoxes().forEach((b) => { b.checked = false; });
-    syncDistricts();
-  });
-  const cityButton = document.getElementById("select-city");
-  if (cityButton) cityButton.addEventListener("click", () => {
-    villageBoxes().forEach((b) => { b.checked = true; });
-    syncDistricts();
-    allCity = true;
-    summarize();
-  });
-
-  form.querySelectorAll("input[name=when]").forEach((r) => r.addEventListener("change", () => {
-    document.getElementById("schedule-opts").hidden = form.querySelector("input[name=when]:checked").value !== "later";
-  }));
-  form.addEventListener("change", summarize);
-
-  function target() {
-    const chosen = new Set(villageBoxes().filter((b) => b.checked).map((b) => Number(b.dataset.villageBox)));
-    const districtIds = [];
-    const villageIds = [];
-    for (const d of districts) {
-      const own = villages.filter((v) => v.district_id === d.id);
-      if (own.length && own.every((v) => chosen.has(v.id))) districtIds.push(d.id);
-      else own.filter((v) => chosen.has(v.id)).forEach((v) => villageIds.push(v.id));
-    }
-    const speakers = villages.filter((v) => chosen.has(v.id)).reduce((n, v) => n + v.speaker_count, 0);
-    return { all: allCity, districtIds, villageIds, count: chosen.size, speakers };
-  }
-
-  function summarize() {
-    const t = target();
-    const category = form.querySelector("input[name=category]:checked");
-    const text = t.count === 0 ? "받을 마을을 고르세요." :
-      `${t.all ? "시 전체, " : ""}마을 ${t.count}곳 · 스피커 ${t.speakers}대`;
-    document.getElementById("selected-summary").textContent = text;
-    const mode = form.querySelector("input[name=mode]:checked").value;
-    const rehearsal = mode === "live" ? "" : `${WORDS.mode[mode]}(실제 상황 아님)으로 `;
-    document.getElementById("send-summary").textContent = t.count && category ?
-      `${WORDS.category[category.value]} 방송을 ${rehearsal}${text}에 보냅니다.` : "";
-  }
-  summarize();
-
-  function say(kind, message) {
-    document.getElementById("compose-message").innerHTML = `<div class="notice ${kind}">${esc(message)}</div>`;
-  }
-
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const t = target();
-    const category = form.querySelector("input[name=category]:checked");
-    if (!category) return say("error", "보낼 수 있는 방송 종류가 없습니다.");
-    if (t.count === 0) return say("error", "받을 마을을 하나 이상 고르세요.");
-    const data = new FormData();
-    data.append("category", category.value);
-    const title = document.getElementById("title").value.trim();
-    if (title) data.append("title", title);
-    if (tab === "text") {
-      const text = document.getElementById("text").value.trim();
-      if (!text) return say("error", "방송할 말을 쓰세요.");
-      data.append("text", text);
-      if (document.getElementById("repeat").checked) data.append("repeat", "true");
-    } else if (tab === "record") {
-      if (!recorded) return say("error", "먼저 녹음하세요.");
-      data.append("file", recorded);
-    } else {
-      const file = document.getElementById("file").files[0];
-      if (!file) return say("error", "보낼 음성 파일을 고르세요.");
-      data.append("file", file);
-    }
-    const mode = form.querySelector("input[name=mode]:checked").value;
-    if (t.all) data.append("all_villages", "true");
-    else {
-      t.districtIds.forEach((id) => data.append("district_ids", id));
-      t.villageIds.forEach((id) => data.append("village_ids", id));
-    }
-    const later = form.querySelector("input[name=when]:checked").value === "later";
-    let path = "broadcasts";
-    if (later) {
-      const at = document.getElementById("send-at").value;
-      if (!at) return say("error", "보낼 시각을 고르세요.");
-      path = "schedules";
-      data.append("send_at", at);
-      const count = Number(document.getElementById("repeat-count").value || 1);
-      if (count > 1) {
-        data.append("repeat_count", count);
-        data.append("repeat_every_min", Number(document.getElementById("repeat-every").value || 10));
-      }
-    }
-    data.append("mode", mode);
-    const button = document.getElementById("send");
-    button.disabled = true;
-    say("info", "보내는 중입니다...");
-    try {
-      const { status, body } = await session.request(path, {
-        method: "POST", body: data, headers: { "Idempotency-Key": newKey() },
-      });
-      if (later) {
-        say("ok", `예약했습니다. 처음 보낼 때: ${when(body.next_fire_at || body.send_at)}`);
-      } else if (status === 202 && body.requested_by) {
-        say("ok", "두 사람 승인이 필요한 방송입니다. 다른 담당자가 '승인 대기'에서 승인하면 나갑니다.");
-        countApprovals();
-      } else if (status === 202) {
-        say("ok", "지금은 방송 금지 시간입니다. 금지 시간이 끝나면 보내도록 예약했습니다.");
-      } else {
-        location.hash = `#/board/${body.id}`;
-      }
-    } catch (e) {
-      say("error", koreanError(e));
-    } finally {
-      button.disabled = false;
-    }
-  });
-}
-
-// ---------------------------------------------------------------- live board
-
-async function showBoard(id, current) {
-  let detail = await session.get(`broadcasts/${id}`);
-  if (!current()) return;
-  const controller = new AbortController();
-  let alive = true;
-  // How long speakers have been silent grows while nothing else changes: count it every second.
-  const ticker = setInterval(() => { if (alive) renderSilence(); }, 1000);
-  leaveView = () => { alive = false; controller.abort(); clearInterval(ticker); };
-  main.innerHTML = `
-    <div class="board-head">
-      <div class="title">
-        <h1 id="board-title"></h1>
-        <p class="muted" id="board-meta"></p>
-      </div>
-      <div class="actions">
-        <button class="btn" id="resend" type="button">놓친 곳에 다시 보내기</button>
-        <button class="btn danger" id="cancel" type="button">방송 취소</button>
-        <button class="btn" id="report" type="button">보고서 내려받기 (CSV)</button>
-      </div>
-    </div>
-    <div id="board-message" role="status"></div>
-    <div id="board-silence" class="notice warn" role="status" hidden></div>
-    <div class="counts" id="counts"></div>
-    <div class="legend">${["queued", "sent", "received", "playing", "played", "played_late", "partial", "failed", "offline", "unanswered"]
-      .map((s) => `<span><i class="swatch" data-state="${s}"></i>${WORDS.tile[s]}</span>`).join("")}</div>
-    <div class="tiles" id="tiles" aria-live="polite"></div>`;
-
-  const say = (kind, message) => {
-    document.getElementById("board-message").innerHTML = `<div class="notice ${kind}">${esc(message)}</div>`;
-  };
-
-  function renderSilence() {
-    const box = document.getElementById("board-silence");
-    if (!box) return;
-    const found = silence(detail);
-    const key = found ? `${found.villages}/${found.speakers}` : "";
-    if (box.dataset.key !== key) {
-      box.dataset.key = key;
-      box.hidden = !found;
-      // The running count of seconds is kept out of the live region, which would read it out
-      // every second: the sentence is announced when the number of silent speakers changes.
-      box.innerHTML = found ? `스피커 응답 없음 (${esc(found.villages)}곳, <span aria-hidden="true" id="silent-for"></span>): 스피커 ${esc(found.speakers)}대가 답하지 않습니다. 전원과 통신을 확인하세요.` : "";
-    }
-    if (found) document.getElementById("silent-for").textContent = howLong(found.since, session.now());
-  }
-
-  function tileNotes(v) {
-    const notes = [];
-    const silent = v.speakers.filter(isUnanswered).length;
-    if (silent) notes.push(`응답 없음 ${silent}대`);
-    if (typeof v.live_latency_ms === "number") notes.push(`지연 ${(v.live_latency_ms / 1000).toFixed(1)}초`);
-    if (typeof v.live_frames_lost === "number" && v.live_frames_lost > 0) notes.push(`끊김 ${v.live_frames_lost}`);
-    return notes.length ? `<span class="note">${esc(notes.join(" · "))}</span>` : "";
-  }
-
-  function render() {
-    const d = detail;
-    document.getElementById("board-title").innerHTML =
-      `${modeBadge(d.mode)}${categoryBadge(d.category)} ${esc(d.title || firstWords(d.text) || "음성 방송")}`;
-    const resendOf = d.target && d.target.resend_of;
-    document.getElementById("board-meta").innerHTML =
-      `${when(d.created_at)} · <span class="state-pill" data-broadcast-state="${esc(d.state)}">${esc(WORDS.broadcast[d.state] || d.state)}</span>${d.text ? ` · “${esc(firstWords(d.text, 80))}”` : ""}${
-        resendOf ? ` · <a href="#/board/${esc(resendOf)}">처음 방송 보기</a>` : ""}`;
-    const s = d.speakers;
-    const found = silence(d);
-    const counts = [
-      ["total", "스피커", s.total], ["played", "방송 완료", s.played],
-      ["played_late", "늦게 방송됨", s.played_late || 0],
-      ["playing", "방송 중", s.playing + s.preempted], ["received", "받음", s.received],
-      ["sent", "보냄", s.sent + s.queued], ["unanswered", "응답 없음", found ? found.speakers : 0],
-      ["failed", "실패", s.failed + s.expired],
-      ["no_ack", "응답 없어 포기", d.village_deliveries.flatMap((v) => v.speakers)
-        .filter((x) => x.reason === "no_ack" || x.reason === "no_played_ack").length],
-      ["offline", "꺼짐", s.offline],
-    ];
-    document.getElementById("counts").innerHTML = counts.map(([k, label, n]) =>
-      `<div class="c-${k}" data-count="${k}"><b>${esc(n)}</b><span>${label}</span></div>`).join("");
-    document.getElementById("tiles").innerHTML = d.village_deliveries.map((v) => {
-      const state = villageState(v);
-      const done = v.speakers.filter((x) => DONE_STATES.includes(x.state)).length;
-      return `<div class="tile" data-village="${esc(v.village_id)}" data-state="${state}" title="${esc(v.code)}">
-        <span class="name">${esc(v.name || v.code)}</span>
-        <span class="st">${WORDS.tile[state]}</span>${tileNotes(v)}
-        <span class="spk">스피커 ${done}/${v.speakers.length}대 완료</span></div>`;
-    }).join("");
-    const final = d.state === "completed" || d.state === "cancelled";
-    document.getElementById("cancel").disabled = final;
-    document.getElementById("resend").disabled = s.failed + s.expired === 0;
-    renderSilence();
-  }
-
-  function show(next) {
-    detail = next;
-    render();
-    const lost = document.querySelector("#board-message [data-reconnecting]");
-    if (lost) lost.remove();
-  }
-  render();
-
-  async function reload() {
-    const next = await session.get(`broadcasts/${id}`);
-    if (alive) show(next);
-  }
-
-  (async () => {
-    // The stream pushes the whole detail each time it changes: the board draws what it is
-    // sent, never a second read that a cache could answer with the state before.
-    while (alive && detail.state !== "completed" && detail.state !== "cancelled") {
-      try {
-        await session.follow(`broadcasts/${id}/events?detail=true`, (next) => { if (alive) show(next); }, controller.signal);
-      } catch (e) {
-        if (!alive) return;
-        say("error", `${koreanError(e)} 다시 연결하는 중입니다...`);
-        document.querySelector("#board-message .notice").dataset.reconnecting = "true";
-        await new Promise((r) => setTimeout(r, 1500));
-      }
-      if (!alive) return;
-      await reload().catch(() => {});
-      // Closed before the end (a proxy's timeout, a replica stopping): follow again, not in a
-      // tight loop.
-      if (detail.state !== "completed" && detail.state !== "cancelled") await new Promise((r) => setTimeout(r, 1000));
-    }
-  })();
-
-  document.getElementById("cancel").addEventListener("click", async () => {
-    try {
-      await session.request(`broadcasts/${id}/cancel`, { method: "POST" });
-      say("ok", "방송을 취소했습니다. 방송 중인 스피커도 멈춥니다.");
-      await reload();
-    } catch (e) { say("error", koreanError(e)); }
-  });
-  document.getElementById("resend").addEventListener("click", async () => {
-    try {
-      const { body } = await session.request(`broadcasts/${id}/resend`, {
-        method: "POST", json: {}, headers: { "Idempotency-Key": newKey() },
-      });
-      location.hash = `#/board/${body.id}`;
-    } catch (e) { say("error", koreanError(e)); }
-  });
-  document.getElementById("report").addEventListener("click", () => {
-    const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유", "사유 코드",
-      "다시 보낸 방송", "원래 방송", "재생한 오디오 (sha256)", "재생 시간 (ms)", "출력 레벨 (dBFS)",
-      "재생 증명 서명", "실시간 지연 (ms)", "실시간 손실 프레임"]];
-    const signed = (p) => (!p ? "" : p.verified === true ? "검증됨" : "등록된 키 없음");
-    const blank = (x) => (x === null || x === undefined ? "" : x);
-    for (const v of detail.village_deliveries) {
-      for (const sp of v.speakers) {
-        const p = sp.proof;
-        rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.attempts,
-          whenFull(sp.played_at), reasonWords(sp.reason), sp.reason || "", sp.resent_in || "",
-          sp.resend_of || "", p ? p.audio_sha256 : "", p ? p.played_ms : "",
-          p ? blank(p.level_dbfs) : "", signed(p), blank(sp.live_latency_ms),
-          blank(sp.live_frames_lost)]);
-      }
-    }
-    csvDownload(`broadcast-${id}.csv`, rows);
-  });
-}
-
-function categoryBadge(category) {
-  return `<span class="badge cat-${esc(category)}">${esc(WORDS.category[category] || category)}</span>`;
-}
-
-function firstWords(text, n = 40) {
-  if (!text) return "";
-  return text.length > n ? text.slice(0, n) + "…" : text;
-}
-
-// ---------------------------------------------------------------- history
-
-async function showHistory(_arg, current) {
-  main.innerHTML = `
-    <h1>방송 기록</h1>
-    <form class="filters" id="filters">
-      <label class="field"><span>종류</span><select id="f-category"><option value="">전체</option>
-        ${Object.entries(WORDS.category).map(([k, v]) => `<option value="${k}">${v}</option>`).join("")}</select></label>
-      <label class="field"><span>구분</span><select id="f-mode"><option value="">전체</option>
-        ${Object.entries(WORDS.mode).map(([k, v]) => `<option value="${k}">${v}</option>`).join("")}</select></label>
-      <label class="field"><span>시작일</span><input type="date" id="f-since"></label>
-      <label class="field"><span>종료일</span><input type="date" id="f-until"></label>
-      <button class="btn primary" type="submit">찾기</button>
-      <button class="btn" type="button" id="export">보고서 내려받기 (CSV)</button>
-    </form>
-    <div id="history-message" role="alert"></div>
-    <div id="history-table"></div>
-    <div class="pager"><button class="btn small" id="prev" type="button">이전</button>
-      <span id="page-info" class="muted"></span><button class="btn small" id="next" type="button">다음</button></div>`;
-  let offset = 0;
-  const limit = 50;
-  const query = () => {
-    const day = (id, add) => {
-      const value = document.getElementById(id).value;
-      if (!value) return undefined;
-      const date = new Date(`${value}T00:00:00+09:00`);
-      date.setDate(date.getDate() + add);
-      return date.toISOString();
-    };
-    return {
-      category: document.getElementById("f-category").value,
-      mode: document.getElementById("f-mode").value,
-      since: day("f-since", 0),
-      until: day("f-until", 1),
-    };
-  };
-  const failed = (e) => {
-    document.getElementById("history-message").innerHTML = `<div class="notice error">${esc(koreanError(e))}</div>`;
-  };
-  async function load() {
-    document.getElementById("history-message").textContent = "";
-    const page = await session.get("broadcasts", { ...query(), limit, offset });
-    if (!current()) return;
-    document.getElementById("history-table").innerHTML = page.items.length === 0 ?
-      '<p class="muted">방송 기록이 없습니다.</p>' : `
-      <table class="data"><thead><tr><th>보낸 때</th><th>종류</th><th>내용</th><th>마을</th><th>스피커 결과</th><th>상태</th></tr></thead>
-      <tbody>${page.items.map((b) => `<tr class="link" data-id="${esc(b.id)}" tabindex="0">
-        <td>${when(b.created_at)}</td><td>${categoryBadge(b.category)}</td>
-        <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}</td>
-        <td>${esc(b.villages.total)}곳</td>
-        <td>${esc(b.speakers.played + (b.speakers.played_late || 0))}/${esc(b.speakers.total)}대 완료${b.speakers.played_late ? ` (늦게 ${esc(b.speakers.played_late)})` : ""}${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
-        <td>${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;
-    document.getElementById("page-info").textContent =
-      `전체 ${page.total}건 중 ${page.total ? offset + 1 : 0}-${offset + page.items.length}`;
-    document.getElementById("prev").disabled = offset === 0;
-    document.getElementById("next").disabled = offset + limit >= page.total;
-  }
-  document.getElementById("history-table").addEventListener("click", (e) => {
-    const row = e.target.closest("tr[data-id]");
-    if (row) location.hash = `#/board/${row.dataset.id}`;
-  });
-  document.getElementById("history-table").addEventListener("keydown", (e) => {
-    const row = e.target.closest("tr[data-id]");
-    if (row && e.key === "Enter") location.hash = `#/board/${row.dataset.id}`;
-  });
-  document.getElementById("filters").addEventListener("submit", (e) => { e.preventDefault(); offset = 0; load().catch(failed); });
-  document.getElementById("prev").addEventListener("click", () => { offset = Math.max(0, offset - limit); load().catch(failed); });
-  document.getElementById("next").addEventListener("click", () => { offset += limit; load().catch(failed); });
-  document.getElementById("export").addEventListener("click", () => exportAll().catch(failed));
-  async function exportAll() {
-    const items = [];
-    for (let at = 0; ; at += 200) {
-      const page = await session.get("broadcasts", { ...query(), limit: 200, offset: at });
-      items.push(...page.items);
-      if (items.length >= page.total || page.items.length === 0) break;
-    }
-    csvDownload("broadcasts.csv", [
-      ["방송 ID", "보낸 때", "구분", "종류", "제목", "내용", "상태", "마을 수", "마을 완료", "스피커 수",
-        "방송 완료", "늦게 방송됨", "실패", "만료", "취소", "다시 보낸 원래 방송"],
-      ...items.map((b) => [b.id, whenFull(b.created_at), WORDS.mode[b.mode] || b.mode, WORDS.category[b.category], b.title || "",
-        b.text || "", WORDS.broadcast[b.state], b.villages.total, b.villages.played, b.speakers.total,
-        b.speakers.played, b.speakers.played_late || 0, b.speakers.failed, b.speakers.expired, b.speakers.cancelled,
-        b.target.resend_of || ""]),
-    ]);
-  }
-  await load();
-}
 
 // ---------------------------------------------------------------- schedules
 
@@ -801,7 +232,11 @@ async function showSchedules(_arg, current) {
     const id = e.target.dataset.resume || e.target.dataset.cancel;
     if (!id) return;
     const verb = e.target.dataset.resume ? "resume" : "cancel";
-    if (verb === "cancel" && !confirm("이 예약을 취소할까요? 남은 방송이 모두 나가지 않습니다.")) return;
+    if (verb === "cancel" && !(await askFirst({
+      title: "이 예약을 취소할까요?",
+      body: "<p>취소하면 이 예약으로 아직 나가지 않은 방송은 모두 나가지 않습니다. 되돌릴 수 없습니다.</p>",
+      yes: "예약 취소하기",
+    }))) return;
     try {
       await session.request(`schedules/${id}/${verb}`, { method: "POST" });
       route();

@@ -436,6 +436,7 @@ function csvDownload(filename, rows) {
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
   link.download = filename;
+  link.hidden = true; // never a nameless link in the page's tab order, even for a second
   document.body.appendChild(link);
   link.click();
   setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
