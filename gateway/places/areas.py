@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import shapely
 from shapely.geometry import Point, shape
 from shapely.geometry import Polygon as ShapelyPolygon
-from shapely.ops import transform
 
 from gateway.errors import InvalidRequest
 
@@ -129,7 +129,8 @@ def polygon(points: Sequence[Sequence[float]]) -> Polygon:
             ko="다각형에는 서로 다른 점이 3개 이상 있어야 합니다.",
             en="A polygon needs at least 3 distinct points.",
         )
-    if not _planar(tuple(pairs)).is_valid:
+    planar = _planar(tuple(pairs))
+    if not planar.is_valid or _square_metres(planar) < 1:
         raise AreaRefused(
             "invalid_polygon",
             ko="다각형의 변이 서로 교차하거나 넓이가 없습니다.",
@@ -139,21 +140,21 @@ def polygon(points: Sequence[Sequence[float]]) -> Polygon:
 
 
 def codes(values: Sequence[str]) -> Codes:
-    unique = tuple(dict.fromkeys(str(v) if not isinstance(v, str) else v for v in values))
-    if not unique or len(unique) > MAX_CODES:
+    if not values or len(values) > MAX_CODES:
         raise AreaRefused(
             "invalid_area",
             ko=f"행정 코드를 1-{MAX_CODES}개 주세요.",
             en=f"Give 1-{MAX_CODES} administrative codes.",
         )
-    bad = [c for c in unique if not isinstance(c, str) or not CODE_PATTERN.match(c)]
+    # A number is refused too: as JSON numbers, codes would lose their leading zeros.
+    bad = [str(c) for c in values if not isinstance(c, str) or not CODE_PATTERN.match(c)]
     if bad:
         raise AreaRefused(
             "invalid_area_code",
-            ko=f"행정 코드는 숫자 10자리여야 합니다: {', '.join(map(str, bad[:20]))}",
-            en=f"Administrative codes are 10 digits: {', '.join(map(str, bad[:20]))}",
+            ko=f"행정 코드는 숫자 10자리 문자열이어야 합니다: {', '.join(bad[:20])}",
+            en=f"Administrative codes are strings of 10 digits: {', '.join(bad[:20])}",
         )
-    return Codes(unique)
+    return Codes(tuple(dict.fromkeys(values)))
 
 
 def _shape_refused() -> AreaRefused:
@@ -239,11 +240,14 @@ def _metres_around(lat0: float, lon0: float, geometry: Any) -> Any:
     few tens of kilometres a circle spans."""
     east = math.radians(1) * EARTH_RADIUS_M * math.cos(math.radians(lat0))
     north = math.radians(1) * EARTH_RADIUS_M
+    return shapely.transform(geometry, lambda xy: (xy - (lon0, lat0)) * (east, north))
 
-    def project(x: Any, y: Any, z: Any = None) -> tuple[Any, Any]:
-        return (x - lon0) * east, (y - lat0) * north
 
-    return transform(project, geometry)
+def _square_metres(planar: Any) -> float:
+    """A lon/lat polygon's area, roughly (a degenerate one has none)."""
+    lat = planar.centroid.y if not planar.is_empty else 0.0
+    degree = math.radians(1) * EARTH_RADIUS_M
+    return float(planar.area) * degree * degree * math.cos(math.radians(lat))
 
 
 def _location(place: Place) -> tuple[float, float] | None:
@@ -309,7 +313,15 @@ def boundary_geometry(geojson: Mapping[str, Any]) -> Any:
         raise refused
     try:
         geometry = shape(geojson)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        RecursionError,
+        shapely.errors.ShapelyError,
+    ):
         raise refused from None
     if geometry.is_empty or not geometry.is_valid:
         raise refused
