@@ -77,12 +77,10 @@ def _bad_coordinates(lat: object, lon: object) -> AreaRefused:
 
 
 def _point(lat: object, lon: object) -> tuple[float, float]:
-    if isinstance(lat, bool) or isinstance(lon, bool):
+    numbers = [v for v in (lat, lon) if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != 2:
         raise _bad_coordinates(lat, lon)
-    try:
-        la, lo = float(lat), float(lon)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise _bad_coordinates(lat, lon) from None
+    la, lo = float(numbers[0]), float(numbers[1])
     if not (math.isfinite(la) and math.isfinite(lo) and -90 <= la <= 90 and -180 <= lo <= 180):
         raise _bad_coordinates(lat, lon)
     return la, lo

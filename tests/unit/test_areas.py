@@ -177,7 +177,8 @@ def test_bad_shapes_are_refused_with_stable_codes() -> None:
     for lat, lon in ((91, 128), (-90.5, 128), (35, 180.01), (35, -181), (math.nan, 128)):
         _refused("invalid_coordinates", {"circle": {"lat": lat, "lon": lon, "radius_m": 10}})
         _refused("invalid_coordinates", {"polygon": [[lat, lon], *square[1:]]})
-    _refused("invalid_coordinates", {"circle": {"lat": "north", "lon": 128, "radius_m": 10}})
+    for lat in ("north", "35.2", None, True):
+        _refused("invalid_coordinates", {"circle": {"lat": lat, "lon": 128, "radius_m": 10}})
     bowtie = [[35.1, 128.0], [35.2, 128.1], [35.1, 128.1], [35.2, 128.0]]
     for points in (
         [],
