@@ -297,6 +297,45 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     "missing_file": _e(
         422, "녹음 파일이나 읽을 문구가 필요합니다.", "A recording or a text to speak is required."
     ),
+    "area_and_target": _e(
+        422,
+        "지역(area)과 전체·읍·면·동·마을 대상은 함께 줄 수 없습니다.",
+        "An area replaces the other targets: give one or the other.",
+    ),
+    "invalid_area": _e(
+        422,
+        "지역은 circle, polygon, codes 중 하나여야 합니다.",
+        "An area is exactly one of circle, polygon or codes (1-500 codes).",
+    ),
+    "invalid_area_code": _e(
+        422, "행정 코드는 숫자 10자리여야 합니다.", "Administrative codes are 10 digits."
+    ),
+    "invalid_coordinates": _e(
+        422,
+        "위도는 -90~90, 경도는 -180~180이어야 합니다.",
+        "Latitude must be -90..90 and longitude -180..180.",
+    ),
+    "invalid_radius": _e(
+        422,
+        "반경은 0보다 크고 100,000m 이하여야 합니다.",
+        "The circle's radius must be more than 0 and at most 100000 m.",
+    ),
+    "invalid_polygon": _e(
+        422,
+        "다각형은 서로 다른 점 3개 이상이고 변이 교차하지 않아야 합니다.",
+        "A polygon needs 3-2000 distinct points and must not cross itself.",
+    ),
+    "invalid_boundary": _e(
+        422,
+        "경계는 변이 교차하지 않는 GeoJSON Polygon 또는 MultiPolygon이어야 합니다.",
+        "A boundary is a GeoJSON Polygon or MultiPolygon that does not cross itself.",
+    ),
+    "unknown_area_code": _e(
+        422,
+        "이 도시의 어느 마을에도 해당하지 않는 행정 코드입니다.",
+        "An administrative code that no village of the city has.",
+    ),
+    "empty_area": _e(422, "지정한 지역 안에 마을이 없습니다.", "The area covers no village."),
     "empty_target": _e(
         422,
         "방송할 곳이 없습니다. 전체, 읍·면 또는 마을을 고르세요.",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import product
 from typing import Final, Literal
@@ -45,6 +46,11 @@ class _Shape:
     # speakers that play MP3 only.
     layout: tuple[int, ...] | None = None
     mp3_only: frozenset[str] = frozenset()
+    # Where: the city's centre (lat, lon), how far its districts spread (m), and its national
+    # code (2 digits of province, 3 of city or county).
+    centre: tuple[float, float] = (35.18, 128.08)
+    spread_m: float = 14_000
+    national: str = "48170"
 
 
 # 진주시: 1 읍, 15 면 and the 동 of the old town (358 villages on the wireless system).
@@ -105,6 +111,9 @@ _GIMCHEON = _Shape(
     ),
     speakers_per_village=(1, 3),
     urban="통",
+    centre=(36.14, 128.11),
+    spread_m=16_000,
+    national="47150",
 )
 
 # For tests, laid out the same whatever the seed: 8 speakers, d01-v001 has two, d01-v002 one,
@@ -115,6 +124,9 @@ _TINY = _Shape(
     speakers_per_village=(1, 2),
     layout=(2, 1, 2, 1, 2),
     mp3_only=frozenset({"d02-v002-s2"}),
+    centre=(35.2, 128.1),
+    spread_m=3_000,
+    national="48990",
 )
 
 PRESETS: Final[dict[str, _Shape]] = {"jinju": _JINJU, "gimcheon": _GIMCHEON, "tiny": _TINY}
@@ -149,18 +161,79 @@ def _stems_needed(shape: _Shape) -> int:
     )
 
 
+_GOLDEN_ANGLE: Final = math.pi * (3 - math.sqrt(5))
+_METRES_PER_DEGREE: Final = 111_195.0
+
+
+def _spiral(k: int, n: int, radius_m: float) -> tuple[float, float]:
+    """The k-th of n points spread evenly over a disc (metres east, north of its centre)."""
+    r = radius_m * math.sqrt((k + 0.5) / n)
+    return r * math.cos(k * _GOLDEN_ANGLE), r * math.sin(k * _GOLDEN_ANGLE)
+
+
+def _offset(at: tuple[float, float], east_m: float, north_m: float) -> tuple[float, float]:
+    lat = at[0] + north_m / _METRES_PER_DEGREE
+    lon = at[1] + east_m / (_METRES_PER_DEGREE * math.cos(math.radians(at[0])))
+    return round(lat, 6), round(lon, 6)
+
+
+def _geography(shape: _Shape) -> list[list[PlaceRow]]:
+    """Plausible points and national codes for each district's villages (no boundaries): 동
+    near the centre, 읍 and 면 around them, villages spread around their district's point. A
+    읍 or 면 and its 리 have 법정동 codes (the 읍·면's is also its 행정동 code); a 동 has a 법정동
+    and a 행정동 code, its 통 or 마을 none of their own."""
+    count = len(shape.districts)
+    order = sorted(range(count), key=lambda d: not shape.districts[d][0].endswith("동"))
+    seen = {"읍": 0, "면": 0, "동": 0}
+    rows: list[list[PlaceRow]] = []
+    for d, (district, villages) in enumerate(shape.districts):
+        kind = district[-1]
+        nth = seen[kind]
+        seen[kind] += 1
+        if kind == "동":
+            legal, admin = f"{shape.national}{101 + nth}00", f"{shape.national}{510 + 10 * nth}00"
+        else:
+            base = 250 if kind == "읍" else 310
+            legal = admin = f"{shape.national}{base + 10 * nth}00"
+        centre = _offset(shape.centre, *_spiral(order.index(d), count, shape.spread_m))
+        cloud = 0.85 * shape.spread_m / math.sqrt(count) * (0.5 if kind == "동" else 1.0)
+        district_geo: dict[str, object] = {
+            "lat": centre[0],
+            "lon": centre[1],
+            "legal_code": legal,
+            "admin_code": admin,
+        }
+        row: list[PlaceRow] = []
+        for v in range(villages):
+            lat, lon = _offset(centre, *_spiral(v, villages, cloud))
+            geo: dict[str, object] = {"lat": lat, "lon": lon}
+            if kind != "동":
+                geo["legal_code"] = f"{legal[:8]}{21 + v:02d}"
+            row.append(PlaceRow(0, "", "", "", "", geo=geo, district_geo=district_geo))
+        rows.append(row)
+    return rows
+
+
 def _rows(shape: _Shape, rng: random.Random) -> tuple[list[PlaceRow], list[SpeakerRow]]:
     place_rows: list[PlaceRow] = []
     speaker_rows: list[SpeakerRow] = []
     low, high = shape.speakers_per_village
     layout = iter(shape.layout) if shape.layout else None
+    geography = _geography(shape)
     for d, ((district, _), villages) in enumerate(
         zip(shape.districts, _village_names(shape, rng), strict=True), start=1
     ):
         for v, village in enumerate(villages, start=1):
             village_code = f"d{d:02d}-v{v:03d}"
             place_rows.append(
-                PlaceRow(len(place_rows) + 2, f"d{d:02d}", district, village_code, village)
+                replace(
+                    geography[d - 1][v - 1],
+                    line=len(place_rows) + 2,
+                    district_code=f"d{d:02d}",
+                    district_name=district,
+                    village_code=village_code,
+                    village_name=village,
+                )
             )
             count = next(layout) if layout else rng.randint(low, high)
             for s in range(1, count + 1):

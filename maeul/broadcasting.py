@@ -53,6 +53,17 @@ def broadcast(
     village: Annotated[list[int] | None, typer.Option(help="Village id (repeatable)")] = None,
     district: Annotated[list[int] | None, typer.Option(help="District id (repeatable)")] = None,
     all_villages: Annotated[bool, typer.Option("--all", help="Every village of the city")] = False,
+    near: Annotated[
+        str | None, typer.Option(help="Villages within --radius-m of this point: LAT,LON")
+    ] = None,
+    radius_m: Annotated[float | None, typer.Option(help="With --near: metres")] = None,
+    polygon: Annotated[
+        str | None, typer.Option(help='Villages inside a polygon: "LAT,LON;LAT,LON;..."')
+    ] = None,
+    codes: Annotated[
+        str | None,
+        typer.Option(help="Villages under 10-digit administrative codes: C1,C2,..."),
+    ] = None,
     title: Annotated[str | None, typer.Option()] = None,
     expires_in: Annotated[
         int | None, typer.Option(help="Seconds until the broadcast expires")
@@ -76,7 +87,8 @@ def broadcast(
     wait: Annotated[bool, typer.Option(help="Return when no delivery can change any more")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Send a broadcast to villages, whole districts or the whole city, now or scheduled."""
+    """Send a broadcast to villages, whole districts, the whole city or the villages of an area
+    (a point and radius, a polygon, administrative codes), now or scheduled."""
     if sum(x is not None for x in (file, text, template)) == 0 or (
         text is not None and template is not None
     ):
@@ -85,9 +97,17 @@ def broadcast(
             "함께 쓸 수 있습니다). / Give --file, --text or --template."
         )
         raise typer.Exit(2)
-    if not (village or district or all_villages):
+    area = area_option(near, radius_m, polygon, codes)
+    if area is not None and (village or district or all_villages):
         console.print(
-            "[red]--village, --district 또는 --all 로 대상을 지정하세요. / Give a target."
+            "[red]--near, --polygon, --codes 는 --village, --district, --all 과 함께 쓸 수 "
+            "없습니다. / An area replaces the other targets."
+        )
+        raise typer.Exit(2)
+    if not (village or district or all_villages or area):
+        console.print(
+            "[red]--village, --district, --all 또는 --near/--polygon/--codes 로 대상을 "
+            "지정하세요. / Give a target."
         )
         raise typer.Exit(2)
     scheduled = at is not None or daily is not None
@@ -127,6 +147,8 @@ def broadcast(
             form["village_ids"] = [str(v) for v in village]
         if district:
             form["district_ids"] = [str(d) for d in district]
+        if area is not None:
+            form["area"] = json.dumps(area)
         if expires_in:
             form["expires_in_s"] = str(expires_in)
         path = "/api/v1/broadcasts"
@@ -146,6 +168,46 @@ def broadcast(
         if wait:
             summary = _follow(client, summary["id"], show=not as_json)
     _print_summary(summary, as_json)
+
+
+def _refuse(ko: str, en: str) -> typer.Exit:
+    console.print(f"[red]{ko} / {en}")
+    return typer.Exit(2)
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise _refuse(
+            f"{option} 의 점은 위도,경도 두 수로 쓰세요: {text!r}",
+            f"{option} takes points as LAT,LON: {text!r}",
+        ) from None
+    return [lat, lon]
+
+
+def area_option(
+    near: str | None, radius_m: float | None, polygon: str | None, codes: str | None
+) -> dict[str, Any] | None:
+    """The ``area`` of a send request from the command line's options (None: none given); the
+    gateway checks the shape itself."""
+    if (near is None) != (radius_m is None):
+        raise _refuse("--near 와 --radius-m 은 함께 쓰세요.", "--near needs --radius-m.")
+    given = [o for o in (near, polygon, codes) if o is not None]
+    if len(given) > 1:
+        raise _refuse(
+            "--near, --polygon, --codes 중 하나만 쓰세요.",
+            "Give one of --near, --polygon, --codes.",
+        )
+    if near is not None and radius_m is not None:
+        lat, lon = _numbers(near, "--near")
+        return {"circle": {"lat": lat, "lon": lon, "radius_m": radius_m}}
+    if polygon is not None:
+        points = [p for p in polygon.split(";") if p.strip()]
+        return {"polygon": [_numbers(p, "--polygon") for p in points]}
+    if codes is not None:
+        return {"codes": [c.strip() for c in codes.split(",") if c.strip()]}
+    return None
 
 
 def _print_approval(approval: dict[str, Any], as_json: bool) -> None:

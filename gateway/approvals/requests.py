@@ -64,6 +64,7 @@ async def request_approval(
             "all": request.all_villages,
             "district_ids": sorted(set(request.district_ids)),
             "village_ids": sorted(set(request.village_ids)),
+            **({"area": request.extra_target["area"]} if "area" in request.extra_target else {}),
         },
         audio_sha256=dict(audio.sha256),
         source_sha256=audio.source_sha256,

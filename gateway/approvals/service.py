@@ -143,7 +143,11 @@ async def approve(
         idempotency_key=f"approval:{approval.id}",
         created_by=approval.requested_by,
         mode=approval.mode,
-        extra_target={"approval_id": approval.id, "approved_by": principal.actor},
+        extra_target={
+            "approval_id": approval.id,
+            "approved_by": principal.actor,
+            **({"area": approval.target["area"]} if "area" in approval.target else {}),
+        },
     )
     # The send rules, with the approver's rights; the broadcast counts as the requester's.
     wanted = sending.SendRequest(

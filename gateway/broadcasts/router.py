@@ -30,6 +30,7 @@ from gateway.datafiles import private_dir
 from gateway.deliveries.states import State
 from gateway.deps import CityDep, RuntimeDep, SessionDep, state_of
 from gateway.error_catalog import documented
+from gateway.places import geography
 from gateway.places.models import City
 from gateway.schedules import service as schedules
 from gateway.schedules.schemas import ScheduleRead
@@ -62,6 +63,24 @@ CONTENT_ERRORS: Final = (
     "audio_too_long",
     "silent_audio",
     "audio_timeout",
+)
+# What an ``area`` target is refused for (see gateway.places.areas).
+AREA_ERRORS: Final = (
+    "area_and_target",
+    "invalid_area",
+    "invalid_area_code",
+    "invalid_coordinates",
+    "invalid_radius",
+    "invalid_polygon",
+    "unknown_area_code",
+    "empty_area",
+)
+AREA_FORM: Final = (
+    'Instead of the targets above, an area as JSON: {"circle": {"lat": 35.18, "lon": 128.08, '
+    '"radius_m": 3000}}, {"polygon": [[lat, lon], ...]} (closed by the gateway when the last '
+    'point is not the first) or {"codes": ["4817025000", ...]} (10-digit 법정동/행정동 codes; '
+    "a district's code covers its villages). Resolved to villages now; the broadcast records "
+    "the area and the villages"
 )
 
 
@@ -112,6 +131,7 @@ async def _spill(upload: UploadFile, directory: Path, limit: int) -> Path:
             "quiet_hours",
             "idempotency_key_reused",
             *CONTENT_ERRORS,
+            *AREA_ERRORS,
             notes={"quiet_hours": "(GATEWAY_QUIET_HOURS_POLICY refuse)"},
         ),
     },
@@ -147,6 +167,7 @@ async def create_broadcast(
     all_villages: Annotated[bool, Form()] = False,
     district_ids: Annotated[list[int] | None, Form()] = None,
     village_ids: Annotated[list[int] | None, Form()] = None,
+    area: Annotated[str | None, Form(max_length=200_000, description=AREA_FORM)] = None,
     expires_in_s: Annotated[int | None, Form(ge=30, le=7 * 86400)] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> BroadcastSummary | JSONResponse:
@@ -155,19 +176,28 @@ async def create_broadcast(
     composed = await templates.compose(
         session, city, text=text, title=title, template_id=template_id, values=values
     )
+    by_area = await geography.target_area(
+        session,
+        city.id,
+        area,
+        all_villages=all_villages,
+        district_ids=district_ids or (),
+        village_ids=village_ids or (),
+    )
     request = service.BroadcastRequest(
         category=category,
         title=composed.title,
         text=composed.text,
         all_villages=all_villages,
         district_ids=tuple(district_ids or ()),
-        village_ids=tuple(village_ids or ()),
+        village_ids=by_area.village_ids if by_area else tuple(village_ids or ()),
         expires_in_s=expires_in_s,
         idempotency_key=idempotency_key,
         created_by=user.actor,
         repeat=repeat,
         mode=mode,
         principal=user,
+        extra_target=by_area.recorded if by_area else {},
     )
     settings = runtime.settings
     path = (

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from fastapi import UploadFile
 
 from gateway.errors import InvalidRequest, MaeulError
+from gateway.places.areas import CODE_PATTERN, AreaRefused, boundary_geometry
 from wire.contract import is_valid_segment
 
 MAX_CSV_BYTES: Final = 5 * 1024 * 1024
@@ -18,6 +21,9 @@ MAX_NAME_LENGTH: Final = 100
 # The error message lists this many bad rows; the exception keeps them all.
 LISTED_PROBLEMS: Final = 20
 PLACE_COLUMNS: Final = ("district_code", "district_name", "village_code", "village_name")
+# Optional: a place's geography (a blank cell leaves what is known as it is).
+GEO_COLUMNS: Final = ("lat", "lon", "legal_code", "admin_code", "boundary")
+PLACE_GEO_COLUMNS: Final = GEO_COLUMNS + tuple(f"district_{c}" for c in GEO_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class PlaceRow:
     district_name: str
     village_code: str
     village_name: str
+    # The geography the row gives (blank cells left out), for the village and its district.
+    geo: Mapping[str, object] = field(default_factory=dict)
+    district_geo: Mapping[str, object] = field(default_factory=dict)
 
 
 async def read_upload(upload: UploadFile) -> bytes:
@@ -92,9 +101,10 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
-def read_rows(data: bytes, columns: Sequence[str]) -> list[CsvRow]:
+def read_rows(data: bytes, columns: Sequence[str], optional: Sequence[str] = ()) -> list[CsvRow]:
     """The data rows of a CSV whose header names every one of ``columns`` (in any order; more
-    columns are ignored), with values stripped and blank lines skipped."""
+    columns are ignored, ``optional`` ones read as blank when absent), with values stripped and
+    blank lines skipped."""
     reader = csv.reader(io.StringIO(_decode(data), newline=""))
     rows: list[CsvRow] = []
     problems: list[RowProblem] = []
@@ -119,7 +129,7 @@ def read_rows(data: bytes, columns: Sequence[str]) -> list[CsvRow]:
                         ]
                     )
                 continue
-            values = dict.fromkeys(columns, "")
+            values = dict.fromkeys((*columns, *optional), "")
             for name, cell in zip(header, cells, strict=False):
                 if name in values:
                     values[name] = cell
@@ -170,7 +180,8 @@ def parse_places(data: bytes) -> list[PlaceRow]:
     places: list[PlaceRow] = []
     district_names: dict[str, tuple[str, int]] = {}
     village_lines: dict[str, int] = {}
-    for row in read_rows(data, PLACE_COLUMNS):
+    district_geos: dict[str, tuple[Mapping[str, object], int]] = {}
+    for row in read_rows(data, PLACE_COLUMNS, PLACE_GEO_COLUMNS):
         before = len(problems)
         place = PlaceRow(
             line=row.line,
@@ -178,6 +189,8 @@ def parse_places(data: bytes) -> list[PlaceRow]:
             district_name=check_name(row, "district_name", problems),
             village_code=check_code(row, "village_code", problems),
             village_name=check_name(row, "village_name", problems),
+            geo=check_geo(row, "", problems),
+            district_geo=check_geo(row, "district_", problems),
         )
         if len(problems) > before:
             continue
@@ -204,7 +217,64 @@ def parse_places(data: bytes) -> list[PlaceRow]:
                 )
             )
             continue
+        if place.district_geo:
+            given, line = district_geos.setdefault(
+                place.district_code, (place.district_geo, place.line)
+            )
+            if given != place.district_geo:
+                problems.append(
+                    RowProblem(
+                        place.line,
+                        f"읍·면·동 {place.district_code}의 위치·코드·경계가 {line}행과 다릅니다.",
+                        f"district {place.district_code} has other geography on line {line}.",
+                    )
+                )
+                continue
         places.append(place)
     if problems:
         raise CsvRejected(problems)
     return places
+
+
+def check_geo(row: CsvRow, prefix: str, problems: list[RowProblem]) -> dict[str, object]:
+    """The geography a row gives under ``prefix``: lat and lon together, 10-digit codes, a
+    GeoJSON boundary; blank cells are left out."""
+    cells = {c: row.values.get(prefix + c, "") for c in GEO_COLUMNS}
+    geo: dict[str, object] = {}
+
+    def refuse(column: str, ko: str, en: str) -> None:
+        problems.append(RowProblem(row.line, f"{prefix}{column}: {ko}", f"{prefix}{column}: {en}"))
+
+    if bool(cells["lat"]) != bool(cells["lon"]):
+        refuse("lat", "lat과 lon은 함께 주세요.", "lat and lon go together.")
+    elif cells["lat"]:
+        try:
+            lat, lon = float(cells["lat"]), float(cells["lon"])
+        except ValueError:
+            lat = lon = math.nan
+        if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+            refuse(
+                "lat",
+                "위도 -90~90, 경도 -180~180의 수여야 합니다.",
+                "must be numbers, lat -90..90 and lon -180..180.",
+            )
+        else:
+            geo.update(lat=lat, lon=lon)
+    for column in ("legal_code", "admin_code"):
+        if cells[column] and not CODE_PATTERN.match(cells[column]):
+            refuse(column, "숫자 10자리여야 합니다.", "must be 10 digits.")
+        elif cells[column]:
+            geo[column] = cells[column]
+    if cells["boundary"]:
+        try:
+            boundary = json.loads(cells["boundary"])
+            boundary_geometry(boundary)
+        except (ValueError, RecursionError, AreaRefused):
+            refuse(
+                "boundary",
+                "변이 교차하지 않는 GeoJSON Polygon 또는 MultiPolygon이어야 합니다.",
+                "must be a GeoJSON Polygon or MultiPolygon that does not cross itself.",
+            )
+        else:
+            geo["boundary"] = boundary
+    return geo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -30,6 +30,13 @@ class District(Base):
     code: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Where it is (WGS84 degrees), its national codes (10-digit 법정동 and 행정동 codes) and
+    # its boundary (a GeoJSON Polygon or MultiPolygon), each when known.
+    lat: Mapped[float | None] = mapped_column(Float, default=None)
+    lon: Mapped[float | None] = mapped_column(Float, default=None)
+    legal_code: Mapped[str | None] = mapped_column(String(10), default=None)
+    admin_code: Mapped[str | None] = mapped_column(String(10), default=None)
+    boundary: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
 
 
 class Village(Base):
@@ -44,3 +51,10 @@ class Village(Base):
     code: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Where it is (WGS84 degrees), its national codes (10-digit 법정동 and 행정동 codes) and
+    # its boundary (a GeoJSON Polygon or MultiPolygon), each when known.
+    lat: Mapped[float | None] = mapped_column(Float, default=None)
+    lon: Mapped[float | None] = mapped_column(Float, default=None)
+    legal_code: Mapped[str | None] = mapped_column(String(10), default=None)
+    admin_code: Mapped[str | None] = mapped_column(String(10), default=None)
+    boundary: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)

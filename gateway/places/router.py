@@ -10,8 +10,10 @@ from gateway.auth import Admin, Anyone
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec.brokeradmin import after_change
 from gateway.error_catalog import documented
-from gateway.places import csv_import, service
+from gateway.places import csv_import, geography, service
 from gateway.places.schemas import (
+    AreaPreview,
+    AreaQuery,
     CityRead,
     DistrictCreate,
     DistrictPage,
@@ -185,3 +187,26 @@ async def import_places(
     report = await service.import_places(session, city, data, now=now)
     await after_change(state_of(request), session)
     return report
+
+
+@router.post(
+    "/areas/preview",
+    operation_id="preview_area",
+    responses=documented(
+        "invalid_area",
+        "invalid_area_code",
+        "invalid_coordinates",
+        "invalid_radius",
+        "invalid_polygon",
+        "unknown_area_code",
+    ),
+)
+async def preview_area(
+    body: AreaQuery, session: SessionDep, user: Anyone, city: CityDep
+) -> AreaPreview:
+    """The villages an area covers, as a send to it would target them, without sending: a
+    village is inside a circle when its point is within the radius, inside a polygon when its
+    point is (or, where its boundary is known, when that boundary comes within the circle or
+    touches the polygon); a code covers the villages under it. Villages without coordinates are
+    reached by codes only."""
+    return await geography.preview(session, city.id, body, user)

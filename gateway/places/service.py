@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.places import csv_import
 from gateway.places.csv_import import PlaceRow
+from gateway.places.geography import NO_GEO, apply_geo, assign, geo_of, geo_values
 from gateway.places.models import City, District, Village
 from gateway.places.schemas import (
     CityRead,
@@ -259,6 +260,7 @@ async def _district_reads(
             village_count=village_counts.get(d.id, 0),
             speaker_count=tallies.get(d.id, none).total,
             online_count=tallies.get(d.id, none).online,
+            **geo_of(d),
         )
         for d in districts
     ]
@@ -299,7 +301,9 @@ async def create_district(
     session: AsyncSession, city: City, body: DistrictCreate, *, now: datetime
 ) -> DistrictRead:
     await _refuse_taken_district_code(session, city.id, body.code)
-    district = District(city_id=city.id, code=body.code, name=body.name, created_at=now)
+    district = District(
+        city_id=city.id, code=body.code, name=body.name, created_at=now, **geo_values(body)
+    )
     session.add(district)
     await _flush_unique(session, "읍·면·동", "district", body.code)
     [read] = await _district_reads(session, city.id, [district])
@@ -315,6 +319,7 @@ async def update_district(
         district.code = body.code
     if body.name is not None:
         district.name = body.name
+    apply_geo(district, body)
     await _flush_unique(session, "읍·면·동", "district", district.code)
     [read] = await _district_reads(session, city.id, [district])
     return read
@@ -376,6 +381,7 @@ async def _village_reads(
             created_at=village.created_at,
             speaker_count=tallies.get(village.id, none).total,
             online_count=tallies.get(village.id, none).online,
+            **geo_of(village),
         )
         for village, district_code, district_name in rows
     ]
@@ -441,7 +447,12 @@ async def create_village(
     district = await load_district(session, city.id, body.district_id)
     await _refuse_taken_village_code(session, city.id, body.code)
     village = Village(
-        city_id=city.id, district_id=district.id, code=body.code, name=body.name, created_at=now
+        city_id=city.id,
+        district_id=district.id,
+        code=body.code,
+        name=body.name,
+        created_at=now,
+        **geo_values(body),
     )
     session.add(village)
     await _flush_unique(session, "마을", "village", body.code)
@@ -459,6 +470,7 @@ async def update_village(
         village.code = body.code
     if body.name is not None:
         village.name = body.name
+    apply_geo(village, body)
     moved = body.district_id is not None and body.district_id != village.district_id
     if body.district_id is not None and moved:
         village.district_id = (await load_district(session, city.id, body.district_id)).id
@@ -506,18 +518,28 @@ async def upsert_places(
         for d in await session.scalars(select(District).where(District.city_id == city.id))
     }
     names = {row.district_code: row.district_name for row in rows}
+    geos = {row.district_code: row.district_geo for row in rows if row.district_geo}
     new_districts = [code for code in names if code not in districts]
     districts_updated = 0
     for code, name in names.items():
-        if code in districts and districts[code].name != name:
-            districts[code].name = name
+        if code not in districts:
+            continue
+        district = districts[code]
+        if assign(district, {"name": name, **geos.get(code, {})}):
             districts_updated += 1
     district_ids = {code: d.id for code, d in districts.items()}
     if new_districts:
         created = await session.execute(
             insert(District).returning(District.id, District.code),
             [
-                {"city_id": city.id, "code": code, "name": names[code], "created_at": now}
+                {
+                    "city_id": city.id,
+                    "code": code,
+                    "name": names[code],
+                    "created_at": now,
+                    **NO_GEO,
+                    **geos.get(code, {}),
+                }
                 for code in new_districts
             ],
         )
@@ -544,14 +566,16 @@ async def upsert_places(
                     "code": row.village_code,
                     "name": row.village_name,
                     "created_at": now,
+                    **NO_GEO,
+                    **row.geo,
                 }
             )
             continue
-        if village.name == row.village_name and village.district_id == district_id:
+        moved = village.district_id != district_id
+        if not assign(village, {"name": row.village_name, **row.geo}) and not moved:
             continue
         villages_updated += 1
-        village.name = row.village_name
-        if village.district_id != district_id:
+        if moved:
             village.district_id = district_id
             moves[village.id] = district_id
     if fresh:

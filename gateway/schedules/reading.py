@@ -68,6 +68,7 @@ def _to_read(schedule: Schedule, occurrences: Sequence[ScheduleOccurrence]) -> S
             all=bool(target.get("all")),
             district_ids=target_ids(target, "district_ids"),
             village_ids=target_ids(target, "village_ids"),
+            area=cast(dict[str, object] | None, target.get("area")),
         ),
         expires_in_s=schedule.expires_in_s,
         duration_ms=schedule.duration_ms,

@@ -9,10 +9,17 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, Upl
 
 from gateway.auth import Anyone, Principal, Role, Sender, allow
 from gateway.broadcasts import service as broadcasts
-from gateway.broadcasts.router import CONTENT_ERRORS, _spill, _upload_within_limit
+from gateway.broadcasts.router import (
+    AREA_ERRORS,
+    AREA_FORM,
+    CONTENT_ERRORS,
+    _spill,
+    _upload_within_limit,
+)
 from gateway.broadcasts.schemas import BroadcastMode
 from gateway.deps import CityDep, NowDep, RuntimeDep, SessionDep
 from gateway.error_catalog import documented
+from gateway.places import geography
 from gateway.schedules import pause, quiet_hours, reading, service
 from gateway.schedules.quiet import parse_hhmm
 from gateway.schedules.recurrence import Timing, Weekday
@@ -61,6 +68,7 @@ _TIME_ERRORS: Final = (
             "repetition_over_rate_limit",
             "idempotency_key_reused",
             *CONTENT_ERRORS,
+            *AREA_ERRORS,
             "rate_limited_user",
             "rate_limited_village",
             notes={
@@ -100,6 +108,7 @@ async def create_schedule(
     all_villages: Annotated[bool, Form()] = False,
     district_ids: Annotated[list[int] | None, Form()] = None,
     village_ids: Annotated[list[int] | None, Form()] = None,
+    area: Annotated[str | None, Form(max_length=200_000, description=AREA_FORM)] = None,
     expires_in_s: Annotated[int | None, Form(ge=30, le=7 * 86400)] = None,
     send_at: Annotated[
         datetime | None,
@@ -131,19 +140,28 @@ async def create_schedule(
     composed = await templates.compose(
         session, city, text=text, title=title, template_id=template_id, values=values
     )
+    by_area = await geography.target_area(
+        session,
+        city.id,
+        area,
+        all_villages=all_villages,
+        district_ids=district_ids or (),
+        village_ids=village_ids or (),
+    )
     request = broadcasts.BroadcastRequest(
         category=category,
         title=composed.title,
         text=composed.text,
         all_villages=all_villages,
         district_ids=tuple(district_ids or ()),
-        village_ids=tuple(village_ids or ()),
+        village_ids=by_area.village_ids if by_area else tuple(village_ids or ()),
         expires_in_s=expires_in_s,
         idempotency_key=idempotency_key,
         created_by=user.actor,
         repeat=repeat,
         mode=mode,
         principal=user,
+        extra_target=by_area.recorded if by_area else {},
     )
     timing = Timing(
         send_at=send_at,

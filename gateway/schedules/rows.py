@@ -19,10 +19,13 @@ from wire.contract import Category
 
 
 def target_of(request: BroadcastRequest) -> dict[str, object]:
+    """The target a schedule keeps (an area as given, beside the villages it covered)."""
+    area = {"area": request.extra_target["area"]} if "area" in request.extra_target else {}
     return {
         "all": request.all_villages,
         "district_ids": sorted(set(request.district_ids)),
         "village_ids": sorted(set(request.village_ids)),
+        **area,
     }
 
 
@@ -67,6 +70,8 @@ def request_of(
 ) -> BroadcastRequest:
     target = schedule.target
     extra: dict[str, object] = {"schedule_id": schedule.id}
+    if "area" in target:
+        extra["area"] = target["area"]
     if occurrence_at is not None:
         extra["schedule_occurrence_at"] = occurrence_at.isoformat()
     return BroadcastRequest(

@@ -20,6 +20,9 @@ class ScheduleTarget(BaseModel):
     all: bool
     district_ids: list[int]
     village_ids: list[int]
+    area: dict[str, object] | None = Field(
+        None, description="The area it was given, which made `village_ids` (see POST /broadcasts)"
+    )
 
 
 class Recurrence(BaseModel):

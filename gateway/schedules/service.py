@@ -325,7 +325,12 @@ async def update_schedule(
             body.village_ids if body.village_ids is not None else target_ids(target, "village_ids")
         ),
         expires_in_s=body.expires_in_s if "expires_in_s" in given else schedule.expires_in_s,
-        extra_target={},
+        # The area it was given stays on record while its villages are not changed.
+        extra_target=(
+            {"area": target["area"]}
+            if "area" in target and not any(f in given for f in _TARGET_FIELDS)
+            else {}
+        ),
     )
     if any(f in given for f in _TIMING_FIELDS):
         rule = build_recurrence(_merged_timing(schedule, body, zone), now=now, zone=zone)

@@ -103,6 +103,7 @@ async def test_a_schedule_is_made_edited_and_cancelled_before_it_fires(stack: St
         "all": False,
         "district_ids": [districts[0]["id"]],
         "village_ids": [],
+        "area": None,
     }
     # What cannot change is refused, never silently ignored.
     category = await stack.client.patch(
