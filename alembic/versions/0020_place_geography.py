@@ -2,7 +2,7 @@
 법정동 and 행정동 codes, and a boundary (GeoJSON), each optional, for targeting by area.
 
 Revision ID: 0020
-Revises: 0019
+Revises: 0025
 Create Date: 2026-12-06 05:30:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0019"
+down_revision: str | None = "0025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
