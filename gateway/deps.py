@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from gateway.devicesec.brokeradmin import BrokerAdmin
     from gateway.live.hub import LiveHub
     from gateway.metrics import Metrics
+    from gateway.residents.crypto import PhoneCipher
     from gateway.schedules.worker import ScheduleWorker
     from gateway.web.service import PreviewGate
 
@@ -66,6 +67,7 @@ class AppState(State):
     audio_links: AudioLinks
     jwt_key: bytes
     audit_budget: AnonymousBudget
+    phone_cipher: PhoneCipher
     # Set when the replica begins to stop: open event streams end instead of holding the stop.
     stopping: asyncio.Event
 

@@ -17,8 +17,9 @@ from tests.support.people import PASSWORD, Person, access_token, bearer, log_in,
 __all__ = ["recording"]
 
 # Routes anyone may call without a token: health, login, what speakers fetch (audio through a
-# signed link, else with a token: `tests/flow/test_audio_access.py`), and the residents'
-# notices (no personal data).
+# signed link, else with a token: `tests/flow/test_audio_access.py`), the residents'
+# notices (no personal data), and residents signing themselves up (a code by SMS proves the
+# number: `tests/residents/test_signup.py`).
 PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
@@ -29,6 +30,9 @@ PUBLIC = {
     ("HEAD", "/api/v1/audio/{sha256}"),
     ("GET", "/api/v1/notices/villages"),
     ("GET", "/api/v1/notices/villages/{village_id}"),
+    ("GET", "/api/v1/residents/consent"),
+    ("POST", "/api/v1/residents/signup"),
+    ("POST", "/api/v1/residents/signup/verify"),
 }
 # The broker's questions: answered only with the broker hook secret, whatever a person holds
 # (tests/devicesec/test_broker_hooks.py).
