@@ -177,7 +177,12 @@ class SignupDone(BaseModel):
     renewed: bool = Field(description="The number was already signed up: its consent renewed.")
 
 
+class ConsentSection(BaseModel):
+    heading: str
+    text: str
+
+
 class ConsentText(BaseModel):
     version: str
     title: str
-    sections: list[tuple[str, str]]
+    sections: list[ConsentSection]

@@ -34,7 +34,7 @@ async def test_sign_up_with_a_code_and_sign_up_again_to_renew(stack: Stack) -> N
     vid = (await villages(stack))[0]["id"]
     consent = await stack.client.get(f"{API}/consent", headers=PUBLIC)
     assert consent.status_code == 200
-    terms = [term for term, _ in consent.json()["sections"]]
+    terms = [section["heading"] for section in consent.json()["sections"]]
     assert {"수집·이용 목적", "수집 항목", "보유·이용 기간", "동의를 거부할 권리"} <= set(terms)
 
     started = await _start(stack, "+82 10-5555-0101", vid, channels=["sms", "web_push"])

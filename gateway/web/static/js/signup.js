@@ -33,7 +33,7 @@ async function showConsent() {
     const consent = await call("residents/consent");
     consentVersion = consent.version;
     document.getElementById("consent-title").textContent = consent.title;
-    list.innerHTML = consent.sections.map(([term, text]) => `<dt>${esc(term)}</dt><dd>${esc(text)}</dd>`).join("");
+    list.innerHTML = consent.sections.map((s) => `<dt>${esc(s.heading)}</dt><dd>${esc(s.text)}</dd>`).join("");
   } catch (e) {
     list.innerHTML = `<dd class="notice error" role="alert">${esc(koreanError(e))}</dd>`;
   }
