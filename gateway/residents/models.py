@@ -102,15 +102,23 @@ class Resident(Base):
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+# What a code by SMS proves the number's owner wants.
+SIGNUP: Final = "signup"
+WITHDRAWAL: Final = "withdrawal"
+
+
 class PhoneVerification(Base):
-    """A sign-up waiting for its SMS code. The code is kept only as a keyed hash; the number
-    sealed as a resident's is (the row's id as associated data)."""
+    """A sign-up (or a withdrawal) waiting for its SMS code. The code is kept only as a keyed
+    hash; the number sealed as a resident's is (the row's id as associated data)."""
 
     __tablename__ = "phone_verifications"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     city_id: Mapped[int] = mapped_column(ForeignKey("cities.id", ondelete="CASCADE"), index=True)
-    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(16), default=SIGNUP)
+    village_id: Mapped[int | None] = mapped_column(
+        ForeignKey("villages.id", ondelete="CASCADE"), default=None
+    )
     phone_key_id: Mapped[str | None] = mapped_column(String(16), default=None)
     phone_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     phone_lookup: Mapped[str] = mapped_column(String(64), index=True)

@@ -32,6 +32,8 @@ from gateway.residents.schemas import (
     SignupStart,
     SignupStarted,
     SignupVerify,
+    WithdrawalDone,
+    WithdrawalStart,
 )
 from gateway.residents.sms import OutboxSender
 
@@ -107,6 +109,48 @@ async def verify_signup(
     """The code from the SMS: the resident is signed up (or their consent renewed)."""
     return await signup.verify_signup(
         session, state_of(request).sessions, city, cipher, settings, body, now=now
+    )
+
+
+@router.post(
+    "/residents/withdrawal",
+    status_code=202,
+    operation_id="start_resident_withdrawal",
+    responses=documented("invalid_phone_number", "signup_rate_limited"),
+)
+async def start_withdrawal(
+    body: WithdrawalStart,
+    request: Request,
+    session: SessionDep,
+    city: CityDep,
+    cipher: CipherDep,
+    now: NowDep,
+) -> SignupStarted:
+    """A resident withdraws their consent (no login): a code goes by SMS to the number; send
+    it to ``/residents/withdrawal/verify``."""
+    sender = OutboxSender(session, cipher, city_id=city.id, now=now)
+    source = client_address(request, state_of(request).settings.trusted_networks)
+    return await signup.start_withdrawal(
+        session, city, cipher, sender, body, source=source or "unknown", now=now
+    )
+
+
+@router.post(
+    "/residents/withdrawal/verify",
+    operation_id="verify_resident_withdrawal",
+    responses=documented("signup_not_found", "verification_expired", "invalid_verification_code"),
+)
+async def verify_withdrawal(
+    body: SignupVerify,
+    request: Request,
+    session: SessionDep,
+    city: CityDep,
+    cipher: CipherDep,
+    now: NowDep,
+) -> WithdrawalDone:
+    """The code from the SMS: the number and the resident's choices are erased at once."""
+    return await signup.verify_withdrawal(
+        session, state_of(request).sessions, city, cipher, body, now=now
     )
 
 

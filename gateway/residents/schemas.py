@@ -177,6 +177,18 @@ class SignupDone(BaseModel):
     renewed: bool = Field(description="The number was already signed up: its consent renewed.")
 
 
+class WithdrawalStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: PhoneInput
+
+
+class WithdrawalDone(BaseModel):
+    withdrawn: bool = Field(
+        description="The number was signed up, and now is not: number and choices erased."
+    )
+
+
 class ConsentSection(BaseModel):
     heading: str
     text: str

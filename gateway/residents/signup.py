@@ -1,4 +1,4 @@
-"""Residents signing themselves up: the consent, a six-digit code by SMS, and its check.
+"""Residents signing themselves up, and withdrawing: a six-digit code by SMS, and its check.
 
 A code is kept only as a keyed hash, lives five minutes and allows five tries (each try is
 counted in a transaction of its own before the code is compared, so a wrong guess is counted
@@ -26,8 +26,21 @@ from gateway.places.service import load_village
 from gateway.residents import service
 from gateway.residents.consent import CONSENT_VERSION
 from gateway.residents.crypto import PhoneCipher, mask_last4, normalise_phone
-from gateway.residents.models import ConsentSource, PhoneVerification
-from gateway.residents.schemas import SignupDone, SignupStart, SignupStarted, SignupVerify
+from gateway.residents.models import (
+    SIGNUP,
+    WITHDRAWAL,
+    ConsentSource,
+    PhoneVerification,
+    ResidentState,
+)
+from gateway.residents.schemas import (
+    SignupDone,
+    SignupStart,
+    SignupStarted,
+    SignupVerify,
+    WithdrawalDone,
+    WithdrawalStart,
+)
 from gateway.residents.sms import SmsSender
 from gateway.settings import Settings
 
@@ -103,33 +116,81 @@ async def start_signup(
             en=f"The consent text shown is not the current one ({CONSENT_VERSION}).",
         )
     await load_village(session, city.id, body.village_id)
-    number = normalise_phone(body.phone)
+    return await _send_code(
+        session,
+        city,
+        cipher,
+        sender,
+        PhoneVerification(
+            purpose=SIGNUP,
+            village_id=body.village_id,
+            language=body.language,
+            channels=sorted({c.value for c in body.channels}),
+            consent_version=body.consent_version,
+        ),
+        body.phone,
+        source=source,
+        now=now,
+    )
+
+
+async def start_withdrawal(
+    session: AsyncSession,
+    city: City,
+    cipher: PhoneCipher,
+    sender: SmsSender,
+    body: WithdrawalStart,
+    *,
+    source: str,
+    now: datetime,
+) -> SignupStarted:
+    """A resident withdraws their consent themselves: a code to the number proves it is theirs
+    (whether it is signed up is told only after)."""
+    return await _send_code(
+        session,
+        city,
+        cipher,
+        sender,
+        PhoneVerification(purpose=WITHDRAWAL, language="", channels=[], consent_version=""),
+        body.phone,
+        source=source,
+        now=now,
+    )
+
+
+async def _send_code(
+    session: AsyncSession,
+    city: City,
+    cipher: PhoneCipher,
+    sender: SmsSender,
+    verification: PhoneVerification,
+    phone: str,
+    *,
+    source: str,
+    now: datetime,
+) -> SignupStarted:
+    number = normalise_phone(phone)
     source_lookup = cipher.hmac("signup source", source)
     await _check_limits(session, city.id, cipher.lookups(number), source_lookup, now)
     signup_id = secrets.token_hex(16)
     code = f"{secrets.randbelow(10**6):06d}"
     sealed = cipher.seal(number, context=_context(signup_id))
-    verification = PhoneVerification(
-        id=signup_id,
-        city_id=city.id,
-        village_id=body.village_id,
-        phone_key_id=sealed.key_id,
-        phone_ciphertext=sealed.ciphertext,
-        phone_lookup=sealed.lookup,
-        source_lookup=source_lookup,
-        code_hash=_code_hash(cipher, signup_id, code),
-        attempts=0,
-        language=body.language,
-        channels=sorted({c.value for c in body.channels}),
-        consent_version=body.consent_version,
-        created_at=now,
-        expires_at=now + CODE_TTL,
-    )
+    verification.id = signup_id
+    verification.city_id = city.id
+    verification.phone_key_id = sealed.key_id
+    verification.phone_ciphertext = sealed.ciphertext
+    verification.phone_lookup = sealed.lookup
+    verification.source_lookup = source_lookup
+    verification.code_hash = _code_hash(cipher, signup_id, code)
+    verification.attempts = 0
+    verification.created_at = now
+    verification.expires_at = now + CODE_TTL
     session.add(verification)
     await session.flush()
+    what = "가입" if verification.purpose == SIGNUP else "동의 철회"
     await sender.send(
         number,
-        f"[마을방송] 인증번호 {code} (5분 안에 입력). 요청하지 않으셨다면 무시하세요.",
+        f"[마을방송] {what} 인증번호 {code} (5분 안에 입력). 요청하지 않으셨다면 무시하세요.",
         reference=_context(signup_id),
     )
     return SignupStarted(
@@ -183,19 +244,20 @@ async def _count_try(
         raise _expired() if exists is not None else _not_found()
 
 
-async def verify_signup(
+async def _checked(
     session: AsyncSession,
     sessions: async_sessionmaker[AsyncSession],
     city: City,
     cipher: PhoneCipher,
-    settings: Settings,
     body: SignupVerify,
-    *,
+    purpose: str,
     now: datetime,
-) -> SignupDone:
+) -> tuple[PhoneVerification, str]:
+    """The verification and its number, once the code is right (a try used up either way);
+    the number and the code are then forgotten (the row stays a day, for the limits)."""
     await _count_try(sessions, city.id, body.signup_id, now)
     verification = await session.get(PhoneVerification, body.signup_id)
-    if verification is None or verification.code_hash is None:
+    if verification is None or verification.code_hash is None or verification.purpose != purpose:
         raise _not_found()
     if not hmac.compare_digest(
         verification.code_hash, _code_hash(cipher, verification.id, body.code)
@@ -213,6 +275,26 @@ async def verify_signup(
         verification.phone_ciphertext,
         context=_context(verification.id),
     )
+    verification.verified_at = now
+    verification.phone_key_id = None
+    verification.phone_ciphertext = None
+    verification.code_hash = None
+    await session.flush()
+    return verification, number
+
+
+async def verify_signup(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    city: City,
+    cipher: PhoneCipher,
+    settings: Settings,
+    body: SignupVerify,
+    *,
+    now: datetime,
+) -> SignupDone:
+    verification, number = await _checked(session, sessions, city, cipher, body, SIGNUP, now)
+    assert verification.village_id is not None
     existing = await service.find_by_number(session, cipher, city.id, number)
     if existing is not None:
         if existing.village_id != verification.village_id:  # moved: a new village
@@ -246,12 +328,6 @@ async def verify_signup(
             ),
             now=now,
         )
-    # Done with: the number and the code go now; the row stays a day for the limits.
-    verification.verified_at = now
-    verification.phone_key_id = None
-    verification.phone_ciphertext = None
-    verification.code_hash = None
-    await session.flush()
     read = service.resident_read(resident)
     return SignupDone(
         resident_id=resident.id,
@@ -261,6 +337,24 @@ async def verify_signup(
         consent_expires_at=resident.consent_expires_at,
         renewed=existing is not None,
     )
+
+
+async def verify_withdrawal(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    city: City,
+    cipher: PhoneCipher,
+    body: SignupVerify,
+    *,
+    now: datetime,
+) -> WithdrawalDone:
+    """The code from the SMS: the resident with that number is erased at once."""
+    _, number = await _checked(session, sessions, city, cipher, body, WITHDRAWAL, now)
+    resident = await service.find_by_number(session, cipher, city.id, number)
+    if resident is not None:
+        service.erase(resident, ResidentState.WITHDRAWN, now=now)
+        await session.flush()
+    return WithdrawalDone(withdrawn=resident is not None)
 
 
 async def purge_signups(session: AsyncSession, *, city_id: int, now: datetime) -> int:

@@ -18,8 +18,8 @@ __all__ = ["recording"]
 
 # Routes anyone may call without a token: health, login, what speakers fetch (audio through a
 # signed link, else with a token: `tests/flow/test_audio_access.py`), the residents'
-# notices (no personal data), and residents signing themselves up (a code by SMS proves the
-# number: `tests/residents/test_signup.py`).
+# notices (no personal data), and residents signing themselves up or withdrawing (a code by
+# SMS proves the number: `tests/residents/test_signup.py`).
 PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
@@ -33,6 +33,8 @@ PUBLIC = {
     ("GET", "/api/v1/residents/consent"),
     ("POST", "/api/v1/residents/signup"),
     ("POST", "/api/v1/residents/signup/verify"),
+    ("POST", "/api/v1/residents/withdrawal"),
+    ("POST", "/api/v1/residents/withdrawal/verify"),
 }
 # The broker's questions: answered only with the broker hook secret, whatever a person holds
 # (tests/devicesec/test_broker_hooks.py).

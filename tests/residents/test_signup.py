@@ -77,6 +77,21 @@ async def test_sign_up_with_a_code_and_sign_up_again_to_renew(stack: Stack) -> N
     assert renewed.json()["renewed"] is True
     assert renewed.json()["resident_id"] == done.json()["resident_id"]
     assert renewed.json()["channels"] == ["indoor_receiver"]
+    # Withdrawing is as easy: a code to the number, and everything personal goes at once.
+    leaving = await stack.client.post(
+        f"{API}/withdrawal", json={"phone": "01055550101"}, headers=PUBLIC
+    )
+    assert leaving.status_code == 202, leaving.text
+    leaving_id = leaving.json()["signup_id"]
+    leaving_code = await sent_code(stack, leaving_id)
+    # A withdrawal's code does not sign anyone up, nor a sign-up's withdraw anyone.
+    assert (await _verify(stack, leaving_id, leaving_code)).json()["error"] == "signup_not_found"
+    withdrawal = {"signup_id": leaving_id, "code": leaving_code}
+    gone = await stack.client.post(f"{API}/withdrawal/verify", json=withdrawal, headers=PUBLIC)
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {"withdrawn": True}
+    after = (await stack.client.get(f"{API}/{done.json()['resident_id']}")).json()
+    assert (after["state"], after["phone"], after["channels"]) == ("withdrawn", None, [])
     # Once verified, a sign-up keeps neither the number nor the code.
     async with stack.app.state.sessions() as session:
         for verification in await session.scalars(select(PhoneVerification)):

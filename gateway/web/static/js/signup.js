@@ -117,6 +117,40 @@ document.getElementById("again").addEventListener("click", () => {
   form.hidden = false;
 });
 
+// Withdrawing: a code to the number, then everything personal is erased at once.
+let leaveId = null;
+document.getElementById("leave").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = document.getElementById("leave-send");
+  button.disabled = true;
+  try {
+    const started = await post("residents/withdrawal", { phone: document.getElementById("leave-phone").value });
+    leaveId = started.signup_id;
+    say("leave-status", `${started.phone}(으)로 인증번호를 보냈습니다. 5분 안에 입력해 주세요.`, "info");
+    document.getElementById("leave-verify").hidden = false;
+    document.getElementById("leave-code").focus();
+  } catch (e) {
+    say("leave-status", koreanError(e), "error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+document.getElementById("leave-verify").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const done = await post("residents/withdrawal/verify", {
+      signup_id: leaveId,
+      code: document.getElementById("leave-code").value.trim(),
+    });
+    document.getElementById("leave-verify").hidden = true;
+    say("leave-status", done.withdrawn ? "동의를 철회했습니다. 전화번호와 선택하신 내용을 모두 지웠습니다." :
+      "이 번호로 신청된 내용이 없습니다.", "ok");
+  } catch (e) {
+    say("leave-status", koreanError(e), "error");
+  }
+});
+
 const preset = new URLSearchParams(location.search).get("village");
 if (preset) {
   villageSelect.innerHTML = `<option value="${esc(preset)}">선택한 마을</option>`;
