@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, time
 from typing import Final
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import Principal
@@ -297,8 +298,12 @@ async def import_households(
                 created_at=now,
                 updated_at=now,
             )
-            session.add(household)
-            await session.flush()
+            try:
+                async with session.begin_nested():  # another import of the same address
+                    session.add(household)
+                    await session.flush()
+            except IntegrityError:
+                raise service.duplicate_household() from None
             existing[row.address] = household
             households_created += 1
         elif row.receiver and household.receiver_id is None:

@@ -24,7 +24,12 @@ class Reachable:
 
 
 async def reachable_residents(
-    session: AsyncSession, city_id: int, village_ids: Collection[int], channel: Channel
+    session: AsyncSession,
+    city_id: int,
+    village_ids: Collection[int],
+    channel: Channel,
+    *,
+    now: datetime,
 ) -> list[Reachable]:
     """Residents of these villages whose consent is in force for ``channel``, at this moment
     (one withdrawn mid-broadcast is no longer here)."""
@@ -42,6 +47,7 @@ async def reachable_residents(
                 Resident.city_id == city_id,
                 Resident.village_id.in_(ids[start : start + 900]),
                 Resident.state == ResidentState.ACTIVE.value,
+                Resident.consent_expires_at > now,
             )
         )
         for rid, vid, hid, language, channels in rows.tuples():

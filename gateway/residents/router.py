@@ -223,7 +223,9 @@ async def update_household(
 @router.post(
     "/villages/{village_id}/households:import",
     operation_id="import_households",
-    responses=documented(*_VILLAGE, "invalid_household_csv", "csv_too_large"),
+    responses=documented(
+        *_VILLAGE, "invalid_household_csv", "csv_too_large", "duplicate_household"
+    ),
 )
 async def import_households(
     village_id: int,

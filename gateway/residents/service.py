@@ -161,7 +161,7 @@ async def _household_reads(
     ]
 
 
-def _duplicate_household(address: str) -> Conflict:
+def duplicate_household() -> Conflict:
     return Conflict(
         "duplicate_household",
         ko="이 마을에 같은 주소의 가구가 이미 있습니다.",
@@ -195,7 +195,7 @@ async def create_household(
             session.add(household)
             await session.flush()
     except IntegrityError:
-        raise _duplicate_household(body.address) from None
+        raise duplicate_household() from None
     return (await _household_reads(session, [household]))[0]
 
 

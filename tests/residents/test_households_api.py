@@ -139,7 +139,10 @@ async def test_households_residents_reveal_withdraw_and_expiry(stack: Stack) -> 
     # Withdrawal erases at once; the row stays for counting, with nothing personal.
     async with stack.app.state.sessions() as session:
         assert [
-            r.resident_id for r in await reach.reachable_residents(session, 1, [vid], Channel.SMS)
+            r.resident_id
+            for r in await reach.reachable_residents(
+                session, 1, [vid], Channel.SMS, now=stack.clock.now()
+            )
         ] == [rid]
     withdrawn = await client.delete(f"{API}/residents/{rid}", headers=officer.headers)
     assert withdrawn.status_code == 200, withdrawn.text
@@ -154,7 +157,10 @@ async def test_households_residents_reveal_withdraw_and_expiry(stack: Stack) -> 
     gone = await client.post(reveal, json={"reason": "철회 뒤에 봅니다"})
     assert gone.json()["error"] == "resident_erased"
     async with stack.app.state.sessions() as session:
-        assert await reach.reachable_residents(session, 1, [vid], Channel.SMS) == []
+        assert (
+            await reach.reachable_residents(session, 1, [vid], Channel.SMS, now=stack.clock.now())
+            == []
+        )
     # The number is free again: the same person may come back.
     back = await client.post(
         f"{API}/villages/{vid}/residents", json=_resident("01023456789", stack)
