@@ -64,6 +64,8 @@ from gateway.places.models import City
 from gateway.places.router import router as places_router
 from gateway.provisioning import router as provisioning_router
 from gateway.request_hooks import AfterRequest
+from gateway.residents.crypto import PhoneCipher
+from gateway.residents.router import router as residents_router
 from gateway.schedules.router import quiet_router
 from gateway.schedules.router import router as schedules_router
 from gateway.schedules.worker import ScheduleWorker
@@ -90,7 +92,7 @@ from wire import contract
 log = logging.getLogger(__name__)
 
 # Secrets every replica must hold (README, "Production"), checked together at start.
-STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key", "audio_url_key")
+STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key", "audio_url_key", "phone_key")
 # And those of replicas with background workers, which sign the audit checkpoints.
 WORKER_SECRETS: Final = ("audit_checkpoint_key",)
 # And those of a gateway that sends SMS: sealing phone numbers, signing delivery-report links.
@@ -122,7 +124,7 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(MaeulError)
     async def _maeul(_: Request, exc: MaeulError) -> JSONResponse:
-        response = _error(exc.status, exc.code, exc.detail)
+        response = _error(exc.status, exc.code, exc.detail, **exc.extra())
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):
@@ -305,6 +307,7 @@ def create_app(
     )
     audio_links = AudioLinks.from_settings(settings)
     jwt_key = signing_key(settings)
+    phone_cipher = PhoneCipher.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -396,7 +399,13 @@ def create_app(
             metrics=metrics,
         )
         sweeper = Sweeper(
-            state.sessions, settings, clock, city_id=city_id, bus=mqtt, metrics=metrics
+            state.sessions,
+            settings,
+            clock,
+            city_id=city_id,
+            bus=mqtt,
+            metrics=metrics,
+            phone_cipher=phone_cipher,
         )
         state.bus = mqtt
         state.publisher = publisher
@@ -520,6 +529,7 @@ def create_app(
     state.settings = settings
     state.audio_links = audio_links
     state.jwt_key = jwt_key
+    state.phone_cipher = phone_cipher
     state.clock = clock
     state.metrics = metrics
     state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)
@@ -585,6 +595,7 @@ def create_app(
     app.include_router(live_router, prefix=API)
     app.include_router(live_pages)
     app.include_router(notices_router, prefix=API)
+    app.include_router(residents_router, prefix=API)
     app.include_router(officer_alerts_router, prefix=API)
     app.include_router(sms_router, prefix=API)
     app.include_router(web_router, prefix=API)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from gateway.devicesec.brokeradmin import BrokerAdmin
     from gateway.live.hub import LiveHub
     from gateway.metrics import Metrics
+    from gateway.residents.crypto import PhoneCipher
     from gateway.schedules.worker import ScheduleWorker
     from gateway.sms.links import ReportLinks
     from gateway.sms.worker import SmsWorker
@@ -68,6 +69,7 @@ class AppState(State):
     audio_links: AudioLinks
     jwt_key: bytes
     audit_budget: AnonymousBudget
+    phone_cipher: PhoneCipher
     # Set when the replica begins to stop: open event streams end instead of holding the stop.
     stopping: asyncio.Event
 

@@ -537,6 +537,78 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     "speech_engine_failed": _e(
         503, "음성 합성에 실패했습니다.", "Speech synthesis failed; try again shortly."
     ),
+    # Households and residents (gateway/residents).
+    "household_not_found": _e(404, "가구를 찾을 수 없습니다.", "No such household."),
+    "resident_not_found": _e(404, "주민을 찾을 수 없습니다.", "No such resident."),
+    "signup_not_found": _e(
+        404,
+        "가입 요청을 찾을 수 없습니다. 처음부터 다시 해 주세요.",
+        "No sign-up is waiting for a code under this id; start again.",
+    ),
+    "duplicate_resident": _e(
+        409,
+        "이미 등록된 전화번호입니다.",
+        "A resident with this phone number is already signed up in the city.",
+    ),
+    "duplicate_household": _e(
+        409,
+        "같은 주소의 가구가 이미 있습니다.",
+        "The village already has a household at this address.",
+    ),
+    "resident_erased": _e(
+        409,
+        "동의 철회 또는 보유 기간 만료로 전화번호가 삭제되었습니다.",
+        "The resident's number was erased (consent withdrawn or run out).",
+    ),
+    "verification_expired": _e(
+        409,
+        "인증번호가 만료되었거나 입력 횟수를 넘었습니다.",
+        "The verification code expired or was tried five times; ask for a new one.",
+    ),
+    "invalid_phone_number": _e(
+        422,
+        "휴대전화 번호가 올바르지 않습니다 (010-0000-0000).",
+        "Not a Korean mobile number (010-XXXX-XXXX, +82 10..., 010XXXXXXXX).",
+    ),
+    "invalid_receiver": _e(
+        422,
+        "이 마을의 가정용 수신기가 아닙니다.",
+        "The speaker is not an indoor receiver (household_receiver) of the household's village.",
+    ),
+    "invalid_household_csv": _e(
+        422,
+        "CSV에 잘못된 행이 있어 아무것도 가져오지 않았습니다.",
+        "The CSV has bad rows (or encoding); nothing was imported. `lines` lists each: line, "
+        "code, ko, en.",
+    ),
+    "invalid_consent_date": _e(
+        422,
+        "동의 일시가 올바르지 않습니다.",
+        "The consent date is missing, malformed or in the future.",
+    ),
+    "consent_required": _e(
+        422, "개인정보 수집·이용 동의가 필요합니다.", "Signing up needs the resident's consent."
+    ),
+    "outdated_consent": _e(
+        422,
+        "동의서 내용이 바뀌었습니다. 다시 읽고 동의해 주세요.",
+        "The consent text version shown is not the current one.",
+    ),
+    "invalid_verification_code": _e(
+        422,
+        "인증번호가 맞지 않습니다.",
+        "Wrong verification code; the message says how many tries are left.",
+    ),
+    "signup_rate_limited": _e(
+        429,
+        "인증번호 요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+        "Too many verification codes for this number or from this address within an hour.",
+    ),
+    "phone_key_unavailable": _e(
+        503,
+        "전화번호 암호화 키가 설정되어 있지 않습니다.",
+        "The key that sealed this phone number is not configured (GATEWAY_PHONE_KEY_PREVIOUS).",
+    ),
 }
 
 

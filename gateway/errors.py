@@ -35,6 +35,10 @@ class MaeulError(Exception):
     def detail(self) -> str:
         return f"{self.message_ko} / {self.message_en}"
 
+    def extra(self) -> dict[str, object]:
+        """Fields the error response carries besides ``error`` and ``detail``."""
+        return {}
+
 
 class NotFound(MaeulError):
     status = 404

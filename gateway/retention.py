@@ -6,6 +6,12 @@ A broadcast's audio is deleted once the broadcast is older than the retention pe
 record (who, when, to whom, how it was delivered) stays. Audio that a newer broadcast, a pending
 approval or an active or paused schedule still uses is kept.
 
+Residents' personal data runs on its own clock (``purge_residents``): a resident whose consent
+is older than ``GATEWAY_RESIDENT_CONSENT_DAYS`` and was not renewed has their number and personal
+fields erased (the row stays, anonymised, for counts); a sign-up's number goes once its code
+expired, the sign-up itself after a day; numbers sealed with a previous phone key are sealed
+again under the current one.
+
 Audio that no broadcast ever played (a cancelled schedule's, a rejected, withdrawn or lapsed
 approval request's, anything stored and never used) runs on the same clock
 (``purge_unused_audio``): deleted once it is older than the retention period and whatever used
@@ -24,6 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.approvals.models import ApprovalRequest
 from gateway.broadcasts.models import AudioAsset, Broadcast
+from gateway.residents import service as residents
+from gateway.residents import signup
+from gateway.residents.crypto import PhoneCipher
 from gateway.schedules.models import Schedule
 from gateway.settings import Settings
 from wire.contract import Category
@@ -36,6 +45,7 @@ class Purge:
     broadcasts: int
     recordings: int
     unused: int = 0  # recordings no broadcast ever played (``purge_unused_audio``)
+    residents: int = 0  # residents erased when their consent ran out (``purge_residents``)
 
 
 async def purge_recordings(
@@ -161,6 +171,20 @@ async def purge_unused_audio(session: AsyncSession, settings: Settings, *, now: 
     if unused:
         log.info("재생되지 않은 녹음 삭제 / purged %d recordings never played", len(unused))
     return len(unused)
+
+
+async def purge_residents(
+    session: AsyncSession, cipher: PhoneCipher | None, *, city_id: int, now: datetime
+) -> int:
+    """Erase residents whose consent ran out, forget finished sign-ups, and seal again what a
+    previous phone key sealed; returns how many residents were erased."""
+    erased = await residents.erase_expired(session, city_id=city_id, now=now)
+    await signup.purge_signups(session, city_id=city_id, now=now)
+    if cipher is not None:
+        await residents.reseal_numbers(session, cipher, city_id=city_id)
+    if erased:
+        log.info("동의 기간이 지난 주민 정보 파기 / erased %d residents past their consent", erased)
+    return erased
 
 
 async def hold(

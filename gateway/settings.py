@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # replica (``gateway.keyfiles``: required in production).
     audio_url_key: SecretStr | None = None
     audio_url_key_file: Path | None = None
+    # Encrypts residents' phone numbers in the database (gateway/residents/crypto.py); the
+    # previous key, while numbers sealed with it are being sealed again after a rotation.
+    phone_key: SecretStr | None = None
+    phone_key_file: Path | None = None
+    phone_key_previous: SecretStr | None = None
+    phone_key_previous_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=60, le=86400)
     refresh_token_ttl_s: int = Field(default=14 * 86400, ge=300, le=90 * 86400)
     # Failed logins are counted per source address and username, and per source over every
@@ -129,6 +135,10 @@ class Settings(BaseSettings):
     # figure), unless held as evidence; the broadcast's record itself is kept.
     recording_retention_days: int = Field(default=90, ge=1, le=3650)
     disaster_recording_retention_days: int = Field(default=3 * 365, ge=1, le=3650)
+
+    # A resident's consent lasts this many days unless renewed; then their number and personal
+    # fields are erased by the retention job.
+    resident_consent_days: int = Field(default=730, ge=1, le=3650)
 
     city_code: str = "jinju"
     replica_id: str = Field(default_factory=lambda: secrets.token_hex(4))

@@ -15,6 +15,7 @@ SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 KEK="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CHECKPOINT_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 AUDIO_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PHONE_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 fail() { echo "smoke: FAILED: $*" >&2; docker logs "$NAME-gw" 2>&1 | tail -n 40 >&2 || true; exit 1; }
 cleanup() { docker rm -f "$NAME-gw" "$NAME-mqtt" >/dev/null 2>&1 || true; docker network rm "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -26,7 +27,7 @@ docker run -d --name "$NAME-gw" --network "$NAME" -p 127.0.0.1::8000 \
     -e GATEWAY_API_TOKEN="$TOKEN" -e GATEWAY_JWT_SECRET="$SECRET" \
     -e GATEWAY_KEY_ENCRYPTION_KEY="$KEK" \
     -e GATEWAY_AUDIT_CHECKPOINT_KEY="$CHECKPOINT_KEY" \
-    -e GATEWAY_AUDIO_URL_KEY="$AUDIO_KEY" \
+    -e GATEWAY_AUDIO_URL_KEY="$AUDIO_KEY" -e GATEWAY_PHONE_KEY="$PHONE_KEY" \
     -e GATEWAY_MQTT_URL="mqtt://$NAME-mqtt:1883" "$IMAGE" >/dev/null
 PORT="$(docker port "$NAME-gw" 8000/tcp | head -n 1 | sed 's/.*://')"
 URL="http://127.0.0.1:$PORT"

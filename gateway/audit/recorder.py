@@ -38,6 +38,9 @@ SENSITIVE_READS: Final = frozenset(
         "get_audio",
         "get_approval_audio",
         "list_account_events",
+        "list_residents",
+        "get_resident",
+        "list_households",
     }
 )
 _SELF_RECORDED: Final = frozenset({"login", "refresh_token", "logout"})

@@ -17,6 +17,7 @@ from gateway.clock import Clock
 from gateway.deliveries import sweep
 from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
+from gateway.residents.crypto import PhoneCipher
 from gateway.settings import Settings
 from gateway.speakers import presence
 from gateway.users import throttle as login_throttle
@@ -36,8 +37,10 @@ class Sweeper:
         city_id: int,
         bus: Bus | None = None,
         metrics: Metrics | None = None,
+        phone_cipher: PhoneCipher | None = None,
     ) -> None:
         self._sessions = sessions
+        self._phone_cipher = phone_cipher
         self._metrics = metrics or Metrics()
         self._bus = bus
         self._settings = settings
@@ -114,8 +117,8 @@ class Sweeper:
             )
 
     async def purge_once(self) -> retention.Purge:
-        """Delete recordings past their retention period, and failed-login counts forgotten
-        (hourly from the sweep)."""
+        """Delete recordings past their retention period, failed-login counts forgotten, and
+        residents' personal data past their consent (hourly from the sweep)."""
         now = self._clock.now()
         async with self._sessions() as session:
             purge = await retention.purge_recordings(
@@ -123,7 +126,10 @@ class Sweeper:
             )
             await login_throttle.purge(session, city_id=self._city_id, now=now)
             unused = await retention.purge_unused_audio(session, self._settings, now=now)
+            erased = await retention.purge_residents(
+                session, self._phone_cipher, city_id=self._city_id, now=now
+            )
             await session.commit()
-        purge = replace(purge, unused=unused)
+        purge = replace(purge, unused=unused, residents=erased)
         self._purged_at = now
         return purge

@@ -56,6 +56,11 @@ async def notices_directory() -> FileResponse:
     return _page("notices.html")
 
 
+@pages.get("/notices/signup")
+async def resident_signup() -> FileResponse:
+    return _page("signup.html")
+
+
 @pages.get("/notices/{village_id}")
 async def notices(village_id: int) -> FileResponse:
     return _page("notices.html")

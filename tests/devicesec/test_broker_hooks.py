@@ -276,7 +276,10 @@ async def test_without_a_usable_secret_the_hooks_refuse(tmp_path: Path) -> None:
     production = {
         "environment": "production",
         "background_workers": False,
-        **dict.fromkeys(("api_token", "jwt_secret", "key_encryption_key", "audio_url_key"), strong),
+        **dict.fromkeys(
+            ("api_token", "jwt_secret", "key_encryption_key", "audio_url_key", "phone_key"),
+            strong,
+        ),
     }
     unusable = [
         production,  # none given in production: nothing is made up

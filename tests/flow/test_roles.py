@@ -17,8 +17,9 @@ from tests.support.people import PASSWORD, Person, access_token, bearer, log_in,
 __all__ = ["recording"]
 
 # Routes anyone may call without a token: health, login, what speakers fetch (audio through a
-# signed link, else with a token: `tests/flow/test_audio_access.py`), and the residents'
-# notices (no personal data).
+# signed link, else with a token: `tests/flow/test_audio_access.py`), the residents'
+# notices (no personal data), and residents signing themselves up or withdrawing (a code by
+# SMS proves the number: `tests/residents/test_signup.py`).
 PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
@@ -31,6 +32,13 @@ PUBLIC = {
     ("GET", "/api/v1/notices/villages/{village_id}"),
     # The enrollment code is the credential (tests/flow/test_enrollment.py).
     ("POST", "/api/v1/enrollment/redeem"),
+    # Kannel's delivery-report callback: the signature in the link is the credential (tests/sms).
+    ("GET", "/api/v1/sms/dlr"),
+    ("GET", "/api/v1/residents/consent"),
+    ("POST", "/api/v1/residents/signup"),
+    ("POST", "/api/v1/residents/signup/verify"),
+    ("POST", "/api/v1/residents/withdrawal"),
+    ("POST", "/api/v1/residents/withdrawal/verify"),
 }
 # The broker's questions: answered only with the broker hook secret, whatever a person holds
 # (tests/devicesec/test_broker_hooks.py).

@@ -17,7 +17,7 @@ from gateway.web.headers import CONTENT_SECURITY_POLICY, DOCS_PATHS
 from gateway.web.router import STATIC
 from tests.flow.conftest import Stack
 
-PAGES = ["/", "/console", "/phone", "/notices", "/notices/1"]
+PAGES = ["/", "/console", "/phone", "/notices", "/notices/1", "/notices/signup"]
 
 
 @pytest.mark.parametrize("path", PAGES)
