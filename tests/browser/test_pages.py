@@ -148,7 +148,7 @@ def test_village_head_sends_from_a_phone_to_the_own_village_only(phone: Page, st
     expect(choices).to_contain_text(stack.head_village_name)
     expect(page.get_by_text(stack.other_village_name)).to_have_count(0)
     expect(page.get_by_role("link", name=re.compile("지금 바로 말하기"))).to_have_attribute(
-        "href", f"/talk?village={stack.head_village_id}"
+        "href", "#/live"
     )
     screenshot(page, "phone-home")
 

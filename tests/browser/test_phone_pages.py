@@ -1,4 +1,4 @@
-"""The village head's phone page, the talk page and the residents' page on small phones (360 px),
+"""The village head's phone page and the residents' page on small phones (360 px),
 in Korean: what a 65-year-old head runs into at night, offline and when a tap would lose work;
 axe-core on every screen they pass through."""
 
@@ -175,17 +175,11 @@ def test_a_night_send_says_when_it_goes_is_listed_and_cancelled_at_360(
         cancelled = stack.api.get(f"/api/v1/schedules/{schedule['id']}").json()
         assert cancelled["state"] == "cancelled"
 
-    # The talk page the home screen leads to.
+    # Talking live stays in the phone page, with the login it has (test_phone_live.py talks).
     page.get_by_role("link", name=re.compile("지금 바로 말하기")).click()
-    page.wait_for_url(re.compile(r"/talk\?village="))
-    expect(page.get_by_role("heading", name="실시간 방송")).to_be_visible()
-    if page.locator("#login").is_visible():
-        _check(page, "talk login")
-        page.get_by_label("아이디").fill(stack.head)
-        page.get_by_label("비밀번호").fill(stack.password)
-        page.get_by_role("button", name="로그인").click()
-    expect(page.get_by_role("button", name="마이크 켜기")).to_be_visible(timeout=LONG)
-    _check(page, "talk page")
+    page.wait_for_url(re.compile(r"/phone#/live$"))
+    expect(page.get_by_role("button", name="말하기 시작")).to_be_visible()
+    _check(page, "phone live talk")
 
 
 def test_the_phone_home_fits_a_393_px_phone(phone_393: Page, stack: Stack) -> None:

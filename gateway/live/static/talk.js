@@ -1,10 +1,9 @@
-// The talk page: log in, pick villages, open the microphone, hold to talk.
-// Audio goes to the gateway as 16-bit PCM over the live WebSocket (see gateway/live/hub.py).
+// The talk page, for office PCs: log in, pick a district or a village, open the microphone, hold
+// to talk. The microphone and the socket are talk-core.js's (the phone page talks through it too).
 "use strict";
 
 const API = "/api/v1";
 const AUTH_KEY = "maeul.talk.auth";
-const RATES = [8000, 16000, 24000, 48000];
 const $ = (id) => document.getElementById(id);
 
 const ui = {
@@ -18,16 +17,10 @@ const ui = {
 let auth = null;
 try { auth = JSON.parse(sessionStorage.getItem(AUTH_KEY) || "null"); } catch { auth = null; }
 
-const mic = { context: null, stream: null, rate: 16000, pending: [], pendingLength: 0 };
-const live = { socket: null, ready: false, talking: false, sent: 0 };
 
 function say(text, error = false) {
   ui.message.textContent = text;
   ui.message.classList.toggle("error", error);
-}
-
-function korean(detail, fallback) {
-  return String(detail || fallback).split(" / ")[0];
 }
 
 async function api(path, options = {}) {
@@ -45,7 +38,7 @@ async function api(path, options = {}) {
     logout();
     throw new Error("다시 로그인해 주세요.");
   }
-  if (!response.ok) throw new Error(korean(body.detail, "요청을 처리하지 못했습니다."));
+  if (!response.ok) throw new Error(liveDetail(body.detail, "요청을 처리하지 못했습니다."));
   return body;
 }
 
@@ -70,7 +63,7 @@ ui.login.addEventListener("submit", async (event) => {
   try {
     const response = await fetch(`${API}/auth/token`, { method: "POST", body });
     const answer = await response.json();
-    if (!response.ok) throw new Error(korean(answer.detail, "로그인하지 못했습니다."));
+    if (!response.ok) throw new Error(liveDetail(answer.detail, "로그인하지 못했습니다."));
     auth = { access: answer.access_token, username: answer.username || String(form.get("username")) };
     sessionStorage.setItem(AUTH_KEY, JSON.stringify(auth));
     await showTalk();
@@ -108,77 +101,38 @@ async function loadVillages() {
 
 ui.district.addEventListener("change", () => loadVillages().catch((e) => say(e.message, true)));
 
-// -- the microphone ------------------------------------------------------------------------
+// -- the microphone and the session (talk-core.js) ------------------------------------------
+
+const live = new LiveTalk({
+  ticket: (body) => api("/live/tickets", { method: "POST", json: body }),
+  onLevel: (level) => {
+    ui.level.style.width = `${level}%`;
+    ui.meter.setAttribute("aria-valuenow", String(Math.round(level)));
+  },
+  onMessage: (message) => onMessage(message),
+  onClose: () => finish(),
+});
 
 ui.mic.addEventListener("click", async () => {
-  if (mic.context) return;
+  if (live.open) return;
   try {
-    mic.stream = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-    });
-    let context;
-    try {
-      context = new AudioContext({ sampleRate: 16000 });
-    } catch {
-      context = new AudioContext();
-    }
-    mic.context = context;
-    mic.rate = RATES.includes(context.sampleRate) ? context.sampleRate : 48000;
-    await context.audioWorklet.addModule("/talk/pcm-worklet.js");
-    const tap = new AudioWorkletNode(context, "pcm-tap");
-    tap.port.onmessage = (event) => onSamples(event.data);
-    context.createMediaStreamSource(mic.stream).connect(tap);
+    await live.openMicrophone();
     ui.mic.textContent = "마이크 켜짐";
     ui.mic.disabled = true;
     ui.start.disabled = false;
     say("마이크가 켜졌습니다. 방송을 시작하세요.");
   } catch (error) {
-    say(`마이크를 쓸 수 없습니다: ${error.message}`, true);
+    say(microphoneProblem(error), true);
   }
 });
 
-function onSamples(samples) {
-  let sum = 0;
-  for (let i = 0; i < samples.length; i += 1) sum += samples[i] * samples[i];
-  const dbfs = 10 * Math.log10(sum / samples.length + 1e-12);
-  const level = Math.max(0, Math.min(100, (dbfs + 60) * (100 / 60)));
-  ui.level.style.width = `${level}%`;
-  ui.meter.setAttribute("aria-valuenow", String(Math.round(level)));
-  if (!live.ready || !live.talking || !live.socket || live.socket.readyState !== WebSocket.OPEN) return;
-  mic.pending.push(samples);
-  mic.pendingLength += samples.length;
-  const frame = mic.rate / 50; // 20 ms
-  if (mic.pendingLength < frame) return;
-  const pcm = new Int16Array(mic.pendingLength);
-  let offset = 0;
-  for (const part of mic.pending) {
-    for (let i = 0; i < part.length; i += 1) {
-      const s = Math.max(-1, Math.min(1, part[i]));
-      pcm[offset] = s < 0 ? s * 0x8000 : s * 0x7fff;
-      offset += 1;
-    }
-  }
-  mic.pending = [];
-  mic.pendingLength = 0;
-  live.socket.send(pcm.buffer);
-  live.sent += pcm.length;
-}
-
-// -- the live session ----------------------------------------------------------------------
-
 ui.start.addEventListener("click", async () => {
-  const body = { category: ui.category.value, format: "pcm", sample_rate: mic.rate };
+  const body = { category: ui.category.value };
   if (ui.village.value) body.village_ids = [Number(ui.village.value)];
   else body.district_ids = [Number(ui.district.value)];
   ui.start.disabled = true;
   try {
-    const ticket = await api("/live/tickets", { method: "POST", json: body });
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}${ticket.url}`);
-    socket.binaryType = "arraybuffer";
-    socket.onmessage = (event) => onMessage(JSON.parse(event.data));
-    socket.onclose = () => finish();
-    live.socket = socket;
+    await live.start(body);
     ui.setup.disabled = true;
     ui.state.textContent = "연결 중";
   } catch (error) {
@@ -192,6 +146,7 @@ function onMessage(message) {
     case "started":
       document.querySelector("main").dataset.broadcast = message.broadcast_id;
       ui.speakers.textContent = message.speakers;
+      ui.played.textContent = "0";
       ui.state.textContent = "시작 알림음 재생 중";
       ui.stop.disabled = false;
       break;
@@ -199,7 +154,6 @@ function onMessage(message) {
       ui.state.textContent = "앞선 방송이 끝나기를 기다리는 중";
       break;
     case "ready":
-      live.ready = true;
       ui.ptt.disabled = false;
       ui.state.textContent = "말씀하세요";
       say("버튼을 누르고 있는 동안 방송됩니다.");
@@ -211,47 +165,56 @@ function onMessage(message) {
       ui.sent.textContent = (message.frames * 0.02).toFixed(1);
       break;
     case "warning":
-      say(korean(message.detail, "보낸 오디오 일부를 버렸습니다."), true);
+      say(liveDetail(message.detail, "보낸 오디오 일부를 버렸습니다."), true);
       break;
     case "error":
-      say(korean(message.detail, "방송이 중단되었습니다."), true);
+      say(liveDetail(message.detail, "방송이 중단되었습니다."), true);
       break;
     case "ended":
       ui.sent.textContent = (message.frames * 0.02).toFixed(1);
       ui.state.textContent = "방송이 끝났습니다";
       // Ended from outside (the account was suspended): say why, as an error.
-      if (message.detail) say(korean(message.detail, "방송이 중단되었습니다."), true);
+      if (message.detail) say(liveDetail(message.detail, "방송이 중단되었습니다."), true);
       else say(`${(message.duration_ms / 1000).toFixed(1)}초 분량이 녹음되어 보관되었습니다.`);
+      settle(message.broadcast_id);
       break;
     default:
       break;
   }
 }
 
-function finish() {
-  live.socket = null;
-  live.ready = false;
-  setTalking(false);
-  ui.ptt.disabled = true;
-  ui.stop.disabled = true;
-  ui.start.disabled = !mic.context;
-  ui.setup.disabled = false;
-  if (ui.state.textContent !== "방송이 끝났습니다") ui.state.textContent = "연결이 끊겼습니다";
-}
-
-function control(type) {
-  if (live.socket && live.socket.readyState === WebSocket.OPEN) {
-    live.socket.send(JSON.stringify({ type }));
+// Speakers report "played" only once the session has ended, after the last status message:
+// the final count comes from the broadcast itself, followed until every speaker has answered.
+async function settle(id) {
+  for (let i = 0; i < 300; i += 1) {
+    const broadcast = await api(`/broadcasts/${id}`).catch(() => null);
+    if (broadcast) {
+      const c = broadcast.speakers;
+      ui.playing.textContent = String(c.playing);
+      ui.played.textContent = String(c.played + (c.played_late || 0));
+      if (broadcast.state === "completed" || broadcast.state === "cancelled") {
+        document.querySelector("main").dataset.settled = "true";
+        return;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 
+function finish() {
+  setTalking(false);
+  ui.ptt.disabled = true;
+  ui.stop.disabled = true;
+  ui.start.disabled = !live.open;
+  ui.setup.disabled = false;
+  if (!live.ended) ui.state.textContent = "연결이 끊겼습니다";
+}
+
 function setTalking(talking) {
-  if (live.talking === talking) return;
-  live.talking = talking;
+  live.talk(talking);
   ui.ptt.setAttribute("aria-pressed", String(talking));
   ui.ptt.textContent = talking ? "방송 중 (손을 떼면 멈춤)" : "누르고 말하기";
   if (!live.ready) return;
-  control(talking ? "resume" : "pause");
   ui.state.textContent = talking ? "방송 중" : "잠시 멈춤";
 }
 
@@ -276,7 +239,7 @@ document.addEventListener("keyup", (event) => {
 
 ui.stop.addEventListener("click", () => {
   setTalking(false);
-  control("stop");
+  live.stop();
   ui.stop.disabled = true;
   ui.state.textContent = "끝내는 중";
 });

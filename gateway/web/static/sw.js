@@ -1,13 +1,15 @@
 // The phone page's service worker: the page shell opens without a network; the API never cached.
 "use strict";
 
-const CACHE = "maeul-phone-v3";
+const CACHE = "maeul-phone-v4";
 const SHELL = [
   "/phone",
   "/static/css/base.css",
   "/static/css/phone.css",
   "/static/js/maeul.js",
   "/static/js/phone.js",
+  "/static/js/phone-live.js",
+  "/static/js/talk-core.js",
   "/static/icons/icon.svg",
   "/static/icons/icon-192.png",
   "/manifest.webmanifest",

@@ -109,7 +109,7 @@ function route() {
     screen.innerHTML = '<div class="notice error">맡은 마을이 없습니다. 읍·면사무소에 문의하세요.</div>';
     return;
   }
-  Promise.resolve(({ record: showRecord, text: showText, sent: showSent }[name] || showHome)(arg, current))
+  Promise.resolve(({ record: showRecord, live: showLive, text: showText, sent: showSent }[name] || showHome)(arg, current))
     .catch((e) => {
       if (!current()) return;
       screen.innerHTML = `<div class="notice error" role="alert">${esc(koreanError(e))}</div>`;
@@ -190,7 +190,7 @@ async function showHome(_arg, current) {
     <nav class="big-actions" aria-label="방송 보내기">
       <a class="big record" href="#/record" id="go-record"><svg aria-hidden="true"><use href="#i-mic"/></svg>
         <span>녹음해서 보내기<small>말씀을 녹음해 마을에 방송합니다</small></span></a>
-      <a class="big live" href="/talk?village=${esc(village.id)}" id="go-live"><svg aria-hidden="true"><use href="#i-live"/></svg>
+      <a class="big live" href="#/live" id="go-live"><svg aria-hidden="true"><use href="#i-live"/></svg>
         <span>지금 바로 말하기<small>말하는 대로 스피커에 나갑니다</small></span></a>
       <a class="big" href="#/text" id="go-text"><svg aria-hidden="true"><use href="#i-text"/></svg>
         <span>글로 써서 보내기<small>쓴 글을 기계 목소리로 읽어 줍니다</small></span></a>
