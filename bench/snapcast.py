@@ -46,6 +46,7 @@ _QUIET: Final = 10_000
 BUFFERS_MS: Final = (1000, 200, 100, 50)
 # Silence before the first click: the client syncs its clock and the stream starts playing.
 LEAD_S: Final = 2.0
+SMOKE_LEAD_S: Final = 1.0
 
 
 def _log(message: str) -> None:
@@ -203,7 +204,9 @@ def _wait_listening(port: int, within_s: float) -> None:
         time.sleep(0.05)
 
 
-async def measure(folder: Path, buffer_ms: int, clicks: int, every_s: float) -> Setting:
+async def measure(
+    folder: Path, buffer_ms: int, clicks: int, every_s: float, lead_s: float = LEAD_S
+) -> Setting:
     """One server and one client at `buffer_ms`; `clicks` clicks, `every_s` apart."""
     server_bin, client_bin = shutil.which("snapserver"), shutil.which("snapclient")
     assert server_bin is not None
@@ -232,10 +235,10 @@ async def measure(folder: Path, buffer_ms: int, clicks: int, every_s: float) -> 
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        writer = _Writer(fd, lead_s=LEAD_S, clicks=clicks, every_s=every_s)
+        writer = _Writer(fd, lead_s=lead_s, clicks=clicks, every_s=every_s)
         writer.start()
         assert client.stdout is not None
-        done_at = time.monotonic() + LEAD_S + clicks * every_s + buffer_ms / 1000 + 1.0
+        done_at = time.monotonic() + lead_s + clicks * every_s + buffer_ms / 1000 + 0.5
         while (left := done_at - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):
@@ -266,10 +269,10 @@ async def run_snapcast_bench(folder: Path, *, smoke: bool) -> dict[str, Any]:
     if not (shutil.which("snapserver") and shutil.which("snapclient")):
         _log("snapcast: snapserver/snapclient not installed (scripts/bootstrap.sh --with-ffmpeg)")
         return {"peer_snapcast_p50_ms": None, "peer_snapcast": {"status": "not_installed"}}
-    buffers, clicks = ((1000,), 4) if smoke else (BUFFERS_MS, 20)
+    buffers, clicks, lead_s = ((1000,), 3, SMOKE_LEAD_S) if smoke else (BUFFERS_MS, 20, LEAD_S)
     settings: list[Setting] = []
     for buffer_ms in buffers:
-        setting = await measure(folder / f"snapcast-{buffer_ms}", buffer_ms, clicks, 0.25)
+        setting = await measure(folder / f"snapcast-{buffer_ms}", buffer_ms, clicks, 0.25, lead_s)
         settings.append(setting)
         entry = setting.entry()
         _log(
