@@ -49,7 +49,7 @@ async def _round_trip(port: int, chunks: list[bytes]) -> bytes:
 async def test_bytes_arrive_intact_and_in_order(echo: int) -> None:
     rng = random.Random(7)
     chunks = [os.urandom(rng.randint(1, 3000)) for _ in range(200)]
-    impairment = Impairment(delay_ms=3, jitter_ms=3, stall_ms=50, stall_every_s=0.2, seed=1)
+    impairment = Impairment(delay_ms=3, jitter_ms=3, stall_ms=20, stall_every_s=0.05, seed=1)
     async with ImpairProxy("127.0.0.1", echo, impairment) as proxy:
         echoed = await asyncio.gather(*(_round_trip(proxy.port, chunks) for _ in range(3)))
     assert echoed == [b"".join(chunks)] * 3
