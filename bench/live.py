@@ -12,6 +12,11 @@ The listeners are `mosquitto_sub` processes when the binary is there: 358 Python
 process cannot take 17,900 frames a second on two cores, and would measure themselves. Without
 it (and in smoke mode) they are aiomqtt clients in this process.
 
+The same talk is then heard through a link like a mobile one: a few listeners connect to the
+broker through `bench.impair` (40 ± 20 ms per segment each way, a 300 ms stall every 10 s),
+with the same jitter buffer; ``impaired_p95_ms`` and ``impaired_lost_pct`` say what it costs.
+Last, the open peer: Snapcast measured from its pipe to its player (`bench.snapcast`).
+
 Run on its own with ``python -m bench.live`` (it merges its keys into the results file), or as
 part of ``python -m bench``.
 """
@@ -35,6 +40,8 @@ from typing import Any
 import aiomqtt
 
 from bench.city import CITY, seed_database
+from bench.impair import Impairment
+from bench.snapcast import run_snapcast_bench
 from devices.live import Histogram, JitterBuffer
 from gateway.settings import MqttTarget
 from maeul.broker import LocalMosquitto
@@ -47,7 +54,10 @@ from wire import contract
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "latest.json"
 LISTENERS = 358
+IMPAIRED_LISTENERS = 20
 JITTER_MS = 80
+# LTE-like: 40 ± 20 ms per segment each way, and now and then a 300 ms stall.
+LTE = Impairment(delay_ms=40, jitter_ms=20, stall_ms=300, stall_every_s=10, seed=1)
 _PROBE = b"probe"
 
 
@@ -166,6 +176,8 @@ class Playout:
     lost: int = 0  # never came, or came after their slot (late)
     late: int = 0
     listened: int = 0
+    sent: int = 0
+    heard_min: int = 0  # over several sessions: the fewest listeners that heard one
 
 
 def playout(heard: list[Arrivals], session: str, sent: int, jitter_ms: int) -> Playout:
@@ -212,6 +224,31 @@ async def _gateway(folder: Path, mqtt_url: str, listeners: int) -> AsyncIterator
         gateway.stop()
 
 
+@contextlib.asynccontextmanager
+async def _impaired(mqtt_url: str, impairment: Impairment) -> AsyncIterator[str]:
+    """The broker behind an impairment proxy (a process of its own): its URL."""
+    target = MqttTarget(mqtt_url)
+    proxy = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "bench.impair", "--listen", "0", "--upstream", f"{target.host}:{target.port}"),
+        *("--delay-ms", str(impairment.delay_ms), "--jitter-ms", str(impairment.jitter_ms)),
+        *("--stall-ms", str(impairment.stall_ms), "--stall-every-s", str(impairment.stall_every_s)),
+        *("--seed", str(impairment.seed)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proxy.stdout is not None
+        async with asyncio.timeout(60):
+            line = (await proxy.stdout.readline()).decode().strip()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"the impairment proxy did not start: {line!r}")
+        yield f"mqtt://{line.removeprefix('listening on ')}"
+    finally:
+        if proxy.returncode is None:
+            proxy.terminate()
+        await proxy.wait()
+
+
 async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> tuple[str, int]:
     client = LiveClient(gateway.url, BENCH_TOKEN)
     try:
@@ -224,6 +261,24 @@ async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> tuple[str, int
     return str(ended["broadcast_id"]), int(ended["frames"])
 
 
+def _summed(heard: list[Arrivals], sessions: list[tuple[str, int]], label: str) -> Playout:
+    """Every session's playout, added up (and logged round by round)."""
+    total = Playout(heard_min=len(heard) if sessions else 0)
+    for index, (session, frames) in enumerate(sessions, start=1):
+        heard_round = playout(heard, session, frames, JITTER_MS)
+        total.latency.merge(heard_round.latency)
+        total.lost += heard_round.lost
+        total.late += heard_round.late
+        total.sent += frames
+        total.heard_min = min(total.heard_min, heard_round.listened)
+        _log(
+            f"{label} round {index}: p50 {heard_round.latency.percentile(0.5)} ms, "
+            f"p95 {heard_round.latency.percentile(0.95)} ms, {heard_round.lost} frames lost "
+            f"({heard_round.late} late), {heard_round.listened}/{len(heard)} listeners heard it"
+        )
+    return total
+
+
 async def run_live_bench(
     folder: Path,
     mqtt_url: str,
@@ -233,57 +288,94 @@ async def run_live_bench(
     rounds: int,
     warmup: int,
     compiled: bool = True,
+    impaired_listeners: int = IMPAIRED_LISTENERS,
+    impairment: Impairment = LTE,
+    smoke: bool = False,
 ) -> dict[str, Any]:
     """Figures for the `live` keys of the results."""
     recording = make_recording(folder / "live-speech.m4a", "m4a", seconds=seconds)
     packets = await asyncio.to_thread(opus_packets, recording)
     sessions: list[tuple[str, int]] = []
-    async with (
-        _gateway(folder / "live", mqtt_url, listeners) as gateway,
-        Listeners(folder, mqtt_url, listeners, compiled=compiled) as ears,
-    ):
-        for _ in range(warmup + rounds):
-            sessions.append(await _talk(gateway, packets))
-        await asyncio.sleep(1.0)  # the last frames on their way
-        heard = await asyncio.to_thread(ears.heard)
-        kind = ears.kind
-    total = Histogram()
-    lost = late = sent = 0
-    listened: list[int] = []
-    for index, (session, frames) in enumerate(sessions[warmup:], start=1):
-        heard_round = playout(heard, session, frames, JITTER_MS)
-        total.merge(heard_round.latency)
-        lost += heard_round.lost
-        late += heard_round.late
-        sent += frames
-        listened.append(heard_round.listened)
+    impaired_sessions: list[tuple[str, int]] = []
+    impaired_folder = folder / "impaired"
+    await asyncio.to_thread(impaired_folder.mkdir, parents=True, exist_ok=True)
+    async with _gateway(folder / "live", mqtt_url, listeners) as gateway:
+        async with Listeners(folder, mqtt_url, listeners, compiled=compiled) as ears:
+            for _ in range(warmup + rounds):
+                sessions.append(await _talk(gateway, packets))
+            await asyncio.sleep(1.0)  # the last frames on their way
+            heard = await asyncio.to_thread(ears.heard)
+            kind = ears.kind
         _log(
-            f"live round {index}: p50 {heard_round.latency.percentile(0.5)} ms, "
-            f"p95 {heard_round.latency.percentile(0.95)} ms, {heard_round.lost} frames lost "
-            f"({heard_round.late} late), {heard_round.listened}/{listeners} listeners heard it"
+            f"live, impaired: {impaired_listeners} listeners behind {impairment.delay_ms:g} ± "
+            f"{impairment.jitter_ms:g} ms, a {impairment.stall_ms:g} ms stall every "
+            f"{impairment.stall_every_s:g} s"
         )
-    return {
+        async with (
+            _impaired(mqtt_url, impairment) as impaired_url,
+            Listeners(
+                impaired_folder, impaired_url, impaired_listeners, compiled=compiled
+            ) as impaired_ears,
+        ):
+            for _ in range(rounds):
+                impaired_sessions.append(await _talk(gateway, packets))
+            # The last frames on their way: the longest delay each way, and a stall.
+            delay_s = (impairment.delay_ms + impairment.jitter_ms) / 1000
+            await asyncio.sleep(0.2 + 2 * delay_s + impairment.stall_ms / 1000)
+            impaired_heard = await asyncio.to_thread(impaired_ears.heard)
+    clean = _summed(heard, sessions[warmup:], "live")
+    impaired = _summed(impaired_heard, impaired_sessions, "live, impaired")
+    impaired_owed = impaired.sent * impaired_listeners
+    result: dict[str, Any] = {
         "status": "measured",
         "listeners": listeners,
-        "p50_ms": total.percentile(0.5),
-        "p95_ms": total.percentile(0.95),
-        "max_ms": total.percentile(1.0),
-        "frames_lost": lost,
-        "frames_late": late,
-        "frames_sent": sent,
-        "frames_played": total.total,
-        "listeners_heard_min": min(listened) if listened else 0,
+        "p50_ms": clean.latency.percentile(0.5),
+        "p95_ms": clean.latency.percentile(0.95),
+        "max_ms": clean.latency.percentile(1.0),
+        "frames_lost": clean.lost,
+        "frames_late": clean.late,
+        "frames_sent": clean.sent,
+        "frames_played": clean.latency.total,
+        "listeners_heard_min": clean.heard_min,
         "talk_s": seconds,
         "rounds": rounds,
         "jitter_buffer_ms": JITTER_MS,
         "receiver": kind,
+        "impaired_p95_ms": impaired.latency.percentile(0.95),
+        "impaired_lost_pct": (
+            round(100 * impaired.lost / impaired_owed, 2) if impaired_owed else None
+        ),
+        "impaired": {
+            "listeners": impaired_listeners,
+            "p50_ms": impaired.latency.percentile(0.5),
+            "max_ms": impaired.latency.percentile(1.0),
+            "frames_lost": impaired.lost,
+            "frames_late": impaired.late,
+            "frames_sent": impaired.sent,
+            "delay_ms": impairment.delay_ms,
+            "jitter_ms": impairment.jitter_ms,
+            "stall_ms": impairment.stall_ms,
+            "stall_every_s": impairment.stall_every_s,
+            "rounds": rounds,
+        },
     }
+    _log("live peer: Snapcast, from its pipe to its player")
+    result.update(await run_snapcast_bench(folder / "snapcast", smoke=smoke))
+    return result
 
 
 def live_settings(smoke: bool) -> dict[str, Any]:
     """Listeners, talk length and rounds: tiny in smoke mode."""
     if smoke:
-        return {"listeners": 5, "seconds": 1.0, "rounds": 1, "warmup": 0, "compiled": False}
+        return {
+            "listeners": 5,
+            "seconds": 1.0,
+            "rounds": 1,
+            "warmup": 0,
+            "compiled": False,
+            "impaired_listeners": 2,
+            "smoke": True,
+        }
     return {
         "listeners": LISTENERS,
         "seconds": 10.0,

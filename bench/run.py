@@ -336,6 +336,7 @@ def table(result: dict[str, Any]) -> str:
         f"live       {result['live']['status']}: p50 {_fmt(result['live']['p50_ms'])} ms, "
         f"p95 {_fmt(result['live']['p95_ms'])} ms, {_fmt(result['live']['frames_lost'])} "
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
+        *_live_more(result["live"]),
     ]
     for key in ("one", "two"):
         if (r := result.get("replicas", {}).get(key)) is not None:
@@ -345,6 +346,32 @@ def table(result: dict[str, Any]) -> str:
                 f"completed {r['completed_ms'][0]} ms (medians), acks {r['acks_per_replica']}"
             )
     return "\n".join(lines) + "\n"
+
+
+def _live_more(live: dict[str, Any]) -> list[str]:
+    """The live line's companions: the impaired run, and the peer beside Maeul's own figure."""
+    lines = []
+    if (impaired := live.get("impaired")) is not None:
+        lines.append(
+            f"  impaired p95 {_fmt(live.get('impaired_p95_ms'))} ms, "
+            f"{_fmt(live.get('impaired_lost_pct'))}% frames lost, {impaired['listeners']} "
+            f"listeners behind {impaired['delay_ms']:g} ± {impaired['jitter_ms']:g} ms and a "
+            f"{impaired['stall_ms']:g} ms stall every {impaired['stall_every_s']:g} s"
+        )
+    peer = live.get("peer_snapcast")
+    if peer is not None and peer.get("status") == "measured":
+        buffers = ", ".join(
+            f"{s['buffer_ms']} ms: p50 {_fmt(s['p50_ms'])}, {s['lost']}/{s['clicks']} lost"
+            for s in peer["settings"]
+        )
+        lines.append(
+            f"  peer     Snapcast p50 {_fmt(live.get('peer_snapcast_p50_ms'))} ms "
+            f"(buffer {_fmt(peer['buffer_ms'])} ms, the lowest that lost nothing) beside "
+            f"Maeul p50 {_fmt(live.get('p50_ms'))} ms  [{buffers}]"
+        )
+    elif peer is not None:
+        lines.append(f"  peer     Snapcast {peer.get('status')}")
+    return lines
 
 
 async def _only_disaster(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
@@ -361,11 +388,17 @@ async def _only_soak(folder: Path, broker_url: str, recording: bytes) -> dict[st
     return {"soak": await run_soak_bench(folder / "soak", broker_url, recording, size)}
 
 
+async def _only_live(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    settings = live_settings(_flag("BENCH_SMOKE"))
+    return {"live": await run_live_bench(folder, broker_url, **settings)}
+
+
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
 ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
     "disaster": _only_disaster,
     "catchup": _only_catchup,
     "soak": _only_soak,
+    "live": _only_live,
 }
 
 

@@ -2,7 +2,7 @@
 # Prepares a Debian or Ubuntu machine for `make run` and `make test`; safe to run again and again.
 #
 #   scripts/bootstrap.sh                 OS packages, .venv, and the project installed in it
-#   scripts/bootstrap.sh --with-ffmpeg   also the ffmpeg command line (only `make bench` uses it)
+#   scripts/bootstrap.sh --with-ffmpeg   also ffmpeg and Snapcast (only `make bench` uses them)
 #   scripts/bootstrap.sh --with-postgres also PostgreSQL's programs when no server answers on
 #                                        5432 (`make test` makes a temporary cluster with them)
 #
@@ -144,6 +144,18 @@ if [ "${MAEUL_SKIP_APT:-0}" != 1 ]; then
         else
             say "ffmpeg is not installed; the benchmark skips what needs it" \
                 "(sudo apt-get install -y --no-install-recommends ffmpeg)"
+        fi
+    fi
+    # The benchmark's live peer: Snapcast's server and client, started privately on free ports.
+    if [ "$WITH_FFMPEG" = 1 ]; then
+        snapcast=()
+        command -v snapserver >/dev/null 2>&1 || snapcast+=(snapserver)
+        command -v snapclient >/dev/null 2>&1 || snapcast+=(snapclient)
+        if [ "${#snapcast[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
+            missing+=("${snapcast[@]}")
+        elif [ "${#snapcast[@]}" -gt 0 ]; then
+            say "Snapcast is not installed; the benchmark skips its live peer" \
+                "(sudo apt-get install -y --no-install-recommends ${snapcast[*]})"
         fi
     fi
     # The suite's PostgreSQL tests use the machine's server when one answers on 5432, else a

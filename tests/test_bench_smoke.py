@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,8 @@ import pytest
 from bench.run import run_bench
 
 pytestmark = [pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FANOUT_KEYS = {
     "speakers",
@@ -27,7 +33,16 @@ def _non_negative(value: object) -> bool:
     return isinstance(value, int | float) and value >= 0
 
 
+def _install_snapcast() -> None:
+    """The live peer is part of the run: install it as `make bench` does when it is missing."""
+    if shutil.which("snapserver") and shutil.which("snapclient"):
+        return
+    env = {**os.environ, "VENV": sys.prefix}
+    subprocess.run([ROOT / "scripts" / "bootstrap.sh", "--with-ffmpeg"], env=env, check=True)
+
+
 def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_snapcast()
     monkeypatch.setenv("BENCH_SMOKE", "1")
     monkeypatch.delenv("BENCH_FULL", raising=False)
     output = tmp_path / "latest.json"
@@ -44,6 +59,10 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert result["live"]["status"] == "measured"
     assert all(_non_negative(result["live"][k]) for k in ("listeners", "p50_ms", "p95_ms"))
     assert _non_negative(result["live"]["frames_lost"])
+    assert _non_negative(result["live"]["impaired_p95_ms"])
+    assert _non_negative(result["live"]["impaired_lost_pct"])
+    assert result["live"]["peer_snapcast"]["status"] == "measured"
+    assert _non_negative(result["live"]["peer_snapcast_p50_ms"])
     assert _non_negative(result["api"]["status_p99_ms"])
     assert _non_negative(result["api"]["count"])
     assert _non_negative(result["memory"]["rss_mb_jinju"])
