@@ -39,7 +39,7 @@ run: bootstrap
 	$(BIN)/maeul run $(ARGS)
 
 test:
-	@$(BOOTSTRAP) --with-postgres
+	@$(BOOTSTRAP) --with-postgres --with-ffmpeg
 	$(BIN)/pytest $(PYTEST_FLAGS) $(PYTEST_ARGS)
 
 bench: bootstrap

@@ -2,7 +2,7 @@
 # Prepares a Debian or Ubuntu machine for `make run` and `make test`; safe to run again and again.
 #
 #   scripts/bootstrap.sh                 OS packages, .venv, and the project installed in it
-#   scripts/bootstrap.sh --with-ffmpeg   also ffmpeg and Snapcast (only `make bench` uses them)
+#   scripts/bootstrap.sh --with-ffmpeg   also ffmpeg and Snapcast (`make bench` and its smoke test)
 #   scripts/bootstrap.sh --with-postgres also PostgreSQL's programs when no server answers on
 #                                        5432 (`make test` makes a temporary cluster with them)
 #

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,16 +30,14 @@ def _non_negative(value: object) -> bool:
     return isinstance(value, int | float) and value >= 0
 
 
-def _install_snapcast() -> None:
-    """The live peer is part of the run: install it as `make bench` does when it is missing."""
-    if shutil.which("snapserver") and shutil.which("snapclient"):
-        return
-    env = {**os.environ, "VENV": sys.prefix}
-    subprocess.run([ROOT / "scripts" / "bootstrap.sh", "--with-ffmpeg"], env=env, check=True)
+def _require_snapcast() -> None:
+    """The live peer is part of the run; `make test` installs it (scripts/bootstrap.sh)."""
+    missing = [name for name in ("snapserver", "snapclient") if shutil.which(name) is None]
+    assert not missing, f"{missing} not installed: run scripts/bootstrap.sh --with-ffmpeg"
 
 
 def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _install_snapcast()
+    _require_snapcast()
     monkeypatch.setenv("BENCH_SMOKE", "1")
     monkeypatch.delenv("BENCH_FULL", raising=False)
     output = tmp_path / "latest.json"
