@@ -12,7 +12,6 @@ from bench.run import run_bench
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 FANOUT_KEYS = {
     "speakers",
