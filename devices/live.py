@@ -70,10 +70,12 @@ class Histogram:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One 20 ms slot of playout: the Opus packet to play, or None to conceal a lost frame."""
+    """One 20 ms slot of playout: the Opus packet to play, or None to conceal a lost frame, and
+    when it is due."""
 
     seq: int
     payload: bytes | None = field(repr=False)
+    at_ms: float = 0.0
 
 
 class JitterBuffer:
@@ -167,7 +169,9 @@ class JitterBuffer:
             return []
         slots: list[Slot] = []
         while self._next <= self.highest and self.play_at(self._next) <= now:
-            slots.append(Slot(self._next, self._buffer.pop(self._next, None)))
+            slots.append(
+                Slot(self._next, self._buffer.pop(self._next, None), self.play_at(self._next))
+            )
             self._next += 1
         return slots
 

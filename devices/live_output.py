@@ -2,16 +2,16 @@
 lost one concealed), written into the player command as one continuous PCM stream.
 
 The stream joins when the chime has nearly played, as the simulated speakers join when theirs
-has. From then on the player is kept fed `LEAD_S` ahead of real time, with silence before the
-first word and in pauses, so the sound card never runs dry and a slot is heard as soon as it is
-due. A player that exits before the end, or stops taking its audio, fails the stream with
-`PlayerError` (the command is acked failed/player_error) and is stopped.
+has. From then on the player is kept fed `LEAD_MS` ahead of real time, with silence before the
+first word and in pauses, so the sound card never runs dry, and each slot is written to be heard
+`LEAD_MS` after it is due: the talk keeps its own timing, pauses included. A player that exits
+before the end, or stops taking its audio, fails the stream with `PlayerError` (the command is
+acked failed/player_error) and is stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -20,17 +20,18 @@ import numpy as np
 
 from audio.playback import Pcm
 from devices.live import Finished, Slot
-from devices.live_driver import LiveDriver
+from devices.live_driver import LiveDriver, wall_ms
 from devices.player import PlayerError, PlayerStream
 from wire import contract
 
-FRAME_S: Final = 0.02
-# How far ahead of real time the player is kept fed; topped up when it falls to half of it.
-LEAD_S: Final = 0.1
+FRAME_MS: Final = 20
+# How far ahead of real time the player is kept fed (topped up when it falls to half of it):
+# what a slot waits, after it is due, before it is heard.
+LEAD_MS: Final = 100
 # A player holding back this much more audio than is still to play has stopped reading.
-STALL_S: Final = 2.0
+STALL_MS: Final = 2000
 # After the last slot, the player's time to play out what it holds and exit.
-FINISH_SLACK_S: Final = 10.0
+FINISH_SLACK_MS: Final = 10_000
 # Lost frames in a row concealed by the last sound, fading; then silence.
 _CONCEALED_IN_A_ROW: Final = 3
 _OPUS_RATE: Final = 48000
@@ -43,7 +44,7 @@ class OpusDecoder:
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self.frame_samples = rate * round(FRAME_S * 1000) // 1000
+        self.frame_samples = rate * FRAME_MS // 1000
         decoder: Any = av.CodecContext.create("libopus", "r")
         decoder.sample_rate = _OPUS_RATE
         decoder.layout = "mono"
@@ -87,10 +88,12 @@ class OpusDecoder:
 
 
 class LiveOutput:
-    """One live command's sound into one player process."""
+    """One live command's sound into one player process. Times are wall-clock milliseconds, as
+    the slots' (`devices.live_driver.wall_ms`): each slot is written to be heard `LEAD_MS` after
+    it is due, so the sound keeps the stream's own timeline."""
 
     def __init__(
-        self, stream: PlayerStream, *, rate: int, clock: Callable[[], float] = time.monotonic
+        self, stream: PlayerStream, *, rate: int, clock: Callable[[], float] = wall_ms
     ) -> None:
         self._stream = stream
         self._decoder = OpusDecoder(rate)
@@ -99,7 +102,7 @@ class LiveOutput:
         self._until = clock()  # when what was written will have played
 
     @property
-    def ahead_s(self) -> float:
+    def ahead_ms(self) -> float:
         """Written audio still to play."""
         return max(0.0, self._until - self._clock())
 
@@ -114,16 +117,16 @@ class LiveOutput:
         `on_end`); returns once the player has played it all and exited."""
         try:
             self._write(chime.samples)
-            while self.ahead_s > LEAD_S:
+            while self.ahead_ms > LEAD_MS:
                 self._check()
-                await asyncio.sleep(FRAME_S)
+                await asyncio.sleep(FRAME_MS / 1000)
             driver.join(command, self.slots)
             while not ended.done():
                 driver.pour()
                 self._keep_fed()
                 self._check()
-                await asyncio.wait([ended], timeout=FRAME_S)
-            await self._stream.finish(self.ahead_s + FINISH_SLACK_S)
+                await asyncio.wait([ended], timeout=FRAME_MS / 1000)
+            await self._stream.finish((self.ahead_ms + FINISH_SLACK_MS) / 1000)
         except BaseException:
             await self._stream.abort()
             raise
@@ -131,24 +134,33 @@ class LiveOutput:
 
     def slots(self, slots: list[Slot]) -> None:
         for slot in slots:
+            gap = slot.at_ms + LEAD_MS - max(self._until, self._clock())
+            if gap > FRAME_MS:  # the first word, or the first after a pause: silence until then
+                self._silence(gap)
             self._write(self._decoder.decode(slot.payload))
 
     def _write(self, pcm: bytes) -> None:
         if not pcm:
             return
         now = self._clock()
-        self._until = max(self._until, now) + len(pcm) / 2 / self._rate
+        # Behind real time (the player ran dry): what is written now plays from now.
+        self._until = max(self._until, now) + len(pcm) / 2 / self._rate * 1000
         self._stream.write(pcm)
 
+    def _silence(self, ms: float) -> None:
+        self._write(bytes(2 * round(ms * self._rate / 1000)))
+
     def _keep_fed(self) -> None:
-        ahead = self.ahead_s
-        if ahead < LEAD_S / 2:
-            self._write(bytes(2 * round((LEAD_S - ahead) * self._rate)))
+        # Never past a slot still to come: it is due at `now` at the earliest, and is written
+        # to be heard `LEAD_MS` later.
+        ahead = self.ahead_ms
+        if ahead < LEAD_MS / 2:
+            self._silence(LEAD_MS - ahead)
 
     def _check(self) -> None:
         code = self._stream.exited
         if code is not None:
             raise PlayerError(f"the player exited (status {code}) before the stream ended")
-        held_s = self._stream.backlog_bytes / 2 / self._rate
-        if held_s > self.ahead_s + STALL_S:
-            raise PlayerError(f"the player stopped taking its audio ({held_s:.1f} s held back)")
+        held_ms = self._stream.backlog_bytes / 2 / self._rate * 1000
+        if held_ms > self.ahead_ms + STALL_MS:
+            raise PlayerError(f"the player stopped taking its audio ({held_ms:.0f} ms held back)")
