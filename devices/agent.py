@@ -5,11 +5,10 @@ Run it as ``python -m devices.agent --config speaker.toml``. It keeps one MQTT l
 (`devices.link`), decides with `SpeakerCore`, and plays through the sound card by piping 16-bit
 mono PCM into a player command (``aplay`` by default, `devices.player`): a recording whole, a
 live broadcast as a stream (its chime, then the talk through the jitter buffer the simulated
-speakers use, `devices.live_driver`, decoded and concealed by `devices.live_output`). Every
-state change is
-written to a SQLite journal (`devices.journal`; WAL, synchronous=FULL: fsync before the call
-returns) before it is acknowledged, and a command's PUBACK goes back to the broker only once it
-is journaled, so neither a crash nor a power cut makes it play twice or vanish unanswered: what
+speakers use, `devices.live_driver`, decoded and concealed by `devices.live_output`). Every state
+change is written to a SQLite journal (`devices.journal`; WAL, synchronous=FULL: fsync before the
+call returns) before it is acknowledged, and a command's PUBACK goes back to the broker only once
+it is journaled, so neither a crash nor a power cut makes it play twice or vanish unanswered: what
 was playing is reported ``failed``/``interrupted`` after the restart, what was waiting
 (pre-empted ones included) is queued again.
 
@@ -20,8 +19,8 @@ Configuration: a TOML file (see `example_config`), then environment variables na
 Exceptions::
 
     ConfigError     the configuration file or environment is not usable (`devices.agent_config`)
-    PlayerError     the player command failed (the command is acked failed/player_error;
-                    `devices.player`)
+    PlayerError     the player command failed, stopped early or stopped reading (the command
+                    is acked failed/player_error; `devices.player`)
 """
 
 from __future__ import annotations
