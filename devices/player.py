@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 from collections.abc import Sequence
 from typing import Final, Protocol
 
@@ -21,6 +22,8 @@ from audio.playback import Pcm
 from devices.agent_config import ConfigError
 
 _PLAYER_CHUNK: Final = 32 * 1024
+# The pipe into the player: a quarter of a second of 16 kHz audio (the kernel's default is 64 KiB).
+_PIPE_BYTES: Final = 8192
 # The end of the player's error output kept for the log (aplay reports underruns there).
 _STDERR_TAIL: Final = 4096
 
@@ -85,6 +88,13 @@ class CommandStream:
             )
         except OSError as exc:
             raise PlayerError(f"cannot start {command[0]}: {exc}") from exc
+        assert proc.stdin is not None
+        pipe = proc.stdin.transport.get_extra_info("pipe")
+        if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+            # A small pipe keeps what the player has not taken in view (`backlog_bytes`), so a
+            # player that stops reading is noticed within seconds.
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         return cls(proc, command[0], grace_s)
 
     @property
