@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from devices.states import ALREADY_PLAYED_AS, PLAYED, JournalEntry, Proof
 from wire import contract
@@ -53,6 +54,9 @@ class Stop:
 
 
 Action = Ack | Prepare | Play | Stop
+
+# Acks after which a command id never plays on this speaker: its audio can go.
+FINAL: Final = frozenset({AckStatus.PLAYED, AckStatus.FAILED, AckStatus.REJECTED})
 
 
 class AckWriter:

@@ -3,10 +3,12 @@ by its link, journal, fetcher and player; and the command line.
 
 Run it as ``python -m devices.agent --config speaker.toml``. It keeps one MQTT link up on its own
 (`devices.link`), decides with `SpeakerCore`, and plays through the sound card by piping 16-bit
-mono PCM into a player command (``aplay`` by default, `devices.player`). Every state change is
-written to a SQLite journal (`devices.journal`; WAL, synchronous=FULL: fsync before the call
-returns) before it is acknowledged, and a command's PUBACK goes back to the broker only once it
-is journaled, so neither a crash nor a power cut makes it play twice or vanish unanswered: what
+mono PCM into a player command (``aplay`` by default, `devices.player`): a recording whole, a
+live broadcast as a stream (its chime, then the talk through the jitter buffer the simulated
+speakers use, `devices.live_driver`, decoded and concealed by `devices.live_output`). Every state
+change is written to a SQLite journal (`devices.journal`; WAL, synchronous=FULL: fsync before the
+call returns) before it is acknowledged, and a command's PUBACK goes back to the broker only once
+it is journaled, so neither a crash nor a power cut makes it play twice or vanish unanswered: what
 was playing is reported ``failed``/``interrupted`` after the restart, what was waiting
 (pre-empted ones included) is queued again.
 
@@ -21,8 +23,8 @@ Configuration: a TOML file (see `example_config`), then environment variables na
 Exceptions::
 
     ConfigError     the configuration file or environment is not usable (`devices.agent_config`)
-    PlayerError     the player command failed (the command is acked failed/player_error;
-                    `devices.player`)
+    PlayerError     the player command failed, stopped early or stopped reading (the command
+                    is acked failed/player_error; `devices.player`)
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import httpx
 from pydantic import SecretStr
 
 from devices import sdnotify
-from devices.actions import Ack, Action, Play, Prepare, Stop
+from devices.actions import FINAL, Ack, Action, Play, Prepare, Stop
 from devices.agent_config import (
     AgentConfig,
     ConfigError,
@@ -57,11 +59,14 @@ from devices.hub import Hub
 from devices.journal import SqliteJournal
 from devices.keyring import KeyLearner, http_keyring
 from devices.link import Incoming, Link
+from devices.live import Finished
+from devices.live_driver import LiveDriver, settle
+from devices.live_output import LiveOutput
 from devices.player import CommandPlayer, Player, PlayerError
 from devices.sound import Fetcher, Sound, SoundError, decode_sound
 from devices.speaker import SpeakerCore
 from wire import contract
-from wire.contract import AckStatus, FailReason
+from wire.contract import FailReason
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,6 @@ PRUNE_EVERY_S: Final = 6 * 3600.0
 # Journal entries are kept this long after their command expired: a replay of an expired
 # command is refused on its expiry anyway, the margin covers a clock that jumps back.
 KEEP_AFTER_EXPIRY_MS: Final = 7 * 24 * 3600 * 1000
-# Acks after which a command id never plays on this speaker: its sound can go.
-_FINAL: Final = frozenset({AckStatus.PLAYED, AckStatus.FAILED, AckStatus.REJECTED})
 
 _T = TypeVar("_T")
 
@@ -111,9 +114,6 @@ class Agent:
             journal=journal,
             verify=self._verify,
             clock=clock,
-            # The agent plays files through its player command; live streams need the
-            # simulator's (or a device's own) stream player, so it refuses them, visibly.
-            plays_live=False,
             receipt_key=receipt_key,
         )
         self._http = http
@@ -137,7 +137,10 @@ class Agent:
             on_message=self._on_message,
             codecs=config.speaker.codecs,
             manual_ack=True,
+            live=True,
         )
+        self.streams = LiveDriver(on_end=self._stream_ended, keep_payloads=True)
+        self._stream_ends: dict[str, asyncio.Future[Finished]] = {}
         self._fetcher = Fetcher(
             client=http, token=_secret(config.gateway.token), gateway_url=config.gateway.url
         )
@@ -172,11 +175,17 @@ class Agent:
             for task in [*self._tasks, *self._plays.values()]:
                 task.cancel()
             await asyncio.gather(*self._tasks, *self._plays.values(), return_exceptions=True)
+            self.streams.halt()
             await self.link.close()
             self._worker.shutdown(wait=True)
             log.info("스피커 %s 에이전트 종료 / agent stopped", self.identity.speaker)
 
     def _on_message(self, incoming: Incoming) -> None:
+        if contract.is_live_topic(incoming.topic):
+            # Frames are not journaled: a moment later they are stale, so they play now or never.
+            self.link.acknowledge(incoming)
+            self.streams.frame(incoming.payload)
+            return
         self._inbox.put_nowait(incoming)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -267,14 +276,17 @@ class Agent:
     def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Ack):
-                if action.message.status in _FINAL:
-                    self._sounds.pop(action.message.command_id, None)
-                self.link.publish_ack(action.message)
+                message = self.streams.ack(action.message)
+                if message.status in FINAL:
+                    self._sounds.pop(message.command_id, None)
+                self.link.publish_ack(message)
             elif isinstance(action, Prepare):
                 self._spawn(self._prepare(action), f"prepare-{action.command_id[:8]}")
             elif isinstance(action, Play):
-                command_id = action.command.id
-                self._plays[command_id] = self._spawn(self._play(command_id), "play")
+                command = action.command
+                self.streams.started(command)
+                play = self._play(command.id) if command.live is None else self._stream(command)
+                self._plays[command.id] = self._spawn(play, "play")
             elif isinstance(action, Stop):
                 # Cancelled or pre-empted alike, the sound stops now (cancelling the task
                 # stops the player). A pre-empted command keeps its decoded sound: it plays
@@ -282,6 +294,7 @@ class Agent:
                 task = self._plays.pop(action.command_id, None)
                 if task is not None:
                     task.cancel()
+                self.streams.stop(action.command_id)
                 if action.reason is not FailReason.PREEMPTED:
                     self._sounds.pop(action.command_id, None)
 
@@ -335,6 +348,33 @@ class Agent:
             return
         self._plays.pop(command_id, None)
         await self._drive(self.core.on_play_finished, command_id, played_ms=played_ms)
+
+    async def _stream(self, command: contract.Command) -> None:
+        """A live command: its chime, then its stream, into one run of the player."""
+        command_id = command.id
+        chime = self._sounds.get(command_id)
+        ended: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
+        self._stream_ends[command_id] = ended
+        try:
+            if chime is None:
+                raise PlayerError("no prepared chime")
+            output = LiveOutput(await self._player.open(), rate=self.config.player.sample_rate)
+            end = await output.play(chime.pcm, self.streams, command, ended)
+        except (PlayerError, OSError) as exc:
+            log.error("command %s: the player failed: %r", command_id, exc)
+            self.streams.stop(command_id)
+            self._plays.pop(command_id, None)
+            await self._drive(self.core.on_play_failed, command_id, FailReason.PLAYER_ERROR)
+            return
+        finally:
+            self._stream_ends.pop(command_id, None)
+        self._plays.pop(command_id, None)
+        await self._drive(settle, self.core, end)
+
+    def _stream_ended(self, end: Finished) -> None:
+        ended = self._stream_ends.get(end.command_id)
+        if ended is not None and not ended.done():
+            ended.set_result(end)
 
 
 async def serve(config: AgentConfig, stop: asyncio.Event, *, player: Player | None = None) -> None:

@@ -233,6 +233,9 @@ token = "change-me"
 public_keys = { k1 = "base64 of the gateway's Ed25519 public key" }
 
 [player]
+# Reads 16-bit mono PCM at sample_rate on stdin: a recording whole, a live talk as a stream.
+# MAEUL_AGENT_PLAYER_COMMAND (a shell-style string) overrides it, e.g. to name the ALSA device:
+# "aplay -D plughw:1,0 -q -t raw -f S16_LE -r 16000 -c 1 -"
 command = ["aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-"]
 sample_rate = 16000
 """

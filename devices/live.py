@@ -8,7 +8,8 @@ and `LivePlayer.on_tick` at `LivePlayer.wake_at_ms` at the latest.
 
 Playout: the first frame heard (or the first of a talk spurt, after a pause) anchors the clock;
 frame ``n`` plays at ``anchor + jitter_ms + (n - n0) * 20 ms``. A frame that arrives after its
-slot is late: its slot was concealed and it counts as lost, as does a frame that never came.
+slot is late: its slot was concealed and it counts as lost, as does a frame that never came, or
+one that came more than ten seconds ahead of its slot (a stream faster than real time).
 Latency is from the gateway's receipt of the frame (its ``at_ms``) to its slot.
 
 The stream ends ``played`` after the slot of the last frame an ``end`` (reason ``stopped``)
@@ -69,10 +70,12 @@ class Histogram:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One 20 ms slot of playout: the Opus packet to play, or None to conceal a lost frame."""
+    """One 20 ms slot of playout: the Opus packet to play, or None to conceal a lost frame, and
+    when it is due."""
 
     seq: int
     payload: bytes | None = field(repr=False)
+    at_ms: float = 0.0
 
 
 class JitterBuffer:
@@ -93,6 +96,7 @@ class JitterBuffer:
         self.highest = -1
         self.received = 0
         self.late = 0
+        self.early = 0
         self.duplicates = 0
         self.latency = Histogram()
 
@@ -101,14 +105,16 @@ class JitterBuffer:
         return self._anchor_at + self.target_ms + (seq - self._anchor_seq) * self.frame_ms
 
     def push(self, seq: int, at_ms: int, payload: bytes, now: float, *, restart: bool) -> bool:
-        """Take a frame that arrived at `now`; False when it came too late for its slot."""
-        if self._anchor_seq is None or (restart and seq > self.highest):
+        """Take a frame that arrived at `now`; False when it came too late for its slot, or
+        too early (the stream comes faster than real time)."""
+        if self._anchor_seq is None or (restart and self._starts_anew(seq, now)):
             self._anchor_seq, self._anchor_at = seq, now
             if self.first_seq is None:
                 self.first_seq = self._next = seq
             else:
                 self._skipped += max(0, seq - self.highest - 1)
-                self._next = max(self._next, seq)
+                if self._next > self.highest:  # nothing still waits to be handed out
+                    self._next = max(self._next, seq)
         elif seq < self._anchor_seq or seq in self._on_time:
             self.duplicates += seq in self._on_time
             return False
@@ -119,6 +125,12 @@ class JitterBuffer:
         if now > slot:
             self.late += 1
             return False
+        if slot - now > _MAX_BUFFERED * self.frame_ms or (
+            self._keep and len(self._buffer) >= _MAX_BUFFERED
+        ):
+            # Far ahead of real time: dropped (and counted lost) rather than held without bound.
+            self.early += 1
+            return False
         self.received += 1
         self.highest = max(self.highest, seq)
         self._on_time.add(seq)
@@ -128,9 +140,15 @@ class JitterBuffer:
             self._on_time -= old
             self._settled += len(old)
         self.latency.add(slot - at_ms)
-        if self._keep and len(self._buffer) < _MAX_BUFFERED:
+        if self._keep:
             self._buffer[seq] = payload
         return True
+
+    def _starts_anew(self, seq: int, now: float) -> bool:
+        """A talk spurt's first frame takes a new anchor when, on the current one, it would be
+        late or leave less than the target: after a pause. A spurt that follows what is still
+        waiting to play keeps the timeline, so flagged frames cannot pull it ahead."""
+        return seq > self.highest and self.play_at(seq) < now + self.target_ms
 
     def lost_until(self, last_seq: int) -> int:
         """Frames up to `last_seq` that did not play (never came, or came late)."""
@@ -151,7 +169,9 @@ class JitterBuffer:
             return []
         slots: list[Slot] = []
         while self._next <= self.highest and self.play_at(self._next) <= now:
-            slots.append(Slot(self._next, self._buffer.pop(self._next, None)))
+            slots.append(
+                Slot(self._next, self._buffer.pop(self._next, None), self.play_at(self._next))
+            )
             self._next += 1
         return slots
 

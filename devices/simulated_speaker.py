@@ -11,31 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from devices.actions import Ack, Action, Play, Prepare, Stop
+from devices.actions import FINAL, Ack, Action, Play, Prepare, Stop
 from devices.keyring import KeyLearner
 from devices.link import Incoming, Link
 from devices.link_settings import LinkSettings
-from devices.live import Finished, LivePlayer, with_report
+from devices.live import Finished, LivePlayer
+from devices.live_driver import LiveDriver, settle
 from devices.simulator_config import SIMULATED_REJECT_REASON, Faults, SimSpeaker
 from devices.sound import Fetcher, SoundError, decode_sound
 from devices.speaker import SpeakerCore
 from devices.states import MemoryJournal
 from wire import contract
-from wire.contract import AckStatus, FailReason
+from wire.contract import FailReason
 
 if TYPE_CHECKING:
     from devices.simulator import Fleet
 
 log = logging.getLogger(__name__)
-
-# Acks after which a command id never plays on this speaker.
-_FINAL: Final = frozenset({AckStatus.PLAYED, AckStatus.FAILED, AckStatus.REJECTED})
 
 
 @dataclass(frozen=True)
@@ -107,10 +104,12 @@ class SimulatedSpeaker:
         self._durations: dict[str, int] = {}
         # The command playing, and the timer of its end (a live stream: of its chime, then None).
         self._playing: tuple[str, asyncio.TimerHandle | None] | None = None
-        self.live = LivePlayer()
-        self._live_ids: set[str] = set()
-        self._wake: tuple[float, asyncio.TimerHandle] | None = None
+        self.streams = LiveDriver(on_end=self._stream_ended)
         self._last_ack_at = 0.0
+
+    @property
+    def live(self) -> LivePlayer:
+        return self.streams.player
 
     @property
     def id(self) -> str:
@@ -146,7 +145,7 @@ class SimulatedSpeaker:
 
     def _on_message(self, incoming: Incoming) -> None:
         if contract.is_live_topic(incoming.topic):
-            self._on_live(self.live.on_frame(incoming.payload, _wall_ms()))
+            self.streams.frame(incoming.payload)
             return
         keys = self._fleet.keys_for(self.spec.identity.city)
         if keys is not None and keys.unknown(incoming.payload):
@@ -170,12 +169,9 @@ class SimulatedSpeaker:
     def run(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Ack):
-                message = action.message
-                if message.status in _FINAL:
+                message = self.streams.ack(action.message)
+                if message.status in FINAL:
                     self._durations.pop(message.command_id, None)
-                    if message.command_id in self._live_ids:
-                        self._live_ids.discard(message.command_id)
-                        message = with_report(message, self.live.reports.get(message.command_id))
                 self._send(message)
             elif isinstance(action, Prepare):
                 future = self._fleet.library.prepare(action.audio, action.data)
@@ -216,8 +212,7 @@ class SimulatedSpeaker:
 
     def _play(self, action: Play) -> None:
         command_id = action.command.id
-        if action.command.live is not None:
-            self._live_ids.add(command_id)
+        self.streams.started(action.command)
         # Kept until the command ends: a pre-empted command is played again from the start.
         duration_ms = self._durations.get(command_id, action.audio.duration_ms)
         loop = asyncio.get_running_loop()
@@ -236,31 +231,16 @@ class SimulatedSpeaker:
             if self._playing[1] is not None:
                 self._playing[1].cancel()
             self._playing = None
-            if self.live.playing == command_id:
-                self.live.leave()
+            self.streams.stop(command_id)
 
     def _join(self, command: contract.Command) -> None:
         self._playing = (command.id, None)
-        self._on_live(self.live.join(command, _wall_ms()))
+        self.streams.join(command)
 
-    def _on_live(self, finished: list[Finished]) -> None:
-        for end in finished:
-            if self._playing is not None and self._playing[0] == end.command_id:
-                self._playing = None
-            if end.played:
-                self.run(self.core.on_play_finished(end.command_id, played_ms=end.played_ms))
-            else:
-                self.run(self.core.on_play_failed(end.command_id, FailReason.INTERRUPTED))
-        wake = self.live.wake_at_ms
-        if wake is not None and (self._wake is None or wake < self._wake[0]):
-            if self._wake is not None:
-                self._wake[1].cancel()
-            delay = max(0.0, (wake - _wall_ms()) / 1000)
-            self._wake = (wake, asyncio.get_running_loop().call_later(delay, self._woken))
-
-    def _woken(self) -> None:
-        self._wake = None
-        self._on_live(self.live.on_tick(_wall_ms()))
+    def _stream_ended(self, end: Finished) -> None:
+        if self._playing is not None and self._playing[0] == end.command_id:
+            self._playing = None
+        self.run(settle(self.core, end))
 
     def _finished(self, command_id: str, duration_ms: int) -> None:
         self._playing = None
@@ -275,12 +255,4 @@ class SimulatedSpeaker:
             if self._playing[1] is not None:
                 self._playing[1].cancel()
             self._playing = None
-        if self._wake is not None:
-            self._wake[1].cancel()
-            self._wake = None
-        self.live.leave()
-
-
-def _wall_ms() -> float:
-    # Wall-clock milliseconds, as a live frame's at_ms (the gateway's receipt) is stamped.
-    return time.time() * 1000
+        self.streams.halt()

@@ -142,3 +142,29 @@ def test_a_long_talk_keeps_bounded_state_and_counts_losses_right() -> None:
     assert buffer.lost_until(total - 1) == 20
     # A stale duplicate from far back is not played again.
     assert not buffer.push(10, 10 * 20, b"x", total * 20.0, restart=False)
+
+
+def test_frames_far_ahead_of_real_time_are_dropped_and_counted_lost() -> None:
+    for keep in (True, False):
+        buffer = JitterBuffer(target_ms=80, keep_payloads=keep)
+        # Thirty seconds of talk in one burst: ten seconds are held, the rest is dropped.
+        taken = [buffer.push(seq, 0, b"x", 0.0, restart=seq == 0) for seq in range(1500)]
+        assert taken.count(True) == buffer.received <= 500
+        assert buffer.early == 1500 - buffer.received
+        assert buffer.lost_until(1499) == buffer.early
+        slots = buffer.due(30_000.0)
+        assert [s.seq for s in slots] == list(range(buffer.received))
+        assert all(s.payload == b"x" for s in slots) or not keep
+
+
+def test_a_flagged_frame_keeps_the_timeline_while_earlier_frames_wait() -> None:
+    buffer = JitterBuffer(target_ms=100)
+    for seq in range(5):
+        buffer.push(seq, 0, b"x", 0.0, restart=seq == 0)
+    # A talk spurt's flag on the next frame, before the buffer ran dry: it follows the others.
+    assert buffer.push(5, 0, b"y", 10.0, restart=True)
+    assert buffer.play_at(5) == 200.0
+    # After a real pause the next spurt takes a new anchor.
+    assert buffer.push(6, 0, b"z", 1000.0, restart=True)
+    assert buffer.play_at(6) == 1100.0
+    assert [s.seq for s in buffer.due(1100.0)] == [0, 1, 2, 3, 4, 5, 6]
