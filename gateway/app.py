@@ -36,6 +36,7 @@ from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
+from gateway.cap.publish_router import router as cap_publish_router
 from gateway.clock import Clock, SystemClock
 from gateway.datafiles import secure_data_dir
 from gateway.db import AfterCommit, create_engine, create_sessions
@@ -596,6 +597,7 @@ def create_app(
     app.include_router(live_pages)
     app.include_router(notices_router, prefix=API)
     app.include_router(residents_router, prefix=API)
+    app.include_router(cap_publish_router, prefix=API)
     app.include_router(officer_alerts_router, prefix=API)
     app.include_router(sms_router, prefix=API)
     app.include_router(web_router, prefix=API)

@@ -144,6 +144,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     "village_not_found": _e(404, "없는 마을입니다.", "No such village."),
     "speaker_not_found": _e(404, "없는 스피커입니다.", "No such speaker."),
     "broadcast_not_found": _e(404, "없는 방송입니다.", "No such broadcast."),
+    "cap_alert_not_found": _e(
+        404,
+        "공개된 CAP 경보가 없습니다.",
+        "No public CAP alert has this identifier (only live broadcasts are published).",
+    ),
     "audio_not_found": _e(
         404, "요청한 형식의 오디오가 없습니다.", "No audio in the requested encoding."
     ),
@@ -191,6 +196,14 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     "broadcast_finished": _e(409, "이미 끝난 방송입니다.", "The broadcast has already finished."),
     "broadcast_cancelled": _e(
         409, "취소된 방송은 다시 보낼 수 없습니다.", "A cancelled broadcast cannot be resent."
+    ),
+    "already_all_clear": _e(
+        409, "이미 해제 방송을 보낸 경보입니다.", "This alert has already been cleared."
+    ),
+    "not_clearable": _e(
+        409,
+        "실제 방송으로 나가고 취소되지 않은 경보만 해제할 수 있습니다.",
+        "Only a live broadcast that was not cancelled (and is no all clear itself) can be cleared.",
     ),
     "nothing_to_resend": _e(
         409,

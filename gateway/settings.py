@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     resident_consent_days: int = Field(default=730, ge=1, le=3650)
 
     city_code: str = "jinju"
+    # Who the city's CAP 1.2 documents name as their sender (CAP `sender`: no spaces, commas,
+    # "<" or "&"); empty: "maeul@" and the city code.
+    cap_sender: str = ""
     replica_id: str = Field(default_factory=lambda: secrets.token_hex(4))
 
     # Off for replicas that only serve the API, and for tests that drive the loops themselves.
@@ -266,6 +269,17 @@ class Settings(BaseSettings):
         if not contract.is_valid_segment(value):
             raise ValueError("city_code must match [A-Za-z0-9_-]{1,64}")
         return value
+
+    @field_validator("cap_sender")
+    @classmethod
+    def _cap_sender(cls, value: str) -> str:
+        if any(c in value for c in " ,<&\t\n"):
+            raise ValueError("cap_sender must not contain spaces, commas, '<' or '&'")
+        return value
+
+    @property
+    def cap_sender_id(self) -> str:
+        return self.cap_sender or f"maeul@{self.city_code}"
 
     @field_validator("quiet_hours")
     @classmethod

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
-from gateway.broadcasts.service import BroadcastRequest, StoredAudio
+from gateway.broadcasts.service import BroadcastRequest, StoredAudio, carried
 from gateway.deps import Runtime
 from gateway.places.models import City
 from wire import contract
@@ -64,7 +64,7 @@ async def request_approval(
             "all": request.all_villages,
             "district_ids": sorted(set(request.district_ids)),
             "village_ids": sorted(set(request.village_ids)),
-            **({"area": request.extra_target["area"]} if "area" in request.extra_target else {}),
+            **carried(request.extra_target),
         },
         audio_sha256=dict(audio.sha256),
         source_sha256=audio.source_sha256,

@@ -146,7 +146,7 @@ async def approve(
         extra_target={
             "approval_id": approval.id,
             "approved_by": principal.actor,
-            **({"area": approval.target["area"]} if "area" in approval.target else {}),
+            **broadcasts.carried(approval.target),
         },
     )
     # The send rules, with the approver's rights; the broadcast counts as the requester's.

@@ -87,6 +87,10 @@ class Broadcast(Base):
     hold_reason: Mapped[str | None] = mapped_column(String(300), default=None)
     # When the recording was deleted at the end of its retention period (the record stays).
     audio_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # An all clear ("해제"): the live alert this broadcast ends.
+    all_clear_of: Mapped[str | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="SET NULL"), default=None, index=True
+    )
 
 
 class Publication(Base):

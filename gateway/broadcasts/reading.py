@@ -3,6 +3,7 @@ their deliveries."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -27,6 +28,30 @@ from gateway.errors import NotFound
 from gateway.places import service as places
 from gateway.places.models import City
 from wire.contract import Category
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """When an alert was cleared ("해제"), and by which broadcast."""
+
+    by: str
+    at: datetime
+
+
+async def cleared(session: AsyncSession, broadcast_ids: list[str]) -> dict[str, Cleared]:
+    """The all clear of each alert that has one (not cancelled), by alert id."""
+    if not broadcast_ids:
+        return {}
+    rows = await session.execute(
+        select(Broadcast.all_clear_of, Broadcast.id, Broadcast.created_at)
+        .where(Broadcast.all_clear_of.in_(broadcast_ids), Broadcast.cancelled_at.is_(None))
+        .order_by(Broadcast.created_at)
+    )
+    found: dict[str, Cleared] = {}
+    for alert_id, clear_id, at in rows.tuples():
+        if alert_id is not None and alert_id not in found:
+            found[alert_id] = Cleared(clear_id, at)
+    return found
 
 
 def reached_villages(broadcast: Broadcast) -> list[int]:
@@ -136,6 +161,7 @@ async def summarize(
     """Speakers counted by state and villages by outcome; with detail, every speaker's state."""
     speaker_counts, tallies = await deliveries.tally(session, broadcast.id)
     resolved = reached_villages(broadcast)
+    clear = (await cleared(session, [broadcast.id])).get(broadcast.id)
     village_counts = VillageCounts(total=len(resolved))
     outcomes: dict[int, str] = {}
     for village_id in resolved:
@@ -158,6 +184,9 @@ async def summarize(
         "duration_ms": broadcast.duration_ms,
         "evidence_hold": broadcast.evidence_hold,
         "audio_purged_at": broadcast.audio_purged_at,
+        "all_clear_of": broadcast.all_clear_of,
+        "all_cleared_at": clear.at if clear is not None else None,
+        "all_cleared_in": clear.by if clear is not None else None,
         "target": {k: v for k, v in broadcast.target.items() if k != "resolved_village_ids"},
         "villages": village_counts,
         "speakers": SpeakerCounts(**speaker_counts),

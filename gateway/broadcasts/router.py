@@ -15,10 +15,19 @@ from audio.errors import AudioTooLarge
 from gateway import retention
 from gateway.approvals.schemas import ApprovalRead
 from gateway.auth import Anyone, Principal, Role, Sender, allow, presented_principal
-from gateway.broadcasts import audio_access, audio_store, events, reading, resend, service
+from gateway.broadcasts import (
+    all_clear,
+    audio_access,
+    audio_store,
+    events,
+    reading,
+    resend,
+    service,
+)
 from gateway.broadcasts.audio_links import AudioLinks, link_required
 from gateway.broadcasts.ranges import ranged_response
 from gateway.broadcasts.schemas import (
+    AllClearRequest,
     BroadcastDetail,
     BroadcastMode,
     BroadcastPage,
@@ -210,19 +219,7 @@ async def create_broadcast(
     finally:
         if path is not None:
             path.unlink(missing_ok=True)
-    if isinstance(started, schedules.Created):
-        headers = {"Idempotent-Replayed": "true"} if started.replayed else None
-        body = started.schedule.model_dump(mode="json")
-        return JSONResponse(body, status_code=202, headers=headers)
-    if isinstance(started, sending.AwaitingApproval):
-        headers = {"Idempotent-Replayed": "true"} if started.replayed else None
-        approval = ApprovalRead.model_validate(started.approval).model_dump(mode="json")
-        return JSONResponse(approval, status_code=202, headers=headers)
-    if started.replayed:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    summary = await reading.summarize(session, started.broadcast, detail=False)
-    return summary
+    return await _answer(session, started, response)
 
 
 @router.post("/broadcasts/{broadcast_id}/cancel", operation_id="cancel_broadcast")
@@ -291,6 +288,77 @@ async def resend_broadcast(
         response.headers["Idempotent-Replayed"] = "true"
     # Its missed deliveries now name the resend.
     state_of(request).status_cache.forget(city.id, broadcast_id)
+    return await reading.summarize(session, started.broadcast, detail=False)
+
+
+@router.post(
+    "/broadcasts/{broadcast_id}/all-clear",
+    status_code=201,
+    operation_id="all_clear_broadcast",
+    response_model=BroadcastSummary,
+    responses={
+        200: {"description": "A repeat of an earlier request with the same key"},
+        202: {
+            "description": "Waits, as any typed broadcast would: the approval request a "
+            "second person must approve (the two-person rule), or the schedule for the end of "
+            "quiet hours (not a disaster alert, GATEWAY_QUIET_HOURS_POLICY defer)"
+        },
+        **documented(
+            "broadcast_not_found",
+            "already_all_clear",
+            "not_clearable",
+            "quiet_hours",
+            "rate_limited_user",
+            "idempotency_key_reused",
+            notes={"quiet_hours": "(GATEWAY_QUIET_HOURS_POLICY refuse)"},
+        ),
+    },
+)
+async def all_clear_broadcast(
+    broadcast_id: str,
+    request: Request,
+    session: SessionDep,
+    user: Sender,
+    city: CityDep,
+    runtime: RuntimeDep,
+    response: Response,
+    body: AllClearRequest | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> BroadcastSummary | JSONResponse:
+    """End a live alert ("해제"): a new broadcast of spoken text (by default "○○ 경보를
+    해제합니다.") to the villages the alert reached, in its category, through the same send rules
+    as any other; `all_clear_of` names the alert, whose `all_cleared_at` and `all_cleared_in`
+    then say when and by which broadcast. Its CAP document is an Update with `responseType`
+    AllClear."""
+    body = body or AllClearRequest()
+    started = await all_clear.send_all_clear(
+        session,
+        runtime,
+        city,
+        broadcast_id,
+        text=body.text,
+        expires_in_s=body.expires_in_s,
+        idempotency_key=idempotency_key,
+        principal=user,
+    )
+    state_of(request).status_cache.forget(city.id, broadcast_id)
+    return await _answer(session, started, response)
+
+
+async def _answer(
+    session: SessionDep, started: now.Answer, response: Response
+) -> BroadcastSummary | JSONResponse:
+    if isinstance(started, schedules.Created):
+        headers = {"Idempotent-Replayed": "true"} if started.replayed else None
+        body = started.schedule.model_dump(mode="json")
+        return JSONResponse(body, status_code=202, headers=headers)
+    if isinstance(started, sending.AwaitingApproval):
+        headers = {"Idempotent-Replayed": "true"} if started.replayed else None
+        approval = ApprovalRead.model_validate(started.approval).model_dump(mode="json")
+        return JSONResponse(approval, status_code=202, headers=headers)
+    if started.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
     return await reading.summarize(session, started.broadcast, detail=False)
 
 

@@ -137,6 +137,13 @@ class BroadcastSummary(BaseModel):
     audio_purged_at: datetime | None = Field(
         None, description="The recording was deleted at the end of its retention period"
     )
+    all_clear_of: str | None = Field(
+        None, description='This broadcast is an all clear ("해제"): the alert it ends.'
+    )
+    all_cleared_at: datetime | None = Field(
+        None, description='The alert was cleared ("해제됨"): when its all clear was sent.'
+    )
+    all_cleared_in: str | None = Field(None, description="The all clear that ended this alert.")
 
 
 class BroadcastDetail(BroadcastSummary):
@@ -171,3 +178,10 @@ class EvidenceHold(BaseModel):
 
     hold: bool = True
     reason: str | None = Field(default=None, min_length=1, max_length=300)
+
+
+class AllClearRequest(BaseModel):
+    """An all clear of a live alert; without `text` it says "○○ 경보를 해제합니다."."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=5000)
+    expires_in_s: int | None = Field(default=None, ge=30, le=7 * 86400)

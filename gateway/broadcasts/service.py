@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -67,6 +68,15 @@ class BroadcastRequest:
         if self.extra_target:
             body["extra"] = dict(self.extra_target)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+# What a request keeps of its ``extra_target`` when it waits (a schedule made for the end of quiet
+# hours, an approval request): the area as given, and the alert an all clear ends.
+CARRIED_TARGET: Final = ("area", "all_clear_of")
+
+
+def carried(target: Mapping[str, object]) -> dict[str, object]:
+    return {k: target[k] for k in CARRIED_TARGET if k in target}
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,7 @@ async def record_broadcast(
         idempotency_key=request.idempotency_key,
         idempotency_scope=scope,
         request_hash=request.fingerprint(audio.source_sha256),
+        all_clear_of=_all_clear_of(request),
     )
     try:
         # A savepoint: losing a race on the key undoes this insert, not the request's work.
@@ -181,6 +192,11 @@ async def record_broadcast(
         await _plan_publications(session, city, broadcast, target, now)
     logs.broadcast_created(broadcast, len(recipients))
     return Started(broadcast, replayed=False)
+
+
+def _all_clear_of(request: BroadcastRequest) -> str | None:
+    cleared = request.extra_target.get("all_clear_of")
+    return cleared if isinstance(cleared, str) else None
 
 
 async def authorize_request(

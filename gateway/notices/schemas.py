@@ -33,6 +33,12 @@ class Notice(BaseModel):
         description="The broadcast's audio, a signed link good while the notice is listed; "
         "null once deleted at the end of its retention period."
     )
+    all_clear_of: str | None = Field(
+        None, description='An all clear ("해제"): the notice (alert) it ends.'
+    )
+    all_cleared_at: datetime | None = Field(
+        None, description='This alert was cleared ("해제됨"): when its all clear was sent.'
+    )
 
 
 class VillageNotices(BaseModel):

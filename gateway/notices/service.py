@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import Broadcast
+from gateway.broadcasts.reading import cleared
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.states import HEARD
 from gateway.notices.schemas import Notice, PublicVillage, PublicVillagePage, VillageNotices
@@ -83,6 +84,7 @@ async def list_notices(
     # A resend to the speakers that missed it is the same notice: residents see it once, as the
     # earliest broadcast of the chain that this village played.
     listed = {broadcast.id for broadcast, _ in played}
+    ended = await cleared(session, sorted(listed))
     items = [
         Notice(
             id=broadcast.id,
@@ -92,6 +94,8 @@ async def list_notices(
             played_at=when,
             duration_ms=broadcast.duration_ms,
             audio_url=_audio_url(broadcast, links),
+            all_clear_of=broadcast.all_clear_of,
+            all_cleared_at=ended[broadcast.id].at if broadcast.id in ended else None,
         )
         for broadcast, when in played
         if broadcast.target.get("resend_of") not in listed

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.auth import Principal
-from gateway.broadcasts.service import BroadcastRequest
+from gateway.broadcasts.service import BroadcastRequest, carried
 from gateway.errors import Conflict, NotFound
 from gateway.schedules.models import Schedule
 from gateway.schedules.quiet import city_zone, parse_hhmm
@@ -20,12 +20,11 @@ from wire.contract import Category
 
 def target_of(request: BroadcastRequest) -> dict[str, object]:
     """The target a schedule keeps (an area as given, beside the villages it covered)."""
-    area = {"area": request.extra_target["area"]} if "area" in request.extra_target else {}
     return {
         "all": request.all_villages,
         "district_ids": sorted(set(request.district_ids)),
         "village_ids": sorted(set(request.village_ids)),
-        **area,
+        **carried(request.extra_target),
     }
 
 
@@ -69,9 +68,7 @@ def request_of(
     occurrence_at: datetime | None = None,
 ) -> BroadcastRequest:
     target = schedule.target
-    extra: dict[str, object] = {"schedule_id": schedule.id}
-    if "area" in target:
-        extra["area"] = target["area"]
+    extra: dict[str, object] = {"schedule_id": schedule.id, **carried(target)}
     if occurrence_at is not None:
         extra["schedule_occurrence_at"] = occurrence_at.isoformat()
     return BroadcastRequest(

@@ -30,6 +30,9 @@ PUBLIC = {
     ("HEAD", "/api/v1/audio/{sha256}"),
     ("GET", "/api/v1/notices/villages"),
     ("GET", "/api/v1/notices/villages/{village_id}"),
+    # Live alerts as CAP for other alerting systems (tests/flow/test_cap_publish.py).
+    ("GET", "/api/v1/cap/feed"),
+    ("GET", "/api/v1/cap/alerts/{identifier}.xml"),
     # The enrollment code is the credential (tests/flow/test_enrollment.py).
     ("POST", "/api/v1/enrollment/redeem"),
     # Kannel's delivery-report callback: the signature in the link is the credential (tests/sms).

@@ -72,6 +72,8 @@ async def test_a_played_notice_is_public_with_its_audio(stack: Stack, recording:
             "played_at",
             "duration_ms",
             "audio_url",
+            "all_clear_of",
+            "all_cleared_at",
         }, "no sender, no speaker, no target"
         assert notice["id"] == body["id"]
         assert (notice["title"], notice["text"]) == ("예방 접종", "오후 2시 마을회관")

@@ -17,10 +17,12 @@ async function showBoard(id, current) {
         <h1 id="board-title"></h1>
         <p class="muted" id="board-meta"></p>
         <p class="notice info resend-of" id="board-resend-of" hidden></p>
+        <p class="notice info all-clear-note" id="board-all-clear" hidden></p>
       </div>
       <div class="actions">
         <button class="btn" id="resend" type="button">놓친 곳에 다시 보내기</button>
         <button class="btn danger" id="cancel" type="button">방송 취소</button>
+        <button class="btn all-clear" id="all-clear" type="button" hidden>해제 방송</button>
         <button class="btn" id="report" type="button">보고서 내려받기 (CSV)</button>
       </div>
     </div>
@@ -67,6 +69,7 @@ async function showBoard(id, current) {
     document.getElementById("board-meta").innerHTML =
       `${when(d.created_at)} · <span class="state-pill" data-broadcast-state="${esc(d.state)}">${esc(WORDS.broadcast[d.state] || d.state)}</span>${d.text ? ` · “${esc(firstWords(d.text, 80))}”` : ""}`;
     renderResendOf();
+    renderAllClear();
     const s = d.speakers;
     const found = silence(d);
     const counts = [
@@ -104,6 +107,20 @@ async function showBoard(id, current) {
     const first = original && original.id === resendOf ? original : null;
     const what = first ? `${when(first.created_at)}에 보낸 「${esc(first.title || firstWords(first.text) || "음성 방송")}」` : "앞서 보낸 방송";
     box.innerHTML = `이 방송은 ${what} 방송을 놓친 스피커 ${esc(detail.speakers.total)}대에 다시 보낸 것입니다. <a href="#/board/${esc(resendOf)}">처음 방송 보기</a>`;
+  }
+  // An alert's all clear ("해제"): the button on a live disaster alert not yet cleared, and the
+  // link between the two boards.
+  function renderAllClear() {
+    const d = detail;
+    const box = document.getElementById("board-all-clear");
+    const button = document.getElementById("all-clear");
+    button.hidden = !(d.category === "disaster" && d.mode === "live" && !d.cancelled_at && !d.all_clear_of && !d.all_cleared_at);
+    if (d.all_cleared_at) {
+      box.innerHTML = `<span class="badge cleared">해제됨</span> ${when(d.all_cleared_at)}에 해제 방송을 보냈습니다. <a href="#/board/${esc(d.all_cleared_in)}">해제 방송 보기</a>`;
+    } else if (d.all_clear_of) {
+      box.innerHTML = `<span class="badge cleared">해제</span> 앞서 보낸 경보를 해제하는 방송입니다. <a href="#/board/${esc(d.all_clear_of)}">경보 보기</a>`;
+    }
+    box.hidden = !(d.all_cleared_at || d.all_clear_of);
   }
   let original = null;
   if (detail.target && detail.target.resend_of) {
@@ -163,6 +180,22 @@ async function showBoard(id, current) {
       await reload();
     } catch (e) { say("error", koreanError(e)); }
   });
+  document.getElementById("all-clear").addEventListener("click", async () => {
+    const yes = await askFirst({
+      title: "이 재난 경보를 해제할까요?",
+      body: `<p>이 경보가 나간 마을 <strong>${esc(detail.villages.total)}곳</strong>에 해제 방송(“${esc(clearText(detail))}”)을 보냅니다.</p>
+        <p>해제 방송은 이 경보와 연결되어 기록과 주민 화면에 함께 보입니다.</p>`,
+      yes: "해제 방송 보내기",
+    });
+    if (!yes || !alive) return;
+    try {
+      const { status, body } = await session.request(`broadcasts/${id}/all-clear`, {
+        method: "POST", json: {}, headers: { "Idempotency-Key": newKey() },
+      });
+      if (status === 202) { say("ok", "해제 방송이 승인을 기다리거나 예약되었습니다."); await reload(); return; }
+      location.hash = `#/board/${body.id}`;
+    } catch (e) { say("error", koreanError(e)); }
+  });
   document.getElementById("resend").addEventListener("click", async () => {
     try {
       const { body } = await session.request(`broadcasts/${id}/resend`, {
@@ -189,6 +222,12 @@ async function showBoard(id, current) {
     }
     csvDownload(`broadcast-${id}.csv`, rows);
   });
+}
+
+// What an all clear says by default (the gateway's own default text, for the confirm dialog).
+function clearText(d) {
+  const subject = (d.title || "").trim().replace(/경보$/, "").trim() || (WORDS.category[d.category] || "").replace(/경보$/, "").trim();
+  return `${subject} 경보를 해제합니다.`;
 }
 
 function categoryBadge(category) {
@@ -248,7 +287,7 @@ async function showHistory(_arg, current) {
       <table class="data"><thead><tr><th>보낸 때</th><th>종류</th><th>내용</th><th>마을</th><th>스피커 결과</th><th>상태</th></tr></thead>
       <tbody>${page.items.map((b) => `<tr class="link" data-id="${esc(b.id)}" tabindex="0">
         <td>${when(b.created_at)}</td><td>${categoryBadge(b.category)}</td>
-        <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}</td>
+        <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}${b.all_clear_of ? ' <span class="badge cleared">해제</span>' : ""}${b.all_cleared_at ? ` <span class="badge cleared">해제됨 ${when(b.all_cleared_at)}</span>` : ""}</td>
         <td>${esc(b.villages.total)}곳</td>
         <td>${esc(b.speakers.played + (b.speakers.played_late || 0))}/${esc(b.speakers.total)}대 완료${b.speakers.played_late ? ` (늦게 ${esc(b.speakers.played_late)})` : ""}${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
         <td>${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;

@@ -26,11 +26,15 @@ async function showVillage() {
   document.title = `${village.name} 방송 다시 듣기`;
   document.getElementById("title").textContent = `${village.name} 방송`;
   document.getElementById("subtitle").textContent = `${village.district_name} ${village.name} 스피커로 나간 안내 (최근 한 달)`;
+  const listed = new Set(data.items.map((n) => n.id));
   content.innerHTML = (data.items.length === 0 ? '<p class="empty">최근 한 달 동안 나간 방송이 없습니다.</p>' :
     data.items.map((n) => `
-      <article class="item cat-${esc(n.category)}" data-notice="${esc(n.id)}">
+      <article class="item cat-${esc(n.category)}${n.all_clear_of ? " all-clear" : ""}" id="notice-${esc(n.id)}" data-notice="${esc(n.id)}">
         <div class="meta"><span class="badge cat-${esc(n.category)}">${esc(WORDS.category[n.category] || n.category)}</span>
+          ${n.all_clear_of ? '<span class="badge cleared">해제</span>' : ""}
+          ${n.all_cleared_at ? `<span class="badge cleared">해제됨 <time datetime="${esc(n.all_cleared_at)}">${when(n.all_cleared_at)}</time></span>` : ""}
           <time datetime="${esc(n.played_at)}">${when(n.played_at)}</time></div>
+        ${n.all_clear_of && listed.has(n.all_clear_of) ? `<a class="alert-link" href="#notice-${esc(n.all_clear_of)}">해제된 경보 보기</a>` : ""}
         ${n.title ? `<h2>${esc(n.title)}</h2>` : ""}
         ${n.text ? `<p>${esc(n.text)}</p>` : (n.title ? "" : "<p>녹음 방송입니다. 들어 보세요.</p>")}
         ${n.audio_url ? `<button class="play" type="button" data-src="${esc(n.audio_url)}" aria-pressed="false">${PLAY} 다시 듣기</button>` : ""}

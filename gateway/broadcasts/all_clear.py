@@ -1,0 +1,119 @@
+"""The all clear ("해제"): a follow-up broadcast that ends a live alert.
+
+It is a new broadcast of spoken text, made through the one send use case like any typed one
+(rights, key, limits, the two-person rule, quiet hours), to the villages the alert reached, in
+its category; ``all_clear_of`` links it to the alert (kept through an approval or a deferral).
+The alert then shows when it was cleared and by which broadcast; its CAP document stays the
+Alert, the all clear's is an Update with `responseType` AllClear.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.auth import Principal
+from gateway.broadcasts.models import Broadcast
+from gateway.broadcasts.reading import cleared, get_broadcast, reached_villages
+from gateway.broadcasts.service import BroadcastRequest
+from gateway.deps import Runtime
+from gateway.errors import Conflict
+from gateway.places.models import City
+from gateway.sending import now
+from gateway.sending.service import idempotency_scope
+from wire.contract import Category
+
+LABELS: Final = {
+    Category.DISASTER: "재난",
+    Category.CRIME_PREVENTION: "범죄 예방",
+    Category.ADMINISTRATIVE: "행정 안내",
+    Category.VILLAGE_NOTICE: "마을 소식",
+}
+
+
+def default_text(original: Broadcast) -> str:
+    """ "○○ 경보를 해제합니다.", ○○ the alert's title (without a trailing 경보) or category."""
+    subject = (original.title or "").strip().removesuffix("경보").strip()
+    if not subject:
+        subject = LABELS[Category(original.category)]
+    return f"{subject} 경보를 해제합니다."
+
+
+def title_of(original: Broadcast) -> str:
+    subject = (original.title or "").strip() or f"{LABELS[Category(original.category)]} 경보"
+    return f"[해제] {subject}"[:200]
+
+
+def already_cleared() -> Conflict:
+    return Conflict(
+        "already_all_clear",
+        ko="이미 해제 방송을 보낸 경보입니다.",
+        en="This alert has already been cleared.",
+    )
+
+
+def _not_clearable() -> Conflict:
+    return Conflict(
+        "not_clearable",
+        ko="실제(live) 방송으로 나가고 취소되지 않은 경보만 해제할 수 있습니다. 해제 방송은 "
+        "다시 해제할 수 없습니다.",
+        en="Only a live broadcast that was not cancelled, and is not itself an all clear, can "
+        "be cleared.",
+    )
+
+
+async def send_all_clear(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    broadcast_id: str,
+    *,
+    text: str | None,
+    expires_in_s: int | None,
+    idempotency_key: str | None,
+    principal: Principal,
+) -> now.Answer:
+    original = await get_broadcast(session, city.id, broadcast_id)
+    if original.mode != "live" or original.cancelled_at is not None or original.all_clear_of:
+        raise _not_clearable()
+    spoken = (text or "").strip() or default_text(original)
+    extra: dict[str, object] = {"all_clear_of": original.id}
+    if "area" in original.target:
+        extra["area"] = original.target["area"]
+    whole_city = bool(original.target.get("all"))
+    request = BroadcastRequest(
+        category=Category(original.category),
+        title=title_of(original),
+        text=spoken,
+        all_villages=whole_city,
+        district_ids=(),
+        village_ids=() if whole_city else tuple(reached_villages(original)),
+        expires_in_s=expires_in_s,
+        idempotency_key=idempotency_key,
+        created_by=principal.actor,
+        mode="live",
+        principal=principal,
+        extra_target=extra,
+    )
+    earlier = await cleared(session, [original.id])
+    if original.id in earlier:
+        # The same person's repeat with the same key gets its first answer, not a refusal.
+        replay = await _replay(session, city, request)
+        if replay is None:
+            raise already_cleared()
+    return await now.send_now(session, runtime, city, request, None)
+
+
+async def _replay(session: AsyncSession, city: City, request: BroadcastRequest) -> Broadcast | None:
+    if request.idempotency_key is None or request.principal is None:
+        return None
+    found: Broadcast | None = await session.scalar(
+        select(Broadcast).where(
+            Broadcast.city_id == city.id,
+            Broadcast.idempotency_scope == idempotency_scope(request.principal),
+            Broadcast.idempotency_key == request.idempotency_key,
+        )
+    )
+    return found
