@@ -36,6 +36,7 @@ from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
+from gateway.cap.router import router as cap_ingest_router
 from gateway.clock import Clock, SystemClock
 from gateway.datafiles import secure_data_dir
 from gateway.db import AfterCommit, create_engine, create_sessions
@@ -122,7 +123,7 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(MaeulError)
     async def _maeul(_: Request, exc: MaeulError) -> JSONResponse:
-        response = _error(exc.status, exc.code, exc.detail)
+        response = _error(exc.status, exc.code, exc.detail, **exc.extra)
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):
@@ -587,6 +588,7 @@ def create_app(
     app.include_router(notices_router, prefix=API)
     app.include_router(officer_alerts_router, prefix=API)
     app.include_router(sms_router, prefix=API)
+    app.include_router(cap_ingest_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

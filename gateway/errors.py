@@ -6,11 +6,13 @@
     ├── Conflict               (409)
     ├── Unauthorized           (401)
     ├── Forbidden              (403)
+    ├── UnsupportedMediaType   (415)
     ├── Locked                 (423)
     ├── TooManyRequests        (429)
     └── Unavailable            (503)
 
-Services raise these; one handler renders ``{"error": code, "detail": text}``. Every code
+Services raise these; one handler renders ``{"error": code, "detail": text}`` (and what an
+error's ``extra`` adds, e.g. the path in a CAP document that a schema error is at). Every code
 raised is listed, with its status and general meaning, in `gateway.error_catalog`.
 Errors from the audio package (audio.errors.AudioError) are rendered the same way.
 """
@@ -34,6 +36,11 @@ class MaeulError(Exception):
     @property
     def detail(self) -> str:
         return f"{self.message_ko} / {self.message_en}"
+
+    @property
+    def extra(self) -> dict[str, object]:
+        """More fields of the error body, beside ``error`` and ``detail``."""
+        return {}
 
 
 class NotFound(MaeulError):
@@ -64,6 +71,11 @@ class Forbidden(MaeulError):
 class Gone(MaeulError):
     status = 410
     code = "gone"
+
+
+class UnsupportedMediaType(MaeulError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Locked(MaeulError):
