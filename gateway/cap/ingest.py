@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
@@ -101,7 +101,36 @@ def parse_document(document: bytes) -> etree._Element:
     try:
         return xsd.parse(document)
     except xsd.CapProblem as problem:
+        if problem.path is not None:
+            problem = replace(problem, path=_named_path(document, problem.path))
         raise _refusal(problem) from None
+
+
+def _named_path(document: bytes, path: str) -> str:
+    """The schema's path (``/*/*[6]``) with the elements' names (``/cap:alert/cap:scope``), as
+    a sender reads their document; the document passed the parser's checks already."""
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    try:
+        found = etree.fromstring(document, parser).getroottree().xpath(path)
+    except etree.Error:
+        return path
+    if not isinstance(found, list) or not found or not isinstance(found[0], etree._Element):
+        return path
+    steps: list[str] = []
+    element: etree._Element | None = found[0]
+    while element is not None:
+        name = etree.QName(element)
+        step = f"cap:{name.localname}" if name.namespace == xsd.NAMESPACE else name.localname
+        parent = element.getparent()
+        if parent is not None:
+            same = [e for e in parent if e.tag == element.tag]
+            if len(same) > 1:
+                step += f"[{same.index(element) + 1}]"
+        steps.append(step)
+        element = parent
+    return "/" + "/".join(reversed(steps))
 
 
 def mode_of(status: str) -> str:

@@ -114,12 +114,12 @@ async def ingest_cap(
     An Update or Cancel stops what has not played of the alerts it references. The answer
     names the broadcast, or the approval request (two-person rule) or the schedule (quiet
     hours) that holds it."""
-    document = await _document(request)
-    sha256, size = ingest.fingerprint(document)
-    # The audit row keeps the document's hash and size, never the document.
-    request.state.audit_target = {"cap_sha256": sha256, "cap_bytes": size}
     rules = [MappingRule.model_validate(r) for r in runtime.settings.cap_mapping]
     try:
+        document = await _document(request)
+        sha256, size = ingest.fingerprint(document)
+        # The audit row keeps the document's hash and size, never the document.
+        request.state.audit_target = {"cap_sha256": sha256, "cap_bytes": size}
         done = await ingest.ingest(session, runtime, city, user, document, rules=rules)
     except MaeulError as exc:
         path = getattr(exc, "path", None)

@@ -115,7 +115,8 @@ async def test_the_specification_examples_reach_exactly_the_villages_inside(
     lawd = parts["d01"]["legal_code"][:5]
     status, body = await post(stack, cap.homeland(lawd), ministry)
     assert status == 201, body
-    assert body["broadcast_ids"] == [] and body["approval_id"]
+    assert body["broadcast_ids"] == []
+    assert body["approval_id"]
     assert body["village_ids"] == sorted(v["id"] for v in places.values())
     approval = await stack.client.get(f"/api/v1/approvals/{body['approval_id']}")
     assert approval.status_code == 200, approval.text
