@@ -36,6 +36,7 @@ from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
+from gateway.cap.poller import CapPoller
 from gateway.cap.router import router as cap_ingest_router
 from gateway.clock import Clock, SystemClock
 from gateway.datafiles import secure_data_dir
@@ -414,6 +415,7 @@ def create_app(
             city_code=settings.city_code,
         )
         state.scheduler = scheduler
+        state.cap_poller = CapPoller(state.sessions, state.runtime, city_code=settings.city_code)
         sms_worker: SmsWorker | None = None
         sms_sender: KannelSender | None = None
         state.sms_links = None
@@ -468,6 +470,12 @@ def create_app(
                     (checkpointer.run, "audit-checkpoints"),
                 )
             ]
+        if settings.background_workers and settings.cap_feeds:
+            tasks.append(
+                asyncio.create_task(
+                    _supervised(state.cap_poller.run, "cap-poller"), name="cap-poller"
+                )
+            )
         if settings.background_workers and sms_worker is not None:
             tasks.append(asyncio.create_task(_supervised(sms_worker.run, "sms"), name="sms"))
         state.checkpointer = checkpointer

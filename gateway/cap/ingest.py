@@ -154,9 +154,13 @@ async def ingest(
     document: bytes,
     *,
     rules: Sequence[MappingRule] | None = None,
+    sender: str | None = None,
 ) -> Ingested:
+    """``sender``: the one `<sender>` the document may name (a polled feed's)."""
     root = await asyncio.to_thread(parse_document, document)
     alert = read_alert(root)
+    if sender is not None and alert.sender != sender:
+        raise senders.sender_not_allowed(alert.sender)
     await senders.allowed_sender(session, city, principal, alert.sender)
     earlier = await _earlier(session, city, alert.sender, alert.identifier, alert.sent_key)
     if earlier is not None:
