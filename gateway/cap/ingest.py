@@ -164,7 +164,14 @@ async def ingest(
     await senders.allowed_sender(session, city, principal, alert.sender)
     earlier = await _earlier(session, city, alert.sender, alert.identifier, alert.sent_key)
     if earlier is not None:
-        return Ingested(earlier, MODES.get(earlier.status, ""), None, replayed=True)
+        return Ingested(
+            earlier,
+            earlier.mode or "",
+            earlier.category,
+            tuple(earlier.village_ids or ()),
+            replayed=True,
+            cancelled=tuple(earlier.cancelled_ids or ()),
+        )
     mode = mode_of(alert.status)
     if alert.msg_type not in ("Alert", "Update", "Cancel"):
         raise CapRefused(
@@ -176,6 +183,7 @@ async def ingest(
     referenced = await _referenced(session, city, alert) if alert.msg_type != "Alert" else []
     sha256, _size = fingerprint(document)
     row = _row(city, alert, principal, sha256, runtime.clock.now())
+    row.mode = mode
     if alert.msg_type == "Cancel":
         row.cancelled_ids = list(await _stop(session, runtime, city, principal, referenced))
         return Ingested(await _record(session, row), mode, None, cancelled=tuple(row.cancelled_ids))
@@ -198,6 +206,8 @@ async def ingest(
     village_ids = await _villages(session, city, info)
     mapped = map_info(info, rules)
     row.language = info.language
+    row.category = mapped.category.value
+    row.village_ids = list(village_ids)
     row.texts = {i.language: i.text for i in alert.infos}
     request = BroadcastRequest(
         category=mapped.category,
@@ -265,6 +275,7 @@ def _row(city: City, alert: Alert, principal: Principal, sha256: str, now: datet
         status=alert.status,
         references=[f"{r.sender},{r.identifier},{r.sent}" for r in alert.references],
         cancelled_ids=[],
+        village_ids=[],
         texts={},
         sha256=sha256,
         created_by=principal.actor,

@@ -52,6 +52,10 @@ class CapAlert(Base):
     cancelled_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     # The "sender,identifier,sent" triples the alert references, as given.
     references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What the answer names again when the same alert comes twice.
+    mode: Mapped[str | None] = mapped_column(String(16), default=None)
+    category: Mapped[str | None] = mapped_column(String(32), default=None)
+    village_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     language: Mapped[str | None] = mapped_column(String(35), default=None)
     # The text of every <info>, by language (the spoken one included), for other languages.
     texts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -25,6 +25,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from audio.errors import AudioError
 from gateway.audit import service as audit
 from gateway.cap import ingest, senders
 from gateway.cap.mapping import MappingRule
@@ -269,7 +270,7 @@ class CapPoller:
                     rules=rules,
                     sender=feed.sender,
                 )
-            except MaeulError as exc:
+            except (MaeulError, AudioError) as exc:
                 await session.rollback()
                 path = getattr(exc, "path", None)
                 reason = f"{exc.code} at {path}" if path else exc.code

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Request, Response
 
+from audio.errors import AudioError
 from gateway.auth import Admin, Principal, Role, Sender, allow
 from gateway.cap import ingest, senders
 from gateway.cap.ingest import Ingested
@@ -121,7 +122,7 @@ async def ingest_cap(
         # The audit row keeps the document's hash and size, never the document.
         request.state.audit_target = {"cap_sha256": sha256, "cap_bytes": size}
         done = await ingest.ingest(session, runtime, city, user, document, rules=rules)
-    except MaeulError as exc:
+    except (MaeulError, AudioError) as exc:
         path = getattr(exc, "path", None)
         request.state.audit_reason = f"{exc.code} at {path}" if path else exc.code
         raise
