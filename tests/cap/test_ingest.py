@@ -4,13 +4,17 @@ Cancel stop what has not played; the same alert twice is one broadcast."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gateway.auth import Role
 from gateway.places.areas import haversine_m
 from tests.cap import documents as cap
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import _ack, _commands, _detail, _everyone_online, _speakers
+from tests.support.databases import copy_database
 from tests.support.people import bearer, create_user
 from wire import contract
 from wire.contract import AckStatus
@@ -18,6 +22,13 @@ from wire.contract import AckStatus
 __all__ = ["stack"]  # the fixture, shared
 
 CAP_XML = {"Content-Type": "application/cap+xml"}
+
+
+# SQLite only: what CAP adds over the broadcast flow (parsing, areas, the allow-list) is the
+# same on either database, and every alert these tests send is spoken and transcoded.
+@pytest.fixture
+def migrated_database_url(migrated_sqlite: Path, tmp_path: Path) -> str:
+    return copy_database(migrated_sqlite, tmp_path / "maeul.db")
 
 
 async def cap_sender(stack: Stack, sender: str, role: Role, **scope: Any) -> dict[str, str]:

@@ -16,11 +16,11 @@ from gateway.auth import Role
 from gateway.cap.poller import CapPoller
 from gateway.settings import CapFeed
 from tests.cap import documents as cap
-from tests.cap.test_ingest import cap_sender, circle_around, ids, villages
+from tests.cap.test_ingest import cap_sender, circle_around, ids, migrated_database_url, villages
 from tests.cap.test_refusals import XXE
 from tests.flow.conftest import Stack, stack
 
-__all__ = ["stack"]  # the fixture, shared
+__all__ = ["migrated_database_url", "stack"]  # the fixtures, shared
 
 
 class Site:

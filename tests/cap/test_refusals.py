@@ -8,10 +8,10 @@ import json
 
 from gateway.auth import Role
 from tests.cap import documents as cap
-from tests.cap.test_ingest import cap_sender, post, villages
+from tests.cap.test_ingest import cap_sender, migrated_database_url, post, villages
 from tests.flow.conftest import Stack, stack
 
-__all__ = ["stack"]  # the fixture, shared
+__all__ = ["migrated_database_url", "stack"]  # the fixtures, shared
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
 LAUGHS = (
