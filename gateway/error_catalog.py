@@ -313,6 +313,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "CAP 1.2 스키마에 맞지 않습니다. path가 문제의 위치입니다.",
         "The document does not follow the CAP 1.2 schema; `path` says where.",
     ),
+    "cap_field_too_long": _e(
+        422,
+        "CAP 식별자(identifier)나 보낸곳(sender)이 너무 깁니다 (최대 200자).",
+        "The CAP identifier or sender is over 200 characters.",
+    ),
     "cap_status_not_broadcast": _e(
         422,
         "상태가 System, Draft인 경보는 방송하지 않습니다.",

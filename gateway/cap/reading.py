@@ -35,6 +35,8 @@ GEOCODE_NAMES: Final[Mapping[str, tuple[int, ...]]] = {
     "LAWD_CD": (5, 10),
 }
 _DIGITS = re.compile(r"\d+")
+# What Maeul keeps of an alert's identifier and sender (they are the alert's key).
+MAX_ID_CHARS: Final = 200
 
 
 class CapRefused(InvalidRequest):
@@ -122,6 +124,14 @@ def read_alert(root: etree._Element) -> Alert:
     references = tuple(
         _reference(triple) for value in _texts(root, "references") for triple in value.split()
     )
+    for name in ("identifier", "sender"):
+        if len(_text(root, name) or "") > MAX_ID_CHARS:
+            raise CapRefused(
+                "cap_field_too_long",
+                ko=f"<{name}>는 {MAX_ID_CHARS}자를 넘을 수 없습니다.",
+                en=f"The <{name}> is longer than {MAX_ID_CHARS} characters.",
+                path=f"/cap:alert/cap:{name}",
+            )
     return Alert(
         identifier=_text(root, "identifier") or "",
         sender=_text(root, "sender") or "",
@@ -151,7 +161,7 @@ def _reference(triple: str) -> Reference:
 def _info(node: etree._Element) -> Info:
     expires = _text(node, "expires")
     return Info(
-        language=_text(node, "language") or "en-US",
+        language=(_text(node, "language") or "en-US")[:35],
         categories=tuple(_texts(node, "category")),
         event=_text(node, "event") or "",
         urgency=_text(node, "urgency") or "",

@@ -33,6 +33,7 @@ CAP_ERRORS: Final = (
     "cap_dtd_forbidden",
     "cap_wrong_namespace",
     "cap_schema_invalid",
+    "cap_field_too_long",
     "cap_sender_not_allowed",
     "cap_status_not_broadcast",
     "cap_msg_type_not_broadcast",

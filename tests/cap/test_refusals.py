@@ -150,6 +150,13 @@ async def test_bad_and_hostile_documents_are_refused_audited_and_play_nothing(
             "cap_status_not_broadcast",
         ),
         (
+            "a huge identifier",
+            good.replace(b"<identifier>OK-1", b"<identifier>" + b"x" * 300),
+            {},
+            422,
+            "cap_field_too_long",
+        ),
+        (
             "another sender",
             good.replace(cap.KMA.encode(), b"other@example.org"),
             {},
