@@ -187,3 +187,51 @@ async def test_an_update_replaces_what_has_not_played_and_a_cancel_stops_it(
         [replacement],
     )
     assert (await _detail(stack, replacement))["state"] == "cancelled"
+
+
+async def test_the_citys_table_decides_the_category_and_quiet_hours_hold_all_but_disasters(
+    stack: Stack,
+) -> None:
+    places, parts = await villages(stack), await districts(stack)
+    officer = await cap_sender(
+        stack, cap.KMA, Role.DISTRICT_OFFICER, district_ids=[parts["d01"]["id"]]
+    )
+    stack.clock.advance(13 * 3600)  # 22:00 in Korea: quiet hours
+    garam = cap.area("가람면", polygons=[cap.box([places["d01-v001"], places["d01-v002"]])])
+
+    def rain(identifier: str) -> bytes:
+        return cap.alert(
+            identifier,
+            sender=cap.KMA,
+            sent="2026-01-01T21:59:00+09:00",
+            infos=[
+                cap.info(
+                    category="Met",
+                    event="호우",
+                    urgency="Expected",
+                    severity="Moderate",
+                    certainty="Likely",
+                    headline="호우 주의보",
+                    description="비가 많이 옵니다.",
+                    expires="2026-01-02T06:00:00+09:00",
+                    areas=[garam],
+                )
+            ],
+        )
+
+    # The default table: moderate weather is an administrative announcement, held until
+    # quiet hours end.
+    status, body = await post(stack, rain("RAIN-1"), officer)
+    assert status == 201, body
+    assert body["category"] == "administrative"
+    assert body["broadcast_ids"] == []
+    assert body["schedule_id"]
+    # The city's own table makes it a disaster alert: never held.
+    stack.settings.cap_mapping = [
+        {"categories": ["Met"], "severity": ["Moderate"], "category": "disaster"}
+    ]
+    status, body = await post(stack, rain("RAIN-2"), officer)
+    assert status == 201, body
+    assert body["category"] == "disaster"
+    assert body["village_ids"] == ids(places, "d01-v001", "d01-v002")
+    assert len(body["broadcast_ids"]) == 1
