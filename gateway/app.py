@@ -124,7 +124,7 @@ def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(MaeulError)
     async def _maeul(_: Request, exc: MaeulError) -> JSONResponse:
-        response = _error(exc.status, exc.code, exc.detail, **exc.extra)
+        response = _error(exc.status, exc.code, exc.detail, **exc.extra())
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         if isinstance(exc, Unauthorized):

@@ -11,8 +11,7 @@
     ├── TooManyRequests        (429)
     └── Unavailable            (503)
 
-Services raise these; one handler renders ``{"error": code, "detail": text}`` (and what an
-error's ``extra`` adds, e.g. the path in a CAP document that a schema error is at). Every code
+Services raise these; one handler renders ``{"error": code, "detail": text}``. Every code
 raised is listed, with its status and general meaning, in `gateway.error_catalog`.
 Errors from the audio package (audio.errors.AudioError) are rendered the same way.
 """
@@ -37,9 +36,8 @@ class MaeulError(Exception):
     def detail(self) -> str:
         return f"{self.message_ko} / {self.message_en}"
 
-    @property
     def extra(self) -> dict[str, object]:
-        """More fields of the error body, beside ``error`` and ``detail``."""
+        """Fields the error response carries besides ``error`` and ``detail``."""
         return {}
 
 

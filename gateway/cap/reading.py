@@ -46,7 +46,6 @@ class CapRefused(InvalidRequest):
         super().__init__(code, ko=ko, en=en)
         self.path = path
 
-    @property
     def extra(self) -> dict[str, object]:
         return {} if self.path is None else {"path": self.path}
 
