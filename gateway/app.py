@@ -36,7 +36,9 @@ from gateway.broadcasts.router import audio_router
 from gateway.broadcasts.router import router as broadcasts_router
 from gateway.broadcasts.status_cache import StatusCache
 from gateway.bus import Bus, MqttBus
+from gateway.cap.poller import CapPoller
 from gateway.cap.publish_router import router as cap_publish_router
+from gateway.cap.router import router as cap_ingest_router
 from gateway.clock import Clock, SystemClock
 from gateway.datafiles import secure_data_dir
 from gateway.db import AfterCommit, create_engine, create_sessions
@@ -423,6 +425,7 @@ def create_app(
             city_code=settings.city_code,
         )
         state.scheduler = scheduler
+        state.cap_poller = CapPoller(state.sessions, state.runtime, city_code=settings.city_code)
         sms_worker: SmsWorker | None = None
         sms_sender: KannelSender | None = None
         state.sms_links = None
@@ -477,6 +480,12 @@ def create_app(
                     (checkpointer.run, "audit-checkpoints"),
                 )
             ]
+        if settings.background_workers and settings.cap_feeds:
+            tasks.append(
+                asyncio.create_task(
+                    _supervised(state.cap_poller.run, "cap-poller"), name="cap-poller"
+                )
+            )
         if settings.background_workers and sms_worker is not None:
             tasks.append(asyncio.create_task(_supervised(sms_worker.run, "sms"), name="sms"))
         state.checkpointer = checkpointer
@@ -600,6 +609,7 @@ def create_app(
     app.include_router(cap_publish_router, prefix=API)
     app.include_router(officer_alerts_router, prefix=API)
     app.include_router(sms_router, prefix=API)
+    app.include_router(cap_ingest_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

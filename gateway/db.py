@@ -200,6 +200,7 @@ def import_models() -> MetaData:
     from gateway.approvals import models as _approvals  # noqa: F401
     from gateway.audit import models as _audit  # noqa: F401
     from gateway.broadcasts import models as _broadcasts  # noqa: F401
+    from gateway.cap import models as _cap  # noqa: F401
     from gateway.deliveries import models as _deliveries  # noqa: F401
     from gateway.devicesec import models as _devicesec  # noqa: F401
     from gateway.enrollment import models as _enrollment  # noqa: F401

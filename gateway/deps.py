@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from gateway.broadcasts.publisher import Publisher
     from gateway.broadcasts.status_cache import StatusCache
     from gateway.bus import Bus
+    from gateway.cap.poller import CapPoller
     from gateway.deliveries.intake import Intake
     from gateway.deliveries.sweeper import Sweeper
     from gateway.devicesec.brokeradmin import BrokerAdmin
@@ -87,6 +88,7 @@ class AppState(State):
     runtime: Runtime
     preview_gate: PreviewGate
     scheduler: ScheduleWorker
+    cap_poller: CapPoller
     live: LiveHub
     checkpointer: Checkpointer | None  # None on a replica without background workers
     sms_links: ReportLinks | None  # None when this gateway sends no SMS

@@ -60,6 +60,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "A broker hook call without its secret header.",
     ),
     # 403: known, but not allowed.
+    "cap_sender_not_allowed": _e(
+        403,
+        "이 계정은 이 CAP 보낸곳(<sender>)의 경보를 보낼 수 없습니다 (허용 목록에 없거나 꺼짐).",
+        "The CAP <sender> is not on the allow-list for this account, or is disabled.",
+    ),
     "role_not_allowed": _e(
         403,
         "이 역할로는 할 수 없는 일입니다.",
@@ -138,6 +143,7 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "A delivery report whose link signature does not match: not from this gateway's Kannel.",
     ),
     # 404: no such thing (in this city, for this caller).
+    "cap_sender_not_found": _e(404, "CAP 보낸곳을 찾을 수 없습니다.", "No such CAP sender."),
     "not_found": _e(404, "없는 주소입니다.", "No such route or page asset."),
     "city_not_found": _e(404, "없는 시입니다.", "No such city."),
     "district_not_found": _e(404, "없는 읍·면입니다.", "No such district."),
@@ -168,6 +174,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     ),
     "sms_not_found": _e(404, "없는 문자입니다.", "No such SMS."),
     # 409: the request is fine, the state of things refuses it.
+    "cap_sender_exists": _e(
+        409,
+        "이 CAP 보낸곳은 이미 허용 목록에 있습니다. 바꾸려면 PATCH 하세요.",
+        "The CAP sender is on the allow-list already; PATCH it to change it.",
+    ),
     "duplicate_code": _e(409, "같은 코드가 이미 있습니다.", "That code is already in use."),
     "duplicate_template": _e(
         409, "같은 이름의 문구 틀이 이미 있습니다.", "A template of that name already exists."
@@ -296,6 +307,66 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "The byte range lies outside the audio (`Content-Range: bytes */SIZE`).",
     ),
     # 422: the request itself is wrong; sending it again will not help.
+    "cap_too_large": _e(
+        422, "CAP 문서가 너무 큽니다 (최대 512 KiB).", "The CAP document is over 512 KiB."
+    ),
+    "cap_not_xml": _e(422, "XML 문서가 아닙니다.", "The body is not an XML document."),
+    "cap_dtd_forbidden": _e(
+        422,
+        "DOCTYPE과 엔티티 선언(외부 엔티티 포함)은 받지 않습니다.",
+        "A DOCTYPE or entity declaration (external entities included) is not allowed.",
+    ),
+    "cap_wrong_namespace": _e(
+        422,
+        "CAP 1.2 문서가 아닙니다 (CAP 1.1 등 다른 네임스페이스).",
+        "Not a CAP 1.2 document (another namespace, e.g. CAP 1.1).",
+    ),
+    "cap_schema_invalid": _e(
+        422,
+        "CAP 1.2 스키마에 맞지 않습니다. path가 문제의 위치입니다.",
+        "The document does not follow the CAP 1.2 schema; `path` says where.",
+    ),
+    "cap_field_too_long": _e(
+        422,
+        "CAP 식별자(identifier)나 보낸곳(sender)이 너무 깁니다 (최대 200자).",
+        "The CAP identifier or sender is over 200 characters.",
+    ),
+    "cap_status_not_broadcast": _e(
+        422,
+        "상태가 System, Draft인 경보는 방송하지 않습니다.",
+        "An alert whose status is System or Draft is not broadcast.",
+    ),
+    "cap_msg_type_not_broadcast": _e(
+        422,
+        "Ack, Error 메시지는 방송하지 않습니다.",
+        "An Ack or Error message is not broadcast.",
+    ),
+    "cap_reference_invalid": _e(
+        422,
+        "references 값은 '보낸곳,식별자,보낸시각' 형식이어야 합니다.",
+        "A reference is 'sender,identifier,sent'.",
+    ),
+    "cap_reference_unknown": _e(
+        422,
+        "Update/Cancel이 가리키는 경보를 받은 적이 없습니다.",
+        "The Update or Cancel references no alert this gateway took in.",
+    ),
+    "cap_no_info": _e(422, "방송할 내용(<info>)이 없습니다.", "The alert has no <info>."),
+    "cap_expired": _e(422, "이미 만료된 경보입니다.", "The alert has expired."),
+    "cap_area_missing": _e(422, "경보에 지역(<area>)이 없습니다.", "The alert has no <area>."),
+    "cap_area_unplaceable": _e(
+        422,
+        "지역에 다각형, 원, 또는 알려진 한국 행정 코드가 없습니다.",
+        "An area has no polygon, circle or known Korean geocode.",
+    ),
+    "cap_area_empty": _e(
+        422, "경보 지역 안에 이 도시의 마을이 없습니다.", "The alert's areas cover no village."
+    ),
+    "cap_sender_account_cannot_send": _e(
+        422,
+        "방송을 보낼 수 없는 역할(감사자)의 계정은 CAP 보낸곳이 될 수 없습니다.",
+        "An account whose role sends nothing (an auditor) cannot be a CAP sender.",
+    ),
     "invalid_request": _e(
         422,
         "요청 형식이 올바르지 않습니다.",
@@ -476,6 +547,12 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         422,
         "알 수 없는 수신 결과 코드입니다.",
         "Unknown delivery report code (Kannel's are 1, 2, 4, 8 and 16).",
+    ),
+    # 415: the body is not of a kind this route reads.
+    "cap_invalid_media_type": _e(
+        415,
+        "CAP 문서는 application/cap+xml 또는 application/xml로 보내 주세요.",
+        "Send the CAP document as application/cap+xml or application/xml.",
     ),
     # 429: too much, too fast; `Retry-After` says when to come back.
     "rate_limited_user": _e(

@@ -6,6 +6,7 @@
     ├── Conflict               (409)
     ├── Unauthorized           (401)
     ├── Forbidden              (403)
+    ├── UnsupportedMediaType   (415)
     ├── Locked                 (423)
     ├── TooManyRequests        (429)
     └── Unavailable            (503)
@@ -68,6 +69,11 @@ class Forbidden(MaeulError):
 class Gone(MaeulError):
     status = 410
     code = "gone"
+
+
+class UnsupportedMediaType(MaeulError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Locked(MaeulError):

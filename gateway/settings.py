@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.forwarding import Network, parse_networks
@@ -66,6 +66,15 @@ class MqttTarget:
     def redacted(self) -> str:
         auth = f"{self.username}:***@" if self.username else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+
+
+class CapFeed(BaseModel):
+    """A CAP or Atom feed polled for alerts, and the allowed CAP sender its alerts come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://", max_length=1000)
+    sender: str = Field(min_length=1, max_length=200)
 
 
 class Settings(BaseSettings):
@@ -253,6 +262,15 @@ class Settings(BaseSettings):
     sms_dlr_key: SecretStr | None = None
     sms_dlr_key_file: Path | None = None
 
+    # CAP 1.2 in (README, "CAP 1.2 in"): the table from CAP event, urgency, severity and
+    # certainty to a Maeul category, as JSON (a list of rules, the first that matches wins;
+    # empty: the default table of gateway/cap/mapping.py); the CAP or Atom feeds polled, as
+    # JSON [{"url": ..., "sender": ...}] (each entry must come from that allowed sender), and how
+    # often each is polled.
+    cap_mapping: list[dict[str, Any]] = Field(default_factory=list)
+    cap_feeds: list[CapFeed] = Field(default_factory=list)
+    cap_poll_s: float = Field(default=60.0, ge=1, le=86400)
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: str) -> str:
@@ -288,6 +306,15 @@ class Settings(BaseSettings):
 
         window = parse_window(value)
         return "off" if window is None else window.label
+
+    @field_validator("cap_mapping")
+    @classmethod
+    def _cap_mapping(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from gateway.cap.mapping import MappingRule
+
+        for rule in value:
+            MappingRule.model_validate(rule)
+        return value
 
     @field_validator("priorities")
     @classmethod
