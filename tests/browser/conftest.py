@@ -58,6 +58,7 @@ class Stack:
     other_village_name: str
     head_village_id: int
     head_village_name: str
+    database_url: str
     admin: str = "admin"
     safety: str = "safety"
     officer: str = "officer"
@@ -73,13 +74,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
     """The tiny preset (two districts, five villages, eight speakers), every speaker online."""
     folder = tmp_path_factory.mktemp("web")
     loop = LoopThread()
+    database_url = loop.run(
+        seed_database(f"sqlite+aiosqlite:///{folder / 'maeul.db'}", preset="tiny")
+    )
     gateway = GatewayProcess(
-        database_url=loop.run(
-            seed_database(f"sqlite+aiosqlite:///{folder / 'maeul.db'}", preset="tiny")
-        ),
+        database_url=database_url,
         mqtt_url=mqtt_url,
         data_dir=folder,
         city_code="jinju",
+        # Web push on, to a push service on this machine (tests/browser/test_push_page.py).
+        extra_env={
+            "GATEWAY_PUSH_VAPID_SUBJECT": "mailto:ops@maeul.example.go.kr",
+            "GATEWAY_PUSH_ALLOW_LOOPBACK_ENDPOINTS": "true",
+        },
     )
     fleet: Fleet | None = None
     try:
@@ -96,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
         fleet = loop.run(started())
         headers = bearer(TOKEN)
         with httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as api:
-            yield _prepare(gateway.url, api)
+            yield _prepare(gateway.url, api, database_url)
     finally:
         if fleet is not None:
             loop.run(fleet.stop())
@@ -104,7 +111,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
         loop.close()
 
 
-def _prepare(url: str, api: httpx.Client) -> Stack:
+def _prepare(url: str, api: httpx.Client, database_url: str) -> Stack:
     districts = api.get("/api/v1/districts").json()["items"]
     district, other = districts[0], districts[1]
     own = api.get("/api/v1/villages", params={"district_id": district["id"]}).json()["items"]
@@ -138,6 +145,7 @@ def _prepare(url: str, api: httpx.Client) -> Stack:
         other_village_name=others[0]["name"],
         head_village_id=head_village["id"],
         head_village_name=head_village["name"],
+        database_url=database_url,
     )
 
 

@@ -276,3 +276,19 @@ def test_the_push_service_refuses_a_token_signed_by_another_key(
     webpush(subscription, data='{"title": "x"}', vapid_private_key=mine, vapid_claims=dict(claims))
     [got] = push_service.received_by(subscription["endpoint"])
     assert got.payload == {"title": "x"}
+
+
+async def test_the_residents_page_installs_on_its_village(push_stack: PushStack) -> None:
+    village = await push_stack.village_id("d01-v001")
+    for path, start in (
+        ("/notices.webmanifest", "/notices"),
+        (f"/notices/{village}/manifest.webmanifest", f"/notices/{village}"),
+    ):
+        response = await push_stack.client.get(path)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/manifest+json")
+        manifest = response.json()
+        assert (manifest["start_url"], manifest["scope"]) == (start, "/notices")
+        assert manifest["display"] == "standalone"
+    page = await push_stack.client.get(f"/notices/{village}")
+    assert '<link rel="manifest" href="/notices.webmanifest">' in page.text
