@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Final, Literal
@@ -317,8 +318,14 @@ class Settings(BaseSettings):
     @field_validator("push_vapid_subject")
     @classmethod
     def _vapid_subject(cls, value: str) -> str:
-        if value and not value.startswith(("mailto:", "https://")):
-            raise ValueError("push_vapid_subject must be a mailto: or https:// URI")
+        # As push services (and py_vapid) take it: a mail address with a domain, or an https URL.
+        if value and not re.fullmatch(
+            r"mailto:[^@\s]+@(localhost|[\w-]+(\.[\w-]+)+)|https://[\w-]+(\.[\w-]+)+(/\S*)?",
+            value,
+        ):
+            raise ValueError(
+                "push_vapid_subject must be mailto:someone@example.kr or https://example.kr"
+            )
         return value
 
     @model_validator(mode="after")

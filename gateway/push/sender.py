@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import aiohttp
+from py_vapid import VapidException
 from pywebpush import WebPushException, webpush_async
 
 from gateway.push.keys import VapidKey
@@ -57,6 +58,7 @@ class Outgoing:
     payload: str
     ttl_s: int
     urgency: str
+    topic: str  # at most 32 characters of base64url's alphabet
 
 
 class Sender(Protocol):
@@ -105,12 +107,16 @@ class WebPushSender:
                 # pywebpush adds the audience (the endpoint's origin) and a 12-hour expiry.
                 vapid_claims={"sub": self._subject},
                 ttl=message.ttl_s,
-                headers={"Urgency": message.urgency},
+                # A copy sent again (a worker that died before recording the answer) replaces
+                # the first while the push service still holds it (RFC 8030's Topic).
+                headers={"Urgency": message.urgency, "Topic": message.topic},
                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
                 aiohttp_session=self._client,
             )
         except WebPushException as exc:
             raise _classified(exc) from None
+        except VapidException:
+            raise PushRejected("push_vapid_invalid") from None
         except TimeoutError:
             raise PushUnavailable("push_timeout") from None
         except aiohttp.ClientError:

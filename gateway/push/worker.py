@@ -113,6 +113,7 @@ class PushWorker:
             payload=claim.payload,
             ttl_s=min(ttl_s, self._settings.push_ttl_s),
             urgency=claim.urgency,
+            topic=claim.id,
         )
         try:
             await self._sender.send(outgoing)

@@ -78,7 +78,7 @@ async def test_a_notice_arrives_decrypted_with_its_text_and_link(
         "broadcast_id": "b-flood",
         "category": "disaster",
     }
-    assert got.urgency == "high"
+    assert (got.urgency, got.topic) == ("high", ids[0])
     assert 0 < got.ttl <= push_stack.settings.push_ttl_s
     assert push_stack.service.received_by(theirs["endpoint"]) == []
     message = await push_stack.message(ids[0])

@@ -41,6 +41,7 @@ class Received:
     payload: dict[str, Any]
     ttl: int
     urgency: str | None
+    topic: str | None
 
 
 @dataclass
@@ -173,6 +174,7 @@ class PushService:
                     json.loads(plain),
                     int(headers["TTL"]),
                     headers.get("Urgency"),
+                    headers.get("Topic"),
                 )
             )
         return 201, {"Location": f"{self.origin}/message/{secrets.token_hex(8)}"}
