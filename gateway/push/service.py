@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.push.models import PushMessage, PushSubscription
@@ -29,6 +30,8 @@ MAX_PAYLOAD_BYTES: Final = 3993
 MAX_TITLE_CHARS: Final = 100
 _CANDIDATES: Final = 20
 _MOVE_ATTEMPTS: Final = 10
+# Rows per INSERT: well within SQLite's limit of bound parameters (14 a row).
+_INSERT_CHUNK: Final = 500
 _ELLIPSIS: Final = "…"
 
 
@@ -91,10 +94,10 @@ async def enqueue_push(
     now: datetime,
     category: Category = Category.ADMINISTRATIVE,
     ttl: timedelta = timedelta(hours=12),
-) -> list[PushMessage]:
+) -> list[str]:
     """Put one message per subscription of the village in the outbox, queued; the push worker
     sends them. A subscription that has a message for this reference already gets none: the
-    new messages are returned. ``reference_kind`` "broadcast" makes ``reference_id`` the
+    ids of the new messages are returned. ``reference_kind`` "broadcast" makes ``reference_id`` the
     payload's broadcast id."""
     if not (0 < len(reference_kind) <= 32 and 0 < len(reference_id) <= 64):
         raise ValueError("reference_kind (1-32 characters) and reference_id (1-64) are required")
@@ -110,33 +113,45 @@ async def enqueue_push(
         PushMessage.reference_id == reference_id,
         PushMessage.subscription_id.is_not(None),
     )
-    rows = await session.execute(
+    subscriptions = await session.execute(
         select(PushSubscription.id, PushSubscription.city_id)
         .where(PushSubscription.village_id == village_id, PushSubscription.id.not_in(already))
         .order_by(PushSubscription.id)
     )
-    messages = [
-        PushMessage(
-            id=secrets.token_hex(16),
-            city_id=city_id,
-            village_id=village_id,
-            subscription_id=subscription_id,
-            reference_kind=reference_kind,
-            reference_id=reference_id,
-            payload=payload,
-            urgency=urgency_of(category),
-            status=PushStatus.QUEUED,
-            attempts=0,
-            version=0,
-            next_attempt_at=now,
-            expires_at=now + ttl,
-            created_at=now,
-        )
-        for subscription_id, city_id in rows.tuples()
+    rows = [
+        {
+            "id": secrets.token_hex(16),
+            "city_id": city_id,
+            "village_id": village_id,
+            "subscription_id": subscription_id,
+            "reference_kind": reference_kind,
+            "reference_id": reference_id,
+            "payload": payload,
+            "urgency": urgency_of(category),
+            "status": PushStatus.QUEUED,
+            "attempts": 0,
+            "version": 0,
+            "next_attempt_at": now,
+            "expires_at": now + ttl,
+            "created_at": now,
+        }
+        for subscription_id, city_id in subscriptions.tuples()
     ]
-    session.add_all(messages)
-    await session.flush()
-    return messages
+    # Two callers queueing the same reference at once: the unique key keeps one message per
+    # subscription, and the second caller's insert skips it instead of failing.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    queued: list[str] = []
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        result = await session.execute(
+            insert(PushMessage)
+            .values(rows[start : start + _INSERT_CHUNK])
+            .on_conflict_do_nothing(
+                index_elements=["subscription_id", "reference_kind", "reference_id"]
+            )
+            .returning(PushMessage.id)
+        )
+        queued.extend(result.scalars())
+    return queued
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import delete, select
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidRequest
@@ -126,25 +127,30 @@ async def subscribe(
     check_endpoint(endpoint, allow_loopback=allow_loopback)
     check_keys(p256dh, auth)
     village = await places.load_village(session, city.id, village_id)
-    digest = endpoint_digest(endpoint)
-    subscription = await session.scalar(
-        select(PushSubscription).where(PushSubscription.endpoint_sha256 == digest)
+    kept = {
+        "village_id": village.id,
+        "language": language,
+        "p256dh": p256dh,
+        "auth": auth,
+        "updated_at": now,
+    }
+    # One statement, so two requests with the same new endpoint cannot both insert it.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(PushSubscription).values(
+        id=secrets.token_hex(16),
+        city_id=city.id,
+        endpoint=endpoint,
+        endpoint_sha256=endpoint_digest(endpoint),
+        created_at=now,
+        **kept,
     )
-    if subscription is None:
-        subscription = PushSubscription(
-            id=secrets.token_hex(16),
-            city_id=city.id,
-            endpoint=endpoint,
-            endpoint_sha256=digest,
-            created_at=now,
+    subscription_id = await session.scalar(
+        statement.on_conflict_do_update(index_elements=["endpoint_sha256"], set_=kept).returning(
+            PushSubscription.id
         )
-        session.add(subscription)
-    subscription.village_id = village.id
-    subscription.language = language
-    subscription.p256dh = p256dh
-    subscription.auth = auth
-    subscription.updated_at = now
-    await session.flush()
+    )
+    subscription = await session.get(PushSubscription, subscription_id, populate_existing=True)
+    assert subscription is not None
     return subscription
 
 

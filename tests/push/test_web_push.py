@@ -26,6 +26,8 @@ from tests.push.conftest import PushStack
 from tests.support.push_service import PushService
 from wire.contract import Category
 
+# What does not depend on the database's locking runs on SQLite only.
+SQLITE_ONLY = pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
 NOTICE = "내일 오전 9시 마을회관에서 예방접종이 있습니다. 신분증을 가져오세요."
 
 
@@ -33,7 +35,7 @@ async def _enqueue(
     stack: PushStack, village_id: int, reference_id: str, **kwargs: object
 ) -> list[str]:
     async with stack.app.state.sessions() as session:
-        messages = await service.enqueue_push(
+        ids = await service.enqueue_push(
             session,
             village_id=village_id,
             title=str(kwargs.pop("title", "예방접종 안내")),
@@ -45,7 +47,7 @@ async def _enqueue(
             **kwargs,  # type: ignore[arg-type]
         )
         await session.commit()
-        return [m.id for m in messages]
+        return ids
 
 
 async def _subscriptions(stack: PushStack) -> int:
@@ -95,6 +97,7 @@ async def test_a_notice_arrives_decrypted_with_its_text_and_link(
         assert subscription["keys"]["auth"] not in caplog.text
 
 
+@SQLITE_ONLY
 async def test_a_long_notice_is_cut_to_fit_one_push_message(push_stack: PushStack) -> None:
     village = await push_stack.village_id("d01-v001")
     endpoint = (await push_stack.subscribe(village))["endpoint"]
@@ -174,6 +177,7 @@ async def test_a_busy_push_service_is_asked_again_after_its_retry_after(
     assert (failed.status, failed.reason, failed.attempts) == ("failed", "push_http_503", 2)
 
 
+@SQLITE_ONLY
 async def test_bad_subscriptions_are_refused(push_stack: PushStack) -> None:
     village = await push_stack.village_id("d01-v001")
     key = (await push_stack.client.get("/api/v1/push/vapid-public-key")).json()["public_key"]
@@ -217,6 +221,33 @@ async def test_bad_subscriptions_are_refused(push_stack: PushStack) -> None:
             assert response.status_code in (404, 422), (body, response.text)
             assert response.json()["error"] == code, body
     assert await _subscriptions(push_stack) == 0
+
+    # The same browser again, from another village's page: moved, not doubled.
+    other = await push_stack.village_id("d01-v002")
+    for village_id in (village, other):
+        body = {"village_id": village_id, "language": "vi", "subscription": good}
+        answer = await push_stack.client.post("/api/v1/push/subscriptions", json=body)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["village_id"] == village_id
+    assert await _subscriptions(push_stack) == 1
+    async with push_stack.app.state.sessions() as session:
+        assert (
+            await service.enqueue_push(
+                session,
+                village_id=village,
+                title="t",
+                body="b",
+                url="https://maeul.example.go.kr/notices",
+                reference_kind="broadcast",
+                reference_id="b-moved",
+                now=push_stack.clock.now(),
+            )
+            == []
+        )
+    response = await push_stack.client.request(
+        "DELETE", "/api/v1/push/subscriptions", json={"endpoint": good["endpoint"]}
+    )
+    assert response.status_code == 204
 
     # Unsubscribing: by the endpoint, idempotent.
     await push_stack.subscribe(village)
@@ -278,6 +309,7 @@ def test_the_push_service_refuses_a_token_signed_by_another_key(
     assert got.payload == {"title": "x"}
 
 
+@SQLITE_ONLY
 async def test_the_residents_page_installs_on_its_village(push_stack: PushStack) -> None:
     village = await push_stack.village_id("d01-v001")
     for path, start in (
