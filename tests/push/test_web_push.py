@@ -111,7 +111,11 @@ async def test_a_long_notice_is_cut_to_fit_one_push_message(push_stack: PushStac
     assert got.urgency == "normal"
 
 
-async def test_gone_subscriptions_are_dropped(push_stack: PushStack) -> None:
+async def test_gone_subscriptions_are_dropped(
+    push_stack: PushStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_logging("DEBUG")
+    caplog.set_level(logging.DEBUG)
     village = await push_stack.village_id("d01-v001")
     gone = (await push_stack.subscribe(village))["endpoint"]
     unknown = (await push_stack.subscribe(village))["endpoint"]
@@ -140,6 +144,8 @@ async def test_gone_subscriptions_are_dropped(push_stack: PushStack) -> None:
             (PushStatus.EXPIRED, "unsubscribed"): 2,
         }
     )
+    for endpoint in (gone, unknown, kept):
+        assert endpoint.rsplit("/", 1)[1] not in caplog.text
     # A later notice goes to the one left.
     assert len(await _enqueue(push_stack, village, "b-3")) == 1
 
