@@ -150,6 +150,7 @@ async def test_gone_subscriptions_are_dropped(
     assert len(await _enqueue(push_stack, village, "b-3")) == 1
 
 
+@SQLITE_ONLY
 async def test_a_busy_push_service_is_asked_again_after_its_retry_after(
     push_stack: PushStack,
 ) -> None:
