@@ -66,6 +66,12 @@ from gateway.officer_alerts.router import router as officer_alerts_router
 from gateway.places.models import City
 from gateway.places.router import router as places_router
 from gateway.provisioning import router as provisioning_router
+from gateway.push.keys import KEY_NAME as PUSH_VAPID_KEY
+from gateway.push.keys import VapidKey
+from gateway.push.router import SubscribeLimit
+from gateway.push.router import router as push_router
+from gateway.push.sender import WebPushSender
+from gateway.push.worker import PushWorker
 from gateway.request_hooks import AfterRequest
 from gateway.residents.crypto import PhoneCipher
 from gateway.residents.router import router as residents_router
@@ -100,6 +106,8 @@ STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key", "audio_url_key", "
 WORKER_SECRETS: Final = ("audit_checkpoint_key",)
 # And those of a gateway that sends SMS: sealing phone numbers, signing delivery-report links.
 SMS_SECRETS: Final = (PHONE_NUMBER_KEY, SMS_DLR_KEY)
+# And that of a gateway that sends web push: its VAPID key.
+PUSH_SECRETS: Final = (PUSH_VAPID_KEY,)
 
 API = "/api/v1"
 
@@ -306,8 +314,11 @@ def create_app(
         settings,
         STARTUP_SECRETS
         + (WORKER_SECRETS if settings.background_workers else ())
-        + (SMS_SECRETS if settings.sms_enabled else ()),
+        + (SMS_SECRETS if settings.sms_enabled else ())
+        + (PUSH_SECRETS if settings.push_enabled else ()),
     )
+    # Made (outside production) or read, and checked, before anything is served.
+    push_key = VapidKey.from_settings(settings) if settings.push_enabled else None
     audio_links = AudioLinks.from_settings(settings)
     jwt_key = signing_key(settings)
     phone_cipher = PhoneCipher.from_settings(settings)
@@ -448,6 +459,12 @@ def create_app(
                 links=state.sms_links,
             )
         state.sms_worker = sms_worker
+        push_worker: PushWorker | None = None
+        push_sender: WebPushSender | None = None
+        if push_key is not None:
+            push_sender = WebPushSender(push_key, settings.push_vapid_subject)
+            push_worker = PushWorker(state.sessions, settings, clock, push_sender, city_id=city_id)
+        state.push_worker = push_worker
         fanout = live_bus
         if fanout is None and bus is None:
             real_fanout = MqttLiveBus(settings.mqtt, client_id=live_id)
@@ -488,6 +505,8 @@ def create_app(
             )
         if settings.background_workers and sms_worker is not None:
             tasks.append(asyncio.create_task(_supervised(sms_worker.run, "sms"), name="sms"))
+        if settings.background_workers and push_worker is not None:
+            tasks.append(asyncio.create_task(_supervised(push_worker.run, "push"), name="push"))
         state.checkpointer = checkpointer
         try:
             yield
@@ -520,6 +539,8 @@ def create_app(
                     )
             if sms_sender is not None:
                 await sms_sender.aclose()
+            if push_sender is not None:
+                await push_sender.aclose()
             if own_worker:
                 await transcoder.close()
             await engine.dispose()
@@ -543,6 +564,8 @@ def create_app(
     state.clock = clock
     state.metrics = metrics
     state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)
+    state.push_key = push_key
+    state.push_limit = SubscribeLimit(settings.push_subscriptions_per_minute)
     metrics.watch(state, DROP_REASONS)
     _install_handlers(app)
 
@@ -610,6 +633,7 @@ def create_app(
     app.include_router(officer_alerts_router, prefix=API)
     app.include_router(sms_router, prefix=API)
     app.include_router(cap_ingest_router, prefix=API)
+    app.include_router(push_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

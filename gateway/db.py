@@ -207,6 +207,7 @@ def import_models() -> MetaData:
     from gateway.live import models as _live  # noqa: F401
     from gateway.officer_alerts import models as _officer_alerts  # noqa: F401
     from gateway.places import models as _places  # noqa: F401
+    from gateway.push import models as _push  # noqa: F401
     from gateway.residents import models as _residents  # noqa: F401
     from gateway.schedules import models as _schedules  # noqa: F401
     from gateway.sms import models as _sms  # noqa: F401

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from gateway.devicesec.brokeradmin import BrokerAdmin
     from gateway.live.hub import LiveHub
     from gateway.metrics import Metrics
+    from gateway.push.keys import VapidKey
+    from gateway.push.router import SubscribeLimit
+    from gateway.push.worker import PushWorker
     from gateway.residents.crypto import PhoneCipher
     from gateway.schedules.worker import ScheduleWorker
     from gateway.sms.links import ReportLinks
@@ -93,6 +96,9 @@ class AppState(State):
     checkpointer: Checkpointer | None  # None on a replica without background workers
     sms_links: ReportLinks | None  # None when this gateway sends no SMS
     sms_worker: SmsWorker | None
+    push_key: VapidKey | None  # None when this gateway sends no push
+    push_worker: PushWorker | None
+    push_limit: SubscribeLimit
 
     # Loaded at the first broker hook (gateway/devicesec/broker_hooks.py), then kept.
     broker_hook_secret: bytes

@@ -148,6 +148,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     "city_not_found": _e(404, "없는 시입니다.", "No such city."),
     "district_not_found": _e(404, "없는 읍·면입니다.", "No such district."),
     "village_not_found": _e(404, "없는 마을입니다.", "No such village."),
+    "push_not_enabled": _e(
+        404,
+        "이 게이트웨이는 웹 푸시 알림을 보내지 않습니다.",
+        "This gateway does not send web push (no `GATEWAY_PUSH_VAPID_SUBJECT`).",
+    ),
     "speaker_not_found": _e(404, "없는 스피커입니다.", "No such speaker."),
     "broadcast_not_found": _e(404, "없는 방송입니다.", "No such broadcast."),
     "cap_alert_not_found": _e(
@@ -548,6 +553,17 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "알 수 없는 수신 결과 코드입니다.",
         "Unknown delivery report code (Kannel's are 1, 2, 4, 8 and 16).",
     ),
+    "push_endpoint_invalid": _e(
+        422,
+        "알림 주소(endpoint)가 올바르지 않습니다.",
+        "The push subscription's endpoint is not an https URL of a push service of sane length.",
+    ),
+    "push_keys_invalid": _e(
+        422,
+        "알림 구독의 암호 키가 올바르지 않습니다.",
+        "The push subscription's keys are not valid: p256dh must be a 65-byte uncompressed "
+        "P-256 point, auth 16 bytes (base64url).",
+    ),
     # 415: the body is not of a kind this route reads.
     "cap_invalid_media_type": _e(
         415,
@@ -574,6 +590,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         429,
         "진행 중인 미리 듣기가 너무 많습니다.",
         "Too many previews in progress; try when one has finished.",
+    ),
+    "push_rate_limited": _e(
+        429,
+        "알림 신청이 너무 잦습니다. 잠시 후 다시 시도해 주세요.",
+        "Too many push subscription changes from one address in a minute.",
     ),
     "preview_rate_limited": _e(
         429, "미리 듣기 횟수 한도를 넘었습니다.", "The per-minute limit of previews."

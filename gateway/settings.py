@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -270,6 +271,24 @@ class Settings(BaseSettings):
     cap_mapping: list[dict[str, Any]] = Field(default_factory=list)
     cap_feeds: list[CapFeed] = Field(default_factory=list)
     cap_poll_s: float = Field(default=60.0, ge=1, le=86400)
+    # Web push to the residents' page (README, "Web push"): the VAPID subject push services may
+    # contact (mailto: or https:). Empty: this gateway sends no push.
+    push_vapid_subject: str = ""
+    # The VAPID private key, the same on every replica (``gateway.keyfiles``: required in
+    # production when push is on; see gateway/push/keys.py for its form).
+    push_vapid_private_key: SecretStr | None = None
+    push_vapid_private_key_file: Path | None = None
+    # Tests and demos only (refused in production): accept http://127.0.0.1 push endpoints.
+    push_allow_loopback_endpoints: bool = False
+    # How long a push service keeps a message for a phone that is away.
+    push_ttl_s: int = Field(default=12 * 3600, ge=60, le=28 * 86400)
+    push_max_attempts: int = Field(default=5, ge=1, le=50)
+    push_retry_backoff_s: float = Field(default=5.0, gt=0, le=3600)
+    push_poll_s: float = Field(default=1.0, gt=0, le=60)
+    # Messages a worker has in flight at once.
+    push_concurrency: int = Field(default=8, ge=1, le=64)
+    # Subscription changes one address may make a minute (per replica); beyond, 429.
+    push_subscriptions_per_minute: int = Field(default=10, ge=1, le=10_000)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -346,6 +365,19 @@ class Settings(BaseSettings):
             raise ValueError("speaker_broker_url must not carry a user or password")
         return value
 
+    @field_validator("push_vapid_subject")
+    @classmethod
+    def _vapid_subject(cls, value: str) -> str:
+        # As push services (and py_vapid) take it: a mail address with a domain, or an https URL.
+        if value and not re.fullmatch(
+            r"mailto:[^@\s]+@(localhost|[\w-]+(\.[\w-]+)+)|https://[\w-]+(\.[\w-]+)+(/\S*)?",
+            value,
+        ):
+            raise ValueError(
+                "push_vapid_subject must be mailto:someone@example.kr or https://example.kr"
+            )
+        return value
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if not self.database_url:
@@ -361,6 +393,8 @@ class Settings(BaseSettings):
             problem = weakness(self.api_token.get_secret_value())
             if problem is not None:
                 raise ValueError(f"GATEWAY_API_TOKEN is too weak to be a secret: {problem}")
+            if self.push_allow_loopback_endpoints:
+                raise ValueError("GATEWAY_PUSH_ALLOW_LOOPBACK_ENDPOINTS is for tests and demos")
         return self
 
     @property
@@ -398,6 +432,10 @@ class Settings(BaseSettings):
     @property
     def sms_enabled(self) -> bool:
         return bool(self.sms_sendsms_url)
+
+    @property
+    def push_enabled(self) -> bool:
+        return bool(self.push_vapid_subject)
 
     @property
     def is_sqlite(self) -> bool:

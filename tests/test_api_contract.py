@@ -88,6 +88,8 @@ def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, di
         # Generated requests come fast; the limits have tests of their own.
         rate_limit_user_per_hour=0,
         rate_limit_village_notices_per_hour=0,
+        push_vapid_subject="mailto:ops@maeul.example.go.kr",
+        push_subscriptions_per_minute=10_000,
     )
     asyncio.run(seed_database(database_url, preset="tiny", city_code=settings.city_code))
     app = create_app(settings, bus=FakeBus(), clock=FakeClock())

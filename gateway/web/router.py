@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from gateway.auth import Sender
 from gateway.deps import RuntimeDep, state_of
@@ -76,6 +76,41 @@ async def manifest() -> FileResponse:
     return FileResponse(
         STATIC / "manifest.webmanifest", media_type="application/manifest+json", headers=_NO_STALE
     )
+
+
+def _notices_manifest(start_url: str) -> JSONResponse:
+    """The residents' page as an app: it opens on the village it was installed from."""
+    return JSONResponse(
+        {
+            "name": "우리 마을 방송 알림",
+            "short_name": "마을 알림",
+            "description": "마을 스피커로 나간 안내를 읽고 다시 듣고, 알림으로 받습니다.",
+            "lang": "ko",
+            "id": "/notices",
+            "start_url": start_url,
+            "scope": "/notices",
+            "display": "standalone",
+            "background_color": "#ffffff",
+            "theme_color": "#0f5132",
+            "icons": [
+                {"src": "/static/icons/icon-192.png", "sizes": "192x192", "type": "image/png"},
+                {"src": "/static/icons/icon-512.png", "sizes": "512x512", "type": "image/png"},
+                {"src": "/static/icons/icon.svg", "sizes": "any", "type": "image/svg+xml"},
+            ],
+        },
+        media_type="application/manifest+json",
+        headers=_NO_STALE,
+    )
+
+
+@pages.get("/notices.webmanifest")
+async def notices_manifest() -> JSONResponse:
+    return _notices_manifest("/notices")
+
+
+@pages.get("/notices/{village_id}/manifest.webmanifest")
+async def village_notices_manifest(village_id: int) -> JSONResponse:
+    return _notices_manifest(f"/notices/{village_id}")
 
 
 @pages.get("/sw.js")

@@ -58,6 +58,7 @@ class Stack:
     other_village_name: str
     head_village_id: int
     head_village_name: str
+    database_url: str
     admin: str = "admin"
     safety: str = "safety"
     officer: str = "officer"
@@ -73,16 +74,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
     """The tiny preset (two districts, five villages, eight speakers), every speaker online."""
     folder = tmp_path_factory.mktemp("web")
     loop = LoopThread()
+    database_url = loop.run(
+        seed_database(f"sqlite+aiosqlite:///{folder / 'maeul.db'}", preset="tiny")
+    )
     gateway = GatewayProcess(
-        database_url=loop.run(
-            seed_database(f"sqlite+aiosqlite:///{folder / 'maeul.db'}", preset="tiny")
-        ),
+        database_url=database_url,
         mqtt_url=mqtt_url,
         data_dir=folder,
         city_code="jinju",
         # One head's village receives every phone test's sends within the hour, more than a
-        # village may (the limit is tested in tests/flow/test_send_limits.py).
-        extra_env={"GATEWAY_RATE_LIMIT_VILLAGE_NOTICES_PER_HOUR": "50"},
+        # village may (the limit is tested in tests/flow/test_send_limits.py); web push on, to a
+        # push service on this machine (tests/browser/test_push_page.py).
+        extra_env={
+            "GATEWAY_RATE_LIMIT_VILLAGE_NOTICES_PER_HOUR": "50",
+            "GATEWAY_PUSH_VAPID_SUBJECT": "mailto:ops@maeul.example.go.kr",
+            "GATEWAY_PUSH_ALLOW_LOOPBACK_ENDPOINTS": "true",
+        },
     )
     fleet: Fleet | None = None
     try:
@@ -99,7 +106,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
         fleet = loop.run(started())
         headers = bearer(TOKEN)
         with httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as api:
-            yield _prepare(gateway.url, api)
+            yield _prepare(gateway.url, api, database_url)
     finally:
         if fleet is not None:
             loop.run(fleet.stop())
@@ -107,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
         loop.close()
 
 
-def _prepare(url: str, api: httpx.Client) -> Stack:
+def _prepare(url: str, api: httpx.Client, database_url: str) -> Stack:
     districts = api.get("/api/v1/districts").json()["items"]
     district, other = districts[0], districts[1]
     own = api.get("/api/v1/villages", params={"district_id": district["id"]}).json()["items"]
@@ -141,6 +148,7 @@ def _prepare(url: str, api: httpx.Client) -> Stack:
         other_village_name=others[0]["name"],
         head_village_id=head_village["id"],
         head_village_name=head_village["name"],
+        database_url=database_url,
     )
 
 

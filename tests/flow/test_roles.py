@@ -37,6 +37,10 @@ PUBLIC = {
     ("POST", "/api/v1/enrollment/redeem"),
     # Kannel's delivery-report callback: the signature in the link is the credential (tests/sms).
     ("GET", "/api/v1/sms/dlr"),
+    # Residents' browsers subscribe to web push without an account (tests/push).
+    ("GET", "/api/v1/push/vapid-public-key"),
+    ("POST", "/api/v1/push/subscriptions"),
+    ("DELETE", "/api/v1/push/subscriptions"),
     ("GET", "/api/v1/residents/consent"),
     ("POST", "/api/v1/residents/signup"),
     ("POST", "/api/v1/residents/signup/verify"),

@@ -6,6 +6,9 @@ const villageId = Number(location.pathname.split("/")[2]) || null;
 const PLAY = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 4l13 8-13 8z" fill="currentColor"/></svg>';
 const STOP = '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="6" width="12" height="12" fill="currentColor"/></svg>';
 
+// The service worker keeps the page for offline starts and shows push notices.
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+
 async function getJson(path) {
   const response = await reach(`${API}/${path}`);
   const body = await readBody(response);
@@ -27,7 +30,9 @@ async function showVillage() {
   document.getElementById("title").textContent = `${village.name} 방송`;
   document.getElementById("subtitle").textContent = `${village.district_name} ${village.name} 스피커로 나간 안내 (최근 한 달)`;
   const listed = new Set(data.items.map((n) => n.id));
-  content.innerHTML = (data.items.length === 0 ? '<p class="empty">최근 한 달 동안 나간 방송이 없습니다.</p>' :
+  // Installed from here, the app opens on this village.
+  document.querySelector("link[rel=manifest]").href = `/notices/${encodeURIComponent(village.id)}/manifest.webmanifest`;
+  content.innerHTML = '<section class="alerts" id="alerts" hidden></section>' + (data.items.length === 0 ? '<p class="empty">최근 한 달 동안 나간 방송이 없습니다.</p>' :
     data.items.map((n) => `
       <article class="item cat-${esc(n.category)}${n.all_clear_of ? " all-clear" : ""}" id="notice-${esc(n.id)}" data-notice="${esc(n.id)}">
         <div class="meta"><span class="badge cat-${esc(n.category)}">${esc(WORDS.category[n.category] || n.category)}</span>
@@ -40,6 +45,9 @@ async function showVillage() {
         ${n.audio_url ? `<button class="play" type="button" data-src="${esc(n.audio_url)}" aria-pressed="false">${PLAY} 다시 듣기</button>` : ""}
       </article>`).join("")) +
     '<p class="foot">이 화면에는 개인 정보가 없습니다. <a href="/notices">다른 마을 보기</a></p>';
+  offerPush(document.getElementById("alerts"), village.id).catch(() => {});
+  const target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (target) target.scrollIntoView();
   const audio = new Audio();
   let current = null;
   const reset = () => {
