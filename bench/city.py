@@ -38,6 +38,8 @@ FLEET_HEARTBEAT_S = 300
 GATEWAY_ENV = {"GATEWAY_ACK_TIMEOUT_S": "60", "GATEWAY_HEARTBEAT_S": str(FLEET_HEARTBEAT_S)}
 JINJU_VILLAGES = 358
 JINJU_DISTRICTS = 21
+# Tries of one broadcast's POST when the connection breaks under it (same Idempotency-Key).
+POST_ATTEMPTS = 3
 
 
 async def seed_database(folder: Path, speaker_count: int | None) -> str:
@@ -281,14 +283,25 @@ class Bench:
     async def post_broadcast(self, recording: bytes) -> tuple[str, float]:
         """Send to every village; the broadcast id and the perf_counter when 201 came back."""
         assert self.client is not None
-        response = await self.client.post(
-            "/api/v1/broadcasts",
-            data={"category": "administrative", "all_villages": "true"},
-            files={"file": ("phone.m4a", recording, "audio/mp4")},
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-        )
+        key = uuid.uuid4().hex
+        for attempt in range(POST_ATTEMPTS):
+            try:
+                response = await self.client.post(
+                    "/api/v1/broadcasts",
+                    data={"category": "administrative", "all_villages": "true"},
+                    files={"file": ("phone.m4a", recording, "audio/mp4")},
+                    headers={"Idempotency-Key": key},
+                )
+                break
+            except httpx.TransportError:
+                # A kept-alive connection the server closed as the request left: sent again
+                # under the same key, the gateway answers with the broadcast it made, if any.
+                if attempt == POST_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2)
         started = time.perf_counter()
-        if response.status_code != 201:
+        # 200: a repeat the gateway had already taken (Idempotent-Replayed).
+        if response.status_code not in (200, 201):
             raise RuntimeError(f"broadcast refused: {response.status_code} {response.text}")
         return str(response.json()["id"]), started
 

@@ -43,7 +43,8 @@ def soak_size(smoke: bool, full: bool) -> SoakSize:
     elif full:
         default = SoakSize(speakers=None, warmup=90, broadcasts=900)
     else:
-        default = SoakSize(speakers=None, warmup=45, broadcasts=90)
+        # Jinju fills the ack intake's per-command counts (50,000) in about 72 broadcasts.
+        default = SoakSize(speakers=None, warmup=90, broadcasts=90)
     return SoakSize(
         speakers=default.speakers,
         warmup=int(os.environ.get("BENCH_SOAK_WARMUP", default.warmup)),

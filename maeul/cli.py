@@ -87,6 +87,9 @@ def run(
     simulate: Annotated[bool, typer.Option(help="Start the simulated speaker fleet")] = True,
 ) -> None:
     """Run the whole demo on embedded defaults: broker, database, gateway and speakers."""
+    from gateway.allocator import tune_allocator
+
+    tune_allocator()  # before any thread starts
     from maeul.run import run_demo
 
     raise typer.Exit(
@@ -100,6 +103,10 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
     """Serve the gateway API with settings from GATEWAY_* environment variables."""
+    from gateway.allocator import tune_allocator
+
+    tune_allocator()  # before any thread starts
+
     import uvicorn
 
     from gateway.app import create_app

@@ -101,6 +101,16 @@ class Intake:
         self.on_change: list[asyncio.Event] = []
         self._holding = 0  # messages taken from the bus and not yet recorded
 
+    def held(self) -> dict[str, int]:
+        """How many entries each of the intake's memories holds: every one is bounded."""
+        return {
+            "speaker_ids": len(self._ids),
+            "recent_acks": len(self._recent),
+            "per_command": len(self._per_command),
+            "unmatched": len(self._unmatched),
+            "reported": len(self._reported),
+        }
+
     async def drain(self, limit_s: float) -> bool:
         """Wait (at most `limit_s`) until every message the bus has handed over is recorded:
         a replica stopping on purpose leaves nothing it was given behind. True when all was."""
