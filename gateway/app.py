@@ -74,8 +74,6 @@ from gateway.signing import KeySeal, SigningKeyError, prepare_keys
 from gateway.signing_router import router as keys_router
 from gateway.sms.links import KEY_NAME as SMS_DLR_KEY
 from gateway.sms.links import ReportLinks
-from gateway.sms.numbers import KEY_NAME as PHONE_NUMBER_KEY
-from gateway.sms.numbers import NumberSeal
 from gateway.sms.router import router as sms_router
 from gateway.sms.sendsms import KannelSender
 from gateway.sms.worker import SmsWorker
@@ -95,8 +93,9 @@ log = logging.getLogger(__name__)
 STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key", "audio_url_key", "phone_key")
 # And those of replicas with background workers, which sign the audit checkpoints.
 WORKER_SECRETS: Final = ("audit_checkpoint_key",)
-# And those of a gateway that sends SMS: sealing phone numbers, signing delivery-report links.
-SMS_SECRETS: Final = (PHONE_NUMBER_KEY, SMS_DLR_KEY)
+# And those of a gateway that sends SMS: signing delivery-report links (its numbers are
+# sealed with phone_key, above).
+SMS_SECRETS: Final = (SMS_DLR_KEY,)
 
 API = "/api/v1"
 
@@ -440,7 +439,7 @@ def create_app(
                 clock,
                 sms_sender,
                 city_id=city_id,
-                seal=NumberSeal.from_settings(settings),
+                cipher=phone_cipher,
                 links=state.sms_links,
             )
         state.sms_worker = sms_worker

@@ -243,10 +243,8 @@ class Settings(BaseSettings):
     sms_max_attempts: int = Field(default=5, ge=1, le=50)
     sms_retry_backoff_s: float = Field(default=5.0, gt=0, le=3600)
     sms_poll_s: float = Field(default=1.0, gt=0, le=60)
-    # Encrypts stored phone numbers (AES-GCM) and signs delivery-report links (HMAC); the same
-    # on every replica (``gateway.keyfiles``: required in production when SMS is on).
-    phone_number_key: SecretStr | None = None
-    phone_number_key_file: Path | None = None
+    # Signs delivery-report links (HMAC); the same on every replica (``gateway.keyfiles``:
+    # required in production when SMS is on). Numbers are sealed with ``phone_key``.
     sms_dlr_key: SecretStr | None = None
     sms_dlr_key_file: Path | None = None
 

@@ -39,10 +39,12 @@ async def test_korean_texts_reach_the_smsc_intact_and_reports_mark_them_delivere
     configure_logging("DEBUG")  # as the gateway process sets it up, at its most verbose
     caplog.set_level(logging.DEBUG)
     short_to, long_to = random_mobile(), random_mobile()
+    code_to = random_mobile()
     short_id = await sms_gateway.enqueue(f"{short_to[:3]}-{short_to[3:7]}-{short_to[7:]}", NOTICE)
     long_id = await sms_gateway.enqueue(long_to, LONG_NOTICE)
+    code_id = await sms_gateway.enqueue(code_to, "인증번호 482913", forget_text=True)
 
-    assert await sms_gateway.worker.send_due() == Counter(sent=2)
+    assert await sms_gateway.worker.send_due() == Counter(sent=3)
 
     short = await sms_gateway.wait_for(short_id, final)
     long = await sms_gateway.wait_for(long_id, final)
@@ -50,6 +52,11 @@ async def test_korean_texts_reach_the_smsc_intact_and_reports_mark_them_delivere
     assert (long.status, long.last_report, long.parts) == (SmsStatus.DELIVERED, 1, 3)
     assert short.sent_at is not None
     assert short.finished_at is not None
+    # Done with: no number left to open, and a verification code's text is gone (the notice's
+    # text stays, for the record).
+    code = await sms_gateway.wait_for(code_id, final)
+    assert kannel.smsc.messages_to(code_to) == ["인증번호 482913"]
+    assert (code.to_sealed, code.text, short.to_sealed, short.text) == (b"", "", b"", NOTICE)
     # UCS-2 at the SMSC, decoded back to exactly what was queued; the long one in its 3 parts.
     assert kannel.smsc.messages_to(short_to) == [NOTICE]
     assert kannel.smsc.messages_to(long_to) == [LONG_NOTICE]
@@ -59,7 +66,7 @@ async def test_korean_texts_reach_the_smsc_intact_and_reports_mark_them_delivere
     # The numbers never reach the database file in the clear, in any spelling.
     database = Path(sms_gateway.settings.database_url.split("///", 1)[1])
     stored = await asyncio.to_thread(database.read_bytes)
-    for number in (short_to, long_to, long_to[3:], short_to[3:7]):
+    for number in (short_to, long_to, long_to[3:], short_to[3:7], code_to):
         assert number.encode() not in stored
         assert number not in caplog.text
     assert sms_gateway.kannel.config.sendsms_password not in caplog.text
