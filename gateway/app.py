@@ -50,6 +50,8 @@ from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router
 from gateway.enrollment.router import router as enrollment_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
+from gateway.fallback.router import router as fallback_router
+from gateway.fallback.worker import FallbackWorker
 from gateway.keyfiles import check_secrets, load_secret
 from gateway.live.fanout import FakeLiveBus, LiveBus, MqttLiveBus
 from gateway.live.hub import LiveHub
@@ -443,6 +445,15 @@ def create_app(
                 links=state.sms_links,
             )
         state.sms_worker = sms_worker
+        fallback_worker = FallbackWorker(
+            state.sessions,
+            settings,
+            clock,
+            city_id=city_id,
+            cipher=phone_cipher,
+            queued=sms_worker.wake.set if sms_worker is not None else None,
+        )
+        state.fallback_worker = fallback_worker
         fanout = live_bus
         if fanout is None and bus is None:
             real_fanout = MqttLiveBus(settings.mqtt, client_id=live_id)
@@ -477,6 +488,11 @@ def create_app(
             ]
         if settings.background_workers and sms_worker is not None:
             tasks.append(asyncio.create_task(_supervised(sms_worker.run, "sms"), name="sms"))
+        if settings.background_workers and settings.sms_enabled:
+            # Only SMS falls back for now: without it, nothing would be sent, so nothing is planned.
+            tasks.append(
+                asyncio.create_task(_supervised(fallback_worker.run, "fallback"), name="fallback")
+            )
         state.checkpointer = checkpointer
         try:
             yield
@@ -597,6 +613,7 @@ def create_app(
     app.include_router(residents_router, prefix=API)
     app.include_router(officer_alerts_router, prefix=API)
     app.include_router(sms_router, prefix=API)
+    app.include_router(fallback_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

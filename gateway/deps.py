@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gateway.deliveries.intake import Intake
     from gateway.deliveries.sweeper import Sweeper
     from gateway.devicesec.brokeradmin import BrokerAdmin
+    from gateway.fallback.worker import FallbackWorker
     from gateway.live.hub import LiveHub
     from gateway.metrics import Metrics
     from gateway.residents.crypto import PhoneCipher
@@ -91,6 +92,7 @@ class AppState(State):
     checkpointer: Checkpointer | None  # None on a replica without background workers
     sms_links: ReportLinks | None  # None when this gateway sends no SMS
     sms_worker: SmsWorker | None
+    fallback_worker: FallbackWorker
 
     # Loaded at the first broker hook (gateway/devicesec/broker_hooks.py), then kept.
     broker_hook_secret: bytes

@@ -246,6 +246,11 @@ class Settings(BaseSettings):
     # Signs delivery-report links (HMAC); the same on every replica (``gateway.keyfiles``:
     # required in production when SMS is on). Numbers are sealed with ``phone_key``.
     sms_dlr_key: SecretStr | None = None
+    # The default fallback rule (a city sets its own per category): seconds a village's speakers
+    # have to all play before its consenting residents are told by phone.
+    fallback_disaster_after_s: int = Field(default=120, ge=0, le=86_400)
+    fallback_after_s: int = Field(default=600, ge=0, le=86_400)
+    fallback_poll_s: float = Field(default=1.0, gt=0, le=60)
     sms_dlr_key_file: Path | None = None
 
     @field_validator("trusted_proxies")
