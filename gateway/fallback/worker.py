@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.broadcasts.models import Broadcast
@@ -83,10 +84,14 @@ class FallbackWorker:
         """Plan new broadcasts, then decide every job due now; outcomes counted."""
         outcomes: Counter[str] = Counter()
         now = self._clock.now()
-        async with self._sessions() as session:
-            outcomes["planned"] = await self._plan(session, now)
-            outcomes["settled"] = await self._settle_early(session, now)
-            await session.commit()
+        try:
+            async with self._sessions() as session:
+                outcomes["planned"] = await self._plan(session, now)
+                outcomes["settled"] = await self._settle_early(session, now)
+                await session.commit()
+        except IntegrityError:
+            # Another replica planned the same broadcast at the same moment: its jobs stand.
+            log.debug("fallback: a broadcast was planned by another replica meanwhile")
         passed: set[int] = set()
         while (outcome := await self._decide_one(now, passed)) is not None:
             outcomes[outcome] += 1
