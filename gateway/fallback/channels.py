@@ -12,7 +12,7 @@ the registry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -24,7 +24,7 @@ from gateway.broadcasts.models import Broadcast
 from gateway.fallback.models import ChannelDelivery
 from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable
 from gateway.residents.models import Channel
-from gateway.residents.reach import phone_for_sending, reachable_residents
+from gateway.residents.reach import Reachable, phone_for_sending, reachable_residents
 from gateway.settings import Settings
 from gateway.sms.segments import count_parts
 from gateway.sms.service import enqueue_sms
@@ -82,17 +82,26 @@ async def _already(fanout: Fanout, resident_id: int, channel: str) -> bool:
 
 async def send_sms(fanout: Fanout) -> int:
     """One SMS to each resident of the village consenting to SMS now; returns how many were
-    queued. A resident whose consent went between the choice and the send is skipped
-    (``consent_withdrawn``)."""
+    queued."""
+    residents = await reachable_residents(
+        fanout.session,
+        fanout.broadcast.city_id,
+        [fanout.village_id],
+        Channel.SMS,
+        now=fanout.now,
+    )
+    return await sms_to(fanout, residents)
+
+
+async def sms_to(fanout: Fanout, residents: Sequence[Reachable]) -> int:
+    """One SMS to each of the chosen residents; one whose consent went since they were chosen
+    is skipped (``consent_withdrawn``)."""
     session, now = fanout.session, fanout.now
     text = sms_text(
         fanout.broadcast,
         fanout.village_name,
         listen_url(fanout.settings, fanout.village_id),
         max_parts=fanout.settings.sms_max_parts,
-    )
-    residents = await reachable_residents(
-        session, fanout.broadcast.city_id, [fanout.village_id], Channel.SMS, now=now
     )
     queued = 0
     for resident in residents:

@@ -12,10 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from gateway.broadcasts.models import Broadcast
-from gateway.fallback.channels import sms_text
+from gateway.fallback.channels import Fanout, sms_text, sms_to
+from gateway.fallback.models import ChannelDelivery
 from gateway.fallback.worker import FallbackWorker
+from gateway.residents.models import Channel
+from gateway.residents.reach import reachable_residents
 from tests.fallback.conftest import add_resident, fallback_messages
 from tests.flow.conftest import Stack
 from tests.flow.test_broadcast_flow import _ack, _commands, _create, _detail, _presence, recording
@@ -192,6 +196,47 @@ async def test_test_broadcasts_never_reach_phones_unless_the_rule_says_so(
     assert len(await fallback_messages(stack.app.state.sessions)) == 1
     assert (await client.delete("/api/v1/fallback-rules/administrative")).status_code == 204
     assert (await client.get("/api/v1/fallback-rules")).json()[1]["default"] is True
+
+
+@ON_SQLITE
+async def test_a_resident_withdrawn_after_being_chosen_is_skipped(
+    stack: Stack, recording: bytes
+) -> None:
+    client = stack.client
+    village = sorted(await _villages_with_speakers(stack))[0]
+    now = stack.clock.now().isoformat()
+    staying = await add_resident(client, village, "010-4000-0001", now)
+    leaving = await add_resident(client, village, "010-4000-0002", now)
+    status, body = await _create(stack, recording, village_ids=[village], text="안내")
+    assert status == 201, body
+    async with stack.app.state.sessions() as session:
+        chosen = await reachable_residents(
+            session, stack.app.state.city_id, [village], Channel.SMS, now=stack.clock.now()
+        )
+    assert {r.resident_id for r in chosen} == {staying, leaving}
+    # Withdrawn between the choice and the send (another request, committed meanwhile).
+    assert (await client.delete(f"/api/v1/residents/{leaving}")).status_code == 200
+    async with stack.app.state.sessions() as session:
+        fanout = Fanout(
+            session=session,
+            settings=stack.settings,
+            cipher=stack.app.state.phone_cipher,
+            broadcast=await session.get_one(Broadcast, body["id"]),
+            village_id=village,
+            village_name="",
+            now=stack.clock.now(),
+        )
+        assert await sms_to(fanout, chosen) == 1
+        assert await sms_to(fanout, chosen) == 0  # a second pass tells no one twice
+        await session.commit()
+    phone = _by_village(await _detail(stack, body["id"]))[village]["phone"]
+    assert phone == dict.fromkeys(PHONE, 0) | {"queued": 1, "skipped": 1}
+    async with stack.app.state.sessions() as session:
+        rows = list(await session.scalars(select(ChannelDelivery)))
+    assert {(r.resident_id, r.state, r.reason) for r in rows} == {
+        (staying, "queued", None),
+        (leaving, "skipped", "consent_withdrawn"),
+    }
 
 
 def test_a_long_text_is_cut_to_the_budget_and_keeps_its_link() -> None:
