@@ -46,8 +46,11 @@ from wire.contract import Category
 log = logging.getLogger(__name__)
 
 _CANDIDATES: Final = 20
-# Broadcasts planned per pass (the rest on the next).
+# Broadcasts planned per pass, newest first (the rest on the next).
 _PLAN_BATCH: Final = 50
+# A broadcast first seen older than this (the workers were down, or the gateway was just
+# upgraded) is not told by phone: an SMS that late would mislead more than help.
+PLAN_HORIZON: Final = timedelta(hours=1)
 
 
 class FallbackWorker:
@@ -106,9 +109,10 @@ class FallbackWorker:
                     Broadcast.city_id == self._city_id,
                     Broadcast.cancelled_at.is_(None),
                     Broadcast.expires_at > now,
+                    Broadcast.created_at >= now - PLAN_HORIZON,
                     ~exists(planned),
                 )
-                .order_by(Broadcast.created_at)
+                .order_by(Broadcast.created_at.desc())
                 .limit(_PLAN_BATCH)
             )
         )
