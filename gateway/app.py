@@ -53,6 +53,8 @@ from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router
 from gateway.enrollment.router import router as enrollment_router
 from gateway.errors import MaeulError, TooManyRequests, Unauthorized
+from gateway.fallback.router import router as fallback_router
+from gateway.fallback.worker import FallbackWorker
 from gateway.keyfiles import check_secrets, load_secret
 from gateway.live.fanout import FakeLiveBus, LiveBus, MqttLiveBus
 from gateway.live.hub import LiveHub
@@ -83,8 +85,6 @@ from gateway.signing import KeySeal, SigningKeyError, prepare_keys
 from gateway.signing_router import router as keys_router
 from gateway.sms.links import KEY_NAME as SMS_DLR_KEY
 from gateway.sms.links import ReportLinks
-from gateway.sms.numbers import KEY_NAME as PHONE_NUMBER_KEY
-from gateway.sms.numbers import NumberSeal
 from gateway.sms.router import router as sms_router
 from gateway.sms.sendsms import KannelSender
 from gateway.sms.worker import SmsWorker
@@ -104,8 +104,9 @@ log = logging.getLogger(__name__)
 STARTUP_SECRETS: Final = ("jwt_secret", "key_encryption_key", "audio_url_key", "phone_key")
 # And those of replicas with background workers, which sign the audit checkpoints.
 WORKER_SECRETS: Final = ("audit_checkpoint_key",)
-# And those of a gateway that sends SMS: sealing phone numbers, signing delivery-report links.
-SMS_SECRETS: Final = (PHONE_NUMBER_KEY, SMS_DLR_KEY)
+# And those of a gateway that sends SMS: signing delivery-report links (its numbers are
+# sealed with phone_key, above).
+SMS_SECRETS: Final = (SMS_DLR_KEY,)
 # And that of a gateway that sends web push: its VAPID key.
 PUSH_SECRETS: Final = (PUSH_VAPID_KEY,)
 
@@ -455,7 +456,7 @@ def create_app(
                 clock,
                 sms_sender,
                 city_id=city_id,
-                seal=NumberSeal.from_settings(settings),
+                cipher=phone_cipher,
                 links=state.sms_links,
             )
         state.sms_worker = sms_worker
@@ -465,6 +466,15 @@ def create_app(
             push_sender = WebPushSender(push_key, settings.push_vapid_subject)
             push_worker = PushWorker(state.sessions, settings, clock, push_sender, city_id=city_id)
         state.push_worker = push_worker
+        fallback_worker = FallbackWorker(
+            state.sessions,
+            settings,
+            clock,
+            city_id=city_id,
+            cipher=phone_cipher,
+            queued=sms_worker.wake.set if sms_worker is not None else None,
+        )
+        state.fallback_worker = fallback_worker
         fanout = live_bus
         if fanout is None and bus is None:
             real_fanout = MqttLiveBus(settings.mqtt, client_id=live_id)
@@ -507,6 +517,11 @@ def create_app(
             tasks.append(asyncio.create_task(_supervised(sms_worker.run, "sms"), name="sms"))
         if settings.background_workers and push_worker is not None:
             tasks.append(asyncio.create_task(_supervised(push_worker.run, "push"), name="push"))
+        if settings.background_workers and settings.sms_enabled:
+            # Only SMS falls back for now: without it, nothing would be sent, so nothing is planned.
+            tasks.append(
+                asyncio.create_task(_supervised(fallback_worker.run, "fallback"), name="fallback")
+            )
         state.checkpointer = checkpointer
         try:
             yield
@@ -634,6 +649,7 @@ def create_app(
     app.include_router(sms_router, prefix=API)
     app.include_router(cap_ingest_router, prefix=API)
     app.include_router(push_router, prefix=API)
+    app.include_router(fallback_router, prefix=API)
     app.include_router(web_router, prefix=API)
     app.include_router(web_pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -204,6 +204,7 @@ def import_models() -> MetaData:
     from gateway.deliveries import models as _deliveries  # noqa: F401
     from gateway.devicesec import models as _devicesec  # noqa: F401
     from gateway.enrollment import models as _enrollment  # noqa: F401
+    from gateway.fallback import models as _fallback  # noqa: F401
     from gateway.live import models as _live  # noqa: F401
     from gateway.officer_alerts import models as _officer_alerts  # noqa: F401
     from gateway.places import models as _places  # noqa: F401

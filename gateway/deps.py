@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from gateway.deliveries.intake import Intake
     from gateway.deliveries.sweeper import Sweeper
     from gateway.devicesec.brokeradmin import BrokerAdmin
+    from gateway.fallback.worker import FallbackWorker
     from gateway.live.hub import LiveHub
     from gateway.metrics import Metrics
     from gateway.push.keys import VapidKey
@@ -99,6 +100,7 @@ class AppState(State):
     push_key: VapidKey | None  # None when this gateway sends no push
     push_worker: PushWorker | None
     push_limit: SubscribeLimit
+    fallback_worker: FallbackWorker
 
     # Loaded at the first broker hook (gateway/devicesec/broker_hooks.py), then kept.
     broker_hook_secret: bytes

@@ -537,10 +537,10 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "The announcement text has no letters or digits to read aloud.",
     ),
     "unknown_speech_engine": _e(422, "알 수 없는 음성 엔진입니다.", "Unknown speech engine."),
-    "sms_phone_invalid": _e(
+    "fallback_channel_unavailable": _e(
         422,
-        "휴대전화 번호 형식이 아닙니다 (예: 010-1234-5678).",
-        "Not a Korean mobile number (e.g. 010-1234-5678).",
+        "이 게이트웨이에서 쓸 수 없는 대체 수단입니다.",
+        "That channel cannot be used for fallback on this gateway.",
     ),
     "sms_text_empty": _e(422, "보낼 문자 내용이 없습니다.", "The SMS text is empty."),
     "sms_text_too_long": _e(

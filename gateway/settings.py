@@ -256,11 +256,14 @@ class Settings(BaseSettings):
     sms_max_attempts: int = Field(default=5, ge=1, le=50)
     sms_retry_backoff_s: float = Field(default=5.0, gt=0, le=3600)
     sms_poll_s: float = Field(default=1.0, gt=0, le=60)
-    # Encrypts stored phone numbers (AES-GCM) and signs delivery-report links (HMAC); the same
-    # on every replica (``gateway.keyfiles``: required in production when SMS is on).
-    phone_number_key: SecretStr | None = None
-    phone_number_key_file: Path | None = None
+    # Signs delivery-report links (HMAC); the same on every replica (``gateway.keyfiles``:
+    # required in production when SMS is on). Numbers are sealed with ``phone_key``.
     sms_dlr_key: SecretStr | None = None
+    # The default fallback rule (a city sets its own per category): seconds a village's speakers
+    # have to all play before its consenting residents are told by phone.
+    fallback_disaster_after_s: int = Field(default=120, ge=0, le=86_400)
+    fallback_after_s: int = Field(default=600, ge=0, le=86_400)
+    fallback_poll_s: float = Field(default=1.0, gt=0, le=60)
     sms_dlr_key_file: Path | None = None
 
     # CAP 1.2 in (README, "CAP 1.2 in"): the table from CAP event, urgency, severity and

@@ -218,6 +218,14 @@ class FakeSmsc:
             return []
         return [part for line in lines if (part := parse_fakesmsc_line(line)) is not None]
 
+    async def wait_for(self, receiver: str, count: int = 1) -> list[str]:
+        """The messages to `receiver` once `count` of them are in the log (the caller bounds
+        the wait). Kannel reports a message delivered as it hands it to fakesmsc, a moment before
+        fakesmsc writes its line, and the log is a file to poll, not an event to await."""
+        while len(found := self.messages_to(receiver)) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return found
+
     def messages_to(self, receiver: str) -> list[str]:
         """Every message to `receiver`, its concatenated parts joined in order."""
         single: list[str] = []

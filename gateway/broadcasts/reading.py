@@ -25,6 +25,7 @@ from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
 from gateway.errors import NotFound
+from gateway.fallback import reading as fallback
 from gateway.places import service as places
 from gateway.places.models import City
 from wire.contract import Category
@@ -160,6 +161,7 @@ async def summarize(
 ) -> BroadcastSummary | BroadcastDetail:
     """Speakers counted by state and villages by outcome; with detail, every speaker's state."""
     speaker_counts, tallies = await deliveries.tally(session, broadcast.id)
+    phones = await fallback.phone_counts(session, broadcast.id)
     resolved = reached_villages(broadcast)
     clear = (await cleared(session, [broadcast.id])).get(broadcast.id)
     village_counts = VillageCounts(total=len(resolved))
@@ -190,10 +192,12 @@ async def summarize(
         "target": {k: v for k, v in broadcast.target.items() if k != "resolved_village_ids"},
         "villages": village_counts,
         "speakers": SpeakerCounts(**speaker_counts),
+        "phone": fallback.total(phones),
     }
     if not detail:
         return BroadcastSummary.model_validate(fields)
     names = await places.village_codes(session, resolved)
+    jobs = await fallback.fallbacks(session, broadcast.id)
     by_village: dict[int, list[SpeakerDelivery]] = {v: [] for v in resolved}
     rows_of: dict[int, list[Delivery]] = {}
     repeated = broadcast.target.get("resend_of")
@@ -225,6 +229,11 @@ async def summarize(
             name=names[vid][1] if vid in names else "",
             outcome=outcomes.get(vid, "no_speakers"),
             speakers=rows,
+            speakers_played=tallies[vid].played if vid in tallies else 0,
+            # No indoor receiver sends a heard acknowledgement yet (see the field's description).
+            households_confirmed=0,
+            phone=phones.get(vid) or fallback.PhoneCounts(),
+            fallback=jobs.get(vid),
             **proof.live_figures(rows_of.get(vid, ())).fields(),
         )
         for vid, rows in by_village.items()

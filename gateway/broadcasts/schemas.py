@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gateway.fallback.schemas import PhoneCounts, VillageFallback
 from wire.contract import Category
 
 BroadcastState = Literal["queued", "in_progress", "completed", "cancelled"]
@@ -115,6 +116,20 @@ class VillageDelivery(BaseModel):
     live_frames_lost: int | None = Field(
         None, description="Live broadcasts: frames lost, summed over its speakers."
     )
+    speakers_played: int = Field(0, description="Its speakers that played (played or played_late).")
+    households_confirmed: int = Field(
+        0,
+        description="Households whose indoor receiver confirmed the notice with its 들었어요 "
+        "button (a heard acknowledgement). Indoor receivers do not send that acknowledgement "
+        "in this version, so it is 0 until they do.",
+    )
+    phone: PhoneCounts = Field(
+        default_factory=PhoneCounts,
+        description="Its residents told by phone (the fallback), by their message's state.",
+    )
+    fallback: VillageFallback | None = Field(
+        None, description="The fallback to phones: null until the gateway has planned it."
+    )
 
 
 class BroadcastSummary(BaseModel):
@@ -133,6 +148,10 @@ class BroadcastSummary(BaseModel):
     target: dict[str, object]
     villages: VillageCounts
     speakers: SpeakerCounts
+    phone: PhoneCounts = Field(
+        default_factory=PhoneCounts,
+        description="Residents told by phone (the fallback), over every village.",
+    )
     evidence_hold: bool = False
     audio_purged_at: datetime | None = Field(
         None, description="The recording was deleted at the end of its retention period"

@@ -38,9 +38,24 @@ async def list_village_notices(
     city: CityDep,
     now: NowDep,
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
+    lang: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+            description="The resident's language (BCP 47, e.g. vi, en); Korean where the "
+            "notice has no text in it.",
+        ),
+    ] = None,
 ) -> VillageNotices:
-    """The notices the village's speakers played in the last month, newest first (no login):
-    live broadcasts only, never test or exercise ones, and none that was cancelled."""
+    """Every notice addressed to the village in the last month, newest first (no login),
+    whether or not its speakers played it (``played``): real broadcasts only, never test or
+    exercise ones, and none cancelled before it was sent."""
     return await service.list_notices(
-        session, city, village_id, now=now, limit=limit, links=state_of(request).audio_links
+        session,
+        city,
+        village_id,
+        now=now,
+        limit=limit,
+        links=state_of(request).audio_links,
+        lang=lang,
     )

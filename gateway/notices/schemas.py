@@ -27,7 +27,19 @@ class Notice(BaseModel):
     category: Category
     title: str | None
     text: str | None
-    played_at: datetime = Field(description="When the village's first speaker finished it.")
+    language: str = Field(
+        description="The language of the title and text: the one asked for (``lang``) where "
+        "the broadcast has it, else Korean (ko)."
+    )
+    sent_at: datetime = Field(description="When the broadcast was sent.")
+    played_at: datetime | None = Field(
+        description="When the village's first speaker finished it; null: not played there."
+    )
+    played: bool = Field(
+        description="Whether the village's speakers played it (residents' page: "
+        "'스피커로 방송되지 않았습니다' when false)."
+    )
+    cancelled: bool = Field(description="Cancelled after it was sent.")
     duration_ms: int
     audio_url: str | None = Field(
         description="The broadcast's audio, a signed link good while the notice is listed; "

@@ -1,16 +1,17 @@
-"""Residents' notices: live broadcasts a village's speakers played, newest first, for a while."""
+"""Residents' notices: every real broadcast addressed to a village, newest first, for a while,
+with whether its speakers played it."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import Broadcast
-from gateway.broadcasts.reading import cleared
+from gateway.broadcasts.reading import cleared, reached_villages
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.states import HEARD
 from gateway.notices.schemas import Notice, PublicVillage, PublicVillagePage, VillageNotices
@@ -22,6 +23,8 @@ from wire.contract import Category
 KEEP_FOR: Final = timedelta(days=31)
 # Browsers play either; MP3 first because every phone's browser plays it.
 _AUDIO_ORDER: Final = ("mp3", "opus")
+# Broadcasts read at a time while looking for those addressed to a village.
+_BATCH: Final = 200
 
 
 def _audio_url(broadcast: Broadcast, links: AudioLinks) -> str | None:
@@ -51,6 +54,14 @@ async def find_villages(
     )
 
 
+def in_language(broadcast: Broadcast, lang: str | None) -> tuple[str | None, str | None, str]:
+    """The notice's title and text in ``lang`` where the broadcast has them, else in Korean,
+    and the language they are in. Broadcasts carry one text, in Korean, so far: this is where
+    texts per language will be chosen."""
+    del lang  # no broadcast has a text in another language yet
+    return broadcast.title, broadcast.text, "ko"
+
+
 async def list_notices(
     session: AsyncSession,
     city: City,
@@ -59,50 +70,87 @@ async def list_notices(
     now: datetime,
     limit: int,
     links: AudioLinks,
+    lang: str | None = None,
 ) -> VillageNotices:
-    """Only live broadcasts (never test or exercise) that at least one of the village's speakers
-    played and that were not cancelled: what residents really heard."""
+    """Every real broadcast (never test or exercise) addressed to the village in the last month,
+    newest first, whether or not its speakers played it; one cancelled before anything was sent
+    is left out."""
     village = await places.get_village(session, city, village_id)
-    played_at = func.min(Delivery.played_at).label("played_at")
-    rows = await session.execute(
-        select(Broadcast, played_at)
-        .join(Delivery, Delivery.broadcast_id == Broadcast.id)
+    sent_before_cancel = exists(
+        select(Delivery.id).where(
+            Delivery.broadcast_id == Broadcast.id,
+            Delivery.sent_at.is_not(None),
+            Delivery.sent_at <= Broadcast.cancelled_at,
+        )
+    )
+    candidates = (
+        select(Broadcast)
         .where(
             Broadcast.city_id == city.id,
             Broadcast.mode == "live",
-            Broadcast.cancelled_at.is_(None),
             Broadcast.created_at >= now - KEEP_FOR,
+            or_(Broadcast.cancelled_at.is_(None), sent_before_cancel),
+        )
+        .order_by(Broadcast.created_at.desc(), Broadcast.id)
+    )
+    # Addressed to the village: its id among the villages the target resolved to (JSON, so
+    # checked here, newest first, until the page is full; resends included, folded below).
+    addressed: list[Broadcast] = []
+    offset = 0
+    while len(addressed) < 2 * limit:
+        batch = list(await session.scalars(candidates.limit(_BATCH).offset(offset)))
+        addressed += [b for b in batch if village_id in reached_villages(b)]
+        if len(batch) < _BATCH:
+            break
+        offset += _BATCH
+    addressed = addressed[: 2 * limit]
+    played_at = func.min(Delivery.played_at)
+    rows = await session.execute(
+        select(Delivery.broadcast_id, played_at)
+        .where(
+            Delivery.broadcast_id.in_([b.id for b in addressed]),
             Delivery.village_id == village_id,
             Delivery.state.in_([s.value for s in HEARD]),
             Delivery.played_at.is_not(None),
         )
-        .group_by(Broadcast.id)
-        .order_by(played_at.desc(), Broadcast.id)
-        .limit(limit)
+        .group_by(Delivery.broadcast_id)
     )
-    played = list(rows.tuples())
-    # A resend to the speakers that missed it is the same notice: residents see it once, as the
-    # earliest broadcast of the chain that this village played.
-    listed = {broadcast.id for broadcast, _ in played}
+    played: dict[str, datetime] = {bid: when for bid, when in rows.tuples() if when is not None}
+    # A resend to the speakers that missed it is the same notice: residents see it once, as
+    # the original, played when the first of the chain played.
+    listed = {b.id for b in addressed}
+    for broadcast in addressed:
+        original = broadcast.target.get("resend_of")
+        when = played.get(broadcast.id)
+        if isinstance(original, str) and original in listed and when is not None:
+            earlier = played.get(original)
+            played[original] = when if earlier is None else min(when, earlier)
     ended = await cleared(session, sorted(listed))
-    items = [
-        Notice(
-            id=broadcast.id,
-            category=Category(broadcast.category),
-            title=broadcast.title,
-            text=broadcast.text,
-            played_at=when,
-            duration_ms=broadcast.duration_ms,
-            audio_url=_audio_url(broadcast, links),
-            all_clear_of=broadcast.all_clear_of,
-            all_cleared_at=ended[broadcast.id].at if broadcast.id in ended else None,
+    items = []
+    for broadcast in addressed:
+        if broadcast.target.get("resend_of") in listed:
+            continue
+        title, text, language = in_language(broadcast, lang)
+        items.append(
+            Notice(
+                id=broadcast.id,
+                category=Category(broadcast.category),
+                title=title,
+                text=text,
+                language=language,
+                sent_at=broadcast.created_at,
+                played_at=played.get(broadcast.id),
+                played=broadcast.id in played,
+                cancelled=broadcast.cancelled_at is not None,
+                duration_ms=broadcast.duration_ms,
+                audio_url=_audio_url(broadcast, links),
+                all_clear_of=broadcast.all_clear_of,
+                all_cleared_at=ended[broadcast.id].at if broadcast.id in ended else None,
+            )
         )
-        for broadcast, when in played
-        if broadcast.target.get("resend_of") not in listed
-    ]
     return VillageNotices(
         village=PublicVillage(
             id=village.id, name=village.name, district_name=village.district_name
         ),
-        items=items,
+        items=items[:limit],
     )

@@ -1,4 +1,4 @@
-"""Tables for households, residents and their consent, sign-up codes and the SMS outbox.
+"""Tables for households, residents and their consent, and sign-up codes.
 
 No column holds a phone number in the clear: each is AES-GCM ciphertext with the id of the key
 that sealed it, a keyed hash for lookups and the last four digits for the mask
@@ -132,33 +132,3 @@ class PhoneVerification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-
-
-class SmsState(StrEnum):
-    QUEUED = "queued"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-
-class SmsMessage(Base):
-    """An SMS to send: written in the transaction that decided it, sent by the SMS transport,
-    which drains the queued rows. The recipient is sealed like a resident's number (context
-    ``sms:<reference>``)."""
-
-    __tablename__ = "sms_outbox"
-    __table_args__ = (UniqueConstraint("city_id", "reference"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    city_id: Mapped[int] = mapped_column(ForeignKey("cities.id", ondelete="CASCADE"), index=True)
-    # The sender's own id for the message (``signup:<id>:<n>``...): a second send of the same
-    # reference is the same message, never a second SMS.
-    reference: Mapped[str] = mapped_column(String(100))
-    phone_key_id: Mapped[str] = mapped_column(String(16))
-    phone_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    text: Mapped[str] = mapped_column(String(2000))
-    state: Mapped[str] = mapped_column(String(16), default=SmsState.QUEUED.value, index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -1,5 +1,6 @@
 """Sending an SMS: the interface every sender implements, and the outbox sender that queues the
-message in the caller's transaction for the SMS transport to send after the commit."""
+message in the caller's transaction (``sms_messages``, `gateway.sms.service.enqueue_sms`) for
+the SMS worker to send after the commit."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.residents.crypto import PhoneCipher
-from gateway.residents.models import SmsMessage, SmsState
+from gateway.sms.models import SmsMessage
+from gateway.sms.service import enqueue_sms
 
 
 class SmsSender(Protocol):
@@ -19,50 +21,46 @@ class SmsSender(Protocol):
         message."""
 
 
-def recipient_context(reference: str) -> str:
-    """The associated data a queued message's recipient is sealed with."""
-    return f"sms:{reference}"
-
-
 class OutboxSender:
-    """Queues the message as a row of ``sms_outbox``: it goes out only if the transaction that
-    asked for it commits, and the transport sends each row once."""
+    """Queues verification codes as rows of ``sms_messages``: one goes out only if the
+    transaction that asked for it commits, the worker sends it once, and its text (the code) is
+    erased once it is sent or final. ``reference`` is ``<kind>:<id>`` (``signup:<id>``)."""
 
     def __init__(
-        self, session: AsyncSession, cipher: PhoneCipher, *, city_id: int, now: datetime
+        self,
+        session: AsyncSession,
+        cipher: PhoneCipher,
+        *,
+        city_id: int,
+        now: datetime,
+        max_parts: int = 10,
     ) -> None:
         self._session = session
         self._cipher = cipher
         self._city_id = city_id
         self._now = now
+        self._max_parts = max_parts
 
     async def send(self, to: str, text: str, *, reference: str) -> None:
+        kind, _, reference_id = reference.partition(":")
         existing = await self._session.scalar(
             select(SmsMessage.id).where(
-                SmsMessage.city_id == self._city_id, SmsMessage.reference == reference
+                SmsMessage.city_id == self._city_id,
+                SmsMessage.reference_kind == kind,
+                SmsMessage.reference_id == reference_id,
             )
         )
         if existing is not None:
             return
-        sealed = self._cipher.seal(to, context=recipient_context(reference))
-        self._session.add(
-            SmsMessage(
-                city_id=self._city_id,
-                reference=reference,
-                phone_key_id=sealed.key_id,
-                phone_ciphertext=sealed.ciphertext,
-                text=text,
-                state=SmsState.QUEUED.value,
-                attempts=0,
-                created_at=self._now,
-                updated_at=self._now,
-            )
+        await enqueue_sms(
+            self._session,
+            cipher=self._cipher,
+            city_id=self._city_id,
+            to_number=to,
+            text=text,
+            reference_kind=kind,
+            reference_id=reference_id,
+            now=self._now,
+            max_parts=self._max_parts,
+            forget_text=True,
         )
-        await self._session.flush()
-
-
-def open_recipient(cipher: PhoneCipher, message: SmsMessage) -> str:
-    """The number a queued message goes to (for the transport, at the moment it sends)."""
-    return cipher.open(
-        message.phone_key_id, message.phone_ciphertext, context=recipient_context(message.reference)
-    )

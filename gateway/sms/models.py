@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
 
 
 class SmsMessage(Base):
-    """One SMS to one phone. The number is sealed (`gateway.sms.numbers`), never stored plain;
+    """One SMS to one phone. The number is sealed (`gateway.sms.service.seal_recipient`), never
+    stored plain, and erased once the message is sent or final;
     what the message is for is named by ``reference_kind`` and ``reference_id`` (a resident, a
     broadcast's fallback...). Every change goes through `gateway.sms.service`, compared and set
     on ``version`` so two replicas never both move it."""
@@ -29,6 +30,8 @@ class SmsMessage(Base):
     reference_id: Mapped[str] = mapped_column(String(64))
     to_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     text: Mapped[str] = mapped_column(Text)
+    # Erase the text once sent or final (it carries a verification code).
+    forget_text: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     parts: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -8,6 +8,11 @@ in `gateway.sms.states`. Services flush, never commit.
 Each city has a daily budget of message parts (``sms_daily_budget``, the city's local day); a
 message is charged once, when first claimed, with a conditional update, so replicas never
 overspend it between them. A message over the budget ends as ``over_budget`` and is not sent.
+
+The recipient is sealed with the residents' `PhoneCipher` (``GATEWAY_PHONE_KEY``), the
+message's id as associated data. Once Kannel has a message (sent) or it can no longer go
+(delivered, failed, over budget), its sealed number is erased, and so is its text when it was
+enqueued with ``forget_text`` (a verification code): nothing is left to read after the fact.
 """
 
 from __future__ import annotations
@@ -18,14 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from gateway.residents.crypto import PhoneCipher, normalise_phone
 from gateway.sms.links import ReportLinks
 from gateway.sms.models import SmsBudgetDay, SmsMessage
-from gateway.sms.numbers import NumberSeal, normalize_mobile
 from gateway.sms.segments import count_parts
 from gateway.sms.states import (
     DLR_EVENTS,
@@ -42,6 +47,32 @@ log = logging.getLogger(__name__)
 KST: Final = timezone(timedelta(hours=9))
 _CANDIDATES: Final = 20
 _MOVE_ATTEMPTS: Final = 10
+# Past these the number (and a forgettable text) is no longer needed.
+_DONE_WITH: Final = frozenset({SmsStatus.SENT, *FINAL})
+# What a message keeps once done with: nothing to open, and a verification code's text gone.
+_ERASED: Final[dict[str, Any]] = {
+    "to_sealed": b"",
+    "text": case((SmsMessage.forget_text, ""), else_=SmsMessage.text),
+}
+
+
+def recipient_context(message_id: str) -> str:
+    return f"sms:{message_id}"
+
+
+def seal_recipient(cipher: PhoneCipher, message_id: str, number: str) -> bytes:
+    """``<key id>:<nonce, ciphertext and tag>``: the key id names the key for rotation."""
+    sealed = cipher.seal(number, context=recipient_context(message_id))
+    return sealed.key_id.encode("ascii") + b":" + sealed.ciphertext
+
+
+def open_recipient(cipher: PhoneCipher, message_id: str, to_sealed: bytes) -> str:
+    """The number a message goes to. Raises PhoneKeyUnavailable (its key is not configured, or
+    the row was tampered with or already done with)."""
+    key_id, _, ciphertext = to_sealed.partition(b":")
+    return cipher.open(
+        key_id.decode("ascii", "replace"), ciphertext, context=recipient_context(message_id)
+    )
 
 
 class SmsTextError(InvalidRequest):
@@ -92,7 +123,7 @@ def local_day(now: datetime) -> str:
 async def enqueue_sms(
     session: AsyncSession,
     *,
-    seal: NumberSeal,
+    cipher: PhoneCipher,
     city_id: int,
     to_number: str,
     text: str,
@@ -100,14 +131,16 @@ async def enqueue_sms(
     reference_id: str,
     now: datetime,
     max_parts: int = 10,
+    forget_text: bool = False,
 ) -> SmsMessage:
     """Put one SMS in the outbox, queued; the SMS worker sends it.
 
     `to_number` is any spelling of a Korean mobile number; only its sealed form is stored.
-    Raises `PhoneNumberError` (sms_phone_invalid) or `SmsTextError` (sms_text_empty,
+    `forget_text`: the text is erased once the message is sent or final (verification codes).
+    Raises `InvalidPhoneNumber` (invalid_phone_number) or `SmsTextError` (sms_text_empty,
     sms_text_too_long).
     """
-    number = normalize_mobile(to_number)
+    number = normalise_phone(to_number)
     if not text.strip():
         raise SmsTextError(
             "sms_text_empty", ko="보낼 문자 내용이 없습니다.", en="The SMS text is empty."
@@ -122,13 +155,15 @@ async def enqueue_sms(
         )
     if not (0 < len(reference_kind) <= 32 and 0 < len(reference_id) <= 64):
         raise ValueError("reference_kind (1-32 characters) and reference_id (1-64) are required")
+    message_id = secrets.token_hex(16)
     message = SmsMessage(
-        id=secrets.token_hex(16),
+        id=message_id,
         city_id=city_id,
         reference_kind=reference_kind,
         reference_id=reference_id,
-        to_sealed=seal.seal(number),
+        to_sealed=seal_recipient(cipher, message_id, number),
         text=text,
+        forget_text=forget_text,
         parts=parts,
         status=SmsStatus.QUEUED,
         attempts=0,
@@ -213,6 +248,7 @@ async def claim_next(
             else:
                 final_status = next_status(claimed, SmsEvent.OVER_BUDGET)
                 values |= {
+                    **_ERASED,
                     "status": final_status,
                     "reason": "over_budget",
                     "finished_at": now,
@@ -290,6 +326,8 @@ async def _move(
             changes["last_report"] = values["last_report"]
         if new != current:
             changes = {**values, "status": new}
+            if new in _DONE_WITH:
+                changes |= _ERASED
         if not changes:
             return new
         moved = await session.execute(

@@ -20,11 +20,10 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.clock import Clock
-from gateway.keyfiles import SecretError
+from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable
 from gateway.settings import Settings
 from gateway.sms import service
 from gateway.sms.links import ReportLinks
-from gateway.sms.numbers import NumberSeal
 from gateway.sms.sendsms import KannelRejected, KannelUnavailable, Outgoing, Sender
 from gateway.sms.states import SmsStatus
 
@@ -45,7 +44,7 @@ class SmsWorker:
         sender: Sender,
         *,
         city_id: int,
-        seal: NumberSeal,
+        cipher: PhoneCipher,
         links: ReportLinks,
         worker_id: str | None = None,
     ) -> None:
@@ -54,7 +53,7 @@ class SmsWorker:
         self._clock = clock
         self._sender = sender
         self._city_id = city_id
-        self._seal = seal
+        self._cipher = cipher
         self._links = links
         self.worker_id = worker_id or f"{settings.replica_id}-{secrets.token_hex(3)}"
         self.wake = asyncio.Event()
@@ -102,9 +101,9 @@ class SmsWorker:
             log.warning("SMS %s: over the city's daily budget; not sent", claim.id)
             return "over_budget"
         try:
-            number = self._seal.open(claim.to_sealed)
-        except SecretError:
-            log.error("SMS %s: its number cannot be opened with GATEWAY_PHONE_NUMBER_KEY", claim.id)
+            number = service.open_recipient(self._cipher, claim.id, claim.to_sealed)
+        except PhoneKeyUnavailable:
+            log.error("SMS %s: its number cannot be opened with GATEWAY_PHONE_KEY", claim.id)
             return await self._fail(claim.id, "number_unreadable")
         outgoing = Outgoing(to=number, text=claim.text, dlr_url=self._links.url_for(claim.id))
         try:

@@ -242,6 +242,8 @@ def test_residents_read_and_hear_what_their_village_played(phone: Page, stack: S
     notice = page.locator(f"[data-notice='{sent.json()['id']}']")
     expect(notice).to_contain_text(text)
     expect(notice).to_contain_text("예방 접종 안내")
+    expect(notice).to_have_attribute("data-played", "true")  # no "not played" label on it
+    expect(notice.locator(".unplayed")).to_have_count(0)
     expect(page.locator(f"[data-notice='{exercise.json()['id']}']")).to_have_count(0)
     expect(page.get_by_text("대피 훈련")).to_have_count(0)
     play = notice.locator("button.play")

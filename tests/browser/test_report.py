@@ -1,4 +1,5 @@
-"""The board's CSV report carries each speaker's proof of play and live reception."""
+"""The board's CSV report carries each speaker's proof of play and live reception, and each
+village's speakers played, households confirmed and residents told by SMS."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stac
     assert_accessible(page, "console board after its report")
     text = download.value.path().read_text(encoding="utf-8-sig")
     header, *rows = list(csv.reader(io.StringIO(text)))
-    assert header[-6:] == [
+    proof_at = header.index("재생한 오디오 (sha256)")
+    assert header[proof_at : proof_at + 6] == [
         "재생한 오디오 (sha256)",
         "재생 시간 (ms)",
         "출력 레벨 (dBFS)",
@@ -58,17 +60,27 @@ def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stac
         "실시간 지연 (ms)",
         "실시간 손실 프레임",
     ]
+    assert header[proof_at + 6 :] == [
+        "마을 스피커 방송 완료",
+        "마을 확인한 가구",
+        "마을 문자로 알린 주민",
+        "마을 문자 도착",
+        "마을 문자 실패",
+    ]
+    played = {v["code"]: v["speakers_played"] for v in detail["village_deliveries"]}
     assert len(rows) == len(speakers)
     attempts = header.index("시도 횟수")
     for row in rows:
         # Every speaker here played after the gateway sent it the command: at least one send.
         assert int(row[attempts]) == speakers[row[2]]["sends"] >= 1, row
         proof = speakers[row[2]]["proof"]
-        sha, played_ms, level, signed = row[-6:-2]
+        sha, played_ms, level, signed = row[proof_at : proof_at + 4]
         assert (sha, int(played_ms), signed) == (
             proof["audio_sha256"],
             proof["played_ms"],
             "검증됨",
         ), row
         assert float(level) == proof["level_dbfs"]
-        assert row[-2:] == ["", ""]  # not a live broadcast
+        assert row[proof_at + 4 : proof_at + 6] == ["", ""]  # not a live broadcast
+        # Every speaker played: no village told by SMS.
+        assert row[proof_at + 6 :] == [str(played[row[1]]), "0", "0", "0", "0"], row

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gateway.residents.models import SmsMessage
+from gateway.sms.models import SmsMessage
 from tests.flow.conftest import Stack, stack
 
 __all__ = ["stack"]
@@ -28,7 +28,9 @@ async def sent_code(stack: Stack, signup_id: str) -> str:
     transport would."""
     async with stack.app.state.sessions() as session:
         message = await session.scalar(
-            select(SmsMessage).where(SmsMessage.reference == f"signup:{signup_id}")
+            select(SmsMessage).where(
+                SmsMessage.reference_kind == "signup", SmsMessage.reference_id == signup_id
+            )
         )
     assert message is not None
     found = re.search(r"\d{6}", message.text)

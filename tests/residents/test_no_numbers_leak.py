@@ -31,6 +31,9 @@ async def test_numbers_stay_out_of_logs_files_and_answers(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # The database's statements and parameters too, even after a test in this process ran the
+    # gateway's own logging set-up, which quiets them (caplog restores the levels afterwards).
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
     answers: list[tuple[str, str]] = []
 
     async def keep(response: httpx.Response) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from gateway.residents.models import PhoneVerification, SmsMessage
-from gateway.residents.sms import open_recipient
+from gateway.residents.models import PhoneVerification
+from gateway.sms.models import SmsMessage
+from gateway.sms.service import open_recipient
 from tests.flow.conftest import Stack
 from tests.residents.conftest import CONSENT, sent_code, villages
 
@@ -46,9 +47,16 @@ async def test_sign_up_with_a_code_and_sign_up_again_to_renew(stack: Stack) -> N
     async with stack.app.state.sessions() as session:
         message = await session.scalar(select(SmsMessage))
         assert message is not None
-        assert (message.state, message.reference) == ("queued", f"signup:{signup_id}")
-        assert b"5555" not in message.phone_ciphertext
-        assert open_recipient(stack.app.state.phone_cipher, message) == "01055550101"
+        assert (message.status, message.reference_kind, message.reference_id) == (
+            "queued",
+            "signup",
+            signup_id,
+        )
+        assert message.forget_text  # the code goes once the message is sent
+        assert b"5555" not in message.to_sealed
+        assert open_recipient(stack.app.state.phone_cipher, message.id, message.to_sealed) == (
+            "01055550101"
+        )
     code = await sent_code(stack, signup_id)
     wrong = "000000" if code != "000000" else "111111"
     missed = await _verify(stack, signup_id, wrong)

@@ -17,10 +17,10 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.bus import FakeBus
+from gateway.residents.crypto import PhoneCipher
 from gateway.settings import Settings
 from gateway.sms import service
 from gateway.sms.models import SmsMessage
-from gateway.sms.numbers import NumberSeal
 from gateway.sms.sendsms import KannelSender
 from gateway.sms.worker import SmsWorker
 from maeul.kannel import SENDSMS_USER, KannelProcess
@@ -46,8 +46,9 @@ class SmsGateway:
         return worker
 
     @property
-    def seal(self) -> NumberSeal:
-        return NumberSeal.from_settings(self.settings)
+    def cipher(self) -> PhoneCipher:
+        cipher: PhoneCipher = self.app.state.phone_cipher
+        return cipher
 
     def new_worker(self, sender: KannelSender | None = None, **overrides: object) -> SmsWorker:
         """Another worker on the same database: another replica, another Kannel, other limits."""
@@ -58,7 +59,7 @@ class SmsGateway:
             self.app.state.clock,
             sender or self.sender(),
             city_id=self.app.state.city_id,
-            seal=self.seal,
+            cipher=self.cipher,
             links=self.app.state.sms_links,
         )
 
@@ -76,7 +77,7 @@ class SmsGateway:
         async with self.app.state.sessions() as session:
             message = await service.enqueue_sms(
                 session,
-                seal=self.seal,
+                cipher=self.cipher,
                 city_id=self.app.state.city_id,
                 to_number=to,
                 text=text,

@@ -39,10 +39,12 @@ async def test_korean_texts_reach_the_smsc_intact_and_reports_mark_them_delivere
     configure_logging("DEBUG")  # as the gateway process sets it up, at its most verbose
     caplog.set_level(logging.DEBUG)
     short_to, long_to = random_mobile(), random_mobile()
+    code_to = random_mobile()
     short_id = await sms_gateway.enqueue(f"{short_to[:3]}-{short_to[3:7]}-{short_to[7:]}", NOTICE)
     long_id = await sms_gateway.enqueue(long_to, LONG_NOTICE)
+    code_id = await sms_gateway.enqueue(code_to, "인증번호 482913", forget_text=True)
 
-    assert await sms_gateway.worker.send_due() == Counter(sent=2)
+    assert await sms_gateway.worker.send_due() == Counter(sent=3)
 
     short = await sms_gateway.wait_for(short_id, final)
     long = await sms_gateway.wait_for(long_id, final)
@@ -50,16 +52,21 @@ async def test_korean_texts_reach_the_smsc_intact_and_reports_mark_them_delivere
     assert (long.status, long.last_report, long.parts) == (SmsStatus.DELIVERED, 1, 3)
     assert short.sent_at is not None
     assert short.finished_at is not None
+    # Done with: no number left to open, and a verification code's text is gone (the notice's
+    # text stays, for the record).
+    code = await sms_gateway.wait_for(code_id, final)
+    assert await asyncio.wait_for(kannel.smsc.wait_for(code_to), 30) == ["인증번호 482913"]
+    assert (code.to_sealed, code.text, short.to_sealed, short.text) == (b"", "", b"", NOTICE)
     # UCS-2 at the SMSC, decoded back to exactly what was queued; the long one in its 3 parts.
-    assert kannel.smsc.messages_to(short_to) == [NOTICE]
-    assert kannel.smsc.messages_to(long_to) == [LONG_NOTICE]
+    assert await asyncio.wait_for(kannel.smsc.wait_for(short_to), 30) == [NOTICE]
+    assert await asyncio.wait_for(kannel.smsc.wait_for(long_to), 30) == [LONG_NOTICE]
     parts = [p for p in kannel.smsc.parts() if p.receiver == long_to]
     assert sorted(p.concat[1:] for p in parts if p.concat) == [(3, 1), (3, 2), (3, 3)]
     assert {p.sender for p in parts} == {"1588"}
     # The numbers never reach the database file in the clear, in any spelling.
     database = Path(sms_gateway.settings.database_url.split("///", 1)[1])
     stored = await asyncio.to_thread(database.read_bytes)
-    for number in (short_to, long_to, long_to[3:], short_to[3:7]):
+    for number in (short_to, long_to, long_to[3:], short_to[3:7], code_to):
         assert number.encode() not in stored
         assert number not in caplog.text
     assert sms_gateway.kannel.config.sendsms_password not in caplog.text
@@ -188,4 +195,4 @@ async def test_two_workers_never_send_one_message_twice(
         for message_id in ids:
             assert (await gateway.wait_for(message_id, final)).status == SmsStatus.DELIVERED
         for n, number in enumerate(numbers):
-            assert kannel.smsc.messages_to(number) == [f"{NOTICE} ({n})"]
+            assert await asyncio.wait_for(kannel.smsc.wait_for(number), 30) == [f"{NOTICE} ({n})"]

@@ -1,5 +1,5 @@
-"""The SMS slice's pure parts: numbers, parts, states, report links, the fake SMSC's log, and
-what `enqueue_sms` refuses before anything is stored."""
+"""The SMS slice's pure parts: numbers (the residents' one spelling and key), parts, states,
+report links, the fake SMSC's log, and what `enqueue_sms` refuses before anything is stored."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ from typing import Any
 import pytest
 
 from gateway.errors import InvalidRequest
-from gateway.keyfiles import SecretError
+from gateway.residents.crypto import (
+    InvalidPhoneNumber,
+    PhoneCipher,
+    PhoneKeyUnavailable,
+    mask_last4,
+    normalise_phone,
+)
 from gateway.sms import service
 from gateway.sms.links import ReportLinks
-from gateway.sms.numbers import NumberSeal, PhoneNumberError, mask, normalize_mobile
 from gateway.sms.segments import count_parts
 from gateway.sms.states import (
     DLR_EVENTS,
@@ -33,32 +38,52 @@ from maeul.kannel import parse_fakesmsc_line
         ("010 1234 5678", "01012345678"),
         ("+82 10-1234-5678", "01012345678"),
         ("821012345678", "01012345678"),
-        ("011-234-5678", "0112345678"),
     ],
 )
 def test_mobile_numbers_in_any_spelling_are_normalised(raw: str, number: str) -> None:
-    assert normalize_mobile(raw) == number
+    assert normalise_phone(raw) == number
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "02-123-4567", "010-1234-567", "010-1234-56789", "010-abcd-5678", "1588-0000"]
+    "raw",
+    [
+        "",
+        "011-234-5678",
+        "02-123-4567",
+        "010-1234-567",
+        "010-1234-56789",
+        "010-abcd-5678",
+        "1588-0000",
+    ],
 )
 def test_what_is_not_a_korean_mobile_number_is_refused(raw: str) -> None:
-    with pytest.raises(PhoneNumberError) as caught:
-        normalize_mobile(raw)
-    assert caught.value.code == "sms_phone_invalid"
+    with pytest.raises(InvalidPhoneNumber) as caught:
+        normalise_phone(raw)
+    assert caught.value.code == "invalid_phone_number"
     assert caught.value.status == 422
 
 
 def test_a_number_is_masked_and_sealed_never_stored_plain() -> None:
-    seal = NumberSeal(secrets.token_bytes(32))
-    sealed = seal.seal("01012345678")
+    cipher = PhoneCipher(secrets.token_bytes(32))
+    sealed = service.seal_recipient(cipher, "m1", "01012345678")
     assert b"12345678" not in sealed
-    assert seal.seal("01012345678") != sealed  # a new nonce each time
-    assert seal.open(sealed) == "01012345678"
-    assert mask("01012345678") == "010-****-5678"
-    with pytest.raises(SecretError):
-        NumberSeal(secrets.token_bytes(32)).open(sealed)
+    assert service.seal_recipient(cipher, "m1", "01012345678") != sealed  # a new nonce each time
+    assert service.open_recipient(cipher, "m1", sealed) == "01012345678"
+    assert mask_last4("01012345678"[-4:]) == "010-****-5678"
+    # Another message's row, another key, or a rotated key no longer configured: it does not open.
+    with pytest.raises(PhoneKeyUnavailable):
+        service.open_recipient(cipher, "m2", sealed)
+    with pytest.raises(PhoneKeyUnavailable):
+        service.open_recipient(PhoneCipher(secrets.token_bytes(32)), "m1", sealed)
+    # Rotation: a number sealed under the previous key still opens.
+    old = secrets.token_bytes(32)
+    rotated = PhoneCipher(secrets.token_bytes(32), [old])
+    assert (
+        service.open_recipient(
+            rotated, "m1", service.seal_recipient(PhoneCipher(old), "m1", "01012345678")
+        )
+        == "01012345678"
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,7 +155,7 @@ class _Session:
 @pytest.mark.parametrize(
     ("to", "text", "code"),
     [
-        ("010-12", "안내", "sms_phone_invalid"),
+        ("010-12", "안내", "invalid_phone_number"),
         ("010-1234-5678", "   ", "sms_text_empty"),
         ("010-1234-5678", "가" * (67 * 10 + 1), "sms_text_too_long"),
     ],
@@ -139,7 +164,7 @@ async def test_enqueue_refuses_bad_input(to: str, text: str, code: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         await service.enqueue_sms(
             _Session(),  # type: ignore[arg-type]
-            seal=NumberSeal(secrets.token_bytes(32)),
+            cipher=PhoneCipher(secrets.token_bytes(32)),
             city_id=1,
             to_number=to,
             text=text,

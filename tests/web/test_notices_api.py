@@ -1,4 +1,5 @@
-"""The residents' notices API: only what a village's speakers really played, live, uncancelled."""
+"""The residents' notices API: every real notice addressed to a village, played by its speakers
+or not (and said so), never a test, an exercise or one cancelled before it was sent."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ async def _village(stack: Stack, code: str) -> dict[str, Any]:
 
 async def _sent(stack: Stack, recording: bytes, village_id: int, **form: Any) -> dict[str, Any]:
     before = len(_commands(stack))
+    stack.clock.advance(1)  # newest first: one after the other
     status, body = await _create(stack, recording, village_ids=[village_id], **form)
     assert status == 201, body
     await stack.publish_pending()
@@ -69,12 +71,17 @@ async def test_a_played_notice_is_public_with_its_audio(stack: Stack, recording:
             "category",
             "title",
             "text",
+            "language",
+            "sent_at",
             "played_at",
+            "played",
+            "cancelled",
             "duration_ms",
             "audio_url",
             "all_clear_of",
             "all_cleared_at",
         }, "no sender, no speaker, no target"
+        assert (notice["played"], notice["cancelled"], notice["language"]) == (True, False, "ko")
         assert notice["id"] == body["id"]
         assert (notice["title"], notice["text"]) == ("예방 접종", "오후 2시 마을회관")
         assert notice["category"] == "administrative"
@@ -83,10 +90,19 @@ async def test_a_played_notice_is_public_with_its_audio(stack: Stack, recording:
         assert audio.headers["content-type"].startswith("audio/")
 
         elsewhere = await public.get(f"/api/v1/notices/villages/{other['id']}")
-        assert elsewhere.json()["items"] == [], "only the village whose speakers played it"
+        assert elsewhere.json()["items"] == [], "only the villages it was addressed to"
+        # In the resident's language where the notice has it; Korean otherwise.
+        asked = await public.get(f"/api/v1/notices/villages/{village['id']}", params={"lang": "vi"})
+        assert asked.status_code == 200, asked.text
+        [shown] = asked.json()["items"]
+        assert (shown["text"], shown["language"]) == ("오후 2시 마을회관", "ko")
+        refused = await public.get(
+            f"/api/v1/notices/villages/{village['id']}", params={"lang": "<b>"}
+        )
+        assert refused.status_code == 422
 
 
-async def test_unplayed_cancelled_and_exercise_broadcasts_stay_private(
+async def test_unplayed_notices_are_shown_and_said_so_rehearsals_never(
     stack: Stack, recording: bytes
 ) -> None:
     await _everyone_online(stack)
@@ -109,9 +125,18 @@ async def test_unplayed_cancelled_and_exercise_broadcasts_stay_private(
     live = await _sent(stack, recording, village["id"], title="진짜")
     await _played(stack, live["id"], ["d01-v001-s2"])
 
+    # Cancelled before anything was sent: no one was ever told.
+    status, never = await _create(stack, recording, village_ids=[village["id"]], title="보류")
+    assert status == 201, never
+    response = await stack.client.post(f"/api/v1/broadcasts/{never['id']}/cancel")
+    assert response.status_code == 200, response.text
+    await stack.publish_pending()
+
     async with _public(stack) as public:
         page = (await public.get(f"/api/v1/notices/villages/{village['id']}")).json()
-    assert [n["title"] for n in page["items"]] == ["진짜"]
+    shown = [(n["title"], n["played"], n["cancelled"]) for n in page["items"]]
+    assert shown == [("진짜", True, False), ("취소", True, True), ("아직", False, False)]
+    assert page["items"][-1]["played_at"] is None
 
 
 async def test_an_unknown_village_is_a_typed_404(stack: Stack) -> None:

@@ -90,7 +90,7 @@ async function showBoard(id, current) {
       return `<div class="tile" data-village="${esc(v.village_id)}" data-state="${state}" title="${esc(v.code)}">
         <span class="name">${esc(v.name || v.code)}</span>
         <span class="st">${WORDS.tile[state]}</span>${tileNotes(v)}
-        <span class="spk">스피커 ${done}/${v.speakers.length}대 완료</span></div>`;
+        <span class="spk">스피커 ${done}/${v.speakers.length}대 완료${phoned(v) ? ` · 문자 ${esc(phoned(v))}명` : ""}</span></div>`;
     }).join("");
     const final = d.state === "completed" || d.state === "cancelled";
     document.getElementById("cancel").disabled = final;
@@ -207,18 +207,24 @@ async function showBoard(id, current) {
   document.getElementById("report").addEventListener("click", () => {
     const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유", "사유 코드",
       "다시 보낸 방송", "원래 방송", "재생한 오디오 (sha256)", "재생 시간 (ms)", "출력 레벨 (dBFS)",
-      "재생 증명 서명", "실시간 지연 (ms)", "실시간 손실 프레임"]];
+      "재생 증명 서명", "실시간 지연 (ms)", "실시간 손실 프레임", "마을 스피커 방송 완료",
+      "마을 확인한 가구", "마을 문자로 알린 주민", "마을 문자 도착", "마을 문자 실패"]];
     const signed = (p) => (!p ? "" : p.verified === true ? "검증됨" : "등록된 키 없음");
     const blank = (x) => (x === null || x === undefined ? "" : x);
     for (const v of detail.village_deliveries) {
+      const phone = v.phone || { delivered: 0, failed: 0 };
+      const village = [v.speakers_played || 0, v.households_confirmed || 0, phoned(v),
+        phone.delivered, phone.failed];
       for (const sp of v.speakers) {
         const p = sp.proof;
         rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.sends,
           whenFull(sp.played_at), reasonWords(sp.reason), sp.reason || "", sp.resent_in || "",
           sp.resend_of || "", p ? p.audio_sha256 : "", p ? p.played_ms : "",
           p ? blank(p.level_dbfs) : "", signed(p), blank(sp.live_latency_ms),
-          blank(sp.live_frames_lost)]);
+          blank(sp.live_frames_lost), ...village]);
       }
+      // A village with no speaker still has its line: its residents may have been told by SMS.
+      if (!v.speakers.length) rows.push([v.name, v.code, ...Array(14).fill(""), ...village]);
     }
     csvDownload(`broadcast-${id}.csv`, rows);
   });
@@ -228,6 +234,12 @@ async function showBoard(id, current) {
 function clearText(d) {
   const subject = (d.title || "").trim().replace(/경보$/, "").trim() || (WORDS.category[d.category] || "").replace(/경보$/, "").trim();
   return `${subject} 경보를 해제합니다.`;
+}
+
+// Residents a village's fallback told by SMS (queued, sent or delivered; failures not counted).
+function phoned(village) {
+  const p = village.phone;
+  return p ? p.queued + p.sent + p.delivered : 0;
 }
 
 function categoryBadge(category) {

@@ -1,8 +1,10 @@
-// Residents' notices: what the village's speakers played, to read and hear again. No login.
+// Residents' notices: every notice to the village, played by its speakers or not, to read and
+// hear again, in the resident's language where there is one (?lang=). No login.
 "use strict";
 
 const content = document.getElementById("content");
 const villageId = Number(location.pathname.split("/")[2]) || null;
+const lang = new URLSearchParams(location.search).get("lang");
 const PLAY = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 4l13 8-13 8z" fill="currentColor"/></svg>';
 const STOP = '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="6" width="12" height="12" fill="currentColor"/></svg>';
 
@@ -19,7 +21,7 @@ async function getJson(path) {
 async function showVillage() {
   let data;
   try {
-    data = await getJson(`notices/villages/${villageId}`);
+    data = await getJson(`notices/villages/${villageId}${lang ? `?${new URLSearchParams({ lang })}` : ""}`);
   } catch (e) {
     content.innerHTML = `<div class="notice error" role="alert">${e.status === 404 ? "없는 마을입니다." : esc(koreanError(e))}</div>
       <a href="/notices">마을 찾기</a>`;
@@ -28,17 +30,19 @@ async function showVillage() {
   const village = data.village;
   document.title = `${village.name} 방송 다시 듣기`;
   document.getElementById("title").textContent = `${village.name} 방송`;
-  document.getElementById("subtitle").textContent = `${village.district_name} ${village.name} 스피커로 나간 안내 (최근 한 달)`;
+  document.getElementById("subtitle").textContent = `${village.district_name} ${village.name}에 보낸 안내 (최근 한 달)`;
   const listed = new Set(data.items.map((n) => n.id));
   // Installed from here, the app opens on this village.
   document.querySelector("link[rel=manifest]").href = `/notices/${encodeURIComponent(village.id)}/manifest.webmanifest`;
   content.innerHTML = '<section class="alerts" id="alerts" hidden></section>' + (data.items.length === 0 ? '<p class="empty">최근 한 달 동안 나간 방송이 없습니다.</p>' :
     data.items.map((n) => `
-      <article class="item cat-${esc(n.category)}${n.all_clear_of ? " all-clear" : ""}" id="notice-${esc(n.id)}" data-notice="${esc(n.id)}">
+      <article class="item cat-${esc(n.category)}${n.all_clear_of ? " all-clear" : ""}" id="notice-${esc(n.id)}" data-notice="${esc(n.id)}" lang="${esc(n.language)}" data-played="${n.played}">
         <div class="meta"><span class="badge cat-${esc(n.category)}">${esc(WORDS.category[n.category] || n.category)}</span>
           ${n.all_clear_of ? '<span class="badge cleared">해제</span>' : ""}
           ${n.all_cleared_at ? `<span class="badge cleared">해제됨 <time datetime="${esc(n.all_cleared_at)}">${when(n.all_cleared_at)}</time></span>` : ""}
-          <time datetime="${esc(n.played_at)}">${when(n.played_at)}</time></div>
+          <time datetime="${esc(n.played_at || n.sent_at)}">${when(n.played_at || n.sent_at)}</time></div>
+        ${n.played ? "" : '<p class="unplayed">스피커로 방송되지 않았습니다</p>'}
+        ${n.cancelled ? '<p class="unplayed">보낸 뒤 취소된 방송입니다</p>' : ""}
         ${n.all_clear_of && listed.has(n.all_clear_of) ? `<a class="alert-link" href="#notice-${esc(n.all_clear_of)}">해제된 경보 보기</a>` : ""}
         ${n.title ? `<h2>${esc(n.title)}</h2>` : ""}
         ${n.text ? `<p>${esc(n.text)}</p>` : (n.title ? "" : "<p>녹음 방송입니다. 들어 보세요.</p>")}

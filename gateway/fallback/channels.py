@@ -1,0 +1,147 @@
+"""The channels a broadcast falls back on, one sender each, in one registry (`SENDERS`).
+
+A sender tells one village's consenting residents about one broadcast, in the caller's
+transaction, and records each resident it chose as a `ChannelDelivery` (unique per broadcast,
+village, resident and channel: a second pass never tells anyone twice). SMS is here; web push
+plugs in as ``SENDERS["web_push"]``, a sender that calls the push slice's
+``enqueue_push(session, village_id=..., title=..., body=..., url=..., reference_kind=
+"broadcast_fallback", reference_id=..., now=...)``; the rules accept a channel only once it is in
+the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.broadcasts.models import Broadcast
+from gateway.fallback.models import ChannelDelivery
+from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable
+from gateway.residents.models import Channel
+from gateway.residents.reach import Reachable, phone_for_sending, reachable_residents
+from gateway.settings import Settings
+from gateway.sms.segments import count_parts
+from gateway.sms.service import enqueue_sms
+
+log = logging.getLogger(__name__)
+
+REFERENCE_KIND: Final = "broadcast_fallback"
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """One village of one broadcast, to tell on one channel."""
+
+    session: AsyncSession
+    settings: Settings
+    cipher: PhoneCipher
+    broadcast: Broadcast
+    village_id: int
+    village_name: str
+    now: datetime
+
+
+Sender = Callable[[Fanout], Awaitable[int]]
+
+
+def listen_url(settings: Settings, village_id: int) -> str:
+    """The residents' page of the village, where the notice can be heard."""
+    return f"{settings.public_url.rstrip('/')}/notices/{village_id}"
+
+
+def sms_text(broadcast: Broadcast, village_name: str, url: str, *, max_parts: int) -> str:
+    """``[마을방송] 상촌리: <text or title>`` and the link to listen, shortened to fit
+    ``max_parts`` (the link is never cut)."""
+    body = (broadcast.text or broadcast.title or "새 방송이 있습니다.").strip()
+    head = f"[마을방송] {village_name}: "
+    tail = f"\n듣기: {url}"
+    text = head + body + tail
+    while count_parts(text) > max_parts and body:
+        body = body[: max(0, len(body) - max(1, len(body) // 10))]
+        text = head + body.rstrip() + "…" + tail
+    return text
+
+
+async def _already(fanout: Fanout, resident_id: int, channel: str) -> bool:
+    found = await fanout.session.scalar(
+        select(ChannelDelivery.id).where(
+            ChannelDelivery.broadcast_id == fanout.broadcast.id,
+            ChannelDelivery.village_id == fanout.village_id,
+            ChannelDelivery.resident_id == resident_id,
+            ChannelDelivery.channel == channel,
+        )
+    )
+    return found is not None
+
+
+async def send_sms(fanout: Fanout) -> int:
+    """One SMS to each resident of the village consenting to SMS now; returns how many were
+    queued."""
+    residents = await reachable_residents(
+        fanout.session,
+        fanout.broadcast.city_id,
+        [fanout.village_id],
+        Channel.SMS,
+        now=fanout.now,
+    )
+    return await sms_to(fanout, residents)
+
+
+async def sms_to(fanout: Fanout, residents: Sequence[Reachable]) -> int:
+    """One SMS to each of the chosen residents; one whose consent went since they were chosen
+    is skipped (``consent_withdrawn``)."""
+    session, now = fanout.session, fanout.now
+    text = sms_text(
+        fanout.broadcast,
+        fanout.village_name,
+        listen_url(fanout.settings, fanout.village_id),
+        max_parts=fanout.settings.sms_max_parts,
+    )
+    queued = 0
+    for resident in residents:
+        if await _already(fanout, resident.resident_id, Channel.SMS.value):
+            continue
+        row = ChannelDelivery(
+            broadcast_id=fanout.broadcast.id,
+            village_id=fanout.village_id,
+            resident_id=resident.resident_id,
+            channel=Channel.SMS.value,
+            state="queued",
+            created_at=now,
+        )
+        try:
+            number = await phone_for_sending(session, fanout.cipher, resident.resident_id, now=now)
+        except PhoneKeyUnavailable:
+            number, row.reason = None, "phone_key_unavailable"
+        if number is None:
+            row.state = "skipped"
+            row.reason = row.reason or "consent_withdrawn"
+            session.add(row)
+            continue
+        session.add(row)
+        await session.flush()
+        message = await enqueue_sms(
+            session,
+            cipher=fanout.cipher,
+            city_id=fanout.broadcast.city_id,
+            to_number=number,
+            text=text,
+            reference_kind=REFERENCE_KIND,
+            reference_id=str(row.id),
+            now=now,
+            max_parts=fanout.settings.sms_max_parts,
+        )
+        row.message_id = message.id
+        queued += 1
+    await session.flush()
+    return queued
+
+
+# Every channel a rule may name. Web push: add its sender here (see the module's docstring).
+SENDERS: Final[dict[str, Sender]] = {Channel.SMS.value: send_sms}
