@@ -15,6 +15,7 @@ import aiomqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from typer.testing import CliRunner
 
 from gateway.devicesec.mosquitto import SpeakerPlace, render_acl
 from maeul.broker import MosquittoProcess
@@ -27,6 +28,7 @@ from maeul.broker_bridge import (
     render_edge_config,
 )
 from maeul.broker_config import MosquittoConfig, find_mosquitto, render_password_file
+from maeul.cli import app
 from wire import contract
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="no mosquitto binary")
@@ -330,3 +332,23 @@ def test_the_bridge_account_on_the_core_reads_down_and_writes_up_only() -> None:
         "mosquitto_ctrl dynsec addRoleACL maeul-bridge-north publishClientSend "
         "maeul/v1/gc/presence/+ allow"
     ) in commands
+
+
+def test_edge_config_command_writes_the_conf_and_prints_the_core_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "edge" / "mosquitto.conf"
+    args = ["broker", "edge-config", "--core", "core.example:8883", "--name", "north"]
+    args += ["--district", "d01", "--city", CITY, "--out", str(out)]
+    monkeypatch.delenv("MQTT_BRIDGE_PASSWORD", raising=False)
+    assert CliRunner().invoke(app, args).exit_code == 2
+    monkeypatch.setenv("MQTT_BRIDGE_PASSWORD", "s3cret")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    conf = out.read_text().splitlines()
+    assert "remote_password s3cret" in conf
+    assert "topic maeul/v1/gc/cmd/district/d01 in 1" in conf
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert "topic write maeul/v1/gc/ack/+" in result.stdout
+    bad = CliRunner().invoke(app, [*args[:3], "core.example", *args[4:]])
+    assert bad.exit_code == 2
