@@ -197,6 +197,8 @@ class Bench:
         self.edge_urls = list(edge_urls)
         self.gateway: GatewayProcess | None = None
         self.fleets: list[Fleet] = []
+        self._sims: list[SimSpeaker] = []
+        self._fleet_config: dict[str, Any] = {}
         self.observer: Observer | None = None
         self.client: httpx.AsyncClient | None = None
         self.publisher: aiomqtt.Client | None = None
@@ -260,20 +262,19 @@ class Bench:
         self.observer = Observer(self.mqtt_url, len(sims))
         await self.observer.start()
         self._stack.push_async_callback(self.observer.stop)
-        for url, share in self._by_broker(sims):
-            fleet = Fleet(
-                FleetConfig(
-                    mqtt_url=url,
-                    gateway_url=self.gateway.url,
-                    seed=3,
-                    speed=speed,
-                    public_keys=keys,
-                    heartbeat_s=FLEET_HEARTBEAT_S,
-                )
-            )
-            self.fleets.append(fleet)
-            self._stack.push_async_callback(fleet.stop)
-            await fleet.start(share)
+        self._fleet_config = {
+            "gateway_url": self.gateway.url,
+            "seed": 3,
+            "speed": speed,
+            "public_keys": keys,
+            "heartbeat_s": FLEET_HEARTBEAT_S,
+            # Simulated speakers come back within a second of their broker: the scenarios time
+            # the gateway, not a firmware's back-off.
+            "backoff_max_s": 1.0,
+        }
+        self._sims = sims
+        self._stack.push_async_callback(self._stop_fleets)
+        await self._start_fleets()
         await self._wait_online(len(sims))
         target = MqttTarget(self.mqtt_url)
         self.publisher = await self._stack.enter_async_context(
@@ -284,6 +285,26 @@ class Bench:
                 identifier=f"bench-floor-{uuid.uuid4().hex[:8]}",
             )
         )
+
+    async def _start_fleets(self) -> None:
+        for url, share in self._by_broker(self._sims):
+            fleet = Fleet(FleetConfig(mqtt_url=url, **self._fleet_config))
+            self.fleets.append(fleet)
+            await fleet.start(share)
+
+    async def _stop_fleets(self) -> None:
+        fleets, self.fleets = self.fleets, []
+        for fleet in fleets:
+            await fleet.stop()
+
+    async def move_fleet(self, edge_urls: Sequence[str]) -> None:
+        """Take every speaker offline and bring it back on these edge brokers (none: the core),
+        as a city would when it puts edge brokers in; the gateway and its database stay."""
+        await self._stop_fleets()
+        await self._wait_online(0, offline=True)
+        self.edge_urls = list(edge_urls)
+        await self._start_fleets()
+        await self._wait_online(len(self._sims))
 
     def _by_broker(self, sims: list[SimSpeaker]) -> list[tuple[str, list[SimSpeaker]]]:
         """Which broker each speaker connects to: the core, or the edge of its district."""
@@ -296,14 +317,16 @@ class Bench:
             shares[edge_of[sim.identity.district]].append(sim)
         return [(url, share) for url, share in zip(self.edge_urls, shares, strict=True) if share]
 
-    async def _wait_online(self, count: int) -> None:
+    async def _wait_online(self, count: int, *, offline: bool = False) -> None:
+        """Until at least `count` speakers are online (with `offline`: at most `count`)."""
         assert self.client is not None
         async with asyncio.timeout(300):
             while True:
                 response = await self.client.get(
                     "/api/v1/speakers", params={"online": "true", "limit": 1}
                 )
-                if response.json()["total"] >= count:
+                total = response.json()["total"]
+                if (total <= count) if offline else (total >= count):
                     return
                 await asyncio.sleep(0.3)
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from bench.bridged import run_bridged_bench, single_from_fanout
 from bench.catchup import run_catchup_bench
 from bench.city import Bench, children_rss_mb, rss_mb
 from bench.disaster import run_disaster_bench
@@ -227,6 +228,9 @@ async def run_bench_async() -> dict[str, Any]:
                     if smoke:
                         memory["rss_mb_jinju"] = rss_mb(bench.pid)
                         memory["note"] = f"smoke: measured with {count} speakers, not Jinju"
+                        result["bridged"] = await _bridged(
+                            folder, broker.url, recording, rounds, warmup, reuse=(bench, entry)
+                        )
                     if count == 10_000:
                         memory["rss_mb_10k"] = rss_mb(bench.pid)
                         memory["rss_mb_10k_workers"] = children_rss_mb(bench.pid)
@@ -251,6 +255,8 @@ async def run_bench_async() -> dict[str, Any]:
                 f"disaster: {result['api']['disaster_under_load_ms']} ms under load, "
                 f"{result['api']['disaster_idle_ms']} ms idle"
             )
+            if not smoke:
+                result["bridged"] = await _bridged(folder, broker.url, recording, rounds, warmup)
             _log("live: mouth-to-speaker latency")
             result["live"] = await run_live_bench(folder, broker.url, **live_settings(smoke))
             if full:
@@ -338,6 +344,13 @@ def table(result: dict[str, Any]) -> str:
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
         *_live_more(result["live"]),
     ]
+    if (b := result.get("bridged")) is not None:
+        lines.append(
+            f"bridged    {b['speakers']} speakers, played {b['single_played_ms_median']} ms on one "
+            f"broker, {b['bridged_played_ms_median']} ms through {b['edges']} edges (ratio "
+            f"{_fmt(b['ratio'])}); floor {b['single_floor_played_ms_median']} -> "
+            f"{b['bridged_floor_played_ms_median']} ms (ratio {_fmt(b['floor_ratio'])})"
+        )
     for key in ("one", "two"):
         if (r := result.get("replicas", {}).get(key)) is not None:
             lines.append(
@@ -374,6 +387,45 @@ def _live_more(live: dict[str, Any]) -> list[str]:
     return lines
 
 
+async def _bridged(
+    folder: Path,
+    broker_url: str,
+    recording: bytes,
+    rounds: int,
+    warmup: int,
+    reuse: tuple[Bench, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Through three edge brokers: the smoke run's fan-out city (`reuse`: its bench and figures
+    on the core), or Gimcheon."""
+    _log("bridged: the same city on one broker, then on three edge brokers bridged to it")
+    if reuse is not None:
+        bench, entry = reuse
+        found = await run_bridged_bench(
+            bench,
+            folder / "bridged",
+            recording,
+            rounds=rounds,
+            warmup=warmup,
+            single=single_from_fanout(entry),
+        )
+    else:
+        async with Bench(folder / "bridged", broker_url, None, preset="gimcheon") as bench:
+            found = await run_bridged_bench(
+                bench, folder / "bridged", recording, rounds=rounds, warmup=warmup
+            )
+    _log(
+        f"bridged: {found['speakers']} speakers, played {found['single_played_ms_median']} ms on "
+        f"one broker, {found['bridged_played_ms_median']} ms through {found['edges']} edges "
+        f"(ratio {found['ratio']})"
+    )
+    return found
+
+
+async def _only_bridged(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
+    return {"bridged": await _bridged(folder, broker_url, recording, rounds, 1)}
+
+
 async def _only_disaster(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
     return {"api": await run_disaster_bench(folder / "disaster", broker_url, recording)}
 
@@ -395,6 +447,7 @@ async def _only_live(folder: Path, broker_url: str, recording: bytes) -> dict[st
 
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
 ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
+    "bridged": _only_bridged,
     "disaster": _only_disaster,
     "catchup": _only_catchup,
     "soak": _only_soak,

@@ -9,11 +9,14 @@ which also carry the key ring, and live frames) flows in, down to the edge; ever
 speaker sends on (acks, which carry the receipts, and presence: births, heartbeats, wills) flows
 out, up to the core, where the gateway's shared subscriptions spread them over its replicas.
 
-The bridge keeps a persistent session on the core (cleansession false), so commands published
-while an edge is down wait on the core for it; the edge keeps its speakers' sessions on disk, so
-a restarted edge still knows whom to give them to. The bridge announces itself on the core's
-`$SYS/broker/connection/<remote client id>/state` ("1" up, "0" down, retained, "0" being its
-will), which a monitor account reads.
+The bridge asks for a persistent session (cleansession false), but Mosquitto 2.0's MQTT 5 bridge
+sends no Session Expiry Interval, so the core keeps nothing for an edge that is away: what was
+sent meanwhile waits in the gateway's database, which sends it again when the edge's speakers
+come back. For the same reason the edge keeps no sessions across its own restart: a speaker
+that finds its session gone is caught up at once, where one that found it kept would be given
+a grace to receive from the broker what never reached the edge. The bridge announces itself on
+the core's `$SYS/broker/connection/<remote client id>/state` ("1" up, "0" down, retained, "0"
+being its will), which a monitor account reads.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def _value(value: object) -> str:
 
 
 def render_bridge(bridge: Bridge) -> list[str]:
-    """The `connection` block: MQTT 5, a persistent session on the core, the contract's topics."""
+    """The `connection` block: MQTT 5, cleansession false, the contract's topics."""
     host = f"[{bridge.core_host}]" if ":" in bridge.core_host else bridge.core_host
     lines = [
         f"connection {_value(bridge.client_id)}",
@@ -142,8 +145,8 @@ def render_bridge(bridge: Bridge) -> list[str]:
         "bridge_protocol_version mqttv50",
         f"remote_clientid {_value(bridge.client_id)}",
         f"local_clientid {_value(bridge.client_id)}-local",
-        # A session on the core that outlives the connection: commands for this edge's speakers
-        # wait there while the edge is down.
+        # Asks the core to keep the bridge's subscriptions; what was missed comes from the
+        # gateway's database either way (module docstring).
         "cleansession false",
         "notifications true",
         "bridge_outgoing_retain true",
@@ -205,7 +208,6 @@ class EdgeConfig:
     # (`maeul broker files`), copied to every edge, which reloads them on SIGHUP.
     password_file: Path = Path("/mosquitto/config/passwd")
     acl_file: Path = Path("/mosquitto/config/acl")
-    persistence_location: Path = Path("/mosquitto/data/")
     # TLS for the speakers (like deploy/mosquitto/conf.d/tls.conf.example); None: plain MQTT.
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
@@ -228,11 +230,9 @@ def render_edge_config(edge: EdgeConfig) -> str:
         "max_queued_messages 100000",
         "max_queued_bytes 268435456",
         "set_tcp_nodelay true",
-        "# The speakers' sessions survive a restart of the edge, so the commands the core kept",
-        "# for this edge while it was down still find their speakers.",
-        "persistence true",
-        f"persistence_location {_value(edge.persistence_location)}/",
-        "autosave_interval 60",
+        "# No sessions across a restart of the edge: its speakers then come back without one",
+        "# and the gateway sends them at once what they missed (module maeul.broker_bridge).",
+        "persistence false",
         "log_dest stdout",
         "log_type error",
         "log_type warning",

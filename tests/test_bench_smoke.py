@@ -65,5 +65,14 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert soak["broadcasts"] == 6, "the smoke soak is tiny"
     assert len(soak["samples"]) >= 2
     assert isinstance(soak["rss_growth_mib_per_1000"], int | float)
+    bridged = result["bridged"]
+    assert bridged["edges"] >= 3
+    assert (
+        sum(bridged["speakers_per_edge"]) == bridged["speakers"] == result["fanout"][0]["speakers"]
+    )
+    for side in ("single", "bridged"):
+        assert _non_negative(bridged[f"{side}_played_ms_median"])
+        assert _non_negative(bridged[f"{side}_floor_played_ms_median"])
+    assert _non_negative(bridged["ratio"])
     assert result["catchup"]["pending"] == 100
     assert _non_negative(result["catchup"]["pending_100_ms"])

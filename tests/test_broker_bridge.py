@@ -98,7 +98,7 @@ def test_edge_config_names_its_core_accounts_and_tls(tmp_path: Path) -> None:
         "allow_anonymous false",
         "password_file /mosquitto/config/passwd",
         "acl_file /mosquitto/config/acl",
-        "persistence true",
+        "persistence false",
         "topic maeul/v1/gc/cmd/district/d2 in 1",
         "topic maeul/v1/gc/ack/+ out 1",
     ):
@@ -152,7 +152,6 @@ def _edge(folder: Path, name: str, core: MosquittoProcess) -> MosquittoProcess:
         allow_anonymous=False,
         password_file=folder / "edge-passwd",
         acl_file=folder / "edge-acl",
-        persistence=True,
         bridge=_bridge(name, core),
     )
     return MosquittoProcess(cfg)
