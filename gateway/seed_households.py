@@ -2,8 +2,8 @@
 resident whose synthetic phone number is sealed exactly as a real one is.
 
 Synthetic numbers are 010-0XXX-XXXX: a middle group beginning with 0 is never assigned to a
-subscriber, so a seeded number can never reach a person. `is_synthetic_number` names the range,
-and the SMS sender refuses it unless `GATEWAY_SMS_ALLOW_SYNTHETIC` is set (a test SMSC only).
+subscriber, so a seeded number can never reach a person. `gateway.sms.numbers` names the range,
+and the SMS worker refuses it unless `GATEWAY_SMS_ALLOW_SYNTHETIC` is set (a test SMSC only).
 
 Everything goes in with a few bulk statements: 56,000 homes and 28,000 residents in seconds.
 """
@@ -29,26 +29,12 @@ from gateway.residents.models import (
     ResidentState,
 )
 from gateway.residents.service import resident_context
+from gateway.sms.numbers import synthetic_number
 from gateway.speakers.bulk import SpeakerRow, upsert_speakers
 from gateway.speakers.models import Speaker
 
-# 010-0000-0000 .. 010-0999-9999: ten million numbers no carrier assigns.
-SYNTHETIC_PREFIX: Final = "0100"
-SYNTHETIC_CAPACITY: Final = 10_000_000
 SEED_CONSENT_VERSION: Final = "seed-synthetic"
 _CHUNK: Final = 2_000
-
-
-def synthetic_number(index: int) -> str:
-    """The index-th synthetic number, normalised (01000000000, 01000000001, ...)."""
-    if not 0 <= index < SYNTHETIC_CAPACITY:
-        raise ValueError("there are ten million synthetic numbers")
-    return f"{SYNTHETIC_PREFIX}{index:07d}"
-
-
-def is_synthetic_number(number: str) -> bool:
-    """Whether a normalised mobile number is in the seeded, never-assigned range."""
-    return len(number) == 11 and number.startswith(SYNTHETIC_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from gateway.keyfiles import SecretError
 from gateway.settings import Settings
 from gateway.sms import service
 from gateway.sms.links import ReportLinks
-from gateway.sms.numbers import NumberSeal
+from gateway.sms.numbers import NumberSeal, is_synthetic_number
 from gateway.sms.sendsms import KannelRejected, KannelUnavailable, Outgoing, Sender
 from gateway.sms.states import SmsStatus
 
@@ -106,6 +106,9 @@ class SmsWorker:
         except SecretError:
             log.error("SMS %s: its number cannot be opened with GATEWAY_PHONE_NUMBER_KEY", claim.id)
             return await self._fail(claim.id, "number_unreadable")
+        if is_synthetic_number(number) and not self._settings.sms_allow_synthetic:
+            log.warning("SMS %s: a synthetic (seeded) number; not sent", claim.id)
+            return await self._fail(claim.id, "synthetic_number")
         outgoing = Outgoing(to=number, text=claim.text, dlr_url=self._links.url_for(claim.id))
         try:
             await self._sender.send(outgoing)

@@ -11,7 +11,7 @@ from gateway.residents.crypto import PhoneCipher
 from gateway.residents.models import Household, Resident
 from gateway.residents.service import resident_context
 from gateway.seed import seed
-from gateway.seed_households import is_synthetic_number, synthetic_number
+from gateway.sms.numbers import is_synthetic_number, synthetic_number
 from gateway.speakers.models import Speaker
 
 pytestmark = [pytest.mark.slow]
