@@ -44,6 +44,7 @@ async def _side(bench: Bench, recording: bytes, rounds: int, warmup: int) -> dic
     played: list[float] = []
     received: list[float] = []
     floor: list[float] = []
+    end_to_end: list[float] = []
     template: bytes | None = None
     for index in range(warmup + rounds):
         broadcast_id, got, done = await bench.gateway_round(recording)
@@ -55,11 +56,13 @@ async def _side(bench: Bench, recording: bytes, rounds: int, warmup: int) -> dic
             received.append(got)
             played.append(done)
             floor.append(floor_played)
+            end_to_end.append(bench.post_ms[broadcast_id] + done)
     return {
         "received_ms_median": summary(received)[0],
         "played_ms_median": summary(played)[0],
         "played_ms_p95": summary(played)[1],
         "floor_played_ms_median": summary(floor)[0],
+        "end_to_end_ms_median": summary(end_to_end)[0],
     }
 
 
@@ -107,4 +110,5 @@ def single_from_fanout(entry: dict[str, Any]) -> dict[str, Any]:
         "played_ms_median": entry["gateway_played_ms_median"],
         "played_ms_p95": entry["gateway_played_ms_p95"],
         "floor_played_ms_median": entry["floor_played_ms_median"],
+        "end_to_end_ms_median": entry["end_to_end_ms_median"],
     }

@@ -197,6 +197,7 @@ class Bench:
         self.edge_urls = list(edge_urls)
         self.gateway: GatewayProcess | None = None
         self.fleets: list[Fleet] = []
+        self.post_ms: dict[str, float] = {}  # broadcast id -> ms from the POST to its 201
         self._sims: list[SimSpeaker] = []
         self._fleet_config: dict[str, Any] = {}
         self.observer: Observer | None = None
@@ -333,6 +334,7 @@ class Bench:
     async def post_broadcast(self, recording: bytes) -> tuple[str, float]:
         """Send to every village; the broadcast id and the perf_counter when 201 came back."""
         assert self.client is not None
+        posted = time.perf_counter()
         response = await self.client.post(
             "/api/v1/broadcasts",
             data={"category": "administrative", "all_villages": "true"},
@@ -342,7 +344,10 @@ class Bench:
         started = time.perf_counter()
         if response.status_code != 201:
             raise RuntimeError(f"broadcast refused: {response.status_code} {response.text}")
-        return str(response.json()["id"]), started
+        broadcast_id = str(response.json()["id"])
+        # Upload, transcode and database write: what an officer waits for before the fan-out.
+        self.post_ms[broadcast_id] = (started - posted) * 1000
+        return broadcast_id, started
 
     async def wait_completed(self, broadcast_id: str, limit_s: float = 120) -> None:
         """Poll until the gateway has recorded every ack, so the next round starts quiet."""

@@ -25,7 +25,7 @@ from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
 from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
-from bench.transcode import run_transcode_bench
+from bench.transcode import ffmpeg_cli_ms, run_transcode_bench
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, find_mosquitto, raise_nofile_limit
 from tests.e2e.harness import TOKEN
@@ -64,7 +64,13 @@ def _machine() -> dict[str, Any]:
 
 
 async def _fanout(
-    folder: Path, mqtt_url: str, count: int, recording: bytes, rounds: int, warmup: int
+    folder: Path,
+    mqtt_url: str,
+    count: int,
+    recording: bytes,
+    rounds: int,
+    warmup: int,
+    ffmpeg_ms: float | None = None,
 ) -> tuple[dict[str, Any], Bench | None]:
     """Alternate gateway and floor rounds on one fleet; returns the entry (bench kept open)."""
     bench = Bench(folder / f"fanout-{count}", mqtt_url, count)
@@ -76,6 +82,7 @@ async def _fanout(
         gateway_played: list[float] = []
         floor_received: list[float] = []
         floor_played: list[float] = []
+        end_to_end: list[float] = []
         topic = None
         for index in range(warmup + rounds):
             timed = index >= warmup
@@ -96,6 +103,7 @@ async def _fanout(
                 gateway_played.append(played)
                 floor_received.append(floor_r)
                 floor_played.append(floor_p)
+                end_to_end.append(bench.post_ms[broadcast_id] + played)
         g_med, g_p95, g_max = summary(gateway_received)
         gp_med, gp_p95, gp_max = summary(gateway_played)
         f_med, f_p95, f_max = summary(floor_received)
@@ -114,6 +122,7 @@ async def _fanout(
             "floor_played_ms_median": fp_med,
             "ratio": round(g_med / f_med, 3) if f_med else None,
             "played_ratio": round(gp_med / fp_med, 3) if fp_med else None,
+            **end_to_end_figures(end_to_end, ffmpeg_ms, fp_med),
             "command_bytes": len(template) if template else None,
             "gateway_command_topic": topic,
         }
@@ -121,6 +130,22 @@ async def _fanout(
     except BaseException:
         await bench.__aexit__(None, None, None)
         raise
+
+
+def end_to_end_figures(
+    samples: list[float], ffmpeg_ms: float | None, floor_played_ms: float
+) -> dict[str, Any]:
+    """From the start of the POST (upload, transcode, database write) to every speaker's
+    `played`, next to its floor: the ffmpeg CLI's transcode of the same recording plus the bare
+    broker's publish to every speaker's `played`."""
+    median, p95, _ = summary(samples)
+    floor = round(ffmpeg_ms + floor_played_ms, 1) if ffmpeg_ms is not None else None
+    return {
+        "end_to_end_ms_median": median,
+        "end_to_end_ms_p95": p95,
+        "end_to_end_floor_ms_median": floor,
+        "end_to_end_ratio": round(median / floor, 3) if floor else None,
+    }
 
 
 async def _api_during_fanout(bench: Bench, recording: bytes) -> dict[str, Any]:
@@ -209,7 +234,10 @@ async def run_bench_async() -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="maeul-bench-") as scratch:
         folder = Path(scratch)
-        recording = make_recording(folder / "phone.m4a", "m4a", seconds=clip_s).read_bytes()
+        recording_path = make_recording(folder / "phone.m4a", "m4a", seconds=clip_s)
+        recording = recording_path.read_bytes()
+        ffmpeg_ms = await asyncio.to_thread(ffmpeg_cli_ms, recording_path, 1 if smoke else 3)
+        result["ffmpeg_cli_ms_for_clip"] = ffmpeg_ms
         broker = LocalMosquitto(MosquittoConfig(data_dir=folder / "mosquitto"))
         async with broker:
             _log(f"broker {broker.url}")
@@ -218,7 +246,9 @@ async def run_bench_async() -> dict[str, Any]:
                 memory.update(await _memory_jinju(folder, broker.url, recording))
                 _log(f"memory (Jinju): {memory['rss_mb_jinju']} MiB")
             for count in sizes:
-                entry, bench = await _fanout(folder, broker.url, count, recording, rounds, warmup)
+                entry, bench = await _fanout(
+                    folder, broker.url, count, recording, rounds, warmup, ffmpeg_ms
+                )
                 assert bench is not None
                 try:
                     result["fanout"].append(entry)
@@ -313,6 +343,16 @@ def table(result: dict[str, Any]) -> str:
             f"{e['gateway_received_ms_p95']:>8} {e['gateway_received_ms_max']:>8} "
             f"{e['gateway_played_ms_median']:>10} {e['floor_ms_median']:>10} "
             f"{e['floor_ms_p95']:>8} {e['floor_ms_max']:>8} {_fmt(e['ratio']):>6}"
+        )
+    lines += [
+        "",
+        "end to end (ms from the start of the POST: upload, transcode, database write, fan-out)",
+    ]
+    for e in result["fanout"]:
+        lines.append(
+            f"{e['speakers']:>9} {_fmt(e.get('end_to_end_ms_median')):>12} vs floor (ffmpeg CLI "
+            f"+ bare broker) {_fmt(e.get('end_to_end_floor_ms_median'))}, ratio "
+            f"{_fmt(e.get('end_to_end_ratio'))}"
         )
     t = result["transcode"]
     api = result.get("api", {})
