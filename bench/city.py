@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from gateway.migrations import upgrade
 from gateway.places import service as places
 from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
-from gateway.seed import seed
+from gateway.seed import Preset, seed
 from gateway.settings import MqttTarget
 from gateway.signing import KeySeal
 from gateway.speakers.bulk import SpeakerRow, upsert_speakers
@@ -42,8 +43,8 @@ JINJU_DISTRICTS = 21
 POST_ATTEMPTS = 3
 
 
-async def seed_database(folder: Path, speaker_count: int | None) -> str:
-    """Migrate a SQLite database; None seeds the Jinju preset, a number that many speakers."""
+async def seed_database(folder: Path, speaker_count: int | None, preset: Preset = "jinju") -> str:
+    """Migrate a SQLite database; None seeds the preset, a number that many speakers."""
     path = folder / "maeul.db"
     url = f"sqlite+aiosqlite:///{path}"
     await asyncio.to_thread(upgrade, url)
@@ -51,7 +52,7 @@ async def seed_database(folder: Path, speaker_count: int | None) -> str:
     try:
         async with create_sessions(engine)() as session:
             if speaker_count is None:
-                await seed(session, preset="jinju", city_code=CITY)
+                await seed(session, preset=preset, city_code=CITY)
             else:
                 await _seed_uniform(session, speaker_count)
             await session.commit()
@@ -175,14 +176,32 @@ class Observer:
 
 
 class Bench:
-    """One gateway process, its fleet and an observer, for one city on a shared broker."""
+    """One gateway process, its fleet and an observer, for one city on a shared broker: a
+    number of speakers spread evenly, or the preset's (None).
 
-    def __init__(self, folder: Path, mqtt_url: str, speaker_count: int | None) -> None:
+    With `edge_urls` the speakers connect to those edge brokers instead, bridged to the broker
+    at `mqtt_url` (`maeul.broker_bridge`), each edge serving whole districts; the gateway, the
+    observer and the floor's publisher stay on the core.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        mqtt_url: str,
+        speaker_count: int | None,
+        edge_urls: Sequence[str] = (),
+        preset: Preset = "jinju",
+    ) -> None:
         self.folder = folder
+        self.preset: Preset = preset
         self.mqtt_url = mqtt_url
         self.speaker_count = speaker_count
+        self.edge_urls = list(edge_urls)
         self.gateway: GatewayProcess | None = None
-        self.fleet: Fleet | None = None
+        self.fleets: list[Fleet] = []
+        self.post_ms: dict[str, float] = {}  # broadcast id -> ms from the POST to its 201
+        self._sims: list[SimSpeaker] = []
+        self._fleet_config: dict[str, Any] = {}
         self.observer: Observer | None = None
         self.client: httpx.AsyncClient | None = None
         self.publisher: aiomqtt.Client | None = None
@@ -190,8 +209,8 @@ class Bench:
 
     @property
     def total(self) -> int:
-        assert self.fleet is not None
-        return len(self.fleet.speakers)
+        assert self.fleets
+        return sum(len(fleet.speakers) for fleet in self.fleets)
 
     @property
     def pid(self) -> int:
@@ -212,7 +231,7 @@ class Bench:
 
     async def _start(self, speed: float = 50.0) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        url = await seed_database(self.folder, self.speaker_count)
+        url = await seed_database(self.folder, self.speaker_count, self.preset)
         self.gateway = GatewayProcess(
             database_url=url,
             mqtt_url=self.mqtt_url,
@@ -246,18 +265,19 @@ class Bench:
         self.observer = Observer(self.mqtt_url, len(sims))
         await self.observer.start()
         self._stack.push_async_callback(self.observer.stop)
-        self.fleet = Fleet(
-            FleetConfig(
-                mqtt_url=self.mqtt_url,
-                gateway_url=self.gateway.url,
-                seed=3,
-                speed=speed,
-                public_keys=keys,
-                heartbeat_s=FLEET_HEARTBEAT_S,
-            )
-        )
-        self._stack.push_async_callback(self.fleet.stop)
-        await self.fleet.start(sims)
+        self._fleet_config = {
+            "gateway_url": self.gateway.url,
+            "seed": 3,
+            "speed": speed,
+            "public_keys": keys,
+            "heartbeat_s": FLEET_HEARTBEAT_S,
+            # Simulated speakers come back within a second of their broker: the scenarios time
+            # the gateway, not a firmware's back-off.
+            "backoff_max_s": 1.0,
+        }
+        self._sims = sims
+        self._stack.push_async_callback(self._stop_fleets)
+        await self._start_fleets()
         await self._wait_online(len(sims))
         target = MqttTarget(self.mqtt_url)
         self.publisher = await self._stack.enter_async_context(
@@ -269,14 +289,47 @@ class Bench:
             )
         )
 
-    async def _wait_online(self, count: int) -> None:
+    async def _start_fleets(self) -> None:
+        for url, share in self._by_broker(self._sims):
+            fleet = Fleet(FleetConfig(mqtt_url=url, **self._fleet_config))
+            self.fleets.append(fleet)
+            await fleet.start(share)
+
+    async def _stop_fleets(self) -> None:
+        fleets, self.fleets = self.fleets, []
+        for fleet in fleets:
+            await fleet.stop()
+
+    async def move_fleet(self, edge_urls: Sequence[str]) -> None:
+        """Take every speaker offline and bring it back on these edge brokers (none: the core),
+        as a city would when it puts edge brokers in; the gateway and its database stay."""
+        await self._stop_fleets()
+        await self._wait_online(0, offline=True)
+        self.edge_urls = list(edge_urls)
+        await self._start_fleets()
+        await self._wait_online(len(self._sims))
+
+    def _by_broker(self, sims: list[SimSpeaker]) -> list[tuple[str, list[SimSpeaker]]]:
+        """Which broker each speaker connects to: the core, or the edge of its district."""
+        if not self.edge_urls:
+            return [(self.mqtt_url, sims)]
+        districts = sorted({sim.identity.district for sim in sims})
+        edge_of = {d: i % len(self.edge_urls) for i, d in enumerate(districts)}
+        shares: list[list[SimSpeaker]] = [[] for _ in self.edge_urls]
+        for sim in sims:
+            shares[edge_of[sim.identity.district]].append(sim)
+        return [(url, share) for url, share in zip(self.edge_urls, shares, strict=True) if share]
+
+    async def _wait_online(self, count: int, *, offline: bool = False) -> None:
+        """Until at least `count` speakers are online (with `offline`: at most `count`)."""
         assert self.client is not None
         async with asyncio.timeout(300):
             while True:
                 response = await self.client.get(
                     "/api/v1/speakers", params={"online": "true", "limit": 1}
                 )
-                if response.json()["total"] >= count:
+                total = response.json()["total"]
+                if (total <= count) if offline else (total >= count):
                     return
                 await asyncio.sleep(0.3)
 
@@ -284,6 +337,7 @@ class Bench:
         """Send to every village; the broadcast id and the perf_counter when 201 came back."""
         assert self.client is not None
         key = uuid.uuid4().hex
+        posted = time.perf_counter()
         for attempt in range(POST_ATTEMPTS):
             try:
                 response = await self.client.post(
@@ -303,7 +357,10 @@ class Bench:
         # 200: a repeat the gateway had already taken (Idempotent-Replayed).
         if response.status_code not in (200, 201):
             raise RuntimeError(f"broadcast refused: {response.status_code} {response.text}")
-        return str(response.json()["id"]), started
+        broadcast_id = str(response.json()["id"])
+        # Upload, transcode and database write: what an officer waits for before the fan-out.
+        self.post_ms[broadcast_id] = (started - posted) * 1000
+        return broadcast_id, started
 
     async def wait_completed(self, broadcast_id: str, limit_s: float = 120) -> None:
         """Poll until the gateway has recorded every ack, so the next round starts quiet."""

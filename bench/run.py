@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from bench.bridged import run_bridged_bench, single_from_fanout
 from bench.catchup import run_catchup_bench
 from bench.city import Bench, children_rss_mb, rss_mb
 from bench.disaster import run_disaster_bench
@@ -24,7 +25,7 @@ from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
 from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
-from bench.transcode import run_transcode_bench
+from bench.transcode import ffmpeg_cli_ms, run_transcode_bench
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, find_mosquitto, raise_nofile_limit
 from tests.e2e.harness import TOKEN
@@ -63,7 +64,13 @@ def _machine() -> dict[str, Any]:
 
 
 async def _fanout(
-    folder: Path, mqtt_url: str, count: int, recording: bytes, rounds: int, warmup: int
+    folder: Path,
+    mqtt_url: str,
+    count: int,
+    recording: bytes,
+    rounds: int,
+    warmup: int,
+    ffmpeg_ms: float | None = None,
 ) -> tuple[dict[str, Any], Bench | None]:
     """Alternate gateway and floor rounds on one fleet; returns the entry (bench kept open)."""
     bench = Bench(folder / f"fanout-{count}", mqtt_url, count)
@@ -75,6 +82,7 @@ async def _fanout(
         gateway_played: list[float] = []
         floor_received: list[float] = []
         floor_played: list[float] = []
+        end_to_end: list[float] = []
         topic = None
         for index in range(warmup + rounds):
             timed = index >= warmup
@@ -95,6 +103,7 @@ async def _fanout(
                 gateway_played.append(played)
                 floor_received.append(floor_r)
                 floor_played.append(floor_p)
+                end_to_end.append(bench.post_ms[broadcast_id] + played)
         g_med, g_p95, g_max = summary(gateway_received)
         gp_med, gp_p95, gp_max = summary(gateway_played)
         f_med, f_p95, f_max = summary(floor_received)
@@ -113,6 +122,7 @@ async def _fanout(
             "floor_played_ms_median": fp_med,
             "ratio": round(g_med / f_med, 3) if f_med else None,
             "played_ratio": round(gp_med / fp_med, 3) if fp_med else None,
+            **end_to_end_figures(end_to_end, ffmpeg_ms, fp_med),
             "command_bytes": len(template) if template else None,
             "gateway_command_topic": topic,
         }
@@ -120,6 +130,22 @@ async def _fanout(
     except BaseException:
         await bench.__aexit__(None, None, None)
         raise
+
+
+def end_to_end_figures(
+    samples: list[float], ffmpeg_ms: float | None, floor_played_ms: float
+) -> dict[str, Any]:
+    """From the start of the POST (upload, transcode, database write) to every speaker's
+    `played`, next to its floor: the ffmpeg CLI's transcode of the same recording plus the bare
+    broker's publish to every speaker's `played`."""
+    median, p95, _ = summary(samples)
+    floor = round(ffmpeg_ms + floor_played_ms, 1) if ffmpeg_ms is not None else None
+    return {
+        "end_to_end_ms_median": median,
+        "end_to_end_ms_p95": p95,
+        "end_to_end_floor_ms_median": floor,
+        "end_to_end_ratio": round(median / floor, 3) if floor else None,
+    }
 
 
 async def _api_during_fanout(bench: Bench, recording: bytes) -> dict[str, Any]:
@@ -208,7 +234,10 @@ async def run_bench_async() -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="maeul-bench-") as scratch:
         folder = Path(scratch)
-        recording = make_recording(folder / "phone.m4a", "m4a", seconds=clip_s).read_bytes()
+        recording_path = make_recording(folder / "phone.m4a", "m4a", seconds=clip_s)
+        recording = recording_path.read_bytes()
+        ffmpeg_ms = await asyncio.to_thread(ffmpeg_cli_ms, recording_path, 1 if smoke else 3)
+        result["ffmpeg_cli_ms_for_clip"] = ffmpeg_ms
         broker = LocalMosquitto(MosquittoConfig(data_dir=folder / "mosquitto"))
         async with broker:
             _log(f"broker {broker.url}")
@@ -217,7 +246,9 @@ async def run_bench_async() -> dict[str, Any]:
                 memory.update(await _memory_jinju(folder, broker.url, recording))
                 _log(f"memory (Jinju): {memory['rss_mb_jinju']} MiB")
             for count in sizes:
-                entry, bench = await _fanout(folder, broker.url, count, recording, rounds, warmup)
+                entry, bench = await _fanout(
+                    folder, broker.url, count, recording, rounds, warmup, ffmpeg_ms
+                )
                 assert bench is not None
                 try:
                     result["fanout"].append(entry)
@@ -227,6 +258,9 @@ async def run_bench_async() -> dict[str, Any]:
                     if smoke:
                         memory["rss_mb_jinju"] = rss_mb(bench.pid)
                         memory["note"] = f"smoke: measured with {count} speakers, not Jinju"
+                        result["bridged"] = await _bridged(
+                            folder, broker.url, recording, rounds, warmup, reuse=(bench, entry)
+                        )
                     if count == 10_000:
                         memory["rss_mb_10k"] = rss_mb(bench.pid)
                         memory["rss_mb_10k_workers"] = children_rss_mb(bench.pid)
@@ -251,6 +285,8 @@ async def run_bench_async() -> dict[str, Any]:
                 f"disaster: {result['api']['disaster_under_load_ms']} ms under load, "
                 f"{result['api']['disaster_idle_ms']} ms idle"
             )
+            if not smoke:
+                result["bridged"] = await _bridged(folder, broker.url, recording, rounds, warmup)
             _log("live: mouth-to-speaker latency")
             result["live"] = await run_live_bench(folder, broker.url, **live_settings(smoke))
             if full:
@@ -308,6 +344,16 @@ def table(result: dict[str, Any]) -> str:
             f"{e['gateway_played_ms_median']:>10} {e['floor_ms_median']:>10} "
             f"{e['floor_ms_p95']:>8} {e['floor_ms_max']:>8} {_fmt(e['ratio']):>6}"
         )
+    lines += [
+        "",
+        "end to end (ms from the start of the POST: upload, transcode, database write, fan-out)",
+    ]
+    for e in result["fanout"]:
+        lines.append(
+            f"{e['speakers']:>9} {_fmt(e.get('end_to_end_ms_median')):>12} vs floor (ffmpeg CLI "
+            f"+ bare broker) {_fmt(e.get('end_to_end_floor_ms_median'))}, ratio "
+            f"{_fmt(e.get('end_to_end_ratio'))}"
+        )
     t = result["transcode"]
     api = result.get("api", {})
     memory = result["memory"]
@@ -338,6 +384,13 @@ def table(result: dict[str, Any]) -> str:
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
         *_live_more(result["live"]),
     ]
+    if (b := result.get("bridged")) is not None:
+        lines.append(
+            f"bridged    {b['speakers']} speakers, played {b['single_played_ms_median']} ms on one "
+            f"broker, {b['bridged_played_ms_median']} ms through {b['edges']} edges (ratio "
+            f"{_fmt(b['ratio'])}); floor {b['single_floor_played_ms_median']} -> "
+            f"{b['bridged_floor_played_ms_median']} ms (ratio {_fmt(b['floor_ratio'])})"
+        )
     for key in ("one", "two"):
         if (r := result.get("replicas", {}).get(key)) is not None:
             lines.append(
@@ -374,6 +427,45 @@ def _live_more(live: dict[str, Any]) -> list[str]:
     return lines
 
 
+async def _bridged(
+    folder: Path,
+    broker_url: str,
+    recording: bytes,
+    rounds: int,
+    warmup: int,
+    reuse: tuple[Bench, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Through three edge brokers: the smoke run's fan-out city (`reuse`: its bench and figures
+    on the core), or Gimcheon."""
+    _log("bridged: the same city on one broker, then on three edge brokers bridged to it")
+    if reuse is not None:
+        bench, entry = reuse
+        found = await run_bridged_bench(
+            bench,
+            folder / "bridged",
+            recording,
+            rounds=rounds,
+            warmup=warmup,
+            single=single_from_fanout(entry),
+        )
+    else:
+        async with Bench(folder / "bridged", broker_url, None, preset="gimcheon") as bench:
+            found = await run_bridged_bench(
+                bench, folder / "bridged", recording, rounds=rounds, warmup=warmup
+            )
+    _log(
+        f"bridged: {found['speakers']} speakers, played {found['single_played_ms_median']} ms on "
+        f"one broker, {found['bridged_played_ms_median']} ms through {found['edges']} edges "
+        f"(ratio {found['ratio']})"
+    )
+    return found
+
+
+async def _only_bridged(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
+    return {"bridged": await _bridged(folder, broker_url, recording, rounds, 1)}
+
+
 async def _only_disaster(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
     return {"api": await run_disaster_bench(folder / "disaster", broker_url, recording)}
 
@@ -395,6 +487,7 @@ async def _only_live(folder: Path, broker_url: str, recording: bytes) -> dict[st
 
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
 ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
+    "bridged": _only_bridged,
     "disaster": _only_disaster,
     "catchup": _only_catchup,
     "soak": _only_soak,

@@ -76,6 +76,22 @@ def _time_ms(run: Any) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def ffmpeg_cli_ms(source: Path, rounds: int) -> float | None:
+    """The ffmpeg command line's transcode of `source` (median ms of `rounds`); None without
+    ffmpeg. The floor under a broadcast's upload: the same work without the gateway."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="maeul-ffmpeg-") as scratch:
+        target = Path(scratch) / "out.ogg"
+        command = ffmpeg_command(ffmpeg, source, target)
+        samples = [
+            _time_ms(lambda: subprocess.run(command, check=True, capture_output=True))
+            for _ in range(max(1, rounds))
+        ]
+    return _stats(samples)[0]
+
+
 def run_transcode_bench(rounds: int = 5, warmup: int = 1) -> dict[str, Any]:
     """Time both ways `rounds` times after `warmup` untimed runs; medians, p95, max in ms."""
     seconds = 86.0

@@ -154,6 +154,7 @@ class Fleet:
             session_expiry_s=config.session_expiry_s,
             heartbeat_s=config.heartbeat_s,
             connect_timeout_s=config.connect_timeout_s,
+            backoff_max_s=config.backoff_max_s,
             firmware=config.firmware,
         )
         for spec in speakers:

@@ -73,6 +73,7 @@ class FleetConfig:
     seed: int = 0
     connect_concurrency: int = 128
     connect_timeout_s: float = 15.0
+    backoff_max_s: float = 60.0  # the longest wait between reconnection attempts
     public_keys: Mapping[str, bytes] | None = None  # require signed commands
     # Where rotated keys are learned from (the trust anchor stays `public_keys`): by default the
     # key ring of `gateway_url`, fetched once for the whole fleet.

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.places import service as places
 from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
+from gateway.residents.crypto import PhoneCipher
+from gateway.seed_households import HouseholdShape, HouseholdsReport, seed_households
 from gateway.speakers.bulk import SpeakerRow, upsert_speakers
 from gateway.speakers.schemas import Codec
 from gateway.templates import service as templates
@@ -33,6 +35,9 @@ class SeedReport:
     villages: int
     speakers: int
     templates: int = 0  # seeded announcement templates added this time
+    households: int = 0
+    receivers: int = 0  # indoor receivers, in households (not counted in speakers)
+    residents: int = 0  # with a synthetic phone number
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class _Shape:
     centre: tuple[float, float] = (35.18, 128.08)
     spread_m: float = 14_000
     national: str = "48170"
+    # Homes seeded when the caller gives a phone cipher (`gateway.seed_households`).
+    households: HouseholdShape | None = None
 
 
 # 진주시: 1 읍, 15 면 and the 동 of the old town (358 villages on the wireless system).
@@ -114,6 +121,9 @@ _GIMCHEON = _Shape(
     centre=(36.14, 128.11),
     spread_m=16_000,
     national="47150",
+    # All 56,000 households of its 읍·면·동, a third with an indoor receiver, half with a
+    # resident's (synthetic) number.
+    households=HouseholdShape(households=56_000, receiver_share=1 / 3, phone_share=1 / 2),
 )
 
 # For tests, laid out the same whatever the seed: 8 speakers, d01-v001 has two, d01-v002 one,
@@ -259,10 +269,13 @@ async def seed(
     city_code: str,
     rng_seed: int = 7,
     now: datetime | None = None,
+    cipher: PhoneCipher | None = None,
+    consent_days: int = 730,
 ) -> SeedReport:
     """Fill the city with a preset's districts, villages and speakers, unless it has villages
     already (then they are left alone and ``created`` is False). The seeded announcement
-    templates the city lacks are added either way. The caller commits."""
+    templates the city lacks are added either way. With `cipher`, the preset's households too
+    (their residents' numbers sealed with it). The caller commits."""
     shape = PRESETS.get(preset)
     if shape is None:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -289,10 +302,24 @@ async def seed(
     place_rows, speaker_rows = _rows(shape, random.Random(rng_seed))
     report = await places.upsert_places(session, city, place_rows, now=now)
     await upsert_speakers(session, city.id, speaker_rows, now=now)
+    homes = HouseholdsReport(0, 0, 0)
+    if cipher is not None and shape.households is not None:
+        homes = await seed_households(
+            session,
+            city,
+            shape.households,
+            cipher,
+            rng=random.Random(rng_seed),
+            now=now,
+            consent_days=consent_days,
+        )
     return SeedReport(
         created=True,
         districts=report.districts_created,
         villages=report.villages_created,
         speakers=len(speaker_rows),
         templates=await templates.seed_templates(session, city, now=now),
+        households=homes.households,
+        receivers=homes.receivers,
+        residents=homes.residents,
     )

@@ -256,6 +256,8 @@ class Settings(BaseSettings):
     sms_max_attempts: int = Field(default=5, ge=1, le=50)
     sms_retry_backoff_s: float = Field(default=5.0, gt=0, le=3600)
     sms_poll_s: float = Field(default=1.0, gt=0, le=60)
+    # Send to the seeded, never-assigned numbers 010-0XXX-XXXX (a test SMSC only).
+    sms_allow_synthetic: bool = False
     # Signs delivery-report links (HMAC); the same on every replica (``gateway.keyfiles``:
     # required in production when SMS is on). Numbers are sealed with ``phone_key``.
     sms_dlr_key: SecretStr | None = None

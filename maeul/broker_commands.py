@@ -87,3 +87,83 @@ def broker_template(
         ),
     )
     console.print(f"{out} 을(를) 썼습니다 (소유자만 읽기). / wrote {out} (mode 0600).")
+
+
+def _core_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter("HOST:PORT, e.g. core.example.kr:8883")
+    return host.strip("[]"), int(port)
+
+
+@broker_app.command("edge-config")
+def broker_edge_config(
+    core: Annotated[str, typer.Option(help="The core broker, HOST:PORT")],
+    name: Annotated[str, typer.Option(help="This edge's name ([A-Za-z0-9_-])")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="The mosquitto.conf to write")],
+    district: Annotated[
+        list[str] | None,
+        typer.Option(help="A district this edge serves (repeat); none: every district"),
+    ] = None,
+    city: Annotated[str | None, typer.Option(help="City code; none: every city")] = None,
+    username: Annotated[
+        str | None, typer.Option(help="The bridge's account on the core (default edge-NAME)")
+    ] = None,
+    port: Annotated[int, typer.Option(help="The edge's listener for speakers")] = 1883,
+    core_cafile: Annotated[
+        Path | None, typer.Option(help="CA of the core's certificate: the bridge uses TLS")
+    ] = None,
+    core_certfile: Annotated[Path | None, typer.Option(help="Client certificate")] = None,
+    core_keyfile: Annotated[Path | None, typer.Option(help="Client certificate's key")] = None,
+    password_file: Annotated[
+        Path, typer.Option(help="Where the edge finds the speakers' password file")
+    ] = Path("/mosquitto/config/passwd"),
+    acl_file: Annotated[Path, typer.Option(help="Where the edge finds the speakers' ACL")] = Path(
+        "/mosquitto/config/acl"
+    ),
+) -> None:
+    """Write the mosquitto.conf of an edge broker bridged to the core: the speakers of its
+    districts connect to it with their own accounts (the gateway's password file and ACL, from
+    `maeul broker files`), and one MQTT 5 bridge carries commands down and acks and presence up.
+    The bridge's password comes from MQTT_BRIDGE_PASSWORD. Prints the account to create on the
+    core, for an acl_file and for the dynamic security plugin."""
+    from maeul.broker_bridge import (
+        Bridge,
+        EdgeConfig,
+        core_acl,
+        core_dynsec_commands,
+        render_edge_config,
+    )
+    from maeul.broker_config import write_broker_file
+
+    host, core_port = _core_address(core)
+    password = os.environ.get("MQTT_BRIDGE_PASSWORD", "")
+    if not password:
+        typer.echo(
+            "MQTT_BRIDGE_PASSWORD 가 비어 있습니다 / MQTT_BRIDGE_PASSWORD is not set", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        bridge = Bridge(
+            name=name,
+            core_host=host,
+            core_port=core_port,
+            city=city,
+            districts=tuple(district or ()),
+            username=username or f"edge-{name}",
+            password=password,
+            cafile=core_cafile,
+            certfile=core_certfile,
+            keyfile=core_keyfile,
+        )
+        text = render_edge_config(
+            EdgeConfig(bridge=bridge, port=port, password_file=password_file, acl_file=acl_file)
+        )
+    except ValueError as exc:
+        typer.echo(f"잘못된 값입니다 / invalid value: {exc}", err=True)
+        raise typer.Exit(2) from None
+    write_broker_file(out, text)
+    console.print(f"{out} 을(를) 썼습니다 (소유자만 읽기). / wrote {out} (mode 0600).")
+    console.print("코어 브로커에 이 브리지의 계정을 만드세요. / Create its account on the core:")
+    typer.echo(f"# acl_file (and `mosquitto_passwd` for {bridge.username}):\n{core_acl(bridge)}")
+    typer.echo("# dynamic security:\n" + "\n".join(core_dynsec_commands(bridge)))

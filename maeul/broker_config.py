@@ -25,6 +25,7 @@ from typing import Final
 from gateway.devicesec.mosquitto import hash_password as hash_password
 from gateway.devicesec.mosquitto import render_passwd
 from gateway.devicesec.mosquitto import verify_password as verify_password
+from maeul.broker_bridge import Bridge, render_bridge
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class MosquittoConfig:
     # Run as root, Mosquitto switches to the "mosquitto" user, which cannot write to a data
     # directory we created. None keeps it as the user running this process.
     user: str | None = None
+    # An edge broker: its bridge to the core broker (`maeul.broker_bridge`).
+    bridge: Bridge | None = None
 
     @property
     def config_path(self) -> Path:
@@ -208,6 +211,8 @@ def render_config(cfg: MosquittoConfig) -> str:
         f"listener {int(cfg.port)} {_conf_value(cfg.host)}",
         "max_connections -1",
     ]
+    if cfg.bridge is not None:
+        lines += ["", *render_bridge(cfg.bridge)]
     return "\n".join(lines) + "\n"
 
 

@@ -155,10 +155,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 def seed(
     preset: Annotated[str, typer.Option(help="jinju | gimcheon | tiny")] = "jinju",
 ) -> None:
-    """Fill an empty database with a demo city's districts, villages and speakers."""
+    """Fill an empty database with a demo city's districts, villages and speakers, and the
+    preset's households (gimcheon: 56,000, residents' numbers synthetic, 010-0XXX-XXXX)."""
     from maeul.run import seed_database
 
-    report = asyncio.run(seed_database(preset))
+    report = asyncio.run(seed_database(preset, households=True))
     console.print(report)
 
 

@@ -32,6 +32,7 @@ from gateway.live.ingest import MAX_WS_MESSAGE_BYTES
 from gateway.logs import configure_logging
 from gateway.migrations import upgrade_async
 from gateway.places.service import get_city
+from gateway.residents.crypto import PhoneCipher
 from gateway.schedules.quiet import city_zone, describe_local, parse_window
 from gateway.seed import seed
 from gateway.serving import GatewayServer, server_options
@@ -85,13 +86,22 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**fields)
 
 
-async def seed_database(preset: str, settings: Settings | None = None) -> str:
+async def seed_database(
+    preset: str, settings: Settings | None = None, *, households: bool = False
+) -> str:
+    """Seed the preset (with `households`: its homes and residents too) and say what it did."""
     settings = settings or _settings()
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         async with create_sessions(engine)() as session:
-            report = await seed(session, preset=preset, city_code=settings.city_code)  # type: ignore[arg-type]
+            report = await seed(
+                session,
+                preset=preset,  # type: ignore[arg-type]
+                city_code=settings.city_code,
+                cipher=PhoneCipher.from_settings(settings) if households else None,
+                consent_days=settings.resident_consent_days,
+            )
             await session.commit()
     finally:
         await engine.dispose()
@@ -99,8 +109,11 @@ async def seed_database(preset: str, settings: Settings | None = None) -> str:
         return "이미 데이터가 있어 시드를 건너뜁니다. / Data exists; seeding skipped."
     return (
         f"시드 완료: 읍·면·동 {report.districts}곳, 마을 {report.villages}곳, "
-        f"스피커 {report.speakers}대 / seeded {report.districts} districts, "
-        f"{report.villages} villages, {report.speakers} speakers"
+        f"스피커 {report.speakers}대, 가구 {report.households}곳 (실내 수신기 "
+        f"{report.receivers}대, 가상 번호 주민 {report.residents}명) / seeded "
+        f"{report.districts} districts, {report.villages} villages, {report.speakers} speakers, "
+        f"{report.households} households ({report.receivers} indoor receivers, "
+        f"{report.residents} residents with a synthetic number)"
     )
 
 

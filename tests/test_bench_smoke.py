@@ -47,6 +47,10 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for entry in result["fanout"]:
         assert set(entry) >= FANOUT_KEYS
         assert all(_non_negative(entry[key]) for key in FANOUT_KEYS)
+    for entry in result["fanout"]:
+        assert _non_negative(entry["end_to_end_ms_median"])
+        assert entry["end_to_end_ms_median"] >= entry["gateway_played_ms_median"]
+        assert _non_negative(entry["end_to_end_floor_ms_median"])
     transcode = result["transcode"]
     assert {"pipeline_ms_median", "ffmpeg_cli_ms_median", "ratio"} <= set(transcode)
     assert _non_negative(transcode["pipeline_ms_median"])
@@ -65,5 +69,15 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert soak["broadcasts"] == 6, "the smoke soak is tiny"
     assert len(soak["samples"]) >= 2
     assert isinstance(soak["rss_growth_mib_per_1000"], int | float)
+    bridged = result["bridged"]
+    assert bridged["edges"] >= 3
+    assert (
+        sum(bridged["speakers_per_edge"]) == bridged["speakers"] == result["fanout"][0]["speakers"]
+    )
+    for side in ("single", "bridged"):
+        assert _non_negative(bridged[f"{side}_played_ms_median"])
+        assert _non_negative(bridged[f"{side}_floor_played_ms_median"])
+    assert _non_negative(bridged["ratio"])
+    assert _non_negative(bridged["bridged_end_to_end_ms_median"])
     assert result["catchup"]["pending"] == 100
     assert _non_negative(result["catchup"]["pending_100_ms"])

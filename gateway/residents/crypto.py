@@ -91,6 +91,25 @@ def mask_last4(last4: str) -> str:
     return f"010-****-{last4}"
 
 
+# 010-0000-0000 .. 010-0999-9999: a middle group beginning with 0 is never assigned to a
+# subscriber. Seeded demo residents get these (`gateway.seed_households`); the SMS worker sends
+# nothing to them unless GATEWAY_SMS_ALLOW_SYNTHETIC is set, for a test SMSC.
+SYNTHETIC_PREFIX: Final = "0100"
+SYNTHETIC_CAPACITY: Final = 10_000_000
+
+
+def synthetic_number(index: int) -> str:
+    """The index-th synthetic number, normalised (01000000000, 01000000001, ...)."""
+    if not 0 <= index < SYNTHETIC_CAPACITY:
+        raise ValueError("there are ten million synthetic numbers")
+    return f"{SYNTHETIC_PREFIX}{index:07d}"
+
+
+def is_synthetic_number(number: str) -> bool:
+    """Whether a normalised mobile number is in the seeded, never-assigned range."""
+    return len(number) == 11 and number.startswith(SYNTHETIC_PREFIX)
+
+
 @dataclass(frozen=True)
 class Sealed:
     key_id: str

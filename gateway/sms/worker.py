@@ -20,7 +20,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.clock import Clock
-from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable
+from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable, is_synthetic_number
 from gateway.settings import Settings
 from gateway.sms import service
 from gateway.sms.links import ReportLinks
@@ -105,6 +105,9 @@ class SmsWorker:
         except PhoneKeyUnavailable:
             log.error("SMS %s: its number cannot be opened with GATEWAY_PHONE_KEY", claim.id)
             return await self._fail(claim.id, "number_unreadable")
+        if is_synthetic_number(number) and not self._settings.sms_allow_synthetic:
+            log.warning("SMS %s: a synthetic (seeded) number; not sent", claim.id)
+            return await self._fail(claim.id, "synthetic_number")
         outgoing = Outgoing(to=number, text=claim.text, dlr_url=self._links.url_for(claim.id))
         try:
             await self._sender.send(outgoing)

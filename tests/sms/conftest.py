@@ -102,8 +102,9 @@ class SmsGateway:
 
 
 def random_mobile() -> str:
-    """A number of its own for each message: the fake SMSC's log is shared by the session."""
-    return f"010{secrets.randbelow(10**8):08d}"
+    """A number of its own for each message: the fake SMSC's log is shared by the session.
+    Never in the synthetic range (010-0XXX-XXXX), which the worker refuses."""
+    return f"010{10**7 + secrets.randbelow(9 * 10**7):08d}"
 
 
 @contextlib.asynccontextmanager

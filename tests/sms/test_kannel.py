@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from gateway.logs import configure_logging
+from gateway.residents.crypto import SYNTHETIC_CAPACITY, synthetic_number
 from gateway.sms import service
 from gateway.sms.states import SmsStatus
 from maeul.kannel import KannelProcess
@@ -196,3 +198,19 @@ async def test_two_workers_never_send_one_message_twice(
             assert (await gateway.wait_for(message_id, final)).status == SmsStatus.DELIVERED
         for n, number in enumerate(numbers):
             assert await asyncio.wait_for(kannel.smsc.wait_for(number), 30) == [f"{NOTICE} ({n})"]
+
+
+async def test_a_synthetic_number_is_never_sent_unless_allowed(
+    sms_gateway: SmsGateway, kannel: KannelProcess
+) -> None:
+    seeded = synthetic_number(secrets.randbelow(SYNTHETIC_CAPACITY))
+    refused = await sms_gateway.enqueue(seeded, NOTICE)
+    assert await sms_gateway.worker.send_due() == Counter(failed=1)
+    message = await sms_gateway.message(refused)
+    assert (message.status, message.reason, message.sent_at) == ("failed", "synthetic_number", None)
+    assert kannel.smsc.messages_to(seeded) == []
+
+    allowed = await sms_gateway.enqueue(seeded, NOTICE)
+    assert await sms_gateway.new_worker(sms_allow_synthetic=True).send_due() == Counter(sent=1)
+    assert (await sms_gateway.wait_for(allowed, final)).status == SmsStatus.DELIVERED
+    assert await asyncio.wait_for(kannel.smsc.wait_for(seeded), 30) == [NOTICE]
