@@ -100,8 +100,12 @@ def test_officer_sends_to_a_circle_drawn_around_two_villages(office: Page, stack
     use = dialog.get_by_role("button", name="이 지역으로 보내기")
     expect(use).to_be_disabled()
 
-    # Back to the circle, and send to it.
-    page.mouse.click((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+    # Back to the circle, drawn by dragging out its radius, set exactly with the slider; sent.
+    page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+    page.mouse.down()
+    page.mouse.move((a[0] + b[0]) / 2 + 200, (a[1] + b[1]) / 2, steps=4)
+    page.mouse.up()
+    expect(dialog.get_by_role("slider", name="반지름 (미터)")).not_to_have_value(str(radius))
     dialog.get_by_role("slider", name="반지름 (미터)").fill(str(radius))
     expect(dialog.locator("#area-result")).to_have_text(re.compile("마을 2곳이 이 지역에 듭니다"))
     sent_area: list[str] = []

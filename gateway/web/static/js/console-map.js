@@ -5,6 +5,7 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const METRES_PER_DEGREE = 111320;
+const NAMED_UP_TO = 40; // villages: up to this many, every name is written on the map
 
 // An equirectangular projection around the city's bounding box, in metres: a circle's radius
 // is the same number on the map as on the ground.
@@ -20,7 +21,8 @@ function mapProjection(points) {
   const height = Math.max((north - south) * METRES_PER_DEGREE, 1000);
   const pad = Math.max(width, height) * 0.08;
   return {
-    viewBox: `${-pad} ${-pad} ${width + 2 * pad} ${height + 2 * pad}`,
+    // Room on the right for the names written beside the points.
+    viewBox: `${-pad} ${-pad} ${width + 3.5 * pad} ${height + 2 * pad}`,
     size: Math.max(width, height) + 2 * pad,
     xy: (lat, lon) => [(lon - west) * kx, (north - lat) * METRES_PER_DEGREE],
     latlon: (x, y) => [round6(north - y / METRES_PER_DEGREE), round6(west + x / kx)],
@@ -75,6 +77,9 @@ function openAreaMap({ villages, districts, own, onChoose }) {
       <div class="area-map-canvas">
         <svg id="area-svg" viewBox="${projection.viewBox}" role="img"
           aria-label="마을 ${placed.length}곳의 지도. 고른 지역에 드는 마을은 오른쪽 목록에 모두 나옵니다."></svg>
+        <p class="area-legend" aria-hidden="true"><span class="key own"></span>담당 마을
+          <span class="key foreign"></span>다른 읍·면·동 <span class="key covered"></span>고른 지역에 드는 마을
+          <span class="key outside"></span>담당 지역 밖</p>
         <p class="muted" id="area-hint"></p>
       </div>
       <div class="area-map-side">
@@ -111,7 +116,7 @@ function openAreaMap({ villages, districts, own, onChoose }) {
   const $ = (id) => dialog.querySelector(`#${id}`);
   const svg = $("area-svg");
   const layers = {};
-  for (const name of ["districts", "shape", "villages", "label"]) {
+  for (const name of ["districts", "shape", "names", "villages", "label"]) {
     layers[name] = svgEl("g", { class: `layer-${name}` });
     svg.append(layers[name]);
   }
@@ -129,6 +134,11 @@ function openAreaMap({ villages, districts, own, onChoose }) {
     });
     point.append(Object.assign(svgEl("title"), { textContent: v.name }));
     layers.villages.append(point);
+    if (placed.length <= NAMED_UP_TO) {
+      const name = svgEl("text", { x: (x + dot * 1.6).toFixed(1), y: (y + dot * 0.9).toFixed(1), class: "village-name", "font-size": (dot * 2.6).toFixed(1) });
+      name.textContent = v.name;
+      layers.names.append(name);
+    }
     points.set(v.id, { point, x, y, village: v });
   });
   const label = svgEl("text", { class: "village-label", "font-size": (dot * 3.2).toFixed(1) });
@@ -155,7 +165,7 @@ function openAreaMap({ villages, districts, own, onChoose }) {
   const radius = $("area-radius");
   const hint = $("area-hint");
   const hints = {
-    circle: "지도를 눌러 원의 중심을 정하고 반지름을 조절하세요.",
+    circle: "지도를 눌러 원의 중심을 정하고, 그대로 끌거나 반지름 막대로 크기를 정하세요.",
     polygon: "지도를 눌러 꼭짓점을 차례로 찍으세요.",
     codes: "코드를 쓰고 미리 보기를 누르세요.",
   };
@@ -246,20 +256,39 @@ function openAreaMap({ villages, districts, own, onChoose }) {
     ask(true);
   }
 
-  svg.addEventListener("click", (event) => {
-    if (tool === "codes") return;
-    const at = new DOMPoint(event.clientX, event.clientY).matrixTransform(svg.getScreenCTM().inverse());
-    const spot = projection.latlon(at.x, at.y);
-    if (tool === "circle") {
-      centre = spot;
-      $("area-centre").value = "";
-      ask();
-    } else {
-      if (closed) { polygon = []; closed = false; }
-      polygon.push(spot);
-      ask();
-    }
+  const onMap = (event) => new DOMPoint(event.clientX, event.clientY).matrixTransform(svg.getScreenCTM().inverse());
+  // A circle: press for its centre, and drag out its radius (or set it with the slider).
+  let dragging = null;
+  svg.addEventListener("pointerdown", (event) => {
+    if (tool !== "circle") return;
+    const at = onMap(event);
+    dragging = { x: at.x, y: at.y, moved: false };
+    centre = projection.latlon(at.x, at.y);
+    $("area-centre").value = "";
+    svg.setPointerCapture(event.pointerId);
     drawShape();
+    ask();
+  });
+  svg.addEventListener("pointermove", (event) => {
+    if (!dragging) return;
+    const at = onMap(event);
+    const metres = Math.hypot(at.x - dragging.x, at.y - dragging.y);
+    if (!dragging.moved && metres < dot * 2) return;
+    dragging.moved = true;
+    radius.value = String(Math.max(100, Math.round(metres / 100) * 100));
+    drawShape();
+    ask();
+  });
+  const endDrag = () => { dragging = null; };
+  svg.addEventListener("pointerup", endDrag);
+  svg.addEventListener("pointercancel", endDrag);
+  svg.addEventListener("click", (event) => {
+    if (tool !== "polygon") return;
+    const at = onMap(event);
+    if (closed) { polygon = []; closed = false; }
+    polygon.push(projection.latlon(at.x, at.y));
+    drawShape();
+    ask();
   });
   dialog.querySelectorAll("input[name=area-tool]").forEach((r) => r.addEventListener("change", () => setTool(r.value)));
   $("area-centre").addEventListener("change", (event) => {
