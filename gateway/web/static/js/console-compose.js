@@ -51,10 +51,12 @@ async function showCompose(_arg, current) {
           <input type="search" id="village-search" placeholder="마을 이름 찾기" aria-label="마을 이름 찾기">
           ${canAll ? '<button type="button" class="btn small" id="select-city">시 전체</button>' : ""}
           <button type="button" class="btn small" id="select-none">모두 해제</button>
+          <button type="button" class="btn" id="select-map">지도에서 고르기</button>
         </div>
         <label class="check muted">
           <input type="checkbox" id="only-offline"> 꺼진 스피커가 있는 마을만 보기</label>
         <div class="tree" id="tree">${treeHtml(districts, villages)}</div>
+        <div class="area-summary" id="area-summary" hidden></div>
         <div class="selected-summary" id="selected-summary"></div>
       </section>
       <section class="card step" aria-labelledby="step-3">
@@ -117,6 +119,7 @@ function wireCompose(districts, villages) {
   let tab = "text";
   let recorded = null;
   let allCity = false;
+  let area = null; // { shape, villages } chosen on the map, sent as the form's `area`
 
   form.querySelectorAll("[data-tab]").forEach((button) => button.addEventListener("click", () => {
     tab = button.dataset.tab;
@@ -198,6 +201,7 @@ function wireCompose(districts, villages) {
   tree.addEventListener("change", (event) => {
     const box = event.target;
     allCity = false;
+    setArea(null);
     if (box.dataset.districtBox) {
       villageBoxes().filter((b) => b.dataset.of === box.dataset.districtBox)
         .forEach((b) => { b.checked = box.checked; });
@@ -233,12 +237,14 @@ function wireCompose(districts, villages) {
   document.getElementById("only-offline").addEventListener("change", filter);
   document.getElementById("select-none").addEventListener("click", () => {
     allCity = false;
+    setArea(null);
     villageBoxes().forEach((b) => { b.checked = false; });
     syncDistricts();
   });
   const cityButton = document.getElementById("select-city");
   if (cityButton) cityButton.addEventListener("click", () => {
     villageBoxes().forEach((b) => { b.checked = true; });
+    setArea(null);
     syncDistricts();
     allCity = true;
     summarize();
@@ -249,7 +255,34 @@ function wireCompose(districts, villages) {
   }));
   form.addEventListener("change", summarize);
 
+  document.getElementById("select-map").addEventListener("click", () => openAreaMap({
+    villages: [...places.byVillage.values()],
+    districts: [...places.byDistrict.values()],
+    own: (v) => villages.some((mine) => mine.id === v.id),
+    onChoose: (shape, covered) => {
+      allCity = false;
+      villageBoxes().forEach((b) => { b.checked = false; });
+      setArea({ shape, villages: covered });
+      syncDistricts();
+    },
+  }));
+
+  function setArea(chosen) {
+    area = chosen;
+    const box = document.getElementById("area-summary");
+    box.hidden = !area;
+    if (!area) return box.replaceChildren();
+    box.innerHTML = `<span>지도에서 고른 지역: ${area.villages.map((v) => esc(v.name)).join(", ")}</span>
+      <button type="button" class="btn small" id="area-clear">지역 지우기</button>`;
+    document.getElementById("area-clear").addEventListener("click", () => { setArea(null); summarize(); });
+  }
+
   function target() {
+    if (area) {
+      const ids = new Set(area.villages.map((v) => v.id));
+      const speakers = villages.filter((v) => ids.has(v.id)).reduce((n, v) => n + v.speaker_count, 0);
+      return { all: false, area: area.shape, districtIds: [], villageIds: [], count: ids.size, speakers };
+    }
     const chosen = new Set(villageBoxes().filter((b) => b.checked).map((b) => Number(b.dataset.villageBox)));
     const districtIds = [];
     const villageIds = [];
@@ -266,7 +299,7 @@ function wireCompose(districts, villages) {
     const t = target();
     const category = form.querySelector("input[name=category]:checked");
     const text = t.count === 0 ? "받을 마을을 고르세요." :
-      `${t.all ? "시 전체, " : ""}마을 ${t.count}곳 · 스피커 ${t.speakers}대`;
+      `${t.all ? "시 전체, " : ""}${t.area ? "지도에서 고른 지역, " : ""}마을 ${t.count}곳 · 스피커 ${t.speakers}대`;
     document.getElementById("selected-summary").textContent = text;
     const mode = form.querySelector("input[name=mode]:checked").value;
     const rehearsal = mode === "live" ? "" : `${WORDS.mode[mode]}(실제 상황 아님)으로 `;
@@ -346,7 +379,8 @@ function wireCompose(districts, villages) {
       data.append("file", document.getElementById("file").files[0]);
     }
     const mode = form.querySelector("input[name=mode]:checked").value;
-    if (t.all) data.append("all_villages", "true");
+    if (t.area) data.append("area", JSON.stringify(t.area));
+    else if (t.all) data.append("all_villages", "true");
     else {
       t.districtIds.forEach((id) => data.append("district_ids", id));
       t.villageIds.forEach((id) => data.append("village_ids", id));
