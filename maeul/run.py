@@ -268,7 +268,7 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
         waiters = [asyncio.create_task(stop.wait()), *tasks]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        console.print("\n종료합니다... / shutting down...")
+        _say("\n종료합니다... / shutting down...")
         if simulator is not None and simulator.returncode is None:
             simulator.send_signal(signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
@@ -284,8 +284,16 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
             await broker.stop()
         if kannel is not None:
             await asyncio.to_thread(kannel.stop)
-    console.print("모두 정지했습니다. / everything stopped.")
+    _say("모두 정지했습니다. / everything stopped.")
     return 0
+
+
+def _say(text: str) -> None:
+    """A shutdown message. Stopping goes on if it cannot be printed: a SIGTERM from whoever
+    also ended the terminal or the pipe the log went to must not leave the broker, Kannel and
+    the simulator running. (rich turns a broken pipe into SystemExit.)"""
+    with contextlib.suppress(OSError, SystemExit):
+        console.print(text)
 
 
 async def _start_kannel(data_dir: Path) -> tuple[KannelProcess | None, dict[str, Any]]:
