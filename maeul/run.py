@@ -381,7 +381,12 @@ def _quiet_hours_note(settings: Settings) -> str:
     if window.contains(now, zone):
         lines.append(
             f"  [yellow]지금이 방송 금지 시간입니다: 위 예는 "
-            f"{describe_local(window.ends_after(now, zone), zone)}에 나갑니다.[/]"
+            f"{describe_local(window.ends_after(now, zone), zone)}에 나갑니다. / "
+            "Quiet hours are in force now.[/]"
+        )
+    else:
+        lines.append(
+            "  지금은 방송 금지 시간이 아닙니다: 위 예는 바로 나갑니다. / Not quiet hours now."
         )
     lines.append(
         "  데모에서 바로 보내 보려면: GATEWAY_QUIET_HOURS=off make run  "

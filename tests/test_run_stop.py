@@ -1,6 +1,7 @@
-"""`maeul run` stops everything it started when it gets SIGTERM (what `kill` and a service
-manager send), even when the terminal or pipe its log went to is already gone: the broker,
-Kannel's bearerbox, smsbox and fake SMSC, and the simulated speakers."""
+"""`maeul run` says whether quiet hours are in force now, and stops everything it started when
+it gets SIGTERM (what `kill` and a service manager send), even when the terminal or pipe its log
+went to is already gone: the broker, Kannel's bearerbox, smsbox and fake SMSC, and the simulated
+speakers."""
 
 from __future__ import annotations
 
@@ -68,7 +69,12 @@ def test_sigterm_stops_run_and_everything_it_started(tmp_path: Path) -> None:
             if not chunk:
                 break
             said += chunk
-        assert "끝내려면".encode() in said, said.decode(errors="replace")
+        banner = said.decode(errors="replace")
+        assert "끝내려면" in banner, banner
+        # The banner says whether quiet hours hold the README's first example now.
+        assert (
+            "지금이 방송 금지 시간입니다" in banner or "지금은 방송 금지 시간이 아닙니다" in banner
+        )
         children = _children(run.pid)
         commands = " ".join(children.values())
         for name in ("mosquitto", "bearerbox", "smsbox", "fakesmsc", "maeul.cli simulate"):
