@@ -348,7 +348,8 @@ def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: b
       .venv/bin/maeul login -u ijang
   부트스트랩 토큰(계정 관리용): {settings.data_dir / "api-token"}
 
-  예) .venv/bin/maeul broadcast --file 녹음.m4a --all --category administrative --wait
+  예) .venv/bin/maeul tts "오늘 저녁 일곱 시에 마을 회관에서 회의가 있습니다" 녹음.ogg
+      .venv/bin/maeul broadcast --file 녹음.ogg --all --category administrative --wait
       .venv/bin/maeul broadcast --text "오늘 저녁 7시 마을 회관에서 회의가 있습니다" --village 1
 {_quiet_hours_note(settings)}
 
