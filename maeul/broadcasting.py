@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from maeul import held
 from maeul.api import api_client, exit_for
 from maeul.schedule_commands import CATEGORY_KO, WEEKDAYS_KO, print_schedule
 
@@ -86,6 +87,14 @@ def broadcast(
     ] = None,
     wait: Annotated[bool, typer.Option(help="Return when no delivery can change any more")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "--allow-duplicate",
+            help="Send even if the same send is already waiting for quiet hours to end",
+        ),
+    ] = False,
 ) -> None:
     """Send a broadcast to villages, whole districts, the whole city or the villages of an area
     (a point and radius, a polygon, administrative codes), now or scheduled."""
@@ -155,12 +164,33 @@ def broadcast(
         if scheduled:
             path = "/api/v1/schedules"
             form.update(_schedule_form(at, repeat_count, every, daily, weekday, until))
+        if not scheduled and not yes:
+            twin = held.waiting_twin(client, form, file)
+            if twin is not None:
+                raise _refuse(
+                    "같은 방송이 이미 방송 금지 시간이 끝나기를 기다리고 있습니다 "
+                    f"(예약 {twin['id']}, {twin['next_fire_at']}). 두 번 나가게 하려면 --yes 를 "
+                    f"붙이세요; 먼저 것을 취소하려면 maeul schedule cancel {twin['id']}",
+                    "The same send is already waiting for quiet hours to end; "
+                    "give --yes to send it twice.",
+                )
         response = _post_broadcast(client, path, form, file)
+        if (
+            response.status_code == 202
+            and file is not None
+            and "requested_by" not in response.json()
+        ):
+            held.remember(response.json()["id"], file)
         if response.status_code == 202 and "requested_by" in response.json():
             _print_approval(response.json(), as_json)
             return
         if response.status_code == 202 or (scheduled and response.status_code in (200, 201)):
-            print_schedule(response.json(), as_json, deferred=not scheduled)
+            print_schedule(
+                response.json(),
+                as_json,
+                deferred=not scheduled,
+                district_window=not scheduled and _held_by_a_district(client),
+            )
             return
         if response.status_code not in (200, 201):
             raise exit_for(response)
@@ -168,6 +198,13 @@ def broadcast(
         if wait:
             summary = _follow(client, summary["id"], show=not as_json)
     _print_summary(summary, as_json)
+
+
+def _held_by_a_district(client: httpx.Client) -> bool:
+    """Whether a send quiet hours just held was held by a district's own window: the city's is
+    not in force now."""
+    answer = client.get("/api/v1/quiet-hours")
+    return answer.status_code == 200 and not answer.json().get("quiet_now", True)
 
 
 def _refuse(ko: str, en: str) -> typer.Exit:

@@ -281,7 +281,7 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
         waiters = [asyncio.create_task(stop.wait()), *tasks]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        console.print("\n종료합니다... / shutting down...")
+        _say("\n종료합니다... / shutting down...")
         if simulator is not None and simulator.returncode is None:
             simulator.send_signal(signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
@@ -297,8 +297,16 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
             await broker.stop()
         if kannel is not None:
             await asyncio.to_thread(kannel.stop)
-    console.print("모두 정지했습니다. / everything stopped.")
+    _say("모두 정지했습니다. / everything stopped.")
     return 0
+
+
+def _say(text: str) -> None:
+    """A shutdown message. Stopping goes on if it cannot be printed: a SIGTERM from whoever
+    also ended the terminal or the pipe the log went to must not leave the broker, Kannel and
+    the simulator running. (rich turns a broken pipe into SystemExit.)"""
+    with contextlib.suppress(OSError, SystemExit):
+        console.print(text)
 
 
 async def _start_kannel(data_dir: Path) -> tuple[KannelProcess | None, dict[str, Any]]:
@@ -353,7 +361,8 @@ def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: b
       .venv/bin/maeul login -u ijang
   부트스트랩 토큰(계정 관리용): {settings.data_dir / "api-token"}
 
-  예) .venv/bin/maeul broadcast --file 녹음.m4a --all --category administrative --wait
+  예) .venv/bin/maeul tts "오늘 저녁 일곱 시에 마을 회관에서 회의가 있습니다" 녹음.ogg
+      .venv/bin/maeul broadcast --file 녹음.ogg --all --category administrative --wait
       .venv/bin/maeul broadcast --text "오늘 저녁 7시 마을 회관에서 회의가 있습니다" --village 1
 {_quiet_hours_note(settings)}
 
@@ -386,7 +395,12 @@ def _quiet_hours_note(settings: Settings) -> str:
     if window.contains(now, zone):
         lines.append(
             f"  [yellow]지금이 방송 금지 시간입니다: 위 예는 "
-            f"{describe_local(window.ends_after(now, zone), zone)}에 나갑니다.[/]"
+            f"{describe_local(window.ends_after(now, zone), zone)}에 나갑니다. / "
+            "Quiet hours are in force now.[/]"
+        )
+    else:
+        lines.append(
+            "  지금은 방송 금지 시간이 아닙니다: 위 예는 바로 나갑니다. / Not quiet hours now."
         )
     lines.append(
         "  데모에서 바로 보내 보려면: GATEWAY_QUIET_HOURS=off make run  "

@@ -50,15 +50,34 @@ def _schedule_json(schedule: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _send_now_advice(schedule_id: str) -> tuple[str, str]:
+def _send_now_advice(schedule_id: str, *, district_window: bool = False) -> tuple[str, str]:
     """How a deferred send can go out now (Korean, English): what the gateway allows, nothing
-    that weakens quiet hours where they are set."""
-    korean = (
-        "지금 보내야 한다면:\n"
+    that weakens quiet hours where they are set. `district_window`: a district's own window held
+    it (the city's is not in force), which GATEWAY_QUIET_HOURS does not lift."""
+    disaster = (
         "  - 실제 재난이면 --category disaster 로 보내세요. 재난 경보는 방송 금지 시간에도 "
         "바로 나갑니다.\n"
-        f"  - 이 예약이 필요 없으면: maeul schedule cancel {schedule_id}\n"
-        "  - 데모(make run)에서 시험하는 중이면: 게이트웨이를 GATEWAY_QUIET_HOURS=off make run "
+    )
+    cancel = f"  - 이 예약이 필요 없으면: maeul schedule cancel {schedule_id}"
+    if district_window:
+        korean = (
+            "지금 보내야 한다면:\n"
+            + disaster
+            + "  - 읍·면·동의 방송 금지 시간이 막았습니다: 시청 관리자에게 그 시간을 바꿔 "
+            '달라고 하세요 (PUT /api/v1/quiet-hours/districts/{id}, {"window": "..."}).\n' + cancel
+        )
+        english = (
+            "To send now: a real disaster alert (--category disaster) ignores quiet hours; a "
+            "district's own quiet hours held it: ask the city administrator to change them "
+            '(PUT /api/v1/quiet-hours/districts/{id} with {"window": "..."}); cancel this one '
+            f"with `maeul schedule cancel {schedule_id}` if it is not needed."
+        )
+        return korean, english
+    korean = (
+        "지금 보내야 한다면:\n"
+        + disaster
+        + cancel
+        + "\n  - 데모(make run)에서 시험하는 중이면: 게이트웨이를 GATEWAY_QUIET_HOURS=off make run "
         "으로 다시 시작하면 방송 금지 시간 없이 바로 보냅니다."
     )
     english = (
@@ -69,9 +88,16 @@ def _send_now_advice(schedule_id: str) -> tuple[str, str]:
     return korean, english
 
 
-def print_schedule(schedule: dict[str, Any], as_json: bool, *, deferred: bool = False) -> None:
+def print_schedule(
+    schedule: dict[str, Any],
+    as_json: bool,
+    *,
+    deferred: bool = False,
+    district_window: bool = False,
+) -> None:
     """A schedule; `deferred`: one that quiet hours made of a send meant for now, said so with
-    when it will go out and how to send now instead."""
+    when it will go out and how to send now instead (`district_window`: a district's own
+    quiet hours held it)."""
     zone = schedule["timezone"]
     if as_json:
         body = _schedule_json(schedule)
@@ -81,12 +107,14 @@ def print_schedule(schedule: dict[str, Any], as_json: bool, *, deferred: bool = 
                 "reason": "quiet_hours",
                 "until": schedule["next_fire_at"],
                 **body,
-                "how_to_send_now": _send_now_advice(schedule["id"])[1],
+                "how_to_send_now": _send_now_advice(
+                    schedule["id"], district_window=district_window
+                )[1],
             }
         typer.echo(json.dumps(body, ensure_ascii=False))
         return
     if deferred:
-        korean, english = _send_now_advice(schedule["id"])
+        korean, english = _send_now_advice(schedule["id"], district_window=district_window)
         typer.echo(
             "지금은 방송 금지 시간이라 바로 보내지 않았습니다. 금지 시간이 끝나는 "
             f"{_local_time(schedule['next_fire_at'], zone)}에 보내도록 예약했습니다. / "

@@ -43,6 +43,44 @@ def _size(locator: Locator) -> tuple[float, float]:
     return box["width"], box["height"]
 
 
+def _tall_enough(page: Page, selector: str) -> None:
+    """Every visible target `selector` names is at least 48 px tall."""
+    heights = page.locator(selector).evaluate_all(
+        "els => els.filter(e => e.offsetParent !== null)"
+        ".map(e => [e.textContent.trim(), e.getBoundingClientRect().height])"
+    )
+    assert heights, selector
+    short = [(text, h) for text, h in heights if h < 48]
+    assert not short, (selector, short)
+
+
+def _big_enough_text(page: Page, selector: str) -> None:
+    """Every visible `selector` reads at 16 px at least."""
+    sizes = page.locator(selector).evaluate_all(
+        "els => els.filter(e => e.offsetParent !== null)"
+        ".map(e => [e.textContent.trim(), parseFloat(getComputedStyle(e).fontSize)])"
+    )
+    assert sizes, selector
+    small = [(text, size) for text, size in sizes if size < 16]
+    assert not small, (selector, small)
+
+
+def _one_line(cell: Locator) -> None:
+    """`cell`'s words and numbers with their units are not broken over lines."""
+    lines = cell.evaluate(
+        """el => [...el.querySelectorAll('.nowrap'),
+                  ...(el.classList.contains('nowrap') ? [el] : [])]
+          .map(n => {
+            const r = document.createRange();
+            r.selectNodeContents(n);
+            const tops = new Set([...r.getClientRects()].map(b => Math.round(b.top)));
+            return [n.textContent, tops.size];
+          })"""
+    )
+    assert lines, "nothing kept together"
+    assert all(count == 1 for _, count in lines), lines
+
+
 def _compose(page: Page, stack: Stack) -> None:
     send = page.get_by_role("button", name="방송 보내기", exact=True)
     expect(send).to_be_visible()
@@ -79,15 +117,23 @@ def _compose(page: Page, stack: Stack) -> None:
     row.click(position={"x": row_width - 12, "y": 24})
     expect(box).not_to_be_checked()
     badge = page.locator(".cats .badge").first
-    size, weight = badge.evaluate(
-        "b => [parseFloat(getComputedStyle(b).fontSize), Number(getComputedStyle(b).fontWeight)]"
-    )
-    assert size >= 16 or (size >= 14 and weight >= 700), (size, weight)
+    expect(badge).to_be_visible()
+    _big_enough_text(page, ".cats .badge")
+    # Menu, log-out, the compose tabs and the send button: 48 px at least.
+    _tall_enough(page, ".side a")
+    _tall_enough(page, "#logout")
+    _tall_enough(page, ".tabs button")
+    _tall_enough(page, ".sendbar .btn")
+
+    # Nothing written and no village: the first problem in reading order (step 1) first.
+    send.click()
+    problem = page.locator("#compose-message .notice.error")
+    expect(problem).to_have_text("방송할 말을 쓰세요.")
+    expect(page.get_by_label("방송할 말")).to_be_focused()
 
     # A problem is told beside the button, and leaves once fixed.
     page.get_by_label("방송할 말").fill("오늘 오후 두 시에 마을 회관에서 주민 회의가 있습니다.")
     send.click()
-    problem = page.locator("#compose-message .notice.error")
     expect(problem).to_have_text("받을 마을을 하나 이상 고르세요.")
     _in_window(problem)
     _in_window(send)
@@ -138,6 +184,7 @@ def _cancel_asks_first(page: Page, stack: Stack) -> str:
         re.compile(r"아직 방송하지 않은 스피커 \d+대는 이 방송을 하지 않습니다")
     )
     expect(dialog.get_by_role("button", name="돌아가기")).to_be_focused()
+    _tall_enough(page, "#confirm .btn")
     assert_accessible(page, "console cancel confirm")
     screenshot(page, "console-cancel-confirm-1366x768", full_page=False)
     dialog.get_by_role("button", name="돌아가기").click()
@@ -166,11 +213,29 @@ def _resend_says_what_it_repeats(page: Page, stack: Stack, original_id: str) -> 
     told = page.locator("#board-resend-of")
     expect(told).to_contain_text("「산사태 대피」 방송을 놓친 스피커 3대에 다시 보낸 것입니다")
     expect(told).to_contain_text(re.compile(r"\d+월 \d+일 .*\d+:\d\d에 보낸"))
+    # Nothing missed: the greyed-out resend says why, beside it and to a screen reader.
+    again = page.get_by_role("button", name="놓친 곳에 다시 보내기")
+    expect(again).to_be_disabled()
+    why = page.locator("#resend-why")
+    expect(why).to_be_visible()
+    expect(why).to_have_text("놓친 스피커가 없습니다")
+    expect(again).to_have_accessible_description("놓친 스피커가 없습니다")
+    _tall_enough(page, ".board-head .actions .btn")
+    _big_enough_text(page, ".legend span")
+    _big_enough_text(page, ".tile .st, .tile .spk, .tile .note")
+    _big_enough_text(page, "#board-title .badge")
     assert_accessible(page, "console resend board")
     screenshot(page, "console-board-resend-1366x768", full_page=False)
     told.get_by_role("link", name="처음 방송 보기").click()
     expect(page.locator("#board-title")).not_to_contain_text("다시 보낸 방송")
     expect(page.locator("#board-title")).to_contain_text("산사태 대피")
+
+    # An untitled recording is a 녹음 방송, as on the phone.
+    untitled = _silent_detail("f" * 32)
+    untitled["title"] = None
+    _serve(page, untitled)
+    page.goto(f"/console#/board/{untitled['id']}")
+    expect(page.locator("#board-title")).to_contain_text("녹음 방송")
 
 
 def _schedule_cancel_asks_first(page: Page, stack: Stack) -> None:
@@ -214,7 +279,16 @@ def test_an_officer_walks_the_console_at_1366x768(office: Page, stack: Stack) ->
     _resend_says_what_it_repeats(page, stack, alert)
 
     page.get_by_role("link", name="방송 기록").click()
-    expect(page.locator(f"tr[data-id='{alert}']")).to_be_visible()
+    row = page.locator(f"tr[data-id='{alert}']")
+    expect(row).to_be_visible()
+    # Words and numbers with their units stay whole.
+    cells = row.locator("td")
+    expect(cells.nth(5)).to_have_text("취소됨")
+    for column in (3, 4, 5):
+        _one_line(cells.nth(column))
+    assert cells.nth(2).evaluate("c => getComputedStyle(c).wordBreak") == "keep-all"
+    _big_enough_text(page, "#history-table th")
+    _big_enough_text(page, "#history-table .badge")
     assert_accessible(page, "console history")
     screenshot(page, "console-history-1366x768", full_page=False)
     _schedule_cancel_asks_first(page, stack)

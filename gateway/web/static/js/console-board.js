@@ -21,6 +21,7 @@ async function showBoard(id, current) {
       </div>
       <div class="actions">
         <button class="btn" id="resend" type="button">놓친 곳에 다시 보내기</button>
+        <span class="why" id="resend-why" hidden>놓친 스피커가 없습니다</span>
         <button class="btn danger" id="cancel" type="button">방송 취소</button>
         <button class="btn all-clear" id="all-clear" type="button" hidden>해제 방송</button>
         <button class="btn" id="report" type="button">보고서 내려받기 (CSV)</button>
@@ -65,7 +66,7 @@ async function showBoard(id, current) {
     const d = detail;
     const resendOf = d.target && d.target.resend_of;
     document.getElementById("board-title").innerHTML =
-      `${modeBadge(d.mode)}${categoryBadge(d.category)} ${resendOf ? '<span class="resend-mark">다시 보낸 방송</span> ' : ""}${esc(d.title || firstWords(d.text) || "음성 방송")}`;
+      `${modeBadge(d.mode)}${categoryBadge(d.category)} ${resendOf ? '<span class="resend-mark">다시 보낸 방송</span> ' : ""}${esc(d.title || firstWords(d.text) || "녹음 방송")}`;
     document.getElementById("board-meta").innerHTML =
       `${when(d.created_at)} · <span class="state-pill" data-broadcast-state="${esc(d.state)}">${esc(WORDS.broadcast[d.state] || d.state)}</span>${d.text ? ` · “${esc(firstWords(d.text, 80))}”` : ""}`;
     renderResendOf();
@@ -94,7 +95,13 @@ async function showBoard(id, current) {
     }).join("");
     const final = d.state === "completed" || d.state === "cancelled";
     document.getElementById("cancel").disabled = final;
-    document.getElementById("resend").disabled = s.failed + s.expired === 0;
+    // A greyed-out button says why beside it, and to a screen reader.
+    const nothingMissed = s.failed + s.expired === 0;
+    const resend = document.getElementById("resend");
+    resend.disabled = nothingMissed;
+    document.getElementById("resend-why").hidden = !nothingMissed;
+    if (nothingMissed) resend.setAttribute("aria-describedby", "resend-why");
+    else resend.removeAttribute("aria-describedby");
     renderSilence();
   }
 
@@ -105,7 +112,7 @@ async function showBoard(id, current) {
     box.hidden = !resendOf;
     if (!resendOf) return;
     const first = original && original.id === resendOf ? original : null;
-    const what = first ? `${when(first.created_at)}에 보낸 「${esc(first.title || firstWords(first.text) || "음성 방송")}」` : "앞서 보낸 방송";
+    const what = first ? `${when(first.created_at)}에 보낸 「${esc(first.title || firstWords(first.text) || "녹음 방송")}」` : "앞서 보낸 방송";
     box.innerHTML = `이 방송은 ${what} 방송을 놓친 스피커 ${esc(detail.speakers.total)}대에 다시 보낸 것입니다. <a href="#/board/${esc(resendOf)}">처음 방송 보기</a>`;
   }
   // An alert's all clear ("해제"): the button on a live disaster alert not yet cleared, and the
@@ -299,10 +306,10 @@ async function showHistory(_arg, current) {
       <table class="data"><thead><tr><th>보낸 때</th><th>종류</th><th>내용</th><th>마을</th><th>스피커 결과</th><th>상태</th></tr></thead>
       <tbody>${page.items.map((b) => `<tr class="link" data-id="${esc(b.id)}" tabindex="0">
         <td>${when(b.created_at)}</td><td>${categoryBadge(b.category)}</td>
-        <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "음성 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}${b.all_clear_of ? ' <span class="badge cleared">해제</span>' : ""}${b.all_cleared_at ? ` <span class="badge cleared">해제됨 ${when(b.all_cleared_at)}</span>` : ""}</td>
-        <td>${esc(b.villages.total)}곳</td>
-        <td>${esc(b.speakers.played + (b.speakers.played_late || 0))}/${esc(b.speakers.total)}대 완료${b.speakers.played_late ? ` (늦게 ${esc(b.speakers.played_late)})` : ""}${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
-        <td>${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;
+        <td>${modeBadge(b.mode)}${esc(b.title || firstWords(b.text) || "녹음 방송")}${b.target.resend_of ? ' <span class="badge">다시 보냄</span>' : ""}${b.all_clear_of ? ' <span class="badge cleared">해제</span>' : ""}${b.all_cleared_at ? ` <span class="badge cleared">해제됨 ${when(b.all_cleared_at)}</span>` : ""}</td>
+        <td class="nowrap">${esc(b.villages.total)}곳</td>
+        <td><span class="nowrap">${esc(b.speakers.played + (b.speakers.played_late || 0))}/${esc(b.speakers.total)}대</span> 완료${b.speakers.played_late ? ` <span class="nowrap">(늦게 ${esc(b.speakers.played_late)})</span>` : ""}${b.speakers.failed + b.speakers.expired ? ` · <b class="danger-text nowrap">실패 ${esc(b.speakers.failed + b.speakers.expired)}</b>` : ""}</td>
+        <td class="nowrap">${esc(WORDS.broadcast[b.state] || b.state)}</td></tr>`).join("")}</tbody></table>`;
     document.getElementById("page-info").textContent =
       `전체 ${page.total}건 중 ${page.total ? offset + 1 : 0}-${offset + page.items.length}`;
     document.getElementById("prev").disabled = offset === 0;

@@ -314,15 +314,16 @@ function wireCompose(districts, villages) {
     if (!form.querySelector("input[name=category]:checked")) {
       return { message: "보낼 수 있는 방송 종류가 없습니다.", field: null };
     }
-    if (target().count === 0) {
-      return { message: "받을 마을을 하나 이상 고르세요.", field: document.getElementById("village-search") };
-    }
+    // In reading order: step 1 (what to say) before step 2 (who hears it).
     if (tab === "text" && !document.getElementById("text").value.trim()) {
       return { message: "방송할 말을 쓰세요.", field: document.getElementById("text") };
     }
     if (tab === "record" && !recorded) return { message: "먼저 녹음하세요.", field: recStart };
     if (tab === "file" && !document.getElementById("file").files[0]) {
       return { message: "보낼 음성 파일을 고르세요.", field: document.getElementById("file") };
+    }
+    if (target().count === 0) {
+      return { message: "받을 마을을 하나 이상 고르세요.", field: document.getElementById("village-search") };
     }
     if (form.querySelector("input[name=when]:checked").value === "later" && !document.getElementById("send-at").value) {
       return { message: "보낼 시각을 고르세요.", field: document.getElementById("send-at") };
