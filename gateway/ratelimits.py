@@ -43,6 +43,7 @@ from gateway.auth import Role
 from gateway.broadcasts.models import Broadcast
 from gateway.db import Base, UTCDateTime
 from gateway.errors import InvalidRequest, TooManyRequests
+from gateway.places.service import village_codes
 from gateway.settings import Settings
 from gateway.users.models import User
 from wire.contract import Category
@@ -188,11 +189,14 @@ async def check_send(
         if full:
             # Each full village has room again when enough of its notices leave the hour.
             frees_at = max(sorted(sent_at[v])[len(sent_at[v]) - per_village] + WINDOW for v in full)
+            known = await village_codes(session, full[:5])
+            names = ", ".join(known[v][1] if v in known else str(v) for v in full[:5])
+            more = f" 외 {len(full) - 5}곳" if len(full) > 5 else ""
             raise TooManyRequests(
                 "rate_limited_village",
-                ko=f"마을 알림은 한 마을에 한 시간에 {per_village}건까지입니다 (마을 {full[:5]}).",
-                en=f"At most {per_village} village notices an hour per village (villages "
-                f"{full[:5]}).",
+                ko=f"{names}{more}에는 마을 알림을 한 시간에 {per_village}건까지 보낼 수 있습니다.",
+                en=f"At most {per_village} village notices an hour per village ({names}"
+                f"{f' and {len(full) - 5} more' if more else ''}).",
                 retry_after_s=max(1, int((frees_at - now).total_seconds()) + 1),
             )
 

@@ -113,3 +113,14 @@ def describe_local(moment: datetime, zone: tzinfo, *, year: bool = False) -> str
     local = moment.astimezone(zone)
     text = f"{local.month}월 {local.day}일 {local:%H:%M}"
     return f"{local.year}년 {text}" if year else text
+
+
+def clock_ko(moment: time) -> str:
+    """A time of day as a phone says it, kept on one line: ``오후 6:00`` (no-break space)."""
+    half = "오전" if moment.hour < 12 else "오후"
+    return f"{half}\u00a0{(moment.hour - 1) % 12 + 1}:{moment.minute:02d}"
+
+
+def window_ko(window: QuietWindow) -> str:
+    """``오후 2:00~오후 6:00``, a word joiner keeping the range on one line."""
+    return f"{clock_ko(window.start)}~\u2060{clock_ko(window.end)}"

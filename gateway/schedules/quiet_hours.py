@@ -18,9 +18,10 @@ from gateway.schedules.quiet import (
     Quiet,
     QuietWindow,
     city_zone,
-    describe_local,
+    clock_ko,
     parse_window,
     quiet_at,
+    window_ko,
 )
 from gateway.schedules.schemas import DistrictQuietHoursRead, QuietHoursRead
 from gateway.settings import Settings
@@ -65,24 +66,31 @@ async def quiet_for_target(
     return quiet_at(sorted(windows, key=lambda w: (w.start, w.end)), at, city_zone(city.timezone))
 
 
+def _moment_ko(moment: datetime, zone: tzinfo) -> str:
+    """``1월 2일 오전 7:00``, as the phone page says the end of a hold."""
+    local = moment.astimezone(zone)
+    return f"{local.month}월 {local.day}일 {clock_ko(local.time())}"
+
+
 def quiet_refusal(quiet: Quiet, zone: tzinfo, *, scheduled: datetime | None) -> Conflict:
-    windows = ", ".join(w.label.replace("-", "~") for w in quiet.windows)
-    when_ko = f"예약 시각 {describe_local(scheduled, zone)}은(는) " if scheduled else "지금은 "
+    windows = ", ".join(window_ko(w) for w in quiet.windows)
+    windows_en = ", ".join(w.label for w in quiet.windows)
+    when_ko = f"예약 시각 {_moment_ko(scheduled, zone)}은(는) " if scheduled else "지금은 "
     when_en = f"{scheduled.isoformat()} falls in" if scheduled else "It is now"
     if quiet.ends_at is None:
         return Conflict(
             "quiet_hours",
-            ko=f"{when_ko}조용한 시간({windows})이며 대상 지역은 하루 종일 조용한 시간입니다. "
+            ko=f"{when_ko}방송 금지 시간입니다. 대상 지역은 하루 종일 방송 금지 시간이라 "
             "재난 방송만 보낼 수 있습니다.",
-            en=f"{when_en} quiet hours ({windows}) that cover the whole day for this target; "
+            en=f"{when_en} quiet hours ({windows_en}) that cover the whole day for this target; "
             "only disaster alerts are sent.",
         )
-    ends = describe_local(quiet.ends_at, zone)
+    ends = _moment_ko(quiet.ends_at, zone)
     return Conflict(
         "quiet_hours",
-        ko=f"{when_ko}조용한 시간({windows})입니다. 재난 방송이 아니면 조용한 시간이 끝나는 "
+        ko=f"{when_ko}방송 금지 시간입니다. {windows}에는 재난 방송만 보낼 수 있습니다. "
         f"{ends} 이후에 보내 주세요.",
-        en=f"{when_en} quiet hours ({windows}); only disaster alerts are sent now. "
+        en=f"{when_en} quiet hours ({windows_en}); only disaster alerts are sent now. "
         f"Quiet hours end at {quiet.ends_at.isoformat()}.",
     )
 

@@ -69,6 +69,9 @@ class Stack:
         return access_token_now(self.api, username, PASSWORD)
 
 
+VILLAGE_NOTICES_PER_HOUR = 50
+
+
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[Stack]:
     """The tiny preset (two districts, five villages, eight speakers), every speaker online."""
@@ -86,7 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mqtt_url: str) -> Iterator[S
         # village may (the limit is tested in tests/flow/test_send_limits.py); web push on, to a
         # push service on this machine (tests/browser/test_push_page.py).
         extra_env={
-            "GATEWAY_RATE_LIMIT_VILLAGE_NOTICES_PER_HOUR": "50",
+            "GATEWAY_RATE_LIMIT_VILLAGE_NOTICES_PER_HOUR": str(VILLAGE_NOTICES_PER_HOUR),
             "GATEWAY_PUSH_VAPID_SUBJECT": "mailto:ops@maeul.example.go.kr",
             "GATEWAY_PUSH_ALLOW_LOOPBACK_ENDPOINTS": "true",
         },

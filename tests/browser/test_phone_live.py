@@ -10,7 +10,13 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Stack, screenshot
-from tests.browser.test_phone_pages import _check, _log_in
+from tests.browser.test_phone_pages import (
+    _check,
+    _fits_360,
+    _korean_clock,
+    _log_in,
+    _quiet_hours_now,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 
@@ -83,3 +89,22 @@ def test_a_refused_microphone_says_what_to_do_at_360(phone_360: Page, stack: Sta
     expect(alert).to_contain_text("마이크", timeout=LONG)
     expect(page.get_by_role("button", name="말하기 시작")).to_be_enabled()
     _check(page, "phone live, microphone refused")
+
+
+def test_quiet_hours_are_named_and_timed_as_on_every_phone_screen_at_360(
+    phone_360_with_microphone: Page, stack: Stack
+) -> None:
+    page = phone_360_with_microphone
+    page.goto("/phone")
+    _log_in(page, stack)
+    with _quiet_hours_now(stack) as end:
+        page.get_by_role("link", name=re.compile("지금 바로 말하기")).click()
+        page.get_by_role("button", name="말하기 시작").click()
+        refused = page.locator("#message .notice.error")
+        # The held send's words ("방송 금지 시간", "오후 6:00"), a time range kept on one line.
+        expect(refused).to_contain_text("지금은 방송 금지 시간입니다", timeout=LONG)
+        expect(refused).to_contain_text(f"{end.month}월 {end.day}일 {_korean_clock(end)}")
+        expect(refused).not_to_contain_text("조용한")
+        expect(refused).not_to_contain_text(re.compile(r"\d{2}:\d{2}~"))
+        _fits_360(page, "#message")
+        _check(page, "phone live, quiet hours")

@@ -5,16 +5,18 @@ axe-core on every screen they pass through."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Stack, screenshot
+from tests.browser.conftest import VILLAGE_NOTICES_PER_HOUR, Stack, screenshot
 from tests.support.axe import assert_accessible
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
@@ -72,6 +74,41 @@ def _head_fits(page: Page) -> None:
     assert box["height"] <= line * 1.2, "the header's title wraps"
     assert title.evaluate("el => el.scrollWidth <= el.clientWidth"), "the title is cut"
     assert page.evaluate("getComputedStyle(document.body).wordBreak") == "keep-all"
+
+
+# Words split across two lines, in the text under `selector`: each run between ordinary spaces
+# (a no-break space keeps "오후 6:00" one run) must sit on one line.
+_BROKEN_WORDS = """(selector) => {
+  const broken = [];
+  for (const root of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent;
+      for (const m of text.matchAll(/[^ \\t\\n]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0)
+          .map((r) => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def _fits_360(page: Page, text: str) -> None:
+    """No sideways scroll at 360 px, and no word under `text` broken across lines."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert page.evaluate(_BROKEN_WORDS, text) == [], text
+
+
+def _korean_clock(moment: datetime) -> str:
+    """As the phone says a time of day: 오후 3:42."""
+    local = moment.astimezone(SEOUL)
+    half = "오전" if local.hour < 12 else "오후"
+    return f"{half}\u00a0{(local.hour - 1) % 12 + 1}:{local.minute:02d}"
 
 
 @contextmanager
@@ -171,6 +208,7 @@ def test_a_night_send_says_when_it_goes_is_listed_and_cancelled_at_360(
         question.get_by_role("button", name="예약 취소하기").click()
         expect(page.locator("#waiting")).to_be_hidden()
         expect(page.locator("#message")).to_contain_text("예약을 취소했습니다")
+        expect(page.locator("#history")).not_to_contain_text("위에 있습니다")
         _check(page, "phone home, a send cancelled")
         cancelled = stack.api.get(f"/api/v1/schedules/{schedule['id']}").json()
         assert cancelled["state"] == "cancelled"
@@ -283,6 +321,13 @@ def test_residents_pages_read_large_and_pass_axe_at_360(phone_360: Page, stack: 
     page.get_by_label("마을 이름").fill(stack.head_village_name)
     page.get_by_role("button", name="찾기").click()
     expect(page.get_by_role("link", name=re.compile(stack.head_village_name))).to_have_count(1)
+    # Read out as "상촌리 문산읍", never as one word; the search fits the width.
+    expect(
+        page.get_by_role("link", name=f"{stack.head_village_name} {stack.district_name}")
+    ).to_have_count(1)
+    _fits_360(page, "main")
+    signup = page.get_by_role("link", name="마을 방송 알림 신청")
+    expect(signup).to_have_attribute("href", "/notices/signup")
     _check(page, "residents' village list")
     page.get_by_role("link", name=re.compile(stack.head_village_name)).click()
     notice = page.locator(f"[data-notice='{sent.json()['id']}']")
@@ -293,4 +338,92 @@ def test_residents_pages_read_large_and_pass_axe_at_360(phone_360: Page, stack: 
     box = other.bounding_box()
     assert box is not None
     assert min(box["height"], box["width"]) >= 48, box
+    expect(signup).to_be_visible()
     _check(page, "residents' village page")
+
+
+def test_the_sign_up_page_fits_a_360_phone_reads_large_and_passes_axe(
+    phone_360: Page, stack: Stack
+) -> None:
+    page = phone_360
+    page.goto("/notices/signup")
+    expect(page.locator("#consent-text dt").first).to_be_visible(timeout=LONG)
+    page.get_by_label("사는 마을").fill(stack.head_village_name)
+    page.get_by_role("button", name="찾기").click()
+    expect(page.get_by_label("찾은 마을 중에서 고르기")).to_contain_text(stack.head_village_name)
+    _check(page, "sign-up")
+    _fits_360(page, "main")
+    assert page.evaluate("getComputedStyle(document.body).wordBreak") == "keep-all"
+    # The example in the empty search box is read whole.
+    assert page.locator("#village-q").evaluate(
+        """el => {
+          const style = getComputedStyle(el);
+          const pen = document.createElement("canvas").getContext("2d");
+          pen.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+          const pad = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+          const room = el.clientWidth - pad;
+          return pen.measureText(el.placeholder).width <= room;
+        }"""
+    )
+
+
+@contextmanager
+def _village_full(stack: Stack, broadcast_id: str) -> Iterator[None]:
+    """The head's village has had its hour's share of village notices: copies of one sent to
+    it, written to the database beside it, removed afterwards."""
+    path = stack.database_url.split("///", 1)[1]
+    made: list[str] = []
+    with closing(sqlite3.connect(path, timeout=60)) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(broadcasts)")]
+        names = ", ".join(columns)
+        row = db.execute(f"SELECT {names} FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
+        for _ in range(VILLAGE_NOTICES_PER_HOUR - 1):
+            copy = dict(zip(columns, row, strict=True))
+            copy.update(id=uuid.uuid4().hex, command_id=uuid.uuid4().hex, idempotency_key=None)
+            made.append(copy["id"])
+            db.execute(
+                f"INSERT INTO broadcasts ({names}) VALUES ({', '.join('?' * len(columns))})",
+                [copy[c] for c in columns],
+            )
+        db.commit()
+        try:
+            yield
+        finally:
+            db.executemany("DELETE FROM broadcasts WHERE id = ?", [(m,) for m in made])
+            db.commit()
+
+
+def test_a_full_village_is_named_with_when_sending_works_again_at_360(
+    phone_360: Page, stack: Stack
+) -> None:
+    sent = stack.api.post(
+        "/api/v1/broadcasts",
+        data={
+            "category": "village_notice",
+            "title": "마을 대청소",
+            "text": "이번 토요일 아침 7시에 마을 대청소를 합니다.",
+            "village_ids": [str(stack.head_village_id)],
+        },
+    )
+    assert sent.status_code == 201, sent.text
+    frees_at = datetime.fromisoformat(sent.json()["created_at"]) + timedelta(hours=1)
+    page = phone_360
+    page.goto("/phone")
+    _log_in(page, stack)
+    with _village_full(stack, sent.json()["id"]):
+        page.get_by_role("link", name=re.compile("글로 써서 보내기")).click()
+        page.get_by_label("방송할 말").fill("내일 아침 마을 회관에서 회의가 있습니다.")
+        page.get_by_role("button", name="마을에 방송하기").click()
+        refused = page.locator("#message .notice.error")
+        expect(refused).to_contain_text(stack.head_village_name, timeout=LONG)
+        expect(refused).not_to_contain_text("[")
+        again = "|".join(_korean_clock(frees_at + timedelta(minutes=m)) for m in (0, 1))
+        expect(refused).to_contain_text(re.compile(f"({again})부터 다시 보낼 수 있습니다"))
+        # Sending again cannot work yet: the way home is offered instead.
+        expect(page.get_by_role("button", name=re.compile("보내기|방송하기"))).to_have_count(0)
+        home = page.get_by_role("link", name="처음으로")
+        expect(home).to_be_visible()
+        _fits_360(page, "#message")
+        _check(page, "phone text, the village's hour full")
+        home.click()
+        expect(page.get_by_role("link", name=re.compile("녹음해서 보내기"))).to_be_visible()

@@ -74,7 +74,7 @@ async def test_with_the_refuse_policy_a_notice_is_refused_naming_the_end(
     move_to(stack, local("2026-01-01T23:40"))
     status, body, _ = await _send(stack, recording)
     assert (status, body["error"]) == (409, "quiet_hours")
-    assert "1월 2일 07:00" in body["detail"]
+    assert "1월 2일 오전\u00a07:00" in body["detail"]
     assert "2026-01-01T22:00:00+00:00" in body["detail"], "the end, in English, as ISO 8601"
     assert await _broadcast_count(stack) == 0
     status, _, _ = await _send(stack, recording, category="disaster")
@@ -183,7 +183,7 @@ async def test_scheduled_occurrences_in_quiet_hours_are_refused_by_that_policy(
     monkeypatch.setattr(stack.settings, "quiet_hours_policy", "refuse")
     status, body = await _schedule(stack, recording, send_at="2026-01-01T22:00")
     assert (status, body["error"]) == (409, "quiet_hours"), "refused when made, not later"
-    assert "1월 1일 22:00" in body["detail"]
+    assert "1월 1일 오후\u00a010:00" in body["detail"]
 
     move_to(stack, local("2026-01-01T20:30"))
     status, made = await _schedule(

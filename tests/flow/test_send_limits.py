@@ -80,6 +80,12 @@ async def test_village_notices_racing_for_the_last_places_of_the_hour(
     responses = await _all_at_once(stack, racing, recording, village)
 
     assert _outcomes(responses) == Counter({(201, ""): 3, (429, "rate_limited_village"): 5})
+    # The refusal names the village (never its id) and says, in seconds, when to come back.
+    refused = next(r for r in responses if r.status_code == 429)
+    name = (await stack.client.get(f"/api/v1/villages/{village}")).json()["name"]
+    assert name in refused.json()["detail"], refused.text
+    assert "[" not in refused.json()["detail"], refused.text
+    assert int(refused.headers["Retry-After"]) > 0
     listed = await stack.client.get(
         "/api/v1/broadcasts", params={"category": "village_notice", "limit": 100}
     )

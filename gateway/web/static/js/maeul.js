@@ -284,7 +284,13 @@ async function readBody(response) {
 }
 
 function toError(response, body) {
-  if (body && typeof body === "object") return new ApiError(response.status, body.error, body.detail);
+  if (body && typeof body === "object") {
+    const error = new ApiError(response.status, body.error, body.detail);
+    // A refusal for now (429, 503) says in seconds when to come back.
+    const seconds = Number(response.headers.get("Retry-After"));
+    if (seconds > 0) error.retryAt = new Date(Date.now() + seconds * 1000);
+    return error;
+  }
   return new ApiError(response.status, "http_" + response.status, "서버에 연결하지 못했습니다.");
 }
 

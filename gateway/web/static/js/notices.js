@@ -83,7 +83,7 @@ async function showVillage() {
 
 async function showDirectory() {
   content.innerHTML = `
-    <form class="search" id="search"><input type="search" id="q" placeholder="마을 이름 (예: 상촌)" aria-label="마을 이름">
+    <form class="search" id="search"><input type="search" id="q" placeholder="예: 상촌" aria-label="마을 이름">
       <button class="play" type="submit">찾기</button></form>
     <div class="list" id="list"></div>`;
   const list = document.getElementById("list");
@@ -91,7 +91,7 @@ async function showDirectory() {
     const q = document.getElementById("q").value.trim();
     const page = await getJson(`notices/villages?${new URLSearchParams({ q, limit: 50 })}`);
     list.innerHTML = page.items.length === 0 ? '<p class="empty">찾는 마을이 없습니다.</p>' :
-      page.items.map((v) => `<a href="/notices/${esc(encodeURIComponent(v.id))}">${esc(v.name)}<span>${esc(v.district_name)}</span></a>`).join("");
+      page.items.map((v) => `<a href="/notices/${esc(encodeURIComponent(v.id))}">${esc(v.name)} <span>${esc(v.district_name)}</span></a>`).join("");
   };
   const failed = (e) => { list.innerHTML = `<div class="notice error" role="alert">${esc(koreanError(e))}</div>`; };
   document.getElementById("search").addEventListener("submit", (e) => { e.preventDefault(); load().catch(failed); });

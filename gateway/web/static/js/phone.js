@@ -210,7 +210,8 @@ async function showHome(_arg, current) {
     const page = await session.get("broadcasts", { limit: 10, mine: true });
     if (!current()) return;
     const list = document.getElementById("history");
-    const none = waiting.length ? "아직 나간 방송이 없습니다. 나갈 예정인 방송은 위에 있습니다." : "아직 보낸 방송이 없습니다.";
+    // Says nothing of the waiting list above: a cancel can empty it while this stays.
+    const none = waiting.length ? "아직 나간 방송이 없습니다." : "아직 보낸 방송이 없습니다.";
     list.innerHTML = page.items.length === 0 ? `<li class="muted">${none}</li>` :
       page.items.map((b) => `<li><a href="#/sent/${esc(b.id)}">
         <span class="t">${modeBadge(b.mode)}${esc(b.title || shorten(b.text) || "녹음 방송")}</span>
@@ -298,11 +299,23 @@ async function send(data, button, messageBox, key, same) {
     }
     location.hash = `#/sent/${body.id}`;
   } catch (e) {
+    if (e.retryAt) {
+      // Sending again cannot work before then: the head is offered the way home instead.
+      say(messageBox, "error", `보내지 못했습니다. ${koreanError(e)} ${clock(e.retryAt)}부터 다시 보낼 수 있습니다.`);
+      button.hidden = true;
+      button.insertAdjacentHTML("afterend", '<a class="primary-wide home-link" href="#/">처음으로</a>');
+      return;
+    }
     say(messageBox, "error", `보내지 못했습니다. ${koreanError(e)}`);
     button.disabled = false;
     button.textContent = "다시 보내기";
   }
 }
+
+const CLOCK = new Intl.DateTimeFormat("ko-KR", { timeZone: "Asia/Seoul", hour: "numeric", minute: "2-digit" });
+
+// "오후 3:42", never split across two lines.
+function clock(date) { return CLOCK.format(date).replace(/\s/g, "\u00a0"); }
 
 function showRecord() {
   screen.innerHTML = `

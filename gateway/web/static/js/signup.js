@@ -27,13 +27,18 @@ function say(id, text, kind) {
   box.innerHTML = text ? `<div class="notice ${kind}">${esc(text)}</div>` : "";
 }
 
+// keep-all still breaks after a closing bracket ("확인)|나"): such a word is kept on one line.
+function whole(text) {
+  return esc(text).replace(/[^\s]*[)\]」』][^\s]+/g, (word) => `<span class="whole">${word}</span>`);
+}
+
 async function showConsent() {
   const list = document.getElementById("consent-text");
   try {
     const consent = await call("residents/consent");
     consentVersion = consent.version;
     document.getElementById("consent-title").textContent = consent.title;
-    list.innerHTML = consent.sections.map((s) => `<dt>${esc(s.heading)}</dt><dd>${esc(s.text)}</dd>`).join("");
+    list.innerHTML = consent.sections.map((s) => `<dt>${esc(s.heading)}</dt><dd>${whole(s.text)}</dd>`).join("");
   } catch (e) {
     list.innerHTML = `<dd class="notice error" role="alert">${esc(koreanError(e))}</dd>`;
   }
