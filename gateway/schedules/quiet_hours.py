@@ -129,7 +129,7 @@ def _may_manage_district(principal: Principal, district_id: int) -> None:
         return
     raise Forbidden(
         "outside_scope",
-        ko="담당 읍·면·동의 조용한 시간만 바꿀 수 있습니다.",
+        ko="담당 읍·면·동의 방송 금지 시간만 바꿀 수 있습니다.",
         en="You may change the quiet hours of your own district only.",
     )
 
@@ -150,7 +150,7 @@ async def set_district_quiet_hours(
     except ValueError:
         raise InvalidRequest(
             "invalid_quiet_hours",
-            ko='조용한 시간은 "21:00-07:00"처럼 시작-끝 시각으로 쓰거나 "off"로 꺼 주세요.',
+            ko='방송 금지 시간은 "21:00-07:00"처럼 시작-끝 시각으로 쓰거나 "off"로 꺼 주세요.',
             en='Quiet hours are "HH:MM-HH:MM" (e.g. "21:00-07:00") or "off".',
         ) from None
     label = "off" if window is None else window.label
