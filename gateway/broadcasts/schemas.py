@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gateway.fallback.schemas import PhoneCounts, VillageFallback
+from gateway.fallback.schemas import PhoneCounts, PushCounts, VillageFallback
 from wire.contract import Category
 
 BroadcastState = Literal["queued", "in_progress", "completed", "cancelled"]
@@ -127,6 +127,10 @@ class VillageDelivery(BaseModel):
         default_factory=PhoneCounts,
         description="Its residents told by phone (the fallback), by their message's state.",
     )
+    push: PushCounts = Field(
+        default_factory=PushCounts,
+        description="Browsers subscribed to its residents' page told by web push (the fallback).",
+    )
     fallback: VillageFallback | None = Field(
         None, description="The fallback to phones: null until the gateway has planned it."
     )
@@ -151,6 +155,10 @@ class BroadcastSummary(BaseModel):
     phone: PhoneCounts = Field(
         default_factory=PhoneCounts,
         description="Residents told by phone (the fallback), over every village.",
+    )
+    push: PushCounts = Field(
+        default_factory=PushCounts,
+        description="Browsers told by web push (the fallback), over every village.",
     )
     evidence_hold: bool = False
     audio_purged_at: datetime | None = Field(
