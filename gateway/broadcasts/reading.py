@@ -200,6 +200,7 @@ async def summarize(
         return BroadcastSummary.model_validate(fields)
     names = await places.village_codes(session, resolved)
     jobs = await fallback.fallbacks(session, broadcast.id)
+    confirmed = await deliveries.households_confirmed(session, broadcast.id)
     by_village: dict[int, list[SpeakerDelivery]] = {v: [] for v in resolved}
     rows_of: dict[int, list[Delivery]] = {}
     repeated = broadcast.target.get("resend_of")
@@ -232,8 +233,7 @@ async def summarize(
             outcome=outcomes.get(vid, "no_speakers"),
             speakers=rows,
             speakers_played=tallies[vid].played if vid in tallies else 0,
-            # No indoor receiver sends a heard acknowledgement yet (see the field's description).
-            households_confirmed=0,
+            households_confirmed=confirmed.get(vid, 0),
             phone=phones.get(vid) or fallback.PhoneCounts(),
             push=pushes.get(vid) or fallback.PushCounts(),
             fallback=jobs.get(vid),

@@ -120,8 +120,7 @@ class VillageDelivery(BaseModel):
     households_confirmed: int = Field(
         0,
         description="Households whose indoor receiver confirmed the notice with its 들었어요 "
-        "button (a heard acknowledgement). Indoor receivers do not send that acknowledgement "
-        "in this version, so it is 0 until they do.",
+        "button: distinct households whose receiver sent a verified heard acknowledgement.",
     )
     phone: PhoneCounts = Field(
         default_factory=PhoneCounts,
