@@ -142,6 +142,9 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             refusal = _heard(found_row, play_id, ack, receivers)
             if refusal is not None:
                 report.heard_refused[refusal] += 1
+                if refusal == "not_delivered":
+                    # Bounded like any ack that matches nothing (the intake's allowance).
+                    report.unknown_by_speaker[ack.speaker_id] += 1
                 log.info("heard from speaker %s dropped: %s", ack.speaker_id, refusal)
             elif found_row is not None and found_row.heard_at is None:
                 found_row.heard_at = ack.at

@@ -48,12 +48,6 @@ class Stack:
 
 
 @pytest.fixture
-def stack_settings() -> dict[str, Any]:
-    """More settings for the stack (a directory's conftest overrides it)."""
-    return {}
-
-
-@pytest.fixture
 async def stack(
     migrated_database_url: str, tmp_path: Path, stack_settings: dict[str, Any]
 ) -> AsyncIterator[Stack]:
