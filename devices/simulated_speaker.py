@@ -27,7 +27,7 @@ from devices.sound import Fetcher, SoundError, decode_sound
 from devices.speaker import SpeakerCore
 from devices.states import MemoryJournal
 from wire import contract
-from wire.contract import FailReason
+from wire.contract import AckStatus, FailReason
 
 if TYPE_CHECKING:
     from devices.simulator import Fleet
@@ -106,6 +106,9 @@ class SimulatedSpeaker:
         self._playing: tuple[str, asyncio.TimerHandle | None] | None = None
         self.streams = LiveDriver(on_end=self._stream_ended)
         self._last_ack_at = 0.0
+        # The last command that played to the end: what a receiver's 들었어요 confirms.
+        self._last_played: tuple[str, str] | None = None
+        self._broadcasts: dict[str, str] = {}
 
     @property
     def live(self) -> LivePlayer:
@@ -212,6 +215,7 @@ class SimulatedSpeaker:
 
     def _play(self, action: Play) -> None:
         command_id = action.command.id
+        self._broadcasts[command_id] = action.command.broadcast_id
         self.streams.started(action.command)
         # Kept until the command ends: a pre-empted command is played again from the start.
         duration_ms = self._durations.get(command_id, action.audio.duration_ms)
@@ -244,7 +248,31 @@ class SimulatedSpeaker:
 
     def _finished(self, command_id: str, duration_ms: int) -> None:
         self._playing = None
+        if command_id in self._broadcasts:
+            self._last_played = (command_id, self._broadcasts.pop(command_id))
         self.run(self.core.on_play_finished(command_id, played_ms=duration_ms))
+
+    @property
+    def last_played(self) -> tuple[str, str] | None:
+        """The command and broadcast ids of the last notice that played to the end."""
+        return self._last_played
+
+    def press_heard(self, ids: tuple[str, str] | None = None) -> bool:
+        """An indoor receiver's 들었어요 button: a ``heard`` ack for the last notice it played
+        (or the given command and broadcast ids), signed with its receipt key. False when it is
+        not a receiver, has no key or has played nothing."""
+        ids = ids or self._last_played
+        if self.spec.kind != "household_receiver" or self.spec.receipt_key is None or not ids:
+            return False
+        ack = contract.Ack(
+            command_id=ids[0],
+            broadcast_id=ids[1],
+            speaker=self.id,
+            status=AckStatus.HEARD,
+            at_ms=contract.now_ms(),
+        )
+        self.link.publish_ack(contract.sign_heard(ack, self.spec.receipt_key))
+        return True
 
     def tick(self) -> None:
         if self.core.queued:

@@ -215,6 +215,19 @@ async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
         delay = min(delay * 2, 30.0)
 
 
+def _waker(*workers: SmsWorker | PushWorker | None) -> Callable[[], None] | None:
+    """Wakes every running sender after the fallback queued messages."""
+    running = [w for w in workers if w is not None]
+    if not running:
+        return None
+
+    def wake() -> None:
+        for worker in running:
+            worker.wake.set()
+
+    return wake
+
+
 def _fields(errors: Any) -> list[dict[str, str]]:
     return [
         {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
@@ -472,7 +485,7 @@ def create_app(
             clock,
             city_id=city_id,
             cipher=phone_cipher,
-            queued=sms_worker.wake.set if sms_worker is not None else None,
+            queued=_waker(sms_worker, push_worker),
         )
         state.fallback_worker = fallback_worker
         fanout = live_bus
@@ -517,8 +530,8 @@ def create_app(
             tasks.append(asyncio.create_task(_supervised(sms_worker.run, "sms"), name="sms"))
         if settings.background_workers and push_worker is not None:
             tasks.append(asyncio.create_task(_supervised(push_worker.run, "push"), name="push"))
-        if settings.background_workers and settings.sms_enabled:
-            # Only SMS falls back for now: without it, nothing would be sent, so nothing is planned.
+        if settings.background_workers and (settings.sms_enabled or settings.push_enabled):
+            # Without a channel to send on, nothing would be sent, so nothing is planned.
             tasks.append(
                 asyncio.create_task(_supervised(fallback_worker.run, "fallback"), name="fallback")
             )

@@ -204,6 +204,10 @@ def example_acks() -> dict[str, contract.Ack]:
             level_dbfs=-16.2,
             already_played_as=notice.id,
         ),
+        "heard": contract.sign_heard(
+            contract.Ack(**base, status=AckStatus.HEARD, at_ms=ISSUED_MS + 31_500),
+            EXAMPLE_RECEIPT_KEY,
+        ),
         "rejected": contract.Ack(
             command_id=FORGED_ID,
             broadcast_id=FORGED_BROADCAST,
@@ -258,6 +262,10 @@ ACK_EXAMPLES: Final[Mapping[str, str]] = {
     "played-as": (
         "A resend of the village notice to a speaker that had played the notice after all: "
         "not played again, answered from that playback."
+    ),
+    "heard": (
+        "An indoor receiver that played the village notice: a resident pressed 들었어요 "
+        "(signed with its receipt key)."
     ),
     "rejected": "A command whose signature does not verify (a `RejectReason`).",
 }

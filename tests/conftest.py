@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,3 +196,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return rank.get(relative, len(rank))
 
     items.sort(key=key)  # stable: every file keeps its own order
+
+
+@pytest.fixture
+def stack_settings() -> dict[str, Any]:
+    """More settings for the in-process gateway of the flow tests' `stack` (a directory's
+    conftest or a module overrides it)."""
+    return {}

@@ -872,7 +872,7 @@ def test_the_wire_check_finds_what_the_document_does_not_describe() -> None:
         assert document.problems(seen) == [], seen.topic
     ack = json.loads(good[0].payload)
     bad = [
-        Seen("maeul/v1/jinju/ack/s1", json.dumps({**ack, "status": "heard"}).encode(), False),
+        Seen("maeul/v1/jinju/ack/s1", json.dumps({**ack, "status": "done"}).encode(), False),
         Seen("maeul/v1/jinju/ack/s1", json.dumps({**ack, "extra": 1}).encode(), False),
         Seen("maeul/v1/jinju/ack/s1", b"not json", False),
         Seen("maeul/v1/jinju/cmd/all", good[0].payload, False),  # an ack on a command topic

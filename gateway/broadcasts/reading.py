@@ -162,6 +162,7 @@ async def summarize(
     """Speakers counted by state and villages by outcome; with detail, every speaker's state."""
     speaker_counts, tallies = await deliveries.tally(session, broadcast.id)
     phones = await fallback.phone_counts(session, broadcast.id)
+    pushes = await fallback.push_counts(session, broadcast.id)
     resolved = reached_villages(broadcast)
     clear = (await cleared(session, [broadcast.id])).get(broadcast.id)
     village_counts = VillageCounts(total=len(resolved))
@@ -192,12 +193,14 @@ async def summarize(
         "target": {k: v for k, v in broadcast.target.items() if k != "resolved_village_ids"},
         "villages": village_counts,
         "speakers": SpeakerCounts(**speaker_counts),
-        "phone": fallback.total(phones),
+        "phone": fallback.total(phones, fallback.PhoneCounts),
+        "push": fallback.total(pushes, fallback.PushCounts),
     }
     if not detail:
         return BroadcastSummary.model_validate(fields)
     names = await places.village_codes(session, resolved)
     jobs = await fallback.fallbacks(session, broadcast.id)
+    confirmed = await deliveries.households_confirmed(session, broadcast.id)
     by_village: dict[int, list[SpeakerDelivery]] = {v: [] for v in resolved}
     rows_of: dict[int, list[Delivery]] = {}
     repeated = broadcast.target.get("resend_of")
@@ -230,9 +233,9 @@ async def summarize(
             outcome=outcomes.get(vid, "no_speakers"),
             speakers=rows,
             speakers_played=tallies[vid].played if vid in tallies else 0,
-            # No indoor receiver sends a heard acknowledgement yet (see the field's description).
-            households_confirmed=0,
+            households_confirmed=confirmed.get(vid, 0),
             phone=phones.get(vid) or fallback.PhoneCounts(),
+            push=pushes.get(vid) or fallback.PushCounts(),
             fallback=jobs.get(vid),
             **proof.live_figures(rows_of.get(vid, ())).fields(),
         )

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gateway.fallback.schemas import PhoneCounts, VillageFallback
+from gateway.fallback.schemas import PhoneCounts, PushCounts, VillageFallback
 from wire.contract import Category
 
 BroadcastState = Literal["queued", "in_progress", "completed", "cancelled"]
@@ -120,12 +120,15 @@ class VillageDelivery(BaseModel):
     households_confirmed: int = Field(
         0,
         description="Households whose indoor receiver confirmed the notice with its 들었어요 "
-        "button (a heard acknowledgement). Indoor receivers do not send that acknowledgement "
-        "in this version, so it is 0 until they do.",
+        "button: distinct households whose receiver sent a verified heard acknowledgement.",
     )
     phone: PhoneCounts = Field(
         default_factory=PhoneCounts,
         description="Its residents told by phone (the fallback), by their message's state.",
+    )
+    push: PushCounts = Field(
+        default_factory=PushCounts,
+        description="Browsers subscribed to its residents' page told by web push (the fallback).",
     )
     fallback: VillageFallback | None = Field(
         None, description="The fallback to phones: null until the gateway has planned it."
@@ -151,6 +154,10 @@ class BroadcastSummary(BaseModel):
     phone: PhoneCounts = Field(
         default_factory=PhoneCounts,
         description="Residents told by phone (the fallback), over every village.",
+    )
+    push: PushCounts = Field(
+        default_factory=PushCounts,
+        description="Browsers told by web push (the fallback), over every village.",
     )
     evidence_hold: bool = False
     audio_purged_at: datetime | None = Field(

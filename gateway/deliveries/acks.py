@@ -17,7 +17,7 @@ from gateway.broadcasts.models import (
     cancel_command_id,
     superseded_command_ids,
 )
-from gateway.deliveries import proof
+from gateway.deliveries import ed25519, proof
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.service import ACK_GRACE, KEY_REFUSALS, in_chunks, padded, speaker_queues
 from gateway.deliveries.states import (
@@ -27,7 +27,9 @@ from gateway.deliveries.states import (
     State,
     next_state,
 )
-from wire.contract import COPY_REFUSALS, AckStatus
+from gateway.speakers.models import Speaker
+from gateway.speakers.receipt_keys import receipt_keys
+from wire.contract import COPY_REFUSALS, Ack, AckStatus, verify_heard
 
 log = logging.getLogger(__name__)
 _ACK_EVENTS = {
@@ -61,6 +63,8 @@ class AckIn:
     # A resend acked ``played`` without playing again: the speaker had played this earlier
     # command, which the resend supersedes (the proof is that playback's).
     already_played_as: str | None = None
+    # The speaker's code, as its acks name it (a heard ack's signature covers it).
+    speaker_code: str = ""
 
 
 @dataclass
@@ -72,6 +76,9 @@ class AckReport:
     cancel_acks: int = 0
     bad_proofs: int = 0
     changed_broadcasts: set[str] = field(default_factory=set)
+    heard: int = 0
+    # Heard acks dropped, by reason (see `_heard`).
+    heard_refused: Counter[str] = field(default_factory=Counter)
     # Acks that match no delivery of their speaker, by speaker id (the intake bounds them).
     unknown_by_speaker: Counter[int] = field(default_factory=Counter)
 
@@ -118,6 +125,8 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             key = (row.broadcast_id, row.speaker_id)
             if key in wanted:
                 rows[key] = row
+    heard_acks = [a for a in acks if a.status is AckStatus.HEARD]
+    receivers = await _receivers(session, {a.speaker_id for a in heard_acks})
     checks = await proof.prepare(session, acks)
     queues = await speaker_queues(
         session, {a.speaker_id for a in acks if a.status is AckStatus.RECEIVED}
@@ -128,6 +137,19 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         play_id = command_ids.get(ack.broadcast_id)
         if play_id is not None and ack.command_id == cancel_command_id(play_id):
             report.cancel_acks += 1
+            continue
+        if ack.status is AckStatus.HEARD:
+            refusal = _heard(found_row, play_id, ack, receivers)
+            if refusal is not None:
+                report.heard_refused[refusal] += 1
+                if refusal == "not_delivered":
+                    # Bounded like any ack that matches nothing (the intake's allowance).
+                    report.unknown_by_speaker[ack.speaker_id] += 1
+                log.info("heard from speaker %s dropped: %s", ack.speaker_id, refusal)
+            elif found_row is not None and found_row.heard_at is None:
+                found_row.heard_at = ack.at
+                report.heard += 1
+                report.changed_broadcasts.add(found_row.broadcast_id)
             continue
         if found_row is None or play_id != ack.command_id:
             report.unknown += 1
@@ -233,3 +255,47 @@ def _played_as(ack: AckIn, supersedes: frozenset[str]) -> str | None:
         # Not a command this broadcast supersedes: kept as said, marked as unexpected.
         return f"already_played_as_unknown:{ack.already_played_as}"
     return f"already_played_as:{ack.already_played_as}"
+
+
+async def _receivers(session: AsyncSession, speaker_ids: set[int]) -> dict[int, bytes | None]:
+    """The indoor receivers among these speakers: id -> raw receipt public key (None: none)."""
+    if not speaker_ids:
+        return {}
+    kinds = await session.execute(
+        select(Speaker.id).where(
+            Speaker.id.in_(sorted(speaker_ids)), Speaker.kind == "household_receiver"
+        )
+    )
+    ids = set(kinds.scalars())
+    keys = await receipt_keys(session, ids)
+    return {sid: keys[sid][1] if sid in keys else None for sid in ids}
+
+
+def _heard(
+    delivery: Delivery | None,
+    play_id: str | None,
+    ack: AckIn,
+    receivers: dict[int, bytes | None],
+) -> str | None:
+    """Why a heard ack is dropped, or None when it stands: it must come from an indoor receiver,
+    for the command delivered to that receiver, after it played, signed with its receipt key."""
+    if ack.speaker_id not in receivers:
+        return "not_receiver"
+    if delivery is None or play_id != ack.command_id:
+        return "not_delivered"
+    if State(delivery.state) not in HEARD:
+        return "not_played"
+    key = receivers[ack.speaker_id]
+    if key is None or ack.at_ms is None or ack.receipt_sig is None:
+        return "unsigned"
+    stated = Ack(
+        command_id=ack.command_id,
+        broadcast_id=ack.broadcast_id,
+        speaker=ack.speaker_code,
+        status=AckStatus.HEARD,
+        at_ms=ack.at_ms,
+        receipt_sig=ack.receipt_sig,
+    )
+    if ed25519.is_small_order(key) or not verify_heard(stated, key):
+        return "bad_signature"
+    return None

@@ -203,6 +203,7 @@ class Intake:
                         live_latency_ms=ack.latency_ms,
                         live_frames_lost=ack.frames_lost,
                         already_played_as=ack.already_played_as,
+                        speaker_code=code,
                     )
                 )
             report = await apply_acks(session, ack_rows)
@@ -235,6 +236,9 @@ class Intake:
         self.counts["acks_unknown"] += report.unknown
         self.counts["acks_illegal"] += report.illegal
         self.counts["cancel_acks"] += report.cancel_acks
+        self.counts["heard"] += report.heard
+        for reason, n in report.heard_refused.items():
+            self.counts[f"heard_refused_{reason}"] += n
         self.counts["presence"] += len(presence)
         self.counts["came_online"] += len(came_online)
 

@@ -49,6 +49,8 @@ class Delivery(Base):
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     playing_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     played_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # An indoor receiver's 들었어요 (a verified ``heard`` ack): when the household confirmed it.
+    heard_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Proof of play reported by the speaker.
     played_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     played_ms: Mapped[int | None] = mapped_column(Integer, default=None)

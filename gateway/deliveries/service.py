@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import distinct, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import (
@@ -29,6 +29,7 @@ from gateway.deliveries.states import (
     Event,
     State,
 )
+from gateway.residents.models import Household
 from gateway.speakers.models import Speaker
 from gateway.speakers.service import TargetSpeaker
 from wire.contract import RejectReason
@@ -320,3 +321,15 @@ async def missed_speakers(
         TargetSpeaker(sid, code, vid, did, tuple(codecs or ()), bool(online))
         for sid, code, vid, did, codecs, online in rows.tuples()
     ]
+
+
+async def households_confirmed(session: AsyncSession, broadcast_id: str) -> dict[int, int]:
+    """Per village: distinct households whose indoor receiver sent a verified ``heard`` for the
+    broadcast (its 들었어요 button)."""
+    rows = await session.execute(
+        select(Delivery.village_id, func.count(distinct(Household.id)))
+        .join(Household, Household.receiver_id == Delivery.speaker_id)
+        .where(Delivery.broadcast_id == broadcast_id, Delivery.heard_at.is_not(None))
+        .group_by(Delivery.village_id)
+    )
+    return {village_id: n for village_id, n in rows.tuples()}  # noqa: C416

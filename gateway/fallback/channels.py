@@ -1,12 +1,17 @@
 """The channels a broadcast falls back on, one sender each, in one registry (`SENDERS`).
 
 A sender tells one village's consenting residents about one broadcast, in the caller's
-transaction, and records each resident it chose as a `ChannelDelivery` (unique per broadcast,
-village, resident and channel: a second pass never tells anyone twice). SMS is here; web push
-plugs in as ``SENDERS["web_push"]``, a sender that calls the push slice's
-``enqueue_push(session, village_id=..., title=..., body=..., url=..., reference_kind=
-"broadcast_fallback", reference_id=..., now=...)``; the rules accept a channel only once it is in
-the registry.
+transaction, and returns how many messages it queued. The rules accept a channel only once it
+is in the registry; a job skips a channel this gateway does not send on (`enabled_channels`).
+
+SMS goes to residents: each resident chosen is recorded as a `ChannelDelivery` (unique per
+broadcast, village, resident and channel: a second pass never tells anyone twice).
+
+Web push goes to villages: a subscription belongs to a village's residents' page, not to a
+resident, so nothing is recorded per resident. The push outbox itself is the record: one
+message per subscription of the village with ``reference_kind`` "broadcast_fallback" and the
+broadcast's id, unique per subscription and reference, so a second pass adds nothing; the
+broadcast's counts (`gateway.fallback.reading.push_counts`) are read from it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import select
@@ -22,12 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import Broadcast
 from gateway.fallback.models import ChannelDelivery
+from gateway.push.service import enqueue_push, notice_link
 from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable
 from gateway.residents.models import Channel
 from gateway.residents.reach import Reachable, phone_for_sending, reachable_residents
 from gateway.settings import Settings
 from gateway.sms.segments import count_parts
 from gateway.sms.service import enqueue_sms
+from wire.contract import Category
 
 log = logging.getLogger(__name__)
 
@@ -143,5 +150,33 @@ async def sms_to(fanout: Fanout, residents: Sequence[Reachable]) -> int:
     return queued
 
 
-# Every channel a rule may name. Web push: add its sender here (see the module's docstring).
-SENDERS: Final[dict[str, Sender]] = {Channel.SMS.value: send_sms}
+async def send_push(fanout: Fanout) -> int:
+    """One push message to each browser subscribed to the village's residents' page; returns how
+    many were queued (none for a subscription told about this broadcast already)."""
+    broadcast = fanout.broadcast
+    queued = await enqueue_push(
+        fanout.session,
+        village_id=fanout.village_id,
+        title=f"[마을방송] {fanout.village_name}".strip(),
+        body=(broadcast.text or broadcast.title or "새 방송이 있습니다.").strip(),
+        url=notice_link(fanout.settings.public_url, fanout.village_id, broadcast.id),
+        reference_kind=REFERENCE_KIND,
+        reference_id=broadcast.id,
+        now=fanout.now,
+        category=Category(broadcast.category),
+        ttl=timedelta(seconds=fanout.settings.push_ttl_s),
+    )
+    return len(queued)
+
+
+# Every channel a rule may name.
+SENDERS: Final[dict[str, Sender]] = {
+    Channel.SMS.value: send_sms,
+    Channel.WEB_PUSH.value: send_push,
+}
+
+
+def enabled_channels(settings: Settings) -> frozenset[str]:
+    """The channels this gateway sends on: SMS with an SMS gateway, web push with a VAPID key."""
+    on = {Channel.SMS.value: settings.sms_enabled, Channel.WEB_PUSH.value: settings.push_enabled}
+    return frozenset(channel for channel, yes in on.items() if yes)

@@ -23,6 +23,18 @@ class PhoneCounts(BaseModel):
     )
 
 
+class PushCounts(BaseModel):
+    """Browsers told by web push (the fallback): one message per subscription of the village's
+    residents' page, by its state in the push outbox."""
+
+    queued: int = Field(0, description="Waiting to be sent (or being handed to the push service).")
+    sent: int = Field(0, description="Accepted by the browser's push service.")
+    failed: int = Field(0, description="Refused by the push service, or out of attempts.")
+    expired: int = Field(
+        0, description="Its time ran out, or the browser had unsubscribed (the push service said)."
+    )
+
+
 class VillageFallback(BaseModel):
     """Whether, when and why a village's residents are told by phone."""
 

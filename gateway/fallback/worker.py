@@ -35,7 +35,7 @@ from gateway.broadcasts.reading import reached_villages
 from gateway.clock import Clock
 from gateway.deliveries import service as deliveries
 from gateway.fallback import rules
-from gateway.fallback.channels import SENDERS, Fanout
+from gateway.fallback.channels import SENDERS, Fanout, enabled_channels
 from gateway.fallback.models import FallbackJob
 from gateway.logs import about_broadcast
 from gateway.places.models import Village
@@ -69,7 +69,7 @@ class FallbackWorker:
         self._clock = clock
         self._city_id = city_id
         self._cipher = cipher
-        # Called after a commit that queued messages (wakes the SMS worker).
+        # Called after a commit that queued messages (wakes the SMS and push workers).
         self._queued = queued
         self.wake = asyncio.Event()
 
@@ -253,9 +253,10 @@ class FallbackWorker:
                 job.reason = "not_played"
         village = await session.get(Village, job.village_id)
         queued = 0
+        enabled = enabled_channels(self._settings)
         for channel in job.channels:
             sender = SENDERS.get(channel)
-            if sender is None:
+            if sender is None or channel not in enabled:
                 log.warning("fallback channel %s is not available here; skipped", channel)
                 continue
             queued += await sender(
@@ -272,10 +273,11 @@ class FallbackWorker:
         job.state = "notified"
         with about_broadcast(broadcast.id):
             log.info(
-                "broadcast %s: village %s told by phone (%s): %d messages",
+                "broadcast %s: village %s told by phone (%s, %s): %d messages",
                 broadcast.id,
                 job.village_id,
                 job.reason,
+                "+".join(job.channels),
                 queued,
             )
         return job.state, queued

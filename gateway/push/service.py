@@ -33,6 +33,8 @@ _MOVE_ATTEMPTS: Final = 10
 # Rows per INSERT: well within SQLite's limit of bound parameters (14 a row).
 _INSERT_CHUNK: Final = 500
 _ELLIPSIS: Final = "…"
+# References whose id is a broadcast's.
+_BROADCAST_KINDS: Final = frozenset({"broadcast", "broadcast_fallback"})
 
 
 def urgency_of(category: Category) -> str:
@@ -98,14 +100,14 @@ async def enqueue_push(
     """Put one message per subscription of the village in the outbox, queued; the push worker
     sends them. A subscription that has a message for this reference already gets none: the
     ids of the new messages are returned. ``reference_kind`` "broadcast" makes ``reference_id`` the
-    payload's broadcast id."""
+    payload's broadcast id (so does "broadcast_fallback", the fallback's)."""
     if not (0 < len(reference_kind) <= 32 and 0 < len(reference_id) <= 64):
         raise ValueError("reference_kind (1-32 characters) and reference_id (1-64) are required")
     payload = build_payload(
         title=title,
         body=body,
         url=url,
-        broadcast_id=reference_id if reference_kind == "broadcast" else None,
+        broadcast_id=reference_id if reference_kind in _BROADCAST_KINDS else None,
         category=category,
     )
     already = select(PushMessage.subscription_id).where(

@@ -199,6 +199,7 @@ async def fleet_for(
                 speaker=s["code"],
             ),
             codecs=tuple(s["codecs"]),
+            kind=s.get("kind", "loudspeaker"),
         )
         for s in items
         if only is None or only(s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +15,13 @@ from gateway.sms.models import SmsMessage
 from tests.flow.conftest import stack
 
 __all__ = ["stack"]
+
+
+@pytest.fixture
+def stack_settings() -> dict[str, Any]:
+    """A gateway that sends SMS: the tests read its outbox (the SMS worker is not run), so the
+    address is never called."""
+    return {"sms_sendsms_url": "http://127.0.0.1:9/cgi-bin/sendsms", "sms_sender": "1588"}
 
 
 async def add_resident(

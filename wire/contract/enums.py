@@ -66,6 +66,7 @@ class AckStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     PREEMPTED = "preempted"
+    HEARD = "heard"
 
 
 ACK_STATUS_DOCS: Final = EnumDocs(
@@ -91,6 +92,11 @@ ACK_STATUS_DOCS: Final = EnumDocs(
             "an accepted command did not play to the end; `reason` is a `FailReason`"
         ),
         AckStatus.REJECTED: "the speaker refused the command; `reason` is a `RejectReason`",
+        AckStatus.HEARD: (
+            "indoor receivers only, after `played`: a resident pressed its 들었어요 button; "
+            "carries `receipt_sig`, the receiver's signature over the heard signing bytes (see "
+            "Proof of play). Not a state of the delivery: it records that a household heard it"
+        ),
     },
 )
 

@@ -14,6 +14,14 @@ lines joined by a line feed, no trailing newline::
     {at_ms}                 the ack's at_ms, decimal
 
 A speaker sends ``level_dbfs`` with at most two decimals, so both sides write the same text.
+
+An indoor receiver's ``heard`` ack (its 들었어요 button) is signed with the same key over::
+
+    maeul-heard/v1
+    {command_id}
+    {broadcast_id}
+    {speaker}
+    {at_ms}                 the ack's at_ms, decimal (when the button was pressed)
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from wire.contract.reports import Ack
 from wire.contract.signing import _verified
 
 RECEIPT_DOMAIN: Final = "maeul-receipt/v1"
+HEARD_DOMAIN: Final = "maeul-heard/v1"
 
 
 def _level_text(level_dbfs: float | None) -> str:
@@ -86,6 +95,44 @@ def receipt_signing_bytes(
         str(int(at_ms)),
     )
     return "\n".join(lines).encode()
+
+
+def heard_signing_bytes(*, command_id: str, broadcast_id: str, speaker: str, at_ms: int) -> bytes:
+    """The canonical bytes a ``heard`` ack's signature covers (see the module docstring)."""
+    lines = (HEARD_DOMAIN, command_id, broadcast_id, speaker, str(int(at_ms)))
+    return "\n".join(lines).encode()
+
+
+def _heard_bytes(ack: Ack) -> bytes:
+    return heard_signing_bytes(
+        command_id=ack.command_id,
+        broadcast_id=ack.broadcast_id,
+        speaker=ack.speaker,
+        at_ms=ack.at_ms,
+    )
+
+
+def sign_heard(ack: Ack, private_key: bytes) -> Ack:
+    """A ``heard`` ack with ``receipt_sig``: the receiver's signature over its heard bytes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if ack.status is not AckStatus.HEARD:
+        raise ValueError("only a heard ack is signed as heard")
+    signature = Ed25519PrivateKey.from_private_bytes(private_key).sign(_heard_bytes(ack))
+    return ack.model_copy(update={"receipt_sig": base64.b64encode(signature).decode("ascii")})
+
+
+def verify_heard(ack: Ack, public_key: bytes) -> bool:
+    """Whether a ``heard`` ack is signed by the receiver whose raw public key this is."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if ack.status is not AckStatus.HEARD or not ack.receipt_sig or len(public_key) != 32:
+        return False
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:
+        return False
+    return _verified(key, ack.receipt_sig, _heard_bytes(ack))
 
 
 def receipt_of(ack: Ack) -> Receipt | None:

@@ -91,7 +91,7 @@ async function showBoard(id, current) {
       return `<div class="tile" data-village="${esc(v.village_id)}" data-state="${state}" title="${esc(v.code)}">
         <span class="name">${esc(v.name || v.code)}</span>
         <span class="st">${WORDS.tile[state]}</span>${tileNotes(v)}
-        <span class="spk">스피커 ${done}/${v.speakers.length}대 완료${phoned(v) ? ` · 문자 ${esc(phoned(v))}명` : ""}</span></div>`;
+        <span class="spk">스피커 ${done}/${v.speakers.length}대 완료${phoned(v) ? ` · 문자 ${esc(phoned(v))}명` : ""}${v.households_confirmed ? ` · 들었어요 ${esc(v.households_confirmed)}가구` : ""}</span></div>`;
     }).join("");
     const final = d.state === "completed" || d.state === "cancelled";
     document.getElementById("cancel").disabled = final;
