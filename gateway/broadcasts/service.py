@@ -50,6 +50,8 @@ class BroadcastRequest:
     principal: Principal | None = None
     # Recorded in the broadcast's target as requested (e.g. the broadcast a resend repeats).
     extra_target: Mapping[str, object] = field(default_factory=dict)
+    # The text in other languages, validated (audio.speech.languages.validate_texts).
+    texts: Mapping[str, str] = field(default_factory=dict)
 
     def fingerprint(self, source_sha256: str) -> str:
         """What makes two requests 'the same' for an Idempotency-Key."""
@@ -67,6 +69,8 @@ class BroadcastRequest:
         }
         if self.extra_target:
             body["extra"] = dict(self.extra_target)
+        if self.texts:
+            body["texts"] = dict(self.texts)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -152,6 +156,7 @@ async def record_broadcast(
         mode=request.mode,
         title=request.title,
         text=request.text,
+        texts=dict(request.texts),
         target={
             "all": target.all,
             "district_ids": list(target.district_ids),
