@@ -40,8 +40,13 @@ from audio.speech.errors import (
     UnknownSpeechEngine,
     UnspeakableText,
 )
-from audio.speech.languages import LANGUAGES, join_languages, spoken_languages
-from audio.speech.normalize import normalize, split_clauses, strip_markup, validate_text
+from audio.speech.languages import (
+    LANGUAGES,
+    join_languages,
+    spoken_languages,
+    validate_foreign_text,
+)
+from audio.speech.normalize import normalize, split_clauses, validate_text
 
 __all__ = [
     "REPEAT_NOTICE",
@@ -282,10 +287,7 @@ def speak_in_languages(
     parts = [(korean.samples, korean.sample_rate)]
     for tag in spoken_languages(texts, languages):
         voice = engine_from_name(engine, voice=LANGUAGES[tag].voice)
-        spoken = strip_markup(validate_text(texts[tag])).strip()
-        if not spoken:
-            raise UnspeakableText()
-        reading = voice.synthesize(spoken)
+        reading = voice.synthesize(validate_foreign_text(texts[tag]))
         parts.append((reading.samples, reading.sample_rate))
     samples, rate = join_languages(parts)
     return Pcm(samples, rate)

@@ -8,14 +8,21 @@ whose ``voice`` is None (espeak-ng has none) is shown to residents but never spo
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
-from audio.speech.errors import SpeechEngineFailed, SpeechError
-from audio.speech.normalize import MAX_TEXT_CHARS, validate_text
+from audio.speech.errors import (
+    EmptyText,
+    SpeechEngineFailed,
+    SpeechError,
+    TextTooLong,
+    UnspeakableText,
+)
+from audio.speech.normalize import MAX_TEXT_CHARS
 
 __all__ = [
     "LANGUAGES",
@@ -26,6 +33,7 @@ __all__ = [
     "known_texts",
     "parse_texts",
     "spoken_languages",
+    "validate_foreign_text",
     "validate_texts",
 ]
 
@@ -84,6 +92,22 @@ def parse_texts(raw: str | None) -> dict[str, str]:
     return validate_texts(parsed)
 
 
+def validate_foreign_text(text: str) -> str:
+    """A text in another language, NFKC-folded and stripped, or why it cannot be read: the
+    Korean checks of ``validate_text`` with letters of any script."""
+    folded = unicodedata.normalize("NFKC", text).strip()
+    if not folded:
+        raise EmptyText()
+    if len(folded) > MAX_TEXT_CHARS:
+        raise TextTooLong(
+            f"방송 문구는 {MAX_TEXT_CHARS}자까지 가능합니다 (현재 {len(folded)}자). / "
+            f"Announcement text is limited to {MAX_TEXT_CHARS} characters (got {len(folded)})."
+        )
+    if not any(c.isalnum() for c in folded):
+        raise UnspeakableText()
+    return folded
+
+
 def check_language(tag: str) -> str:
     """``tag`` as a known primary tag (lower case), or UnknownLanguage."""
     primary = tag.strip().lower().split("-")[0]
@@ -107,7 +131,7 @@ def validate_texts(texts: Mapping[str, str]) -> dict[str, str]:
             raise UnknownLanguage(
                 "한국어 문구는 text에 넣어 주세요. / The Korean text belongs in `text`."
             )
-        checked[primary] = validate_text(text)[:MAX_TEXT_CHARS]
+        checked[primary] = validate_foreign_text(text)
     return dict(sorted(checked.items()))
 
 
@@ -119,7 +143,7 @@ def known_texts(texts: Mapping[str, str]) -> dict[str, str]:
         primary = tag.strip().lower().split("-")[0]
         if primary in LANGUAGES and primary != "ko" and primary not in kept:
             try:
-                kept[primary] = validate_text(text[:MAX_TEXT_CHARS])
+                kept[primary] = validate_foreign_text(text[:MAX_TEXT_CHARS])
             except SpeechError:
                 continue
     return dict(sorted(kept.items()))
