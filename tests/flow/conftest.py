@@ -48,7 +48,15 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+def stack_settings() -> dict[str, Any]:
+    """Settings a test module gives its stack besides the defaults (override it there)."""
+    return {}
+
+
+@pytest.fixture
+async def stack(
+    migrated_database_url: str, tmp_path: Path, stack_settings: dict[str, Any]
+) -> AsyncIterator[Stack]:
     database_url = migrated_database_url
     settings = Settings(
         environment="test",
@@ -62,6 +70,7 @@ async def stack(migrated_database_url: str, tmp_path: Path) -> AsyncIterator[Sta
         background_workers=False,  # the test drives the publisher, intake and sweeper itself
         heartbeat_s=30,
         status_cache_s=0,  # every read sees the acks the test just delivered
+        **stack_settings,
     )
     bus = FakeBus()
     clock = FakeClock()
