@@ -48,15 +48,11 @@ class Stack:
 
 
 @pytest.fixture
-def stack_settings() -> dict[str, Any]:
-    """Settings a test module gives its stack besides the defaults (override it there)."""
-    return {}
-
-
-@pytest.fixture
 async def stack(
-    migrated_database_url: str, tmp_path: Path, stack_settings: dict[str, Any]
+    migrated_database_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Stack]:
+    # A test module may give its stack settings besides these, as STACK_SETTINGS.
+    overrides: dict[str, Any] = getattr(request.module, "STACK_SETTINGS", {})
     database_url = migrated_database_url
     settings = Settings(
         environment="test",
@@ -70,7 +66,7 @@ async def stack(
         background_workers=False,  # the test drives the publisher, intake and sweeper itself
         heartbeat_s=30,
         status_cache_s=0,  # every read sees the acks the test just delivered
-        **stack_settings,
+        **overrides,
     )
     bus = FakeBus()
     clock = FakeClock()

@@ -18,9 +18,7 @@ from tests.flow.test_broadcast_flow import _commands, _everyone_online
 RATE = 16000
 
 
-@pytest.fixture
-def stack_settings() -> dict[str, Any]:
-    return {"spoken_languages": "vi,zh"}
+STACK_SETTINGS = {"spoken_languages": "vi,zh"}
 
 
 async def _village_id(stack: Stack, code: str) -> int:
@@ -65,13 +63,14 @@ def _pauses(samples: np.ndarray) -> int:
     return int(np.count_nonzero(gaps > 0.8 * RATE))
 
 
+# PostgreSQL here; the CAP languages test runs the same on SQLite.
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 async def test_korean_then_each_city_language_and_residents_read_their_own(
     stack: Stack,
 ) -> None:
     await _everyone_online(stack)
     village = await _village_id(stack, "d01-v001")
     texts = {"vi": "Ngày mai có mưa lớn.", "zh": "明天有大雨。", "tl": "Malakas na ulan bukas."}
-    korean = await _typed(stack, village, text="내일 큰 비가 옵니다.")
     several = await _typed(
         stack, village, text="내일 큰 비가 옵니다.", texts=json.dumps(texts), title="호우"
     )
@@ -79,10 +78,9 @@ async def test_korean_then_each_city_language_and_residents_read_their_own(
         stack, village, text="내일 큰 비가 옵니다.", texts=json.dumps({"vi": texts["vi"]})
     )
 
-    assert _pauses(await _spoken(stack, korean["id"])) == 0
     assert _pauses(await _spoken(stack, several["id"])) == 2, "vi and zh; tl has no voice"
     assert _pauses(await _spoken(stack, only_vi["id"])) == 1
-    assert several["duration_ms"] > only_vi["duration_ms"] > korean["duration_ms"] + 1000
+    assert several["duration_ms"] > only_vi["duration_ms"] + 1000
 
     public = httpx.AsyncClient(transport=stack.client._transport, base_url="http://gateway")
     async with public:
