@@ -83,6 +83,19 @@ def carried(target: Mapping[str, object]) -> dict[str, object]:
     return {k: target[k] for k in CARRIED_TARGET if k in target}
 
 
+def kept_texts(request: BroadcastRequest) -> dict[str, object]:
+    """What a waiting request's target keeps of its texts in other languages."""
+    return {"texts": dict(request.texts)} if request.texts else {}
+
+
+def texts_of(target: Mapping[str, object]) -> dict[str, str]:
+    """The texts in other languages a waiting request's target kept (``kept_texts``)."""
+    texts = target.get("texts")
+    if not isinstance(texts, dict):
+        return {}
+    return {str(k): str(v) for k, v in texts.items()}
+
+
 @dataclass(frozen=True)
 class StoredAudio:
     """A broadcast's audio once transcoded and stored: what a broadcast row points at."""

@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 
 from audio.decode import Limits, decode_file
+from gateway.auth import Role
 from tests.flow.conftest import Stack
-from tests.flow.test_broadcast_flow import _commands, _everyone_online
+from tests.flow.test_broadcast_flow import _commands, _everyone_online, recording
+from tests.flow.test_roles import _people, _send
+
+__all__ = ["recording"]  # the module-scoped fixture, shared
 
 RATE = 16000
 
@@ -119,3 +123,22 @@ async def test_bad_texts_are_refused_before_anything_is_sent(stack: Stack) -> No
         assert response.status_code == 422, response.text
         assert response.json()["error"] == code, texts
     assert not stack.bus.published
+
+
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
+async def test_texts_wait_with_a_request_for_a_second_person(
+    stack: Stack, recording: bytes
+) -> None:
+    people = await _people(stack)
+    safety, admin = people[Role.SAFETY_OFFICER], people[Role.CITY_ADMIN]
+    texts = {"vi": "Hãy sơ tán ngay.", "en": "Evacuate now."}
+    response = await _send(
+        stack, safety, recording, "disaster", all_villages="true", texts=json.dumps(texts)
+    )
+    assert response.status_code == 202, response.text
+    approval = response.json()
+    approved = await stack.client.post(
+        f"/api/v1/approvals/{approval['id']}/approve", headers=admin.headers
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["broadcast"]["texts"] == texts
