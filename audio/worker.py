@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import resource
 import signal
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -218,9 +218,11 @@ class TranscodeWorker:
         repeat: bool = False,
         category: str | None = None,
         priority: int | None = None,
+        texts: Mapping[str, str] | None = None,
+        languages: Sequence[str] = (),
     ) -> int:
-        """Speak `text` into a WAV at `path` in the lane of `priority` (None: the category's,
-        or the default lane); returns its length in ms."""
+        """Speak `text` (then `languages` from `texts`) into a WAV at `path` in the lane of
+        `priority` (None: the category's, or the default lane); returns its length in ms."""
         return await self.run_at(
             self.priority_of(category) if priority is None else priority,
             synthesize_file,
@@ -228,6 +230,8 @@ class TranscodeWorker:
             str(path),
             engine=engine,
             repeat=repeat,
+            texts=dict(texts or {}),
+            languages=tuple(languages),
         )
 
     async def probe(self, path: Path, *, measure: bool = False) -> ProbeInfo:

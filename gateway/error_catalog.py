@@ -529,6 +529,12 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
     "audio_timeout": _e(
         422, "오디오 변환 시간이 초과되었습니다.", "Converting the audio took too long."
     ),
+    "unknown_language": _e(422, "지원하지 않는 언어입니다.", "That language is not supported."),
+    "invalid_texts": _e(
+        422,
+        "언어별 문구는 JSON 객체여야 합니다.",
+        'Texts per language must be a JSON object such as {"vi": "..."}.',
+    ),
     "empty_text": _e(422, "방송 문구가 비어 있습니다.", "The announcement text is empty."),
     "text_too_long": _e(422, "방송 문구가 너무 깁니다.", "The announcement text is too long."),
     "unspeakable_text": _e(

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audio.speech.languages import LANGUAGES
 from gateway.forwarding import Network, parse_networks
 from gateway.keyfiles import MIN_LENGTH, weakness
 from wire import contract
@@ -225,6 +226,9 @@ class Settings(BaseSettings):
     preview_per_minute_per_person: int = Field(default=10, ge=1, le=10_000)
     # Typed text is spoken by this engine (see audio/speech/engine.py to plug in another).
     speech_engine: str = "espeak"
+    # Languages spoken after Korean when a broadcast carries a text in them, in this order,
+    # comma-separated primary tags (e.g. "vi,zh"); see audio/speech/languages.py.
+    spoken_languages: str = ""
     transcode_timeout_s: float = Field(default=120.0, gt=0)
     # Priority by category (higher interrupts lower on a speaker), as JSON, e.g.
     # GATEWAY_PRIORITIES='{"crime_prevention": 25}'; categories left out keep their default.
@@ -304,6 +308,18 @@ class Settings(BaseSettings):
     @property
     def trusted_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    @field_validator("spoken_languages")
+    @classmethod
+    def _languages(cls, value: str) -> str:
+        for tag in filter(None, (t.strip() for t in value.split(","))):
+            if tag.lower() not in LANGUAGES:
+                raise ValueError(f"spoken_languages: unknown language {tag!r}")
+        return value
+
+    @property
+    def spoken_language_tags(self) -> tuple[str, ...]:
+        return tuple(t.strip().lower() for t in self.spoken_languages.split(",") if t.strip())
 
     @field_validator("city_code")
     @classmethod

@@ -26,7 +26,7 @@ import io
 import shutil
 import subprocess
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -40,6 +40,12 @@ from audio.speech.errors import (
     UnknownSpeechEngine,
     UnspeakableText,
 )
+from audio.speech.languages import (
+    LANGUAGES,
+    join_languages,
+    spoken_languages,
+    validate_foreign_text,
+)
 from audio.speech.normalize import normalize, split_clauses, validate_text
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "engine_from_name",
     "register_engine",
     "speak",
+    "speak_in_languages",
     "speak_to_wav",
 ]
 
@@ -188,9 +195,12 @@ class ToneEngine:
 
     name = "tone"
 
-    def __init__(self, sample_rate: int = 16000, syllable_s: float = 0.08) -> None:
+    def __init__(
+        self, sample_rate: int = 16000, syllable_s: float = 0.08, voice: str = "ko"
+    ) -> None:
         self.sample_rate = sample_rate
         self.syllable_s = syllable_s
+        self.voice = voice
         self.spoken: list[str] = []
 
     def synthesize(self, text: str) -> Pcm:
@@ -263,10 +273,40 @@ def speak_to_wav(text: str, path: Path, *, engine: SpeechEngine, repeat: bool = 
     return pcm
 
 
-def synthesize_file(text: str, path: str, *, engine: str = "espeak", repeat: bool = False) -> int:
-    """Speak `text` into a WAV at `path` with the named engine; returns its length in ms.
+def speak_in_languages(
+    text: str,
+    texts: Mapping[str, str],
+    languages: Sequence[str],
+    *,
+    engine: str,
+    repeat: bool = False,
+) -> Pcm:
+    """Korean first, then each of `languages` (see ``spoken_languages``) read from `texts` by
+    its own voice, LANGUAGE_PAUSE_S apart."""
+    korean = speak(text, engine=engine_from_name(engine), repeat=repeat)
+    parts = [(korean.samples, korean.sample_rate)]
+    for tag in spoken_languages(texts, languages):
+        voice = engine_from_name(engine, voice=LANGUAGES[tag].voice)
+        reading = voice.synthesize(validate_foreign_text(texts[tag]))
+        parts.append((reading.samples, reading.sample_rate))
+    samples, rate = join_languages(parts)
+    return Pcm(samples, rate)
+
+
+def synthesize_file(
+    text: str,
+    path: str,
+    *,
+    engine: str = "espeak",
+    repeat: bool = False,
+    texts: Mapping[str, str] | None = None,
+    languages: Sequence[str] = (),
+) -> int:
+    """Speak `text` (then `languages` from `texts`) into a WAV at `path` with the named
+    engine; returns its length in ms.
 
     A plain module-level function so the gateway can run it in its audio worker process.
     """
-    pcm = speak_to_wav(text, Path(path), engine=engine_from_name(engine), repeat=repeat)
+    pcm = speak_in_languages(text, texts or {}, languages, engine=engine, repeat=repeat)
+    write_wav(pcm, Path(path))
     return round(pcm.duration_s * 1000)

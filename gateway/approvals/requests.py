@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
-from gateway.broadcasts.service import BroadcastRequest, StoredAudio, carried
+from gateway.broadcasts.service import BroadcastRequest, StoredAudio, carried, kept_texts
 from gateway.deps import Runtime
 from gateway.places.models import City
 from wire import contract
@@ -65,6 +65,7 @@ async def request_approval(
             "district_ids": sorted(set(request.district_ids)),
             "village_ids": sorted(set(request.village_ids)),
             **carried(request.extra_target),
+            **kept_texts(request),
         },
         audio_sha256=dict(audio.sha256),
         source_sha256=audio.source_sha256,

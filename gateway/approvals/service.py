@@ -148,6 +148,7 @@ async def approve(
             "approved_by": principal.actor,
             **broadcasts.carried(approval.target),
         },
+        texts=broadcasts.texts_of(approval.target),
     )
     # The send rules, with the approver's rights; the broadcast counts as the requester's.
     wanted = sending.SendRequest(

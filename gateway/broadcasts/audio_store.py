@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audio.pipeline import Transcoded
 from audio.speech.engine import synthesize_file
+from audio.speech.languages import spoken_languages
 from audio.speech.normalize import validate_text
 from gateway.broadcasts.models import AudioAsset
 from gateway.broadcasts.service import BroadcastRequest, StoredAudio
@@ -79,6 +80,8 @@ async def _speak(
             engine=runtime.settings.speech_engine,
             repeat=request.repeat,
             priority=priority,
+            texts=request.texts,
+            languages=spoken_in(runtime, request),
         )
         return await runtime.worker.transcode(
             wav, category=request.category, codecs=codecs, spoken_frame=frame, priority=priority
@@ -166,7 +169,13 @@ async def source_sha256_of(runtime: Runtime, request: BroadcastRequest, upload: 
         )
     spoken = validate_text(request.text)
     engine = runtime.settings.speech_engine
-    return hashlib.sha256(f"tts:{engine}:{spoken}".encode()).hexdigest()
+    others = "".join(f":{tag}:{request.texts[tag]}" for tag in spoken_in(runtime, request))
+    return hashlib.sha256(f"tts:{engine}:{spoken}{others}".encode()).hexdigest()
+
+
+def spoken_in(runtime: Runtime, request: BroadcastRequest) -> tuple[str, ...]:
+    """The languages read after Korean: those the city speaks that the request has a text in."""
+    return spoken_languages(request.texts, runtime.settings.spoken_language_tags)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class Broadcast(Base):
     mode: Mapped[str] = mapped_column(String(16), default="live")
     title: Mapped[str | None] = mapped_column(String(200), default=None)
     text: Mapped[str | None] = mapped_column(Text, default=None)
+    # The text in other languages, by BCP 47 primary tag ({"vi": "...", "zh": "..."}).
+    texts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
     # {"all": bool, "district_ids": [...], "village_ids": [...]} as requested.
     target: Mapped[dict[str, object]] = mapped_column(JSON)
     duration_ms: Mapped[int] = mapped_column(Integer)

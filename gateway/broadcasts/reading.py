@@ -180,6 +180,7 @@ async def summarize(
         "priority": broadcast.priority,
         "title": broadcast.title,
         "text": broadcast.text,
+        "texts": broadcast.texts or {},
         "created_at": broadcast.created_at,
         "expires_at": broadcast.expires_at,
         "cancelled_at": broadcast.cancelled_at,

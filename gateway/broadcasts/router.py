@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Resp
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from audio.errors import AudioTooLarge
+from audio.speech.languages import parse_texts
 from gateway import retention
 from gateway.approvals.schemas import ApprovalRead
 from gateway.auth import Anyone, Principal, Role, Sender, allow, presented_principal
@@ -65,6 +66,8 @@ CONTENT_ERRORS: Final = (
     "empty_text",
     "text_too_long",
     "unspeakable_text",
+    "unknown_language",
+    "invalid_texts",
     "audio_too_large",
     "empty_audio",
     "unsupported_audio",
@@ -167,6 +170,14 @@ async def create_broadcast(
     ] = "live",
     title: Annotated[str | None, Form(max_length=200)] = None,
     text: Annotated[str | None, Form(max_length=5000)] = None,
+    texts: Annotated[
+        str | None,
+        Form(
+            max_length=50_000,
+            description="The text in other languages, a JSON object by BCP 47 primary tag: "
+            '{"vi": "...", "zh": "..."} (Korean stays in `text`)',
+        ),
+    ] = None,
     template_id: Annotated[
         int | None, Form(description="Fill this template instead of giving `text`")
     ] = None,
@@ -207,6 +218,7 @@ async def create_broadcast(
         mode=mode,
         principal=user,
         extra_target=by_area.recorded if by_area else {},
+        texts=parse_texts(texts),
     )
     settings = runtime.settings
     path = (

@@ -143,6 +143,10 @@ class BroadcastSummary(BaseModel):
     priority: int
     title: str | None
     text: str | None
+    texts: dict[str, str] = Field(
+        default_factory=dict,
+        description="The text in other languages, by BCP 47 primary tag (Korean is `text`).",
+    )
     created_at: datetime
     expires_at: datetime
     cancelled_at: datetime | None

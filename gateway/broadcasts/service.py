@@ -50,6 +50,8 @@ class BroadcastRequest:
     principal: Principal | None = None
     # Recorded in the broadcast's target as requested (e.g. the broadcast a resend repeats).
     extra_target: Mapping[str, object] = field(default_factory=dict)
+    # The text in other languages, validated (audio.speech.languages.validate_texts).
+    texts: Mapping[str, str] = field(default_factory=dict)
 
     def fingerprint(self, source_sha256: str) -> str:
         """What makes two requests 'the same' for an Idempotency-Key."""
@@ -67,6 +69,8 @@ class BroadcastRequest:
         }
         if self.extra_target:
             body["extra"] = dict(self.extra_target)
+        if self.texts:
+            body["texts"] = dict(self.texts)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -77,6 +81,19 @@ CARRIED_TARGET: Final = ("area", "all_clear_of")
 
 def carried(target: Mapping[str, object]) -> dict[str, object]:
     return {k: target[k] for k in CARRIED_TARGET if k in target}
+
+
+def kept_texts(request: BroadcastRequest) -> dict[str, object]:
+    """What a waiting request's target keeps of its texts in other languages."""
+    return {"texts": dict(request.texts)} if request.texts else {}
+
+
+def texts_of(target: Mapping[str, object]) -> dict[str, str]:
+    """The texts in other languages a waiting request's target kept (``kept_texts``)."""
+    texts = target.get("texts")
+    if not isinstance(texts, dict):
+        return {}
+    return {str(k): str(v) for k, v in texts.items()}
 
 
 @dataclass(frozen=True)
@@ -152,6 +169,7 @@ async def record_broadcast(
         mode=request.mode,
         title=request.title,
         text=request.text,
+        texts=dict(request.texts),
         target={
             "all": target.all,
             "district_ids": list(target.district_ids),

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audio.speech.languages import known_texts
 from audio.speech.normalize import MAX_TEXT_CHARS
 from gateway.approvals import service as approvals
 from gateway.approvals.models import ApprovalRequest
@@ -223,6 +224,7 @@ async def ingest(
         mode=mode,
         principal=principal,
         extra_target={"cap": _cap_target(alert, info)},
+        texts=known_texts(row.texts),
     )
     answer = await sending_now.send_now(session, runtime, city, request, None)
     if isinstance(answer, Started):

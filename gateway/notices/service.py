@@ -55,11 +55,13 @@ async def find_villages(
 
 
 def in_language(broadcast: Broadcast, lang: str | None) -> tuple[str | None, str | None, str]:
-    """The notice's title and text in ``lang`` where the broadcast has them, else in Korean,
-    and the language they are in. Broadcasts carry one text, in Korean, so far: this is where
-    texts per language will be chosen."""
-    del lang  # no broadcast has a text in another language yet
-    return broadcast.title, broadcast.text, "ko"
+    """The notice's text in ``lang`` (a BCP 47 tag; its primary subtag counts) where the
+    broadcast has it, else in Korean, and the language it is in. The title stays Korean."""
+    primary = (lang or "").strip().lower().split("-")[0]
+    translated = (broadcast.texts or {}).get(primary) if primary and primary != "ko" else None
+    if translated is None or broadcast.text is None:
+        return broadcast.title, broadcast.text, "ko"
+    return broadcast.title, translated, primary
 
 
 async def list_notices(

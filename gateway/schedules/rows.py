@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.auth import Principal
-from gateway.broadcasts.service import BroadcastRequest, carried
+from gateway.broadcasts.service import BroadcastRequest, carried, kept_texts, texts_of
 from gateway.errors import Conflict, NotFound
 from gateway.schedules.models import Schedule
 from gateway.schedules.quiet import city_zone, parse_hhmm
@@ -25,6 +25,7 @@ def target_of(request: BroadcastRequest) -> dict[str, object]:
         "district_ids": sorted(set(request.district_ids)),
         "village_ids": sorted(set(request.village_ids)),
         **carried(request.extra_target),
+        **kept_texts(request),
     }
 
 
@@ -85,6 +86,7 @@ def request_of(
         mode=schedule.mode,
         principal=principal,
         extra_target=extra,
+        texts=texts_of(target),
     )
 
 

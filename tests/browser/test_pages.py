@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import struct
@@ -208,12 +209,14 @@ def test_village_head_records_on_the_phone_and_every_speaker_plays_it(
 def test_residents_read_and_hear_what_their_village_played(phone: Page, stack: Stack) -> None:
     page = phone
     text = "주민 여러분, 오늘 오후 2시에 예방 접종이 있습니다."
+    translated = "Kính gửi bà con, chiều nay lúc 2 giờ có tiêm chủng."
     sent = stack.api.post(
         "/api/v1/broadcasts",
         data={
             "category": "administrative",
             "title": "예방 접종 안내",
             "text": text,
+            "texts": json.dumps({"vi": translated}),
             "village_ids": [str(stack.head_village_id)],
         },
     )
@@ -251,6 +254,15 @@ def test_residents_read_and_hear_what_their_village_played(phone: Page, stack: S
     play.click()
     expect(play).to_have_attribute("aria-pressed", "true", timeout=LONG)
     screenshot(page, "notices-village")
+
+    # In the resident's language, remembered for the next visit.
+    page.get_by_label("언어 · Language").select_option("vi")
+    page.wait_for_url("**lang=vi")
+    expect(notice).to_contain_text(translated)
+    expect(notice).to_have_attribute("lang", "vi")
+    page.goto(f"/notices/{stack.head_village_id}")
+    expect(notice).to_contain_text(translated)
+    expect(page.get_by_label("언어 · Language")).to_have_value("vi")
 
 
 def test_an_admin_manages_people_and_approves_a_city_wide_alert(

@@ -4,7 +4,8 @@
 
 const content = document.getElementById("content");
 const villageId = Number(location.pathname.split("/")[2]) || null;
-const lang = new URLSearchParams(location.search).get("lang");
+// The resident's language: ?lang= first, else the one picked here before (see pickLanguage).
+const lang = new URLSearchParams(location.search).get("lang") || storedLanguage();
 const PLAY = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 4l13 8-13 8z" fill="currentColor"/></svg>';
 const STOP = '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="6" width="12" height="12" fill="currentColor"/></svg>';
 
@@ -28,6 +29,7 @@ async function showVillage() {
     return;
   }
   const village = data.village;
+  document.querySelector(".head").append(pickLanguage());
   document.title = `${village.name} 방송 다시 듣기`;
   document.getElementById("title").textContent = `${village.name} 방송`;
   document.getElementById("subtitle").textContent = `${village.district_name} ${village.name}에 보낸 안내 (최근 한 달)`;
@@ -96,6 +98,30 @@ async function showDirectory() {
   const failed = (e) => { list.innerHTML = `<div class="notice error" role="alert">${esc(koreanError(e))}</div>`; };
   document.getElementById("search").addEventListener("submit", (e) => { e.preventDefault(); load().catch(failed); });
   await load();
+}
+
+// The languages a notice may be in, as the gateway's table (audio/speech/languages.py) has them.
+const LANGUAGES = [["ko", "한국어"], ["en", "English"], ["vi", "Tiếng Việt"], ["zh", "中文"],
+  ["th", "ไทย"], ["ne", "नेपाली"], ["uz", "Oʻzbekcha"], ["ja", "日本語"], ["ru", "Русский"],
+  ["tl", "Filipino"]];
+
+function storedLanguage() {
+  try { return localStorage.getItem("maeul.lang"); } catch { return null; }
+}
+
+function pickLanguage() {
+  const chosen = lang || "ko";
+  const picker = document.createElement("div");
+  picker.className = "lang";
+  picker.innerHTML = `<label for="lang">언어 · Language</label><select id="lang">${LANGUAGES.map(([tag, name]) =>
+    `<option value="${tag}" lang="${tag}"${tag === chosen ? " selected" : ""}>${esc(name)}</option>`).join("")}</select>`;
+  picker.querySelector("select").addEventListener("change", (e) => {
+    try { localStorage.setItem("maeul.lang", e.target.value); } catch { /* private mode: this visit only */ }
+    const params = new URLSearchParams(location.search);
+    params.set("lang", e.target.value);
+    location.search = params.toString();
+  });
+  return picker;
 }
 
 (villageId ? showVillage() : showDirectory()).catch((e) => {
