@@ -11,17 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select, text
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from audio.errors import AudioError
 from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
 from gateway.approvals.router import router as approvals_router
@@ -52,7 +48,7 @@ from gateway.devicesec.brokeradmin import BrokerAdmin, admin_of
 from gateway.devicesec.dynsec import BrokerState
 from gateway.devicesec.router import router as devicesec_router
 from gateway.enrollment.router import router as enrollment_router
-from gateway.errors import MaeulError, TooManyRequests, Unauthorized
+from gateway.error_handlers import install_handlers
 from gateway.fallback.router import router as fallback_router
 from gateway.fallback.worker import FallbackWorker
 from gateway.keyfiles import check_secrets, load_secret
@@ -112,92 +108,6 @@ PUSH_SECRETS: Final = (PUSH_VAPID_KEY,)
 
 API = "/api/v1"
 
-# Field-specific codes for request validation, so clients need not parse messages.
-_FIELD_CODES = {
-    "category": ("unknown_category", "알 수 없는 방송 종류입니다.", "Unknown broadcast category."),
-    "file": ("missing_file", "파일이 필요합니다.", "A file is required."),
-}
-
-
-_HTTP_CODES: Final[dict[int, tuple[str, str, str]]] = {
-    404: ("not_found", "없는 주소입니다.", "No such resource."),
-    405: (
-        "method_not_allowed",
-        "이 주소에서 허용되지 않는 요청 방식입니다.",
-        "Method not allowed.",
-    ),
-}
-
-
-def _error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
-
-
-def _install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(MaeulError)
-    async def _maeul(_: Request, exc: MaeulError) -> JSONResponse:
-        response = _error(exc.status, exc.code, exc.detail, **exc.extra())
-        if isinstance(exc, TooManyRequests):
-            response.headers["Retry-After"] = str(exc.retry_after_s)
-        if isinstance(exc, Unauthorized):
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-
-    # Starlette's own answers (no such route, wrong method) in the same shape as ours.
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code, ko, en = _HTTP_CODES.get(
-            exc.status_code,
-            (f"http_{exc.status_code}", "요청을 처리할 수 없습니다.", str(exc.detail)),
-        )
-        response = _error(exc.status_code, code, f"{ko} / {en}")
-        for name, value in (exc.headers or {}).items():
-            response.headers[name] = value
-        return response
-
-    @app.exception_handler(AudioError)
-    async def _audio(_: Request, exc: AudioError) -> JSONResponse:
-        return _error(exc.status, exc.code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        for error in errors:
-            loc = error.get("loc", ())
-            name = str(loc[-1]) if loc else ""
-            # A field that may not be sent at all is a plain invalid request, whatever its name.
-            if name in _FIELD_CODES and error.get("type") != "extra_forbidden":
-                code, ko, en = _FIELD_CODES[name]
-                return _error(422, code, f"{ko} / {en}", fields=_fields(errors))
-        return _error(
-            422,
-            "invalid_request",
-            "요청 형식이 올바르지 않습니다. / The request is not valid.",
-            fields=_fields(errors),
-        )
-
-    # A number the database cannot hold (an id or offset past 64 bits) is the request's
-    # fault: SQLite's driver raises OverflowError, PostgreSQL's a DataError.
-    @app.exception_handler(OverflowError)
-    @app.exception_handler(DataError)
-    async def _out_of_range(_: Request, exc: Exception) -> JSONResponse:
-        return _error(
-            422,
-            "value_out_of_range",
-            "요청의 숫자가 허용 범위를 벗어났습니다. / A number in the request is out of range.",
-        )
-
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        return _error(
-            503,
-            "database_unavailable",
-            "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도해 주세요. / "
-            "The database is unavailable; try again shortly.",
-        )
-
 
 async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
     """Run a background loop for the app's lifetime: a loop that dies (a bug, not an outage;
@@ -226,13 +136,6 @@ def _waker(*workers: SmsWorker | PushWorker | None) -> Callable[[], None] | None
             worker.wake.set()
 
     return wake
-
-
-def _fields(errors: Any) -> list[dict[str, str]]:
-    return [
-        {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": str(e.get("msg", ""))}
-        for e in errors
-    ]
 
 
 async def _ensure_city(state: AppState, settings: Settings) -> int:
@@ -595,7 +498,7 @@ def create_app(
     state.push_key = push_key
     state.push_limit = SubscribeLimit(settings.push_subscriptions_per_minute)
     metrics.watch(state, DROP_REASONS)
-    _install_handlers(app)
+    install_handlers(app)
 
     # Writes the audit row of every request.
     app.add_middleware(AfterRequest)

@@ -1,4 +1,5 @@
-"""Every stable error code the HTTP API answers with: its status and what it means.
+"""Every stable error code the HTTP API answers with: its status and what it means (one entry per
+code, so the file is as long as the list: that is its reason to pass 600 lines).
 
 Raise sites keep their own messages, which name the specifics (which id, which limit); this
 table holds the general meaning a caller programs against. The README's error table and the

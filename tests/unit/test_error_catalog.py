@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import _FIELD_CODES, _HTTP_CODES
 from gateway.error_catalog import CATALOG, documented, markdown_table
+from gateway.error_handlers import _FIELD_CODES, _HTTP_CODES
 from gateway.openapi_export import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,7 +207,7 @@ def _uses() -> Iterator[Use]:
             elif (where, name) in wrappers:
                 error, index, param = wrappers[(where, name)]
                 code_node = _argument(call, index, param)
-            elif name == "_error" and where == "gateway/app.py" and len(call.args) >= 2:
+            elif name == "_error" and where == "gateway/error_handlers.py" and len(call.args) >= 2:
                 status = call.args[0]
                 if not isinstance(status, ast.Constant) or not isinstance(
                     call.args[1], ast.Constant
@@ -249,8 +249,10 @@ def _error_bodies(call: ast.Call, at: str) -> Iterator[Use]:
 
 def _all_uses() -> list[Use]:
     uses = list(_uses())
-    uses += [Use(code, status, "gateway/app.py") for status, (code, *_) in _HTTP_CODES.items()]
-    uses += [Use(code, 422, "gateway/app.py") for code, *_ in _FIELD_CODES.values()]
+    uses += [
+        Use(code, status, "gateway/error_handlers.py") for status, (code, *_) in _HTTP_CODES.items()
+    ]
+    uses += [Use(code, 422, "gateway/error_handlers.py") for code, *_ in _FIELD_CODES.values()]
     return uses
 
 
