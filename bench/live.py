@@ -15,7 +15,10 @@ it (and in smoke mode) they are aiomqtt clients in this process.
 The same talk is then heard through a link like a mobile one: a few listeners connect to the
 broker through `bench.impair` (40 ± 20 ms per segment each way, a 300 ms stall every 10 s),
 with the same jitter buffer; ``impaired_p95_ms`` and ``impaired_lost_pct`` say what it costs.
-Last, the open peer: Snapcast measured from its pipe to its player (`bench.snapcast`).
+Every listener's arrivals also go through the adaptive buffer the speakers run
+(`devices.jitter`), stream after stream as a speaker learns its network: ``adaptive_*`` keys,
+clean and impaired, beside the fixed buffer's. Last, the open peer: Snapcast measured from its
+pipe to its player (`bench.snapcast`).
 
 Run on its own with ``python -m bench.live`` (it merges its keys into the results file), or as
 part of ``python -m bench``.
@@ -42,6 +45,7 @@ import aiomqtt
 from bench.city import CITY, seed_database
 from bench.impair import Impairment
 from bench.snapcast import run_snapcast_bench
+from devices.jitter import ADAPTIVE
 from devices.live import Histogram, JitterBuffer
 from gateway.settings import MqttTarget
 from maeul.broker import LocalMosquitto
@@ -180,11 +184,24 @@ class Playout:
     heard_min: int = 0  # over several sessions: the fewest listeners that heard one
 
 
-def playout(heard: list[Arrivals], session: str, sent: int, jitter_ms: int) -> Playout:
-    """Every listener's arrivals of `session` through the speakers' jitter buffer."""
+def playout(
+    heard: list[Arrivals],
+    session: str,
+    sent: int,
+    jitter_ms: int,
+    learned: list[float] | None = None,
+) -> Playout:
+    """Every listener's arrivals of `session` through the speakers' jitter buffer: the fixed
+    one, or with `learned` (each listener's target so far) the adaptive one, as the speakers
+    run it (each stream starts where the last one left off)."""
     result = Playout()
-    for arrivals in heard:
-        buffer = JitterBuffer(target_ms=jitter_ms, keep_payloads=False)
+    for index, arrivals in enumerate(heard):
+        if learned is None:
+            buffer = JitterBuffer(target_ms=jitter_ms, keep_payloads=False)
+        else:
+            buffer = JitterBuffer(
+                target_ms=ADAPTIVE.clamp(learned[index]), keep_payloads=False, adaptive=ADAPTIVE
+            )
         for at, data in arrivals.frames:
             try:
                 frame = contract.decode_live_frame(data)
@@ -193,6 +210,8 @@ def playout(heard: list[Arrivals], session: str, sent: int, jitter_ms: int) -> P
             if frame.session != session or frame.kind is not contract.LiveKind.AUDIO:
                 continue
             buffer.push(frame.seq, frame.at_ms, b"", at, restart=frame.starts_spurt)
+        if learned is not None and buffer.first_seq is not None:
+            learned[index] = buffer.learned_ms
         result.listened += buffer.received > 0
         result.lost += sent - buffer.received
         result.late += buffer.late
@@ -261,11 +280,22 @@ async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> tuple[str, int
     return str(ended["broadcast_id"]), int(ended["frames"])
 
 
-def _summed(heard: list[Arrivals], sessions: list[tuple[str, int]], label: str) -> Playout:
-    """Every session's playout, added up (and logged round by round)."""
-    total = Playout(heard_min=len(heard) if sessions else 0)
-    for index, (session, frames) in enumerate(sessions, start=1):
-        heard_round = playout(heard, session, frames, JITTER_MS)
+def _summed(
+    heard: list[Arrivals],
+    sessions: list[tuple[str, int]],
+    label: str,
+    *,
+    adaptive: bool = False,
+    warmup: int = 0,
+) -> Playout:
+    """Every session's playout after the first `warmup`, added up (and logged round by
+    round); the adaptive buffer learns during the warm-up as a speaker would."""
+    total = Playout(heard_min=len(heard) if sessions[warmup:] else 0)
+    learned = [float(JITTER_MS)] * len(heard) if adaptive else None
+    for index, (session, frames) in enumerate(sessions, start=1 - warmup):
+        heard_round = playout(heard, session, frames, JITTER_MS, learned)
+        if index < 1:
+            continue
         total.latency.merge(heard_round.latency)
         total.lost += heard_round.lost
         total.late += heard_round.late
@@ -277,6 +307,10 @@ def _summed(heard: list[Arrivals], sessions: list[tuple[str, int]], label: str) 
             f"({heard_round.late} late), {heard_round.listened}/{len(heard)} listeners heard it"
         )
     return total
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
 
 
 async def run_live_bench(
@@ -323,9 +357,14 @@ async def run_live_bench(
             delay_s = (impairment.delay_ms + impairment.jitter_ms) / 1000
             await asyncio.sleep(0.2 + 2 * delay_s + impairment.stall_ms / 1000)
             impaired_heard = await asyncio.to_thread(impaired_ears.heard)
-    clean = _summed(heard, sessions[warmup:], "live")
+    clean = _summed(heard, sessions, "live", warmup=warmup)
     impaired = _summed(impaired_heard, impaired_sessions, "live, impaired")
+    adaptive = _summed(heard, sessions, "live, adaptive", adaptive=True, warmup=warmup)
+    adaptive_impaired = _summed(
+        impaired_heard, impaired_sessions, "live, impaired, adaptive", adaptive=True
+    )
     impaired_owed = impaired.sent * impaired_listeners
+    clean_owed = clean.sent * listeners
     result: dict[str, Any] = {
         "status": "measured",
         "listeners": listeners,
@@ -342,9 +381,7 @@ async def run_live_bench(
         "jitter_buffer_ms": JITTER_MS,
         "receiver": kind,
         "impaired_p95_ms": impaired.latency.percentile(0.95),
-        "impaired_lost_pct": (
-            round(100 * impaired.lost / impaired_owed, 2) if impaired_owed else None
-        ),
+        "impaired_lost_pct": _pct(impaired.lost, impaired_owed),
         "impaired": {
             "listeners": impaired_listeners,
             "p50_ms": impaired.latency.percentile(0.5),
@@ -357,6 +394,20 @@ async def run_live_bench(
             "stall_ms": impairment.stall_ms,
             "stall_every_s": impairment.stall_every_s,
             "rounds": rounds,
+        },
+        # The adaptive buffer the speakers run, on the same arrivals, beside the fixed one.
+        "adaptive_p50_ms": adaptive.latency.percentile(0.5),
+        "adaptive_p95_ms": adaptive.latency.percentile(0.95),
+        "adaptive_lost_pct": _pct(adaptive.lost, clean_owed),
+        "adaptive_impaired_p50_ms": adaptive_impaired.latency.percentile(0.5),
+        "adaptive_impaired_p95_ms": adaptive_impaired.latency.percentile(0.95),
+        "adaptive_impaired_lost_pct": _pct(adaptive_impaired.lost, impaired_owed),
+        "fixed_lost_pct": _pct(clean.lost, clean_owed),
+        "adaptive": {
+            "floor_ms": ADAPTIVE.floor_ms,
+            "ceiling_ms": ADAPTIVE.ceiling_ms,
+            "margin_ms": ADAPTIVE.margin_ms,
+            "quantile": ADAPTIVE.quantile,
         },
     }
     _log("live peer: Snapcast, from its pipe to its player")
