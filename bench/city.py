@@ -40,8 +40,11 @@ JINJU_VILLAGES = 358
 JINJU_DISTRICTS = 21
 
 
-async def seed_database(folder: Path, speaker_count: int | None) -> str:
-    """Migrate a SQLite database; None seeds the Jinju preset, a number that many speakers."""
+async def seed_database(
+    folder: Path, speaker_count: int | None, villages: int | None = None
+) -> str:
+    """Migrate a SQLite database; None seeds the Jinju preset, a number that many speakers
+    (over `villages` villages, or one each up to Jinju's 358)."""
     path = folder / "maeul.db"
     url = f"sqlite+aiosqlite:///{path}"
     await asyncio.to_thread(upgrade, url)
@@ -51,20 +54,20 @@ async def seed_database(folder: Path, speaker_count: int | None) -> str:
             if speaker_count is None:
                 await seed(session, preset="jinju", city_code=CITY)
             else:
-                await _seed_uniform(session, speaker_count)
+                await _seed_uniform(session, speaker_count, villages)
             await session.commit()
     finally:
         await engine.dispose()
     return url
 
 
-async def _seed_uniform(session: Any, count: int) -> None:
+async def _seed_uniform(session: Any, count: int, villages_wanted: int | None = None) -> None:
     """Jinju's shape (21 districts, up to 358 villages) with `count` speakers spread evenly."""
     now = datetime.now(UTC)
     city = City(code=CITY, name="벤치시", settings={}, created_at=now)
     session.add(city)
     await session.flush()
-    village_count = min(count, JINJU_VILLAGES)
+    village_count = min(count, villages_wanted or JINJU_VILLAGES, JINJU_VILLAGES)
     district_count = min(JINJU_DISTRICTS, village_count)
     villages = []
     for v in range(village_count):
@@ -175,7 +178,10 @@ class Observer:
 class Bench:
     """One gateway process, its fleet and an observer, for one city on a shared broker."""
 
-    def __init__(self, folder: Path, mqtt_url: str, speaker_count: int | None) -> None:
+    def __init__(
+        self, folder: Path, mqtt_url: str, speaker_count: int | None, villages: int | None = None
+    ) -> None:
+        self.villages = villages
         self.folder = folder
         self.mqtt_url = mqtt_url
         self.speaker_count = speaker_count
@@ -210,7 +216,7 @@ class Bench:
 
     async def _start(self, speed: float = 50.0) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        url = await seed_database(self.folder, self.speaker_count)
+        url = await seed_database(self.folder, self.speaker_count, self.villages)
         self.gateway = GatewayProcess(
             database_url=url,
             mqtt_url=self.mqtt_url,

@@ -91,6 +91,7 @@ class SimulatedSpeaker:
             journal=self.journal,
             verify=verify,
             receipt_key=spec.receipt_key,
+            clock=lambda: contract.now_ms() + spec.clock_offset_ms,
         )
         self.link = Link(
             fleet.hub,
@@ -99,6 +100,7 @@ class SimulatedSpeaker:
             on_message=self._on_message,
             codecs=spec.codecs,
             live=True,
+            clock_offset=lambda: self.core.clock_offset.offset_ms,
         )
         self._fleet = fleet
         self._durations: dict[str, int] = {}
@@ -211,8 +213,15 @@ class SimulatedSpeaker:
         self.run(actions)
 
     def _play(self, action: Play) -> None:
-        command_id = action.command.id
+        """Start at the command's play-at time (through this speaker's clock), or now."""
         self.streams.started(action.command)
+        wait_ms = self.core.clock_offset.wait_ms(action.command.play_at_ms, self.core.now_ms())
+        handle = asyncio.get_running_loop().call_later(wait_ms / 1000, self._horn_on, action)
+        self._playing = (action.command.id, handle)
+
+    def _horn_on(self, action: Play) -> None:
+        command_id = action.command.id
+        self._fleet.started(self, action.command)
         # Kept until the command ends: a pre-empted command is played again from the start.
         duration_ms = self._durations.get(command_id, action.audio.duration_ms)
         loop = asyncio.get_running_loop()
