@@ -47,6 +47,7 @@ from bench.impair import Impairment
 from bench.snapcast import run_snapcast_bench
 from devices.jitter import ADAPTIVE
 from devices.live import Histogram, JitterBuffer
+from devices.live_output import LEAD_MS
 from gateway.settings import MqttTarget
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, raise_nofile_limit
@@ -190,10 +191,12 @@ def playout(
     sent: int,
     jitter_ms: int,
     learned: list[float] | None = None,
+    origins: list[float] | None = None,
 ) -> Playout:
     """Every listener's arrivals of `session` through the speakers' jitter buffer: the fixed
     one, or with `learned` (each listener's target so far) the adaptive one, as the speakers
-    run it (each stream starts where the last one left off)."""
+    run it (each stream starts where the last one left off). With `origins` (per seq), latency
+    runs from them instead of from the gateway's receipt."""
     result = Playout()
     for index, arrivals in enumerate(heard):
         if learned is None:
@@ -209,7 +212,10 @@ def playout(
                 continue  # a probe
             if frame.session != session or frame.kind is not contract.LiveKind.AUDIO:
                 continue
-            buffer.push(frame.seq, frame.at_ms, b"", at, restart=frame.starts_spurt)
+            origin = frame.at_ms
+            if origins is not None and frame.seq < len(origins):
+                origin = round(origins[frame.seq])
+            buffer.push(frame.seq, origin, b"", at, restart=frame.starts_spurt)
         if learned is not None and buffer.first_seq is not None:
             learned[index] = buffer.learned_ms
         result.listened += buffer.received > 0
@@ -268,32 +274,47 @@ async def _impaired(mqtt_url: str, impairment: Impairment) -> AsyncIterator[str]
         await proxy.wait()
 
 
-async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> tuple[str, int]:
+@dataclass(frozen=True)
+class Talk:
+    session: str
+    frames: int
+    # When each packet was captured (handed to the socket as a microphone would hand it over),
+    # in Unix ms on this machine's clock, as the gateway and the listeners stamp theirs.
+    captured: list[float]
+
+
+async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> Talk:
     client = LiveClient(gateway.url, BENCH_TOKEN)
+    captured: list[float] = []
     try:
         await client.open({"category": "administrative", "all": True, "format": "opus"})
         await client.wait_for("ready", 120)
-        await client.send_paced(packets)
+        await client.send_paced(packets, on_sent=lambda _: captured.append(time.time() * 1000))
         ended = await client.stop(120)
     finally:
         await client.close()
-    return str(ended["broadcast_id"]), int(ended["frames"])
+    return Talk(str(ended["broadcast_id"]), int(ended["frames"]), captured)
 
 
 def _summed(
     heard: list[Arrivals],
-    sessions: list[tuple[str, int]],
+    sessions: list[Talk],
     label: str,
     *,
     adaptive: bool = False,
     warmup: int = 0,
+    from_mouth: bool = False,
 ) -> Playout:
     """Every session's playout after the first `warmup`, added up (and logged round by
-    round); the adaptive buffer learns during the warm-up as a speaker would."""
+    round); the adaptive buffer learns during the warm-up as a speaker would. `from_mouth`:
+    latency from each frame's capture to when the device agent's horn sounds it (its slot plus
+    the `LEAD_MS` the agent keeps its player fed ahead)."""
     total = Playout(heard_min=len(heard) if sessions[warmup:] else 0)
     learned = [float(JITTER_MS)] * len(heard) if adaptive else None
-    for index, (session, frames) in enumerate(sessions, start=1 - warmup):
-        heard_round = playout(heard, session, frames, JITTER_MS, learned)
+    for index, talk in enumerate(sessions, start=1 - warmup):
+        session, frames = talk.session, talk.frames
+        origins = [at - LEAD_MS for at in talk.captured] if from_mouth else None
+        heard_round = playout(heard, session, frames, JITTER_MS, learned, origins)
         if index < 1:
             continue
         total.latency.merge(heard_round.latency)
@@ -329,8 +350,8 @@ async def run_live_bench(
     """Figures for the `live` keys of the results."""
     recording = make_recording(folder / "live-speech.m4a", "m4a", seconds=seconds)
     packets = await asyncio.to_thread(opus_packets, recording)
-    sessions: list[tuple[str, int]] = []
-    impaired_sessions: list[tuple[str, int]] = []
+    sessions: list[Talk] = []
+    impaired_sessions: list[Talk] = []
     impaired_folder = folder / "impaired"
     await asyncio.to_thread(impaired_folder.mkdir, parents=True, exist_ok=True)
     async with _gateway(folder / "live", mqtt_url, listeners) as gateway:
@@ -362,6 +383,9 @@ async def run_live_bench(
     adaptive = _summed(heard, sessions, "live, adaptive", adaptive=True, warmup=warmup)
     adaptive_impaired = _summed(
         impaired_heard, impaired_sessions, "live, impaired, adaptive", adaptive=True
+    )
+    mouth = _summed(
+        heard, sessions, "live, mouth to horn", adaptive=True, warmup=warmup, from_mouth=True
     )
     impaired_owed = impaired.sent * impaired_listeners
     clean_owed = clean.sent * listeners
@@ -403,6 +427,11 @@ async def run_live_bench(
         "adaptive_impaired_p95_ms": adaptive_impaired.latency.percentile(0.95),
         "adaptive_impaired_lost_pct": _pct(adaptive_impaired.lost, impaired_owed),
         "fixed_lost_pct": _pct(clean.lost, clean_owed),
+        # From the talking client's capture of a frame to the device agent's horn, through the
+        # adaptive buffer and the agent's player lead: beside the gateway-to-slot figures.
+        "mouth_to_horn_p50_ms": mouth.latency.percentile(0.5),
+        "mouth_to_horn_p95_ms": mouth.latency.percentile(0.95),
+        "agent_lead_ms": LEAD_MS,
         "adaptive": {
             "floor_ms": ADAPTIVE.floor_ms,
             "ceiling_ms": ADAPTIVE.ceiling_ms,
