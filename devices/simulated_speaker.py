@@ -216,6 +216,8 @@ class SimulatedSpeaker:
         """Start at the command's play-at time (through this speaker's clock), or now."""
         self.streams.started(action.command)
         wait_ms = self.core.clock_offset.wait_ms(action.command.play_at_ms, self.core.now_ms())
+        if action.command.play_at_ms is not None and wait_ms == 0:
+            self._fleet.late_starts += 1  # ready after its play-at time (or none to wait for)
         handle = asyncio.get_running_loop().call_later(wait_ms / 1000, self._horn_on, action)
         self._playing = (action.command.id, handle)
 

@@ -88,6 +88,7 @@ class Fleet:
         # When each speaker's horn started each broadcast, in true Unix ms (the simulator knows
         # the true time whatever a speaker's clock says): how far neighbours are out of step.
         self.starts: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self.late_starts = 0  # plays whose speaker was ready only after their play-at time
 
     @property
     def library(self) -> AudioLibrary:
