@@ -7,10 +7,11 @@ offset plus the fastest transit, a few milliseconds on a village network. In pro
 speakers are NTP-synchronised (chrony or systemd-timesyncd), so the estimate stays near the
 network's one-way delay; a speaker whose estimate exceeds 50 ms is flagged on the console.
 
-A command's ``play_at_ms`` is on the gateway's clock. A speaker whose clock agrees with the
-gateway's within `TRUSTED_MS` (NTP keeps it so) starts at ``play_at_ms`` on its own clock: the
-estimate would only add the network's delay. One off by more starts at ``play_at_ms + offset``,
-in step to within that delay, and is flagged until its clock is set right.
+A command's ``play_at_ms`` is on the gateway's clock. A speaker starts at ``play_at_ms`` on its
+own clock, trusting NTP: the estimate holds the network's delay too (tens of milliseconds when
+a command fans out to a whole city), so applying it would put neighbours out of step. Only a
+clock off by more than `CORRECTED_MS`, clearly never synchronised, starts at ``play_at_ms +
+offset``, in step to within that delay. Above `TRUSTED_MS` the console flags it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Final
 _SAMPLES: Final = 64
 # A clock within this of the gateway's is taken as synchronised; the console flags the others.
 TRUSTED_MS: Final = 50
+# A clock this far off is not NTP's: the start is corrected through the estimate.
+CORRECTED_MS: Final = 250
 # A play-at further ahead than this is not waited for (a clock gone wrong): played at once.
 MAX_WAIT_MS: Final = 10_000
 
@@ -44,5 +47,5 @@ class ClockOffset:
         if play_at_ms is None:
             return 0.0
         offset = self.offset_ms or 0
-        wait = play_at_ms + (offset if abs(offset) > TRUSTED_MS else 0) - local_now_ms
+        wait = play_at_ms + (offset if abs(offset) > CORRECTED_MS else 0) - local_now_ms
         return wait if 0 < wait <= MAX_WAIT_MS else 0.0
