@@ -43,8 +43,11 @@ JINJU_DISTRICTS = 21
 POST_ATTEMPTS = 3
 
 
-async def seed_database(folder: Path, speaker_count: int | None, preset: Preset = "jinju") -> str:
-    """Migrate a SQLite database; None seeds the preset, a number that many speakers."""
+async def seed_database(
+    folder: Path, speaker_count: int | None, preset: Preset = "jinju", villages: int | None = None
+) -> str:
+    """Migrate a SQLite database; None seeds the preset, a number that many speakers (over
+    `villages` villages, or one each up to Jinju's 358)."""
     path = folder / "maeul.db"
     url = f"sqlite+aiosqlite:///{path}"
     await asyncio.to_thread(upgrade, url)
@@ -54,20 +57,20 @@ async def seed_database(folder: Path, speaker_count: int | None, preset: Preset 
             if speaker_count is None:
                 await seed(session, preset=preset, city_code=CITY)
             else:
-                await _seed_uniform(session, speaker_count)
+                await _seed_uniform(session, speaker_count, villages)
             await session.commit()
     finally:
         await engine.dispose()
     return url
 
 
-async def _seed_uniform(session: Any, count: int) -> None:
+async def _seed_uniform(session: Any, count: int, villages_wanted: int | None = None) -> None:
     """Jinju's shape (21 districts, up to 358 villages) with `count` speakers spread evenly."""
     now = datetime.now(UTC)
     city = City(code=CITY, name="벤치시", settings={}, created_at=now)
     session.add(city)
     await session.flush()
-    village_count = min(count, JINJU_VILLAGES)
+    village_count = min(count, villages_wanted or JINJU_VILLAGES, JINJU_VILLAGES)
     district_count = min(JINJU_DISTRICTS, village_count)
     villages = []
     for v in range(village_count):
@@ -191,7 +194,9 @@ class Bench:
         speaker_count: int | None,
         edge_urls: Sequence[str] = (),
         preset: Preset = "jinju",
+        villages: int | None = None,
     ) -> None:
+        self.villages = villages
         self.folder = folder
         self.preset: Preset = preset
         self.mqtt_url = mqtt_url
@@ -231,7 +236,7 @@ class Bench:
 
     async def _start(self, speed: float = 50.0) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        url = await seed_database(self.folder, self.speaker_count, self.preset)
+        url = await seed_database(self.folder, self.speaker_count, self.preset, self.villages)
         self.gateway = GatewayProcess(
             database_url=url,
             mqtt_url=self.mqtt_url,

@@ -15,7 +15,10 @@ it (and in smoke mode) they are aiomqtt clients in this process.
 The same talk is then heard through a link like a mobile one: a few listeners connect to the
 broker through `bench.impair` (40 ± 20 ms per segment each way, a 300 ms stall every 10 s),
 with the same jitter buffer; ``impaired_p95_ms`` and ``impaired_lost_pct`` say what it costs.
-Last, the open peer: Snapcast measured from its pipe to its player (`bench.snapcast`).
+Every listener's arrivals also go through the adaptive buffer the speakers run
+(`devices.jitter`), stream after stream as a speaker learns its network: ``adaptive_*`` keys,
+clean and impaired, beside the fixed buffer's. Last, the open peer: Snapcast measured from its
+pipe to its player (`bench.snapcast`).
 
 Run on its own with ``python -m bench.live`` (it merges its keys into the results file), or as
 part of ``python -m bench``.
@@ -42,7 +45,9 @@ import aiomqtt
 from bench.city import CITY, seed_database
 from bench.impair import Impairment
 from bench.snapcast import run_snapcast_bench
+from devices.jitter import ADAPTIVE
 from devices.live import Histogram, JitterBuffer
+from devices.live_output import LEAD_MS
 from gateway.settings import MqttTarget
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, raise_nofile_limit
@@ -180,11 +185,26 @@ class Playout:
     heard_min: int = 0  # over several sessions: the fewest listeners that heard one
 
 
-def playout(heard: list[Arrivals], session: str, sent: int, jitter_ms: int) -> Playout:
-    """Every listener's arrivals of `session` through the speakers' jitter buffer."""
+def playout(
+    heard: list[Arrivals],
+    session: str,
+    sent: int,
+    jitter_ms: int,
+    learned: list[float] | None = None,
+    origins: list[float] | None = None,
+) -> Playout:
+    """Every listener's arrivals of `session` through the speakers' jitter buffer: the fixed
+    one, or with `learned` (each listener's target so far) the adaptive one, as the speakers
+    run it (each stream starts where the last one left off). With `origins` (per seq), latency
+    runs from them instead of from the gateway's receipt."""
     result = Playout()
-    for arrivals in heard:
-        buffer = JitterBuffer(target_ms=jitter_ms, keep_payloads=False)
+    for index, arrivals in enumerate(heard):
+        if learned is None:
+            buffer = JitterBuffer(target_ms=jitter_ms, keep_payloads=False)
+        else:
+            buffer = JitterBuffer(
+                target_ms=ADAPTIVE.clamp(learned[index]), keep_payloads=False, adaptive=ADAPTIVE
+            )
         for at, data in arrivals.frames:
             try:
                 frame = contract.decode_live_frame(data)
@@ -192,7 +212,12 @@ def playout(heard: list[Arrivals], session: str, sent: int, jitter_ms: int) -> P
                 continue  # a probe
             if frame.session != session or frame.kind is not contract.LiveKind.AUDIO:
                 continue
-            buffer.push(frame.seq, frame.at_ms, b"", at, restart=frame.starts_spurt)
+            origin = frame.at_ms
+            if origins is not None and frame.seq < len(origins):
+                origin = round(origins[frame.seq])
+            buffer.push(frame.seq, origin, b"", at, restart=frame.starts_spurt)
+        if learned is not None and buffer.first_seq is not None:
+            learned[index] = buffer.learned_ms
         result.listened += buffer.received > 0
         result.lost += sent - buffer.received
         result.late += buffer.late
@@ -249,23 +274,49 @@ async def _impaired(mqtt_url: str, impairment: Impairment) -> AsyncIterator[str]
         await proxy.wait()
 
 
-async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> tuple[str, int]:
+@dataclass(frozen=True)
+class Talk:
+    session: str
+    frames: int
+    # When each packet was captured (handed to the socket as a microphone would hand it over),
+    # in Unix ms on this machine's clock, as the gateway and the listeners stamp theirs.
+    captured: list[float]
+
+
+async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> Talk:
     client = LiveClient(gateway.url, BENCH_TOKEN)
+    captured: list[float] = []
     try:
         await client.open({"category": "administrative", "all": True, "format": "opus"})
         await client.wait_for("ready", 120)
-        await client.send_paced(packets)
+        await client.send_paced(packets, on_sent=lambda _: captured.append(time.time() * 1000))
         ended = await client.stop(120)
     finally:
         await client.close()
-    return str(ended["broadcast_id"]), int(ended["frames"])
+    return Talk(str(ended["broadcast_id"]), int(ended["frames"]), captured)
 
 
-def _summed(heard: list[Arrivals], sessions: list[tuple[str, int]], label: str) -> Playout:
-    """Every session's playout, added up (and logged round by round)."""
-    total = Playout(heard_min=len(heard) if sessions else 0)
-    for index, (session, frames) in enumerate(sessions, start=1):
-        heard_round = playout(heard, session, frames, JITTER_MS)
+def _summed(
+    heard: list[Arrivals],
+    sessions: list[Talk],
+    label: str,
+    *,
+    adaptive: bool = False,
+    warmup: int = 0,
+    from_mouth: bool = False,
+) -> Playout:
+    """Every session's playout after the first `warmup`, added up (and logged round by
+    round); the adaptive buffer learns during the warm-up as a speaker would. `from_mouth`:
+    latency from each frame's capture to when the device agent's horn sounds it (its slot plus
+    the `LEAD_MS` the agent keeps its player fed ahead)."""
+    total = Playout(heard_min=len(heard) if sessions[warmup:] else 0)
+    learned = [float(JITTER_MS)] * len(heard) if adaptive else None
+    for index, talk in enumerate(sessions, start=1 - warmup):
+        session, frames = talk.session, talk.frames
+        origins = [at - LEAD_MS for at in talk.captured] if from_mouth else None
+        heard_round = playout(heard, session, frames, JITTER_MS, learned, origins)
+        if index < 1:
+            continue
         total.latency.merge(heard_round.latency)
         total.lost += heard_round.lost
         total.late += heard_round.late
@@ -277,6 +328,10 @@ def _summed(heard: list[Arrivals], sessions: list[tuple[str, int]], label: str) 
             f"({heard_round.late} late), {heard_round.listened}/{len(heard)} listeners heard it"
         )
     return total
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
 
 
 async def run_live_bench(
@@ -295,8 +350,8 @@ async def run_live_bench(
     """Figures for the `live` keys of the results."""
     recording = make_recording(folder / "live-speech.m4a", "m4a", seconds=seconds)
     packets = await asyncio.to_thread(opus_packets, recording)
-    sessions: list[tuple[str, int]] = []
-    impaired_sessions: list[tuple[str, int]] = []
+    sessions: list[Talk] = []
+    impaired_sessions: list[Talk] = []
     impaired_folder = folder / "impaired"
     await asyncio.to_thread(impaired_folder.mkdir, parents=True, exist_ok=True)
     async with _gateway(folder / "live", mqtt_url, listeners) as gateway:
@@ -323,9 +378,17 @@ async def run_live_bench(
             delay_s = (impairment.delay_ms + impairment.jitter_ms) / 1000
             await asyncio.sleep(0.2 + 2 * delay_s + impairment.stall_ms / 1000)
             impaired_heard = await asyncio.to_thread(impaired_ears.heard)
-    clean = _summed(heard, sessions[warmup:], "live")
+    clean = _summed(heard, sessions, "live", warmup=warmup)
     impaired = _summed(impaired_heard, impaired_sessions, "live, impaired")
+    adaptive = _summed(heard, sessions, "live, adaptive", adaptive=True, warmup=warmup)
+    adaptive_impaired = _summed(
+        impaired_heard, impaired_sessions, "live, impaired, adaptive", adaptive=True
+    )
+    mouth = _summed(
+        heard, sessions, "live, mouth to horn", adaptive=True, warmup=warmup, from_mouth=True
+    )
     impaired_owed = impaired.sent * impaired_listeners
+    clean_owed = clean.sent * listeners
     result: dict[str, Any] = {
         "status": "measured",
         "listeners": listeners,
@@ -342,9 +405,7 @@ async def run_live_bench(
         "jitter_buffer_ms": JITTER_MS,
         "receiver": kind,
         "impaired_p95_ms": impaired.latency.percentile(0.95),
-        "impaired_lost_pct": (
-            round(100 * impaired.lost / impaired_owed, 2) if impaired_owed else None
-        ),
+        "impaired_lost_pct": _pct(impaired.lost, impaired_owed),
         "impaired": {
             "listeners": impaired_listeners,
             "p50_ms": impaired.latency.percentile(0.5),
@@ -357,6 +418,25 @@ async def run_live_bench(
             "stall_ms": impairment.stall_ms,
             "stall_every_s": impairment.stall_every_s,
             "rounds": rounds,
+        },
+        # The adaptive buffer the speakers run, on the same arrivals, beside the fixed one.
+        "adaptive_p50_ms": adaptive.latency.percentile(0.5),
+        "adaptive_p95_ms": adaptive.latency.percentile(0.95),
+        "adaptive_lost_pct": _pct(adaptive.lost, clean_owed),
+        "adaptive_impaired_p50_ms": adaptive_impaired.latency.percentile(0.5),
+        "adaptive_impaired_p95_ms": adaptive_impaired.latency.percentile(0.95),
+        "adaptive_impaired_lost_pct": _pct(adaptive_impaired.lost, impaired_owed),
+        "fixed_lost_pct": _pct(clean.lost, clean_owed),
+        # From the talking client's capture of a frame to the device agent's horn, through the
+        # adaptive buffer and the agent's player lead: beside the gateway-to-slot figures.
+        "mouth_to_horn_p50_ms": mouth.latency.percentile(0.5),
+        "mouth_to_horn_p95_ms": mouth.latency.percentile(0.95),
+        "agent_lead_ms": LEAD_MS,
+        "adaptive": {
+            "floor_ms": ADAPTIVE.floor_ms,
+            "ceiling_ms": ADAPTIVE.ceiling_ms,
+            "margin_ms": ADAPTIVE.margin_ms,
+            "quantile": ADAPTIVE.quantile,
         },
     }
     _log("live peer: Snapcast, from its pipe to its player")

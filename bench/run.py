@@ -25,6 +25,7 @@ from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
 from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
+from bench.sync import run_sync_bench, sync_settings
 from bench.transcode import ffmpeg_cli_ms, run_transcode_bench
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, find_mosquitto, raise_nofile_limit
@@ -289,6 +290,10 @@ async def run_bench_async() -> dict[str, Any]:
                 result["bridged"] = await _bridged(folder, broker.url, recording, rounds, warmup)
             _log("live: mouth-to-speaker latency")
             result["live"] = await run_live_bench(folder, broker.url, **live_settings(smoke))
+            _log("sync: how far apart the horns of a village start")
+            result["sync"] = await run_sync_bench(
+                folder, broker.url, recording, **sync_settings(smoke)
+            )
             if full:
                 if PostgresDatabase.reachable():
                     _log("replicas: one, then two, on PostgreSQL with 10,000 speakers")
@@ -481,8 +486,11 @@ async def _only_soak(folder: Path, broker_url: str, recording: bytes) -> dict[st
 
 
 async def _only_live(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
-    settings = live_settings(_flag("BENCH_SMOKE"))
-    return {"live": await run_live_bench(folder, broker_url, **settings)}
+    smoke = _flag("BENCH_SMOKE")
+    live = await run_live_bench(folder, broker_url, **live_settings(smoke))
+    _log("sync: how far apart the horns of a village start")
+    sync = await run_sync_bench(folder, broker_url, recording, **sync_settings(smoke))
+    return {"live": live, "sync": sync}
 
 
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.

@@ -138,6 +138,7 @@ class Agent:
             codecs=config.speaker.codecs,
             manual_ack=True,
             live=True,
+            clock_offset=lambda: self.core.clock_offset.offset_ms,
         )
         self.streams = LiveDriver(on_end=self._stream_ended, keep_payloads=True)
         self._stream_ends: dict[str, asyncio.Future[Finished]] = {}
@@ -285,7 +286,13 @@ class Agent:
             elif isinstance(action, Play):
                 command = action.command
                 self.streams.started(command)
-                play = self._play(command.id) if command.live is None else self._stream(command)
+                # Neighbouring horns start together: at the command's play-at time.
+                wait = self.core.clock_offset.wait_ms(command.play_at_ms, self.core.now_ms())
+                play = (
+                    self._play(command.id, wait)
+                    if command.live is None
+                    else self._stream(command, wait)
+                )
                 self._plays[command.id] = self._spawn(play, "play")
             elif isinstance(action, Stop):
                 # Cancelled or pre-empted alike, the sound stops now (cancelling the task
@@ -332,7 +339,8 @@ class Agent:
                 self._sounds[command_id] = sound  # else it was cancelled or expired meanwhile
             self._carry_out(actions)
 
-    async def _play(self, command_id: str) -> None:
+    async def _play(self, command_id: str, wait_ms: float = 0.0) -> None:
+        await asyncio.sleep(wait_ms / 1000)
         # Kept until the command ends: a pre-empted command plays again from the start.
         sound = self._sounds.get(command_id)
         try:
@@ -349,8 +357,9 @@ class Agent:
         self._plays.pop(command_id, None)
         await self._drive(self.core.on_play_finished, command_id, played_ms=played_ms)
 
-    async def _stream(self, command: contract.Command) -> None:
+    async def _stream(self, command: contract.Command, wait_ms: float = 0.0) -> None:
         """A live command: its chime, then its stream, into one run of the player."""
+        await asyncio.sleep(wait_ms / 1000)
         command_id = command.id
         chime = self._sounds.get(command_id)
         ended: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()

@@ -117,8 +117,10 @@ class Link:
         manual_ack: bool = False,
         boot_id: str | None = None,
         live: bool = False,
+        clock_offset: Callable[[], int | None] | None = None,
     ) -> None:
         self.identity = identity
+        self._clock_offset = clock_offset
         self.wanted = False
         self.generation = 0
         self.connects = 0
@@ -261,6 +263,7 @@ class Link:
                 firmware=self._settings.firmware,
                 boot_id=self._boot_id,
                 session_present=session_present,
+                clock_offset_ms=self._clock_offset() if self._clock_offset else None,
             )
         )
 

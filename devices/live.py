@@ -23,6 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
+from devices.jitter import Adaptive, DelayWindow
 from wire import contract
 from wire.contract import EndReason, LiveFrame, LiveKind
 
@@ -81,10 +82,21 @@ class Slot:
 class JitterBuffer:
     """Orders frames and schedules each into its 20 ms slot; times are in milliseconds."""
 
-    def __init__(self, *, target_ms: int, frame_ms: int = 20, keep_payloads: bool = True) -> None:
-        self.target_ms = target_ms
+    def __init__(
+        self,
+        *,
+        target_ms: float,
+        frame_ms: int = 20,
+        keep_payloads: bool = True,
+        adaptive: Adaptive | None = None,
+    ) -> None:
+        self.target_ms = float(target_ms)
         self.frame_ms = frame_ms
         self._keep = keep_payloads
+        self._window = DelayWindow(adaptive) if adaptive is not None else None
+        self._passed = 0  # slots before this one were played (or concealed) already
+        self._pending: dict[int, int] = {}  # seq -> at_ms of frames waiting for their slot
+        self.target_max_ms = self.target_ms
         self._anchor_seq: int | None = None
         self._anchor_at = 0.0
         self._next = 0  # the next slot to hand out (with keep_payloads)
@@ -98,7 +110,29 @@ class JitterBuffer:
         self.late = 0
         self.early = 0
         self.duplicates = 0
-        self.latency = Histogram()
+        self._latency = Histogram()
+
+    @property
+    def adaptive(self) -> bool:
+        return self._window is not None
+
+    @property
+    def latency(self) -> Histogram:
+        """Latencies of the frames played, or waiting to play at their slot as it stands."""
+        for seq, at_ms in self._pending.items():
+            self._latency.add(self.play_at(seq) - at_ms)
+        self._pending.clear()
+        return self._latency
+
+    @property
+    def learned_ms(self) -> float:
+        """Where the next stream on this network should start: the end of a talk is a boundary
+        like a spurt's start, so the target settles as it would there."""
+        return self._window.settled(self.target_ms) if self._window else self.target_ms
+
+    def take_latency(self) -> Histogram:
+        latency, self._latency = self.latency, Histogram()
+        return latency
 
     def play_at(self, seq: int) -> float:
         assert self._anchor_seq is not None
@@ -107,8 +141,14 @@ class JitterBuffer:
     def push(self, seq: int, at_ms: int, payload: bytes, now: float, *, restart: bool) -> bool:
         """Take a frame that arrived at `now`; False when it came too late for its slot, or
         too early (the stream comes faster than real time)."""
-        if self._anchor_seq is None or (restart and self._starts_anew(seq, now)):
-            self._anchor_seq, self._anchor_at = seq, now
+        self._settle(now)
+        anew = self._anchor_seq is None or (restart and self._starts_anew(seq, now))
+        if anew:
+            self._anchor(seq, now)
+        assert self._anchor_seq is not None
+        if self._window is not None:
+            self._window.observe(seq, now, self.frame_ms)
+        if anew:
             if self.first_seq is None:
                 self.first_seq = self._next = seq
             else:
@@ -122,9 +162,10 @@ class JitterBuffer:
             self.late += 1
             return False
         slot = self.play_at(seq)
-        if now > slot:
+        if (now > slot or seq < self._passed) and not self._grow(seq, now, now - slot):
             self.late += 1
             return False
+        slot = self.play_at(seq)
         if slot - now > _MAX_BUFFERED * self.frame_ms or (
             self._keep and len(self._buffer) >= _MAX_BUFFERED
         ):
@@ -139,10 +180,46 @@ class JitterBuffer:
             old = {s for s in self._on_time if s < floor}
             self._on_time -= old
             self._settled += len(old)
-        self.latency.add(slot - at_ms)
+        self._pending[seq] = at_ms
         if self._keep:
             self._buffer[seq] = payload
         return True
+
+    def _anchor(self, seq: int, now: float) -> None:
+        """Take `seq` arriving at `now` as the start of a talk spurt's timeline. An adaptive
+        buffer sets its target here: nothing plays yet, so nothing is cut."""
+        _ = self.latency  # what waits keeps the slot it had
+        if self._window is not None and self._anchor_seq is not None:
+            self.target_ms = self._window.settled(self.target_ms)
+            self.target_max_ms = max(self.target_max_ms, self.target_ms)
+            self._window.new_spurt()
+        self._anchor_seq, self._anchor_at = seq, now
+
+    def _grow(self, seq: int, now: float, late_by: float) -> bool:
+        """A frame came after its slot: an adaptive buffer lengthens its target at once. The
+        slots already handed out (or, without payloads, due with their frame there) stay
+        played; the others move later, so after a stall the talk goes on where it stopped.
+        True when `seq` itself can still play."""
+        if self._window is None or self._anchor_seq is None or late_by <= 0:
+            return False
+        if self._keep:
+            passed = self._next
+        else:
+            due = (now - self._anchor_at - self.target_ms) // self.frame_ms
+            passed = min(self.highest + 1, self._anchor_seq + int(due) + 1)
+        self._passed = max(self._passed, passed)
+        grown = self._window.grown(self.target_ms, late_by)
+        self.target_ms = grown
+        self.target_max_ms = max(self.target_max_ms, grown)
+        return seq >= self._passed and self.play_at(seq) >= now
+
+    def _settle(self, now: float) -> None:
+        """Latencies of the frames whose slot has come: final, whatever the target does next."""
+        if not self._pending or self._anchor_seq is None:
+            return
+        done = [seq for seq in self._pending if self.play_at(seq) <= now]
+        for seq in done:
+            self._latency.add(self.play_at(seq) - self._pending.pop(seq))
 
     def _starts_anew(self, seq: int, now: float) -> bool:
         """A talk spurt's first frame takes a new anchor when, on the current one, it would be
@@ -167,6 +244,7 @@ class JitterBuffer:
         """Slots whose time has come, in order (with keep_payloads); gaps are concealed."""
         if self._anchor_seq is None:
             return []
+        self._settle(now)
         slots: list[Slot] = []
         while self._next <= self.highest and self.play_at(self._next) <= now:
             slots.append(
@@ -225,11 +303,21 @@ class Counters:
 class LivePlayer:
     """One speaker's live streams: at most one playing (the horn plays one thing at a time)."""
 
-    def __init__(self, *, keep_payloads: bool = False, jitter_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        keep_payloads: bool = False,
+        jitter_ms: int | None = None,
+        adaptive: Adaptive | None = None,
+    ) -> None:
         self.counters = Counters()
         self.reports: OrderedDict[str, Report] = OrderedDict()  # command id -> its stream's end
         self._keep = keep_payloads
         self._jitter_ms = jitter_ms
+        self._adaptive = adaptive
+        # What the last stream's buffer learned of this speaker's network: the next one starts
+        # there, so a jittery link does not cost the first seconds of every talk.
+        self.learned_ms: float | None = None
         self._current: _Joined | None = None
         self._ended: OrderedDict[str, EndReason] = OrderedDict()
         self._keys: OrderedDict[str, bytes] = OrderedDict()
@@ -276,13 +364,17 @@ class LivePlayer:
             # It ended while this speaker waited (a higher priority played meanwhile).
             self.reports[command.id] = Report(0, 0, None)
             return [Finished(command.id, played=False, played_ms=0)]
-        target = self._jitter_ms or stream.jitter_ms
+        target = float(self._jitter_ms or stream.jitter_ms)
+        if self._adaptive is not None:
+            target = self._adaptive.clamp(self.learned_ms or target)
         self._current = _Joined(
             command_id=command.id,
             stream=stream,
             key=key,
             joined_at=now,
-            buffer=JitterBuffer(target_ms=target, keep_payloads=self._keep),
+            buffer=JitterBuffer(
+                target_ms=target, keep_payloads=self._keep, adaptive=self._adaptive
+            ),
             last_heard=now,
         )
         return []
@@ -374,13 +466,15 @@ class LivePlayer:
 
     def _report(self, joined: _Joined, last_seq: int) -> Report:
         buffer = joined.buffer
+        latency = buffer.take_latency()
+        if buffer.first_seq is not None:
+            self.learned_ms = buffer.learned_ms
         report = Report(
             frames_received=buffer.received,
             frames_lost=buffer.lost_until(last_seq),
-            latency_ms=buffer.latency.percentile(0.5),
+            latency_ms=latency.percentile(0.5),
         )
-        self.latency.merge(buffer.latency)
-        buffer.latency = Histogram()
+        self.latency.merge(latency)
         return report
 
     @staticmethod

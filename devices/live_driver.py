@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from devices.actions import FINAL, Action
+from devices.jitter import ADAPTIVE, Adaptive
 from devices.live import Finished, LivePlayer, Report, Slot, with_report
 from devices.playback import Playback
 from wire import contract
@@ -45,8 +46,9 @@ class LiveDriver:
         on_end: Callable[[Finished], None],
         keep_payloads: bool = False,
         clock: Callable[[], float] = wall_ms,
+        adaptive: Adaptive | None = ADAPTIVE,
     ) -> None:
-        self.player = LivePlayer(keep_payloads=keep_payloads)
+        self.player = LivePlayer(keep_payloads=keep_payloads, adaptive=adaptive)
         self._on_end = on_end
         self._clock = clock
         self._sink: Sink | None = None

@@ -91,6 +91,7 @@ class SimulatedSpeaker:
             journal=self.journal,
             verify=verify,
             receipt_key=spec.receipt_key,
+            clock=lambda: contract.now_ms() + spec.clock_offset_ms,
         )
         self.link = Link(
             fleet.hub,
@@ -99,6 +100,7 @@ class SimulatedSpeaker:
             on_message=self._on_message,
             codecs=spec.codecs,
             live=True,
+            clock_offset=lambda: self.core.clock_offset.offset_ms,
         )
         self._fleet = fleet
         self._durations: dict[str, int] = {}
@@ -214,9 +216,19 @@ class SimulatedSpeaker:
         self.run(actions)
 
     def _play(self, action: Play) -> None:
+        """Start at the command's play-at time (through this speaker's clock), or now."""
         command_id = action.command.id
         self._broadcasts[command_id] = action.command.broadcast_id
         self.streams.started(action.command)
+        wait_ms = self.core.clock_offset.wait_ms(action.command.play_at_ms, self.core.now_ms())
+        if action.command.play_at_ms is not None and wait_ms == 0:
+            self._fleet.late_starts += 1  # ready after its play-at time (or none to wait for)
+        handle = asyncio.get_running_loop().call_later(wait_ms / 1000, self._horn_on, action)
+        self._playing = (action.command.id, handle)
+
+    def _horn_on(self, action: Play) -> None:
+        command_id = action.command.id
+        self._fleet.started(self, action.command)
         # Kept until the command ends: a pre-empted command is played again from the start.
         duration_ms = self._durations.get(command_id, action.audio.duration_ms)
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import resource
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +36,7 @@ _TICK_S: Final = 5.0
 # A long demo must not grow without bound: forget commands an hour after they expired.
 _PRUNE_EVERY_S: Final = 600.0
 _KEEP_AFTER_EXPIRY_MS: Final = 3600 * 1000
+_STARTS_KEPT: Final = 256  # broadcasts whose start times are kept
 
 
 class FleetError(Exception):
@@ -83,6 +85,10 @@ class Fleet:
         self._verify: contract.SignatureCheck | None = None
         self._keyring: FetchRing | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # When each speaker's horn started each broadcast, in true Unix ms (the simulator knows
+        # the true time whatever a speaker's clock says): how far neighbours are out of step.
+        self.starts: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self.late_starts = 0  # plays whose speaker was ready only after their play-at time
 
     @property
     def library(self) -> AudioLibrary:
@@ -103,6 +109,20 @@ class Fleet:
         if learner is None:
             learner = self._keys[city] = KeyLearner(self._verify, city, self._keyring)
         return learner
+
+    def started(self, speaker: SimulatedSpeaker, command: contract.Command) -> None:
+        self.starts.setdefault(command.broadcast_id, {})[speaker.id] = time.time() * 1000
+        self.starts.move_to_end(command.broadcast_id)
+        while len(self.starts) > _STARTS_KEPT:
+            self.starts.popitem(last=False)
+
+    def start_spread_ms(self, broadcast_id: str) -> dict[str, float]:
+        """Per village: the last horn's start minus the first's, for one broadcast."""
+        by_village: dict[str, list[float]] = {}
+        for speaker_id, at in self.starts.get(broadcast_id, {}).items():
+            village = self._speakers[speaker_id].spec.identity.village
+            by_village.setdefault(village, []).append(at)
+        return {v: max(times) - min(times) for v, times in by_village.items() if len(times) > 1}
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)

@@ -28,6 +28,8 @@ class SimSpeaker:
     identity: SpeakerIdentity
     codecs: tuple[str, ...] = (Codec.OPUS.value, Codec.MP3.value)
     kind: str = "loudspeaker"
+    # How far its clock is ahead of the true time (an unsynchronised clock), in milliseconds.
+    clock_offset_ms: int = 0
     # Its own Ed25519 receipt key (raw private half): its ``played`` acks carry signed receipts.
     receipt_key: bytes | None = field(default=None, repr=False)
 

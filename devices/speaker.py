@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from devices.actions import AckWriter, Action, Prepare
+from devices.clock import ClockOffset
 from devices.playback import Playback, QueuedCommand
 from devices.states import (
     ENDED,
@@ -132,6 +133,11 @@ class SpeakerCore(Playback):
         self._verify = verify
         self._refusals_left = float(REFUSAL_BUDGET)
         self._refusals_at_ms: int | None = None
+        self.clock_offset = ClockOffset()
+
+    def now_ms(self) -> int:
+        """The speaker's own clock."""
+        return self._clock()
 
     # -- events --------------------------------------------------------------------------
 
@@ -151,6 +157,8 @@ class SpeakerCore(Playback):
             # A wrong clock must not burn a command that becomes valid once the clock is set.
             remember = reason is not RejectReason.NOT_YET_VALID and self._authentic(command, reason)
             return self._reject(command, reason, remember=remember, known=known)
+        # Only an authentic command's stamp: a forged one must not move the clock.
+        self.clock_offset.observe(command.issued_at_ms, now)
         if command.type == "cancel":
             return self._cancel(command, payload, known)
         return self._admit(command, payload, known)

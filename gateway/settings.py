@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     # while it was away from the broker itself: the gateway waits this long before sending again
     # what it has still not acknowledged as received (0: at once, as for any other birth).
     catchup_grace_s: float = Field(default=5.0, ge=0, le=300)
+    # Every play command says when to start (`play_at_ms`): this long after it is sent, so the
+    # horns of a village start together (0: at once, each as its command arrives).
+    play_lead_ms: int = Field(default=300, ge=0, le=5000)
     # What `GET /api/v1/devices/{speaker}/provisioning` tells a speaker: the broker it connects
     # to (unset: the gateway's own MQTT URL without its user and password, right for `make run`
     # and a broker on the same host), and its MQTT session settings.

@@ -358,6 +358,7 @@ class Publisher:
             }[kind](city_code, code)
             scope = contract.Scope(kind=kind, ids=tuple(publication.scope_ids))
         cancel = publication.kind == "cancel"
+        lead_ms = self._settings.play_lead_ms
         command = contract.Command(
             type="cancel" if cancel else "play",
             id=cancel_command_id(broadcast.command_id) if cancel else broadcast.command_id,
@@ -375,6 +376,7 @@ class Publisher:
             text=broadcast.text,
             audio=() if cancel else item.audio,
             live=None if cancel else item.live,
+            play_at_ms=None if cancel or not lead_ms else to_ms(at) + lead_ms,
             supersedes=None if cancel else superseded_command_ids(broadcast.target),
         )
         if self._signer is not None:

@@ -353,6 +353,7 @@ class Intake:
                         at=_at(state.at_ms, now),
                         codecs=tuple(c.value for c in state.codecs) or None,
                         firmware=state.firmware,
+                        clock_offset_ms=state.clock_offset_ms,
                     )
                 )
         except contract.WireError as exc:

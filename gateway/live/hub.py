@@ -294,7 +294,12 @@ class LiveHub:
         self._runs[run.broadcast_id] = run
         name, end, sessions = run.broadcast_id, self._end, self._sessions
         run.tasks += [
-            self._spawn(upkeep.announce_ready(sessions, run, end), f"live-ready-{name}"),
+            self._spawn(
+                upkeep.announce_ready(
+                    sessions, run, end, lead_ms=self._runtime.settings.play_lead_ms
+                ),
+                f"live-ready-{name}",
+            ),
             self._spawn(upkeep.report(sessions, self._runtime, run, end), f"live-status-{name}"),
             self._spawn(upkeep.watch(self._bus, self._live, run, end), f"live-watch-{name}"),
         ]

@@ -36,7 +36,11 @@ _START_TIMEOUT_S: Final = 30.0
 END_ATTEMPTS: Final = 3
 
 
-async def announce_ready(sessions: async_sessionmaker[AsyncSession], run: Run, end: End) -> None:
+async def announce_ready(
+    sessions: async_sessionmaker[AsyncSession], run: Run, end: End, *, lead_ms: int = 0
+) -> None:
+    """Tell the client to talk once the speakers have played the chime: they start it at the
+    command's play-at time, `lead_ms` after it was published."""
     try:
         async with asyncio.timeout(_START_TIMEOUT_S):
             while True:
@@ -54,7 +58,7 @@ async def announce_ready(sessions: async_sessionmaker[AsyncSession], run: Run, e
         )
         end(run, EndReason.FAILED, "live_not_started")
         return
-    await asyncio.sleep(run.chime_ms / 1000 + _READY_MARGIN_S)
+    await asyncio.sleep((lead_ms + run.chime_ms) / 1000 + _READY_MARGIN_S)
     await messages.send(run, {"type": "ready"})
 
 

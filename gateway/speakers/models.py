@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
@@ -29,6 +29,8 @@ class Speaker(Base):
     firmware: Mapped[str | None] = mapped_column(String(64), default=None)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Its clock minus the gateway's, as its last presence message estimated it (None: never said).
+    clock_offset_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # The public half of the speaker's own Ed25519 receipt key (base64 of the raw 32 bytes):
     # its played acks are verified against it. The private half never leaves the speaker.

@@ -29,6 +29,7 @@ class PresenceUpdate:
     at: datetime
     codecs: tuple[str, ...] | None
     firmware: str | None
+    clock_offset_ms: int | None = None
 
 
 async def apply_presence(
@@ -49,6 +50,8 @@ async def apply_presence(
             continue
         if message.code not in seen_at or message.at > seen_at[message.code]:
             seen_at[message.code] = message.at
+        if message.clock_offset_ms is not None:
+            declared.setdefault(message.code, {})["clock_offset_ms"] = message.clock_offset_ms
         if message.status == "online":
             facts = declared.setdefault(message.code, {})
             codecs = [c for c in CODEC_ORDER if c in (message.codecs or ())]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from gateway.places.schemas import Code, Patch
@@ -25,6 +25,9 @@ Codecs = Annotated[
     Field(min_length=1, description="What the speaker can play.", examples=[["opus", "mp3"]]),
     AfterValidator(canonical_codecs),
 ]
+# A speaker clock further than this from the gateway's is flagged (horns of a village start
+# within 20 ms of each other when every clock is within it).
+CLOCK_TOLERANCE_MS = 50
 Firmware = Annotated[str, Field(max_length=64, examples=["1.4.2"])]
 
 
@@ -63,6 +66,26 @@ class SpeakerRead(BaseModel):
     online: bool
     last_seen_at: datetime | None
     created_at: datetime
+    clock_offset_ms: int | None = Field(
+        default=None,
+        description=(
+            "The speaker's clock minus the gateway's, as its last heartbeat estimated it "
+            "(null: it never said)."
+        ),
+    )
+    clock_off: bool = Field(
+        default=False,
+        description=(
+            f"The clock is off by more than {CLOCK_TOLERANCE_MS} ms: the horn may start out of "
+            "step with its neighbours until NTP sets it right."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _flag_clock(self) -> SpeakerRead:
+        offset = self.clock_offset_ms
+        self.clock_off = offset is not None and abs(offset) > CLOCK_TOLERANCE_MS
+        return self
 
 
 class SpeakerPage(BaseModel):

@@ -4,6 +4,7 @@ sessions, republished commands, cancel, faults and presence."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 
@@ -313,3 +314,41 @@ def test_faulty_speakers_are_chosen_the_same_way_for_the_same_seed() -> None:
 def test_bad_fleet_configs_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         FleetConfig(**fields)  # type: ignore[arg-type]
+
+
+async def test_horns_start_at_the_play_at_time_and_a_skewed_clock_is_reported(
+    mqtt_url: str, city: str, observer: Observer, clip: bytes
+) -> None:
+    fleet = Fleet(FleetConfig(mqtt_url=mqtt_url, speed=50, heartbeat_s=0.2, session_expiry_s=60))
+    speakers = specs(city, 3, villages=1)
+    # One clock 400 ms behind (no NTP): it must start with the others all the same.
+    speakers[2] = dataclasses.replace(speakers[2], clock_offset_ms=-400)
+    ids = [s.identity.speaker for s in speakers]
+    await fleet.start(speakers)
+    try:
+        await observer.watch_presence(ids)
+        warm = play(city, clip)  # a first command teaches each speaker its offset
+        await observer.publish(contract.command_topic_all(city), warm)
+        await observer.until(lambda: {a.speaker for a in observer.of(warm.id)} >= set(ids))
+        sent = contract.now_ms()
+        timed = play(city, clip, play_at_ms=sent + 1500)
+        await observer.publish(contract.command_topic_all(city), timed)
+        await observer.until(
+            lambda: {a.speaker for a in observer.of(timed.id) if a.status == "played"} >= set(ids)
+        )
+        starts = fleet.starts[timed.broadcast_id]
+        assert set(starts) == set(ids)
+        assert all(at >= timed.play_at_ms - 20 for at in starts.values()), "none before"  # type: ignore[operator]
+        assert set(fleet.start_spread_ms(timed.broadcast_id)) == {"v0"}
+
+        def offsets() -> dict[str, int | None]:
+            latest: dict[str, int | None] = {}
+            for speaker, presence, _ in observer.presence:
+                if presence is not None and presence.status == "heartbeat":
+                    latest[speaker] = presence.clock_offset_ms
+            return latest
+
+        await observer.until(lambda: offsets().get(ids[2]) is not None)
+        assert offsets()[ids[2]] <= -300  # type: ignore[operator]
+    finally:
+        await fleet.stop()

@@ -567,3 +567,31 @@ async def test_a_lost_played_ack_is_asked_for_again(stack: Stack, recording: byt
     await stack.deliver()
     detail = await _detail(stack, body["id"])
     assert detail["speakers"]["played"] == len(codes)
+
+
+async def test_a_play_command_says_when_every_speaker_starts(
+    stack: Stack, recording: bytes
+) -> None:
+    await _everyone_online(stack)
+    status, body = await _create(stack, recording, all_villages="true")
+    assert status == 201, body
+    await stack.publish_pending()
+    [(_, command)] = _commands(stack)
+    assert command.play_at_ms == command.issued_at_ms + stack.settings.play_lead_ms
+
+
+async def test_speaker_clocks_are_shown_and_an_off_one_is_flagged(stack: Stack) -> None:
+    fleet = (await stack.client.get("/api/v1/speakers", params={"limit": 2})).json()["items"]
+    in_step, off = fleet[0]["code"], fleet[1]["code"]
+    for code, offset in ((in_step, 4), (off, -180)):
+        message = contract.Presence(
+            speaker=code, status="heartbeat", at_ms=contract.now_ms(), clock_offset_ms=offset
+        )
+        topic = contract.presence_topic(stack.settings.city_code, code)
+        stack.bus.incoming.put_nowait(Incoming(topic, contract.encode_presence(message)))
+    await stack.deliver()
+    items = (await stack.client.get("/api/v1/speakers", params={"limit": 1000})).json()["items"]
+    clocks = {s["code"]: (s["clock_offset_ms"], s["clock_off"]) for s in items}
+    assert clocks[in_step] == (4, False)
+    assert clocks[off] == (-180, True)
+    assert {clocks[s["code"]] for s in items if s["code"] not in (in_step, off)} == {(None, False)}

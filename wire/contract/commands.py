@@ -289,6 +289,17 @@ class Command(_Message):
             "from the live topics. Absent for every other command."
         ),
     )
+    play_at_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "When to start (the audio, or a live command's chime), in Unix milliseconds on the "
+            "gateway's clock: the same for every speaker of a broadcast, so neighbouring horns "
+            "start together. A speaker converts it through its clock offset (see "
+            "`Presence.clock_offset_ms`) and waits until then; one that gets the command later "
+            "(queued, offline) starts at once. Absent: start at once, as older gateways do."
+        ),
+    )
     # A speaker plays the message once: it drops any superseded command still queued or
     # arriving later (``failed``/``superseded``), and answers this command ``played`` with
     # ``already_played_as`` if it already played one of them.

@@ -148,6 +148,19 @@ class Presence(_Message):
     firmware: str | None = Field(
         default=None, max_length=64, description="Firmware version, for the fleet overview."
     )
+    clock_offset_ms: int | None = Field(
+        default=None,
+        ge=-86_400_000,
+        le=86_400_000,
+        description=(
+            "How far the speaker's clock is ahead of the gateway's (negative: behind), in "
+            "milliseconds, as the speaker estimates it: the smallest difference, over its last "
+            "messages, between its clock on receipt and the gateway's timestamp in them (a "
+            "command's `issued_at_ms`, a live frame's `at_ms`). Speakers are NTP-synchronised "
+            "in production, so this stays within the network's one-way delay; the console "
+            "flags a speaker off by more than 50 ms. Absent from older speakers."
+        ),
+    )
     boot_id: str | None = Field(
         default=None,
         max_length=64,

@@ -249,6 +249,13 @@ async function showSchedules(_arg, current) {
 
 // ---------------------------------------------------------------- devices
 
+// A speaker clock off by more than 50 ms starts its horn out of step with its neighbours.
+function clockCell(s) {
+  if (s.clock_offset_ms === null || s.clock_offset_ms === undefined) return "-";
+  const text = `${s.clock_offset_ms > 0 ? "+" : ""}${s.clock_offset_ms} ms`;
+  return s.clock_off ? `<span class="badge off">시계 어긋남</span> ${esc(text)}` : esc(text);
+}
+
 async function showDevices(_arg, current) {
   const { districts, byVillage } = await loadPlaces();
   if (!current()) return;
@@ -290,14 +297,14 @@ async function showDevices(_arg, current) {
       <div class="c-played"><b>${esc(online.total)}</b><span>켜짐</span></div>
       <div class="c-failed"><b>${esc(total - online.total)}</b><span>꺼짐</span></div>`;
     document.getElementById("device-table").innerHTML = `
-      <table class="data"><thead><tr><th>상태</th><th>스피커</th><th>마을</th><th>종류</th><th>마지막 연결</th><th>코덱</th><th>펌웨어</th></tr></thead>
+      <table class="data"><thead><tr><th>상태</th><th>스피커</th><th>마을</th><th>종류</th><th>마지막 연결</th><th>코덱</th><th>펌웨어</th><th>시계</th></tr></thead>
       <tbody>${page.items.map((s) => {
         const v = byVillage.get(s.village_id);
         return `<tr><td><span class="dot ${s.online ? "on" : "off"}"></span>${s.online ? "켜짐" : "<b>꺼짐</b>"}</td>
           <td>${esc(s.code)}</td><td>${esc(v ? `${v.district_name} ${v.name}` : s.village_id)}</td>
           <td>${s.kind === "loudspeaker" ? "옥외 스피커" : "가정 수신기"}</td>
           <td>${s.last_seen_at ? when(s.last_seen_at) : "-"}</td><td>${esc(s.codecs.join(", "))}</td>
-          <td>${esc(s.firmware || "-")}</td></tr>`;
+          <td>${esc(s.firmware || "-")}</td><td>${clockCell(s)}</td></tr>`;
       }).join("")}</tbody></table>`;
     document.getElementById("page-info").textContent =
       `${page.total}대 중 ${page.total ? offset + 1 : 0}-${offset + page.items.length}`;
