@@ -50,6 +50,9 @@ async def test_villages_whose_speakers_missed_are_told_by_sms_once(
     stack: Stack, recording: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # The statements too, even after another test in this process ran the gateway's logging
+    # set-up, which quiets them (caplog restores the level afterwards).
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
     client, worker = stack.client, stack.app.state.fallback_worker
     answers: list[str] = []
 
