@@ -42,12 +42,13 @@ async def run_sync_bench(
     spreads: list[float] = []
     late = 0
     late_starts = 0
-    async with Bench(folder / "sync", mqtt_url, villages * per_village, villages) as bench:
-        assert bench.fleet is not None
+    async with Bench(folder / "sync", mqtt_url, villages * per_village, villages=villages) as bench:
+        # One fleet on the one broker (no edge brokers here).
+        (fleet,) = bench.fleets
         for index in range(warmup + rounds):
             broadcast_id, _, _ = await bench.gateway_round(recording)
-            per_village_spread = bench.fleet.start_spread_ms(broadcast_id)
-            ready_late, bench.fleet.late_starts = bench.fleet.late_starts, 0
+            per_village_spread = fleet.start_spread_ms(broadcast_id)
+            ready_late, fleet.late_starts = fleet.late_starts, 0
             if index < warmup:
                 continue
             late_starts += ready_late
