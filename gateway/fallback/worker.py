@@ -19,7 +19,6 @@ sender tells the village's consenting residents (``notified``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from gateway.fallback import rules
 from gateway.fallback.channels import SENDERS, Fanout, enabled_channels
 from gateway.fallback.models import FallbackJob
 from gateway.logs import about_broadcast
+from gateway.passes import run_passes
 from gateway.places.models import Village
 from gateway.residents.crypto import PhoneCipher
 from gateway.settings import Settings
@@ -74,14 +74,7 @@ class FallbackWorker:
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("fallback pass failed; retrying")
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self._settings.fallback_poll_s)
+        await run_passes(self.run_once, self.wake, self._settings.fallback_poll_s, "fallback")
 
     async def run_once(self) -> Counter[str]:
         """Plan new broadcasts, then decide every job due now; outcomes counted."""

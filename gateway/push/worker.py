@@ -14,7 +14,6 @@ any other 4xx: failed at once. Log lines name the message, never the endpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.clock import Clock
+from gateway.passes import run_passes
 from gateway.push import service
 from gateway.push.sender import (
     Outgoing,
@@ -64,14 +64,7 @@ class PushWorker:
         self.totals: Counter[str] = Counter()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.send_due()
-            except Exception:
-                log.exception("push pass failed; retrying")
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self._settings.push_poll_s)
+        await run_passes(self.send_due, self.wake, self._settings.push_poll_s, "push")
 
     async def send_due(self, limit: int = 1000) -> Counter[str]:
         """Send every message due now (up to `limit`); outcomes counted by kind."""

@@ -10,7 +10,6 @@ after ``sms_max_attempts``. Kannel refusing the message (4xx): it fails at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.clock import Clock
+from gateway.passes import run_passes
 from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable, is_synthetic_number
 from gateway.settings import Settings
 from gateway.sms import service
@@ -60,14 +60,7 @@ class SmsWorker:
         self.totals: Counter[str] = Counter()
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.send_due()
-            except Exception:
-                log.exception("SMS pass failed; retrying")
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self._settings.sms_poll_s)
+        await run_passes(self.send_due, self.wake, self._settings.sms_poll_s, "SMS")
 
     async def send_due(self, limit: int = 500) -> Counter[str]:
         """Send every message due now (up to `limit`); outcomes counted by kind."""
