@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway import retention
-from gateway.enrollment import service as enrollment
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.deliveries import sweep
+from gateway.enrollment import service as enrollment
 from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
 from gateway.residents.crypto import PhoneCipher
