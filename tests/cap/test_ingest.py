@@ -225,7 +225,20 @@ async def test_the_citys_table_decides_the_category_and_quiet_hours_hold_all_but
     assert status == 201, body
     assert body["category"] == "administrative"
     assert body["broadcast_ids"] == []
-    assert body["schedule_id"]
+    held = body["schedule_id"]
+    assert held
+    # Called off while it waits for the morning: the held send is cancelled, nothing plays.
+    call_off = cap.alert(
+        "RAIN-1-cancel",
+        sender=cap.KMA,
+        msg_type="Cancel",
+        sent="2026-01-01T22:00:30+09:00",
+        references=[f"{cap.KMA},RAIN-1,2026-01-01T21:59:00+09:00"],
+    )
+    status, body = await post(stack, call_off, officer)
+    assert status == 201, body
+    schedule = await stack.client.get(f"/api/v1/schedules/{held}")
+    assert schedule.json()["state"] == "cancelled", schedule.text
     # The city's own table makes it a disaster alert: never held.
     stack.settings.cap_mapping = [
         {"categories": ["Met"], "severity": ["Moderate"], "category": "disaster"}
