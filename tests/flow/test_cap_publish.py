@@ -212,6 +212,7 @@ async def test_all_clear_from_the_alert_to_the_residents_page(
         assert by_id[alert["id"]]["all_cleared_at"] is not None
         feed = await public.get("/api/v1/cap/feed")
         assert "[해제] 산불 경보".encode() in feed.content
+        assert "[해제] [해제]".encode() not in feed.content
 
 
 async def test_two_all_clears_at_once_make_one(stack: Stack, recording: bytes) -> None:
