@@ -66,7 +66,6 @@ from gateway.places.router import router as places_router
 from gateway.provisioning import router as provisioning_router
 from gateway.push.keys import KEY_NAME as PUSH_VAPID_KEY
 from gateway.push.keys import VapidKey
-from gateway.push.router import SubscribeLimit
 from gateway.push.router import router as push_router
 from gateway.push.sender import WebPushSender
 from gateway.push.worker import PushWorker
@@ -496,7 +495,6 @@ def create_app(
     state.metrics = metrics
     state.audit_budget = AnonymousBudget(settings.audit_anonymous_per_minute)
     state.push_key = push_key
-    state.push_limit = SubscribeLimit(settings.push_subscriptions_per_minute)
     metrics.watch(state, DROP_REASONS)
     install_handlers(app)
 

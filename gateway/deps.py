@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from gateway.live.hub import LiveHub
     from gateway.metrics import Metrics
     from gateway.push.keys import VapidKey
-    from gateway.push.router import SubscribeLimit
     from gateway.push.worker import PushWorker
     from gateway.residents.crypto import PhoneCipher
     from gateway.schedules.worker import ScheduleWorker
@@ -99,7 +98,6 @@ class AppState(State):
     sms_worker: SmsWorker | None
     push_key: VapidKey | None  # None when this gateway sends no push
     push_worker: PushWorker | None
-    push_limit: SubscribeLimit
     fallback_worker: FallbackWorker
 
     # Loaded at the first broker hook (gateway/devicesec/broker_hooks.py), then kept.

@@ -228,6 +228,11 @@ async def lock_person(session: AsyncSession, city_id: int, actor: str, now: date
         await _lock(session, city_id, [f"user:{user_id}"], now)
 
 
+async def lock_scope(session: AsyncSession, city_id: int, key: str, now: datetime) -> None:
+    """Serialize whatever else takes the same ``key`` until the transaction ends."""
+    await _lock(session, city_id, [key], now)
+
+
 async def _lock(session: AsyncSession, city_id: int, keys: Collection[str], now: datetime) -> None:
     """Touch one ``send_locks`` row per key, in sorted order: the row lock (PostgreSQL) or the
     write lock (SQLite) is held until the transaction ends."""

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import Principal
 from gateway.broadcasts.models import Broadcast
-from gateway.broadcasts.reading import cleared, get_broadcast, reached_villages
+from gateway.broadcasts.reading import get_broadcast, reached_villages
 from gateway.broadcasts.service import BroadcastRequest
 from gateway.deps import Runtime
 from gateway.errors import Conflict
 from gateway.places.models import City
 from gateway.sending import now
-from gateway.sending.service import idempotency_scope
 from wire.contract import Category
 
 LABELS: Final = {
@@ -44,14 +42,6 @@ def default_text(original: Broadcast) -> str:
 def title_of(original: Broadcast) -> str:
     subject = (original.title or "").strip() or f"{LABELS[Category(original.category)]} 경보"
     return f"[해제] {subject}"[:200]
-
-
-def already_cleared() -> Conflict:
-    return Conflict(
-        "already_all_clear",
-        ko="이미 해제 방송을 보낸 경보입니다.",
-        en="This alert has already been cleared.",
-    )
 
 
 def _not_clearable() -> Conflict:
@@ -97,23 +87,6 @@ async def send_all_clear(
         principal=principal,
         extra_target=extra,
     )
-    earlier = await cleared(session, [original.id])
-    if original.id in earlier:
-        # The same person's repeat with the same key gets its first answer, not a refusal.
-        replay = await _replay(session, city, request)
-        if replay is None:
-            raise already_cleared()
+    # Cleared already (an earlier all clear, or one sent at this very moment by another officer
+    # or replica): the send use case refuses it, 409 already_all_clear (`sending.service`).
     return await now.send_now(session, runtime, city, request, None)
-
-
-async def _replay(session: AsyncSession, city: City, request: BroadcastRequest) -> Broadcast | None:
-    if request.idempotency_key is None or request.principal is None:
-        return None
-    found: Broadcast | None = await session.scalar(
-        select(Broadcast).where(
-            Broadcast.city_id == city.id,
-            Broadcast.idempotency_scope == idempotency_scope(request.principal),
-            Broadcast.idempotency_key == request.idempotency_key,
-        )
-    )
-    return found

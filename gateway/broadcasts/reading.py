@@ -24,7 +24,7 @@ from gateway.broadcasts.status_cache import StatusCache
 from gateway.deliveries import proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
-from gateway.errors import NotFound
+from gateway.errors import Conflict, NotFound
 from gateway.fallback import reading as fallback
 from gateway.places import service as places
 from gateway.places.models import City
@@ -53,6 +53,14 @@ async def cleared(session: AsyncSession, broadcast_ids: list[str]) -> dict[str, 
         if alert_id is not None and alert_id not in found:
             found[alert_id] = Cleared(clear_id, at)
     return found
+
+
+def already_cleared() -> Conflict:
+    return Conflict(
+        "already_all_clear",
+        ko="이미 해제 방송을 보낸 경보입니다.",
+        en="This alert has already been cleared.",
+    )
 
 
 def reached_villages(broadcast: Broadcast) -> list[int]:

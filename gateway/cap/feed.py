@@ -92,6 +92,11 @@ async def live_broadcasts(
     return list(rows)
 
 
+def _all_clear_title(headline: str) -> str:
+    """An all clear's own title says "[해제]" already (``all_clear.title_of``); said once."""
+    return headline if headline.startswith("[해제]") else f"[해제] {headline}"
+
+
 async def build_feed(
     session: AsyncSession, settings: Settings, city: City, now: datetime, limit: int
 ) -> Feed:
@@ -105,7 +110,7 @@ async def build_feed(
                 b.created_at,
                 {
                     "identifier": publish.identifier_of(city, b.id),
-                    "title": f"[해제] {headline}" if b.all_clear_of else headline,
+                    "title": _all_clear_title(headline) if b.all_clear_of else headline,
                     "summary": b.text or publish.NO_TEXT,
                     "category": mapping.cap_category,
                 },

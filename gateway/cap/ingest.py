@@ -42,6 +42,7 @@ from gateway.errors import Conflict, UnsupportedMediaType
 from gateway.places import geography
 from gateway.places.models import City
 from gateway.schedules import service as schedules
+from gateway.schedules.models import Schedule, ScheduleOccurrence
 from gateway.sending import now as sending_now
 from gateway.sending.service import AwaitingApproval
 
@@ -341,10 +342,13 @@ async def _stop(
     referenced: Sequence[CapAlert],
 ) -> tuple[str, ...]:
     """Cancel what has not played of the referenced alerts' broadcasts (speakers playing one
-    stop), and withdraw a request still waiting for approval; the broadcasts stopped."""
+    stop), withdraw a request still waiting for approval, and cancel a send still held by quiet
+    hours (or the broadcast it became); the broadcasts stopped."""
     stopped: list[str] = []
     for row in referenced:
         broadcast_id = row.broadcast_id
+        if row.schedule_id is not None:
+            broadcast_id = await _stop_held(session, runtime, city, principal, row.schedule_id)
         if row.approval_id is not None:
             approval = await session.get(ApprovalRequest, row.approval_id)
             if approval is not None and approval.state == "pending":
@@ -363,6 +367,27 @@ async def _stop(
             continue  # everything played already: the update follows it
         stopped.append(broadcast_id)
     return tuple(stopped)
+
+
+async def _stop_held(
+    session: AsyncSession, runtime: Runtime, city: City, principal: Principal, schedule_id: str
+) -> str | None:
+    """An alert held by quiet hours became a schedule: cancelled while it waits; once it fired,
+    the broadcast it made is the one to stop."""
+    schedule = await session.get(Schedule, schedule_id)
+    if schedule is not None and schedule.state in ("active", "paused"):
+        await schedules.cancel_schedule(session, runtime, city, schedule_id, principal=principal)
+        return None
+    fired: str | None = await session.scalar(
+        select(ScheduleOccurrence.broadcast_id)
+        .where(
+            ScheduleOccurrence.schedule_id == schedule_id,
+            ScheduleOccurrence.broadcast_id.is_not(None),
+        )
+        .order_by(ScheduleOccurrence.occurrence_at.desc())
+        .limit(1)
+    )
+    return fired
 
 
 async def _villages(session: AsyncSession, city: City, info: Info) -> tuple[int, ...]:

@@ -5,7 +5,8 @@ valid against the shipped schema.
   (``GATEWAY_CAP_SENDER``); `sent` is the broadcast's creation in the city's time zone.
 - `status` follows the mode: live -> Actual, exercise -> Exercise, test -> Test.
 - `msgType`: Alert; an all clear is an Update whose `references` name the alert it ends, with
-  `responseType` AllClear; a resend is an Update of the broadcast it repeats. A cancelled
+  `responseType` AllClear; a resend is an Update of the broadcast it repeats; a broadcast made
+  from a CAP Update is an Update of the broadcasts of the alerts that Update referenced. A cancelled
   broadcast also has a Cancel message (``…:cancel``) referencing it.
 - `info` (ko-KR): category, event, urgency, severity and certainty from Maeul's category
   (``CATEGORY_TABLE``), urgency raised to Immediate for anything sent at the disaster priority;
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.reading import reached_villages
+from gateway.cap.models import CapAlert
 from gateway.cap.xsd import NAMESPACE, validate
 from gateway.places.models import City, District, Village
 from gateway.settings import Settings
@@ -85,10 +87,12 @@ class PlaceFacts:
 
 @dataclass(frozen=True)
 class Reference:
-    """Another message this one refers to (CAP `references`: sender,identifier,sent)."""
+    """Another message this one refers to (CAP `references`: sender,identifier,sent); the
+    sender is the city's own unless another's (an alert Maeul took in) is named."""
 
     identifier: str
     sent: datetime
+    sender: str | None = None
 
 
 def identifier_of(city: City, broadcast_id: str) -> str:
@@ -142,9 +146,21 @@ def header(
 
 def references_text(settings: Settings, city: City, references: Iterable[Reference]) -> str:
     return " ".join(
-        f"{settings.cap_sender_id},{r.identifier},{cap_time(r.sent, city.timezone)}"
+        f"{r.sender or settings.cap_sender_id},{r.identifier},{cap_time(r.sent, city.timezone)}"
         for r in references
     )
+
+
+def taken_in(broadcast: Broadcast) -> Reference | None:
+    """The CAP alert a broadcast was made from (another sender's), as that sender named it."""
+    cap = broadcast.target.get("cap")
+    if not isinstance(cap, Mapping):
+        return None
+    try:
+        sent = datetime.fromisoformat(str(cap["sent"]))
+        return Reference(str(cap["identifier"]), sent, sender=str(cap["sender"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _rings(boundary: Mapping[str, Any] | None) -> list[list[list[float]]]:
@@ -320,14 +336,41 @@ async def places_of(session: AsyncSession, village_ids: Sequence[int]) -> list[P
 
 
 async def references_of(session: AsyncSession, city: City, broadcast: Broadcast) -> list[Reference]:
-    """The message this broadcast updates: the alert it clears, or the broadcast it resends."""
+    """The messages this broadcast updates: the alert it clears, the broadcast it resends, or
+    the broadcasts of the alerts a CAP Update it was made from referenced."""
     earlier_id = broadcast.all_clear_of or broadcast.target.get("resend_of")
-    if not isinstance(earlier_id, str):
+    earlier_ids = [earlier_id] if isinstance(earlier_id, str) else []
+    if not earlier_ids:
+        earlier_ids = await _updated_by_cap(session, city, broadcast)
+    found = []
+    for one in earlier_ids:
+        earlier = await session.get(Broadcast, one)
+        if earlier is not None and earlier.city_id == city.id:
+            found.append(Reference(identifier_of(city, earlier.id), earlier.created_at))
+    return found
+
+
+async def _updated_by_cap(session: AsyncSession, city: City, broadcast: Broadcast) -> list[str]:
+    cap = broadcast.target.get("cap")
+    if not isinstance(cap, Mapping) or cap.get("msg_type") != "Update":
         return []
-    earlier = await session.get(Broadcast, earlier_id)
-    if earlier is None or earlier.city_id != city.id:
+    row = await session.scalar(
+        select(CapAlert).where(CapAlert.city_id == city.id, CapAlert.broadcast_id == broadcast.id)
+    )
+    if row is None:
         return []
-    return [Reference(identifier_of(city, earlier.id), earlier.created_at)]
+    named = {tuple(r.split(",", 2)[:2]) for r in row.references if r.count(",") >= 2}
+    if not named:
+        return []
+    earlier = await session.scalars(
+        select(CapAlert.broadcast_id).where(
+            CapAlert.city_id == city.id,
+            CapAlert.sender.in_({sender for sender, _ in named}),
+            CapAlert.identifier.in_({identifier for _, identifier in named}),
+            CapAlert.broadcast_id.is_not(None),
+        )
+    )
+    return [b for b in dict.fromkeys(earlier) if b is not None and b != broadcast.id]
 
 
 async def alert_document(

@@ -3,7 +3,9 @@
 CAP has no delivery report; its `Ack` "acknowledges receipt and acceptance of the message(s)
 identified in references", which is what each village's speakers did (or did not do) with the
 alert. So the report is an Ack whose `references` names the broadcast's alert and whose `note`
-carries one line per village: ``code outcome played/total name``; the same in JSON beside it.
+carries one line per village: ``code outcome played/total name`` (code: the 법정동 code, else the
+행정동 code, else Maeul's own); the same in JSON beside it. For a broadcast made from a CAP alert,
+`references` names that alert too, as its sender did.
 It is a snapshot at `sent`: asked again later, it is a new message (a new identifier). Its scope
 is Restricted: it is for the sender and whoever may read the broadcast, not for the public feed.
 """
@@ -11,6 +13,7 @@ is Restricted: it is for the sender and whoever may read the broadcast, not for 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from lxml import etree
 from pydantic import BaseModel, Field
@@ -33,14 +36,21 @@ class VillageReport(BaseModel):
     code: str
     name: str
     legal_code: str | None
-    outcome: VillageOutcome
+    admin_code: str | None = None
+    outcome: VillageOutcome | Literal["cancelled"] = Field(
+        description="As on the board; `cancelled` where the broadcast was cancelled (stopped by a "
+        "cancel or replaced by an update) before any speaker of the village played it."
+    )
     speakers: int
     played: int = Field(description="Speakers that played it (on time or late).")
 
 
 class DeliveryReport(BaseModel):
     identifier: str = Field(description="This report's CAP identifier (an Ack message).")
-    references: str = Field(description="The alert it reports on: sender,identifier,sent.")
+    references: str = Field(
+        description="The alert it reports on, sender,identifier,sent: the city's own; for a "
+        "broadcast made from a CAP alert, also that alert as its sender named it."
+    )
     alert: str = Field(description="The broadcast's CAP identifier.")
     sent: datetime
     villages: list[VillageReport]
@@ -54,26 +64,32 @@ async def delivery_report(
     reached = reading.reached_villages(broadcast)
     places = {p.id: p for p in await publish.places_of(session, reached)}
     alert = publish.identifier_of(city, broadcast.id)
-    reference = publish.Reference(alert, broadcast.created_at)
+    references = [publish.Reference(alert, broadcast.created_at)]
+    theirs = publish.taken_in(broadcast)
+    if theirs is not None:
+        references.append(theirs)
     villages = []
     for village in detail.village_deliveries:
         place = places.get(village.village_id)
-        legal = dict(place.codes).get(publish.LEGAL_CODE) if place is not None else None
+        codes = dict(place.codes) if place is not None else {}
+        played = sum(1 for s in village.speakers if s.state in _HEARD)
+        cancelled = broadcast.cancelled_at is not None and played == 0
         villages.append(
             VillageReport(
                 village_id=village.village_id,
                 code=village.code,
                 name=village.name,
-                legal_code=legal,
-                outcome=village.outcome,
+                legal_code=codes.get(publish.LEGAL_CODE),
+                admin_code=codes.get(publish.ADMIN_CODE),
+                outcome="cancelled" if cancelled else village.outcome,
                 speakers=len(village.speakers),
-                played=sum(1 for s in village.speakers if s.state in _HEARD),
+                played=played,
             )
         )
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     return DeliveryReport(
         identifier=f"{alert}:report:{stamp}",
-        references=publish.references_text(settings, city, [reference]),
+        references=publish.references_text(settings, city, references),
         alert=alert,
         sent=now.replace(microsecond=0),
         villages=villages,
@@ -94,7 +110,7 @@ def report_document(
     )
     publish.sub(root, "restriction", RESTRICTION)
     lines = [
-        f"{v.legal_code or v.code} {v.outcome} {v.played}/{v.speakers} {v.name}"
+        f"{v.legal_code or v.admin_code or v.code} {v.outcome} {v.played}/{v.speakers} {v.name}"
         for v in report.villages
     ]
     publish.sub(root, "note", "\n".join(lines) or "-")

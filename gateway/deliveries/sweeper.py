@@ -15,6 +15,7 @@ from gateway import retention
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.deliveries import sweep
+from gateway.enrollment import service as enrollment
 from gateway.logs import about_broadcast
 from gateway.metrics import Metrics
 from gateway.residents.crypto import PhoneCipher
@@ -117,14 +118,16 @@ class Sweeper:
             )
 
     async def purge_once(self) -> retention.Purge:
-        """Delete recordings past their retention period, failed-login counts forgotten, and
-        residents' personal data past their consent (hourly from the sweep)."""
+        """Delete recordings past their retention period, failed-login counts forgotten, spent
+        enrollment codes, and residents' personal data past their consent (hourly from the
+        sweep)."""
         now = self._clock.now()
         async with self._sessions() as session:
             purge = await retention.purge_recordings(
                 session, self._settings, city_id=self._city_id, now=now
             )
             await login_throttle.purge(session, city_id=self._city_id, now=now)
+            await enrollment.purge_codes(session, city_id=self._city_id, now=now)
             unused = await retention.purge_unused_audio(session, self._settings, now=now)
             erased = await retention.purge_residents(
                 session, self._phone_cipher, city_id=self._city_id, now=now

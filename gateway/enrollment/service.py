@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from fastapi import Request
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import signing
@@ -43,6 +43,9 @@ from wire import contract
 
 # What failed redemptions count against in the login throttle: no username looks like it.
 THROTTLE_NAME: Final = "#enrollment"
+# How long a spent or lapsed code's row stays, so that trying it again is still told "used" or
+# "expired" (410) rather than "unknown" (401); then it is deleted (``purge_codes``).
+KEPT_AFTER_END: Final = timedelta(days=30)
 
 
 def _digest(code: str) -> str:
@@ -88,6 +91,20 @@ async def issue_code(
         code=contract.grouped_enrollment_code(code),
         expires_at=expires_at,
     )
+
+
+async def purge_codes(session: AsyncSession, *, city_id: int, now: datetime) -> int:
+    """Delete the codes that ended (redeemed or expired) more than ``KEPT_AFTER_END`` ago."""
+    cutoff = now - KEPT_AFTER_END
+    result = await session.execute(
+        delete(EnrollmentCode)
+        .where(
+            EnrollmentCode.city_id == city_id,
+            or_(EnrollmentCode.expires_at < cutoff, EnrollmentCode.redeemed_at < cutoff),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _unknown() -> Unauthorized:

@@ -4,48 +4,23 @@ notices (no login: the residents' page is public)."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.audit.budget import source_key
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.error_catalog import documented
 from gateway.errors import NotFound, TooManyRequests
 from gateway.forwarding import client_address
 from gateway.push import subscriptions
 from gateway.push.keys import VapidKey
+from gateway.users import throttle
 
 router = APIRouter(tags=["push"])
 
-# Forgotten when this many sources are tracked (a flood from many addresses): a few more
-# subscriptions may then get through, memory never grows without bound.
-_MAX_SOURCES: Final = 10_000
-
-
-class SubscribeLimit:
-    """Subscription changes one source may make a minute, per replica."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._minute: int | None = None
-        self._counts: dict[str, int] = {}
-
-    def check(self, source: str | None, now: datetime) -> None:
-        minute = int(now.timestamp() // 60)
-        if minute != self._minute or len(self._counts) >= _MAX_SOURCES:
-            self._minute, self._counts = minute, {}
-        key = source_key(source)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        if self._counts[key] > self.per_minute:
-            raise TooManyRequests(
-                "push_rate_limited",
-                ko="알림 신청이 너무 잦습니다. 잠시 후 다시 시도해 주세요.",
-                en="Too many subscription changes from this address; try again in a minute.",
-                retry_after_s=max(1, math.ceil(60 - now.timestamp() % 60)),
-            )
+# What subscription changes count against in the shared request counts (``throttle``).
+COUNTED_AS: Final = "#push-subscriptions"
 
 
 class PushNotConfigured(NotFound):
@@ -110,9 +85,23 @@ def _vapid(request: Request) -> VapidKey:
 VapidDep = Annotated[VapidKey, Depends(_vapid)]
 
 
-def _limit(request: Request, now: NowDep) -> None:
+async def _limit(request: Request, city: CityDep, now: NowDep) -> None:
+    """Subscription changes one source may make a minute, counted in the database (every
+    replica together), in a transaction of its own: a refused or failing change counts too."""
     state = state_of(request)
-    state.push_limit.check(client_address(request, state.settings.trusted_networks), now)
+    source = throttle.source_of(client_address(request, state.settings.trusted_networks))
+    async with state.sessions() as session:
+        count, window_end = await throttle.count_request(
+            session, city_id=city.id, source=source, name=COUNTED_AS, window_s=60, now=now
+        )
+        await session.commit()
+    if count > state.settings.push_subscriptions_per_minute:
+        raise TooManyRequests(
+            "push_rate_limited",
+            ko="알림 신청이 너무 잦습니다. 잠시 후 다시 시도해 주세요.",
+            en="Too many subscription changes from this address; try again in a minute.",
+            retry_after_s=max(1, math.ceil((window_end - now).total_seconds())),
+        )
 
 
 @router.get(

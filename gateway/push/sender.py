@@ -7,7 +7,7 @@ push service's answer is reduced to its status and Retry-After (its body may ech
 Exceptions::
 
     PushError             the push service did not take the message
-    ├── PushGone          404 or 410: the subscription is no more; drop it
+    ├── PushGone          404 or 410, or a host on a private network: drop the subscription
     ├── PushUnavailable   429, 5xx, no answer: try again later (after ``retry_after_s`` if given)
     └── PushRejected      any other 4xx (a bad request, a refused VAPID token, too large):
                           trying again will not help
@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from py_vapid import VapidException
 from pywebpush import WebPushException, webpush_async
 
 from gateway.push.keys import VapidKey
+from gateway.push.resolver import PrivateHost, PublicOnlyResolver
 
 TIMEOUT_S: Final = 10.0
 
@@ -82,11 +84,16 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
 
 
 class WebPushSender:
-    """Sends through one shared HTTP connection pool, signed as ``subject`` (mailto: or https:)."""
+    """Sends through one shared HTTP connection pool, signed as ``subject`` (mailto: or https:).
+    Names resolve to public addresses only (``PublicOnlyResolver``): a subscription whose host
+    turns out to be on a private network is dropped, never posted to."""
 
-    def __init__(self, key: VapidKey, subject: str) -> None:
+    def __init__(
+        self, key: VapidKey, subject: str, *, resolver: AbstractResolver | None = None
+    ) -> None:
         self._key = key
         self._subject = subject
+        self._resolver = resolver
         self._client: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
@@ -95,7 +102,8 @@ class WebPushSender:
 
     async def send(self, message: Outgoing) -> None:
         if self._client is None:
-            self._client = aiohttp.ClientSession()
+            resolver = PublicOnlyResolver(self._resolver)
+            self._client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
         try:
             await webpush_async(
                 {
@@ -119,6 +127,10 @@ class WebPushSender:
             raise PushRejected("push_vapid_invalid") from None
         except TimeoutError:
             raise PushUnavailable("push_timeout") from None
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, PrivateHost):
+                raise PushGone("push_host_private") from None
+            raise PushUnavailable("push_unreachable") from None
         except aiohttp.ClientError:
             raise PushUnavailable("push_unreachable") from None
         except asyncio.CancelledError:

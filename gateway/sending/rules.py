@@ -104,7 +104,8 @@ RULES: Final[tuple[Rule, ...]] = (
         Step.IDEMPOTENCY,
         says="A repeat of the same person's request with the same Idempotency-Key gets the first "
         "answer again (a different request with that key: 422 idempotency_key_reused); checked "
-        "after the rights, so nobody is shown another's answer",
+        "after the rights, so nobody is shown another's answer. An all clear of an alert that "
+        "has one already is refused, 409 already_all_clear (two at once: the second)",
         exempt="a live talk (no key); a schedule's occurrence (the gateway's own key, once)",
         outcomes={
             **_same(Outcome(200, "replay"), *_NOW_PATHS, Path.SCHEDULE, Path.RESEND),

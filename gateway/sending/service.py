@@ -27,6 +27,7 @@ from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
 from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast
+from gateway.broadcasts.reading import already_cleared, cleared
 from gateway.broadcasts.service import BroadcastRequest, Started, StoredAudio
 from gateway.deps import Runtime
 from gateway.errors import Forbidden, MaeulError, TooManyRequests
@@ -120,6 +121,9 @@ async def plan(
     decided = judge_idempotency(await _earlier_answer(session, city, request))
     if decided is not None:
         return decided
+    decided = judge_idempotency(await _cleared_already(session, city, request, lock=lock))
+    if decided is not None:
+        return decided
     target = request.target or await _resolve(session, city, request.broadcast)
     decided = judge_rate_limit(await _limits(session, runtime, city, request, target, lock=lock))
     if decided is not None:
@@ -197,6 +201,21 @@ async def _earlier_answer(
     schedule = await _schedule_by_key(session, city, key, scope)
     if schedule is not None and schedule.origin == "quiet_hours":
         return Replay(schedule)
+    return None
+
+
+async def _cleared_already(
+    session: AsyncSession, city: City, request: SendRequest, *, lock: bool
+) -> Refuse | None:
+    """An all clear of an alert that has one already. Locked, two at once (two officers, two
+    replicas) are one after the other: the second sees the first."""
+    alert_id = request.broadcast.extra_target.get("all_clear_of")
+    if not isinstance(alert_id, str):
+        return None
+    if lock:
+        await ratelimits.lock_scope(session, city.id, f"clear:{alert_id}", request.at)
+    if alert_id in await cleared(session, [alert_id]):
+        return Refuse(already_cleared())
     return None
 
 

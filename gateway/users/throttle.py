@@ -163,6 +163,32 @@ async def clear(session: AsyncSession, *, city_id: int, source: str, username: s
     )
 
 
+async def count_request(
+    session: AsyncSession, *, city_id: int, source: str, name: str, window_s: int, now: datetime
+) -> tuple[int, datetime]:
+    """Count one request from ``source`` under ``name`` (``#``-prefixed: no username is one) in
+    the fixed window of ``window_s`` seconds that ``now`` falls in, in the same rows as failed
+    logins, so every replica counts together; the count so far in the window, and its end."""
+    start = datetime.fromtimestamp(now.timestamp() // window_s * window_s, tz=now.tzinfo)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(LoginThrottle).values(
+        city_id=city_id, source=source, username=name, failures=1, last_failure_at=now
+    )
+    count = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=[LoginThrottle.city_id, LoginThrottle.source, LoginThrottle.username],
+            set_={
+                "failures": case(
+                    (LoginThrottle.last_failure_at < start, 1),
+                    else_=LoginThrottle.failures + 1,
+                ),
+                "last_failure_at": now,
+            },
+        ).returning(LoginThrottle.failures)
+    )
+    return int(count or 1), start + timedelta(seconds=window_s)
+
+
 async def purge(session: AsyncSession, *, city_id: int, now: datetime) -> int:
     """Delete the counts forgotten (last failure over a day ago); how many."""
     result = await session.execute(

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from gateway.auth import Role
+from gateway.cap.xsd import NS
 from gateway.places.areas import haversine_m
 from tests.cap import documents as cap
 from tests.flow.conftest import Stack, stack
@@ -171,6 +173,19 @@ async def test_an_update_replaces_what_has_not_played_and_a_cancel_stops_it(
     assert states[played] == "played"
     assert all(states[c] == "cancelled" for c in rest)
     assert played in {s["code"] for s in _speakers(await _detail(stack, replacement))}
+    # Said back: the update goes out as an Update of the original, and the original's delivery
+    # report names the sender's own alert and the villages the update stopped.
+    document = etree.fromstring(
+        (await stack.client.get(f"/api/v1/broadcasts/{replacement}/cap")).content
+    )
+    assert document.findtext("cap:msgType", namespaces=NS) == "Update"
+    references = document.findtext("cap:references", namespaces=NS) or ""
+    assert f"urn:maeul:testcity:{original}," in references
+    report = await stack.client.get(f"/api/v1/broadcasts/{original}/cap/report?format=json")
+    assert f"{cap.KMA},TS-1," in report.json()["references"]
+    outcomes = {v["code"]: v["outcome"] for v in report.json()["villages"]}
+    assert outcomes.pop("d01-v001") != "cancelled", "one of its speakers played it"
+    assert set(outcomes.values()) == {"cancelled"}
 
     # A cancel of the update stops it; nothing new is made.
     cancel = cap.alert(
@@ -225,7 +240,20 @@ async def test_the_citys_table_decides_the_category_and_quiet_hours_hold_all_but
     assert status == 201, body
     assert body["category"] == "administrative"
     assert body["broadcast_ids"] == []
-    assert body["schedule_id"]
+    held = body["schedule_id"]
+    assert held
+    # Called off while it waits for the morning: the held send is cancelled, nothing plays.
+    call_off = cap.alert(
+        "RAIN-1-cancel",
+        sender=cap.KMA,
+        msg_type="Cancel",
+        sent="2026-01-01T22:00:30+09:00",
+        references=[f"{cap.KMA},RAIN-1,2026-01-01T21:59:00+09:00"],
+    )
+    status, body = await post(stack, call_off, officer)
+    assert status == 201, body
+    schedule = await stack.client.get(f"/api/v1/schedules/{held}")
+    assert schedule.json()["state"] == "cancelled", schedule.text
     # The city's own table makes it a disaster alert: never held.
     stack.settings.cap_mapping = [
         {"categories": ["Met"], "severity": ["Moderate"], "category": "disaster"}

@@ -172,7 +172,9 @@ async def test_killing_the_gateway_mid_fan_out_loses_and_doubles_nothing(
 async def test_cancel_stops_speakers_that_are_playing(
     gateway: GatewayProcess, mqtt_url: str, tmp_path: Path
 ) -> None:
-    long_clip = make_recording(tmp_path / "long.m4a", "m4a", seconds=20.0).read_bytes()
+    # A minute long: however slow a loaded machine is between the first play and the cancel,
+    # nobody reaches the end of it.
+    long_clip = make_recording(tmp_path / "long.m4a", "m4a", seconds=60.0).read_bytes()
     async with gateway.client() as client:
         fleet = await fleet_for(client, mqtt_url, gateway.url, speed=1.0)
         try:

@@ -4,6 +4,7 @@ residents' page."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -211,3 +212,20 @@ async def test_all_clear_from_the_alert_to_the_residents_page(
         assert by_id[alert["id"]]["all_cleared_at"] is not None
         feed = await public.get("/api/v1/cap/feed")
         assert "[해제] 산불 경보".encode() in feed.content
+        assert "[해제] [해제]".encode() not in feed.content
+
+
+async def test_two_all_clears_at_once_make_one(stack: Stack, recording: bytes) -> None:
+    await _everyone_online(stack)
+    village = (await _villages(stack))["d01-v001"]
+    alert = await _sent(
+        stack, recording, category="disaster", title="산불 경보", village_ids=[village["id"]]
+    )
+    url = f"/api/v1/broadcasts/{alert['id']}/all-clear"
+    answers = await asyncio.gather(
+        stack.client.post(url, json={}, headers={"Idempotency-Key": "officer-a"}),
+        stack.client.post(url, json={}, headers={"Idempotency-Key": "officer-b"}),
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    [refused] = [a for a in answers if a.status_code == 409]
+    assert refused.json()["error"] == "already_all_clear"

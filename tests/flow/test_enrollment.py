@@ -8,8 +8,10 @@ import base64
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from gateway.auth import Role
+from gateway.enrollment.models import EnrollmentCode
 from gateway.speakers.models import Speaker
 from tests.flow.conftest import Stack
 from tests.flow.test_roles import _person
@@ -138,3 +140,27 @@ async def test_only_city_administrators_issue_codes(stack: Stack) -> None:
         _error(await stack.client.post(url, headers=person.headers), 403, "role_not_allowed")
     _error(await stack.client.post(url, headers={"Authorization": ""}), 401, "not_authenticated")
     _error(await stack.client.post("/api/v1/speakers/999999/enrollment"), 404, "speaker_not_found")
+
+
+async def test_ended_codes_are_told_apart_for_a_month_then_deleted(stack: Stack) -> None:
+    speaker = await _speaker(stack)
+    used = await _issue(stack, speaker["id"])
+    assert (await _redeem(stack, used)).status_code == 200
+    lapsed = await _issue(stack, speaker["id"])
+    await _issue(stack, speaker["id"])  # ends `lapsed` now; lapses itself in a day
+    sweeper = stack.app.state.sweeper
+
+    stack.clock.advance(29 * 86_400)
+    await sweeper.purge_once()
+    _error(await _redeem(stack, used), 410, "enrollment_code_used")
+    _error(await _redeem(stack, lapsed), 410, "enrollment_code_expired")
+
+    stack.clock.advance(86_400 + 12 * 3_600)  # a month and a half day after the first two ended
+    await sweeper.purge_once()
+    async with stack.app.state.sessions() as session:
+        left = (await session.scalars(select(EnrollmentCode.expires_at))).all()
+    assert len(left) == 1, "the two codes that ended a month ago are deleted; the last one is not"
+    stack.clock.advance(86_400)
+    await sweeper.purge_once()
+    async with stack.app.state.sessions() as session:
+        assert (await session.scalars(select(EnrollmentCode.id))).all() == []

@@ -20,7 +20,6 @@ from gateway.logs import configure_logging
 from gateway.push import service
 from gateway.push.keys import b64url
 from gateway.push.models import PushSubscription
-from gateway.push.router import SubscribeLimit
 from gateway.push.states import PushStatus
 from tests.push.conftest import PushStack
 from tests.support.push_service import PushService
@@ -266,8 +265,9 @@ async def test_bad_subscriptions_are_refused(push_stack: PushStack) -> None:
         assert response.status_code == 204
     assert await _subscriptions(push_stack) == 1
 
-    # Too many changes from one address in a minute.
-    push_stack.app.state.push_limit = SubscribeLimit(2)
+    # Too many changes from one address in a minute, counted by every replica together.
+    push_stack.clock.advance(60)
+    push_stack.settings.push_subscriptions_per_minute = 2
     answers = [
         (
             await push_stack.client.post(
