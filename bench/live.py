@@ -178,6 +178,9 @@ class Listeners:
 @dataclass
 class Playout:
     latency: Histogram = field(default_factory=Histogram)
+    # Each audio frame's arrival at a listener minus its ``at_ms``: the fan-out's own delay,
+    # which a jitter buffer has to cover.
+    delay: Histogram = field(default_factory=Histogram)
     lost: int = 0  # never came, or came after their slot (late)
     late: int = 0
     listened: int = 0
@@ -191,12 +194,13 @@ def playout(
     sent: int,
     jitter_ms: int,
     learned: list[float] | None = None,
-    origins: list[float] | None = None,
+    from_mouth: bool = False,
 ) -> Playout:
     """Every listener's arrivals of `session` through the speakers' jitter buffer: the fixed
     one, or with `learned` (each listener's target so far) the adaptive one, as the speakers
-    run it (each stream starts where the last one left off). With `origins` (per seq), latency
-    runs from them instead of from the gateway's receipt."""
+    run it (each stream starts where the last one left off). `from_mouth`: latency runs from
+    each frame's capture (its capture lag, as a speaker reads it) to when the device agent's
+    horn sounds it (`LEAD_MS` after its slot), instead of from the gateway's receipt."""
     result = Playout()
     for index, arrivals in enumerate(heard):
         if learned is None:
@@ -212,16 +216,22 @@ def playout(
                 continue  # a probe
             if frame.session != session or frame.kind is not contract.LiveKind.AUDIO:
                 continue
-            origin = frame.at_ms
-            if origins is not None and frame.seq < len(origins):
-                origin = round(origins[frame.seq])
-            buffer.push(frame.seq, origin, b"", at, restart=frame.starts_spurt)
+            result.delay.add(at - frame.at_ms)
+            captured = frame.captured_ms
+            buffer.push(
+                frame.seq,
+                frame.at_ms,
+                b"",
+                at,
+                restart=frame.starts_spurt,
+                captured_ms=None if captured is None else captured - LEAD_MS,
+            )
         if learned is not None and buffer.first_seq is not None:
             learned[index] = buffer.learned_ms
         result.listened += buffer.received > 0
         result.lost += sent - buffer.received
         result.late += buffer.late
-        result.latency.merge(buffer.latency)
+        result.latency.merge(buffer.mouth if from_mouth else buffer.latency)
     return result
 
 
@@ -278,22 +288,20 @@ async def _impaired(mqtt_url: str, impairment: Impairment) -> AsyncIterator[str]
 class Talk:
     session: str
     frames: int
-    # When each packet was captured (handed to the socket as a microphone would hand it over),
-    # in Unix ms on this machine's clock, as the gateway and the listeners stamp theirs.
-    captured: list[float]
 
 
 async def _talk(gateway: GatewayProcess, packets: list[bytes]) -> Talk:
-    client = LiveClient(gateway.url, BENCH_TOKEN)
-    captured: list[float] = []
+    # Stamped as `maeul live` stamps: each packet captured until it is handed over, on the
+    # gateway's clock as the client measured it; the frames carry it to the listeners.
+    client = LiveClient(gateway.url, BENCH_TOKEN, stamped=True)
     try:
         await client.open({"category": "administrative", "all": True, "format": "opus"})
         await client.wait_for("ready", 120)
-        await client.send_paced(packets, on_sent=lambda _: captured.append(time.time() * 1000))
+        await client.send_paced(packets)
         ended = await client.stop(120)
     finally:
         await client.close()
-    return Talk(str(ended["broadcast_id"]), int(ended["frames"]), captured)
+    return Talk(str(ended["broadcast_id"]), int(ended["frames"]))
 
 
 def _summed(
@@ -308,16 +316,16 @@ def _summed(
     """Every session's playout after the first `warmup`, added up (and logged round by
     round); the adaptive buffer learns during the warm-up as a speaker would. `from_mouth`:
     latency from each frame's capture to when the device agent's horn sounds it (its slot plus
-    the `LEAD_MS` the agent keeps its player fed ahead)."""
+    the `LEAD_MS` the agent keeps its player fed ahead), as the speakers report it."""
     total = Playout(heard_min=len(heard) if sessions[warmup:] else 0)
     learned = [float(JITTER_MS)] * len(heard) if adaptive else None
     for index, talk in enumerate(sessions, start=1 - warmup):
         session, frames = talk.session, talk.frames
-        origins = [at - LEAD_MS for at in talk.captured] if from_mouth else None
-        heard_round = playout(heard, session, frames, JITTER_MS, learned, origins)
+        heard_round = playout(heard, session, frames, JITTER_MS, learned, from_mouth)
         if index < 1:
             continue
         total.latency.merge(heard_round.latency)
+        total.delay.merge(heard_round.delay)
         total.lost += heard_round.lost
         total.late += heard_round.late
         total.sent += frames
@@ -325,7 +333,10 @@ def _summed(
         _log(
             f"{label} round {index}: p50 {heard_round.latency.percentile(0.5)} ms, "
             f"p95 {heard_round.latency.percentile(0.95)} ms, {heard_round.lost} frames lost "
-            f"({heard_round.late} late), {heard_round.listened}/{len(heard)} listeners heard it"
+            f"({heard_round.late} late), {heard_round.listened}/{len(heard)} listeners heard it; "
+            f"fan-out delay p50 {heard_round.delay.percentile(0.5)} ms, "
+            f"p99 {heard_round.delay.percentile(0.99)} ms, "
+            f"max {heard_round.delay.percentile(1.0)} ms"
         )
     return total
 
@@ -432,6 +443,10 @@ async def run_live_bench(
         "mouth_to_horn_p50_ms": mouth.latency.percentile(0.5),
         "mouth_to_horn_p95_ms": mouth.latency.percentile(0.95),
         "agent_lead_ms": LEAD_MS,
+        # What the buffers cover: a frame's arrival at a listener minus the gateway's receipt.
+        "fanout_delay_p50_ms": clean.delay.percentile(0.5),
+        "fanout_delay_p99_ms": clean.delay.percentile(0.99),
+        "fanout_delay_max_ms": clean.delay.percentile(1.0),
         "adaptive": {
             "floor_ms": ADAPTIVE.floor_ms,
             "ceiling_ms": ADAPTIVE.ceiling_ms,

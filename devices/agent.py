@@ -61,7 +61,7 @@ from devices.keyring import KeyLearner, http_keyring
 from devices.link import Incoming, Link
 from devices.live import Finished
 from devices.live_driver import LiveDriver, settle
-from devices.live_output import LiveOutput
+from devices.live_output import LEAD_MS, LiveOutput
 from devices.player import CommandPlayer, Player, PlayerError
 from devices.sound import Fetcher, Sound, SoundError, decode_sound
 from devices.speaker import SpeakerCore
@@ -140,7 +140,12 @@ class Agent:
             live=True,
             clock_offset=lambda: self.core.clock_offset.offset_ms,
         )
-        self.streams = LiveDriver(on_end=self._stream_ended, keep_payloads=True)
+        self.streams = LiveDriver(
+            on_end=self._stream_ended,
+            keep_payloads=True,
+            offset_ms=lambda: self.core.clock_offset.offset_ms,
+            output_lead_ms=LEAD_MS,
+        )
         self._stream_ends: dict[str, asyncio.Future[Finished]] = {}
         self._fetcher = Fetcher(
             client=http, token=_secret(config.gateway.token), gateway_url=config.gateway.url

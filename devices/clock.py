@@ -46,6 +46,13 @@ class ClockOffset:
         """How long to wait, on the local clock, before starting what is due at `play_at_ms`."""
         if play_at_ms is None:
             return 0.0
-        offset = self.offset_ms or 0
-        wait = play_at_ms + (offset if abs(offset) > CORRECTED_MS else 0) - local_now_ms
+        wait = play_at_ms + correction_ms(self.offset_ms) - local_now_ms
         return wait if 0 < wait <= MAX_WAIT_MS else 0.0
+
+
+def correction_ms(offset_ms: int | None) -> int:
+    """What turns a time on the gateway's clock into one on this clock: nothing for a clock
+    within `CORRECTED_MS` (NTP's; the estimate there is mostly the network's delay), else the
+    estimate."""
+    offset = offset_ms or 0
+    return offset if abs(offset) > CORRECTED_MS else 0

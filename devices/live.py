@@ -10,7 +10,10 @@ Playout: the first frame heard (or the first of a talk spurt, after a pause) anc
 frame ``n`` plays at ``anchor + jitter_ms + (n - n0) * 20 ms``. A frame that arrives after its
 slot is late: its slot was concealed and it counts as lost, as does a frame that never came, or
 one that came more than ten seconds ahead of its slot (a stream faster than real time).
-Latency is from the gateway's receipt of the frame (its ``at_ms``) to its slot.
+Latency is from the gateway's receipt of the frame (its ``at_ms``) to its slot. Mouth to horn
+is from the talker's capture of the frame (its capture lag, when the talking client stamps its
+audio) to the frame reaching the output: its slot plus the output's own lead (the agent keeps
+its player fed ahead), the capture time put on the speaker's clock (`devices.clock.correction_ms`).
 
 The stream ends ``played`` after the slot of the last frame an ``end`` (reason ``stopped``)
 names; ``interrupted`` on any other end reason, or when no frame came for ``stall_ms`` (paused,
@@ -20,9 +23,11 @@ or before the first frame: ``idle_ms``).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
+from devices.clock import correction_ms
 from devices.jitter import Adaptive, DelayWindow
 from wire import contract
 from wire.contract import EndReason, LiveFrame, LiveKind
@@ -95,7 +100,8 @@ class JitterBuffer:
         self._keep = keep_payloads
         self._window = DelayWindow(adaptive) if adaptive is not None else None
         self._passed = 0  # slots before this one were played (or concealed) already
-        self._pending: dict[int, int] = {}  # seq -> at_ms of frames waiting for their slot
+        # seq -> (at_ms, capture on this clock or None) of frames waiting for their slot
+        self._pending: dict[int, tuple[int, float | None]] = {}
         self.target_max_ms = self.target_ms
         self._anchor_seq: int | None = None
         self._anchor_at = 0.0
@@ -111,6 +117,7 @@ class JitterBuffer:
         self.early = 0
         self.duplicates = 0
         self._latency = Histogram()
+        self._mouth = Histogram()
 
     @property
     def adaptive(self) -> bool:
@@ -119,10 +126,22 @@ class JitterBuffer:
     @property
     def latency(self) -> Histogram:
         """Latencies of the frames played, or waiting to play at their slot as it stands."""
-        for seq, at_ms in self._pending.items():
-            self._latency.add(self.play_at(seq) - at_ms)
-        self._pending.clear()
+        for seq in list(self._pending):
+            self._played(seq)
         return self._latency
+
+    @property
+    def mouth(self) -> Histogram:
+        """From capture to slot, of the frames that said when they were captured."""
+        _ = self.latency
+        return self._mouth
+
+    def _played(self, seq: int) -> None:
+        at_ms, captured = self._pending.pop(seq)
+        slot = self.play_at(seq)
+        self._latency.add(slot - at_ms)
+        if captured is not None:
+            self._mouth.add(slot - captured)
 
     @property
     def learned_ms(self) -> float:
@@ -130,17 +149,29 @@ class JitterBuffer:
         like a spurt's start, so the target settles as it would there."""
         return self._window.settled(self.target_ms) if self._window else self.target_ms
 
-    def take_latency(self) -> Histogram:
-        latency, self._latency = self.latency, Histogram()
-        return latency
+    def take_latency(self) -> tuple[Histogram, Histogram]:
+        """The latency and mouth-to-slot histograms so far; the buffer starts new ones."""
+        latency, mouth = self.latency, self._mouth
+        self._latency, self._mouth = Histogram(), Histogram()
+        return latency, mouth
 
     def play_at(self, seq: int) -> float:
         assert self._anchor_seq is not None
         return self._anchor_at + self.target_ms + (seq - self._anchor_seq) * self.frame_ms
 
-    def push(self, seq: int, at_ms: int, payload: bytes, now: float, *, restart: bool) -> bool:
+    def push(
+        self,
+        seq: int,
+        at_ms: int,
+        payload: bytes,
+        now: float,
+        *,
+        restart: bool,
+        captured_ms: float | None = None,
+    ) -> bool:
         """Take a frame that arrived at `now`; False when it came too late for its slot, or
-        too early (the stream comes faster than real time)."""
+        too early (the stream comes faster than real time). `captured_ms`: when the talker
+        captured it, on this buffer's clock (None: unknown)."""
         self._settle(now)
         anew = self._anchor_seq is None or (restart and self._starts_anew(seq, now))
         if anew:
@@ -180,7 +211,7 @@ class JitterBuffer:
             old = {s for s in self._on_time if s < floor}
             self._on_time -= old
             self._settled += len(old)
-        self._pending[seq] = at_ms
+        self._pending[seq] = (at_ms, captured_ms)
         if self._keep:
             self._buffer[seq] = payload
         return True
@@ -217,9 +248,8 @@ class JitterBuffer:
         """Latencies of the frames whose slot has come: final, whatever the target does next."""
         if not self._pending or self._anchor_seq is None:
             return
-        done = [seq for seq in self._pending if self.play_at(seq) <= now]
-        for seq in done:
-            self._latency.add(self.play_at(seq) - self._pending.pop(seq))
+        for seq in [seq for seq in self._pending if self.play_at(seq) <= now]:
+            self._played(seq)
 
     def _starts_anew(self, seq: int, now: float) -> bool:
         """A talk spurt's first frame takes a new anchor when, on the current one, it would be
@@ -272,11 +302,14 @@ class Finished:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """What a live command's final ack says about the stream."""
+    """What a live command's final ack says about the stream; mouth to horn is None when no
+    frame said when it was captured."""
 
     frames_received: int
     frames_lost: int
     latency_ms: int | None
+    mouth_p50_ms: int | None = None
+    mouth_p95_ms: int | None = None
 
 
 @dataclass
@@ -309,12 +342,18 @@ class LivePlayer:
         keep_payloads: bool = False,
         jitter_ms: int | None = None,
         adaptive: Adaptive | None = None,
+        offset_ms: Callable[[], int | None] | None = None,
+        output_lead_ms: int = 0,
     ) -> None:
+        """`offset_ms`: this clock minus the gateway's, as estimated (`devices.clock`);
+        `output_lead_ms`: how long after its slot a frame is heard (the player's lead)."""
         self.counters = Counters()
         self.reports: OrderedDict[str, Report] = OrderedDict()  # command id -> its stream's end
         self._keep = keep_payloads
         self._jitter_ms = jitter_ms
         self._adaptive = adaptive
+        self._offset_ms = offset_ms
+        self._lead_ms = output_lead_ms
         # What the last stream's buffer learned of this speaker's network: the next one starts
         # there, so a jittery link does not cost the first seconds of every talk.
         self.learned_ms: float | None = None
@@ -324,7 +363,10 @@ class LivePlayer:
         # Ends of sessions not joined yet (the chime still playing, or queued): checked against
         # the key of the signed command when it is joined.
         self._unchecked_ends: OrderedDict[str, LiveFrame] = OrderedDict()
-        self.latency = Histogram()  # every played frame of every stream, for measurements
+        # Every played frame of every stream, for measurements: from the gateway, and from the
+        # talker's microphone to the slot.
+        self.latency = Histogram()
+        self.mouth = Histogram()
 
     @property
     def playing(self) -> str | None:
@@ -402,8 +444,14 @@ class LivePlayer:
         joined.last_heard = now
         if frame.kind is LiveKind.AUDIO:
             joined.paused = False
+            captured = frame.captured_ms
             joined.buffer.push(
-                frame.seq, frame.at_ms, frame.payload, now, restart=frame.starts_spurt
+                frame.seq,
+                frame.at_ms,
+                frame.payload,
+                now,
+                restart=frame.starts_spurt,
+                captured_ms=None if captured is None else self._on_this_clock(captured),
             )
             return []
         if frame.kind is LiveKind.PAUSE:
@@ -466,16 +514,23 @@ class LivePlayer:
 
     def _report(self, joined: _Joined, last_seq: int) -> Report:
         buffer = joined.buffer
-        latency = buffer.take_latency()
+        latency, mouth = buffer.take_latency()
         if buffer.first_seq is not None:
             self.learned_ms = buffer.learned_ms
         report = Report(
             frames_received=buffer.received,
             frames_lost=buffer.lost_until(last_seq),
             latency_ms=latency.percentile(0.5),
+            mouth_p50_ms=_heard(mouth.percentile(0.5), self._lead_ms),
+            mouth_p95_ms=_heard(mouth.percentile(0.95), self._lead_ms),
         )
         self.latency.merge(latency)
+        self.mouth.merge(mouth)
         return report
+
+    def _on_this_clock(self, gateway_ms: int) -> float:
+        offset = self._offset_ms() if self._offset_ms is not None else None
+        return gateway_ms + correction_ms(offset)
 
     @staticmethod
     def _remember(table: OrderedDict[str, _T], session: str, value: _T) -> None:
@@ -483,6 +538,10 @@ class LivePlayer:
         table.move_to_end(session)
         while len(table) > _REMEMBER:
             table.popitem(last=False)
+
+
+def _heard(slot_ms: int | None, lead_ms: int) -> int | None:
+    return None if slot_ms is None else slot_ms + lead_ms
 
 
 def _reason(flags: int) -> EndReason:
@@ -501,5 +560,7 @@ def with_report(ack: contract.Ack, report: Report | None) -> contract.Ack:
             "frames_received": report.frames_received,
             "frames_lost": report.frames_lost,
             "latency_ms": report.latency_ms,
+            "mouth_p50_ms": report.mouth_p50_ms,
+            "mouth_p95_ms": report.mouth_p95_ms,
         }
     )

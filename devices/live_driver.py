@@ -47,8 +47,17 @@ class LiveDriver:
         keep_payloads: bool = False,
         clock: Callable[[], float] = wall_ms,
         adaptive: Adaptive | None = ADAPTIVE,
+        offset_ms: Callable[[], int | None] | None = None,
+        output_lead_ms: int = 0,
     ) -> None:
-        self.player = LivePlayer(keep_payloads=keep_payloads, adaptive=adaptive)
+        """`offset_ms`: the speaker's clock offset estimate; `output_lead_ms`: how long after
+        its slot the horn sounds a frame. Both for the mouth-to-horn figures of the reports."""
+        self.player = LivePlayer(
+            keep_payloads=keep_payloads,
+            adaptive=adaptive,
+            offset_ms=offset_ms,
+            output_lead_ms=output_lead_ms,
+        )
         self._on_end = on_end
         self._clock = clock
         self._sink: Sink | None = None

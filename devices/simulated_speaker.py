@@ -21,7 +21,7 @@ from devices.keyring import KeyLearner
 from devices.link import Incoming, Link
 from devices.link_settings import LinkSettings
 from devices.live import Finished, LivePlayer
-from devices.live_driver import LiveDriver, settle
+from devices.live_driver import LiveDriver, settle, wall_ms
 from devices.simulator_config import SIMULATED_REJECT_REASON, Faults, SimSpeaker
 from devices.sound import Fetcher, SoundError, decode_sound
 from devices.speaker import SpeakerCore
@@ -106,7 +106,12 @@ class SimulatedSpeaker:
         self._durations: dict[str, int] = {}
         # The command playing, and the timer of its end (a live stream: of its chime, then None).
         self._playing: tuple[str, asyncio.TimerHandle | None] | None = None
-        self.streams = LiveDriver(on_end=self._stream_ended)
+        # On the speaker's own clock, as a device's: its offset estimate corrects mouth to horn.
+        self.streams = LiveDriver(
+            on_end=self._stream_ended,
+            clock=lambda: wall_ms() + spec.clock_offset_ms,
+            offset_ms=lambda: self.core.clock_offset.offset_ms,
+        )
         self._last_ack_at = 0.0
         # The last command that played to the end: what a receiver's 들었어요 confirms.
         self._last_played: tuple[str, str] | None = None

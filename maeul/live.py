@@ -1,7 +1,9 @@
 """`maeul live`: speak a file to the speakers in real time, as if it were said into a microphone.
 
 For tests and operators: the file is decoded and cut into 20 ms Opus packets first, then sent
-over the live WebSocket paced by the clock, after the start chime has played.
+over the live WebSocket paced by the clock, after the start chime has played. Each packet is
+stamped with when it was handed over, as a microphone would hand it, on the gateway's clock
+(measured with the socket's ``clock`` messages), so that speakers report mouth to horn.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +26,13 @@ FRAME_S: Final = 0.02
 # How far behind its schedule a paced sender may catch up in one burst (the gateway allows
 # 600 ms ahead of real time by default).
 CATCH_UP_S: Final = 0.2
+# Clock exchanges at the start of a session: the one with the shortest round trip is kept.
+CLOCK_EXCHANGES: Final = 5
+_STAMP: Final = struct.Struct(">Q")
+
+
+def wall_ms() -> float:
+    return time.time() * 1000
 
 
 class LiveError(Exception):
@@ -46,12 +56,24 @@ def opus_packets(path: Path, *, bitrate: int = 24_000) -> list[bytes]:
     return PcmIngest(16000, bitrate).feed(pcm.tobytes())
 
 
-class LiveClient:
-    """One talking client: a ticket over HTTP, then the WebSocket."""
+def clock_offset(exchanges: Sequence[tuple[float, float, float]]) -> float | None:
+    """The gateway's clock minus this one, from (sent, gateway's time, answered) exchanges:
+    the one with the shortest round trip, its gateway time taken as halfway through."""
+    if not exchanges:
+        return None
+    sent, server, answered = min(exchanges, key=lambda e: e[2] - e[0])
+    return server - (sent + answered) / 2
 
-    def __init__(self, base_url: str, token: str) -> None:
+
+class LiveClient:
+    """One talking client: a ticket over HTTP, then the WebSocket. `stamped`: its audio says
+    when it was captured (`send_audio`, `send_paced`)."""
+
+    def __init__(self, base_url: str, token: str, *, stamped: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.stamped = stamped
+        self.offset_ms = 0.0  # the gateway's clock minus this one, once measured
         self.events: list[dict[str, Any]] = []
         self.broadcast_id: str | None = None
         self._socket: Any = None
@@ -72,13 +94,44 @@ class LiveClient:
 
     async def open(self, body: dict[str, Any]) -> dict[str, Any]:
         """Start a session; returns the gateway's ``started`` message."""
-        path = await self.ticket(body)
+        path = await self.ticket({**body, "stamped": self.stamped})
         url = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         self._socket = await websockets.connect(url + path, max_size=1 << 20)
         self._reader = asyncio.create_task(self._read(), name="live-client")
         started = await self.wait_for("started", 30)
         self.broadcast_id = started["broadcast_id"]
+        if self.stamped:
+            await self.measure_clock()
         return started
+
+    async def measure_clock(self, exchanges: int = CLOCK_EXCHANGES) -> float:
+        """Estimate the gateway's clock against this one (`offset_ms`)."""
+        found: list[tuple[float, float, float]] = []
+        for _ in range(exchanges):
+            sent = wall_ms()
+            await self._socket.send(json.dumps({"type": "clock", "t": sent}))
+            answer = await self._answer_to(sent, 10)
+            found.append((sent, float(answer["server_ms"]), wall_ms()))
+        offset = clock_offset(found)
+        self.offset_ms = offset if offset is not None else 0.0
+        return self.offset_ms
+
+    async def _answer_to(self, sent: float, within: float) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                for event in self.events:
+                    if event.get("type") == "clock" and event.get("t") == sent:
+                        return event
+                    if event.get("type") in ("error", "closed"):
+                        raise LiveError(str(event.get("error", "closed")), "no clock answer")
+                self._changed.clear()
+                await self._changed.wait()
+
+    def stamp(self, data: bytes) -> bytes:
+        """`data` as a stamped client sends it: captured until now, on the gateway's clock."""
+        if not self.stamped:
+            return data
+        return _STAMP.pack(round(wall_ms() + self.offset_ms)) + data
 
     async def _read(self) -> None:
         try:
@@ -122,12 +175,16 @@ class LiveClient:
                 start -= delay + CATCH_UP_S
             elif delay > 0:
                 await asyncio.sleep(delay)
-            await self._socket.send(packet)
+            await self._socket.send(self.stamp(packet))
             if on_sent is not None:
                 on_sent(index)
 
     async def send(self, data: bytes | str) -> None:
+        """Send as it is (no stamp): for tests of what the gateway does with bad messages."""
         await self._socket.send(data)
+
+    async def send_audio(self, data: bytes) -> None:
+        await self._socket.send(self.stamp(data))
 
     async def control(self, kind: str) -> None:
         await self._socket.send(json.dumps({"type": kind}))
@@ -168,7 +225,7 @@ async def speak_file(
     if out is None:
         out = _to_stderr
     packets = await asyncio.to_thread(opus_packets, path)
-    client = LiveClient(base_url, token)
+    client = LiveClient(base_url, token, stamped=True)
     try:
         started = await client.open({**body, "format": "opus"})
         out(

@@ -230,6 +230,8 @@ async def summarize(
                 proof=proof.shown(delivery),
                 live_latency_ms=delivery.live_latency_ms,
                 live_frames_lost=delivery.live_frames_lost,
+                live_mouth_p50_ms=delivery.live_mouth_p50_ms,
+                live_mouth_p95_ms=delivery.live_mouth_p95_ms,
                 resent_in=delivery.resent_in,
                 resend_of=resend_of,
             )

@@ -96,6 +96,14 @@ class SpeakerDelivery(BaseModel):
     live_frames_lost: int | None = Field(
         None, description="Live broadcasts: frames of the stream that did not play on it."
     )
+    live_mouth_p50_ms: int | None = Field(
+        None,
+        description="Live broadcasts: median time from the talker's microphone to this "
+        "speaker's output (unknown when the talking client did not stamp its audio).",
+    )
+    live_mouth_p95_ms: int | None = Field(
+        None, description="Live broadcasts: as `live_mouth_p50_ms`, the 95th percentile."
+    )
     resent_in: str | None = Field(
         None, description="This delivery missed; the resend (a broadcast id) sent in its place."
     )
@@ -115,6 +123,15 @@ class VillageDelivery(BaseModel):
     )
     live_frames_lost: int | None = Field(
         None, description="Live broadcasts: frames lost, summed over its speakers."
+    )
+    live_mouth_p50_ms: int | None = Field(
+        None,
+        description="Live broadcasts: mouth to horn, the median of its speakers' p50.",
+    )
+    live_mouth_p95_ms: int | None = Field(
+        None,
+        description="Live broadcasts: mouth to horn, its worst speaker's p95 (the talker's "
+        "microphone to that speaker's output).",
     )
     speakers_played: int = Field(0, description="Its speakers that played (played or played_late).")
     households_confirmed: int = Field(

@@ -60,6 +60,8 @@ class AckIn:
     receipt_sig: str | None = None
     live_latency_ms: int | None = None
     live_frames_lost: int | None = None
+    live_mouth_p50_ms: int | None = None
+    live_mouth_p95_ms: int | None = None
     # A resend acked ``played`` without playing again: the speaker had played this earlier
     # command, which the resend supersedes (the proof is that playback's).
     already_played_as: str | None = None
@@ -128,6 +130,9 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
     heard_acks = [a for a in acks if a.status is AckStatus.HEARD]
     receivers = await _receivers(session, {a.speaker_id for a in heard_acks})
     checks = await proof.prepare(session, acks)
+    sent = await proof.live_frames_sent(
+        session, {a.broadcast_id for a in acks if a.live_frames_lost is not None}
+    )
     queues = await speaker_queues(
         session, {a.speaker_id for a in acks if a.status is AckStatus.RECEIVED}
     )
@@ -163,7 +168,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         bad_proof = verdict is not None and verdict.problem is not None
         if bad_proof:
             event = Event.FAILED  # a "played" that proves nothing is a failure, never a play
-        proof.keep_live_report(delivery, ack)
+        proof.keep_live_report(delivery, ack, sent.get(ack.broadcast_id))
         current = State(delivery.state)
         if (
             event is Event.REJECTED

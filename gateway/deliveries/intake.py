@@ -202,6 +202,8 @@ class Intake:
                         receipt_sig=ack.receipt_sig,
                         live_latency_ms=ack.latency_ms,
                         live_frames_lost=ack.frames_lost,
+                        live_mouth_p50_ms=ack.mouth_p50_ms,
+                        live_mouth_p95_ms=ack.mouth_p95_ms,
                         already_played_as=ack.already_played_as,
                         speaker_code=code,
                     )

@@ -65,5 +65,9 @@ class Delivery(Base):
     # the gateway's receipt of a frame to its playout, and the frames that did not play.
     live_latency_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     live_frames_lost: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Mouth to horn: from the talker's microphone to this speaker's output (p50, p95), when the
+    # talking client stamped its audio.
+    live_mouth_p50_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    live_mouth_p95_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     # The resend (a broadcast id) that was sent to this speaker because this delivery missed.
     resent_in: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -333,3 +333,15 @@ async def households_confirmed(session: AsyncSession, broadcast_id: str) -> dict
         .group_by(Delivery.village_id)
     )
     return {village_id: n for village_id, n in rows.tuples()}  # noqa: C416
+
+
+async def cap_live_losses(session: AsyncSession, broadcast_id: str, sent: int) -> int:
+    """A live session ended having sent `sent` frames: speakers' reports of more lost are cut
+    to that (reports that came before the end could not be checked). How many were cut."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.broadcast_id == broadcast_id, Delivery.live_frames_lost > sent)
+        .values(live_frames_lost=sent)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -4,27 +4,72 @@ published as signed live frames; and the control frames that pause or end a sess
 
 A message that cannot be used is dropped with a warning to the client; too many of them, or
 audio far ahead of real time, end the session (`Refused`).
+
+A client that stamps its audio (`TicketCreate.stamped`) starts each message with the capture
+time of its last sample, on the gateway's clock. The packets the message completes are taken
+as the 20 ms just before it, one after the other, and each frame says how long before the
+gateway's receipt its first sample was captured (its capture lag, `wire.contract.lag_flags`).
+A stamp far from the receipt (a client's clock estimate gone wrong) leaves its frames without.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import struct
 import time
+from typing import Final
 
 from gateway.live import messages
 from gateway.live.fanout import FanoutUnavailable, LiveBus
-from gateway.live.ingest import MAX_MESSAGE_BYTES, NotAudio
+from gateway.live.ingest import FRAME_MS, MAX_MESSAGE_BYTES, NotAudio
 from gateway.live.runs import Refused, Run
 from gateway.live.settings import LiveSettings
 from wire import contract
 from wire.contract import LiveFrame, LiveKind
+
+log = logging.getLogger(__name__)
+
+STAMP: Final = struct.Struct(">Q")
+# A stamp ahead of the receipt by up to this is a clock estimate's error (said as no lag);
+# further ahead, or further behind than `_STAMP_BEHIND_MS`, it is a clock gone wrong.
+_STAMP_AHEAD_MS: Final = 1_000
+_STAMP_BEHIND_MS: Final = 10_000
+
+
+def checked_stamp(run: Run, stamp_ms: int, received_ms: int) -> int | None:
+    """A message's capture stamp, or None (counted, and logged once) when it cannot be right."""
+    if -_STAMP_AHEAD_MS <= received_ms - stamp_ms <= _STAMP_BEHIND_MS:
+        return stamp_ms
+    run.bad_stamps += 1
+    if run.bad_stamps == 1:
+        log.warning(
+            "live session %s: a capture stamp %d ms from the receipt was ignored (the talking "
+            "client's clock estimate is off); its frames say no capture lag",
+            run.broadcast_id,
+            received_ms - stamp_ms,
+        )
+    return None
 
 
 async def feed(
     bus: LiveBus, live: LiveSettings, run: Run, data: bytes, *, received_ms: int
 ) -> None:
     limit = MAX_MESSAGE_BYTES[run.input_format]
+    captured_end: int | None = None
+    if run.stamped:
+        if len(data) <= STAMP.size:
+            await invalid(
+                live,
+                run,
+                "not_audio",
+                "시각이 붙은 오디오 메시지가 아닙니다. 이 메시지는 버려졌습니다.",
+                "A stamped message starts with its 8-byte capture time; it was dropped.",
+            )
+            return
+        captured_end = checked_stamp(run, STAMP.unpack_from(data)[0], received_ms)
+        data = data[STAMP.size :]
     if len(data) > limit:
         await invalid(
             live,
@@ -48,16 +93,19 @@ async def feed(
             f"Not {run.input_format} audio ({exc}); it was dropped.",
         )
         return
-    for packet in packets:
+    for index, packet in enumerate(packets):
         if run.ended.is_set():
             return  # ended meanwhile (elsewhere): nothing may follow the END frame
         if not run.frames_bucket.take():
             run.dropped += 1
             await flooded(live, run)
             continue
+        lag_ms = None
+        if captured_end is not None:
+            lag_ms = received_ms - (captured_end - (len(packets) - index) * FRAME_MS)
         frame = LiveFrame(
             kind=LiveKind.AUDIO,
-            flags=contract.LIVE_START_FLAG if run.spurt else 0,
+            flags=(contract.LIVE_START_FLAG if run.spurt else 0) | contract.lag_flags(lag_ms),
             session=run.broadcast_id,
             seq=run.seq,
             at_ms=received_ms,

@@ -167,6 +167,7 @@ class LiveHub:
             rate=body.sample_rate,
             resume=body.resume,
             expires_at=time.monotonic() + self._live.ticket_ttl_s,
+            stamped=body.stamped,
         )
         return TicketRead(
             ticket=token,
@@ -290,6 +291,7 @@ class LiveHub:
             recorder=Recorder(max_ms=self._live.max_s * 1000 + self._live.burst_ms),
             frames_bucket=Bucket(1000 / FRAME_MS, self._live.burst_ms / FRAME_MS),
             socket=websocket,
+            stamped=ticket.stamped,
         )
         self._runs[run.broadcast_id] = run
         name, end, sessions = run.broadcast_id, self._end, self._sessions
@@ -320,6 +322,7 @@ class LiveHub:
             run.grace.cancel()
             run.grace = None
         run.spurt = True
+        run.stamped = ticket.stamped
         run.heard = time.monotonic()
         return run
 
@@ -340,11 +343,16 @@ class LiveHub:
             if data is not None:
                 await frames.feed(self._bus, self._live, run, data, received_ms=contract.now_ms())
                 continue
+            if kind is None and (stamp := messages.read_clock(text)) is not None:
+                await websocket.send_json(messages.clock(stamp, contract.now_ms()))
+                continue
             if kind is None:
                 raise Refused(
                     "invalid_message",
-                    "알 수 없는 메시지입니다. 오디오나 pause, resume, stop만 보낼 수 있습니다.",
-                    f"Unknown message; send audio, or pause, resume or stop ({text[:40]!r}).",
+                    "알 수 없는 메시지입니다. 오디오나 pause, resume, stop, clock만 "
+                    "보낼 수 있습니다.",
+                    "Unknown message; send audio, or pause, resume, stop or clock "
+                    f"({text[:40]!r}).",
                 )
             if kind == "stop":
                 await self._end(run, EndReason.STOPPED, "stopped")

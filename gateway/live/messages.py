@@ -4,6 +4,8 @@ The protocol (JSON text both ways, audio as binary messages from the client)::
 
     client                                  gateway
     (connect with ?ticket=...)      ─────▶
+    {"type": "clock", "t": T}       ─────▶  any time, a few times: the client's clock (ms)
+                                    ◀─────  {"type": "clock", "t": T, "server_ms": S}
                                     ◀─────  {"type": "started", "broadcast_id", "chime_ms", ...}
                                     ◀─────  {"type": "ready"}            the chime has played: talk
     binary audio (ticket's format)  ─────▶
@@ -15,12 +17,19 @@ The protocol (JSON text both ways, audio as binary messages from the client)::
                                             was dropped (not audio, too large, ahead of real
                                             time); the session goes on
                                     ◀─────  {"type": "error", "error", "detail"}  (then a close)
+
+The clock exchange lets a client that stamps its audio (`TicketCreate.stamped`) put the stamps
+on the gateway's clock: with ``T1`` its clock when the answer came, the gateway's clock is
+ahead of the client's by ``S - (T + T1) / 2``, within half the round trip; of a few exchanges
+the one with the shortest round trip is the best. Send them after ``started``: until then the
+gateway is opening the session and answers late, which only lengthens those round trips.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 from datetime import datetime
 from typing import Any, Final
 
@@ -47,14 +56,34 @@ IMPOSED: Final = {
 
 
 def read_control(text: str) -> str | None:
+    body = _read(text)
+    kind = body.get("type") if body is not None else None
+    return kind if kind in ("pause", "resume", "stop") else None
+
+
+def read_clock(text: str) -> int | float | None:
+    """The client's time in a ``clock`` message (None: not one)."""
+    body = _read(text)
+    if body is None or body.get("type") != "clock":
+        return None
+    stamp = body.get("t")
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp):
+        return None
+    return stamp
+
+
+def clock(stamp: int | float, server_ms: int) -> dict[str, Any]:
+    return {"type": "clock", "t": stamp, "server_ms": server_ms}
+
+
+def _read(text: str) -> dict[str, Any] | None:
     if len(text) > _MAX_TEXT_CHARS:
         return None
     try:
         body = json.loads(text)
     except ValueError:
         return None
-    kind = body.get("type") if isinstance(body, dict) else None
-    return kind if kind in ("pause", "resume", "stop") else None
+    return body if isinstance(body, dict) else None
 
 
 def status(run: Run, counts: dict[str, int], now: datetime) -> dict[str, Any]:

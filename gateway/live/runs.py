@@ -34,6 +34,7 @@ class Ticket:
     rate: int
     resume: str | None
     expires_at: float
+    stamped: bool = False
 
 
 @dataclass
@@ -80,6 +81,11 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     messages: Bucket = field(default_factory=lambda: Bucket(_MESSAGES_PER_S, _MESSAGE_BURST))
     controls: Bucket = field(default_factory=lambda: Bucket(_CONTROLS_PER_S, _CONTROL_BURST))
+    # Binary messages start with their capture time (`TicketCreate.stamped`).
+    stamped: bool = False
+    # Stamps out of bounds (a talking client's clock estimate gone wrong): their frames go
+    # without a capture lag.
+    bad_stamps: int = 0
     seq: int = 0
     frames: int = 0
     dropped: int = 0

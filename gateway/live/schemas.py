@@ -26,6 +26,15 @@ class TicketCreate(BaseModel):
         ),
     )
     sample_rate: int = Field(16000, description=f"For pcm: one of {list(PCM_RATES)}")
+    stamped: bool = Field(
+        False,
+        description=(
+            "Every binary message starts with 8 bytes: when its last sample was captured, as "
+            "a big-endian unsigned count of Unix milliseconds on the gateway's clock (the "
+            "client's clock corrected by the offset its `clock` messages measured). Speakers "
+            "then report mouth-to-horn latency; without it they say it is unknown."
+        ),
+    )
     resume: str | None = Field(
         None,
         pattern=r"^[0-9a-f]{32}$",

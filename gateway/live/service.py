@@ -7,6 +7,7 @@ the archive). What makes it live is its row in ``live_sessions``: the outbox put
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -34,6 +35,8 @@ from gateway.speakers import service as speakers
 from gateway.users import standing
 from wire import contract
 from wire.contract import Category
+
+log = logging.getLogger(__name__)
 
 # An open session whose replica has not renewed it for this long died with that replica.
 ALIVE_WINDOW: Final = timedelta(seconds=30)
@@ -321,6 +324,14 @@ async def close_session(
     row.end_reason = requested or reason[:32]
     row.frames = frames
     row.frames_dropped = dropped
+    capped = await deliveries.cap_live_losses(session, broadcast_id, frames)
+    if capped:
+        log.warning(
+            "live session %s: %d speaker(s) reported more frames lost than the %d sent; cut",
+            broadcast_id,
+            capped,
+            frames,
+        )
     if recording is not None:
         await audio_store.store_encoded(session, recording, now)
         broadcast.audio_sha256 = {"opus": recording.sha256}

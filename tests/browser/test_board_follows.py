@@ -190,6 +190,7 @@ def _silent_detail(broadcast_id: str) -> dict[str, object]:
                 "outcome": "played",
                 "live_latency_ms": 1200,
                 "live_frames_lost": 3,
+                "live_mouth_p95_ms": 1340,
                 "speakers": [_speaker(2, "played", 0, sent)],
             },
             {
@@ -237,7 +238,9 @@ def test_speakers_that_do_not_answer_are_told_not_left_grey(
     expect(silent).to_have_attribute("data-state", "unanswered")
     expect(silent.locator(".st")).to_have_text("응답 없음")
     expect(desktop.locator("[data-count='unanswered'] b")).to_have_text("1")
-    expect(desktop.locator(".tile[data-village='2'] .note")).to_have_text("지연 1.2초 · 끊김 3")
+    expect(desktop.locator(".tile[data-village='2'] .note")).to_have_text(
+        "지연 1.2초 · 입에서 스피커까지 p95 1340ms, 손실 3"
+    )
     late = desktop.locator(".tile[data-village='3']")
     expect(late).to_have_attribute("data-state", "played_late")
     expect(late.locator(".st")).to_have_text("늦게 방송됨")

@@ -52,20 +52,24 @@ def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stac
     text = download.value.path().read_text(encoding="utf-8-sig")
     header, *rows = list(csv.reader(io.StringIO(text)))
     proof_at = header.index("재생한 오디오 (sha256)")
-    assert header[proof_at : proof_at + 6] == [
+    assert header[proof_at : proof_at + 8] == [
         "재생한 오디오 (sha256)",
         "재생 시간 (ms)",
         "출력 레벨 (dBFS)",
         "재생 증명 서명",
         "실시간 지연 (ms)",
         "실시간 손실 프레임",
+        "입에서 스피커까지 p50 (ms)",
+        "입에서 스피커까지 p95 (ms)",
     ]
-    assert header[proof_at + 6 :] == [
+    assert header[proof_at + 8 :] == [
         "마을 스피커 방송 완료",
         "마을 확인한 가구",
         "마을 문자로 알린 주민",
         "마을 문자 도착",
         "마을 문자 실패",
+        "마을 입에서 스피커까지 p95 (ms, 가장 느린 스피커)",
+        "마을 실시간 손실 프레임",
     ]
     played = {v["code"]: v["speakers_played"] for v in detail["village_deliveries"]}
     assert len(rows) == len(speakers)
@@ -81,6 +85,6 @@ def test_the_report_shows_what_each_speaker_proved_it_played(desktop: Page, stac
             "검증됨",
         ), row
         assert float(level) == proof["level_dbfs"]
-        assert row[proof_at + 4 : proof_at + 6] == ["", ""]  # not a live broadcast
+        assert row[proof_at + 4 : proof_at + 8] == ["", "", "", ""]  # not a live broadcast
         # Every speaker played: no village told by SMS.
-        assert row[proof_at + 6 :] == [str(played[row[1]]), "0", "0", "0", "0"], row
+        assert row[proof_at + 8 :] == [str(played[row[1]]), "0", "0", "0", "0", "", ""], row

@@ -23,6 +23,7 @@ import pytest
 
 from audio.chimes import chime
 from audio.decode import Limits, decode_file
+from devices.live_output import LEAD_MS
 from maeul.live import LiveClient
 from tests.e2e.harness import (
     TOKEN,
@@ -195,7 +196,7 @@ async def _speak_live(gateway: GatewayProcess, village_id: int, talk: Samples) -
     """Say `talk` live to the village as 16 kHz PCM, at the pace of speech; the broadcast id."""
     pcm = talk.round().astype("<i2").tobytes()
     chunks = [pcm[offset : offset + 640] for offset in range(0, len(pcm), 640)]
-    client = LiveClient(gateway.url, TOKEN)
+    client = LiveClient(gateway.url, TOKEN, stamped=True)
     try:
         await client.open(
             {"category": "village_notice", "village_ids": [village_id], "format": "pcm"}
@@ -228,6 +229,8 @@ async def _run_once(
         for speaker in village["speakers"]:
             assert speaker["state"] == "played", speaker
             assert speaker["live_frames_lost"] == 0, speaker
+            # Mouth to horn: from the capture to the horn, the agent's player lead included.
+            assert speaker["live_mouth_p95_ms"] >= speaker["live_mouth_p50_ms"] >= LEAD_MS
 
 
 def _check_heard(agent: AgentProcess, recorded_talk: Samples, live_talk: Samples) -> None:

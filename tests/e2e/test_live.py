@@ -157,7 +157,8 @@ async def test_a_live_talk_plays_on_every_speaker_of_a_district_without_loss(
 ) -> None:
     async with gateway.client() as client:
         district_id, speakers, _ = await _district(client, "d01")
-    talk = LiveClient(gateway.url, TOKEN)
+    # Stamped as the talk page and `maeul live` stamp: speakers report mouth to horn.
+    talk = LiveClient(gateway.url, TOKEN, stamped=True)
     try:
         started = await talk.open(
             {"category": "village_notice", "district_ids": [district_id], "format": "opus"}
@@ -181,6 +182,9 @@ async def test_a_live_talk_plays_on_every_speaker_of_a_district_without_loss(
         assert final.frames_lost == 0, (speaker, final)
         assert final.frames_received == len(speech)
         assert final.latency_ms is not None
+        assert final.mouth_p50_ms is not None, (speaker, final)
+        assert final.mouth_p95_ms is not None
+        assert final.mouth_p95_ms >= final.mouth_p50_ms
 
     async with gateway.client() as client:
         summary = await wait_until_final(client, broadcast_id, limit_s=60)
@@ -193,6 +197,8 @@ async def test_a_live_talk_plays_on_every_speaker_of_a_district_without_loss(
                 final = _final(observer, broadcast_id, spoken["code"])
                 assert spoken["live_latency_ms"] == final.latency_ms, spoken
                 assert spoken["live_frames_lost"] == final.frames_lost == 0
+                assert spoken["live_mouth_p50_ms"] == final.mouth_p50_ms
+                assert spoken["live_mouth_p95_ms"] == final.mouth_p95_ms
                 # The stream's proof names the chime and the talk's length, signed.
                 assert spoken["proof"]["verified"] is True, spoken
                 assert spoken["proof"]["played_ms"] == len(speech) * 20
@@ -200,6 +206,8 @@ async def test_a_live_talk_plays_on_every_speaker_of_a_district_without_loss(
             if heard:
                 assert village["live_latency_ms"] == round(statistics.median(latencies))
                 assert village["live_frames_lost"] == 0
+                # The board and the report show the village's slowest speaker's p95.
+                assert village["live_mouth_p95_ms"] == max(s["live_mouth_p95_ms"] for s in heard)
         # The recording is kept like an uploaded one: the archive serves it.
         recording = await client.get(f"/api/v1/audio/{ended['recording_sha256']}")
         assert recording.status_code == 200

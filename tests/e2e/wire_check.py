@@ -144,8 +144,7 @@ def live_frame_problems(data: bytes) -> list[str]:
         found.append(f"kind {kind}")
     if reserved != 0:
         found.append(f"reserved byte {reserved}")
-    if kind == 1 and flags & ~contract.LIVE_START_FLAG:
-        found.append(f"audio flags {flags:#x}")
+    # An audio frame's flags are all defined: bit 0 starts a spurt, bits 1-7 the capture lag.
     if kind == 3 and flags not in {r.value for r in contract.EndReason}:
         found.append(f"end reason {flags}")
     if kind != 1 and len(data) != contract.LIVE_HEADER_BYTES:

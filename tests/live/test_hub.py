@@ -110,6 +110,8 @@ async def test_a_session_sends_tagged_frames_to_the_group_and_keeps_its_recordin
     audio = [f for f in frames if f.kind is LiveKind.AUDIO]
     assert [f.seq for f in audio] == list(range(20))
     assert audio[0].starts_spurt
+    # A client that does not stamp its audio: its frames say no capture lag (and still play).
+    assert {f.captured_ms for f in audio} == {None}
     assert all(f.verify(stream.key_bytes()) for f in frames)
     assert frames[-1].kind is LiveKind.END
     assert frames[-1].flags == contract.EndReason.STOPPED

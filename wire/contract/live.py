@@ -10,7 +10,8 @@ which every speaker subscribes to beside its command topics. A frame is binary (
 
     0   1  magic 0x4c ("L")
     1   1  kind: 1 audio (QoS 0), 2 pause, 3 end (QoS 1; the end's seq is the last audio seq)
-    2   1  flags: audio: bit 0 starts a talk spurt (re-anchor playout); end: an EndReason
+    2   1  flags: audio: bit 0 starts a talk spurt (re-anchor playout), bits 1-7 the capture
+             lag (below); end: an EndReason
     3   1  reserved, 0
     4  16  session: the broadcast id
     20  4  seq: audio frame number, from 0, without gaps at the sender
@@ -21,6 +22,13 @@ which every speaker subscribes to beside its command topics. A frame is binary (
 An audio frame is small (about 100 bytes at 24 kbit/s) and stale after a fraction of a second,
 so it travels at QoS 0; a speaker conceals a lost one. The tag keeps a forged frame from being
 played without costing a signature per frame.
+
+The capture lag says when the talker's microphone heard the frame's first sample, so that a
+speaker can measure mouth to horn: code ``c`` = ``flags >> 1``; 0 unknown (a client that does
+not stamp its audio), else the capture was ``(c - 1) * 5`` ms before ``at_ms`` (on the
+gateway's clock), 127 meaning that long or longer. It rides in the flags, which every speaker
+already authenticates as sent and reads only bit 0 of, so older speakers play the frames
+unchanged and newer ones play frames from an older gateway (lag unknown).
 """
 
 from __future__ import annotations
@@ -63,6 +71,20 @@ class EndReason(IntEnum):
 
 
 LIVE_START_FLAG: Final = 0x01
+LIVE_LAG_SHIFT: Final = 1
+LIVE_LAG_UNIT_MS: Final = 5
+LIVE_LAG_MAX_CODE: Final = 0x7F
+# The longest capture lag a frame can say exactly; a longer one is said as this.
+MAX_LIVE_LAG_MS: Final = (LIVE_LAG_MAX_CODE - 1) * LIVE_LAG_UNIT_MS
+
+
+def lag_flags(lag_ms: float | None) -> int:
+    """An audio frame's flag bits for a capture `lag_ms` before its ``at_ms`` (None: unknown;
+    below 0, a talker's clock estimate a little off, is said as 0)."""
+    if lag_ms is None:
+        return 0
+    code = 1 + round(min(max(lag_ms, 0.0), MAX_LIVE_LAG_MS) / LIVE_LAG_UNIT_MS)
+    return code << LIVE_LAG_SHIFT
 
 
 def new_live_key() -> str:
@@ -82,6 +104,15 @@ class LiveFrame:
     @property
     def starts_spurt(self) -> bool:
         return self.kind is LiveKind.AUDIO and bool(self.flags & LIVE_START_FLAG)
+
+    @property
+    def captured_ms(self) -> int | None:
+        """When the talker captured the frame's first sample (Unix ms, gateway clock), if the
+        frame says so."""
+        code = self.flags >> LIVE_LAG_SHIFT if self.kind is LiveKind.AUDIO else 0
+        if code == 0:
+            return None
+        return self.at_ms - (code - 1) * LIVE_LAG_UNIT_MS
 
     def _head(self) -> bytes:
         return _LIVE_HEAD.pack(
@@ -127,7 +158,8 @@ A binary live frame: a {LIVE_HEADER_BYTES}-byte header (big-endian), then the pa
 |---|---|---|
 | 0 | 1 | magic `0x{LIVE_MAGIC:02x}` |
 | 1 | 1 | kind: {", ".join(f"{int(k)} {k.name.lower()}" for k in LiveKind)} |
-| 2 | 1 | flags: audio: bit 0 starts a talk spurt (re-anchor the playout); end: the reason, \
+| 2 | 1 | flags: audio: bit 0 starts a talk spurt (re-anchor the playout), bits 1-7 the \
+capture lag `c` (below); end: the reason, \
 {", ".join(f"{int(r)} {r.name.lower()}" for r in EndReason)} |
 | 3 | 1 | reserved, 0 |
 | 4 | 16 | session: the broadcast id |
@@ -137,6 +169,12 @@ A binary live frame: a {LIVE_HEADER_BYTES}-byte header (big-endian), then the pa
 HMAC-SHA256(key, bytes 0-31 + payload) |
 | {LIVE_HEADER_BYTES} | 0-{MAX_LIVE_PAYLOAD_BYTES} | payload: one 20 ms \
 Opus packet (audio); empty for pause and end |
+
+The capture lag lets a speaker measure mouth to horn: `c` = flags >> 1 is 0 when unknown (a
+talking client that does not stamp its audio), else the talker's microphone heard the frame's
+first sample `(c - 1) × {LIVE_LAG_UNIT_MS}` ms before `at_ms` (gateway clock), \
+{LIVE_LAG_MAX_CODE} meaning {MAX_LIVE_LAG_MS} ms or more. Speakers read only bit 0 of an \
+audio frame's flags for playout, so a frame plays the same with or without it.
 
 The key is the `live.key` of the signed play command that started the stream (base64url of
 32 bytes), so only the gateway that signed the command can make frames a speaker accepts; a

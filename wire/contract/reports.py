@@ -100,6 +100,23 @@ class Ack(_Message):
             "of a frame (`at_ms` in the frame) to its playout, in milliseconds."
         ),
     )
+    mouth_p50_ms: int | None = Field(
+        default=None,
+        description=(
+            "For a live stream, with its final ack: the median time from the talker's "
+            "microphone (a frame's capture, from its capture lag) to the frame reaching the "
+            "speaker's output, in milliseconds on the gateway's clock (the speaker's own clock "
+            "corrected by its clock offset when that is beyond what NTP leaves). Absent when "
+            "no frame said when it was captured (an older gateway or talking client). The "
+            "gateway keeps it only with `mouth_p95_ms` and 0 <= p50 <= p95 <= 600000."
+        ),
+    )
+    mouth_p95_ms: int | None = Field(
+        default=None,
+        description=(
+            "For a live stream, with its final ack: as `mouth_p50_ms`, its 95th percentile."
+        ),
+    )
     # The signing bytes are `receipt_signing_bytes` of this ack's proof fields (see `Receipt`).
     receipt_sig: str | None = Field(
         default=None,

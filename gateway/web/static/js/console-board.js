@@ -58,7 +58,14 @@ async function showBoard(id, current) {
     const silent = v.speakers.filter(isUnanswered).length;
     if (silent) notes.push(`응답 없음 ${silent}대`);
     if (typeof v.live_latency_ms === "number") notes.push(`지연 ${(v.live_latency_ms / 1000).toFixed(1)}초`);
-    if (typeof v.live_frames_lost === "number" && v.live_frames_lost > 0) notes.push(`끊김 ${v.live_frames_lost}`);
+    const lost = typeof v.live_frames_lost === "number" ? v.live_frames_lost : null;
+    // Mouth to horn: the village's slowest speaker's p95 (its speakers' reports of a live talk).
+    if (typeof v.live_mouth_p95_ms === "number") {
+      notes.push(`입에서 스피커까지 p95 ${v.live_mouth_p95_ms}ms, 손실 ${lost === null ? "알 수 없음" : lost}`);
+    } else {
+      if (typeof v.live_latency_ms === "number") notes.push("입에서 스피커까지 알 수 없음");
+      if (lost) notes.push(`끊김 ${lost}`);
+    }
     return notes.length ? `<span class="note">${esc(notes.join(" · "))}</span>` : "";
   }
 
@@ -214,24 +221,27 @@ async function showBoard(id, current) {
   document.getElementById("report").addEventListener("click", () => {
     const rows = [["마을", "마을 코드", "스피커", "상태", "시도 횟수", "재생 시각", "사유", "사유 코드",
       "다시 보낸 방송", "원래 방송", "재생한 오디오 (sha256)", "재생 시간 (ms)", "출력 레벨 (dBFS)",
-      "재생 증명 서명", "실시간 지연 (ms)", "실시간 손실 프레임", "마을 스피커 방송 완료",
-      "마을 확인한 가구", "마을 문자로 알린 주민", "마을 문자 도착", "마을 문자 실패"]];
+      "재생 증명 서명", "실시간 지연 (ms)", "실시간 손실 프레임", "입에서 스피커까지 p50 (ms)",
+      "입에서 스피커까지 p95 (ms)", "마을 스피커 방송 완료", "마을 확인한 가구", "마을 문자로 알린 주민",
+      "마을 문자 도착", "마을 문자 실패", "마을 입에서 스피커까지 p95 (ms, 가장 느린 스피커)",
+      "마을 실시간 손실 프레임"]];
     const signed = (p) => (!p ? "" : p.verified === true ? "검증됨" : "등록된 키 없음");
     const blank = (x) => (x === null || x === undefined ? "" : x);
     for (const v of detail.village_deliveries) {
       const phone = v.phone || { delivered: 0, failed: 0 };
       const village = [v.speakers_played || 0, v.households_confirmed || 0, phoned(v),
-        phone.delivered, phone.failed];
+        phone.delivered, phone.failed, blank(v.live_mouth_p95_ms), blank(v.live_frames_lost)];
       for (const sp of v.speakers) {
         const p = sp.proof;
         rows.push([v.name, v.code, sp.code, WORDS.tile[sp.state] || sp.state, sp.sends,
           whenFull(sp.played_at), reasonWords(sp.reason), sp.reason || "", sp.resent_in || "",
           sp.resend_of || "", p ? p.audio_sha256 : "", p ? p.played_ms : "",
           p ? blank(p.level_dbfs) : "", signed(p), blank(sp.live_latency_ms),
-          blank(sp.live_frames_lost), ...village]);
+          blank(sp.live_frames_lost), blank(sp.live_mouth_p50_ms), blank(sp.live_mouth_p95_ms),
+          ...village]);
       }
       // A village with no speaker still has its line: its residents may have been told by SMS.
-      if (!v.speakers.length) rows.push([v.name, v.code, ...Array(14).fill(""), ...village]);
+      if (!v.speakers.length) rows.push([v.name, v.code, ...Array(16).fill(""), ...village]);
     }
     csvDownload(`broadcast-${id}.csv`, rows);
   });

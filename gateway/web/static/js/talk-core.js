@@ -1,9 +1,14 @@
 // A live talk from a browser, shared by the talk page (/talk) and the phone page (/phone): the
 // microphone as 16-bit PCM over the live WebSocket (the protocol is in gateway/live/messages.py).
 // Each page asks for the ticket with its own login and draws its own screen.
+// Every message of audio starts with when its last sample reached the page, on the gateway's
+// clock (a "stamped" ticket): the page measures that clock with a few "clock" messages once the
+// session started, keeping the exchange with the shortest round trip, so that speakers can
+// report the latency from this microphone to their horn.
 "use strict";
 
 const LIVE_RATES = [8000, 16000, 24000, 48000];
+const LIVE_CLOCK_EXCHANGES = 5;
 
 class LiveTalk {
   // ticket(body): POST /live/tickets with the page's login, answering the ticket.
@@ -27,6 +32,9 @@ class LiveTalk {
     this._step = 1; // input samples per output sample when the device's rate is not sendable
     this._position = 0;
     this._last = 0;
+    this.offsetMs = 0; // the gateway's clock minus this one, once measured
+    this._clockBest = Infinity;
+    this._clockLeft = 0;
   }
 
   static get supported() {
@@ -72,7 +80,7 @@ class LiveTalk {
   // Asks for a ticket and opens the session: the chime plays on the speakers first, then
   // "ready" says they wait for the voice. `target`: category, village_ids or district_ids, title.
   async start(target) {
-    const ticket = await this.ticket({ ...target, format: "pcm", sample_rate: this.rate });
+    const ticket = await this.ticket({ ...target, format: "pcm", sample_rate: this.rate, stamped: true });
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}${ticket.url}`);
     socket.binaryType = "arraybuffer";
@@ -88,7 +96,12 @@ class LiveTalk {
   }
 
   _message(message) {
-    if (message.type === "started") this.broadcastId = message.broadcast_id;
+    if (message.type === "clock") { this._clock(message); return; }
+    if (message.type === "started") {
+      this.broadcastId = message.broadcast_id;
+      this._clockLeft = LIVE_CLOCK_EXCHANGES;
+      this._askClock();
+    }
     if (message.type === "ready") this.ready = true;
     if (message.type === "ended") this.ended = true;
     if (message.type === "ready" && this.talking) this.control("resume");
@@ -106,6 +119,22 @@ class LiveTalk {
   stop() {
     this.talking = false;
     this.control("stop");
+  }
+
+  _askClock() {
+    if (this._clockLeft <= 0 || !this.socket || this.socket.readyState !== WebSocket.OPEN) return;
+    this._clockLeft -= 1;
+    this.socket.send(JSON.stringify({ type: "clock", t: Date.now() }));
+  }
+
+  _clock(message) {
+    const answered = Date.now();
+    const roundTrip = answered - message.t;
+    if (roundTrip >= 0 && roundTrip < this._clockBest) {
+      this._clockBest = roundTrip;
+      this.offsetMs = message.server_ms - (message.t + answered) / 2;
+    }
+    this._askClock();
   }
 
   control(type) {
@@ -133,7 +162,9 @@ class LiveTalk {
     this._pending.push(samples);
     this._pendingLength += samples.length;
     if (this._pendingLength < this.rate / 50) return; // 20 ms
-    const pcm = new Int16Array(this._pendingLength);
+    const message = new ArrayBuffer(8 + this._pendingLength * 2);
+    new DataView(message).setBigUint64(0, BigInt(Math.round(Date.now() + this.offsetMs)));
+    const pcm = new Int16Array(message, 8);
     let offset = 0;
     for (const part of this._pending) {
       for (let i = 0; i < part.length; i += 1) {
@@ -144,7 +175,7 @@ class LiveTalk {
     }
     this._pending = [];
     this._pendingLength = 0;
-    this.socket.send(pcm.buffer);
+    this.socket.send(message);
   }
 
   // Linear interpolation across chunk boundaries (the voice band survives it well enough).
