@@ -197,8 +197,9 @@ class VillageTally:
 async def tally(
     session: AsyncSession, broadcast_id: str
 ) -> tuple[dict[str, int], dict[int, VillageTally]]:
-    """Speaker counts by state (open deliveries to offline speakers counted as 'offline'), and
-    one tally per village that has speakers in the broadcast."""
+    """Speaker counts by state (open deliveries to offline speakers counted as 'offline', those
+    indoor receivers held for their households as 'held'), and one tally per village that has
+    speakers in the broadcast."""
     is_held = func.coalesce(Delivery.reason == HELD_QUIET_HOURS, False)
     rows = (
         await session.execute(
@@ -213,7 +214,8 @@ async def tally(
     for village_id, state, online, held, count in rows:
         # Open includes PREEMPTED: an interrupted delivery still waits to play from the start.
         is_open = State(state) in ACTIVE
-        key = "offline" if is_open and not online else state
+        held_back = bool(held) and State(state) not in HEARD
+        key = "held" if held_back else "offline" if is_open and not online else state
         speakers[key] += count
         speakers["total"] += count
         v = per_village[village_id]
@@ -222,8 +224,8 @@ async def tally(
         v[1] += count if is_open and online else 0
         v[2] += count if is_open and not online else 0
         v[3] += count
-        v[4] += count if held and State(state) not in HEARD else 0
-        v[5] += count if held and is_open and online else 0
+        v[4] += count if held_back else 0
+        v[5] += count if held_back and is_open and online else 0
     return dict(speakers), {vid: VillageTally(vid, *counts) for vid, counts in per_village.items()}
 
 

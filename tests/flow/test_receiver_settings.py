@@ -142,9 +142,12 @@ async def test_a_notice_a_receiver_holds_is_not_asked_again_missed_or_sent_by_sm
         [receiver] = [s for s in row["speakers"] if s["code"] == "home-r1"]
         return row["outcome"], receiver
 
-    outcome, receiver = village(await _detail(stack, body["id"]))
+    detail = await _detail(stack, body["id"])
+    outcome, receiver = village(detail)
     assert (receiver["state"], receiver["reason"]) == ("received", "held_quiet_hours")
     assert outcome == "played"
+    assert (detail["speakers"]["held"], detail["speakers"]["received"]) == (1, 0)
+    assert detail["state"] == "in_progress"  # the receiver will still play it
 
     # Past the ack timeout and the fallback rule's ten minutes: nobody asks the receiver again,
     # and the village's residents are not told by phone for a notice a household holds.
@@ -163,8 +166,11 @@ async def test_a_notice_a_receiver_holds_is_not_asked_again_missed_or_sent_by_sm
     # Quiet hours outlast the notice: it expired held, still not a missed one.
     stack.clock.advance(3600)
     await stack.app.state.sweeper.sweep_once()
-    outcome, receiver = village(await _detail(stack, body["id"]))
+    detail = await _detail(stack, body["id"])
+    outcome, receiver = village(detail)
     assert (receiver["state"], receiver["reason"]) == ("expired", "held_quiet_hours")
     assert outcome == "played"
+    assert (detail["speakers"]["held"], detail["speakers"]["expired"]) == (1, 0)
+    assert detail["state"] == "completed"
     to_receiver = contract.command_topic_speaker(stack.settings.city_code, "home-r1")
     assert [topic for topic, _ in _commands(stack) if topic == to_receiver] == []
