@@ -39,10 +39,12 @@ class Prepare:
 class Play:
     """Start playing the prepared audio of ``command`` now; report `on_play_finished` (or
     `on_play_failed`). ``command`` and ``audio`` carry no inline data: the bytes went with
-    `Prepare`."""
+    `Prepare`. ``volume`` (0-100) scales the PCM written to the output (an indoor receiver's
+    household setting; 100 for every other speaker)."""
 
     command: contract.Command
     audio: contract.AudioRef
+    volume: int = contract.FULL_VOLUME
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -63,8 +64,15 @@ from devices.live import Finished
 from devices.live_driver import LiveDriver, settle
 from devices.live_output import LEAD_MS, LiveOutput
 from devices.player import CommandPlayer, Player, PlayerError
+from devices.receiver_settings import (
+    REFRESH_S,
+    RETRY_S,
+    SettingsUnavailable,
+    fetch_receiver_settings,
+)
 from devices.sound import Fetcher, Sound, SoundError, decode_sound
 from devices.speaker import SpeakerCore
+from devices.volume import scale_pcm
 from wire import contract
 from wire.contract import FailReason
 
@@ -169,6 +177,8 @@ class Agent:
             self.link.start()
             self._spawn(self._consume(), "agent-inbox")
             self._spawn(self._tick(), "agent-tick")
+            if self.config.speaker.kind == "household_receiver":
+                self._spawn(self._follow_household(), "agent-household")
             self.ready.set()
             log.info("스피커 %s 에이전트 시작 / agent started", self.identity.speaker)
             sdnotify.notify(f"READY=1\nSTATUS=speaker {self.identity.speaker} serving")
@@ -266,6 +276,27 @@ class Agent:
                 since_prune = 0.0
                 await self._in_worker(self.journal.prune, self._clock() - KEEP_AFTER_EXPIRY_MS)
 
+    async def _follow_household(self) -> None:
+        """An indoor receiver: its household's volume and quiet-hours hold, from its provisioning
+        document now and every hour. Until the first answer it plays every notice at once, at
+        its own volume: never silent for want of the gateway."""
+        gateway, password = self.config.gateway.url, self.config.broker.password
+        if gateway is None or password is None:
+            log.warning("수신기 설정을 받을 수 없음 / no gateway url or broker password to ask")
+            return
+        while True:
+            try:
+                settings = await fetch_receiver_settings(
+                    self._http, gateway, self.identity.speaker, password.get_secret_value()
+                )
+            except SettingsUnavailable as exc:
+                log.warning("수신기 설정을 받지 못함 / receiver settings not fetched: %s", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            async with self._lock:
+                self.core.receiver = settings
+            await asyncio.sleep(REFRESH_S)
+
     def _report_link(self) -> None:
         """Log the broker link's state when it changes, and show it in systemd's status line."""
         link = self.link
@@ -294,7 +325,7 @@ class Agent:
                 # Neighbouring horns start together: at the command's play-at time.
                 wait = self.core.clock_offset.wait_ms(command.play_at_ms, self.core.now_ms())
                 play = (
-                    self._play(command.id, wait)
+                    self._play(command.id, wait, action.volume)
                     if command.live is None
                     else self._stream(command, wait)
                 )
@@ -344,16 +375,23 @@ class Agent:
                 self._sounds[command_id] = sound  # else it was cancelled or expired meanwhile
             self._carry_out(actions)
 
-    async def _play(self, command_id: str, wait_ms: float = 0.0) -> None:
+    async def _play(
+        self, command_id: str, wait_ms: float = 0.0, volume: int = contract.FULL_VOLUME
+    ) -> None:
         await asyncio.sleep(wait_ms / 1000)
         # Kept until the command ends: a pre-empted command plays again from the start.
         sound = self._sounds.get(command_id)
         try:
             if sound is None:
                 raise PlayerError("no prepared sound")
+            pcm = sound.pcm
+            if volume < contract.FULL_VOLUME:
+                # An indoor receiver's household volume; the core reports the scaled level.
+                samples = await asyncio.to_thread(scale_pcm, pcm.samples, volume)
+                pcm = dataclasses.replace(pcm, samples=samples)
             # A hung player must not keep the horn from every later message.
             async with asyncio.timeout(sound.duration_ms / 1000 * 1.5 + PLAYER_SLACK_S):
-                played_ms = await self._player.play(sound.pcm)
+                played_ms = await self._player.play(pcm)
         except (PlayerError, TimeoutError, OSError) as exc:
             log.error("command %s: the player failed: %r", command_id, exc)
             self._plays.pop(command_id, None)

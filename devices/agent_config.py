@@ -21,7 +21,7 @@ import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -63,6 +63,8 @@ class SpeakerConfig(_Section):
     id: str
     codecs: tuple[Codec, ...] = (Codec.OPUS, Codec.MP3)
     firmware: str | None = "maeul-agent/1"
+    # An indoor receiver asks the gateway for its household's volume and quiet-hours hold.
+    kind: Literal["loudspeaker", "household_receiver"] = "loudspeaker"
     # This speaker's own Ed25519 receipt key (base64 of the raw 32-byte private key), made on
     # the first start when the file does not exist; `--receipt-public-key` prints the public
     # half to enroll with the gateway. Without it, played acks carry no signed receipt.

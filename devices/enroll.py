@@ -155,6 +155,7 @@ def render_config(redeemed: Redeemed, *, state_dir: Path) -> str:
             f"district = {_toml(identity.district)}",
             f"village = {_toml(identity.village)}",
             f"id = {_toml(identity.speaker)}",
+            *([f"kind = {_toml('household_receiver')}"] if p.receiver is not None else []),
             f"receipt_key_file = {_toml(str(state_dir / RECEIPT_KEY_NAME))}",
             "",
             "[journal]",

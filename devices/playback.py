@@ -30,6 +30,7 @@ from devices.states import (
     cancel_key,
     superseded_key,
 )
+from devices.volume import scaled_level
 from wire import contract
 from wire.contract import AckStatus, FailReason, RejectReason
 
@@ -48,6 +49,8 @@ class Counters:
     replays: int = 0  # ended commands sent again with their old nonce, refused
     superseded: int = 0  # commands dropped because a resend of the same message is held
     already_played: int = 0  # resends answered from an earlier playback, not played again
+    held: int = 0  # notices an indoor receiver held for the end of quiet hours
+    muted: int = 0  # notices an indoor receiver at volume 0 did not play
     # Refusals of unauthenticated copies left unsent: past `devices.speaker.REFUSAL_BUDGET` a
     # minute, a flood of forged commands is not echoed back to the gateway one ack per command
     # per speaker.
@@ -65,6 +68,10 @@ class QueuedCommand:
     duration_ms: int | None = None
     level_dbfs: float | None = None
     preempted: bool = False  # waiting in the queue after a pre-emption (journal: PREEMPTED)
+    # An indoor receiver holding it for its household until quiet hours end (Unix ms, speaker
+    # clock); None: it plays at its turn.
+    held_until_ms: int | None = None
+    volume: int = contract.FULL_VOLUME  # what its PCM is scaled by on the output
     # The journaled payload, held only while playing (the journal drops it then) so that a
     # pre-emption can journal it again for a restart.
     payload: bytes | None = field(default=None, repr=False)
@@ -101,8 +108,13 @@ class Playback:
 
     @property
     def queued(self) -> tuple[str, ...]:
-        """Command ids waiting to play, in the order they will play."""
+        """Command ids waiting to play (held ones included), in priority and arrival order."""
         return tuple(item.id for item in self._queue)
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Command ids an indoor receiver holds until quiet hours end."""
+        return tuple(item.id for item in self._queue if item.held_until_ms is not None)
 
     # -- events --------------------------------------------------------------------------
 
@@ -127,7 +139,10 @@ class Playback:
         if current is None or current.id != command_id:
             return []  # stopped meanwhile: its ack is already out
         self._current = None
-        proof = Proof(current.audio.sha256, played_ms, current.level_dbfs)
+        level = current.level_dbfs
+        if level is not None and current.volume < contract.FULL_VOLUME:
+            level = scaled_level(level, current.volume)  # the level of what the output played
+        proof = Proof(current.audio.sha256, played_ms, level)
         return [self._end(current, PLAYING, AckStatus.PLAYED, proof=proof), *self._next()]
 
     def on_play_failed(
@@ -140,9 +155,13 @@ class Playback:
         return [self._end(current, PLAYING, AckStatus.FAILED, reason=reason), *self._next()]
 
     def on_tick(self) -> list[Action]:
-        """Call now and then: fails queued commands whose expiry passed while they waited."""
+        """Call now and then: fails queued commands whose expiry passed while they waited, and
+        lets held ones play once their quiet hours are over."""
         now = self._clock()
         actions: list[Action] = []
+        for item in self._queue:
+            if item.held_until_ms is not None and now >= item.held_until_ms:
+                item.held_until_ms = None
         for item in [i for i in self._queue if now >= i.command.expires_at_ms]:
             self._queue.remove(item)
             actions.append(self._end(item, item.state, AckStatus.FAILED, reason=FailReason.EXPIRED))
@@ -168,21 +187,23 @@ class Playback:
 
     def _drop_superseded(self, command: contract.Command, state: str | None) -> list[Action]:
         """A late copy of a command a held (or played) resend stands in for: never played."""
+        self.counters.superseded += 1
+        return [self._fail_on_arrival(command, state, FailReason.SUPERSEDED)]
+
+    def _fail_on_arrival(
+        self, command: contract.Command, state: str | None, reason: FailReason
+    ) -> Ack:
+        """Journal an arriving command as failed for `reason`, never to play, and ack it."""
         self._move(
             command.id,
             command.broadcast_id,
             state,
             FAILED,
-            reason=FailReason.SUPERSEDED,
+            reason=reason,
             expires_at_ms=command.expires_at_ms,
             nonce=command.nonce,
         )
-        self.counters.superseded += 1
-        return [
-            self._acks.ack(
-                command.id, command.broadcast_id, AckStatus.FAILED, reason=FailReason.SUPERSEDED
-            )
-        ]
+        return self._acks.ack(command.id, command.broadcast_id, AckStatus.FAILED, reason=reason)
 
     def _settle_as_played(
         self,
@@ -233,21 +254,28 @@ class Playback:
         )
 
     def _receive(
-        self, command: contract.Command, state: str | None, payload: bytes | None = None
+        self,
+        command: contract.Command,
+        state: str | None,
+        payload: bytes | None = None,
+        *,
+        reason: str | None = None,
     ) -> Ack:
-        """Journal the command as received (with its nonce, for replay checks) and ack it."""
+        """Journal the command as received (with its nonce, for replay checks) and ack it;
+        `reason` (held in quiet hours) is journaled too, so a repeated ack says it again."""
         self._move(
             command.id,
             command.broadcast_id,
             state,
             RECEIVED,
+            reason=reason,
             expires_at_ms=command.expires_at_ms,
             payload=payload,
             nonce=command.nonce,
         )
         if state != RECEIVED:
             self.counters.received += 1
-        return self._acks.ack(command.id, command.broadcast_id, AckStatus.RECEIVED)
+        return self._acks.ack(command.id, command.broadcast_id, AckStatus.RECEIVED, reason=reason)
 
     def _preempt(self, current: QueuedCommand) -> list[Action]:
         """Stop `current` for a higher priority and queue it again, to play from the start."""
@@ -304,10 +332,13 @@ class Playback:
         """Start the head of the queue when nothing plays and it is ready; expire what is due."""
         actions: list[Action] = []
         now = self._clock()
-        while self._current is None and self._queue:
-            head = self._queue[0]
+        while self._current is None:
+            # A held command waits for the end of quiet hours, not for its turn.
+            head = next((i for i in self._queue if i.held_until_ms is None), None)
+            if head is None:
+                break
             if now >= head.command.expires_at_ms:
-                self._queue.pop(0)
+                self._queue.remove(head)
                 actions.append(
                     self._end(head, head.state, AckStatus.FAILED, reason=FailReason.EXPIRED)
                 )
@@ -315,12 +346,12 @@ class Playback:
             earlier = self._already_played(head.command) if not head.preempted else None
             if earlier is not None:
                 # What it stands in for played meanwhile (it was playing when this arrived).
-                self._queue.pop(0)
+                self._queue.remove(head)
                 actions += self._settle_as_played(head.command, RECEIVED, earlier)
                 continue
             if not head.ready:
                 break  # a higher-priority command is still being prepared: it goes first
-            self._queue.pop(0)
+            self._queue.remove(head)
             self._current = head
             # The journal drops the payload once it plays; held here in case it is pre-empted.
             entry = self.journal.lookup(head.id)
@@ -329,7 +360,7 @@ class Playback:
             self._move(head.id, head.command.broadcast_id, head.state, PLAYING)
             head.preempted = False
             actions.append(self._acks.ack(head.id, head.command.broadcast_id, AckStatus.PLAYING))
-            actions.append(Play(head.command, head.audio))
+            actions.append(Play(head.command, head.audio, head.volume))
         return actions
 
     def _end(

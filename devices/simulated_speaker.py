@@ -92,6 +92,7 @@ class SimulatedSpeaker:
             verify=verify,
             receipt_key=spec.receipt_key,
             clock=lambda: contract.now_ms() + spec.clock_offset_ms,
+            receiver=spec.receiver,
         )
         self.link = Link(
             fleet.hub,

@@ -32,6 +32,8 @@ class SimSpeaker:
     clock_offset_ms: int = 0
     # Its own Ed25519 receipt key (raw private half): its ``played`` acks carry signed receipts.
     receipt_key: bytes | None = field(default=None, repr=False)
+    # An indoor receiver's household settings, as its provisioning document gives them.
+    receiver: contract.ReceiverSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codecs", tuple(Codec(c) for c in self.codecs))

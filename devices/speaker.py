@@ -19,6 +19,13 @@ with its original arrival number, so it is first among its priority; when its tu
 plays again from the start, and its ``played`` proof is that complete playback. If its expiry
 passes first it ends ``failed``/``expired`` without playing. Equal and lower priorities wait.
 
+Indoor receivers: a speaker given its household's `contract.ReceiverSettings` scales what it
+plays by the volume (``Play.volume``; the ``played`` level is the scaled output's), answers a
+notice ``failed``/``muted`` at volume 0, and, when the household holds notices in quiet hours,
+keeps one arriving in them queued but held: acknowledged ``received`` with reason
+``held_quiet_hours``, it plays once `on_tick` finds the window over, unless it expires or is
+cancelled first. A disaster alert is never held and plays at full volume.
+
 Cancels and resends: one message plays at most once. A ``cancel`` for a broadcast stops it if
 it plays, drops it if it waits, and makes a copy that arrives later fail ``cancelled`` (the
 gateway sends one to a speaker it gave up on, so a speaker that wakes late stays silent). A
@@ -79,7 +86,7 @@ from devices.states import (
     cancel_key,
 )
 from wire import contract
-from wire.contract import AckStatus, Codec, FailReason, RejectReason
+from wire.contract import AckStatus, Codec, FailReason, ReceivedReason, RejectReason
 
 
 def _without_data(ref: contract.AudioRef) -> contract.AudioRef:
@@ -119,6 +126,7 @@ class SpeakerCore(Playback):
         clock: Callable[[], int] = contract.now_ms,
         plays_live: bool = True,
         receipt_key: bytes | None = None,
+        receiver: contract.ReceiverSettings | None = None,
     ) -> None:
         super().__init__(
             journal if journal is not None else MemoryJournal(),
@@ -134,6 +142,9 @@ class SpeakerCore(Playback):
         self._refusals_left = float(REFUSAL_BUDGET)
         self._refusals_at_ms: int | None = None
         self.clock_offset = ClockOffset()
+        # An indoor receiver's household settings (volume, quiet-hours hold), from its
+        # provisioning; None for a loudspeaker.
+        self.receiver = receiver
 
     def now_ms(self) -> int:
         """The speaker's own clock."""
@@ -348,23 +359,42 @@ class SpeakerCore(Playback):
         light = _without_data(audio)
         if not command.audible:
             return self._log_silently(command, light, state)
+        volume = self.receiver.volume_for(command) if self.receiver else contract.FULL_VOLUME
+        if volume == 0:
+            return self._mute(command, state)
+        held_until = None
+        if self.receiver is not None and not resumed:
+            held_until = self.receiver.held_until_ms(command, self._clock())
         item = QueuedCommand(
             command=command.model_copy(update={"audio": (light,)}),
             audio=light,
             seq=next(self._seq),
             preempted=resumed,
+            held_until_ms=held_until,
+            volume=volume,
         )
         if resumed:
             ack = self._acks.ack(command.id, command.broadcast_id, AckStatus.PREEMPTED)
+        elif held_until is not None:
+            self.counters.held += 1
+            ack = self._receive(command, state, payload, reason=ReceivedReason.HELD_QUIET_HOURS)
         else:
             ack = self._receive(command, state, payload)
         self._queue.append(item)
         self._queue.sort(key=QueuedCommand.order)
         actions: list[Action] = [ack, *self._supersede(command)]
         current = self._current
-        if current is not None and command.priority > current.command.priority:
+        # A held notice waits for quiet hours to end: it interrupts nothing now.
+        outranks = current is not None and command.priority > current.command.priority
+        if current is not None and outranks and held_until is None:
             actions += self._preempt(current)
         return [*actions, Prepare(command.id, light, data), *self._next()]
+
+    def _mute(self, command: contract.Command, state: str | None) -> list[Action]:
+        """An indoor receiver its household turned down to 0: a notice is not played."""
+        self.counters.muted += 1
+        self.counters.failed += 1
+        return [self._fail_on_arrival(command, state, FailReason.MUTED)]
 
     def _log_silently(
         self, command: contract.Command, audio: contract.AudioRef, state: str | None

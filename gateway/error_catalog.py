@@ -693,6 +693,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "이 마을의 가정용 수신기가 아닙니다.",
         "The speaker is not an indoor receiver (household_receiver) of the household's village.",
     ),
+    "invalid_volume": _e(
+        422,
+        "수신기 음량은 0부터 100까지의 정수입니다.",
+        "The receiver volume is a whole number from 0 to 100.",
+    ),
     "invalid_household_csv": _e(
         422,
         "CSV에 잘못된 행이 있어 아무것도 가져오지 않았습니다.",

@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 _FIELD_CODES = {
     "category": ("unknown_category", "알 수 없는 방송 종류입니다.", "Unknown broadcast category."),
     "file": ("missing_file", "파일이 필요합니다.", "A file is required."),
+    "receiver_volume": (
+        "invalid_volume",
+        "수신기 음량은 0부터 100까지의 정수입니다.",
+        "The receiver volume is a whole number from 0 to 100.",
+    ),
 }
 
 

@@ -30,6 +30,8 @@ from gateway.devicesec.models import SpeakerCredential
 from gateway.error_catalog import documented
 from gateway.errors import Forbidden, Unauthorized
 from gateway.places.models import City
+from gateway.residents import service as residents
+from gateway.schedules.quiet_hours import district_window
 from gateway.settings import Settings
 from gateway.speakers import service as speakers
 from wire import contract
@@ -137,7 +139,26 @@ async def provisioning_of(
         keepalive_s=settings.speaker_keepalive_s,
         heartbeat_s=settings.heartbeat_s,
         keyring=await signing.keyring(session, city.code, seal),
+        receiver=await _receiver_settings(session, settings, city, placement),
     )
+
+
+async def _receiver_settings(
+    session: AsyncSession, settings: Settings, city: City, placement: speakers.Placement
+) -> contract.ReceiverSettings | None:
+    """An indoor receiver's household choice, with its district's quiet hours to hold by."""
+    if placement.kind != "household_receiver":
+        return None
+    volume, hold = await residents.receiver_choice(session, placement.speaker_id)
+    window = await district_window(session, settings, city.id, placement.district_id)
+    quiet = (
+        contract.QuietHours(
+            start=f"{window.start:%H:%M}", end=f"{window.end:%H:%M}", timezone=city.timezone
+        )
+        if window is not None
+        else None
+    )
+    return contract.ReceiverSettings(volume=volume, hold_quiet=hold, quiet_hours=quiet)
 
 
 @router.get(
@@ -161,8 +182,10 @@ async def get_provisioning(
 ) -> contract.Provisioning:
     """What the speaker needs to join: its broker, MQTT session settings (`session_expiry_s`,
     `keepalive_s`), heartbeat interval, topics, where audio and the key ring are, and the key
-    ring itself. Ask as the speaker (HTTP Basic: speaker id and its broker password) or as an
-    installer (bearer token of a city administrator, or of a district officer of its
-    district). No secret here: the broker password is the one the speaker already holds."""
+    ring itself; for an indoor receiver, its household's volume and quiet-hours hold with its
+    district's quiet hours (`receiver`). Ask as the speaker (HTTP Basic: speaker id and its
+    broker password) or as an installer (bearer token of a city administrator, or of a district
+    officer of its district). No secret here: the broker password is the one the speaker
+    already holds."""
     settings: Settings = state_of(request).settings
     return await provision(session, settings, city, speaker, caller, seal)

@@ -51,7 +51,7 @@ from openapi.asyncapi_examples import (
 )
 from openapi.asyncapi_yaml import dump
 from wire import contract
-from wire.contract import Category, FailReason, MessageDocs, RejectReason
+from wire.contract import Category, FailReason, MessageDocs, ReceivedReason, RejectReason
 
 # The tests read the published example keys through this module.
 __all__ = ["EXAMPLE_KEY_ID", "EXAMPLE_PUBLIC_KEY", "LIVE_EXAMPLE_KEY", "main", "render"]
@@ -72,7 +72,7 @@ PAYLOAD_MODELS: Final[tuple[type[BaseModel], ...]] = (
     contract.Presence,
 )
 # Enums that no payload field references but that give meaning to Ack.reason.
-REASON_ENUMS: Final[tuple[type[StrEnum], ...]] = (RejectReason, FailReason)
+REASON_ENUMS: Final[tuple[type[StrEnum], ...]] = (RejectReason, FailReason, ReceivedReason)
 # Documents a speaker fetches over HTTP, listed with the payloads for a vendor's convenience.
 HTTP_MODELS: Final[tuple[type[BaseModel], ...]] = (contract.KeyRing, contract.Provisioning)
 

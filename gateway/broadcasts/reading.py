@@ -135,7 +135,7 @@ def broadcast_state(broadcast: Broadcast, speaker_counts: dict[str, int]) -> str
         return "cancelled"
     open_count = sum(
         speaker_counts.get(k, 0)
-        for k in ("queued", "sent", "received", "playing", "preempted", "offline")
+        for k in ("queued", "sent", "received", "playing", "preempted", "offline", "held")
     )
     if broadcast.finished_at is not None or open_count == 0:
         return "completed"

@@ -45,6 +45,14 @@ class SpeakerCounts(BaseModel):
     offline: int = Field(
         0, description="Deliveries still open whose speaker is offline (not counted elsewhere)."
     )
+    held: int = Field(
+        0,
+        description=(
+            "Indoor receivers holding it because their household holds notices in quiet hours "
+            "(reason held_quiet_hours): waiting to play when they end, or expired meanwhile; "
+            "neither missed nor failed (not counted elsewhere)."
+        ),
+    )
 
 
 class VillageCounts(BaseModel):

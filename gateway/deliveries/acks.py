@@ -19,7 +19,14 @@ from gateway.broadcasts.models import (
 )
 from gateway.deliveries import ed25519, proof
 from gateway.deliveries.models import Delivery
-from gateway.deliveries.service import ACK_GRACE, KEY_REFUSALS, in_chunks, padded, speaker_queues
+from gateway.deliveries.service import (
+    ACK_GRACE,
+    HELD_QUIET_HOURS,
+    KEY_REFUSALS,
+    in_chunks,
+    padded,
+    speaker_queues,
+)
 from gateway.deliveries.states import (
     HEARD,
     Event,
@@ -194,7 +201,13 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             # A late copy of an earlier pre-emption: the speaker has since played it again.
             report.unchanged += 1
             continue
-        if new in (State.RECEIVED, State.PLAYING):
+        if new is State.RECEIVED and ack.reason == HELD_QUIET_HOURS:
+            # An indoor receiver holds it for its household until quiet hours end: no ack is
+            # due before then, so it is not asked again; it expires with its broadcast.
+            delivery.deadline_at = expiries[ack.broadcast_id]
+            delivery.attempts = 0
+            delivery.reason = HELD_QUIET_HOURS
+        elif new in (State.RECEIVED, State.PLAYING):
             # The speaker is alive and has it: the next ack is due after the message's length,
             # and once received, after what it holds that plays first (at its priority or
             # above), so a speaker working through a backlog is not asked again before the
@@ -231,6 +244,8 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         elif new == State.PLAYING and (delivery.playing_at is None or current == State.PREEMPTED):
             # After a pre-emption it plays again from the start: that is the playback to time.
             delivery.playing_at = ack.at
+            if delivery.reason == HELD_QUIET_HOURS:
+                delivery.reason = None  # quiet hours are over: it plays
         elif new in HEARD:
             if delivery.played_at is None:
                 delivery.played_at = ack.at
@@ -242,7 +257,8 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
             proof.keep_receipt(delivery, ack, verdict)
         elif new == State.FAILED and new != current and bad_proof:
             delivery.reason = proof.BAD_PROOF
-        elif new == State.FAILED and new != current:
+        elif new == State.FAILED and new != current and delivery.reason != HELD_QUIET_HOURS:
+            # (One held until it expired or was cancelled keeps saying its household held it.)
             prefix = "rejected" if ack.status is AckStatus.REJECTED else "failed"
             delivery.reason = f"{prefix}: {ack.reason or 'unspecified'}"[:200]
         if new != current or event is Event.PLAYED:

@@ -32,7 +32,7 @@ from gateway.deliveries.states import (
 from gateway.residents.models import Household
 from gateway.speakers.models import Speaker
 from gateway.speakers.service import TargetSpeaker
-from wire.contract import RejectReason
+from wire.contract import ReceivedReason, RejectReason
 
 _T = TypeVar("_T")
 
@@ -43,6 +43,9 @@ IN_CHUNK: Final = 512
 # by a key revoked since it was signed. The next ask is signed afresh by the current key.
 KEY_REFUSALS: Final = frozenset({RejectReason.UNKNOWN_KEY, RejectReason.REVOKED_KEY})
 KEY_REFUSED_REASONS: Final = frozenset(f"rejected: {r.value}" for r in KEY_REFUSALS)
+# The reason kept on a delivery an indoor receiver holds for its household until quiet hours end
+# (its `received` ack said so); kept if the broadcast expires before they do.
+HELD_QUIET_HOURS: Final = ReceivedReason.HELD_QUIET_HOURS.value
 ACTIVE_VALUES = [s.value for s in ACTIVE]
 
 # Derived from the table rather than restated: which states a publish moves, which a cancel ends.
@@ -168,39 +171,51 @@ class VillageTally:
     open_online: int
     open_offline: int
     total: int
+    # Indoor receivers holding it for their household until quiet hours end (or whose hold
+    # outlasted it): the household's choice, so neither waited for nor counted as missed.
+    held: int = 0
+    held_open: int = 0
+
+    @property
+    def settled(self) -> bool:
+        """Every speaker played it, but receivers their households had hold it."""
+        return self.played + self.held == self.total
 
     @property
     def outcome(self) -> str:
         if self.total == 0:
             return "no_speakers"
-        if self.open_online:
+        if self.open_online > self.held_open:
             return "in_progress"
         if self.open_offline:
             return "offline"
-        if self.played == self.total:
-            return "played"
+        if self.settled:
+            return "played" if self.played else "in_progress"
         return "partial" if self.played else "missed"
 
 
 async def tally(
     session: AsyncSession, broadcast_id: str
 ) -> tuple[dict[str, int], dict[int, VillageTally]]:
-    """Speaker counts by state (open deliveries to offline speakers counted as 'offline'), and
-    one tally per village that has speakers in the broadcast."""
+    """Speaker counts by state (open deliveries to offline speakers counted as 'offline', those
+    indoor receivers held for their households as 'held'), and one tally per village that has
+    speakers in the broadcast."""
+    is_held = func.coalesce(Delivery.reason == HELD_QUIET_HOURS, False)
     rows = (
         await session.execute(
-            select(Delivery.village_id, Delivery.state, Speaker.online, func.count())
+            select(Delivery.village_id, Delivery.state, Speaker.online, is_held, func.count())
             .join(Speaker, Speaker.id == Delivery.speaker_id)
             .where(Delivery.broadcast_id == broadcast_id)
-            .group_by(Delivery.village_id, Delivery.state, Speaker.online)
+            .group_by(Delivery.village_id, Delivery.state, Speaker.online, is_held)
         )
     ).tuples()
     speakers: dict[str, int] = defaultdict(int)
-    per_village: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for village_id, state, online, count in rows:
+    per_village: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    for village_id, state, online, held, count in rows:
         # Open includes PREEMPTED: an interrupted delivery still waits to play from the start.
         is_open = State(state) in ACTIVE
-        key = "offline" if is_open and not online else state
+        held_back = bool(held) and State(state) not in HEARD
+        key = "held" if held_back else "offline" if is_open and not online else state
         speakers[key] += count
         speakers["total"] += count
         v = per_village[village_id]
@@ -209,6 +224,8 @@ async def tally(
         v[1] += count if is_open and online else 0
         v[2] += count if is_open and not online else 0
         v[3] += count
+        v[4] += count if held_back else 0
+        v[5] += count if held_back and is_open and online else 0
     return dict(speakers), {vid: VillageTally(vid, *counts) for vid, counts in per_village.items()}
 
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import (
@@ -17,6 +17,7 @@ from gateway.broadcasts.models import (
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.service import (
     ACTIVE_VALUES,
+    HELD_QUIET_HOURS,
     KEY_REFUSED_REASONS,
     in_chunks,
     speaker_publication,
@@ -228,7 +229,8 @@ async def _expire(session: AsyncSession, report: SweepReport, now: datetime) -> 
             )
             .values(
                 state=State.EXPIRED.value,
-                reason=reason,
+                # One an indoor receiver held for its household keeps saying so.
+                reason=case((Delivery.reason == HELD_QUIET_HOURS, HELD_QUIET_HOURS), else_=reason),
                 updated_at=now,
                 version=Delivery.version + 1,
             )

@@ -239,7 +239,8 @@ class FallbackWorker:
         if job.reason != "all_at_once":
             _, tallies = await deliveries.tally(session, broadcast.id)
             tally = tallies.get(job.village_id)
-            if tally is not None and tally.total and tally.played == tally.total:
+            # Indoor receivers held by their household's choice (quiet hours) need no phone.
+            if tally is not None and tally.total and tally.played and tally.settled:
                 job.state, job.reason = "not_needed", "played"
                 return job.state, 0
             if job.reason == "after_rule":

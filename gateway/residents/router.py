@@ -189,7 +189,7 @@ async def list_households(
     "/villages/{village_id}/households",
     status_code=201,
     operation_id="create_household",
-    responses=documented(*_VILLAGE, "duplicate_household", "invalid_receiver"),
+    responses=documented(*_VILLAGE, "duplicate_household", "invalid_receiver", "invalid_volume"),
 )
 async def create_household(
     village_id: int,
@@ -205,7 +205,9 @@ async def create_household(
 @router.patch(
     "/households/{household_id}",
     operation_id="update_household",
-    responses=documented("household_not_found", "outside_scope", "invalid_receiver"),
+    responses=documented(
+        "household_not_found", "outside_scope", "invalid_receiver", "invalid_volume"
+    ),
 )
 async def update_household(
     household_id: int,
@@ -215,8 +217,9 @@ async def update_household(
     city: CityDep,
     now: NowDep,
 ) -> HouseholdRead:
-    """Link or unlink the indoor receiver, its volume and whether it holds non-urgent notices
-    in quiet hours."""
+    """Link or unlink the indoor receiver, its volume (0-100, `null`: its own level; else 422
+    `invalid_volume`) and whether it holds non-urgent notices in quiet hours. The receiver
+    learns them from its provisioning document (`receiver`) at its next hourly ask."""
     return await service.update_household(session, city, user, household_id, body, now=now)
 
 

@@ -223,6 +223,20 @@ async def update_household(
     return (await _household_reads(session, [household]))[0]
 
 
+async def receiver_choice(session: AsyncSession, speaker_id: int) -> tuple[int | None, bool]:
+    """The volume and quiet-hours hold the household of indoor receiver `speaker_id` chose
+    (none linked: its own volume, no hold)."""
+    row = (
+        await session.execute(
+            select(Household.receiver_volume, Household.hold_non_urgent)
+            .where(Household.receiver_id == speaker_id)
+            .order_by(Household.id)
+            .limit(1)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, False)
+
+
 async def list_households(
     session: AsyncSession,
     city: City,

@@ -8,60 +8,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from datetime import datetime, time, tzinfo
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_HHMM: Final = r"(?:[01]\d|2[0-3]):[0-5]\d"
-_WINDOW: Final = re.compile(rf"(?P<start>{_HHMM})\s*[-~]\s*(?P<end>{_HHMM})")
-# Korea has kept one offset since 1988; used when the system has no time-zone database.
-_KST: Final = timezone(timedelta(hours=9), "KST")
+# The window arithmetic is the wire contract's: an indoor receiver holds notices by it too.
+from wire.contract.quiet import HHMM
+from wire.contract.quiet import QuietWindow as QuietWindow
+from wire.contract.quiet import city_zone as city_zone
+from wire.contract.quiet import local_moment as local_moment
+from wire.contract.quiet import parse_hhmm as parse_hhmm
+
+_WINDOW: Final = re.compile(rf"(?P<start>{HHMM})\s*[-~]\s*(?P<end>{HHMM})")
 # Enough steps to leave any overlap of windows; more means the windows cover the whole day.
 _MAX_STEPS: Final = 16
-
-
-def city_zone(name: str) -> tzinfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        if name == "Asia/Seoul":
-            return _KST
-        raise
-
-
-def parse_hhmm(value: str) -> time:
-    if not re.fullmatch(_HHMM, value.strip()):
-        raise ValueError(f"{value!r} is not a time of day as HH:MM")
-    hours, minutes = value.strip().split(":")
-    return time(int(hours), int(minutes))
-
-
-@dataclass(frozen=True)
-class QuietWindow:
-    """From ``start`` to ``end`` every day, local time; wraps past midnight when end < start.
-    The start minute is quiet, the end minute is not."""
-
-    start: time
-    end: time
-
-    @property
-    def label(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
-
-    def contains(self, moment: datetime, zone: tzinfo) -> bool:
-        local = moment.astimezone(zone).time().replace(tzinfo=None)
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-    def ends_after(self, moment: datetime, zone: tzinfo) -> datetime:
-        """The first end of this window strictly after ``moment``, in UTC."""
-        day = moment.astimezone(zone).date()
-        for offset in range(3):
-            candidate = local_moment(day + timedelta(days=offset), self.end, zone)
-            if candidate > moment:
-                return candidate
-        raise AssertionError("a daily window ends within two days")
 
 
 def parse_window(spec: str) -> QuietWindow | None:
@@ -78,11 +37,6 @@ def parse_window(spec: str) -> QuietWindow | None:
     if start == end:
         raise ValueError("quiet hours must start and end at different times")
     return QuietWindow(start, end)
-
-
-def local_moment(day: date, at: time, zone: tzinfo) -> datetime:
-    """``day`` at ``at`` in ``zone``, as an aware UTC datetime."""
-    return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
 
 
 @dataclass(frozen=True)

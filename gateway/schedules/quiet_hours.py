@@ -36,6 +36,14 @@ async def _district_windows(session: AsyncSession, city_id: int) -> dict[int, st
     return dict(rows.tuples().all())
 
 
+async def district_window(
+    session: AsyncSession, settings: Settings, city_id: int, district_id: int
+) -> QuietWindow | None:
+    """The quiet hours a district keeps: its own window, else the city's (None: none)."""
+    spec = (await _district_windows(session, city_id)).get(district_id)
+    return parse_window(settings.quiet_hours if spec is None else spec)
+
+
 async def _target_districts(session: AsyncSession, target: places.ResolvedTarget) -> set[int]:
     districts = set(target.district_ids)
     if not target.all:

@@ -343,13 +343,14 @@ class Placement:
     district_id: int
     district_code: str
     village_code: str
+    kind: str = "loudspeaker"
 
 
 async def placement_of(session: AsyncSession, city: City, code: str) -> Placement:
     """The speaker whose wire id is `code`, or NotFound."""
     row = (
         await session.execute(
-            select(Speaker.id, Speaker.village_id, Speaker.district_id).where(
+            select(Speaker.id, Speaker.village_id, Speaker.district_id, Speaker.kind).where(
                 Speaker.city_id == city.id, Speaker.code == code
             )
         )
@@ -360,7 +361,9 @@ async def placement_of(session: AsyncSession, city: City, code: str) -> Placemen
             ko="스피커를 찾을 수 없습니다.",
             en=f"No speaker {code!r} in this city.",
         )
-    speaker_id, village_id, district_id = row
+    speaker_id, village_id, district_id, kind = row
     villages = await places.village_codes(session, [village_id])
     districts = await places.district_codes(session, [district_id])
-    return Placement(speaker_id, code, district_id, districts[district_id], villages[village_id][0])
+    return Placement(
+        speaker_id, code, district_id, districts[district_id], villages[village_id][0], kind
+    )

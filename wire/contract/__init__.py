@@ -12,7 +12,8 @@ and messages is the document's. Import from here; the modules below are its part
     commands      commands to speakers, their parts, and the checks a speaker makes
     reports       what speakers publish: acks and presence
     signing       command signatures and the gateway's key ring
-    provisioning  what a speaker needs to join
+    provisioning  what a speaker needs to join, and an indoor receiver's household settings
+    quiet         quiet-hours windows in local time
     live          a live broadcast's binary frames
     receipts      a speaker's signed proof of play
 
@@ -100,6 +101,7 @@ from wire.contract.enums import (
     Codec,
     EnumDocs,
     FailReason,
+    ReceivedReason,
     RejectReason,
 )
 from wire.contract.live import (
@@ -125,7 +127,10 @@ from wire.contract.live import (
     new_live_key,
 )
 from wire.contract.provisioning import (
+    FULL_VOLUME,
     Provisioning,
+    QuietHours,
+    ReceiverSettings,
     provisioning_for,
 )
 from wire.contract.receipts import (
@@ -201,6 +206,7 @@ __all__ = [
     "DEFAULT_PRIORITY",
     "ENROLLMENT_KEY_DOMAIN",
     "ENUM_DOCS",
+    "FULL_VOLUME",
     "HEARTBEAT_QOS",
     "LIVE_AUDIO_MESSAGE",
     "LIVE_CONTROL_MESSAGE",
@@ -255,7 +261,10 @@ __all__ = [
     "Presence",
     "Provisioning",
     "Qos",
+    "QuietHours",
     "Receipt",
+    "ReceivedReason",
+    "ReceiverSettings",
     "RejectReason",
     "Scope",
     "Segment",

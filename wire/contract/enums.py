@@ -189,6 +189,7 @@ class FailReason(StrEnum):
     UNDECODABLE = "undecodable"
     PLAYER_ERROR = "player_error"
     SUPERSEDED = "superseded"
+    MUTED = "muted"
 
 
 FAIL_REASON_DOCS: Final = EnumDocs(
@@ -216,6 +217,29 @@ FAIL_REASON_DOCS: Final = EnumDocs(
         ),
         FailReason.UNDECODABLE: "the audio matched its hash but did not decode",
         FailReason.PLAYER_ERROR: "the sound output failed",
+        FailReason.MUTED: (
+            "an indoor receiver whose household set its volume to 0 (see `ReceiverSettings`): "
+            "a notice other than a disaster alert is not played"
+        ),
+    },
+)
+
+
+class ReceivedReason(StrEnum):
+    """Why a ``received`` ack says more than that the command is queued."""
+
+    HELD_QUIET_HOURS = "held_quiet_hours"
+
+
+RECEIVED_REASON_DOCS: Final = EnumDocs(
+    "What a `received` ack's `reason` may say: the command is accepted but waits for more than "
+    "its turn. Absent for a command that just waits its turn.",
+    {
+        ReceivedReason.HELD_QUIET_HOURS: (
+            "an indoor receiver whose household holds notices in quiet hours (`hold_quiet` in "
+            "`ReceiverSettings`) got one other than a disaster alert in them: it plays when they "
+            "end (`playing`, `played`), or ends `failed` if it expires or is cancelled first"
+        ),
     },
 )
 
@@ -226,4 +250,5 @@ ENUM_DOCS: Final[Mapping[type[StrEnum], EnumDocs]] = {
     AckStatus: ACK_STATUS_DOCS,
     RejectReason: REJECT_REASON_DOCS,
     FailReason: FAIL_REASON_DOCS,
+    ReceivedReason: RECEIVED_REASON_DOCS,
 }

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Final, Literal
 
 from pydantic import Field
 
 from wire.contract.base import PROTOCOL_VERSION, _Message
-from wire.contract.commands import SpeakerIdentity
+from wire.contract.commands import Command, SpeakerIdentity
+from wire.contract.enums import Category
+from wire.contract.quiet import HHMM, QuietWindow, city_zone, parse_hhmm
 from wire.contract.signing import KeyRing
 from wire.contract.topics import (
     ack_topic,
@@ -15,6 +18,76 @@ from wire.contract.topics import (
     presence_topic,
     speaker_client_id,
 )
+
+# A receiver whose household set no volume plays at its own level: its output unscaled.
+FULL_VOLUME: Final = 100
+
+
+class QuietHours(_Message):
+    """A daily window in local time: the quiet hours of the receiver's district."""
+
+    start: str = Field(
+        pattern=f"^{HHMM}$", description="Start, `HH:MM` local time; this minute is quiet."
+    )
+    end: str = Field(
+        pattern=f"^{HHMM}$",
+        description="End, `HH:MM` local time, not quiet; before `start` it wraps past midnight.",
+    )
+    timezone: str = Field(
+        max_length=64, description="The IANA time zone of `start` and `end` (`Asia/Seoul`)."
+    )
+
+    def _window(self) -> QuietWindow:
+        return QuietWindow(parse_hhmm(self.start), parse_hhmm(self.end))
+
+    def quiet_until_ms(self, at_ms: int) -> int | None:
+        """When the window that holds `at_ms` ends (Unix ms), or None when `at_ms` is not quiet."""
+        moment = datetime.fromtimestamp(at_ms / 1000, UTC)
+        zone = city_zone(self.timezone)
+        window = self._window()
+        if not window.contains(moment, zone):
+            return None
+        return int(window.ends_after(moment, zone).timestamp() * 1000)
+
+
+class ReceiverSettings(_Message):
+    """What an indoor receiver's household chose: how loud, and whether notices wait for the
+    end of quiet hours. A disaster alert ignores both: it plays at once, at full volume."""
+
+    volume: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description=(
+            "Output volume, 0-100: the PCM written to the output is scaled by `volume`/100 (its "
+            "`level_dbfs` is that output's). 0 mutes notices: they are acked `failed`/`muted`. "
+            "Absent: the receiver's own level (100)."
+        ),
+    )
+    hold_quiet: bool = Field(
+        default=False,
+        description=(
+            "Hold a notice other than a disaster alert that arrives in `quiet_hours`: ack it "
+            "`received` with reason `held_quiet_hours` and play it when they end, unless it "
+            "expires or is cancelled first."
+        ),
+    )
+    quiet_hours: QuietHours | None = Field(
+        default=None, description="The district's quiet hours; absent: it has none."
+    )
+
+    def volume_for(self, command: Command) -> int:
+        if command.category is Category.DISASTER or self.volume is None:
+            return FULL_VOLUME
+        return self.volume
+
+    def held_until_ms(self, command: Command, at_ms: int) -> int | None:
+        """Until when a command arriving at `at_ms` waits (Unix ms), or None: it plays now."""
+        if not self.hold_quiet or self.quiet_hours is None:
+            return None
+        if command.category is Category.DISASTER:
+            return None
+        return self.quiet_hours.quiet_until_ms(at_ms)
 
 
 class Provisioning(_Message):
@@ -79,6 +152,13 @@ class Provisioning(_Message):
         max_length=500, description="Where to fetch the key ring after a key rotation."
     )
     keyring: KeyRing = Field(description="The key ring now, to start from.")
+    receiver: ReceiverSettings | None = Field(
+        default=None,
+        description=(
+            "Indoor receivers (kind `household_receiver`) only: the household's volume and "
+            "quiet-hours hold. Fetch the document again to learn a change."
+        ),
+    )
 
 
 def provisioning_for(
@@ -90,6 +170,7 @@ def provisioning_for(
     keepalive_s: int,
     heartbeat_s: float,
     keyring: KeyRing,
+    receiver: ReceiverSettings | None = None,
 ) -> Provisioning:
     base = gateway_url.rstrip("/")
     return Provisioning(
@@ -110,4 +191,5 @@ def provisioning_for(
         audio_url=f"{base}/api/v1/audio/{{sha256}}",
         keyring_url=f"{base}/api/v1/keys/ring",
         keyring=keyring,
+        receiver=receiver,
     )

@@ -43,8 +43,9 @@ class Ack(_Message):
         default=None,
         max_length=200,
         description=(
-            "Why, for `failed` (a `FailReason`) and `rejected` (a `RejectReason`). Other short "
-            "texts are allowed for causes those lists do not name."
+            "Why, for `failed` (a `FailReason`) and `rejected` (a `RejectReason`); with "
+            "`received`, a `ReceivedReason` when the command waits for more than its turn. "
+            "Other short texts are allowed for causes those lists do not name."
         ),
     )
     # Proof of play: which audio was played, for how long, how loud.
