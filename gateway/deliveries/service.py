@@ -32,7 +32,7 @@ from gateway.deliveries.states import (
 from gateway.residents.models import Household
 from gateway.speakers.models import Speaker
 from gateway.speakers.service import TargetSpeaker
-from wire.contract import ReceivedReason, RejectReason
+from wire.contract import FailReason, ReceivedReason, RejectReason
 
 _T = TypeVar("_T")
 
@@ -46,6 +46,10 @@ KEY_REFUSED_REASONS: Final = frozenset(f"rejected: {r.value}" for r in KEY_REFUS
 # The reason kept on a delivery an indoor receiver holds for its household until quiet hours end
 # (its `received` ack said so); kept if the broadcast expires before they do.
 HELD_QUIET_HOURS: Final = ReceivedReason.HELD_QUIET_HOURS.value
+# An indoor receiver its household turned down to 0 (``failed: muted``): the household's choice,
+# counted with the held ones, never as a miss that would text the whole village.
+MUTED: Final = f"failed: {FailReason.MUTED.value}"
+HOUSEHOLD_CHOICE: Final = (HELD_QUIET_HOURS, MUTED)
 ACTIVE_VALUES = [s.value for s in ACTIVE]
 
 # Derived from the table rather than restated: which states a publish moves, which a cancel ends.
@@ -172,7 +176,8 @@ class VillageTally:
     open_offline: int
     total: int
     # Indoor receivers holding it for their household until quiet hours end (or whose hold
-    # outlasted it): the household's choice, so neither waited for nor counted as missed.
+    # outlasted it), or muted by it: the household's choice, so neither waited for nor counted
+    # as missed.
     held: int = 0
     held_open: int = 0
 
@@ -200,7 +205,7 @@ async def tally(
     """Speaker counts by state (open deliveries to offline speakers counted as 'offline', those
     indoor receivers held for their households as 'held'), and one tally per village that has
     speakers in the broadcast."""
-    is_held = func.coalesce(Delivery.reason == HELD_QUIET_HOURS, False)
+    is_held = func.coalesce(Delivery.reason.in_(HOUSEHOLD_CHOICE), False)
     rows = (
         await session.execute(
             select(Delivery.village_id, Delivery.state, Speaker.online, is_held, func.count())

@@ -174,3 +174,30 @@ async def test_a_notice_a_receiver_holds_is_not_asked_again_missed_or_sent_by_sm
     assert detail["state"] == "completed"
     to_receiver = contract.command_topic_speaker(stack.settings.city_code, "home-r1")
     assert [topic for topic, _ in _commands(stack) if topic == to_receiver] == []
+
+
+async def test_a_receiver_its_household_muted_is_no_miss(stack: Stack, recording: bytes) -> None:
+    client = stack.client
+    fleet = (await client.get(f"{API}/speakers", params={"limit": 1000})).json()["items"]
+    village_id = fleet[0]["village_id"]
+    loudspeakers = [s["code"] for s in fleet if s["village_id"] == village_id]
+    await _household_with_receiver(stack, village_id, "home-m1", receiver_volume=0)
+    for code in [*loudspeakers, "home-m1"]:
+        _presence(stack, code, "online")
+    await stack.deliver()
+
+    status, body = await _create(stack, recording, village_ids=[village_id], text="주민 회의")
+    assert status == 201, body
+    await stack.publish_pending()
+    command = _commands(stack)[-1][1]
+    for code in loudspeakers:
+        _ack(stack, command, code, AckStatus.PLAYED)
+    _ack(stack, command, "home-m1", AckStatus.FAILED, reason="muted")
+    await stack.deliver()
+
+    detail = await _detail(stack, body["id"])
+    [row] = [v for v in detail["village_deliveries"] if v["village_id"] == village_id]
+    assert row["outcome"] == "played"
+    assert (detail["speakers"]["held"], detail["speakers"].get("failed", 0)) == (1, 0)
+    await stack.app.state.sweeper.sweep_once()
+    assert (await _detail(stack, body["id"]))["state"] == "completed"

@@ -89,7 +89,7 @@ async function showBoard(id, current) {
       ["no_ack", "응답 없어 포기", d.village_deliveries.flatMap((v) => v.speakers)
         .filter((x) => x.reason === "no_ack" || x.reason === "no_played_ack").length],
       ["offline", "꺼짐", s.offline],
-      ...(s.held ? [["held", "가정 수신기 보류 (방송 금지 시간)", s.held]] : []),
+      ...(s.held ? [["held", "가정 수신기 보류 (가구 설정)", s.held]] : []),
     ];
     document.getElementById("counts").innerHTML = counts.map(([k, label, n]) =>
       `<div class="c-${k}" data-count="${k}"><b>${esc(n)}</b><span>${label}</span></div>`).join("");
