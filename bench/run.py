@@ -23,6 +23,7 @@ from bench.disaster import run_disaster_bench
 from bench.health import run_health_bench
 from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
+from bench.sms import run_sms_bench
 from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
 from bench.sync import run_sync_bench, sync_settings
@@ -493,6 +494,21 @@ async def _only_live(folder: Path, broker_url: str, recording: bytes) -> dict[st
     return {"live": live, "sync": sync}
 
 
+async def _only_sms(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    return {"sms": await run_sms_bench(folder / "sms", broker_url, **sms_settings())}
+
+
+def sms_settings() -> dict[str, int]:
+    """BENCH_SMS_MESSAGES and BENCH_ROUNDS override the size (smoke mode: 40, one round)."""
+    if _flag("BENCH_SMOKE"):
+        return {"messages": 40, "rounds": 1, "warmup": 0}
+    return {
+        "messages": int(os.environ.get("BENCH_SMS_MESSAGES", "2000")),
+        "rounds": int(os.environ.get("BENCH_ROUNDS", "3")),
+        "warmup": 1,
+    }
+
+
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
 ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
     "bridged": _only_bridged,
@@ -500,6 +516,7 @@ ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] 
     "catchup": _only_catchup,
     "soak": _only_soak,
     "live": _only_live,
+    "sms": _only_sms,
 }
 
 
