@@ -336,11 +336,42 @@ async def budget_used(session: AsyncSession, city_id: int, now: datetime) -> int
     return used or 0
 
 
+def _leaving(event: SmsEvent) -> tuple[SmsStatus, frozenset[SmsStatus]] | None:
+    """The one state `event` moves messages to, and every state it moves them out of (its
+    self-loops left out); None when it moves them to more than one."""
+    moves = {
+        status: moved[event]
+        for status, moved in TRANSITIONS.items()
+        if moved.get(event, status) != status
+    }
+    targets = set(moves.values())
+    return (targets.pop(), frozenset(moves)) if len(targets) == 1 else None
+
+
+_LEAVING: Final = {event: leaving for event in SmsEvent if (leaving := _leaving(event)) is not None}
+
+
+def _moved(values: dict[str, Any], new: SmsStatus) -> dict[str, Any]:
+    """What a move to `new` writes: `values`, the state, and the erasures once done with."""
+    return {**values, "status": new, **(_ERASED if new in _DONE_WITH else {})}
+
+
 async def _move(
     session: AsyncSession, message_id: str, event: SmsEvent, values: dict[str, Any]
 ) -> SmsStatus:
     """Apply `event` to the message as it is now; `values` are written only when it changes
     state. Raises InvalidTransition (nothing changed) or SmsNotFound."""
+    # The usual case in one statement: the message is in a state the event moves it out of.
+    if (leaving := _LEAVING.get(event)) is not None:
+        new, sources = leaving
+        moved = await session.execute(
+            update(SmsMessage)
+            .where(SmsMessage.id == message_id, SmsMessage.status.in_(sources))
+            .values(version=SmsMessage.version + 1, **_moved(values, new))
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(moved, "rowcount", 0) == 1:
+            return new
     for _ in range(_MOVE_ATTEMPTS):
         row = (
             await session.execute(
@@ -357,9 +388,7 @@ async def _move(
         if "last_report" in values and current not in FINAL:
             changes["last_report"] = values["last_report"]
         if new != current:
-            changes = {**values, "status": new}
-            if new in _DONE_WITH:
-                changes |= _ERASED
+            changes = _moved(values, new)
         if not changes:
             return new
         moved = await session.execute(
@@ -380,36 +409,25 @@ async def record_accepted(session: AsyncSession, message_id: str, now: datetime)
     return await _move(session, message_id, SmsEvent.ACCEPTED, {**_RELEASED, "sent_at": now})
 
 
-# The states an accepted message leaves (the rest keep their state: a report came first).
-_ACCEPTED_FROM: Final = {
-    status: moves[SmsEvent.ACCEPTED]
-    for status, moves in TRANSITIONS.items()
-    if moves.get(SmsEvent.ACCEPTED, status) != status
-}
-
-
 async def record_accepted_many(
     session: AsyncSession, message_ids: list[str], now: datetime
 ) -> None:
-    """Kannel accepted these messages: `record_accepted` for each, in one statement per state
-    they may leave. A message a report or another worker moved meanwhile is left as it is."""
-    for current, new in _ACCEPTED_FROM.items():
-        for start in range(0, len(message_ids), 500):
-            await session.execute(
-                update(SmsMessage)
-                .where(
-                    SmsMessage.id.in_(message_ids[start : start + 500]),
-                    SmsMessage.status == current,
-                )
-                .values(
-                    **_RELEASED,
-                    **(_ERASED if new in _DONE_WITH else {}),
-                    version=SmsMessage.version + 1,
-                    status=new,
-                    sent_at=now,
-                )
-                .execution_options(synchronize_session=False)
+    """Kannel accepted these messages: `record_accepted` for each, in a statement per 500. A
+    message a report or another worker moved meanwhile is left as it is."""
+    new, sources = _LEAVING[SmsEvent.ACCEPTED]
+    for start in range(0, len(message_ids), 500):
+        await session.execute(
+            update(SmsMessage)
+            .where(
+                SmsMessage.id.in_(message_ids[start : start + 500]),
+                SmsMessage.status.in_(sources),
             )
+            .values(
+                version=SmsMessage.version + 1,
+                **_moved({**_RELEASED, "sent_at": now}, new),
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def record_retry(
