@@ -296,6 +296,12 @@ async def run_bench_async() -> dict[str, Any]:
                 folder, broker.url, recording, **sync_settings(smoke)
             )
             if full:
+                _log("sms: a fallback's SMS through the gateway, then straight to Kannel")
+                result["sms"] = await run_sms_bench(folder / "sms", broker.url, **sms_settings())
+                _log(
+                    f"sms: {result['sms']['gateway_per_s']}/s through the gateway, "
+                    f"{result['sms']['kannel_direct_per_s']}/s straight to Kannel"
+                )
                 if PostgresDatabase.reachable():
                     _log("replicas: one, then two, on PostgreSQL with 10,000 speakers")
                     try:
@@ -390,6 +396,13 @@ def table(result: dict[str, Any]) -> str:
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
         *_live_more(result["live"]),
     ]
+    if (m := result.get("sms")) is not None:
+        lines.append(
+            f"sms        {m['messages']} fallback SMS ({m['parts']} parts): gateway "
+            f"{m['gateway_per_s']}/s at the SMSC, {m['gateway_delivered_per_s']}/s delivered; "
+            f"Kannel direct {m['kannel_direct_per_s']}/s; ratio {_fmt(m['ratio'])}  "
+            f"({m['note']})"
+        )
     if (b := result.get("bridged")) is not None:
         lines.append(
             f"bridged    {b['speakers']} speakers, played {b['single_played_ms_median']} ms on one "

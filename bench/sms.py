@@ -13,8 +13,10 @@ start it) serves both sides. Per round:
   gateway's parameters but no delivery report, as many at a time as the SMS worker sends, timed
   until the fake SMSC has every part (``kannel_direct_per_s``).
 
-Both sides are counted in parts as fakesmsc logs them, one line a part. The city's daily budget
-is raised for the bench (every round spends it again on the same day), and the figures say so.
+``ratio`` is the floor's rate over the gateway's. Both sides are counted in parts as fakesmsc
+logs them, one line a part; ``extra_parts`` counts any beyond those expected (a double send).
+The city's daily budget is raised for the bench (every round spends it again on the same day),
+and the figures say so.
 """
 
 from __future__ import annotations
