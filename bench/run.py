@@ -23,6 +23,7 @@ from bench.disaster import run_disaster_bench
 from bench.health import run_health_bench
 from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
+from bench.sms import run_sms_bench
 from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
 from bench.sync import run_sync_bench, sync_settings
@@ -295,6 +296,12 @@ async def run_bench_async() -> dict[str, Any]:
                 folder, broker.url, recording, **sync_settings(smoke)
             )
             if full:
+                _log("sms: a fallback's SMS through the gateway, then straight to Kannel")
+                result["sms"] = await run_sms_bench(folder / "sms", broker.url, **sms_settings())
+                _log(
+                    f"sms: {result['sms']['gateway_per_s']}/s through the gateway, "
+                    f"{result['sms']['kannel_direct_per_s']}/s straight to Kannel"
+                )
                 if PostgresDatabase.reachable():
                     _log("replicas: one, then two, on PostgreSQL with 10,000 speakers")
                     try:
@@ -389,6 +396,13 @@ def table(result: dict[str, Any]) -> str:
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
         *_live_more(result["live"]),
     ]
+    if (m := result.get("sms")) is not None:
+        lines.append(
+            f"sms        {m['messages']} fallback SMS ({m['parts']} parts): gateway "
+            f"{m['gateway_per_s']}/s at the SMSC, {m['gateway_delivered_per_s']}/s delivered; "
+            f"Kannel direct {m['kannel_direct_per_s']}/s; ratio {_fmt(m['ratio'])}  "
+            f"({m['note']})"
+        )
     if (b := result.get("bridged")) is not None:
         lines.append(
             f"bridged    {b['speakers']} speakers, played {b['single_played_ms_median']} ms on one "
@@ -493,6 +507,21 @@ async def _only_live(folder: Path, broker_url: str, recording: bytes) -> dict[st
     return {"live": live, "sync": sync}
 
 
+async def _only_sms(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    return {"sms": await run_sms_bench(folder / "sms", broker_url, **sms_settings())}
+
+
+def sms_settings() -> dict[str, int]:
+    """BENCH_SMS_MESSAGES and BENCH_ROUNDS override the size (smoke mode: 40, one round)."""
+    if _flag("BENCH_SMOKE"):
+        return {"messages": 40, "rounds": 1, "warmup": 0}
+    return {
+        "messages": int(os.environ.get("BENCH_SMS_MESSAGES", "2000")),
+        "rounds": int(os.environ.get("BENCH_ROUNDS", "3")),
+        "warmup": 1,
+    }
+
+
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
 ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
     "bridged": _only_bridged,
@@ -500,6 +529,7 @@ ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] 
     "catchup": _only_catchup,
     "soak": _only_soak,
     "live": _only_live,
+    "sms": _only_sms,
 }
 
 

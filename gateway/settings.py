@@ -263,6 +263,8 @@ class Settings(BaseSettings):
     sms_max_attempts: int = Field(default=5, ge=1, le=50)
     sms_retry_backoff_s: float = Field(default=5.0, gt=0, le=3600)
     sms_poll_s: float = Field(default=1.0, gt=0, le=60)
+    # Messages each replica's SMS worker has in flight to smsbox at once.
+    sms_send_concurrency: int = Field(default=8, ge=1, le=64)
     # Send to the seeded, never-assigned numbers 010-0XXX-XXXX (a test SMSC only).
     sms_allow_synthetic: bool = False
     # Signs delivery-report links (HMAC); the same on every replica (``gateway.keyfiles``:

@@ -289,6 +289,15 @@ class KannelProcess:
     def sendsms_url(self) -> str:
         return self.config.sendsms_url
 
+    def gateway_settings(self, sender: str = "1588") -> dict[str, str]:
+        """The gateway settings (`gateway.settings.Settings` fields) that send through it."""
+        return {
+            "sms_sendsms_url": self.sendsms_url,
+            "sms_username": SENDSMS_USER,
+            "sms_password": self.config.sendsms_password,
+            "sms_sender": sender,
+        }
+
     @property
     def smsc(self) -> FakeSmsc:
         return FakeSmsc(self.config.fakesmsc_log)

@@ -41,7 +41,7 @@ from gateway.users.demo import DemoLogin, ensure_demo_users
 from maeul import credentials
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, write_broker_file
-from maeul.kannel import SENDSMS_USER, KannelConfig, KannelError, KannelProcess, find_kannel
+from maeul.kannel import KannelConfig, KannelError, KannelProcess, find_kannel
 
 if TYPE_CHECKING:
     from devices.simulator_config import SimSpeaker
@@ -329,12 +329,7 @@ async def _start_kannel(data_dir: Path) -> tuple[KannelProcess | None, dict[str,
             f"[yellow]Kannel 을 시작하지 못해 문자를 보내지 않습니다. / SMS is off: {exc}"
         )
         return None, {}
-    return kannel, {
-        "sms_sendsms_url": kannel.sendsms_url,
-        "sms_username": SENDSMS_USER,
-        "sms_password": kannel.config.sendsms_password,
-        "sms_sender": "1588",
-    }
+    return kannel, kannel.gateway_settings()
 
 
 def _banner(url: str, settings: Settings, logins: list[DemoLogin], *, secured: bool) -> None:

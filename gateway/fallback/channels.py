@@ -30,7 +30,12 @@ from gateway.fallback.models import ChannelDelivery
 from gateway.push.service import enqueue_push, notice_link
 from gateway.residents.crypto import PhoneCipher, PhoneKeyUnavailable
 from gateway.residents.models import Channel
-from gateway.residents.reach import Reachable, phone_for_sending, reachable_residents
+from gateway.residents.reach import (
+    Reachable,
+    load_for_sending,
+    phone_for_sending,
+    reachable_residents,
+)
 from gateway.settings import Settings
 from gateway.sms.segments import count_parts
 from gateway.sms.service import enqueue_sms
@@ -75,16 +80,21 @@ def sms_text(broadcast: Broadcast, village_name: str, url: str, *, max_parts: in
     return text
 
 
-async def _already(fanout: Fanout, resident_id: int, channel: str) -> bool:
-    found = await fanout.session.scalar(
-        select(ChannelDelivery.id).where(
-            ChannelDelivery.broadcast_id == fanout.broadcast.id,
-            ChannelDelivery.village_id == fanout.village_id,
-            ChannelDelivery.resident_id == resident_id,
-            ChannelDelivery.channel == channel,
+async def _already_told(fanout: Fanout, resident_ids: Sequence[int], channel: str) -> set[int]:
+    """Those of `resident_ids` told about this broadcast in this village on `channel`."""
+    told: set[int] = set()
+    for start in range(0, len(resident_ids), 900):
+        told.update(
+            await fanout.session.scalars(
+                select(ChannelDelivery.resident_id).where(
+                    ChannelDelivery.broadcast_id == fanout.broadcast.id,
+                    ChannelDelivery.village_id == fanout.village_id,
+                    ChannelDelivery.resident_id.in_(resident_ids[start : start + 900]),
+                    ChannelDelivery.channel == channel,
+                )
+            )
         )
-    )
-    return found is not None
+    return told
 
 
 async def send_sms(fanout: Fanout) -> int:
@@ -110,10 +120,13 @@ async def sms_to(fanout: Fanout, residents: Sequence[Reachable]) -> int:
         listen_url(fanout.settings, fanout.village_id),
         max_parts=fanout.settings.sms_max_parts,
     )
-    queued = 0
-    for resident in residents:
-        if await _already(fanout, resident.resident_id, Channel.SMS.value):
-            continue
+    told = await _already_told(fanout, [r.resident_id for r in residents], Channel.SMS.value)
+    fresh = [r for r in residents if r.resident_id not in told]
+    # One read for every resident's number, and one write for every row: a village's
+    # residents are queued in a few statements, not a few each.
+    loaded = await load_for_sending(session, [r.resident_id for r in fresh])
+    rows: list[tuple[ChannelDelivery, str]] = []
+    for resident in fresh:
         row = ChannelDelivery(
             broadcast_id=fanout.broadcast.id,
             village_id=fanout.village_id,
@@ -122,6 +135,7 @@ async def sms_to(fanout: Fanout, residents: Sequence[Reachable]) -> int:
             state="queued",
             created_at=now,
         )
+        session.add(row)
         try:
             number = await phone_for_sending(session, fanout.cipher, resident.resident_id, now=now)
         except PhoneKeyUnavailable:
@@ -129,10 +143,10 @@ async def sms_to(fanout: Fanout, residents: Sequence[Reachable]) -> int:
         if number is None:
             row.state = "skipped"
             row.reason = row.reason or "consent_withdrawn"
-            session.add(row)
             continue
-        session.add(row)
-        await session.flush()
+        rows.append((row, number))
+    await session.flush()
+    for row, number in rows:
         message = await enqueue_sms(
             session,
             cipher=fanout.cipher,
@@ -143,11 +157,12 @@ async def sms_to(fanout: Fanout, residents: Sequence[Reachable]) -> int:
             reference_id=str(row.id),
             now=now,
             max_parts=fanout.settings.sms_max_parts,
+            flush=False,
         )
         row.message_id = message.id
-        queued += 1
     await session.flush()
-    return queued
+    del loaded
+    return len(rows)
 
 
 async def send_push(fanout: Fanout) -> int:

@@ -56,6 +56,18 @@ async def reachable_residents(
     return found
 
 
+async def load_for_sending(session: AsyncSession, resident_ids: Collection[int]) -> list[object]:
+    """Read these residents in a few queries, so `phone_for_sending` asks nothing more for
+    them. The session keeps only weak references: hold the list while sending."""
+    loaded: list[object] = []
+    ids = sorted(set(resident_ids))
+    for start in range(0, len(ids), 900):
+        loaded += await session.scalars(
+            select(Resident).where(Resident.id.in_(ids[start : start + 900]))
+        )
+    return loaded
+
+
 async def phone_for_sending(
     session: AsyncSession, cipher: PhoneCipher, resident_id: int, *, now: datetime
 ) -> str | None:

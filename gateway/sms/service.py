@@ -35,6 +35,7 @@ from gateway.sms.segments import count_parts
 from gateway.sms.states import (
     DLR_EVENTS,
     FINAL,
+    TRANSITIONS,
     InvalidTransition,
     SmsEvent,
     SmsStatus,
@@ -132,11 +133,13 @@ async def enqueue_sms(
     now: datetime,
     max_parts: int = 10,
     forget_text: bool = False,
+    flush: bool = True,
 ) -> SmsMessage:
     """Put one SMS in the outbox, queued; the SMS worker sends it.
 
     `to_number` is any spelling of a Korean mobile number; only its sealed form is stored.
     `forget_text`: the text is erased once the message is sent or final (verification codes).
+    `flush=False` leaves the insert to the caller's next flush (many messages in one).
     Raises `InvalidPhoneNumber` (invalid_phone_number) or `SmsTextError` (sms_text_empty,
     sms_text_too_long).
     """
@@ -172,7 +175,8 @@ async def enqueue_sms(
         created_at=now,
     )
     session.add(message)
-    await session.flush()
+    if flush:
+        await session.flush()
     return message
 
 
@@ -187,7 +191,7 @@ class Claim:
     attempts: int
 
 
-async def claim_next(
+async def claim_due(
     session: AsyncSession,
     *,
     city_id: int,
@@ -195,9 +199,10 @@ async def claim_next(
     now: datetime,
     lease: timedelta,
     daily_budget: int,
+    limit: int,
     passed: set[str] | None = None,
-) -> Claim | None:
-    """Claim the next due message of the city for this worker, or None when none is due.
+) -> list[Claim]:
+    """Claim up to `limit` due messages of the city for this worker, oldest first.
 
     Due: queued with its next attempt now or past, or sending under a lease that ran out (its
     worker died before recording Kannel's answer). A message charged to no day yet is charged
@@ -219,13 +224,17 @@ async def claim_next(
             ),
         )
         .order_by(SmsMessage.next_attempt_at, SmsMessage.id)
-        .limit(_CANDIDATES)
+        # Spare candidates for those another worker takes first.
+        .limit(limit + _CANDIDATES)
     )
     if passed:
         query = query.where(SmsMessage.id.not_in(list(passed)))
+    won: list[tuple[str, SmsStatus, int, str | None]] = []
     for message_id, version, status, parts, budget_day in (await session.execute(query)).all():
+        if len(won) == limit:
+            break
         claimed = next_status(SmsStatus(status), SmsEvent.CLAIMED)
-        won = await session.execute(
+        moved = await session.execute(
             update(SmsMessage)
             .where(SmsMessage.id == message_id, SmsMessage.version == version)
             .values(
@@ -237,40 +246,63 @@ async def claim_next(
             )
             .execution_options(synchronize_session=False)
         )
-        if getattr(won, "rowcount", 0) != 1:
-            continue  # another worker took it first
-        values: dict[str, Any] = {}
-        final_status = claimed
-        if budget_day is None:
-            day = local_day(now)
+        if getattr(moved, "rowcount", 0) == 1:  # else another worker took it first
+            won.append((message_id, claimed, parts, budget_day))
+    if not won:
+        return []
+    statuses = {message_id: claimed for message_id, claimed, _, _ in won}
+    fresh = [(message_id, parts) for message_id, _, parts, budget_day in won if budget_day is None]
+    day = local_day(now)
+    # Usually the whole batch fits: one charge. Otherwise one by one, in order, as if claimed
+    # one at a time.
+    if fresh and await _charge(session, city_id, day, sum(p for _, p in fresh), daily_budget):
+        charged = [message_id for message_id, _ in fresh]
+    else:
+        charged = []
+        for message_id, parts in fresh:
             if await _charge(session, city_id, day, parts, daily_budget):
-                values["budget_day"] = day
-            else:
-                final_status = next_status(claimed, SmsEvent.OVER_BUDGET)
-                values |= {
-                    **_ERASED,
-                    "status": final_status,
-                    "reason": "over_budget",
-                    "finished_at": now,
-                    "claimed_by": None,
-                    "lease_until": None,
-                }
-        if values:
+                charged.append(message_id)
+                continue
+            statuses[message_id] = next_status(statuses[message_id], SmsEvent.OVER_BUDGET)
             await session.execute(
                 update(SmsMessage)
                 .where(SmsMessage.id == message_id)
-                .values(version=SmsMessage.version + 1, **values)
+                .values(
+                    **_ERASED,
+                    version=SmsMessage.version + 1,
+                    status=statuses[message_id],
+                    reason="over_budget",
+                    finished_at=now,
+                    claimed_by=None,
+                    lease_until=None,
+                )
                 .execution_options(synchronize_session=False)
             )
-        row = (
-            await session.execute(
-                select(SmsMessage.to_sealed, SmsMessage.text, SmsMessage.attempts).where(
-                    SmsMessage.id == message_id
-                )
+    if charged:
+        await session.execute(
+            update(SmsMessage)
+            .where(SmsMessage.id.in_(charged))
+            .values(version=SmsMessage.version + 1, budget_day=day)
+            .execution_options(synchronize_session=False)
+        )
+    rows = {
+        row.id: row
+        for row in await session.execute(
+            select(SmsMessage.id, SmsMessage.to_sealed, SmsMessage.text, SmsMessage.attempts).where(
+                SmsMessage.id.in_(list(statuses))
             )
-        ).one()
-        return Claim(message_id, final_status, row.to_sealed, row.text, row.attempts)
-    return None
+        )
+    }
+    return [
+        Claim(
+            message_id,
+            statuses[message_id],
+            rows[message_id].to_sealed,
+            rows[message_id].text,
+            rows[message_id].attempts,
+        )
+        for message_id, _, _, _ in won
+    ]
 
 
 async def _charge(session: AsyncSession, city_id: int, day: str, parts: int, budget: int) -> bool:
@@ -304,11 +336,42 @@ async def budget_used(session: AsyncSession, city_id: int, now: datetime) -> int
     return used or 0
 
 
+def _leaving(event: SmsEvent) -> tuple[SmsStatus, frozenset[SmsStatus]] | None:
+    """The one state `event` moves messages to, and every state it moves them out of (its
+    self-loops left out); None when it moves them to more than one."""
+    moves = {
+        status: moved[event]
+        for status, moved in TRANSITIONS.items()
+        if moved.get(event, status) != status
+    }
+    targets = set(moves.values())
+    return (targets.pop(), frozenset(moves)) if len(targets) == 1 else None
+
+
+_LEAVING: Final = {event: leaving for event in SmsEvent if (leaving := _leaving(event)) is not None}
+
+
+def _moved(values: dict[str, Any], new: SmsStatus) -> dict[str, Any]:
+    """What a move to `new` writes: `values`, the state, and the erasures once done with."""
+    return {**values, "status": new, **(_ERASED if new in _DONE_WITH else {})}
+
+
 async def _move(
     session: AsyncSession, message_id: str, event: SmsEvent, values: dict[str, Any]
 ) -> SmsStatus:
     """Apply `event` to the message as it is now; `values` are written only when it changes
     state. Raises InvalidTransition (nothing changed) or SmsNotFound."""
+    # The usual case in one statement: the message is in a state the event moves it out of.
+    if (leaving := _LEAVING.get(event)) is not None:
+        new, sources = leaving
+        moved = await session.execute(
+            update(SmsMessage)
+            .where(SmsMessage.id == message_id, SmsMessage.status.in_(sources))
+            .values(version=SmsMessage.version + 1, **_moved(values, new))
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(moved, "rowcount", 0) == 1:
+            return new
     for _ in range(_MOVE_ATTEMPTS):
         row = (
             await session.execute(
@@ -325,9 +388,7 @@ async def _move(
         if "last_report" in values and current not in FINAL:
             changes["last_report"] = values["last_report"]
         if new != current:
-            changes = {**values, "status": new}
-            if new in _DONE_WITH:
-                changes |= _ERASED
+            changes = _moved(values, new)
         if not changes:
             return new
         moved = await session.execute(
@@ -346,6 +407,27 @@ _RELEASED: Final = {"claimed_by": None, "lease_until": None}
 
 async def record_accepted(session: AsyncSession, message_id: str, now: datetime) -> SmsStatus:
     return await _move(session, message_id, SmsEvent.ACCEPTED, {**_RELEASED, "sent_at": now})
+
+
+async def record_accepted_many(
+    session: AsyncSession, message_ids: list[str], now: datetime
+) -> None:
+    """Kannel accepted these messages: `record_accepted` for each, in a statement per 500. A
+    message a report or another worker moved meanwhile is left as it is."""
+    new, sources = _LEAVING[SmsEvent.ACCEPTED]
+    for start in range(0, len(message_ids), 500):
+        await session.execute(
+            update(SmsMessage)
+            .where(
+                SmsMessage.id.in_(message_ids[start : start + 500]),
+                SmsMessage.status.in_(sources),
+            )
+            .values(
+                version=SmsMessage.version + 1,
+                **_moved({**_RELEASED, "sent_at": now}, new),
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def record_retry(
