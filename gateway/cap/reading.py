@@ -73,6 +73,9 @@ class Info:
     instruction: str | None
     expires: datetime | None
     areas: tuple[areas.Area, ...]
+    response_types: tuple[str, ...] = ()
+    effective: datetime | None = None
+    onset: datetime | None = None
 
     @property
     def text(self) -> str:
@@ -90,6 +93,7 @@ class Alert:
     msg_type: str
     references: tuple[Reference, ...]
     infos: tuple[Info, ...]
+    scope: str = "Public"
 
     @property
     def sent_key(self) -> str:
@@ -142,6 +146,7 @@ def read_alert(root: etree._Element) -> Alert:
         msg_type=_text(root, "msgType") or "",
         references=references,
         infos=tuple(_info(i) for i in root.findall("cap:info", NS)),
+        scope=_text(root, "scope") or "",
     )
 
 
@@ -161,7 +166,7 @@ def _reference(triple: str) -> Reference:
 
 
 def _info(node: etree._Element) -> Info:
-    expires = _text(node, "expires")
+    expires, effective, onset = (_text(node, n) for n in ("expires", "effective", "onset"))
     return Info(
         language=(_text(node, "language") or "en-US")[:35],
         categories=tuple(_texts(node, "category")),
@@ -174,6 +179,9 @@ def _info(node: etree._Element) -> Info:
         instruction=_text(node, "instruction"),
         expires=_when(expires) if expires else None,
         areas=tuple(shape for area in node.findall("cap:area", NS) for shape in _area_shapes(area)),
+        response_types=tuple(_texts(node, "responseType")),
+        effective=_when(effective) if effective else None,
+        onset=_when(onset) if onset else None,
     )
 
 
