@@ -274,6 +274,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "요청의 CAP 경보가 이미 만료되었습니다.",
         "The CAP alert the request carries has expired; it is not broadcast.",
     ),
+    "cap_alert_changed": _e(
+        409,
+        "같은 경보(보낸곳·식별자·보낸시각)를 다른 내용으로 다시 보냈습니다.",
+        "The same alert (sender, identifier, sent) was taken in before with other content.",
+    ),
     "cap_reference_mode_mismatch": _e(
         409,
         "시험·훈련 메시지는 실제 경보를 바꾸거나 취소할 수 없습니다 (같은 모드의 경보만).",

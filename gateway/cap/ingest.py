@@ -42,7 +42,7 @@ from gateway.cap.models import CapAlert
 from gateway.cap.reading import Alert, CapRefused, Info, read_alert
 from gateway.cap.references import Stopped, find_alert
 from gateway.deps import Runtime
-from gateway.errors import InvalidRequest, UnsupportedMediaType
+from gateway.errors import Conflict, InvalidRequest, UnsupportedMediaType
 from gateway.places import geography
 from gateway.places.models import City
 from gateway.schedules import service as schedules
@@ -178,6 +178,7 @@ async def ingest(
     await senders.allowed_sender(session, city, principal, alert.sender)
     earlier = await find_alert(session, city.id, alert.sender, alert.identifier, alert.sent_key)
     if earlier is not None:
+        _check_same(earlier, alert, document)
         return replayed(earlier)
     mode = mode_of(alert.status)
     now = runtime.clock.now()
@@ -195,7 +196,7 @@ async def ingest(
         return await _record(session, _stopped(row, stopped), None)
     info = _spoken(alert, now)
     row.language = info.language
-    row.texts = {i.language: i.text for i in alert.infos}
+    row.texts = alert.texts()
     original = await _cleared(session, city, alert, info, referenced)
     expires_in, key = _expires_in(info.expires, now), f"cap:{_alert_key(alert)}"
     extra, texts = {"cap": _cap_target(alert, info)}, known_texts(row.texts)
@@ -287,6 +288,31 @@ async def _send(
     return await schedules.create_schedule(
         session, runtime, city, request, None, Timing(send_at=starts), origin="cap_effective"
     )
+
+
+def _check_same(earlier: CapAlert, alert: Alert, document: bytes) -> None:
+    """The same alert posted again is answered as it was; the same sender, identifier and
+    sent saying something else (another status, type, references or text) is a mistake to
+    flag, not to answer as if it had been taken in."""
+    if fingerprint(document)[0] == earlier.sha256:
+        return
+    said = (alert.status, alert.msg_type, _row_references(alert))
+    if said == (earlier.status, earlier.msg_type, list(earlier.references or ())) and (
+        alert.msg_type == "Cancel" or alert.texts() == dict(earlier.texts or {})
+    ):
+        return
+    raise Conflict(
+        "cap_alert_changed",
+        ko=f"같은 보낸곳·식별자·보낸시각({alert.identifier[:100]})의 경보를 이미 받았는데 "
+        "내용이 다릅니다. 바꾸려면 새 식별자의 Update를 보내 주세요.",
+        en=f"An alert with this sender, identifier and sent ({alert.identifier[:100]!r}) was "
+        "taken in already with other content; to change it, send an Update with a new "
+        "identifier.",
+    )
+
+
+def _row_references(alert: Alert) -> list[str]:
+    return [f"{r.sender},{r.identifier},{r.sent}" for r in alert.references]
 
 
 def _check_alert(alert: Alert, now: datetime) -> None:
@@ -430,7 +456,7 @@ def _row(city: City, alert: Alert, principal: Principal, sha256: str, now: datet
         sent=alert.sent_key,
         msg_type=alert.msg_type,
         status=alert.status,
-        references=[f"{r.sender},{r.identifier},{r.sent}" for r in alert.references],
+        references=_row_references(alert),
         cancelled_ids=[],
         village_ids=[],
         texts={},

@@ -38,6 +38,7 @@ GEOCODE_NAMES: Final[Mapping[str, tuple[int, ...]]] = {
     "LAWD_CD": (5, 10),
 }
 _DIGITS = re.compile(r"\d+")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # What Maeul keeps of an alert's identifier and sender (they are the alert's key).
 MAX_ID_CHARS: Final = 200
 
@@ -80,8 +81,12 @@ class Info:
     @property
     def text(self) -> str:
         """What is spoken: the headline, the description and the instruction, in that order."""
+        return self.said or self.event
+
+    @property
+    def said(self) -> str:
         parts = [p.strip() for p in (self.headline, self.description, self.instruction) if p]
-        return "\n".join(p for p in parts if p) or self.event
+        return "\n".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,12 @@ class Alert:
     @property
     def sent_key(self) -> str:
         return sent_key(self.sent)
+
+    def texts(self) -> dict[str, str]:
+        """Each `<info>`'s text by language; one with no headline, description or instruction
+        has none (its event name would be another language's word)."""
+        spoken = self.spoken_info()
+        return {i.language: i.text for i in self.infos if i.said or i is spoken}
 
     def spoken_info(self) -> Info | None:
         """The Korean `<info>` if there is one, else the first."""
@@ -165,10 +176,20 @@ def _reference(triple: str) -> Reference:
         ) from None
 
 
+def _language(node: etree._Element) -> str:
+    """The `<language>`; left out, CAP's default en-US, unless the text is plainly Korean (a
+    Korean sender who left it out)."""
+    given = _text(node, "language")
+    if given:
+        return given[:35]
+    said = " ".join(_text(node, n) or "" for n in ("headline", "description", "instruction"))
+    return "ko-KR" if _HANGUL.search(said) else "en-US"
+
+
 def _info(node: etree._Element) -> Info:
     expires, effective, onset = (_text(node, n) for n in ("expires", "effective", "onset"))
     return Info(
-        language=(_text(node, "language") or "en-US")[:35],
+        language=_language(node),
         categories=tuple(_texts(node, "category")),
         event=_text(node, "event") or "",
         urgency=_text(node, "urgency") or "",

@@ -43,6 +43,7 @@ CAP_ERRORS: Final = (
     "cap_reference_unknown",
     "cap_reference_sender_not_allowed",
     "cap_reference_mode_mismatch",
+    "cap_alert_changed",
     "cap_no_info",
     "cap_expired",
     "cap_text_too_long",

@@ -98,6 +98,21 @@ def alert(
     ).encode()
 
 
+def rain(language: str, headline: str, description: str, where: str) -> str:
+    """A moderate heavy-rain <info> in ``language``."""
+    return info(
+        category="Met",
+        event="호우",
+        urgency="Expected",
+        severity="Moderate",
+        certainty="Likely",
+        headline=headline,
+        description=description,
+        areas=[where],
+        language=language,
+    )
+
+
 def polygon(points: Sequence[tuple[float, float]]) -> str:
     """CAP's form, closed: "lat,lon lat,lon ... (the first again)"."""
     ring = [*points, points[0]]

@@ -75,6 +75,9 @@ async def test_references_act_only_on_the_same_mode_and_allowed_senders(stack: S
     assert status == 201, live
     [alert_id] = live["broadcast_ids"]
     ref = (f"{cap.KMA},LIVE-1,{cap.SENT}",)
+    # The same alert (sender, identifier, sent) saying something else is not a replay.
+    answer, body = await post(stack, _weather("LIVE-1", where, status="Test"), weather)
+    assert (answer, body["error"]) == (409, "cap_alert_changed"), body
 
     # A test Cancel, an exercise Update, another agency's Cancel: refused, nothing stopped.
     refused = [
@@ -103,7 +106,7 @@ async def test_references_act_only_on_the_same_mode_and_allowed_senders(stack: S
         assert " / " in body["detail"]
     assert (await _detail(stack, alert_id))["state"] != "cancelled"
     assert (await stack.client.get("/api/v1/broadcasts")).json()["total"] == 1
-    assert await _audited_reasons(stack) == sorted(e for *_, e in refused)
+    assert await _audited_reasons(stack) == sorted(["cap_alert_changed", *(e for *_, e in refused)])
 
     # An Update whose responseType is AllClear is the alert's all clear: in the alert's
     # category (a Minor all clear of a disaster is not administrative), linked, not a cancel.

@@ -5,6 +5,7 @@ document's hash and size, never the document."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from gateway.auth import Role
 from tests.cap import documents as cap
@@ -284,3 +285,12 @@ async def test_senders_are_managed_by_the_city_administrator(stack: Stack) -> No
     # The sender's own account may post alerts, not manage the list.
     listed = await stack.client.get("/api/v1/cap/senders", headers=weather)
     assert (listed.status_code, listed.json()["error"]) == (403, "role_not_allowed")
+
+
+def test_the_documented_answers_include_who_may_post() -> None:
+    spec = json.loads((Path(__file__).parents[2] / "openapi" / "openapi.json").read_text())
+    answers = spec["paths"]["/api/v1/cap"]["post"]["responses"]
+    assert "not_authenticated" in answers["401"]["description"]
+    assert "account_suspended" in answers["403"]["description"]
+    assert "cap_reference_mode_mismatch" in answers["409"]["description"]
+    assert "idempotency_key_reused" in answers["422"]["description"]
