@@ -132,6 +132,19 @@ async def test_the_specification_examples_reach_exactly_the_villages_inside(
     approval = await stack.client.get(f"/api/v1/approvals/{body['approval_id']}")
     assert approval.status_code == 200, approval.text
     assert approval.json()["state"] == "pending"
+    # The request keeps its CAP alert (the broadcast an approval makes is linked to it).
+    assert approval.json()["target"]["cap"]["identifier"] == "MOIS-CRISIS-20260101-01"
+    # Called off while it waits: the request is withdrawn, and the answer says so.
+    call_off = cap.alert(
+        "MOIS-CRISIS-20260101-01-cancel",
+        sender=cap.MOIS,
+        msg_type="Cancel",
+        references=[f"{cap.MOIS},MOIS-CRISIS-20260101-01,{cap.SENT}"],
+    )
+    status, cancelled = await post(stack, call_off, ministry)
+    assert status == 201, cancelled
+    assert cancelled["withdrawn_approval_ids"] == [body["approval_id"]]
+    assert cancelled["cancelled_broadcast_ids"] == []
 
 
 async def test_an_update_replaces_what_has_not_played_and_a_cancel_stops_it(
