@@ -200,6 +200,17 @@ async def test_an_update_replaces_what_has_not_played_and_a_cancel_stops_it(
         [replacement],
     )
     assert (await _detail(stack, replacement))["state"] == "cancelled"
+    # Cancelled again (another message): nothing more is stopped, and nothing is claimed.
+    again = cap.alert(
+        "TS-1-cancel-2",
+        sender=cap.KMA,
+        msg_type="Cancel",
+        sent="2026-01-01T08:59:40+09:00",
+        references=[f"{cap.KMA},TS-1-update,2026-01-01T08:59:00+09:00"],
+    )
+    status, repeated = await post(stack, again, weather)
+    assert status == 201, repeated
+    assert repeated["cancelled_broadcast_ids"] == []
 
 
 async def test_the_citys_table_decides_the_category_and_quiet_hours_hold_all_but_disasters(

@@ -13,6 +13,7 @@ from tests.cap import documents as cap
 from tests.cap.test_ingest import cap_sender, ids, migrated_database_url, post, villages
 from tests.flow.conftest import Stack, stack
 from tests.flow.test_broadcast_flow import _detail
+from tests.support.people import make_person
 
 __all__ = ["migrated_database_url", "stack"]  # the fixtures, shared
 
@@ -70,6 +71,7 @@ async def test_references_act_only_on_the_same_mode_and_allowed_senders(stack: S
     places = await villages(stack)
     weather = await cap_sender(stack, cap.KMA, Role.SAFETY_OFFICER)
     other = await cap_sender(stack, OTHER_AGENCY, Role.SAFETY_OFFICER)
+    approver = await make_person(stack.client, Role.SAFETY_OFFICER)
     where = cap.area("가람면", polygons=[cap.box([places["d01-v001"]])])
     status, live = await post(stack, _weather("LIVE-1", where), weather)
     assert status == 201, live
@@ -139,6 +141,17 @@ async def test_references_act_only_on_the_same_mode_and_allowed_senders(stack: S
     assert later["broadcast_ids"] == []
     schedule = (await stack.client.get(f"/api/v1/schedules/{later['schedule_id']}")).json()
     assert _when(schedule["next_fire_at"]) == _when("2026-01-01T15:00:00+09:00")
+
+    # City-wide, it waits for a second person; approved after its <expires>, it is not sent.
+    everywhere = cap.area("시 전역", polygons=[cap.box(list(places.values()))])
+    brief = _weather("WIDE-1", everywhere, expires="2026-01-01T09:10:00+09:00")
+    status, waiting = await post(stack, brief, weather)
+    assert status == 201, waiting
+    stack.clock.advance(11 * 60)
+    approve = await stack.client.post(
+        f"/api/v1/approvals/{waiting['approval_id']}/approve", headers=approver.headers
+    )
+    assert (approve.status_code, approve.json()["error"]) == (409, "approval_alert_expired")
 
 
 async def test_a_held_update_stops_what_it_replaces_and_nothing_plays_expired(
