@@ -66,6 +66,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "이 계정은 이 CAP 보낸곳(<sender>)의 경보를 보낼 수 없습니다 (허용 목록에 없거나 꺼짐).",
         "The CAP <sender> is not on the allow-list for this account, or is disabled.",
     ),
+    "cap_reference_sender_not_allowed": _e(
+        403,
+        "다른 보낸곳의 경보는 바꾸거나 취소할 수 없습니다.",
+        "An Update or Cancel references an alert of a CAP sender this account may not post for.",
+    ),
     "role_not_allowed": _e(
         403,
         "이 역할로는 할 수 없는 일입니다.",
@@ -264,6 +269,22 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "자신이 보낸 방송은 승인할 수 없습니다.",
         "A person cannot approve their own disaster broadcast.",
     ),
+    "approval_alert_expired": _e(
+        409,
+        "요청의 CAP 경보가 이미 만료되었습니다.",
+        "The CAP alert the request carries has expired; it is not broadcast.",
+    ),
+    "cap_alert_changed": _e(
+        409,
+        "같은 경보(보낸곳·식별자·보낸시각)를 다른 내용으로 다시 보냈습니다.",
+        "The same alert (sender, identifier, sent) was taken in before with other content.",
+    ),
+    "cap_reference_mode_mismatch": _e(
+        409,
+        "시험·훈련 메시지는 실제 경보를 바꾸거나 취소할 수 없습니다 (같은 모드의 경보만).",
+        "An Update or Cancel acts only on alerts of its own mode: a test or exercise never "
+        "touches a live alert.",
+    ),
     "approval_not_pending": _e(
         409, "이미 처리된 승인 요청입니다.", "The approval request is no longer pending."
     ),
@@ -358,6 +379,26 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "The Update or Cancel references no alert this gateway took in.",
     ),
     "cap_no_info": _e(422, "방송할 내용(<info>)이 없습니다.", "The alert has no <info>."),
+    "cap_scope_not_public": _e(
+        422,
+        "공개(Public) 경보만 방송합니다. 옥외 스피커는 누구나 듣습니다.",
+        "Only Public alerts are broadcast: the speakers are public, anyone hears them.",
+    ),
+    "cap_text_too_long": _e(
+        422,
+        "방송할 경보 문장이 너무 깁니다.",
+        "The alert's spoken text (headline, description, instruction) is over the limit.",
+    ),
+    "cap_info_areas_differ": _e(
+        422,
+        "<info>마다 지역이 다른 경보는 받지 않습니다.",
+        "The alert's <info> blocks name different areas.",
+    ),
+    "cap_sent_in_future": _e(
+        422,
+        "보낸 시각(<sent>)이 너무 먼 미래입니다.",
+        "The alert's <sent> is too far in the future.",
+    ),
     "cap_expired": _e(422, "이미 만료된 경보입니다.", "The alert has expired."),
     "cap_area_missing": _e(422, "경보에 지역(<area>)이 없습니다.", "The alert has no <area>."),
     "cap_area_unplaceable": _e(

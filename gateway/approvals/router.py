@@ -112,7 +112,8 @@ async def approve(
     (403 bootstrap_cannot_approve), an API key, or an account the requester created, set the
     password of, gave its rights or re-enabled, or one created or given its rights after the
     request (403 approver_not_eligible). With `audio_sha256`, the audio heard must be the one
-    that would play (409 approval_audio_changed)."""
+    that would play (409 approval_audio_changed). A request from a CAP alert whose `expires`
+    has passed is not sent (409 approval_alert_expired)."""
     heard = body.audio_sha256 if body else None
     await listening.check_heard(session, city, approval_id, approver, heard, now=now)
     approval, started = await service.approve(

@@ -132,6 +132,17 @@ async def approve(
         )
     await eligibility.check_approver(session, approval, principal)
     all_villages, requested_districts, requested_villages = _requested(approval)
+    expires_in_s = approval.expires_in_s
+    ends = broadcasts.ends_at(approval.target)
+    if ends is not None:
+        if ends <= now:
+            raise Conflict(
+                "approval_alert_expired",
+                ko="이 요청의 CAP 경보가 이미 만료되어 방송할 수 없습니다.",
+                en="The CAP alert this request carries has expired: it is not broadcast.",
+            )
+        # The broadcast ends with its alert, not the approval's delay later.
+        expires_in_s = max(1, int((ends - now).total_seconds()))
     request = broadcasts.BroadcastRequest(
         category=Category(approval.category),
         title=approval.title,
@@ -139,7 +150,7 @@ async def approve(
         all_villages=all_villages,
         district_ids=requested_districts,
         village_ids=requested_villages,
-        expires_in_s=approval.expires_in_s,
+        expires_in_s=expires_in_s,
         idempotency_key=f"approval:{approval.id}",
         created_by=approval.requested_by,
         mode=approval.mode,

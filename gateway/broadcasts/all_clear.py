@@ -9,6 +9,7 @@ Alert, the all clear's is an Update with `responseType` AllClear.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,6 +55,44 @@ def _not_clearable() -> Conflict:
     )
 
 
+def clearable(original: Broadcast) -> bool:
+    return original.mode == "live" and original.cancelled_at is None and not original.all_clear_of
+
+
+def request_for(
+    original: Broadcast,
+    *,
+    text: str | None,
+    title: str | None = None,
+    expires_in_s: int | None,
+    idempotency_key: str | None,
+    principal: Principal,
+    extra_target: Mapping[str, object] | None = None,
+    texts: Mapping[str, str] | None = None,
+) -> BroadcastRequest:
+    """The all clear of ``original``: its category, to the villages it reached, linked."""
+    spoken = (text or "").strip() or default_text(original)
+    extra: dict[str, object] = {**(extra_target or {}), "all_clear_of": original.id}
+    if "area" in original.target:
+        extra["area"] = original.target["area"]
+    whole_city = bool(original.target.get("all"))
+    return BroadcastRequest(
+        category=Category(original.category),
+        title=(title or title_of(original))[:200],
+        text=spoken,
+        all_villages=whole_city,
+        district_ids=(),
+        village_ids=() if whole_city else tuple(reached_villages(original)),
+        expires_in_s=expires_in_s,
+        idempotency_key=idempotency_key,
+        created_by=principal.actor,
+        mode="live",
+        principal=principal,
+        extra_target=extra,
+        texts=texts or {},
+    )
+
+
 async def send_all_clear(
     session: AsyncSession,
     runtime: Runtime,
@@ -66,26 +105,14 @@ async def send_all_clear(
     principal: Principal,
 ) -> now.Answer:
     original = await get_broadcast(session, city.id, broadcast_id)
-    if original.mode != "live" or original.cancelled_at is not None or original.all_clear_of:
+    if not clearable(original):
         raise _not_clearable()
-    spoken = (text or "").strip() or default_text(original)
-    extra: dict[str, object] = {"all_clear_of": original.id}
-    if "area" in original.target:
-        extra["area"] = original.target["area"]
-    whole_city = bool(original.target.get("all"))
-    request = BroadcastRequest(
-        category=Category(original.category),
-        title=title_of(original),
-        text=spoken,
-        all_villages=whole_city,
-        district_ids=(),
-        village_ids=() if whole_city else tuple(reached_villages(original)),
+    request = request_for(
+        original,
+        text=text,
         expires_in_s=expires_in_s,
         idempotency_key=idempotency_key,
-        created_by=principal.actor,
-        mode="live",
         principal=principal,
-        extra_target=extra,
     )
     # Cleared already (an earlier all clear, or one sent at this very moment by another officer
     # or replica): the send use case refuses it, 409 already_all_clear (`sending.service`).

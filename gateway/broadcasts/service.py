@@ -75,12 +75,21 @@ class BroadcastRequest:
 
 
 # What a request keeps of its ``extra_target`` when it waits (a schedule made for the end of quiet
-# hours, an approval request): the area as given, and the alert an all clear ends.
-CARRIED_TARGET: Final = ("area", "all_clear_of")
+# hours, an approval request): the area as given, the alert an all clear ends, and the CAP alert
+# it came from (whose ``expires`` bounds it: ``ends_at``).
+CARRIED_TARGET: Final = ("area", "all_clear_of", "cap")
 
 
 def carried(target: Mapping[str, object]) -> dict[str, object]:
     return {k: target[k] for k in CARRIED_TARGET if k in target}
+
+
+def ends_at(target: Mapping[str, object]) -> datetime | None:
+    """The fixed end a waiting request carries (its CAP alert's ``expires``): when it goes out
+    later, it expires then, and past it, it does not go out at all."""
+    alert = target.get("cap")
+    expires = alert.get("expires") if isinstance(alert, dict) else None
+    return datetime.fromisoformat(expires) if isinstance(expires, str) else None
 
 
 def kept_texts(request: BroadcastRequest) -> dict[str, object]:

@@ -3,10 +3,15 @@
     document ─ parse (xsd: no DTD, no entities, the schema) ─ read ─ the sender allowed?
       ─ seen before? (identifier, sender, sent: the earlier answer, 200)
       ─ status → mode (Actual live, Exercise, Test; System and Draft are not broadcast)
-      ─ Update / Cancel: the referenced alerts must be known
-      ─ the spoken <info> (Korean, else the first): expired? its areas → villages
-      ─ mapping → category ─ ``sending.now.send_now`` (rights, limits, two-person, quiet hours)
-      ─ Update / Cancel: what has not played of the referenced broadcasts is cancelled
+      ─ Public only, <sent> not a day ahead
+      ─ Update / Cancel: the referenced alerts known, of the same mode, of senders the account
+        may post for (``references``)
+      ─ the spoken <info> (Korean, else the first): expired? too long? the infos' areas the
+        same? its areas → villages; an AllClear Update of a live alert: that alert's all clear
+      ─ mapping → category ─ ``sending.now.send_now`` (rights, limits, two-person, quiet hours),
+        or a schedule for a future <effective>
+      ─ Update / Cancel: what has not played of the referenced alerts is stopped (only what
+        waits, while the update waits itself)
 
 Every refusal is a typed error with a stable code (``CapRefused`` carries the schema path);
 the route records it in the audit log with the document's hash and size, never the document.
@@ -22,32 +27,39 @@ from datetime import datetime
 from typing import Final
 
 from lxml import etree
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audio.speech.languages import known_texts
-from audio.speech.normalize import MAX_TEXT_CHARS
-from gateway.approvals import service as approvals
-from gateway.approvals.models import ApprovalRequest
 from gateway.auth import Principal
-from gateway.broadcasts import service as broadcasts
+from gateway.broadcasts import all_clear
+from gateway.broadcasts.models import Broadcast
+from gateway.broadcasts.reading import get_broadcast, reached_villages
 from gateway.broadcasts.service import BroadcastRequest, Started
-from gateway.cap import senders, xsd
+from gateway.cap import references, senders, xsd
 from gateway.cap.mapping import MappingRule, map_info
 from gateway.cap.models import CapAlert
 from gateway.cap.reading import Alert, CapRefused, Info, read_alert
+from gateway.cap.references import Stopped, find_alert
 from gateway.deps import Runtime
-from gateway.errors import Conflict, UnsupportedMediaType
+from gateway.errors import Conflict, InvalidRequest, UnsupportedMediaType
 from gateway.places import geography
 from gateway.places.models import City
 from gateway.schedules import service as schedules
-from gateway.schedules.models import Schedule, ScheduleOccurrence
+from gateway.schedules.recurrence import Timing
 from gateway.sending import now as sending_now
 from gateway.sending.service import AwaitingApproval
 
 MODES: Final = {"Actual": "live", "Exercise": "exercise", "Test": "test"}
 _MAX_EXPIRY_S: Final = 7 * 86400
+# The most an alert's spoken text (headline, description, instruction) may have: about two
+# minutes of speech, said twice for an immediate threat; the audio of a longer one would be
+# over the upload limit, and nobody outdoors follows it.
+MAX_SPOKEN_CHARS: Final = 500
+# A <sent> this far ahead of the gateway's clock is a wrong clock or a wrong document.
+MAX_SENT_AHEAD_S: Final = 86400
+# An <effective> less than this ahead is now (clocks differ by seconds).
+_START_SLACK_S: Final = 60
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,7 @@ class Ingested:
     category: str | None
     village_ids: tuple[int, ...] = ()
     replayed: bool = False
-    cancelled: tuple[str, ...] = field(default_factory=tuple)
+    stopped: Stopped = field(default_factory=Stopped)
 
 
 def fingerprint(document: bytes) -> tuple[str, int]:
@@ -164,17 +176,147 @@ async def ingest(
     if sender is not None and alert.sender != sender:
         raise senders.sender_not_allowed(alert.sender)
     await senders.allowed_sender(session, city, principal, alert.sender)
-    earlier = await _earlier(session, city, alert.sender, alert.identifier, alert.sent_key)
+    earlier = await find_alert(session, city.id, alert.sender, alert.identifier, alert.sent_key)
     if earlier is not None:
-        return Ingested(
-            earlier,
-            earlier.mode or "",
-            earlier.category,
-            tuple(earlier.village_ids or ()),
-            replayed=True,
-            cancelled=tuple(earlier.cancelled_ids or ()),
-        )
+        _check_same(earlier, alert, document)
+        return replayed(earlier)
     mode = mode_of(alert.status)
+    now = runtime.clock.now()
+    _check_alert(alert, now)
+    referenced = (
+        await references.referenced(session, city, principal, alert, mode)
+        if alert.msg_type != "Alert"
+        else []
+    )
+    sha256, _size = fingerprint(document)
+    row = _row(city, alert, principal, sha256, now)
+    row.mode = mode
+    if alert.msg_type == "Cancel":
+        stopped = await references.stop(session, runtime, city, principal, referenced)
+        return await _record(session, _stopped(row, stopped), None)
+    info = _spoken(alert, now)
+    row.language = info.language
+    row.texts = alert.texts()
+    original = await _cleared(session, city, alert, info, referenced)
+    expires_in, key = _expires_in(info.expires, now), f"cap:{_alert_key(alert)}"
+    extra, texts = {"cap": _cap_target(alert, info)}, known_texts(row.texts)
+    if original is not None:
+        # An all clear of a live alert: its category and villages, linked to it, not a cancel.
+        request = all_clear.request_for(
+            original,
+            text=info.text,
+            title=info.headline,
+            expires_in_s=expires_in,
+            idempotency_key=key,
+            principal=principal,
+            extra_target=extra,
+            texts=texts,
+        )
+        village_ids = tuple(reached_villages(original))
+    else:
+        village_ids = await _villages(session, city, info)
+        mapped = map_info(info, rules)
+        request = BroadcastRequest(
+            category=mapped.category,
+            title=(info.headline or info.event)[:200],
+            text=info.text,
+            all_villages=False,
+            district_ids=(),
+            village_ids=village_ids,
+            expires_in_s=expires_in,
+            idempotency_key=key,
+            created_by=principal.actor,
+            repeat=mapped.repeat,
+            mode=mode,
+            principal=principal,
+            extra_target=extra,
+            texts=texts,
+        )
+    row.category = request.category.value
+    row.village_ids = list(village_ids)
+    try:
+        answer = await _send(session, runtime, city, request, info, now)
+    except InvalidRequest as exc:
+        # The same alert posted at the same moment went first (its expiry, counted from its
+        # own moment, makes the request differ by a second): answer as it did.
+        if exc.code != "idempotency_key_reused":
+            raise
+        if (winner := await _winner(session, city, alert)) is None:
+            raise
+        return replayed(winner)
+    if answer.replayed and (winner := await _winner(session, city, alert)) is not None:
+        return replayed(winner)
+    if isinstance(answer, Started):
+        row.broadcast_id = answer.broadcast.id
+    elif isinstance(answer, AwaitingApproval):
+        row.approval_id = answer.approval.id
+    else:
+        row.schedule_id = answer.schedule.id
+    if original is not None:
+        return await _record(session, row, village_ids)
+    # The update replaces what has not played of what it updates once it is sent itself; while
+    # it waits (quiet hours, a second person, its <effective>), what it updates must not go out
+    # either.
+    stopped = await references.stop(
+        session,
+        runtime,
+        city,
+        principal,
+        referenced,
+        waiting_only=not isinstance(answer, Started),
+    )
+    return await _record(session, _stopped(row, stopped), village_ids)
+
+
+async def _winner(session: AsyncSession, city: City, alert: Alert) -> CapAlert | None:
+    return await find_alert(session, city.id, alert.sender, alert.identifier, alert.sent_key)
+
+
+async def _send(
+    session: AsyncSession,
+    runtime: Runtime,
+    city: City,
+    request: BroadcastRequest,
+    info: Info,
+    now: datetime,
+) -> sending_now.Answer:
+    """Send now, or from the alert's <effective> (else <onset>) time when that is ahead: held
+    as quiet hours hold a send, by a schedule."""
+    starts = info.effective or info.onset
+    if starts is None or (starts - now).total_seconds() <= _START_SLACK_S:
+        return await sending_now.send_now(session, runtime, city, request, None)
+    return await schedules.create_schedule(
+        session, runtime, city, request, None, Timing(send_at=starts), origin="cap_effective"
+    )
+
+
+def _check_same(earlier: CapAlert, alert: Alert, document: bytes) -> None:
+    """The same alert posted again is answered as it was; the same sender, identifier and
+    sent saying something else (another status, type, references or text) is a mistake to
+    flag, not to answer as if it had been taken in."""
+    if fingerprint(document)[0] == earlier.sha256:
+        return
+    said = (alert.status, alert.msg_type, _row_references(alert))
+    if said == (earlier.status, earlier.msg_type, list(earlier.references or ())) and (
+        alert.msg_type == "Cancel" or alert.texts() == dict(earlier.texts or {})
+    ):
+        return
+    raise Conflict(
+        "cap_alert_changed",
+        ko=f"같은 보낸곳·식별자·보낸시각({alert.identifier[:100]})의 경보를 이미 받았는데 "
+        "내용이 다릅니다. 바꾸려면 새 식별자의 Update를 보내 주세요.",
+        en=f"An alert with this sender, identifier and sent ({alert.identifier[:100]!r}) was "
+        "taken in already with other content; to change it, send an Update with a new "
+        "identifier.",
+    )
+
+
+def _row_references(alert: Alert) -> list[str]:
+    return [f"{r.sender},{r.identifier},{r.sent}" for r in alert.references]
+
+
+def _check_alert(alert: Alert, now: datetime) -> None:
+    """What makes an alert one Maeul does not broadcast, whatever it says."""
     if alert.msg_type not in ("Alert", "Update", "Cancel"):
         raise CapRefused(
             "cap_msg_type_not_broadcast",
@@ -182,13 +324,27 @@ async def ingest(
             en=f"A {alert.msg_type!r} message is not broadcast (only Alert, Update, Cancel).",
             path="/cap:alert/cap:msgType",
         )
-    referenced = await _referenced(session, city, alert) if alert.msg_type != "Alert" else []
-    sha256, _size = fingerprint(document)
-    row = _row(city, alert, principal, sha256, runtime.clock.now())
-    row.mode = mode
-    if alert.msg_type == "Cancel":
-        row.cancelled_ids = list(await _stop(session, runtime, city, principal, referenced))
-        return Ingested(await _record(session, row), mode, None, cancelled=tuple(row.cancelled_ids))
+    if alert.scope != "Public":
+        raise CapRefused(
+            "cap_scope_not_public",
+            ko=f"범위가 '{alert.scope}'인 경보는 방송하지 않습니다. 옥외 스피커는 누구나 "
+            "들으므로 공개(Public) 경보만 방송합니다.",
+            en=f"An alert whose scope is {alert.scope!r} is not broadcast: the speakers are "
+            "public, anyone nearby hears them, so only Public alerts are.",
+            path="/cap:alert/cap:scope",
+        )
+    if (alert.sent - now).total_seconds() > MAX_SENT_AHEAD_S:
+        raise CapRefused(
+            "cap_sent_in_future",
+            ko=f"보낸 시각 {alert.sent.isoformat()}이 하루 넘게 앞서 있습니다. 보낸 곳의 "
+            "시계를 확인하세요.",
+            en=f"The alert's <sent> {alert.sent.isoformat()} is more than a day ahead: check "
+            "the sender's clock.",
+            path="/cap:alert/cap:sent",
+        )
+
+
+def _spoken(alert: Alert, now: datetime) -> Info:
     info = alert.spoken_info()
     if info is None:
         raise CapRefused(
@@ -197,7 +353,6 @@ async def ingest(
             en="The alert has no <info> to broadcast.",
             path="/cap:alert/cap:info",
         )
-    now = runtime.clock.now()
     if info.expires is not None and info.expires <= now:
         raise CapRefused(
             "cap_expired",
@@ -205,45 +360,68 @@ async def ingest(
             en=f"The alert has expired (expires {info.expires.isoformat()}).",
             path="/cap:alert/cap:info/cap:expires",
         )
-    village_ids = await _villages(session, city, info)
-    mapped = map_info(info, rules)
-    row.language = info.language
-    row.category = mapped.category.value
-    row.village_ids = list(village_ids)
-    row.texts = {i.language: i.text for i in alert.infos}
-    request = BroadcastRequest(
-        category=mapped.category,
-        title=(info.headline or info.event)[:200],
-        text=info.text[:MAX_TEXT_CHARS],
-        all_villages=False,
-        district_ids=(),
-        village_ids=village_ids,
-        expires_in_s=_expires_in(info.expires, now),
-        idempotency_key=f"cap:{_alert_key(alert)}",
-        created_by=principal.actor,
-        repeat=mapped.repeat,
-        mode=mode,
-        principal=principal,
-        extra_target={"cap": _cap_target(alert, info)},
-        texts=known_texts(row.texts),
-    )
-    answer = await sending_now.send_now(session, runtime, city, request, None)
-    if isinstance(answer, Started):
-        row.broadcast_id = answer.broadcast.id
-        # The update replaces what has not played of what it updates, once it is sent itself.
-        row.cancelled_ids = list(await _stop(session, runtime, city, principal, referenced))
-    elif isinstance(answer, AwaitingApproval):
-        row.approval_id = answer.approval.id
-    else:
-        assert isinstance(answer, schedules.Created)
-        row.schedule_id = answer.schedule.id
+    if len(info.text) > MAX_SPOKEN_CHARS:
+        raise CapRefused(
+            "cap_text_too_long",
+            ko=f"방송할 문장(headline, description, instruction)이 {len(info.text)}자입니다. "
+            f"최대 {MAX_SPOKEN_CHARS}자까지 방송합니다.",
+            en=f"The spoken text (headline, description, instruction) has {len(info.text)} "
+            f"characters; at most {MAX_SPOKEN_CHARS} are broadcast.",
+            path="/cap:alert/cap:info",
+        )
+    named = [i.areas for i in alert.infos if i.areas]
+    if any(areas != named[0] for areas in named):
+        raise CapRefused(
+            "cap_info_areas_differ",
+            ko="<info>마다 지역이 다릅니다. 한 방송은 한 지역에 한 내용을 내보내므로, 지역이 "
+            "다른 경보는 따로 보내 주세요.",
+            en="The <info> blocks name different areas: one broadcast says one thing to one "
+            "area, so send alerts for different areas separately.",
+            path="/cap:alert/cap:info/cap:area",
+        )
+    return info
+
+
+async def _cleared(
+    session: AsyncSession,
+    city: City,
+    alert: Alert,
+    info: Info,
+    referenced: Sequence[CapAlert],
+) -> Broadcast | None:
+    """The live alert an Update whose responseType is AllClear ends, when it went out."""
+    if alert.msg_type != "Update" or "AllClear" not in info.response_types:
+        return None
+    for row in referenced:
+        broadcast_id = await references.broadcast_of(session, row)
+        if broadcast_id is not None:
+            original = await get_broadcast(session, city.id, broadcast_id)
+            if all_clear.clearable(original):
+                return original
+    return None
+
+
+def replayed(row: CapAlert) -> Ingested:
+    """The first answer to an alert taken in before."""
     return Ingested(
-        await _record(session, row),
-        mode,
-        mapped.category.value,
-        village_ids,
-        cancelled=tuple(row.cancelled_ids),
+        row,
+        row.mode or "",
+        row.category,
+        tuple(row.village_ids or ()),
+        replayed=True,
+        stopped=Stopped(
+            tuple(row.cancelled_ids or ()),
+            tuple(row.cancelled_schedule_ids or ()),
+            tuple(row.withdrawn_approval_ids or ()),
+        ),
     )
+
+
+def _stopped(row: CapAlert, stopped: Stopped) -> CapAlert:
+    row.cancelled_ids = list(stopped.broadcast_ids)
+    row.cancelled_schedule_ids = list(stopped.schedule_ids)
+    row.withdrawn_approval_ids = list(stopped.approval_ids)
+    return row
 
 
 def _alert_key(alert: Alert) -> str:
@@ -259,6 +437,8 @@ def _cap_target(alert: Alert, info: Info) -> dict[str, object]:
         "msg_type": alert.msg_type,
         "language": info.language,
         "event": info.event[:200],
+        # The alert ends here whenever it goes out (held by quiet hours, or approved later).
+        **({"expires": info.expires.isoformat()} if info.expires is not None else {}),
     }
 
 
@@ -276,7 +456,7 @@ def _row(city: City, alert: Alert, principal: Principal, sha256: str, now: datet
         sent=alert.sent_key,
         msg_type=alert.msg_type,
         status=alert.status,
-        references=[f"{r.sender},{r.identifier},{r.sent}" for r in alert.references],
+        references=_row_references(alert),
         cancelled_ids=[],
         village_ids=[],
         texts={},
@@ -286,108 +466,25 @@ def _row(city: City, alert: Alert, principal: Principal, sha256: str, now: datet
     )
 
 
-async def _record(session: AsyncSession, row: CapAlert) -> CapAlert:
-    """Write the alert; the same alert posted twice at once is one (the first row wins)."""
+async def _record(
+    session: AsyncSession, row: CapAlert, village_ids: tuple[int, ...] | None
+) -> Ingested:
+    """Write the alert; the same alert posted twice at once is one (the first row wins, the
+    other answers as a replay)."""
     try:
         async with session.begin_nested():
             session.add(row)
             await session.flush()
     except IntegrityError:
-        earlier = await _earlier(session, row.city_id, row.sender, row.identifier, row.sent)
+        earlier = await find_alert(session, row.city_id, row.sender, row.identifier, row.sent)
         assert earlier is not None
-        return earlier
-    return row
-
-
-async def _earlier(
-    session: AsyncSession, city: City | int, sender: str, identifier: str, sent: str
-) -> CapAlert | None:
-    city_id = city if isinstance(city, int) else city.id
-    found: CapAlert | None = await session.scalar(
-        select(CapAlert).where(
-            CapAlert.city_id == city_id,
-            CapAlert.sender == sender,
-            CapAlert.identifier == identifier,
-            CapAlert.sent == sent,
-        )
+        return replayed(earlier)
+    stopped = Stopped(
+        tuple(row.cancelled_ids),
+        tuple(row.cancelled_schedule_ids),
+        tuple(row.withdrawn_approval_ids),
     )
-    return found
-
-
-async def _referenced(session: AsyncSession, city: City, alert: Alert) -> list[CapAlert]:
-    """The alerts an Update or Cancel refers to that Maeul took in; refused when it names none
-    Maeul knows (an update of an alert never received cannot say what it replaces)."""
-    found = [
-        row
-        for ref in alert.references
-        if (row := await _earlier(session, city, ref.sender, ref.identifier, ref.sent)) is not None
-    ]
-    if not found:
-        named = " ".join(f"{r.sender},{r.identifier},{r.sent}" for r in alert.references)
-        raise CapRefused(
-            "cap_reference_unknown",
-            ko=f"{alert.msg_type}가 가리키는 경보를 받은 적이 없습니다: {named[:300] or '(없음)'}",
-            en=f"The {alert.msg_type} references no alert this gateway took in: "
-            f"{named[:300] or '(none)'}",
-            path="/cap:alert/cap:references",
-        )
-    return found
-
-
-async def _stop(
-    session: AsyncSession,
-    runtime: Runtime,
-    city: City,
-    principal: Principal,
-    referenced: Sequence[CapAlert],
-) -> tuple[str, ...]:
-    """Cancel what has not played of the referenced alerts' broadcasts (speakers playing one
-    stop), withdraw a request still waiting for approval, and cancel a send still held by quiet
-    hours (or the broadcast it became); the broadcasts stopped."""
-    stopped: list[str] = []
-    for row in referenced:
-        broadcast_id = row.broadcast_id
-        if row.schedule_id is not None:
-            broadcast_id = await _stop_held(session, runtime, city, principal, row.schedule_id)
-        if row.approval_id is not None:
-            approval = await session.get(ApprovalRequest, row.approval_id)
-            if approval is not None and approval.state == "pending":
-                await approvals.reject(
-                    session, runtime, city, approval.id, principal, "CAP Update/Cancel"
-                )
-            elif approval is not None:
-                broadcast_id = approval.broadcast_id
-        if broadcast_id is None:
-            continue
-        try:
-            await broadcasts.cancel_broadcast(session, runtime, city, broadcast_id, principal)
-        except Conflict as exc:
-            if exc.code != "broadcast_finished":
-                raise
-            continue  # everything played already: the update follows it
-        stopped.append(broadcast_id)
-    return tuple(stopped)
-
-
-async def _stop_held(
-    session: AsyncSession, runtime: Runtime, city: City, principal: Principal, schedule_id: str
-) -> str | None:
-    """An alert held by quiet hours became a schedule: cancelled while it waits; once it fired,
-    the broadcast it made is the one to stop."""
-    schedule = await session.get(Schedule, schedule_id)
-    if schedule is not None and schedule.state in ("active", "paused"):
-        await schedules.cancel_schedule(session, runtime, city, schedule_id, principal=principal)
-        return None
-    fired: str | None = await session.scalar(
-        select(ScheduleOccurrence.broadcast_id)
-        .where(
-            ScheduleOccurrence.schedule_id == schedule_id,
-            ScheduleOccurrence.broadcast_id.is_not(None),
-        )
-        .order_by(ScheduleOccurrence.occurrence_at.desc())
-        .limit(1)
-    )
-    return fired
+    return Ingested(row, row.mode or "", row.category, village_ids or (), stopped=stopped)
 
 
 async def _villages(session: AsyncSession, city: City, info: Info) -> tuple[int, ...]:

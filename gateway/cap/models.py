@@ -50,6 +50,9 @@ class CapAlert(Base):
     schedule_id: Mapped[str | None] = mapped_column(String(32), default=None)
     # The broadcasts an Update or Cancel stopped (what had not played of them).
     cancelled_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The held sends (schedules) it cancelled and the approval requests it withdrew.
+    cancelled_schedule_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    withdrawn_approval_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     # The "sender,identifier,sent" triples the alert references, as given.
     references: Mapped[list[str]] = mapped_column(JSON, default=list)
     # What the answer names again when the same alert comes twice.

@@ -38,6 +38,7 @@ GEOCODE_NAMES: Final[Mapping[str, tuple[int, ...]]] = {
     "LAWD_CD": (5, 10),
 }
 _DIGITS = re.compile(r"\d+")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # What Maeul keeps of an alert's identifier and sender (they are the alert's key).
 MAX_ID_CHARS: Final = 200
 
@@ -73,12 +74,19 @@ class Info:
     instruction: str | None
     expires: datetime | None
     areas: tuple[areas.Area, ...]
+    response_types: tuple[str, ...] = ()
+    effective: datetime | None = None
+    onset: datetime | None = None
 
     @property
     def text(self) -> str:
         """What is spoken: the headline, the description and the instruction, in that order."""
+        return self.said or self.event
+
+    @property
+    def said(self) -> str:
         parts = [p.strip() for p in (self.headline, self.description, self.instruction) if p]
-        return "\n".join(p for p in parts if p) or self.event
+        return "\n".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
@@ -90,10 +98,17 @@ class Alert:
     msg_type: str
     references: tuple[Reference, ...]
     infos: tuple[Info, ...]
+    scope: str = "Public"
 
     @property
     def sent_key(self) -> str:
         return sent_key(self.sent)
+
+    def texts(self) -> dict[str, str]:
+        """Each `<info>`'s text by language; one with no headline, description or instruction
+        has none (its event name would be another language's word)."""
+        spoken = self.spoken_info()
+        return {i.language: i.text for i in self.infos if i.said or i is spoken}
 
     def spoken_info(self) -> Info | None:
         """The Korean `<info>` if there is one, else the first."""
@@ -142,6 +157,7 @@ def read_alert(root: etree._Element) -> Alert:
         msg_type=_text(root, "msgType") or "",
         references=references,
         infos=tuple(_info(i) for i in root.findall("cap:info", NS)),
+        scope=_text(root, "scope") or "",
     )
 
 
@@ -160,10 +176,20 @@ def _reference(triple: str) -> Reference:
         ) from None
 
 
+def _language(node: etree._Element) -> str:
+    """The `<language>`; left out, CAP's default en-US, unless the text is plainly Korean (a
+    Korean sender who left it out)."""
+    given = _text(node, "language")
+    if given:
+        return given[:35]
+    said = " ".join(_text(node, n) or "" for n in ("headline", "description", "instruction"))
+    return "ko-KR" if _HANGUL.search(said) else "en-US"
+
+
 def _info(node: etree._Element) -> Info:
-    expires = _text(node, "expires")
+    expires, effective, onset = (_text(node, n) for n in ("expires", "effective", "onset"))
     return Info(
-        language=(_text(node, "language") or "en-US")[:35],
+        language=_language(node),
         categories=tuple(_texts(node, "category")),
         event=_text(node, "event") or "",
         urgency=_text(node, "urgency") or "",
@@ -174,6 +200,9 @@ def _info(node: etree._Element) -> Info:
         instruction=_text(node, "instruction"),
         expires=_when(expires) if expires else None,
         areas=tuple(shape for area in node.findall("cap:area", NS) for shape in _area_shapes(area)),
+        response_types=tuple(_texts(node, "responseType")),
+        effective=_when(effective) if effective else None,
+        onset=_when(onset) if onset else None,
     )
 
 

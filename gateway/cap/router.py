@@ -37,10 +37,17 @@ CAP_ERRORS: Final = (
     "cap_sender_not_allowed",
     "cap_status_not_broadcast",
     "cap_msg_type_not_broadcast",
+    "cap_scope_not_public",
+    "cap_sent_in_future",
     "cap_reference_invalid",
     "cap_reference_unknown",
+    "cap_reference_sender_not_allowed",
+    "cap_reference_mode_mismatch",
+    "cap_alert_changed",
     "cap_no_info",
     "cap_expired",
+    "cap_text_too_long",
+    "cap_info_areas_differ",
     "cap_area_missing",
     "cap_area_unplaceable",
     "cap_area_empty",
@@ -88,7 +95,9 @@ def _answer(done: Ingested) -> CapIngested:
         broadcast_ids=[row.broadcast_id] if row.broadcast_id else [],
         approval_id=row.approval_id,
         schedule_id=row.schedule_id,
-        cancelled_broadcast_ids=list(row.cancelled_ids or ()),
+        cancelled_broadcast_ids=list(done.stopped.broadcast_ids),
+        cancelled_schedule_ids=list(done.stopped.schedule_ids),
+        withdrawn_approval_ids=list(done.stopped.approval_ids),
         village_ids=list(done.village_ids),
     )
 
@@ -100,7 +109,20 @@ def _answer(done: Ingested) -> CapIngested:
     openapi_extra=_BODY,
     responses={
         200: {"description": "The same alert (identifier, sender, sent) again: the first answer"},
-        **documented(*CAP_ERRORS, "quiet_hours", "rate_limited_user"),
+        **documented(
+            "not_authenticated",
+            "invalid_token",
+            "account_suspended",
+            *CAP_ERRORS,
+            "quiet_hours",
+            "rate_limited_user",
+            "idempotency_key_reused",
+            notes={
+                "idempotency_key_reused": "Only when an earlier alert's broadcast was made "
+                "with the same key by another route; the same alert posted again (even at the "
+                "same moment) is answered 200 with the first answer.",
+            },
+        ),
     },
 )
 async def ingest_cap(
@@ -113,9 +135,10 @@ async def ingest_cap(
 ) -> CapIngested:
     """Take a CAP 1.2 alert in (README, "CAP 1.2 in"): a broadcast to the villages its areas
     cover, spoken in its Korean `<info>` (else the first), under the same rules as any send.
-    An Update or Cancel stops what has not played of the alerts it references. The answer
-    names the broadcast, or the approval request (two-person rule) or the schedule (quiet
-    hours) that holds it."""
+    An Update or Cancel stops what has not played of the alerts it references (of the same
+    mode, and of senders this account may post for). The answer names the broadcast, or the
+    approval request (two-person rule) or the schedule (quiet hours, a future `<effective>`)
+    that holds it."""
     rules = [MappingRule.model_validate(r) for r in runtime.settings.cap_mapping]
     try:
         document = await _document(request)
@@ -128,7 +151,7 @@ async def ingest_cap(
         request.state.audit_reason = f"{exc.code} at {path}" if path else exc.code
         raise
     cache = state_of(request).status_cache
-    for stopped in done.cancelled:
+    for stopped in done.stopped.broadcast_ids:
         cache.forget(city.id, stopped)
     if done.replayed:
         response.status_code = 200

@@ -46,8 +46,9 @@ class CapSenderList(BaseModel):
 
 class CapIngested(BaseModel):
     """What a CAP alert made: a broadcast, or the approval request (two-person rule) or the
-    schedule (quiet hours) that holds it; for an Update or Cancel, the broadcasts whose
-    unplayed deliveries it cancelled."""
+    schedule (quiet hours, a future <effective>) that holds it; for an Update or Cancel, what it
+    stopped of the alerts it references: the broadcasts whose unplayed deliveries it
+    cancelled, the held sends it cancelled and the approval requests it withdrew."""
 
     identifier: str
     sender: str
@@ -60,4 +61,6 @@ class CapIngested(BaseModel):
     approval_id: str | None = None
     schedule_id: str | None = None
     cancelled_broadcast_ids: list[str] = Field(default_factory=list)
+    cancelled_schedule_ids: list[str] = Field(default_factory=list)
+    withdrawn_approval_ids: list[str] = Field(default_factory=list)
     village_ids: list[int] = Field(default_factory=list)

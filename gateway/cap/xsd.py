@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from xml.parsers import expat
 
 from lxml import etree
 
@@ -57,6 +58,10 @@ def parse(document: bytes) -> etree._Element:
     (reasons: `too_large`, `not_xml`, `dtd_forbidden`, `wrong_namespace`, `schema_invalid`)."""
     if len(document) > MAX_DOCUMENT_BYTES:
         raise CapProblem("too_large", f"the document is over {MAX_DOCUMENT_BYTES} bytes")
+    # Before lxml reads a byte: its guard against entity amplification is a syntax error,
+    # which would hide that the document declared a DTD at all.
+    if _declares_dtd(document):
+        raise CapProblem("dtd_forbidden", "a DOCTYPE or entity declaration is not allowed")
     try:
         tree = etree.ElementTree(etree.fromstring(document, _parser()))
     except etree.XMLSyntaxError as exc:
@@ -70,6 +75,36 @@ def parse(document: bytes) -> etree._Element:
         raise CapProblem("wrong_namespace", f"expected {NAMESPACE}, found {found}")
     validate(root)
     return root
+
+
+class _Prolog(Exception):
+    """Stops the prolog scan: a DOCTYPE was declared (True) or the root element began."""
+
+    def __init__(self, declared: bool) -> None:
+        self.declared = declared
+
+
+def _declares_dtd(document: bytes) -> bool:
+    """Whether the prolog declares a DOCTYPE, read by expat only up to the root element (so
+    nothing declared is ever expanded); a document expat cannot read is lxml's to refuse."""
+    scanner = expat.ParserCreate()
+
+    def declared(*_args: object) -> None:
+        raise _Prolog(True)
+
+    def root(*_args: object) -> None:
+        raise _Prolog(False)
+
+    scanner.StartDoctypeDeclHandler = declared
+    scanner.EntityDeclHandler = declared
+    scanner.StartElementHandler = root
+    try:
+        scanner.Parse(document, True)
+    except _Prolog as stop:
+        return stop.declared
+    except expat.ExpatError:
+        return False
+    return False
 
 
 def validate(root: etree._Element) -> None:

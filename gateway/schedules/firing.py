@@ -10,6 +10,7 @@ an occurrence can never fire twice, whichever replica claims it.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 from typing import Final, Literal
 
@@ -17,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import Broadcast
-from gateway.broadcasts.service import Started, StoredAudio
+from gateway.broadcasts.service import Started, StoredAudio, ends_at
 from gateway.deps import Runtime
 from gateway.errors import MaeulError
 from gateway.places import service as places
@@ -164,6 +165,14 @@ async def handle_due(
 
     key = occurrence_key(schedule.id, occurrence)
     request = request_of(schedule, idempotency_key=key, occurrence_at=occurrence)
+    ends = ends_at(request.extra_target)
+    if ends is not None:
+        if ends <= now:
+            # A CAP alert held past its <expires> is stale: it never plays.
+            record_occurrence(session, schedule, occurrence, "skipped", now, reason="expired")
+            _advance(schedule, rule, occurrence, now)
+            return "skipped"
+        request = replace(request, expires_in_s=max(1, int((ends - now).total_seconds())))
     # Every rule is checked now, as the maker's send: their rights as they stand today (a role
     # or an area taken away since it was made stops it); the bootstrap token's is not checked.
     owner = await standing.current_principal(session, settings, schedule.created_by)

@@ -56,7 +56,7 @@ def _to_read(schedule: Schedule, occurrences: Sequence[ScheduleOccurrence]) -> S
     return ScheduleRead(
         id=schedule.id,
         state=cast(ScheduleState, schedule.state),
-        origin=cast(Literal["api", "quiet_hours"], schedule.origin),
+        origin=cast(Literal["api", "quiet_hours", "cap_effective"], schedule.origin),
         category=Category(schedule.category),
         mode=cast(BroadcastMode, schedule.mode),
         title=schedule.title,

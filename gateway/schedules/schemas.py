@@ -44,7 +44,7 @@ class Occurrence(BaseModel):
         "when it fell due), owner_suspended / owner_removed (its creator's account was "
         "suspended or is gone), category_not_allowed / outside_scope (its creator may no "
         "longer send it: role or area changed since it was made), or paused (it fell due "
-        "while the schedule was paused); "
+        "while the schedule was paused), or expired (a CAP alert held past its <expires>); "
         "failed: the error code (e.g. district_not_found)"
     )
     broadcast_id: str | None
@@ -57,8 +57,9 @@ class ScheduleRead(BaseModel):
         description="active; paused (nothing fires until someone with rights resumes it); "
         "completed; cancelled"
     )
-    origin: Literal["api", "quiet_hours"] = Field(
-        description="quiet_hours: a broadcast deferred to the end of quiet hours"
+    origin: Literal["api", "quiet_hours", "cap_effective"] = Field(
+        description="quiet_hours: a broadcast deferred to the end of quiet hours; "
+        "cap_effective: a CAP alert held until its <effective> (or <onset>) time"
     )
     category: Category
     mode: BroadcastMode = Field(description="What each broadcast it sends will be")

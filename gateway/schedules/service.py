@@ -117,7 +117,7 @@ async def create_schedule(
     timing: Timing,
     *,
     composed: templates.Composed | None = None,
-    origin: Literal["api", "quiet_hours"] = "api",
+    origin: Literal["api", "quiet_hours", "cap_effective"] = "api",
 ) -> Created:
     """Check everything cheap first (time, text, then the send rules), transcode or speak with
     no transaction open, check the rules again and write the schedule."""

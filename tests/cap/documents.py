@@ -43,15 +43,26 @@ def info(
     language: str = "ko-KR",
     instruction: str | None = None,
     expires: str | None = EXPIRES,
+    response_type: str | None = None,
+    effective: str | None = None,
+    onset: str | None = None,
 ) -> str:
     parts = [
         f"<language>{language}</language>",
         f"<category>{category}</category>",
         f"<event>{escape(event)}</event>",
+    ]
+    if response_type is not None:
+        parts.append(f"<responseType>{response_type}</responseType>")
+    parts += [
         f"<urgency>{urgency}</urgency>",
         f"<severity>{severity}</severity>",
         f"<certainty>{certainty}</certainty>",
     ]
+    if effective is not None:
+        parts.append(f"<effective>{effective}</effective>")
+    if onset is not None:
+        parts.append(f"<onset>{onset}</onset>")
     if expires is not None:
         parts.append(f"<expires>{expires}</expires>")
     parts += [
@@ -74,15 +85,32 @@ def alert(
     sent: str = SENT,
     references: Sequence[str] = (),
     namespace: str = "urn:oasis:names:tc:emergency:cap:1.2",
+    scope: str = "<scope>Public</scope>",
 ) -> bytes:
+    """``scope``: the `<scope>` element and what follows it (`<restriction>`, `<addresses>`)."""
     refs = f"<references>{' '.join(references)}</references>" if references else ""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<alert xmlns="{namespace}">'
         f"<identifier>{escape(identifier)}</identifier><sender>{escape(sender)}</sender>"
         f"<sent>{sent}</sent><status>{status}</status><msgType>{msg_type}</msgType>"
-        f"<scope>Public</scope>{refs}{''.join(infos)}</alert>"
+        f"{scope}{refs}{''.join(infos)}</alert>"
     ).encode()
+
+
+def rain(language: str, headline: str, description: str, where: str) -> str:
+    """A moderate heavy-rain <info> in ``language``."""
+    return info(
+        category="Met",
+        event="호우",
+        urgency="Expected",
+        severity="Moderate",
+        certainty="Likely",
+        headline=headline,
+        description=description,
+        areas=[where],
+        language=language,
+    )
 
 
 def polygon(points: Sequence[tuple[float, float]]) -> str:

@@ -134,6 +134,19 @@ async def test_the_specification_examples_reach_exactly_the_villages_inside(
     approval = await stack.client.get(f"/api/v1/approvals/{body['approval_id']}")
     assert approval.status_code == 200, approval.text
     assert approval.json()["state"] == "pending"
+    # The request keeps its CAP alert (the broadcast an approval makes is linked to it).
+    assert approval.json()["target"]["cap"]["identifier"] == "MOIS-CRISIS-20260101-01"
+    # Called off while it waits: the request is withdrawn, and the answer says so.
+    call_off = cap.alert(
+        "MOIS-CRISIS-20260101-01-cancel",
+        sender=cap.MOIS,
+        msg_type="Cancel",
+        references=[f"{cap.MOIS},MOIS-CRISIS-20260101-01,{cap.SENT}"],
+    )
+    status, cancelled = await post(stack, call_off, ministry)
+    assert status == 201, cancelled
+    assert cancelled["withdrawn_approval_ids"] == [body["approval_id"]]
+    assert cancelled["cancelled_broadcast_ids"] == []
 
 
 async def test_an_update_replaces_what_has_not_played_and_a_cancel_stops_it(
@@ -202,6 +215,17 @@ async def test_an_update_replaces_what_has_not_played_and_a_cancel_stops_it(
         [replacement],
     )
     assert (await _detail(stack, replacement))["state"] == "cancelled"
+    # Cancelled again (another message): nothing more is stopped, and nothing is claimed.
+    again = cap.alert(
+        "TS-1-cancel-2",
+        sender=cap.KMA,
+        msg_type="Cancel",
+        sent="2026-01-01T08:59:40+09:00",
+        references=[f"{cap.KMA},TS-1-update,2026-01-01T08:59:00+09:00"],
+    )
+    status, repeated = await post(stack, again, weather)
+    assert status == 201, repeated
+    assert repeated["cancelled_broadcast_ids"] == []
 
 
 async def test_the_citys_table_decides_the_category_and_quiet_hours_hold_all_but_disasters(

@@ -40,17 +40,7 @@ async def test_each_info_is_a_language_of_the_broadcast(stack: Stack) -> None:
     area = cap.area("가람면", polygons=[cap.box([places["d01-v001"]])])
 
     def info(language: str, headline: str, description: str) -> str:
-        return cap.info(
-            category="Met",
-            event="호우",
-            urgency="Expected",
-            severity="Moderate",
-            certainty="Likely",
-            headline=headline,
-            description=description,
-            areas=[area],
-            language=language,
-        )
+        return cap.rain(language, headline, description, area)
 
     document = cap.alert(
         "KMA-RAIN-LANG-1",

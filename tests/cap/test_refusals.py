@@ -5,6 +5,7 @@ document's hash and size, never the document."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from gateway.auth import Role
 from tests.cap import documents as cap
@@ -19,6 +20,15 @@ LAUGHS = (
     '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
     '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
     f'<alert xmlns="{NS}"><identifier>&lol3;</identifier></alert>'
+).encode()
+# Deep enough that the parser's amplification guard trips before it sees the whole document.
+MANY_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lollollollollollollollollol">'
+    + "".join(
+        f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">'.replace("&lol1;", "&lol;")
+        for n in range(2, 10)
+    )
+    + f']><alert xmlns="{NS}"><identifier>&lol9;</identifier></alert>'
 ).encode()
 XXE = (
     '<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY secret SYSTEM "file:///etc/passwd">]>'
@@ -69,6 +79,7 @@ async def test_bad_and_hostile_documents_are_refused_audited_and_play_nothing(
         ),
         ("not XML", b"this is not xml <", {}, 422, "cap_not_xml"),
         ("billion laughs", LAUGHS, {}, 422, "cap_dtd_forbidden"),
+        ("a billion laughs", MANY_LAUGHS, {}, 422, "cap_dtd_forbidden"),
         ("external entity", XXE, {}, 422, "cap_dtd_forbidden"),
         ("external DTD", EXTERNAL_DTD, {}, 422, "cap_dtd_forbidden"),
         ("oversized", b"<a>" + b"x" * (600 * 1024) + b"</a>", {}, 422, "cap_too_large"),
@@ -150,6 +161,66 @@ async def test_bad_and_hostile_documents_are_refused_audited_and_play_nothing(
             "cap_status_not_broadcast",
         ),
         (
+            "restricted",
+            good.replace(
+                b"<scope>Public</scope>",
+                b"<scope>Restricted</scope><restriction>staff only</restriction>",
+            ),
+            {},
+            422,
+            "cap_scope_not_public",
+        ),
+        (
+            "private",
+            good.replace(
+                b"<scope>Public</scope>", b"<scope>Private</scope><addresses>a b</addresses>"
+            ),
+            {},
+            422,
+            "cap_scope_not_public",
+        ),
+        (
+            "a long text",
+            _storm(near, "L-1", instruction="대피하십시오. " * 100),
+            {},
+            422,
+            "cap_text_too_long",
+        ),
+        (
+            "infos for different areas",
+            cap.alert(
+                "A-1",
+                sender=cap.KMA,
+                infos=[
+                    cap.info(
+                        language=language,
+                        category="Met",
+                        event="호우",
+                        urgency="Immediate",
+                        severity=severity,
+                        certainty="Observed",
+                        headline="호우",
+                        description="비",
+                        areas=[where],
+                    )
+                    for language, severity, where in (
+                        ("ko-KR", "Minor", near),
+                        ("en-US", "Extreme", cap.area("바다", circles=["34.0,127.0 0.5"])),
+                    )
+                ],
+            ),
+            {},
+            422,
+            "cap_info_areas_differ",
+        ),
+        (
+            "sent years ahead",
+            good.replace(cap.SENT.encode(), b"2030-01-01T00:00:00+09:00"),
+            {},
+            422,
+            "cap_sent_in_future",
+        ),
+        (
             "a huge identifier",
             good.replace(b"<identifier>OK-1", b"<identifier>" + b"x" * 300),
             {},
@@ -169,7 +240,8 @@ async def test_bad_and_hostile_documents_are_refused_audited_and_play_nothing(
         assert (answer, body["error"]) == (status, code), what
         assert " / " in body["detail"], what
     # A schema error names where it is.
-    _, body = await post(stack, cases[8][1], weather)
+    [no_scope] = [c[1] for c in cases if c[0] == "no scope"]
+    _, body = await post(stack, no_scope, weather)
     assert body["path"] == "/cap:alert/cap:info", body
     # A disabled sender's alerts are refused.
     [row] = (await stack.client.get("/api/v1/cap/senders")).json()["items"]
@@ -213,3 +285,12 @@ async def test_senders_are_managed_by_the_city_administrator(stack: Stack) -> No
     # The sender's own account may post alerts, not manage the list.
     listed = await stack.client.get("/api/v1/cap/senders", headers=weather)
     assert (listed.status_code, listed.json()["error"]) == (403, "role_not_allowed")
+
+
+def test_the_documented_answers_include_who_may_post() -> None:
+    spec = json.loads((Path(__file__).parents[2] / "openapi" / "openapi.json").read_text())
+    answers = spec["paths"]["/api/v1/cap"]["post"]["responses"]
+    assert "not_authenticated" in answers["401"]["description"]
+    assert "account_suspended" in answers["403"]["description"]
+    assert "cap_reference_mode_mismatch" in answers["409"]["description"]
+    assert "idempotency_key_reused" in answers["422"]["description"]
