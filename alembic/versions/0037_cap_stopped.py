@@ -3,7 +3,7 @@ stopped besides broadcasts (held sends cancelled, approval requests withdrawn), 
 alert posted again answers as it first did.
 
 Revision ID: 0037
-Revises: 0032
+Revises: 0035
 Create Date: 2026-12-06 09:10:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0037"
-down_revision: str | None = "0032"
+down_revision: str | None = "0035"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
