@@ -16,10 +16,16 @@ heap stays flat:
 ``tune_allocator`` caps the arenas at two and fixes the threshold at 64 KiB before the gateway
 starts its threads: those payloads are mapped and returned one by one. An operator who sets
 ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` keeps their value.
+
+What stays is smaller: an arena returns pages to the system only from its top, so pages freed
+below a block still in use stay resident (3 to 5 MiB of a Jinju gateway's 55 MiB arenas after a
+few hundred broadcasts, and creeping up). ``HeapTrimmer`` asks glibc (``malloc_trim``) every
+minute to give every whole free page of every arena back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import os
@@ -32,6 +38,7 @@ M_ARENA_MAX: Final = -8
 
 ARENA_MAX: Final = 2
 MMAP_THRESHOLD: Final = 64 * 1024
+TRIM_INTERVAL_S: Final = 60.0
 
 # Each setting and the environment variable through which glibc lets an operator choose it.
 _SETTINGS: Final = (
@@ -55,3 +62,37 @@ def tune_allocator() -> dict[str, int]:
         if libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) == 1:
             applied[variable] = value
     return applied
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library the process runs on, when it is glibc (whose malloc_trim is not POSIX)."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        return None
+    if not version or not version.startswith("glibc"):
+        return None
+    return ctypes.CDLL(None)  # the process's own symbols, libc's among them
+
+
+class HeapTrimmer:
+    """Gives the pages malloc holds free back to the system, now and then (glibc only)."""
+
+    def __init__(self) -> None:
+        self._libc = _glibc()
+
+    @property
+    def available(self) -> bool:
+        return self._libc is not None
+
+    def trim(self) -> bool:
+        """True when some memory went back to the system."""
+        if self._libc is None:
+            return False
+        return bool(self._libc.malloc_trim(ctypes.c_size_t(0)))
+
+    async def run(self, interval_s: float = TRIM_INTERVAL_S) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            # Walks every arena holding its lock: off the event loop.
+            await asyncio.to_thread(self.trim)
