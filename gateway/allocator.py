@@ -18,9 +18,10 @@ starts its threads: those payloads are mapped and returned one by one. An operat
 ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` keeps their value.
 
 What stays is smaller: an arena returns pages to the system only from its top, so pages freed
-below a block still in use stay resident (3 to 5 MiB of a Jinju gateway's 55 MiB arenas after a
-few hundred broadcasts, and creeping up). ``HeapTrimmer`` asks glibc (``malloc_trim``) every
-minute to give every whole free page of every arena back.
+below a block still in use stay resident. Over a Jinju soak the memory in use stayed within 2 MiB
+after 90 broadcasts (about 55 MiB from malloc, SQLite's included) while the arenas' free holes grew
+from 4 to 10 MiB by broadcast 345; one ``malloc_trim`` then gave 6 MiB back. ``HeapTrimmer``
+asks glibc for that every minute, so an idle gateway does not keep what a busy hour left.
 """
 
 from __future__ import annotations
