@@ -276,7 +276,9 @@ async def run_bench_async() -> dict[str, Any]:
             _log(f"catch-up: {result['catchup']['pending_100_ms']} ms")
             size = soak_size(smoke, full)
             _log(f"soak: {size.warmup} warm-up + {size.broadcasts} broadcasts, three at a time")
-            result["soak"] = await run_soak_bench(folder / "soak", broker.url, recording, size)
+            result["soak"] = await run_soak_bench(
+                folder / "soak", broker.url, recording, size, profile=_flag("BENCH_SOAK_PROFILE")
+            )
             _log(f"soak: {result['soak']['rss_growth_mib_per_1000']} MiB per 1,000 broadcasts")
             _log("disaster alert while 30 previews and 4 uploads wait for the audio worker")
             result["api"] = {
@@ -496,7 +498,10 @@ async def _only_catchup(folder: Path, broker_url: str, recording: bytes) -> dict
 
 async def _only_soak(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
     size = soak_size(_flag("BENCH_SMOKE"), _flag("BENCH_FULL"))
-    return {"soak": await run_soak_bench(folder / "soak", broker_url, recording, size)}
+    profile = _flag("BENCH_SOAK_PROFILE")
+    return {
+        "soak": await run_soak_bench(folder / "soak", broker_url, recording, size, profile=profile)
+    }
 
 
 async def _only_live(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:

@@ -11,7 +11,9 @@ allocator takes or returns an arena; the fit over every sample smooths that out.
 
 ``python -m bench --only soak`` runs it alone; ``BENCH_SOAK_WARMUP`` and ``BENCH_SOAK_BROADCASTS``
 set its size (the defaults depend on the mode: tiny under ``BENCH_SMOKE``, longer under
-``BENCH_FULL``).
+``BENCH_FULL``). ``BENCH_SOAK_PROFILE=1`` also reads where the gateway's resident memory lies
+after each batch (``bench.smaps``: glibc's main arena, its other arenas, other anonymous
+mappings, files) and reports each kind's growth the same way, with its first and last figures.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.city import Bench, rss_mb
+from bench.smaps import KINDS, read_resident_by_kind
 
 CONCURRENT = 3
 
@@ -81,8 +84,22 @@ async def _batch(bench: Bench, recording: bytes, count: int) -> None:
         await bench.wait_completed(broadcast_id, 300)
 
 
+def profile_growth(samples: list[tuple[int, dict[str, float]]]) -> dict[str, Any]:
+    """Each kind of mapping's first and last resident MiB and its growth per 1,000 broadcasts."""
+    if not samples:
+        return {}
+    return {
+        kind: {
+            "mib_first": samples[0][1][kind],
+            "mib_last": samples[-1][1][kind],
+            "growth_mib_per_1000": slope_per_1000([(x, kinds[kind]) for x, kinds in samples]),
+        }
+        for kind in KINDS
+    }
+
+
 async def run_soak_bench(
-    folder: Path, mqtt_url: str, recording: bytes, size: SoakSize
+    folder: Path, mqtt_url: str, recording: bytes, size: SoakSize, *, profile: bool = False
 ) -> dict[str, Any]:
     async with Bench(folder, mqtt_url, size.speakers) as bench:
         _log(f"soak: {bench.total} speakers, {size.warmup} warm-up + {size.broadcasts} broadcasts")
@@ -90,6 +107,7 @@ async def run_soak_bench(
         rss_start = rss_mb(bench.pid)
         sent = 0
         points: list[tuple[int, float]] = []
+        kinds: list[tuple[int, dict[str, float]]] = []
         total = size.warmup + size.broadcasts
         while sent < total:
             count = min(CONCURRENT, total - sent)
@@ -98,9 +116,12 @@ async def run_soak_bench(
             rss = rss_mb(bench.pid)
             if sent >= size.warmup:
                 points.append((sent, rss))
+                if profile:
+                    kinds.append((sent, read_resident_by_kind(bench.pid)))
             if sent % 30 < CONCURRENT:
                 _log(f"  soak: {sent} broadcasts, gateway {rss} MiB")
         growth = slope_per_1000(points)
+        found: dict[str, Any] = {"profile": profile_growth(kinds)} if profile else {}
         return {
             "speakers": bench.total,
             "warmup": size.warmup,
@@ -112,4 +133,5 @@ async def run_soak_bench(
             "rss_growth_mib_per_1000": growth,
             "samples": [[x, y] for x, y in points],
             "seconds": round(time.perf_counter() - started, 1),
+            **found,
         }

@@ -16,10 +16,17 @@ heap stays flat:
 ``tune_allocator`` caps the arenas at two and fixes the threshold at 64 KiB before the gateway
 starts its threads: those payloads are mapped and returned one by one. An operator who sets
 ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` keeps their value.
+
+What stays is smaller: an arena returns pages to the system only from its top, so pages freed
+below a block still in use stay resident. Over a Jinju soak the memory in use stayed within 2 MiB
+after 90 broadcasts (about 55 MiB from malloc, SQLite's included) while the arenas' free holes grew
+from 4 to 10 MiB by broadcast 345; one ``malloc_trim`` then gave 6 MiB back. ``HeapTrimmer``
+asks glibc for that every minute, so an idle gateway does not keep what a busy hour left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import os
@@ -32,6 +39,7 @@ M_ARENA_MAX: Final = -8
 
 ARENA_MAX: Final = 2
 MMAP_THRESHOLD: Final = 64 * 1024
+TRIM_INTERVAL_S: Final = 60.0
 
 # Each setting and the environment variable through which glibc lets an operator choose it.
 _SETTINGS: Final = (
@@ -55,3 +63,37 @@ def tune_allocator() -> dict[str, int]:
         if libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) == 1:
             applied[variable] = value
     return applied
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library the process runs on, when it is glibc (whose malloc_trim is not POSIX)."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        return None
+    if not version or not version.startswith("glibc"):
+        return None
+    return ctypes.CDLL(None)  # the process's own symbols, libc's among them
+
+
+class HeapTrimmer:
+    """Gives the pages malloc holds free back to the system, now and then (glibc only)."""
+
+    def __init__(self) -> None:
+        self._libc = _glibc()
+
+    @property
+    def available(self) -> bool:
+        return self._libc is not None
+
+    def trim(self) -> bool:
+        """True when some memory went back to the system."""
+        if self._libc is None:
+            return False
+        return bool(self._libc.malloc_trim(ctypes.c_size_t(0)))
+
+    async def run(self, interval_s: float = TRIM_INTERVAL_S) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            # Walks every arena holding its lock: off the event loop.
+            await asyncio.to_thread(self.trim)

@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 
 from audio.pipeline import AudioOptions
 from audio.worker import TranscodeWorker
+from gateway.allocator import HeapTrimmer
 from gateway.approvals.router import router as approvals_router
 from gateway.audit.budget import AnonymousBudget
 from gateway.audit.checkpoints import Checkpointer
@@ -281,7 +282,9 @@ def create_app(
             timeout_s=settings.transcode_timeout_s,
         )
         mqtt = bus
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(_supervised(HeapTrimmer().run, "heap-trim"), name="heap-trim")
+        ]
         bus_id, live_id, admin_id = client_ids(settings)
         predecessors = _remember_session(settings, bus_id) if bus is None else []
         state.broker_admin = None
