@@ -43,7 +43,7 @@ from gateway.cap.reading import Alert, CapRefused, Info, read_alert
 from gateway.cap.references import Stopped, find_alert
 from gateway.deps import Runtime
 from gateway.errors import Conflict, InvalidRequest, UnsupportedMediaType
-from gateway.places import geography
+from gateway.places import areas, geography
 from gateway.places.models import City
 from gateway.schedules import service as schedules
 from gateway.schedules.recurrence import Timing
@@ -370,7 +370,7 @@ def _spoken(alert: Alert, now: datetime) -> Info:
             path="/cap:alert/cap:info",
         )
     named = [i.areas for i in alert.infos if i.areas]
-    if any(areas != named[0] for areas in named):
+    if any(shapes != named[0] for shapes in named):
         raise CapRefused(
             "cap_info_areas_differ",
             ko="<info>마다 지역이 다릅니다. 한 방송은 한 지역에 한 내용을 내보내므로, 지역이 "
@@ -429,6 +429,9 @@ def _alert_key(alert: Alert) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
+MAX_KEPT_SHAPES: Final = 50
+
+
 def _cap_target(alert: Alert, info: Info) -> dict[str, object]:
     return {
         "identifier": alert.identifier[:200],
@@ -437,6 +440,8 @@ def _cap_target(alert: Alert, info: Info) -> dict[str, object]:
         "msg_type": alert.msg_type,
         "language": info.language,
         "event": info.event[:200],
+        # The shapes as the sender drew them, for the CAP document Maeul publishes of it.
+        "areas": [areas.area_to_json(shape) for shape in info.areas[:MAX_KEPT_SHAPES]],
         # The alert ends here whenever it goes out (held by quiet hours, or approved later).
         **({"expires": info.expires.isoformat()} if info.expires is not None else {}),
     }

@@ -13,7 +13,7 @@ valid against the shipped schema.
   headline = title, description = text (or "(음성 방송)" for a recording with no text), web =
   the residents' page of the first village it reached.
 - Areas: a broadcast targeted by an area has one `<area>` with the circle (radius in km) or the
-  polygon ("lat,lon" pairs, closed) as given; any other has one `<area>` per village with its
+  polygon ("lat,lon" pairs, closed) as given (one made from a CAP alert: the alert's shapes); any other has one `<area>` per village with its
   boundary's polygons (or its point, a circle of radius 0). Each carries the villages'
   national codes as `<geocode>`: valueName ``LEGAL_DONG_CODE`` (10-digit 법정동코드) and
   ``ADMIN_DONG_CODE`` (10-digit 행정동코드); `areaDesc` names the villages.
@@ -195,9 +195,12 @@ def _place_desc(place: PlaceFacts) -> str:
     return f"{place.district_name} {place.name}".strip()
 
 
-def _areas(info: etree._Element, recorded: object, places: Sequence[PlaceFacts]) -> None:
-    shape = recorded if isinstance(recorded, Mapping) else None
-    if shape is None:
+def _areas(
+    info: etree._Element, shapes: Sequence[Mapping[str, Any]], places: Sequence[PlaceFacts]
+) -> None:
+    """``shapes``: the area the broadcast was sent to (or the CAP alert's areas as its sender
+    drew them); none: one <area> per village."""
+    if not shapes:
         # One <area> per village: its boundary's polygons, else its point.
         for place in places:
             area = sub(info, "area")
@@ -211,25 +214,36 @@ def _areas(info: etree._Element, recorded: object, places: Sequence[PlaceFacts])
         return
     area = sub(info, "area")
     sub(area, "areaDesc", ", ".join(_place_desc(p) for p in places) or "-")
-    if "polygon" in shape:
-        closed = _ring_text([(lon, lat) for lat, lon in shape["polygon"]])
-        if closed:
-            sub(area, "polygon", closed)
-    elif "circle" in shape:
-        circle = shape["circle"]
-        radius_km = float(circle["radius_m"]) / 1000
-        sub(area, "circle", f"{_pair(circle['lat'], circle['lon'])} {_number(radius_km)}")
-    else:
+    given: list[str] = []
+    for shape in shapes:
+        if "polygon" in shape:
+            closed = _ring_text([(lon, lat) for lat, lon in shape["polygon"]])
+            if closed:
+                sub(area, "polygon", closed)
+        elif "circle" in shape:
+            circle = shape["circle"]
+            radius_km = float(circle["radius_m"]) / 1000
+            sub(area, "circle", f"{_pair(circle['lat'], circle['lon'])} {_number(radius_km)}")
+        given += [str(c) for c in shape.get("codes", [])]
+    if all("codes" in shape for shape in shapes):
         # Codes as given: their villages' boundaries where known.
         for place in places:
             for text in (_ring_text(r) for r in _rings(place.boundary)):
                 if text:
                     sub(area, "polygon", text)
-    given = [str(c) for c in shape.get("codes", [])]
     legal = {v for p in places for name, v in p.codes if name == LEGAL_CODE}
     admin = {v for p in places for name, v in p.codes if name == ADMIN_CODE}
     named = [(ADMIN_CODE if c in admin and c not in legal else LEGAL_CODE, c) for c in given]
     _geocodes(area, [*named, *(c for p in places for c in p.codes)])
+
+
+def _shapes(broadcast: Broadcast) -> list[Mapping[str, Any]]:
+    recorded = broadcast.target.get("area")
+    if isinstance(recorded, Mapping):
+        return [recorded]
+    cap = broadcast.target.get("cap")
+    taken = cap.get("areas") if isinstance(cap, Mapping) else None
+    return [s for s in taken if isinstance(s, Mapping)] if isinstance(taken, list) else []
 
 
 def _urgency(settings: Settings, broadcast: Broadcast, mapping: CategoryMapping) -> str:
@@ -279,7 +293,7 @@ def build_alert(
     if places:
         base = settings.public_url.rstrip("/")
         sub(info, "web", f"{base}/notices/{places[0].id}#notice-{broadcast.id}")
-    _areas(info, broadcast.target.get("area"), places)
+    _areas(info, _shapes(broadcast), places)
     validate(root)
     return root
 

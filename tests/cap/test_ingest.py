@@ -116,12 +116,27 @@ async def test_the_specification_examples_reach_exactly_the_villages_inside(
     assert body["village_ids"] == ids(places, "d01-v002")
     assert body["mode"] == "exercise"
     assert (await _detail(stack, body["broadcast_ids"][0]))["mode"] == "exercise"
+    # Said back as the sender drew it: the circle, not the village's point.
+    said = etree.fromstring(
+        (await stack.client.get(f"/api/v1/broadcasts/{body['broadcast_ids'][0]}/cap")).content
+    )
+    drawn = circle_around(places, "d01-v002").split()
+    [circle] = said.findall(".//cap:area/cap:circle", namespaces=NS)
+    lat, lon = (float(x) for x in drawn[0].split(","))
+    said_lat, said_lon = (float(x) for x in (circle.text or "").split()[0].split(","))
+    assert (round(said_lat, 5), round(said_lon, 5)) == (round(lat, 5), round(lon, 5))
+    assert float((circle.text or "").split()[1]) == pytest.approx(float(drawn[1]), abs=1e-3)
 
     # The AMBER alert by a district's 법정동 code: its villages; the police's category.
     status, body = await post(stack, cap.amber(parts["d02"]["legal_code"]), police)
     assert status == 201, body
     assert body["village_ids"] == ids(places, "d02-v001", "d02-v002")
     assert body["category"] == "crime_prevention"
+    said = etree.fromstring(
+        (await stack.client.get(f"/api/v1/broadcasts/{body['broadcast_ids'][0]}/cap")).content
+    )
+    given = parts["d02"]["legal_code"]
+    assert given in [v.text for v in said.findall(".//cap:geocode/cap:value", namespaces=NS)]
 
     # The national advisory to the whole city (its 5-digit LAWD_CD): a disaster alert wider
     # than one district waits for a second person, as any would.
