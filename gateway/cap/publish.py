@@ -13,8 +13,9 @@ valid against the shipped schema.
   headline = title, description = text (or "(음성 방송)" for a recording with no text), web =
   the residents' page of the first village it reached.
 - Areas: a broadcast targeted by an area has one `<area>` with the circle (radius in km) or the
-  polygon ("lat,lon" pairs, closed) as given (one made from a CAP alert: the alert's shapes); any other has one `<area>` per village with its
-  boundary's polygons (or its point, a circle of radius 0). Each carries the villages'
+  polygon ("lat,lon" pairs, closed) as given (one made from a CAP alert: the alert's shapes);
+  any other has one `<area>` per village with its boundary's polygons (or its point, a circle
+  of radius 0). Each carries the villages'
   national codes as `<geocode>`: valueName ``LEGAL_DONG_CODE`` (10-digit 법정동코드) and
   ``ADMIN_DONG_CODE`` (10-digit 행정동코드); `areaDesc` names the villages.
 
