@@ -137,9 +137,15 @@ async def create_schedule(
             _sends_in_an_hour(rule),
             role=request.principal.role,
         )
+    sets = None
+    if upload is None and request.texts:
+        # Read in each set its villages read now; villages changed before it fires hear the
+        # first audio (``gateway.broadcasts.language_audio``).
+        target = await sending.resolve(session, city, request)
+        sets = await audio_store.language_sets(session, runtime, request, target.village_ids)
     # Release the transaction (and its pooled connection) while the audio is made.
     await session.commit()
-    prepared = await audio_store.prepare_audio(runtime, request, upload, source_sha256)
+    prepared = await audio_store.prepare_audio(runtime, request, upload, source_sha256, sets=sets)
     fire_at = await _planned_fire(session, runtime, city, wanted)
     if isinstance(fire_at, Schedule):
         return Created(await read_schedule(session, fire_at), replayed=True)

@@ -120,7 +120,7 @@ async def plan(
     decided = judge_idempotency(await _earlier_answer(session, city, request))
     if decided is not None:
         return decided
-    target = request.target or await _resolve(session, city, request.broadcast)
+    target = request.target or await resolve(session, city, request.broadcast)
     decided = judge_rate_limit(await _limits(session, runtime, city, request, target, lock=lock))
     if decided is not None:
         return decided
@@ -213,7 +213,7 @@ async def _schedule_by_key(
     return found
 
 
-async def _resolve(
+async def resolve(
     session: AsyncSession, city: City, wanted: BroadcastRequest
 ) -> places.ResolvedTarget:
     return await places.resolve_targets(

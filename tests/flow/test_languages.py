@@ -13,9 +13,11 @@ import pytest
 
 from audio.decode import Limits, decode_file
 from gateway.auth import Role
-from tests.flow.conftest import Stack
-from tests.flow.test_broadcast_flow import _commands, _everyone_online, recording
+from tests.flow.conftest import Stack, proof_of
+from tests.flow.test_broadcast_flow import _ack, _commands, _everyone_online, recording
 from tests.flow.test_roles import _people, _send
+from wire import contract
+from wire.contract import AckStatus
 
 __all__ = ["recording"]  # the module-scoped fixture, shared
 
@@ -46,9 +48,12 @@ async def _typed(stack: Stack, village_id: int, **form: Any) -> dict[str, Any]:
     return body
 
 
-async def _spoken(stack: Stack, broadcast_id: str) -> np.ndarray:
-    """The audio the speakers were told to play, decoded."""
-    [command] = [c for _, c in _commands(stack) if c.broadcast_id == broadcast_id]
+async def _spoken(
+    stack: Stack, broadcast_id: str, command: contract.Command | None = None
+) -> np.ndarray:
+    """The audio the speakers were told to play (by ``command``: its only one), decoded."""
+    if command is None:
+        [command] = [c for _, c in _commands(stack) if c.broadcast_id == broadcast_id]
     ref = command.audio[0]
     if ref.url is not None:
         response = await stack.client.get(ref.url)
@@ -145,3 +150,96 @@ async def test_texts_wait_with_a_request_for_a_second_person(
     )
     assert approved.status_code == 200, approved.text
     assert approved.json()["broadcast"]["texts"] == texts
+
+
+async def _fleet(stack: Stack) -> dict[int, list[str]]:
+    """Speaker codes by village id."""
+    fleet = (await stack.client.get("/api/v1/speakers", params={"limit": 1000})).json()["items"]
+    by_village: dict[int, list[str]] = {}
+    for speaker in fleet:
+        by_village.setdefault(int(speaker["village_id"]), []).append(speaker["code"])
+    return by_village
+
+
+# PostgreSQL here (the JSON columns and the split publications); the template test on SQLite.
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_each_village_hears_its_own_languages_and_proves_that_audio(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _everyone_online(stack)
+    first, second = await _village_id(stack, "d01-v001"), await _village_id(stack, "d01-v003")
+    place = (await stack.client.get(f"/api/v1/villages/{first}")).json()
+    district = place["district_id"]
+    for languages, code in ((["fr"], "unknown_language"), (["ko", "vi"], "unknown_language")):
+        refused = await stack.client.patch(
+            f"/api/v1/villages/{second}", json={"languages": languages}
+        )
+        assert (refused.status_code, refused.json()["error"]) == (422, code)
+    changed = await stack.client.patch(
+        f"/api/v1/villages/{second}", json={"languages": ["vi-VN", "vi"]}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["languages"] == ["vi"]
+    assert (await stack.client.get(f"/api/v1/villages/{first}")).json()["languages"] == []
+
+    worker = stack.app.state.runtime.worker
+    made = worker.transcode
+    transcodes = 0
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal transcodes
+        transcodes += 1
+        return await made(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "transcode", counted)
+    texts = {"vi": "Ngày mai có mưa lớn.", "zh": "明天有大雨。"}
+    stack.clock.advance(1)
+    response = await stack.client.post(
+        "/api/v1/broadcasts",
+        data={
+            "category": "administrative",
+            "district_ids": [district],
+            "text": "내일 큰 비가 옵니다.",
+            "texts": json.dumps(texts),
+        },
+    )
+    assert response.status_code == 201, response.text
+    broadcast = response.json()
+    assert transcodes == 2, "one audio per distinct set: ko+vi+zh (the city's) and ko+vi"
+    await stack.publish_pending()
+
+    by_village = await _fleet(stack)
+    commands = {
+        topic: command
+        for topic, command in _commands(stack)
+        if command.broadcast_id == broadcast["id"]
+    }
+    city_code = stack.settings.city_code
+    # A district whose villages differ is published to village by village.
+    assert contract.command_topic_district(city_code, place["district_code"]) not in commands
+    heard = {
+        village: commands[contract.command_topic_village(city_code, code)]
+        for village, code in ((first, "d01-v001"), (second, "d01-v003"))
+    }
+    city, vi_only = heard[first].audio[0], heard[second].audio[0]
+    assert city.sha256 != vi_only.sha256
+    assert city.duration_ms > vi_only.duration_ms + 1000, "the Chinese reading is left out"
+    assert _pauses(await _spoken(stack, broadcast["id"], heard[second])) == 1
+    assert _pauses(await _spoken(stack, broadcast["id"], heard[first])) == 2
+
+    # Each speaker proves the audio it was sent: the other village's is not proof.
+    honest, borrowed, own = by_village[first][0], *by_village[second]
+    _ack(stack, heard[first], honest, AckStatus.PLAYED)
+    _ack(stack, heard[second], borrowed, AckStatus.PLAYED, **proof_of(heard[first]))
+    _ack(stack, heard[second], own, AckStatus.PLAYED)
+    await stack.deliver()
+    detail = (await stack.client.get(f"/api/v1/broadcasts/{broadcast['id']}")).json()
+    states = {s["code"]: s for v in detail["village_deliveries"] for s in v["speakers"]}
+    assert states[honest]["state"] == states[own]["state"] == "played"
+    assert (states[borrowed]["state"], states[borrowed]["reason"]) == ("failed", "bad_proof")
+
+    # The residents' page links each village to the audio its speakers were sent.
+    for village, ref in ((first, city), (second, vi_only)):
+        notices = await stack.client.get(f"/api/v1/notices/villages/{village}")
+        [notice] = [n for n in notices.json()["items"] if n["id"] == broadcast["id"]]
+        assert ref.sha256 in notice["audio_url"]
