@@ -243,3 +243,37 @@ async def test_each_village_hears_its_own_languages_and_proves_that_audio(
         notices = await stack.client.get(f"/api/v1/notices/villages/{village}")
         [notice] = [n for n in notices.json()["items"] if n["id"] == broadcast["id"]]
         assert ref.sha256 in notice["audio_url"]
+
+
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
+async def test_a_template_carries_its_texts_into_the_broadcast(stack: Stack) -> None:
+    await _everyone_online(stack)
+    village = await _village_id(stack, "d01-v001")
+    template = {
+        "name": "단수 안내",
+        "category": "administrative",
+        "body": "{날짜}에 단수가 있습니다.",
+        "texts": {"vi-VN": "Ngày {날짜} sẽ bị cắt nước.", "zh": "{날짜}停水。"},
+    }
+    for texts, code in (
+        ({"fr": "Coupure d'eau le {날짜}."}, "unknown_language"),
+        ({"vi": "Ngày {시각} sẽ bị cắt nước."}, "invalid_template"),
+        ({"zh": "!!!"}, "unspeakable_text"),
+    ):
+        refused = await stack.client.post("/api/v1/templates", json={**template, "texts": texts})
+        assert (refused.status_code, refused.json()["error"]) == (422, code), texts
+    created = await stack.client.post("/api/v1/templates", json=template)
+    assert created.status_code == 201, created.text
+    assert created.json()["texts"] == {"vi": "Ngày {날짜} sẽ bị cắt nước.", "zh": "{날짜}停水。"}
+
+    # The template's texts, filled; a text the request gives for a language wins over its own.
+    sent = await _typed(
+        stack,
+        village,
+        template_id=created.json()["id"],
+        values=json.dumps({"날짜": "5"}),
+        texts=json.dumps({"zh": "5日停水。"}),
+    )
+    assert sent["text"] == "5에 단수가 있습니다."
+    assert sent["texts"] == {"vi": "Ngày 5 sẽ bị cắt nước.", "zh": "5日停水。"}
+    assert _pauses(await _spoken(stack, sent["id"])) == 2, "read in Vietnamese and Chinese"
