@@ -250,9 +250,13 @@ async def store_audio_for(
     upload: Path | None,
     *,
     codecs: Sequence[str] = ("opus", "mp3"),
+    sets: Sequence[tuple[str, ...]] | None = None,
 ) -> StoredAudio:
-    """Transcode the upload (or speak the text) and store it now, for a broadcast written later
-    by record_broadcast. Every codec by default: who will receive it is only known then."""
+    """Transcode the upload (or speak the text, in each of ``sets``) and store it now, for a
+    broadcast written later by record_broadcast. Every codec by default: who will receive it
+    is only known then."""
     source_sha256 = await source_sha256_of(runtime, request, upload)
-    prepared = await prepare_audio(runtime, request, upload, source_sha256, codecs=codecs)
+    prepared = await prepare_audio(
+        runtime, request, upload, source_sha256, codecs=codecs, sets=sets
+    )
     return await prepared.store(session, runtime.clock.now())

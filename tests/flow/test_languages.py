@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -279,3 +280,31 @@ async def test_a_template_carries_its_texts_into_the_broadcast(stack: Stack) -> 
     assert sent["text"] == "5에 단수가 있습니다."
     assert sent["texts"] == {"vi": "Ngày 5 sẽ bị cắt nước.", "zh": "5日停水。"}
     assert _pauses(await _spoken(stack, sent["id"])) == 2, "read in Vietnamese and Chinese"
+
+    # Scheduled from it, to villages reading different sets: each is sent its own reading.
+    other = await _village_id(stack, "d01-v003")
+    changed = await stack.client.patch(f"/api/v1/villages/{other}", json={"languages": ["vi"]})
+    assert changed.status_code == 200, changed.text
+    scheduled = await stack.client.post(
+        "/api/v1/schedules",
+        data={
+            "category": "administrative",
+            "village_ids": [village, other],
+            "template_id": created.json()["id"],
+            "values": json.dumps({"날짜": "6"}),
+            "send_at": (stack.clock.now() + timedelta(minutes=10)).isoformat(),
+        },
+    )
+    assert scheduled.status_code == 201, scheduled.text
+    stack.clock.advance(11 * 60)
+    assert (await stack.app.state.scheduler.fire_due())["fired"] == 1
+    await stack.publish_pending()
+    city_code = stack.settings.city_code
+    fired = {
+        topic: command.audio[0].duration_ms
+        for topic, command in _commands(stack)
+        if command.text == "6에 단수가 있습니다."
+    }
+    both = fired[contract.command_topic_village(city_code, "d01-v001")]
+    vi_only = fired[contract.command_topic_village(city_code, "d01-v003")]
+    assert both > vi_only + 1000, "d01-v003 hears no Chinese"
