@@ -31,19 +31,25 @@ def encoding_key(codec: str, key: str | None) -> str:
     return codec if key is None else f"{codec}{SEPARATOR}{key}"
 
 
+def parse_encoding_key(name: str) -> tuple[str, str | None]:
+    """An ``audio_sha256`` key as (codec, set key or None for the first audio)."""
+    codec, _, key = name.partition(SEPARATOR)
+    return codec, key or None
+
+
 def encodings_of(audio_sha256: Mapping[str, str], key: str | None) -> dict[str, str]:
     """codec -> sha256 of the audio sent to villages of set ``key`` (None: the first audio)."""
     found: dict[str, str] = {}
     for name, sha in audio_sha256.items():
-        codec, _, of = name.partition(SEPARATOR)
-        if (of or None) == key:
+        codec, of = parse_encoding_key(name)
+        if of == key:
             found[codec] = sha
     return found
 
 
 def further_sets(audio_sha256: Mapping[str, str]) -> set[str]:
     """The keys of the sets that have an audio besides the first."""
-    return {name.partition(SEPARATOR)[2] for name in audio_sha256 if SEPARATOR in name}
+    return {key for _, key in map(parse_encoding_key, audio_sha256) if key is not None}
 
 
 async def _spoken_by_village(

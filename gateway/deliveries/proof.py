@@ -276,9 +276,10 @@ async def expectations(session: AsyncSession, broadcast_ids: Iterable[str]) -> d
     for broadcast_id, command_id, city_id, audio, mode, duration_ms in found:
         encodings = [
             # A purged recording's assets are gone: its broadcast's length stands for them.
-            Encoding(codec, sha, durations.get(sha, duration_ms), audio_set or None)
-            for codec, audio_set, sha in sorted(
-                (*name.partition(language_audio.SEPARATOR)[::2], sha) for name, sha in audio.items()
+            Encoding(codec, sha, durations.get(sha, duration_ms), audio_set)
+            for (codec, audio_set), sha in sorted(
+                ((language_audio.parse_encoding_key(name), sha) for name, sha in audio.items()),
+                key=lambda pair: (pair[0][0], pair[0][1] or ""),
             )
         ]
         chime = chimes.get(broadcast_id)
