@@ -21,7 +21,7 @@ from devices.simulator import Fleet
 from devices.simulator_config import FleetConfig, SimSpeaker
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade
-from gateway.places import service as places
+from gateway.places import bulk
 from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
 from gateway.seed import Preset, seed
@@ -78,7 +78,7 @@ async def _seed_uniform(session: Any, count: int, villages_wanted: int | None = 
         villages.append(
             PlaceRow(v + 2, f"d{d:02d}", f"구역{d:02d}", f"d{d:02d}-v{v + 1:03d}", f"마을{v + 1}")
         )
-    await places.upsert_places(session, city, villages, now=now)
+    await bulk.upsert_places(session, city, villages, now=now)
     rows = [
         SpeakerRow(
             line=i + 2,

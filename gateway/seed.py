@@ -12,6 +12,7 @@ from typing import Final, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.places import bulk
 from gateway.places import service as places
 from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
@@ -300,7 +301,7 @@ async def seed(
         # The gateway names a city it creates on first start after its code; give it a real name.
         city.name = shape.city_name
     place_rows, speaker_rows = _rows(shape, random.Random(rng_seed))
-    report = await places.upsert_places(session, city, place_rows, now=now)
+    report = await bulk.upsert_places(session, city, place_rows, now=now)
     await upsert_speakers(session, city.id, speaker_rows, now=now)
     homes = HouseholdsReport(0, 0, 0)
     if cipher is not None and shape.households is not None:

@@ -230,7 +230,8 @@ class Settings(BaseSettings):
     # Typed text is spoken by this engine (see audio/speech/engine.py to plug in another).
     speech_engine: str = "espeak"
     # Languages spoken after Korean when a broadcast carries a text in them, in this order,
-    # comma-separated primary tags (e.g. "vi,zh"); see audio/speech/languages.py.
+    # comma-separated primary tags (e.g. "vi,zh"), in villages with no languages of their own;
+    # see audio/speech/languages.py.
     spoken_languages: str = ""
     transcode_timeout_s: float = Field(default=120.0, gt=0)
     # Priority by category (higher interrupts lower on a speaker), as JSON, e.g.

@@ -34,6 +34,7 @@ __all__ = [
     "parse_texts",
     "spoken_languages",
     "validate_foreign_text",
+    "validate_languages",
     "validate_texts",
 ]
 
@@ -133,6 +134,22 @@ def validate_texts(texts: Mapping[str, str]) -> dict[str, str]:
             )
         checked[primary] = validate_foreign_text(text)
     return dict(sorted(checked.items()))
+
+
+def validate_languages(tags: Sequence[str]) -> list[str]:
+    """The languages a village reads after Korean, as known primary tags in the order given
+    (repeats dropped). Korean is always read first: a "ko" here is refused."""
+    checked: list[str] = []
+    for tag in tags:
+        primary = check_language(tag)
+        if primary == "ko":
+            raise UnknownLanguage(
+                "한국어는 언제나 먼저 읽으므로 목록에 넣지 않습니다. / "
+                "Korean is always read first: leave it out of the list."
+            )
+        if primary not in checked:
+            checked.append(primary)
+    return checked
 
 
 def known_texts(texts: Mapping[str, str]) -> dict[str, str]:

@@ -25,7 +25,9 @@ class ApprovalRead(BaseModel):
     target: dict[str, object]
     duration_ms: int
     audio_sha256: dict[str, str] = Field(
-        description="Codec -> sha256 of the encoded audio that will play (what approving signs)"
+        description="Codec -> sha256 of the encoded audio that will play (what approving "
+        "signs); typed text read in other languages in some villages adds `codec:set` entries "
+        '("opus:ko+vi"), the audio those villages hear'
     )
     source_sha256: str = Field(description="sha256 of the audio as uploaded or spoken")
     requested_by: str

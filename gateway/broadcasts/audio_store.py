@@ -19,6 +19,7 @@ from audio.pipeline import Transcoded
 from audio.speech.engine import synthesize_file
 from audio.speech.languages import spoken_languages
 from audio.speech.normalize import validate_text
+from gateway.broadcasts import language_audio
 from gateway.broadcasts.models import AudioAsset
 from gateway.broadcasts.service import BroadcastRequest, StoredAudio
 from gateway.datafiles import private_dir, private_file
@@ -66,7 +67,8 @@ async def _speak(
     runtime: Runtime,
     request: BroadcastRequest,
     codecs: list[str],
-    frame: tuple[Path, Path] | None = None,
+    frame: tuple[Path, Path] | None,
+    languages: tuple[str, ...],
 ) -> Transcoded:
     assert request.text is not None
     # Speech and transcode wait in the broadcast's lane: a disaster's never behind previews.
@@ -81,7 +83,7 @@ async def _speak(
             repeat=request.repeat,
             priority=priority,
             texts=request.texts,
-            languages=spoken_in(runtime, request),
+            languages=languages,
         )
         return await runtime.worker.transcode(
             wav, category=request.category, codecs=codecs, spoken_frame=frame, priority=priority
@@ -97,13 +99,6 @@ async def _sha256_file(path: Path) -> str:
         return hasher.hexdigest()
 
     return await asyncio.to_thread(digest)
-
-
-async def _store_audio(
-    session: AsyncSession, transcoded: Transcoded, codecs: Sequence[str], now: datetime
-) -> None:
-    for codec in codecs:
-        await store_encoded(session, transcoded.variants[codec], now)
 
 
 class EncodedAudio(Protocol):
@@ -180,14 +175,27 @@ def spoken_in(runtime: Runtime, request: BroadcastRequest) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    """Audio transcoded (or spoken) in memory, before any transaction: what the write stores."""
+    """Audio transcoded (or spoken) in memory, before any transaction: what the write stores.
+    One audio per language set (``gateway.broadcasts.language_audio``), the first keyed None."""
 
-    transcoded: Transcoded
+    transcoded: tuple[tuple[str | None, Transcoded], ...]
+    codecs: tuple[str, ...]
     stored: StoredAudio
 
     async def store(self, session: AsyncSession, now: datetime) -> StoredAudio:
-        await _store_audio(session, self.transcoded, list(self.stored.sha256), now)
+        for _, transcoded in self.transcoded:
+            for codec in self.codecs:
+                await store_encoded(session, transcoded.variants[codec], now)
         return self.stored
+
+
+async def language_sets(
+    session: AsyncSession, runtime: Runtime, request: BroadcastRequest, village_ids: Sequence[int]
+) -> list[tuple[str, ...]]:
+    """The sets of languages typed text is read in for these villages: one audio each."""
+    return await language_audio.spoken_sets(
+        session, request.texts, village_ids, runtime.settings.spoken_language_tags
+    )
 
 
 async def prepare_audio(
@@ -197,13 +205,19 @@ async def prepare_audio(
     source_sha256: str,
     *,
     codecs: Sequence[str] = ("opus", "mp3"),
+    sets: Sequence[tuple[str, ...]] | None = None,
 ) -> PreparedAudio:
-    """Transcode the upload (or speak the text), touching no database: it may take minutes, and
-    no transaction may wait on it."""
+    """Transcode the upload (or speak the text, once per set of languages in ``sets``, the
+    first being the broadcast's first audio; None: the city's), touching no database: it may
+    take minutes, and no transaction may wait on it. A recording is one audio whatever the
+    sets: its texts are shown, not spoken."""
     wanted = list(codecs)
     frame = await spoken_frame(runtime, request.mode)
+    made: list[tuple[str | None, Transcoded]] = []
     if upload is None:
-        transcoded = await _speak(runtime, request, wanted, frame)
+        for index, languages in enumerate(sets or [spoken_in(runtime, request)]):
+            key = None if index == 0 else language_audio.set_key(languages)
+            made.append((key, await _speak(runtime, request, wanted, frame, languages)))
     else:
         transcoded = await runtime.worker.transcode(
             upload,
@@ -212,12 +226,19 @@ async def prepare_audio(
             spoken_frame=frame,
             priority=runtime.settings.priority_of(request.category, request.mode),
         )
+        made.append((None, transcoded))
     return PreparedAudio(
-        transcoded=transcoded,
+        transcoded=tuple(made),
+        codecs=tuple(wanted),
         stored=StoredAudio(
             source_sha256=source_sha256,
-            duration_ms=transcoded.duration_ms,
-            sha256={codec: transcoded.variants[codec].sha256 for codec in wanted},
+            # The longest: how long a speaker may be busy with it.
+            duration_ms=max(transcoded.duration_ms for _, transcoded in made),
+            sha256={
+                language_audio.encoding_key(codec, key): transcoded.variants[codec].sha256
+                for key, transcoded in made
+                for codec in wanted
+            },
         ),
     )
 
@@ -229,9 +250,13 @@ async def store_audio_for(
     upload: Path | None,
     *,
     codecs: Sequence[str] = ("opus", "mp3"),
+    sets: Sequence[tuple[str, ...]] | None = None,
 ) -> StoredAudio:
-    """Transcode the upload (or speak the text) and store it now, for a broadcast written later
-    by record_broadcast. Every codec by default: who will receive it is only known then."""
+    """Transcode the upload (or speak the text, in each of ``sets``) and store it now, for a
+    broadcast written later by record_broadcast. Every codec by default: who will receive it
+    is only known then."""
     source_sha256 = await source_sha256_of(runtime, request, upload)
-    prepared = await prepare_audio(runtime, request, upload, source_sha256, codecs=codecs)
+    prepared = await prepare_audio(
+        runtime, request, upload, source_sha256, codecs=codecs, sets=sets
+    )
     return await prepared.store(session, runtime.clock.now())

@@ -72,6 +72,8 @@ class Broadcast(Base):
     # {"all": bool, "district_ids": [...], "village_ids": [...]} as requested.
     target: Mapped[dict[str, object]] = mapped_column(JSON)
     duration_ms: Mapped[int] = mapped_column(Integer)
+    # codec -> sha256 of its first audio; typed text read in other language sets for some
+    # villages adds "codec:set" entries (``gateway.broadcasts.language_audio``).
     audio_sha256: Mapped[dict[str, str]] = mapped_column(JSON)
     source_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     created_by: Mapped[str] = mapped_column(String(100))
@@ -115,6 +117,8 @@ class Publication(Base):
     scope_ids: Mapped[list[str]] = mapped_column(JSON)
     scope_keys: Mapped[list[int]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default="pending")
+    # The audio its command carries: a language set's key; None: the broadcast's first audio.
+    audio_set: Mapped[str | None] = mapped_column(String(64), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)

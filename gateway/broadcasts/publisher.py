@@ -23,6 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.broadcasts import language_audio
 from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import (
     AudioAsset,
@@ -268,14 +269,14 @@ class Publisher:
             }
             covered = await _covered(session, [p for p, _, _ in found])
             audio: dict[tuple[str, str], tuple[contract.AudioRef, ...] | str] = {}
-            for _, broadcast, _ in found:
-                key = _audio_key(broadcast)
+            for publication, broadcast, _ in found:
+                key = _audio_key(broadcast, publication.audio_set)
                 if key not in audio:
-                    audio[key] = await self._refs_of(session, broadcast)
+                    audio[key] = await self._refs_of(session, broadcast, publication.audio_set)
             await session.commit()
         claimed = []
         for publication, broadcast, city_code in found:
-            refs = audio[_audio_key(broadcast)]
+            refs = audio[_audio_key(broadcast, publication.audio_set)]
             claimed.append(
                 Claimed(
                     publication=publication,
@@ -290,16 +291,17 @@ class Publisher:
         return claimed
 
     async def _refs_of(
-        self, session: AsyncSession, broadcast: Broadcast
+        self, session: AsyncSession, broadcast: Broadcast, audio_set: str | None
     ) -> tuple[contract.AudioRef, ...] | str:
-        """The audio references of a broadcast, or why they cannot be read."""
-        key = _audio_key(broadcast)
+        """The audio references of a broadcast for a language set (None: its first audio), or
+        why they cannot be read."""
+        key = _audio_key(broadcast, audio_set)
         refs = self._audio.get(key)
         if refs is not None:
             self._audio.move_to_end(key)
             return refs
         try:
-            refs = await self._audio_refs(session, broadcast)
+            refs = await self._audio_refs(session, broadcast, audio_set)
         except LookupError as exc:
             return f"audio: {exc}"[:300]
         self._audio[key] = refs
@@ -308,11 +310,14 @@ class Publisher:
         return refs
 
     async def _audio_refs(
-        self, session: AsyncSession, broadcast: Broadcast
+        self, session: AsyncSession, broadcast: Broadcast, audio_set: str | None
     ) -> tuple[contract.AudioRef, ...]:
+        encodings = language_audio.encodings_of(broadcast.audio_sha256, audio_set)
+        if not encodings:
+            raise LookupError(f"broadcast {broadcast.id} has no audio for {audio_set}")
         refs = []
         for codec in _CODEC_ORDER:
-            sha = broadcast.audio_sha256.get(codec)
+            sha = encodings.get(codec)
             if sha is None:
                 continue
             asset = await session.get(AudioAsset, sha)
@@ -530,9 +535,9 @@ def _is_live(broadcast: Broadcast) -> bool:
     return broadcast.target.get("live") is True
 
 
-def _audio_key(broadcast: Broadcast) -> tuple[str, str]:
+def _audio_key(broadcast: Broadcast, audio_set: str | None) -> tuple[str, str]:
     # The expiry too: the links in the references are signed for it.
-    shas = ",".join(sorted(broadcast.audio_sha256.values()))
+    shas = ",".join(sorted(language_audio.encodings_of(broadcast.audio_sha256, audio_set).values()))
     return broadcast.id, f"{shas}@{broadcast.expires_at.isoformat()}"
 
 

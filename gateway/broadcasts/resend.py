@@ -84,6 +84,8 @@ async def resend_missed(
         created_by=principal.actor,
         mode=original.mode,
         extra_target=extra,
+        # Its speakers are sent the audio of their village's languages, as the first time.
+        texts=dict(original.texts),
     )
     audio = StoredAudio(
         source_sha256=original.source_sha256 or original.command_id,

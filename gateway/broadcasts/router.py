@@ -218,7 +218,7 @@ async def create_broadcast(
         mode=mode,
         principal=user,
         extra_target=by_area.recorded if by_area else {},
-        texts=parse_texts(texts),
+        texts=composed.texts_with(parse_texts(texts)),
     )
     settings = runtime.settings
     path = (

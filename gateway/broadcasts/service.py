@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import logs, scopes
 from gateway.auth import Principal
+from gateway.broadcasts import language_audio
 from gateway.broadcasts.models import Broadcast, Publication
 from gateway.broadcasts.reading import get_broadcast, reached_villages
 from gateway.deliveries import service as deliveries
@@ -209,14 +210,18 @@ async def record_broadcast(
             raise
         return Started(winner, replayed=True)
 
-    await deliveries.create_deliveries(session, broadcast.id, recipients, now)
+    # Villages reading another set of languages than the first audio's are sent their own.
+    sets = await language_audio.village_sets(
+        session, request.texts, target.village_ids, settings.spoken_language_tags, audio.sha256
+    )
+    await deliveries.create_deliveries(session, broadcast.id, recipients, now, audio_sets=sets)
     # A village head's disaster alert: the district's officers are told in this transaction.
     role = request.principal.role if request.principal is not None else None
     await officer_alerts.head_disaster_sent(session, city.id, broadcast, role, now)
     if per_speaker:
-        await _plan_speaker_publications(session, broadcast, recipients, now)
+        await _plan_speaker_publications(session, broadcast, recipients, now, sets)
     else:
-        await _plan_publications(session, city, broadcast, target, now)
+        await _plan_publications(session, city, broadcast, target, now, sets)
     logs.broadcast_created(broadcast, len(recipients))
     return Started(broadcast, replayed=False)
 
@@ -248,18 +253,28 @@ async def _plan_publications(
     broadcast: Broadcast,
     target: places.ResolvedTarget,
     now: datetime,
+    sets: Mapping[int, str],
 ) -> None:
     """One publish per group topic, so the broker fans out: the whole city, whole districts, or
-    the remaining villages one by one."""
-    if target.all:
-        plan: list[tuple[str, list[str], list[int]]] = [("all", [], [])]
+    the remaining villages one by one. A topic carries one audio, so where villages are sent
+    different ones (``sets``) the city's topic is not used, nor a district's whose villages
+    differ: their villages are published to one by one."""
+    if target.all and not sets:
+        plan: list[tuple[str, list[str], list[int], str | None]] = [("all", [], [], None)]
     else:
         districts = await places.district_codes(session, target.district_ids)
         villages = await places.village_codes(session, target.village_ids)
-        whole = set(target.district_ids)
-        plan = [("district", [districts[d]], [d]) for d in target.district_ids]
+        of_district: dict[int, set[str | None]] = {d: set() for d in target.district_ids}
+        for vid, (_code, _name, district_id) in villages.items():
+            of_district.setdefault(district_id, set()).add(sets.get(vid))
+        whole = {d for d in target.district_ids if len(of_district[d]) <= 1}
+        plan = [
+            ("district", [districts[d]], [d], next(iter(of_district[d]), None))
+            for d in target.district_ids
+            if d in whole
+        ]
         plan += [
-            ("village", [code], [vid])
+            ("village", [code], [vid], sets.get(vid))
             for vid, (code, _name, district_id) in sorted(villages.items())
             if district_id not in whole
         ]
@@ -272,12 +287,13 @@ async def _plan_publications(
                 "scope_kind": kind,
                 "scope_ids": ids,
                 "scope_keys": keys,
+                "audio_set": audio_set,
                 "state": "pending",
                 "attempts": 0,
                 "available_at": now,
                 "created_at": now,
             }
-            for kind, ids, keys in plan
+            for kind, ids, keys, audio_set in plan
         ],
     )
 
@@ -287,6 +303,7 @@ async def _plan_speaker_publications(
     broadcast: Broadcast,
     recipients: Sequence[speakers.TargetSpeaker],
     now: datetime,
+    sets: Mapping[int, str],
 ) -> None:
     if not recipients:
         return
@@ -299,6 +316,7 @@ async def _plan_speaker_publications(
                 "scope_kind": "speaker",
                 "scope_ids": [r.code],
                 "scope_keys": [r.id],
+                "audio_set": sets.get(r.village_id),
                 "state": "pending",
                 "attempts": 0,
                 "available_at": now,

@@ -171,7 +171,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         event = _ACK_EVENTS[ack.status]
         if event is Event.REJECTED and ack.reason in KEY_REFUSALS:
             event = Event.KEY_REFUSED  # not final: asked again, signed by the current key
-        verdict = checks.judge(ack) if event is Event.PLAYED else None
+        verdict = checks.judge(ack, delivery.audio_set) if event is Event.PLAYED else None
         bad_proof = verdict is not None and verdict.problem is not None
         if bad_proof:
             event = Event.FAILED  # a "played" that proves nothing is a failure, never a play

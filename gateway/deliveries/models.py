@@ -38,6 +38,9 @@ class Delivery(Base):
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
     district_id: Mapped[int] = mapped_column(ForeignKey("districts.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default="queued")
+    # Which of the broadcast's audios its speaker was sent: the key of its village's language
+    # set (``gateway.broadcasts.language_audio``); None: the broadcast's first audio.
+    audio_set: Mapped[str | None] = mapped_column(String(64), default=None)
     reason: Mapped[str | None] = mapped_column(String(200), default=None)
     # Asks left unanswered (an answer starts the count again): what retries and the board's
     # "not answering" rule go by. `sends` counts every time the command went to the speaker.

@@ -25,7 +25,7 @@ import json
 import logging
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.broadcasts import language_audio
 from gateway.broadcasts.models import AudioAsset, Broadcast
 from gateway.broadcasts.schemas import PlayProof
 from gateway.deliveries import ed25519
@@ -80,6 +81,9 @@ class Encoding:
     codec: str
     sha256: str
     duration_ms: int | None  # None: any length (a live stream's chime)
+    # The language set whose audio it is (``gateway.broadcasts.language_audio``); None: the
+    # broadcast's first audio.
+    audio_set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,11 @@ class Expected:
     city_id: int
     encodings: tuple[Encoding, ...]
     silent_ok: bool  # a test or exercise may have been logged without a sound
+
+    def sent_to(self, audio_set: str | None) -> Expected:
+        """What a speaker sent the audio of ``audio_set`` may claim: that audio's encodings
+        only, not another village's."""
+        return replace(self, encodings=tuple(e for e in self.encodings if e.audio_set == audio_set))
 
 
 @dataclass(frozen=True)
@@ -174,11 +183,13 @@ class Checks:
         self._keys = keys
         self.findings: list[Finding] = []
 
-    def judge(self, ack: AckIn) -> Verdict:
+    def judge(self, ack: AckIn, audio_set: str | None = None) -> Verdict:
+        """Judge a played ack of a speaker that was sent the audio of ``audio_set``."""
         expected = self._expected.get(ack.broadcast_id)
         code, key = self._keys.get(ack.speaker_id, ("", None))
         if expected is None:
             return Verdict(None, None)  # not a broadcast of ours: the caller counts it unknown
+        expected = expected.sent_to(audio_set)
         verdict = judge(expected, receipt_from(ack, code), key)
         if verdict.problem is not None:
             self.findings.append(
@@ -268,8 +279,11 @@ async def expectations(session: AsyncSession, broadcast_ids: Iterable[str]) -> d
     for broadcast_id, command_id, city_id, audio, mode, duration_ms in found:
         encodings = [
             # A purged recording's assets are gone: its broadcast's length stands for them.
-            Encoding(codec, sha, durations.get(sha, duration_ms))
-            for codec, sha in sorted(audio.items())
+            Encoding(codec, sha, durations.get(sha, duration_ms), audio_set)
+            for (codec, audio_set), sha in sorted(
+                ((language_audio.parse_encoding_key(name), sha) for name, sha in audio.items()),
+                key=lambda pair: (pair[0][0], pair[0][1] or ""),
+            )
         ]
         chime = chimes.get(broadcast_id)
         if chime is not None:
@@ -503,6 +517,7 @@ async def export_of(
                 public_key=public_key,
                 receipt=receipt,
                 verified=delivery.receipt_verified if receipt is not None else None,
+                audio_set=delivery.audio_set,
             )
         )
     export = ProofExport(
@@ -514,7 +529,9 @@ async def export_of(
         silent_ok=expected.silent_ok,
         tolerance=ExportTolerance(min_ms=TOLERANCE_MIN_MS, fraction=TOLERANCE_FRACTION),
         encodings=[
-            ExportEncoding(codec=e.codec, sha256=e.sha256, duration_ms=e.duration_ms)
+            ExportEncoding(
+                codec=e.codec, sha256=e.sha256, duration_ms=e.duration_ms, audio_set=e.audio_set
+            )
             for e in expected.encodings
         ],
         speakers=speakers_out,
@@ -550,7 +567,9 @@ def verify_export(export: ProofExport) -> list[Checked]:
         broadcast_id=export.broadcast_id,
         command_id=export.command_id,
         city_id=0,
-        encodings=tuple(Encoding(e.codec, e.sha256, e.duration_ms) for e in export.encodings),
+        encodings=tuple(
+            Encoding(e.codec, e.sha256, e.duration_ms, e.audio_set) for e in export.encodings
+        ),
         silent_ok=export.silent_ok,
     )
     checked: list[Checked] = []
@@ -583,7 +602,7 @@ def verify_export(export: ProofExport) -> list[Checked]:
         except binascii.Error:
             checked.append(Checked(speaker.code, False, "공개 키가 올바르지 않습니다"))
             continue
-        verdict = judge(expected, receipt, key)
+        verdict = judge(expected.sent_to(speaker.audio_set), receipt, key)
         if verdict.problem is not None:
             checked.append(Checked(speaker.code, False, _WHY[verdict.problem]))
         else:

@@ -65,7 +65,7 @@ async def catch_up(
         return 0
     rows = (
         await session.execute(
-            select(Delivery.broadcast_id, Delivery.speaker_id, Speaker.code)
+            select(Delivery.broadcast_id, Delivery.speaker_id, Speaker.code, Delivery.audio_set)
             .join(Speaker, Speaker.id == Delivery.speaker_id)
             .join(Broadcast, Broadcast.id == Delivery.broadcast_id)
             .where(
@@ -78,8 +78,8 @@ async def catch_up(
         )
     ).tuples()
     count = 0
-    for broadcast_id, speaker_id, code in rows:
-        session.add(speaker_publication(broadcast_id, code, speaker_id, now))
+    for broadcast_id, speaker_id, code, audio_set in rows:
+        session.add(speaker_publication(broadcast_id, code, speaker_id, now, audio_set=audio_set))
         count += 1
     await session.flush()
     return count

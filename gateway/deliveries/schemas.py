@@ -17,6 +17,11 @@ class ExportEncoding(BaseModel):
         description="How long it plays; null: any length (a live stream's chime, whose "
         "played_ms is the length of the talk)."
     )
+    audio_set: str | None = Field(
+        default=None,
+        description='The language set whose audio it is ("ko+vi"): a speaker is checked '
+        "against its own set's encodings only; null: the broadcast's first audio.",
+    )
 
 
 class ExportTolerance(BaseModel):
@@ -36,6 +41,10 @@ class SpeakerProof(BaseModel):
         description="The receipt of its accepted played ack, as signed (null unless played)."
     )
     verified: bool | None = Field(description="Whether the gateway verified its signature.")
+    audio_set: str | None = Field(
+        default=None,
+        description="The language set whose audio it was sent (null: the broadcast's first).",
+    )
 
 
 class ProofExport(BaseModel):

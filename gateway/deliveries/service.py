@@ -9,7 +9,7 @@ Applying acks lives in ``gateway.deliveries.acks``, the sweep (retries, expiry, 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, TypeVar
@@ -66,8 +66,16 @@ HELD = [State.RECEIVED.value, State.PLAYING.value, State.PREEMPTED.value]
 
 
 async def create_deliveries(
-    session: AsyncSession, broadcast_id: str, recipients: Sequence[TargetSpeaker], now: datetime
+    session: AsyncSession,
+    broadcast_id: str,
+    recipients: Sequence[TargetSpeaker],
+    now: datetime,
+    *,
+    audio_sets: Mapping[int, str] | None = None,
 ) -> None:
+    """One queued delivery per recipient; ``audio_sets``: the language set's audio each
+    village is sent, where it is not the broadcast's first."""
+    sets = audio_sets or {}
     if not recipients:
         return
     await session.execute(
@@ -78,6 +86,7 @@ async def create_deliveries(
                 "speaker_id": s.id,
                 "village_id": s.village_id,
                 "district_id": s.district_id,
+                "audio_set": sets.get(s.village_id),
                 "state": State.QUEUED.value,
                 "attempts": 0,
                 "sends": 0,
@@ -154,10 +163,12 @@ def speaker_publication(
     *,
     kind: str = "play",
     available_at: datetime | None = None,
+    audio_set: str | None = None,
 ) -> Publication:
     return Publication(
         broadcast_id=broadcast_id,
         kind=kind,
+        audio_set=audio_set,
         scope_kind="speaker",
         scope_ids=[code],
         scope_keys=[speaker_id],

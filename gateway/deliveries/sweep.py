@@ -205,7 +205,12 @@ async def _retry_unacknowledged(
         # (ack timeout after it), so asks are spaced by the back-off plus the ack timeout.
         session.add(
             speaker_publication(
-                delivery.broadcast_id, code, delivery.speaker_id, now, available_at=now + wait
+                delivery.broadcast_id,
+                code,
+                delivery.speaker_id,
+                now,
+                available_at=now + wait,
+                audio_set=delivery.audio_set,
             )
         )
         report.retried += 1

@@ -9,6 +9,7 @@ from typing import Final
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.broadcasts import language_audio
 from gateway.broadcasts.audio_links import AudioLinks
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.reading import cleared, reached_villages
@@ -27,12 +28,14 @@ _AUDIO_ORDER: Final = ("mp3", "opus")
 _BATCH: Final = 200
 
 
-def _audio_url(broadcast: Broadcast, links: AudioLinks) -> str | None:
-    """A signed link, good while the notice is listed: residents do not log in."""
+def _audio_url(broadcast: Broadcast, links: AudioLinks, audio_set: str | None) -> str | None:
+    """A signed link, good while the notice is listed: residents do not log in. The audio the
+    village's speakers were sent (``audio_set``: its languages' reading)."""
     if broadcast.audio_purged_at is not None:
         return None
+    encodings = language_audio.encodings_of(broadcast.audio_sha256, audio_set)
     for codec in _AUDIO_ORDER:
-        sha256 = broadcast.audio_sha256.get(codec)
+        sha256 = encodings.get(codec)
         if sha256:
             return links.path(sha256, broadcast.created_at + KEEP_FOR)
     return None
@@ -118,6 +121,21 @@ async def list_notices(
         .group_by(Delivery.broadcast_id)
     )
     played: dict[str, datetime] = {bid: when for bid, when in rows.tuples() if when is not None}
+    audio_sets = dict(
+        (
+            await session.execute(
+                select(Delivery.broadcast_id, Delivery.audio_set)
+                .where(
+                    Delivery.broadcast_id.in_([b.id for b in addressed]),
+                    Delivery.village_id == village_id,
+                    Delivery.audio_set.is_not(None),
+                )
+                .distinct()
+            )
+        )
+        .tuples()
+        .all()
+    )
     # A resend to the speakers that missed it is the same notice: residents see it once, as
     # the original, played when the first of the chain played.
     listed = {b.id for b in addressed}
@@ -145,7 +163,7 @@ async def list_notices(
                 played=broadcast.id in played,
                 cancelled=broadcast.cancelled_at is not None,
                 duration_ms=broadcast.duration_ms,
-                audio_url=_audio_url(broadcast, links),
+                audio_url=_audio_url(broadcast, links, audio_sets.get(broadcast.id)),
                 all_clear_of=broadcast.all_clear_of,
                 all_cleared_at=ended[broadcast.id].at if broadcast.id in ended else None,
             )

@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from fastapi import UploadFile
 
+from audio.speech.languages import LANGUAGES, UnknownLanguage, validate_languages
 from gateway.errors import InvalidRequest, MaeulError
 from gateway.places.areas import CODE_PATTERN, AreaRefused, boundary_geometry
 from wire.contract import is_valid_segment
@@ -24,6 +26,9 @@ PLACE_COLUMNS: Final = ("district_code", "district_name", "village_code", "villa
 # Optional: a place's geography (a blank cell leaves what is known as it is).
 GEO_COLUMNS: Final = ("lat", "lon", "legal_code", "admin_code", "boundary")
 PLACE_GEO_COLUMNS: Final = GEO_COLUMNS + tuple(f"district_{c}" for c in GEO_COLUMNS)
+# Optional: the languages a village reads after Korean ("vi zh", or "vi,zh" quoted); blank
+# leaves them as they are, "-" sets them back to the city's.
+LANGUAGES_COLUMN: Final = "languages"
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class PlaceRow:
     # The geography the row gives (blank cells left out), for the village and its district.
     geo: Mapping[str, object] = field(default_factory=dict)
     district_geo: Mapping[str, object] = field(default_factory=dict)
+    # The village's languages after Korean; None: the cell was blank (left as they are).
+    languages: tuple[str, ...] | None = None
 
 
 async def read_upload(upload: UploadFile) -> bytes:
@@ -181,7 +188,7 @@ def parse_places(data: bytes) -> list[PlaceRow]:
     district_names: dict[str, tuple[str, int]] = {}
     village_lines: dict[str, int] = {}
     district_geos: dict[str, tuple[Mapping[str, object], int]] = {}
-    for row in read_rows(data, PLACE_COLUMNS, PLACE_GEO_COLUMNS):
+    for row in read_rows(data, PLACE_COLUMNS, (*PLACE_GEO_COLUMNS, LANGUAGES_COLUMN)):
         before = len(problems)
         place = PlaceRow(
             line=row.line,
@@ -191,6 +198,7 @@ def parse_places(data: bytes) -> list[PlaceRow]:
             village_name=check_name(row, "village_name", problems),
             geo=check_geo(row, "", problems),
             district_geo=check_geo(row, "district_", problems),
+            languages=check_languages(row, problems),
         )
         if len(problems) > before:
             continue
@@ -234,6 +242,27 @@ def parse_places(data: bytes) -> list[PlaceRow]:
     if problems:
         raise CsvRejected(problems)
     return places
+
+
+def check_languages(row: CsvRow, problems: list[RowProblem]) -> tuple[str, ...] | None:
+    cell = row.values.get(LANGUAGES_COLUMN, "").strip()
+    if not cell:
+        return None
+    if cell == "-":
+        return ()
+    try:
+        return tuple(validate_languages(re.split(r"[\s,;]+", cell.strip(",; "))))
+    except UnknownLanguage:
+        problems.append(
+            RowProblem(
+                row.line,
+                f"languages '{cell[:70]}': 지원하지 않는 언어가 있습니다 "
+                f"(쓸 수 있는 언어: {', '.join(t for t in LANGUAGES if t != 'ko')}).",
+                f"languages '{cell[:70]}': unknown language "
+                f"(known: {', '.join(t for t in LANGUAGES if t != 'ko')}).",
+            )
+        )
+        return None
 
 
 def check_geo(row: CsvRow, prefix: str, problems: list[RowProblem]) -> dict[str, object]:

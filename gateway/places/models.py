@@ -58,3 +58,6 @@ class Village(Base):
     legal_code: Mapped[str | None] = mapped_column(String(10), default=None)
     admin_code: Mapped[str | None] = mapped_column(String(10), default=None)
     boundary: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
+    # The languages its speakers read after Korean (BCP 47 primary tags, in order); empty: the
+    # city's (GATEWAY_SPOKEN_LANGUAGES).
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")

@@ -10,7 +10,7 @@ from gateway.auth import Admin, Anyone
 from gateway.deps import CityDep, NowDep, SessionDep, state_of
 from gateway.devicesec.brokeradmin import after_change
 from gateway.error_catalog import documented
-from gateway.places import csv_import, geography, service
+from gateway.places import bulk, csv_import, geography, service
 from gateway.places.schemas import (
     AreaPreview,
     AreaQuery,
@@ -184,7 +184,7 @@ async def import_places(
 ) -> PlacesImportReport:
     """Create or update districts and villages by code: all rows or none."""
     data = await csv_import.read_upload(file)
-    report = await service.import_places(session, city, data, now=now)
+    report = await bulk.import_places(session, city, data, now=now)
     await after_change(state_of(request), session)
     return report
 

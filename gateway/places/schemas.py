@@ -159,12 +159,21 @@ class DistrictPage(BaseModel):
     offset: int
 
 
+_LANGUAGES_DOC = (
+    "The languages its speakers read after Korean, BCP 47 primary tags in order "
+    '(["vi", "zh"]); empty: the city\'s (GATEWAY_SPOKEN_LANGUAGES). An unknown tag, or "ko", '
+    "is 422 unknown_language."
+)
+Languages = Annotated[list[Annotated[str, StringConstraints(max_length=35)]], Field(max_length=20)]
+
+
 class VillageCreate(GeoCreate):
     model_config = ConfigDict(extra="forbid")
 
     code: Code
     name: Name = Field(examples=["상촌리"])
     district_id: int
+    languages: Languages = Field(default_factory=list, description=_LANGUAGES_DOC)
 
 
 class VillageUpdate(GeoPatch):
@@ -173,6 +182,7 @@ class VillageUpdate(GeoPatch):
     district_id: int | SkipJsonSchema[None] = Field(
         default=None, description="Moving a village moves its speakers with it."
     )
+    languages: Languages | SkipJsonSchema[None] = Field(default=None, description=_LANGUAGES_DOC)
 
 
 class VillageRead(GeoRead):
@@ -185,6 +195,9 @@ class VillageRead(GeoRead):
     created_at: datetime
     speaker_count: int
     online_count: int = Field(description="Speakers online now.")
+    languages: list[str] = Field(
+        description="The languages set for it, read after Korean; empty: the city's."
+    )
 
 
 class VillagePage(BaseModel):

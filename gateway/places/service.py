@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audio.speech.languages import validate_languages
 from gateway.errors import Conflict, InvalidRequest, NotFound
-from gateway.places import csv_import
-from gateway.places.csv_import import PlaceRow
-from gateway.places.geography import NO_GEO, apply_geo, assign, geo_of, geo_values
+from gateway.places.geography import apply_geo, geo_of, geo_values
 from gateway.places.models import City, District, Village
 from gateway.places.schemas import (
     CityRead,
@@ -22,7 +21,6 @@ from gateway.places.schemas import (
     DistrictPage,
     DistrictRead,
     DistrictUpdate,
-    PlacesImportReport,
     VillageCreate,
     VillagePage,
     VillageRead,
@@ -40,7 +38,7 @@ _LISTED_IDS: Final = 20
 _T = TypeVar("_T")
 
 
-def _chunks(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
+def in_chunks(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
     for start in range(0, len(values), IN_CHUNK):
         yield values[start : start + IN_CHUNK]
 
@@ -127,7 +125,7 @@ async def resolve_targets(
         )
     found_districts: set[int] = set()
     villages: set[int] = set()
-    for chunk in _chunks(wanted_districts):
+    for chunk in in_chunks(wanted_districts):
         found_districts.update(
             await session.scalars(
                 select(District.id).where(District.city_id == city.id, District.id.in_(chunk))
@@ -140,7 +138,7 @@ async def resolve_targets(
             ko=f"없는 읍·면·동입니다: {_listed(missing)}",
             en=f"No such district: {_listed(missing)}",
         )
-    for chunk in _chunks(wanted_villages):
+    for chunk in in_chunks(wanted_villages):
         villages.update(
             await session.scalars(
                 select(Village.id).where(Village.city_id == city.id, Village.id.in_(chunk))
@@ -153,7 +151,7 @@ async def resolve_targets(
             ko=f"없는 마을입니다: {_listed(missing)}",
             en=f"No such village: {_listed(missing)}",
         )
-    for chunk in _chunks(wanted_districts):
+    for chunk in in_chunks(wanted_districts):
         villages.update(
             await session.scalars(select(Village.id).where(Village.district_id.in_(chunk)))
         )
@@ -165,7 +163,7 @@ async def village_codes(
 ) -> dict[int, tuple[str, str, int]]:
     """Village id -> (village code, village name, district id)."""
     found: dict[int, tuple[str, str, int]] = {}
-    for chunk in _chunks(sorted(set(village_ids))):
+    for chunk in in_chunks(sorted(set(village_ids))):
         rows = await session.execute(
             select(Village.id, Village.code, Village.name, Village.district_id).where(
                 Village.id.in_(chunk)
@@ -175,9 +173,22 @@ async def village_codes(
     return found
 
 
+async def village_languages(
+    session: AsyncSession, village_ids: Sequence[int]
+) -> dict[int, tuple[str, ...]]:
+    """The languages set for each of these villages that has some (others use the city's)."""
+    found: dict[int, tuple[str, ...]] = {}
+    for chunk in in_chunks(sorted(set(village_ids))):
+        rows = await session.execute(
+            select(Village.id, Village.languages).where(Village.id.in_(chunk))
+        )
+        found.update({vid: tuple(tags) for vid, tags in rows.tuples() if tags})
+    return found
+
+
 async def district_codes(session: AsyncSession, district_ids: Sequence[int]) -> dict[int, str]:
     found: dict[int, str] = {}
-    for chunk in _chunks(sorted(set(district_ids))):
+    for chunk in in_chunks(sorted(set(district_ids))):
         rows = await session.execute(
             select(District.id, District.code).where(District.id.in_(chunk))
         )
@@ -190,7 +201,7 @@ async def villages_by_code(
 ) -> dict[str, tuple[int, int]]:
     """Village code -> (village id, district id), for the codes that exist in the city."""
     found: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(sorted(set(codes))):
+    for chunk in in_chunks(sorted(set(codes))):
         rows = await session.execute(
             select(Village.code, Village.id, Village.district_id).where(
                 Village.city_id == city_id, Village.code.in_(chunk)
@@ -242,7 +253,7 @@ async def _district_reads(
 
     ids = [d.id for d in districts]
     village_counts: dict[int, int] = {}
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         rows = await session.execute(
             select(Village.district_id, func.count())
             .where(Village.district_id.in_(chunk))
@@ -381,6 +392,7 @@ async def _village_reads(
             created_at=village.created_at,
             speaker_count=tallies.get(village.id, none).total,
             online_count=tallies.get(village.id, none).online,
+            languages=list(village.languages),
             **geo_of(village),
         )
         for village, district_code, district_name in rows
@@ -452,6 +464,7 @@ async def create_village(
         code=body.code,
         name=body.name,
         created_at=now,
+        languages=validate_languages(body.languages),
         **geo_values(body),
     )
     session.add(village)
@@ -470,6 +483,8 @@ async def update_village(
         village.code = body.code
     if body.name is not None:
         village.name = body.name
+    if body.languages is not None:
+        village.languages = validate_languages(body.languages)
     apply_geo(village, body)
     moved = body.district_id is not None and body.district_id != village.district_id
     if body.district_id is not None and moved:
@@ -495,98 +510,3 @@ async def delete_village(session: AsyncSession, city: City, village_id: int) -> 
         )
     await session.delete(village)
     await session.flush()
-
-
-# --------------------------------------------------------------------------------------------
-# Bulk import
-
-
-async def import_places(
-    session: AsyncSession, city: City, data: bytes, *, now: datetime
-) -> PlacesImportReport:
-    return await upsert_places(session, city, csv_import.parse_places(data), now=now)
-
-
-async def upsert_places(
-    session: AsyncSession, city: City, rows: Sequence[PlaceRow], *, now: datetime
-) -> PlacesImportReport:
-    """Create or update districts and villages by code; villages not in ``rows`` are left alone."""
-    from gateway.speakers import service as speakers
-
-    districts = {
-        d.code: d
-        for d in await session.scalars(select(District).where(District.city_id == city.id))
-    }
-    names = {row.district_code: row.district_name for row in rows}
-    geos = {row.district_code: row.district_geo for row in rows if row.district_geo}
-    new_districts = [code for code in names if code not in districts]
-    districts_updated = 0
-    for code, name in names.items():
-        if code not in districts:
-            continue
-        district = districts[code]
-        if assign(district, {"name": name, **geos.get(code, {})}):
-            districts_updated += 1
-    district_ids = {code: d.id for code, d in districts.items()}
-    if new_districts:
-        created = await session.execute(
-            insert(District).returning(District.id, District.code),
-            [
-                {
-                    "city_id": city.id,
-                    "code": code,
-                    "name": names[code],
-                    "created_at": now,
-                    **NO_GEO,
-                    **geos.get(code, {}),
-                }
-                for code in new_districts
-            ],
-        )
-        district_ids.update({code: did for did, code in created})
-
-    villages = {
-        v.code: v
-        for chunk in _chunks(sorted({row.village_code for row in rows}))
-        for v in await session.scalars(
-            select(Village).where(Village.city_id == city.id, Village.code.in_(chunk))
-        )
-    }
-    fresh: list[dict[str, object]] = []
-    moves: dict[int, int] = {}
-    villages_updated = 0
-    for row in rows:
-        district_id = district_ids[row.district_code]
-        village = villages.get(row.village_code)
-        if village is None:
-            fresh.append(
-                {
-                    "city_id": city.id,
-                    "district_id": district_id,
-                    "code": row.village_code,
-                    "name": row.village_name,
-                    "created_at": now,
-                    **NO_GEO,
-                    **row.geo,
-                }
-            )
-            continue
-        moved = village.district_id != district_id
-        if not assign(village, {"name": row.village_name, **row.geo}) and not moved:
-            continue
-        villages_updated += 1
-        if moved:
-            village.district_id = district_id
-            moves[village.id] = district_id
-    if fresh:
-        await session.execute(insert(Village), fresh)
-    await session.flush()
-    if moves:
-        await speakers.follow_village_moves(session, moves)
-    return PlacesImportReport(
-        rows=len(rows),
-        districts_created=len(new_districts),
-        districts_updated=districts_updated,
-        villages_created=len(fresh),
-        villages_updated=villages_updated,
-    )

@@ -162,6 +162,7 @@ async def create_schedule(
         mode=mode,
         principal=user,
         extra_target=by_area.recorded if by_area else {},
+        texts=composed.texts,
     )
     timing = Timing(
         send_at=send_at,

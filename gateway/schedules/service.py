@@ -108,6 +108,18 @@ async def _planned_fire(
     return wanted.at
 
 
+async def _language_sets(
+    session: AsyncSession, runtime: Runtime, city: City, request: BroadcastRequest
+) -> list[tuple[str, ...]] | None:
+    """The language sets typed text is read in for the villages it targets now; a village
+    whose set has no audio when it fires (changed since) hears the first one
+    (``gateway.broadcasts.language_audio``)."""
+    if not request.texts:
+        return None
+    target = await sending.resolve(session, city, request)
+    return await audio_store.language_sets(session, runtime, request, target.village_ids)
+
+
 async def create_schedule(
     session: AsyncSession,
     runtime: Runtime,
@@ -137,9 +149,10 @@ async def create_schedule(
             _sends_in_an_hour(rule),
             role=request.principal.role,
         )
+    sets = await _language_sets(session, runtime, city, request) if upload is None else None
     # Release the transaction (and its pooled connection) while the audio is made.
     await session.commit()
-    prepared = await audio_store.prepare_audio(runtime, request, upload, source_sha256)
+    prepared = await audio_store.prepare_audio(runtime, request, upload, source_sha256, sets=sets)
     fire_at = await _planned_fire(session, runtime, city, wanted)
     if isinstance(fire_at, Schedule):
         return Created(await read_schedule(session, fire_at), replayed=True)
@@ -281,6 +294,7 @@ async def update_schedule(
 
     text, title = schedule.text, schedule.title
     template_id, values = schedule.template_id, schedule.template_values
+    texts: dict[str, str] | None = None  # refilled with a template's new values
     if "values" in given:
         if template_id is None:
             raise InvalidRequest(
@@ -292,6 +306,7 @@ async def update_schedule(
         rendered = templates.render(template, body.values or {})
         text, values = rendered.text, {k: str(v).strip() for k, v in (body.values or {}).items()}
         title = rendered.title if "title" not in given else body.title
+        texts = rendered.texts
     if "text" in given:
         if "values" in given:
             raise InvalidRequest(
@@ -332,6 +347,8 @@ async def update_schedule(
             else {}
         ),
     )
+    if texts is not None:
+        request = replace(request, texts=texts)
     if any(f in given for f in _TIMING_FIELDS):
         rule = build_recurrence(_merged_timing(schedule, body, zone), now=now, zone=zone)
         for column, value in rule_columns(rule).items():
@@ -343,8 +360,10 @@ async def update_schedule(
     )
     assert not isinstance(fire_at, Schedule)  # no key: nothing to replay
 
-    if schedule.source_kind == "text" and text != schedule.text:
-        audio = await audio_store.store_audio_for(session, runtime, request, None)
+    retargeted = request.texts and target_of(request) != schedule.target
+    if schedule.source_kind == "text" and (text != schedule.text or retargeted):
+        sets = await _language_sets(session, runtime, city, request)
+        audio = await audio_store.store_audio_for(session, runtime, request, None, sets=sets)
         schedule.source_sha256 = audio.source_sha256
         schedule.duration_ms = audio.duration_ms
         schedule.audio_sha256 = dict(audio.sha256)

@@ -72,10 +72,13 @@ async def send_now(
     codecs = ["opus"]
     if any("opus" not in s.codecs for s in recipients):
         codecs.append("mp3")
+    sets = None
+    if upload is None:  # a recording is one audio: its texts are shown, not spoken
+        sets = await audio_store.language_sets(session, runtime, request, target.village_ids)
     # Release the transaction (and its pooled connection) while the audio is made.
     await session.commit()
     prepared = await audio_store.prepare_audio(
-        runtime, request, upload, source_sha256, codecs=codecs
+        runtime, request, upload, source_sha256, codecs=codecs, sets=sets
     )
     decision = await plan(session, runtime, city, wanted)
     if not isinstance(decision, Send | NeedsApproval):

@@ -124,7 +124,7 @@ async def plan(
     decided = judge_idempotency(await _cleared_already(session, city, request, lock=lock))
     if decided is not None:
         return decided
-    target = request.target or await _resolve(session, city, request.broadcast)
+    target = request.target or await resolve(session, city, request.broadcast)
     decided = judge_rate_limit(await _limits(session, runtime, city, request, target, lock=lock))
     if decided is not None:
         return decided
@@ -232,7 +232,7 @@ async def _schedule_by_key(
     return found
 
 
-async def _resolve(
+async def resolve(
     session: AsyncSession, city: City, wanted: BroadcastRequest
 ) -> places.ResolvedTarget:
     return await places.resolve_targets(

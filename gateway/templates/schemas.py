@@ -11,6 +11,13 @@ from wire.contract import Category
 # A template's body is read out after its placeholders are filled; keep room for the values.
 MAX_BODY_CHARS = 1500
 MAX_VALUE_CHARS = 200
+TEXTS_DOC = (
+    'The body in other languages, by BCP 47 primary tag ({"vi": "..."}), using the '
+    "body's and title's placeholders; sending from the template carries them, filled, into "
+    "the broadcast's `texts`. Checked like a broadcast's texts (unknown_language, empty_text, "
+    "text_too_long, unspeakable_text); a placeholder the body and title do not have is "
+    "invalid_template."
+)
 
 
 class TemplateCreate(BaseModel):
@@ -26,6 +33,7 @@ class TemplateCreate(BaseModel):
     district_id: int | None = Field(
         default=None, description="Keep it for one district's staff; omit for the whole city."
     )
+    texts: dict[str, str] = Field(default_factory=dict, description=TEXTS_DOC)
 
 
 class TemplateUpdate(BaseModel):
@@ -36,6 +44,7 @@ class TemplateUpdate(BaseModel):
     category: Category | None = None
     title: str | None = Field(default=None, max_length=200)
     body: str | None = Field(default=None, min_length=1, max_length=MAX_BODY_CHARS)
+    texts: dict[str, str] | None = Field(default=None, description="Replaces all its texts.")
 
 
 class TemplateRead(BaseModel):
@@ -44,6 +53,7 @@ class TemplateRead(BaseModel):
     category: Category
     title: str | None
     body: str
+    texts: dict[str, str] = Field(description="The body in other languages, by tag.")
     district_id: int | None
     placeholders: list[str] = Field(description="The names to give in `values`, in order.")
     created_by: str
@@ -65,3 +75,4 @@ class RenderedTemplate(BaseModel):
     category: Category
     title: str | None
     text: str
+    texts: dict[str, str] = Field(description="The text in other languages, filled.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audio.speech.languages import validate_texts
 from gateway import scopes
 from gateway.auth import Principal
 from gateway.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -87,6 +88,22 @@ def _fill(text: str, values: Mapping[str, str]) -> str:
 class Rendered:
     title: str | None
     text: str
+    texts: dict[str, str]
+
+
+def checked_texts(texts: Mapping[str, str], title: str | None, body: str) -> dict[str, str]:
+    """A template's texts in other languages, checked like a broadcast's; each may use only
+    the placeholders of its body and title (their values are given once, for all)."""
+    known = set(placeholders(title or "") + placeholders(body))
+    checked = validate_texts(texts)
+    for tag, text in checked.items():
+        extra = [name for name in placeholders(text) if name not in known]
+        if extra:
+            raise _invalid_template(
+                f"{tag} 문구의 항목 {', '.join(extra)}이(가) 본문과 제목에 없습니다.",
+                f"the {tag} text uses {', '.join(extra)}, which the body and title do not have",
+            )
+    return checked
 
 
 def render(template: Template, values: Mapping[str, object]) -> Rendered:
@@ -123,7 +140,8 @@ def render(template: Template, values: Mapping[str, object]) -> Rendered:
             )
         filled[name] = text
     title = _fill(template.title, filled) if template.title else None
-    return Rendered(title=title, text=_fill(template.body, filled))
+    texts = validate_texts({tag: _fill(text, filled) for tag, text in template.texts.items()})
+    return Rendered(title=title, text=_fill(template.body, filled), texts=texts)
 
 
 def parse_values(raw: str | None) -> dict[str, object]:
@@ -158,6 +176,11 @@ class Composed:
     title: str | None
     template_id: int | None = None
     values: dict[str, str] | None = None
+    # The template's texts in other languages, filled: those the request gives win.
+    texts: Mapping[str, str] = field(default_factory=dict)
+
+    def texts_with(self, given: Mapping[str, str]) -> dict[str, str]:
+        return dict(sorted({**self.texts, **given}.items()))
 
 
 async def compose(
@@ -192,6 +215,7 @@ async def compose(
         title=title if title is not None else rendered.title,
         template_id=template.id,
         values={k: str(v).strip() for k, v in parsed.items()},
+        texts=rendered.texts,
     )
 
 
@@ -251,6 +275,7 @@ def to_read(template: Template) -> TemplateRead:
         category=Category(template.category),
         title=template.title,
         body=template.body,
+        texts=dict(template.texts),
         district_id=template.district_id,
         placeholders=list(
             dict.fromkeys(placeholders(template.title or "") + placeholders(template.body))
@@ -318,8 +343,7 @@ async def create_template(
     principal: Principal,
     now: datetime,
 ) -> TemplateRead:
-    placeholders(body.body)
-    placeholders(body.title or "")
+    texts = checked_texts(body.texts, body.title, body.body)
     if body.district_id is not None:
         await places.load_district(session, city.id, body.district_id)
     await authorize_change(session, principal, body.category, body.district_id)
@@ -332,6 +356,7 @@ async def create_template(
         category=body.category.value,
         title=body.title,
         body=body.body,
+        texts=texts,
         created_by=principal.actor,
         created_at=now,
         updated_at=now,
@@ -366,6 +391,9 @@ async def update_template(
     if body.name is not None and body.name.strip() != template.name:
         await _refuse_taken_name(session, city.id, body.name.strip(), other_than=template.id)
         template.name = body.name.strip()
+    template.texts = checked_texts(
+        template.texts if body.texts is None else body.texts, template.title, template.body
+    )
     template.updated_at = now
     await _flush(session, template.name)
     return to_read(template)
@@ -391,6 +419,7 @@ async def render_template(
         category=Category(template.category),
         title=rendered.title,
         text=rendered.text,
+        texts=rendered.texts,
     )
 
 

@@ -148,3 +148,22 @@ async def test_an_oversized_file_is_refused(api: Api, monkeypatch: pytest.Monkey
     response = await _import(api, (HEADER + "d01,문산읍,d01-v001,상촌리\n" * 10).encode())
     assert response.status_code == 413
     assert response.json()["error"] == "csv_too_large"
+
+
+# The JSON column is the same on both databases; the upsert is tested on both above.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_languages_column_sets_keeps_or_resets_a_villages_languages(api: Api) -> None:
+    header = HEADER.strip() + ",languages\n"
+    first = header + 'd01,문산읍,d01-v001,상촌리,"vi, zh"\n' + "d01,문산읍,d01-v002,하촌리,th\n"
+    assert (await _import(api, first.encode())).status_code == 200
+    villages = await _villages(api)
+    assert villages["d01-v001"]["languages"] == ["vi", "zh"]
+    assert villages["d01-v002"]["languages"] == ["th"]
+
+    second = header + "d01,문산읍,d01-v001,상촌리,\n" + "d01,문산읍,d01-v002,하촌리,-\n"
+    assert (await _import(api, second.encode())).json()["villages_updated"] == 1
+    villages = await _villages(api)
+    assert villages["d01-v001"]["languages"] == ["vi", "zh"], "a blank cell leaves them"
+    assert villages["d01-v002"]["languages"] == [], "'-': the city's again"
+
+    assert _rejected((header + "d01,문산읍,d01-v001,상촌리,vi fr\n").encode())[0][0] == 2
