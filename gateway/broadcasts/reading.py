@@ -21,7 +21,7 @@ from gateway.broadcasts.schemas import (
     VillageDelivery,
 )
 from gateway.broadcasts.status_cache import StatusCache
-from gateway.deliveries import proof
+from gateway.deliveries import live_report, proof
 from gateway.deliveries import service as deliveries
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, NotFound
@@ -248,7 +248,7 @@ async def summarize(
             phone=phones.get(vid) or fallback.PhoneCounts(),
             push=pushes.get(vid) or fallback.PushCounts(),
             fallback=jobs.get(vid),
-            **proof.live_figures(rows_of.get(vid, ())).fields(),
+            **live_report.live_figures(rows_of.get(vid, ())).fields(),
         )
         for vid, rows in by_village.items()
     ]

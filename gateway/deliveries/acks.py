@@ -17,7 +17,7 @@ from gateway.broadcasts.models import (
     cancel_command_id,
     superseded_command_ids,
 )
-from gateway.deliveries import ed25519, proof
+from gateway.deliveries import ed25519, live_report, proof
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.service import (
     ACK_GRACE,
@@ -137,7 +137,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
     heard_acks = [a for a in acks if a.status is AckStatus.HEARD]
     receivers = await _receivers(session, {a.speaker_id for a in heard_acks})
     checks = await proof.prepare(session, acks)
-    sent = await proof.live_frames_sent(
+    sent = await live_report.live_frames_sent(
         session, {a.broadcast_id for a in acks if a.live_frames_lost is not None}
     )
     queues = await speaker_queues(
@@ -175,7 +175,7 @@ async def apply_acks(session: AsyncSession, acks: Sequence[AckIn]) -> AckReport:
         bad_proof = verdict is not None and verdict.problem is not None
         if bad_proof:
             event = Event.FAILED  # a "played" that proves nothing is a failure, never a play
-        proof.keep_live_report(delivery, ack, sent.get(ack.broadcast_id))
+        live_report.keep_live_report(delivery, ack, sent.get(ack.broadcast_id))
         current = State(delivery.state)
         if (
             event is Event.REJECTED
