@@ -190,6 +190,12 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "이 CAP 보낸곳은 이미 허용 목록에 있습니다. 바꾸려면 PATCH 하세요.",
         "The CAP sender is on the allow-list already; PATCH it to change it.",
     ),
+    "write_conflict": _e(
+        409,
+        "같은 때에 들어온 다른 요청과 충돌했습니다. 다시 시도해 주세요.",
+        "The request conflicted with another made at the same moment (a constraint the "
+        "gateway did not expect to meet, logged); try again.",
+    ),
     "duplicate_code": _e(409, "같은 코드가 이미 있습니다.", "That code is already in use."),
     "duplicate_template": _e(
         409, "같은 이름의 문구 틀이 이미 있습니다.", "A template of that name already exists."

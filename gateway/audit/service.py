@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit import checkpoints as signed
@@ -78,20 +79,21 @@ async def append(
     details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
     """Add one row at the end of the chain, in the caller's transaction."""
-    head = (
-        await session.execute(
-            update(AuditHead)
-            .where(AuditHead.id == _HEAD_ID)
-            .values(seq=AuditHead.seq + 1)
-            .returning(AuditHead.seq, AuditHead.hash)
-        )
-    ).first()
+    head = await _advance_head(session)
     if head is None:
-        session.add(AuditHead(id=_HEAD_ID, seq=1, hash=GENESIS))
-        await session.flush()
-        seq, prev = 1, GENESIS
-    else:
-        seq, prev = int(head[0]), str(head[1])
+        # The first row ever. Two first rows at once would both find no head: the head is
+        # made with an insert that yields to the other's (waiting for its transaction), and
+        # the update then finds it either way.
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await session.execute(
+            insert(AuditHead)
+            .values(id=_HEAD_ID, seq=0, hash=GENESIS)
+            .on_conflict_do_nothing(index_elements=[AuditHead.id])
+        )
+        head = await _advance_head(session)
+        assert head is not None, "the audit head was just made"
+    seq, prev = head
     row = AuditEvent(
         seq=seq,
         at=at,
@@ -112,6 +114,20 @@ async def append(
     await session.execute(update(AuditHead).where(AuditHead.id == _HEAD_ID).values(hash=row.hash))
     await session.flush()
     return row
+
+
+async def _advance_head(session: AsyncSession) -> tuple[int, str] | None:
+    """Take the next sequence number and the last hash; updating the head first serialises
+    appends across replicas. None before the first row."""
+    head = (
+        await session.execute(
+            update(AuditHead)
+            .where(AuditHead.id == _HEAD_ID)
+            .values(seq=AuditHead.seq + 1)
+            .returning(AuditHead.seq, AuditHead.hash)
+        )
+    ).first()
+    return None if head is None else (int(head[0]), str(head[1]))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final, Protocol
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audio.pipeline import Transcoded
@@ -118,24 +119,32 @@ class EncodedAudio(Protocol):
 
 
 async def store_encoded(session: AsyncSession, encoded: EncodedAudio, now: datetime) -> None:
-    """Keep encoded audio by its sha256 (once: the same bytes are the same asset)."""
-    existing = await session.get(AudioAsset, encoded.sha256)
-    if existing is not None:
-        # Stored again: its retention clock for audio nothing uses yet starts anew, so the
-        # purge of unused audio does not take it from the request about to use it.
-        existing.created_at = max(existing.created_at, now)
-    else:
-        session.add(
-            AudioAsset(
-                sha256=encoded.sha256,
-                codec=encoded.codec,
-                mime_type=encoded.mime_type,
-                size=len(encoded.data),
-                duration_ms=encoded.duration_ms,
-                data=encoded.data,
-                created_at=now,
-            )
+    """Keep encoded audio by its sha256 (once: the same bytes are the same asset).
+
+    One upsert, not a read then an insert: two requests storing the same bytes at once (one
+    recording sent to two villages, one text spoken twice) would both read nothing and both
+    insert. On a conflict the second waits for the first's transaction and then only touches
+    the row."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(AudioAsset).values(
+        sha256=encoded.sha256,
+        codec=encoded.codec,
+        mime_type=encoded.mime_type,
+        size=len(encoded.data),
+        duration_ms=encoded.duration_ms,
+        data=encoded.data,
+        created_at=now,
+    )
+    # Stored again: its retention clock for audio nothing uses yet starts anew, so the purge of
+    # unused audio does not take it from the request about to use it.
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[AudioAsset.sha256],
+            set_={"created_at": statement.excluded.created_at},
+            where=AudioAsset.created_at < statement.excluded.created_at,
         )
+    )
 
 
 def audio_not_found() -> NotFound:

@@ -228,6 +228,24 @@ async def test_concurrent_appends_form_one_chain(stack: Stack) -> None:
     assert result.rows >= 20
 
 
+async def test_the_first_rows_at_once_both_join_the_chain(stack: Stack) -> None:
+    """Two requests finishing at once on a new database each write the chain's first row:
+    neither is lost to the other's making the chain's head."""
+    async with stack.app.state.sessions() as session:
+        assert await session.get(AuditHead, 1) is None, "a new chain"
+
+    async def one(n: int) -> None:
+        async with stack.app.state.sessions() as session:
+            await audit.append(
+                session, at=stack.clock.now(), actor=f"w{n}", action="test", outcome="ok"
+            )
+            await session.commit()
+
+    await asyncio.gather(one(1), one(2))
+    result = await _verify(stack)
+    assert (result.ok, result.rows) == (True, 2), result
+
+
 async def test_the_verify_command_finds_an_altered_row(stack: Stack) -> None:
     from typer.testing import CliRunner
 
