@@ -208,9 +208,10 @@ async def run_demo(
     settings = _settings(public_url=url, replica_id="local")
     console.print(await seed_database(preset, settings, households=True))
     devices = await fleet_size(settings)
-    # A large fleet heartbeats less often, and the gateway expects it to (GATEWAY_HEARTBEAT_S
-    # still decides when set).
-    pace = {} if "GATEWAY_HEARTBEAT_S" in os.environ else {"heartbeat_s": heartbeat_for(devices)}
+    # A large simulated fleet heartbeats less often, and the gateway expects it to
+    # (GATEWAY_HEARTBEAT_S still decides when set; real speakers keep their own pace).
+    paced = simulate and "GATEWAY_HEARTBEAT_S" not in os.environ
+    pace = {"heartbeat_s": heartbeat_for(devices)} if paced else {}
 
     broker: LocalMosquitto | None = None
     files = BrokerFiles(data_dir / "mosquitto")
