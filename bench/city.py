@@ -138,7 +138,7 @@ class Observer:
     def __init__(self, mqtt_url: str, expected: int) -> None:
         self.mqtt_url = mqtt_url
         self.expected = expected
-        self.commands: dict[str, bytes] = {}  # broadcast id -> the play payload last seen
+        self.commands: dict[str, bytes] = {}  # broadcast id -> the play payload first seen
         self.command_topics: dict[str, str] = {}
         self._done: dict[str, tuple[float, float]] = {}
         self._changed = asyncio.Event()
@@ -177,8 +177,10 @@ class Observer:
             if kind == "ready":
                 self._ready.set()
             elif kind == "cmd":
-                self.commands[rest[0]] = base64.b64decode(rest[2])
-                self.command_topics[rest[0]] = rest[1]
+                # The first: the group publish. Later ones are the gateway's resends to single
+                # speakers, whose scope names one speaker and would make a floor no other plays.
+                self.commands.setdefault(rest[0], base64.b64decode(rest[2]))
+                self.command_topics.setdefault(rest[0], rest[1])
             elif kind == "done":
                 self._done[rest[0]] = (float(rest[1]), float(rest[2]))
                 self._changed.set()
