@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
+import secrets
 import sqlite3
 import sys
 import time
@@ -17,20 +19,21 @@ from typing import Any
 import aiomqtt
 import httpx
 
+from bench.fleet import sim_speakers
 from devices.simulator import Fleet
-from devices.simulator_config import FleetConfig, SimSpeaker
+from devices.simulator_config import FleetConfig, SimSpeaker, processes_for
 from gateway.db import create_engine, create_sessions
 from gateway.migrations import upgrade
 from gateway.places import bulk
 from gateway.places.csv_import import PlaceRow
 from gateway.places.models import City
+from gateway.residents.crypto import PhoneCipher
 from gateway.seed import Preset, seed
 from gateway.settings import MqttTarget
 from gateway.signing import KeySeal
 from gateway.speakers.bulk import SpeakerRow, upsert_speakers
 from tests.e2e.harness import KEY_ENCRYPTION_KEY, GatewayProcess
 from wire import contract
-from wire.contract import SpeakerIdentity
 
 CITY = "bench"
 # The simulated speakers' heartbeat: rare, so heartbeats are no noise in the measurements. Every
@@ -41,13 +44,21 @@ JINJU_VILLAGES = 358
 JINJU_DISTRICTS = 21
 # Tries of one broadcast's POST when the connection breaks under it (same Idempotency-Key).
 POST_ATTEMPTS = 3
+# Fleet settings a `bench.fleet` process finds itself.
+_OWN_SETTINGS = frozenset({"gateway_url", "public_keys"})
 
 
 async def seed_database(
-    folder: Path, speaker_count: int | None, preset: Preset = "jinju", villages: int | None = None
+    folder: Path,
+    speaker_count: int | None,
+    preset: Preset = "jinju",
+    villages: int | None = None,
+    *,
+    households: bool = False,
 ) -> str:
-    """Migrate a SQLite database; None seeds the preset, a number that many speakers (over
-    `villages` villages, or one each up to Jinju's 358)."""
+    """Migrate a SQLite database; None seeds the preset (with `households`: its homes and their
+    indoor receivers too), a number that many speakers (over `villages` villages, or one each
+    up to Jinju's 358)."""
     path = folder / "maeul.db"
     url = f"sqlite+aiosqlite:///{path}"
     await asyncio.to_thread(upgrade, url)
@@ -55,7 +66,9 @@ async def seed_database(
     try:
         async with create_sessions(engine)() as session:
             if speaker_count is None:
-                await seed(session, preset=preset, city_code=CITY)
+                # The residents' numbers are synthetic; the bench's gateway never opens them.
+                cipher = PhoneCipher(secrets.token_bytes(32)) if households else None
+                await seed(session, preset=preset, city_code=CITY, cipher=cipher)
             else:
                 await _seed_uniform(session, speaker_count, villages)
             await session.commit()
@@ -100,6 +113,14 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The most resident memory a process has had (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
 def children_rss_mb(pid: int) -> float:
     """Resident memory of the direct children of a process (audio workers), in MiB."""
     total = 0.0
@@ -117,7 +138,7 @@ class Observer:
     def __init__(self, mqtt_url: str, expected: int) -> None:
         self.mqtt_url = mqtt_url
         self.expected = expected
-        self.commands: dict[str, bytes] = {}  # broadcast id -> the play payload last seen
+        self.commands: dict[str, bytes] = {}  # broadcast id -> the play payload first seen
         self.command_topics: dict[str, str] = {}
         self._done: dict[str, tuple[float, float]] = {}
         self._changed = asyncio.Event()
@@ -156,8 +177,10 @@ class Observer:
             if kind == "ready":
                 self._ready.set()
             elif kind == "cmd":
-                self.commands[rest[0]] = base64.b64decode(rest[2])
-                self.command_topics[rest[0]] = rest[1]
+                # The first: the group publish. Later ones are the gateway's resends to single
+                # speakers, whose scope names one speaker and would make a floor no other plays.
+                self.commands.setdefault(rest[0], base64.b64decode(rest[2]))
+                self.command_topics.setdefault(rest[0], rest[1])
             elif kind == "done":
                 self._done[rest[0]] = (float(rest[1]), float(rest[2]))
                 self._changed.set()
@@ -195,8 +218,18 @@ class Bench:
         edge_urls: Sequence[str] = (),
         preset: Preset = "jinju",
         villages: int | None = None,
+        *,
+        households: bool = False,
+        category: str = "administrative",
+        processes: int | None = 0,
     ) -> None:
         self.villages = villages
+        # More than 0: the devices run in that many processes of their own (`bench.fleet`)
+        # instead of in the bench's own event loop; None: as many as `maeul run` would start.
+        self.processes = processes
+        self._fleet_processes: list[asyncio.subprocess.Process] = []
+        self.households = households
+        self.category = category
         self.folder = folder
         self.preset: Preset = preset
         self.mqtt_url = mqtt_url
@@ -214,8 +247,12 @@ class Bench:
 
     @property
     def total(self) -> int:
-        assert self.fleets
-        return sum(len(fleet.speakers) for fleet in self.fleets)
+        assert self.fleets or self._fleet_processes
+        return len(self._sims)
+
+    @property
+    def sims(self) -> Sequence[SimSpeaker]:
+        return self._sims
 
     @property
     def pid(self) -> int:
@@ -236,7 +273,9 @@ class Bench:
 
     async def _start(self, speed: float = 50.0) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        url = await seed_database(self.folder, self.speaker_count, self.preset, self.villages)
+        url = await seed_database(
+            self.folder, self.speaker_count, self.preset, self.villages, households=self.households
+        )
         self.gateway = GatewayProcess(
             database_url=url,
             mqtt_url=self.mqtt_url,
@@ -255,18 +294,7 @@ class Bench:
             for k in (await client.get("/api/v1/keys")).json()
         }
         city = (await client.get("/api/v1/city")).json()
-        sims = [
-            SimSpeaker(
-                identity=SpeakerIdentity(
-                    city=city["code"],
-                    district=s["district_code"],
-                    village=s["village_code"],
-                    speaker=s["code"],
-                ),
-                codecs=tuple(s["codecs"]),
-            )
-            for s in items
-        ]
+        sims = sim_speakers(city["code"], items)
         self.observer = Observer(self.mqtt_url, len(sims))
         await self.observer.start()
         self._stack.push_async_callback(self.observer.stop)
@@ -295,12 +323,47 @@ class Bench:
         )
 
     async def _start_fleets(self) -> None:
+        if self.processes is None:
+            self.processes = processes_for(len(self._sims))
+        if self.processes:
+            await self._start_fleet_processes(self.processes)
+            return
         for url, share in self._by_broker(self._sims):
             fleet = Fleet(FleetConfig(mqtt_url=url, **self._fleet_config))
             self.fleets.append(fleet)
             await fleet.start(share)
 
+    async def _start_fleet_processes(self, count: int) -> None:
+        assert self.gateway is not None
+        # Each process reads the gateway's keys itself; the rest of the fleet's settings as here.
+        plain = {k: v for k, v in self._fleet_config.items() if k not in _OWN_SETTINGS}
+        settings = json.dumps(plain).encode() + b"\n"
+        for part in range(count):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.fleet", self.gateway.url, self.mqtt_url,
+                str(part), str(count),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            self._fleet_processes.append(process)
+            assert process.stdin is not None
+            process.stdin.write(settings)
+            await process.stdin.drain()
+            process.stdin.close()
+        for process in self._fleet_processes:
+            assert process.stdout is not None
+            async with asyncio.timeout(300 + len(self._sims) / 50):
+                line = await process.stdout.readline()
+            if not line.startswith(b"ready"):
+                raise RuntimeError(f"a fleet process did not start: {line!r}")
+
     async def _stop_fleets(self) -> None:
+        processes, self._fleet_processes = self._fleet_processes, []
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            await process.wait()
         fleets, self.fleets = self.fleets, []
         for fleet in fleets:
             await fleet.stop()
@@ -328,7 +391,8 @@ class Bench:
     async def _wait_online(self, count: int, *, offline: bool = False) -> None:
         """Until at least `count` speakers are online (with `offline`: at most `count`)."""
         assert self.client is not None
-        async with asyncio.timeout(300):
+        # Five minutes, and more for a city whose every home has a receiver online.
+        async with asyncio.timeout(300 + count / 50):
             while True:
                 response = await self.client.get(
                     "/api/v1/speakers", params={"online": "true", "limit": 1}
@@ -347,7 +411,7 @@ class Bench:
             try:
                 response = await self.client.post(
                     "/api/v1/broadcasts",
-                    data={"category": "administrative", "all_villages": "true"},
+                    data={"category": self.category, "all_villages": "true"},
                     files={"file": ("phone.m4a", recording, "audio/mp4")},
                     headers={"Idempotency-Key": key},
                 )
@@ -382,12 +446,14 @@ class Bench:
                     return
                 await asyncio.sleep(0.2)
 
-    async def gateway_round(self, recording: bytes) -> tuple[str, float, float]:
+    async def gateway_round(
+        self, recording: bytes, limit_s: float = 120
+    ) -> tuple[str, float, float]:
         """One broadcast through the gateway: (id, ms to all received, ms to all played)."""
         assert self.observer is not None
         broadcast_id, started = await self.post_broadcast(recording)
-        received, played = await self.observer.wait(broadcast_id, started, 120)
-        await self.wait_completed(broadcast_id)
+        received, played = await self.observer.wait(broadcast_id, started, limit_s)
+        await self.wait_completed(broadcast_id, limit_s)
         return broadcast_id, received, played
 
     def _signer(self) -> tuple[str, bytes]:
@@ -420,14 +486,14 @@ class Bench:
         signed = contract.sign_command(fresh, key_id=key_id, private_key=private_key)
         return signed.broadcast_id, contract.encode_command(signed)
 
-    async def floor_round(self, template: bytes) -> tuple[float, float]:
+    async def floor_round(self, template: bytes, limit_s: float = 120) -> tuple[float, float]:
         """The same command straight to the broker on the all-city topic, no gateway."""
         assert self.publisher is not None
         assert self.observer is not None
         broadcast_id, payload = self.floor_payload(template)
         started = time.perf_counter()
         await self.publisher.publish(contract.command_topic_all(CITY), payload, qos=1)
-        return await self.observer.wait(broadcast_id, started, 120)
+        return await self.observer.wait(broadcast_id, started, limit_s)
 
     def template_for(self, broadcast_id: str) -> bytes:
         assert self.observer is not None

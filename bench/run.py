@@ -20,10 +20,11 @@ from bench.bridged import run_bridged_bench, single_from_fanout
 from bench.catchup import run_catchup_bench
 from bench.city import Bench, children_rss_mb, rss_mb
 from bench.disaster import run_disaster_bench
+from bench.gimcheon import run_gimcheon_bench
 from bench.health import run_health_bench
 from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
-from bench.sms import run_sms_bench
+from bench.sms import run_sms_bench, sms_settings
 from bench.soak import run_soak_bench, soak_size
 from bench.stats import percentile, summary
 from bench.sync import run_sync_bench, sync_settings
@@ -304,6 +305,12 @@ async def run_bench_async() -> dict[str, Any]:
                     f"sms: {result['sms']['gateway_per_s']}/s through the gateway, "
                     f"{result['sms']['kannel_direct_per_s']}/s straight to Kannel"
                 )
+                _log("gimcheon: a disaster alert to every loudspeaker and indoor receiver")
+                try:
+                    result["gimcheon_full"] = await _gimcheon(folder, broker.url, recording, rounds)
+                except Exception as exc:  # the other scenarios' figures still count
+                    _log(f"gimcheon: failed ({exc!r})")
+                    result["gimcheon_full"] = {"status": "failed", "error": repr(exc)}
                 if PostgresDatabase.reachable():
                     _log("replicas: one, then two, on PostgreSQL with 10,000 speakers")
                     try:
@@ -412,6 +419,14 @@ def table(result: dict[str, Any]) -> str:
             f"{_fmt(b['ratio'])}); floor {b['single_floor_played_ms_median']} -> "
             f"{b['bridged_floor_played_ms_median']} ms (ratio {_fmt(b['floor_ratio'])})"
         )
+    if (g := result.get("gimcheon_full")) is not None and "devices" in g:
+        lines.append(
+            f"gimcheon   disaster alert to {g['devices']} devices ({g['receivers']} indoor "
+            f"receivers): played {g['gateway_played_ms_median']} ms vs floor "
+            f"{g['floor_played_ms_median']} ms (ratio {_fmt(g['ratio'])}, target <= 1.3), end to "
+            f"end {g['end_to_end_ms_median']} ms, gateway peak {g['gateway_rss_peak_mib']} MiB "
+            "(target <= 600)"
+        )
     for key in ("one", "two"):
         if (r := result.get("replicas", {}).get(key)) is not None:
             lines.append(
@@ -487,6 +502,23 @@ async def _only_bridged(folder: Path, broker_url: str, recording: bytes) -> dict
     return {"bridged": await _bridged(folder, broker_url, recording, rounds, 1)}
 
 
+async def _gimcheon(folder: Path, broker_url: str, recording: bytes, rounds: int) -> dict[str, Any]:
+    found = await run_gimcheon_bench(
+        folder / "gimcheon", broker_url, recording, rounds=rounds, warmup=1
+    )
+    _log(
+        f"gimcheon: {found['devices']} devices, played {found['gateway_played_ms_median']} ms vs "
+        f"floor {found['floor_played_ms_median']} ms (ratio {found['ratio']}), gateway peak "
+        f"{found['gateway_rss_peak_mib']} MiB"
+    )
+    return found
+
+
+async def _only_gimcheon(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    return {"gimcheon_full": await _gimcheon(folder, broker_url, recording, rounds)}
+
+
 async def _only_disaster(folder: Path, broker_url: str, recording: bytes) -> dict[str, Any]:
     return {"api": await run_disaster_bench(folder / "disaster", broker_url, recording)}
 
@@ -516,21 +548,11 @@ async def _only_sms(folder: Path, broker_url: str, recording: bytes) -> dict[str
     return {"sms": await run_sms_bench(folder / "sms", broker_url, **sms_settings())}
 
 
-def sms_settings() -> dict[str, int]:
-    """BENCH_SMS_MESSAGES and BENCH_ROUNDS override the size (smoke mode: 40, one round)."""
-    if _flag("BENCH_SMOKE"):
-        return {"messages": 40, "rounds": 1, "warmup": 0}
-    return {
-        "messages": int(os.environ.get("BENCH_SMS_MESSAGES", "2000")),
-        "rounds": int(os.environ.get("BENCH_ROUNDS", "3")),
-        "warmup": 1,
-    }
-
-
 # Scenarios that run on their own (``--only NAME``), each with its broker and a 10 s recording.
 ONLY: Final[dict[str, Callable[[Path, str, bytes], Awaitable[dict[str, Any]]]]] = {
     "bridged": _only_bridged,
     "disaster": _only_disaster,
+    "gimcheon": _only_gimcheon,
     "catchup": _only_catchup,
     "soak": _only_soak,
     "live": _only_live,

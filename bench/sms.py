@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import sys
 import time
@@ -294,4 +295,15 @@ async def run_sms_bench(
             "the floor asks for no delivery report"
         ),
         "samples": {key: [round(s, 1) for s in values] for key, values in samples.items()},
+    }
+
+
+def sms_settings() -> dict[str, int]:
+    """BENCH_SMS_MESSAGES and BENCH_ROUNDS override the size (smoke mode: 40, one round)."""
+    if os.environ.get("BENCH_SMOKE") == "1":
+        return {"messages": 40, "rounds": 1, "warmup": 0}
+    return {
+        "messages": int(os.environ.get("BENCH_SMS_MESSAGES", "2000")),
+        "rounds": int(os.environ.get("BENCH_ROUNDS", "3")),
+        "warmup": 1,
     }

@@ -7,10 +7,11 @@ stay offline, that reject everything, that ack late, or that lose their connecti
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from devices.keyring import FetchRing
 from devices.link_settings import BrokerAddress
@@ -19,6 +20,12 @@ from wire.contract import Codec, SpeakerIdentity
 
 # The reason a speaker chosen to reject everything (`Faults.reject`) gives.
 SIMULATED_REJECT_REASON: Final = "simulated_fault"
+# How many simulated devices one simulator process runs when the count is left to us: one event
+# loop keeps up with about this many verifying and acking a city-wide command.
+DEVICES_PER_PROCESS: Final = 5_000
+# Presence messages a second a whole fleet may send with its heartbeats: Gimcheon's 19,856
+# devices every 30 s would be 660 a second, more than a 2-core gateway's intake keeps up with.
+HEARTBEATS_PER_S: Final = 100
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,41 @@ class SimSpeaker:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codecs", tuple(Codec(c) for c in self.codecs))
+
+
+def sim_speaker(city: str, item: Mapping[str, Any]) -> SimSpeaker:
+    """The device an item of the gateway's fleet (``GET /api/v1/speakers/fleet``) describes."""
+    return SimSpeaker(
+        identity=SpeakerIdentity(
+            city=city,
+            district=item["district_code"],
+            village=item["village_code"],
+            speaker=item["code"],
+        ),
+        codecs=tuple(item["codecs"]),
+        kind=item.get("kind", "loudspeaker"),
+    )
+
+
+def processes_for(devices: int) -> int:
+    """How many simulator processes to split `devices` over (at least one)."""
+    return max(1, math.ceil(devices / DEVICES_PER_PROCESS))
+
+
+def heartbeat_for(devices: int) -> float:
+    """Seconds between a device's heartbeats in a fleet of `devices`: 30 up to 3,000 devices,
+    then longer, so the fleet sends at most `HEARTBEATS_PER_S` of them a second."""
+    return max(30.0, round(devices / HEARTBEATS_PER_S))
+
+
+def share_of(speakers: Sequence[SimSpeaker], part: int, parts: int) -> list[SimSpeaker]:
+    """The speakers that simulator process `part` (0-based) of `parts` runs: every `parts`-th
+    in the order of their codes, so each speaker is in exactly one share and the shares differ
+    by at most one, whatever order the fleet was listed in."""
+    if parts < 1 or not 0 <= part < parts:
+        raise ValueError(f"part must be in 0..{parts - 1} (of {parts})")
+    ordered = sorted(speakers, key=lambda s: s.identity.speaker)
+    return ordered[part::parts]
 
 
 def with_receipt_keys(speakers: Sequence[SimSpeaker]) -> list[SimSpeaker]:

@@ -85,6 +85,13 @@ def run(
     preset: Annotated[str, typer.Option(help="Demo city: jinju | gimcheon | tiny")] = "jinju",
     speed: Annotated[float, typer.Option(help="Simulated playback speed factor")] = 1.0,
     simulate: Annotated[bool, typer.Option(help="Start the simulated speaker fleet")] = True,
+    simulators: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Simulator processes sharing the fleet (0: one per 5,000 speakers and receivers)",
+        ),
+    ] = 0,
 ) -> None:
     """Run the whole demo on embedded defaults: broker, database, gateway and speakers."""
     from gateway.allocator import tune_allocator
@@ -93,7 +100,16 @@ def run(
     from maeul.run import run_demo
 
     raise typer.Exit(
-        asyncio.run(run_demo(host=host, port=port, preset=preset, speed=speed, simulate=simulate))
+        asyncio.run(
+            run_demo(
+                host=host,
+                port=port,
+                preset=preset,
+                speed=speed,
+                simulate=simulate,
+                simulators=simulators or None,
+            )
+        )
     )
 
 
@@ -175,9 +191,21 @@ def simulate(
             help="JSON file of speaker code -> broker password ('-': standard input)",
         ),
     ] = None,
+    part: Annotated[
+        int, typer.Option(min=0, help="Which share of the fleet this process runs (0-based)")
+    ] = 0,
+    parts: Annotated[int, typer.Option(min=1, help="How many shares the fleet is split in")] = 1,
+    heartbeat: Annotated[
+        float, typer.Option(min=1, help="Seconds between heartbeats (the gateway's heartbeat_s)")
+    ] = 30.0,
 ) -> None:
-    """Run a simulated speaker fleet for the seeded city (fleet read from the gateway's API)."""
-    from maeul.run import simulate_fleet
+    """Run a simulated speaker fleet for the seeded city (fleet read from the gateway's API), or
+    one share of it: `--part 1 --parts 4` runs every fourth speaker by code, from the second."""
+    from maeul.simulation import simulate_fleet
+
+    if part >= parts:
+        console.print("--part 는 --parts 보다 작아야 합니다. / --part must be below --parts.")
+        raise typer.Exit(2)
 
     raise typer.Exit(
         asyncio.run(
@@ -186,6 +214,9 @@ def simulate(
                 offline_ratio=offline_ratio,
                 reject_ratio=reject_ratio,
                 credentials_from=credentials_from,
+                part=part,
+                parts=parts,
+                heartbeat_s=heartbeat,
             )
         )
     )

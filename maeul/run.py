@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
 import secrets
 import signal
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from devices.simulator_config import heartbeat_for, processes_for
 from gateway.app import create_app
 from gateway.collector import tune_for_serving
 from gateway.db import create_engine, create_sessions
@@ -37,14 +35,13 @@ from gateway.schedules.quiet import city_zone, describe_local, parse_window
 from gateway.seed import seed
 from gateway.serving import GatewayServer, server_options
 from gateway.settings import Settings
+from gateway.speakers import service as speakers
 from gateway.users.demo import DemoLogin, ensure_demo_users
 from maeul import credentials
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, write_broker_file
 from maeul.kannel import KannelConfig, KannelError, KannelProcess, find_kannel
-
-if TYPE_CHECKING:
-    from devices.simulator_config import SimSpeaker
+from maeul.simulation import Simulators
 
 console = Console(stderr=True)
 
@@ -56,7 +53,7 @@ GATEWAY_USER: Final = "gateway"
 ADMIN_USER: Final = "broker-admin"
 
 
-def _data_dir() -> Path:
+def demo_data_dir() -> Path:
     return Path(os.environ.get("GATEWAY_DATA_DIR", "var")).resolve()
 
 
@@ -75,7 +72,7 @@ def _token(data_dir: Path) -> str:
 
 
 def _settings(**overrides: Any) -> Settings:
-    data_dir = _data_dir()
+    data_dir = demo_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     fields: dict[str, Any] = {
         "environment": os.environ.get("GATEWAY_ENVIRONMENT", "development"),
@@ -186,9 +183,19 @@ async def _wait_ready(url: str) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate: bool) -> int:
+async def run_demo(
+    *,
+    host: str,
+    port: int,
+    preset: str,
+    speed: float,
+    simulate: bool,
+    simulators: int | None = None,
+) -> int:
+    """The demo until SIGINT or SIGTERM: `simulators` processes share the simulated fleet
+    (None: one per `DEVICES_PER_PROCESS` devices)."""
     configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"))
-    data_dir = _data_dir()
+    data_dir = demo_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -197,7 +204,14 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
 
     url = f"http://{host}:{port}"
     console.print("데이터베이스를 준비합니다...")
-    console.print(await seed_database(preset, _settings(public_url=url, replica_id="local")))
+    # With its households: a preset's indoor receivers are part of the fleet the demo runs.
+    settings = _settings(public_url=url, replica_id="local")
+    console.print(await seed_database(preset, settings, households=True))
+    devices = await fleet_size(settings)
+    # A large simulated fleet heartbeats less often, and the gateway expects it to
+    # (GATEWAY_HEARTBEAT_S still decides when set; real speakers keep their own pace).
+    paced = simulate and "GATEWAY_HEARTBEAT_S" not in os.environ
+    pace = {"heartbeat_s": heartbeat_for(devices)} if paced else {}
 
     broker: LocalMosquitto | None = None
     files = BrokerFiles(data_dir / "mosquitto")
@@ -227,7 +241,9 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
     kannel, sms = await _start_kannel(data_dir)
 
     admin = {"broker_admin_username": ADMIN_USER} if broker is not None else {}
-    settings = _settings(mqtt_url=mqtt_url, public_url=url, replica_id="local", **admin, **sms)
+    settings = _settings(
+        mqtt_url=mqtt_url, public_url=url, replica_id="local", **admin, **sms, **pace
+    )
     logins = await demo_logins(settings)
     # Read by `maeul simulate`; no password ever goes in it.
     (data_dir / "run.json").write_text(
@@ -253,7 +269,7 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
         tasks.append(asyncio.create_task(broker.supervise(stop), name="broker-supervisor"))
     if kannel is not None:
         tasks.append(asyncio.create_task(kannel.supervise(stop), name="kannel-supervisor"))
-    simulator: asyncio.subprocess.Process | None = None
+    fleet: Simulators | None = None
     try:
         try:
             async with asyncio.timeout(120):
@@ -265,29 +281,21 @@ async def run_demo(*, host: str, port: int, preset: str, speed: float, simulate:
             return 1
         await _log_cli_in(url, logins[0])
         if simulate:
-            # Speaker passwords go through a pipe: never on disk, never in an environment.
-            given = ["--credentials", "-"] if speaker_passwords else []
-            simulator = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "maeul.cli", "simulate", "--speed", str(speed), *given,
-                env={**os.environ, "GATEWAY_URL": url, "GATEWAY_MQTT_URL": speakers_url},
-                stdin=asyncio.subprocess.PIPE if speaker_passwords else None,
-                start_new_session=True,
-            )  # fmt: skip
-            if simulator.stdin is not None:
-                simulator.stdin.write(json.dumps(speaker_passwords).encode())
-                await simulator.stdin.drain()
-                simulator.stdin.close()
+            fleet = Simulators(simulators or processes_for(devices))
+            await fleet.start(
+                url=url,
+                mqtt_url=speakers_url,
+                speed=speed,
+                heartbeat_s=settings.heartbeat_s,
+                passwords=speaker_passwords,
+            )
         _banner(url, settings, logins, secured=broker is not None)
         waiters = [asyncio.create_task(stop.wait()), *tasks]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         _say("\n종료합니다... / shutting down...")
-        if simulator is not None and simulator.returncode is None:
-            simulator.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(simulator.wait(), 10)
-            if simulator.returncode is None:
-                simulator.kill()
+        if fleet is not None:
+            await fleet.stop()
         server.should_exit = True
         stop.set()
         for task in tasks:
@@ -430,122 +438,12 @@ async def _log_cli_in(url: str, login: DemoLogin) -> None:
     )
 
 
-async def _speaker_passwords(source: str) -> dict[str, str]:
-    """Speaker code -> broker password, as JSON from a file or from standard input ("-")."""
-    if source == "-":
-        text = await asyncio.to_thread(sys.stdin.read)
-    else:
-        text = await asyncio.to_thread(Path(source).read_text)
-    found = json.loads(text or "{}")
-    if not isinstance(found, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in found.items()
-    ):
-        raise ValueError("speaker credentials must be a JSON object of code -> password")
-    return found
-
-
-def _sim_speaker(city: str, item: dict[str, Any]) -> SimSpeaker:
-    from devices.simulator_config import SimSpeaker
-    from wire.contract import SpeakerIdentity
-
-    return SimSpeaker(
-        identity=SpeakerIdentity(
-            city=city,
-            district=item["district_code"],
-            village=item["village_code"],
-            speaker=item["code"],
-        ),
-        codecs=tuple(item["codecs"]),
-        kind=item.get("kind", "loudspeaker"),
-    )
-
-
-async def simulate_fleet(
-    *,
-    speed: float,
-    offline_ratio: float,
-    reject_ratio: float,
-    credentials_from: str | None = None,
-) -> int:
-    """Load the city's speakers from the gateway and run them as a simulated fleet.
-
-    `credentials_from`: a JSON file (or "-" for standard input) of speaker code -> broker
-    password; each speaker then logs in as itself. Without it speakers connect as the broker URL
-    says (anonymously, or all with the URL's user).
-    """
-    from devices.simulator import Fleet, FleetError
-    from devices.simulator_config import FleetConfig, receipt_public_keys, with_receipt_keys
-
-    passwords = await _speaker_passwords(credentials_from) if credentials_from else None
-
-    configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "WARNING"))
-    url, token = credentials.resolve()
-    mqtt_url = os.environ.get("GATEWAY_MQTT_URL")
-    run_file = _data_dir() / "run.json"
-    if not mqtt_url and run_file.exists():
-        mqtt_url = json.loads(run_file.read_text()).get("mqtt_url")
-    if not mqtt_url:
-        console.print("GATEWAY_MQTT_URL 을 지정하세요. / Set GATEWAY_MQTT_URL.")
-        return 2
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as client:
-        city = (await client.get("/api/v1/city")).raise_for_status().json()
-        fleet = (await client.get("/api/v1/speakers/fleet")).raise_for_status().json()
-        keys = (await client.get("/api/v1/keys")).raise_for_status().json()
-        items = fleet["items"] if isinstance(fleet, dict) else fleet
-        # Each speaker makes its own receipt key, as at installation; the gateway is given
-        # only the public halves, and verifies every played ack against them.
-        speakers = with_receipt_keys([_sim_speaker(city["code"], s) for s in items])
-        enrolled = await client.put(
-            "/api/v1/speakers/receipt-keys", json={"keys": receipt_public_keys(speakers)}
-        )
-        if enrolled.status_code != 200:
-            console.print(
-                "[yellow]수신 확인 키를 등록하지 못했습니다: 재생 증명은 서명 없이 기록됩니다. / "
-                f"Receipt keys not enrolled ({enrolled.status_code})."
-            )
-    config = FleetConfig(
-        mqtt_url=mqtt_url,
-        speed=speed,
-        offline_ratio=offline_ratio,
-        reject_ratio=reject_ratio,
-        gateway_url=url,
-        # Speakers trust only commands signed by the gateway's keys.
-        public_keys={k["key_id"]: base64.b64decode(k["public_key"]) for k in keys},
-        credentials=(
-            None
-            if passwords is None
-            else lambda identity: (identity.speaker, passwords.get(identity.speaker))
-        ),
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    fleet = Fleet(config)
-    progress = Progress(
-        TextColumn("[bold]스피커 연결"), BarColumn(), MofNCompleteColumn(), console=console
-    )
-    with progress:
-        task = progress.add_task("connect", total=len(speakers))
-        try:
-            await fleet.start(
-                speakers, lambda done, total: progress.update(task, completed=done, total=total)
-            )
-        except FleetError as exc:
-            console.print(f"[red]{exc}")
-            if passwords is None:
-                console.print(
-                    "브로커가 익명 접속을 받지 않으면 --credentials 로 스피커 비밀번호(JSON)를 "
-                    "주세요. / A broker that refuses anonymous clients needs --credentials."
-                )
-            return 1
-    console.print(f"가상 스피커 {len(speakers)}대가 방송을 기다립니다. (재생 속도 x{speed:g})")
+async def fleet_size(settings: Settings) -> int:
+    """How many speakers and indoor receivers the city has."""
+    engine = create_engine(settings.database_url)
     try:
-        await stop.wait()
+        async with create_sessions(engine)() as session:
+            city = await get_city(session, settings.city_code)
+            return (await speakers.fleet(session, city, limit=1, offset=0)).total
     finally:
-        stats = fleet.stats()
-        await fleet.stop()
-    console.print(f"가상 스피커를 멈춥니다: 수신 {stats.received}, 재생 {stats.played}")
-    return 0
+        await engine.dispose()

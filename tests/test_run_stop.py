@@ -1,7 +1,7 @@
-"""`maeul run` says whether quiet hours are in force now, and stops everything it started when
-it gets SIGTERM (what `kill` and a service manager send), even when the terminal or pipe its log
-went to is already gone: the broker, Kannel's bearerbox, smsbox and fake SMSC, and the simulated
-speakers."""
+"""`maeul run` says whether quiet hours are in force now, runs every seeded speaker split over
+the simulator processes asked for, and stops everything it started when it gets SIGTERM (what
+`kill` and a service manager send), even when the terminal or pipe its log went to is already
+gone: the broker, Kannel's bearerbox, smsbox and fake SMSC, and the simulated speakers."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BOUND_S = 120  # generous: a loaded machine; the test waits for states, not time
+TINY_SPEAKERS = 8
 
 
 def _free_port() -> int:
@@ -50,11 +52,30 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _online_within(port: int, token: str, wanted: int) -> int:
+    """Speakers online once `wanted` are, or after BOUND_S."""
+    online = 0
+    deadline = time.monotonic() + BOUND_S
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        while online < wanted and time.monotonic() < deadline:
+            response = client.get("/api/v1/speakers", params={"online": "true", "limit": 1})
+            online = int(response.json()["total"])
+            time.sleep(0.2)
+    return online
+
+
 def test_sigterm_stops_run_and_everything_it_started(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "MAEUL_"))}
     env["GATEWAY_DATA_DIR"] = str(tmp_path / "var")
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # where the CLI's login is kept
+    port = _free_port()
     run = subprocess.Popen(
-        [sys.executable, "-m", "maeul.cli", "run", "--port", str(_free_port()), "--preset", "tiny"],
+        [
+            *(sys.executable, "-m", "maeul.cli", "run", "--port", str(port)),
+            *("--preset", "tiny", "--simulators", "2"),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -77,8 +98,15 @@ def test_sigterm_stops_run_and_everything_it_started(tmp_path: Path) -> None:
         )
         children = _children(run.pid)
         commands = " ".join(children.values())
-        for name in ("mosquitto", "bearerbox", "smsbox", "fakesmsc", "maeul.cli simulate"):
+        for name in ("mosquitto", "bearerbox", "smsbox", "fakesmsc"):
             assert name in commands, (name, children)
+        simulators = sorted(c for c in children.values() if "maeul.cli simulate" in c)
+        assert len(simulators) == 2, children
+        assert "--part 0 --parts 2" in simulators[0]
+        assert "--part 1 --parts 2" in simulators[1]
+        # Each process runs its share, each speaker logged in as itself: all are online.
+        token = (tmp_path / "var" / "api-token").read_text().strip()
+        assert _online_within(port, token, TINY_SPEAKERS) == TINY_SPEAKERS
 
         # Whoever sends SIGTERM often ended the terminal or the pipe the log went to as well.
         run.stderr.close()
