@@ -385,6 +385,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "The Update or Cancel references no alert this gateway took in.",
     ),
     "cap_no_info": _e(422, "방송할 내용(<info>)이 없습니다.", "The alert has no <info>."),
+    "cap_no_korean_info": _e(
+        422,
+        "한국어 <info>가 없습니다. language가 ko-KR인 <info>를 넣어 보내 주세요.",
+        "The alert has no Korean <info>; send one with language ko-KR.",
+    ),
     "cap_scope_not_public": _e(
         422,
         "공개(Public) 경보만 방송합니다. 옥외 스피커는 누구나 듣습니다.",

@@ -6,7 +6,7 @@
       ─ Public only, <sent> not a day ahead
       ─ Update / Cancel: the referenced alerts known, of the same mode, of senders the account
         may post for (``references``)
-      ─ the spoken <info> (Korean, else the first): expired? too long? the infos' areas the
+      ─ the spoken <info> (Korean; none: refused): expired? too long? the infos' areas the
         same? its areas → villages; an AllClear Update of a live alert: that alert's all clear
       ─ mapping → category ─ ``sending.now.send_now`` (rights, limits, two-person, quiet hours),
         or a schedule for a future <effective>
@@ -352,6 +352,17 @@ def _spoken(alert: Alert, now: datetime) -> Info:
             ko="방송할 내용(<info>)이 없습니다.",
             en="The alert has no <info> to broadcast.",
             path="/cap:alert/cap:info",
+        )
+    if info.language.lower().split("-")[0] != "ko":
+        # Villages hear Korean first: a voice reading another language's text to them would be
+        # noise. Refused, so the sender knows, rather than played or mislabelled.
+        raise CapRefused(
+            "cap_no_korean_info",
+            ko="한국어 <info>가 없습니다. 마을 스피커는 한국어로 먼저 방송하니 language가 ko-KR인 "
+            "<info>를 넣어 보내 주세요 (다른 언어는 그 뒤에 방송합니다).",
+            en="The alert has no Korean <info>: village speakers speak Korean first, so send one "
+            "with language ko-KR (the other languages follow it).",
+            path="/cap:alert/cap:info/cap:language",
         )
     if info.expires is not None and info.expires <= now:
         raise CapRefused(

@@ -111,7 +111,7 @@ class Alert:
         return {i.language: i.text for i in self.infos if i.said or i is spoken}
 
     def spoken_info(self) -> Info | None:
-        """The Korean `<info>` if there is one, else the first."""
+        """The Korean `<info>` if there is one, else the first (which ingest refuses)."""
         for info in self.infos:
             if info.language.lower().split("-")[0] == "ko":
                 return info

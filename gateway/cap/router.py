@@ -45,6 +45,7 @@ CAP_ERRORS: Final = (
     "cap_reference_mode_mismatch",
     "cap_alert_changed",
     "cap_no_info",
+    "cap_no_korean_info",
     "cap_expired",
     "cap_text_too_long",
     "cap_info_areas_differ",
@@ -134,7 +135,7 @@ async def ingest_cap(
     runtime: RuntimeDep,
 ) -> CapIngested:
     """Take a CAP 1.2 alert in (README, "CAP 1.2 in"): a broadcast to the villages its areas
-    cover, spoken in its Korean `<info>` (else the first), under the same rules as any send.
+    cover, spoken in its Korean `<info>` (none: 422), under the same rules as any send.
     An Update or Cancel stops what has not played of the alerts it references (of the same
     mode, and of senders this account may post for). The answer names the broadcast, or the
     approval request (two-person rule) or the schedule (quiet hours, a future `<effective>`)

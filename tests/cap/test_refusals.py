@@ -214,6 +214,13 @@ async def test_bad_and_hostile_documents_are_refused_audited_and_play_nothing(
             "cap_info_areas_differ",
         ),
         (
+            "no Korean info",
+            good.replace(b"<language>ko-KR</language>", b"<language>en-US</language>"),
+            {},
+            422,
+            "cap_no_korean_info",
+        ),
+        (
             "sent years ahead",
             good.replace(cap.SENT.encode(), b"2030-01-01T00:00:00+09:00"),
             {},
