@@ -385,6 +385,11 @@ CATALOG: Final[Mapping[str, ErrorCode]] = {
         "The Update or Cancel references no alert this gateway took in.",
     ),
     "cap_no_info": _e(422, "방송할 내용(<info>)이 없습니다.", "The alert has no <info>."),
+    "cap_time_invalid": _e(
+        422,
+        "시각을 읽을 수 없습니다 (날짜와 시간대를 확인하세요).",
+        "A time in the alert cannot be placed (check its date and offset).",
+    ),
     "cap_no_korean_info": _e(
         422,
         "한국어 <info>가 없습니다. language가 ko-KR인 <info>를 넣어 보내 주세요.",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from lxml import etree
@@ -131,9 +131,24 @@ def _texts(node: etree._Element, name: str) -> list[str]:
     return [f.text.strip() for f in node.findall(f"cap:{name}", NS) if f.text]
 
 
-def _when(value: str) -> datetime:
-    # The schema holds the form (no "Z": an offset, always); Python reads it as is.
-    return datetime.fromisoformat(value)
+def _when(value: str, path: str = "/cap:alert") -> datetime:
+    """A CAP dateTime (the schema holds the form: an offset, never "Z"). XML Schema allows
+    24:00:00, the end of a day: the next day's 00:00:00 here. A time Python cannot place in UTC
+    (year 1 east of Greenwich, year 9999 west of it) is refused, not a crash."""
+    try:
+        if "T24:00:00" in value:
+            at = datetime.fromisoformat(value.replace("T24:00:00", "T00:00:00")) + timedelta(days=1)
+        else:
+            at = datetime.fromisoformat(value)
+        at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CapRefused(
+            "cap_time_invalid",
+            ko=f"시각을 읽을 수 없습니다: {value[:40]}",
+            en=f"The time cannot be placed: {value[:40]}",
+            path=path,
+        ) from None
+    return at
 
 
 def read_alert(root: etree._Element) -> Alert:
@@ -152,7 +167,7 @@ def read_alert(root: etree._Element) -> Alert:
     return Alert(
         identifier=_text(root, "identifier") or "",
         sender=_text(root, "sender") or "",
-        sent=_when(_text(root, "sent") or ""),
+        sent=_when(_text(root, "sent") or "", "/cap:alert/cap:sent"),
         status=_text(root, "status") or "",
         msg_type=_text(root, "msgType") or "",
         references=references,
@@ -198,11 +213,11 @@ def _info(node: etree._Element) -> Info:
         headline=_text(node, "headline"),
         description=_text(node, "description"),
         instruction=_text(node, "instruction"),
-        expires=_when(expires) if expires else None,
+        expires=_when(expires, "/cap:alert/cap:info/cap:expires") if expires else None,
         areas=tuple(shape for area in node.findall("cap:area", NS) for shape in _area_shapes(area)),
         response_types=tuple(_texts(node, "responseType")),
-        effective=_when(effective) if effective else None,
-        onset=_when(onset) if onset else None,
+        effective=_when(effective, "/cap:alert/cap:info/cap:effective") if effective else None,
+        onset=_when(onset, "/cap:alert/cap:info/cap:onset") if onset else None,
     )
 
 

@@ -46,6 +46,7 @@ CAP_ERRORS: Final = (
     "cap_alert_changed",
     "cap_no_info",
     "cap_no_korean_info",
+    "cap_time_invalid",
     "cap_expired",
     "cap_text_too_long",
     "cap_info_areas_differ",

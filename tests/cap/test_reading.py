@@ -3,7 +3,11 @@ as another language's text."""
 
 from __future__ import annotations
 
-from gateway.cap.reading import read_alert
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gateway.cap.reading import CapRefused, read_alert
 from gateway.cap.xsd import parse
 from tests.cap import documents as cap
 
@@ -29,3 +33,18 @@ def test_an_info_with_nothing_to_say_gives_no_text() -> None:
         parse(cap.alert("L-2", sender=cap.KMA, infos=[_info("ko-KR", "호우", "비"), silent]))
     )
     assert alert.texts() == {"ko-KR": "호우\n비"}
+
+
+def test_midnight_written_as_24_00_is_the_next_day_and_an_unplaceable_time_is_refused() -> None:
+    korean = _info("ko-KR", "호우", "비")
+    alert = read_alert(
+        parse(cap.alert("T-1", sender=cap.KMA, sent="2026-01-01T24:00:00+09:00", infos=[korean]))
+    )
+    assert alert.sent == datetime(2026, 1, 2, tzinfo=timezone(timedelta(hours=9)))
+    with pytest.raises(CapRefused) as refused:
+        read_alert(
+            parse(
+                cap.alert("T-2", sender=cap.KMA, sent="0001-01-01T00:00:00+14:00", infos=[korean])
+            )
+        )
+    assert (refused.value.code, refused.value.path) == ("cap_time_invalid", "/cap:alert/cap:sent")
