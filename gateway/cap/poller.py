@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,7 @@ from gateway.audit import service as audit
 from gateway.cap import ingest, senders
 from gateway.cap.mapping import MappingRule
 from gateway.cap.models import CapFeedEntry, CapFeedState
+from gateway.cap.reading import CapRefused, read_time
 from gateway.cap.xsd import NAMESPACE
 from gateway.deps import Runtime
 from gateway.errors import MaeulError
@@ -92,6 +94,16 @@ def read_feed(body: bytes, url: str) -> list[Entry]:
         if href:
             entries.append(Entry(digest, None, urljoin(url, href)))
     return entries
+
+
+def sent_order(document: bytes) -> float:
+    """When a CAP document says it was sent (seconds since the epoch), to take a turn's
+    documents in order; one that does not say (or is no CAP) goes last, to be refused there."""
+    try:
+        root = etree.fromstring(document, _parser())
+        return read_time(root.findtext(f"{{{NAMESPACE}}}sent") or "").timestamp()
+    except (etree.XMLSyntaxError, CapRefused):
+        return math.inf
 
 
 def _same_origin(url: str, feed: str) -> bool:
@@ -208,7 +220,7 @@ class CapPoller:
             if error is not None:
                 log.warning("CAP feed %s not read: %s", feed.url, error)
                 return 0
-            taken = 0
+            fetched: list[tuple[Entry, bytes]] = []
             for entry in entries:
                 if await self._seen(feed_id, entry.key):
                     continue
@@ -222,9 +234,12 @@ class CapPoller:
                         document = await _fetch(client, entry.link)
                     except httpx.HTTPError:
                         continue  # tried again next turn
+                fetched.append((entry, document))
+            # Oldest first, whatever the feed's order (Atom lists the newest first): an alert is
+            # taken in before the Update or Cancel that references it in the same turn.
+            for entry, document in sorted(fetched, key=lambda one: sent_order(one[1])):
                 await self._take(city_id, feed_id, feed, entry, document)
-                taken += 1
-            return taken
+            return len(fetched)
 
     async def _note(self, feed_id: int, error: str | None) -> None:
         async with self._sessions() as session:

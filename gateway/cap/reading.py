@@ -131,7 +131,7 @@ def _texts(node: etree._Element, name: str) -> list[str]:
     return [f.text.strip() for f in node.findall(f"cap:{name}", NS) if f.text]
 
 
-def _when(value: str, path: str = "/cap:alert") -> datetime:
+def read_time(value: str, path: str = "/cap:alert") -> datetime:
     """A CAP dateTime (the schema holds the form: an offset, never "Z"). XML Schema allows
     24:00:00, the end of a day: the next day's 00:00:00 here. A time Python cannot place in UTC
     (year 1 east of Greenwich, year 9999 west of it) is refused, not a crash."""
@@ -167,7 +167,7 @@ def read_alert(root: etree._Element) -> Alert:
     return Alert(
         identifier=_text(root, "identifier") or "",
         sender=_text(root, "sender") or "",
-        sent=_when(_text(root, "sent") or "", "/cap:alert/cap:sent"),
+        sent=read_time(_text(root, "sent") or "", "/cap:alert/cap:sent"),
         status=_text(root, "status") or "",
         msg_type=_text(root, "msgType") or "",
         references=references,
@@ -181,7 +181,7 @@ def _reference(triple: str) -> Reference:
     try:
         if len(parts) != 3:
             raise ValueError(triple)
-        return Reference(parts[0], parts[1], sent_key(_when(parts[2])))
+        return Reference(parts[0], parts[1], sent_key(read_time(parts[2])))
     except ValueError:
         raise CapRefused(
             "cap_reference_invalid",
@@ -213,11 +213,11 @@ def _info(node: etree._Element) -> Info:
         headline=_text(node, "headline"),
         description=_text(node, "description"),
         instruction=_text(node, "instruction"),
-        expires=_when(expires, "/cap:alert/cap:info/cap:expires") if expires else None,
+        expires=read_time(expires, "/cap:alert/cap:info/cap:expires") if expires else None,
         areas=tuple(shape for area in node.findall("cap:area", NS) for shape in _area_shapes(area)),
         response_types=tuple(_texts(node, "responseType")),
-        effective=_when(effective, "/cap:alert/cap:info/cap:effective") if effective else None,
-        onset=_when(onset, "/cap:alert/cap:info/cap:onset") if onset else None,
+        effective=read_time(effective, "/cap:alert/cap:info/cap:effective") if effective else None,
+        onset=read_time(onset, "/cap:alert/cap:info/cap:onset") if onset else None,
     )
 
 

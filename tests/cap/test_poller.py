@@ -129,3 +129,24 @@ async def test_feeds_are_polled_once_by_one_replica_and_entries_taken_once(
     assert (await stack.client.get("/api/v1/broadcasts")).json()["total"] == 2
     assert site.hits["/feed.atom"] == 2
     assert site.hits["/alerts/bad.xml"] == site.hits["/alerts/quake.xml"] == 1
+
+    # A feed lists its newest first: a Cancel above the alert it cancels, both new this turn.
+    # The alert is taken in first, then cancelled: it never plays.
+    call_off = cap.alert(
+        "KMA-FL-cancel",
+        sender=cap.KMA,
+        msg_type="Cancel",
+        sent="2026-01-01T08:59:30+09:00",
+        references=[f"{cap.KMA},KMA-FL,{cap.SENT}"],
+    )
+    site.pages["/feed.atom"] = atom(
+        [
+            entry("urn:kma:5", inline=call_off),
+            entry("urn:kma:4", inline=cap.thunderstorm(cap.box(garam), "KMA-FL")),
+        ]
+    )
+    stack.clock.advance(stack.settings.cap_poll_s)
+    assert await one.poll_due() == {feed_url: 2}
+    made = (await stack.client.get("/api/v1/broadcasts")).json()["items"]
+    [flood] = [b for b in made if b["target"]["cap"]["identifier"] == "KMA-FL"]
+    assert flood["state"] == "cancelled"
