@@ -188,6 +188,7 @@ async def approve(
         sent = await sending.execute(session, runtime, city, wanted, decision, audio)
         assert isinstance(sent, broadcasts.Started)
         started = sent
+        await broadcasts.replace_on_send(session, runtime, city, started.broadcast)
     approval.state = "approved"
     approval.decided_by = principal.actor
     approval.decided_at = now

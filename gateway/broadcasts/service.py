@@ -336,10 +336,28 @@ async def cancel_broadcast(
 ) -> Broadcast:
     """Stop a broadcast everywhere: nothing more is sent, open deliveries end cancelled, and a
     signed cancel reaches every speaker it was sent to, stopping those already playing."""
+    broadcast = await get_broadcast(session, city.id, broadcast_id)
+    await may_cancel(session, runtime, broadcast, principal)
+    if broadcast.cancelled_at is not None:
+        return broadcast
+    # Past its expiry a speaker may still be playing it: open deliveries, not the clock,
+    # say whether there is anything left to stop.
+    if not await deliveries.any_open(session, broadcast.id):
+        raise Conflict(
+            "broadcast_finished",
+            ko="이미 끝난 방송은 취소할 수 없습니다.",
+            en="The broadcast has already finished; there is nothing to cancel.",
+        )
+    await _stop(session, runtime, broadcast)
+    return broadcast
+
+
+async def may_cancel(
+    session: AsyncSession, runtime: Runtime, broadcast: Broadcast, principal: Principal
+) -> None:
+    """Refuse (403) unless ``principal`` may cancel ``broadcast`` (the cancel rule)."""
     from gateway.sending.cancelling import authorize_cancel  # the sending slice imports this
     from gateway.sending.rules import CancelPath
-
-    broadcast = await get_broadcast(session, city.id, broadcast_id)
 
     async def rights() -> None:
         await scopes.authorize_act(
@@ -354,17 +372,31 @@ async def cancel_broadcast(
         sender=broadcast.created_by,
         rights=rights,
     )
-    if broadcast.cancelled_at is not None:
-        return broadcast
+
+
+async def replace_on_send(
+    session: AsyncSession, runtime: Runtime, city: City, broadcast: Broadcast
+) -> list[str]:
+    """A CAP Update that went out late (approved, or held by quiet hours or its <effective>)
+    stops, now, what has not played of the broadcasts it replaces (``target.cap.replaces``,
+    checked against its sender's rights when the Update was taken in); those stopped."""
+    cap = broadcast.target.get("cap")
+    replaces = cap.get("replaces") if isinstance(cap, dict) else None
+    stopped: list[str] = []
+    for old_id in replaces if isinstance(replaces, list) else ():
+        old = await session.get(Broadcast, old_id)
+        if old is None or old.city_id != city.id or old.cancelled_at is not None:
+            continue
+        if await deliveries.any_open(session, old.id):
+            await _stop(session, runtime, old)
+            stopped.append(old.id)
+    return stopped
+
+
+async def _stop(session: AsyncSession, runtime: Runtime, broadcast: Broadcast) -> None:
+    """Nothing more is sent; open deliveries end cancelled; a signed cancel goes wherever the
+    broadcast was published, stopping speakers that are playing it."""
     now = runtime.clock.now()
-    # Past its expiry a speaker may still be playing it: open deliveries, not the clock,
-    # say whether there is anything left to stop.
-    if not await deliveries.any_open(session, broadcast.id):
-        raise Conflict(
-            "broadcast_finished",
-            ko="이미 끝난 방송은 취소할 수 없습니다.",
-            en="The broadcast has already finished; there is nothing to cancel.",
-        )
     broadcast.cancelled_at = now
     await deliveries.cancel_open(session, broadcast.id, now)
     published = (
@@ -393,4 +425,3 @@ async def cancel_broadcast(
             )
         )
     await session.flush()
-    return broadcast

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audio.speech.languages import known_texts
 from gateway.auth import Principal
 from gateway.broadcasts import all_clear
+from gateway.broadcasts import service as broadcasts
 from gateway.broadcasts.models import Broadcast
 from gateway.broadcasts.reading import get_broadcast, reached_villages
 from gateway.broadcasts.service import BroadcastRequest, Started
@@ -200,6 +201,10 @@ async def ingest(
     original = await _cleared(session, city, alert, info, referenced)
     expires_in, key = _expires_in(info.expires, now), f"cap:{_alert_key(alert)}"
     extra, texts = {"cap": _cap_target(alert, info)}, known_texts(row.texts)
+    if original is None and referenced:
+        # What the update replaces, should it go out later (approved, or held by quiet hours
+        # or its <effective>): stopped then, by the rights its sender has now.
+        extra["cap"]["replaces"] = await _replaces(session, runtime, principal, referenced)
     if original is not None:
         # An all clear of a live alert: its category and villages, linked to it, not a cancel.
         request = all_clear.request_for(
@@ -266,6 +271,19 @@ async def ingest(
         waiting_only=not isinstance(answer, Started),
     )
     return await _record(session, _stopped(row, stopped), village_ids)
+
+
+async def _replaces(
+    session: AsyncSession, runtime: Runtime, principal: Principal, rows: Sequence[CapAlert]
+) -> list[str]:
+    found: list[str] = []
+    for row in rows:
+        broadcast_id = await references.broadcast_of(session, row)
+        broadcast = await session.get(Broadcast, broadcast_id) if broadcast_id else None
+        if broadcast is not None and broadcast.cancelled_at is None:
+            await broadcasts.may_cancel(session, runtime, broadcast, principal)
+            found.append(broadcast.id)
+    return found
 
 
 async def _winner(session: AsyncSession, city: City, alert: Alert) -> CapAlert | None:

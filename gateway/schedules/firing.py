@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.broadcasts.models import Broadcast
-from gateway.broadcasts.service import Started, StoredAudio, ends_at
+from gateway.broadcasts.service import Started, StoredAudio, ends_at, replace_on_send
 from gateway.deps import Runtime
 from gateway.errors import MaeulError
 from gateway.places import service as places
@@ -223,6 +223,7 @@ async def handle_due(
             # Another replica wrote this occurrence first.
             return "raced"
         broadcast, target = started.broadcast, decision.target
+        await replace_on_send(session, runtime, city, broadcast)
     record_occurrence(session, schedule, occurrence, "fired", now, broadcast_id=broadcast.id)
     _advance(schedule, rule, occurrence, now)
     if target is not None:

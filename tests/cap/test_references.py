@@ -194,10 +194,24 @@ async def test_a_held_update_stops_what_it_replaces_and_nothing_plays_expired(
     # An alert that expires before quiet hours end.
     status, brief = await post(stack, rain("RAIN-2", "2026-01-01T23:00:00+09:00"), officer)
     assert status == 201, brief
+    # A live alert now (a disaster is never held), then its update, held till morning: when the
+    # update goes out, what has not played of the alert stops.
+    late = "2026-01-02T12:00:00+09:00"
+    status, fire = await post(stack, _weather("FIRE-1", where, sent=night, expires=late), officer)
+    assert status == 201, fire
+    [alert_id] = fire["broadcast_ids"]
+    fire_update = rain(
+        "FIRE-1-update", late, msg_type="Update", references=(f"{cap.KMA},FIRE-1,{night}",)
+    )
+    status, held_update = await post(stack, fire_update, officer)
+    assert status == 201, held_update
+    assert held_update["schedule_id"]
+    assert (await _detail(stack, alert_id))["state"] != "cancelled", "not until it goes out"
 
     stack.clock.advance(9 * 3600 + 60)  # 07:01
     outcomes = await stack.app.state.scheduler.fire_due()
-    assert (outcomes["fired"], outcomes["skipped"]) == (1, 1), outcomes
+    assert (outcomes["fired"], outcomes["skipped"]) == (2, 1), outcomes
+    assert (await _detail(stack, alert_id))["state"] == "cancelled"
     skipped = (await stack.client.get(f"/api/v1/schedules/{brief['schedule_id']}")).json()
     assert [o["reason"] for o in skipped["occurrences"]] == ["expired"]
     fired = (await stack.client.get(f"/api/v1/schedules/{updated['schedule_id']}")).json()
