@@ -56,10 +56,12 @@ async def find_alert(
 def _mode_mismatch(alert: Alert, mode: str, row: CapAlert) -> Conflict:
     return Conflict(
         "cap_reference_mode_mismatch",
-        ko=f"{alert.msg_type}({mode})은 다른 모드({row.mode})의 경보 {row.identifier[:100]}에 "
-        "적용할 수 없습니다. 시험·훈련 메시지는 실제 경보를 바꾸거나 취소하지 못합니다.",
-        en=f"A {mode} {alert.msg_type} cannot act on the {row.mode} alert "
-        f"{row.identifier[:100]!r}: a test or exercise never changes or cancels a real alert.",
+        ko=f"{alert.msg_type} 메시지({mode})는 다른 모드({row.mode})의 경보 "
+        f"{row.identifier[:100]}에 적용할 수 없습니다. 메시지는 같은 모드의 경보만 바꾸거나 "
+        "취소합니다 (시험·훈련이 실제 경보를, 실제 메시지가 시험·훈련을 바꾸지 않습니다).",
+        en=f"The {mode} {alert.msg_type} cannot act on the {row.mode} alert "
+        f"{row.identifier[:100]!r}: a message acts only on alerts of its own mode (a test or "
+        "exercise never changes a real alert, nor a real message a test or exercise).",
     )
 
 
@@ -88,7 +90,7 @@ async def referenced(
         named = " ".join(f"{r.sender},{r.identifier},{r.sent}" for r in alert.references)
         raise CapRefused(
             "cap_reference_unknown",
-            ko=f"{alert.msg_type}이 가리키는 경보를 받은 적이 없습니다: {named[:300] or '(없음)'}",
+            ko=f"{alert.msg_type} 메시지가 가리키는 경보를 받은 적이 없습니다: {named[:300] or '(없음)'}",
             en=f"The {alert.msg_type} references no alert this gateway took in: "
             f"{named[:300] or '(none)'}",
             path="/cap:alert/cap:references",
