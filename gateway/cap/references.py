@@ -90,7 +90,8 @@ async def referenced(
         named = " ".join(f"{r.sender},{r.identifier},{r.sent}" for r in alert.references)
         raise CapRefused(
             "cap_reference_unknown",
-            ko=f"{alert.msg_type} 메시지가 가리키는 경보를 받은 적이 없습니다: {named[:300] or '(없음)'}",
+            ko=f"{alert.msg_type} 메시지가 가리키는 경보를 받은 적이 없습니다: "
+            f"{named[:300] or '(없음)'}",
             en=f"The {alert.msg_type} references no alert this gateway took in: "
             f"{named[:300] or '(none)'}",
             path="/cap:alert/cap:references",
