@@ -369,6 +369,10 @@ async def _updated_by_cap(session: AsyncSession, city: City, broadcast: Broadcas
     cap = broadcast.target.get("cap")
     if not isinstance(cap, Mapping) or cap.get("msg_type") != "Update":
         return []
+    replaces = cap.get("replaces")
+    if isinstance(replaces, list) and replaces:
+        # Named when the Update came in, whenever it went out (at once, approved, or held).
+        return [str(b) for b in replaces if b != broadcast.id]
     row = await session.scalar(
         select(CapAlert).where(CapAlert.city_id == city.id, CapAlert.broadcast_id == broadcast.id)
     )

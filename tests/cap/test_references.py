@@ -212,6 +212,12 @@ async def test_a_held_update_stops_what_it_replaces_and_nothing_plays_expired(
     outcomes = await stack.app.state.scheduler.fire_due()
     assert (outcomes["fired"], outcomes["skipped"]) == (2, 1), outcomes
     assert (await _detail(stack, alert_id))["state"] == "cancelled"
+    went_out = (await stack.client.get(f"/api/v1/schedules/{held_update['schedule_id']}")).json()
+    said = (
+        await stack.client.get(f"/api/v1/broadcasts/{went_out['broadcast_ids'][0]}/cap")
+    ).content
+    assert b"<msgType>Update</msgType>" in said
+    assert f"urn:maeul:testcity:{alert_id},".encode() in said
     skipped = (await stack.client.get(f"/api/v1/schedules/{brief['schedule_id']}")).json()
     assert [o["reason"] for o in skipped["occurrences"]] == ["expired"]
     fired = (await stack.client.get(f"/api/v1/schedules/{updated['schedule_id']}")).json()
