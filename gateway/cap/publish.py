@@ -8,10 +8,11 @@ valid against the shipped schema.
   `responseType` AllClear; a resend is an Update of the broadcast it repeats; a broadcast made
   from a CAP Update is an Update of the broadcasts of the alerts that Update referenced. A cancelled
   broadcast also has a Cancel message (``…:cancel``) referencing it.
-- `info` (ko-KR): category, event, urgency, severity and certainty from Maeul's category
-  (``CATEGORY_TABLE``), urgency raised to Immediate for anything sent at the disaster priority;
-  headline = title, description = text (or "(음성 방송)" for a recording with no text), web =
-  the residents' page of the first village it reached.
+- `info` (ko-KR, then one per other language the broadcast has a text in): category, event,
+  urgency, severity and certainty from Maeul's category (``CATEGORY_TABLE``), urgency raised to
+  Immediate for anything sent at the disaster priority; headline = title, description = text
+  (or "(음성 방송)" for a recording with no text; another language's: its text), web = the
+  residents' page of the first village it reached (in that language).
 - Areas: a broadcast targeted by an area has one `<area>` with the circle (radius in km) or the
   polygon ("lat,lon" pairs, closed) as given (one made from a CAP alert: the alert's shapes);
   any other has one `<area>` per village with its boundary's polygons (or its point, a circle
@@ -276,10 +277,28 @@ def build_alert(
     )
     if references:
         sub(root, "references", references_text(settings, city, references))
-    category = Category(broadcast.category)
-    mapping = CATEGORY_TABLE[category]
+    # Korean first, then one <info> per other language the broadcast has a text in.
+    said = [("ko-KR", broadcast.text or NO_TEXT)]
+    said += [(tag, text) for tag, text in sorted((broadcast.texts or {}).items()) if text]
+    for language, description in said:
+        _info(root, settings, city, broadcast, places, language, description, all_clear)
+    validate(root)
+    return root
+
+
+def _info(
+    root: etree._Element,
+    settings: Settings,
+    city: City,
+    broadcast: Broadcast,
+    places: Sequence[PlaceFacts],
+    language: str,
+    description: str,
+    all_clear: bool,
+) -> None:
+    mapping = CATEGORY_TABLE[Category(broadcast.category)]
     info = sub(root, "info")
-    sub(info, "language", "ko-KR")
+    sub(info, "language", language)
     sub(info, "category", mapping.cap_category)
     sub(info, "event", mapping.event + (ALL_CLEAR_EVENT_SUFFIX if all_clear else ""))
     if all_clear:
@@ -290,13 +309,12 @@ def build_alert(
     sub(info, "expires", cap_time(broadcast.expires_at, city.timezone))
     sub(info, "senderName", city.name)
     sub(info, "headline", broadcast.title or mapping.event)
-    sub(info, "description", broadcast.text or NO_TEXT)
+    sub(info, "description", description)
     if places:
         base = settings.public_url.rstrip("/")
-        sub(info, "web", f"{base}/notices/{places[0].id}#notice-{broadcast.id}")
+        lang = "" if language == "ko-KR" else f"?lang={language}"
+        sub(info, "web", f"{base}/notices/{places[0].id}{lang}#notice-{broadcast.id}")
     _areas(info, _shapes(broadcast), places)
-    validate(root)
-    return root
 
 
 def build_cancel(

@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from lxml import etree
 
 from gateway.auth import Role
+from gateway.cap.xsd import NS
 from tests.cap import documents as cap
 from tests.cap.test_ingest import (
     cap_sender,
@@ -68,3 +70,10 @@ async def test_each_info_is_a_language_of_the_broadcast(stack: Stack) -> None:
         url = f"/api/v1/notices/villages/{places['d01-v001']['id']}"
         [notice] = (await public.get(url, params={"lang": "en"})).json()["items"]
     assert (notice["language"], notice["text"]) == ("en", detail["texts"]["en"])
+    # Said back in every language it has: Korean first, then each of its texts.
+    said = etree.fromstring(
+        (await stack.client.get(f"/api/v1/broadcasts/{broadcast_id}/cap")).content
+    )
+    infos = said.findall("cap:info", namespaces=NS)
+    assert [i.findtext("cap:language", namespaces=NS) for i in infos] == ["ko-KR", "en", "vi"]
+    assert infos[2].findtext("cap:description", namespaces=NS) == detail["texts"]["vi"]
