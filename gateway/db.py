@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import DateTime, MetaData, Table, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -217,3 +218,12 @@ def import_models() -> MetaData:
     from gateway.users import models as _users  # noqa: F401
 
     return Base.metadata
+
+
+DialectInsert = Callable[[Any], postgresql.Insert] | Callable[[Any], sqlite.Insert]
+
+
+def dialect_insert(session: AsyncSession) -> DialectInsert:
+    """The session's database's own INSERT, the one with ``on_conflict_do_update`` and
+    ``on_conflict_do_nothing`` (PostgreSQL's or SQLite's): an upsert in one statement."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -35,13 +35,12 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, String, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.auth import Role
 from gateway.broadcasts.models import Broadcast
-from gateway.db import Base, UTCDateTime
+from gateway.db import Base, UTCDateTime, dialect_insert
 from gateway.errors import InvalidRequest, TooManyRequests
 from gateway.places.service import village_codes
 from gateway.settings import Settings
@@ -238,8 +237,7 @@ async def _lock(session: AsyncSession, city_id: int, keys: Collection[str], now:
     write lock (SQLite) is held until the transaction ends."""
     if not keys:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     rows = [{"city_id": city_id, "scope_key": key, "touched_at": now} for key in sorted(set(keys))]
     # One statement per key: each waits for its row in turn, in the same order everywhere.
     for row in rows:

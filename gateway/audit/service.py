@@ -20,12 +20,12 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit import checkpoints as signed
 from gateway.audit.checkpoints import Checkpoint
 from gateway.audit.models import AuditEvent, AuditHead
+from gateway.db import dialect_insert
 from gateway.errors import Unavailable
 from gateway.keyfiles import SecretError
 from gateway.settings import Settings
@@ -84,8 +84,7 @@ async def append(
         # The first row ever. Two first rows at once would both find no head: the head is
         # made with an insert that yields to the other's (waiting for its transaction), and
         # the update then finds it either way.
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = dialect_insert(session)
         await session.execute(
             insert(AuditHead)
             .values(id=_HEAD_ID, seq=0, hash=GENESIS)

@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final, Protocol
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audio.pipeline import Transcoded
@@ -24,6 +23,7 @@ from gateway.broadcasts import language_audio
 from gateway.broadcasts.models import AudioAsset
 from gateway.broadcasts.service import BroadcastRequest, StoredAudio
 from gateway.datafiles import private_dir, private_file
+from gateway.db import dialect_insert
 from gateway.deps import Runtime
 from gateway.errors import InvalidRequest, NotFound
 
@@ -125,8 +125,7 @@ async def store_encoded(session: AsyncSession, encoded: EncodedAudio, now: datet
     recording sent to two villages, one text spoken twice) would both read nothing and both
     insert. On a conflict the second waits for the first's transaction and then only touches
     the row."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     statement = insert(AudioAsset).values(
         sha256=encoded.sha256,
         codec=encoded.codec,

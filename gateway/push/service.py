@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import dialect_insert
 from gateway.push.models import PushMessage, PushSubscription
 from gateway.push.states import PushEvent, PushStatus, next_status
 from wire.contract import Category
@@ -141,7 +141,7 @@ async def enqueue_push(
     ]
     # Two callers queueing the same reference at once: the unique key keeps one message per
     # subscription, and the second caller's insert skips it instead of failing.
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     queued: list[str] = []
     for start in range(0, len(rows), _INSERT_CHUNK):
         result = await session.execute(

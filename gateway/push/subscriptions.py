@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import dialect_insert
 from gateway.errors import InvalidRequest
 from gateway.places import service as places
 from gateway.places.models import City
@@ -135,7 +135,7 @@ async def subscribe(
         "updated_at": now,
     }
     # One statement, so two requests with the same new endpoint cannot both insert it.
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     statement = insert(PushSubscription).values(
         id=secrets.token_hex(16),
         city_id=city.id,

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 from sqlalchemy import and_, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import dialect_insert
 from gateway.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from gateway.residents.crypto import PhoneCipher, normalise_phone
 from gateway.sms.links import ReportLinks
@@ -307,8 +307,7 @@ async def claim_due(
 
 async def _charge(session: AsyncSession, city_id: int, day: str, parts: int, budget: int) -> bool:
     """Add `parts` to the city's count for `day` if it stays within `budget`."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     await session.execute(
         insert(SmsBudgetDay)
         .values(city_id=city_id, day=day, used=0)

@@ -29,9 +29,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import dialect_insert
 from gateway.errors import TooManyRequests
 from gateway.settings import Settings
 from gateway.users.models import LoginThrottle
@@ -110,7 +110,7 @@ async def record_failure(
     now: datetime,
 ) -> bool:
     """Count a failed login in both of its counts; True when the source must now wait."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     waits = False
     counts = (
         (_name(username), settings.login_max_failures),
@@ -170,7 +170,7 @@ async def count_request(
     the fixed window of ``window_s`` seconds that ``now`` falls in, in the same rows as failed
     logins, so every replica counts together; the count so far in the window, and its end."""
     start = datetime.fromtimestamp(now.timestamp() // window_s * window_s, tz=now.tzinfo)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     statement = insert(LoginThrottle).values(
         city_id=city_id, source=source, username=name, failures=1, last_failure_at=now
     )
