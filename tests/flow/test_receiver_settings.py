@@ -114,28 +114,44 @@ async def test_staff_set_a_receivers_volume_and_hold_and_it_learns_them_when_pro
             await fetch_receiver_settings(own, "http://gateway", "home-r1", password + "x")
 
 
-@ON_SQLITE
-async def test_a_notice_a_receiver_holds_is_not_asked_again_missed_or_sent_by_sms(
-    stack: Stack, recording: bytes
-) -> None:
+async def _loudspeakers_play_and_the_receiver_says(
+    stack: Stack,
+    recording: bytes,
+    receiver: str,
+    status: AckStatus,
+    reason: str,
+    **settings: Any,
+) -> tuple[int, dict[str, Any]]:
+    """A village with a resident and a household's receiver (``settings``): a notice to it that
+    every loudspeaker played and the receiver answered ``status``/``reason``."""
     client = stack.client
     fleet = (await client.get(f"{API}/speakers", params={"limit": 1000})).json()["items"]
     village_id = fleet[0]["village_id"]
     loudspeakers = [s["code"] for s in fleet if s["village_id"] == village_id]
-    await _household_with_receiver(stack, village_id, "home-r1", hold_non_urgent=True)
-    for code in [*loudspeakers, "home-r1"]:
+    await _household_with_receiver(stack, village_id, receiver, **settings)
+    for code in [*loudspeakers, receiver]:
         _presence(stack, code, "online")
     await stack.deliver()
     await add_resident(client, village_id, "010-2000-0001", stack.clock.now().isoformat())
 
-    status, body = await _create(stack, recording, village_ids=[village_id], text="주민 회의")
-    assert status == 201, body
+    answer, body = await _create(stack, recording, village_ids=[village_id], text="주민 회의")
+    assert answer == 201, body
     await stack.publish_pending()
     command = _commands(stack)[-1][1]
     for code in loudspeakers:
         _ack(stack, command, code, AckStatus.PLAYED)
-    _ack(stack, command, "home-r1", AckStatus.RECEIVED, reason="held_quiet_hours")
+    _ack(stack, command, receiver, status, reason=reason)
     await stack.deliver()
+    return village_id, body
+
+
+@ON_SQLITE
+async def test_a_notice_a_receiver_holds_is_not_asked_again_missed_or_sent_by_sms(
+    stack: Stack, recording: bytes
+) -> None:
+    village_id, body = await _loudspeakers_play_and_the_receiver_says(
+        stack, recording, "home-r1", AckStatus.RECEIVED, "held_quiet_hours", hold_non_urgent=True
+    )
 
     def village(detail: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         [row] = [v for v in detail["village_deliveries"] if v["village_id"] == village_id]
@@ -176,24 +192,11 @@ async def test_a_notice_a_receiver_holds_is_not_asked_again_missed_or_sent_by_sm
     assert [topic for topic, _ in _commands(stack) if topic == to_receiver] == []
 
 
+@ON_SQLITE
 async def test_a_receiver_its_household_muted_is_no_miss(stack: Stack, recording: bytes) -> None:
-    client = stack.client
-    fleet = (await client.get(f"{API}/speakers", params={"limit": 1000})).json()["items"]
-    village_id = fleet[0]["village_id"]
-    loudspeakers = [s["code"] for s in fleet if s["village_id"] == village_id]
-    await _household_with_receiver(stack, village_id, "home-m1", receiver_volume=0)
-    for code in [*loudspeakers, "home-m1"]:
-        _presence(stack, code, "online")
-    await stack.deliver()
-
-    status, body = await _create(stack, recording, village_ids=[village_id], text="주민 회의")
-    assert status == 201, body
-    await stack.publish_pending()
-    command = _commands(stack)[-1][1]
-    for code in loudspeakers:
-        _ack(stack, command, code, AckStatus.PLAYED)
-    _ack(stack, command, "home-m1", AckStatus.FAILED, reason="muted")
-    await stack.deliver()
+    village_id, body = await _loudspeakers_play_and_the_receiver_says(
+        stack, recording, "home-m1", AckStatus.FAILED, "muted", receiver_volume=0
+    )
 
     detail = await _detail(stack, body["id"])
     [row] = [v for v in detail["village_deliveries"] if v["village_id"] == village_id]
