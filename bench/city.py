@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import aiomqtt
 import httpx
 
 from bench.fleet import sim_speakers
+from bench.stats import log
 from devices.simulator import Fleet
 from devices.simulator_config import FleetConfig, SimSpeaker, processes_for
 from gateway.db import create_engine, create_sessions
@@ -199,6 +201,19 @@ class Observer:
             ) from None
         received_at, played_at = self._done[broadcast_id]
         return (received_at - started) * 1000, (played_at - started) * 1000
+
+
+@dataclass
+class Rounds:
+    """What alternating gateway and floor rounds measured (ms), timed rounds only."""
+
+    gateway_received: list[float] = field(default_factory=list)
+    gateway_played: list[float] = field(default_factory=list)
+    floor_received: list[float] = field(default_factory=list)
+    floor_played: list[float] = field(default_factory=list)
+    end_to_end: list[float] = field(default_factory=list)  # from the start of the POST
+    template: bytes | None = None  # the gateway's first command, which the floor replays
+    first_broadcast_id: str | None = None
 
 
 class Bench:
@@ -445,6 +460,33 @@ class Bench:
                 ):
                     return
                 await asyncio.sleep(0.2)
+
+    async def alternate_rounds(
+        self, recording: bytes, *, rounds: int, warmup: int, pause_s: float, limit_s: float = 120
+    ) -> Rounds:
+        """Gateway rounds and floor rounds in turn on this fleet, the floor replaying the
+        gateway's first command; the figures of the rounds after the warm-up ones."""
+        figures = Rounds()
+        for index in range(warmup + rounds):
+            timed = index >= warmup
+            broadcast_id, received, played = await self.gateway_round(recording, limit_s)
+            if figures.template is None:
+                figures.template = self.template_for(broadcast_id)
+                figures.first_broadcast_id = broadcast_id
+            await asyncio.sleep(pause_s)
+            floor_r, floor_p = await self.floor_round(figures.template, limit_s)
+            await asyncio.sleep(pause_s)
+            log(
+                f"  round {index + 1}{'' if timed else ' (warm-up)'}: gateway "
+                f"{received:.0f}/{played:.0f} ms, floor {floor_r:.0f}/{floor_p:.0f} ms"
+            )
+            if timed:
+                figures.gateway_received.append(received)
+                figures.gateway_played.append(played)
+                figures.floor_received.append(floor_r)
+                figures.floor_played.append(floor_p)
+                figures.end_to_end.append(self.post_ms[broadcast_id] + played)
+        return figures
 
     async def gateway_round(
         self, recording: bytes, limit_s: float = 120

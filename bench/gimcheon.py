@@ -12,22 +12,16 @@ peak resident memory (VmHWM) over the whole scenario, start-up and every round i
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any, Final
 
 from bench.city import Bench, peak_rss_mb, rss_mb
+from bench.stats import log as _log
 from bench.stats import summary
 
 # Generous: a loaded 2-core machine runs the gateway, the broker and every device.
 ROUND_LIMIT_S: Final = 600.0
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 async def run_gimcheon_bench(
@@ -47,33 +41,14 @@ async def run_gimcheon_bench(
         receivers = sum(s.kind == "household_receiver" for s in bench.sims)
         _log(f"gimcheon: {bench.total} devices online ({receivers} receivers) in {ready_s:.0f} s")
         rss_connected = rss_mb(bench.pid)
-        received: list[float] = []
-        played: list[float] = []
-        floor_received: list[float] = []
-        floor_played: list[float] = []
-        end_to_end: list[float] = []
-        template: bytes | None = None
-        for index in range(warmup + rounds):
-            broadcast_id, got, done = await bench.gateway_round(recording, ROUND_LIMIT_S)
-            template = template or bench.template_for(broadcast_id)
-            await asyncio.sleep(1.0)
-            floor_got, floor_done = await bench.floor_round(template, ROUND_LIMIT_S)
-            await asyncio.sleep(1.0)
-            _log(
-                f"  round {index + 1}{'' if index >= warmup else ' (warm-up)'}: gateway "
-                f"{got:.0f}/{done:.0f} ms, floor {floor_got:.0f}/{floor_done:.0f} ms"
-            )
-            if index >= warmup:
-                received.append(got)
-                played.append(done)
-                floor_received.append(floor_got)
-                floor_played.append(floor_done)
-                end_to_end.append(bench.post_ms[broadcast_id] + done)
-        played_median, played_p95, played_max = summary(played)
-        floor_median, _, floor_max = summary(floor_played)
-        received_median, _, _ = summary(received)
-        floor_received_median, _, _ = summary(floor_received)
-        end_to_end_median, end_to_end_p95, _ = summary(end_to_end)
+        run = await bench.alternate_rounds(
+            recording, rounds=rounds, warmup=warmup, pause_s=1.0, limit_s=ROUND_LIMIT_S
+        )
+        played_median, played_p95, played_max = summary(run.gateway_played)
+        floor_median, _, floor_max = summary(run.floor_played)
+        received_median, _, _ = summary(run.gateway_received)
+        floor_received_median, _, _ = summary(run.floor_received)
+        end_to_end_median, end_to_end_p95, _ = summary(run.end_to_end)
         return {
             "devices": bench.total,
             "receivers": receivers,

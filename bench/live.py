@@ -45,6 +45,7 @@ import aiomqtt
 from bench.city import CITY, seed_database
 from bench.impair import Impairment
 from bench.snapcast import run_snapcast_bench
+from bench.stats import log as _log
 from devices.jitter import ADAPTIVE
 from devices.live import Histogram, JitterBuffer
 from devices.live_output import LEAD_MS
@@ -64,11 +65,6 @@ JITTER_MS = 80
 # LTE-like: 40 ± 20 ms per segment each way, and now and then a 300 ms stall.
 LTE = Impairment(delay_ms=40, jitter_ms=20, stall_ms=300, stall_every_s=10, seed=1)
 _PROBE = b"probe"
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 @dataclass

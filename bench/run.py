@@ -10,7 +10,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from bench.live import live_settings, run_live_bench
 from bench.replicas import run_replicas_bench
 from bench.sms import run_sms_bench, sms_settings
 from bench.soak import run_soak_bench, soak_size
+from bench.stats import log as _log
 from bench.stats import percentile, summary
 from bench.sync import run_sync_bench, sync_settings
 from bench.transcode import ffmpeg_cli_ms, run_transcode_bench
@@ -41,11 +41,6 @@ POLLERS = 4
 
 def _flag(name: str) -> bool:
     return os.environ.get(name) == "1"
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 def _mosquitto_version() -> str | None:
@@ -80,37 +75,16 @@ async def _fanout(
     await bench.__aenter__()
     try:
         _log(f"fan-out {count}: {bench.total} speakers online")
-        template: bytes | None = None
-        gateway_received: list[float] = []
-        gateway_played: list[float] = []
-        floor_received: list[float] = []
-        floor_played: list[float] = []
-        end_to_end: list[float] = []
-        topic = None
-        for index in range(warmup + rounds):
-            timed = index >= warmup
-            broadcast_id, received, played = await bench.gateway_round(recording)
-            if template is None:
-                template = bench.template_for(broadcast_id)
-                assert bench.observer is not None
-                topic = bench.observer.command_topics.get(broadcast_id)
-            await asyncio.sleep(0.3)
-            floor_r, floor_p = await bench.floor_round(template)
-            await asyncio.sleep(0.3)
-            _log(
-                f"  round {index + 1}{'' if timed else ' (warm-up)'}: gateway "
-                f"{received:.0f}/{played:.0f} ms, floor {floor_r:.0f}/{floor_p:.0f} ms"
-            )
-            if timed:
-                gateway_received.append(received)
-                gateway_played.append(played)
-                floor_received.append(floor_r)
-                floor_played.append(floor_p)
-                end_to_end.append(bench.post_ms[broadcast_id] + played)
-        g_med, g_p95, g_max = summary(gateway_received)
-        gp_med, gp_p95, gp_max = summary(gateway_played)
-        f_med, f_p95, f_max = summary(floor_received)
-        fp_med, _, _ = summary(floor_played)
+        rounds_run = await bench.alternate_rounds(
+            recording, rounds=rounds, warmup=warmup, pause_s=0.3
+        )
+        assert bench.observer is not None
+        topic = bench.observer.command_topics.get(rounds_run.first_broadcast_id or "")
+        template = rounds_run.template
+        g_med, g_p95, g_max = summary(rounds_run.gateway_received)
+        gp_med, gp_p95, gp_max = summary(rounds_run.gateway_played)
+        f_med, f_p95, f_max = summary(rounds_run.floor_received)
+        fp_med, _, _ = summary(rounds_run.floor_played)
         entry: dict[str, Any] = {
             "speakers": bench.total,
             "gateway_received_ms_median": g_med,
@@ -125,7 +99,7 @@ async def _fanout(
             "floor_played_ms_median": fp_med,
             "ratio": round(g_med / f_med, 3) if f_med else None,
             "played_ratio": round(gp_med / fp_med, 3) if fp_med else None,
-            **end_to_end_figures(end_to_end, ffmpeg_ms, fp_med),
+            **end_to_end_figures(rounds_run.end_to_end, ffmpeg_ms, fp_med),
             "command_bytes": len(template) if template else None,
             "gateway_command_topic": topic,
         }

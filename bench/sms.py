@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import sys
 import time
 import uuid
 from datetime import date
@@ -35,6 +34,7 @@ from typing import Any
 import httpx
 
 from bench.city import CITY, GATEWAY_ENV, seed_database
+from bench.stats import log as _log
 from bench.stats import median
 from gateway.broadcasts.models import Broadcast
 from gateway.fallback.channels import listen_url, sms_text
@@ -54,11 +54,6 @@ LONG_BODY = (
     "두시고, 하천과 계곡 근처에는 가지 마십시오. 대피가 필요하면 마을회관으로 오십시오."
 )
 WAIT_S = 300.0
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 class SmscCounter:

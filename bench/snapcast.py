@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from bench.stats import log as _log
 from bench.stats import percentile
 from tests.support.net import free_port, reachable
 
@@ -47,11 +48,6 @@ BUFFERS_MS: Final = (1000, 200, 100, 50)
 # Silence before the first click: the client syncs its clock and the stream starts playing.
 LEAD_S: Final = 2.0
 SMOKE_LEAD_S: Final = 1.0
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 def click_block(number: int) -> bytes:

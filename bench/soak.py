@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from bench.city import Bench, rss_mb
 from bench.smaps import KINDS, read_resident_by_kind
+from bench.stats import log as _log
 
 CONCURRENT = 3
 
@@ -67,11 +67,6 @@ def slope_per_1000(points: list[tuple[int, float]]) -> float | None:
         return None
     covariance = sum((x - mean_x) * (y - mean_y) for x, y in points)
     return round(covariance / spread * 1000, 1)
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 async def _batch(bench: Bench, recording: bytes, count: int) -> None:

@@ -1,8 +1,16 @@
-"""Small statistics helpers shared by the benchmarks (median, nearest-rank percentiles)."""
+"""Small helpers shared by the benchmarks: statistics (median, nearest-rank percentiles) and
+the progress log on standard error."""
 
 from __future__ import annotations
 
 import math
+import sys
+import time
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
 
 
 def percentile(samples: list[float], share: float) -> float:

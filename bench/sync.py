@@ -11,21 +11,15 @@ all of them (the target: 20 ms).
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.city import Bench
+from bench.stats import log as _log
 from bench.stats import percentile
 
 VILLAGES = 40
 PER_VILLAGE = 3
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 async def run_sync_bench(
