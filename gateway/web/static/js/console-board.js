@@ -308,10 +308,14 @@ async function showHistory(_arg, current) {
   const failed = (e) => {
     document.getElementById("history-message").innerHTML = `<div class="notice error">${esc(koreanError(e))}</div>`;
   };
+  // Only the newest request's answer is shown: the first page's answer arriving after a
+  // search's (or an older search's after a newer one) must not replace it.
+  let asked = 0;
   async function load() {
     document.getElementById("history-message").textContent = "";
+    const mine = ++asked;
     const page = await session.get("broadcasts", { ...query(), limit, offset });
-    if (!current()) return;
+    if (!current() || mine !== asked) return;
     document.getElementById("history-table").innerHTML = page.items.length === 0 ?
       '<p class="muted">방송 기록이 없습니다.</p>' : `
       <table class="data"><thead><tr><th>보낸 때</th><th>종류</th><th>내용</th><th>마을</th><th>스피커 결과</th><th>상태</th></tr></thead>
