@@ -47,8 +47,8 @@ from bench.impair import Impairment
 from bench.snapcast import run_snapcast_bench
 from bench.stats import log as _log
 from devices.jitter import ADAPTIVE
+from devices.lead import LEAD
 from devices.live import Histogram, JitterBuffer
-from devices.live_output import LEAD_MS
 from gateway.settings import MqttTarget
 from maeul.broker import LocalMosquitto
 from maeul.broker_config import MosquittoConfig, raise_nofile_limit
@@ -196,7 +196,7 @@ def playout(
     one, or with `learned` (each listener's target so far) the adaptive one, as the speakers
     run it (each stream starts where the last one left off). `from_mouth`: latency runs from
     each frame's capture (its capture lag, as a speaker reads it) to when the device agent's
-    horn sounds it (`LEAD_MS` after its slot), instead of from the gateway's receipt."""
+    horn sounds it (`LEAD.floor_ms` after its slot), instead of from the gateway's receipt."""
     result = Playout()
     for index, arrivals in enumerate(heard):
         if learned is None:
@@ -220,7 +220,7 @@ def playout(
                 b"",
                 at,
                 restart=frame.starts_spurt,
-                captured_ms=None if captured is None else captured - LEAD_MS,
+                captured_ms=None if captured is None else captured - LEAD.floor_ms,
             )
         if learned is not None and buffer.first_seq is not None:
             learned[index] = buffer.learned_ms
@@ -312,7 +312,7 @@ def _summed(
     """Every session's playout after the first `warmup`, added up (and logged round by
     round); the adaptive buffer learns during the warm-up as a speaker would. `from_mouth`:
     latency from each frame's capture to when the device agent's horn sounds it (its slot plus
-    the `LEAD_MS` the agent keeps its player fed ahead), as the speakers report it."""
+    the `LEAD.floor_ms` the agent keeps its player fed ahead), as the speakers report it."""
     total = Playout(heard_min=len(heard) if sessions[warmup:] else 0)
     learned = [float(JITTER_MS)] * len(heard) if adaptive else None
     for index, talk in enumerate(sessions, start=1 - warmup):
@@ -438,7 +438,7 @@ async def run_live_bench(
         # adaptive buffer and the agent's player lead: beside the gateway-to-slot figures.
         "mouth_to_horn_p50_ms": mouth.latency.percentile(0.5),
         "mouth_to_horn_p95_ms": mouth.latency.percentile(0.95),
-        "agent_lead_ms": LEAD_MS,
+        "agent_lead_ms": LEAD.floor_ms,
         # What the buffers cover: a frame's arrival at a listener minus the gateway's receipt.
         "fanout_delay_p50_ms": clean.delay.percentile(0.5),
         "fanout_delay_p99_ms": clean.delay.percentile(0.99),

@@ -59,10 +59,11 @@ from devices.agent_config import (
 from devices.hub import Hub
 from devices.journal import SqliteJournal
 from devices.keyring import KeyLearner, http_keyring
+from devices.lead import OutputLead
 from devices.link import Incoming, Link
 from devices.live import Finished
 from devices.live_driver import LiveDriver, settle
-from devices.live_output import LEAD_MS, LiveOutput
+from devices.live_output import LiveOutput
 from devices.player import CommandPlayer, Player, PlayerError
 from devices.receiver_settings import (
     REFRESH_S,
@@ -148,11 +149,13 @@ class Agent:
             live=True,
             clock_offset=lambda: self.core.clock_offset.offset_ms,
         )
+        # How far ahead the player is fed during a live talk, learned over the streams.
+        self.lead = OutputLead(config.player.live_lead_ms)
         self.streams = LiveDriver(
             on_end=self._stream_ended,
             keep_payloads=True,
             offset_ms=lambda: self.core.clock_offset.offset_ms,
-            output_lead_ms=LEAD_MS,
+            output_lead_ms=lambda: self.lead.heard_after_ms(),
         )
         self._stream_ends: dict[str, asyncio.Future[Finished]] = {}
         self._fetcher = Fetcher(
@@ -410,8 +413,16 @@ class Agent:
         try:
             if chime is None:
                 raise PlayerError("no prepared chime")
-            output = LiveOutput(await self._player.open(), rate=self.config.player.sample_rate)
+            output = LiveOutput(
+                await self._player.open(), rate=self.config.player.sample_rate, lead=self.lead
+            )
+            dry = self.lead.ran_dry
             end = await output.play(chime.pcm, self.streams, command, ended)
+            if self.lead.ran_dry > dry:
+                log.warning(
+                    "command %s: the player ran dry %d times; live lead now %d ms",
+                    *(command_id, self.lead.ran_dry - dry, self.lead.heard_after_ms()),
+                )
         except (PlayerError, OSError) as exc:
             log.error("command %s: the player failed: %r", command_id, exc)
             self.streams.stop(command_id)

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from devices.lead import LEAD
 from devices.link_settings import BrokerAddress, LinkSettings, tls_context
 from wire import contract
 from wire.contract import Codec
@@ -86,6 +87,9 @@ class GatewayConfig(_Section):
 class PlayerConfig(_Section):
     command: tuple[str, ...] = DEFAULT_PLAYER
     sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    # How far ahead of real time a live talk is fed to the player at first (it grows by itself
+    # when the board cannot keep up): raise it for a player that needs a fuller buffer.
+    live_lead_ms: int = Field(default=LEAD.floor_ms, ge=LEAD.floor_ms, le=LEAD.ceiling_ms)
 
 
 class AgentConfig(_Section):
@@ -240,4 +244,6 @@ public_keys = { k1 = "base64 of the gateway's Ed25519 public key" }
 # "aplay -D plughw:1,0 -q -t raw -f S16_LE -r 16000 -c 1 -"
 command = ["aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-"]
 sample_rate = 16000
+# Milliseconds of a live talk fed ahead of real time at first; grows when the board falls behind.
+live_lead_ms = 40
 """

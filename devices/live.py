@@ -343,10 +343,11 @@ class LivePlayer:
         jitter_ms: int | None = None,
         adaptive: Adaptive | None = None,
         offset_ms: Callable[[], int | None] | None = None,
-        output_lead_ms: int = 0,
+        output_lead_ms: int | Callable[[], int] = 0,
     ) -> None:
         """`offset_ms`: this clock minus the gateway's, as estimated (`devices.clock`);
-        `output_lead_ms`: how long after its slot a frame is heard (the player's lead)."""
+        `output_lead_ms`: how long after its slot a frame is heard (the player's lead, or what
+        tells it as it is learned)."""
         self.counters = Counters()
         self.reports: OrderedDict[str, Report] = OrderedDict()  # command id -> its stream's end
         self._keep = keep_payloads
@@ -521,12 +522,15 @@ class LivePlayer:
             frames_received=buffer.received,
             frames_lost=buffer.lost_until(last_seq),
             latency_ms=latency.percentile(0.5),
-            mouth_p50_ms=_heard(mouth.percentile(0.5), self._lead_ms),
-            mouth_p95_ms=_heard(mouth.percentile(0.95), self._lead_ms),
+            mouth_p50_ms=_heard(mouth.percentile(0.5), self._lead()),
+            mouth_p95_ms=_heard(mouth.percentile(0.95), self._lead()),
         )
         self.latency.merge(latency)
         self.mouth.merge(mouth)
         return report
+
+    def _lead(self) -> int:
+        return self._lead_ms() if callable(self._lead_ms) else self._lead_ms
 
     def _on_this_clock(self, gateway_ms: int) -> float:
         offset = self._offset_ms() if self._offset_ms is not None else None

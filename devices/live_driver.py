@@ -48,7 +48,7 @@ class LiveDriver:
         clock: Callable[[], float] = wall_ms,
         adaptive: Adaptive | None = ADAPTIVE,
         offset_ms: Callable[[], int | None] | None = None,
-        output_lead_ms: int = 0,
+        output_lead_ms: int | Callable[[], int] = 0,
     ) -> None:
         """`offset_ms`: the speaker's clock offset estimate; `output_lead_ms`: how long after
         its slot the horn sounds a frame. Both for the mouth-to-horn figures of the reports."""

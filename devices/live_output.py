@@ -2,11 +2,13 @@
 lost one concealed), written into the player command as one continuous PCM stream.
 
 The stream joins when the chime has nearly played, as the simulated speakers join when theirs
-has. From then on the player is kept fed `LEAD_MS` ahead of real time, with silence before the
+has. From then on the player is kept fed a lead ahead of real time, with silence before the
 first word and in pauses, so the sound card never runs dry, and each slot is written to be heard
-`LEAD_MS` after it is due: the talk keeps its own timing, pauses included. A player that exits
+that lead after it is due: the talk keeps its own timing, pauses included. A player that exits
 before the end, or stops taking its audio, fails the stream with `PlayerError` (the command is
 acked failed/player_error) and is stopped.
+
+The lead starts small and grows when the agent could not keep the player fed (`devices.lead`).
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ import av
 import numpy as np
 
 from audio.playback import Pcm
+from devices.lead import FRAME_MS, OutputLead
 from devices.live import Finished, Slot
 from devices.live_driver import LiveDriver, wall_ms
 from devices.player import PlayerError, PlayerStream
 from wire import contract
 
-FRAME_MS: Final = 20
-# How far ahead of real time the player is kept fed (topped up when it falls to half of it):
-# what a slot waits, after it is due, before it is heard.
-LEAD_MS: Final = 100
+# How often the stream is poured into the player, and the pauses filled: a slot waits at most
+# this long after it is due before it is written.
+_TICK_MS: Final = FRAME_MS / 2
 # A player holding back this much more audio than is still to play has stopped reading.
 STALL_MS: Final = 2000
 # After the last slot, the player's time to play out what it holds and exit.
@@ -89,17 +91,27 @@ class OpusDecoder:
 
 class LiveOutput:
     """One live command's sound into one player process. Times are wall-clock milliseconds, as
-    the slots' (`devices.live_driver.wall_ms`): each slot is written to be heard `LEAD_MS` after
+    the slots' (`devices.live_driver.wall_ms`): each slot is written to be heard `lead.ms` after
     it is due, so the sound keeps the stream's own timeline."""
 
     def __init__(
-        self, stream: PlayerStream, *, rate: int, clock: Callable[[], float] = wall_ms
+        self,
+        stream: PlayerStream,
+        *,
+        rate: int,
+        lead: OutputLead | None = None,
+        clock: Callable[[], float] = wall_ms,
     ) -> None:
         self._stream = stream
         self._decoder = OpusDecoder(rate)
         self._rate = rate
         self._clock = clock
+        self.lead = OutputLead() if lead is None else lead
         self._until = clock()  # when what was written will have played
+        # True once the stream joined (the chime nearly played): only then does a player that ran
+        # dry teach the lead.
+        self.streaming = False
+        self._next_slot_ms: float | None = None  # when the talk spurt's next slot is due
 
     @property
     def ahead_ms(self) -> float:
@@ -117,16 +129,18 @@ class LiveOutput:
         `on_end`); returns once the player has played it all and exited."""
         try:
             self._write(chime.samples)
-            while self.ahead_ms > LEAD_MS:
+            while self.ahead_ms > self.lead.ms:
                 self._check()
                 await asyncio.sleep(FRAME_MS / 1000)
             driver.join(command, self.slots)
+            self.streaming = True
             while not ended.done():
                 driver.pour()
                 self._keep_fed()
                 self._check()
-                await asyncio.wait([ended], timeout=FRAME_MS / 1000)
+                await asyncio.wait([ended], timeout=_TICK_MS / 1000)
             await self._stream.finish((self.ahead_ms + FINISH_SLACK_MS) / 1000)
+            self.lead.talk_ended()
         except BaseException:
             await self._stream.abort()
             raise
@@ -134,28 +148,38 @@ class LiveOutput:
 
     def slots(self, slots: list[Slot]) -> None:
         for slot in slots:
-            gap = slot.at_ms + LEAD_MS - max(self._until, self._clock())
+            gap = slot.at_ms + self.lead.ms - max(self._until, self._clock())
             if gap > FRAME_MS:  # the first word, or the first after a pause: silence until then
                 self._silence(gap)
             self._write(self._decoder.decode(slot.payload))
+            self._next_slot_ms = slot.at_ms + FRAME_MS
 
     def _write(self, pcm: bytes) -> None:
         if not pcm:
             return
         now = self._clock()
-        # Behind real time (the player ran dry): what is written now plays from now.
-        self._until = max(self._until, now) + len(pcm) / 2 / self._rate * 1000
+        if now > self._until:
+            # Behind real time (the player ran dry): what is written now plays from now, and
+            # from now on the player is kept a frame fuller.
+            if self.streaming:
+                self.lead.grow()
+            self._until = now
+        self._until += len(pcm) / 2 / self._rate * 1000
         self._stream.write(pcm)
 
     def _silence(self, ms: float) -> None:
         self._write(bytes(2 * round(ms * self._rate / 1000)))
 
     def _keep_fed(self) -> None:
-        # Never past a slot still to come: it is due at `now` at the earliest, and is written
-        # to be heard `LEAD_MS` later.
-        ahead = self.ahead_ms
-        if ahead < LEAD_MS / 2:
-            self._silence(LEAD_MS - ahead)
+        # In a talk spurt its slots feed the player (a lost frame is a concealed slot): silence
+        # there would be a gap in a word. Before the first word and in pauses, silence keeps it
+        # full to the lead, never past it: a slot still to come is due at `now` at the earliest,
+        # and is written to be heard `lead.ms` later.
+        if self._next_slot_ms is not None and self._clock() < self._next_slot_ms + FRAME_MS:
+            return
+        short = self.lead.ms - self.ahead_ms
+        if short >= 1:
+            self._silence(short)
 
     def _check(self) -> None:
         code = self._stream.exited

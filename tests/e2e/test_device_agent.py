@@ -23,7 +23,7 @@ import pytest
 
 from audio.chimes import chime
 from audio.decode import Limits, decode_file
-from devices.live_output import LEAD_MS
+from devices.lead import LEAD
 from maeul.live import LiveClient
 from tests.e2e.harness import (
     TOKEN,
@@ -230,7 +230,7 @@ async def _run_once(
             assert speaker["state"] == "played", speaker
             assert speaker["live_frames_lost"] == 0, speaker
             # Mouth to horn: from the capture to the horn, the agent's player lead included.
-            assert speaker["live_mouth_p95_ms"] >= speaker["live_mouth_p50_ms"] >= LEAD_MS
+            assert speaker["live_mouth_p95_ms"] >= speaker["live_mouth_p50_ms"] >= LEAD.floor_ms
 
 
 def _check_heard(agent: AgentProcess, recorded_talk: Samples, live_talk: Samples) -> None:
