@@ -379,6 +379,11 @@ def table(result: dict[str, Any]) -> str:
         f"frames lost, {result['live']['listeners']} listeners  (target p95 <= 150, no loss)",
         *_live_more(result["live"]),
     ]
+    if (sync := result.get("sync")) is not None:
+        lines.append(
+            f"sync       a village's horns start within p95 {_fmt(sync.get('start_spread_p95_ms'))}"
+            f" ms of each other (max {_fmt(sync.get('start_spread_max_ms'))} ms)  (target <= 20)"
+        )
     if (m := result.get("sms")) is not None:
         lines.append(
             f"sms        {m['messages']} fallback SMS ({m['parts']} parts): gateway "
@@ -420,6 +425,13 @@ def _live_more(live: dict[str, Any]) -> list[str]:
             f"{_fmt(live.get('impaired_lost_pct'))}% frames lost, {impaired['listeners']} "
             f"listeners behind {impaired['delay_ms']:g} ± {impaired['jitter_ms']:g} ms and a "
             f"{impaired['stall_ms']:g} ms stall every {impaired['stall_every_s']:g} s"
+        )
+    if live.get("mouth_to_horn_p95_ms") is not None:
+        lines.append(
+            f"  mouth    to horn p50 {_fmt(live.get('mouth_to_horn_p50_ms'))} ms, p95 "
+            f"{_fmt(live.get('mouth_to_horn_p95_ms'))} ms through the adaptive buffer and the "
+            f"agent's {_fmt(live.get('agent_lead_ms'))} ms lead, beside gateway to slot p95 "
+            f"{_fmt(live.get('p95_ms'))} ms  (target p95 <= 150)"
         )
     peer = live.get("peer_snapcast")
     if peer is not None and peer.get("status") == "measured":

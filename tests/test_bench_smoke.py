@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import run_bench
+from bench.run import run_bench, table
 
 pytestmark = [pytest.mark.slow]
 
@@ -61,6 +61,12 @@ def test_smoke_run_writes_every_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert _non_negative(result["live"]["impaired_lost_pct"])
     assert result["live"]["peer_snapcast"]["status"] == "measured"
     assert _non_negative(result["live"]["peer_snapcast_p50_ms"])
+    assert _non_negative(result["live"]["mouth_to_horn_p95_ms"])
+    assert result["live"]["mouth_to_horn_p95_ms"] >= result["live"]["agent_lead_ms"]
+    assert _non_negative(result["sync"]["start_spread_p95_ms"])
+    printed = table(result)
+    assert "mouth    to horn" in printed
+    assert "sync       a village's horns" in printed
     assert _non_negative(result["api"]["status_p99_ms"])
     assert _non_negative(result["api"]["count"])
     assert _non_negative(result["memory"]["rss_mb_jinju"])
