@@ -416,13 +416,7 @@ class Agent:
             output = LiveOutput(
                 await self._player.open(), rate=self.config.player.sample_rate, lead=self.lead
             )
-            dry = self.lead.ran_dry
             end = await output.play(chime.pcm, self.streams, command, ended)
-            if self.lead.ran_dry > dry:
-                log.warning(
-                    "command %s: the player ran dry %d times; live lead now %d ms",
-                    *(command_id, self.lead.ran_dry - dry, self.lead.heard_after_ms()),
-                )
         except (PlayerError, OSError) as exc:
             log.error("command %s: the player failed: %r", command_id, exc)
             self.streams.stop(command_id)

@@ -48,9 +48,10 @@ class OutputLead:
         self._dry_this_talk += 1
         self.ms = self._clamp(self.ms + FRAME_MS)
 
-    def talk_ended(self) -> None:
-        """A talk ended: without a dry run in it, the lead gives back half a frame."""
-        if not self._dry_this_talk:
+    def talk_ended(self, *, spoke: bool = True) -> None:
+        """A talk ended (played out, cut short or failed): when some of it was played and the
+        player never ran dry, the lead gives back half a frame."""
+        if spoke and not self._dry_this_talk:
             self.ms = max(self._start, self.ms - FRAME_MS / 2)
         self._dry_this_talk = 0
 

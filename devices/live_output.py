@@ -14,6 +14,7 @@ The lead starts small and grows when the agent could not keep the player fed (`d
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -34,6 +35,8 @@ _TICK_MS: Final = FRAME_MS / 2
 STALL_MS: Final = 2000
 # After the last slot, the player's time to play out what it holds and exit.
 FINISH_SLACK_MS: Final = 10_000
+
+log = logging.getLogger(__name__)
 # Lost frames in a row concealed by the last sound, fading; then silence.
 _CONCEALED_IN_A_ROW: Final = 3
 _OPUS_RATE: Final = 48000
@@ -127,6 +130,7 @@ class LiveOutput:
     ) -> Finished:
         """The chime, then the stream of `command` until `ended` (set by the driver's
         `on_end`); returns once the player has played it all and exited."""
+        dry = self.lead.ran_dry
         try:
             self._write(chime.samples)
             while self.ahead_ms > self.lead.ms:
@@ -136,20 +140,30 @@ class LiveOutput:
             self.streaming = True
             while not ended.done():
                 driver.pour()
-                self._keep_fed()
+                self.keep_fed()
                 self._check()
                 await asyncio.wait([ended], timeout=_TICK_MS / 1000)
             await self._stream.finish((self.ahead_ms + FINISH_SLACK_MS) / 1000)
-            self.lead.talk_ended()
         except BaseException:
             await self._stream.abort()
             raise
+        finally:
+            self.lead.talk_ended(spoke=self._next_slot_ms is not None)
+            if self.lead.ran_dry > dry:
+                log.warning(
+                    "command %s: the player ran dry %d times; live lead now %d ms",
+                    *(command.id, self.lead.ran_dry - dry, self.lead.heard_after_ms()),
+                )
         return ended.result()
 
     def slots(self, slots: list[Slot]) -> None:
         for slot in slots:
+            # The next slot of a spurt follows the last at once, even after the player ran dry
+            # and the lead grew (a second gap in the same word otherwise); the first word, or
+            # the first after a pause, waits in silence until its time.
+            follows = self._next_slot_ms is not None and abs(slot.at_ms - self._next_slot_ms) < 1
             gap = slot.at_ms + self.lead.ms - max(self._until, self._clock())
-            if gap > FRAME_MS:  # the first word, or the first after a pause: silence until then
+            if not follows and gap >= 1:
                 self._silence(gap)
             self._write(self._decoder.decode(slot.payload))
             self._next_slot_ms = slot.at_ms + FRAME_MS
@@ -170,12 +184,13 @@ class LiveOutput:
     def _silence(self, ms: float) -> None:
         self._write(bytes(2 * round(ms * self._rate / 1000)))
 
-    def _keep_fed(self) -> None:
+    def keep_fed(self) -> None:
+        """Before the first word and in pauses, silence up to the lead (called every tick)."""
         # In a talk spurt its slots feed the player (a lost frame is a concealed slot): silence
         # there would be a gap in a word. Before the first word and in pauses, silence keeps it
         # full to the lead, never past it: a slot still to come is due at `now` at the earliest,
         # and is written to be heard `lead.ms` later.
-        if self._next_slot_ms is not None and self._clock() < self._next_slot_ms + FRAME_MS:
+        if self._next_slot_ms is not None and self._clock() < self._next_slot_ms + _TICK_MS:
             return
         short = self.lead.ms - self.ahead_ms
         if short >= 1:

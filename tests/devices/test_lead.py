@@ -119,3 +119,43 @@ def test_the_installer_sets_the_starting_lead_within_its_bounds(tmp_path: Path) 
     assert OutputLead(config.player.live_lead_ms).ms == 120
     with pytest.raises(ConfigError, match="live_lead_ms"):
         load_config(file, {"MAEUL_AGENT_PLAYER_LIVE_LEAD_MS": "5"})
+
+
+def _tick(output: LiveOutput, clock: _Clock, at: float, *slots: Slot) -> None:
+    """One turn of the agent's loop at `at` (ms from the start): the slots due, then the fill."""
+    clock.now = 1_000_000.0 + at
+    output.slots(list(slots))
+    output.keep_fed()
+
+
+def _slot(seq: int, at: float) -> Slot:
+    return Slot(seq, None, at_ms=1_000_000.0 + at)
+
+
+def test_the_end_of_a_spurt_on_a_board_that_keeps_up_does_not_run_the_player_dry() -> None:
+    lead = OutputLead()
+    output, clock = _output(lead)
+    _tick(output, clock, 0.0)  # a pause: fed to the lead
+    _tick(output, clock, 10.0, _slot(0, 10.0))  # the first slot of a spurt, on its tick
+    _tick(output, clock, 20.0)
+    _tick(output, clock, 30.0, _slot(1, 30.0))  # the last
+    for at in (40.0, 50.0, 60.0, 69.9, 80.5):  # ticks a little late, as the loop's are
+        _tick(output, clock, at)
+    assert lead.ran_dry == 0
+
+
+def test_after_a_dry_run_the_spurt_goes_on_without_a_second_gap() -> None:
+    lead = OutputLead()
+    stream = _Stream()
+    clock = _Clock()
+    output = LiveOutput(stream, rate=16000, lead=lead, clock=clock)
+    output.streaming = True
+    _tick(output, clock, 0.0)
+    _tick(output, clock, 10.0, _slot(0, 10.0))
+    _tick(output, clock, 30.0, _slot(1, 30.0))
+    # A 50 ms stall: the player ran dry at 90; the slots due meanwhile, then one on time.
+    written = stream.written
+    _tick(output, clock, 100.0, _slot(2, 50.0), _slot(3, 70.0), _slot(4, 90.0))
+    assert lead.ran_dry == 1
+    _tick(output, clock, 110.0, _slot(5, 110.0))
+    assert stream.written - written == 4 * 2 * 16000 * FRAME_MS // 1000, "the slots, no silence"
