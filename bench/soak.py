@@ -13,7 +13,9 @@ allocator takes or returns an arena; the fit over every sample smooths that out.
 set its size (the defaults depend on the mode: tiny under ``BENCH_SMOKE``, longer under
 ``BENCH_FULL``). ``BENCH_SOAK_PROFILE=1`` also reads where the gateway's resident memory lies
 after each batch (``bench.smaps``: glibc's main arena, its other arenas, other anonymous
-mappings, files) and reports each kind's growth the same way, with its first and last figures.
+mappings, files) and reports each kind's growth the same way, with its first and last figures;
+beside them the gateway's own gauges from ``/metrics``: the C heap in use and held free
+(glibc), and SQLite's memory.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench.city import Bench, rss_mb
 from bench.smaps import KINDS, read_resident_by_kind
@@ -79,8 +81,30 @@ async def _batch(bench: Bench, recording: bytes, count: int) -> None:
         await bench.wait_completed(broadcast_id, 300)
 
 
+# The gateway's own memory gauges (`gateway.allocator.MemoryReader`), by profile key.
+_GAUGES: Final = {
+    'maeul_c_heap_bytes{state="in_use"}': "c_heap_in_use",
+    'maeul_c_heap_bytes{state="free"}': "c_heap_free",
+    "maeul_sqlite_memory_bytes": "sqlite",
+}
+
+
+async def read_gauges(bench: Bench) -> dict[str, float]:
+    """The C heap in use and held free, and SQLite's memory, in MiB, from the gateway's
+    ``/metrics`` (what it can tell; nothing on another C library)."""
+    assert bench.client is not None
+    text = (await bench.client.get("/metrics")).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in _GAUGES:
+            found[_GAUGES[name]] = round(float(value) / 2**20, 1)
+    return found
+
+
 def profile_growth(samples: list[tuple[int, dict[str, float]]]) -> dict[str, Any]:
-    """Each kind of mapping's first and last resident MiB and its growth per 1,000 broadcasts."""
+    """Each kind's first and last MiB and its growth per 1,000 broadcasts: the kinds of
+    mapping of the resident memory, then what the gateway's gauges tell apart inside them."""
     if not samples:
         return {}
     return {
@@ -89,7 +113,8 @@ def profile_growth(samples: list[tuple[int, dict[str, float]]]) -> dict[str, Any
             "mib_last": samples[-1][1][kind],
             "growth_mib_per_1000": slope_per_1000([(x, kinds[kind]) for x, kinds in samples]),
         }
-        for kind in KINDS
+        for kind in (*KINDS, *_GAUGES.values())
+        if all(kind in kinds for _, kinds in samples)
     }
 
 
@@ -112,7 +137,9 @@ async def run_soak_bench(
             if sent >= size.warmup:
                 points.append((sent, rss))
                 if profile:
-                    kinds.append((sent, read_resident_by_kind(bench.pid)))
+                    kinds.append(
+                        (sent, {**read_resident_by_kind(bench.pid), **await read_gauges(bench)})
+                    )
             if sent % 30 < CONCURRENT:
                 _log(f"  soak: {sent} broadcasts, gateway {rss} MiB")
         growth = slope_per_1000(points)

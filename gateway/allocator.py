@@ -22,6 +22,11 @@ below a block still in use stay resident. Over a Jinju soak the memory in use st
 after 90 broadcasts (about 55 MiB from malloc, SQLite's included) while the arenas' free holes grew
 from 4 to 10 MiB by broadcast 345; one ``malloc_trim`` then gave 6 MiB back. ``HeapTrimmer``
 asks glibc for that every minute, so an idle gateway does not keep what a busy hour left.
+
+``memory_figures`` reads what an operator needs to tell a leak from a cache filling or a
+fragmented heap, without a debugger: glibc's own count of the C heap in use and held free
+(``mallinfo2``, every arena and the mapped blocks), and SQLite's count of the memory it holds
+(its page and statement caches, every connection of the process). ``/metrics`` shows them.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import ctypes
 import ctypes.util
 import os
 import platform
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 # mallopt parameters, from glibc's malloc.h.
 M_MMAP_THRESHOLD: Final = -3
@@ -74,6 +80,64 @@ def _glibc() -> ctypes.CDLL | None:
     if not version or not version.startswith("glibc"):
         return None
     return ctypes.CDLL(None)  # the process's own symbols, libc's among them
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",  # bytes from the system in the arenas (not the mapped blocks)
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",  # bytes in mapped blocks
+            "usmblks",
+            "fsmblks",
+            "uordblks",  # bytes in use in the arenas
+            "fordblks",  # bytes free in the arenas
+            "keepcost",
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFigures:
+    """Bytes, or None where this process cannot tell."""
+
+    c_heap_in_use: int | None = None  # malloc'd and not freed: arenas and mapped blocks
+    c_heap_free: int | None = None  # freed but held by the arenas (fragmentation, top pad)
+    sqlite: int | None = None  # what SQLite holds: page caches, statements, schemas
+
+
+def _sqlite_library() -> ctypes.CDLL | None:
+    """The SQLite library Python's sqlite3 module runs on (its symbols through the module)."""
+    try:
+        import _sqlite3
+
+        library = ctypes.CDLL(_sqlite3.__file__)
+        library.sqlite3_memory_used.restype = ctypes.c_int64
+    except (ImportError, OSError, AttributeError):
+        return None
+    return library
+
+
+class MemoryReader:
+    """Reads `MemoryFigures` (cheap enough for every scrape: mallinfo2 walks the arenas once)."""
+
+    def __init__(self) -> None:
+        self._libc = _glibc()
+        self._mallinfo2: Any = getattr(self._libc, "mallinfo2", None)
+        if self._mallinfo2 is not None:
+            self._mallinfo2.restype = _MallInfo2
+        self._sqlite = _sqlite_library()
+
+    def read(self) -> MemoryFigures:
+        in_use = free = None
+        if self._mallinfo2 is not None:
+            info = self._mallinfo2()
+            in_use, free = info.uordblks + info.hblkhd, info.fordblks
+        sqlite = int(self._sqlite.sqlite3_memory_used()) if self._sqlite is not None else None
+        return MemoryFigures(c_heap_in_use=in_use, c_heap_free=free, sqlite=sqlite)
 
 
 class HeapTrimmer:

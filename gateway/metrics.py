@@ -19,6 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.allocator import MemoryReader
+
 if TYPE_CHECKING:
     from gateway.deps import AppState
 
@@ -88,6 +90,7 @@ class Metrics:
     def watch(self, state: AppState, drop_reasons: Iterable[str]) -> None:
         """Expose the intake's, bus's and publisher's own counters, read at each scrape."""
         self.registry.register(_StateCollector(state, tuple(drop_reasons)))
+        self.registry.register(_MemoryCollector(MemoryReader()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -191,6 +194,39 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "maeul_mqtt_connected", "1 while connected to the broker.", value=int(bus.connected)
         )
+
+
+class _MemoryCollector(Collector):
+    """Where this process's memory goes, beside the resident total the process collector of a
+    Prometheus client would show: a leak grows the C heap in use, fragmentation the free part,
+    a cache filling SQLite's share."""
+
+    def __init__(self, reader: MemoryReader) -> None:
+        self._reader = reader
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._reader.read()
+        if figures.c_heap_in_use is not None and figures.c_heap_free is not None:
+            heap = GaugeMetricFamily(
+                "maeul_c_heap_bytes",
+                "The C heap (glibc malloc, every arena and mapped block): bytes in use, and "
+                "bytes freed but held by the allocator (given back by the minute's trim when "
+                "whole pages are free).",
+                labels=["state"],
+            )
+            heap.add_metric(["in_use"], figures.c_heap_in_use)
+            heap.add_metric(["free"], figures.c_heap_free)
+            yield heap
+        if figures.sqlite is not None:
+            yield GaugeMetricFamily(
+                "maeul_sqlite_memory_bytes",
+                "Memory SQLite holds in this process (page and statement caches of every "
+                "connection); 0 on PostgreSQL.",
+                value=figures.sqlite,
+            )
 
 
 def route_template(scope: Scope) -> str:

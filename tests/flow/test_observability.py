@@ -167,6 +167,20 @@ async def test_metrics_parse_and_histograms_grow_with_a_broadcast(
     assert not any("12345" in name for name in unmatched)
 
 
+async def test_metrics_tell_the_c_heap_in_use_and_free_and_sqlite_apart(stack: Stack) -> None:
+    await stack.client.get("/api/v1/speakers")  # the database has been read
+    values = _samples((await stack.client.get("/metrics")).text)
+    in_use = values['maeul_c_heap_bytes{state="in_use"}']
+    free = values['maeul_c_heap_bytes{state="free"}']
+    assert in_use > 1024 * 1024, "the C heap of a running gateway (glibc's own count)"
+    assert free >= 0
+    sqlite = values["maeul_sqlite_memory_bytes"]
+    if stack.settings.database_url.startswith("sqlite"):
+        assert 0 < sqlite < in_use + free, "its database's caches, part of the C heap"
+    else:
+        assert sqlite >= 0
+
+
 def test_each_app_counts_only_its_own(stack: Stack) -> None:
     from gateway.app import create_app
 
