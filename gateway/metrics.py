@@ -213,8 +213,8 @@ class _MemoryCollector(Collector):
             heap = GaugeMetricFamily(
                 "maeul_c_heap_bytes",
                 "The C heap (glibc malloc, every arena and mapped block): bytes in use, and "
-                "bytes freed but held by the allocator (given back by the minute's trim when "
-                "whole pages are free).",
+                "bytes freed but kept in the arenas, resident or not (the periodic trim hands "
+                "whole free pages back to the system; they stay counted here).",
                 labels=["state"],
             )
             heap.add_metric(["in_use"], figures.c_heap_in_use)
