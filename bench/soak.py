@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.city import Bench, rss_mb
 from bench.smaps import KINDS, read_resident_by_kind
 from bench.stats import log as _log
@@ -85,9 +87,9 @@ async def _batch(bench: Bench, recording: bytes, count: int) -> None:
 
 # The gateway's own memory gauges (`gateway.allocator.MemoryReader`), by profile key.
 _GAUGES: Final = {
-    'maeul_c_heap_bytes{state="in_use"}': "c_heap_in_use",
-    'maeul_c_heap_bytes{state="free"}': "c_heap_free",
-    "maeul_sqlite_memory_bytes": "sqlite",
+    ("maeul_c_heap_bytes", "in_use"): "c_heap_in_use",
+    ("maeul_c_heap_bytes", "free"): "c_heap_free",
+    ("maeul_sqlite_memory_bytes", None): "sqlite",
 }
 
 
@@ -97,10 +99,11 @@ async def read_gauges(bench: Bench) -> dict[str, float]:
     assert bench.client is not None
     text = (await bench.client.get("/metrics")).text
     found: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name in _GAUGES:
-            found[_GAUGES[name]] = round(float(value) / 2**20, 1)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = _GAUGES.get((sample.name, sample.labels.get("state")))
+            if key is not None:
+                found[key] = round(sample.value / 2**20, 1)
     return found
 
 

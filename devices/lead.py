@@ -48,12 +48,13 @@ class OutputLead:
         self._dry_this_talk += 1
         self.ms = self._clamp(self.ms + FRAME_MS)
 
-    def talk_ended(self, *, spoke: bool = True) -> None:
+    def talk_ended(self, *, spoke: bool = True) -> int:
         """A talk ended (played out, cut short or failed): when some of it was played and the
-        player never ran dry, the lead gives back half a frame."""
-        if spoke and not self._dry_this_talk:
+        player never ran dry, the lead gives back half a frame. Returns its dry runs."""
+        dry, self._dry_this_talk = self._dry_this_talk, 0
+        if spoke and not dry:
             self.ms = max(self._start, self.ms - FRAME_MS / 2)
-        self._dry_this_talk = 0
+        return dry
 
     def heard_after_ms(self) -> int:
         """How long after its slot a frame is heard now (for the mouth-to-horn report)."""

@@ -35,11 +35,11 @@ _TICK_MS: Final = FRAME_MS / 2
 STALL_MS: Final = 2000
 # After the last slot, the player's time to play out what it holds and exit.
 FINISH_SLACK_MS: Final = 10_000
-
-log = logging.getLogger(__name__)
 # Lost frames in a row concealed by the last sound, fading; then silence.
 _CONCEALED_IN_A_ROW: Final = 3
 _OPUS_RATE: Final = 48000
+
+log = logging.getLogger(__name__)
 
 
 class OpusDecoder:
@@ -130,7 +130,6 @@ class LiveOutput:
     ) -> Finished:
         """The chime, then the stream of `command` until `ended` (set by the driver's
         `on_end`); returns once the player has played it all and exited."""
-        dry = self.lead.ran_dry
         try:
             self._write(chime.samples)
             while self.ahead_ms > self.lead.ms:
@@ -148,11 +147,11 @@ class LiveOutput:
             await self._stream.abort()
             raise
         finally:
-            self.lead.talk_ended(spoke=self._next_slot_ms is not None)
-            if self.lead.ran_dry > dry:
+            dry = self.lead.talk_ended(spoke=self._next_slot_ms is not None)
+            if dry:
                 log.warning(
                     "command %s: the player ran dry %d times; live lead now %d ms",
-                    *(command.id, self.lead.ran_dry - dry, self.lead.heard_after_ms()),
+                    *(command.id, dry, self.lead.heard_after_ms()),
                 )
         return ended.result()
 
