@@ -85,7 +85,7 @@ class GatewayConfig(_Section):
 
 
 class PlayerConfig(_Section):
-    command: tuple[str, ...] = DEFAULT_PLAYER
+    command: tuple[str, ...] = Field(default=DEFAULT_PLAYER, min_length=1)
     sample_rate: int = Field(default=16000, ge=8000, le=48000)
     # How far ahead of real time a live talk is fed to the player at first (it grows by itself
     # when the board cannot keep up): raise it for a player that needs a fuller buffer.
@@ -188,6 +188,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from exc
+    from_env: dict[tuple[str, str], str] = {}  # (section, key) -> the variable that set it
     for section, info in AgentConfig.model_fields.items():
         model = info.annotation
         assert isinstance(model, type)
@@ -198,13 +199,22 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
                 continue
             value = _env_value(environ[name])
             if isinstance(value, str) and key in ("command", "codecs"):
-                value = shlex.split(value) if key == "command" else value.replace(",", " ").split()
+                try:
+                    value = (
+                        shlex.split(value) if key == "command" else value.replace(",", " ").split()
+                    )
+                except ValueError as exc:  # an unclosed quote
+                    raise ConfigError(f"{name}: {exc}") from None
             data.setdefault(section, {})[key] = value
+            from_env[section, key] = name
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        variable = from_env.get(tuple(str(part) for part in first["loc"][:2]))  # type: ignore[arg-type]
+        if variable is not None:
+            where = f"{variable} ({where})"
         raise ConfigError(f"configuration: {where}: {first['msg']}") from None
 
 
@@ -244,6 +254,7 @@ public_keys = { k1 = "base64 of the gateway's Ed25519 public key" }
 # "aplay -D plughw:1,0 -q -t raw -f S16_LE -r 16000 -c 1 -"
 command = ["aplay", "-q", "-t", "raw", "-f", "S16_LE", "-r", "16000", "-c", "1", "-"]
 sample_rate = 16000
-# Milliseconds of a live talk fed ahead of real time at first; grows when the board falls behind.
+# Milliseconds of a live talk fed ahead of real time at first (40-300; or
+# MAEUL_AGENT_PLAYER_LIVE_LEAD_MS); grows when the board falls behind.
 live_lead_ms = 40
 """

@@ -79,6 +79,9 @@ def test_config_comes_from_the_file_and_the_environment(tmp_path: Path) -> None:
         (TOML, {"MAEUL_AGENT_GATEWAY_PUBLIC_KEYS": "{not json"}),
         (TOML + "\n[extra]\nx = 1\n", {}),
         ("not = [toml", {}),
+        (TOML, {"MAEUL_AGENT_PLAYER_COMMAND": ""}),
+        (TOML, {"MAEUL_AGENT_PLAYER_COMMAND": 'aplay "unclosed'}),
+        (TOML + "\n[player]\ncommand = []\n", {}),
     ],
 )
 def test_unusable_configs_are_refused(tmp_path: Path, text: str, env: dict[str, str]) -> None:
@@ -86,6 +89,21 @@ def test_unusable_configs_are_refused(tmp_path: Path, text: str, env: dict[str, 
     path.write_text(text)
     with pytest.raises(ConfigError):
         load_config(path, env)
+
+
+def test_a_bad_variable_is_named_in_the_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "speaker.toml"
+    path.write_text(TOML)
+    with pytest.raises(ConfigError, match="MAEUL_AGENT_PLAYER_LIVE_LEAD_MS"):
+        load_config(path, {"MAEUL_AGENT_PLAYER_LIVE_LEAD_MS": "39"})
+    with pytest.raises(ConfigError, match="MAEUL_AGENT_PLAYER_COMMAND"):
+        load_config(path, {"MAEUL_AGENT_PLAYER_COMMAND": 'aplay "unclosed'})
+    # At start: one line and status 2, never a trace.
+    monkeypatch.setenv("MAEUL_AGENT_PLAYER_COMMAND", "")
+    assert main(["--config", str(path)]) == 2
+    assert "configuration error" in capsys.readouterr().err
 
 
 def test_missing_tls_files_are_a_config_error(tmp_path: Path) -> None:
