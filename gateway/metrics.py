@@ -14,7 +14,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -91,6 +97,9 @@ class Metrics:
         """Expose the intake's, bus's and publisher's own counters, read at each scrape."""
         self.registry.register(_StateCollector(state, tuple(drop_reasons)))
         self.registry.register(_MemoryCollector(MemoryReader()))
+        # The process's resident memory, CPU time and open files (process_*), to read the
+        # C heap and SQLite figures against.
+        ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -174,6 +174,7 @@ async def test_metrics_tell_the_c_heap_in_use_and_free_and_sqlite_apart(stack: S
     free = values['maeul_c_heap_bytes{state="free"}']
     assert in_use > 1024 * 1024, "the C heap of a running gateway (glibc's own count)"
     assert free >= 0
+    assert values["process_resident_memory_bytes"] > in_use, "beside the process's resident total"
     sqlite = values["maeul_sqlite_memory_bytes"]
     if stack.settings.database_url.startswith("sqlite"):
         assert 0 < sqlite < in_use + free, "its database's caches, part of the C heap"
